@@ -1,0 +1,77 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Python bindings of the kernels: run or time any kernel by name through the generated C dispatch table.
+
+Built at run time by tasobuild/native.py (which copies this file to a module name unique to the build, generates
+tb_dispatch.h/.c from the kernel headers, and checks every buffer and parameter struct before calling here).
+"""
+
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "tb_dispatch.h":
+    int TB_DISPATCH_MAX_BUFFERS
+    int tb_dispatch_count()
+    const char *tb_dispatch_name(int i)
+    const char *tb_dispatch_struct(int i)
+    int tb_dispatch_buffers(int i)
+    int tb_dispatch_params_size(int i)
+    int tb_dispatch_call(int i, const char *params, int params_size, float **bufs) nogil
+    int tb_dispatch_bench(int i, const char *params, int params_size, float **bufs, int warmup, int reps,
+                          double *seconds) nogil
+
+
+def kernels():
+    """{function name: (struct name, number of buffers, sizeof(struct))} for every kernel in the table."""
+    return {tb_dispatch_name(i).decode(): (tb_dispatch_struct(i).decode(), tb_dispatch_buffers(i),
+                                           tb_dispatch_params_size(i))
+            for i in range(tb_dispatch_count())}
+
+
+_INDEX = {tb_dispatch_name(i).decode(): i for i in range(tb_dispatch_count())}
+
+
+cdef int _pointers(str name, list arrays, float **bufs) except -1:
+    cdef int i = _INDEX[name]
+    cdef cnp.ndarray a
+    if len(arrays) != tb_dispatch_buffers(i) or len(arrays) > TB_DISPATCH_MAX_BUFFERS:
+        raise ValueError(f"{name} takes {tb_dispatch_buffers(i)} buffers, got {len(arrays)}")
+    for k, obj in enumerate(arrays):
+        if obj is None:
+            bufs[k] = NULL
+            continue
+        a = obj
+        if a.dtype != np.float32 or not a.flags.c_contiguous:
+            raise ValueError(f"{name}: buffer {k} must be C-contiguous float32")
+        bufs[k] = <float *>cnp.PyArray_DATA(a)
+    return i
+
+
+def run(str name, bytes params, list arrays):
+    """Call kernel `name` once with the packed parameter struct and its buffers (float32 arrays or None)."""
+    cdef float *bufs[16]
+    cdef int i = _pointers(name, arrays, bufs)
+    cdef const char *p = params
+    cdef int n = len(params), status
+    with nogil:
+        status = tb_dispatch_call(i, p, n, bufs)
+    if status != 0:
+        raise ValueError(f"{name}: parameter struct is {tb_dispatch_params_size(i)} bytes, got {n}")
+
+
+def bench(str name, bytes params, list arrays, int warmup, int reps):
+    """Run `warmup` untimed calls, then `reps` timed ones: returns each timed call's seconds (float64 array)."""
+    cdef float *bufs[16]
+    cdef int i = _pointers(name, arrays, bufs)
+    cdef const char *p = params
+    cdef int n = len(params), status
+    if reps < 1 or warmup < 0:
+        raise ValueError(f"bench {name}: need reps >= 1 and warmup >= 0, got {reps}, {warmup}")
+    seconds = np.zeros(reps, dtype=np.float64)
+    cdef double[::1] out = seconds
+    with nogil:
+        status = tb_dispatch_bench(i, p, n, bufs, warmup, reps, &out[0])
+    if status != 0:
+        raise ValueError(f"{name}: parameter struct is {tb_dispatch_params_size(i)} bytes, got {n}")
+    return seconds

@@ -1,0 +1,261 @@
+/* The single-threaded SGEMM shared by every GEMM-based convolution (see tb_gemm.h for the contract).
+ *
+ * GotoBLAS/BLIS structure: loops jc (NC columns) > pc (KC depth) > ic (MC rows) > jr (NR) > ir (MR) > micro-kernel.
+ * An operand given row-major is packed block by block into the caller's workspace; a pre-packed operand (the
+ * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers.
+ * Rounding: the AVX2 path uses fused multiply-add (one rounding per term), the portable paths multiply then add;
+ * both are within the 1e-5 tolerance of the float64 reference for the K of real layers. */
+#include <string.h>
+#include "tb_kernels.h"
+#include "tb_gemm.h"
+
+#define MR TB_GEMM_MR
+#define NR TB_GEMM_NR
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed.
+ * AVX-512: one 16-lane register per tile row. */
+static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
+{
+    __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps();
+    __m512 c3 = _mm512_setzero_ps(), c4 = _mm512_setzero_ps(), c5 = _mm512_setzero_ps();
+    int k;
+    for (k = 0; k < kc; ++k) {
+        __m512 bk = _mm512_loadu_ps(b);
+        c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), bk, c0);
+        c1 = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), bk, c1);
+        c2 = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), bk, c2);
+        c3 = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), bk, c3);
+        c4 = _mm512_fmadd_ps(_mm512_set1_ps(a[4]), bk, c4);
+        c5 = _mm512_fmadd_ps(_mm512_set1_ps(a[5]), bk, c5);
+        a += MR;
+        b += NR;
+    }
+#define TB_STORE_ROW(r, v)                                                  \
+    do {                                                                    \
+        float *cr = c + (r) * ldc;                                          \
+        if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(cr));                 \
+        _mm512_storeu_ps(cr, v);                                            \
+    } while (0)
+    TB_STORE_ROW(0, c0); TB_STORE_ROW(1, c1); TB_STORE_ROW(2, c2);
+    TB_STORE_ROW(3, c3); TB_STORE_ROW(4, c4); TB_STORE_ROW(5, c5);
+#undef TB_STORE_ROW
+}
+
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+/* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed. */
+static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps();
+    __m256 c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps();
+    __m256 c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    int k;
+    for (k = 0; k < kc; ++k) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ak;
+        ak = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(ak, b0, c00); c01 = _mm256_fmadd_ps(ak, b1, c01);
+        ak = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(ak, b0, c10); c11 = _mm256_fmadd_ps(ak, b1, c11);
+        ak = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(ak, b0, c20); c21 = _mm256_fmadd_ps(ak, b1, c21);
+        ak = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(ak, b0, c30); c31 = _mm256_fmadd_ps(ak, b1, c31);
+        ak = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(ak, b0, c40); c41 = _mm256_fmadd_ps(ak, b1, c41);
+        ak = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(ak, b0, c50); c51 = _mm256_fmadd_ps(ak, b1, c51);
+        a += MR;
+        b += NR;
+    }
+#define TB_STORE_ROW(r, lo, hi)                                                                 \
+    do {                                                                                        \
+        float *cr = c + (r) * ldc;                                                              \
+        if (add) { lo = _mm256_add_ps(lo, _mm256_loadu_ps(cr)); hi = _mm256_add_ps(hi, _mm256_loadu_ps(cr + 8)); } \
+        _mm256_storeu_ps(cr, lo);                                                               \
+        _mm256_storeu_ps(cr + 8, hi);                                                           \
+    } while (0)
+    TB_STORE_ROW(0, c00, c01); TB_STORE_ROW(1, c10, c11); TB_STORE_ROW(2, c20, c21);
+    TB_STORE_ROW(3, c30, c31); TB_STORE_ROW(4, c40, c41); TB_STORE_ROW(5, c50, c51);
+#undef TB_STORE_ROW
+}
+
+#elif defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON))
+/* GCC vector extensions: the same 6 x (2 x 8) register tile, lowered to whatever SIMD the target has. */
+typedef float tb_v8 __attribute__((vector_size(32)));
+
+static tb_v8 load8(const float *p) { tb_v8 v; memcpy(&v, p, sizeof v); return v; }
+
+static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
+{
+    tb_v8 acc[MR][2];
+    int k, r;
+    for (r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = (tb_v8){0, 0, 0, 0, 0, 0, 0, 0};
+    for (k = 0; k < kc; ++k) {
+        tb_v8 b0 = load8(b), b1 = load8(b + 8);
+        for (r = 0; r < MR; ++r) {
+            acc[r][0] += a[r] * b0;
+            acc[r][1] += a[r] * b1;
+        }
+        a += MR;
+        b += NR;
+    }
+    for (r = 0; r < MR; ++r) {
+        float *cr = c + r * ldc;
+        if (add) { acc[r][0] += load8(cr); acc[r][1] += load8(cr + 8); }
+        memcpy(cr, &acc[r][0], sizeof acc[r][0]);
+        memcpy(cr + 8, &acc[r][1], sizeof acc[r][1]);
+    }
+}
+
+#else
+/* Plain C99 (e.g. Cortex-M): the same tile, scalar. */
+static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
+{
+    float acc[MR][NR];
+    int k, r, j;
+    for (r = 0; r < MR; ++r)
+        for (j = 0; j < NR; ++j) acc[r][j] = 0.0f;
+    for (k = 0; k < kc; ++k) {
+        for (r = 0; r < MR; ++r) {
+            float ar = a[r];
+            for (j = 0; j < NR; ++j) acc[r][j] += ar * b[j];
+        }
+        a += MR;
+        b += NR;
+    }
+    for (r = 0; r < MR; ++r)
+        for (j = 0; j < NR; ++j) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+}
+#endif
+
+/* Pack rows [0, mc) x depth [0, kc) of row-major a into MR-row panels (rows past mc zero). */
+static void pack_a(int mc, int kc, const float *restrict a, long lda, float *restrict dst)
+{
+    int ir, r, k;
+    for (ir = 0; ir < mc; ir += MR) {
+        int rows = tb_min(MR, mc - ir);
+        float *d = dst + (long)ir * kc;
+        for (r = 0; r < MR; ++r) {
+            if (r < rows) {
+                const float *src = a + (long)(ir + r) * lda;
+                for (k = 0; k < kc; ++k) d[k * MR + r] = src[k];
+            } else
+                for (k = 0; k < kc; ++k) d[k * MR + r] = 0.0f;
+        }
+    }
+}
+
+/* Pack depth [0, kc) x columns [0, nc) of row-major b into NR-column panels (columns past nc zero). */
+static void pack_b(int kc, int nc, const float *restrict b, long ldb, float *restrict dst)
+{
+    int jr, k, j;
+    for (jr = 0; jr < nc; jr += NR) {
+        int cols = tb_min(NR, nc - jr);
+        float *d = dst + (long)jr * kc;
+        for (k = 0; k < kc; ++k) {
+            const float *src = b + (long)k * ldb + jr;
+            float *dk = d + k * NR;
+            for (j = 0; j < cols; ++j) dk[j] = src[j];
+            for (; j < NR; ++j) dk[j] = 0.0f;
+        }
+    }
+}
+
+/* Bias + activation on the finished tile rows [r0, r1) x columns [j0, j1) at absolute (row, col). */
+static void epilogue(const tb_gemm_job *g, int row, int col, int rows, int cols)
+{
+    int r;
+    for (r = 0; r < rows; ++r) {
+        float *cr = g->c + (long)(row + r) * g->ldc + col;
+        float bm = g->bias_m ? g->bias_m[row + r] : 0.0f;
+        if (g->bias_n) {
+            int j;
+            for (j = 0; j < cols; ++j) cr[j] += bm;
+            tb_bias_act_vec(cr, cols, g->bias_n + col, g->act, g->act_a, g->act_b);
+        } else {
+            tb_bias_act_row(cr, cols, bm, g->act, g->act_a, g->act_b);
+        }
+    }
+}
+
+/* One (ic, jc, pc) block: every MR x NR tile, clipped to the job's [m0, m1) x [n0, n1). */
+static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, const float *ablk, long a_ps,
+                  const float *bblk, long b_ps, int first, int last)
+{
+    int add = !first || g->accumulate, jr, ir;
+    float tile[MR * NR];
+    for (jr = 0; jr < nc; jr += NR) {
+        const float *bp = bblk + (long)(jr / NR) * b_ps;
+        int col = jc + jr;
+        int c_lo = tb_max(col, g->n0), c_hi = tb_min(col + NR, g->n1);
+        for (ir = 0; ir < mc; ir += MR) {
+            const float *ap = ablk + (long)(ir / MR) * a_ps;
+            int row = ic + ir;
+            int r_lo = tb_max(row, g->m0), r_hi = tb_min(row + MR, g->m1);
+            if (r_lo == row && r_hi == row + MR && c_lo == col && c_hi == col + NR) {
+                micro(kc, ap, bp, g->c + (long)row * g->ldc + col, g->ldc, add);
+            } else {
+                int r, j;
+                micro(kc, ap, bp, tile, NR, 0);
+                for (r = r_lo; r < r_hi; ++r) {
+                    float *cr = g->c + (long)r * g->ldc;
+                    const float *tr = tile + (r - row) * NR;
+                    if (add)
+                        for (j = c_lo; j < c_hi; ++j) cr[j] += tr[j - col];
+                    else
+                        for (j = c_lo; j < c_hi; ++j) cr[j] = tr[j - col];
+                }
+            }
+            if (last && !g->accumulate) epilogue(g, r_lo, c_lo, r_hi - r_lo, c_hi - c_lo);
+        }
+    }
+}
+
+void tb_gemm(const tb_gemm_job *g, float *ws)
+{
+    const int K = g->k;
+    /* A pre-packed operand's panels are aligned at row (column) 0; a packed-here one at m0 (n0). */
+    const int mbase = g->a_packed ? g->m0 - g->m0 % MR : g->m0;
+    const int nbase = g->b_packed ? g->n0 - g->n0 % NR : g->n0;
+    const int kcmax = tb_min(K, TB_GEMM_KC);
+    float *apack = ws;
+    float *bpack = ws + (g->a_packed ? 0 : (long)((tb_min(TB_GEMM_MC, g->m1 - g->m0) + MR - 1) / MR) * MR * kcmax);
+    int jc, pc, ic;
+    if (g->m0 >= g->m1 || g->n0 >= g->n1) return;
+    if (K <= 0) { /* empty sum: C = act(bias) */
+        int r;
+        if (g->accumulate) return;
+        for (r = g->m0; r < g->m1; ++r) memset(g->c + (long)r * g->ldc + g->n0, 0, sizeof(float) * (size_t)(g->n1 - g->n0));
+        epilogue(g, g->m0, g->n0, g->m1 - g->m0, g->n1 - g->n0);
+        return;
+    }
+    for (jc = nbase; jc < g->n1; jc += TB_GEMM_NC) {
+        int nc = tb_min(TB_GEMM_NC, g->n1 - jc);
+        for (pc = 0; pc < K; pc += TB_GEMM_KC) {
+            int kc = tb_min(TB_GEMM_KC, K - pc);
+            const float *bblk;
+            long b_ps;
+            if (g->b_packed) {
+                bblk = g->b + (long)(jc / NR) * K * NR + (long)pc * NR;
+                b_ps = (long)K * NR;
+            } else {
+                pack_b(kc, nc, g->b + (long)pc * g->ldb + jc, g->ldb, bpack);
+                bblk = bpack;
+                b_ps = (long)kc * NR;
+            }
+            for (ic = mbase; ic < g->m1; ic += TB_GEMM_MC) {
+                int mc = tb_min(TB_GEMM_MC, g->m1 - ic);
+                const float *ablk;
+                long a_ps;
+                if (g->a_packed) {
+                    ablk = g->a + (long)(ic / MR) * K * MR + (long)pc * MR;
+                    a_ps = (long)K * MR;
+                } else {
+                    pack_a(mc, kc, g->a + (long)ic * g->lda + pc, g->lda, apack);
+                    ablk = apack;
+                    a_ps = (long)kc * MR;
+                }
+                macro(g, ic, mc, jc, nc, kc, ablk, a_ps, bblk, b_ps, pc == 0, pc + kc >= K);
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+/* ONNX LRN: y = x / (bias + alpha / size * sum of x^2 over channels [c - (size-1)/2, c + ceil((size-1)/2)])^beta. */
+#include "tb_kernels.h"
+#include "ops_act.h"
+
+static int lo_channel(int c, int size) { int lo = c - (size - 1) / 2; return lo > 0 ? lo : 0; }
+static int hi_channel(int c, int size, int C) { int hi = c + size / 2; return hi < C - 1 ? hi : C - 1; }
+
+/* CHW: accumulate the squared neighbour planes into the output plane, then normalise it in place. */
+void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out)
+{
+    const long hw = (long)p->h * p->w;
+    const float a = p->alpha / (float)p->size;
+    for (int c = 0; c < p->c; ++c) {
+        float *dst = out + c * hw;
+        for (long i = 0; i < hw; ++i) dst[i] = 0.0f;
+        for (int j = lo_channel(c, p->size); j <= hi_channel(c, p->size, p->c); ++j) {
+            const float *src = in + j * hw;
+            for (long i = 0; i < hw; ++i) dst[i] += src[i] * src[i];
+        }
+        for (long i = 0; i < hw; ++i) dst[i] = in[c * hw + i] / powf(p->bias + a * dst[i], p->beta);
+    }
+}
+
+void tb_lrn_hwc(const tb_lrn *p, const float *restrict in, float *restrict out)
+{
+    const long hw = (long)p->h * p->w;
+    const int C = p->c;
+    const float a = p->alpha / (float)p->size;
+    for (long i = 0; i < hw; ++i) {
+        const float *src = in + i * C;
+        float *dst = out + i * C;
+        for (int c = 0; c < C; ++c) {
+            float s = 0.0f;
+            for (int j = lo_channel(c, p->size); j <= hi_channel(c, p->size, C); ++j) s += src[j] * src[j];
+            dst[c] = src[c] / powf(p->bias + a * s, p->beta);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+/* Internal to the conv kernels: the one single-threaded SGEMM every GEMM-based convolution shares, and the fused
+ * bias + activation helpers. Not part of the public kernel API (tb_conv.h is).
+ *
+ * Packed panel formats (the build-time weight transforms in tasobuild/primitives/conv.py produce exactly these):
+ *   A packed: row i of A[M][K] lives in panel i / MR; panel p holds A[p*MR + r][k] at p*K*MR + k*MR + r
+ *             (rows past M are zero).
+ *   B packed: column j of B[K][N] lives in panel j / NR; panel q holds B[k][q*NR + c] at q*K*NR + k*NR + c
+ *             (columns past N are zero).
+ * Because a panel spans all of K, a k-block [pc, pc+kc) of a panel is the contiguous run starting at pc*MR (pc*NR):
+ * pre-packed operands need no repacking whatever the cache blocking. The block sizes below are part of the
+ * workspace formula (tasobuild/primitives/conv.py mirrors them; a test checks they agree). */
+#ifndef TB_GEMM_H
+#define TB_GEMM_H
+
+#include <math.h>
+
+#define TB_GEMM_MR 6    /* micro-tile rows: 6 x 2 AVX accumulators + 2 B vectors + 1 broadcast = 15 registers */
+#define TB_GEMM_NR 16
+#define TB_GEMM_KC 256  /* kc x NR B micro-panel (16 KiB) stays in L1 */
+#define TB_GEMM_MC 144  /* MC x KC packed A block (144 KiB) stays in L2 */
+#define TB_GEMM_NC 4080 /* KC x NC packed B block in L3 */
+
+/* C[m0:m1, n0:n1] (+)= A[m0:m1, :] . B[:, n0:n1], rows and columns in absolute coordinates of the full matrices.
+ * A row-major (lda) is packed block by block into the workspace; A pre-packed is read in place (likewise B).
+ * accumulate=0: C = act(AB + bias_m[i] + bias_n[j]) (either bias may be 0); accumulate=1: C += AB, no bias/act.
+ * Workspace floats: (a_packed ? 0 : ceil(min(MC, m1-m0) / MR) * MR * min(K, KC))
+ *                 + (b_packed ? 0 : min(K, KC) * ceil(min(NC, n1-n0) / NR) * NR). */
+typedef struct {
+    int m0, m1, n0, n1, k;
+    const float *a; int lda; int a_packed;
+    const float *b; int ldb; int b_packed;
+    float *c; int ldc;
+    int accumulate;
+    const float *bias_m, *bias_n;
+    int act; float act_a, act_b;
+} tb_gemm_job;
+
+void tb_gemm(const tb_gemm_job *job, float *ws);
+
+/* The fused activation of one value; tb_act_row applies it to n contiguous values after adding a scalar bias,
+ * one loop per kind so each loop vectorises. */
+static inline float tb_act_value(float v, int act, float a, float b)
+{
+    switch (act) {
+    case 1: return v > 0.0f ? v : 0.0f;                       /* relu */
+    case 2: v = v < a ? a : v; return v > b ? b : v;          /* clip(min a, max b) */
+    case 3: return v < 0.0f ? a * v : v;                      /* leaky relu */
+    case 4: return 1.0f / (1.0f + expf(-v));                  /* sigmoid */
+    default: return v;
+    }
+}
+
+static inline void tb_bias_act_row(float *restrict x, long n, float bias, int act, float a, float b)
+{
+    long i;
+    switch (act) {
+    case 1: for (i = 0; i < n; ++i) { float v = x[i] + bias; x[i] = v > 0.0f ? v : 0.0f; } break;
+    case 2: for (i = 0; i < n; ++i) { float v = x[i] + bias; v = v < a ? a : v; x[i] = v > b ? b : v; } break;
+    case 3: for (i = 0; i < n; ++i) { float v = x[i] + bias; x[i] = v < 0.0f ? a * v : v; } break;
+    case 4: for (i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + expf(-(x[i] + bias))); break;
+    default: for (i = 0; i < n; ++i) x[i] += bias; break;
+    }
+}
+
+/* x[i] = act(x[i] + bias[i]) for n contiguous values (a per-channel bias along a HWC pixel). */
+static inline void tb_bias_act_vec(float *restrict x, long n, const float *restrict bias, int act, float a, float b)
+{
+    long i;
+    switch (act) {
+    case 1: for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; x[i] = v > 0.0f ? v : 0.0f; } break;
+    case 2: for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; v = v < a ? a : v; x[i] = v > b ? b : v; } break;
+    case 3: for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; x[i] = v < 0.0f ? a * v : v; } break;
+    case 4: for (i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + expf(-(x[i] + bias[i]))); break;
+    default: for (i = 0; i < n; ++i) x[i] += bias[i]; break;
+    }
+}
+
+static inline int tb_min(int a, int b) { return a < b ? a : b; }
+static inline int tb_max(int a, int b) { return a > b ? a : b; }
+
+/* The range [lo, hi) of output positions o with 0 <= o*stride + off < size (off = tap offset - pad). */
+static inline void tb_valid_range(int out_n, int stride, int off, int size, int *lo, int *hi)
+{
+    int l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int h = size - off <= 0 ? 0 : (size - off - 1) / stride + 1;
+    if (h > out_n) h = out_n;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+#endif

@@ -1,0 +1,5 @@
+import sys
+
+from tasobuild.cli import main
+
+sys.exit(main())

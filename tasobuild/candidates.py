@@ -1,0 +1,90 @@
+"""Candidates: for every node, each primitive of the library that can run it, with its calls and workspace.
+
+Also every layout transform the solver might insert: one per activation tensor and ordered pair of layouts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+from tasobuild.errors import UserError
+from tasobuild.ir import LAYOUTS, Graph, Layout, Node
+from tasobuild.primitives import KernelCall, Primitive
+
+
+@dataclass(frozen=True)
+class Candidate:
+    primitive: Primitive
+    calls: tuple[KernelCall, ...]
+    workspace_bytes: int
+
+
+@dataclass(frozen=True)
+class NodeCandidates:
+    node: Node
+    options: tuple[Candidate, ...]  # sorted by primitive name
+
+
+@dataclass(frozen=True)
+class TransformCandidate:
+    tensor: str
+    src: Layout
+    dst: Layout
+    call: KernelCall
+
+
+def library() -> tuple[Primitive, ...]:
+    """Every primitive tasobuild has, sorted by name."""
+    from tasobuild.primitives import conv, ops  # the families register here
+
+    prims = conv.PRIMITIVES + ops.PRIMITIVES
+    names = [p.name for p in prims]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"primitive names must be unique: {duplicates}"
+    return tuple(sorted(prims, key=lambda p: p.name))
+
+
+def check_allow_list(allow: Iterable[str]) -> frozenset[str]:
+    known = {p.name for p in library()}
+    for name in sorted(allow):
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; `tasobuild primitives` lists them"
+            raise UserError(f"optimizer.primitives: unknown primitive {name!r}{hint}")
+    return frozenset(allow)
+
+
+def node_candidates(graph: Graph, allow: frozenset[str] = frozenset()) -> tuple[NodeCandidates, ...]:
+    """The options of every node; an allow-list (empty = all) restricts primitives of ops it names any of."""
+    prims = library()
+    allowed_ops = {p.op for p in prims if p.name in allow}
+    result = []
+    for node in graph.nodes:
+        options = tuple(
+            Candidate(p, p.call(node, graph), p.workspace(node, graph))
+            for p in prims
+            if p.op == node.op and (p.op not in allowed_ops or p.name in allow) and p.applies(node, graph)
+        )
+        if not options:
+            restricted = " within optimizer.primitives" if node.op in allowed_ops else ""
+            raise UserError(f"node {node.name!r} ({node.op}): no primitive{restricted} can run it "
+                            f"({_describe(node, graph)})")
+        result.append(NodeCandidates(node, options))
+    return tuple(result)
+
+
+def transform_candidates(graph: Graph) -> tuple[TransformCandidate, ...]:
+    from tasobuild.primitives.transforms import transform_call
+
+    tensors = sorted({graph.input} | {n.output for n in graph.nodes})
+    return tuple(
+        TransformCandidate(t, src, dst, transform_call(graph.shape(t), src, dst))
+        for t in tensors for src in LAYOUTS for dst in LAYOUTS if src != dst
+    )
+
+
+def _describe(node: Node, graph: Graph) -> str:
+    shapes = ", ".join(str(graph.shape(t)) for t in node.inputs)
+    return f"inputs {shapes}; " + ", ".join(f"{k}={v}" for k, v in node.attrs)

@@ -1,0 +1,285 @@
+"""The command line: `tasobuild build | plan | pareto | profile | primitives | check | init | targets`.
+
+Results go to stdout (a table, or one JSON object with --json); progress and logs go to stderr. Exit codes:
+0 success, 1 a user error (one line on stderr naming the cause), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from tasobuild import __version__
+from tasobuild.errors import UserError
+from tasobuild.units import format_size
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=Path("taso.toml"), metavar="PATH",
+                        help="the spec (default: ./taso.toml)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    if memory:
+        parser.add_argument("--memory", metavar="SIZE", help='override constraints.memory, e.g. "48KiB"')
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    return {"constraints.memory": args.memory} if getattr(args, "memory", None) else {}
+
+
+def _options(args: argparse.Namespace):
+    from tasobuild.build import Options
+
+    return Options(args.config, _overrides(args), progress=not args.json and sys.stderr.isatty(),
+                   locked=getattr(args, "locked", False))
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from tasobuild.build import build, report
+
+    result = build(_options(args))
+    rep = report(result.planned, result.files)
+    if args.json:
+        _emit_json(rep)
+        return 0
+    files = result.files
+    assert files is not None
+    _print_totals(rep)
+    stdout.print(f"wrote {len(files.written)} files, {len(files.unchanged)} unchanged, "
+                 f"{len(files.removed)} removed in {rep['out_dir']}; lock {result.lock_path}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from tasobuild.build import plan, report
+
+    rep = report(plan(_options(args)))
+    if args.json:
+        _emit_json(rep)
+        return 0
+    table = Table(title="plan")
+    for col in ("node", "op", "primitive", "layouts", "workspace", "ms"):
+        table.add_column(col, justify="right" if col in ("workspace", "ms") else "left")
+    for n in rep["nodes"]:
+        table.add_row(n["name"], n["op"], n["primitive"], f"{n['layout_in']}->{n['layout_out']}",
+                      format_size(n["workspace_bytes"]) if n["workspace_bytes"] else "",
+                      f"{n['predicted_ms']:.4f}")
+    for t in rep["transforms"]:
+        table.add_row(f"(before step {t['step']})", "transform", t["tensor"], f"{t['from']}->{t['to']}", "",
+                      f"{t['predicted_ms']:.4f}")
+    stdout.print(table)
+    _print_totals(rep)
+    return 0
+
+
+def _print_totals(rep: dict[str, Any]) -> None:
+    stdout.print(f"plan: {rep['predicted_ms']:.3f} ms predicted, arena {format_size(rep['arena_bytes'])} "
+                 f"(budget {format_size(rep['budget_bytes'])}, untiled lower bound "
+                 f"{format_size(rep['lower_bound_bytes'])}), solver {rep['solver']['status']} in "
+                 f"{rep['solver']['seconds']:.2f} s, {rep['profiled']} measurements taken")
+    for name, b in sorted(rep["baselines"].items()):
+        stdout.print(f"  {name:>9}: {b['predicted_ms']:.3f} ms, arena {format_size(b['arena_bytes'])}")
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from tasobuild.build import Options, all_calls, load_inputs, measure_costs
+    from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
+    from tasobuild.optimize import place, to_problem
+    from tasobuild.solve import pareto
+
+    options: Options = _options(args)
+    spec, target, graph = load_inputs(options)
+    nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
+    transforms = transform_candidates(graph)
+    costed = measure_costs(spec, target, all_calls(nodes, transforms), options.progress)
+    problem = to_problem(graph, nodes, transforms, costed.costs)
+    plans = pareto(problem, points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
+    points = [{"arena_bytes": place(p).arena_bytes, "peak_bytes": p.peak_bytes, "predicted_ms": p.predicted_ms,
+               "status": p.status} for p in plans]
+    points.sort(key=lambda p: (p["arena_bytes"], p["predicted_ms"]))
+    if args.png:
+        _plot_pareto(points, args.png, spec.project.name)
+    if args.json:
+        _emit_json({"points": points})
+        return 0
+    table = Table(title=f"{spec.project.name}: memory vs latency (each point proven optimal)")
+    for col in ("arena", "peak live", "predicted ms", "status"):
+        table.add_column(col, justify="right")
+    for p in points:
+        table.add_row(format_size(p["arena_bytes"]), format_size(p["peak_bytes"]), f"{p['predicted_ms']:.3f}",
+                      p["status"])
+    stdout.print(table)
+    return 0
+
+
+def _plot_pareto(points: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.step([p["arena_bytes"] / 1024 for p in points], [p["predicted_ms"] for p in points], where="post",
+            marker="o")
+    ax.set_xlabel("arena (KiB)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(f"{title}: memory-latency frontier")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from tasobuild.build import all_calls, load_inputs, measure_costs
+    from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
+
+    options = _options(args)
+    spec, target, graph = load_inputs(options)
+    nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
+    calls = all_calls(nodes, transform_candidates(graph))
+    costed = measure_costs(spec, target, calls, options.progress)
+    summary = {"calls": len({c.key() for c in calls}), "profiled": costed.profiled}
+    if args.json:
+        _emit_json(summary)
+    else:
+        stdout.print(f"{summary['calls']} kernel calls costed, {summary['profiled']} measured now "
+                     f"(the rest from the cost cache)")
+    return 0
+
+
+def cmd_primitives(args: argparse.Namespace) -> int:
+    from tasobuild.candidates import library
+
+    rows = [{"name": p.name, "op": p.op, "family": p.family, "layout_in": p.layout_in, "layout_out": p.layout_out}
+            for p in library()]
+    if args.json:
+        _emit_json(rows)
+        return 0
+    table = Table(title=f"{len(rows)} primitives")
+    for col in ("name", "op", "family", "layout_in", "layout_out"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(r[c] for c in ("name", "op", "family", "layout_in", "layout_out")))
+    stdout.print(table)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from tasobuild.build import load_inputs
+    from tasobuild.candidates import check_allow_list, node_candidates
+
+    spec, target, graph = load_inputs(_options(args))
+    nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
+    summary = {
+        "spec": str(spec.spec_path), "network": spec.network.onnx, "target": target.name,
+        "nodes": len(graph.nodes), "candidates": sum(len(n.options) for n in nodes),
+        "input": list(graph.onnx_input_shape), "output": list(graph.onnx_output_shape),
+    }
+    if args.json:
+        _emit_json(summary)
+    else:
+        stdout.print(f"{summary['spec']}: ok — {summary['network']} has {summary['nodes']} nodes "
+                     f"({summary['candidates']} candidate primitives), input {summary['input']}, "
+                     f"output {summary['output']}; target {summary['target']}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from tasobuild.onnx_import import import_onnx
+    from tasobuild.starter import starter_spec
+
+    model = Path(args.model)
+    import_onnx(model)  # fail now, with the model's own error, rather than at the first build
+    path: Path = args.config
+    if path.exists() and not args.force:
+        raise UserError(f"{path} already exists; pass --force to overwrite it")
+    text = starter_spec(model, path.resolve().parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    if args.json:
+        _emit_json({"written": str(path)})
+    else:
+        stdout.print(f"wrote {path}; edit the memory budget, then run `tasobuild build -c {path}`")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from tasobuild.target import builtin_target_names, load_target
+
+    targets = [load_target(name, Path.cwd()) for name in builtin_target_names()]
+    rows = [{"name": t.name, "description": t.description, "cc": t.cc, "cflags": list(t.cflags),
+             "profile": t.profile} for t in targets]
+    if args.json:
+        _emit_json(rows)
+        return 0
+    table = Table(title="built-in targets")
+    for col in ("name", "description", "compiler", "profiled here"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["description"], f"{r['cc']} {' '.join(r['cflags'])}", "yes" if r["profile"] else "no")
+    stdout.print(table)
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "build": (cmd_build, "plan, then emit the C project and taso.lock"),
+    "plan": (cmd_plan, "show the plan: per node the primitive, layouts, workspace and predicted time"),
+    "pareto": (cmd_pareto, "the memory-latency frontier"),
+    "profile": (cmd_profile, "measure every candidate the network needs (cache misses only)"),
+    "primitives": (cmd_primitives, "list the primitive library"),
+    "check": (cmd_check, "validate the spec and the model without building"),
+    "init": (cmd_init, "write a commented starter taso.toml for a model"),
+    "targets": (cmd_targets, "list the built-in targets"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tasobuild", description=__doc__.splitlines()[0])
+    top.add_argument("--version", action="version", version=f"tasobuild {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="log each stage on stderr")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, memory=name in ("build", "plan"))
+        if name == "build":
+            p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")
+        if name == "pareto":
+            p.add_argument("--points", type=int, default=10, help="how many frontier points (default 10)")
+            p.add_argument("--png", type=Path, metavar="PATH", help="also plot the frontier to this PNG")
+        if name == "init":
+            p.add_argument("model", metavar="MODEL.onnx")
+            p.add_argument("--force", action="store_true", help="overwrite an existing spec")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="tasobuild: %(message)s",
+                        stream=sys.stderr)
+    handler, _ = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except UserError as error:
+        print(f"tasobuild: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tasobuild: interrupted; previous outputs are intact", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

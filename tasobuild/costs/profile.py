@@ -1,0 +1,133 @@
+"""The profiler: time every kernel call the cache does not know yet, on this machine, and remember it.
+
+A call is timed on buffers of exactly its declared sizes filled with seeded random float32 data, after a warm-up,
+in batches until the median of the last two batches agrees within a tolerance (bounded by a time cap per call and a
+minimum number of repetitions). The result is the median and interquartile range over every timed repetition.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, Protocol, Sequence
+
+import filelock
+import numpy as np
+
+from tasobuild.costs.cache import Cost, CostCache, CostKey
+from tasobuild.primitives import KernelCall
+
+log = logging.getLogger("tasobuild.costs")
+
+
+class Bench(Protocol):
+    """What the profiler needs of `tasobuild.native.Kernels`."""
+
+    def bench(self, call: KernelCall, buffers: Mapping[str, np.ndarray], warmup: int, reps: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class MeasurePolicy:
+    """When a measurement is good enough. Defaults keep one call under ~0.2 s unless a single run is longer."""
+
+    min_reps: int = 5
+    batch_seconds: float = 0.02  # each batch runs about this long (at least min_reps runs)
+    warmup_seconds: float = 0.01  # untimed runs first: caches, branch predictors, CPU clock ramp-up
+    rel_tolerance: float = 0.02  # stable when the last two batch medians differ by at most this fraction
+    time_cap_seconds: float = 0.2  # stop adding batches after this long, stable or not
+    max_batch_reps: int = 100_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    costs: Mapping[str, Cost]  # call.key() -> cost, for every call asked about, sorted by key
+    measured: int  # calls timed by this run (0 = everything came from the cache)
+
+
+def measure(
+    calls: Sequence[KernelCall],
+    kernels: Bench,
+    cache: CostCache,
+    *,
+    fingerprint: str,
+    kernel_digest: str,
+    progress: bool,
+    policy: MeasurePolicy = MeasurePolicy(),
+) -> ProfileResult:
+    """The cost of every call: cached ones read, the rest timed now and stored (each as soon as it is timed)."""
+    by_key = {call.key(): call for call in sorted(calls, key=KernelCall.key)}
+    keys = {k: CostKey(fingerprint, kernel_digest, k) for k in sorted(by_key)}
+    costs = {ck.call_key: cost for ck, cost in cache.get_many(keys.values()).items()}
+    measured = 0
+    if len(costs) < len(keys):
+        lock = cache.measuring_lock()
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            log.info("waiting for another tasobuild process that is profiling on this machine")
+            lock.acquire()
+        try:
+            # Whoever held the lock may have measured some of ours meanwhile: read again, time only the rest.
+            missing = [keys[k] for k in keys if k not in costs]
+            costs.update({ck.call_key: cost for ck, cost in cache.get_many(missing).items()})
+            todo = [by_key[k] for k in keys if k not in costs]
+            for call, cost in zip(todo, _measure_all(todo, kernels, policy, progress)):
+                cache.put_many([(keys[call.key()], cost)])  # stored at once: an interrupted run keeps its work
+                costs[call.key()] = cost
+                measured += 1
+        finally:
+            lock.release()
+    return ProfileResult(MappingProxyType({k: costs[k] for k in keys}), measured)
+
+
+def _measure_all(calls: list[KernelCall], kernels: Bench, policy: MeasurePolicy, progress: bool):
+    if not calls:
+        return
+    if not progress:
+        for call in calls:
+            yield measure_call(call, kernels, policy)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=len(calls))
+        for call in calls:
+            bar.update(task, description=call.function)
+            yield measure_call(call, kernels, policy)
+            bar.advance(task)
+
+
+def make_buffers(call: KernelCall, seed: int = 0) -> dict[str, np.ndarray]:
+    """One float32 array per role, of the call's exact byte size, filled with seeded uniform data in [-1, 1)."""
+    rng = np.random.default_rng(seed)
+    sizes = dict(call.buffer_bytes)
+    buffers = {}
+    for role in call.args:
+        count = max(1, -(-sizes[role] // 4))  # a zero-byte workspace still gets a valid pointer
+        buffers[role] = rng.uniform(-1.0, 1.0, count).astype(np.float32)
+    return buffers
+
+
+def measure_call(call: KernelCall, kernels: Bench, policy: MeasurePolicy = MeasurePolicy()) -> Cost:
+    """Time one call (see the module docstring); always times at least `policy.min_reps` runs."""
+    buffers = make_buffers(call, policy.seed)
+    first = float(np.median(kernels.bench(call, buffers, 1, 1)))  # one warm-up and one timed run: the scale
+    per_run = max(first, 1e-9)
+    warmup = max(0, min(policy.max_batch_reps, math.ceil(policy.warmup_seconds / per_run)) - 2)
+    batch = max(policy.min_reps, min(policy.max_batch_reps, math.ceil(policy.batch_seconds / per_run)))
+    start = time.perf_counter()
+    batches = [np.asarray(kernels.bench(call, buffers, warmup, batch), dtype=np.float64)]
+    while time.perf_counter() - start < policy.time_cap_seconds:
+        batches.append(np.asarray(kernels.bench(call, buffers, 0, batch), dtype=np.float64))
+        a, b = float(np.median(batches[-2])), float(np.median(batches[-1]))
+        if abs(a - b) <= policy.rel_tolerance * max(a, b):
+            break
+    seconds = np.concatenate(batches)
+    q25, median, q75 = np.percentile(seconds, [25, 50, 75])
+    return Cost(float(median) * 1e3, float(q75 - q25) * 1e3, int(seconds.size), "measured")

@@ -1,0 +1,1 @@
+"""Emission: a lowered Program becomes the files of a C project (rendering is pure; writing is tree.py)."""

@@ -1,0 +1,56 @@
+"""What the emitter renders: a straight-line program over one arena, already decided in every detail.
+
+Lowering (tasobuild.lower) builds it from the graph, the plan and the arena plan; the renderers turn it into text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasobuild.primitives import KernelCall
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer (or layout transform) of the network: a provenance comment and the kernel calls that run it."""
+
+    comment: str
+    calls: tuple[tuple[KernelCall, tuple[tuple[str, str], ...]], ...]  # (call, role -> C pointer expression)
+
+
+@dataclass(frozen=True)
+class WeightArray:
+    symbol: str  # C identifier
+    array: np.ndarray  # float32, read-only
+    comment: str
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    cc: str
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str  # C identifier prefix of the API
+    banner: tuple[str, ...]  # header comment lines: source model, target, plan summary
+    arena_bytes: int
+    arena_map: tuple[tuple[int, int, str], ...]  # (offset, bytes, what) sorted by offset
+    input_offset: int  # bytes
+    input_count: int
+    input_desc: str
+    output_offset: int
+    output_count: int
+    output_desc: str
+    steps: tuple[Step, ...]
+    weights: tuple[WeightArray, ...]
+    kernel_sources: tuple[str, ...]  # files under the kernels folder the plan's calls need (headers included)
+    toolchain: Toolchain
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(w.array.nbytes for w in self.weights)

@@ -1,0 +1,31 @@
+"""The whole emitted project as a map of relative path -> bytes (pure: nothing is written here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasobuild.emit import render_build, render_c
+from tasobuild.emit.program import Program
+
+
+def project_files(p: Program, kernels_dir: Path) -> dict[str, bytes]:
+    files = {
+        f"include/{p.name}.h": render_c.render_header(p),
+        f"src/{p.name}.c": render_c.render_network(p),
+        f"src/{p.name}_weights.h": render_c.render_weights_header(p),
+        f"main/{p.name}_main.c": render_build.render_main(p),
+        "Makefile": render_build.render_makefile(p),
+        "CMakeLists.txt": render_build.render_cmake(p),
+    }
+    if render_c.uses_blob(p):
+        files[f"src/{p.name}_weights.S"] = render_c.render_weights_asm(p)
+    else:
+        files[f"src/{p.name}_weights.c"] = render_c.render_weights_c(p)
+    encoded = {path: text.encode() for path, text in files.items()}
+    if render_c.uses_blob(p):
+        encoded[f"src/{p.name}_weights.bin"] = render_c.render_weights_blob(p)
+    # Every kernel header (they include each other), and only the .c files this plan calls.
+    kernel_files = {f.name for f in kernels_dir.glob("*.h")} | set(p.kernel_sources)
+    for name in sorted(kernel_files):
+        encoded[f"src/kernels/{name}"] = (kernels_dir / name).read_bytes()
+    return encoded

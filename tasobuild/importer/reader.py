@@ -1,0 +1,136 @@
+"""Read an ONNX file into plain, typed values: nodes with decoded attributes, initializers as arrays, the one input.
+
+Everything a later stage needs from the protobuf is extracted here, so no other stage touches `onnx` protos
+(except the shape-inference cross-check, which hands the proto back to onnx).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from tasobuild.errors import UserError
+
+
+@dataclass(frozen=True)
+class OnnxNode:
+    index: int  # position in the ONNX node list
+    name: str  # the ONNX name, or "<OpType>_<index>" when empty; unique
+    op: str
+    inputs: tuple[str, ...]  # "" marks an omitted optional input
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    file: str  # the file's name as shown in messages (no directories: deterministic)
+    proto: onnx.ModelProto = field(repr=False)
+    opset: int
+    nodes: tuple[OnnxNode, ...]
+    initializers: Mapping[str, np.ndarray] = field(repr=False)
+    input_name: str = ""
+    input_shape: tuple[int, ...] = ()
+    output_name: str = ""
+    output_dims: tuple[int | None, ...] | None = None  # the declared output shape, None where not static
+
+
+def read_model(path: Path) -> OnnxModel:
+    file = Path(path).name
+    proto = _load(Path(path), file)
+    graph = proto.graph
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise UserError(f"{file}: the graph has {len(inputs)} inputs {[i.name for i in inputs]}; exactly one is supported")
+    if len(graph.output) != 1:
+        raise UserError(f"{file}: the graph has {len(graph.output)} outputs {[o.name for o in graph.output]}; "
+                        "exactly one is supported")
+    return OnnxModel(
+        file=file, proto=proto, opset=opset, nodes=_nodes(graph),
+        initializers=MappingProxyType(initializers),
+        input_name=inputs[0].name, input_shape=_input_shape(inputs[0], file),
+        output_name=graph.output[0].name, output_dims=_declared_dims(graph.output[0]),
+    )
+
+
+def _load(path: Path, file: str) -> onnx.ModelProto:
+    if not path.is_file():
+        raise UserError(f"{file}: no such file ({path}); check the [network] onnx path")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf DecodeError, truncated file, not ONNX at all
+        raise UserError(f"{file}: not a readable ONNX model ({type(e).__name__}: {_one_line(e)})") from None
+    if not proto.graph.node and not proto.graph.input:
+        # protobuf happily parses many non-ONNX byte strings into an empty message
+        raise UserError(f"{file}: not an ONNX model (no graph); export the network with torch.onnx or tf2onnx")
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:
+        raise UserError(f"{file}: invalid ONNX model ({_one_line(e)})") from None
+    return proto
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _nodes(graph: onnx.GraphProto) -> tuple[OnnxNode, ...]:
+    nodes: list[OnnxNode] = []
+    seen: set[str] = set()
+    for i, n in enumerate(graph.node):
+        name = n.name or f"{n.op_type}_{i}"
+        if name in seen:  # duplicate ONNX names happen; provenance still needs a unique one
+            name = f"{name}_{i}"
+        seen.add(name)
+        attrs = {a.name: _attr_value(a) for a in n.attribute}
+        nodes.append(OnnxNode(i, name, n.op_type, tuple(n.input), tuple(n.output), MappingProxyType(attrs)))
+    return tuple(nodes)
+
+
+def _attr_value(a: onnx.AttributeProto) -> Any:
+    value = onnx.helper.get_attribute_value(a)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, list):
+        return tuple(v.decode() if isinstance(v, bytes) else v for v in value)
+    return value
+
+
+def _input_shape(value: onnx.ValueInfoProto, file: str) -> tuple[int, ...]:
+    t = value.type.tensor_type
+    if t.elem_type != onnx.TensorProto.FLOAT:
+        raise UserError(f"{file}: input '{value.name}' has element type "
+                        f"{onnx.TensorProto.DataType.Name(t.elem_type)}; only float32 is supported")
+    if not t.HasField("shape"):
+        raise UserError(f"{file}: input '{value.name}' has no shape; export with a fixed input shape")
+    dims: list[int] = []
+    for k, d in enumerate(t.shape.dim):
+        if not d.HasField("dim_value") or d.dim_value <= 0:
+            what = f"'{d.dim_param}'" if d.HasField("dim_param") else "unknown"
+            raise UserError(f"{file}: input '{value.name}' dim {k} is {what} (dynamic); "
+                            "export with a fixed input shape and batch 1")
+        dims.append(d.dim_value)
+    if not dims or dims[0] != 1:
+        raise UserError(f"{file}: input '{value.name}' has shape {dims}; dim 0 (batch) must be 1")
+    return tuple(dims)
+
+
+def _declared_dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
+    t = value.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)

@@ -1,0 +1,89 @@
+"""From the network, its candidates and their costs to the solver's Problem, and from there to a Plan.
+
+The solver (tasobuild.solve) knows nothing of ONNX or kernels; this module is the only place that translates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from tasobuild.candidates import NodeCandidates, TransformCandidate
+from tasobuild.costs.cache import Cost
+from tasobuild.errors import UserError
+from tasobuild.ir import Graph
+from tasobuild.memory import ArenaPlan, check_no_overlap, plan_arena
+from tasobuild.solve import Choice, Plan, Problem, ProblemNode, ProblemTensor, greedy, solve
+
+# The emitted code and the cost model both see ONNX's row-major order at the network's boundary.
+BOUNDARY_LAYOUT = "CHW"
+
+
+def call_time_ms(calls, costs: Mapping[str, Cost]) -> float:
+    return sum(costs[c.key()].median_ms for c in calls)
+
+
+def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...],
+               costs: Mapping[str, Cost]) -> Problem:
+    tensors = {t: ProblemTensor(t, graph.shape(t).bytes) for t in {graph.input} | {n.output for n in graph.nodes}}
+    problem_nodes = tuple(
+        ProblemNode(
+            nc.node.name,
+            nc.node.inputs,
+            nc.node.output,
+            tuple(
+                Choice(c.primitive.name, c.primitive.layout_in, c.primitive.layout_out,
+                       call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input)
+                for c in nc.options
+            ),
+        )
+        for nc in nodes
+    )
+    return Problem(
+        nodes=problem_nodes,
+        tensors=dict(sorted(tensors.items())),
+        graph_input=graph.input,
+        input_layout=BOUNDARY_LAYOUT,
+        graph_output=graph.output,
+        output_layout=BOUNDARY_LAYOUT,
+        transform_ms={(t.tensor, t.src, t.dst): costs[t.call.key()].median_ms for t in transforms},
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    plan: Plan
+    arena: ArenaPlan
+    greedy: Plan
+    time_only: Plan
+    lower_bound_bytes: int  # the largest sum of simultaneously live tensors of the time-only plan, untiled
+
+
+def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_ms: float | None,
+           time_limit_s: float) -> Decision:
+    """Solve, then place every buffer; if the placed arena overshoots the budget (fragmentation), solve again
+    with the overshoot taken off the budget, so the arena the code uses is what fits."""
+    time_only = solve(problem, None, "latency", time_limit_s=time_limit_s)
+    baseline = greedy(problem)
+    cap = budget_bytes
+    latency_cap = latency_budget_ms if objective == "memory" else None
+    for _ in range(8):
+        try:
+            plan = solve(problem, cap, objective, latency_cap, time_limit_s)
+        except UserError:
+            if cap == budget_bytes:
+                raise
+            break  # the tightened cap has no plan: fragmentation makes this budget unreachable
+        arena = place(plan)
+        if arena.arena_bytes <= budget_bytes:
+            return Decision(plan, arena, baseline, time_only, time_only.peak_bytes)
+        cap = min(cap, plan.peak_bytes) - (arena.arena_bytes - budget_bytes)
+    smallest = place(solve(problem, None, "memory", latency_cap, time_limit_s)).arena_bytes
+    raise UserError(f"constraints.memory: no plan's arena fits in {budget_bytes} bytes once buffers are placed; "
+                    f"the smallest arena found is {smallest} bytes: raise the budget to at least that")
+
+
+def place(plan: Plan) -> ArenaPlan:
+    arena = plan_arena(plan.buffers(), alignment=plan.alignment)
+    check_no_overlap(plan.buffers(), arena)
+    return arena

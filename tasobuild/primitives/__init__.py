@@ -1,0 +1,59 @@
+"""The primitive library: every way tasobuild can run an IR node, as data.
+
+A Primitive says which node it can run (`applies`), in which layouts it reads and writes, how much workspace it
+needs (an exact formula in bytes), how it transforms the node's weights at build time, and the C call that runs it
+(`call`). The emitter renders that call into the generated project; the profiler times exactly the same call through
+the Cython bindings. Families register themselves in the modules of this package; `LIBRARY` is all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Union
+
+import numpy as np
+
+from tasobuild.ir import Graph, Layout, Node
+
+ParamValue = Union[int, float]
+
+# Buffer roles: "in<k>" is the node's k-th activation input, "w<k>" the k-th array its weight transform returns,
+# "out" its output, "ws" its workspace. A kernel takes them after its parameter struct in the order of `args`.
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """One C call: `function(&(const struct){params...}, <buffers in `args` order>)`."""
+
+    function: str  # e.g. "tb_conv_direct_chw"
+    struct: str  # e.g. "tb_conv"
+    params: tuple[tuple[str, ParamValue], ...]  # every struct field, in declaration order
+    args: tuple[str, ...]  # buffer roles in C argument order, e.g. ("in0", "w0", "w1", "out", "ws")
+    buffer_bytes: tuple[tuple[str, int], ...]  # role -> exact bytes the call reads or writes there
+
+    def key(self) -> str:
+        """What determines the call's cost: the function and every parameter (buffers follow from them)."""
+        return self.function + "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")"
+
+
+@dataclass(frozen=True)
+class Primitive:
+    name: str  # unique, e.g. "conv_im2col_gemm_chw"
+    op: str  # the IR op it runs ("conv", "maxpool", ...)
+    family: str  # e.g. "direct", "im2col", "winograd"
+    layout_in: Layout
+    layout_out: Layout
+    sources: tuple[str, ...]  # kernel C files it needs, relative to the kernels folder
+    applies: Callable[[Node, Graph], bool]
+    workspace: Callable[[Node, Graph], int]  # bytes
+    weights: Callable[[Node, Graph], tuple[np.ndarray, ...]]  # build-time weight transform -> w0, w1, ...
+    call: Callable[[Node, Graph], tuple[KernelCall, ...]]  # usually one; concat makes one per input; views none
+    aliases_input: bool = False  # a view: the output is the input's memory, no call is made
+
+
+def no_workspace(node: Node, graph: Graph) -> int:
+    return 0
+
+
+def no_weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
+    return ()

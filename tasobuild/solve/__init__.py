@@ -1,0 +1,122 @@
+"""The optimiser: per node, one (primitive, layout) choice, so that total time (nodes + layout transforms) is
+minimal and the memory live at every step fits a budget (or: peak minimal, optionally under a time budget).
+Pure: knows nothing of ONNX. Stages: prune dominated choices -> encode (encode.py) -> search with Z3 (search.py)
+-> Plan (plan.py, where the cost semantics are defined once, in `evaluate`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from tasobuild.errors import UserError
+from tasobuild.solve.encode import Encoding, encode
+from tasobuild.solve.plan import Plan, Transform, evaluate, to_ns, version_name
+from tasobuild.solve.problem import (LAYOUTS, Choice, FrozenMap, Layout, Problem, ProblemNode, ProblemTensor,
+                                     Topology, prune, topology)
+from tasobuild.solve.search import Clock, Outcome, min_peak, min_time
+
+__all__ = ["LAYOUTS", "Choice", "FrozenMap", "Layout", "Plan", "Problem", "ProblemNode", "ProblemTensor",
+           "Topology", "Transform", "evaluate", "greedy", "min_peak_bytes", "pareto", "prune", "pruned", "solve",
+           "topology", "version_name"]
+
+OBJECTIVES = ("latency", "memory")
+
+
+def pruned(problem: Problem) -> Problem:
+    """The same problem with dominated choices removed from every node."""
+    return replace(problem, nodes=tuple(replace(n, choices=prune(n.choices)) for n in problem.nodes))
+
+
+def solve(problem: Problem, budget_bytes: int | None, objective: str = "latency",
+          latency_budget_ms: float | None = None, time_limit_s: float = 10.0) -> Plan:
+    """The best plan whose peak fits `budget_bytes` (None: no memory limit).
+    "latency": minimal total time, ties broken by minimal peak. "memory": minimal peak (total time at most
+    `latency_budget_ms` if given), ties broken by minimal time. Raises UserError if no plan fits."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if latency_budget_ms is not None and objective != "memory":
+        raise ValueError("latency_budget_ms applies to the 'memory' objective only")
+    clock = Clock(time_limit_s)
+    enc = encode(pruned(problem))
+    mem_cap = [] if budget_bytes is None else enc.memory_at_most(budget_bytes)
+    time_cap = [] if latency_budget_ms is None else enc.time_at_most(to_ns(latency_budget_ms))
+    if objective == "latency":
+        first = min_time(enc, mem_cap, clock)
+        if first.picks is None:
+            _no_plan(problem, first, budget_bytes, None, clock)
+        assert first.picks is not None
+        best = evaluate(enc.problem, first.picks)
+        tie = min_peak(enc, [*mem_cap, *enc.time_at_most(best.time_ns)], clock, first.picks)
+        picks, bound = tie.picks or first.picks, first.bound / 1e6
+    else:
+        first = min_peak(enc, mem_cap + time_cap, clock)
+        if first.picks is None:
+            _no_plan(problem, first, budget_bytes, latency_budget_ms, clock)
+        assert first.picks is not None
+        cap = enc.memory_at_most(evaluate(enc.problem, first.picks).peak_bytes)
+        tie = min_time(enc, cap + time_cap, clock)
+        picks, bound = tie.picks or first.picks, first.bound
+    return evaluate(enc.problem, picks, objective=objective, status="optimal" if first.proven else "feasible",
+                    bound=bound, solver_seconds=clock.used)
+
+
+def min_peak_bytes(problem: Problem, time_limit_s: float = 10.0) -> int:
+    """The smallest peak (aligned bytes) of any plan: the smallest memory budget that has a plan."""
+    return solve(problem, None, objective="memory", time_limit_s=time_limit_s).peak_bytes
+
+
+def greedy(problem: Problem) -> Plan:
+    """The per-layer baseline: every node's fastest choice in isolation (ties: smaller workspace, then name),
+    then transforms wherever layouts disagree. No memory limit."""
+    picks = [min(n.choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive)) for n in problem.nodes]
+    return evaluate(problem, picks, objective="latency", status="greedy")
+
+
+def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> list[Plan]:
+    """The memory-latency frontier: from the smallest-peak plan to the fastest plan, with the fastest plan under
+    evenly spaced budgets in between (each then at its smallest peak, so no point dominates another).
+    Sorted by increasing memory (so decreasing time), duplicates removed."""
+    if points < 2:
+        raise ValueError("pareto needs at least 2 points")
+    smallest = solve(problem, None, objective="memory", time_limit_s=time_limit_s)
+    fastest = solve(problem, None, time_limit_s=time_limit_s)
+    lo, hi, align = smallest.peak_bytes, fastest.peak_bytes, problem.alignment
+    budgets = sorted({(lo + (hi - lo) * k // (points - 1)) // align * align for k in range(1, points - 1)})
+    plans = [smallest, fastest] + [solve(problem, b, time_limit_s=time_limit_s) for b in budgets if lo < b < hi]
+    frontier: dict[tuple[int, int], Plan] = {}
+    for plan in sorted(plans, key=lambda p: (p.peak_bytes, p.time_ns)):
+        frontier.setdefault((plan.peak_bytes, plan.time_ns), plan)
+    out: list[Plan] = []
+    for plan in frontier.values():
+        if not out or plan.time_ns < out[-1].time_ns:  # drop a point no faster than a smaller one
+            out.append(plan)
+    return out
+
+
+def _no_plan(problem: Problem, outcome: Outcome, budget_bytes: int | None, latency_budget_ms: float | None,
+             clock: Clock) -> None:
+    if not outcome.proven:
+        raise UserError(f"the solver found no plan within its time limit; raise the time limit or the budget")
+    if budget_bytes is not None:
+        try:
+            need = solve(problem, None, objective="memory", latency_budget_ms=latency_budget_ms,
+                         time_limit_s=max(1.0, clock.remaining_ms() / 1000)).peak_bytes
+        except UserError:
+            need = None
+        if need is not None and need > budget_bytes:
+            extra = "" if latency_budget_ms is None else f" within {latency_budget_ms} ms"
+            raise UserError(f"memory budget {budget_bytes} bytes is too small: the smallest budget with a plan"
+                            f"{extra} is {need} bytes ({_human(need)}); raise [constraints] memory to at least that")
+    if latency_budget_ms is not None:
+        fastest = solve(problem, budget_bytes, time_limit_s=max(1.0, clock.remaining_ms() / 1000))
+        raise UserError(f"latency budget {latency_budget_ms} ms is too tight: the fastest plan"
+                        f"{'' if budget_bytes is None else f' within {budget_bytes} bytes'} takes "
+                        f"{fastest.predicted_ms:.6g} ms; raise the latency budget")
+    raise UserError("no combination of layouts can be reconciled: a needed layout transform is missing")
+
+
+def _human(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} B"

@@ -1,0 +1,177 @@
+"""The optimisation problem the solver receives: nodes in schedule order, their candidate choices, tensor sizes,
+layout-transform costs. Pure data, no ONNX. Also: validation, dominated-choice pruning and the derived topology."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, TypeVar
+
+from tasobuild.errors import UserError
+
+Layout = str  # "CHW" | "HWC" | "HCW"
+LAYOUTS: tuple[Layout, ...] = ("CHW", "HCW", "HWC")  # sorted: iteration order everywhere
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class FrozenMap(Mapping[K, V]):
+    """An immutable, hashable mapping (items kept sorted by key), so that a Problem is a value."""
+
+    __slots__ = ("_items", "_dict")
+
+    def __init__(self, items: Mapping[K, V]) -> None:
+        self._items = tuple(sorted(items.items()))
+        self._dict = dict(self._items)
+
+    def __getitem__(self, key: K) -> V:
+        return self._dict[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({dict(self._items)!r})"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One way to run a node."""
+    primitive: str
+    layout_in: Layout  # the layout ALL its activation inputs must be in
+    layout_out: Layout
+    time_ms: float
+    workspace_bytes: int
+    aliases_input: bool = False  # a view (reshape/flatten/...): the output IS the input's memory
+
+
+@dataclass(frozen=True)
+class ProblemTensor:
+    name: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ProblemNode:
+    name: str
+    inputs: tuple[str, ...]  # tensor names (activations only)
+    output: str
+    choices: tuple[Choice, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Step i runs nodes[i]; one extra final step len(nodes) (the epilogue) converts the graph output to
+    output_layout if needed and holds it. Every buffer is counted at its size rounded up to `alignment`."""
+    nodes: tuple[ProblemNode, ...]  # in schedule order (a topological order)
+    tensors: Mapping[str, ProblemTensor]
+    graph_input: str
+    input_layout: Layout  # the input is in the arena from step 0, in this layout
+    graph_output: str
+    output_layout: Layout  # the output must end in this layout and stay live to the end
+    transform_ms: Mapping[tuple[str, Layout, Layout], float]  # (tensor, from, to) -> ms; missing = not possible
+    alignment: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "tensors", FrozenMap(self.tensors))
+        object.__setattr__(self, "transform_ms", FrozenMap(self.transform_ms))
+        _validate(self)
+
+    @property
+    def epilogue_step(self) -> int:
+        return len(self.nodes)
+
+    def aligned(self, size: int) -> int:
+        return -(-size // self.alignment) * self.alignment
+
+
+def _validate(p: Problem) -> None:
+    if p.alignment < 1:
+        raise ValueError(f"alignment must be >= 1, got {p.alignment}")
+    for layout in (p.input_layout, p.output_layout):
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    for key, t in p.tensors.items():
+        if key != t.name or t.bytes < 0:
+            raise ValueError(f"tensor {key!r}: name mismatch or negative size")
+    available = {p.graph_input}
+    if p.graph_input not in p.tensors:
+        raise ValueError(f"graph input {p.graph_input!r} is not in tensors")
+    for node in p.nodes:
+        if not node.choices:
+            raise UserError(f"node {node.name!r}: no primitive can run it on this target")
+        for name in node.inputs:
+            if name not in available:
+                raise ValueError(f"node {node.name!r} reads {name!r} before it is produced (not in schedule order)")
+        if node.output in available or node.output not in p.tensors:
+            raise ValueError(f"node {node.name!r}: output {node.output!r} is produced twice or not in tensors")
+        available.add(node.output)
+        for c in node.choices:
+            if c.layout_in not in LAYOUTS or c.layout_out not in LAYOUTS:
+                raise ValueError(f"node {node.name!r} choice {c.primitive!r}: unknown layout")
+            if c.time_ms < 0 or c.workspace_bytes < 0:
+                raise ValueError(f"node {node.name!r} choice {c.primitive!r}: negative time or workspace")
+            if c.aliases_input and (len(set(node.inputs)) != 1
+                                    or p.tensors[node.output].bytes > p.tensors[node.inputs[0]].bytes):
+                raise ValueError(f"node {node.name!r}: a view (aliases_input) needs exactly one input tensor, "
+                                 f"no smaller than its output")
+    if p.graph_output not in available:
+        raise ValueError(f"graph output {p.graph_output!r} is never produced")
+    if len({n.name for n in p.nodes}) != len(p.nodes):
+        raise ValueError("two nodes share a name")
+
+
+def prune(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
+    """Drop dominated choices: another choice with the same layouts and aliasing that is no slower and needs no
+    more workspace. Of exact ties the first in (time, workspace, primitive) order survives. Result in that order."""
+    ranked = sorted(choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive))
+    kept: list[Choice] = []
+    for c in ranked:
+        # any earlier-ranked choice of the same kind is no slower; it dominates c if its workspace is no larger
+        if not any((k.layout_in, k.layout_out, k.aliases_input) == (c.layout_in, c.layout_out, c.aliases_input)
+                   and k.workspace_bytes <= c.workspace_bytes for k in kept):
+            kept.append(c)
+    return tuple(kept)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Facts about the dataflow that do not depend on the choices."""
+    producer_step: Mapping[str, int]  # tensor -> step that produces it (graph input: 0)
+    consumer_steps: Mapping[str, tuple[int, ...]]  # tensor -> sorted steps that read it (epilogue for the output)
+    reach: Mapping[str, int]  # tensor -> last step it can possibly be live (views extend their source)
+    view_capable: frozenset[int] = field(default_factory=frozenset)  # steps whose node has an aliasing choice
+
+
+def topology(p: Problem) -> Topology:
+    producer = {p.graph_input: 0}
+    consumers: dict[str, set[int]] = {name: set() for name in p.tensors}
+    for step, node in enumerate(p.nodes):
+        producer[node.output] = step
+        for name in node.inputs:
+            consumers[name].add(step)
+    consumers[p.graph_output].add(p.epilogue_step)
+    view_capable = frozenset(i for i, n in enumerate(p.nodes) if any(c.aliases_input for c in n.choices))
+    reach: dict[str, int] = {}
+    for name in sorted(producer, key=lambda t: (-producer[t], t)):  # consumers' outputs before their inputs
+        last = max([producer[name], *consumers[name]])
+        for step in consumers[name]:
+            if step in view_capable:
+                last = max(last, reach[p.nodes[step].output])
+        reach[name] = last
+    return Topology(
+        producer_step=FrozenMap(producer),
+        consumer_steps=FrozenMap({t: tuple(sorted(s)) for t, s in consumers.items() if t in producer}),
+        reach=FrozenMap(reach),
+        view_capable=view_capable,
+    )

@@ -1,0 +1,217 @@
+"""Targets (targets/*.toml): the compiler, its flags and whether kernels can be timed here;
+and the fingerprint of the toolchain and CPU that profiled costs and the lockfile depend on."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, BaseModel, Field, StrictStr
+
+from tasobuild.errors import UserError
+from tasobuild.spec import Size, read_toml, validate_toml
+
+
+class TargetFile(BaseModel):
+    """The keys of a target TOML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    name: StrictStr = Field(min_length=1)
+    """The target's name (defaults to the file name without .toml)."""
+
+    description: StrictStr = ""
+    """One line for `tasobuild targets`."""
+
+    cc: StrictStr = Field("cc", min_length=1)
+    """The C compiler command; may include a wrapper ("zig cc")."""
+
+    cflags: tuple[StrictStr, ...] = ()
+    """Compiler flags, used both to profile the kernels and in the emitted project."""
+
+    ldflags: tuple[StrictStr, ...] = ()
+    """Linker flags for the emitted project's executable."""
+
+    profile: bool = Field(strict=True)
+    """true: kernels run on this machine and can be timed; false (cross target): costs come from the model."""
+
+    ram: Size | None = Field(None, gt=0)
+    """The device's RAM ("256 KiB"), to warn when a budget cannot fit it."""
+
+
+class Target(TargetFile):
+    """A loaded target and the file it came from."""
+
+    source: Path
+    """The target TOML this was read from (for messages; not part of the digest)."""
+
+    @property
+    def cc_argv(self) -> list[str]:
+        """The compiler command as argv: "zig cc" -> ["zig", "cc"]."""
+        return shlex.split(self.cc)
+
+    def canonical(self) -> dict[str, Any]:
+        """The target's settings, sorted, without its file location: what the lockfile records."""
+        settings = self.model_dump(mode="json", exclude={"source"})
+        return {key: settings[key] for key in sorted(settings) if settings[key] is not None}
+
+    @property
+    def digest(self) -> str:
+        """sha256 hex of canonical()."""
+        return _sha256_json(self.canonical())
+
+
+def targets_dir() -> Path:
+    """The directory of the built-in targets."""
+    try:
+        from tasobuild.resources import targets_dir as located
+    except ModuleNotFoundError as error:
+        if error.name != "tasobuild.resources":
+            raise
+        return Path(__file__).resolve().parent.parent / "targets"  # source checkout, before resources.py exists
+    return located()
+
+
+def builtin_target_names() -> tuple[str, ...]:
+    """Names of the built-in targets, sorted."""
+    return tuple(sorted(path.stem for path in targets_dir().glob("*.toml")))
+
+
+def load_target(name_or_path: str, spec_dir: Path, where: str | None = None) -> Target:
+    """A built-in target by name ("host"), or a target TOML by path relative to `spec_dir`.
+    `where` prefixes a bad name in messages: pass spec.where("target.name") ("taso.toml:9")."""
+    key = f"{where}: target.name" if where else "target.name"
+    if "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml"):
+        path = Path(os.path.normpath(Path(spec_dir) / name_or_path))
+        if not path.is_file():
+            raise UserError(f"{key}: target file {name_or_path!r} not found (looked for {path}; "
+                            f"paths are relative to the spec file)")
+    else:
+        path = targets_dir() / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise UserError(f"{key}: {_unknown_target_message(name_or_path)}")
+    document = read_toml(path, missing_hint="")
+    data = {"name": path.stem, **document.data}
+    target_file = validate_toml(TargetFile, data, document)
+    return Target(**dict(target_file), source=path)
+
+
+def _unknown_target_message(name: str) -> str:
+    import difflib
+
+    names = builtin_target_names()
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    return (f"unknown target {name!r}; {suggestion}built-in targets: {', '.join(names)} "
+            f"(or give a path to a target TOML)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprint.
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a measured cost and an emitted binary depend on besides the code itself."""
+
+    cpu: str | None
+    """CPU model kernels are timed on; None for a cross target (they are never timed here)."""
+    machine: str | None
+    """This machine's architecture ("x86_64", "aarch64"); None for a cross target."""
+    compiler: str
+    """First line of `cc --version`."""
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...]
+    digest: str
+    """sha256 hex of the canonical JSON of the fields above."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Sorted plain values, for the lockfile and --json."""
+        fields = asdict(self)
+        fields["cflags"], fields["ldflags"] = list(self.cflags), list(self.ldflags)
+        return {key: fields[key] for key in sorted(fields)}
+
+
+def host_fingerprint(target: Target) -> Fingerprint:
+    """The fingerprint of `target` on this machine. Runs the compiler once per process."""
+    try:
+        compiler = _compiler_identity(tuple(target.cc_argv))
+    except _CompilerProblem as problem:
+        raise UserError(f"{target.source}: target {target.name!r}: compiler {target.cc!r} {problem}; "
+                        f"install it or set cc in the target file") from None
+    cpu = _cpu_model() if target.profile else None
+    machine = (platform.machine() or "unknown") if target.profile else None
+    fields = {"cpu": cpu, "machine": machine, "compiler": compiler,
+              "cflags": list(target.cflags), "ldflags": list(target.ldflags)}
+    return Fingerprint(cpu=cpu, machine=machine, compiler=compiler, cflags=target.cflags,
+                       ldflags=target.ldflags, digest=_sha256_json(fields))
+
+
+class _CompilerProblem(Exception):
+    pass
+
+
+@functools.cache
+def _compiler_identity(argv: tuple[str, ...]) -> str:
+    """First line of `<cc> --version`, in the C locale so the text does not depend on the user's language."""
+    if not argv:
+        raise _CompilerProblem("is empty")
+    try:
+        result = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "LC_ALL": "C"})
+    except FileNotFoundError:
+        raise _CompilerProblem("was not found") from None
+    except (PermissionError, subprocess.TimeoutExpired) as error:
+        raise _CompilerProblem(f"cannot be run ({type(error).__name__})") from None
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[0]
+        raise _CompilerProblem(f"--version failed ({detail})")
+    return lines[0].strip()
+
+
+@functools.cache
+def _cpu_model() -> str:
+    if platform.system() == "Linux":
+        try:
+            model = cpu_model_from_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
+        except OSError:
+            model = None
+        if model:
+            return model
+    if platform.system() == "Darwin":
+        result = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_model_from_cpuinfo(text: str) -> str | None:
+    """The CPU model named in /proc/cpuinfo text: x86 "model name"; Arm "model name" or "Hardware",
+    plus implementer and part (Arm's model names are often generic, e.g. "ARMv7 Processor rev 4")."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and value.strip():
+            fields.setdefault(key.strip(), value.strip())  # first core's values
+    name = fields.get("model name") or fields.get("Hardware") or fields.get("uarch")
+    if "CPU part" in fields:
+        part = f"implementer {fields.get('CPU implementer', '?')} part {fields['CPU part']}"
+        name = f"{name} ({part})" if name else part
+    return name
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+__all__ = ["Fingerprint", "Target", "TargetFile", "builtin_target_names", "cpu_model_from_cpuinfo",
+           "host_fingerprint", "load_target", "targets_dir"]

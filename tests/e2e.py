@@ -1,0 +1,80 @@
+"""End-to-end helpers shared by tests and benchmarks: write a spec, run the real CLI, compile, run, compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPEC_TEMPLATE = """\
+[project]
+name = "{name}"
+
+[network]
+onnx = "{onnx}"
+
+[target]
+name = "host"
+
+[constraints]
+memory = "{memory}"
+
+[optimizer]
+costs = "profile"
+{extra}
+[build]
+out = "out"
+"""
+
+
+def write_spec(directory: Path, model: Path, name: str = "net", memory: str = "2 GiB", extra: str = "") -> Path:
+    spec = directory / "taso.toml"
+    spec.write_text(SPEC_TEMPLATE.format(name=name, onnx=os.path.relpath(model, directory), memory=memory,
+                                         extra=extra))
+    return spec
+
+
+def tasobuild(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "tasobuild", *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tasobuild {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+@dataclass(frozen=True)
+class Built:
+    out_dir: Path
+    report: dict
+    binary: Path
+
+
+def build_and_compile(spec: Path, name: str = "net", *extra_args: str) -> Built:
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json", *extra_args).stdout)
+    out_dir = spec.parent / "out"
+    subprocess.run(["make", "-s", "-j2", "-C", str(out_dir)], check=True, capture_output=True, text=True)
+    return Built(out_dir, report, out_dir / f"{name}_main")
+
+
+def run_binary(binary: Path, x: np.ndarray, workdir: Path, bench: int = 0) -> tuple[np.ndarray, float | None]:
+    inp, out = workdir / "in.bin", workdir / "out.bin"
+    x.astype("<f4").tofile(inp)
+    args = [str(binary), str(inp), str(out)] + (["--bench", str(bench)] if bench else [])
+    proc = subprocess.run(args, check=True, capture_output=True, text=True)
+    median = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("median_ms:"):
+            median = float(line.split(":")[1])
+    return np.fromfile(out, dtype="<f4"), median
+
+
+def assert_matches(ours: np.ndarray, reference: np.ndarray) -> None:
+    reference = reference.reshape(-1).astype(np.float64)
+    assert ours.shape == reference.shape, (ours.shape, reference.shape)
+    tolerance = 1e-4 * max(1.0, float(np.max(np.abs(reference))))
+    error = float(np.max(np.abs(ours.astype(np.float64) - reference)))
+    assert error <= tolerance, f"max abs error {error:.3g} > {tolerance:.3g}"
