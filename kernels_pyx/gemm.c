@@ -3,16 +3,16 @@
  * GotoBLAS/BLIS structure: loops jc (NC columns) > pc (KC depth) > ic (MC rows) > jr (NR) > ir (MR) > micro-kernel.
  * An operand given row-major is packed block by block into the caller's workspace; a pre-packed operand (the
  * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers.
- * Rounding: the AVX2 path uses fused multiply-add (one rounding per term), the portable paths multiply then add;
- * both are within the 1e-5 tolerance of the float64 reference for the K of real layers. */
-#include <string.h>
+ * Micro-kernels, best first: AVX-512, AVX2+FMA intrinsics, GCC vector extensions, plain C99 (TB_GEMM_SCALAR forces
+ * the plain one, for testing). Rounding: the AVX paths use fused multiply-add (one rounding per term), the portable
+ * ones multiply then add (with -ffp-contract=off); both stay well within 1e-5 of a float64 reference. */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 
 #define MR TB_GEMM_MR
 #define NR TB_GEMM_NR
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && !defined(TB_GEMM_SCALAR)
 #include <immintrin.h>
 
 /* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed.
@@ -44,7 +44,7 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
 #undef TB_STORE_ROW
 }
 
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(TB_GEMM_SCALAR)
 #include <immintrin.h>
 
 /* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed. */
@@ -78,11 +78,9 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
 #undef TB_STORE_ROW
 }
 
-#elif defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON))
+#elif defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON)) && !defined(TB_GEMM_SCALAR)
 /* GCC vector extensions: the same 6 x (2 x 8) register tile, lowered to whatever SIMD the target has. */
 typedef float tb_v8 __attribute__((vector_size(32)));
-
-static tb_v8 load8(const float *p) { tb_v8 v; memcpy(&v, p, sizeof v); return v; }
 
 static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
 {
@@ -90,7 +88,9 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
     int k, r;
     for (r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = (tb_v8){0, 0, 0, 0, 0, 0, 0, 0};
     for (k = 0; k < kc; ++k) {
-        tb_v8 b0 = load8(b), b1 = load8(b + 8);
+        tb_v8 b0, b1;
+        __builtin_memcpy(&b0, b, sizeof b0);
+        __builtin_memcpy(&b1, b + 8, sizeof b1);
         for (r = 0; r < MR; ++r) {
             acc[r][0] += a[r] * b0;
             acc[r][1] += a[r] * b1;
@@ -100,9 +100,15 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
     }
     for (r = 0; r < MR; ++r) {
         float *cr = c + r * ldc;
-        if (add) { acc[r][0] += load8(cr); acc[r][1] += load8(cr + 8); }
-        memcpy(cr, &acc[r][0], sizeof acc[r][0]);
-        memcpy(cr + 8, &acc[r][1], sizeof acc[r][1]);
+        if (add) {
+            tb_v8 c0, c1;
+            __builtin_memcpy(&c0, cr, sizeof c0);
+            __builtin_memcpy(&c1, cr + 8, sizeof c1);
+            acc[r][0] += c0;
+            acc[r][1] += c1;
+        }
+        __builtin_memcpy(cr, &acc[r][0], sizeof acc[r][0]);
+        __builtin_memcpy(cr + 8, &acc[r][1], sizeof acc[r][1]);
     }
 }
 
@@ -224,7 +230,10 @@ void tb_gemm(const tb_gemm_job *g, float *ws)
     if (K <= 0) { /* empty sum: C = act(bias) */
         int r;
         if (g->accumulate) return;
-        for (r = g->m0; r < g->m1; ++r) memset(g->c + (long)r * g->ldc + g->n0, 0, sizeof(float) * (size_t)(g->n1 - g->n0));
+        for (r = g->m0; r < g->m1; ++r) {
+            int j;
+            for (j = g->n0; j < g->n1; ++j) g->c[(long)r * g->ldc + j] = 0.0f;
+        }
         epilogue(g, g->m0, g->n0, g->m1 - g->m0, g->n1 - g->n0);
         return;
     }

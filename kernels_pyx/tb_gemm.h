@@ -16,8 +16,8 @@
 
 #define TB_GEMM_MR 6    /* micro-tile rows: 6 x 2 AVX accumulators + 2 B vectors + 1 broadcast = 15 registers */
 #define TB_GEMM_NR 16
-#define TB_GEMM_KC 256  /* kc x NR B micro-panel (16 KiB) stays in L1 */
-#define TB_GEMM_MC 144  /* MC x KC packed A block (144 KiB) stays in L2 */
+#define TB_GEMM_KC 384  /* kc x NR B micro-panel (24 KiB) stays in L1 */
+#define TB_GEMM_MC 96   /* MC x KC packed A block (144 KiB) stays in L2 */
 #define TB_GEMM_NC 4080 /* KC x NC packed B block in L3 */
 
 /* C[m0:m1, n0:n1] (+)= A[m0:m1, :] . B[:, n0:n1], rows and columns in absolute coordinates of the full matrices.

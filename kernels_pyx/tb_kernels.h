@@ -52,6 +52,7 @@ typedef struct { int c, h, w, size; float alpha, beta, bias; } tb_lrn;
 typedef struct { int d0, d1, d2, perm0, perm1, perm2; } tb_permute;
 
 #include "tb_ops.h"
+#include "tb_conv.h"
 
 #ifdef __cplusplus
 }

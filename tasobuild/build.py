@@ -22,7 +22,7 @@ from tasobuild.errors import UserError
 from tasobuild.ir import Graph
 from tasobuild.lock import read_lock, render_lock
 from tasobuild.lower import lower
-from tasobuild.onnx_import import import_onnx
+from tasobuild.importer import import_onnx
 from tasobuild.optimize import Decision, call_time_ms, decide, to_problem
 from tasobuild.resources import kernels_dir
 from tasobuild.spec import Spec, load_spec

@@ -199,7 +199,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from tasobuild.onnx_import import import_onnx
+    from tasobuild.importer import import_onnx
     from tasobuild.starter import starter_spec
 
     model = Path(args.model)

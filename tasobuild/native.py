@@ -81,6 +81,7 @@ _PROTO_RE = re.compile(r"^\s*void\s+(tb_\w+)\s*\(([^;{]*?)\)\s*;", re.MULTILINE)
 _STRUCT_ARG_RE = re.compile(r"^const\s+(tb_\w+)\s*\*\s*\w+$")
 _BUFFER_ARG_RE = re.compile(r"^(const\s+)?float\s*\*\s*restrict\s+(\w+)$")
 _COMMENT_RE = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+_DEFINITION_RE = re.compile(r"^void\s+(tb_\w+)\s*\([^;{]*\)\s*\{", re.MULTILINE)
 _INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 
 
@@ -101,6 +102,14 @@ def _parse_struct(body: str, name: str) -> StructDecl | None:
             return None  # not a plain parameter struct
         fields.extend((n.strip(), kind) for n in names.split(","))  # type: ignore[misc]
     return StructDecl(name, tuple(fields))
+
+
+def defined_functions(sources: Sequence[Path]) -> frozenset[str]:
+    """Names of the non-static `void tb_*(...) {` functions the C files define."""
+    found: set[str] = set()
+    for src in sources:
+        found.update(_DEFINITION_RE.findall(_COMMENT_RE.sub(" ", src.read_text())))
+    return frozenset(found)
 
 
 def parse_headers(headers: Sequence[Path]) -> tuple[dict[str, StructDecl], dict[str, KernelDecl]]:
@@ -126,6 +135,14 @@ def parse_headers(headers: Sequence[Path]) -> tuple[dict[str, StructDecl], dict[
         if len(k.buffers) > MAX_BUFFERS:
             raise ValueError(f"kernel {k.name}: {len(k.buffers)} buffers, the bindings take at most {MAX_BUFFERS}")
     return structs, kernels
+
+
+def kernel_api(folder: Path) -> tuple[dict[str, StructDecl], dict[str, KernelDecl]]:
+    """The structs and the kernels the bindings expose: declared in a public header and defined in a C file (a
+    prototype whose definition is not written yet is left out rather than breaking every other kernel's build)."""
+    structs, kernels = parse_headers(public_headers(folder))
+    defined = defined_functions(sorted(folder.glob("*.c")))
+    return structs, {name: k for name, k in kernels.items() if name in defined}
 
 
 # ------------------------------------------------------------------------------------------------ code generation
@@ -267,20 +284,25 @@ def _first_error_line(stderr: str) -> str:
 
 
 def _glue_flags(cflags: Sequence[str]) -> list[str]:
-    """The target's flags minus those about warnings and language standard, which generated Cython C would trip."""
-    dropped = ("-W", "-std=", "-pedantic", "-ansi")
-    return [f for f in cflags if not f.startswith(dropped) or f.startswith("-Wl,")]
+    """Flags for the generated Cython C: the target's minus optimisation level, warnings and language standard
+    (generated code would trip them; it is never profiled: the timing loop is in tb_dispatch.c), at -O1."""
+    dropped = ("-O", "-W", "-std=", "-pedantic", "-ansi")
+    return [f for f in cflags if not f.startswith(dropped) or f.startswith("-Wl,")] + ["-O1"]
 
 
-def _run(cmd: list[str], cwd: Path, what: str, cc: str, cflags: Sequence[str]) -> None:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UserError(f"{what} with {cc} {' '.join(cflags)} failed: {_first_error_line(done.stderr + done.stdout)}")
+def _start(cmd: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], what: str, cc: str, cflags: Sequence[str]) -> None:
+    output, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise UserError(f"{what} with {cc} {' '.join(cflags)} failed: {_first_error_line(output)}")
 
 
 def _build(cc: str, cflags: Sequence[str], folder: Path, module: str, out: Path) -> None:
     """Build the extension `module` into the (empty) folder `out`."""
-    structs, kernels = parse_headers(public_headers(folder))
+    structs, kernels = kernel_api(folder)
     (out / "tb_dispatch.h").write_text(_DISPATCH_H)
     (out / "tb_dispatch.c").write_text(dispatch_source(structs, kernels))
     shutil.copyfile(folder / BINDINGS_PYX, out / f"{module}.pyx")
@@ -290,19 +312,31 @@ def _build(cc: str, cflags: Sequence[str], folder: Path, module: str, out: Path)
         raise UserError(f"cythonizing {BINDINGS_PYX} failed: {_first_error_line(cython.stderr + cython.stdout)}")
     includes = [f"-I{folder}", f"-I{out}"]
     py_includes = [f"-I{sysconfig.get_paths()['include']}", f"-I{np.get_include()}"]
-    kernel_objs = []
-    for src in sorted(p for p in folder.glob("*.c")) + [out / "tb_dispatch.c"]:
-        obj = out / (src.stem + ".o")
-        kernel_objs.append(obj.name)
-        # one process per file would be faster on many cores; the machines we profile on are small, keep it simple
-        _run([cc, *cflags, "-fPIC", *includes, "-c", str(src), "-o", obj.name], out, f"compiling {src.name}", cc,
-             cflags)
-    _run([cc, *_glue_flags(cflags), "-fPIC", *includes, *py_includes, "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
-          "-c", f"{module}.c", "-o", f"{module}.o"], out, "compiling the Cython bindings", cc, cflags)
+    glue = _start([cc, *_glue_flags(cflags), "-fPIC", *includes, *py_includes,
+                   "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION", "-c", f"{module}.c", "-o", f"{module}.o"], out)
+    sources = sorted(folder.glob("*.c")) + [out / "tb_dispatch.c"]
+    kernel_objs = [src.stem + ".o" for src in sources]
+    running: list[tuple[subprocess.Popen[str], str]] = []
+    try:
+        # one compiler per core (the glue, started first, takes one)
+        for src, obj in zip(sources, kernel_objs):
+            if len(running) + 1 >= max(2, os.cpu_count() or 1):
+                _finish(*running.pop(0), cc, cflags)
+            running.append((_start([cc, *cflags, "-fPIC", *includes, "-c", str(src), "-o", obj], out),
+                            f"compiling {src.name}"))
+        while running:
+            _finish(*running.pop(0), cc, cflags)
+    finally:
+        for proc, _ in running:
+            proc.kill()
+            proc.communicate()
+        glue_output, _ = glue.communicate()
+    if glue.returncode != 0:
+        raise UserError(f"compiling the Cython bindings with {cc} failed: {_first_error_line(glue_output)}")
     link_extra = ["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else []
     ext = sysconfig.get_config_var("EXT_SUFFIX")
-    _run([cc, *cflags, "-shared", *link_extra, "-o", module + ext, f"{module}.o", *kernel_objs, "-lm"], out,
-         "linking the kernel bindings", cc, cflags)
+    _finish(_start([cc, *cflags, "-shared", *link_extra, "-o", module + ext, f"{module}.o", *kernel_objs, "-lm"], out),
+            "linking the kernel bindings", cc, cflags)
 
 
 def default_cache_dir() -> Path:
@@ -448,7 +482,7 @@ def load(cc: str = "cc", cflags: Sequence[str] = DEFAULT_CFLAGS, cache_dir: Path
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
             compiled = True
-    structs, kernels = parse_headers(public_headers(folder))
+    structs, kernels = kernel_api(folder)
     kernels_obj = Kernels(cc, flags, digest, binary, compiled, seconds, structs, kernels, _import(module, binary))
     _LOADED[key] = kernels_obj
     return kernels_obj

@@ -196,7 +196,7 @@ class Spec(SpecFile):
         settings = {name: getattr(self, name).model_dump(mode="json") for name in SpecFile.model_fields}
         settings["network"]["onnx"] = self._relative(self.onnx_path)
         settings["build"]["out"] = self._relative(self.out_dir)
-        if _is_target_path(self.target.name):
+        if is_target_path(self.target.name):
             settings["target"]["name"] = self._relative(self.spec_dir / self.target.name)
         return _sorted_without_none(settings)
 
@@ -210,7 +210,7 @@ class Spec(SpecFile):
         return Path(os.path.relpath(path, self.spec_dir)).as_posix()
 
 
-def _is_target_path(name: str) -> bool:
+def is_target_path(name: str) -> bool:
     """A target given as a path (has a separator or ends in .toml) rather than a built-in name."""
     return "/" in name or "\\" in name or name.endswith(".toml")
 
@@ -312,7 +312,7 @@ class TomlDocument:
 def read_toml(path: Path, missing_hint: str) -> TomlDocument:
     """Parse `path`; a missing, unreadable or malformed file is a UserError naming it (and line:column)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
     except FileNotFoundError:
         raise UserError(f"{path}: no such file; {missing_hint}") from None
     except IsADirectoryError:

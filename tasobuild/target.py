@@ -3,6 +3,7 @@ and the fingerprint of the toolchain and CPU that profiled costs and the lockfil
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
@@ -14,10 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, BaseModel, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tasobuild.errors import UserError
-from tasobuild.spec import Size, read_toml, validate_toml
+from tasobuild.resources import targets_dir
+from tasobuild.spec import Size, is_target_path, read_toml, validate_toml
 
 
 class TargetFile(BaseModel):
@@ -59,25 +61,15 @@ class Target(TargetFile):
         return shlex.split(self.cc)
 
     def canonical(self) -> dict[str, Any]:
-        """The target's settings, sorted, without its file location: what the lockfile records."""
-        settings = self.model_dump(mode="json", exclude={"source"})
+        """The settings a plan depends on, sorted: what the lockfile records (not the file's location
+        or its description, so moving the file or rewording it does not invalidate a lock)."""
+        settings = self.model_dump(mode="json", exclude={"source", "description"})
         return {key: settings[key] for key in sorted(settings) if settings[key] is not None}
 
     @property
     def digest(self) -> str:
         """sha256 hex of canonical()."""
         return _sha256_json(self.canonical())
-
-
-def targets_dir() -> Path:
-    """The directory of the built-in targets."""
-    try:
-        from tasobuild.resources import targets_dir as located
-    except ModuleNotFoundError as error:
-        if error.name != "tasobuild.resources":
-            raise
-        return Path(__file__).resolve().parent.parent / "targets"  # source checkout, before resources.py exists
-    return located()
 
 
 def builtin_target_names() -> tuple[str, ...]:
@@ -89,7 +81,7 @@ def load_target(name_or_path: str, spec_dir: Path, where: str | None = None) -> 
     """A built-in target by name ("host"), or a target TOML by path relative to `spec_dir`.
     `where` prefixes a bad name in messages: pass spec.where("target.name") ("taso.toml:9")."""
     key = f"{where}: target.name" if where else "target.name"
-    if "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml"):
+    if is_target_path(name_or_path):
         path = Path(os.path.normpath(Path(spec_dir) / name_or_path))
         if not path.is_file():
             raise UserError(f"{key}: target file {name_or_path!r} not found (looked for {path}; "
@@ -98,15 +90,13 @@ def load_target(name_or_path: str, spec_dir: Path, where: str | None = None) -> 
         path = targets_dir() / f"{name_or_path}.toml"
         if not path.is_file():
             raise UserError(f"{key}: {_unknown_target_message(name_or_path)}")
-    document = read_toml(path, missing_hint="")
+    document = read_toml(path, missing_hint="the target file is missing")
     data = {"name": path.stem, **document.data}
     target_file = validate_toml(TargetFile, data, document)
     return Target(**dict(target_file), source=path)
 
 
 def _unknown_target_message(name: str) -> str:
-    import difflib
-
     names = builtin_target_names()
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     suggestion = f"did you mean {close[0]!r}? " if close else ""

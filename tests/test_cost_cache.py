@@ -89,6 +89,13 @@ def test_fresh_directory_is_created_without_warning(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "b" / "costs.sqlite").is_file()
 
 
+def test_unusable_directory_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cost cache .*file/sub/costs.sqlite cannot be used .*TASOBUILD_CACHE_DIR"):
+        CostCache(tmp_path / "file" / "sub")
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_garbage_file_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
     garbage = b"this is not a database\n" * 100
     (tmp_path / "costs.sqlite").write_bytes(garbage)

@@ -139,10 +139,13 @@ class CostCache:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.path = self.directory / DB_NAME
         self._warn = on_warning or log.warning
-        self.directory.mkdir(parents=True, exist_ok=True)
-        # Opening (validate, maybe move aside and rebuild) is serialised so two processes never both move the file.
-        with filelock.FileLock(str(self.path) + ".open.lock"):
-            self._db = self._open_trusted()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Opening (validate, maybe move aside, rebuild) is serialised so two processes never both move the file.
+            with filelock.FileLock(str(self.path) + ".open.lock"):
+                self._db = self._open_trusted()
+        except (OSError, sqlite3.OperationalError) as e:  # permissions, full disk, locked: not the file's fault
+            raise UserError(f"cost cache {self.path} cannot be used ({e}): fix it or set TASOBUILD_CACHE_DIR") from None
 
     # -- opening -------------------------------------------------------------------------------------------------
 
@@ -159,15 +162,15 @@ class CostCache:
             with open(self.path, "rb") as f:
                 if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
                     raise _Untrusted("is not an SQLite database")
-        try:
-            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.DatabaseError as e:
-            raise _Untrusted(f"cannot be opened ({e})") from None
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             self._check_or_create(db)
             db.execute("PRAGMA journal_mode = WAL")
         except _Untrusted:
+            db.close()
+            raise
+        except sqlite3.OperationalError:  # cannot open, read-only, busy: an environment problem, the file may be fine
             db.close()
             raise
         except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed", ...

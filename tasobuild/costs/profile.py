@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Protocol, Sequence
+from typing import Iterator, Mapping, Protocol, Sequence
 
 import filelock
 import numpy as np
@@ -68,7 +68,7 @@ def measure(
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            log.info("waiting for another tasobuild process that is profiling on this machine")
+            _say(f"waiting for another tasobuild process that is profiling on this machine ({lock.lock_file})", progress)
             lock.acquire()
         try:
             # Whoever held the lock may have measured some of ours meanwhile: read again, time only the rest.
@@ -84,7 +84,16 @@ def measure(
     return ProfileResult(MappingProxyType({k: costs[k] for k in keys}), measured)
 
 
-def _measure_all(calls: list[KernelCall], kernels: Bench, policy: MeasurePolicy, progress: bool):
+def _say(message: str, progress: bool) -> None:
+    if progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(message, markup=False, highlight=False)
+    else:
+        log.info(message)
+
+
+def _measure_all(calls: list[KernelCall], kernels: Bench, policy: MeasurePolicy, progress: bool) -> Iterator[Cost]:
     if not calls:
         return
     if not progress:

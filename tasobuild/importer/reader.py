@@ -75,7 +75,7 @@ def _load(path: Path, file: str) -> onnx.ModelProto:
         # protobuf happily parses many non-ONNX byte strings into an empty message
         raise UserError(f"{file}: not an ONNX model (no graph); export the network with torch.onnx or tf2onnx")
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(str(path))  # from the file: C++ reads it, no 2 GB protobuf limit, no re-serialising
     except Exception as e:
         raise UserError(f"{file}: invalid ONNX model ({_one_line(e)})") from None
     return proto

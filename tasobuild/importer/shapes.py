@@ -107,6 +107,9 @@ def spatial_windows(c: NodeContext, x: Shape, kernel: tuple[int, ...], ceil: boo
     auto_pad = c.attr("auto_pad", "NOTSET")
     if len(kernel) != n or len(strides) != n or len(dilations) != n or len(pads) != 2 * n:
         raise c.error(f"kernel/strides/dilations/pads do not match the {n} spatial dims of {list(x)}")
+    if min(pads) < 0 or min(strides) < 1 or min(dilations) < 1 or min(kernel) < 1:
+        raise c.error(f"negative pads or non-positive kernel/strides/dilations: pads {list(pads)}, "
+                      f"kernel {list(kernel)}, strides {list(strides)}, dilations {list(dilations)}")
     try:
         return tuple(window(x[2 + i], kernel[i], strides[i], dilations[i], pads[i], pads[n + i], auto_pad, ceil)
                      for i in range(n))
@@ -186,16 +189,22 @@ def _transpose(c: NodeContext) -> Shape:
     return transpose(x, None if perm is None else tuple(perm))
 
 
-def _pad(c: NodeContext) -> Shape:
-    x = c.shape(0)
+def full_pads(c: NodeContext, x: Shape) -> list[int]:
+    """Pad's amounts as [begin per axis..., end per axis...] over all axes (opset 18 may name a subset)."""
     pads = c.ints(1, "pads", "pads") or ()
     axes = c.ints(3, "axes", "axes") if c.opset >= 18 else None
-    full = [0] * (2 * len(x))
     axes = tuple(range(len(x))) if axes is None else tuple(norm_axis(a, len(x), c) for a in axes)
     if len(pads) != 2 * len(axes):
         raise c.error(f"pads {list(pads)} do not match the axes {list(axes)}")
+    full = [0] * (2 * len(x))
     for k, a in enumerate(axes):
         full[a], full[len(x) + a] = pads[k], pads[len(axes) + k]
+    return full
+
+
+def _pad(c: NodeContext) -> Shape:
+    x = c.shape(0)
+    full = full_pads(c, x)
     return tuple(d + full[i] + full[len(x) + i] for i, d in enumerate(x))
 
 

@@ -1,7 +1,9 @@
 """The MLPerf Tiny reference models in their original Keras form, exported through tf2onnx (NHWC input).
 
-Runs only where TensorFlow and tf2onnx are installed (a separate venv: their protobuf/onnx pins clash with the main
-environment), e.g. `/tmp/tfvenv/bin/python -m tests.zoo.build ds_cnn_tf --out tests/fixtures/models`.
+Runs only where TensorFlow and tf2onnx are installed: a separate venv, kept out of the main environment (TF is large
+and pins its own numpy/protobuf ranges). The committed fixtures were made with tensorflow-cpu 2.21.0 (Keras 3.15.1) and tf2onnx 1.17.0:
+    python -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0
+    /tmp/tfvenv/bin/python -m tests.zoo.build --fixtures
 Architectures follow mlcommons/tiny training/*/keras_model.py, with Keras defaults (bias on, BN epsilon 1e-3,
 "same" padding: asymmetric where TF needs it). Dropout and regularisers are omitted: they do not reach inference.
 """
@@ -19,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf2onnx  # noqa: E402
 from tensorflow import keras  # noqa: E402
+
+from tests.zoo.canonical import canonical_names  # noqa: E402
 
 L = keras.layers
 OPSET = 13  # same opset as the torch exports
@@ -129,6 +133,7 @@ def init_weights(model: keras.Model, seed: int) -> keras.Model:
 
 def build_keras_model(name: str) -> keras.Model:
     spec = KERAS_MODELS[name]
+    keras.backend.clear_session()  # fresh name scopes: the graph names do not depend on what ran before
     keras.utils.set_random_seed(spec.seed)
     return init_weights(spec.factory(), spec.seed)
 
@@ -138,4 +143,4 @@ def export_keras(name: str) -> bytes:
     model = build_keras_model(name)
     spec = (tf.TensorSpec((1, *model.input_shape[1:]), tf.float32, name="input"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
-    return proto.SerializeToString()
+    return canonical_names(proto).SerializeToString()

@@ -1,0 +1,229 @@
+"""Every convolution primitive against a float64 NumPy reference, on shapes chosen to hit the awkward cases (odd
+sizes, stride 2, asymmetric padding, dilation, groups, depthwise with multipliers, 1x1, GEMM block edges). Every call
+runs between canary regions with a workspace of exactly the declared size (tests/guard.py): a kernel that writes
+outside its output or workspace, or into its inputs or weights, fails."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tasobuild.ir import Activation, Constant, Graph, Node, Shape, attrs
+from tasobuild.primitives import KernelCall, Primitive
+from tasobuild.primitives.conv import PRIMITIVES, ConvGeometry
+from tasobuild.primitives.transforms import from_layout, to_layout
+from tests.guard import guarded_kernels, run_guarded
+
+RELU, CLIP6, LEAKY, SIGMOID, NONE = (Activation("relu"), Activation("clip", 0.0, 6.0), Activation("leaky_relu", 0.1),
+                                     Activation("sigmoid"), Activation("none"))
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    c: int
+    h: int
+    w: int
+    m: int
+    k: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    dil: tuple[int, int] = (1, 1)
+    groups: int = 1
+    act: Activation = NONE
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = self.k, self.stride, self.dil, self.pads
+        return (self.h + t + b - dh * (kh - 1) - 1) // sh + 1, (self.w + l + r - dw * (kw - 1) - 1) // sw + 1
+
+
+def conv_graph(case: Case, seed: int = 0) -> tuple[Node, Graph, np.ndarray]:
+    """A one-conv graph with random weights, and a random logical (C,H,W) input."""
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((case.m, case.c // case.groups, *case.k)).astype(np.float32)
+    bias = rng.standard_normal(case.m).astype(np.float32)
+    x = rng.standard_normal((case.c, case.h, case.w)).astype(np.float32)
+    node = Node("conv0", "conv", ("x",), "y", ("W", "b"),
+                attrs(kernel=case.k, stride=case.stride, pads=case.pads, dilation=case.dil, groups=case.groups),
+                case.act)
+    oh, ow = case.out_hw
+    shapes = {"x": Shape(case.c, case.h, case.w), "y": Shape(case.m, oh, ow)}
+    consts = (Constant.of("W", weight), Constant.of("b", bias))
+    return node, Graph((node,), tuple(sorted(shapes.items())), consts, "x", "y", (), ()), x
+
+
+def reference(case: Case, graph: Graph, x: np.ndarray, with_bias_act: bool = True) -> np.ndarray:
+    """Convolution in float64: zero-pad, then one tensor contraction per tap and group."""
+    (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = case.k, case.stride, case.dil, case.pads
+    weight, bias = graph.const("W").astype(np.float64), graph.const("b").astype(np.float64)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (t, b), (l, r)))
+    oh, ow = case.out_hw
+    cg, mg = case.c // case.groups, case.m // case.groups
+    out = np.zeros((case.m, oh, ow))
+    for g in range(case.groups):
+        for ki in range(kh):
+            for kj in range(kw):
+                patch = xp[g * cg:(g + 1) * cg, ki * dh:ki * dh + sh * (oh - 1) + 1:sh,
+                           kj * dw:kj * dw + sw * (ow - 1) + 1:sw]
+                out[g * mg:(g + 1) * mg] += np.einsum("mc,chw->mhw", weight[g * mg:(g + 1) * mg, :, ki, kj], patch)
+    if not with_bias_act:
+        return out
+    out += bias[:, None, None]
+    act = case.act
+    return {"none": lambda v: v, "relu": lambda v: np.maximum(v, 0.0),
+            "clip": lambda v: np.clip(v, act.a, act.b), "leaky_relu": lambda v: np.where(v < 0, act.a * v, v),
+            "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v))}[act.kind](out)
+
+
+def buffers_for(prim: Primitive, node: Node, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    buffers = {"in0": to_layout(x, prim.layout_in)}
+    buffers.update({f"w{k}": w for k, w in enumerate(prim.weights(node, graph))})
+    return buffers
+
+
+def run(prim: Primitive, call: KernelCall, graph: Graph, buffers: dict[str, np.ndarray]) -> np.ndarray:
+    out = run_guarded(guarded_kernels(), call, buffers)["out"]
+    return from_layout(out, graph.shape("y"), prim.layout_out).astype(np.float64)
+
+
+def assert_close(got: np.ndarray, ref: np.ndarray, tol: float = 1e-5) -> None:
+    scale = float(np.max(np.abs(ref))) or 1.0
+    err = float(np.max(np.abs(got - ref)))
+    assert err <= tol * scale, f"max error {err:.3g} > {tol} x max|ref| {scale:.3g}"
+
+
+def applicable(node: Node, graph: Graph) -> list[Primitive]:
+    return [p for p in PRIMITIVES if p.applies(node, graph)]
+
+
+def with_params(call: KernelCall, **changes: int) -> KernelCall:
+    return dataclasses.replace(call, params=tuple((k, changes.get(k, v)) for k, v in call.params))
+
+
+# -------------------------------------------------------------------------------------------------------- cases
+
+GENERAL = ("conv_direct_chw", "conv_direct_hwc", "conv_im2col_gemm_chw", "conv_im2row_gemm_hwc")
+POINTWISE = ("conv_1x1_gemm_chw", "conv_1x1_gemm_hwc")
+DEPTHWISE = ("conv_depthwise_direct_chw", "conv_depthwise_direct_hwc")
+
+CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
+    ("3x3_same_odd", Case(3, 7, 9, 5, (3, 3), pads=(1, 1, 1, 1), act=RELU), GENERAL),
+    ("3x3_stride2_asym", Case(4, 11, 10, 7, (3, 3), (2, 2), (0, 1, 1, 0), act=CLIP6), GENERAL),
+    ("5x3_stride_2x1_dil", Case(3, 13, 12, 6, (5, 3), (2, 1), (2, 0, 1, 3), (2, 3), act=LEAKY), GENERAL),
+    ("7x7_stride2_wide_pad", Case(2, 15, 17, 8, (7, 7), (2, 2), (3, 3, 3, 3), act=SIGMOID), GENERAL),
+    ("groups3", Case(6, 8, 9, 9, (3, 3), (1, 2), (1, 1, 0, 2), groups=3, act=RELU), GENERAL),
+    ("1x1", Case(13, 6, 7, 11, (1, 1), act=RELU), GENERAL + POINTWISE),
+    ("1x1_groups2", Case(8, 5, 5, 6, (1, 1), groups=2, act=CLIP6), GENERAL + POINTWISE),
+    ("1x1_stride2", Case(8, 9, 9, 10, (1, 1), (2, 2)), GENERAL),
+    ("depthwise_3x3", Case(10, 9, 8, 10, (3, 3), pads=(1, 1, 1, 1), groups=10, act=CLIP6), GENERAL + DEPTHWISE),
+    ("depthwise_mult2_s2", Case(5, 10, 11, 10, (3, 3), (2, 2), (1, 0, 1, 1), groups=5, act=RELU),
+     GENERAL + DEPTHWISE),
+    ("depthwise_5x5_dil", Case(7, 12, 12, 14, (5, 5), (1, 1), (4, 4, 4, 4), (2, 2), groups=7), GENERAL + DEPTHWISE),
+    ("single_channel", Case(1, 5, 5, 3, (2, 2), act=LEAKY), GENERAL + DEPTHWISE),
+    # GEMM block edges: K = 48*9 > KC, M > MC, pixels not a multiple of the micro-tile
+    ("deep_k", Case(48, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU), GENERAL),
+    # pixels > NC (4080): the 1x1 GEMM packs the input in more than one column block
+    ("many_pixels_1x1", Case(5, 65, 65, 7, (1, 1), act=SIGMOID), GENERAL + POINTWISE),
+)
+
+
+@pytest.mark.parametrize("label, case, expected", CASES, ids=[c[0] for c in CASES])
+def test_every_applicable_primitive_matches_reference(label: str, case: Case, expected: tuple[str, ...]) -> None:
+    node, graph, x = conv_graph(case)
+    prims = applicable(node, graph)
+    assert sorted(p.name for p in prims) == sorted(expected)
+    ref = reference(case, graph, x)
+    for prim in prims:
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
+        assert_close(got, ref)
+
+
+@pytest.mark.parametrize("label, case, expected", CASES[:1] + CASES[4:7] + CASES[8:10],
+                         ids=[c[0] for c in CASES[:1] + CASES[4:7] + CASES[8:10]])
+def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[str, ...]) -> None:
+    """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
+    node, graph, x = conv_graph(case, seed=1)
+    full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
+    begin, end = 1, case.m - 2
+    rng = np.random.default_rng(2)
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        prior = rng.standard_normal(full.shape)
+        for accumulate in (0, 1):
+            buffers = buffers_for(prim, node, graph, x)
+            buffers["out"] = to_layout(prior.astype(np.float32), prim.layout_out)
+            ranged = with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate)
+            got = run(prim, ranged, graph, buffers)
+            want = prior.copy()
+            want[begin:end] = (prior + raw)[begin:end] if accumulate else full[begin:end]
+            assert_close(got, want)
+            assert np.array_equal(got[:begin], prior[:begin].astype(np.float32)), prim.name
+            assert np.array_equal(got[end:], prior[end:].astype(np.float32)), prim.name
+
+
+def test_pinned_small_case() -> None:
+    """A hand-checked 2x2 box filter over 1..9 (3x3), bias 0.5, stride 1, no pad: [[12,16],[24,28]] + 0.5."""
+    case = Case(1, 3, 3, 1, (2, 2))
+    node, graph, _ = conv_graph(case)
+    graph = dataclasses.replace(graph, constants=(Constant.of("W", np.ones((1, 1, 2, 2), np.float32)),
+                                                  Constant.of("b", np.array([0.5], np.float32))))
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3)
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
+        assert got.reshape(-1).tolist() == [12.5, 16.5, 24.5, 28.5], prim.name
+
+
+# ---------------------------------------------------------------------------------------------- registry facts
+
+
+def test_registry_names_and_layouts() -> None:
+    names = [p.name for p in PRIMITIVES]
+    assert len(set(names)) == len(names)
+    for p in PRIMITIVES:
+        assert p.op == "conv" and p.layout_in == p.layout_out and p.name.endswith("_" + p.layout_in.lower())
+        assert "tb_conv.h" in p.sources
+
+
+@pytest.mark.parametrize("label, case, expected", CASES, ids=[c[0] for c in CASES])
+def test_call_declares_exact_sizes(label: str, case: Case, expected: tuple[str, ...]) -> None:
+    """The call's buffer sizes are the tensors', the transformed weights' and the workspace formula's."""
+    node, graph, _ = conv_graph(case)
+    oh, ow = case.out_hw
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        sizes = dict(call.buffer_bytes)
+        w0, w1 = prim.weights(node, graph)
+        assert sizes["in0"] == case.c * case.h * case.w * 4 and sizes["out"] == case.m * oh * ow * 4
+        assert (sizes["w0"], sizes["w1"]) == (w0.nbytes, w1.nbytes) and w0.dtype == np.float32
+        assert sizes.get("ws", 0) == prim.workspace(node, graph)
+        assert call.args == tuple(r for r, _ in call.buffer_bytes)
+        params = dict(call.params)
+        assert (params["oc_begin"], params["oc_end"], params["accumulate"]) == (0, case.m, 0)
+
+
+def test_workspace_pinned() -> None:
+    """Hand-computed workspace bytes for a 3x3 conv 16 -> 32 on 10x10 (pad 1): N = 100 pixels, K = 144."""
+    node, graph, _ = conv_graph(Case(16, 10, 10, 32, (3, 3), pads=(1, 1, 1, 1)))
+    ws = {p.name: p.workspace(node, graph) for p in applicable(node, graph)}
+    assert ws == {"conv_direct_chw": 0, "conv_direct_hwc": 0,
+                  "conv_im2col_gemm_chw": 144 * 112 * 4,  # K x N rounded up to 16 columns
+                  "conv_im2row_gemm_hwc": 102 * 144 * 4}  # N rounded up to 6 rows x K
+    node, graph, _ = conv_graph(Case(16, 10, 10, 32, (1, 1)))
+    ws = {p.name: p.workspace(node, graph) for p in applicable(node, graph)}
+    assert ws["conv_1x1_gemm_chw"] == 16 * 112 * 4  # one K x N block of the input, packed
+    assert ws["conv_1x1_gemm_hwc"] == 96 * 16 * 4  # one MC x K block of the input, packed
+
+
+def test_geometry_reads_node_attributes() -> None:
+    node, graph, _ = conv_graph(Case(6, 8, 9, 9, (3, 2), (1, 2), (1, 0, 2, 1), (2, 1), groups=3))
+    geo = ConvGeometry.of(node, graph)
+    assert (geo.c, geo.h, geo.w, geo.m, geo.kh, geo.kw, geo.sh, geo.sw) == (6, 8, 9, 9, 3, 2, 1, 2)
+    assert (geo.pad_top, geo.pad_left, geo.pad_bottom, geo.pad_right, geo.dh, geo.dw) == (1, 0, 2, 1, 2, 1)
+    assert (geo.cg, geo.mg, geo.oh, geo.ow) == (2, 3, 7, 5)

@@ -1,0 +1,81 @@
+"""The shared SGEMM (kernels_pyx/gemm.c): its Python mirror (panel packing, block sizes, workspace formula) agrees with
+the C header, and every micro-kernel path (AVX-512, AVX2+FMA, GCC vector extensions, plain C) gives reference results
+on shapes that cross every cache-block and micro-tile edge, exercised through the GEMM convolutions."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasobuild import native
+from tasobuild.primitives import conv
+from tasobuild.primitives.conv import gemm_workspace_floats, pack_a, pack_b
+from tasobuild.primitives.transforms import from_layout, to_layout
+from tasobuild.resources import kernels_dir
+from tests.guard import run_guarded
+from tests.test_conv_primitives import CLIP6, RELU, SIGMOID, Case, applicable, assert_close, conv_graph, reference
+
+
+def test_block_sizes_match_the_c_header() -> None:
+    text = (kernels_dir() / "tb_gemm.h").read_text()
+    defined = {name: int(value) for name, value in re.findall(r"#define TB_GEMM_(\w+) (\d+)", text)}
+    assert defined == {"MR": conv.GEMM_MR, "NR": conv.GEMM_NR, "KC": conv.GEMM_KC, "MC": conv.GEMM_MC,
+                       "NC": conv.GEMM_NC}
+    assert conv.GEMM_MC % conv.GEMM_MR == 0 and conv.GEMM_NC % conv.GEMM_NR == 0  # blocks hold whole panels
+
+
+def test_pack_a_panels() -> None:
+    """7 x 2 A: panel 0 holds rows 0-5 interleaved by k, panel 1 row 6 and five zero rows."""
+    a = np.arange(14, dtype=np.float32).reshape(7, 2)  # a[i][k] = 2i + k
+    assert pack_a(a).tolist() == [0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 11,
+                                  12, 0, 0, 0, 0, 0, 13, 0, 0, 0, 0, 0]
+
+
+def test_pack_b_panels() -> None:
+    """2 x 17 B: panel 0 holds columns 0-15 row by row, panel 1 column 16 and fifteen zero columns."""
+    b = np.arange(34, dtype=np.float32).reshape(2, 17)  # b[k][j] = 17k + j
+    packed = pack_b(b).reshape(2, 2, 16)  # panel, k, column
+    assert packed[0].tolist() == [list(range(16)), list(range(17, 33))]
+    assert packed[1].tolist() == [[16] + [0] * 15, [33] + [0] * 15]
+
+
+def test_workspace_formula_pinned() -> None:
+    assert gemm_workspace_floats(10, 20, 30, a_packed=True, b_packed=True) == 0
+    assert gemm_workspace_floats(10, 20, 30, a_packed=False, b_packed=True) == 12 * 30  # rows up to MR
+    assert gemm_workspace_floats(10, 20, 30, a_packed=True, b_packed=False) == 30 * 32  # columns up to NR
+    assert gemm_workspace_floats(500, 5000, 1000, a_packed=False, b_packed=False) == 96 * 384 + 384 * 4080
+
+
+# Flags selecting each micro-kernel on an x86-64 host (the default flags pick AVX-512 or AVX2 from -march=native).
+VARIANTS = {
+    "native": native.DEFAULT_CFLAGS,
+    "avx2_fma": ("-O3", "-march=native", "-mno-avx512f", "-ffp-contract=off", "-std=c99"),
+    "vector_extensions": ("-O3", "-mno-avx2", "-ffp-contract=off", "-std=c99"),
+    "plain_c": ("-O3", "-ffp-contract=off", "-std=c99", "-DTB_GEMM_SCALAR"),
+}
+
+GEMM_CASES = (
+    Case(48, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU),  # K = 432 > KC, M = 100 > MC, 63 pixels
+    Case(400, 3, 5, 20, (1, 1), act=CLIP6),  # K = 400 > KC in the 1x1 kernels
+    Case(5, 65, 65, 7, (1, 1), act=SIGMOID),  # 4225 pixels > NC (CHW) and > MC (HWC)
+)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_micro_kernel_variants(variant: str) -> None:
+    kernels = native.load("cc", VARIANTS[variant], Path(tempfile.gettempdir()) / "tasobuild-test-bindings")
+    for case in GEMM_CASES:
+        node, graph, x = conv_graph(case, seed=3)
+        ref = reference(case, graph, x)
+        for prim in applicable(node, graph):
+            if prim.family not in ("im2col", "im2row", "1x1"):
+                continue
+            (call,) = prim.call(node, graph)
+            buffers = {"in0": to_layout(x, prim.layout_in)}
+            buffers.update({f"w{k}": w for k, w in enumerate(prim.weights(node, graph))})
+            out = run_guarded(kernels, call, buffers)["out"]
+            assert_close(from_layout(out, graph.shape("y"), prim.layout_out).astype(np.float64), ref)
