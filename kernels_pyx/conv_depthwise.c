@@ -21,6 +21,22 @@ static float dw_point(const tb_conv *p, const float *restrict x, const float *re
     return s;
 }
 
+/* out[o] += the nine taps of a 3x3 window at input column o*sw (rows r0, r0+dh, r0+2dh); inlined with constant
+ * sw, dw for the common cases so the loop vectorises. */
+static inline void dw3x3_row(const float *restrict r0, long dh, const float *restrict wk, float *restrict out, int n,
+                             int sw, int dw)
+{
+    const float *restrict r1 = r0 + dh, *restrict r2 = r0 + 2 * dh;
+    const float w00 = wk[0], w01 = wk[1], w02 = wk[2], w10 = wk[3], w11 = wk[4], w12 = wk[5];
+    const float w20 = wk[6], w21 = wk[7], w22 = wk[8];
+    int o;
+    for (o = 0; o < n; ++o) {
+        const long i = (long)o * sw;
+        out[o] += w00 * r0[i] + w01 * r0[i + dw] + w02 * r0[i + 2 * dw] + w10 * r1[i] + w11 * r1[i + dw] +
+                  w12 * r1[i + 2 * dw] + w20 * r2[i] + w21 * r2[i + dw] + w22 * r2[i + 2 * dw];
+    }
+}
+
 /* Interior outputs [lo, hi) of row oh (every tap inside the input): 3x3 fuses all nine taps in one pass (one store
  * per output); other sizes add one tap at a time. */
 static void dw_interior(const tb_conv *p, const float *restrict x, const float *restrict wk, int oh, int lo, int hi,
@@ -31,15 +47,12 @@ static void dw_interior(const tb_conv *p, const float *restrict x, const float *
     const long dh = (long)p->dil_h * p->in_w;
     int ki, kj, o;
     if (p->k_h == 3 && p->k_w == 3) {
-        const float *restrict r0 = row0, *restrict r1 = row0 + dh, *restrict r2 = row0 + 2 * dh;
-        const float w00 = wk[0], w01 = wk[1], w02 = wk[2], w10 = wk[3], w11 = wk[4], w12 = wk[5];
-        const float w20 = wk[6], w21 = wk[7], w22 = wk[8];
-        float *restrict out = orow + lo;
-        for (o = 0; o < hi - lo; ++o) {
-            const long i = (long)o * sw;
-            out[o] += w00 * r0[i] + w01 * r0[i + dw] + w02 * r0[i + 2 * dw] + w10 * r1[i] + w11 * r1[i + dw] +
-                      w12 * r1[i + 2 * dw] + w20 * r2[i] + w21 * r2[i + dw] + w22 * r2[i + 2 * dw];
-        }
+        if (sw == 1 && dw == 1)
+            dw3x3_row(row0, dh, wk, orow + lo, hi - lo, 1, 1);
+        else if (sw == 2 && dw == 1)
+            dw3x3_row(row0, dh, wk, orow + lo, hi - lo, 2, 1);
+        else
+            dw3x3_row(row0, dh, wk, orow + lo, hi - lo, sw, dw);
         return;
     }
     for (ki = 0; ki < p->k_h; ++ki)
@@ -87,8 +100,6 @@ void tb_conv_depthwise_direct_chw(const tb_conv *p, const float *restrict in, co
     }
 }
 
-#define DW_BLOCK 16 /* channels accumulated in registers across all taps */
-
 void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                   const float *restrict bias, float *restrict out)
 {
@@ -98,31 +109,23 @@ void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, co
     for (oh = 0; oh < p->out_h; ++oh) {
         for (ow = 0; ow < p->out_w; ++ow) {
             float *restrict o = out + ((long)oh * p->out_w + ow) * M + m0;
-            int b;
-            for (b = 0; b < n; b += DW_BLOCK) {
-                const int len = tb_min(DW_BLOCK, n - b);
-                float acc[DW_BLOCK];
-                int ki, kj, i;
-                for (i = 0; i < DW_BLOCK; ++i) acc[i] = 0.0f;
-                for (ki = 0; ki < p->k_h; ++ki) {
-                    const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
-                    if (ih < 0 || ih >= p->in_h) continue;
-                    for (kj = 0; kj < p->k_w; ++kj) {
-                        const int iw = ow * p->stride_w + kj * p->dil_w - p->pad_left;
-                        const float *restrict x, *restrict wt;
-                        if (iw < 0 || iw >= p->in_w) continue;
-                        x = in + ((long)ih * p->in_w + iw) * p->in_c;
-                        wt = w + (long)(ki * p->k_w + kj) * M + m0 + b;
-                        if (mult == 1 && len == DW_BLOCK)
-                            for (i = 0; i < DW_BLOCK; ++i) acc[i] += wt[i] * x[m0 + b + i];
-                        else
-                            for (i = 0; i < len; ++i) acc[i] += wt[i] * x[(m0 + b + i) / mult];
-                    }
+            int ki, kj, i;
+            if (!p->accumulate)
+                for (i = 0; i < n; ++i) o[i] = 0.0f;
+            for (ki = 0; ki < p->k_h; ++ki) {
+                const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+                if (ih < 0 || ih >= p->in_h) continue;
+                for (kj = 0; kj < p->k_w; ++kj) {
+                    const int iw = ow * p->stride_w + kj * p->dil_w - p->pad_left;
+                    const float *restrict x, *restrict wt;
+                    if (iw < 0 || iw >= p->in_w) continue;
+                    x = in + ((long)ih * p->in_w + iw) * p->in_c;
+                    wt = w + (long)(ki * p->k_w + kj) * M + m0;
+                    if (mult == 1)
+                        for (i = 0; i < n; ++i) o[i] += wt[i] * x[m0 + i];
+                    else
+                        for (i = 0; i < n; ++i) o[i] += wt[i] * x[(m0 + i) / mult];
                 }
-                if (p->accumulate)
-                    for (i = 0; i < len; ++i) o[b + i] += acc[i];
-                else
-                    for (i = 0; i < len; ++i) o[b + i] = acc[i];
             }
             if (!p->accumulate) tb_bias_act_vec(o, n, bias + m0, p->act, p->act_a, p->act_b);
         }

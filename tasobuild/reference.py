@@ -6,7 +6,7 @@ Every tensor is a (C, H, W) float64 array: ONNX's row-major order, i.e. layout C
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -52,7 +52,8 @@ def _pad(x: Tensor, pads: tuple[int, int, int, int], value: float) -> Tensor:
     return np.pad(x, ((0, 0), (t, b), (l, r)), constant_values=value)
 
 
-def _windows(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _windows(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int]) -> Iterator[tuple[int, int, Tensor]]:
     """Yield (i, j, view) for every kernel tap: view[c, oh, ow] = x[c, oh*sh + i*dh, ow*sw + j*dw]."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     oh = (x.shape[1] - (dh * (kh - 1) + 1)) // sh + 1

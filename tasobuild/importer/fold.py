@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NoReturn
 
 import numpy as np
 import onnx
@@ -34,11 +34,12 @@ def fold(model: OnnxModel) -> StaticGraph:
     shapes[model.input_name] = model.input_shape
     uncheckable: set[str] = set()  # tensors where onnx's inference is known to differ from ORT's (ceil-mode rule)
     live: list[OnnxNode] = []
+    secondary: dict[str, NodeContext] = {}  # outputs 1.. of live nodes (Dropout's mask, ...): nothing may use them
     for node in model.nodes:
         ctx = NodeContext(model.file, model.opset, node, shapes, consts)
         for t in node.inputs:
             if t and t not in shapes:
-                raise ctx.error(f"input '{t}' is produced by no node (or only by a later one: a cycle)")
+                _missing(t, secondary, ctx.error(f"input '{t}' is produced by no node (or by a later one: a cycle)"))
         if _foldable(ctx):
             try:
                 values = FOLD_RULES[node.op](ctx)
@@ -54,21 +55,36 @@ def fold(model: OnnxModel) -> StaticGraph:
             from tasobuild.importer.lower import unsupported  # the lowering table owns the list of supported ops
             raise unsupported(ctx)
         shapes[node.outputs[0]] = sh.SHAPE_RULES[node.op](ctx)
+        secondary.update({t: ctx for t in node.outputs[1:] if t})
         if _drops_ceil_window(ctx) or any(t in uncheckable for t in node.inputs):
             uncheckable.add(node.outputs[0])
         live.append(node)
     if model.output_name not in shapes:
-        raise UserError(f"{model.file}: graph output '{model.output_name}' is produced by no node")
-    if model.output_name in consts:
-        raise UserError(f"{model.file}: graph output '{model.output_name}' is a constant; nothing to compute")
-    declared, ours = model.output_dims, shapes[model.output_name]
-    if declared is not None and model.output_name not in uncheckable and (
-            len(declared) != len(ours) or any(d is not None and d != o for d, o in zip(declared, ours))):
-        raise UserError(f"{model.file}: graph output '{model.output_name}' is declared {list(declared)} "
-                        f"but computes to {list(ours)}: inconsistent graph")
+        _missing(model.output_name, secondary,
+                 UserError(f"{model.file}: graph output '{model.output_name}' is produced by no node"))
     graph = StaticGraph(model, tuple(live), MappingProxyType(shapes), MappingProxyType(consts))
+    _check_output(graph, uncheckable)
     cross_check(graph, uncheckable)
     return graph
+
+
+def _check_output(graph: StaticGraph, uncheckable: set[str]) -> None:
+    model, name = graph.model, graph.model.output_name
+    if name in graph.consts:
+        raise UserError(f"{model.file}: graph output '{name}' is a constant; nothing to compute")
+    declared, ours = model.output_dims, graph.shapes[name]
+    if declared is not None and name not in uncheckable and (
+            len(declared) != len(ours) or any(d is not None and d != o for d, o in zip(declared, ours))):
+        raise UserError(f"{model.file}: graph output '{name}' is declared {list(declared)} "
+                        f"but computes to {list(ours)}: inconsistent graph")
+
+
+def _missing(tensor: str, secondary: Mapping[str, NodeContext], otherwise: UserError) -> NoReturn:
+    """A tensor without a shape: a secondary output (which the IR has no place for) or produced by nothing."""
+    if tensor in secondary:
+        k = secondary[tensor].node.outputs.index(tensor)
+        raise secondary[tensor].error(f"output {k} ('{tensor}') is used; only the first output is supported")
+    raise otherwise
 
 
 def _foldable(c: NodeContext) -> bool:

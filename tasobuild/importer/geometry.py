@@ -40,5 +40,10 @@ def window(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, p
     dropped = (out - 1) * stride >= size + pad_begin  # the last window would start in the end padding
     if dropped:
         out -= 1
-    overhang = max(0, (out - 1) * stride + span - (size + pad_begin + pad_end))
-    return Window(out, pad_begin, pad_end + overhang, overhang, dropped)
+    reach = (out - 1) * stride + span - size - pad_begin  # end padding the last window reads
+    if reach >= pad_end:
+        return Window(out, pad_begin, reach, reach - pad_end, dropped)
+    # the dropped window was the only one reading the tail of a (huge) end padding: trim it, so that the floor
+    # formula gives `out` again; no window reads what is trimmed, so the result is the same
+    end = pad_end if (size + pad_begin + pad_end - span) // stride + 1 == out else reach
+    return Window(out, pad_begin, end, 0, dropped)

@@ -18,6 +18,7 @@ from tasobuild.errors import UserError
 from tasobuild.importer import shapes as sh
 from tasobuild.importer.context import FLOAT_LOWEST, FLOAT_MAX, NodeContext
 from tasobuild.importer.fold import StaticGraph
+from tasobuild.importer.geometry import Window
 
 PAD = "pad"  # internal op: zero padding of H and W, attrs pads=(t,l,b,r); passes fold it into the consumer
 
@@ -39,22 +40,16 @@ def logical(onnx_shape: tuple[int, ...]) -> ir.Shape | None:
 
 def lower(sg: StaticGraph) -> ir.Graph:
     model = sg.model
-    consumed = {t for n in sg.nodes for t in n.inputs} | {model.output_name}
     nodes: list[ir.Node] = []
     constants: dict[str, np.ndarray] = {}
-    shapes: dict[str, ir.Shape] = {}
-    for tensor in (model.input_name,) + tuple(n.outputs[0] for n in sg.nodes):
-        shape = logical(sg.shapes[tensor])
-        if shape is None:
-            where = next((f"node '{n.name}' ({n.op})" for n in sg.nodes if n.outputs[0] == tensor), "input")
-            raise UserError(f"{model.file}: {where}: tensor '{tensor}' has shape {list(sg.shapes[tensor])}; "
-                            "only batch-1 tensors of rank 2 to 4 are supported")
-        shapes[tensor] = shape
+    input_shape = logical(model.input_shape)
+    if input_shape is None:
+        raise UserError(f"{model.file}: input '{model.input_name}' has shape {list(model.input_shape)}; "
+                        "only batch-1 inputs of rank 2 to 4 are supported")
+    shapes: dict[str, ir.Shape] = {model.input_name: input_shape}
     for node in sg.nodes:
         ctx = NodeContext(model.file, model.opset, node, sg.shapes, sg.consts)
-        for k, t in enumerate(node.outputs[1:], start=1):
-            if t and t in consumed:
-                raise ctx.error(f"output {k} ('{t}') is used; only the first output is supported")
+        shapes[node.outputs[0]] = _logical(sg.shapes[node.outputs[0]], node.outputs[0], ctx)
         if node.op not in LOWER_RULES:
             raise unsupported(ctx)
         out = LOWER_RULES[node.op](ctx)
@@ -69,6 +64,14 @@ def lower(sg: StaticGraph) -> ir.Graph:
         onnx_input_shape=model.input_shape, onnx_output_shape=sg.shapes[model.output_name],
         input_name=model.input_name, output_name=model.output_name,
     )
+
+
+def _logical(onnx_shape: tuple[int, ...], tensor: str, c: NodeContext) -> ir.Shape:
+    shape = logical(onnx_shape)
+    if shape is None:
+        raise c.error(f"tensor '{tensor}' has shape {list(onnx_shape)}; only batch-1 tensors of rank 2 to 4 "
+                      "are supported")
+    return shape
 
 
 def unsupported(c: NodeContext) -> UserError:
@@ -98,7 +101,9 @@ def _spatial_2d(c: NodeContext, values: tuple[int, ...], fill: int) -> tuple[int
     raise c.error(f"{len(values)} spatial dims are not supported (1 or 2)")
 
 
-def _windows_2d(c: NodeContext, kernel: tuple[int, ...], ceil: bool) -> tuple[dict[str, tuple[int, ...]], tuple]:
+def _windows_2d(c: NodeContext, kernel: tuple[int, ...],
+                ceil: bool) -> tuple[dict[str, tuple[int, ...]], tuple[Window, ...]]:
+    """The IR's 2-D geometry attributes (kernel, stride, dilation, explicit pads) and the per-axis windows."""
     wins = sh.spatial_windows(c, c.shape(0), kernel, ceil)
     n = len(wins)
     strides = tuple(c.attr("strides", (1,) * n))
@@ -112,7 +117,8 @@ def _windows_2d(c: NodeContext, kernel: tuple[int, ...], ceil: bool) -> tuple[di
 def _channel_vector(c: NodeContext, value: np.ndarray, x: tuple[int, ...]) -> np.ndarray:
     """A constant that broadcasts onto x per channel (axis 1) or as a scalar, as a [C] vector."""
     if sh.broadcast(x, value.shape, c) != x:
-        raise c.error(f"constant of shape {list(value.shape)} would broadcast the activation {list(x)} to a larger shape")
+        raise c.error(f"constant of shape {list(value.shape)} would broadcast the activation {list(x)} "
+                      "to a larger shape")
     padded = value.reshape((1,) * (len(x) - value.ndim) + value.shape)
     if any(d != 1 for i, d in enumerate(padded.shape) if i != 1):
         raise c.error(f"constant of shape {list(value.shape)} on an activation of shape {list(x)} varies along an "

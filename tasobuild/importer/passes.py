@@ -154,11 +154,12 @@ def _fold_pad(v: View, n: ir.Node) -> ir.Graph | None:
         what = f"'{blocker.name}' ({blocker.op})" if blocker else "the graph output"
         raise NodeError(n, "Pad", f"cannot be folded into {what}; a Pad must feed only Conv or AveragePool "
                                   "with count_include_pad=1")
-    grown = {u.name: u.with_(inputs=(n.inputs[0],) + u.inputs[1:],
-                             attrs={**dict(u.attrs), "pads": tuple(a + b for a, b in zip(u.attr("pads"), n.attr("pads"))),
-                                    **({"count_include_pad": 1} if u.op == "avgpool" else {})},
-                             fused=u.fused + (n.name,))
-             for u in users}
+    grown = {}
+    for u in users:
+        pads = tuple(a + b for a, b in zip(u.attr("pads"), n.attr("pads")))
+        extra = {"count_include_pad": 1} if u.op == "avgpool" else {}
+        grown[u.name] = u.with_(inputs=(n.inputs[0],) + u.inputs[1:], attrs={**dict(u.attrs), "pads": pads, **extra},
+                                fused=u.fused + (n.name,))
     return edit(v.g, remove=(n,), replace=grown)
 
 

@@ -52,7 +52,8 @@ def read_model(path: Path) -> OnnxModel:
     initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
-        raise UserError(f"{file}: the graph has {len(inputs)} inputs {[i.name for i in inputs]}; exactly one is supported")
+        raise UserError(f"{file}: the graph has {len(inputs)} inputs {[i.name for i in inputs]}; "
+                        "exactly one is supported")
     if len(graph.output) != 1:
         raise UserError(f"{file}: the graph has {len(graph.output)} outputs {[o.name for o in graph.output]}; "
                         "exactly one is supported")
@@ -65,12 +66,15 @@ def read_model(path: Path) -> OnnxModel:
 
 
 def _load(path: Path, file: str) -> onnx.ModelProto:
+    if path.is_dir():
+        raise UserError(f"{file}: is a directory ({path}), not an ONNX file; check the [network] onnx path")
     if not path.is_file():
         raise UserError(f"{file}: no such file ({path}); check the [network] onnx path")
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # protobuf DecodeError, truncated file, not ONNX at all
-        raise UserError(f"{file}: not a readable ONNX model ({type(e).__name__}: {_one_line(e)})") from None
+        raise UserError(f"{file}: not a readable ONNX model, truncated or corrupt "
+                        f"({type(e).__name__}: {_one_line(e)}); re-export it") from None
     if not proto.graph.node and not proto.graph.input:
         # protobuf happily parses many non-ONNX byte strings into an empty message
         raise UserError(f"{file}: not an ONNX model (no graph); export the network with torch.onnx or tf2onnx")

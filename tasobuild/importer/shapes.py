@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from tasobuild.importer.context import NodeContext
-from tasobuild.importer.geometry import window
+from tasobuild.importer.geometry import Window, window
 
 Shape = tuple[int, ...]
 
@@ -99,7 +99,8 @@ def _conv(c: NodeContext) -> Shape:
     return (x[0], w[0]) + tuple(win.out for win in spatial_windows(c, x, kernel, ceil=False))
 
 
-def spatial_windows(c: NodeContext, x: Shape, kernel: tuple[int, ...], ceil: bool):  # type: ignore[no-untyped-def]
+def spatial_windows(c: NodeContext, x: Shape, kernel: tuple[int, ...], ceil: bool) -> tuple[Window, ...]:
+    """Per spatial axis of x: output extent and explicit pads, from strides/dilations/pads/auto_pad."""
     n = len(x) - 2
     strides = tuple(c.attr("strides", (1,) * n))
     dilations = tuple(c.attr("dilations", (1,) * n))

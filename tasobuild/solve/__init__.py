@@ -28,10 +28,12 @@ def pruned(problem: Problem) -> Problem:
 
 
 def solve(problem: Problem, budget_bytes: int | None, objective: str = "latency",
-          latency_budget_ms: float | None = None, time_limit_s: float = 10.0) -> Plan:
+          latency_budget_ms: float | None = None, time_limit_s: float = 10.0, tie_break: bool = True) -> Plan:
     """The best plan whose peak fits `budget_bytes` (None: no memory limit).
-    "latency": minimal total time, ties broken by minimal peak. "memory": minimal peak (total time at most
-    `latency_budget_ms` if given), ties broken by minimal time. Raises UserError if no plan fits."""
+    "latency": minimal total time; then (tie_break) the smallest peak among plans of that time.
+    "memory": minimal peak, with total time at most `latency_budget_ms` if given; then the fastest such plan.
+    Status "optimal" when both are proven, else "feasible" with `bound` (ms or bytes) on the first objective.
+    Raises UserError when no plan fits, naming the smallest budget that has one."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if latency_budget_ms is not None and objective != "memory":
@@ -41,28 +43,52 @@ def solve(problem: Problem, budget_bytes: int | None, objective: str = "latency"
     mem_cap = [] if budget_bytes is None else enc.memory_at_most(budget_bytes)
     time_cap = [] if latency_budget_ms is None else enc.time_at_most(to_ns(latency_budget_ms))
     if objective == "latency":
-        first = min_time(enc, mem_cap, clock)
+        first = min_time(enc, mem_cap, clock, with_memory=budget_bytes is not None)
         if first.picks is None:
-            _no_plan(problem, first, budget_bytes, None, clock)
+            _no_plan(problem, first, budget_bytes, None, time_limit_s)
         assert first.picks is not None
-        best = evaluate(enc.problem, first.picks)
-        tie = min_peak(enc, [*mem_cap, *enc.time_at_most(best.time_ns)], clock, first.picks)
-        picks, bound = tie.picks or first.picks, first.bound / 1e6
+        picks, proven = first.picks, first.proven
+        if tie_break and proven:
+            picks, proven = _smallest_peak_at_same_time(enc, picks, clock)
+        bound: float = first.bound / 1e6
     else:
         first = min_peak(enc, mem_cap + time_cap, clock)
         if first.picks is None:
-            _no_plan(problem, first, budget_bytes, latency_budget_ms, clock)
+            _no_plan(problem, first, budget_bytes, latency_budget_ms, time_limit_s)
         assert first.picks is not None
-        cap = enc.memory_at_most(evaluate(enc.problem, first.picks).peak_bytes)
-        tie = min_time(enc, cap + time_cap, clock)
-        picks, bound = tie.picks or first.picks, first.bound
-    return evaluate(enc.problem, picks, objective=objective, status="optimal" if first.proven else "feasible",
+        picks, proven = first.picks, first.proven
+        if tie_break and proven:
+            cap = enc.memory_at_most(evaluate(enc.problem, picks).peak_bytes)
+            tie = min_time(enc, cap + time_cap, clock, with_memory=True)
+            picks, proven = tie.picks or picks, tie.proven
+        bound = first.bound
+    return evaluate(enc.problem, picks, objective=objective, status="optimal" if proven else "feasible",
                     bound=bound, solver_seconds=clock.used)
 
 
-def min_peak_bytes(problem: Problem, time_limit_s: float = 10.0) -> int:
-    """The smallest peak (aligned bytes) of any plan: the smallest memory budget that has a plan."""
-    return solve(problem, None, objective="memory", time_limit_s=time_limit_s).peak_bytes
+def _smallest_peak_at_same_time(enc: Encoding, picks: tuple[Choice, ...], clock: Clock) -> tuple[tuple[Choice, ...], bool]:
+    """Among plans as fast as `picks`, one with the smallest peak: ask for the fastest plan with a smaller peak
+    until it is slower (or there is none). Usually the fastest plan is unique and one question settles it."""
+    while True:
+        plan = evaluate(enc.problem, picks)
+        better = min_time(enc, enc.memory_at_most(plan.peak_bytes - 1), clock, with_memory=True)
+        if not better.proven:
+            return picks, False
+        if better.picks is None or evaluate(enc.problem, better.picks).time_ns > plan.time_ns:
+            return picks, True
+        picks = better.picks
+
+
+def min_peak_bytes(problem: Problem, latency_budget_ms: float | None = None, time_limit_s: float = 10.0) -> int:
+    """The smallest peak (aligned bytes) of any plan (of any plan within the latency budget): the smallest memory
+    budget that has a plan. Raises UserError if it cannot be proven in time, or no plan meets the latency budget."""
+    enc = encode(pruned(problem))
+    time_cap = [] if latency_budget_ms is None else enc.time_at_most(to_ns(latency_budget_ms))
+    found = min_peak(enc, time_cap, Clock(time_limit_s))
+    if found.picks is None or not found.proven:
+        raise UserError("the solver could not find the smallest memory budget in time; raise its time limit"
+                        if not found.proven else f"no plan meets the latency budget of {latency_budget_ms} ms")
+    return evaluate(enc.problem, found.picks).peak_bytes
 
 
 def greedy(problem: Problem) -> Plan:
@@ -94,25 +120,24 @@ def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> li
 
 
 def _no_plan(problem: Problem, outcome: Outcome, budget_bytes: int | None, latency_budget_ms: float | None,
-             clock: Clock) -> None:
+             time_limit_s: float) -> None:
+    """Raise the UserError that explains why there is no plan."""
     if not outcome.proven:
-        raise UserError(f"the solver found no plan within its time limit; raise the time limit or the budget")
-    if budget_bytes is not None:
-        try:
-            need = solve(problem, None, objective="memory", latency_budget_ms=latency_budget_ms,
-                         time_limit_s=max(1.0, clock.remaining_ms() / 1000)).peak_bytes
-        except UserError:
-            need = None
-        if need is not None and need > budget_bytes:
-            extra = "" if latency_budget_ms is None else f" within {latency_budget_ms} ms"
-            raise UserError(f"memory budget {budget_bytes} bytes is too small: the smallest budget with a plan"
-                            f"{extra} is {need} bytes ({_human(need)}); raise [constraints] memory to at least that")
+        raise UserError(f"the solver found no plan within its {time_limit_s:g} s time limit; raise the time limit "
+                        f"or the memory budget")
     if latency_budget_ms is not None:
-        fastest = solve(problem, budget_bytes, time_limit_s=max(1.0, clock.remaining_ms() / 1000))
-        raise UserError(f"latency budget {latency_budget_ms} ms is too tight: the fastest plan"
-                        f"{'' if budget_bytes is None else f' within {budget_bytes} bytes'} takes "
-                        f"{fastest.predicted_ms:.6g} ms; raise the latency budget")
-    raise UserError("no combination of layouts can be reconciled: a needed layout transform is missing")
+        try:
+            min_peak_bytes(problem, latency_budget_ms, time_limit_s)
+        except UserError:
+            fastest = solve(problem, None, time_limit_s=time_limit_s, tie_break=False)
+            raise UserError(f"latency budget {latency_budget_ms:g} ms is too tight: the fastest plan takes "
+                            f"{fastest.predicted_ms:.6g} ms; raise the latency budget") from None
+    if budget_bytes is not None:
+        need = min_peak_bytes(problem, latency_budget_ms, time_limit_s)
+        within = "" if latency_budget_ms is None else f" within {latency_budget_ms:g} ms"
+        raise UserError(f"memory budget {budget_bytes} bytes is too small: the smallest budget with a plan{within} "
+                        f"is {need} bytes ({_human(need)}); raise [constraints] memory to at least that")
+    raise UserError("no plan exists: the layouts cannot be reconciled because a needed layout transform is missing")
 
 
 def _human(n: int) -> str:

@@ -1,30 +1,30 @@
-"""The problem as Z3 pseudo-boolean constraints. Mirrors `plan.evaluate` rule for rule (see its docstring);
-solve.py checks every model against it.
+"""The problem as Z3 pseudo-boolean constraints. Mirrors `plan.evaluate` rule for rule; search.py checks every
+model against it.
 
 Variables: x[i][k] — node i runs its k-th (pruned) choice; exactly one per node. Everything else is a Boolean
-function of x, defined step by step over the steps a tensor can be live ([producer, reach]):
-  P[t][L]     t is produced in layout L
-  want[t][L][s]  the reader of t at step s wants it in L (the epilogue wants the output in output_layout)
+function of x. Time (always built):
+  P[t][L]  t is produced in layout L          W[t][L]  some reader (or the epilogue, for the output) wants t in L
+  a transform t: a->b runs iff P[t][a] and W[t][b]; total time = chosen node times + transform times, in integer ns.
+Memory (built on first use; time-only solves never need it), over the steps t can be live ([producer, reach]):
+  want[t][L][s]  the reader at step s wants L
   A[t][L][s]  some reader at step >= s wants L        F[t][L][s]  some reader at step <= s wants L
   O[t][s]     the original version of t is live: s is its producer step, or a reader at >= s wants the produced
               layout, or a layout is first wanted at >= s (its transform reads the original), or a view of it is
-  C[t][L][s]  the converted copy in L != produced is live: first want <= s <= last want (F and A), or a view of it is
-Memory at step s = sum of aligned bytes over live versions (a view's own version weighs 0) + the chosen workspace.
-Time = sum of chosen node times + sum of transform times (transform t: a->b runs iff P[t][a] and t is ever wanted
-in b), all in integer nanoseconds.
+  C[t][L][s]  the converted copy in L != produced is live: first want <= s <= last want, or a view of it is
+  memory at step s = aligned bytes of live versions (a view's own version weighs 0) + the chosen workspace.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 import z3
 
 from tasobuild.solve.plan import to_ns
-from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, Topology, topology
+from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, topology
 
 Lit = Union[bool, z3.BoolRef]  # Python constants are folded away before they reach Z3
+Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
 
 
 def or_(*xs: Lit) -> Lit:
@@ -45,161 +45,175 @@ def not_(x: Lit) -> Lit:
     return (not x) if isinstance(x, bool) else z3.Not(x)
 
 
-Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
+def true_in(model: z3.ModelRef, lit: z3.BoolRef) -> bool:
+    return z3.is_true(model.eval(lit, model_completion=True))
 
 
-@dataclass(frozen=True)
 class Encoding:
-    problem: Problem  # with pruned choices
-    x: tuple[tuple[z3.BoolRef, ...], ...]
-    constraints: tuple[z3.BoolRef, ...]  # exactly-one, definitions, forbidden (missing) transforms
-    time_terms: Terms  # total time in ns = sum of weights of true literals
-    step_terms: tuple[Terms, ...]  # aligned bytes live at each step
-    step_const: tuple[int, ...]  # bytes live at each step whatever the choices
-    time_const: int  # ns spent whatever the choices (a transform that must always run)
+    """Variables and constraints for one (pruned) problem. Immutable after construction, except that the memory
+    part is built once, the first time it is asked for."""
 
-    def picks(self, model: z3.ModelRef) -> list[Choice]:
-        out = []
-        for node, xs in zip(self.problem.nodes, self.x):
-            on = [c for c, v in zip(node.choices, xs) if z3.is_true(model.eval(v, model_completion=True))]
-            assert len(on) == 1, f"node {node.name}: {len(on)} choices in the model"
-            out.append(on[0])
-        return out
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.topo = topology(problem)
+        self.x = tuple(tuple(z3.Bool(f"x|{i}|{k}") for k in range(len(node.choices)))
+                       for i, node in enumerate(problem.nodes))
+        self.constraints: list[z3.BoolRef] = [z3.PbEq([(v, 1) for v in xs], 1) for xs in self.x]
+        self.time_const = 0  # ns spent whatever the choices (a transform that must always run)
+        self.node_terms: Terms = tuple((v, to_ns(c.time_ms)) for xs, n in zip(self.x, problem.nodes)
+                                       for v, c in zip(xs, n.choices))
+        self.transform_terms: Terms = self._transforms()
+        self._memory: tuple[tuple[int, ...], tuple[Terms, ...]] | None = None
 
-    def step_bytes(self, model: z3.ModelRef) -> list[int]:
-        return [const + sum(w for v, w in terms if z3.is_true(model.eval(v, model_completion=True)))
-                for const, terms in zip(self.step_const, self.step_terms)]
-
-    def memory_at_most(self, budget: int) -> list[z3.BoolRef]:
-        """Constraints: every step's memory <= budget (steps that can never exceed it are left out)."""
-        out: list[z3.BoolRef] = []
-        for const, terms in zip(self.step_const, self.step_terms):
-            if const > budget:
-                return [z3.BoolVal(False)]
-            if const + sum(w for _, w in terms) > budget:
-                out.append(z3.PbLe(list(terms), budget - const))
-        return out
+    # ---- time ----
+    @property
+    def time_terms(self) -> Terms:
+        return tuple((v, w) for v, w in self.node_terms + self.transform_terms if w > 0)
 
     def time_at_most(self, budget_ns: int) -> list[z3.BoolRef]:
         if budget_ns < self.time_const:
             return [z3.BoolVal(False)]
         return [z3.PbLe(list(self.time_terms), budget_ns - self.time_const)] if self.time_terms else []
 
-    def lowest_peak(self) -> int:
-        """A trivial lower bound on any plan's peak: the bytes live whatever the choices."""
-        return max(self.step_const)
+    def time_ns(self, model: z3.ModelRef) -> int:
+        return self.time_const + sum(w for v, w in self.time_terms if true_in(model, v))
 
+    def _choices_at(self, step: int, pred: Callable[[Choice], bool]) -> Lit:
+        return or_(*[v for v, c in zip(self.x[step], self.problem.nodes[step].choices) if pred(c)])
 
-def encode(problem: Problem) -> Encoding:
-    return _Builder(problem, topology(problem)).build()
+    def produced_in(self, t: str, layout: Layout) -> Lit:
+        if t == self.problem.graph_input:
+            return layout == self.problem.input_layout
+        return self._choices_at(self.topo.producer_step[t], lambda c: c.layout_out == layout)
 
+    def want(self, t: str, layout: Layout, step: int) -> Lit:
+        if step not in self.topo.consumer_steps[t]:
+            return False
+        if step == self.problem.epilogue_step:
+            return layout == self.problem.output_layout
+        return self._choices_at(step, lambda c: c.layout_in == layout)
 
-class _Builder:
-    def __init__(self, problem: Problem, topo: Topology) -> None:
-        self.p, self.topo = problem, topo
-        self.constraints: list[z3.BoolRef] = []
-        self.n_steps = problem.epilogue_step + 1
-        self.x = tuple(tuple(z3.Bool(f"x|{i}|{k}") for k in range(len(node.choices)))
-                       for i, node in enumerate(problem.nodes))
-        self.time_terms: list[tuple[z3.BoolRef, int]] = []
-        self.step_terms: list[list[tuple[z3.BoolRef, int]]] = [[] for _ in range(self.n_steps)]
-        self.step_const = [0] * self.n_steps
-        self.time_const = 0
-        self.orig_live: dict[str, dict[int, Lit]] = {}  # O[t][s], filled outputs-first so views can refer to it
+    def _transforms(self) -> Terms:
+        p, terms = self.problem, []
+        for t in sorted(self.topo.producer_step):
+            wanted = {L: self._define(f"W|{t}|{L}", or_(*[self.want(t, L, s) for s in self.topo.consumer_steps[t]]))
+                      for L in LAYOUTS}
+            for a in LAYOUTS:
+                made = self.produced_in(t, a)
+                for b in LAYOUTS:
+                    runs = False if a == b else and_(made, wanted[b])
+                    if runs is False:
+                        continue
+                    if (t, a, b) not in p.transform_ms:  # no such transform: this combination is impossible
+                        self.constraints.append(z3.BoolVal(False) if runs is True else z3.Not(runs))
+                    elif runs is True:
+                        self.time_const += to_ns(p.transform_ms[(t, a, b)])
+                    else:
+                        terms.append((self._define(f"T|{t}|{a}|{b}", runs), to_ns(p.transform_ms[(t, a, b)])))
+        return tuple(terms)
 
-    def define(self, name: str, expr: Lit) -> Lit:
-        """A named Boolean for a shared subformula (constants stay constants)."""
+    def _define(self, name: str, expr: Lit) -> Lit:
+        """A named Boolean for a shared subformula (constants and plain variables stay as they are)."""
         if isinstance(expr, bool) or z3.is_const(expr):
             return expr
         v = z3.Bool(name)
         self.constraints.append(v == expr)
         return v
 
-    def add_memory(self, step: int, lit: Lit, size: int) -> None:
+    # ---- memory ----
+    def memory_at_most(self, budget: int) -> list[z3.BoolRef]:
+        """Constraints: every step's memory <= budget (steps that can never exceed it are left out).
+        Adds the memory definitions to `constraints` the first time: call it before reading `constraints`."""
+        const, terms = self.memory()
+        out: list[z3.BoolRef] = []
+        for c, ts in zip(const, terms):
+            if c > budget:
+                return [z3.BoolVal(False)]
+            if c + sum(w for _, w in ts) > budget:
+                out.append(z3.PbLe(list(ts), budget - c))
+        return out
+
+    def lowest_peak(self) -> int:
+        """A trivial lower bound on any plan's peak: the bytes live at a step whatever the choices."""
+        return max(self.memory()[0])
+
+    def step_bytes(self, model: z3.ModelRef) -> list[int]:
+        const, terms = self.memory()
+        return [c + sum(w for v, w in ts if true_in(model, v)) for c, ts in zip(const, terms)]
+
+    def memory(self) -> tuple[tuple[int, ...], tuple[Terms, ...]]:
+        """(bytes live at each step whatever the choices, (literal, bytes) terms at each step)."""
+        if self._memory is None:
+            self._memory = _MemoryBuilder(self).build()
+        return self._memory
+
+    def picks(self, model: z3.ModelRef) -> list[Choice]:
+        out = []
+        for node, xs in zip(self.problem.nodes, self.x):
+            on = [c for c, v in zip(node.choices, xs) if true_in(model, v)]
+            assert len(on) == 1, f"node {node.name}: {len(on)} choices in the model"
+            out.append(on[0])
+        return out
+
+
+class _MemoryBuilder:
+    def __init__(self, enc: Encoding) -> None:
+        self.enc, self.p, self.topo = enc, enc.problem, enc.topo
+        n_steps = self.p.epilogue_step + 1
+        self.const = [0] * n_steps
+        self.terms: list[list[tuple[z3.BoolRef, int]]] = [[] for _ in range(n_steps)]
+        self.orig_live: dict[str, dict[int, Lit]] = {}  # O[t][s], filled outputs-first so views can refer to it
+
+    def add(self, step: int, lit: Lit, size: int) -> None:
         if lit is True:
-            self.step_const[step] += size
+            self.const[step] += size
         elif lit is not False and size > 0:
-            self.step_terms[step].append((lit, size))
+            self.terms[step].append((lit, size))
 
-    def build(self) -> Encoding:
-        p = self.p
-        for i, (node, xs) in enumerate(zip(p.nodes, self.x)):
-            self.constraints.append(z3.PbEq([(v, 1) for v in xs], 1))
+    def build(self) -> tuple[tuple[int, ...], tuple[Terms, ...]]:
+        for i, (node, xs) in enumerate(zip(self.p.nodes, self.enc.x)):
             for v, c in zip(xs, node.choices):
-                self.time_terms.append((v, to_ns(c.time_ms)))
-                self.add_memory(i, v, p.aligned(c.workspace_bytes))
+                self.add(i, v, self.p.aligned(c.workspace_bytes))
         producer = self.topo.producer_step
-        for tensor in sorted(producer, key=lambda t: (-producer[t], t)):
-            self.tensor(tensor)
-        return Encoding(p, self.x, tuple(self.constraints), tuple((v, w) for v, w in self.time_terms if w > 0),
-                        tuple(tuple(t) for t in self.step_terms), tuple(self.step_const), self.time_const)
-
-    def choices_at(self, step: int, pred) -> Lit:
-        node = self.p.nodes[step]
-        return or_(*[v for v, c in zip(self.x[step], node.choices) if pred(c)])
+        for t in reversed([self.p.graph_input, *(n.output for n in self.p.nodes)]):  # a view's output first
+            self.tensor(t)
+        return tuple(self.const), tuple(tuple(ts) for ts in self.terms)
 
     def tensor(self, t: str) -> None:
-        p, topo = self.p, self.topo
-        start, end = topo.producer_step[t], topo.reach[t]
+        enc, p = self.enc, self.p
+        start, end = self.topo.producer_step[t], self.topo.reach[t]
         steps = range(start, end + 1)
-        readers = set(topo.consumer_steps[t])
-        is_input = t == p.graph_input
         size = p.aligned(p.tensors[t].bytes)
-
-        def produced_in(layout: Layout) -> Lit:
-            if is_input:
-                return layout == p.input_layout
-            return self.choices_at(start, lambda c: c.layout_out == layout)
-
-        def want(layout: Layout, s: int) -> Lit:
-            if s not in readers:
-                return False
-            if s == p.epilogue_step:
-                return layout == p.output_layout
-            return self.choices_at(s, lambda c: c.layout_in == layout)
-
-        P = {L: self.define(f"P|{t}|{L}", produced_in(L)) for L in LAYOUTS}
+        P = {L: enc.produced_in(t, L) for L in LAYOUTS}
         A: dict[Layout, dict[int, Lit]] = {L: {end + 1: False} for L in LAYOUTS}
         F: dict[Layout, dict[int, Lit]] = {L: {start - 1: False} for L in LAYOUTS}
         for L in LAYOUTS:
             for s in reversed(steps):
-                A[L][s] = self.define(f"A|{t}|{L}|{s}", or_(want(L, s), A[L][s + 1]))
+                A[L][s] = enc._define(f"A|{t}|{L}|{s}", or_(enc.want(t, L, s), A[L][s + 1]))
             for s in steps:
-                F[L][s] = self.define(f"F|{t}|{L}|{s}", or_(F[L][s - 1], want(L, s)))
+                F[L][s] = enc._define(f"F|{t}|{L}|{s}", or_(F[L][s - 1], enc.want(t, L, s)))
 
-        # Views of t: ext[L][s] = a view consuming t in layout L is chosen and its output's original is live at s.
+        # Views of t: ext[L][s] = a view reading t in layout L is chosen and its output's original is live at s.
         ext: dict[Layout, dict[int, list[Lit]]] = {L: {s: [] for s in steps} for L in LAYOUTS}
-        for r in sorted(readers & topo.view_capable):
+        for r in sorted(set(self.topo.consumer_steps[t]) & self.topo.view_capable):
             out = p.nodes[r].output
-            for v, c in zip(self.x[r], p.nodes[r].choices):
+            for v, c in zip(enc.x[r], p.nodes[r].choices):
                 if c.aliases_input:
                     for s, live in self.orig_live[out].items():
                         ext[c.layout_in][s].append(and_(v, live))
 
+        view = False if t == p.graph_input else enc._choices_at(start, lambda c: c.aliases_input)
         self.orig_live[t] = {}
-        view = False if is_input else self.choices_at(start, lambda c: c.aliases_input)
         for s in steps:
             reads = [and_(A[L][s], or_(P[L], not_(F[L][s - 1]))) for L in LAYOUTS]
             viewed = [and_(P[L], or_(*ext[L][s])) for L in LAYOUTS]
-            live = self.define(f"O|{t}|{s}", or_(s == start, *reads, *viewed))
+            live = enc._define(f"O|{t}|{s}", or_(s == start, *reads, *viewed))
             self.orig_live[t][s] = live
-            self.add_memory(s, and_(live, not_(view)), size)
+            self.add(s, and_(live, not_(view)), size)
             for L in LAYOUTS:
                 copy = and_(not_(P[L]), or_(and_(F[L][s], A[L][s]), *ext[L][s]))
-                self.add_memory(s, self.define(f"C|{t}|{L}|{s}", copy), size)
+                self.add(s, enc._define(f"C|{t}|{L}|{s}", copy), size)
 
-        for a in LAYOUTS:
-            for b in LAYOUTS:
-                if a == b:
-                    continue
-                runs = and_(P[a], A[b][start])
-                if runs is False:
-                    continue
-                if (t, a, b) not in p.transform_ms:  # no such transform: this combination of layouts is impossible
-                    self.constraints.append(z3.BoolVal(False) if runs is True else z3.Not(runs))
-                    continue
-                ns = to_ns(p.transform_ms[(t, a, b)])
-                if runs is True:
-                    self.time_const += ns
-                elif ns > 0:
-                    self.time_terms.append((self.define(f"T|{t}|{a}|{b}", runs), ns))
+
+def encode(problem: Problem) -> Encoding:
+    return Encoding(problem)

@@ -163,7 +163,7 @@ def topology(p: Problem) -> Topology:
     consumers[p.graph_output].add(p.epilogue_step)
     view_capable = frozenset(i for i, n in enumerate(p.nodes) if any(c.aliases_input for c in n.choices))
     reach: dict[str, int] = {}
-    for name in sorted(producer, key=lambda t: (-producer[t], t)):  # consumers' outputs before their inputs
+    for name in reversed([p.graph_input, *(n.output for n in p.nodes)]):  # consumers' outputs before their inputs
         last = max([producer[name], *consumers[name]])
         for step in consumers[name]:
             if step in view_capable:
