@@ -14,7 +14,8 @@ from typing import Any, Mapping
 from tasobuild import __version__
 from tasobuild.candidates import NodeCandidates, TransformCandidate, check_allow_list, node_candidates, \
     transform_candidates
-from tasobuild.costs.cache import Cost, CostCache, kernel_digest
+from tasobuild.costs.cache import kernel_digest
+from tasobuild.costs.stage import Costed, measure_costs
 from tasobuild.emit.program import Program, Toolchain
 from tasobuild.emit.project import project_files
 from tasobuild.emit.tree import WriteResult, write_atomic, write_tree
@@ -40,14 +41,6 @@ class Options:
 
 
 @dataclass(frozen=True)
-class Costed:
-    """Every candidate's cost and how many measurements this run took to know them."""
-
-    costs: Mapping[str, Cost]
-    profiled: int
-
-
-@dataclass(frozen=True)
 class Planned:
     spec: Spec
     target: Target
@@ -67,24 +60,6 @@ def load_inputs(options: Options) -> tuple[Spec, Target, Graph]:
 
 def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...]):
     return [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
-
-
-def measure_costs(spec: Spec, target: Target, calls, progress: bool) -> Costed:
-    from tasobuild import native
-    from tasobuild.costs.profile import measure
-
-    if spec.optimizer.costs == "model":
-        raise UserError(f"{spec.where('optimizer.costs')}: optimizer.costs = \"model\" needs the performance model, "
-                        f"which this version does not have yet; use \"profile\"")
-    if not target.profile:
-        raise UserError(f"{spec.where('target.name')}: target {target.name!r} cannot run kernels here, so its costs "
-                        f"must be imported (`tasobuild costs import`) — not available in this version")
-    fingerprint = host_fingerprint(target)
-    kernels = native.load(target.cc, tuple(target.cflags))
-    with CostCache(on_warning=log.warning) as cache:
-        result = measure(calls, kernels, cache, fingerprint=fingerprint.digest, kernel_digest=kernel_digest(),
-                         progress=progress)
-    return Costed(result.costs, result.measured)
 
 
 def plan(options: Options) -> Planned:

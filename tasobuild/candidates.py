@@ -6,6 +6,8 @@ Also every layout transform the solver might insert: one per activation tensor a
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -35,11 +37,15 @@ class TransformCandidate:
     call: KernelCall
 
 
+# The modules of tasobuild.primitives that each export PRIMITIVES: one per family of primitives.
+FAMILY_MODULES = ("conv", "ops")
+
+
+@functools.cache
 def library() -> tuple[Primitive, ...]:
     """Every primitive tasobuild has, sorted by name."""
-    from tasobuild.primitives import conv, ops  # the families register here
-
-    prims = conv.PRIMITIVES + ops.PRIMITIVES
+    prims = tuple(p for m in FAMILY_MODULES
+                  for p in importlib.import_module(f"tasobuild.primitives.{m}").PRIMITIVES)
     names = [p.name for p in prims]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     assert not duplicates, f"primitive names must be unique: {duplicates}"
