@@ -53,6 +53,8 @@ typedef struct { int d0, d1, d2, perm0, perm1, perm2; } tb_permute;
 
 #include "tb_ops.h"
 #include "tb_conv.h"
+#include "tb_conv_families.h"
+#include "tb_winograd.h"
 
 #ifdef __cplusplus
 }

@@ -1,33 +1,38 @@
 """The build: the stages of DESIGN.md's data flow, in order, each called once.
 
 spec -> target + graph -> candidates -> costs -> decision (Z3 + arena) -> program -> files + taso.lock
+
+Around them, what makes a build safe to check in and cheap to repeat: a no-op build that sees nothing changed
+writes nothing; `--frozen` takes the decision from taso.lock instead of profiling and solving; `--locked` fails if
+the lock would change; builds of one project are serialised; the tree and the lock are replaced as a transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from tasobuild import __version__
+from filelock import FileLock
+
 from tasobuild.candidates import NodeCandidates, TransformCandidate, check_allow_list, node_candidates, \
     transform_candidates
-from tasobuild.costs.cache import kernel_digest
 from tasobuild.costs.stage import Costed, measure_costs
 from tasobuild.emit.program import Program, Toolchain
 from tasobuild.emit.project import project_files
-from tasobuild.emit.tree import WriteResult, write_atomic, write_tree
+from tasobuild.emit.tree import WriteResult, replace_tree, write_atomic
 from tasobuild.errors import UserError
+from tasobuild.incremental import changed_inputs, lock_inputs, onnx_digest, outputs_intact, \
+    read_state, write_state
 from tasobuild.ir import Graph
-from tasobuild.lock import read_lock, render_lock
-from tasobuild.lower import lower
-from tasobuild.importer import import_onnx
+from tasobuild.lock import differences, parse_lock, read_lock, render_lock
 from tasobuild.optimize import Decision, call_time_ms, decide, to_problem
 from tasobuild.resources import kernels_dir
 from tasobuild.spec import Spec, load_spec
-from tasobuild.target import Target, host_fingerprint, load_target
+from tasobuild.target import Target, load_target
 
 log = logging.getLogger("tasobuild")
 
@@ -38,6 +43,7 @@ class Options:
     overrides: Mapping[str, str] = field(default_factory=dict)
     progress: bool = True
     locked: bool = False  # fail, writing nothing, if taso.lock or any output would change
+    frozen: bool = False  # emit exactly what taso.lock says: no profiling, no solving
 
 
 @dataclass(frozen=True)
@@ -51,30 +57,46 @@ class Planned:
     decision: Decision
 
 
-def load_inputs(options: Options) -> tuple[Spec, Target, Graph]:
+def load_settings(options: Options) -> tuple[Spec, Target]:
     spec = load_spec(options.config, options.overrides)
-    target = load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
-    graph = import_onnx(spec.onnx_path)
-    return spec, target, graph
+    return spec, load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
+
+
+def load_inputs(options: Options) -> tuple[Spec, Target, Graph]:
+    from tasobuild.importer import import_onnx
+
+    spec, target = load_settings(options)
+    return spec, target, import_onnx(spec.onnx_path)
 
 
 def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...]):
     return [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
 
 
-def plan(options: Options) -> Planned:
-    spec, target, graph = load_inputs(options)
-    allow = check_allow_list(spec.optimizer.primitives)
-    nodes = node_candidates(graph, allow)
-    transforms = transform_candidates(graph)
-    costed = measure_costs(spec, target, all_calls(nodes, transforms), options.progress)
+def candidates_of(spec: Spec, graph: Graph) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...]]:
+    return node_candidates(graph, check_allow_list(spec.optimizer.primitives)), transform_candidates(graph)
+
+
+def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Planned:
+    nodes, transforms = candidates_of(spec, graph)
+    costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
     problem = to_problem(graph, nodes, transforms, costed.costs)
     c = spec.constraints
-    decision = decide(problem, c.memory, c.objective, c.latency, spec.optimizer.time_limit / 1000.0)
+    try:
+        decision = decide(problem, c.memory, c.objective, c.latency, spec.optimizer.time_limit / 1000.0)
+    except UserError as error:  # say where the budget was set: the spec's line or the command line
+        raise UserError(f"{spec.where('constraints.memory')}: {error}") from None
     return Planned(spec, target, graph, nodes, transforms, costed, decision)
 
 
+def plan(options: Options) -> Planned:
+    spec, target, graph = load_inputs(options)
+    return plan_stages(spec, target, graph, options.progress)
+
+
 def program_of(p: Planned) -> Program:
+    from tasobuild.lower import lower
+
     d = p.decision
     banner = (
         f"Network: {p.spec.network.onnx} ({len(p.graph.nodes)} nodes)",
@@ -86,25 +108,8 @@ def program_of(p: Planned) -> Program:
     return lower(p.graph, p.nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def lock_text(p: Planned, files: Mapping[str, bytes]) -> str:
-    d, fp = p.decision, host_fingerprint(p.target)
-    inputs = {
-        "spec": p.spec.digest,
-        "onnx": sha256_file(p.spec.onnx_path),
-        "target": p.target.digest,
-        "kernels": kernel_digest(),
-        "toolchain": fp.compiler,
-        "costs_from": fp.digest,
-        "tasobuild": __version__,
-    }
+def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
+    d, costs = p.decision, p.costed.costs
     plan_table = {
         "arena_bytes": d.arena.arena_bytes,
         "budget_bytes": p.spec.constraints.memory,
@@ -113,108 +118,160 @@ def lock_text(p: Planned, files: Mapping[str, bytes]) -> str:
         "predicted_ms": round(d.plan.predicted_ms, 6),
         "solver_status": d.plan.status,
     }
+    for name, b in sorted(d.baselines.items()):
+        plan_table[f"{name}_predicted_ms"] = round(b["predicted_ms"], 6)
+        plan_table[f"{name}_arena_bytes"] = int(b["arena_bytes"])
     offsets = d.arena.offset_map()
     nodes = []
     for nc in p.nodes:
         ch = d.plan.choice(nc.node.name)
+        cand = next(c for c in nc.options if c.primitive.name == ch.primitive)
         nodes.append({
             "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
             "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": "none",
             "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(ch.time_ms, 6),
+            "cost_source": "+".join(sorted({costs[c.key()].source for c in cand.calls})) or "none",
             "output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)],
         })
-    transforms = [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step}
-                  for t in d.plan.transforms]
-    costs = [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms, "source": cost.source}
-             for key, cost in p.costed.costs.items()]
-    digests = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())}
-    return render_lock(inputs, plan_table, nodes, transforms, costs, digests)
+    return {
+        "inputs": dict(inputs),
+        "plan": plan_table,
+        "node": nodes,
+        "transform": [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step,
+                       "predicted_ms": round(t.time_ms, 6)} for t in d.plan.transforms],
+        "cost": [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms, "source": cost.source}
+                 for key, cost in sorted(costs.items())],
+        "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
+    }
 
 
-def check_locked(lock_path: Path, previous: Mapping[str, Any] | None, text: str) -> None:
-    """--locked: the lock this build would write must be the one checked in; name the first things that differ."""
-    import tomllib
-
-    if previous is None:
-        raise UserError(f"{lock_path}: --locked, but there is no lock; run `tasobuild build` and commit taso.lock")
-    new = tomllib.loads(text)
-    changed = [f"inputs.{k}" for k in sorted(set(new["inputs"]) | set(previous.get("inputs", {})))
-               if new["inputs"].get(k) != previous.get("inputs", {}).get(k)]
-    changed += [f"plan.{k}" for k in sorted(new["plan"]) if new["plan"][k] != previous.get("plan", {}).get(k)]
-    old_nodes = {n.get("name"): n for n in previous.get("node", [])}
-    changed += [f"node {n['name']!r}" for n in new["node"] if old_nodes.get(n["name"]) != n]
-    if not changed and new != previous:
-        changed = ["costs or file digests"]
-    if changed:
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        raise UserError(f"{lock_path}: --locked, but the build would change {shown}; run `tasobuild build` "
-                        f"and commit taso.lock")
+def report(lock: Mapping[str, Any], *, profiled: int, solver_seconds: float, out_dir: Path | None = None,
+           files: WriteResult | None = None, up_to_date: bool = False) -> dict[str, Any]:
+    """The object `build --json` and `plan --json` print (DESIGN.md), read off the lock's data."""
+    plan_table = lock["plan"]
+    out: dict[str, Any] = {
+        "arena_bytes": plan_table["arena_bytes"],
+        "budget_bytes": plan_table["budget_bytes"],
+        "lower_bound_bytes": plan_table["lower_bound_bytes"],
+        "predicted_ms": plan_table["predicted_ms"],
+        "solver": {"status": plan_table["solver_status"], "seconds": solver_seconds,
+                   "objective": plan_table["objective"]},
+        "profiled": profiled,
+        "nodes": [{**{k: v for k, v in n.items() if k != "cost_source"}, "cost_source": n["cost_source"].split("+"),
+                   "tiling": None if n["tiling"] == "none" else n["tiling"]} for n in lock["node"]],
+        "transforms": [dict(t) for t in lock["transform"]],
+        "baselines": {name: {"predicted_ms": plan_table[f"{name}_predicted_ms"],
+                             "arena_bytes": plan_table[f"{name}_arena_bytes"]} for name in ("greedy", "time_only")},
+    }
+    if out_dir is not None:
+        out["out_dir"] = str(out_dir)
+        out["up_to_date"] = up_to_date
+    if files is not None:
+        out["files"] = {"written": list(files.written), "unchanged": list(files.unchanged),
+                        "removed": list(files.removed)}
+    return out
 
 
 @dataclass(frozen=True)
 class BuildResult:
-    planned: Planned
-    files: WriteResult | None
-    lock_path: Path | None
+    report: dict[str, Any]
+    lock_path: Path
+    up_to_date: bool
 
 
 def lock_path_of(spec: Spec) -> Path:
     return spec.spec_dir / "taso.lock"
 
 
+def journal_of(lock_path: Path) -> Path:
+    return lock_path.with_name(f".{lock_path.name}.tasobuild-new")
+
+
+def recover(lock_path: Path, out_dir: Path) -> None:
+    """Finish or undo a build that was killed between replacing the tree and renaming its lock into place."""
+    journal = journal_of(lock_path)
+    if not journal.exists():
+        return
+    try:
+        pending = parse_lock(journal.read_text(encoding="utf-8"), journal)
+    except (UserError, OSError, UnicodeDecodeError):
+        journal.unlink()
+        return
+    from tasobuild.incremental import sha256_file
+
+    tree_is_new = all((out_dir / rel).is_file() and sha256_file(out_dir / rel) == digest
+                      for rel, digest in pending["files"].items())
+    if tree_is_new:
+        os.replace(journal, lock_path)
+    else:
+        journal.unlink()
+
+
 def build(options: Options) -> BuildResult:
-    p = plan(options)
-    program = program_of(p)
-    files = project_files(program, kernels_dir())
-    lock_path = lock_path_of(p.spec)
-    previous = read_lock(lock_path)
-    text = lock_text(p, files)
+    spec, target = load_settings(options)
+    lock_path = lock_path_of(spec)
+    with FileLock(str(spec.spec_dir / ".taso.lock.tasobuild-busy")):  # one build of a project at a time
+        recover(lock_path, spec.out_dir)
+        previous = read_lock(lock_path)
+        state = read_state(spec.out_dir)
+        inputs = lock_inputs(spec, target, onnx_digest(spec.onnx_path, state))
+        if previous is not None and not options.frozen and not changed_inputs(previous, inputs) \
+                and outputs_intact(spec.out_dir, previous, lock_path, state):
+            files = WriteResult((), tuple(sorted(previous["files"])), ())
+            rep = report(previous, profiled=0, solver_seconds=0.0, out_dir=spec.out_dir, files=files,
+                         up_to_date=True)
+            return BuildResult(rep, lock_path, True)
+        return _build_and_write(options, spec, target, inputs, previous, lock_path)
+
+
+def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mapping[str, str],
+                     previous: Mapping[str, Any] | None, lock_path: Path) -> BuildResult:
+    from tasobuild.importer import import_onnx
+
+    graph = import_onnx(spec.onnx_path)
+    if options.frozen:
+        from tasobuild.frozen import planned_from_lock
+
+        planned = planned_from_lock(spec, target, graph, previous, inputs, lock_path, *candidates_of(spec, graph))
+    else:
+        planned = plan_stages(spec, target, graph, options.progress)
+    files = project_files(program_of(planned), kernels_dir())
+    data = lock_data(planned, inputs, files)
+    if options.frozen:
+        assert previous is not None
+        data["inputs"] = previous["inputs"]  # the lock is the truth: it stays exactly as it is
+        data["cost"] = previous["cost"]
+        drift = differences(previous, data)
+        if drift:
+            raise UserError(f"{lock_path}: --frozen, but rebuilding from the lock gives a different {drift[0]}; "
+                            f"the lock does not match this tasobuild or its inputs: run `tasobuild build`")
+    text = render_lock(data)
     if options.locked:
-        check_locked(lock_path, previous, text)
+        if previous is None:
+            raise UserError(f"{lock_path}: --locked, but there is no lock; run `tasobuild build` and commit taso.lock")
+        drift = differences(previous, parse_lock(text, lock_path))
+        if drift:
+            shown = ", ".join(drift[:4]) + (f" and {len(drift) - 4} more" if len(drift) > 4 else "")
+            raise UserError(f"{lock_path}: --locked, but the build would change {shown}; run `tasobuild build` "
+                            f"and commit taso.lock")
+    lock_changes = not lock_path.exists() or lock_path.read_text(encoding="utf-8") != text
     previous_files = list((previous or {}).get("files", {}))
-    written = write_tree(p.spec.out_dir, files, previous_files)
-    if not lock_path.exists() or lock_path.read_text(encoding="utf-8") != text:
-        write_atomic(lock_path, text.encode())
-    return BuildResult(p, written, lock_path)
+    if lock_changes:
+        write_atomic(journal_of(lock_path), text.encode())  # the new lock, ready to be renamed into place
+    written = replace_tree(spec.out_dir, files, previous_files)
+    if lock_changes:
+        os.replace(journal_of(lock_path), lock_path)
+    write_state(spec.out_dir, spec.onnx_path, inputs["onnx"], data["files"], lock_path)
+    rep = report(data, profiled=planned.costed.profiled, solver_seconds=planned.decision.plan.solver_seconds,
+                 out_dir=spec.out_dir, files=written)
+    return BuildResult(rep, lock_path, False)
 
 
-def report(p: Planned, files: WriteResult | None = None) -> dict[str, Any]:
-    """The object `build --json` and `plan --json` print (DESIGN.md)."""
-    d = p.decision
-    costs = p.costed.costs
-    by_node = {nc.node.name: nc for nc in p.nodes}
-    nodes = []
-    for name, choice in d.plan.choices:
-        cand = next(c for c in by_node[name].options if c.primitive.name == choice.primitive)
-        nodes.append({
-            "name": name, "op": by_node[name].node.op, "primitive": choice.primitive,
-            "layout_in": choice.layout_in, "layout_out": choice.layout_out, "tiling": None,
-            "workspace_bytes": choice.workspace_bytes, "predicted_ms": call_time_ms(cand.calls, costs),
-            "cost_source": sorted({costs[c.key()].source for c in cand.calls}) or ["none"],
-        })
-    out: dict[str, Any] = {
-        "arena_bytes": d.arena.arena_bytes,
-        "lower_bound_bytes": d.lower_bound_bytes,
-        "budget_bytes": p.spec.constraints.memory,
-        "predicted_ms": d.plan.predicted_ms,
-        "solver": {"status": d.plan.status, "seconds": d.plan.solver_seconds, "objective": d.plan.objective},
-        "profiled": p.costed.profiled,
-        "nodes": nodes,
-        "transforms": [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step,
-                        "predicted_ms": t.time_ms} for t in d.plan.transforms],
-        "baselines": {
-            "greedy": {"predicted_ms": d.greedy.predicted_ms, "arena_bytes": _arena_of(d.greedy)},
-            "time_only": {"predicted_ms": d.time_only.predicted_ms, "arena_bytes": _arena_of(d.time_only)},
-        },
-    }
-    if files is not None:
-        out["out_dir"] = str(p.spec.out_dir)
-        out["files"] = {"written": list(files.written), "unchanged": list(files.unchanged),
-                        "removed": list(files.removed)}
-    return out
+def plan_report(options: Options) -> dict[str, Any]:
+    """`tasobuild plan`: decide and report, writing nothing."""
+    p = plan(options)
+    data = lock_data(p, {}, {})
+    return report(data, profiled=p.costed.profiled, solver_seconds=p.decision.plan.solver_seconds)
 
 
-def _arena_of(plan) -> int:
-    from tasobuild.optimize import place
-
-    return place(plan).arena_bytes
+__all__ = ["Options", "Planned", "BuildResult", "build", "plan", "plan_report", "report", "call_time_ms"]

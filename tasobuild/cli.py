@@ -40,7 +40,7 @@ def _options(args: argparse.Namespace):
     from tasobuild.build import Options
 
     return Options(args.config, _overrides(args), progress=not args.json and sys.stderr.isatty(),
-                   locked=getattr(args, "locked", False))
+                   locked=getattr(args, "locked", False), frozen=getattr(args, "frozen", False))
 
 
 def _emit_json(obj: Any) -> None:
@@ -48,25 +48,27 @@ def _emit_json(obj: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from tasobuild.build import build, report
+    from tasobuild.build import build
 
     result = build(_options(args))
-    rep = report(result.planned, result.files)
+    rep = result.report
     if args.json:
         _emit_json(rep)
         return 0
-    files = result.files
-    assert files is not None
+    if result.up_to_date:
+        stdout.print(f"{rep['out_dir']} is up to date with {result.lock_path}")
+        return 0
     _print_totals(rep)
-    stdout.print(f"wrote {len(files.written)} files, {len(files.unchanged)} unchanged, "
-                 f"{len(files.removed)} removed in {rep['out_dir']}; lock {result.lock_path}")
+    files = rep["files"]
+    stdout.print(f"wrote {len(files['written'])} files, {len(files['unchanged'])} unchanged, "
+                 f"{len(files['removed'])} removed in {rep['out_dir']}; lock {result.lock_path}")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasobuild.build import plan, report
+    from tasobuild.build import plan_report
 
-    rep = report(plan(_options(args)))
+    rep = plan_report(_options(args))
     if args.json:
         _emit_json(rep)
         return 0
@@ -257,6 +259,8 @@ def parser() -> argparse.ArgumentParser:
         _common(p, memory=name in ("build", "plan"))
         if name == "build":
             p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")
+            p.add_argument("--frozen", action="store_true",
+                           help="rebuild exactly from taso.lock: no profiling, no solving")
         if name == "pareto":
             p.add_argument("--points", type=int, default=10, help="how many frontier points (default 10)")
             p.add_argument("--png", type=Path, metavar="PATH", help="also plot the frontier to this PNG")

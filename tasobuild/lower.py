@@ -8,7 +8,6 @@ from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
 from tasobuild.emit.program import Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
 from tasobuild.memory import ArenaPlan
-from tasobuild.primitives import KernelCall
 from tasobuild.solve import Plan
 
 

@@ -54,9 +54,12 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
 class Decision:
     plan: Plan
     arena: ArenaPlan
-    greedy: Plan
-    time_only: Plan
+    baselines: Mapping[str, Mapping[str, float]]  # "greedy" | "time_only" -> {predicted_ms, arena_bytes}
     lower_bound_bytes: int  # the largest sum of simultaneously live tensors of the time-only plan, untiled
+
+
+def baseline(plan: Plan) -> dict[str, float]:
+    return {"predicted_ms": plan.predicted_ms, "arena_bytes": place(plan).arena_bytes}
 
 
 def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_ms: float | None,
@@ -64,7 +67,7 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
     """Solve, then place every buffer; if the placed arena overshoots the budget (fragmentation), solve again
     with the overshoot taken off the budget, so the arena the code uses is what fits."""
     time_only = solve(problem, None, "latency", time_limit_s=time_limit_s)
-    baseline = greedy(problem)
+    baselines = {"greedy": baseline(greedy(problem)), "time_only": baseline(time_only)}
     cap = budget_bytes
     latency_cap = latency_budget_ms if objective == "memory" else None
     for _ in range(8):
@@ -76,7 +79,7 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
             break  # the tightened cap has no plan: fragmentation makes this budget unreachable
         arena = place(plan)
         if arena.arena_bytes <= budget_bytes:
-            return Decision(plan, arena, baseline, time_only, time_only.peak_bytes)
+            return Decision(plan, arena, baselines, time_only.peak_bytes)
         cap = min(cap, plan.peak_bytes) - (arena.arena_bytes - budget_bytes)
     smallest = place(solve(problem, None, "memory", latency_cap, time_limit_s)).arena_bytes
     raise UserError(f"constraints.memory: no plan's arena fits in {budget_bytes} bytes once buffers are placed; "

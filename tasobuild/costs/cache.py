@@ -44,7 +44,8 @@ log = logging.getLogger("tasobuild.costs")
 SCHEMA_VERSION = 1
 DB_NAME = "costs.sqlite"
 CSV_HEADER = ("function", "params", "median_ms", "spread_ms", "reps")
-SOURCES = ("measured", "imported")
+SOURCES = ("measured", "imported", "predicted")
+STORED_SOURCES = ("measured", "imported")  # predictions are recomputed, never cached as if they were timings
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 60.0
 _CHUNK = 500  # keys per SELECT: below every SQLite build's limit on bound parameters
@@ -70,20 +71,22 @@ _TABLES = {
 
 @dataclass(frozen=True)
 class Cost:
-    """The time of one kernel call on one target: median and interquartile range over `reps` timed runs."""
+    """The time of one kernel call on one target: median and interquartile range over `reps` timed runs.
+    A "predicted" cost (the performance model's) has reps 0 and the model's error band as its spread."""
 
     median_ms: float
     spread_ms: float
     reps: int
-    source: Literal["measured", "imported"]
+    source: Literal["measured", "imported", "predicted"]
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.median_ms) and self.median_ms >= 0.0):
             raise ValueError(f"median_ms must be finite and >= 0, got {self.median_ms!r}")
         if not (math.isfinite(self.spread_ms) and self.spread_ms >= 0.0):
             raise ValueError(f"spread_ms must be finite and >= 0, got {self.spread_ms!r}")
-        if isinstance(self.reps, bool) or not isinstance(self.reps, int) or self.reps < 1:
-            raise ValueError(f"reps must be an int >= 1, got {self.reps!r}")
+        min_reps = 0 if self.source == "predicted" else 1
+        if isinstance(self.reps, bool) or not isinstance(self.reps, int) or self.reps < min_reps:
+            raise ValueError(f"reps must be an int >= {min_reps}, got {self.reps!r}")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
 
@@ -238,6 +241,8 @@ class CostCache:
     def put_many(self, rows: Iterable[tuple[CostKey, Cost]]) -> None:
         """Store (or replace) every row, all in one transaction."""
         values = [(*key, c.median_ms, c.spread_ms, c.reps, c.source) for key, c in rows]
+        if any(v[-1] not in STORED_SOURCES for v in values):
+            raise ValueError(f"only {STORED_SOURCES} costs are stored in the cache")
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO costs VALUES (?, ?, ?, ?, ?, ?, ?)", values)
 

@@ -1,19 +1,40 @@
-"""The costs stage: the time of every candidate call on the target — from the cost cache, by profiling now,
-or (later) predicted by the performance model — per `optimizer.costs`."""
+"""The costs stage: the time of every candidate call on the target, per `optimizer.costs`.
+
+* "profile": every call from the cost cache or measured now (cache misses only).
+* "model":   every call from the cache (measured or imported) or predicted by the shipped performance model,
+             fine-tuned on the cached costs of this target: zero measurements.
+* "auto":    predict everything, then measure only the calls that could change a node's decision — in every layer
+             whose best candidates are within the model's error of each other, all of those candidates — biggest
+             layers first, up to AutoPolicy.fraction of the calls; refit the calibration and predict the rest again.
+A target that cannot run kernels here (profile = false) never measures: its costs are imported or predicted.
+Every cost says where it came from (Cost.source: measured | imported | predicted).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Literal, Mapping, Sequence
 
-from tasobuild.costs.cache import Cost, CostCache, kernel_digest
+import numpy as np
+
+from tasobuild.costs.cache import Cost, CostCache, CostKey, kernel_digest
+from tasobuild.costs.model import CostModel, Sample
 from tasobuild.errors import UserError
+from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
 from tasobuild.spec import Spec
 from tasobuild.target import Target, host_fingerprint
 
 log = logging.getLogger("tasobuild")
+
+Mode = Literal["profile", "model", "auto"]
+MODEL_FILE = "cost_model.json"
+SAMPLES_FILE = "cost_samples.csv"
+_IQR_Z = 0.6745  # a normal's quartiles sit this many standard deviations from its median
 
 
 @dataclass(frozen=True)
@@ -24,21 +45,153 @@ class Costed:
     profiled: int
 
 
+@dataclass(frozen=True)
+class AutoPolicy:
+    """Which calls "auto" measures: in layers whose candidates are within `z` combined model standard deviations
+    of the layer's best, all of those candidates, largest layers first, at most `fraction` of the calls."""
+
+    fraction: float = 0.08
+    z: float = 1.0
+
+
+def data_dir() -> Path:
+    """The package's data folder: the shipped performance model and the samples it was trained on."""
+    return Path(__file__).resolve().parents[1] / "data"
+
+
+@functools.cache
+def shipped_model() -> CostModel | None:
+    """The performance model shipped with tasobuild (None if the data file is missing)."""
+    path = data_dir() / MODEL_FILE
+    if not path.is_file():
+        return None
+    try:
+        return CostModel.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: the shipped performance model cannot be read ({e}); reinstall tasobuild "
+                        f"or regenerate it with bench/costs_train.py") from None
+
+
 def measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool) -> Costed:
-    from tasobuild import native
+    """The costs stage the build calls (see the module docstring)."""
+    mode: Mode = spec.optimizer.costs
+
+    def kernels():
+        from tasobuild import native
+
+        return native.load(target.cc, tuple(target.cflags))
+
+    with CostCache(on_warning=log.warning) as cache:
+        return cost_calls(mode, calls, cache, fingerprint=host_fingerprint(target).digest,
+                          kernels_digest=kernel_digest(), kernels=kernels if target.profile else None,
+                          model=shipped_model() if mode != "profile" else None, progress=progress,
+                          where=f"{spec.where('optimizer.costs')}: target {target.name!r}")
+
+
+def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fingerprint: str, kernels_digest: str,
+               kernels: Callable[[], object] | None, model: CostModel | None, progress: bool,
+               policy: AutoPolicy = AutoPolicy(), where: str = "optimizer.costs") -> Costed:
+    """The stage on explicit parts: `kernels` loads the bindings to time calls (None: this target cannot run
+    here), `model` predicts (None: no model)."""
     from tasobuild.costs.profile import measure
 
-    if spec.optimizer.costs == "model":
-        raise UserError(f"{spec.where('optimizer.costs')}: optimizer.costs = \"model\" needs the performance model, "
-                        f"which this version does not have yet; use \"profile\"")
-    if not target.profile:
-        raise UserError(f"{spec.where('target.name')}: target {target.name!r} cannot run kernels here, so its costs "
-                        f"must be imported (`tasobuild costs import`) — not available in this version")
-    fingerprint = host_fingerprint(target)
-    kernels = native.load(target.cc, tuple(target.cflags))
-    with CostCache(on_warning=log.warning) as cache:
-        result = measure(calls, kernels, cache, fingerprint=fingerprint.digest, kernel_digest=kernel_digest(),
+    unique = sorted({c.key(): c for c in calls}.values(), key=KernelCall.key)
+    keys = [CostKey(fingerprint, kernels_digest, c.key()) for c in unique]
+    known = {ck.call_key: cost for ck, cost in cache.get_many(keys).items()}
+    missing = [c for c in unique if c.key() not in known]
+
+    def timed(todo: Sequence[KernelCall]) -> int:
+        assert kernels is not None
+        result = measure(todo, kernels(), cache, fingerprint=fingerprint, kernel_digest=kernels_digest,
                          progress=progress)
-    return Costed(result.costs, result.measured)
+        known.update(result.costs)
+        return result.measured
+
+    if mode == "profile" and kernels is not None:
+        measured = timed(unique)
+        return Costed(_sorted(known), measured)
+    if not missing:
+        return Costed(_sorted(known), 0)
+    if mode == "profile" or model is None:
+        why = "this target cannot run kernels here" if mode == "profile" else "the performance model is missing"
+        raise UserError(f"{where}: {len(missing)} of {len(unique)} costs are neither measured nor imported and "
+                        f"{why}; import them (`tasobuild profile --emit-harness DIR` on the device, then "
+                        f"`tasobuild costs import FILE.csv`)"
+                        + (" or set optimizer.costs = \"model\"" if mode == "profile" else
+                           " or reinstall tasobuild (its data/cost_model.json)"))
+    tuned = model.fine_tuned(_samples(unique, known))
+    measured = 0
+    if mode == "auto" and kernels is not None:
+        predicted = predict(tuned, missing)
+        todo = choose_measurements(unique, {**predicted, **known}, policy)
+        if todo:
+            measured = timed(todo)
+            tuned = model.fine_tuned(_samples(unique, known))
+            missing = [c for c in unique if c.key() not in known]
+    predicted = predict(tuned, missing)
+    return Costed(_sorted({**predicted, **known}), measured)
 
 
+def _sorted(costs: Mapping[str, Cost]) -> Mapping[str, Cost]:
+    return {k: costs[k] for k in sorted(costs)}
+
+
+def _samples(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> list[Sample]:
+    return [Sample(c, known[c.key()].median_ms) for c in calls if c.key() in known and known[c.key()].median_ms > 0]
+
+
+def predict(model: CostModel, calls: Sequence[KernelCall]) -> dict[str, Cost]:
+    """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error."""
+    if not calls:
+        return {}
+    log2_ms, sigma = model.predict_log2(calls)
+    out = {}
+    for call, mu, s in zip(calls, log2_ms, sigma):
+        median = float(2.0 ** mu)
+        spread = median * (2.0 ** (_IQR_Z * s) - 2.0 ** (-_IQR_Z * s))
+        out[call.key()] = Cost(median, float(spread), 0, "predicted")
+    return out
+
+
+def _transform_functions() -> frozenset[str]:
+    from tasobuild.primitives.transforms import transform_function
+
+    return frozenset(transform_function(a, b) for a in LAYOUTS for b in LAYOUTS if a != b)
+
+
+def _sigma_log2(cost: Cost) -> float:
+    """A cost's uncertainty in log2 units: 0 when timed, else recovered from the predicted spread."""
+    if cost.source != "predicted" or cost.median_ms <= 0:
+        return 0.0
+    ratio = cost.spread_ms / cost.median_ms  # = 2^(z s) - 2^(-z s) = 2 sinh(z s ln 2)
+    return math.asinh(ratio / 2.0) / (_IQR_Z * math.log(2.0))
+
+
+def choose_measurements(calls: Sequence[KernelCall], costs: Mapping[str, Cost],
+                        policy: AutoPolicy = AutoPolicy()) -> list[KernelCall]:
+    """The calls "auto" measures (see AutoPolicy). A layer is the set of calls with the same parameter struct and
+    values but different functions — the alternative primitives of one layer shape (layout transforms are not
+    alternatives of each other and are left to the model)."""
+    transforms = _transform_functions()
+    layers: dict[tuple[str, tuple], list[KernelCall]] = {}
+    for call in calls:
+        if call.function not in transforms:
+            layers.setdefault((call.struct, call.params), []).append(call)
+    contested: list[tuple[float, str, list[KernelCall]]] = []
+    for (struct, params), group in layers.items():
+        if len({c.function for c in group}) < 2:
+            continue
+        best = min(group, key=lambda c: (costs[c.key()].median_ms, c.key()))
+        best_log, best_sigma = np.log2(max(costs[best.key()].median_ms, 1e-12)), _sigma_log2(costs[best.key()])
+        close = [c for c in group
+                 if np.log2(max(costs[c.key()].median_ms, 1e-12)) - best_log
+                 <= policy.z * math.hypot(_sigma_log2(costs[c.key()]), best_sigma)]
+        todo = [c for c in close if costs[c.key()].source == "predicted"]
+        if len(close) >= 2 and todo:
+            contested.append((costs[best.key()].median_ms, best.key(), todo))
+    budget = math.floor(policy.fraction * len({c.key() for c in calls}))
+    chosen: list[KernelCall] = []
+    for _, _, todo in sorted(contested, key=lambda t: (-t[0], t[1])):
+        if len(chosen) + len(todo) <= budget:
+            chosen += todo
+    return sorted(chosen, key=KernelCall.key)

@@ -32,7 +32,9 @@ def solve(problem: Problem, budget_bytes: int | None, objective: str = "latency"
     """The best plan whose peak fits `budget_bytes` (None: no memory limit).
     "latency": minimal total time; then (tie_break) the smallest peak among plans of that time.
     "memory": minimal peak, with total time at most `latency_budget_ms` if given; then the fastest such plan.
-    Status "optimal" when both are proven, else "feasible" with `bound` (ms or bytes) on the first objective.
+    `status` is about the first objective: "optimal" when proven, else "feasible" (time limit hit: the best plan
+    found, `bound` the proven lower bound in ms or bytes); `tie_break` likewise about the second objective, which
+    gets whatever time the first left ("skipped" when not asked for or the first was not proven).
     Raises UserError when no plan fits, naming the smallest budget that has one."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -43,27 +45,31 @@ def solve(problem: Problem, budget_bytes: int | None, objective: str = "latency"
     mem_cap = [] if budget_bytes is None else enc.memory_at_most(budget_bytes)
     time_cap = [] if latency_budget_ms is None else enc.time_at_most(to_ns(latency_budget_ms))
     if objective == "latency":
-        first = min_time(enc, mem_cap, clock, with_memory=budget_bytes is not None)
+        # without a memory limit, a choice slower than another of its kind can never be in a fastest plan
+        first = min_time(enc, mem_cap or enc.slower_than_kind(), clock, with_memory=budget_bytes is not None)
         if first.picks is None:
             _no_plan(problem, first, budget_bytes, None, time_limit_s)
         assert first.picks is not None
-        picks, proven = first.picks, first.proven
-        if tie_break and proven:
-            picks, proven = _smallest_peak_at_same_time(enc, picks, clock)
+        picks, second = first.picks, "skipped"
+        if tie_break and first.proven:
+            picks, second_proven = _smallest_peak_at_same_time(enc, picks, clock)
+            second = "optimal" if second_proven else "feasible"
         bound: float = first.bound / 1e6
     else:
         first = min_peak(enc, mem_cap + time_cap, clock)
         if first.picks is None:
             _no_plan(problem, first, budget_bytes, latency_budget_ms, time_limit_s)
         assert first.picks is not None
-        picks, proven = first.picks, first.proven
-        if tie_break and proven:
+        picks, second = first.picks, "skipped"
+        if tie_break and first.proven:
             cap = enc.memory_at_most(evaluate(enc.problem, picks).peak_bytes)
             tie = min_time(enc, cap + time_cap, clock, with_memory=True)
-            picks, proven = tie.picks or picks, tie.proven
+            if tie.picks is not None and evaluate(enc.problem, tie.picks).time_ns < evaluate(enc.problem, picks).time_ns:
+                picks = tie.picks  # after a timeout, the best found may still be slower than the first plan
+            second = "optimal" if tie.proven else "feasible"
         bound = first.bound
-    return evaluate(enc.problem, picks, objective=objective, status="optimal" if proven else "feasible",
-                    bound=bound, solver_seconds=clock.used)
+    return evaluate(enc.problem, picks, objective=objective, status="optimal" if first.proven else "feasible",
+                    tie_break=second, bound=bound, solver_seconds=clock.used)
 
 
 def _smallest_peak_at_same_time(enc: Encoding, picks: tuple[Choice, ...], clock: Clock) -> tuple[tuple[Choice, ...], bool]:
@@ -73,6 +79,8 @@ def _smallest_peak_at_same_time(enc: Encoding, picks: tuple[Choice, ...], clock:
         plan = evaluate(enc.problem, picks)
         better = min_time(enc, enc.memory_at_most(plan.peak_bytes - 1), clock, with_memory=True)
         if not better.proven:
+            if better.picks is not None and evaluate(enc.problem, better.picks).time_ns <= plan.time_ns:
+                picks = better.picks  # as fast and smaller, though maybe not the smallest
             return picks, False
         if better.picks is None or evaluate(enc.problem, better.picks).time_ns > plan.time_ns:
             return picks, True

@@ -49,6 +49,20 @@ def true_in(model: z3.ModelRef, lit: z3.BoolRef) -> bool:
     return z3.is_true(model.eval(lit, model_completion=True))
 
 
+class Assignment:
+    """A model's Boolean variables read once (model.eval per literal is slow from Python); other literals
+    (the memory terms are formulas) fall back to evaluation."""
+
+    def __init__(self, model: z3.ModelRef) -> None:
+        self.model = model
+        self.true = {d.name() for d in model.decls() if z3.is_true(model.get_interp(d))}
+
+    def __call__(self, lit: z3.BoolRef) -> bool:
+        if z3.is_const(lit) and lit.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+            return lit.decl().name() in self.true
+        return true_in(self.model, lit)
+
+
 class Encoding:
     """Variables and constraints for one (pruned) problem. Immutable after construction, except that the memory
     part is built once, the first time it is asked for."""
@@ -70,13 +84,27 @@ class Encoding:
     def time_terms(self) -> Terms:
         return tuple((v, w) for v, w in self.node_terms + self.transform_terms if w > 0)
 
+    def slower_than_kind(self) -> list[z3.BoolRef]:
+        """Constraints excluding every choice slower than another of the same kind (layouts, aliasing) at its node:
+        none of them is in any fastest plan, so a solve without a memory limit need not consider them."""
+        out = []
+        for xs, node in zip(self.x, self.problem.nodes):
+            fastest: dict[tuple[str, str, bool], int] = {}
+            for c in node.choices:
+                kind = (c.layout_in, c.layout_out, c.aliases_input)
+                fastest[kind] = min(fastest.get(kind, to_ns(c.time_ms)), to_ns(c.time_ms))
+            out += [z3.Not(v) for v, c in zip(xs, node.choices)
+                    if to_ns(c.time_ms) > fastest[(c.layout_in, c.layout_out, c.aliases_input)]]
+        return out
+
     def time_at_most(self, budget_ns: int) -> list[z3.BoolRef]:
         if budget_ns < self.time_const:
             return [z3.BoolVal(False)]
         return [z3.PbLe(list(self.time_terms), budget_ns - self.time_const)] if self.time_terms else []
 
-    def time_ns(self, model: z3.ModelRef) -> int:
-        return self.time_const + sum(w for v, w in self.time_terms if true_in(model, v))
+    def time_ns(self, model: z3.ModelRef | Assignment) -> int:
+        value = model if isinstance(model, Assignment) else Assignment(model)
+        return self.time_const + sum(w for v, w in self.time_terms if value(v))
 
     def _choices_at(self, step: int, pred: Callable[[Choice], bool]) -> Lit:
         return or_(*[v for v, c in zip(self.x[step], self.problem.nodes[step].choices) if pred(c)])
@@ -137,9 +165,10 @@ class Encoding:
         """A trivial lower bound on any plan's peak: the bytes live at a step whatever the choices."""
         return max(self.memory()[0])
 
-    def step_bytes(self, model: z3.ModelRef) -> list[int]:
+    def step_bytes(self, model: z3.ModelRef | Assignment) -> list[int]:
+        value = model if isinstance(model, Assignment) else Assignment(model)
         const, terms = self.memory()
-        return [c + sum(w for v, w in ts if true_in(model, v)) for c, ts in zip(const, terms)]
+        return [c + sum(w for v, w in ts if value(v)) for c, ts in zip(const, terms)]
 
     def memory(self) -> tuple[tuple[int, ...], tuple[Terms, ...]]:
         """(bytes live at each step whatever the choices, (literal, bytes) terms at each step)."""
@@ -147,10 +176,11 @@ class Encoding:
             self._memory = _MemoryBuilder(self).build()
         return self._memory
 
-    def picks(self, model: z3.ModelRef) -> list[Choice]:
+    def picks(self, model: z3.ModelRef | Assignment) -> list[Choice]:
+        value = model if isinstance(model, Assignment) else Assignment(model)
         out = []
         for node, xs in zip(self.problem.nodes, self.x):
-            on = [c for c, v in zip(node.choices, xs) if true_in(model, v)]
+            on = [c for c, v in zip(node.choices, xs) if value(v)]
             assert len(on) == 1, f"node {node.name}: {len(on)} choices in the model"
             out.append(on[0])
         return out
@@ -209,7 +239,7 @@ class _MemoryBuilder:
             viewed = [and_(P[L], or_(*ext[L][s])) for L in LAYOUTS]
             live = enc._define(f"O|{t}|{s}", or_(s == start, *reads, *viewed))
             self.orig_live[t][s] = live
-            self.add(s, and_(live, not_(view)), size)
+            self.add(s, enc._define(f"M|{t}|{s}", and_(live, not_(view))), size)  # a view weighs nothing
             for L in LAYOUTS:
                 copy = and_(not_(P[L]), or_(and_(F[L][s], A[L][s]), *ext[L][s]))
                 self.add(s, enc._define(f"C|{t}|{L}|{s}", copy), size)

@@ -33,6 +33,7 @@ class Plan:
     alignment: int
     objective: str = "none"  # "latency" | "memory" | "none" (greedy / evaluated)
     status: str = "evaluated"  # "optimal" | "feasible" (timeout: best found) | "greedy" | "evaluated"
+    tie_break: str = field(default="skipped", compare=False)  # the second objective: "optimal" | "feasible" | "skipped"
     bound: float | None = field(default=None, compare=False)  # proven lower bound on the objective (ms or bytes)
     solver_seconds: float = field(default=0.0, compare=False)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import z3
 
-from tasobuild.solve.encode import Encoding
+from tasobuild.solve.encode import Assignment, Encoding
 from tasobuild.solve.plan import Plan, evaluate, to_ns
 from tasobuild.solve.problem import Choice
 
@@ -43,9 +43,10 @@ class Clock:
 def checked(enc: Encoding, model: z3.ModelRef, with_memory: bool) -> Plan:
     """The plan a model encodes, after checking that Z3's time (and, if the memory constraints took part in the
     solve, memory) accounting equals `evaluate`'s exactly."""
-    plan = evaluate(enc.problem, enc.picks(model))
-    z3_ns = enc.time_ns(model)
-    z3_bytes = tuple(enc.step_bytes(model)) if with_memory else plan.step_bytes
+    value = Assignment(model)
+    plan = evaluate(enc.problem, enc.picks(value))
+    z3_ns = enc.time_ns(value)
+    z3_bytes = tuple(enc.step_bytes(value)) if with_memory else plan.step_bytes
     if z3_bytes != plan.step_bytes or z3_ns != plan.time_ns:
         raise AssertionError(f"solver encoding disagrees with evaluate: bytes {list(z3_bytes)} vs "
                              f"{list(plan.step_bytes)}, time {z3_ns} vs {plan.time_ns} ns")
@@ -82,8 +83,8 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, with_memory: 
         return Outcome(None, False, 0)
     plan = checked(enc, model, with_memory)
     if result == z3.sat:
-        return Outcome(tuple(enc.picks(model)), True, plan.time_ns)
-    return Outcome(tuple(enc.picks(model)), False, min(base + _soft_lower(handle), plan.time_ns))
+        return Outcome(plan_picks(plan), True, plan.time_ns)
+    return Outcome(plan_picks(plan), False, min(base + _soft_lower(handle), plan.time_ns))
 
 
 def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
@@ -98,8 +99,7 @@ def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[
         result = clock.run(solver)
         if result != z3.sat:
             return Outcome(None, result == z3.unsat, 0)
-        known = tuple(enc.picks(solver.model()))
-        checked(enc, solver.model(), True)
+        known = plan_picks(checked(enc, solver.model(), True))
     best = known
     hi = evaluate(enc.problem, best).peak_bytes // align  # a plan with this peak exists
     lo = -(-enc.lowest_peak() // align)  # no plan does better than this

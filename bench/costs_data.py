@@ -1,0 +1,206 @@
+"""Shared by the cost benches: the kernel calls of networks and of synthetic layers, and timing them.
+
+Synthetic layers are single-node graphs with seeded random shapes (log-uniform channels and sizes, the kernel
+sizes, strides and activations real CNNs use), run through the real primitive library: every primitive that applies
+contributes its call, so primitives added later are covered without touching this file.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tasobuild.candidates import node_candidates, transform_candidates  # noqa: E402
+from tasobuild.errors import UserError  # noqa: E402
+from tasobuild.ir import Activation, Graph, Node, Shape, attrs  # noqa: E402
+from tasobuild.primitives import KernelCall  # noqa: E402
+
+EVAL_NETWORKS = ("resnet18", "googlenet", "mobilenetv2", "squeezenet11")
+# Training networks: none of the evaluation networks. (Shapes may still coincide, e.g. ResNet-50's 3x3 64->64 at
+# 56x56 is ResNet-18's too: accuracy figures count only calls whose exact key is not in the training set.)
+TRAIN_NETWORKS = ("alexnet", "resnet50", "ds_cnn_torch", "mobilenet_v1_vww_torch", "resnet8_torch",
+                  "fc_autoencoder_torch")
+MAX_SYNTHETIC_FLOPS = 3e8  # keeps one conv under ~0.1 s on a slow primitive, so training stays in minutes
+
+
+def network_calls(name: str) -> list[KernelCall]:
+    """Every candidate call (and layout transform) of a zoo network, deduplicated, sorted by key."""
+    from tasobuild.importer import import_onnx
+    from tests.zoo import ensure_model
+
+    graph = import_onnx(ensure_model(name))
+    return graph_calls(graph)
+
+
+def graph_calls(graph: Graph) -> list[KernelCall]:
+    try:
+        nodes = node_candidates(graph)
+    except UserError:
+        return []
+    calls = [call for nc in nodes for c in nc.options for call in c.calls]
+    calls += [t.call for t in transform_candidates(graph)]
+    return sorted({c.key(): c for c in calls}.values(), key=KernelCall.key)
+
+
+def _graph(node: Node, shapes: dict[str, Shape]) -> Graph:
+    x, y = shapes[node.inputs[0]], shapes[node.output]
+    return Graph(nodes=(node,), shapes=tuple(sorted(shapes.items())), constants=(), input=node.inputs[0],
+                 output=node.output, onnx_input_shape=(1, x.c, x.h, x.w), onnx_output_shape=(1, y.c, y.h, y.w))
+
+
+def _loguniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
+    return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+
+
+def _activation(rng: np.random.Generator) -> Activation:
+    kind = rng.choice(["relu", "relu", "relu", "none", "clip", "leaky_relu", "sigmoid"])
+    return {"relu": Activation("relu"), "none": Activation(), "clip": Activation("clip", 0.0, 6.0),
+            "leaky_relu": Activation("leaky_relu", 0.1), "sigmoid": Activation("sigmoid")}[str(kind)]
+
+
+def synthetic_conv(rng: np.random.Generator) -> Graph | None:
+    """One random conv layer (standard, pointwise or depthwise), or None if it is outside the FLOP range."""
+    kind = rng.choice(["standard", "standard", "pointwise", "pointwise", "depthwise"])
+    c = _loguniform_int(rng, 3, 1024) if kind != "depthwise" else _loguniform_int(rng, 8, 1024)
+    h = _loguniform_int(rng, 3, 112)
+    w = h if rng.uniform() < 0.8 else _loguniform_int(rng, 3, 112)
+    if kind == "pointwise":
+        k, stride, pad = 1, 1, 0
+    else:
+        k = int(rng.choice([1, 3, 3, 3, 5, 7])) if kind == "standard" else int(rng.choice([3, 3, 5]))
+        stride = int(rng.choice([1, 1, 1, 2]))
+        pad = k // 2 if rng.uniform() < 0.85 else 0
+    m = c * int(rng.choice([1, 1, 1, 2])) if kind == "depthwise" else _loguniform_int(rng, 4, 1024)
+    groups = c if kind == "depthwise" else 1
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    if oh < 1 or ow < 1:
+        return None
+    flops = 2.0 * m * oh * ow * (c // groups) * k * k
+    if not 1e4 <= flops <= MAX_SYNTHETIC_FLOPS:
+        return None
+    node = Node("conv", "conv", ("x",), "y", ("W", "b"),
+                attrs(kernel=(k, k), stride=(stride, stride), pads=(pad, pad, pad, pad), dilation=(1, 1),
+                      groups=groups), _activation(rng))
+    return _graph(node, {"x": Shape(c, h, w), "y": Shape(m, oh, ow)})
+
+
+def synthetic_op(rng: np.random.Generator) -> Graph | None:
+    """One random non-conv layer: pooling, element-wise, concat, LRN, fc, softmax."""
+    op = str(rng.choice(["maxpool", "avgpool", "gap", "add", "scale", "act", "concat", "lrn", "fc", "softmax"]))
+    c, h = _loguniform_int(rng, 3, 1024), _loguniform_int(rng, 2, 112)
+    w = h if rng.uniform() < 0.8 else _loguniform_int(rng, 2, 112)
+    if c * h * w > 2_000_000:
+        return None
+    x = Shape(c, h, w)
+    if op in ("maxpool", "avgpool"):
+        k, s = int(rng.choice([2, 3, 3, 5])), int(rng.choice([1, 2, 2]))
+        pad = int(rng.choice([0, k // 2]))
+        oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+        if oh < 1 or ow < 1:
+            return None
+        extra = {"count_include_pad": int(rng.choice([0, 1]))} if op == "avgpool" else {}
+        node = Node(op, op, ("x",), "y", (), attrs(kernel=(k, k), stride=(s, s), pads=(pad, pad, pad, pad),
+                                                  **extra))
+        return _graph(node, {"x": x, "y": Shape(c, oh, ow)})
+    if op == "gap":
+        return _graph(Node(op, op, ("x",), "y"), {"x": x, "y": Shape(c, 1, 1)})
+    if op == "add":
+        return _graph(Node(op, op, ("x", "x2"), "y", act=_activation(rng)), {"x": x, "x2": x, "y": x})
+    if op == "scale":
+        return _graph(Node(op, op, ("x",), "y", ("s", "t"), act=_activation(rng)), {"x": x, "y": x})
+    if op == "act":
+        act = _activation(rng)
+        return _graph(Node(op, op, ("x",), "y", act=act if act.kind != "none" else Activation("relu")),
+                      {"x": x, "y": x})
+    if op == "concat":
+        parts = [Shape(_loguniform_int(rng, 8, 384), h, w) for _ in range(int(rng.integers(2, 5)))]
+        names = tuple(f"x{k}" for k in range(len(parts)))
+        shapes = dict(zip(names, parts)) | {"y": Shape(sum(p.c for p in parts), h, w)}
+        return _graph(Node(op, op, names, "y"), shapes)
+    if op == "lrn":
+        node = Node(op, op, ("x",), "y", (), attrs(size=int(rng.choice([3, 5])), alpha=1e-4, beta=0.75, bias=1.0))
+        return _graph(node, {"x": x, "y": x})
+    k, n = _loguniform_int(rng, 16, 9216), _loguniform_int(rng, 2, 4096)
+    if op == "fc":
+        if k * n > 20_000_000:
+            return None
+        return _graph(Node(op, op, ("x",), "y", ("W", "b"), act=_activation(rng)),
+                      {"x": Shape(k, 1, 1), "y": Shape(n, 1, 1)})
+    return _graph(Node(op, op, ("x",), "y"), {"x": Shape(k, 1, 1), "y": Shape(k, 1, 1)})
+
+
+def synthetic_calls(convs: int, ops: int, seed: int) -> list[KernelCall]:
+    """The calls of `convs` random conv layers and `ops` other layers (and their tensors' layout transforms)."""
+    rng = np.random.default_rng(seed)
+    graphs: list[Graph] = []
+    for maker, count in ((synthetic_conv, convs), (synthetic_op, ops)):
+        made = 0
+        while made < count:
+            g = maker(rng)
+            if g is not None:
+                graphs.append(g)
+                made += 1
+    calls = {c.key(): c for g in graphs for c in graph_calls(g)}
+    return sorted(calls.values(), key=KernelCall.key)
+
+
+def thin(calls: Sequence[KernelCall], per_function: int, seed: int) -> list[KernelCall]:
+    """At most `per_function` calls of each non-conv function (a seeded sample): layout transforms and copies
+    would otherwise outnumber the layers whose choice matters."""
+    rng = np.random.default_rng(seed)
+    by_function: dict[str, list[KernelCall]] = {}
+    for call in sorted(calls, key=KernelCall.key):
+        by_function.setdefault(call.function, []).append(call)
+    kept: list[KernelCall] = []
+    for function in sorted(by_function):
+        group = by_function[function]
+        if len(group) > per_function and group[0].struct != "tb_conv":  # conv shapes are what matters: all kept
+            group = [group[i] for i in sorted(rng.choice(len(group), per_function, replace=False))]
+        kept += group
+    return sorted(kept, key=KernelCall.key)
+
+
+def training_calls(synthetic_convs: int = 160, synthetic_ops: int = 150, per_function: int = 60,
+                   seed: int = 0, networks: Sequence[str] = TRAIN_NETWORKS) -> list[KernelCall]:
+    """The training set: every call of the training networks plus synthetic layers, thinned per function."""
+    return thin(union(synthetic_calls(synthetic_convs, synthetic_ops, seed),
+                      *(network_calls(n) for n in networks)), per_function, seed)
+
+
+def union(*call_lists: Iterable[KernelCall]) -> list[KernelCall]:
+    return sorted({c.key(): c for calls in call_lists for c in calls}.values(), key=KernelCall.key)
+
+
+def measure_into_cache(calls: Sequence[KernelCall], cc: str, cflags: Sequence[str], cache_dir: Path,
+                       progress: bool = True) -> dict[str, float]:
+    """Median ms of every call on this machine with (cc, cflags), through the cost cache in `cache_dir`."""
+    from tasobuild import native
+    from tasobuild.costs.cache import CostCache, kernel_digest
+    from tasobuild.costs.profile import measure
+
+    fingerprint = fingerprint_of(cc, cflags)
+    kernels = native.load(cc, tuple(cflags))
+    with CostCache(cache_dir) as cache:
+        result = measure(calls, kernels, cache, fingerprint=fingerprint.digest, kernel_digest=kernel_digest(),
+                         progress=progress)
+    return {k: c.median_ms for k, c in result.costs.items()}
+
+
+def target_of(cc: str, cflags: Sequence[str]):
+    from tasobuild.target import Target
+
+    return Target(name="bench", cc=cc, cflags=tuple(cflags), ldflags=("-lm",), profile=True, source=REPO / "bench")
+
+
+def fingerprint_of(cc: str, cflags: Sequence[str]):
+    from tasobuild.target import host_fingerprint
+
+    return host_fingerprint(target_of(cc, cflags))

@@ -1,0 +1,100 @@
+/* HCW-layout convolutions (memory order: row h, then channel, then column: each input row is a [C][W] matrix).
+ * direct / depthwise: per output row oh and channel m, every (input channel, tap) adds a shifted, scaled input row
+ * segment to the contiguous output row segment, as the CHW direct kernels do, but with a row's channels adjacent.
+ * 1x1 (stride 1, no padding): per row h, out[h] (M x W) = W[M][C] . in[h] (C x W), a GEMM reading the input row in
+ * place (its workspace is the GEMM's packing of one block of it). */
+#include "tb_kernels.h"
+#include "tb_gemm.h"
+#include "tb_conv_layout.h"
+#include "tb_conv_families.h"
+
+#define MR TB_GEMM_MR
+
+/* orow[o] += wv * xrow[o * sw] for o in [0, n). */
+static void axpy_strided(float *restrict orow, const float *restrict xrow, int n, int sw, float wv)
+{
+    int o;
+    if (sw == 1)
+        for (o = 0; o < n; ++o) orow[o] += wv * xrow[o];
+    else
+        for (o = 0; o < n; ++o) orow[o] += wv * xrow[(long)o * sw];
+}
+
+/* orow += the taps of row ki of one kernel (wrow = its k_w weights) applied to input row x (one channel). */
+static void add_kernel_row(const tb_conv *p, const float *restrict x, const float *restrict wrow,
+                           float *restrict orow)
+{
+    int kj;
+    for (kj = 0; kj < p->k_w; ++kj) {
+        const int off_w = kj * p->dil_w - p->pad_left;
+        int lo, hi;
+        tb_valid_range(p->out_w, p->stride_w, off_w, p->in_w, &lo, &hi);
+        if (lo < hi) axpy_strided(orow + lo, x + (long)lo * p->stride_w + off_w, hi - lo, p->stride_w, wrow[kj]);
+    }
+}
+
+void tb_conv_direct_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                        const float *restrict bias, float *restrict out)
+{
+    const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, OW = p->out_w;
+    const long in_row = (long)p->in_c * p->in_w;
+    int oh, m;
+    for (oh = 0; oh < p->out_h; ++oh)
+        for (m = p->oc_begin; m < p->oc_end; ++m) {
+            const int g = m / mg;
+            float *restrict orow = out + ((long)oh * p->out_c + m) * OW;
+            int ki, c, o;
+            if (!p->accumulate)
+                for (o = 0; o < OW; ++o) orow[o] = 0.0f;
+            for (ki = 0; ki < p->k_h; ++ki) {
+                const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+                if (ih < 0 || ih >= p->in_h) continue;
+                for (c = 0; c < cg; ++c)
+                    add_kernel_row(p, in + ih * in_row + (long)(g * cg + c) * p->in_w,
+                                   w + (((long)m * cg + c) * p->k_h + ki) * p->k_w, orow);
+            }
+            if (!p->accumulate) tb_bias_act_row(orow, OW, bias[m], p->act, p->act_a, p->act_b);
+        }
+}
+
+void tb_conv_depthwise_direct_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                  const float *restrict bias, float *restrict out)
+{
+    const int mult = p->out_c / p->in_c, OW = p->out_w;
+    const long in_row = (long)p->in_c * p->in_w;
+    int oh, m;
+    for (oh = 0; oh < p->out_h; ++oh)
+        for (m = p->oc_begin; m < p->oc_end; ++m) {
+            float *restrict orow = out + ((long)oh * p->out_c + m) * OW;
+            int ki, o;
+            if (!p->accumulate)
+                for (o = 0; o < OW; ++o) orow[o] = 0.0f;
+            for (ki = 0; ki < p->k_h; ++ki) {
+                const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+                if (ih < 0 || ih >= p->in_h) continue;
+                add_kernel_row(p, in + ih * in_row + (long)(m / mult) * p->in_w,
+                               w + ((long)m * p->k_h + ki) * p->k_w, orow);
+            }
+            if (!p->accumulate) tb_bias_act_row(orow, OW, bias[m], p->act, p->act_a, p->act_b);
+        }
+}
+
+void tb_conv_1x1_gemm_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, W = p->in_w;
+    const int mgpad = (mg + MR - 1) / MR * MR;
+    int h, g;
+    for (h = 0; h < p->in_h; ++h)
+        for (g = 0; g < p->groups; ++g) {
+            tb_gemm_job job = tb_conv_job(p);
+            int m0, m1;
+            if (!tb_group_range(p, g, mg, &m0, &m1)) continue;
+            job.m0 = m0; job.m1 = m1; job.n0 = 0; job.n1 = W; job.k = cg;
+            job.a = w + (long)g * mgpad * cg; job.lda = cg; job.a_packed = 1;
+            job.b = in + ((long)h * p->in_c + g * cg) * W; job.ldb = W; job.b_packed = 0;
+            job.c = out + ((long)h * p->out_c + g * mg) * W; job.ldc = W;
+            job.bias_m = bias + g * mg;
+            tb_gemm(&job, ws);
+        }
+}

@@ -1,0 +1,266 @@
+/* im2col / im2row + GEMM between any input and output layout, in two variants (triNNity's "copy" and "scan"):
+ *   copy: the patch matrix of all out_h*out_w pixels is built once per group (big workspace, one large GEMM);
+ *   scan: it is built and multiplied one block of TB_SCAN_PIXELS output pixels at a time (small workspace).
+ * The output layout picks the GEMM operand order:
+ *   out CHW / HCW: out_g[mg][pixels] = W_g[mg][K] . patches[K][pixels]   (patches as B panels, k = c, ki, kj),
+ *   out HWC:       out_g[pixels][mg] = patches[pixels][K] . W_g^T[K][mg] (patches as A panels, k = ki, kj, c),
+ * so a CHW-in / HWC-out primitive does the layout change for free inside the convolution. HCW output is not one
+ * matrix over pixels (rows of different oh are M*out_w apart), so its GEMM is issued per output row of the block.
+ * The patch writers read any input layout through its strides (tb_conv_layout.h). */
+#include "tb_kernels.h"
+#include "tb_gemm.h"
+#include "tb_conv_layout.h"
+#include "tb_conv_families.h"
+
+#define MR TB_GEMM_MR
+#define NR TB_GEMM_NR
+
+/* Patches of pixels [n0, n1) of one group (x = its first input channel) as B panels: (k, j) at
+ * (j/NR)*K*NR + k*NR + j%NR, k = (c, ki, kj), j = n - n0; columns up to the next multiple of NR are zero. */
+static void pack_patches_b(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int n0, int n1,
+                           float *restrict ws)
+{
+    const int K = cg * p->k_h * p->k_w, nb = n1 - n0, npad = (nb + NR - 1) / NR * NR, OW = p->out_w;
+    const long ps = (long)K * NR;
+    int c, ki, kj, k = 0;
+    for (c = 0; c < cg; ++c)
+        for (ki = 0; ki < p->k_h; ++ki)
+            for (kj = 0; kj < p->k_w; ++kj, ++k) {
+                float *restrict dk = ws + (long)k * NR;
+                const int off_h = ki * p->dil_h - p->pad_top, off_w = kj * p->dil_w - p->pad_left;
+                int lo, hi, n = n0;
+                tb_valid_range(OW, p->stride_w, off_w, p->in_w, &lo, &hi);
+                while (n < n1) {
+                    const int oh = n / OW, ow = n % OW, len = tb_min(OW - ow, n1 - n), j = n - n0;
+                    const int ih = oh * p->stride_h + off_h;
+                    const int a = tb_min(tb_max(lo, ow), ow + len), b = tb_max(tb_min(hi, ow + len), a);
+                    if (ih < 0 || ih >= p->in_h) {
+                        tb_put_b_run(dk, ps, j, len, 0, 0);
+                    } else {
+                        tb_put_b_run(dk, ps, j, a - ow, 0, 0);
+                        if (b > a)
+                            tb_put_b_run(dk, ps, j + a - ow, b - a,
+                                         x + c * s.c + ih * s.h + ((long)a * p->stride_w + off_w) * s.w,
+                                         (long)p->stride_w * s.w);
+                        tb_put_b_run(dk, ps, j + b - ow, ow + len - b, 0, 0);
+                    }
+                    n += len;
+                }
+                tb_put_b_run(dk, ps, nb, npad - nb, 0, 0);
+            }
+}
+
+/* Patches of pixels [n0, n1) of one group as A panels: (j, k) at (j/MR)*K*MR + k*MR + j%MR, k = (ki, kj, c);
+ * rows up to the next multiple of MR are zero. Channel-contiguous inputs (HWC) are read pixel by pixel, the others
+ * tap by tap along output rows, so the reads stay sequential either way. */
+static void pack_patches_a(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int n0, int n1,
+                           float *restrict ws)
+{
+    const int taps = p->k_h * p->k_w, K = taps * cg, nb = n1 - n0, npad = (nb + MR - 1) / MR * MR, OW = p->out_w;
+    const long ps = (long)K * MR;
+    int j, k;
+    if (s.c == 1) {
+        for (j = 0; j < nb; ++j) {
+            const int oh = (n0 + j) / OW, ow = (n0 + j) % OW;
+            float *restrict dn = ws + (long)(j / MR) * ps + j % MR;
+            int ki, kj, c;
+            for (ki = 0; ki < p->k_h; ++ki) {
+                const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+                for (kj = 0; kj < p->k_w; ++kj) {
+                    const int iw = ow * p->stride_w + kj * p->dil_w - p->pad_left;
+                    float *restrict d = dn + (long)(ki * p->k_w + kj) * cg * MR;
+                    if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+                        for (c = 0; c < cg; ++c) d[c * MR] = 0.0f;
+                    } else {
+                        const float *restrict src = x + ih * s.h + iw * s.w;
+                        for (c = 0; c < cg; ++c) d[c * MR] = src[c];
+                    }
+                }
+            }
+        }
+    } else {
+        int ki, kj, c;
+        for (ki = 0; ki < p->k_h; ++ki)
+            for (kj = 0; kj < p->k_w; ++kj) {
+                const int off_h = ki * p->dil_h - p->pad_top, off_w = kj * p->dil_w - p->pad_left;
+                int lo, hi;
+                tb_valid_range(OW, p->stride_w, off_w, p->in_w, &lo, &hi);
+                for (c = 0; c < cg; ++c) {
+                    float *restrict dk = ws + (long)((ki * p->k_w + kj) * cg + c) * MR;
+                    int n = n0;
+                    while (n < n1) {
+                        const int oh = n / OW, ow = n % OW, len = tb_min(OW - ow, n1 - n), jj = n - n0;
+                        const int ih = oh * p->stride_h + off_h;
+                        const int a = tb_min(tb_max(lo, ow), ow + len), b = tb_max(tb_min(hi, ow + len), a);
+                        if (ih < 0 || ih >= p->in_h) {
+                            tb_put_a_run(dk, ps, jj, len, 0, 0);
+                        } else {
+                            tb_put_a_run(dk, ps, jj, a - ow, 0, 0);
+                            if (b > a)
+                                tb_put_a_run(dk, ps, jj + a - ow, b - a,
+                                             x + c * s.c + ih * s.h + ((long)a * p->stride_w + off_w) * s.w,
+                                             (long)p->stride_w * s.w);
+                            tb_put_a_run(dk, ps, jj + b - ow, ow + len - b, 0, 0);
+                        }
+                        n += len;
+                    }
+                }
+            }
+    }
+    for (j = nb; j < npad; ++j) {
+        float *restrict dn = ws + (long)(j / MR) * ps + j % MR;
+        for (k = 0; k < K; ++k) dn[(long)k * MR] = 0.0f;
+    }
+}
+
+/* The convolution, `block` output pixels at a time (block >= out_h*out_w: the copy variant). */
+static void im2col_any(const tb_conv *p, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, float *restrict out, float *restrict ws, int in_layout,
+                       int out_layout, int block)
+{
+    const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, K = cg * p->k_h * p->k_w;
+    const int N = p->out_h * p->out_w, OW = p->out_w;
+    const tb_strides s = tb_layout_strides(in_layout, p->in_c, p->in_h, p->in_w);
+    const tb_strides o = tb_layout_strides(out_layout, p->out_c, p->out_h, p->out_w);
+    const int rows = out_layout == TB_LAYOUT_HWC; /* patches as A panels, output transposed */
+    const int mgpad = rows ? (mg + NR - 1) / NR * NR : (mg + MR - 1) / MR * MR;
+    int g, n0;
+    for (g = 0; g < p->groups; ++g) {
+        const float *x = in + (long)g * cg * s.c;
+        const float *wg = w + (long)g * mgpad * K;
+        int m0, m1;
+        if (!tb_group_range(p, g, mg, &m0, &m1)) continue;
+        for (n0 = 0; n0 < N; n0 += block) {
+            const int n1 = tb_min(N, n0 + block);
+            tb_gemm_job job = tb_conv_job(p);
+            job.k = K;
+            if (rows) {
+                pack_patches_a(p, x, s, cg, n0, n1, ws);
+                job.m0 = 0; job.m1 = n1 - n0; job.n0 = m0; job.n1 = m1;
+                job.a = ws; job.lda = K; job.a_packed = 1;
+                job.b = wg; job.ldb = mg; job.b_packed = 1;
+                job.c = out + (long)n0 * o.w + (long)g * mg; job.ldc = (int)o.w;
+                job.bias_n = bias + g * mg;
+                tb_gemm(&job, 0);
+                continue;
+            }
+            pack_patches_b(p, x, s, cg, n0, n1, ws);
+            job.m0 = m0; job.m1 = m1;
+            job.a = wg; job.lda = K; job.a_packed = 1;
+            job.b = ws; job.ldb = n1 - n0; job.b_packed = 1;
+            job.bias_m = bias + g * mg;
+            job.ldc = (int)o.c;
+            if (o.h == OW) { /* CHW: the block's pixels are contiguous */
+                job.n0 = 0; job.n1 = n1 - n0;
+                job.c = out + (long)g * mg * o.c + n0;
+                tb_gemm(&job, 0);
+            } else { /* HCW: one GEMM per output row the block touches; c is offset so column j lands at ow */
+                int n = n0;
+                while (n < n1) {
+                    const int oh = n / OW, ow = n % OW, len = tb_min(OW - ow, n1 - n);
+                    job.n0 = n - n0; job.n1 = n - n0 + len;
+                    job.c = out + (long)g * mg * o.c + oh * o.h + ow - (n - n0);
+                    tb_gemm(&job, 0);
+                    n += len;
+                }
+            }
+        }
+    }
+}
+
+/* The exported kernels: copy (one block of all pixels) and scan (blocks of TB_SCAN_PIXELS). */
+void tb_conv_im2col_gemm_hwc_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_CHW, p->out_h * p->out_w);
+}
+
+void tb_conv_im2col_gemm_hcw_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_CHW, p->out_h * p->out_w);
+}
+
+void tb_conv_im2col_gemm_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                             const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_HCW, p->out_h * p->out_w);
+}
+
+void tb_conv_im2col_gemm_chw_to_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_HCW, p->out_h * p->out_w);
+}
+
+void tb_conv_im2col_gemm_hwc_to_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_HCW, p->out_h * p->out_w);
+}
+
+void tb_conv_im2row_gemm_chw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_HWC, p->out_h * p->out_w);
+}
+
+void tb_conv_im2row_gemm_hcw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_HWC, p->out_h * p->out_w);
+}
+
+void tb_conv_im2col_scan_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                             const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_CHW, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2col_scan_hwc_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_CHW, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2col_scan_hcw_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_CHW, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2col_scan_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                             const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_HCW, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2col_scan_chw_to_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_HCW, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2col_scan_hwc_to_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_HCW, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2row_scan_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                             const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_HWC, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2row_scan_chw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_HWC, TB_SCAN_PIXELS);
+}
+
+void tb_conv_im2row_scan_hcw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                    const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    im2col_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_HWC, TB_SCAN_PIXELS);
+}

@@ -1,0 +1,306 @@
+/* Winograd convolutions, CHW and HWC (see tb_winograd.h for the contract, tb_winograd_tf.h for the transforms).
+ *
+ * One algorithm for both layouts, which differ only in the strides of a channel and of a pixel. Per block of tiles
+ * [t0, t0 + nb):
+ *   1. input transform: V_xi[tile][c] = (BT d B)[xi] of every tile and input channel, row-major (channels padded
+ *      to whole lanes) in the workspace;
+ *   2. alpha^2 GEMMs over the input channels with the shared tb_gemm, Y_xi[tile][m] = V_xi . U_xi^T, the weights
+ *      U_xi^T pre-packed at build time as the B operand: its 16-wide panels are loaded as vectors and reused across
+ *      every tile of the block, which is what keeps deep layers with few tiles (weights >> activations) fast;
+ *   3. output transform AT Y A of every tile and output channel, + bias, activation, clipped to the output edges.
+ * The transforms run on `lanes` channels at a time so they vectorise; one gathered input tile row and the
+ * half-transformed tile sit on the stack (< 3 KiB). */
+#include "tb_kernels.h"
+#include "tb_gemm.h"
+#include "tb_winograd.h"
+#include "tb_winograd_tf.h"
+
+#define MR TB_GEMM_MR
+#define NR TB_GEMM_NR
+#define MAX_ROW 112  /* alpha * lanes: at most 7 * 16 */
+#define MAX_TILE 576 /* alpha^2 * lanes: 6 * 6 * 16 (alpha 7 has 8 lanes: 392) */
+#define MAX_OUT 384  /* m * alpha * lanes: 4 * 6 * 16 */
+
+static long round_up(long x, long to) { return (x + to - 1) / to * to; }
+
+/* Where element (c, y, x) of a (channels, h, w) tensor lives: c * chan + (y * w + x) * pixel. */
+typedef struct {
+    int h, w;
+    long chan, pixel;
+} wino_tensor;
+
+static wino_tensor chw(int c, int h, int w) { wino_tensor t; (void)c; t.h = h; t.w = w; t.chan = (long)h * w; t.pixel = 1; return t; }
+static wino_tensor hwc(int c, int h, int w) { wino_tensor t; t.h = h; t.w = w; t.chan = 1; t.pixel = c; return t; }
+
+/* The tile geometry and the workspace carving of one call. */
+typedef struct {
+    int alpha, m, lanes, tiles_w, tiles, block;
+    long cpad, mpad; /* in_c and out_c rounded up to whole lanes: the row lengths of V and Y */
+} wino_plan;
+
+static wino_plan plan_of(const tb_wino_variant *v, const tb_conv *p, int max_block)
+{
+    wino_plan q;
+    q.alpha = v->alpha;
+    q.m = v->m;
+    q.lanes = v->lanes;
+    q.tiles_w = (p->out_w + v->m - 1) / v->m;
+    q.tiles = q.tiles_w * ((p->out_h + v->m - 1) / v->m);
+    q.block = tb_min(q.tiles, max_block);
+    q.cpad = round_up(p->in_c, v->lanes);
+    q.mpad = round_up(p->out_c, v->lanes);
+    return q;
+}
+
+/* One row of an input tile for `live` channels from c0 into d[j * lanes + l] (zero outside the input and past
+ * the live channels). */
+static void gather_row(const wino_plan *q, const tb_conv *p, const float *restrict in, wino_tensor ti, int c0,
+                       int live, int y, int x0, float *restrict d)
+{
+    const int L = q->lanes;
+    int j, l;
+    for (j = 0; j < q->alpha; ++j) {
+        const int x = x0 + j;
+        float *restrict dj = d + j * L;
+        if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
+            for (l = 0; l < L; ++l) dj[l] = 0.0f;
+            continue;
+        }
+        {
+            const float *restrict src = in + (long)c0 * ti.chan + ((long)y * ti.w + x) * ti.pixel;
+            if (ti.chan == 1)
+                for (l = 0; l < live; ++l) dj[l] = src[l];
+            else
+                for (l = 0; l < live; ++l) dj[l] = src[l * ti.chan];
+            for (; l < L; ++l) dj[l] = 0.0f;
+        }
+    }
+}
+
+/* V_xi[tile][cpad] (xi stride vs) for tiles [t0, t0 + nb). */
+static void input_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p, const float *restrict in,
+                            wino_tensor ti, int t0, int nb, float *restrict vbuf, long vs)
+{
+    const int a = q->alpha, L = q->lanes;
+    float d[MAX_ROW], r[MAX_TILE];
+    int t, c0, i;
+    for (t = 0; t < nb; ++t) {
+        const int y0 = ((t0 + t) / q->tiles_w) * q->m - p->pad_top;
+        const int x0 = ((t0 + t) % q->tiles_w) * q->m - p->pad_left;
+        for (c0 = 0; c0 < q->cpad; c0 += L) {
+            const int live = tb_min(L, p->in_c - c0);
+            for (i = 0; i < a; ++i) {
+                gather_row(q, p, in, ti, c0, live, y0 + i, x0, d);
+                v->in_row(d, r + i * a * L);
+            }
+            v->in_col(r, vbuf + (long)t * q->cpad + c0, vs);
+        }
+    }
+}
+
+/* Bias + activation (unless accumulating) on n results o[0..n) of channels [lo, lo + n), then store them (or add
+ * them) at dst, channel stride `chan`. */
+static void finish(const tb_conv *p, float *restrict o, int n, const float *restrict bias, int lo,
+                   float *restrict dst, long chan)
+{
+    int k;
+    if (p->accumulate) {
+        for (k = 0; k < n; ++k) dst[k * chan] += o[k];
+        return;
+    }
+    tb_bias_act_vec(o, n, bias + lo, p->act, p->act_a, p->act_b);
+    if (chan == 1)
+        for (k = 0; k < n; ++k) dst[k] = o[k];
+    else
+        for (k = 0; k < n; ++k) dst[k * chan] = o[k];
+}
+
+/* Out channels [oc_begin, oc_end) of tiles [t0, t0 + nb) from Y_xi[tile][mpad] (xi stride ys), whose lane chunks
+ * [n0, n1) cover the channel range. */
+static void output_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p,
+                             const float *restrict bias, float *restrict out, wino_tensor to, int t0, int nb,
+                             const float *restrict ybuf, long ys, int n0, int n1)
+{
+    const int mo = q->m, L = q->lanes;
+    float r[MAX_OUT], o[MAX_OUT];
+    int t, m0, i, j;
+    for (t = 0; t < nb; ++t) {
+        const int oy0 = ((t0 + t) / q->tiles_w) * mo, ox0 = ((t0 + t) % q->tiles_w) * mo;
+        const int rows = tb_min(mo, p->out_h - oy0), cols = tb_min(mo, p->out_w - ox0);
+        for (m0 = n0; m0 < n1; m0 += L) {
+            const int lo = tb_max(m0, p->oc_begin), hi = tb_min(m0 + L, p->oc_end);
+            v->out_col(ybuf + (long)t * q->mpad + m0, ys, r);
+            v->out_row(r, o);
+            for (i = 0; i < rows; ++i)
+                for (j = 0; j < cols; ++j)
+                    finish(p, o + (i * mo + j) * L + (lo - m0), hi - lo, bias, lo,
+                           out + lo * to.chan + ((long)(oy0 + i) * to.w + ox0 + j) * to.pixel, to.chan);
+        }
+    }
+}
+
+static void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, wino_tensor ti, wino_tensor to,
+                     const float *restrict in, const float *restrict u, const float *restrict bias,
+                     float *restrict out, float *restrict ws)
+{
+    const wino_plan q = plan_of(v, p, max_block);
+    const int aa = q.alpha * q.alpha;
+    const long vs = q.block * q.cpad, ys = q.block * q.mpad, u_size = (long)p->in_c * round_up(p->out_c, NR);
+    /* whole lane chunks around the channel range: within the B panels' zero padding, so the GEMM fills them */
+    const int n0 = p->oc_begin / q.lanes * q.lanes, n1 = (int)round_up(p->oc_end, q.lanes);
+    float *restrict vbuf = ws, *restrict ybuf = ws + aa * vs, *restrict gemm_ws = ybuf + aa * ys;
+    int t0, xi;
+    if (p->oc_begin >= p->oc_end) return;
+    for (t0 = 0; t0 < q.tiles; t0 += q.block) {
+        const int nb = tb_min(q.block, q.tiles - t0);
+        input_transform(v, &q, p, in, ti, t0, nb, vbuf, vs);
+        for (xi = 0; xi < aa; ++xi) {
+            tb_gemm_job job;
+            job.m0 = 0; job.m1 = nb; job.n0 = n0; job.n1 = n1; job.k = p->in_c;
+            job.a = vbuf + xi * vs; job.lda = (int)q.cpad; job.a_packed = 0;
+            job.b = u + xi * u_size; job.ldb = p->out_c; job.b_packed = 1;
+            job.c = ybuf + xi * ys; job.ldc = (int)q.mpad;
+            job.accumulate = 0; job.bias_m = 0; job.bias_n = 0;
+            job.act = 0; job.act_a = 0.0f; job.act_b = 0.0f;
+            tb_gemm(&job, gemm_ws);
+        }
+        output_transform(v, &q, p, bias, out, to, t0, nb, ybuf, ys, n0, n1);
+    }
+}
+
+static void winograd_chw(const tb_wino_variant *v, int max_block, const tb_conv *p, const float *restrict in,
+                         const float *restrict u, const float *restrict bias, float *restrict out,
+                         float *restrict ws)
+{
+    winograd(v, max_block, p, chw(p->in_c, p->in_h, p->in_w), chw(p->out_c, p->out_h, p->out_w), in, u, bias, out,
+             ws);
+}
+
+static void winograd_hwc(const tb_wino_variant *v, int max_block, const tb_conv *p, const float *restrict in,
+                         const float *restrict u, const float *restrict bias, float *restrict out,
+                         float *restrict ws)
+{
+    winograd(v, max_block, p, hwc(p->in_c, p->in_h, p->in_w), hwc(p->out_c, p->out_h, p->out_w), in, u, bias, out,
+             ws);
+}
+
+/* Written out (not macro-generated): tasobuild/native.py finds kernels by their definitions. */
+void tb_conv_winograd_f2x2_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f2x2_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f2x2_3x3_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f2x2_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f3x3_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_3x3_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f3x3_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f4x4_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f4x4_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f4x4_3x3_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f4x4_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f2x2_5x5_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f2x2_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f2x2_5x5_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f2x2_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_5x5_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f3x3_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_5x5_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_chw(&tb_wino_f3x3_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f2x2_3x3_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f2x2_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f2x2_3x3_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f2x2_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_3x3_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f3x3_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_3x3_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f3x3_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f4x4_3x3_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f4x4_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f4x4_3x3_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f4x4_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f2x2_5x5_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f2x2_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f2x2_5x5_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f2x2_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_5x5_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                   const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f3x3_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+}
+
+void tb_conv_winograd_f3x3_5x5_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                          const float *restrict bias, float *restrict out, float *restrict ws)
+{
+    winograd_hwc(&tb_wino_f3x3_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+}

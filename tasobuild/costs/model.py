@@ -1,0 +1,350 @@
+"""The performance model: predicts the time of any kernel call from its features (after Mulder, Radu, Dubach 2021).
+
+Per kernel function, a ridge regression of log2(time) on the call's feature vector (tasobuild.costs.features), plus
+a nearest-neighbour correction of its residuals (shapes close to a trained shape inherit that shape's error: cache
+effects and tile fill are not linear in the logs). A call whose function the model never saw (a primitive added
+after training) falls back to the model of its parameter struct, trained on every function of that struct, and a
+call with an unknown struct to a model over the generic features (work, bytes, intensity) of every sample.
+
+Fine-tuning to another machine or flag set (`CostModel.fine_tuned`) keeps the shape of the model and fits, from a
+few measured samples, log2(measured) = offset + slope * log2(predicted) (slope pulled towards 1) and a per-function
+offset shrunk towards zero: few samples move the whole model, many move each function.
+
+Serialised as JSON (`to_json` / `from_json`); everything is deterministic (fixed folds, closed-form fits).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from tasobuild.costs.features import GENERIC_NAMES, features
+from tasobuild.primitives import KernelCall
+
+FORMAT = 1
+ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)  # ridge strengths tried by cross-validation
+FOLDS = 5
+NEIGHBOURS = 4  # residual correction: the k nearest training samples of the same function
+MIN_SAMPLES = 8  # fewer samples than this: no per-function model, the struct's model stands in
+SLOPE_PRIOR = 8.0  # fine-tuning: the slope is pulled towards 1 as if by this many samples at the extremes
+FUNCTION_SHRINK = 3.0  # fine-tuning: a function's own offset counts as n / (n + this) of its mean residual
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A measured call: the training and fine-tuning unit."""
+
+    call: KernelCall
+    ms: float
+
+
+# ------------------------------------------------------------------------------------------------ one regression
+
+
+@dataclass(frozen=True)
+class Regression:
+    """log2(ms) = intercept + coef . (x - mean) / scale, plus the mean residual of the nearest training samples."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    sigma: float  # cross-validated residual standard deviation, log2 units (0.5 ~ 41% typical error)
+    samples: int
+    memory: tuple[tuple[float, ...], ...] = ()  # standardised training rows, for the neighbour correction
+    residuals: tuple[float, ...] = ()
+
+    @property
+    def width(self) -> int:
+        return len(self.mean)
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        return (x - np.asarray(self.mean)) / np.asarray(self.scale)
+
+    def predict_log2(self, x: np.ndarray) -> np.ndarray:
+        z = self.standardise(np.atleast_2d(x))
+        linear = self.intercept + z @ np.asarray(self.coef)
+        if not self.memory:
+            return linear
+        return linear + _neighbour_mean(np.asarray(self.memory), np.asarray(self.residuals), z)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": _round(self.mean), "scale": _round(self.scale), "coef": _round(self.coef),
+                "intercept": round(self.intercept, 6), "sigma": round(self.sigma, 6), "samples": self.samples,
+                "memory": [_round(r) for r in self.memory], "residuals": _round(self.residuals)}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Regression:
+        return Regression(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]),
+                          float(d["sigma"]), int(d["samples"]), tuple(tuple(r) for r in d.get("memory", ())),
+                          tuple(d.get("residuals", ())))
+
+
+def _round(values: Sequence[float]) -> list[float]:
+    return [float(f"{v:.6g}") for v in values]
+
+
+def _neighbour_mean(memory: np.ndarray, residuals: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Per row of z: the distance-weighted mean residual of its NEIGHBOURS nearest rows of memory."""
+    d2 = ((z[:, None, :] - memory[None, :, :]) ** 2).sum(axis=2)
+    k = min(NEIGHBOURS, memory.shape[0])
+    nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    dist = np.sqrt(np.take_along_axis(d2, nearest, axis=1))
+    weight = 1.0 / (1.0 + dist)  # a far neighbour counts less, but a lone far one still says something
+    return (residuals[nearest] * weight).sum(axis=1) / weight.sum(axis=1) * _damping(dist)
+
+
+def _damping(dist: np.ndarray) -> np.ndarray:
+    """Trust the neighbours' residuals fully when they are close (within ~1 standard deviation), less far away."""
+    return 1.0 / (1.0 + (dist.min(axis=1) / 2.0) ** 2)
+
+
+def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    intercept = float(y.mean())
+    a = z.T @ z + alpha * np.eye(z.shape[1])
+    coef = np.linalg.solve(a, z.T @ (y - intercept))
+    return coef, intercept
+
+
+def fit_regression(x: np.ndarray, y: np.ndarray, neighbours: bool = True) -> Regression:
+    """Ridge regression with its strength chosen by FOLDS-fold cross-validation (fixed folds: row i in fold
+    i mod FOLDS of a seeded permutation), then the residual memory for the neighbour correction."""
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    z = (x - mean) / scale
+    folds = np.random.default_rng(0).permutation(n) % FOLDS
+    best: tuple[float, float] | None = None
+    for alpha in ALPHAS:
+        errors = np.empty(n)
+        for f in range(FOLDS):
+            train, test = folds != f, folds == f
+            if train.sum() < 2 or not test.any():
+                errors[test] = 0.0
+                continue
+            coef, intercept = _ridge(z[train], y[train], alpha)
+            errors[test] = y[test] - (intercept + z[test] @ coef)
+        rms = float(np.sqrt(np.mean(errors ** 2)))
+        if best is None or rms < best[1] - 1e-12:
+            best = (alpha, rms)
+    assert best is not None
+    coef, intercept = _ridge(z, y, best[0])
+    residuals = y - (intercept + z @ coef)
+    reg = Regression(tuple(mean), tuple(scale), tuple(coef), intercept, best[1], n)
+    if not neighbours or n < 2 * NEIGHBOURS:
+        return reg
+    # The neighbour correction's own error, leave-one-out: a sample's prediction from the others' residuals.
+    loo = np.empty(n)
+    for i in range(n):
+        others = np.arange(n) != i
+        loo[i] = residuals[i] - _neighbour_mean(z[others], residuals[others], z[i:i + 1])[0]
+    sigma = float(np.sqrt(np.mean(loo ** 2)))
+    if sigma >= best[1]:  # the correction does not help on this function: keep the plain regression
+        return reg
+    return replace(reg, sigma=sigma, memory=tuple(tuple(r) for r in z), residuals=tuple(residuals))
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """log2(ms here) = offset + slope * log2(ms predicted) + per_function[f]: the fine-tuning to this machine."""
+
+    offset: float = 0.0
+    slope: float = 1.0
+    per_function: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    samples: int = 0
+
+    def apply(self, function: str, log2_ms: np.ndarray) -> np.ndarray:
+        return self.offset + self.slope * log2_ms + self.per_function.get(function, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offset": round(self.offset, 6), "slope": round(self.slope, 6), "samples": self.samples,
+                "per_function": {k: round(v, 6) for k, v in sorted(self.per_function.items())}}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Calibration:
+        return Calibration(float(d["offset"]), float(d["slope"]), MappingProxyType(dict(d["per_function"])),
+                           int(d["samples"]))
+
+
+def fit_calibration(functions: Sequence[str], predicted_log2: np.ndarray, measured_log2: np.ndarray) -> Calibration:
+    """The Calibration that maps the uncalibrated predictions onto the measurements (see the module docstring)."""
+    n = len(functions)
+    if n == 0:
+        return Calibration()
+    p, m = np.asarray(predicted_log2, float), np.asarray(measured_log2, float)
+    # Slope: least squares on centred values with a prior pulling it to 1, as SLOPE_PRIOR samples whose
+    # predictions sit one standard deviation (at least one octave) from the mean and agree with slope 1.
+    pc, mc = p - p.mean(), m - m.mean()
+    spread2 = max(float(np.mean(pc ** 2)), 1.0)
+    slope = (float(pc @ mc) + SLOPE_PRIOR * spread2) / (float(pc @ pc) + SLOPE_PRIOR * spread2)
+    offset = float(m.mean() - slope * p.mean())
+    residual = np.clip(m - (offset + slope * p), -3.0, 3.0)  # one wild timing must not drag a function off
+    per_function: dict[str, float] = {}
+    for f in sorted(set(functions)):
+        r = residual[[i for i, g in enumerate(functions) if g == f]]
+        per_function[f] = float(r.sum() / (len(r) + FUNCTION_SHRINK))
+    return Calibration(offset, slope, MappingProxyType(per_function), n)
+
+
+# ------------------------------------------------------------------------------------------------ the model
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Per-function regressions, per-struct fallbacks, a generic fallback, and the calibration to this machine."""
+
+    functions: Mapping[str, Regression]
+    structs: Mapping[str, Regression]
+    generic: Regression
+    trained_on: Mapping[str, Any]  # the fingerprint (cpu, compiler, cflags, ...) and kernel digest of the data
+    calibration: Calibration = Calibration()
+
+    def _route(self, call: KernelCall, x: np.ndarray) -> tuple[str, Regression, np.ndarray]:
+        """The regression that predicts `call`: its function's, else its struct's, else the generic one."""
+        reg = self.functions.get(call.function)
+        if reg is not None and reg.width == x.size:
+            return f"f:{call.function}", reg, x
+        reg = self.structs.get(call.struct)
+        if reg is not None and reg.width == x.size:
+            return f"s:{call.struct}", reg, x
+        return "g", self.generic, x[: len(GENERIC_NAMES)]
+
+    def predict_log2(self, calls: Sequence[KernelCall]) -> tuple[np.ndarray, np.ndarray]:
+        """(log2 ms, sigma in log2 units) of every call, calibrated; calls are batched per regression."""
+        routed = [self._route(c, np.asarray(features(c).vector)) for c in calls]
+        raw, sigma = np.empty(len(calls)), np.empty(len(calls))
+        groups: dict[str, list[int]] = {}
+        for i, (name, _, _) in enumerate(routed):
+            groups.setdefault(name, []).append(i)
+        for name in sorted(groups):
+            idx = groups[name]
+            reg = routed[idx[0]][1]
+            raw[idx] = reg.predict_log2(np.stack([routed[i][2] for i in idx]))
+            sigma[idx] = reg.sigma
+        calibrated = np.array([self.calibration.apply(c.function, raw[i]) for i, c in enumerate(calls)])
+        return calibrated, sigma
+
+    def predict_ms(self, calls: Sequence[KernelCall]) -> dict[str, float]:
+        """call.key() -> predicted milliseconds."""
+        log2_ms, _ = self.predict_log2(calls)
+        return {c.key(): float(2.0 ** v) for c, v in zip(calls, log2_ms)}
+
+    def uncalibrated(self) -> CostModel:
+        return replace(self, calibration=Calibration())
+
+    def fine_tuned(self, samples: Sequence[Sample]) -> CostModel:
+        """This model calibrated to the machine the samples were measured on (replacing any earlier calibration)."""
+        base = self.uncalibrated()
+        if not samples:
+            return base
+        calls = [s.call for s in samples]
+        predicted, _ = base.predict_log2(calls)
+        measured = np.log2(np.maximum([s.ms for s in samples], 1e-9))
+        return replace(base, calibration=fit_calibration([c.function for c in calls], predicted, measured))
+
+    def to_json(self) -> str:
+        doc = {
+            "format": FORMAT,
+            "trained_on": dict(sorted(self.trained_on.items())),
+            "calibration": self.calibration.to_dict(),
+            "generic": self.generic.to_dict(),
+            "structs": {k: v.to_dict() for k, v in sorted(self.structs.items())},
+            "functions": {k: v.to_dict() for k, v in sorted(self.functions.items())},
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+
+    @staticmethod
+    def from_json(text: str) -> CostModel:
+        doc = json.loads(text)
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"performance model format {doc.get('format')!r}, this tasobuild reads {FORMAT}")
+        return CostModel(
+            functions=MappingProxyType({k: Regression.from_dict(v) for k, v in doc["functions"].items()}),
+            structs=MappingProxyType({k: Regression.from_dict(v) for k, v in doc["structs"].items()}),
+            generic=Regression.from_dict(doc["generic"]),
+            trained_on=MappingProxyType(doc["trained_on"]),
+            calibration=Calibration.from_dict(doc["calibration"]),
+        )
+
+
+def train(samples: Sequence[Sample], trained_on: Mapping[str, Any]) -> CostModel:
+    """Fit every regression from measured samples (sorted by call key first, so the order given does not matter)."""
+    ordered = sorted(samples, key=lambda s: s.call.key())
+    if len(ordered) < MIN_SAMPLES:
+        raise ValueError(f"training needs at least {MIN_SAMPLES} samples, got {len(ordered)}")
+    vectors = [np.asarray(features(s.call).vector) for s in ordered]
+    y = np.log2(np.maximum([s.ms for s in ordered], 1e-9))
+    generic = fit_regression(np.stack([v[: len(GENERIC_NAMES)] for v in vectors]), y, neighbours=False)
+    structs: dict[str, Regression] = {}
+    functions: dict[str, Regression] = {}
+    for attr, out, use_memory in (("struct", structs, False), ("function", functions, True)):
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, s in enumerate(ordered):
+            groups.setdefault((getattr(s.call, attr), len(vectors[i])), []).append(i)
+        for (name, _), idx in sorted(groups.items()):
+            if len(idx) < MIN_SAMPLES or name in out:  # the first width of a name wins (a name has one struct)
+                continue
+            out[name] = fit_regression(np.stack([vectors[i] for i in idx]), y[idx], neighbours=use_memory)
+    return CostModel(MappingProxyType(functions), MappingProxyType(structs), generic,
+                     MappingProxyType(dict(trained_on)))
+
+
+def errors(model: CostModel, samples: Sequence[Sample]) -> dict[str, float]:
+    """call.key() -> |predicted / measured - 1| (absolute percentage error as a fraction)."""
+    predicted = model.predict_ms([s.call for s in samples])
+    return {s.call.key(): abs(predicted[s.call.key()] / max(s.ms, 1e-12) - 1.0) for s in samples}
+
+
+# ------------------------------------------------------------------------------------------------ sample files
+
+# The training data file: the cost CSV of tasobuild.costs.cache plus what features need beyond the call key
+# (the parameter struct and the buffer sizes), e.g.
+#   function,struct,params,buffers,median_ms,spread_ms,reps
+#   tb_add,tb_flat,"n=1024,act=0,act_a=0.0,act_b=0.0","in0=4096,in1=4096,out=4096",0.00125,4.1e-05,200
+SAMPLE_HEADER = ("function", "struct", "params", "buffers", "median_ms", "spread_ms", "reps")
+
+
+def _number(text: str) -> int | float:
+    return float(text) if any(ch in text for ch in ".eEn") else int(text)  # repr: floats always carry . e or nan
+
+
+def write_samples(rows: Sequence[tuple[KernelCall, float, float, int]]) -> str:
+    """(call, median_ms, spread_ms, reps) rows as sample CSV text, sorted by call key."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SAMPLE_HEADER)
+    for call, median, spread, reps in sorted(rows, key=lambda r: r[0].key()):
+        params = ",".join(f"{k}={v!r}" for k, v in call.params)
+        buffers = ",".join(f"{role}={dict(call.buffer_bytes)[role]}" for role in call.args)
+        writer.writerow((call.function, call.struct, params, buffers, repr(median), repr(spread), reps))
+    return out.getvalue()
+
+
+def read_samples(text: str) -> list[Sample]:
+    """Parse sample CSV text back into Samples (the calls are rebuilt exactly: same key, same buffers)."""
+    lines = list(csv.reader(io.StringIO(text)))
+    if not lines or tuple(lines[0]) != SAMPLE_HEADER:
+        raise ValueError(f"sample file must start with {','.join(SAMPLE_HEADER)}")
+    samples = []
+    for cells in lines[1:]:
+        function, struct, params, buffers, median, _, _ = cells
+        pairs = [p.split("=", 1) for p in params.split(",") if p]
+        roles = [b.split("=", 1) for b in buffers.split(",") if b]
+        call = KernelCall(function, struct, tuple((k, _number(v)) for k, v in pairs), tuple(r for r, _ in roles),
+                          tuple((r, int(v)) for r, v in roles))
+        samples.append(Sample(call, float(median)))
+    return samples
+
+
+__all__ = ["Calibration", "CostModel", "Regression", "SAMPLE_HEADER", "Sample", "errors", "fit_calibration",
+           "fit_regression", "read_samples", "train", "write_samples"]

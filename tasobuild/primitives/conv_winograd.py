@@ -1,0 +1,284 @@
+"""Winograd convolution primitives: F(2x2,3x3), F(3x3,3x3), F(4x4,3x3), F(2x2,5x5), F(3x3,5x5), CHW and HWC.
+
+For stride-1, dilation-1, ungrouped convs with the variant's square kernel (any padding). The output is cut into
+m x m tiles; each reads an alpha x alpha input tile (alpha = m + r - 1). Per block of tiles the kernel (1) transforms
+the input tiles, V = BT d B, into the workspace, (2) runs alpha^2 GEMMs, one per transformed-tile element xi,
+Y_xi = U_xi . V_xi over the input channels with the shared tb_gemm, the transformed weights U = G g GT packed at
+build time, and (3) inverse-transforms, AT Y A, into the output with bias and activation.
+
+The matrices come from Cook-Toom interpolation at the `points` below (plus infinity), built exactly in fractions and
+checked against the definition of correlation; the points were chosen by measured float32 error (mixing 2 and -1/2
+gives F(4x4,3x3) about half the error of Lavin's 0, +-1, +-2). The C transforms in kernels_pyx/tb_winograd_tf.h are
+rendered from the same matrices by `render_transforms()` (tests check the file is up to date).
+
+Two primitives per variant and layout: the default processes `TB_WINO_BLOCK` tiles per block (its workspace grows
+with the layer only up to that block), the "lowmem" one `TB_WINO_LOWMEM_BLOCK` tiles (a bounded, small workspace at
+some cost in speed), registered only where it needs less workspace than the default.
+
+Accuracy (max error / max |float64 reference|, He-normal weights, 64..256 channels, measured on the C kernels):
+see tests/test_winograd.py, which bounds every variant at `ERROR_BOUND` (2e-5).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+
+from tasobuild.ir import FLOAT_BYTES, Graph, Layout, Node
+from tasobuild.primitives import KernelCall, Primitive
+from tasobuild.primitives.conv import (CONV_HEADERS, GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NR, ConvGeometry, _bias,
+                                       _round_up, _weight, conv_params, pack_a, pack_b)
+
+# kernels_pyx/tb_winograd.h: tiles per block of the default and the low-memory kernels.
+WINO_BLOCK, WINO_LOWMEM_BLOCK = 128, 16
+ERROR_BOUND = 2e-5  # per layer, relative to max |reference|; the end-to-end tolerance is 1e-4
+SOURCES = ("conv_winograd.c", "tb_winograd.h", "tb_winograd_tf.h", "gemm.c") + CONV_HEADERS
+
+Matrix = tuple[tuple[Fraction, ...], ...]
+HALF = Fraction(1, 2)
+
+
+# ---------------------------------------------------------------------------------------------- the mathematics
+
+
+@dataclass(frozen=True)
+class WinogradVariant:
+    """F(m x m, r x r) with its finite interpolation points (infinity is always the last point)."""
+
+    m: int
+    r: int
+    points: tuple[Fraction, ...]
+
+    @property
+    def alpha(self) -> int:
+        return self.m + self.r - 1
+
+    @property
+    def name(self) -> str:
+        return f"f{self.m}x{self.m}_{self.r}x{self.r}"
+
+    @property
+    def lanes(self) -> int:
+        """How many tiles (CHW) or channels (HWC) one transform call handles: one AVX-512 vector, or half of one
+        where a 16-lane alpha x alpha tile would not fit the kernels' 4 KiB stack."""
+        return 16 if self.alpha <= 6 else 8
+
+    def matrices(self) -> tuple[Matrix, Matrix, Matrix]:
+        """(AT [m][alpha], G [alpha][r], BT [alpha][alpha]), exact."""
+        return cook_toom(self.m, self.r, self.points)
+
+
+VARIANTS: tuple[WinogradVariant, ...] = (
+    WinogradVariant(2, 3, (Fraction(0), Fraction(1), Fraction(-1))),
+    WinogradVariant(3, 3, (Fraction(0), Fraction(1), Fraction(-1), Fraction(-2))),
+    WinogradVariant(4, 3, (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), -HALF)),
+    WinogradVariant(2, 5, (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), -HALF)),
+    WinogradVariant(3, 5, (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), HALF)),
+)
+
+
+def _poly_from_roots(roots: list[Fraction]) -> list[Fraction]:
+    """Coefficients, lowest power first, of prod (x - root)."""
+    coeffs = [Fraction(1)]
+    for root in roots:
+        shifted = [Fraction(0)] + coeffs  # x * p(x)
+        coeffs = [s - root * c for s, c in zip(shifted, coeffs + [Fraction(0)])]
+    return coeffs
+
+
+@functools.cache
+def cook_toom(m: int, r: int, points: tuple[Fraction, ...]) -> tuple[Matrix, Matrix, Matrix]:
+    """The Winograd/Cook-Toom matrices of F(m, r) at `points` + infinity, with y = AT [(G g) * (BT d)].
+
+    Linear convolution of polynomials evaluated at the points (and the leading coefficient, 'infinity'), multiplied
+    and interpolated back, transposed into correlation: AT holds the powers of the points, G the kernel's values
+    at them divided by prod (a_l - a_k), BT the Lagrange numerators prod_{k != l} (x - a_k) and prod (x - a_k)."""
+    n = m + r - 1
+    assert len(points) == n - 1 and len(set(points)) == n - 1, "alpha - 1 distinct finite points"
+    at = tuple(tuple(a ** i for a in points) + (Fraction(int(i == m - 1)),) for i in range(m))
+    g, bt = [], []
+    for l, a in enumerate(points):
+        others = [b for k, b in enumerate(points) if k != l]
+        scale = Fraction(1)
+        for b in others:
+            scale *= a - b
+        g.append(tuple(a ** k / scale for k in range(r)))
+        bt.append(tuple(_poly_from_roots(others)) + (Fraction(0),))
+    g.append(tuple(Fraction(int(k == r - 1)) for k in range(r)))
+    bt.append(tuple(_poly_from_roots(list(points))))
+    for i in range(m):  # exactly correlation: y_i = sum_k g_k d_{i+k}
+        for k in range(r):
+            for j in range(n):
+                assert sum(at[i][l] * g[l][k] * bt[l][j] for l in range(n)) == int(j == i + k)
+    return at, tuple(g), tuple(bt)
+
+
+def _f64(matrix: Matrix) -> np.ndarray:
+    return np.array([[float(v) for v in row] for row in matrix], dtype=np.float64)
+
+
+def transformed_weights(w: np.ndarray, variant: WinogradVariant) -> np.ndarray:
+    """U[xi][m][c] = (G W[m][c] GT)[i][j], xi = i*alpha + j, computed in float64 and rounded once."""
+    _, g, _ = variant.matrices()
+    g64 = _f64(g)
+    u = np.einsum("ik,mckl,jl->ijmc", g64, w.astype(np.float64), g64)
+    return u.reshape(variant.alpha ** 2, w.shape[0], w.shape[1]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- C rendering
+
+
+def _expression(row: tuple[Fraction, ...], names: list[str]) -> str:
+    """sum row[k] * names[k] as C, skipping zeros and multiplications by +-1 (every coefficient is exact in float)."""
+    terms = []
+    for coeff, name in zip(row, names):
+        if coeff == 0:
+            continue
+        value = float(coeff)
+        assert Fraction(float(np.float32(value))) == coeff, f"coefficient {coeff} is not exact in float32"
+        magnitude = "" if abs(coeff) == 1 else f"{abs(value)!r}f * "
+        terms.append(("- " if coeff < 0 else "+ ") + magnitude + name)
+    text = " ".join(terms) or "0.0f"
+    return text[2:] if text.startswith("+ ") else "-" + text[2:]
+
+
+def _apply(matrix: Matrix, load: Callable[[int], str], store: Callable[[int], str], indent: str) -> list[str]:
+    """Loads of the inputs into locals, then one statement per output row of `matrix`."""
+    names = [f"x{k}" for k in range(len(matrix[0]))]
+    lines = [indent + "const float " + ", ".join(f"{n} = {load(k)}" for k, n in enumerate(names)) + ";"]
+    lines += [f"{indent}{store(i)} = {_expression(row, names)};" for i, row in enumerate(matrix)]
+    return lines
+
+
+def _render_variant(v: WinogradVariant) -> str:
+    at, _, bt = v.matrices()
+    a, mo, lanes, p = v.alpha, v.m, v.lanes, f"tb_wino_{v.name}"
+    points = ", ".join(str(x) for x in v.points)
+    out = [f"/* F({mo}x{mo},{v.r}x{v.r}): alpha {a}, points {points}, infinity; {lanes} lanes. */"]
+    out += [f"static void {p}_in_row(const float *restrict d, float *restrict r)",
+            "{", "    int l;", f"    for (l = 0; l < {lanes}; ++l) {{"]
+    out += _apply(bt, lambda k: f"d[{k * lanes} + l]", lambda i: f"r[{i * lanes} + l]", "        ")
+    out += ["    }", "}", ""]
+    out += [f"static void {p}_in_col(const float *restrict r, float *restrict v, long vs)",
+            "{", "    int j, l;", f"    for (j = 0; j < {a}; ++j)", f"        for (l = 0; l < {lanes}; ++l) {{"]
+    out += _apply(bt, lambda k: f"r[({k * a} + j) * {lanes} + l]", lambda i: f"v[({i * a} + j) * vs + l]",
+                  "            ")
+    out += ["        }", "}", ""]
+    out += [f"static void {p}_out_col(const float *restrict y, long ys, float *restrict r)",
+            "{", "    int j, l;", f"    for (j = 0; j < {a}; ++j)", f"        for (l = 0; l < {lanes}; ++l) {{"]
+    out += _apply(at, lambda k: f"y[({k * a} + j) * ys + l]", lambda i: f"r[({i * a} + j) * {lanes} + l]",
+                  "            ")
+    out += ["        }", "}", ""]
+    out += [f"static void {p}_out_row(const float *restrict r, float *restrict o)",
+            "{", "    int i, l;", f"    for (i = 0; i < {mo}; ++i)", f"        for (l = 0; l < {lanes}; ++l) {{"]
+    out += _apply(at, lambda k: f"r[(i * {a} + {k}) * {lanes} + l]", lambda j: f"o[(i * {mo} + {j}) * {lanes} + l]",
+                  "            ")
+    out += ["        }", "}", ""]
+    out += [f"static const tb_wino_variant {p} = {{{a}, {mo}, {lanes}, {p}_in_row, {p}_in_col, {p}_out_col, "
+            f"{p}_out_row}};", ""]
+    return "\n".join(out)
+
+
+def render_transforms() -> str:
+    """kernels_pyx/tb_winograd_tf.h: the transforms of every variant as straight-line C over `lanes` lanes."""
+    head = [
+        "/* Generated by tasobuild/primitives/conv_winograd.py (render_transforms) from the exact Cook-Toom matrices:",
+        " * do not edit. Per variant, over `lanes` independent lanes (tiles in CHW, channels in HWC), lane l of",
+        " * element k at k * lanes + l unless a stride is given:",
+        " *   in_row:  r[j] = sum_k BT[j][k] d[k]                  (one input tile row, d B)",
+        " *   in_col:  v[(i*alpha + j) * vs] = sum_k BT[i][k] r[k][j] (BT (d B), to the GEMM operands)",
+        " *   out_col: r[i][j] = sum_k AT[i][k] y[(k*alpha + j) * ys] (AT Y, from the GEMM results)",
+        " *   out_row: o[i][j] = sum_k AT[j][k] r[i][k]              ((AT Y) A, the m x m output tile) */",
+        "#ifndef TB_WINOGRAD_TF_H",
+        "#define TB_WINOGRAD_TF_H",
+        "",
+        "typedef struct {",
+        "    int alpha, m, lanes;",
+        "    void (*in_row)(const float *restrict d, float *restrict r);",
+        "    void (*in_col)(const float *restrict r, float *restrict v, long vs);",
+        "    void (*out_col)(const float *restrict y, long ys, float *restrict r);",
+        "    void (*out_row)(const float *restrict r, float *restrict o);",
+        "} tb_wino_variant;",
+        "",
+    ]
+    return "\n".join(head) + "\n" + "\n".join(_render_variant(v) for v in VARIANTS) + "#endif\n"
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+
+
+def tiles(geo: ConvGeometry, v: WinogradVariant) -> int:
+    return -(-geo.oh // v.m) * -(-geo.ow // v.m)
+
+
+def block_tiles(geo: ConvGeometry, v: WinogradVariant, lowmem: bool) -> int:
+    return min(tiles(geo, v), WINO_LOWMEM_BLOCK if lowmem else WINO_BLOCK)
+
+
+def workspace_floats(geo: ConvGeometry, v: WinogradVariant, layout: Layout, lowmem: bool) -> int:
+    """tb_winograd.h's formula: the transformed input and the GEMM results of one block (HWC: channel counts
+    rounded up to whole lanes, plus tb_gemm's packing of one block of the transformed input)."""
+    block, aa = block_tiles(geo, v, lowmem), v.alpha ** 2
+    if layout == "CHW":
+        return aa * _round_up(block, GEMM_NR) * (geo.c + geo.m)
+    gemm = _round_up(min(GEMM_MC, block), GEMM_MR) * min(geo.c, GEMM_KC)
+    return aa * block * (_round_up(geo.c, v.lanes) + _round_up(geo.m, v.lanes)) + gemm
+
+
+def weight_floats(geo: ConvGeometry, v: WinogradVariant, layout: Layout) -> int:
+    per_xi = _round_up(geo.m, GEMM_MR) * geo.c if layout == "CHW" else geo.c * _round_up(geo.m, GEMM_NR)
+    return v.alpha ** 2 * per_xi
+
+
+def packed_weights(w: np.ndarray, v: WinogradVariant, layout: Layout) -> np.ndarray:
+    """Per xi, U_xi [M][C] as GEMM A panels (CHW) or U_xi^T [C][M] as B panels (HWC), one after another."""
+    u = transformed_weights(w, v)
+    panels = [pack_a(ux) if layout == "CHW" else pack_b(ux.T) for ux in u]
+    return np.ascontiguousarray(np.concatenate(panels), np.float32)
+
+
+def fits(geo: ConvGeometry, v: WinogradVariant) -> bool:
+    """Stride 1, dilation 1, groups 1 and the variant's r x r kernel."""
+    return ((geo.kh, geo.kw) == (v.r, v.r) and (geo.sh, geo.sw, geo.dh, geo.dw) == (1, 1, 1, 1)
+            and geo.groups == 1)
+
+
+def _applies(geo: ConvGeometry, v: WinogradVariant, layout: Layout, lowmem: bool) -> bool:
+    """A low-memory variant only where it needs less workspace than the default (else it is the same kernel)."""
+    if not fits(geo, v):
+        return False
+    return not lowmem or workspace_floats(geo, v, layout, True) < workspace_floats(geo, v, layout, False)
+
+
+def primitive_name(v: WinogradVariant, layout: Layout, lowmem: bool) -> str:
+    return f"conv_winograd_{v.name}{'_lowmem' if lowmem else ''}_{layout.lower()}"
+
+
+def _primitive(v: WinogradVariant, layout: Layout, lowmem: bool) -> Primitive:
+    name = primitive_name(v, layout, lowmem)
+
+    def applies(node: Node, graph: Graph) -> bool:
+        return node.op == "conv" and _applies(ConvGeometry.of(node, graph), v, layout, lowmem)
+
+    def workspace(node: Node, graph: Graph) -> int:
+        return workspace_floats(ConvGeometry.of(node, graph), v, layout, lowmem) * FLOAT_BYTES
+
+    def weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
+        return packed_weights(_weight(node, graph), v, layout), _bias(node, graph)
+
+    def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
+        geo = ConvGeometry.of(node, graph)
+        roles = (("in0", geo.c * geo.h * geo.w * FLOAT_BYTES), ("w0", weight_floats(geo, v, layout) * FLOAT_BYTES),
+                 ("w1", geo.m * FLOAT_BYTES), ("out", geo.m * geo.pixels * FLOAT_BYTES),
+                 ("ws", workspace_floats(geo, v, layout, lowmem) * FLOAT_BYTES))
+        return (KernelCall(f"tb_{name}", "tb_conv", conv_params(geo, node.act), tuple(r for r, _ in roles), roles),)
+
+    return Primitive(name, "conv", "winograd", layout, layout, SOURCES, applies, workspace, weights, call)
+
+
+PRIMITIVES: tuple[Primitive, ...] = tuple(
+    _primitive(v, layout, lowmem) for layout in ("CHW", "HWC") for v in VARIANTS for lowmem in (False, True))

@@ -1,0 +1,190 @@
+"""The conv families beyond conv.py (im2col/im2row copy and scan across layouts, MEC, kn2row/kn2col, HCW kernels)
+against a float64 NumPy reference, every call between canary regions with exactly its declared workspace
+(tests/guard.py). Shapes hit the awkward cases: odd sizes, stride 2, asymmetric padding, dilation, groups,
+depthwise, 1x1, more pixels than a scan block (blocks that split output rows), depth past the GEMM's KC."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tasobuild.ir import Constant
+from tasobuild.primitives import Primitive
+from tasobuild.primitives import conv_kn2row, conv_mec, conv_variants
+from tasobuild.primitives.conv import ConvGeometry
+from tasobuild.primitives.transforms import to_layout
+from tasobuild.resources import kernels_dir
+from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, conv_graph,
+                                        reference, run, with_params)
+
+FAMILIES: tuple[Primitive, ...] = conv_variants.PRIMITIVES + conv_mec.PRIMITIVES + conv_kn2row.PRIMITIVES
+IM2COL = tuple(p.name for p in conv_variants.PRIMITIVES if p.family in ("im2col", "im2row"))
+MEC = tuple(p.name for p in conv_mec.PRIMITIVES)
+KN2ROW = tuple(p.name for p in conv_kn2row.PRIMITIVES)
+DIRECT_HCW = ("conv_direct_hcw",)
+DEPTHWISE_HCW = ("conv_depthwise_direct_hcw",)
+POINTWISE_HCW = ("conv_1x1_gemm_hcw",)
+
+
+def applicable(node, graph) -> list[Primitive]:
+    return [p for p in FAMILIES if p.applies(node, graph)]
+
+
+CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
+    ("3x3_same_odd", Case(3, 7, 9, 5, (3, 3), pads=(1, 1, 1, 1), act=RELU), IM2COL + MEC + KN2ROW + DIRECT_HCW),
+    ("3x3_stride2_asym", Case(4, 11, 10, 7, (3, 3), (2, 2), (0, 1, 1, 0), act=CLIP6), IM2COL + MEC + DIRECT_HCW),
+    ("5x3_stride_2x1_dil", Case(3, 13, 12, 6, (5, 3), (2, 1), (2, 0, 1, 3), (2, 3), act=LEAKY), IM2COL + DIRECT_HCW),
+    ("3x3_dil_w_only", Case(3, 9, 12, 5, (3, 3), (1, 1), (1, 2, 0, 2), (1, 2), act=RELU),
+     IM2COL + MEC + KN2ROW + DIRECT_HCW),
+    ("5x5_dil_stride1", Case(2, 11, 10, 4, (3, 5), (1, 1), (2, 1, 3, 0), (2, 1)), IM2COL + KN2ROW + DIRECT_HCW),
+    ("7x7_stride2_wide_pad", Case(2, 15, 17, 8, (7, 7), (2, 2), (3, 3, 3, 3), act=SIGMOID), IM2COL + MEC + DIRECT_HCW),
+    ("groups3", Case(6, 8, 9, 9, (3, 3), (1, 2), (1, 1, 0, 2), groups=3, act=RELU), IM2COL + MEC + DIRECT_HCW),
+    ("groups2_stride1", Case(4, 7, 6, 6, (2, 3), pads=(0, 1, 1, 1), groups=2, act=LEAKY),
+     IM2COL + MEC + KN2ROW + DIRECT_HCW),
+    ("1x1", Case(13, 6, 7, 11, (1, 1), act=RELU), IM2COL + MEC + KN2ROW + DIRECT_HCW + POINTWISE_HCW),
+    ("1x1_groups2", Case(8, 5, 5, 6, (1, 1), groups=2, act=CLIP6),
+     IM2COL + MEC + KN2ROW + DIRECT_HCW + POINTWISE_HCW),
+    ("1x1_stride2", Case(8, 9, 9, 10, (1, 1), (2, 2)), IM2COL + MEC + DIRECT_HCW),
+    ("depthwise_3x3", Case(10, 9, 8, 10, (3, 3), pads=(1, 1, 1, 1), groups=10, act=CLIP6),
+     IM2COL + MEC + KN2ROW + DIRECT_HCW + DEPTHWISE_HCW),
+    ("depthwise_mult2_s2", Case(5, 10, 11, 10, (3, 3), (2, 2), (1, 0, 1, 1), groups=5, act=RELU),
+     IM2COL + MEC + DIRECT_HCW + DEPTHWISE_HCW),
+    ("depthwise_5x5_dil", Case(7, 12, 12, 14, (5, 5), (1, 1), (4, 4, 4, 4), (2, 2), groups=7),
+     IM2COL + KN2ROW + DIRECT_HCW + DEPTHWISE_HCW),
+    ("single_channel", Case(1, 5, 5, 3, (2, 2), act=LEAKY), IM2COL + MEC + KN2ROW + DIRECT_HCW + DEPTHWISE_HCW),
+    # 143 output pixels: two scan blocks, the second starting mid-row; K = 48*9 > KC; M = 100 > MC
+    ("deep_k_many_pixels", Case(48, 13, 11, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU),
+     IM2COL + MEC + KN2ROW + DIRECT_HCW),
+    ("stride2_blocks_split_rows", Case(5, 29, 23, 17, (3, 3), (2, 2), (1, 1, 1, 1), act=SIGMOID),
+     IM2COL + MEC + DIRECT_HCW),
+    # wider than a GEMM column block is not needed here; 1x1 over more pixels than NC (4080) is conv.py's case
+    ("1x1_wide_rows", Case(7, 3, 70, 9, (1, 1), act=RELU), IM2COL + MEC + KN2ROW + DIRECT_HCW + POINTWISE_HCW),
+)
+
+
+@pytest.mark.parametrize("label, case, expected", CASES, ids=[c[0] for c in CASES])
+def test_every_applicable_primitive_matches_reference(label: str, case: Case, expected: tuple[str, ...]) -> None:
+    node, graph, x = conv_graph(case)
+    prims = applicable(node, graph)
+    assert sorted(p.name for p in prims) == sorted(expected)
+    ref = reference(case, graph, x)
+    for prim in prims:
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
+        try:
+            assert_close(got, ref)
+        except AssertionError as e:
+            raise AssertionError(f"{prim.name}: {e}") from None
+
+
+RANGE_CASES = [c for c in CASES if c[0] in ("3x3_same_odd", "groups3", "groups2_stride1", "1x1_groups2",
+                                            "depthwise_3x3", "deep_k_many_pixels")]
+
+
+@pytest.mark.parametrize("label, case, expected", RANGE_CASES, ids=[c[0] for c in RANGE_CASES])
+def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[str, ...]) -> None:
+    """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
+    node, graph, x = conv_graph(case, seed=1)
+    full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
+    begin, end = 1, case.m - 2
+    rng = np.random.default_rng(2)
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        prior = rng.standard_normal(full.shape)
+        for accumulate in (0, 1):
+            buffers = buffers_for(prim, node, graph, x)
+            buffers["out"] = to_layout(prior.astype(np.float32), prim.layout_out)
+            got = run(prim, with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate), graph, buffers)
+            want = prior.copy()
+            want[begin:end] = (prior + raw)[begin:end] if accumulate else full[begin:end]
+            assert_close(got, want)
+            assert np.array_equal(got[:begin], prior[:begin].astype(np.float32)), prim.name
+            assert np.array_equal(got[end:], prior[end:].astype(np.float32)), prim.name
+
+
+def test_pinned_small_case() -> None:
+    """A hand-checked 2x2 box filter over 1..9 (3x3), bias 0.5, stride 1, no pad: [[12,16],[24,28]] + 0.5."""
+    case = Case(1, 3, 3, 1, (2, 2))
+    node, graph, _ = conv_graph(case)
+    graph = dataclasses.replace(graph, constants=(Constant.of("W", np.ones((1, 1, 2, 2), np.float32)),
+                                                  Constant.of("b", np.array([0.5], np.float32))))
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3)
+    prims = applicable(node, graph)
+    assert len(prims) == len(IM2COL + MEC + KN2ROW + DIRECT_HCW + DEPTHWISE_HCW)
+    for prim in prims:
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
+        assert got.reshape(-1).tolist() == [12.5, 16.5, 24.5, 28.5], prim.name
+
+
+# ---------------------------------------------------------------------------------------------- registry facts
+
+
+@pytest.mark.parametrize("label, case, expected", CASES, ids=[c[0] for c in CASES])
+def test_call_declares_exact_sizes(label: str, case: Case, expected: tuple[str, ...]) -> None:
+    node, graph, _ = conv_graph(case)
+    oh, ow = case.out_hw
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        sizes = dict(call.buffer_bytes)
+        w0, w1 = prim.weights(node, graph)
+        assert sizes["in0"] == case.c * case.h * case.w * 4 and sizes["out"] == case.m * oh * ow * 4
+        assert (sizes["w0"], sizes["w1"]) == (w0.nbytes, w1.nbytes) and w0.dtype == np.float32, prim.name
+        assert sizes.get("ws", 0) == prim.workspace(node, graph)
+        assert call.args == tuple(r for r, _ in call.buffer_bytes) and call.function == "tb_" + prim.name
+
+
+def test_workspace_pinned() -> None:
+    """Hand-computed workspace floats for a 3x3 conv 16 -> 32 on 10x10, pad 1: N = 100 pixels, K = 144."""
+    node, graph, _ = conv_graph(Case(16, 10, 10, 32, (3, 3), pads=(1, 1, 1, 1)))
+    ws = {p.name: p.workspace(node, graph) // 4 for p in applicable(node, graph)}
+    assert ws["conv_im2col_gemm_hwc_to_chw"] == 144 * 112  # K x N rounded up to 16 columns
+    assert ws["conv_im2row_gemm_chw_to_hwc"] == 102 * 144  # N rounded up to 6 rows x K
+    assert ws["conv_im2col_scan_chw"] == 144 * 96  # one block of 96 pixels
+    assert ws["conv_im2row_scan_hwc"] == 96 * 144
+    # MEC: 12 padded rows x 3 taps wide x 16 channels x 10 columns, + packing K=144 x 16 (CHW) or 12 x 144 (HWC)
+    assert ws["conv_mec_chw"] == 12 * 3 * 16 * 10 + 144 * 16
+    assert ws["conv_mec_hwc"] == 12 * 3 * 16 * 10 + 12 * 144
+    # kn2row: 9 taps x 32 x 100 (acc: one tap) + the input packed in a 16 x 112 block (CHW) or 96 x 16 (HWC)
+    assert ws["conv_kn2row_chw"] == 9 * 32 * 100 + 16 * 112
+    assert ws["conv_kn2row_acc_chw"] == 32 * 100 + 16 * 112
+    assert ws["conv_kn2col_hwc"] == 9 * 32 * 100 + 96 * 16
+    assert ws["conv_kn2col_acc_hwc"] == 32 * 100 + 96 * 16
+    assert ws["conv_direct_hcw"] == 0
+    node, graph, _ = conv_graph(Case(16, 10, 10, 32, (1, 1)))
+    assert conv_variants.PRIMITIVES[-1].workspace(node, graph) == 16 * 16 * 4  # one K x 10-column row, padded to 16
+
+
+def test_names_layouts_and_library_size() -> None:
+    from tasobuild.candidates import FAMILY_MODULES, library
+
+    for p in FAMILIES:
+        src, dst = p.layout_in.lower(), p.layout_out.lower()
+        assert p.op == "conv" and p.name.endswith("_" + src if src == dst else f"_{src}_to_{dst}"), p.name
+        assert p.sources[0].endswith(".c") and "tb_conv_families.h" in p.sources
+    assert {"conv_variants", "conv_mec", "conv_kn2row"} <= set(FAMILY_MODULES)
+    convs = [p for p in library() if p.op == "conv"]
+    assert len(convs) >= 41 and len({p.family for p in convs}) >= 8
+    assert {(p.layout_in, p.layout_out) for p in convs} == {(a, b) for a in ("CHW", "HWC", "HCW")
+                                                             for b in ("CHW", "HWC", "HCW")}
+
+
+def test_geometry_of_mec_lowering() -> None:
+    """Hl = (out_h - 1) * stride_h + k_h rows are lowered: 5 output rows at stride 2 of a 3-tall kernel read 11."""
+    node, graph, _ = conv_graph(Case(2, 11, 8, 3, (3, 2), (2, 1), (1, 0, 0, 0)))
+    geo = ConvGeometry.of(node, graph)
+    assert (geo.oh, geo.ow) == (5, 7) and conv_mec.lowered_floats(geo) == 11 * 2 * 2 * 7
+
+
+@pytest.mark.parametrize("flags", [("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"),
+                                   ("-std=c99", "-Wall", "-Wextra", "-Werror", "-ffreestanding", "-O2",
+                                    "-DTB_GEMM_SCALAR")])
+def test_kernels_compile_warning_free(flags: tuple[str, ...], tmp_path) -> None:
+    for name in ("conv_im2col_scan.c", "conv_mec.c", "conv_kn2row.c", "conv_hcw.c"):
+        done = subprocess.run(["cc", *flags, "-c", str(kernels_dir() / name), "-o", str(tmp_path / "k.o")],
+                              capture_output=True, text=True)
+        assert done.returncode == 0 and not done.stderr, f"{name}: {done.stderr}"

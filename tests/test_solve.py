@@ -1,0 +1,351 @@
+"""The optimiser: hand-worked problems with exact answers, and brute force over every plan of small random
+problems (the Z3 encoding must agree with `evaluate` on every combination; the solver must find the optimum)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import z3
+
+from tasobuild.errors import UserError
+from tasobuild.memory import check_no_overlap, lower_bound, plan_arena
+from tasobuild.solve import (LAYOUTS, Choice, Plan, Problem, ProblemNode, ProblemTensor, evaluate, greedy,
+                             min_peak_bytes, pareto, prune, pruned, solve)
+from tasobuild.solve.encode import encode
+
+C = Choice
+
+
+def all_transforms(sizes: dict[str, int], ms: float) -> dict[tuple[str, str, str], float]:
+    return {(t, a, b): ms for t in sizes for a in LAYOUTS for b in LAYOUTS if a != b}
+
+
+def problem(nodes: list[ProblemNode], sizes: dict[str, int], output: str, transform_ms: float | dict = 1.0,
+            input_layout: str = "CHW", output_layout: str = "CHW") -> Problem:
+    transforms = transform_ms if isinstance(transform_ms, dict) else all_transforms(sizes, transform_ms)
+    return Problem(nodes=tuple(nodes), tensors={t: ProblemTensor(t, b) for t, b in sizes.items()},
+                   graph_input="in", input_layout=input_layout, graph_output=output, output_layout=output_layout,
+                   transform_ms=transforms, alignment=1)
+
+
+def consistent(plan: Plan, p: Problem) -> Plan:
+    """The solver's memory accounting and the planner's agree; the arena can be laid out without overlaps."""
+    assert plan.peak_bytes == lower_bound(plan.buffers(), p.alignment) == max(plan.step_bytes)
+    arena = plan_arena(plan.buffers(), p.alignment)
+    check_no_overlap(plan.buffers(), arena)
+    assert arena.arena_bytes >= plan.peak_bytes
+    return plan
+
+
+def primitives(plan: Plan) -> dict[str, str]:
+    return {name: c.primitive for name, c in plan.choices}
+
+
+# ---- a 3-layer chain where per-layer greedy selection is wrong ----
+
+def chain3() -> Problem:
+    sizes = {"in": 100, "a": 100, "b": 100, "out": 100}
+    return problem([
+        ProblemNode("n1", ("in",), "a", (C("direct", "CHW", "CHW", 5.0, 0), C("gemm", "HWC", "HWC", 4.0, 50))),
+        ProblemNode("n2", ("a",), "b", (C("direct", "CHW", "CHW", 5.0, 0), C("gemm", "HWC", "HWC", 4.5, 50))),
+        ProblemNode("n3", ("b",), "out", (C("direct", "CHW", "CHW", 5.0, 0), C("wino", "HWC", "HWC", 4.0, 50))),
+    ], sizes, "out", transform_ms=2.0)
+
+
+def test_chain_greedy_pays_transforms_solver_does_not() -> None:
+    p = chain3()
+    g = consistent(greedy(p), p)
+    # greedy: 4.0 + 4.5 + 4.0 = 12.5, plus in CHW->HWC and out HWC->CHW (2.0 each) = 16.5
+    assert primitives(g) == {"n1": "gemm", "n2": "gemm", "n3": "wino"}
+    assert g.time_ns == 16_500_000 and g.predicted_ms == pytest.approx(16.5)
+    assert [(t.tensor, t.from_layout, t.to_layout, t.step) for t in g.transforms] == [
+        ("in", "CHW", "HWC", 0), ("out", "HWC", "CHW", 3)]
+    # steps: 0: in + in:HWC + a + ws = 350; 1: a + b + ws = 250; 2: 250; 3 (epilogue): out:HWC + out:CHW = 200
+    assert g.step_bytes == (350, 250, 250, 200)
+
+    s = consistent(solve(p, None), p)
+    assert primitives(s) == {"n1": "direct", "n2": "direct", "n3": "direct"}
+    assert s.time_ns == 15_000_000 and s.transforms == () and s.status == "optimal"
+    assert s.step_bytes == (200, 200, 200, 100)
+    assert s.bound == pytest.approx(15.0)
+
+
+# ---- a budget that forces a slower primitive with a smaller workspace ----
+
+def two_layers() -> Problem:
+    sizes = {"in": 1000, "a": 1000, "out": 100}
+    return problem([
+        ProblemNode("conv", ("in",), "a", (C("im2col", "CHW", "CHW", 2.0, 4000), C("direct", "CHW", "CHW", 6.0, 0))),
+        ProblemNode("fc", ("a",), "out", (C("gemm", "CHW", "CHW", 1.0, 500), C("naive", "CHW", "CHW", 1.5, 0))),
+    ], sizes, "out")
+
+
+def test_budget_forces_small_workspace_primitive() -> None:
+    p = two_layers()
+    fast = consistent(solve(p, None), p)
+    assert primitives(fast) == {"conv": "im2col", "fc": "gemm"}
+    assert fast.time_ns == 3_000_000 and fast.step_bytes == (6000, 1600, 100)
+    # 3000 bytes: im2col needs in + a + 4000 = 6000 at step 0, so direct (6 ms); gemm still fits (1600)
+    small = consistent(solve(p, 3000), p)
+    assert primitives(small) == {"conv": "direct", "fc": "gemm"}
+    assert small.time_ns == 7_000_000 and small.peak_bytes == 2000 and small.status == "optimal"
+    assert solve(p, 2000) == small  # exactly at the budget
+
+
+def test_impossible_budget_names_smallest_budget() -> None:
+    p = two_layers()
+    assert min_peak_bytes(p) == 2000  # step 0 always holds in + a
+    with pytest.raises(UserError, match=r"memory budget 1999 bytes .* smallest budget with a plan is 2000 bytes"):
+        solve(p, 1999)
+
+
+def test_memory_objective_and_latency_budget() -> None:
+    p = two_layers()
+    m = consistent(solve(p, None, objective="memory"), p)
+    assert m.peak_bytes == 2000 and m.time_ns == 7_000_000  # then fastest at that peak: gemm over naive
+    assert primitives(m) == {"conv": "direct", "fc": "gemm"}
+    assert m.status == "optimal" and m.tie_break == "optimal" and m.bound == 2000
+    # within 3.5 ms only im2col will do (3.0 or 3.5 ms); then naive saves gemm's 500-byte workspace... but the peak
+    # is step 0 (6000) either way, so the tie break picks the faster gemm.
+    t = consistent(solve(p, None, objective="memory", latency_budget_ms=3.5), p)
+    assert primitives(t) == {"conv": "im2col", "fc": "gemm"} and t.peak_bytes == 6000
+    with pytest.raises(UserError, match=r"latency budget 2.5 ms is too tight: the fastest plan takes 3 ms"):
+        solve(p, None, objective="memory", latency_budget_ms=2.5)
+    with pytest.raises(UserError, match=r"smallest budget with a plan within 3.5 ms is 6000 bytes"):
+        solve(p, 5000, objective="memory", latency_budget_ms=3.5)
+
+
+# ---- a diamond: a residual add reads a tensor two steps after it was made ----
+
+def diamond() -> Problem:
+    sizes = {"in": 100, "a": 100, "b": 50, "out": 50}
+    return problem([
+        ProblemNode("n1", ("in",), "a", (C("conv", "CHW", "CHW", 1.0, 0),)),
+        ProblemNode("n2", ("a",), "b", (C("fast", "HWC", "CHW", 1.0, 0), C("slow", "CHW", "CHW", 3.0, 0))),
+        ProblemNode("add", ("a", "b"), "out", (C("add", "CHW", "CHW", 0.5, 0),)),
+    ], sizes, "out", transform_ms=0.5)
+
+
+def test_diamond_keeps_residual_live_and_converts_once() -> None:
+    p = diamond()
+    s = consistent(solve(p, None), p)
+    assert primitives(s) == {"n1": "conv", "n2": "fast", "add": "add"}
+    assert s.time_ns == 3_000_000  # 1 + 0.5 (a to HWC) + 1 + 0.5
+    assert [(t.tensor, t.from_layout, t.to_layout, t.step) for t in s.transforms] == [("a", "CHW", "HWC", 1)]
+    lives = {b.name: (b.size, b.first_step, b.last_step) for b in s.buffers()}
+    assert lives == {"in:CHW": (100, 0, 0), "a:CHW": (100, 0, 2), "a:HWC": (100, 1, 1), "b:CHW": (50, 1, 2),
+                     "out:CHW": (50, 2, 3)}
+    assert s.step_bytes == (200, 250, 200, 50)
+    # 200 bytes: the copy of `a` does not fit next to a and b, so the slow CHW primitive (no transform)
+    tight = consistent(solve(p, 200), p)
+    assert primitives(tight)["n2"] == "slow" and tight.time_ns == 4_500_000 and tight.transforms == ()
+    assert tight.step_bytes == (200, 150, 200, 50)
+
+
+# ---- a concat whose output three consumers want in two layouts: one shared transform ----
+
+def concat_fanout() -> Problem:
+    sizes = {"in": 100, "a": 100, "b": 100, "c": 200, "d": 50, "e": 50, "f": 50, "out": 50}
+    return problem([
+        ProblemNode("n1", ("in",), "a", (C("conv", "CHW", "CHW", 1.0, 0),)),
+        ProblemNode("n2", ("in",), "b", (C("conv", "CHW", "CHW", 1.0, 0),)),
+        ProblemNode("cat", ("a", "b"), "c", (C("concat", "CHW", "CHW", 0.1, 0),)),
+        ProblemNode("n4", ("c",), "d", (C("gemm", "HWC", "CHW", 1.0, 0),)),
+        ProblemNode("n5", ("c",), "e", (C("direct", "CHW", "CHW", 1.0, 0), C("gemm", "HWC", "CHW", 1.2, 0))),
+        ProblemNode("n6", ("c",), "f", (C("gemm", "HWC", "CHW", 1.0, 0),)),
+        ProblemNode("sum", ("d", "e", "f"), "out", (C("add3", "CHW", "CHW", 0.1, 0),)),
+    ], sizes, "out", transform_ms=0.3)
+
+
+def test_concat_consumers_share_one_transform() -> None:
+    p = concat_fanout()
+    s = consistent(solve(p, None), p)
+    assert primitives(s)["n5"] == "direct"
+    # one transform of c, before its first HWC consumer (n4, step 3), shared with n6 (step 5)
+    assert [(t.tensor, t.from_layout, t.to_layout, t.step) for t in s.transforms] == [("c", "CHW", "HWC", 3)]
+    assert s.time_ns == 5_500_000  # 1 + 1 + 0.1 + 1 + 1 + 1 + 0.1 + 0.3
+    lives = {b.name: (b.first_step, b.last_step) for b in s.buffers()}
+    assert lives["c:CHW"] == (2, 4) and lives["c:HWC"] == (3, 5)
+    assert s.step_bytes == (200, 300, 400, 450, 500, 350, 200, 50)
+    # 450 bytes: n5 reads the shared HWC copy instead, so the CHW original dies right after the transform
+    tight = consistent(solve(p, 450), p)
+    assert primitives(tight)["n5"] == "gemm" and tight.time_ns == 5_700_000
+    assert [t.step for t in tight.transforms] == [3]
+    assert tight.step_bytes == (200, 300, 400, 450, 300, 350, 200, 50)
+    assert min_peak_bytes(p) == 450
+
+
+# ---- a view (reshape): the output is the input's memory ----
+
+def flatten() -> Problem:
+    sizes = {"in": 400, "a": 400, "flat": 400, "out": 40}
+    return problem([
+        ProblemNode("conv", ("in",), "a", (C("direct", "CHW", "CHW", 1.0, 0),)),
+        ProblemNode("flatten", ("a",), "flat", (C("view", "CHW", "CHW", 0.0, 0, aliases_input=True),
+                                                C("copy", "CHW", "CHW", 0.2, 0))),
+        ProblemNode("fc", ("flat",), "out", (C("gemm", "CHW", "CHW", 1.0, 0), C("gemm_t", "HWC", "CHW", 0.5, 0))),
+    ], sizes, "out", transform_ms=1.0)
+
+
+def test_view_shares_its_input_buffer() -> None:
+    p = flatten()
+    s = consistent(solve(p, None), p)
+    assert primitives(s) == {"conv": "direct", "flatten": "view", "fc": "gemm"}
+    assert s.time_ns == 2_000_000
+    assert s.buffer_of("flat", "CHW") == s.buffer_of("a", "CHW") == "a:CHW"
+    lives = {b.name: (b.size, b.first_step, b.last_step) for b in s.buffers()}
+    assert lives == {"in:CHW": (400, 0, 0), "a:CHW": (400, 0, 2), "out:CHW": (40, 2, 3)}
+    assert s.step_bytes == (800, 400, 440, 40)
+
+
+def test_view_read_in_another_layout_keeps_source_until_the_transform() -> None:
+    p = flatten()
+    picks = [p.nodes[0].choices[0], p.nodes[1].choices[0], p.nodes[2].choices[1]]  # view, then gemm_t (HWC)
+    e = consistent(evaluate(p, picks), p)
+    assert [(t.tensor, t.from_layout, t.to_layout, t.step) for t in e.transforms] == [("flat", "CHW", "HWC", 2)]
+    lives = {b.name: (b.first_step, b.last_step) for b in e.buffers()}
+    assert lives == {"in:CHW": (0, 0), "a:CHW": (0, 2), "flat:HWC": (2, 2), "out:CHW": (2, 3)}
+    assert e.step_bytes == (800, 400, 840, 40) and e.time_ns == 2_500_000
+
+
+# ---- pruning, missing transforms, determinism, pareto ----
+
+def test_prune_drops_dominated_choices_deterministically() -> None:
+    a = C("a", "CHW", "CHW", 1.0, 100)
+    b = C("b", "CHW", "CHW", 2.0, 0)
+    dominated = C("c", "CHW", "CHW", 2.0, 100)  # slower than a, larger than b
+    twin = C("a2", "CHW", "CHW", 1.0, 100)  # same as a: the first by name survives
+    other_layout = C("d", "HWC", "HWC", 5.0, 999)
+    view = C("v", "CHW", "CHW", 3.0, 0, aliases_input=True)  # aliasing is a different kind
+    assert prune((dominated, other_layout, twin, b, view, a)) == (a, b, view, other_layout)
+
+
+def test_missing_transform_forbids_layout_mismatch() -> None:
+    p = chain3()
+    # no transform of `in` or `out` at all: the HWC primitives can only be used in the middle... which needs
+    # transforms of a and b: allow only a CHW->HWC and b HWC->CHW
+    only = {("a", "CHW", "HWC"): 0.1, ("b", "HWC", "CHW"): 0.1}
+    q = problem(list(p.nodes), {t: v.bytes for t, v in p.tensors.items()}, "out", transform_ms=only)
+    s = consistent(solve(q, None), q)
+    assert primitives(s) == {"n1": "direct", "n2": "gemm", "n3": "direct"}
+    assert s.time_ns == 14_700_000
+    with pytest.raises(ValueError, match="no transform"):
+        greedy(q)  # the per-layer choice would need in CHW->HWC
+
+
+def test_no_plan_without_transforms_is_a_user_error() -> None:
+    p = problem([ProblemNode("n", ("in",), "out", (C("gemm", "HWC", "HWC", 1.0, 0),))],
+                {"in": 8, "out": 8}, "out", transform_ms={})
+    with pytest.raises(UserError, match="transform is missing"):
+        solve(p, None)
+
+
+def test_deterministic() -> None:
+    p = concat_fanout()
+    assert solve(p, None) == solve(p, None)
+    assert solve(p, 450) == solve(p, 450)
+    assert pareto(p) == pareto(p)
+
+
+def test_pareto_chain() -> None:
+    p = two_layers()
+    points = pareto(p, points=5)
+    assert [(q.peak_bytes, q.time_ns) for q in points] == [(2000, 7_000_000), (6000, 3_000_000)]
+    assert all(q.status == "optimal" for q in points)
+
+
+# ---- brute force on small random problems ----
+
+def random_problem(seed: int) -> Problem:
+    rng = random.Random(seed)
+    sizes = {"in": rng.choice([64, 128, 192])}
+    nodes = []
+    n = rng.randint(3, 5)
+    for i in range(n):
+        out = f"t{i}" if i < n - 1 else "out"
+        earlier = sorted(sizes)
+        if rng.random() < 0.35 and len(earlier) > 1:
+            inputs = tuple(rng.sample(earlier, 2))
+            sizes[out] = rng.choice([64, 128, 192])
+            view_ok = False
+        else:
+            inputs = (earlier[-1] if rng.random() < 0.7 else rng.choice(earlier),)
+            view_ok = rng.random() < 0.4
+            sizes[out] = sizes[inputs[0]] if view_ok else rng.choice([64, 128, 192])
+        choices = []
+        for k in range(rng.randint(1, 3)):
+            lin, lout = rng.choice(LAYOUTS), rng.choice(LAYOUTS)
+            choices.append(C(f"p{k}", lin, lout, rng.choice([0.5, 1.0, 1.5, 2.0]), rng.choice([0, 0, 64, 192])))
+        if view_ok:
+            lay = rng.choice(LAYOUTS)
+            choices.append(C("view", lay, rng.choice([lay, rng.choice(LAYOUTS)]), 0.0, 0, aliases_input=True))
+        nodes.append(ProblemNode(f"n{i}", inputs, out, tuple(choices)))
+    transforms = {k: v for k, v in all_transforms(sizes, 0.25).items() if rng.random() < 0.9}
+    return Problem(tuple(nodes), {t: ProblemTensor(t, b) for t, b in sizes.items()}, "in", rng.choice(LAYOUTS),
+                   "out", rng.choice(LAYOUTS), transforms, alignment=64)
+
+
+def every_plan(p: Problem) -> list[Plan]:
+    plans = []
+    for picks in itertools.product(*(n.choices for n in p.nodes)):
+        try:
+            plans.append(evaluate(p, picks))
+        except ValueError:  # a needed transform is missing
+            pass
+    return plans
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_encoding_agrees_with_evaluate_on_every_plan(seed: int) -> None:
+    p = random_problem(seed)
+    enc = encode(p)
+    enc.memory()
+    solver = z3.Solver()
+    solver.add(*enc.constraints)
+    for picks in itertools.product(*[range(len(n.choices)) for n in p.nodes]):
+        fixed = [enc.x[i][k] for i, k in enumerate(picks)]
+        try:
+            want = evaluate(p, [n.choices[k] for n, k in zip(p.nodes, picks)])
+        except ValueError:
+            assert solver.check(*fixed) == z3.unsat  # a missing transform makes the combination impossible
+            continue
+        assert solver.check(*fixed) == z3.sat
+        model = solver.model()
+        assert tuple(enc.step_bytes(model)) == want.step_bytes
+        assert enc.time_ns(model) == want.time_ns
+        consistent(want, p)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_solver_finds_brute_force_optimum(seed: int) -> None:
+    p = random_problem(seed)
+    plans = every_plan(p)
+    if not plans:
+        with pytest.raises(UserError):
+            solve(p, None)
+        return
+    fastest = min(q.time_ns for q in plans)
+    smallest = min(q.peak_bytes for q in plans)
+    s = consistent(solve(p, None), p)
+    assert s.time_ns == fastest
+    assert s.peak_bytes == min(q.peak_bytes for q in plans if q.time_ns == fastest)  # the tie break
+    assert min_peak_bytes(p) == smallest
+    m = consistent(solve(p, None, objective="memory"), p)
+    assert (m.peak_bytes, m.time_ns) == (smallest, min(q.time_ns for q in plans if q.peak_bytes == smallest))
+    budget = (smallest + s.peak_bytes) // 2
+    b = consistent(solve(p, budget), p)
+    assert b.time_ns == min(q.time_ns for q in plans if q.peak_bytes <= budget)
+    if smallest > 0:
+        with pytest.raises(UserError, match=f"smallest budget with a plan is {smallest} bytes"):
+            solve(p, smallest - 1)
+    # pareto: exactly the points of the true frontier that the budgets hit, each one on it
+    frontier = pareto(p, points=4)
+    assert [q.peak_bytes for q in frontier] == sorted({q.peak_bytes for q in frontier})
+    assert all(x.time_ns > y.time_ns for x, y in zip(frontier, frontier[1:]))
+    for point in frontier:
+        assert point.status == "optimal"
+        assert point.time_ns == min(q.time_ns for q in plans if q.peak_bytes <= point.peak_bytes)
+        assert point.peak_bytes == min(q.peak_bytes for q in plans if q.time_ns <= point.time_ns)
+    assert (frontier[0].peak_bytes, frontier[-1].time_ns) == (smallest, fastest)
