@@ -33,28 +33,84 @@ static void add_kernel_row(const tb_conv *p, const float *restrict x, const floa
     }
 }
 
+/* Four output rows o0..o3 (channels m..m+3) += their weights w0..w3 times one input row segment: each input value
+ * is loaded once for four channels. */
+static void axpy4(float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,
+                  const float *restrict x, int n, int sw, float w0, float w1, float w2, float w3)
+{
+    int o;
+    if (sw == 1)
+        for (o = 0; o < n; ++o) {
+            const float v = x[o];
+            o0[o] += w0 * v; o1[o] += w1 * v; o2[o] += w2 * v; o3[o] += w3 * v;
+        }
+    else
+        for (o = 0; o < n; ++o) {
+            const float v = x[(long)o * sw];
+            o0[o] += w0 * v; o1[o] += w1 * v; o2[o] += w2 * v; o3[o] += w3 * v;
+        }
+}
+
+/* Output row oh, channels m..m+3 (one group g): every (tap, input channel) term. */
+static void direct_rows4(const tb_conv *p, const float *restrict in, const float *restrict w, int oh, int m, int g,
+                         float *restrict orow)
+{
+    const int cg = p->in_c / p->groups, OW = p->out_w;
+    const long in_row = (long)p->in_c * p->in_w, wstride = (long)cg * p->k_h * p->k_w;
+    float *restrict o0 = orow, *restrict o1 = orow + OW, *restrict o2 = orow + 2 * OW, *restrict o3 = orow + 3 * OW;
+    int ki, kj, c;
+    for (ki = 0; ki < p->k_h; ++ki) {
+        const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+        if (ih < 0 || ih >= p->in_h) continue;
+        for (kj = 0; kj < p->k_w; ++kj) {
+            const int off_w = kj * p->dil_w - p->pad_left;
+            const float *restrict wk = w + (long)m * wstride + ki * p->k_w + kj;
+            int lo, hi;
+            tb_valid_range(OW, p->stride_w, off_w, p->in_w, &lo, &hi);
+            if (lo >= hi) continue;
+            for (c = 0; c < cg; ++c) {
+                const float *restrict x = in + ih * in_row + (long)(g * cg + c) * p->in_w + (long)lo * p->stride_w +
+                                          off_w;
+                const long t = (long)c * p->k_h * p->k_w;
+                axpy4(o0 + lo, o1 + lo, o2 + lo, o3 + lo, x, hi - lo, p->stride_w, wk[t], wk[wstride + t],
+                      wk[2 * wstride + t], wk[3 * wstride + t]);
+            }
+        }
+    }
+}
+
 void tb_conv_direct_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
                         const float *restrict bias, float *restrict out)
 {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, OW = p->out_w;
     const long in_row = (long)p->in_c * p->in_w;
     int oh, m;
-    for (oh = 0; oh < p->out_h; ++oh)
-        for (m = p->oc_begin; m < p->oc_end; ++m) {
+    for (oh = 0; oh < p->out_h; ++oh) {
+        float *restrict out_row = out + (long)oh * p->out_c * OW;
+        int o;
+        if (!p->accumulate)
+            for (o = p->oc_begin * OW; o < p->oc_end * OW; ++o) out_row[o] = 0.0f;
+        for (m = p->oc_begin; m < p->oc_end;) {
             const int g = m / mg;
-            float *restrict orow = out + ((long)oh * p->out_c + m) * OW;
-            int ki, c, o;
-            if (!p->accumulate)
-                for (o = 0; o < OW; ++o) orow[o] = 0.0f;
-            for (ki = 0; ki < p->k_h; ++ki) {
-                const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
-                if (ih < 0 || ih >= p->in_h) continue;
-                for (c = 0; c < cg; ++c)
-                    add_kernel_row(p, in + ih * in_row + (long)(g * cg + c) * p->in_w,
-                                   w + (((long)m * cg + c) * p->k_h + ki) * p->k_w, orow);
+            if (m + 4 <= tb_min(p->oc_end, (g + 1) * mg)) { /* four channels of one group at once */
+                direct_rows4(p, in, w, oh, m, g, out_row + (long)m * OW);
+                m += 4;
+            } else {
+                int ki, c;
+                for (ki = 0; ki < p->k_h; ++ki) {
+                    const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+                    if (ih < 0 || ih >= p->in_h) continue;
+                    for (c = 0; c < cg; ++c)
+                        add_kernel_row(p, in + ih * in_row + (long)(g * cg + c) * p->in_w,
+                                       w + (((long)m * cg + c) * p->k_h + ki) * p->k_w, out_row + (long)m * OW);
+                }
+                m += 1;
             }
-            if (!p->accumulate) tb_bias_act_row(orow, OW, bias[m], p->act, p->act_a, p->act_b);
         }
+        if (!p->accumulate)
+            for (m = p->oc_begin; m < p->oc_end; ++m)
+                tb_bias_act_row(out_row + (long)m * OW, OW, bias[m], p->act, p->act_a, p->act_b);
+    }
 }
 
 void tb_conv_depthwise_direct_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,

@@ -20,6 +20,7 @@
 #define MAX_ROW 112  /* alpha * lanes: at most 7 * 16 */
 #define MAX_TILE 576 /* alpha^2 * lanes: 6 * 6 * 16 (alpha 7 has 8 lanes: 392) */
 #define MAX_OUT 384  /* m * alpha * lanes: 4 * 6 * 16 */
+#define MAX_OUT_TILE 256 /* m * m * lanes: 4 * 4 * 16 */
 
 static long round_up(long x, long to) { return (x + to - 1) / to * to; }
 
@@ -59,27 +60,28 @@ static void gather_row(const wino_plan *q, const tb_conv *p, const float *restri
 {
     const int L = q->lanes;
     int j, l;
+    if (y < 0 || y >= p->in_h) {
+        for (l = 0; l < q->alpha * L; ++l) d[l] = 0.0f;
+        return;
+    }
     for (j = 0; j < q->alpha; ++j) {
         const int x = x0 + j;
+        const float *restrict src = in + (long)c0 * ti.chan + ((long)y * ti.w + x) * ti.pixel;
         float *restrict dj = d + j * L;
-        if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
-            for (l = 0; l < L; ++l) dj[l] = 0.0f;
-            continue;
-        }
-        {
-            const float *restrict src = in + (long)c0 * ti.chan + ((long)y * ti.w + x) * ti.pixel;
+        l = 0;
+        if (x >= 0 && x < p->in_w) {
             if (ti.chan == 1)
-                for (l = 0; l < live; ++l) dj[l] = src[l];
+                for (; l < live; ++l) dj[l] = src[l];
             else
-                for (l = 0; l < live; ++l) dj[l] = src[l * ti.chan];
-            for (; l < L; ++l) dj[l] = 0.0f;
+                for (; l < live; ++l) dj[l] = src[l * ti.chan];
         }
+        for (; l < L; ++l) dj[l] = 0.0f;
     }
 }
 
-/* V_xi[tile][cpad] (xi stride vs) for tiles [t0, t0 + nb). */
+/* V[tile][xi][cpad] for tiles [t0, t0 + nb): one tile's transform is one contiguous run. */
 static void input_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p, const float *restrict in,
-                            wino_tensor ti, int t0, int nb, float *restrict vbuf, long vs)
+                            wino_tensor ti, int t0, int nb, float *restrict vbuf)
 {
     const int a = q->alpha, L = q->lanes;
     float d[MAX_ROW], r[MAX_TILE];
@@ -93,48 +95,54 @@ static void input_transform(const tb_wino_variant *v, const wino_plan *q, const 
                 gather_row(q, p, in, ti, c0, live, y0 + i, x0, d);
                 v->in_row(d, r + i * a * L);
             }
-            v->in_col(r, vbuf + (long)t * q->cpad + c0, vs);
+            v->in_col(r, vbuf + (long)t * a * a * q->cpad + c0, q->cpad);
         }
     }
 }
 
-/* Bias + activation (unless accumulating) on n results o[0..n) of channels [lo, lo + n), then store them (or add
- * them) at dst, channel stride `chan`. */
-static void finish(const tb_conv *p, float *restrict o, int n, const float *restrict bias, int lo,
-                   float *restrict dst, long chan)
+/* Bias + activation on the `pixels` x lanes results o of channels [m0, m0 + n) (n <= lanes: bias is not read past
+ * the last channel), one loop per kind so it vectorises. */
+static void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int lanes, const float *restrict bias,
+                          int n)
 {
-    int k;
-    if (p->accumulate) {
-        for (k = 0; k < n; ++k) dst[k * chan] += o[k];
-        return;
+    int k, l;
+    for (k = 0; k < pixels; ++k) {
+        float *restrict ok = o + k * lanes;
+        switch (p->act) {
+        case 1: for (l = 0; l < n; ++l) { float x = ok[l] + bias[l]; ok[l] = x > 0.0f ? x : 0.0f; } break;
+        default: tb_bias_act_vec(ok, n, bias, p->act, p->act_a, p->act_b); break;
+        }
     }
-    tb_bias_act_vec(o, n, bias + lo, p->act, p->act_a, p->act_b);
-    if (chan == 1)
-        for (k = 0; k < n; ++k) dst[k] = o[k];
-    else
-        for (k = 0; k < n; ++k) dst[k * chan] = o[k];
 }
 
-/* Out channels [oc_begin, oc_end) of tiles [t0, t0 + nb) from Y_xi[tile][mpad] (xi stride ys), whose lane chunks
- * [n0, n1) cover the channel range. */
+/* Out channels [oc_begin, oc_end) of tiles [t0, t0 + nb) from Y[tile][xi][mpad], whose lane chunks [n0, n1)
+ * cover the channel range. */
 static void output_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p,
                              const float *restrict bias, float *restrict out, wino_tensor to, int t0, int nb,
-                             const float *restrict ybuf, long ys, int n0, int n1)
+                             const float *restrict ybuf, int n0, int n1)
 {
     const int mo = q->m, L = q->lanes;
-    float r[MAX_OUT], o[MAX_OUT];
-    int t, m0, i, j;
+    float r[MAX_OUT], o[MAX_OUT_TILE];
+    int t, m0, i, j, k;
     for (t = 0; t < nb; ++t) {
         const int oy0 = ((t0 + t) / q->tiles_w) * mo, ox0 = ((t0 + t) % q->tiles_w) * mo;
         const int rows = tb_min(mo, p->out_h - oy0), cols = tb_min(mo, p->out_w - ox0);
         for (m0 = n0; m0 < n1; m0 += L) {
-            const int lo = tb_max(m0, p->oc_begin), hi = tb_min(m0 + L, p->oc_end);
-            v->out_col(ybuf + (long)t * q->mpad + m0, ys, r);
+            const int lo = tb_max(m0, p->oc_begin), n = tb_min(m0 + L, p->oc_end) - lo;
+            v->out_col(ybuf + (long)t * q->alpha * q->alpha * q->mpad + m0, q->mpad, r);
             v->out_row(r, o);
+            if (!p->accumulate) bias_act_tile(p, o + (lo - m0), mo * mo, L, bias + lo, n);
             for (i = 0; i < rows; ++i)
-                for (j = 0; j < cols; ++j)
-                    finish(p, o + (i * mo + j) * L + (lo - m0), hi - lo, bias, lo,
-                           out + lo * to.chan + ((long)(oy0 + i) * to.w + ox0 + j) * to.pixel, to.chan);
+                for (j = 0; j < cols; ++j) {
+                    const float *restrict src = o + (i * mo + j) * L + (lo - m0);
+                    float *restrict dst = out + lo * to.chan + ((long)(oy0 + i) * to.w + ox0 + j) * to.pixel;
+                    if (p->accumulate)
+                        for (k = 0; k < n; ++k) dst[k * to.chan] += src[k];
+                    else if (to.chan == 1)
+                        for (k = 0; k < n; ++k) dst[k] = src[k];
+                    else
+                        for (k = 0; k < n; ++k) dst[k * to.chan] = src[k];
+                }
         }
     }
 }
@@ -145,26 +153,27 @@ static void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, 
 {
     const wino_plan q = plan_of(v, p, max_block);
     const int aa = q.alpha * q.alpha;
-    const long vs = q.block * q.cpad, ys = q.block * q.mpad, u_size = (long)p->in_c * round_up(p->out_c, NR);
+    const long u_size = (long)p->in_c * round_up(p->out_c, NR);
     /* whole lane chunks around the channel range: within the B panels' zero padding, so the GEMM fills them */
     const int n0 = p->oc_begin / q.lanes * q.lanes, n1 = (int)round_up(p->oc_end, q.lanes);
-    float *restrict vbuf = ws, *restrict ybuf = ws + aa * vs, *restrict gemm_ws = ybuf + aa * ys;
+    float *restrict vbuf = ws, *restrict ybuf = ws + aa * q.block * q.cpad;
+    float *restrict gemm_ws = ybuf + aa * q.block * q.mpad;
     int t0, xi;
     if (p->oc_begin >= p->oc_end) return;
     for (t0 = 0; t0 < q.tiles; t0 += q.block) {
         const int nb = tb_min(q.block, q.tiles - t0);
-        input_transform(v, &q, p, in, ti, t0, nb, vbuf, vs);
+        input_transform(v, &q, p, in, ti, t0, nb, vbuf);
         for (xi = 0; xi < aa; ++xi) {
             tb_gemm_job job;
             job.m0 = 0; job.m1 = nb; job.n0 = n0; job.n1 = n1; job.k = p->in_c;
-            job.a = vbuf + xi * vs; job.lda = (int)q.cpad; job.a_packed = 0;
+            job.a = vbuf + xi * q.cpad; job.lda = aa * (int)q.cpad; job.a_packed = 0;
             job.b = u + xi * u_size; job.ldb = p->out_c; job.b_packed = 1;
-            job.c = ybuf + xi * ys; job.ldc = (int)q.mpad;
+            job.c = ybuf + xi * q.mpad; job.ldc = aa * (int)q.mpad;
             job.accumulate = 0; job.bias_m = 0; job.bias_n = 0;
             job.act = 0; job.act_a = 0.0f; job.act_b = 0.0f;
             tb_gemm(&job, gemm_ws);
         }
-        output_transform(v, &q, p, bias, out, to, t0, nb, ybuf, ys, n0, n1);
+        output_transform(v, &q, p, bias, out, to, t0, nb, ybuf, n0, n1);
     }
 }
 

@@ -17,8 +17,12 @@
 #ifndef TB_WINOGRAD_H
 #define TB_WINOGRAD_H
 
+#ifndef TB_WINO_BLOCK
 #define TB_WINO_BLOCK 128
+#endif
+#ifndef TB_WINO_LOWMEM_BLOCK
 #define TB_WINO_LOWMEM_BLOCK 16
+#endif
 
 void tb_conv_winograd_f2x2_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws);

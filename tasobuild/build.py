@@ -241,7 +241,7 @@ def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mappi
         assert previous is not None
         data["inputs"] = previous["inputs"]  # the lock is the truth: it stays exactly as it is
         data["cost"] = previous["cost"]
-        drift = differences(previous, data)
+        drift = differences(previous, parse_lock(render_lock(data), lock_path))
         if drift:
             raise UserError(f"{lock_path}: --frozen, but rebuilding from the lock gives a different {drift[0]}; "
                             f"the lock does not match this tasobuild or its inputs: run `tasobuild build`")

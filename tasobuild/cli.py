@@ -146,20 +146,53 @@ def _plot_pareto(points: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from tasobuild.build import all_calls, load_inputs, measure_costs
+    from tasobuild.build import all_calls, load_inputs
     from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
+    from tasobuild.costs.stage import profile_costs
 
     options = _options(args)
     spec, target, graph = load_inputs(options)
     nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
     calls = all_calls(nodes, transform_candidates(graph))
-    costed = measure_costs(spec, target, calls, options.progress)
+    if args.emit_harness:
+        return _emit_harness(args, target, calls)
+    costed = profile_costs(spec, target, calls, options.progress)
     summary = {"calls": len({c.key() for c in calls}), "profiled": costed.profiled}
     if args.json:
         _emit_json(summary)
     else:
         stdout.print(f"{summary['calls']} kernel calls costed, {summary['profiled']} measured now "
                      f"(the rest from the cost cache)")
+    return 0
+
+
+def _emit_harness(args: argparse.Namespace, target, calls) -> int:
+    from tasobuild.costs.harness import HarnessToolchain, emit_harness
+
+    toolchain = HarnessToolchain(target.cc, tuple(target.cflags), tuple(target.ldflags))
+    files = emit_harness(calls, args.emit_harness, toolchain)
+    summary = {"calls": len({c.key() for c in calls}), "directory": str(args.emit_harness), "files": len(files)}
+    if args.json:
+        _emit_json(summary)
+    else:
+        stdout.print(f"wrote a harness timing {summary['calls']} kernel calls to {args.emit_harness}: run `make` "
+                     f"and `./harness > costs.csv` on the target, then `tasobuild costs import costs.csv`")
+    return 0
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    from tasobuild.costs.stage import export_costs, import_costs
+    from tasobuild.spec import load_spec
+    from tasobuild.target import load_target
+
+    spec = load_spec(args.config, {})
+    target = load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
+    count = (export_costs if args.action == "export" else import_costs)(target, args.file)
+    if args.json:
+        _emit_json({args.action + "ed": count, "file": str(args.file), "target": target.name})
+    else:
+        done = "exported to" if args.action == "export" else "imported from"
+        stdout.print(f"{count} costs of target {target.name!r} {done} {args.file}")
     return 0
 
 
@@ -242,6 +275,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "plan": (cmd_plan, "show the plan: per node the primitive, layouts, workspace and predicted time"),
     "pareto": (cmd_pareto, "the memory-latency frontier"),
     "profile": (cmd_profile, "measure every candidate the network needs (cache misses only)"),
+    "costs": (cmd_costs, "export the cost cache of the spec's target to CSV, or import a CSV (e.g. from a device)"),
     "primitives": (cmd_primitives, "list the primitive library"),
     "check": (cmd_check, "validate the spec and the model without building"),
     "init": (cmd_init, "write a commented starter taso.toml for a model"),
@@ -264,6 +298,12 @@ def parser() -> argparse.ArgumentParser:
         if name == "pareto":
             p.add_argument("--points", type=int, default=10, help="how many frontier points (default 10)")
             p.add_argument("--png", type=Path, metavar="PATH", help="also plot the frontier to this PNG")
+        if name == "profile":
+            p.add_argument("--emit-harness", type=Path, metavar="DIR",
+                           help="write a standalone C program that times the calls on the device, instead")
+        if name == "costs":
+            p.add_argument("action", choices=("export", "import"))
+            p.add_argument("file", type=Path, metavar="FILE.csv")
         if name == "init":
             p.add_argument("model", metavar="MODEL.onnx")
             p.add_argument("--force", action="store_true", help="overwrite an existing spec")

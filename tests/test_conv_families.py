@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -156,7 +155,8 @@ def test_workspace_pinned() -> None:
     assert ws["conv_kn2col_acc_hwc"] == 32 * 100 + 96 * 16
     assert ws["conv_direct_hcw"] == 0
     node, graph, _ = conv_graph(Case(16, 10, 10, 32, (1, 1)))
-    assert conv_variants.PRIMITIVES[-1].workspace(node, graph) == 16 * 16 * 4  # one K x 10-column row, padded to 16
+    ws = {p.name: p.workspace(node, graph) // 4 for p in applicable(node, graph)}
+    assert ws["conv_1x1_gemm_hcw"] == 16 * 16  # one K x 10-column input row, packed to 16 columns
 
 
 def test_names_layouts_and_library_size() -> None:
@@ -188,3 +188,11 @@ def test_kernels_compile_warning_free(flags: tuple[str, ...], tmp_path) -> None:
         done = subprocess.run(["cc", *flags, "-c", str(kernels_dir() / name), "-o", str(tmp_path / "k.o")],
                               capture_output=True, text=True)
         assert done.returncode == 0 and not done.stderr, f"{name}: {done.stderr}"
+
+
+def test_scan_block_matches_the_c_header() -> None:
+    from tasobuild.primitives.conv_table import SCAN_PIXELS
+
+    text = (kernels_dir() / "tb_conv_families.h").read_text()
+    assert f"#define TB_SCAN_PIXELS {SCAN_PIXELS}\n" in text
+    assert SCAN_PIXELS % 6 == 0 and SCAN_PIXELS % 16 == 0  # whole MR-row and NR-column panels

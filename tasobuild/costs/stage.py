@@ -195,3 +195,31 @@ def choose_measurements(calls: Sequence[KernelCall], costs: Mapping[str, Cost],
         if len(chosen) + len(todo) <= budget:
             chosen += todo
     return sorted(chosen, key=KernelCall.key)
+
+
+# ------------------------------------------------------------------------------------------------ CLI helpers
+
+
+def profile_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool) -> Costed:
+    """`tasobuild profile`: measure every call the cache misses, whatever optimizer.costs says."""
+    if not target.profile:
+        raise UserError(f"{spec.where('target.name')}: target {target.name!r} cannot run kernels here; "
+                        f"use `tasobuild profile --emit-harness DIR` and run the harness on the device")
+    from tasobuild import native
+
+    with CostCache(on_warning=log.warning) as cache:
+        return cost_calls("profile", calls, cache, fingerprint=host_fingerprint(target).digest,
+                          kernels_digest=kernel_digest(), kernels=lambda: native.load(target.cc, tuple(target.cflags)),
+                          model=None, progress=progress)
+
+
+def export_costs(target: Target, path: Path) -> int:
+    """`tasobuild costs export FILE.csv`: the cached costs of `target` for the current kernels; returns the count."""
+    with CostCache(on_warning=log.warning) as cache:
+        return cache.export_csv(path, fingerprint=host_fingerprint(target).digest, kernel_digest=kernel_digest())
+
+
+def import_costs(target: Target, path: Path) -> int:
+    """`tasobuild costs import FILE.csv`: store the file's costs as "imported" costs of `target`."""
+    with CostCache(on_warning=log.warning) as cache:
+        return cache.import_csv(path, host_fingerprint(target).digest, kernel_digest())

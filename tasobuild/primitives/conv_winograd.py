@@ -31,7 +31,7 @@ import numpy as np
 from tasobuild.ir import FLOAT_BYTES, Graph, Layout, Node
 from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.primitives.conv import (CONV_HEADERS, GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NR, ConvGeometry, _bias,
-                                       _round_up, _weight, conv_params, pack_a, pack_b)
+                                       _round_up, _weight, conv_params, pack_b)
 
 # kernels_pyx/tb_winograd.h: tiles per block of the default and the low-memory kernels.
 WINO_BLOCK, WINO_LOWMEM_BLOCK = 128, 16
@@ -219,26 +219,22 @@ def block_tiles(geo: ConvGeometry, v: WinogradVariant, lowmem: bool) -> int:
     return min(tiles(geo, v), WINO_LOWMEM_BLOCK if lowmem else WINO_BLOCK)
 
 
-def workspace_floats(geo: ConvGeometry, v: WinogradVariant, layout: Layout, lowmem: bool) -> int:
-    """tb_winograd.h's formula: the transformed input and the GEMM results of one block (HWC: channel counts
-    rounded up to whole lanes, plus tb_gemm's packing of one block of the transformed input)."""
-    block, aa = block_tiles(geo, v, lowmem), v.alpha ** 2
-    if layout == "CHW":
-        return aa * _round_up(block, GEMM_NR) * (geo.c + geo.m)
+def workspace_floats(geo: ConvGeometry, v: WinogradVariant, lowmem: bool) -> int:
+    """tb_winograd.h's formula: the transformed input and the GEMM results of one block of tiles (channel counts
+    rounded up to whole lanes), plus tb_gemm's packing of one cache block of the transformed input."""
+    block = block_tiles(geo, v, lowmem)
     gemm = _round_up(min(GEMM_MC, block), GEMM_MR) * min(geo.c, GEMM_KC)
-    return aa * block * (_round_up(geo.c, v.lanes) + _round_up(geo.m, v.lanes)) + gemm
+    return v.alpha ** 2 * block * (_round_up(geo.c, v.lanes) + _round_up(geo.m, v.lanes)) + gemm
 
 
-def weight_floats(geo: ConvGeometry, v: WinogradVariant, layout: Layout) -> int:
-    per_xi = _round_up(geo.m, GEMM_MR) * geo.c if layout == "CHW" else geo.c * _round_up(geo.m, GEMM_NR)
-    return v.alpha ** 2 * per_xi
+def weight_floats(geo: ConvGeometry, v: WinogradVariant) -> int:
+    return v.alpha ** 2 * geo.c * _round_up(geo.m, GEMM_NR)
 
 
-def packed_weights(w: np.ndarray, v: WinogradVariant, layout: Layout) -> np.ndarray:
-    """Per xi, U_xi [M][C] as GEMM A panels (CHW) or U_xi^T [C][M] as B panels (HWC), one after another."""
+def packed_weights(w: np.ndarray, v: WinogradVariant) -> np.ndarray:
+    """Per xi, U_xi^T [C][M] as GEMM B panels, one after another (the same in both layouts)."""
     u = transformed_weights(w, v)
-    panels = [pack_a(ux) if layout == "CHW" else pack_b(ux.T) for ux in u]
-    return np.ascontiguousarray(np.concatenate(panels), np.float32)
+    return np.ascontiguousarray(np.concatenate([pack_b(ux.T) for ux in u]), np.float32)
 
 
 def fits(geo: ConvGeometry, v: WinogradVariant) -> bool:
@@ -247,11 +243,11 @@ def fits(geo: ConvGeometry, v: WinogradVariant) -> bool:
             and geo.groups == 1)
 
 
-def _applies(geo: ConvGeometry, v: WinogradVariant, layout: Layout, lowmem: bool) -> bool:
+def _applies(geo: ConvGeometry, v: WinogradVariant, lowmem: bool) -> bool:
     """A low-memory variant only where it needs less workspace than the default (else it is the same kernel)."""
     if not fits(geo, v):
         return False
-    return not lowmem or workspace_floats(geo, v, layout, True) < workspace_floats(geo, v, layout, False)
+    return not lowmem or workspace_floats(geo, v, True) < workspace_floats(geo, v, False)
 
 
 def primitive_name(v: WinogradVariant, layout: Layout, lowmem: bool) -> str:
@@ -262,19 +258,19 @@ def _primitive(v: WinogradVariant, layout: Layout, lowmem: bool) -> Primitive:
     name = primitive_name(v, layout, lowmem)
 
     def applies(node: Node, graph: Graph) -> bool:
-        return node.op == "conv" and _applies(ConvGeometry.of(node, graph), v, layout, lowmem)
+        return node.op == "conv" and _applies(ConvGeometry.of(node, graph), v, lowmem)
 
     def workspace(node: Node, graph: Graph) -> int:
-        return workspace_floats(ConvGeometry.of(node, graph), v, layout, lowmem) * FLOAT_BYTES
+        return workspace_floats(ConvGeometry.of(node, graph), v, lowmem) * FLOAT_BYTES
 
     def weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
-        return packed_weights(_weight(node, graph), v, layout), _bias(node, graph)
+        return packed_weights(_weight(node, graph), v), _bias(node, graph)
 
     def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
         geo = ConvGeometry.of(node, graph)
-        roles = (("in0", geo.c * geo.h * geo.w * FLOAT_BYTES), ("w0", weight_floats(geo, v, layout) * FLOAT_BYTES),
+        roles = (("in0", geo.c * geo.h * geo.w * FLOAT_BYTES), ("w0", weight_floats(geo, v) * FLOAT_BYTES),
                  ("w1", geo.m * FLOAT_BYTES), ("out", geo.m * geo.pixels * FLOAT_BYTES),
-                 ("ws", workspace_floats(geo, v, layout, lowmem) * FLOAT_BYTES))
+                 ("ws", workspace_floats(geo, v, lowmem) * FLOAT_BYTES))
         return (KernelCall(f"tb_{name}", "tb_conv", conv_params(geo, node.act), tuple(r for r, _ in roles), roles),)
 
     return Primitive(name, "conv", "winograd", layout, layout, SOURCES, applies, workspace, weights, call)

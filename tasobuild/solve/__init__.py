@@ -45,8 +45,10 @@ def solve(problem: Problem, budget_bytes: int | None, objective: str = "latency"
     mem_cap = [] if budget_bytes is None else enc.memory_at_most(budget_bytes)
     time_cap = [] if latency_budget_ms is None else enc.time_at_most(to_ns(latency_budget_ms))
     if objective == "latency":
-        # without a memory limit, a choice slower than another of its kind can never be in a fastest plan
-        first = min_time(enc, mem_cap or enc.slower_than_kind(), clock, with_memory=budget_bytes is not None)
+        if budget_bytes is None:  # no memory limit: a choice slower than another of its kind is never fastest
+            first = min_time(enc, enc.slower_than_kind(), clock, known=_greedy_picks(enc))
+        else:
+            first = min_time(enc, mem_cap, clock)
         if first.picks is None:
             _no_plan(problem, first, budget_bytes, None, time_limit_s)
         assert first.picks is not None
@@ -63,10 +65,8 @@ def solve(problem: Problem, budget_bytes: int | None, objective: str = "latency"
         picks, second = first.picks, "skipped"
         if tie_break and first.proven:
             cap = enc.memory_at_most(evaluate(enc.problem, picks).peak_bytes)
-            tie = min_time(enc, cap + time_cap, clock, with_memory=True)
-            if tie.picks is not None and evaluate(enc.problem, tie.picks).time_ns < evaluate(enc.problem, picks).time_ns:
-                picks = tie.picks  # after a timeout, the best found may still be slower than the first plan
-            second = "optimal" if tie.proven else "feasible"
+            tie = min_time(enc, cap + time_cap, clock, known=picks)
+            picks, second = tie.picks or picks, "optimal" if tie.proven else "feasible"
         bound = first.bound
     return evaluate(enc.problem, picks, objective=objective, status="optimal" if first.proven else "feasible",
                     tie_break=second, bound=bound, solver_seconds=clock.used)
@@ -77,7 +77,7 @@ def _smallest_peak_at_same_time(enc: Encoding, picks: tuple[Choice, ...], clock:
     until it is slower (or there is none). Usually the fastest plan is unique and one question settles it."""
     while True:
         plan = evaluate(enc.problem, picks)
-        better = min_time(enc, enc.memory_at_most(plan.peak_bytes - 1), clock, with_memory=True)
+        better = min_time(enc, enc.memory_at_most(plan.peak_bytes - 1), clock)
         if not better.proven:
             if better.picks is not None and evaluate(enc.problem, better.picks).time_ns <= plan.time_ns:
                 picks = better.picks  # as fast and smaller, though maybe not the smallest
@@ -101,9 +101,17 @@ def min_peak_bytes(problem: Problem, latency_budget_ms: float | None = None, tim
 
 def greedy(problem: Problem) -> Plan:
     """The per-layer baseline: every node's fastest choice in isolation (ties: smaller workspace, then name),
-    then transforms wherever layouts disagree. No memory limit."""
+    then transforms wherever layouts disagree. No memory limit. ValueError if a needed transform is missing."""
     picks = [min(n.choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive)) for n in problem.nodes]
     return evaluate(problem, picks, objective="latency", status="greedy")
+
+
+def _greedy_picks(enc: Encoding) -> tuple[Choice, ...] | None:
+    """The greedy plan's choices (from the pruned problem) as a fallback for a timed-out time-only solve."""
+    try:
+        return tuple(c for _, c in greedy(enc.problem).choices)
+    except ValueError:
+        return None
 
 
 def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> list[Plan]:

@@ -16,6 +16,7 @@ Memory (built on first use; time-only solves never need it), over the steps t ca
 
 from __future__ import annotations
 
+import ctypes
 from typing import Callable, Union
 
 import z3
@@ -49,18 +50,20 @@ def true_in(model: z3.ModelRef, lit: z3.BoolRef) -> bool:
     return z3.is_true(model.eval(lit, model_completion=True))
 
 
-class Assignment:
-    """A model's Boolean variables read once (model.eval per literal is slow from Python); other literals
-    (the memory terms are formulas) fall back to evaluation."""
+INT_MAX = 2**31 - 1  # z3's pseudo-boolean coefficients and bounds are C ints
 
-    def __init__(self, model: z3.ModelRef) -> None:
-        self.model = model
-        self.true = {d.name() for d in model.decls() if z3.is_true(model.get_interp(d))}
 
-    def __call__(self, lit: z3.BoolRef) -> bool:
-        if z3.is_const(lit) and lit.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-            return lit.decl().name() in self.true
-        return true_in(self.model, lit)
+def pb_le(terms: Terms, k: int) -> z3.BoolRef:
+    """sum of weights of true literals <= k. Goes straight to the C API (the Python wrapper re-checks every
+    argument, which dominated solve time); falls back to integer arithmetic for weights beyond a C int."""
+    if not terms or k < 0:
+        return z3.BoolVal(k >= 0)
+    if k > INT_MAX or any(w > INT_MAX for _, w in terms):
+        return z3.Sum([z3.If(v, w, 0) for v, w in terms]) <= k
+    ctx = terms[0][0].ctx
+    args = (z3.Ast * len(terms))(*[v.as_ast() for v, _ in terms])
+    coeffs = (ctypes.c_int * len(terms))(*[w for _, w in terms])
+    return z3.BoolRef(z3.Z3_mk_pble(ctx.ref(), len(terms), args, coeffs, k), ctx)
 
 
 class Encoding:
@@ -76,14 +79,29 @@ class Encoding:
         self.time_const = 0  # ns spent whatever the choices (a transform that must always run)
         self.node_terms: Terms = tuple((v, to_ns(c.time_ms)) for xs, n in zip(self.x, problem.nodes)
                                        for v, c in zip(xs, n.choices))
-        self.transform_terms: Terms = self._transforms()
+        self.transform_terms: Terms = self._transforms()  # literals are named variables
+        self.time_terms: Terms = tuple((v, w) for v, w in self.node_terms + self.transform_terms if w > 0)
         self._memory: tuple[tuple[int, ...], tuple[Terms, ...]] | None = None
 
-    # ---- time ----
-    @property
-    def time_terms(self) -> Terms:
-        return tuple((v, w) for v, w in self.node_terms + self.transform_terms if w > 0)
+    # ---- decoding (literals in terms are all plain variables, so a model lookup is enough) ----
+    def picks(self, model: z3.ModelRef) -> list[Choice]:
+        out = []
+        for node, xs in zip(self.problem.nodes, self.x):
+            on = [c for c, v in zip(node.choices, xs) if z3.is_true(model.get_interp(v.decl()))]
+            assert len(on) == 1, f"node {node.name}: {len(on)} choices in the model"
+            out.append(on[0])
+        return out
 
+    def time_ns(self, model: z3.ModelRef) -> int:
+        """Total time as the model's literals say (tests compare it with `evaluate`)."""
+        return self.time_const + sum(w for v, w in self.time_terms if true_in(model, v))
+
+    def step_bytes(self, model: z3.ModelRef) -> list[int]:
+        """Memory at each step as the model's literals say (tests compare it with `evaluate`)."""
+        const, terms = self.memory()
+        return [c + sum(w for v, w in ts if true_in(model, v)) for c, ts in zip(const, terms)]
+
+    # ---- time ----
     def slower_than_kind(self) -> list[z3.BoolRef]:
         """Constraints excluding every choice slower than another of the same kind (layouts, aliasing) at its node:
         none of them is in any fastest plan, so a solve without a memory limit need not consider them."""
@@ -98,13 +116,7 @@ class Encoding:
         return out
 
     def time_at_most(self, budget_ns: int) -> list[z3.BoolRef]:
-        if budget_ns < self.time_const:
-            return [z3.BoolVal(False)]
-        return [z3.PbLe(list(self.time_terms), budget_ns - self.time_const)] if self.time_terms else []
-
-    def time_ns(self, model: z3.ModelRef | Assignment) -> int:
-        value = model if isinstance(model, Assignment) else Assignment(model)
-        return self.time_const + sum(w for v, w in self.time_terms if value(v))
+        return [pb_le(self.time_terms, budget_ns - self.time_const)]
 
     def _choices_at(self, step: int, pred: Callable[[Choice], bool]) -> Lit:
         return or_(*[v for v, c in zip(self.x[step], self.problem.nodes[step].choices) if pred(c)])
@@ -158,32 +170,18 @@ class Encoding:
             if c > budget:
                 return [z3.BoolVal(False)]
             if c + sum(w for _, w in ts) > budget:
-                out.append(z3.PbLe(list(ts), budget - c))
+                out.append(pb_le(ts, budget - c))
         return out
 
     def lowest_peak(self) -> int:
         """A trivial lower bound on any plan's peak: the bytes live at a step whatever the choices."""
         return max(self.memory()[0])
 
-    def step_bytes(self, model: z3.ModelRef | Assignment) -> list[int]:
-        value = model if isinstance(model, Assignment) else Assignment(model)
-        const, terms = self.memory()
-        return [c + sum(w for v, w in ts if value(v)) for c, ts in zip(const, terms)]
-
     def memory(self) -> tuple[tuple[int, ...], tuple[Terms, ...]]:
         """(bytes live at each step whatever the choices, (literal, bytes) terms at each step)."""
         if self._memory is None:
             self._memory = _MemoryBuilder(self).build()
         return self._memory
-
-    def picks(self, model: z3.ModelRef | Assignment) -> list[Choice]:
-        value = model if isinstance(model, Assignment) else Assignment(model)
-        out = []
-        for node, xs in zip(self.problem.nodes, self.x):
-            on = [c for c, v in zip(node.choices, xs) if value(v)]
-            assert len(on) == 1, f"node {node.name}: {len(on)} choices in the model"
-            out.append(on[0])
-        return out
 
 
 class _MemoryBuilder:

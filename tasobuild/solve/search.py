@@ -1,6 +1,6 @@
-"""Searches over an Encoding with Z3: minimum time (weighted MaxSAT over the pseudo-boolean model) and minimum
-peak (bisection over a pseudo-boolean memory cap), each with a secondary objective so results are not dominated.
-Every model is decoded and re-evaluated with `plan.evaluate`; the Z3 bookkeeping must agree with it exactly."""
+"""Searches over an Encoding with Z3: minimum time (weighted MaxSAT, Z3 Optimize) and minimum peak (bisection
+over a pseudo-boolean memory cap, Z3 Solver). Every plan is rebuilt from the chosen primitives with
+`plan.evaluate`, and the solver's claim about it (its cost, or that it fits the cap) is checked against that."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import z3
 
-from tasobuild.solve.encode import Assignment, Encoding
+from tasobuild.solve.encode import Encoding
 from tasobuild.solve.plan import Plan, evaluate, to_ns
 from tasobuild.solve.problem import Choice
 
@@ -19,11 +19,13 @@ SEED = 0
 @dataclass(frozen=True)
 class Outcome:
     picks: tuple[Choice, ...] | None  # None: no plan (infeasible, or none found in time)
-    proven: bool  # the picks are optimal for the objective (or, with no picks, infeasibility is proven)
+    proven: bool  # the picks are optimal (or, with no picks, infeasibility is proven)
     bound: int  # proven lower bound on the objective (ns or bytes)
 
 
 class Clock:
+    """The time limit shared by every check of one solve, and the seconds spent inside Z3."""
+
     def __init__(self, limit_s: float) -> None:
         self.deadline = time.perf_counter() + limit_s
         self.used = 0.0
@@ -40,26 +42,34 @@ class Clock:
             self.used += time.perf_counter() - t0
 
 
-def checked(enc: Encoding, model: z3.ModelRef, with_memory: bool) -> Plan:
-    """The plan a model encodes, after checking that Z3's time (and, if the memory constraints took part in the
-    solve, memory) accounting equals `evaluate`'s exactly."""
-    value = Assignment(model)
-    plan = evaluate(enc.problem, enc.picks(value))
-    z3_ns = enc.time_ns(value)
-    z3_bytes = tuple(enc.step_bytes(value)) if with_memory else plan.step_bytes
-    if z3_bytes != plan.step_bytes or z3_ns != plan.time_ns:
-        raise AssertionError(f"solver encoding disagrees with evaluate: bytes {list(z3_bytes)} vs "
-                             f"{list(plan.step_bytes)}, time {z3_ns} vs {plan.time_ns} ns")
-    return plan
+def picks_of(plan: Plan) -> tuple[Choice, ...]:
+    return tuple(c for _, c in plan.choices)
 
 
-def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, with_memory: bool) -> Outcome:
+def feasible(enc: Encoding, extra: list[z3.BoolRef], clock: Clock) -> Outcome:
+    """Any plan meeting the constraints (a quick satisfiability check)."""
+    solver = z3.Solver()
+    solver.set("random_seed", SEED)
+    solver.add(*enc.constraints, *extra)
+    result = clock.run(solver)
+    if result != z3.sat:
+        return Outcome(None, result == z3.unsat, 0)
+    return Outcome(tuple(enc.picks(solver.model())), False, 0)
+
+
+def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
     """Fastest plan under the extra constraints, as weighted MaxSAT (Z3 Optimize, core-guided maxres).
     Each choice is a soft 'not this' weighted by how much slower it is than the node's fastest choice (the fastest
-    weighs 0, which keeps the cores small); each transform is a soft 'not this' weighted by its time."""
+    weighs 0, which keeps the cores small); each transform is a soft 'not this' weighted by its time.
+    `known`, a plan meeting the constraints, is the fallback on timeout; without one a quick check finds one."""
+    if known is None:
+        first = feasible(enc, extra, clock)
+        if first.picks is None:
+            return first
+        known = first.picks
     opt = z3.Optimize()
     opt.set("random_seed", SEED)
-    opt.set("maxres.hill_climb", False)  # measured: 10x faster on layout-coupled chains
+    opt.set("maxres.hill_climb", False)  # measured: several times faster on layout-coupled chains
     opt.set("maxres.pivot_on_correction_set", False)
     opt.add(*enc.constraints, *extra)
     handle, base = None, enc.time_const
@@ -75,21 +85,26 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, with_memory: 
     result = clock.run(opt)
     if result == z3.unsat:
         return Outcome(None, True, 0)
-    try:
-        model = opt.model()
-    except z3.Z3Exception:
-        model = None
-    if model is None or (result != z3.sat and not _satisfies(model, enc, extra)):
-        return Outcome(None, False, 0)
-    plan = checked(enc, model, with_memory)
+    best = evaluate(enc.problem, known)
     if result == z3.sat:
-        return Outcome(plan_picks(plan), True, plan.time_ns)
-    return Outcome(plan_picks(plan), False, min(base + _soft_lower(handle), plan.time_ns))
+        plan = evaluate(enc.problem, enc.picks(opt.model()))
+        claimed = base + _objective_value(handle)
+        if claimed != plan.time_ns:
+            raise AssertionError(f"solver encoding disagrees with evaluate: time {claimed} vs {plan.time_ns} ns")
+        return Outcome(picks_of(plan), True, plan.time_ns)
+    try:  # timeout: maxres keeps its best model so far
+        model = opt.model()
+        if all(z3.is_true(model.eval(c, model_completion=True)) for c in extra):
+            found = evaluate(enc.problem, enc.picks(model))
+            best = found if found.time_ns < best.time_ns else best
+    except (z3.Z3Exception, AssertionError):
+        pass
+    return Outcome(picks_of(best), False, min(base + _soft_lower(handle), best.time_ns))
 
 
 def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
     """Smallest-peak plan under the extra constraints: bisection on a memory cap, in units of the alignment.
-    `known` (a plan satisfying `extra`) saves the first search."""
+    `known` (a plan meeting `extra`) saves the first check."""
     align = enc.problem.alignment
     enc.memory()  # the memory definitions join enc.constraints
     solver = z3.Solver()
@@ -99,7 +114,7 @@ def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[
         result = clock.run(solver)
         if result != z3.sat:
             return Outcome(None, result == z3.unsat, 0)
-        known = plan_picks(checked(enc, solver.model(), True))
+        known = tuple(enc.picks(solver.model()))
     best = known
     hi = evaluate(enc.problem, best).peak_bytes // align  # a plan with this peak exists
     lo = -(-enc.lowest_peak() // align)  # no plan does better than this
@@ -109,8 +124,11 @@ def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[
         solver.add(*enc.memory_at_most(mid * align))
         result = clock.run(solver)
         if result == z3.sat:
-            plan = checked(enc, solver.model(), True)
-            best, hi = plan_picks(plan), plan.peak_bytes // align
+            plan = evaluate(enc.problem, enc.picks(solver.model()))
+            if plan.peak_bytes > mid * align:
+                raise AssertionError(f"solver encoding disagrees with evaluate: a plan under the {mid * align}-byte "
+                                     f"cap peaks at {plan.peak_bytes} bytes")
+            best, hi = picks_of(plan), plan.peak_bytes // align
         elif result == z3.unsat:
             lo = mid + 1
         solver.pop()
@@ -119,12 +137,8 @@ def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[
     return Outcome(best, True, hi * align)
 
 
-def plan_picks(plan: Plan) -> tuple[Choice, ...]:
-    return tuple(c for _, c in plan.choices)
-
-
-def _satisfies(model: z3.ModelRef, enc: Encoding, extra: list[z3.BoolRef]) -> bool:
-    return all(z3.is_true(model.eval(c, model_completion=True)) for c in (*enc.constraints, *extra))
+def _objective_value(handle: z3.OptimizeObjective | None) -> int:
+    return 0 if handle is None else handle.value().as_long()
 
 
 def _soft_lower(handle: z3.OptimizeObjective | None) -> int:
@@ -133,6 +147,6 @@ def _soft_lower(handle: z3.OptimizeObjective | None) -> int:
         return 0
     try:
         value = handle.lower()
-        return int(value.as_long()) if z3.is_int_value(value) else 0
+        return value.as_long() if z3.is_int_value(value) else 0
     except (z3.Z3Exception, AttributeError, ValueError):
         return 0

@@ -1,0 +1,153 @@
+"""The performance model: features of hand-checked calls, exact fits, fine-tuning, serialisation, the shipped model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasobuild.costs.features import GENERIC_NAMES, CONV_NAMES, feature_names, features, log2p
+from tasobuild.costs.model import CostModel, Sample, errors, read_samples, train, write_samples
+from tasobuild.ir import Activation, Graph, Node, Shape, attrs
+from tasobuild.primitives import KernelCall
+from tasobuild.primitives.conv import PRIMITIVES as CONV_PRIMITIVES
+
+
+def conv_graph(c: int, h: int, m: int, k: int, stride: int = 1, groups: int = 1) -> Graph:
+    pad = k // 2
+    oh = (h + 2 * pad - k) // stride + 1
+    node = Node("conv", "conv", ("x",), "y", ("W", "b"),
+                attrs(kernel=(k, k), stride=(stride, stride), pads=(pad,) * 4, dilation=(1, 1), groups=groups),
+                Activation("relu"))
+    shapes = {"x": Shape(c, h, h), "y": Shape(m, oh, oh)}
+    return Graph((node,), tuple(sorted(shapes.items())), (), "x", "y", (1, c, h, h), (1, m, oh, oh))
+
+
+def conv_call(name: str, *args: int) -> KernelCall:
+    graph = conv_graph(*args)
+    prim = next(p for p in CONV_PRIMITIVES if p.name == name)
+    (call,) = prim.call(graph.nodes[0], graph)
+    return call
+
+
+def test_features_of_a_hand_checked_direct_conv() -> None:
+    # 2 -> 3 channels, 4x4, 3x3 "same": 3*16 outputs, each 2*9 multiply-adds, plus bias/activation per output.
+    f = features(conv_call("conv_direct_chw", 2, 4, 3, 3))
+    assert f.flops == 2 * 3 * 16 * 2 * 9 + 3 * 16 == 1776
+    # in 2*16 floats, weights 3*2*9 + bias 3, out 3*16 floats, no workspace
+    assert f.bytes_moved == 4 * (32 + 54 + 3 + 48) == 548
+    assert f.workspace_bytes == 0
+    assert f.intensity == pytest.approx(1776 / 548)
+    names = feature_names(conv_call("conv_direct_chw", 2, 4, 3, 3))
+    assert names == GENERIC_NAMES + CONV_NAMES
+    v = dict(zip(names, f.vector))
+    assert v["log_flops"] == pytest.approx(math.log2(1777))
+    assert v["log_bytes_moved"] == pytest.approx(math.log2(549))
+    assert v["log_taps"] == pytest.approx(math.log2(10))
+    assert (v["depthwise"], v["pointwise"]) == (0.0, 0.0)
+    assert v["mr_fill"] == pytest.approx(3 / 6)  # 3 output channels fill half a 6-row GEMM micro-tile
+
+
+def test_workspace_counts_twice_in_bytes_moved() -> None:
+    f = features(conv_call("conv_im2col_gemm_chw", 2, 4, 3, 3))
+    ws = dict(conv_call("conv_im2col_gemm_chw", 2, 4, 3, 3).buffer_bytes)["ws"]
+    assert ws == 4 * 2 * 9 * 16  # cg*kh*kw rows x 16 pixels (already a multiple of the 16-column panel)
+    assert f.workspace_bytes == ws
+    assert f.bytes_moved == 4 * (32 + 48) + dict(conv_call("conv_im2col_gemm_chw", 2, 4, 3, 3).buffer_bytes)["w0"] \
+        + 12 + 2 * ws
+
+
+def test_an_unknown_struct_counts_output_elements() -> None:
+    call = KernelCall("tb_future", "tb_future_struct", (("n", 7), ("alpha", 0.5)), ("in0", "out"),
+                      (("in0", 28), ("out", 40)))
+    f = features(call)
+    assert f.flops == 10
+    assert f.vector[len(GENERIC_NAMES):] == (log2p(7), log2p(0.5))
+
+
+def flat_call(function: str, n: int) -> KernelCall:
+    return KernelCall(function, "tb_flat", (("n", n), ("act", 0), ("act_a", 0.0), ("act_b", 0.0)),
+                      ("in0", "out"), (("in0", 4 * n), ("out", 4 * n)))
+
+
+def power_law_samples(function: str, scale: float, sizes) -> list[Sample]:
+    return [Sample(flat_call(function, n), scale * n ** 0.75) for n in sizes]
+
+
+def test_training_recovers_an_exact_power_law_on_unseen_sizes() -> None:
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 40)]
+    model = train(power_law_samples("tb_a", 1e-5, sizes) + power_law_samples("tb_b", 4e-5, sizes), {})
+    unseen = power_law_samples("tb_a", 1e-5, [300, 5000, 70_000]) + power_law_samples("tb_b", 4e-5, [777])
+    assert max(errors(model, unseen).values()) < 0.02
+
+
+def test_fine_tuning_recovers_a_known_scale() -> None:
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 30)]
+    model = train(power_law_samples("tb_a", 1e-5, sizes) + power_law_samples("tb_b", 2e-5, sizes), {})
+    probe = [flat_call("tb_a", 1000), flat_call("tb_b", 123_456), flat_call("tb_unknown", 999)]
+    before = model.predict_ms(probe)
+    # This machine is exactly 3x slower: 12 samples of one function fix every prediction.
+    here = [Sample(flat_call("tb_a", n), 3.0 * model.predict_ms([flat_call("tb_a", n)])[flat_call("tb_a", n).key()])
+            for n in (100, 400, 2000, 9000, 40_000, 100_000, 300_000, 700_000, 64, 5000, 20_000, 1_000_000)]
+    tuned = model.fine_tuned(here)
+    after = tuned.predict_ms(probe)
+    for key in before:
+        assert after[key] / before[key] == pytest.approx(3.0, rel=1e-9)
+    assert tuned.calibration.samples == 12
+    assert tuned.calibration.slope == pytest.approx(1.0)
+    assert tuned.fine_tuned([]).predict_ms(probe) == pytest.approx(before)  # fine-tuning replaces, never stacks
+
+
+def test_fine_tuning_moves_one_function_by_its_own_samples() -> None:
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 30)]
+    model = train(power_law_samples("tb_a", 1e-5, sizes) + power_law_samples("tb_b", 1e-5, sizes), {})
+    ns = [2 ** e for e in range(8, 20)]
+    # tb_b is 4x slower here, tb_a unchanged: the per-function offsets pull them apart.
+    here = [Sample(flat_call("tb_a", n), model.predict_ms([flat_call("tb_a", n)])[flat_call("tb_a", n).key()])
+            for n in ns] + \
+           [Sample(flat_call("tb_b", n), 4 * model.predict_ms([flat_call("tb_b", n)])[flat_call("tb_b", n).key()])
+            for n in ns]
+    tuned = model.fine_tuned(here)
+    a, b = flat_call("tb_a", 3000), flat_call("tb_b", 3000)
+    ratio_a = tuned.predict_ms([a])[a.key()] / model.predict_ms([a])[a.key()]
+    ratio_b = tuned.predict_ms([b])[b.key()] / model.predict_ms([b])[b.key()]
+    # global offset log2(2) = 1, then each function keeps n/(n+3) = 12/15 of its +-1 octave residual
+    assert math.log2(ratio_a) == pytest.approx(1 - 12 / 15)
+    assert math.log2(ratio_b) == pytest.approx(1 + 12 / 15)
+
+
+def test_json_round_trip_predicts_the_same() -> None:
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 30)]
+    model = train(power_law_samples("tb_a", 1e-5, sizes), {"cpu": "test"})
+    model = model.fine_tuned(power_law_samples("tb_a", 2e-5, [100, 1000]))
+    again = CostModel.from_json(model.to_json())
+    probe = [flat_call("tb_a", 5555), flat_call("tb_b", 77)]
+    assert again.predict_ms(probe) == pytest.approx(model.predict_ms(probe), rel=1e-5)
+    assert again.to_json() == CostModel.from_json(again.to_json()).to_json()
+    assert again.trained_on["cpu"] == "test"
+
+
+def test_sample_files_rebuild_the_calls_exactly() -> None:
+    calls = [conv_call("conv_im2col_gemm_chw", 3, 9, 8, 3, 2), flat_call("tb_add", 17)]
+    text = write_samples([(c, 0.5, 0.01, 7) for c in calls])
+    back = read_samples(text)
+    assert [s.call for s in back] == sorted(calls, key=KernelCall.key)
+    assert [s.ms for s in back] == [0.5, 0.5]
+
+
+def test_shipped_model_predicts_every_call_of_a_network(zoo_model) -> None:
+    from tasobuild.candidates import node_candidates, transform_candidates
+    from tasobuild.costs.stage import shipped_model
+    from tasobuild.importer import import_onnx
+
+    model = shipped_model()
+    assert model is not None
+    fp = model.trained_on["fingerprint"]
+    assert {"cpu", "compiler", "cflags"} <= set(fp) and model.trained_on["samples"] > 500
+    graph = import_onnx(zoo_model("ds_cnn_torch"))
+    calls = [call for nc in node_candidates(graph) for c in nc.options for call in c.calls]
+    calls += [t.call for t in transform_candidates(graph)]
+    predicted = model.predict_ms(calls)
+    assert len(predicted) == len({c.key() for c in calls})
+    assert all(0 < ms < 1e4 and math.isfinite(ms) for ms in predicted.values())

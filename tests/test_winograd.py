@@ -1,0 +1,239 @@
+"""The Winograd convolutions (kernels_pyx/conv_winograd.c, tasobuild/primitives/conv_winograd.py): the exact
+Cook-Toom matrices, the C transforms rendered from them, every variant and layout against a float64 reference on
+shapes with partial tiles, asymmetric padding, channel counts that are not whole lanes and several tile blocks,
+channel ranges and accumulation, the exact workspace (every call runs between canaries, tests/guard.py), the
+accuracy bound on realistic layers, and the kernel rules (warning-free, stack under 4 KiB)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasobuild import candidates
+from tasobuild.ir import Constant, Graph, Node
+from tasobuild.primitives import Primitive
+from tasobuild.primitives import conv_winograd as cw
+from tasobuild.primitives.transforms import to_layout
+from tasobuild.resources import kernels_dir
+from tests.test_conv_primitives import (CLIP6, LEAKY, NONE, RELU, SIGMOID, Case, assert_close, buffers_for,
+                                        conv_graph, reference, run, with_params)
+
+BY_NAME = {p.name: p for p in cw.PRIMITIVES}
+
+
+def he_graph(case: Case, seed: int) -> tuple[Node, Graph, np.ndarray]:
+    """conv_graph with realistic magnitudes: He-normal weights, small biases, a post-ReLU-like input."""
+    node, graph, _ = conv_graph(case, seed)
+    rng = np.random.default_rng(seed + 100)
+    fan_in = case.c * case.k[0] * case.k[1]
+    weight = (rng.standard_normal((case.m, case.c, *case.k)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    bias = (0.1 * rng.standard_normal(case.m)).astype(np.float32)
+    x = np.maximum(rng.standard_normal((case.c, case.h, case.w)), 0.0).astype(np.float32)
+    graph = dataclasses.replace(graph, constants=(Constant.of("W", weight), Constant.of("b", bias)))
+    return node, graph, x
+
+
+def applicable(node: Node, graph: Graph) -> list[Primitive]:
+    return [p for p in cw.PRIMITIVES if p.applies(node, graph)]
+
+
+# -------------------------------------------------------------------------------------------------- mathematics
+
+
+def test_f2x2_3x3_matrices_pinned() -> None:
+    """Points 0, 1, -1, infinity (hand-checked: y0 = g0 d0 + g1 d1 + g2 d2)."""
+    at, g, bt = cw.VARIANTS[0].matrices()
+    h = Fraction(1, 2)
+    assert at == ((1, 1, 1, 0), (0, 1, -1, 1))
+    assert g == ((-1, 0, 0), (h, h, h), (h, -h, h), (0, 0, 1))
+    assert bt == ((-1, 0, 1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, -1, 0, 1))
+
+
+@pytest.mark.parametrize("variant", cw.VARIANTS, ids=[v.name for v in cw.VARIANTS])
+def test_matrices_compute_correlation(variant: cw.WinogradVariant) -> None:
+    """In float64 on random data the transform pipeline is the 2-D correlation of an alpha x alpha tile."""
+    at, g, bt = (np.array([[float(x) for x in row] for row in mat]) for mat in variant.matrices())
+    rng = np.random.default_rng(0)
+    d, k = rng.standard_normal((variant.alpha, variant.alpha)), rng.standard_normal((variant.r, variant.r))
+    y = at @ ((g @ k @ g.T) * (bt @ d @ bt.T)) @ at.T
+    want = np.array([[np.sum(d[i:i + variant.r, j:j + variant.r] * k) for j in range(variant.m)]
+                     for i in range(variant.m)])
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-12)
+    assert (variant.alpha, len(at), len(g[0])) == (variant.m + variant.r - 1, variant.m, variant.r)
+
+
+def test_cook_toom_rejects_repeated_points() -> None:
+    with pytest.raises(AssertionError):
+        cw.cook_toom(2, 3, (Fraction(0), Fraction(1), Fraction(1)))
+
+
+def test_rendered_transforms_are_up_to_date() -> None:
+    """tb_winograd_tf.h is exactly what render_transforms() makes of the matrices (regenerate it if this fails)."""
+    assert (kernels_dir() / "tb_winograd_tf.h").read_text() == cw.render_transforms()
+
+
+def test_block_sizes_match_the_c_header() -> None:
+    text = (kernels_dir() / "tb_winograd.h").read_text()
+    defined = dict(re.findall(r"#define (TB_WINO_\w*BLOCK) (\d+)", text))
+    assert defined == {"TB_WINO_BLOCK": str(cw.WINO_BLOCK), "TB_WINO_LOWMEM_BLOCK": str(cw.WINO_LOWMEM_BLOCK)}
+
+
+# ---------------------------------------------------------------------------------------------------- kernels
+
+R3, R5 = ("f2x2_3x3", "f3x3_3x3", "f4x4_3x3"), ("f2x2_5x5", "f3x3_5x5")
+
+CASES: tuple[tuple[str, Case], ...] = (
+    ("3x3_same_odd", Case(3, 7, 9, 5, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
+    ("3x3_asym_pad", Case(20, 11, 13, 37, (3, 3), pads=(0, 2, 1, 0), act=CLIP6)),
+    ("3x3_no_pad_1px", Case(17, 3, 5, 16, (3, 3), act=LEAKY)),  # a single output row
+    ("3x3_many_blocks", Case(9, 37, 35, 18, (3, 3), pads=(1, 1, 1, 1), act=SIGMOID)),  # > 128 tiles of F(2x2)
+    ("3x3_wide_pad", Case(16, 6, 7, 33, (3, 3), pads=(2, 0, 3, 2))),  # padding wider than needed
+    ("5x5_asym_pad", Case(17, 13, 12, 9, (5, 5), pads=(2, 1, 0, 3), act=RELU)),
+    ("5x5_many_blocks", Case(10, 35, 33, 24, (5, 5), pads=(2, 2, 2, 2), act=CLIP6)),
+    ("5x5_small", Case(8, 5, 6, 7, (5, 5), pads=(1, 2, 0, 1))),
+)
+
+
+def _expected(case: Case, ow: int, oh: int) -> list[str]:
+    names = R3 if case.k == (3, 3) else R5
+    return sorted(cw.primitive_name(v, layout, lowmem) for v in cw.VARIANTS if v.name in names
+                  for layout in ("CHW", "HWC") for lowmem in (False, True)
+                  if not lowmem or -(-oh // v.m) * -(-ow // v.m) > cw.WINO_LOWMEM_BLOCK)
+
+
+@pytest.mark.parametrize("label, case", CASES, ids=[c[0] for c in CASES])
+def test_every_variant_matches_reference(label: str, case: Case) -> None:
+    node, graph, x = he_graph(case, seed=len(label))
+    prims = applicable(node, graph)
+    oh, ow = case.out_hw
+    assert sorted(p.name for p in prims) == _expected(case, ow, oh)
+    ref = reference(case, graph, x)
+    for prim in prims:
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))  # guarded: exact workspace, canaries
+        assert_close(got, ref, cw.ERROR_BOUND)
+
+
+@pytest.mark.parametrize("label, case", CASES[1:2] + CASES[3:4] + CASES[5:6], ids=["3x3", "3x3_blocks", "5x5"])
+def test_channel_range_and_accumulate(label: str, case: Case) -> None:
+    """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
+    node, graph, x = he_graph(case, seed=7)
+    full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
+    begin, end = 3, case.m - 2  # not on a lane boundary
+    rng = np.random.default_rng(2)
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        prior = rng.standard_normal(full.shape)
+        for accumulate in (0, 1):
+            buffers = buffers_for(prim, node, graph, x)
+            buffers["out"] = to_layout(prior.astype(np.float32), prim.layout_out)
+            got = run(prim, with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate), graph, buffers)
+            want = prior.copy()
+            want[begin:end] = (prior + raw)[begin:end] if accumulate else full[begin:end]
+            assert_close(got, want, cw.ERROR_BOUND)
+            assert np.array_equal(got[:begin], prior[:begin].astype(np.float32)), prim.name
+            assert np.array_equal(got[end:], prior[end:].astype(np.float32)), prim.name
+
+
+def test_pinned_small_case() -> None:
+    """A 3x3 box filter over 1..16 (4x4), bias 0.5, no padding: [[54, 63], [90, 99]] + 0.5, to float rounding."""
+    case = Case(1, 4, 4, 1, (3, 3))
+    node, graph, _ = conv_graph(case)
+    graph = dataclasses.replace(graph, constants=(Constant.of("W", np.ones((1, 1, 3, 3), np.float32)),
+                                                  Constant.of("b", np.array([0.5], np.float32))))
+    x = np.arange(1, 17, dtype=np.float32).reshape(1, 4, 4)
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
+        np.testing.assert_allclose(got.reshape(-1), [54.5, 63.5, 90.5, 99.5], rtol=1e-6, err_msg=prim.name)
+
+
+# Realistic layers (He-normal weights, post-ReLU inputs): the per-layer error every registered variant must keep.
+ACCURACY_LAYERS = (Case(64, 20, 20, 64, (3, 3), pads=(1, 1, 1, 1)), Case(256, 9, 9, 256, (3, 3), pads=(1, 1, 1, 1)),
+                   Case(64, 20, 20, 64, (5, 5), pads=(2, 2, 2, 2)), Case(192, 9, 9, 128, (5, 5), pads=(2, 2, 2, 2)))
+
+
+@pytest.mark.parametrize("case", ACCURACY_LAYERS, ids=[f"{c.c}x{c.h}_{c.k[0]}x{c.k[1]}" for c in ACCURACY_LAYERS])
+def test_accuracy_on_realistic_layers(case: Case) -> None:
+    node, graph, x = he_graph(case, seed=11)
+    ref = reference(case, graph, x)
+    scale = float(np.max(np.abs(ref)))
+    for prim in applicable(node, graph):
+        if "lowmem" in prim.name:
+            continue  # the same arithmetic as its default variant
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
+        assert float(np.max(np.abs(got - ref))) / scale <= cw.ERROR_BOUND, prim.name
+
+
+# ------------------------------------------------------------------------------------------------ registry facts
+
+
+def test_workspace_pinned() -> None:
+    """3x3 conv 16 -> 32 on 10x10, pad 1: 100 outputs. F(2x2): 25 tiles, alpha^2 = 16, 16 lanes (C, M whole lanes);
+    the GEMM packs ceil(25/6)*6 = 30 rows of 16 channels. Low-memory: 16 tiles, 18 rows."""
+    node, graph, _ = conv_graph(Case(16, 10, 10, 32, (3, 3), pads=(1, 1, 1, 1)))
+    ws = {p.name: p.workspace(node, graph) for p in applicable(node, graph)}
+    assert ws["conv_winograd_f2x2_3x3_chw"] == ws["conv_winograd_f2x2_3x3_hwc"] == (16 * 25 * 48 + 30 * 16) * 4
+    assert ws["conv_winograd_f2x2_3x3_lowmem_chw"] == (16 * 16 * 48 + 18 * 16) * 4
+    # F(4x4): 9 tiles, alpha^2 = 36; no low-memory variant (its block would hold all 9 tiles too)
+    assert ws["conv_winograd_f4x4_3x3_chw"] == (36 * 9 * 48 + 12 * 16) * 4
+    assert "conv_winograd_f4x4_3x3_lowmem_chw" not in ws
+    # F(3x3,5x5) runs 8 lanes: 17 input channels round up to 24, 9 outputs to 16
+    node, graph, _ = conv_graph(Case(17, 7, 7, 9, (5, 5), pads=(2, 2, 2, 2)))
+    ws = {p.name: p.workspace(node, graph) for p in applicable(node, graph)}
+    assert ws["conv_winograd_f3x3_5x5_hwc"] == (49 * 9 * (24 + 16) + 12 * 17) * 4
+
+
+def test_call_declares_exact_sizes() -> None:
+    case = Case(20, 11, 13, 37, (3, 3), pads=(0, 2, 1, 0), act=CLIP6)
+    node, graph, _ = conv_graph(case)
+    for prim in applicable(node, graph):
+        (call,) = prim.call(node, graph)
+        sizes = dict(call.buffer_bytes)
+        w0, w1 = prim.weights(node, graph)
+        assert (sizes["w0"], sizes["w1"], sizes["ws"]) == (w0.nbytes, w1.nbytes, prim.workspace(node, graph))
+        assert sizes["in0"] == 20 * 11 * 13 * 4 and sizes["out"] == 37 * 10 * 13 * 4
+        assert call.args == ("in0", "w0", "w1", "out", "ws") and call.function == "tb_" + prim.name
+        assert prim.family == "winograd" and "conv_winograd.c" in prim.sources and "gemm.c" in prim.sources
+
+
+@pytest.mark.parametrize("label, case", (
+    ("stride2", Case(4, 9, 9, 4, (3, 3), (2, 2), (1, 1, 1, 1))),
+    ("dilation2", Case(4, 9, 9, 4, (3, 3), dil=(2, 2), pads=(2, 2, 2, 2))),
+    ("groups2", Case(4, 9, 9, 4, (3, 3), pads=(1, 1, 1, 1), groups=2)),
+    ("1x1", Case(4, 9, 9, 4, (1, 1))),
+    ("3x5", Case(4, 9, 9, 4, (3, 5))),
+    ("7x7", Case(4, 9, 9, 4, (7, 7))),
+), ids=lambda v: v if isinstance(v, str) else "")
+def test_does_not_apply(label: str, case: Case) -> None:
+    node, graph, _ = conv_graph(case)
+    assert applicable(node, graph) == []
+
+
+def test_registered_in_the_library() -> None:
+    assert "conv_winograd" in candidates.FAMILY_MODULES
+    names = {p.name for p in candidates.library()}
+    assert {p.name for p in cw.PRIMITIVES} <= names and len(cw.PRIMITIVES) == 20
+    for p in cw.PRIMITIVES:
+        assert p.op == "conv" and p.layout_in == p.layout_out and p.name.endswith("_" + p.layout_in.lower())
+
+
+# -------------------------------------------------------------------------------------------------- kernel rules
+
+
+def test_kernel_compiles_warning_free_with_small_stack(tmp_path: Path) -> None:
+    """-Wall -Wextra -pedantic clean, and every function's frame (gcc -fstack-usage) is under 4 KiB."""
+    src = kernels_dir() / "conv_winograd.c"
+    done = subprocess.run(["cc", "-O3", "-march=native", "-ffp-contract=off", "-std=c99", "-Wall", "-Wextra",
+                           "-pedantic", "-Werror", "-fstack-usage", f"-I{kernels_dir()}", "-c", str(src),
+                           "-o", str(tmp_path / "w.o")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    usage = [line.split("\t") for line in (tmp_path / "w.su").read_text().splitlines()]
+    assert usage and all(int(bytes_) < 4096 and kind.startswith("static") for _, bytes_, kind in usage), usage
