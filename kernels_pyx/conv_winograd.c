@@ -8,8 +8,8 @@
  *      U_xi^T pre-packed at build time as the B operand: its 16-wide panels are loaded as vectors and reused across
  *      every tile of the block, which is what keeps deep layers with few tiles (weights >> activations) fast;
  *   3. output transform AT Y A of every tile and output channel, + bias, activation, clipped to the output edges.
- * The transforms run on `lanes` channels at a time so they vectorise; one gathered input tile row and the
- * half-transformed tile sit on the stack (< 3 KiB). */
+ * The transforms run on `lanes` channels at a time so they vectorise. One gathered input tile row sits on the
+ * stack; the half-transformed tile in a scratch area at the start of the workspace (2 alpha^2 lanes floats). */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 #include "tb_winograd.h"
@@ -17,21 +17,24 @@
 
 #define MR TB_GEMM_MR
 #define NR TB_GEMM_NR
-#define MAX_ROW 112  /* alpha * lanes: at most 7 * 16 */
-#define MAX_TILE 576 /* alpha^2 * lanes: 6 * 6 * 16 (alpha 7 has 8 lanes: 392) */
-#define MAX_OUT 384  /* m * alpha * lanes: 4 * 6 * 16 */
-#define MAX_OUT_TILE 256 /* m * m * lanes: 4 * 4 * 16 */
+#define MAX_ROW 112 /* alpha * lanes: at most 7 * 16 */
 
 static long round_up(long x, long to) { return (x + to - 1) / to * to; }
 
 /* Where element (c, y, x) of a (channels, h, w) tensor lives: c * chan + (y * w + x) * pixel. */
 typedef struct {
-    int h, w;
+    int w;
     long chan, pixel;
 } wino_tensor;
 
-static wino_tensor chw(int c, int h, int w) { wino_tensor t; (void)c; t.h = h; t.w = w; t.chan = (long)h * w; t.pixel = 1; return t; }
-static wino_tensor hwc(int c, int h, int w) { wino_tensor t; t.h = h; t.w = w; t.chan = 1; t.pixel = c; return t; }
+static wino_tensor tensor_of(int hwc, int c, int h, int w)
+{
+    wino_tensor t;
+    t.w = w;
+    t.chan = hwc ? 1 : (long)h * w;
+    t.pixel = hwc ? c : 1;
+    return t;
+}
 
 /* The tile geometry and the workspace carving of one call. */
 typedef struct {
@@ -81,10 +84,10 @@ static void gather_row(const wino_plan *q, const tb_conv *p, const float *restri
 
 /* V[tile][xi][cpad] for tiles [t0, t0 + nb): one tile's transform is one contiguous run. */
 static void input_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p, const float *restrict in,
-                            wino_tensor ti, int t0, int nb, float *restrict vbuf)
+                            wino_tensor ti, int t0, int nb, float *restrict vbuf, float *restrict r)
 {
     const int a = q->alpha, L = q->lanes;
-    float d[MAX_ROW], r[MAX_TILE];
+    float d[MAX_ROW];
     int t, c0, i;
     for (t = 0; t < nb; ++t) {
         const int y0 = ((t0 + t) / q->tiles_w) * q->m - p->pad_top;
@@ -100,8 +103,8 @@ static void input_transform(const tb_wino_variant *v, const wino_plan *q, const 
     }
 }
 
-/* Bias + activation on the `pixels` x lanes results o of channels [m0, m0 + n) (n <= lanes: bias is not read past
- * the last channel), one loop per kind so it vectorises. */
+/* Bias + activation on the first n lanes of `pixels` runs of `lanes` results (the biases of those n channels; n is
+ * short at the last channel), one loop per kind so it vectorises. */
 static void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int lanes, const float *restrict bias,
                           int n)
 {
@@ -119,10 +122,10 @@ static void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int l
  * cover the channel range. */
 static void output_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p,
                              const float *restrict bias, float *restrict out, wino_tensor to, int t0, int nb,
-                             const float *restrict ybuf, int n0, int n1)
+                             const float *restrict ybuf, int n0, int n1, float *restrict r)
 {
     const int mo = q->m, L = q->lanes;
-    float r[MAX_OUT], o[MAX_OUT_TILE];
+    float *restrict o = r + mo * q->alpha * L;
     int t, m0, i, j, k;
     for (t = 0; t < nb; ++t) {
         const int oy0 = ((t0 + t) / q->tiles_w) * mo, ox0 = ((t0 + t) % q->tiles_w) * mo;
@@ -156,13 +159,14 @@ static void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, 
     const long u_size = (long)p->in_c * round_up(p->out_c, NR);
     /* whole lane chunks around the channel range: within the B panels' zero padding, so the GEMM fills them */
     const int n0 = p->oc_begin / q.lanes * q.lanes, n1 = (int)round_up(p->oc_end, q.lanes);
-    float *restrict vbuf = ws, *restrict ybuf = ws + aa * q.block * q.cpad;
+    float *restrict scratch = ws, *restrict vbuf = ws + 2 * aa * q.lanes;
+    float *restrict ybuf = vbuf + aa * q.block * q.cpad;
     float *restrict gemm_ws = ybuf + aa * q.block * q.mpad;
     int t0, xi;
     if (p->oc_begin >= p->oc_end) return;
     for (t0 = 0; t0 < q.tiles; t0 += q.block) {
         const int nb = tb_min(q.block, q.tiles - t0);
-        input_transform(v, &q, p, in, ti, t0, nb, vbuf);
+        input_transform(v, &q, p, in, ti, t0, nb, vbuf, scratch);
         for (xi = 0; xi < aa; ++xi) {
             tb_gemm_job job;
             job.m0 = 0; job.m1 = nb; job.n0 = n0; job.n1 = n1; job.k = p->in_c;
@@ -173,143 +177,135 @@ static void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, 
             job.act = 0; job.act_a = 0.0f; job.act_b = 0.0f;
             tb_gemm(&job, gemm_ws);
         }
-        output_transform(v, &q, p, bias, out, to, t0, nb, ybuf, n0, n1);
+        output_transform(v, &q, p, bias, out, to, t0, nb, ybuf, n0, n1, scratch);
     }
 }
 
-static void winograd_chw(const tb_wino_variant *v, int max_block, const tb_conv *p, const float *restrict in,
-                         const float *restrict u, const float *restrict bias, float *restrict out,
-                         float *restrict ws)
+static void winograd_layout(const tb_wino_variant *v, int max_block, int hwc, const tb_conv *p,
+                            const float *restrict in, const float *restrict u, const float *restrict bias,
+                            float *restrict out, float *restrict ws)
 {
-    winograd(v, max_block, p, chw(p->in_c, p->in_h, p->in_w), chw(p->out_c, p->out_h, p->out_w), in, u, bias, out,
-             ws);
-}
-
-static void winograd_hwc(const tb_wino_variant *v, int max_block, const tb_conv *p, const float *restrict in,
-                         const float *restrict u, const float *restrict bias, float *restrict out,
-                         float *restrict ws)
-{
-    winograd(v, max_block, p, hwc(p->in_c, p->in_h, p->in_w), hwc(p->out_c, p->out_h, p->out_w), in, u, bias, out,
-             ws);
+    winograd(v, max_block, p, tensor_of(hwc, p->in_c, p->in_h, p->in_w), tensor_of(hwc, p->out_c, p->out_h, p->out_w),
+             in, u, bias, out, ws);
 }
 
 /* Written out (not macro-generated): tasobuild/native.py finds kernels by their definitions. */
 void tb_conv_winograd_f2x2_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f2x2_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_3x3, TB_WINO_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f2x2_3x3_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f2x2_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_3x3, TB_WINO_LOWMEM_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f3x3_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_3x3, TB_WINO_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_3x3_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f3x3_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_3x3, TB_WINO_LOWMEM_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f4x4_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f4x4_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f4x4_3x3, TB_WINO_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f4x4_3x3_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f4x4_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f4x4_3x3, TB_WINO_LOWMEM_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f2x2_5x5_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f2x2_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_5x5, TB_WINO_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f2x2_5x5_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f2x2_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_5x5, TB_WINO_LOWMEM_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_5x5_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f3x3_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_5x5, TB_WINO_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_5x5_lowmem_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_chw(&tb_wino_f3x3_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_5x5, TB_WINO_LOWMEM_BLOCK, 0, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f2x2_3x3_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f2x2_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_3x3, TB_WINO_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f2x2_3x3_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f2x2_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_3x3, TB_WINO_LOWMEM_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_3x3_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f3x3_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_3x3, TB_WINO_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_3x3_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f3x3_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_3x3, TB_WINO_LOWMEM_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f4x4_3x3_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f4x4_3x3, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f4x4_3x3, TB_WINO_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f4x4_3x3_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f4x4_3x3, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f4x4_3x3, TB_WINO_LOWMEM_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f2x2_5x5_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f2x2_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_5x5, TB_WINO_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f2x2_5x5_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f2x2_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f2x2_5x5, TB_WINO_LOWMEM_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_5x5_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f3x3_5x5, TB_WINO_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_5x5, TB_WINO_BLOCK, 1, p, in, w, bias, out, ws);
 }
 
 void tb_conv_winograd_f3x3_5x5_lowmem_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                           const float *restrict bias, float *restrict out, float *restrict ws)
 {
-    winograd_hwc(&tb_wino_f3x3_5x5, TB_WINO_LOWMEM_BLOCK, p, in, w, bias, out, ws);
+    winograd_layout(&tb_wino_f3x3_5x5, TB_WINO_LOWMEM_BLOCK, 1, p, in, w, bias, out, ws);
 }

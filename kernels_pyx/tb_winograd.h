@@ -5,24 +5,25 @@
  * channels, and the results are transformed back into the output with bias and activation. Channel ranges
  * (oc_begin/oc_end) and accumulate are honoured as in tb_conv.h.
  *
- * Weights (w0), U_xi = (G g GT)[xi] per output/input channel pair, from tasobuild/primitives/conv_winograd.py:
- *   CHW: per xi, U_xi [out_c][in_c] packed as GEMM A panels (tb_gemm.h), ceil(out_c/MR)*MR * in_c floats each;
- *   HWC: per xi, U_xi^T [in_c][out_c] packed as GEMM B panels, in_c * ceil(out_c/NR)*NR floats each.
- * Blocks: TB_WINO_BLOCK tiles for the default kernels, TB_WINO_LOWMEM_BLOCK for the _lowmem ones; with
- * T = ceil(out_h/m) * ceil(out_w/m) tiles, block = min(T, TB_WINO_*BLOCK). Workspace floats (lanes = 16 for
- * alpha <= 6, else 8):
- *   CHW: alpha^2 * ceil(block/NR)*NR * (in_c + out_c)
- *   HWC: alpha^2 * block * (ceil(in_c/lanes) + ceil(out_c/lanes))*lanes + ceil(min(MC, block)/MR)*MR * min(in_c, KC)
- */
+ * The same algorithm and weight format in both layouts (see conv_winograd.c); the layout only changes where a
+ * channel and a pixel live in `in` and `out`.
+ *
+ * Weights (w0), from tasobuild/primitives/conv_winograd.py: U_xi = (G g GT)[xi] for every output/input channel
+ * pair; per xi, U_xi^T [in_c][out_c] packed as GEMM B panels (tb_gemm.h), in_c * ceil(out_c/NR)*NR floats each.
+ * Blocks: T = ceil(out_h/m) * ceil(out_w/m) tiles, block = min(T, TB_WINO_BLOCK) for the default kernels and
+ * min(T, TB_WINO_LOWMEM_BLOCK) for the _lowmem ones. With lanes = 16 for alpha <= 6, else 8, the workspace is
+ *   2 * alpha^2 * lanes                                              (transform scratch)
+ *   + alpha^2 * block * (ceil(in_c/lanes) + ceil(out_c/lanes)) * lanes (transformed input and GEMM results)
+ *   + ceil(min(MC, block)/MR)*MR * min(in_c, KC)                       (tb_gemm's packing of the input)
+ * floats. */
 #ifndef TB_WINOGRAD_H
 #define TB_WINOGRAD_H
 
-#ifndef TB_WINO_BLOCK
-#define TB_WINO_BLOCK 128
-#endif
-#ifndef TB_WINO_LOWMEM_BLOCK
-#define TB_WINO_LOWMEM_BLOCK 16
-#endif
+/* Tiles per block. 96 = the GEMM's MC: one packed cache block of transformed tiles, each weight panel reused
+ * across all of them (deep layers with large weights gain most). 12 = two MR panels: the smallest block that keeps
+ * the micro-kernel's rows full; as fast or faster on wide layers, where the transformed block then stays in L2. */
+#define TB_WINO_BLOCK 96
+#define TB_WINO_LOWMEM_BLOCK 12
 
 void tb_conv_winograd_f2x2_3x3_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                    const float *restrict bias, float *restrict out, float *restrict ws);

@@ -21,7 +21,8 @@ static void tb_wino_f2x2_3x3_in_row(const float *restrict d, float *restrict r)
 {
     int l;
     for (l = 0; l < 16; ++l) {
-        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l], x3 = d[48 + l];
+        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l];
+        const float x3 = d[48 + l];
         r[0 + l] = -x0 + x2;
         r[16 + l] = x1 + x2;
         r[32 + l] = -x1 + x2;
@@ -31,15 +32,20 @@ static void tb_wino_f2x2_3x3_in_row(const float *restrict d, float *restrict r)
 
 static void tb_wino_f2x2_3x3_in_col(const float *restrict r, float *restrict v, long vs)
 {
-    int j, l;
-    for (j = 0; j < 4; ++j)
+    float col[64];
+    int i, j, l;
+    for (j = 0; j < 4; ++j) {
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(0 + j) * 16 + l], x1 = r[(4 + j) * 16 + l], x2 = r[(8 + j) * 16 + l], x3 = r[(12 + j) * 16 + l];
-            v[(0 + j) * vs + l] = -x0 + x2;
-            v[(4 + j) * vs + l] = x1 + x2;
-            v[(8 + j) * vs + l] = -x1 + x2;
-            v[(12 + j) * vs + l] = -x1 + x3;
+            const float x0 = r[(0 + j) * 16 + l], x1 = r[(4 + j) * 16 + l], x2 = r[(8 + j) * 16 + l];
+            const float x3 = r[(12 + j) * 16 + l];
+            col[0 + l] = -x0 + x2;
+            col[16 + l] = x1 + x2;
+            col[32 + l] = -x1 + x2;
+            col[48 + l] = -x1 + x3;
         }
+        for (i = 0; i < 4; ++i)
+            for (l = 0; l < 16; ++l) v[(i * 4 + j) * vs + l] = col[i * 16 + l];
+    }
 }
 
 static void tb_wino_f2x2_3x3_out_col(const float *restrict y, long ys, float *restrict r)
@@ -47,7 +53,8 @@ static void tb_wino_f2x2_3x3_out_col(const float *restrict y, long ys, float *re
     int j, l;
     for (j = 0; j < 4; ++j)
         for (l = 0; l < 16; ++l) {
-            const float x0 = y[(0 + j) * ys + l], x1 = y[(4 + j) * ys + l], x2 = y[(8 + j) * ys + l], x3 = y[(12 + j) * ys + l];
+            const float x0 = y[(0 + j) * ys + l], x1 = y[(4 + j) * ys + l], x2 = y[(8 + j) * ys + l];
+            const float x3 = y[(12 + j) * ys + l];
             r[(0 + j) * 16 + l] = x0 + x1 + x2;
             r[(4 + j) * 16 + l] = x1 - x2 + x3;
         }
@@ -58,20 +65,23 @@ static void tb_wino_f2x2_3x3_out_row(const float *restrict r, float *restrict o)
     int i, l;
     for (i = 0; i < 2; ++i)
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(i * 4 + 0) * 16 + l], x1 = r[(i * 4 + 1) * 16 + l], x2 = r[(i * 4 + 2) * 16 + l], x3 = r[(i * 4 + 3) * 16 + l];
+            const float x0 = r[(i * 4 + 0) * 16 + l], x1 = r[(i * 4 + 1) * 16 + l], x2 = r[(i * 4 + 2) * 16 + l];
+            const float x3 = r[(i * 4 + 3) * 16 + l];
             o[(i * 2 + 0) * 16 + l] = x0 + x1 + x2;
             o[(i * 2 + 1) * 16 + l] = x1 - x2 + x3;
         }
 }
 
-static const tb_wino_variant tb_wino_f2x2_3x3 = {4, 2, 16, tb_wino_f2x2_3x3_in_row, tb_wino_f2x2_3x3_in_col, tb_wino_f2x2_3x3_out_col, tb_wino_f2x2_3x3_out_row};
+static const tb_wino_variant tb_wino_f2x2_3x3 = {4, 2, 16, tb_wino_f2x2_3x3_in_row, tb_wino_f2x2_3x3_in_col,
+                                       tb_wino_f2x2_3x3_out_col, tb_wino_f2x2_3x3_out_row};
 
 /* F(3x3,3x3): alpha 5, points 0, 1, -1, -2, infinity; 16 lanes. */
 static void tb_wino_f3x3_3x3_in_row(const float *restrict d, float *restrict r)
 {
     int l;
     for (l = 0; l < 16; ++l) {
-        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l], x3 = d[48 + l], x4 = d[64 + l];
+        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l];
+        const float x3 = d[48 + l], x4 = d[64 + l];
         r[0 + l] = -2.0f * x0 - x1 + 2.0f * x2 + x3;
         r[16 + l] = 2.0f * x1 + 3.0f * x2 + x3;
         r[32 + l] = -2.0f * x1 + x2 + x3;
@@ -82,16 +92,21 @@ static void tb_wino_f3x3_3x3_in_row(const float *restrict d, float *restrict r)
 
 static void tb_wino_f3x3_3x3_in_col(const float *restrict r, float *restrict v, long vs)
 {
-    int j, l;
-    for (j = 0; j < 5; ++j)
+    float col[80];
+    int i, j, l;
+    for (j = 0; j < 5; ++j) {
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(0 + j) * 16 + l], x1 = r[(5 + j) * 16 + l], x2 = r[(10 + j) * 16 + l], x3 = r[(15 + j) * 16 + l], x4 = r[(20 + j) * 16 + l];
-            v[(0 + j) * vs + l] = -2.0f * x0 - x1 + 2.0f * x2 + x3;
-            v[(5 + j) * vs + l] = 2.0f * x1 + 3.0f * x2 + x3;
-            v[(10 + j) * vs + l] = -2.0f * x1 + x2 + x3;
-            v[(15 + j) * vs + l] = -x1 + x3;
-            v[(20 + j) * vs + l] = -2.0f * x1 - x2 + 2.0f * x3 + x4;
+            const float x0 = r[(0 + j) * 16 + l], x1 = r[(5 + j) * 16 + l], x2 = r[(10 + j) * 16 + l];
+            const float x3 = r[(15 + j) * 16 + l], x4 = r[(20 + j) * 16 + l];
+            col[0 + l] = -2.0f * x0 - x1 + 2.0f * x2 + x3;
+            col[16 + l] = 2.0f * x1 + 3.0f * x2 + x3;
+            col[32 + l] = -2.0f * x1 + x2 + x3;
+            col[48 + l] = -x1 + x3;
+            col[64 + l] = -2.0f * x1 - x2 + 2.0f * x3 + x4;
         }
+        for (i = 0; i < 5; ++i)
+            for (l = 0; l < 16; ++l) v[(i * 5 + j) * vs + l] = col[i * 16 + l];
+    }
 }
 
 static void tb_wino_f3x3_3x3_out_col(const float *restrict y, long ys, float *restrict r)
@@ -99,7 +114,8 @@ static void tb_wino_f3x3_3x3_out_col(const float *restrict y, long ys, float *re
     int j, l;
     for (j = 0; j < 5; ++j)
         for (l = 0; l < 16; ++l) {
-            const float x0 = y[(0 + j) * ys + l], x1 = y[(5 + j) * ys + l], x2 = y[(10 + j) * ys + l], x3 = y[(15 + j) * ys + l], x4 = y[(20 + j) * ys + l];
+            const float x0 = y[(0 + j) * ys + l], x1 = y[(5 + j) * ys + l], x2 = y[(10 + j) * ys + l];
+            const float x3 = y[(15 + j) * ys + l], x4 = y[(20 + j) * ys + l];
             r[(0 + j) * 16 + l] = x0 + x1 + x2 + x3;
             r[(5 + j) * 16 + l] = x1 - x2 - 2.0f * x3;
             r[(10 + j) * 16 + l] = x1 + x2 + 4.0f * x3 + x4;
@@ -111,21 +127,24 @@ static void tb_wino_f3x3_3x3_out_row(const float *restrict r, float *restrict o)
     int i, l;
     for (i = 0; i < 3; ++i)
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(i * 5 + 0) * 16 + l], x1 = r[(i * 5 + 1) * 16 + l], x2 = r[(i * 5 + 2) * 16 + l], x3 = r[(i * 5 + 3) * 16 + l], x4 = r[(i * 5 + 4) * 16 + l];
+            const float x0 = r[(i * 5 + 0) * 16 + l], x1 = r[(i * 5 + 1) * 16 + l], x2 = r[(i * 5 + 2) * 16 + l];
+            const float x3 = r[(i * 5 + 3) * 16 + l], x4 = r[(i * 5 + 4) * 16 + l];
             o[(i * 3 + 0) * 16 + l] = x0 + x1 + x2 + x3;
             o[(i * 3 + 1) * 16 + l] = x1 - x2 - 2.0f * x3;
             o[(i * 3 + 2) * 16 + l] = x1 + x2 + 4.0f * x3 + x4;
         }
 }
 
-static const tb_wino_variant tb_wino_f3x3_3x3 = {5, 3, 16, tb_wino_f3x3_3x3_in_row, tb_wino_f3x3_3x3_in_col, tb_wino_f3x3_3x3_out_col, tb_wino_f3x3_3x3_out_row};
+static const tb_wino_variant tb_wino_f3x3_3x3 = {5, 3, 16, tb_wino_f3x3_3x3_in_row, tb_wino_f3x3_3x3_in_col,
+                                       tb_wino_f3x3_3x3_out_col, tb_wino_f3x3_3x3_out_row};
 
 /* F(4x4,3x3): alpha 6, points 0, 1, -1, 2, -1/2, infinity; 16 lanes. */
 static void tb_wino_f4x4_3x3_in_row(const float *restrict d, float *restrict r)
 {
     int l;
     for (l = 0; l < 16; ++l) {
-        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l], x3 = d[48 + l], x4 = d[64 + l], x5 = d[80 + l];
+        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l];
+        const float x3 = d[48 + l], x4 = d[64 + l], x5 = d[80 + l];
         r[0 + l] = x0 + 1.5f * x1 - 2.0f * x2 - 1.5f * x3 + x4;
         r[16 + l] = -x1 - 2.5f * x2 - 0.5f * x3 + x4;
         r[32 + l] = x1 + 0.5f * x2 - 2.5f * x3 + x4;
@@ -137,17 +156,22 @@ static void tb_wino_f4x4_3x3_in_row(const float *restrict d, float *restrict r)
 
 static void tb_wino_f4x4_3x3_in_col(const float *restrict r, float *restrict v, long vs)
 {
-    int j, l;
-    for (j = 0; j < 6; ++j)
+    float col[96];
+    int i, j, l;
+    for (j = 0; j < 6; ++j) {
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(0 + j) * 16 + l], x1 = r[(6 + j) * 16 + l], x2 = r[(12 + j) * 16 + l], x3 = r[(18 + j) * 16 + l], x4 = r[(24 + j) * 16 + l], x5 = r[(30 + j) * 16 + l];
-            v[(0 + j) * vs + l] = x0 + 1.5f * x1 - 2.0f * x2 - 1.5f * x3 + x4;
-            v[(6 + j) * vs + l] = -x1 - 2.5f * x2 - 0.5f * x3 + x4;
-            v[(12 + j) * vs + l] = x1 + 0.5f * x2 - 2.5f * x3 + x4;
-            v[(18 + j) * vs + l] = -0.5f * x1 - x2 + 0.5f * x3 + x4;
-            v[(24 + j) * vs + l] = 2.0f * x1 - x2 - 2.0f * x3 + x4;
-            v[(30 + j) * vs + l] = x1 + 1.5f * x2 - 2.0f * x3 - 1.5f * x4 + x5;
+            const float x0 = r[(0 + j) * 16 + l], x1 = r[(6 + j) * 16 + l], x2 = r[(12 + j) * 16 + l];
+            const float x3 = r[(18 + j) * 16 + l], x4 = r[(24 + j) * 16 + l], x5 = r[(30 + j) * 16 + l];
+            col[0 + l] = x0 + 1.5f * x1 - 2.0f * x2 - 1.5f * x3 + x4;
+            col[16 + l] = -x1 - 2.5f * x2 - 0.5f * x3 + x4;
+            col[32 + l] = x1 + 0.5f * x2 - 2.5f * x3 + x4;
+            col[48 + l] = -0.5f * x1 - x2 + 0.5f * x3 + x4;
+            col[64 + l] = 2.0f * x1 - x2 - 2.0f * x3 + x4;
+            col[80 + l] = x1 + 1.5f * x2 - 2.0f * x3 - 1.5f * x4 + x5;
         }
+        for (i = 0; i < 6; ++i)
+            for (l = 0; l < 16; ++l) v[(i * 6 + j) * vs + l] = col[i * 16 + l];
+    }
 }
 
 static void tb_wino_f4x4_3x3_out_col(const float *restrict y, long ys, float *restrict r)
@@ -155,7 +179,8 @@ static void tb_wino_f4x4_3x3_out_col(const float *restrict y, long ys, float *re
     int j, l;
     for (j = 0; j < 6; ++j)
         for (l = 0; l < 16; ++l) {
-            const float x0 = y[(0 + j) * ys + l], x1 = y[(6 + j) * ys + l], x2 = y[(12 + j) * ys + l], x3 = y[(18 + j) * ys + l], x4 = y[(24 + j) * ys + l], x5 = y[(30 + j) * ys + l];
+            const float x0 = y[(0 + j) * ys + l], x1 = y[(6 + j) * ys + l], x2 = y[(12 + j) * ys + l];
+            const float x3 = y[(18 + j) * ys + l], x4 = y[(24 + j) * ys + l], x5 = y[(30 + j) * ys + l];
             r[(0 + j) * 16 + l] = x0 + x1 + x2 + x3 + x4;
             r[(6 + j) * 16 + l] = x1 - x2 + 2.0f * x3 - 0.5f * x4;
             r[(12 + j) * 16 + l] = x1 + x2 + 4.0f * x3 + 0.25f * x4;
@@ -168,7 +193,8 @@ static void tb_wino_f4x4_3x3_out_row(const float *restrict r, float *restrict o)
     int i, l;
     for (i = 0; i < 4; ++i)
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(i * 6 + 0) * 16 + l], x1 = r[(i * 6 + 1) * 16 + l], x2 = r[(i * 6 + 2) * 16 + l], x3 = r[(i * 6 + 3) * 16 + l], x4 = r[(i * 6 + 4) * 16 + l], x5 = r[(i * 6 + 5) * 16 + l];
+            const float x0 = r[(i * 6 + 0) * 16 + l], x1 = r[(i * 6 + 1) * 16 + l], x2 = r[(i * 6 + 2) * 16 + l];
+            const float x3 = r[(i * 6 + 3) * 16 + l], x4 = r[(i * 6 + 4) * 16 + l], x5 = r[(i * 6 + 5) * 16 + l];
             o[(i * 4 + 0) * 16 + l] = x0 + x1 + x2 + x3 + x4;
             o[(i * 4 + 1) * 16 + l] = x1 - x2 + 2.0f * x3 - 0.5f * x4;
             o[(i * 4 + 2) * 16 + l] = x1 + x2 + 4.0f * x3 + 0.25f * x4;
@@ -176,14 +202,16 @@ static void tb_wino_f4x4_3x3_out_row(const float *restrict r, float *restrict o)
         }
 }
 
-static const tb_wino_variant tb_wino_f4x4_3x3 = {6, 4, 16, tb_wino_f4x4_3x3_in_row, tb_wino_f4x4_3x3_in_col, tb_wino_f4x4_3x3_out_col, tb_wino_f4x4_3x3_out_row};
+static const tb_wino_variant tb_wino_f4x4_3x3 = {6, 4, 16, tb_wino_f4x4_3x3_in_row, tb_wino_f4x4_3x3_in_col,
+                                       tb_wino_f4x4_3x3_out_col, tb_wino_f4x4_3x3_out_row};
 
 /* F(2x2,5x5): alpha 6, points 0, 1, -1, 2, -1/2, infinity; 16 lanes. */
 static void tb_wino_f2x2_5x5_in_row(const float *restrict d, float *restrict r)
 {
     int l;
     for (l = 0; l < 16; ++l) {
-        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l], x3 = d[48 + l], x4 = d[64 + l], x5 = d[80 + l];
+        const float x0 = d[0 + l], x1 = d[16 + l], x2 = d[32 + l];
+        const float x3 = d[48 + l], x4 = d[64 + l], x5 = d[80 + l];
         r[0 + l] = x0 + 1.5f * x1 - 2.0f * x2 - 1.5f * x3 + x4;
         r[16 + l] = -x1 - 2.5f * x2 - 0.5f * x3 + x4;
         r[32 + l] = x1 + 0.5f * x2 - 2.5f * x3 + x4;
@@ -195,17 +223,22 @@ static void tb_wino_f2x2_5x5_in_row(const float *restrict d, float *restrict r)
 
 static void tb_wino_f2x2_5x5_in_col(const float *restrict r, float *restrict v, long vs)
 {
-    int j, l;
-    for (j = 0; j < 6; ++j)
+    float col[96];
+    int i, j, l;
+    for (j = 0; j < 6; ++j) {
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(0 + j) * 16 + l], x1 = r[(6 + j) * 16 + l], x2 = r[(12 + j) * 16 + l], x3 = r[(18 + j) * 16 + l], x4 = r[(24 + j) * 16 + l], x5 = r[(30 + j) * 16 + l];
-            v[(0 + j) * vs + l] = x0 + 1.5f * x1 - 2.0f * x2 - 1.5f * x3 + x4;
-            v[(6 + j) * vs + l] = -x1 - 2.5f * x2 - 0.5f * x3 + x4;
-            v[(12 + j) * vs + l] = x1 + 0.5f * x2 - 2.5f * x3 + x4;
-            v[(18 + j) * vs + l] = -0.5f * x1 - x2 + 0.5f * x3 + x4;
-            v[(24 + j) * vs + l] = 2.0f * x1 - x2 - 2.0f * x3 + x4;
-            v[(30 + j) * vs + l] = x1 + 1.5f * x2 - 2.0f * x3 - 1.5f * x4 + x5;
+            const float x0 = r[(0 + j) * 16 + l], x1 = r[(6 + j) * 16 + l], x2 = r[(12 + j) * 16 + l];
+            const float x3 = r[(18 + j) * 16 + l], x4 = r[(24 + j) * 16 + l], x5 = r[(30 + j) * 16 + l];
+            col[0 + l] = x0 + 1.5f * x1 - 2.0f * x2 - 1.5f * x3 + x4;
+            col[16 + l] = -x1 - 2.5f * x2 - 0.5f * x3 + x4;
+            col[32 + l] = x1 + 0.5f * x2 - 2.5f * x3 + x4;
+            col[48 + l] = -0.5f * x1 - x2 + 0.5f * x3 + x4;
+            col[64 + l] = 2.0f * x1 - x2 - 2.0f * x3 + x4;
+            col[80 + l] = x1 + 1.5f * x2 - 2.0f * x3 - 1.5f * x4 + x5;
         }
+        for (i = 0; i < 6; ++i)
+            for (l = 0; l < 16; ++l) v[(i * 6 + j) * vs + l] = col[i * 16 + l];
+    }
 }
 
 static void tb_wino_f2x2_5x5_out_col(const float *restrict y, long ys, float *restrict r)
@@ -213,7 +246,8 @@ static void tb_wino_f2x2_5x5_out_col(const float *restrict y, long ys, float *re
     int j, l;
     for (j = 0; j < 6; ++j)
         for (l = 0; l < 16; ++l) {
-            const float x0 = y[(0 + j) * ys + l], x1 = y[(6 + j) * ys + l], x2 = y[(12 + j) * ys + l], x3 = y[(18 + j) * ys + l], x4 = y[(24 + j) * ys + l], x5 = y[(30 + j) * ys + l];
+            const float x0 = y[(0 + j) * ys + l], x1 = y[(6 + j) * ys + l], x2 = y[(12 + j) * ys + l];
+            const float x3 = y[(18 + j) * ys + l], x4 = y[(24 + j) * ys + l], x5 = y[(30 + j) * ys + l];
             r[(0 + j) * 16 + l] = x0 + x1 + x2 + x3 + x4;
             r[(6 + j) * 16 + l] = x1 - x2 + 2.0f * x3 - 0.5f * x4 + x5;
         }
@@ -224,20 +258,24 @@ static void tb_wino_f2x2_5x5_out_row(const float *restrict r, float *restrict o)
     int i, l;
     for (i = 0; i < 2; ++i)
         for (l = 0; l < 16; ++l) {
-            const float x0 = r[(i * 6 + 0) * 16 + l], x1 = r[(i * 6 + 1) * 16 + l], x2 = r[(i * 6 + 2) * 16 + l], x3 = r[(i * 6 + 3) * 16 + l], x4 = r[(i * 6 + 4) * 16 + l], x5 = r[(i * 6 + 5) * 16 + l];
+            const float x0 = r[(i * 6 + 0) * 16 + l], x1 = r[(i * 6 + 1) * 16 + l], x2 = r[(i * 6 + 2) * 16 + l];
+            const float x3 = r[(i * 6 + 3) * 16 + l], x4 = r[(i * 6 + 4) * 16 + l], x5 = r[(i * 6 + 5) * 16 + l];
             o[(i * 2 + 0) * 16 + l] = x0 + x1 + x2 + x3 + x4;
             o[(i * 2 + 1) * 16 + l] = x1 - x2 + 2.0f * x3 - 0.5f * x4 + x5;
         }
 }
 
-static const tb_wino_variant tb_wino_f2x2_5x5 = {6, 2, 16, tb_wino_f2x2_5x5_in_row, tb_wino_f2x2_5x5_in_col, tb_wino_f2x2_5x5_out_col, tb_wino_f2x2_5x5_out_row};
+static const tb_wino_variant tb_wino_f2x2_5x5 = {6, 2, 16, tb_wino_f2x2_5x5_in_row, tb_wino_f2x2_5x5_in_col,
+                                       tb_wino_f2x2_5x5_out_col, tb_wino_f2x2_5x5_out_row};
 
 /* F(3x3,5x5): alpha 7, points 0, 1, -1, 2, -2, 1/2, infinity; 8 lanes. */
 static void tb_wino_f3x3_5x5_in_row(const float *restrict d, float *restrict r)
 {
     int l;
     for (l = 0; l < 8; ++l) {
-        const float x0 = d[0 + l], x1 = d[8 + l], x2 = d[16 + l], x3 = d[24 + l], x4 = d[32 + l], x5 = d[40 + l], x6 = d[48 + l];
+        const float x0 = d[0 + l], x1 = d[8 + l], x2 = d[16 + l];
+        const float x3 = d[24 + l], x4 = d[32 + l], x5 = d[40 + l];
+        const float x6 = d[48 + l];
         r[0 + l] = -2.0f * x0 + 4.0f * x1 + 2.5f * x2 - 5.0f * x3 - 0.5f * x4 + x5;
         r[8 + l] = 2.0f * x1 - 2.0f * x2 - 4.5f * x3 + 0.5f * x4 + x5;
         r[16 + l] = -2.0f * x1 + 6.0f * x2 - 3.5f * x3 - 1.5f * x4 + x5;
@@ -250,18 +288,24 @@ static void tb_wino_f3x3_5x5_in_row(const float *restrict d, float *restrict r)
 
 static void tb_wino_f3x3_5x5_in_col(const float *restrict r, float *restrict v, long vs)
 {
-    int j, l;
-    for (j = 0; j < 7; ++j)
+    float col[56];
+    int i, j, l;
+    for (j = 0; j < 7; ++j) {
         for (l = 0; l < 8; ++l) {
-            const float x0 = r[(0 + j) * 8 + l], x1 = r[(7 + j) * 8 + l], x2 = r[(14 + j) * 8 + l], x3 = r[(21 + j) * 8 + l], x4 = r[(28 + j) * 8 + l], x5 = r[(35 + j) * 8 + l], x6 = r[(42 + j) * 8 + l];
-            v[(0 + j) * vs + l] = -2.0f * x0 + 4.0f * x1 + 2.5f * x2 - 5.0f * x3 - 0.5f * x4 + x5;
-            v[(7 + j) * vs + l] = 2.0f * x1 - 2.0f * x2 - 4.5f * x3 + 0.5f * x4 + x5;
-            v[(14 + j) * vs + l] = -2.0f * x1 + 6.0f * x2 - 3.5f * x3 - 1.5f * x4 + x5;
-            v[(21 + j) * vs + l] = x1 - 1.5f * x2 - 2.0f * x3 + 1.5f * x4 + x5;
-            v[(28 + j) * vs + l] = -x1 + 2.5f * x2 - 2.5f * x4 + x5;
-            v[(35 + j) * vs + l] = 4.0f * x1 - 5.0f * x3 + x5;
-            v[(42 + j) * vs + l] = -2.0f * x1 + 4.0f * x2 + 2.5f * x3 - 5.0f * x4 - 0.5f * x5 + x6;
+            const float x0 = r[(0 + j) * 8 + l], x1 = r[(7 + j) * 8 + l], x2 = r[(14 + j) * 8 + l];
+            const float x3 = r[(21 + j) * 8 + l], x4 = r[(28 + j) * 8 + l], x5 = r[(35 + j) * 8 + l];
+            const float x6 = r[(42 + j) * 8 + l];
+            col[0 + l] = -2.0f * x0 + 4.0f * x1 + 2.5f * x2 - 5.0f * x3 - 0.5f * x4 + x5;
+            col[8 + l] = 2.0f * x1 - 2.0f * x2 - 4.5f * x3 + 0.5f * x4 + x5;
+            col[16 + l] = -2.0f * x1 + 6.0f * x2 - 3.5f * x3 - 1.5f * x4 + x5;
+            col[24 + l] = x1 - 1.5f * x2 - 2.0f * x3 + 1.5f * x4 + x5;
+            col[32 + l] = -x1 + 2.5f * x2 - 2.5f * x4 + x5;
+            col[40 + l] = 4.0f * x1 - 5.0f * x3 + x5;
+            col[48 + l] = -2.0f * x1 + 4.0f * x2 + 2.5f * x3 - 5.0f * x4 - 0.5f * x5 + x6;
         }
+        for (i = 0; i < 7; ++i)
+            for (l = 0; l < 8; ++l) v[(i * 7 + j) * vs + l] = col[i * 8 + l];
+    }
 }
 
 static void tb_wino_f3x3_5x5_out_col(const float *restrict y, long ys, float *restrict r)
@@ -269,7 +313,9 @@ static void tb_wino_f3x3_5x5_out_col(const float *restrict y, long ys, float *re
     int j, l;
     for (j = 0; j < 7; ++j)
         for (l = 0; l < 8; ++l) {
-            const float x0 = y[(0 + j) * ys + l], x1 = y[(7 + j) * ys + l], x2 = y[(14 + j) * ys + l], x3 = y[(21 + j) * ys + l], x4 = y[(28 + j) * ys + l], x5 = y[(35 + j) * ys + l], x6 = y[(42 + j) * ys + l];
+            const float x0 = y[(0 + j) * ys + l], x1 = y[(7 + j) * ys + l], x2 = y[(14 + j) * ys + l];
+            const float x3 = y[(21 + j) * ys + l], x4 = y[(28 + j) * ys + l], x5 = y[(35 + j) * ys + l];
+            const float x6 = y[(42 + j) * ys + l];
             r[(0 + j) * 8 + l] = x0 + x1 + x2 + x3 + x4 + x5;
             r[(7 + j) * 8 + l] = x1 - x2 + 2.0f * x3 - 2.0f * x4 + 0.5f * x5;
             r[(14 + j) * 8 + l] = x1 + x2 + 4.0f * x3 + 4.0f * x4 + 0.25f * x5 + x6;
@@ -281,12 +327,15 @@ static void tb_wino_f3x3_5x5_out_row(const float *restrict r, float *restrict o)
     int i, l;
     for (i = 0; i < 3; ++i)
         for (l = 0; l < 8; ++l) {
-            const float x0 = r[(i * 7 + 0) * 8 + l], x1 = r[(i * 7 + 1) * 8 + l], x2 = r[(i * 7 + 2) * 8 + l], x3 = r[(i * 7 + 3) * 8 + l], x4 = r[(i * 7 + 4) * 8 + l], x5 = r[(i * 7 + 5) * 8 + l], x6 = r[(i * 7 + 6) * 8 + l];
+            const float x0 = r[(i * 7 + 0) * 8 + l], x1 = r[(i * 7 + 1) * 8 + l], x2 = r[(i * 7 + 2) * 8 + l];
+            const float x3 = r[(i * 7 + 3) * 8 + l], x4 = r[(i * 7 + 4) * 8 + l], x5 = r[(i * 7 + 5) * 8 + l];
+            const float x6 = r[(i * 7 + 6) * 8 + l];
             o[(i * 3 + 0) * 8 + l] = x0 + x1 + x2 + x3 + x4 + x5;
             o[(i * 3 + 1) * 8 + l] = x1 - x2 + 2.0f * x3 - 2.0f * x4 + 0.5f * x5;
             o[(i * 3 + 2) * 8 + l] = x1 + x2 + 4.0f * x3 + 4.0f * x4 + 0.25f * x5 + x6;
         }
 }
 
-static const tb_wino_variant tb_wino_f3x3_5x5 = {7, 3, 8, tb_wino_f3x3_5x5_in_row, tb_wino_f3x3_5x5_in_col, tb_wino_f3x3_5x5_out_col, tb_wino_f3x3_5x5_out_row};
+static const tb_wino_variant tb_wino_f3x3_5x5 = {7, 3, 8, tb_wino_f3x3_5x5_in_row, tb_wino_f3x3_5x5_in_col,
+                                       tb_wino_f3x3_5x5_out_col, tb_wino_f3x3_5x5_out_row};
 #endif

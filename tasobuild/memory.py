@@ -23,8 +23,8 @@ Large buffers are placed first because they are the hardest to fit; small ones t
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)

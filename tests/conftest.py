@@ -16,3 +16,21 @@ def zoo_model() -> Callable[[str], Path]:
     from tests.zoo import ensure_model
 
     return ensure_model
+
+
+# --- a private cost cache for the whole session ----------------------------------------------------------------------
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cost_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or write the user's cost cache: one cache per test session, shared by its builds (so each
+    layer shape is profiled once per session). TASOBUILD_TEST_CACHE_DIR keeps one across sessions when set."""
+    import os
+
+    chosen = os.environ.get("TASOBUILD_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("tasobuild-cache"))
+    previous = os.environ.get("TASOBUILD_CACHE_DIR")
+    os.environ["TASOBUILD_CACHE_DIR"] = chosen
+    yield Path(chosen)
+    if previous is None:
+        os.environ.pop("TASOBUILD_CACHE_DIR", None)
+    else:
+        os.environ["TASOBUILD_CACHE_DIR"] = previous

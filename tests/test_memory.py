@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from tasobuild.memory import ArenaPlan, Buffer, OverlapError, align_up, check_no_overlap, lower_bound, plan_arena
+from tasobuild.memory import (
+    ArenaPlan,
+    Buffer,
+    OverlapError,
+    align_up,
+    check_no_overlap,
+    lower_bound,
+    plan_arena,
+)
 
 
 def offsets(plan: ArenaPlan) -> dict[str, int]:

@@ -11,8 +11,20 @@ import z3
 
 from tasobuild.errors import UserError
 from tasobuild.memory import check_no_overlap, lower_bound, plan_arena
-from tasobuild.solve import (LAYOUTS, Choice, Plan, Problem, ProblemNode, ProblemTensor, evaluate, greedy,
-                             min_peak_bytes, pareto, prune, pruned, solve)
+from tasobuild.solve import (
+    LAYOUTS,
+    Choice,
+    Plan,
+    Problem,
+    ProblemNode,
+    ProblemTensor,
+    evaluate,
+    greedy,
+    min_peak_bytes,
+    pareto,
+    prune,
+    solve,
+)
 from tasobuild.solve.encode import encode
 
 C = Choice
@@ -343,7 +355,7 @@ def test_solver_finds_brute_force_optimum(seed: int) -> None:
     # pareto: exactly the points of the true frontier that the budgets hit, each one on it
     frontier = pareto(p, points=4)
     assert [q.peak_bytes for q in frontier] == sorted({q.peak_bytes for q in frontier})
-    assert all(x.time_ns > y.time_ns for x, y in zip(frontier, frontier[1:]))
+    assert all(x.time_ns > y.time_ns for x, y in itertools.pairwise(frontier))
     for point in frontier:
         assert point.status == "optimal"
         assert point.time_ns == min(q.time_ns for q in plans if q.peak_bytes <= point.peak_bytes)

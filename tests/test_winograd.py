@@ -92,7 +92,7 @@ CASES: tuple[tuple[str, Case], ...] = (
     ("3x3_same_odd", Case(3, 7, 9, 5, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
     ("3x3_asym_pad", Case(20, 11, 13, 37, (3, 3), pads=(0, 2, 1, 0), act=CLIP6)),
     ("3x3_no_pad_1px", Case(17, 3, 5, 16, (3, 3), act=LEAKY)),  # a single output row
-    ("3x3_many_blocks", Case(9, 37, 35, 18, (3, 3), pads=(1, 1, 1, 1), act=SIGMOID)),  # > 128 tiles of F(2x2)
+    ("3x3_many_blocks", Case(9, 41, 39, 18, (3, 3), pads=(1, 1, 1, 1), act=SIGMOID)),  # > 96 tiles for every variant
     ("3x3_wide_pad", Case(16, 6, 7, 33, (3, 3), pads=(2, 0, 3, 2))),  # padding wider than needed
     ("5x5_asym_pad", Case(17, 13, 12, 9, (5, 5), pads=(2, 1, 0, 3), act=RELU)),
     ("5x5_many_blocks", Case(10, 35, 33, 24, (5, 5), pads=(2, 2, 2, 2), act=CLIP6)),
@@ -177,18 +177,18 @@ def test_accuracy_on_realistic_layers(case: Case) -> None:
 
 def test_workspace_pinned() -> None:
     """3x3 conv 16 -> 32 on 10x10, pad 1: 100 outputs. F(2x2): 25 tiles, alpha^2 = 16, 16 lanes (C, M whole lanes);
-    the GEMM packs ceil(25/6)*6 = 30 rows of 16 channels. Low-memory: 16 tiles, 18 rows."""
+    scratch 2 * 16 * 16 floats; the GEMM packs ceil(25/6)*6 = 30 rows of 16 channels. Low-memory: 12 tiles, 12 rows."""
     node, graph, _ = conv_graph(Case(16, 10, 10, 32, (3, 3), pads=(1, 1, 1, 1)))
     ws = {p.name: p.workspace(node, graph) for p in applicable(node, graph)}
-    assert ws["conv_winograd_f2x2_3x3_chw"] == ws["conv_winograd_f2x2_3x3_hwc"] == (16 * 25 * 48 + 30 * 16) * 4
-    assert ws["conv_winograd_f2x2_3x3_lowmem_chw"] == (16 * 16 * 48 + 18 * 16) * 4
+    assert ws["conv_winograd_f2x2_3x3_chw"] == ws["conv_winograd_f2x2_3x3_hwc"] == (512 + 16 * 25 * 48 + 30 * 16) * 4
+    assert ws["conv_winograd_f2x2_3x3_lowmem_chw"] == (512 + 16 * 12 * 48 + 12 * 16) * 4
     # F(4x4): 9 tiles, alpha^2 = 36; no low-memory variant (its block would hold all 9 tiles too)
-    assert ws["conv_winograd_f4x4_3x3_chw"] == (36 * 9 * 48 + 12 * 16) * 4
+    assert ws["conv_winograd_f4x4_3x3_chw"] == (2 * 36 * 16 + 36 * 9 * 48 + 12 * 16) * 4
     assert "conv_winograd_f4x4_3x3_lowmem_chw" not in ws
     # F(3x3,5x5) runs 8 lanes: 17 input channels round up to 24, 9 outputs to 16
     node, graph, _ = conv_graph(Case(17, 7, 7, 9, (5, 5), pads=(2, 2, 2, 2)))
     ws = {p.name: p.workspace(node, graph) for p in applicable(node, graph)}
-    assert ws["conv_winograd_f3x3_5x5_hwc"] == (49 * 9 * (24 + 16) + 12 * 17) * 4
+    assert ws["conv_winograd_f3x3_5x5_hwc"] == (2 * 49 * 8 + 49 * 9 * (24 + 16) + 12 * 17) * 4
 
 
 def test_call_declares_exact_sizes() -> None:
@@ -228,12 +228,38 @@ def test_registered_in_the_library() -> None:
 # -------------------------------------------------------------------------------------------------- kernel rules
 
 
-def test_kernel_compiles_warning_free_with_small_stack(tmp_path: Path) -> None:
-    """-Wall -Wextra -pedantic clean, and every function's frame (gcc -fstack-usage) is under 4 KiB."""
+@pytest.mark.parametrize("flags", [("-march=native",), ("-ffreestanding", "-fno-builtin")], ids=["native", "portable"])
+def test_kernel_compiles_warning_free_with_small_stack(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """-Wall -Wextra -pedantic clean (also freestanding, no SIMD extensions assumed), and every frame
+    (gcc -fstack-usage) bounded and under 1.5 KiB: the deepest call chain (kernel, driver, transform, generated
+    transform or tb_gemm) stays far under the 4 KiB rule."""
     src = kernels_dir() / "conv_winograd.c"
-    done = subprocess.run(["cc", "-O3", "-march=native", "-ffp-contract=off", "-std=c99", "-Wall", "-Wextra",
-                           "-pedantic", "-Werror", "-fstack-usage", f"-I{kernels_dir()}", "-c", str(src),
-                           "-o", str(tmp_path / "w.o")], capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(["cc", "-O3", *flags, "-ffp-contract=off", "-std=c99", "-Wall", "-Wextra", "-pedantic",
+                           "-Werror", "-fstack-usage", f"-I{kernels_dir()}", "-c", str(src), "-o",
+                           str(tmp_path / "w.o")], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     usage = [line.split("\t") for line in (tmp_path / "w.su").read_text().splitlines()]
-    assert usage and all(int(bytes_) < 4096 and kind.startswith("static") for _, bytes_, kind in usage), usage
+    assert usage and all(kind in ("static", "dynamic,bounded") for _, _, kind in usage), usage
+    assert max(int(size) for _, size, _ in usage) < 1536, usage
+
+
+# ------------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_resnet8_with_winograd_matches_onnxruntime(tmp_path: Path) -> None:
+    """A whole network whose convs may only be Winograd (or direct, for the strided ones): the emitted project
+    compiles with the Winograd sources and matches ONNX Runtime within the end-to-end tolerance."""
+    from tests.e2e import assert_matches, build_and_compile, run_binary, write_spec
+    from tests.zoo import ensure_model
+    from tests.zoo.reference import random_input, run_onnxruntime
+
+    model = ensure_model("resnet8_torch")
+    allow = sorted(BY_NAME) + ["conv_direct_chw", "conv_direct_hwc"]
+    spec = write_spec(tmp_path, model, extra="primitives = [" + ", ".join(f'"{a}"' for a in allow) + "]\n")
+    built = build_and_compile(spec)
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+    chosen = [n["primitive"] for n in built.report["nodes"] if n["op"] == "conv"]
+    assert any(name in BY_NAME for name in chosen), chosen  # measured 4x+ faster than direct on its 3x3 convs

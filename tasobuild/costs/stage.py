@@ -22,6 +22,7 @@ from typing import Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey, kernel_digest
+from tasobuild.costs.features import FEATURE_VERSION
 from tasobuild.costs.model import CostModel, Sample
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS
@@ -66,10 +67,15 @@ def shipped_model() -> CostModel | None:
     if not path.is_file():
         return None
     try:
-        return CostModel.from_json(path.read_text(encoding="utf-8"))
+        model = CostModel.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path}: the shipped performance model cannot be read ({e}); reinstall tasobuild "
                         f"or regenerate it with bench/costs_train.py") from None
+    if model.trained_on.get("features") != FEATURE_VERSION:
+        raise UserError(f"{path}: the shipped performance model was trained on features version "
+                        f"{model.trained_on.get('features')}, this tasobuild computes version {FEATURE_VERSION}; "
+                        f"regenerate it with bench/costs_train.py")
+    return model
 
 
 def measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool) -> Costed:

@@ -5,14 +5,23 @@ Pure: knows nothing of ONNX. Stages: prune dominated choices -> encode (encode.p
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from tasobuild.errors import UserError
 from tasobuild.solve.encode import Encoding, encode
 from tasobuild.solve.plan import Plan, Transform, evaluate, to_ns, version_name
-from tasobuild.solve.problem import (LAYOUTS, Choice, FrozenMap, Layout, Problem, ProblemNode, ProblemTensor,
-                                     Topology, prune, topology)
+from tasobuild.solve.problem import (
+    LAYOUTS,
+    Choice,
+    FrozenMap,
+    Layout,
+    Problem,
+    ProblemNode,
+    ProblemTensor,
+    Topology,
+    prune,
+    topology,
+)
 from tasobuild.solve.search import Clock, Outcome, min_peak, min_time
 
 __all__ = ["LAYOUTS", "Choice", "FrozenMap", "Layout", "Plan", "Problem", "ProblemNode", "ProblemTensor",
@@ -20,6 +29,7 @@ __all__ = ["LAYOUTS", "Choice", "FrozenMap", "Layout", "Plan", "Problem", "Probl
            "topology", "version_name"]
 
 OBJECTIVES = ("latency", "memory")
+NO_TRANSFORM = "no plan exists: the layouts cannot be reconciled because a needed layout transform is missing"
 
 
 def pruned(problem: Problem) -> Problem:
@@ -93,9 +103,12 @@ def min_peak_bytes(problem: Problem, latency_budget_ms: float | None = None, tim
     enc = encode(pruned(problem))
     time_cap = [] if latency_budget_ms is None else enc.time_at_most(to_ns(latency_budget_ms))
     found = min_peak(enc, time_cap, Clock(time_limit_s))
-    if found.picks is None or not found.proven:
-        raise UserError("the solver could not find the smallest memory budget in time; raise its time limit"
-                        if not found.proven else f"no plan meets the latency budget of {latency_budget_ms} ms")
+    if not found.proven:
+        raise UserError(f"the solver could not find the smallest memory budget within {time_limit_s:g} s; "
+                        f"raise its time limit")
+    if found.picks is None:
+        raise UserError(NO_TRANSFORM if latency_budget_ms is None else
+                        f"no plan meets the latency budget of {latency_budget_ms:g} ms")
     return evaluate(enc.problem, found.picks).peak_bytes
 
 
@@ -153,7 +166,7 @@ def _no_plan(problem: Problem, outcome: Outcome, budget_bytes: int | None, laten
         within = "" if latency_budget_ms is None else f" within {latency_budget_ms:g} ms"
         raise UserError(f"memory budget {budget_bytes} bytes is too small: the smallest budget with a plan{within} "
                         f"is {need} bytes ({_human(need)}); raise [constraints] memory to at least that")
-    raise UserError("no plan exists: the layouts cannot be reconciled because a needed layout transform is missing")
+    raise UserError(NO_TRANSFORM)
 
 
 def _human(n: int) -> str:

@@ -17,14 +17,14 @@ Memory (built on first use; time-only solves never need it), over the steps t ca
 from __future__ import annotations
 
 import ctypes
-from typing import Callable, Union
+from collections.abc import Callable
 
 import z3
 
 from tasobuild.solve.plan import to_ns
 from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, topology
 
-Lit = Union[bool, z3.BoolRef]  # Python constants are folded away before they reach Z3
+Lit = bool | z3.BoolRef  # Python constants are folded away before they reach Z3
 Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
 
 
@@ -202,7 +202,6 @@ class _MemoryBuilder:
         for i, (node, xs) in enumerate(zip(self.p.nodes, self.enc.x)):
             for v, c in zip(xs, node.choices):
                 self.add(i, v, self.p.aligned(c.workspace_bytes))
-        producer = self.topo.producer_step
         for t in reversed([self.p.graph_input, *(n.output for n in self.p.nodes)]):  # a view's output first
             self.tensor(t)
         return tuple(self.const), tuple(tuple(ts) for ts in self.terms)

@@ -4,8 +4,8 @@ cost semantics: which transforms run when, what is live at each step, total time
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from tasobuild.memory import Buffer
 from tasobuild.solve.problem import Choice, Layout, Problem, topology

@@ -3,8 +3,9 @@ layout-transform costs. Pure data, no ONNX. Also: validation, dominated-choice p
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, TypeVar
+from typing import TypeVar
 
 from tasobuild.errors import UserError
 
@@ -18,7 +19,7 @@ V = TypeVar("V")
 class FrozenMap(Mapping[K, V]):
     """An immutable, hashable mapping (items kept sorted by key), so that a Problem is a value."""
 
-    __slots__ = ("_items", "_dict")
+    __slots__ = ("_dict", "_items")
 
     def __init__(self, items: Mapping[K, V]) -> None:
         self._items = tuple(sorted(items.items()))
@@ -66,6 +67,10 @@ class ProblemNode:
     inputs: tuple[str, ...]  # tensor names (activations only)
     output: str
     choices: tuple[Choice, ...]
+
+    def __post_init__(self) -> None:  # accept lists, store tuples: a node is a hashable value
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "choices", tuple(self.choices))
 
 
 @dataclass(frozen=True)
