@@ -14,25 +14,25 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from filelock import FileLock
 
-from tasobuild.candidates import NodeCandidates, TransformCandidate, check_allow_list, node_candidates, \
-    transform_candidates
-from tasobuild.costs.stage import Costed, measure_costs
-from tasobuild.emit.program import Program, Toolchain
-from tasobuild.emit.project import project_files
 from tasobuild.emit.tree import WriteResult, replace_tree, write_atomic
 from tasobuild.errors import UserError
-from tasobuild.incremental import changed_inputs, lock_inputs, onnx_digest, outputs_intact, \
-    read_state, write_state
-from tasobuild.ir import Graph
+from tasobuild.incremental import changed_inputs, lock_inputs, onnx_digest, outputs_intact, read_state, write_state
 from tasobuild.lock import differences, parse_lock, read_lock, render_lock
-from tasobuild.optimize import Decision, call_time_ms, decide, to_problem
-from tasobuild.resources import kernels_dir
 from tasobuild.spec import Spec, load_spec
 from tasobuild.target import Target, load_target
+
+# The stages themselves (NumPy, ONNX, Z3, the kernel library) are imported where they run, so that a build with
+# nothing to do — the common case — answers in a fraction of a second.
+if TYPE_CHECKING:
+    from tasobuild.candidates import NodeCandidates, TransformCandidate
+    from tasobuild.costs.stage import Costed
+    from tasobuild.emit.program import Program
+    from tasobuild.ir import Graph
+    from tasobuild.optimize import Decision
 
 log = logging.getLogger("tasobuild")
 
@@ -74,10 +74,15 @@ def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCand
 
 
 def candidates_of(spec: Spec, graph: Graph) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...]]:
+    from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
+
     return node_candidates(graph, check_allow_list(spec.optimizer.primitives)), transform_candidates(graph)
 
 
 def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Planned:
+    from tasobuild.costs.stage import measure_costs
+    from tasobuild.optimize import decide, to_problem
+
     nodes, transforms = candidates_of(spec, graph)
     costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
     problem = to_problem(graph, nodes, transforms, costed.costs)
@@ -95,6 +100,7 @@ def plan(options: Options) -> Planned:
 
 
 def program_of(p: Planned) -> Program:
+    from tasobuild.emit.program import Toolchain
     from tasobuild.lower import lower
 
     d = p.decision
@@ -226,7 +232,9 @@ def build(options: Options) -> BuildResult:
 
 def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mapping[str, str],
                      previous: Mapping[str, Any] | None, lock_path: Path) -> BuildResult:
+    from tasobuild.emit.project import project_files
     from tasobuild.importer import import_onnx
+    from tasobuild.resources import kernels_dir
 
     graph = import_onnx(spec.onnx_path)
     if options.frozen:
@@ -274,4 +282,3 @@ def plan_report(options: Options) -> dict[str, Any]:
     return report(data, profiled=p.costed.profiled, solver_seconds=p.decision.plan.solver_seconds)
 
 
-__all__ = ["Options", "Planned", "BuildResult", "build", "plan", "plan_report", "report", "call_time_ms"]

@@ -11,17 +11,37 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.table import Table
 
 from tasobuild import __version__
 from tasobuild.errors import UserError
 from tasobuild.units import format_size
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+class _LazyConsole:
+    """A rich Console made on first use: `tasobuild build` with nothing to do never pays for importing rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options, self._console = options, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False, **self._options)
+        return getattr(self._console, name)
+
+
+def Table(*args: Any, **kwargs: Any) -> "Table":  # noqa: N802 - stands in for rich's class
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kwargs)
+
+
+stdout = _LazyConsole()
+stderr = _LazyConsole(stderr=True)
 
 
 def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:

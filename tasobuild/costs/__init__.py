@@ -15,7 +15,18 @@ from tasobuild.costs.cache import (
     read_csv,
     split_call_key,
 )
-from tasobuild.costs.profile import MeasurePolicy, ProfileResult, make_buffers, measure, measure_call
+
+_PROFILE = {"MeasurePolicy", "ProfileResult", "make_buffers", "measure", "measure_call"}
+
+
+def __getattr__(name: str):
+    """The profiler (NumPy, rich) loads on first use: a no-op build never needs it."""
+    if name in _PROFILE:
+        from tasobuild.costs import profile
+
+        return getattr(profile, name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "Cost",
