@@ -187,14 +187,31 @@ def transfer(cache: Path, measured: dict[str, dict[str, float]], calls: dict[str
     train_calls = training_calls(synthetic_convs=24, synthetic_ops=80)
     o2 = measure_into_cache(train_calls, cc, TRANSFER_CFLAGS, cache, progress=sys.stderr.isatty())
     o2_model = train([Sample(c, o2[c.key()]) for c in train_calls], {"cflags": list(TRANSFER_CFLAGS)})
-    pick = np.random.default_rng(0).choice(len(host_samples), size=min(samples, len(host_samples)), replace=False)
-    tuned = o2_model.fine_tuned([host_samples[i] for i in sorted(pick)])
+    tuned = o2_model.fine_tuned(stratified(host_samples, samples))
     out = {}
     for name, model in (("trained on -O2 no-SIMD", o2_model), (f"+ fine-tuned on {samples} -O3 samples", tuned),
                         ("trained on -O3 native (reference)", host_model)):
         acc = accuracy(model, measured, calls, seen)
         out[name] = {"mdape_all": acc["mdape_all"], "mdape_conv": acc["mdape_conv"],
                      "spearman": float(np.median([v["median"] for v in acc["spearman"].values()]))}
+    return out
+
+
+def stratified(samples: list[Sample], count: int, seed: int = 0) -> list[Sample]:
+    """`count` samples taken round-robin over functions (convolutions first), each function's in seeded random
+    order: what a user measuring 50 calls on a new machine should pick, so every primitive gets its offset."""
+    rng = np.random.default_rng(seed)
+    by: dict[str, list[Sample]] = {}
+    for s in sorted(samples, key=lambda s: s.call.key()):
+        by.setdefault(s.call.function, []).append(s)
+    order = sorted(by, key=lambda f: (not f.startswith("tb_conv"), f))
+    for f in order:
+        by[f] = [by[f][i] for i in rng.permutation(len(by[f]))]
+    out: list[Sample] = []
+    while len(out) < min(count, len(samples)):
+        for f in order:
+            if by[f] and len(out) < count:
+                out.append(by[f].pop())
     return out
 
 

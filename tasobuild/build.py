@@ -62,11 +62,19 @@ def load_settings(options: Options) -> tuple[Spec, Target]:
     return spec, load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
 
 
-def load_inputs(options: Options) -> tuple[Spec, Target, Graph]:
+def imported_graph(onnx_path: Path, onnx_sha: str) -> Graph:
+    """The imported network, cached by the ONNX file's digest (importing VGG-16 takes seconds)."""
     from tasobuild.importer import import_onnx
+    from tasobuild.stagecache import cached
+
+    return cached("import", onnx_sha, lambda: import_onnx(onnx_path))
+
+
+def load_inputs(options: Options) -> tuple[Spec, Target, Graph]:
+    from tasobuild.incremental import sha256_file
 
     spec, target = load_settings(options)
-    return spec, target, import_onnx(spec.onnx_path)
+    return spec, target, imported_graph(spec.onnx_path, sha256_file(spec.onnx_path))
 
 
 def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...]):
@@ -233,10 +241,9 @@ def build(options: Options) -> BuildResult:
 def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mapping[str, str],
                      previous: Mapping[str, Any] | None, lock_path: Path) -> BuildResult:
     from tasobuild.emit.project import project_files
-    from tasobuild.importer import import_onnx
     from tasobuild.resources import kernels_dir
 
-    graph = import_onnx(spec.onnx_path)
+    graph = imported_graph(spec.onnx_path, inputs["onnx"])
     if options.frozen:
         from tasobuild.frozen import planned_from_lock
 
