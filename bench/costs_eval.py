@@ -243,7 +243,8 @@ def markdown(results: dict) -> str:
         lines += ["### Planning GoogLeNet with costs = \"model\" from an empty cache", "",
                   f"`tasobuild plan`: {plan['plan_seconds']:.1f} s wall, {plan['profiled']} measurements "
                   f"(of which the Z3 solver {plan['solver_seconds']:.1f} s). Up to and including the costs stage: "
-                  f"imports {plan['import_seconds']:.2f} s, import + candidates {plan['candidates_seconds']:.2f} s, "
+                  f"Python imports {plan['import_seconds']:.2f} s, ONNX import + candidates "
+                  f"{plan['candidates_seconds']:.2f} s, "
                   f"costs stage {plan['costs_stage_seconds']:.2f} s for {plan['calls']} calls.", ""]
     tr = results.get("transfer")
     if tr:

@@ -52,8 +52,11 @@ def read_state(out_dir: Path) -> dict[str, Any]:
 
 
 def write_state(out_dir: Path, onnx: Path, onnx_sha: str, files: Mapping[str, str], lock: Path) -> None:
+    from tasobuild.stagecache import code_digest
+
     state = {
         "version": __version__,
+        "code": code_digest(),  # a development checkout changes code without changing the version
         "onnx": {"path": str(onnx.resolve()), "stamp": stamp(onnx), "sha256": onnx_sha},
         "files": {rel: {"stamp": stamp(out_dir / rel), "sha256": digest} for rel, digest in sorted(files.items())},
         "lock": {"stamp": stamp(lock), "sha256": sha256_file(lock)},
@@ -87,8 +90,12 @@ def lock_inputs(spec, target, onnx_sha: str) -> dict[str, str]:
 
 def outputs_intact(out_dir: Path, lock: Mapping[str, Any], lock_path: Path, state: Mapping[str, Any]) -> bool:
     """Every file the lock lists is there with the stamp it had when the last build wrote it, and so is the lock."""
+    from tasobuild.stagecache import code_digest
+
     files = lock.get("files", {})
     recorded = state.get("files", {})
+    if state.get("code") != code_digest():
+        return False
     if set(files) != set(recorded) or state.get("lock", {}).get("stamp") != stamp(lock_path):
         return False
     return all(recorded[rel]["sha256"] == digest and recorded[rel]["stamp"] == stamp(out_dir / rel)

@@ -16,16 +16,6 @@ def c_identifier(text: str) -> str:
     return ident if not ident[0].isdigit() else "n" + ident
 
 
-def _unique_symbols(nodes: tuple[Node, ...]) -> dict[str, str]:
-    seen: dict[str, int] = {}
-    result = {}
-    for node in nodes:
-        base = c_identifier(node.name).lower()
-        seen[base] = seen.get(base, 0) + 1
-        result[node.name] = base if seen[base] == 1 else f"{base}_{seen[base]}"
-    return result
-
-
 def pointer(arena: ArenaPlan, buffer: str) -> str:
     offset = arena.offset(buffer)
     assert offset % 4 == 0, buffer
@@ -44,7 +34,6 @@ def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
 def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...], plan: Plan,
           arena: ArenaPlan, name: str, banner: tuple[str, ...], toolchain: Toolchain) -> Program:
     transform_calls = {(t.tensor, t.src, t.dst): t.call for t in transforms}
-    symbols = _unique_symbols(graph.nodes)
     steps: list[Step] = []
     weights: list[WeightArray] = []
     sources: set[str] = set()
@@ -72,12 +61,12 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         if cand.workspace_bytes:
             roles["ws"] = pointer(arena, f"{node.name}:workspace")
         for k, array in enumerate(cand.primitive.weights(node, graph)):
-            symbol = f"{name}_{symbols[node.name]}_w{k}"
+            symbol = f"{name}_l{index}_w{k}"  # layer index: the step comment names the ONNX node
             weights.append(WeightArray(symbol, array, f"{node.name}: {cand.primitive.name} weight {k}, "
                                                       f"shape {'x'.join(map(str, array.shape))}"))
             roles[f"w{k}"] = symbol
         calls = tuple((call, tuple((r, roles[r]) for r in call.args)) for call in cand.calls)
-        steps.append(Step(_provenance(node, graph, cand), calls))
+        steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}", calls))
         if calls:
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))

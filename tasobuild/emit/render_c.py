@@ -61,17 +61,45 @@ int {p.name}_infer(const float *in, float *out, void *arena);
 """
 
 
+def _wrap(items: list[str], indent: str, width: int = 112) -> list[str]:
+    """Join items with ", " into lines no wider than `width` (an item is never split)."""
+    lines, line = [], ""
+    for item in items:
+        candidate = f"{line}, {item}" if line else item
+        if line and len(indent) + len(candidate) + 1 > width:
+            lines.append(f"{indent}{line},")
+            line = item
+        else:
+            line = candidate
+    return lines + [f"{indent}{line}"] if line else lines
+
+
 def render_call(call: KernelCall, pointers: dict[str, str], index: int) -> list[str]:
-    fields = ", ".join(f".{k} = {c_value(v)}" for k, v in call.params)
+    fields = [f".{k} = {c_value(v)}" for k, v in call.params]
     args = ", ".join(pointers[role] for role in call.args)
-    return [
-        f"    static const {call.struct} p{index} = {{{fields}}};",
-        f"    {call.function}(&p{index}, {args});",
-    ]
+    return (
+        [f"    static const {call.struct} p{index} = {{"]
+        + _wrap(fields, " " * 8)
+        + ["    };", f"    {call.function}(&p{index}, {args});"]
+    )
+
+
+def _comment(text: str, indent: str = "    ", width: int = 112) -> list[str]:
+    words, lines, line = text.split(" "), [], ""
+    for word in words:
+        if line and len(indent) + 3 + len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    if len(lines) == 1:
+        return [f"{indent}/* {lines[0]} */"]
+    return [f"{indent}/* {lines[0]}"] + [f"{indent} * {l}" for l in lines[1:]] + [f"{indent} */"]
 
 
 def render_step(step: Step, first_index: int) -> list[str]:
-    lines = [f"    /* {step.comment} */"]
+    lines = [""] + _comment(step.comment)
     for offset, (call, pointers) in enumerate(step.calls):
         lines += render_call(call, dict(pointers), first_index + offset)
     return lines
