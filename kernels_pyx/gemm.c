@@ -170,6 +170,7 @@ static void pack_b(int kc, int nc, const float *restrict b, long ldb, float *res
 static void epilogue(const tb_gemm_job *g, int row, int col, int rows, int cols)
 {
     int r;
+    if (!g->bias_m && !g->bias_n && g->act == TB_ACT_NONE) return; /* nothing to add: skip a pass over C */
     for (r = 0; r < rows; ++r) {
         float *cr = g->c + (long)(row + r) * g->ldc + col;
         float bm = g->bias_m ? g->bias_m[row + r] : 0.0f;
