@@ -91,6 +91,9 @@ def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Pla
     from tasobuild.costs.stage import measure_costs
     from tasobuild.optimize import decide, to_problem
 
+    if spec.optimizer.tiling:
+        log.warning("%s: optimizer.tiling: fused tiling is not available in this version; planning untiled",
+                    spec.where("optimizer.tiling"))
     nodes, transforms = candidates_of(spec, graph)
     costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
     problem = to_problem(graph, nodes, transforms, costed.costs)

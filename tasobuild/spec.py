@@ -134,10 +134,10 @@ class OptimizerSettings(_Settings):
     """How the plan is searched for."""
 
     costs: Literal["profile", "model", "auto"] = "auto"
-    """Layer times: "profile" (run the kernels here), "model" (predict), "auto" (profile if the target runs here)."""
+    """Layer times: "profile" (measure all here), "model" (predict all), "auto" (predict, measure the contested few)."""
 
-    tiling: bool = Field(True, strict=True)
-    """Allow fused channel (FDT) and feature-map (FFMT) tiling to fit smaller budgets."""
+    tiling: bool = Field(False, strict=True)
+    """Fused channel (FDT) and feature-map (FFMT) tiling: not available in this version (plans are untiled)."""
 
     time_limit: Duration = Field(10_000.0, gt=0)
     """Solver time limit ("10 s"); past it the best plan found is used and its optimality gap reported."""

@@ -52,7 +52,7 @@ def test_minimal_spec_gets_defaults_and_resolved_paths(project, tmp_path):
     spec = load_spec(project(MINIMAL))
     assert spec.project.name == "kws"
     assert spec.constraints == ConstraintsSettings(memory=65536, objective="latency", latency=None)
-    assert spec.optimizer == OptimizerSettings(costs="auto", tiling=True, time_limit=10_000.0, primitives=())
+    assert spec.optimizer == OptimizerSettings(costs="auto", tiling=False, time_limit=10_000.0, primitives=())
     assert spec.target == TargetSettings(name="host")
     assert spec.spec_path == Path("taso.toml")
     assert spec.spec_dir == tmp_path
@@ -91,7 +91,7 @@ def test_canonical_is_sorted_relative_and_without_nulls(project):
         "build": {"out": "build/kws"},
         "constraints": {"memory": 65536, "objective": "latency"},
         "network": {"onnx": "models/ds_cnn.onnx"},
-        "optimizer": {"costs": "auto", "primitives": [], "tiling": True, "time_limit": 10000.0},
+        "optimizer": {"costs": "auto", "primitives": [], "tiling": False, "time_limit": 10000.0},
         "project": {"name": "kws"},
         "target": {"name": "my.toml"},
     }
