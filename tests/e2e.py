@@ -39,6 +39,18 @@ def write_spec(directory: Path, model: Path, name: str = "net", memory: str = "2
     return spec
 
 
+def write_target_spec(directory: Path, model: Path, target: str, costs: str = "model", name: str = "net",
+                      memory: str = "2 GiB") -> Path:
+    """write_spec for another target and cost source: a cross target (profile = false) needs "model" or "auto"."""
+    spec = write_spec(directory, model, name=name, memory=memory)
+    text = spec.read_text()
+    retargeted = (text.replace('[target]\nname = "host"', f'[target]\nname = "{target}"', 1)
+                  .replace('costs = "profile"', f'costs = "{costs}"', 1))
+    assert f'[target]\nname = "{target}"' in retargeted and f'costs = "{costs}"' in retargeted, "SPEC_TEMPLATE moved"
+    spec.write_text(retargeted)
+    return spec
+
+
 def tasobuild(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "tasobuild", *args], cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode != 0:

@@ -208,7 +208,7 @@ def render_weights_asm(p: Program) -> str:
 {p.name}_weights:
     .incbin "{p.name}_weights.bin"
     .balign {ARENA_ALIGN}
-#if defined(__ELF__)
+#if defined(__linux__) && defined(__ELF__)
     .section .note.GNU-stack,"",%progbits
 #endif
 """

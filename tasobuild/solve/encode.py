@@ -28,22 +28,51 @@ Lit = bool | z3.BoolRef  # Python constants are folded away before they reach Z3
 Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
 
 
+# Formulas are built through Z3's C API: the Python wrapper re-checks and re-coerces every argument, which
+# dominated encoding time on networks with thousands of choices.
+CTX = z3.main_ctx()
+_BOOL_SORT = z3.BoolSort(CTX).ast
+
+
+def _ref(ast: z3.Ast) -> z3.BoolRef:
+    return z3.BoolRef(ast, CTX)
+
+
+def _nary(fn: Callable[..., z3.Ast], xs: list[z3.BoolRef]) -> z3.BoolRef:
+    args = (z3.Ast * len(xs))(*[x.as_ast() for x in xs])
+    return _ref(fn(CTX.ref(), len(xs), args))
+
+
+def bool_var(name: str) -> z3.BoolRef:
+    return _ref(z3.Z3_mk_const(CTX.ref(), z3.Z3_mk_string_symbol(CTX.ref(), name), _BOOL_SORT))
+
+
 def or_(*xs: Lit) -> Lit:
     live = [x for x in xs if x is not False]
     if any(x is True for x in live):
         return True
-    return False if not live else live[0] if len(live) == 1 else z3.Or(*live)
+    return False if not live else live[0] if len(live) == 1 else _nary(z3.Z3_mk_or, live)
 
 
 def and_(*xs: Lit) -> Lit:
     live = [x for x in xs if x is not True]
     if any(x is False for x in live):
         return False
-    return True if not live else live[0] if len(live) == 1 else z3.And(*live)
+    return True if not live else live[0] if len(live) == 1 else _nary(z3.Z3_mk_and, live)
 
 
 def not_(x: Lit) -> Lit:
-    return (not x) if isinstance(x, bool) else z3.Not(x)
+    return (not x) if isinstance(x, bool) else _ref(z3.Z3_mk_not(CTX.ref(), x.as_ast()))
+
+
+def iff(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
+    return _ref(z3.Z3_mk_eq(CTX.ref(), a.as_ast(), b.as_ast()))
+
+
+def _is_true(model: z3.ModelRef, decl: z3.Ast) -> bool:
+    """A Boolean constant's value in the model (unassigned: false), without the wrapper's per-call overhead."""
+    value = z3.Z3_model_get_const_interp(CTX.ref(), model.model, decl)
+    return bool(value) and z3.Z3_get_bool_value(CTX.ref(), value) == z3.Z3_L_TRUE
 
 
 def true_in(model: z3.ModelRef, lit: z3.BoolRef) -> bool:
@@ -73,7 +102,7 @@ class Encoding:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.topo = topology(problem)
-        self.x = tuple(tuple(z3.Bool(f"x|{i}|{k}") for k in range(len(node.choices)))
+        self.x = tuple(tuple(bool_var(f"x|{i}|{k}") for k in range(len(node.choices)))
                        for i, node in enumerate(problem.nodes))
         self.constraints: list[z3.BoolRef] = [z3.PbEq([(v, 1) for v in xs], 1) for xs in self.x]
         self.time_const = 0  # ns spent whatever the choices (a transform that must always run)
@@ -82,12 +111,14 @@ class Encoding:
         self.transform_terms: Terms = self._transforms()  # literals are named variables
         self.time_terms: Terms = tuple((v, w) for v, w in self.node_terms + self.transform_terms if w > 0)
         self._memory: tuple[tuple[int, ...], tuple[Terms, ...]] | None = None
+        self._tensor_high: tuple[int, ...] = ()
+        self._x_ast = [[z3.Z3_get_app_decl(CTX.ref(), v.as_ast()) for v in xs] for xs in self.x]
 
     # ---- decoding (literals in terms are all plain variables, so a model lookup is enough) ----
     def picks(self, model: z3.ModelRef) -> list[Choice]:
         out = []
-        for node, xs in zip(self.problem.nodes, self.x):
-            on = [c for c, v in zip(node.choices, xs) if z3.is_true(model.get_interp(v.decl()))]
+        for node, decls in zip(self.problem.nodes, self._x_ast):
+            on = [c for c, d in zip(node.choices, decls) if _is_true(model, d)]
             assert len(on) == 1, f"node {node.name}: {len(on)} choices in the model"
             out.append(on[0])
         return out
@@ -156,8 +187,8 @@ class Encoding:
         """A named Boolean for a shared subformula (constants and plain variables stay as they are)."""
         if isinstance(expr, bool) or z3.is_const(expr):
             return expr
-        v = z3.Bool(name)
-        self.constraints.append(v == expr)
+        v = bool_var(name)
+        self.constraints.append(iff(v, expr))
         return v
 
     # ---- memory ----
@@ -173,6 +204,12 @@ class Encoding:
                 out.append(pb_le(ts, budget - c))
         return out
 
+    def tensor_bytes_range(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Per step, the (fewest, most) bytes the tensors live there can take whatever the choices: the memory
+        apart from the running node's workspace. The most is an over-estimate (every possible copy at once)."""
+        const = self.memory()[0]
+        return const, self._tensor_high
+
     def lowest_peak(self) -> int:
         """A trivial lower bound on any plan's peak: the bytes live at a step whatever the choices."""
         return max(self.memory()[0])
@@ -180,7 +217,9 @@ class Encoding:
     def memory(self) -> tuple[tuple[int, ...], tuple[Terms, ...]]:
         """(bytes live at each step whatever the choices, (literal, bytes) terms at each step)."""
         if self._memory is None:
-            self._memory = _MemoryBuilder(self).build()
+            builder = _MemoryBuilder(self)
+            self._memory = builder.build()
+            self._tensor_high = tuple(builder.high)
         return self._memory
 
 
@@ -191,6 +230,7 @@ class _MemoryBuilder:
         self.const = [0] * n_steps
         self.terms: list[list[tuple[z3.BoolRef, int]]] = [[] for _ in range(n_steps)]
         self.orig_live: dict[str, dict[int, Lit]] = {}  # O[t][s], filled outputs-first so views can refer to it
+        self.high = [0] * n_steps  # most tensor bytes possibly live at each step
 
     def add(self, step: int, lit: Lit, size: int) -> None:
         if lit is True:
@@ -236,10 +276,13 @@ class _MemoryBuilder:
             viewed = [and_(P[L], or_(*ext[L][s])) for L in LAYOUTS]
             live = enc._define(f"O|{t}|{s}", or_(s == start, *reads, *viewed))
             self.orig_live[t][s] = live
-            self.add(s, enc._define(f"M|{t}|{s}", and_(live, not_(view))), size)  # a view weighs nothing
+            versions = [enc._define(f"M|{t}|{s}", and_(live, not_(view)))]  # a view weighs nothing
             for L in LAYOUTS:
                 copy = and_(not_(P[L]), or_(and_(F[L][s], A[L][s]), *ext[L][s]))
-                self.add(s, enc._define(f"C|{t}|{L}|{s}", copy), size)
+                versions.append(enc._define(f"C|{t}|{L}|{s}", copy))
+            for lit in versions:
+                self.add(s, lit, size)
+            self.high[s] += size * min(len(LAYOUTS), sum(lit is not False for lit in versions))  # one per layout
 
 
 def encode(problem: Problem) -> Encoding:

@@ -1,10 +1,11 @@
-"""Searches over an Encoding with Z3: minimum time (weighted MaxSAT, Z3 Optimize) and minimum peak (bisection
-over a pseudo-boolean memory cap, Z3 Solver). Every plan is rebuilt from the chosen primitives with
-`plan.evaluate`, and the solver's claim about it (its cost, or that it fits the cap) is checked against that."""
+"""Searches over an Encoding with Z3: minimum time (weighted MaxSAT, Z3 Optimize) and minimum peak (a memory cap
+lowered step by step, Z3 Solver). Every plan is rebuilt from the chosen primitives with `plan.evaluate`, and the
+solver's claim about it (its cost, or that it fits the cap) is checked against that."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
@@ -14,6 +15,7 @@ from tasobuild.solve.plan import Plan, evaluate, to_ns
 from tasobuild.solve.problem import Choice
 
 SEED = 0
+Excluded = frozenset[tuple[int, int]]  # (node index, choice index) pairs the search must not pick
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Clock:
     """The time limit shared by every check of one solve, and the seconds spent inside Z3."""
 
     def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
         self.deadline = time.perf_counter() + limit_s
         self.used = 0.0
 
@@ -46,93 +49,100 @@ def picks_of(plan: Plan) -> tuple[Choice, ...]:
     return tuple(c for _, c in plan.choices)
 
 
-def feasible(enc: Encoding, extra: list[z3.BoolRef], clock: Clock) -> Outcome:
-    """Any plan meeting the constraints (a quick satisfiability check)."""
-    solver = z3.Solver()
-    solver.set("random_seed", SEED)
-    solver.add(*enc.constraints, *extra)
-    result = clock.run(solver)
-    if result != z3.sat:
-        return Outcome(None, result == z3.unsat, 0)
-    return Outcome(tuple(enc.picks(solver.model())), False, 0)
+def exclusions(enc: Encoding, excluded: Excluded) -> list[z3.BoolRef]:
+    return [z3.Not(enc.x[i][k]) for i, k in sorted(excluded)]
 
 
-def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
-    """Fastest plan under the extra constraints, as weighted MaxSAT (Z3 Optimize, core-guided maxres).
-    Each choice is a soft 'not this' weighted by how much slower it is than the node's fastest choice (the fastest
-    weighs 0, which keeps the cores small); each transform is a soft 'not this' weighted by its time.
-    `known`, a plan meeting the constraints, is the fallback on timeout; without one a quick check finds one."""
-    if known is None:
-        first = feasible(enc, extra, clock)
-        if first.picks is None:
-            return first
-        known = first.picks
+def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Excluded = frozenset(),
+             known: tuple[Choice, ...] | None = None,
+             accept: Callable[[Plan], bool] = lambda _: True) -> Outcome:
+    """Fastest plan under the extra constraints, never picking an excluded choice, as weighted MaxSAT (Z3 Optimize,
+    core-guided maxres). Each choice is a soft 'not this' weighted by how much slower it is than the node's fastest
+    allowed choice (the fastest weighs 0, which keeps the cores small); each transform is a soft 'not this' weighted
+    by its time. On timeout: the best plan Z3 found that `accept`s (meets the caps), else `known`, with the bound."""
     opt = z3.Optimize()
     opt.set("random_seed", SEED)
     opt.set("maxres.hill_climb", False)  # measured: several times faster on layout-coupled chains
     opt.set("maxres.pivot_on_correction_set", False)
-    opt.add(*enc.constraints, *extra)
+    opt.add(*enc.constraints, *extra, *exclusions(enc, excluded))
     handle, base = None, enc.time_const
-    for xs, node in zip(enc.x, enc.problem.nodes):
-        fastest = min(to_ns(c.time_ms) for c in node.choices)
+    for i, (xs, node) in enumerate(zip(enc.x, enc.problem.nodes)):
+        allowed = [(v, to_ns(c.time_ms)) for k, (v, c) in enumerate(zip(xs, node.choices)) if (i, k) not in excluded]
+        if not allowed:
+            return Outcome(None, True, 0)
+        fastest = min(ns for _, ns in allowed)
         base += fastest
-        for v, c in zip(xs, node.choices):
-            if to_ns(c.time_ms) > fastest:
-                handle = opt.add_soft(z3.Not(v), to_ns(c.time_ms) - fastest, id="time")
+        for v, ns in allowed:
+            if ns > fastest:
+                handle = opt.add_soft(z3.Not(v), ns - fastest, id="time")
     for v, w in enc.transform_terms:
         if w > 0:
             handle = opt.add_soft(z3.Not(v), w, id="time")
     result = clock.run(opt)
     if result == z3.unsat:
         return Outcome(None, True, 0)
-    best = evaluate(enc.problem, known)
     if result == z3.sat:
         plan = evaluate(enc.problem, enc.picks(opt.model()))
         claimed = base + _objective_value(handle)
-        if claimed != plan.time_ns:
-            raise AssertionError(f"solver encoding disagrees with evaluate: time {claimed} vs {plan.time_ns} ns")
+        if claimed != plan.time_ns or not accept(plan):
+            raise AssertionError(f"solver encoding disagrees with evaluate: time {claimed} vs {plan.time_ns} ns, "
+                                 f"or the plan breaks a cap")
         return Outcome(picks_of(plan), True, plan.time_ns)
+    best = None if known is None else evaluate(enc.problem, known)
     try:  # timeout: maxres keeps its best model so far
-        model = opt.model()
-        if all(z3.is_true(model.eval(c, model_completion=True)) for c in extra):
-            found = evaluate(enc.problem, enc.picks(model))
-            best = found if found.time_ns < best.time_ns else best
-    except (z3.Z3Exception, AssertionError):
+        found = evaluate(enc.problem, enc.picks(opt.model()))
+        if accept(found) and (best is None or found.time_ns < best.time_ns):
+            best = found
+    except (z3.Z3Exception, AssertionError, ValueError):
         pass
-    return Outcome(picks_of(best), False, min(base + _soft_lower(handle), best.time_ns))
+    lower = base + _soft_lower(handle)
+    if best is None:
+        return Outcome(None, False, lower)
+    return Outcome(picks_of(best), False, min(lower, best.time_ns))
 
 
-def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
-    """Smallest-peak plan under the extra constraints: bisection on a memory cap, in units of the alignment.
-    `known` (a plan meeting `extra`) saves the first check."""
+def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, floor: int,
+             infeasible: Callable[[int], Excluded]) -> Outcome:
+    """Smallest-peak plan under the extra constraints. `floor` is a proven lower bound on any plan's peak and
+    `infeasible(cap)` the choices that cannot fit under a cap. The first probe is at the floor (often the answer:
+    the peak is where a big layer's tensors must be live together); then any plan, then bisection in units of the
+    alignment between what is proven impossible and the best plan found."""
     align = enc.problem.alignment
     enc.memory()  # the memory definitions join enc.constraints
     solver = z3.Solver()
     solver.set("random_seed", SEED)
     solver.add(*enc.constraints, *extra)
-    if known is None:
+
+    def probe(units: int | None) -> tuple[z3.CheckSatResult, Plan | None]:
+        solver.push()
+        if units is not None:
+            solver.add(*enc.memory_at_most(units * align), *exclusions(enc, infeasible(units * align)))
         result = clock.run(solver)
-        if result != z3.sat:
-            return Outcome(None, result == z3.unsat, 0)
-        known = tuple(enc.picks(solver.model()))
-    best = known
-    hi = evaluate(enc.problem, best).peak_bytes // align  # a plan with this peak exists
-    lo = -(-enc.lowest_peak() // align)  # no plan does better than this
+        plan = evaluate(enc.problem, enc.picks(solver.model())) if result == z3.sat else None
+        solver.pop()
+        if plan is not None and units is not None and plan.peak_bytes > units * align:
+            raise AssertionError(f"solver encoding disagrees with evaluate: a plan under the {units * align}-byte "
+                                 f"cap peaks at {plan.peak_bytes} bytes")
+        return result, plan
+
+    lo = -(-floor // align)  # caps below lo * align are impossible
+    result, plan = probe(lo)
+    if result == z3.unsat:
+        lo += 1
+        result, plan = probe(None)
+        if result == z3.unsat:
+            return Outcome(None, True, 0)
+    if plan is None:
+        return Outcome(None, False, lo * align)
+    best, hi = picks_of(plan), plan.peak_bytes // align  # a plan with peak hi * align exists
     while lo < hi:
         mid = (lo + hi) // 2
-        solver.push()
-        solver.add(*enc.memory_at_most(mid * align))
-        result = clock.run(solver)
-        if result == z3.sat:
-            plan = evaluate(enc.problem, enc.picks(solver.model()))
-            if plan.peak_bytes > mid * align:
-                raise AssertionError(f"solver encoding disagrees with evaluate: a plan under the {mid * align}-byte "
-                                     f"cap peaks at {plan.peak_bytes} bytes")
+        result, plan = probe(mid)
+        if plan is not None:
             best, hi = picks_of(plan), plan.peak_bytes // align
         elif result == z3.unsat:
             lo = mid + 1
-        solver.pop()
-        if result not in (z3.sat, z3.unsat):
+        else:
             return Outcome(best, False, lo * align)
     return Outcome(best, True, hi * align)
 

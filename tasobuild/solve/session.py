@@ -1,0 +1,246 @@
+"""A Session: one problem, pruned and encoded once, asked many questions (a fastest plan, a fastest plan under
+each of several budgets, the smallest peak) — so a Pareto sweep or the build's decision pays for the encoding once
+and reuses every answer it has proven.
+
+What makes it fast, besides encoding once:
+* Budget pruning (`excluded`). At step i the tensors take between lo[i] and hi[i] bytes whatever the choices
+  (encode.tensor_bytes_range). Under a cap B, a choice whose workspace w has lo[i] + w > B can never be picked;
+  and among choices of one kind (same layouts, same aliasing: they affect every other step identically), once a
+  choice is safe (hi[i] + w <= B) every slower choice of that kind is dominated by it. Without a cap that leaves
+  the fastest choice of each kind.
+* Interval reuse. The fastest plan under a cap c0 (proven), with peak p, is also the fastest under every cap in
+  [p, c0]: a later question in that range is answered without Z3. The fastest plan without a cap that fits the
+  budget IS the answer; the tie-break's question "fastest with a smaller peak" is the next budget down's answer.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+from tasobuild.errors import UserError
+from tasobuild.solve.encode import encode
+from tasobuild.solve.plan import Plan, evaluate, to_ns
+from tasobuild.solve.problem import Choice, Problem, prune
+from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
+
+OBJECTIVES = ("latency", "memory")
+NO_TRANSFORM = "no plan exists: the layouts cannot be reconciled because a needed layout transform is missing"
+
+
+def pruned(problem: Problem) -> Problem:
+    """The same problem with dominated choices removed from every node."""
+    return replace(problem, nodes=tuple(replace(n, choices=prune(n.choices)) for n in problem.nodes))
+
+
+@dataclass(frozen=True)
+class _Fastest:
+    """A proven answer: `plan` is a fastest plan among those with peak <= cap (None: no cap)."""
+    cap: int | None
+    plan: Plan
+
+    def answers(self, cap: int | None) -> bool:
+        if cap is None:
+            return self.cap is None
+        return self.plan.peak_bytes <= cap and (self.cap is None or cap <= self.cap)
+
+
+class Session:
+    """Solves one problem many ways. Results depend only on the problem and the sequence of questions asked."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.original = problem
+        self.problem = pruned(problem)
+        self.enc = encode(self.problem)
+        self._proven: list[_Fastest] = []
+        self._excluded: dict[int | None, Excluded] = {}
+
+    # ---- facts that hold whatever the choices ----
+    @functools.cached_property
+    def _workspace(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(self.problem.aligned(c.workspace_bytes) for c in n.choices) for n in self.problem.nodes)
+
+    @functools.cached_property
+    def floor(self) -> int:
+        """A proven lower bound on every plan's peak: the most tensor bytes some step always holds, plus the
+        smallest workspace its node can run with."""
+        lo, _ = self.enc.tensor_bytes_range()
+        least_ws = [min(ws) for ws in self._workspace] + [0]  # the epilogue step runs no node
+        return max(b + w for b, w in zip(lo, least_ws))
+
+    def infeasible(self, cap: int) -> Excluded:
+        """Choices whose workspace cannot fit under the cap next to the tensors their step always holds."""
+        lo, _ = self.enc.tensor_bytes_range()
+        return frozenset((i, k) for i, ws in enumerate(self._workspace) for k, w in enumerate(ws) if lo[i] + w > cap)
+
+    def excluded(self, cap: int | None) -> Excluded:
+        """Choices no fastest plan under the cap needs (module docstring: budget pruning)."""
+        if cap not in self._excluded:
+            self._excluded[cap] = self._dominated_or_infeasible(cap)
+        return self._excluded[cap]
+
+    def _dominated_or_infeasible(self, cap: int | None) -> Excluded:
+        lo, hi = self.enc.tensor_bytes_range()
+        out: set[tuple[int, int]] = set()
+        for i, node in enumerate(self.problem.nodes):
+            safe_kinds: set[tuple[str, str, bool]] = set()
+            order = sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k))
+            for k in order:
+                c, w = node.choices[k], self._workspace[i][k]
+                kind = (c.layout_in, c.layout_out, c.aliases_input)
+                if kind in safe_kinds or (cap is not None and lo[i] + w > cap):
+                    out.add((i, k))
+                elif cap is None or hi[i] + w <= cap:
+                    safe_kinds.add(kind)
+        return frozenset(out)
+
+    # ---- the questions ----
+    def solve(self, budget_bytes: int | None, objective: str = "latency", latency_budget_ms: float | None = None,
+              time_limit_s: float = 10.0, tie_break: bool = True) -> Plan:
+        """Contract: tasobuild.solve.solve."""
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if latency_budget_ms is not None and objective != "memory":
+            raise ValueError("latency_budget_ms applies to the 'memory' objective only")
+        clock = Clock(time_limit_s)
+        if objective == "latency":
+            first = self._fastest_under(budget_bytes, clock)
+            if first.picks is None:
+                self._no_plan(first, budget_bytes, None, time_limit_s)
+            assert first.picks is not None
+            picks, second = first.picks, "skipped"
+            if tie_break and first.proven:
+                picks, second_proven = self._smallest_peak_at_same_time(picks, clock)
+                second = "optimal" if second_proven else "feasible"
+            bound: float = first.bound / 1e6
+        else:
+            first = self._smallest_peak(budget_bytes, latency_budget_ms, clock)
+            if first.picks is None:
+                self._no_plan(first, budget_bytes, latency_budget_ms, time_limit_s)
+            assert first.picks is not None
+            picks, second = first.picks, "skipped"
+            if tie_break and first.proven:
+                tie = self._fastest_under(evaluate(self.problem, picks).peak_bytes, clock, latency_budget_ms, picks)
+                picks, second = tie.picks or picks, "optimal" if tie.proven else "feasible"
+            bound = first.bound
+        return evaluate(self.problem, picks, objective=objective, status="optimal" if first.proven else "feasible",
+                        tie_break=second, bound=bound, solver_seconds=clock.used)
+
+    def min_peak_bytes(self, latency_budget_ms: float | None = None, time_limit_s: float = 10.0) -> int:
+        """Contract: tasobuild.solve.min_peak_bytes."""
+        found = self._smallest_peak(None, latency_budget_ms, Clock(time_limit_s))
+        if not found.proven:
+            raise UserError(f"the solver could not find the smallest memory budget within {time_limit_s:g} s; "
+                            f"raise its time limit")
+        if found.picks is None:
+            raise UserError(NO_TRANSFORM if latency_budget_ms is None else
+                            f"no plan meets the latency budget of {latency_budget_ms:g} ms")
+        return evaluate(self.problem, found.picks).peak_bytes
+
+    def pareto(self, points: int = 10, time_limit_s: float = 10.0) -> list[Plan]:
+        """Contract: tasobuild.solve.pareto. Budgets are solved largest first, so each answer's interval
+        (see _Fastest) covers the budgets below it down to its peak for free."""
+        if points < 2:
+            raise ValueError("pareto needs at least 2 points")
+        smallest = self.solve(None, objective="memory", time_limit_s=time_limit_s)
+        fastest = self.solve(None, time_limit_s=time_limit_s)
+        lo, hi, align = smallest.peak_bytes, fastest.peak_bytes, self.problem.alignment
+        budgets = sorted({(lo + (hi - lo) * k // (points - 1)) // align * align for k in range(1, points - 1)},
+                         reverse=True)
+        plans = [smallest, fastest] + [self.solve(b, time_limit_s=time_limit_s) for b in budgets if lo < b < hi]
+        frontier: dict[tuple[int, int], Plan] = {}
+        for plan in sorted(plans, key=lambda p: (p.peak_bytes, p.time_ns)):
+            frontier.setdefault((plan.peak_bytes, plan.time_ns), plan)
+        out: list[Plan] = []
+        for plan in frontier.values():
+            if not out or plan.time_ns < out[-1].time_ns:  # drop a point no faster than a smaller one
+                out.append(plan)
+        return out
+
+    # ---- searches, with reuse ----
+    def _fastest_under(self, cap: int | None, clock: Clock, latency_budget_ms: float | None = None,
+                       known: tuple[Choice, ...] | None = None) -> Outcome:
+        """The fastest plan with peak <= cap (and time within the latency budget, if given)."""
+        if latency_budget_ms is None:
+            for answer in self._proven:
+                if answer.answers(cap):
+                    return Outcome(tuple(c for _, c in answer.plan.choices), True, answer.plan.time_ns)
+        if cap is not None and cap < self.floor:
+            return Outcome(None, True, 0)
+        enc = self.enc
+        extra = [] if cap is None else enc.memory_at_most(cap)
+        limit_ns = None if latency_budget_ms is None else to_ns(latency_budget_ms)
+        if limit_ns is not None:
+            extra += enc.time_at_most(limit_ns)
+        if known is None and cap is None:
+            known = self._greedy_picks()
+
+        def fits(plan: Plan) -> bool:
+            return (cap is None or plan.peak_bytes <= cap) and (limit_ns is None or plan.time_ns <= limit_ns)
+
+        found = min_time(enc, extra, clock, self.excluded(cap), known, fits)
+        if found.proven and found.picks is not None and limit_ns is None:
+            self._proven.append(_Fastest(cap, evaluate(self.problem, found.picks)))
+        return found
+
+    def _smallest_peak_at_same_time(self, picks: tuple[Choice, ...], clock: Clock) -> tuple[tuple[Choice, ...], bool]:
+        """Among plans as fast as `picks`, one with the smallest peak: ask for the fastest plan with a smaller peak
+        until it is slower (or there is none). Usually one question settles it, and its answer is the next point
+        down the frontier, kept for later."""
+        while True:
+            plan = evaluate(self.problem, picks)
+            better = self._fastest_under(plan.peak_bytes - 1, clock)
+            if not better.proven:
+                if better.picks is not None and evaluate(self.problem, better.picks).time_ns <= plan.time_ns:
+                    picks = better.picks  # as fast and smaller, though maybe not the smallest
+                return picks, False
+            if better.picks is None or evaluate(self.problem, better.picks).time_ns > plan.time_ns:
+                return picks, True
+            picks = better.picks
+
+    def _smallest_peak(self, cap: int | None, latency_budget_ms: float | None, clock: Clock) -> Outcome:
+        enc = self.enc
+        extra = [] if cap is None else enc.memory_at_most(cap)
+        if latency_budget_ms is not None:
+            extra += enc.time_at_most(to_ns(latency_budget_ms))
+        return min_peak(enc, extra, clock, self.floor, self.infeasible)
+
+    def _greedy_picks(self) -> tuple[Choice, ...] | None:
+        """The greedy plan's choices: a fallback for a timed-out solve without a cap."""
+        picks = tuple(min(n.choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive))
+                      for n in self.problem.nodes)
+        try:
+            evaluate(self.problem, picks)
+        except ValueError:
+            return None
+        return picks
+
+    def _no_plan(self, outcome: Outcome, budget_bytes: int | None, latency_budget_ms: float | None,
+                 time_limit_s: float) -> None:
+        """Raise the UserError that explains why there is no plan."""
+        if not outcome.proven:
+            raise UserError(f"the solver found no plan within its {time_limit_s:g} s time limit; raise the time "
+                            f"limit or the memory budget")
+        if latency_budget_ms is not None:
+            try:
+                self.min_peak_bytes(latency_budget_ms, time_limit_s)
+            except UserError:
+                fastest = self.solve(None, time_limit_s=time_limit_s, tie_break=False)
+                raise UserError(f"latency budget {latency_budget_ms:g} ms is too tight: the fastest plan takes "
+                                f"{fastest.predicted_ms:.6g} ms; raise the latency budget") from None
+        if budget_bytes is not None:
+            need = self.min_peak_bytes(latency_budget_ms, time_limit_s)
+            within = "" if latency_budget_ms is None else f" within {latency_budget_ms:g} ms"
+            raise UserError(f"memory budget {budget_bytes} bytes is too small: the smallest budget with a plan"
+                            f"{within} is {need} bytes ({_human(need)}); raise [constraints] memory to at least that")
+        raise UserError(NO_TRANSFORM)
+
+
+def _human(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} B"
+
+
+__all__ = ["NO_TRANSFORM", "OBJECTIVES", "Session", "pruned"]
