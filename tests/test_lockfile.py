@@ -19,12 +19,17 @@ from tests.e2e import tasobuild, write_spec
 from tests.zoo import ensure_model
 
 MODEL = "mobilenet_v1_vww_torch"
+# What is pinned here is the lock and the build around it, not the choice of primitive: a few conv primitives in
+# both layouts keep every solve quick while still giving the solver layouts and workspaces to trade.
+PRIMITIVES = ["conv_1x1_gemm_chw", "conv_1x1_gemm_hwc", "conv_depthwise_direct_chw", "conv_depthwise_direct_hwc",
+              "conv_direct_chw", "conv_im2col_gemm_chw", "conv_im2row_scan_hwc"]
 
 
 def make_project(directory: Path, memory: str = "1 MiB") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ensure_model(MODEL), directory / "model.onnx")
-    return write_spec(directory, directory / "model.onnx", memory=memory)
+    extra = "primitives = [" + ", ".join(f'"{p}"' for p in PRIMITIVES) + "]\n"
+    return write_spec(directory, directory / "model.onnx", memory=memory, extra=extra)
 
 
 def tree_digests(root: Path) -> dict[str, str]:
@@ -126,7 +131,7 @@ def consistent(project: Path) -> bool:
     return False
 
 
-@pytest.mark.parametrize("fraction", [0.5, 0.7, 0.8, 0.9, 0.95])
+@pytest.mark.parametrize("fraction", [0.5, 0.8, 0.95])
 def test_kill_9_during_a_build_leaves_a_valid_tree(tmp_path: Path, fraction: float) -> None:
     spec = make_project(tmp_path, memory="2 MiB")
     build_json(spec)  # the old tree; costs now cached
