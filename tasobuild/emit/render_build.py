@@ -13,6 +13,11 @@ def library_sources(p: Program) -> list[str]:
     return sources
 
 
+def archiver(cc: str) -> str:
+    """The archiver that goes with a compiler: arm-none-eabi-gcc -> arm-none-eabi-ar; anything else -> ar."""
+    return cc[: -len("gcc")] + "ar" if cc.endswith("-gcc") else "ar"
+
+
 def render_makefile(p: Program) -> str:
     t = p.toolchain
     objs = " \\\n    ".join(f"obj/{s.rsplit('.', 1)[0]}.o" for s in library_sources(p))
@@ -20,6 +25,7 @@ def render_makefile(p: Program) -> str:
 # `make` builds {p.name}_main; `make lib{p.name}.a` just the library. Compiler and flags are the target's: the
 # ones the kernels were profiled with.
 CC = {t.cc}
+AR = {archiver(t.cc)}
 CFLAGS = {' '.join(t.cflags)}
 CPPFLAGS = -Iinclude -Isrc -Isrc/kernels -MMD -MP
 ASFLAGS = -Wa,-Isrc

@@ -111,6 +111,7 @@ class Encoding:
         self.transform_terms: Terms = self._transforms()  # literals are named variables
         self.time_terms: Terms = tuple((v, w) for v, w in self.node_terms + self.transform_terms if w > 0)
         self._memory: tuple[tuple[int, ...], tuple[Terms, ...]] | None = None
+        self._tensor_low: tuple[int, ...] = ()
         self._tensor_high: tuple[int, ...] = ()
         self._x_ast = [[z3.Z3_get_app_decl(CTX.ref(), v.as_ast()) for v in xs] for xs in self.x]
 
@@ -133,19 +134,6 @@ class Encoding:
         return [c + sum(w for v, w in ts if true_in(model, v)) for c, ts in zip(const, terms)]
 
     # ---- time ----
-    def slower_than_kind(self) -> list[z3.BoolRef]:
-        """Constraints excluding every choice slower than another of the same kind (layouts, aliasing) at its node:
-        none of them is in any fastest plan, so a solve without a memory limit need not consider them."""
-        out = []
-        for xs, node in zip(self.x, self.problem.nodes):
-            fastest: dict[tuple[str, str, bool], int] = {}
-            for c in node.choices:
-                kind = (c.layout_in, c.layout_out, c.aliases_input)
-                fastest[kind] = min(fastest.get(kind, to_ns(c.time_ms)), to_ns(c.time_ms))
-            out += [z3.Not(v) for v, c in zip(xs, node.choices)
-                    if to_ns(c.time_ms) > fastest[(c.layout_in, c.layout_out, c.aliases_input)]]
-        return out
-
     def time_at_most(self, budget_ns: int) -> list[z3.BoolRef]:
         return [pb_le(self.time_terms, budget_ns - self.time_const)]
 
@@ -207,12 +195,8 @@ class Encoding:
     def tensor_bytes_range(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Per step, the (fewest, most) bytes the tensors live there can take whatever the choices: the memory
         apart from the running node's workspace. The most is an over-estimate (every possible copy at once)."""
-        const = self.memory()[0]
-        return const, self._tensor_high
-
-    def lowest_peak(self) -> int:
-        """A trivial lower bound on any plan's peak: the bytes live at a step whatever the choices."""
-        return max(self.memory()[0])
+        self.memory()
+        return self._tensor_low, self._tensor_high
 
     def memory(self) -> tuple[tuple[int, ...], tuple[Terms, ...]]:
         """(bytes live at each step whatever the choices, (literal, bytes) terms at each step)."""
@@ -220,6 +204,7 @@ class Encoding:
             builder = _MemoryBuilder(self)
             self._memory = builder.build()
             self._tensor_high = tuple(builder.high)
+            self._tensor_low = tuple(c + extra for c, extra in zip(self._memory[0], builder.low))
         return self._memory
 
 
@@ -231,6 +216,7 @@ class _MemoryBuilder:
         self.terms: list[list[tuple[z3.BoolRef, int]]] = [[] for _ in range(n_steps)]
         self.orig_live: dict[str, dict[int, Lit]] = {}  # O[t][s], filled outputs-first so views can refer to it
         self.high = [0] * n_steps  # most tensor bytes possibly live at each step
+        self.low = [0] * n_steps  # fewest, beyond the constants: a version of every tensor still to be read
 
     def add(self, step: int, lit: Lit, size: int) -> None:
         if lit is True:
@@ -270,6 +256,7 @@ class _MemoryBuilder:
                         ext[c.layout_in][s].append(and_(v, live))
 
         view = False if t == p.graph_input else enc._choices_at(start, lambda c: c.aliases_input)
+        last_read = max(self.topo.consumer_steps[t], default=start)
         self.orig_live[t] = {}
         for s in steps:
             reads = [and_(A[L][s], or_(P[L], not_(F[L][s - 1]))) for L in LAYOUTS]
@@ -283,6 +270,8 @@ class _MemoryBuilder:
             for lit in versions:
                 self.add(s, lit, size)
             self.high[s] += size * min(len(LAYOUTS), sum(lit is not False for lit in versions))  # one per layout
+            if view is False and start < s <= last_read and not any(v is True for v in versions):
+                self.low[s] += size  # read at or after s: the original or a copy holds it
 
 
 def encode(problem: Problem) -> Encoding:
