@@ -100,7 +100,7 @@ void tb_conv_depthwise_direct_chw(const tb_conv *p, const float *restrict in, co
     }
 }
 
-void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+static void dw_hwc_generic(const tb_conv *p, const float *restrict in, const float *restrict w,
                                   const float *restrict bias, float *restrict out)
 {
     const int mult = p->out_c / p->in_c, M = p->out_c, m0 = p->oc_begin, n = p->oc_end - p->oc_begin;
@@ -130,4 +130,123 @@ void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, co
             if (!p->accumulate) tb_bias_act_vec(o, n, bias + m0, p->act, p->act_a, p->act_b);
         }
     }
+}
+
+#if defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON)) && !defined(TB_GEMM_SCALAR)
+#define TB_DW_VEC 1
+/* HWC 3x3, multiplier 1, no dilation, stride 1 or 2: 16 channels per vector (one AVX-512 register, two AVX ones),
+ * the block's nine tap weights held in registers, DW_PX output pixels along W at once so the stride-1 path loads
+ * each input pixel once for three taps. Sums start from the bias (or the output when accumulating) and get the
+ * activation in registers: one store per output vector. */
+typedef float tb_v16 __attribute__((vector_size(64)));
+typedef int tb_vi16 __attribute__((vector_size(64)));
+#define DW_CB 16
+#define DW_PX 4
+
+/* Vectors never cross a function boundary by value (that would tie the ABI to the vector ISA): macros and
+ * pointers only. */
+#define V16_LOAD(v, p) __builtin_memcpy(&(v), (p), sizeof(tb_v16))
+#define V16_STORE(p, v) __builtin_memcpy((p), &(v), sizeof(tb_v16))
+#define V16_SELECT(keep, a, b) ((tb_v16)(((tb_vi16)(a) & (keep)) | ((tb_vi16)(b) & ~(keep))))
+
+/* *v = act(*v), in place. */
+static inline void v16_act(tb_v16 *v, int act, float a, float b)
+{
+    const tb_v16 zero = {0};
+    switch (act) {
+    case TB_ACT_NONE: return;
+    case TB_ACT_RELU: *v = V16_SELECT(*v > zero, *v, zero); return;
+    case TB_ACT_CLIP:
+        *v = V16_SELECT(*v < zero + a, zero + a, *v);
+        *v = V16_SELECT(*v > zero + b, zero + b, *v);
+        return;
+    default: { /* leaky relu, sigmoid: rare after a depthwise conv, one value at a time */
+        float t[DW_CB];
+        int i;
+        __builtin_memcpy(t, v, sizeof t);
+        for (i = 0; i < DW_CB; ++i) t[i] = tb_act_value(t[i], act, a, b);
+        __builtin_memcpy(v, t, sizeof t);
+        return;
+    }
+    }
+}
+
+/* Output pixels [ow, ow+n) (n <= DW_PX) of row oh for channels [c, c+DW_CB): taps rows [k0, k1) are inside the
+ * input; columns are checked only when `edge` (the border pixels). S is the stride (constant after inlining). */
+static inline void dw_hwc_px(const tb_conv *p, const float *restrict in, const tb_v16 *wv, const tb_v16 *init, int oh,
+                             int ow, int n, int c, int k0, int k1, int edge, int S, float *restrict out)
+{
+    const long C = p->in_c, M = p->out_c;
+    tb_v16 acc[DW_PX];
+    int j, ki, kj;
+    float *o = out + ((long)oh * p->out_w + ow) * M + c;
+    for (j = 0; j < DW_PX; ++j) {
+        if (p->accumulate && j < n) V16_LOAD(acc[j], o + j * M);
+        else acc[j] = *init;
+    }
+    for (ki = k0; ki < k1; ++ki) {
+        const float *row = in + (long)(oh * S + ki - p->pad_top) * p->in_w * C + c;
+        for (kj = 0; kj < 3; ++kj)
+            for (j = 0; j < DW_PX; ++j) {
+                const int iw = (ow + j) * S + kj - p->pad_left;
+                tb_v16 x;
+                if (edge && (j >= n || iw < 0 || iw >= p->in_w)) continue;
+                V16_LOAD(x, row + iw * C);
+                acc[j] += wv[ki * 3 + kj] * x;
+            }
+    }
+    for (j = 0; j < n; ++j) {
+        if (!p->accumulate) v16_act(&acc[j], p->act, p->act_a, p->act_b);
+        V16_STORE(o + j * M, acc[j]);
+    }
+}
+
+static inline void dw_hwc_3x3(const tb_conv *p, const float *restrict in, const float *restrict w,
+                              const float *restrict bias, float *restrict out, int c_end, int S)
+{
+    const int M = p->out_c;
+    int col_lo, col_hi, t, oh, c;
+    tb_valid_range(p->out_w, S, -p->pad_left, p->in_w, &col_lo, &col_hi);
+    tb_valid_range(p->out_w, S, 2 - p->pad_left, p->in_w, &t, &col_hi);
+    col_lo = tb_max(col_lo, t);
+    if (col_hi < col_lo) col_hi = col_lo;
+    for (oh = 0; oh < p->out_h; ++oh) {
+        const int top = oh * S - p->pad_top;
+        const int k0 = tb_max(0, -top), k1 = tb_min(3, p->in_h - top);
+        for (c = p->oc_begin; c < c_end; c += DW_CB) {
+            tb_v16 wv[9], init = {0};
+            int i, ow;
+            for (i = 0; i < 9; ++i) V16_LOAD(wv[i], w + (long)i * M + c);
+            if (!p->accumulate) V16_LOAD(init, bias + c);
+            for (ow = 0; ow < col_lo; ++ow) dw_hwc_px(p, in, wv, &init, oh, ow, 1, c, k0, k1, 1, S, out);
+            for (; ow + DW_PX <= col_hi; ow += DW_PX)
+                dw_hwc_px(p, in, wv, &init, oh, ow, DW_PX, c, k0, k1, 0, S, out);
+            for (; ow < p->out_w; ow += DW_PX)
+                dw_hwc_px(p, in, wv, &init, oh, ow, tb_min(DW_PX, p->out_w - ow), c, k0, k1, 1, S, out);
+        }
+    }
+}
+#endif
+
+void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                  const float *restrict bias, float *restrict out)
+{
+#ifdef TB_DW_VEC
+    if (p->out_c == p->in_c && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
+        p->stride_h == p->stride_w && (p->stride_h == 1 || p->stride_h == 2) && p->oc_end - p->oc_begin >= DW_CB) {
+        /* Whole vectors here; the channels past the last full vector go through the generic path. */
+        const int c_end = p->oc_begin + (p->oc_end - p->oc_begin) / DW_CB * DW_CB;
+        if (p->stride_h == 1)
+            dw_hwc_3x3(p, in, w, bias, out, c_end, 1);
+        else
+            dw_hwc_3x3(p, in, w, bias, out, c_end, 2);
+        if (c_end < p->oc_end) {
+            tb_conv rest = *p;
+            rest.oc_begin = c_end;
+            dw_hwc_generic(&rest, in, w, bias, out);
+        }
+        return;
+    }
+#endif
+    dw_hwc_generic(p, in, w, bias, out);
 }

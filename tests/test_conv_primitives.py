@@ -129,6 +129,13 @@ CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
     ("deep_k", Case(48, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU), GENERAL),
     # pixels > NC (4080): the 1x1 GEMM packs the input in more than one column block
     ("many_pixels_1x1", Case(5, 65, 65, 7, (1, 1), act=SIGMOID), GENERAL + POINTWISE),
+    # depthwise 3x3 with >= 16 channels: the vectorised HWC path (2 full 16-channel vectors + a 5-channel tail,
+    # 4-pixel blocks + border pixels), stride 2 with asymmetric pads, and a map narrower than the 3x3 window
+    ("depthwise_3x3_vec", Case(37, 9, 11, 37, (3, 3), pads=(1, 1, 1, 1), groups=37, act=CLIP6), GENERAL + DEPTHWISE),
+    ("depthwise_3x3_vec_s2", Case(32, 12, 13, 32, (3, 3), (2, 2), (0, 1, 1, 1), groups=32, act=LEAKY),
+     GENERAL + DEPTHWISE),
+    ("depthwise_3x3_vec_narrow", Case(16, 3, 2, 16, (3, 3), pads=(1, 1, 1, 1), groups=16, act=SIGMOID),
+     GENERAL + DEPTHWISE),
 )
 
 
@@ -144,8 +151,10 @@ def test_every_applicable_primitive_matches_reference(label: str, case: Case, ex
         assert_close(got, ref)
 
 
-@pytest.mark.parametrize("label, case, expected", CASES[:1] + CASES[4:7] + CASES[8:10],
-                         ids=[c[0] for c in CASES[:1] + CASES[4:7] + CASES[8:10]])
+RANGED = CASES[:1] + CASES[4:7] + CASES[8:10] + CASES[14:16]
+
+
+@pytest.mark.parametrize("label, case, expected", RANGED, ids=[c[0] for c in RANGED])
 def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[str, ...]) -> None:
     """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
     node, graph, x = conv_graph(case, seed=1)

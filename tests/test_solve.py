@@ -314,7 +314,7 @@ def test_encoding_agrees_with_evaluate_on_every_plan(seed: int) -> None:
     p = random_problem(seed)
     enc = encode(p)
     enc.memory()
-    solver = z3.Solver()
+    solver = z3.Solver(ctx=enc.ctx)
     solver.add(*enc.constraints)
     for picks in itertools.product(*[range(len(n.choices)) for n in p.nodes]):
         fixed = [enc.x[i][k] for i, k in enumerate(picks)]

@@ -29,22 +29,19 @@ Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
 
 
 # Formulas are built through Z3's C API: the Python wrapper re-checks and re-coerces every argument, which
-# dominated encoding time on networks with thousands of choices.
-CTX = z3.main_ctx()
-_BOOL_SORT = z3.BoolSort(CTX).ast
-
-
-def _ref(ast: z3.Ast) -> z3.BoolRef:
-    return z3.BoolRef(ast, CTX)
+# dominated encoding time on networks with thousands of choices. Every Encoding has its own Z3 context, so that
+# solving one problem twice in one process starts from the same solver state and gives the same plan.
 
 
 def _nary(fn: Callable[..., z3.Ast], xs: list[z3.BoolRef]) -> z3.BoolRef:
+    ctx = xs[0].ctx
     args = (z3.Ast * len(xs))(*[x.as_ast() for x in xs])
-    return _ref(fn(CTX.ref(), len(xs), args))
+    return z3.BoolRef(fn(ctx.ref(), len(xs), args), ctx)
 
 
-def bool_var(name: str) -> z3.BoolRef:
-    return _ref(z3.Z3_mk_const(CTX.ref(), z3.Z3_mk_string_symbol(CTX.ref(), name), _BOOL_SORT))
+def bool_var(name: str, ctx: z3.Context) -> z3.BoolRef:
+    sort = z3.BoolSort(ctx).ast
+    return z3.BoolRef(z3.Z3_mk_const(ctx.ref(), z3.Z3_mk_string_symbol(ctx.ref(), name), sort), ctx)
 
 
 def or_(*xs: Lit) -> Lit:
@@ -62,17 +59,18 @@ def and_(*xs: Lit) -> Lit:
 
 
 def not_(x: Lit) -> Lit:
-    return (not x) if isinstance(x, bool) else _ref(z3.Z3_mk_not(CTX.ref(), x.as_ast()))
+    return (not x) if isinstance(x, bool) else z3.BoolRef(z3.Z3_mk_not(x.ctx.ref(), x.as_ast()), x.ctx)
 
 
 def iff(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
-    return _ref(z3.Z3_mk_eq(CTX.ref(), a.as_ast(), b.as_ast()))
+    return z3.BoolRef(z3.Z3_mk_eq(a.ctx.ref(), a.as_ast(), b.as_ast()), a.ctx)
 
 
 def _is_true(model: z3.ModelRef, decl: z3.Ast) -> bool:
     """A Boolean constant's value in the model (unassigned: false), without the wrapper's per-call overhead."""
-    value = z3.Z3_model_get_const_interp(CTX.ref(), model.model, decl)
-    return bool(value) and z3.Z3_get_bool_value(CTX.ref(), value) == z3.Z3_L_TRUE
+    ctx = model.ctx.ref()
+    value = z3.Z3_model_get_const_interp(ctx, model.model, decl)
+    return bool(value) and z3.Z3_get_bool_value(ctx, value) == z3.Z3_L_TRUE
 
 
 def true_in(model: z3.ModelRef, lit: z3.BoolRef) -> bool:
@@ -82,14 +80,13 @@ def true_in(model: z3.ModelRef, lit: z3.BoolRef) -> bool:
 INT_MAX = 2**31 - 1  # z3's pseudo-boolean coefficients and bounds are C ints
 
 
-def pb_le(terms: Terms, k: int) -> z3.BoolRef:
+def pb_le(terms: Terms, k: int, ctx: z3.Context) -> z3.BoolRef:
     """sum of weights of true literals <= k. Goes straight to the C API (the Python wrapper re-checks every
     argument, which dominated solve time); falls back to integer arithmetic for weights beyond a C int."""
     if not terms or k < 0:
-        return z3.BoolVal(k >= 0)
+        return z3.BoolVal(k >= 0, ctx)
     if k > INT_MAX or any(w > INT_MAX for _, w in terms):
         return z3.Sum([z3.If(v, w, 0) for v, w in terms]) <= k
-    ctx = terms[0][0].ctx
     args = (z3.Ast * len(terms))(*[v.as_ast() for v, _ in terms])
     coeffs = (ctypes.c_int * len(terms))(*[w for _, w in terms])
     return z3.BoolRef(z3.Z3_mk_pble(ctx.ref(), len(terms), args, coeffs, k), ctx)
@@ -102,7 +99,8 @@ class Encoding:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.topo = topology(problem)
-        self.x = tuple(tuple(bool_var(f"x|{i}|{k}") for k in range(len(node.choices)))
+        self.ctx = z3.Context()
+        self.x = tuple(tuple(bool_var(f"x|{i}|{k}", self.ctx) for k in range(len(node.choices)))
                        for i, node in enumerate(problem.nodes))
         self.constraints: list[z3.BoolRef] = [z3.PbEq([(v, 1) for v in xs], 1) for xs in self.x]
         self.time_const = 0  # ns spent whatever the choices (a transform that must always run)
@@ -113,7 +111,7 @@ class Encoding:
         self._memory: tuple[tuple[int, ...], tuple[Terms, ...]] | None = None
         self._tensor_low: tuple[int, ...] = ()
         self._tensor_high: tuple[int, ...] = ()
-        self._x_ast = [[z3.Z3_get_app_decl(CTX.ref(), v.as_ast()) for v in xs] for xs in self.x]
+        self._x_ast = [[z3.Z3_get_app_decl(self.ctx.ref(), v.as_ast()) for v in xs] for xs in self.x]
 
     # ---- decoding (literals in terms are all plain variables, so a model lookup is enough) ----
     def picks(self, model: z3.ModelRef) -> list[Choice]:
@@ -135,7 +133,7 @@ class Encoding:
 
     # ---- time ----
     def time_at_most(self, budget_ns: int) -> list[z3.BoolRef]:
-        return [pb_le(self.time_terms, budget_ns - self.time_const)]
+        return [pb_le(self.time_terms, budget_ns - self.time_const, self.ctx)]
 
     def _choices_at(self, step: int, pred: Callable[[Choice], bool]) -> Lit:
         return or_(*[v for v, c in zip(self.x[step], self.problem.nodes[step].choices) if pred(c)])
@@ -164,7 +162,7 @@ class Encoding:
                     if runs is False:
                         continue
                     if (t, a, b) not in p.transform_ms:  # no such transform: this combination is impossible
-                        self.constraints.append(z3.BoolVal(False) if runs is True else z3.Not(runs))
+                        self.constraints.append(z3.BoolVal(False, self.ctx) if runs is True else z3.Not(runs))
                     elif runs is True:
                         self.time_const += to_ns(p.transform_ms[(t, a, b)])
                     else:
@@ -175,7 +173,7 @@ class Encoding:
         """A named Boolean for a shared subformula (constants and plain variables stay as they are)."""
         if isinstance(expr, bool) or z3.is_const(expr):
             return expr
-        v = bool_var(name)
+        v = bool_var(name, self.ctx)
         self.constraints.append(iff(v, expr))
         return v
 
@@ -187,9 +185,9 @@ class Encoding:
         out: list[z3.BoolRef] = []
         for c, ts in zip(const, terms):
             if c > budget:
-                return [z3.BoolVal(False)]
+                return [z3.BoolVal(False, self.ctx)]
             if c + sum(w for _, w in ts) > budget:
-                out.append(pb_le(ts, budget - c))
+                out.append(pb_le(ts, budget - c, self.ctx))
         return out
 
     def tensor_bytes_range(self) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -4,6 +4,7 @@ solver's claim about it (its cost, or that it fits the cap) is checked against t
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ class Clock:
         self.deadline = time.perf_counter() + limit_s
         self.used = 0.0
 
+    def expired(self) -> bool:
+        return time.perf_counter() >= self.deadline
+
     def remaining_ms(self) -> int:
         return max(1, int((self.deadline - time.perf_counter()) * 1000))
 
@@ -53,17 +57,29 @@ def exclusions(enc: Encoding, excluded: Excluded) -> list[z3.BoolRef]:
     return [z3.Not(enc.x[i][k]) for i, k in sorted(excluded)]
 
 
+# Core-guided MaxSAT has heavy tails: the same question takes 0.2 s or over a minute depending on the search
+# parameters (and on incidental orderings). So min_time runs a deterministic portfolio: slices that alternate
+# maxres with and without hill climbing and change the seed, each with a resource budget (Z3's rlimit, counted in
+# operations, not seconds: the same slice ends at the same point on every run) twice the last, until one finishes
+# or the wall-clock limit ends the search.
+FIRST_SLICE_RLIMIT = 3_000_000  # about 0.3-0.8 s of maxres on this kind of problem
+
+
+def slice_params(k: int) -> dict[str, object]:
+    climb = k % 2 == 1
+    return {"random_seed": SEED + k // 2, "maxres.hill_climb": climb, "maxres.pivot_on_correction_set": climb,
+            "rlimit": FIRST_SLICE_RLIMIT << k}
+
+
 def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Excluded = frozenset(),
              known: tuple[Choice, ...] | None = None,
              accept: Callable[[Plan], bool] = lambda _: True) -> Outcome:
     """Fastest plan under the extra constraints, never picking an excluded choice, as weighted MaxSAT (Z3 Optimize,
-    core-guided maxres). Each choice is a soft 'not this' weighted by how much slower it is than the node's fastest
-    allowed choice (the fastest weighs 0, which keeps the cores small); each transform is a soft 'not this' weighted
-    by its time. On timeout: the best plan Z3 found that `accept`s (meets the caps), else `known`, with the bound."""
-    opt = z3.Optimize()
-    opt.set("random_seed", SEED)
-    opt.set("maxres.hill_climb", False)  # measured: several times faster on layout-coupled chains
-    opt.set("maxres.pivot_on_correction_set", False)
+    core-guided maxres, in slices: see slice_params). Each choice is a soft 'not this' weighted by how much slower
+    it is than the node's fastest allowed choice (the fastest weighs 0, which keeps the cores small); each transform
+    is a soft 'not this' weighted by its time. On timeout: the best plan found that `accept`s (meets the caps), else
+    `known`, with the best proven lower bound."""
+    opt = z3.Optimize(ctx=enc.ctx)
     opt.add(*enc.constraints, *extra, *exclusions(enc, excluded))
     handle, base = None, enc.time_const
     for i, (xs, node) in enumerate(zip(enc.x, enc.problem.nodes)):
@@ -78,24 +94,30 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     for v, w in enc.transform_terms:
         if w > 0:
             handle = opt.add_soft(z3.Not(v), w, id="time")
-    result = clock.run(opt)
-    if result == z3.unsat:
-        return Outcome(None, True, 0)
-    if result == z3.sat:
-        plan = evaluate(enc.problem, enc.picks(opt.model()))
-        claimed = base + _objective_value(handle)
-        if claimed != plan.time_ns or not accept(plan):
-            raise AssertionError(f"solver encoding disagrees with evaluate: time {claimed} vs {plan.time_ns} ns, "
-                                 f"or the plan breaks a cap")
-        return Outcome(picks_of(plan), True, plan.time_ns)
     best = None if known is None else evaluate(enc.problem, known)
-    try:  # timeout: maxres keeps its best model so far
-        found = evaluate(enc.problem, enc.picks(opt.model()))
-        if accept(found) and (best is None or found.time_ns < best.time_ns):
-            best = found
-    except (z3.Z3Exception, AssertionError, ValueError):
-        pass
-    lower = base + _soft_lower(handle)
+    lower = base
+    for k in itertools.count():
+        for key, value in slice_params(k).items():
+            opt.set(key, value)
+        result = clock.run(opt)
+        if result == z3.unsat:
+            return Outcome(None, True, 0)
+        if result == z3.sat:
+            plan = evaluate(enc.problem, enc.picks(opt.model()))
+            claimed = base + _objective_value(handle)
+            if claimed != plan.time_ns or not accept(plan):
+                raise AssertionError(f"solver encoding disagrees with evaluate: time {claimed} vs {plan.time_ns} ns, "
+                                     f"or the plan breaks a cap")
+            return Outcome(picks_of(plan), True, plan.time_ns)
+        lower = max(lower, base + _soft_lower(handle))
+        try:  # out of budget: maxres keeps its best model so far
+            found = evaluate(enc.problem, enc.picks(opt.model()))
+            if accept(found) and (best is None or found.time_ns < best.time_ns):
+                best = found
+        except (z3.Z3Exception, AssertionError, ValueError):
+            pass
+        if clock.expired():
+            break
     if best is None:
         return Outcome(None, False, lower)
     return Outcome(picks_of(best), False, min(lower, best.time_ns))
@@ -109,7 +131,7 @@ def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, floor: int,
     alignment between what is proven impossible and the best plan found."""
     align = enc.problem.alignment
     enc.memory()  # the memory definitions join enc.constraints
-    solver = z3.Solver()
+    solver = z3.Solver(ctx=enc.ctx)
     solver.set("random_seed", SEED)
     solver.add(*enc.constraints, *extra)
 
