@@ -147,6 +147,13 @@ typedef int tb_vi16 __attribute__((vector_size(64)));
  * pointers only. */
 #define V16_LOAD(v, p) __builtin_memcpy(&(v), (p), sizeof(tb_v16))
 #define V16_STORE(p, v) __builtin_memcpy((p), &(v), sizeof(tb_v16))
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* acc += w * x: fused on AVX-512 (one rounding, as in the GEMM), multiply then add elsewhere */
+#define V16_MADD(acc, w, x) ((acc) = (tb_v16)_mm512_fmadd_ps((__m512)(w), (__m512)(x), (__m512)(acc)))
+#else
+#define V16_MADD(acc, w, x) ((acc) += (w) * (x))
+#endif
 #define V16_SELECT(keep, a, b) ((tb_v16)(((tb_vi16)(a) & (keep)) | ((tb_vi16)(b) & ~(keep))))
 
 /* *v = act(*v), in place. */
@@ -173,7 +180,7 @@ static inline void v16_act(tb_v16 *v, int act, float a, float b)
 
 /* Output pixels [ow, ow+n) (n <= DW_PX) of row oh for channels [c, c+DW_CB): taps rows [k0, k1) are inside the
  * input; columns are checked only when `edge` (the border pixels). S is the stride (constant after inlining). */
-static inline void dw_hwc_px(const tb_conv *p, const float *restrict in, const tb_v16 *wv, const tb_v16 *init, int oh,
+static inline __attribute__((always_inline)) void dw_hwc_px(const tb_conv *p, const float *restrict in, const tb_v16 *wv, const tb_v16 *init, int oh,
                              int ow, int n, int c, int k0, int k1, int edge, int S, float *restrict out)
 {
     const long C = p->in_c, M = p->out_c;
@@ -192,7 +199,7 @@ static inline void dw_hwc_px(const tb_conv *p, const float *restrict in, const t
                 tb_v16 x;
                 if (edge && (j >= n || iw < 0 || iw >= p->in_w)) continue;
                 V16_LOAD(x, row + iw * C);
-                acc[j] += wv[ki * 3 + kj] * x;
+                V16_MADD(acc[j], wv[ki * 3 + kj], x);
             }
     }
     for (j = 0; j < n; ++j) {
@@ -201,28 +208,102 @@ static inline void dw_hwc_px(const tb_conv *p, const float *restrict in, const t
     }
 }
 
-static inline void dw_hwc_3x3(const tb_conv *p, const float *restrict in, const float *restrict w,
+/* Four interior output pixels [ow, ow+4) of rows oh .. oh+R-1 (R = 1 or 2: two rows share their input rows while
+ * they are in L1), channels [c, c+16): every tap inside the input. */
+#define DW_T(acc, wt, ptr) do { tb_v16 x_; V16_LOAD(x_, ptr); V16_MADD(acc, wt, x_); } while (0)
+#define DW_ROW(r, wa, wb, wc, a0, a1, a2, a3)                                                                               \
+    do {                                                                                                      \
+        DW_T(a0, wa, (r)); DW_T(a0, wb, (r) + C); DW_T(a0, wc, (r) + 2 * C);                                  \
+        DW_T(a1, wa, (r) + S * C); DW_T(a1, wb, (r) + (S + 1) * C); DW_T(a1, wc, (r) + (S + 2) * C);          \
+        DW_T(a2, wa, (r) + 2 * S * C); DW_T(a2, wb, (r) + (2 * S + 1) * C); DW_T(a2, wc, (r) + (2 * S + 2) * C); \
+        DW_T(a3, wa, (r) + 3 * S * C); DW_T(a3, wb, (r) + (3 * S + 1) * C); DW_T(a3, wc, (r) + (3 * S + 2) * C); \
+    } while (0)
+static inline __attribute__((always_inline)) void dw_hwc_inner4(const tb_conv *p, const float *restrict in,
+                                                                const float *restrict w, const tb_v16 *init, int oh,
+                                                                int ow, int c, int S, int R, float *restrict out)
+{
+    const long C = p->in_c, M = p->out_c, rs = (long)p->in_w * C;
+    const float *r0 = in + ((long)(oh * S - p->pad_top) * p->in_w + (long)ow * S - p->pad_left) * C + c;
+    float *o = out + ((long)oh * p->out_w + ow) * M + c;
+    tb_v16 w0, w1, w2, w3, w4, w5, w6, w7, w8, a0, a1, a2, a3;
+    V16_LOAD(w0, w + c); V16_LOAD(w1, w + M + c); V16_LOAD(w2, w + 2 * M + c);
+    V16_LOAD(w3, w + 3 * M + c); V16_LOAD(w4, w + 4 * M + c); V16_LOAD(w5, w + 5 * M + c);
+    V16_LOAD(w6, w + 6 * M + c); V16_LOAD(w7, w + 7 * M + c); V16_LOAD(w8, w + 8 * M + c);
+    if (p->accumulate) {
+        V16_LOAD(a0, o); V16_LOAD(a1, o + M); V16_LOAD(a2, o + 2 * M); V16_LOAD(a3, o + 3 * M);
+    } else {
+        a0 = a1 = a2 = a3 = *init;
+    }
+    DW_ROW(r0, w0, w1, w2, a0, a1, a2, a3);
+    DW_ROW(r0 + rs, w3, w4, w5, a0, a1, a2, a3);
+    DW_ROW(r0 + 2 * rs, w6, w7, w8, a0, a1, a2, a3);
+    if (R == 2) {
+        const float *r1 = r0 + S * rs;
+        float *o1 = o + (long)p->out_w * M;
+        tb_v16 b0, b1, b2, b3;
+        if (p->accumulate) {
+            V16_LOAD(b0, o1); V16_LOAD(b1, o1 + M); V16_LOAD(b2, o1 + 2 * M); V16_LOAD(b3, o1 + 3 * M);
+        } else {
+            b0 = b1 = b2 = b3 = *init;
+        }
+        DW_ROW(r1, w0, w1, w2, b0, b1, b2, b3);
+        DW_ROW(r1 + rs, w3, w4, w5, b0, b1, b2, b3);
+        DW_ROW(r1 + 2 * rs, w6, w7, w8, b0, b1, b2, b3);
+        if (!p->accumulate) {
+            v16_act(&b0, p->act, p->act_a, p->act_b); v16_act(&b1, p->act, p->act_a, p->act_b);
+            v16_act(&b2, p->act, p->act_a, p->act_b); v16_act(&b3, p->act, p->act_a, p->act_b);
+        }
+        V16_STORE(o1, b0); V16_STORE(o1 + M, b1); V16_STORE(o1 + 2 * M, b2); V16_STORE(o1 + 3 * M, b3);
+    }
+    if (!p->accumulate) {
+        v16_act(&a0, p->act, p->act_a, p->act_b); v16_act(&a1, p->act, p->act_a, p->act_b);
+        v16_act(&a2, p->act, p->act_a, p->act_b); v16_act(&a3, p->act, p->act_a, p->act_b);
+    }
+    V16_STORE(o, a0); V16_STORE(o + M, a1); V16_STORE(o + 2 * M, a2); V16_STORE(o + 3 * M, a3);
+}
+#undef DW_ROW
+#undef DW_T
+
+static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, const float *restrict in, const float *restrict w,
                               const float *restrict bias, float *restrict out, int c_end, int S)
 {
     const int M = p->out_c;
-    int col_lo, col_hi, t, oh, c;
+    int col_lo, col_hi, row_lo, row_hi, t, oh, c, rows = 1;
+    tb_valid_range(p->out_h, S, -p->pad_top, p->in_h, &row_lo, &row_hi);
+    tb_valid_range(p->out_h, S, 2 - p->pad_top, p->in_h, &t, &row_hi);
+    row_lo = tb_max(row_lo, t);
+    if (row_hi < row_lo) row_hi = row_lo;
     tb_valid_range(p->out_w, S, -p->pad_left, p->in_w, &col_lo, &col_hi);
     tb_valid_range(p->out_w, S, 2 - p->pad_left, p->in_w, &t, &col_hi);
     col_lo = tb_max(col_lo, t);
     if (col_hi < col_lo) col_hi = col_lo;
-    for (oh = 0; oh < p->out_h; ++oh) {
-        const int top = oh * S - p->pad_top;
-        const int k0 = tb_max(0, -top), k1 = tb_min(3, p->in_h - top);
+    for (oh = 0; oh < p->out_h; oh += rows) {
+        /* rows whose three input rows are all inside: [row_lo, row_hi); pairs of them go through together */
+        const int inner = oh >= row_lo && oh < row_hi, inner_end = col_lo + (col_hi - col_lo) / DW_PX * DW_PX;
+        rows = inner && oh + 1 < row_hi ? 2 : 1;
         for (c = p->oc_begin; c < c_end; c += DW_CB) {
             tb_v16 wv[9], init = {0};
-            int i, ow;
+            int i, r, ow;
             for (i = 0; i < 9; ++i) V16_LOAD(wv[i], w + (long)i * M + c);
             if (!p->accumulate) V16_LOAD(init, bias + c);
-            for (ow = 0; ow < col_lo; ++ow) dw_hwc_px(p, in, wv, &init, oh, ow, 1, c, k0, k1, 1, S, out);
-            for (; ow + DW_PX <= col_hi; ow += DW_PX)
-                dw_hwc_px(p, in, wv, &init, oh, ow, DW_PX, c, k0, k1, 0, S, out);
-            for (; ow < p->out_w; ow += DW_PX)
-                dw_hwc_px(p, in, wv, &init, oh, ow, tb_min(DW_PX, p->out_w - ow), c, k0, k1, 1, S, out);
+            for (r = 0; inner && r < rows; ++r) /* left border pixels of interior rows */
+                for (ow = 0; ow < col_lo; ++ow) dw_hwc_px(p, in, wv, &init, oh + r, ow, 1, c, 0, 3, 1, S, out);
+            if (rows == 2) /* the hot loop, written out so everything stays in registers */
+                for (ow = col_lo; ow < inner_end; ow += DW_PX) dw_hwc_inner4(p, in, w, &init, oh, ow, c, S, 2, out);
+            else if (inner)
+                for (ow = col_lo; ow < inner_end; ow += DW_PX) dw_hwc_inner4(p, in, w, &init, oh, ow, c, S, 1, out);
+            for (r = 0; r < rows; ++r) {
+                const int top = (oh + r) * S - p->pad_top;
+                const int k0 = tb_max(0, -top), k1 = tb_min(3, p->in_h - top);
+                ow = inner ? inner_end : col_lo;
+                if (!inner) { /* a top or bottom row: rows == 1, some input rows missing */
+                    for (ow = 0; ow < col_lo; ++ow) dw_hwc_px(p, in, wv, &init, oh, ow, 1, c, k0, k1, 1, S, out);
+                    for (; ow + DW_PX <= col_hi; ow += DW_PX)
+                        dw_hwc_px(p, in, wv, &init, oh, ow, DW_PX, c, k0, k1, 0, S, out);
+                }
+                for (; ow < p->out_w; ow += DW_PX)
+                    dw_hwc_px(p, in, wv, &init, oh + r, ow, tb_min(DW_PX, p->out_w - ow), c, k0, k1, 1, S, out);
+            }
         }
     }
 }
