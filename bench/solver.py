@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import record, table  # noqa: E402
-from tasobuild.solve import Plan, Problem, Session  # noqa: E402
+from bench.common import record, table
+from tasobuild.solve import Plan, Problem, Session
 
 NETWORKS = ("googlenet", "resnet50", "vgg16")
 TIME_LIMIT_S = 60.0
@@ -62,9 +62,10 @@ def rows_for(model: str) -> list[list[str]]:
     questions += [(f"budget {f}x min peak", int(smallest * f), "latency") for f in (1.05, 1.2, 1.5)]
     rows = []
     for label, budget, objective in questions:
-        _, _, first_total, _ = timed(
-            problem, lambda s: s.solve(budget, objective, time_limit_s=TIME_LIMIT_S, tie_break=False))
-        enc, z3s, total, plan = timed(problem, lambda s: s.solve(budget, objective, time_limit_s=TIME_LIMIT_S))
+        _, _, first_total, _ = timed(problem, lambda s, b=budget, o=objective: s.solve(
+            b, o, time_limit_s=TIME_LIMIT_S, tie_break=False))
+        enc, z3s, total, plan = timed(problem, lambda s, b=budget, o=objective: s.solve(
+            b, o, time_limit_s=TIME_LIMIT_S))
         assert isinstance(plan, Plan)
         rows.append([model, f"{len(problem.nodes)} / {choices}", label, f"{enc:.3f}", f"{first_total:.3f}",
                      f"{z3s:.3f}", f"{total:.3f}", f"{plan.status}/{plan.tie_break}", f"{plan.predicted_ms:.3f}",

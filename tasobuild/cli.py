@@ -117,33 +117,39 @@ def _print_totals(rep: dict[str, Any]) -> None:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from tasobuild.build import Options, all_calls, load_inputs, measure_costs
-    from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
+    import time
+
+    from tasobuild.build import Options, all_calls, candidates_of, load_inputs
+    from tasobuild.costs.stage import measure_costs
     from tasobuild.optimize import place, to_problem
-    from tasobuild.solve import pareto
+    from tasobuild.solve import Session
 
     options: Options = _options(args)
     spec, target, graph = load_inputs(options)
-    nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
-    transforms = transform_candidates(graph)
+    nodes, transforms = candidates_of(spec, graph)
     costed = measure_costs(spec, target, all_calls(nodes, transforms), options.progress)
     problem = to_problem(graph, nodes, transforms, costed.costs)
-    plans = pareto(problem, points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
+    started = time.perf_counter()
+    plans = Session(problem).pareto(points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
+    seconds = time.perf_counter() - started
     points = [{"arena_bytes": place(p).arena_bytes, "peak_bytes": p.peak_bytes, "predicted_ms": p.predicted_ms,
-               "status": p.status} for p in plans]
+               "status": p.status, "tie_break": p.tie_break} for p in plans]
     points.sort(key=lambda p: (p["arena_bytes"], p["predicted_ms"]))
     if args.png:
         _plot_pareto(points, args.png, spec.project.name)
     if args.json:
-        _emit_json({"points": points})
+        _emit_json({"points": points, "solver": {"seconds": seconds}})
         return 0
-    table = Table(title=f"{spec.project.name}: memory vs latency (each point proven optimal)")
-    for col in ("arena", "peak live", "predicted ms", "status"):
+    proven = all(p["status"] == "optimal" for p in points)
+    table = Table(title=f"{spec.project.name}: memory vs latency "
+                        f"({'every point proven optimal' if proven else 'NOT every point proven: see status'})")
+    for col in ("arena", "peak live", "predicted ms", "status", "tie break"):
         table.add_column(col, justify="right")
     for p in points:
         table.add_row(format_size(p["arena_bytes"]), format_size(p["peak_bytes"]), f"{p['predicted_ms']:.3f}",
-                      p["status"])
+                      p["status"], p["tie_break"])
     stdout.print(table)
+    stdout.print(f"{len(points)} points in {seconds:.2f} s ({costed.profiled} measurements taken)")
     return 0
 
 

@@ -6,15 +6,23 @@ The solver (tasobuild.solve) knows nothing of ONNX or kernels; this module is th
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 from tasobuild.candidates import NodeCandidates, TransformCandidate
 from tasobuild.costs.cache import Cost
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph
 from tasobuild.memory import ArenaPlan, check_no_overlap, plan_arena
-from tasobuild.solve import Choice, Plan, Problem, ProblemNode, ProblemTensor, Session, greedy
+from tasobuild.solve import (
+    Choice,
+    Plan,
+    Problem,
+    ProblemNode,
+    ProblemTensor,
+    Session,
+    greedy,
+)
 
 # The emitted code and the cost model both see ONNX's row-major order at the network's boundary.
 BOUNDARY_LAYOUT = "CHW"
@@ -56,7 +64,7 @@ class Decision:
     plan: Plan
     arena: ArenaPlan
     baselines: Mapping[str, Mapping[str, float]]  # "greedy" | "time_only" -> {predicted_ms, arena_bytes}
-    lower_bound_bytes: int  # the largest sum of simultaneously live tensors of the time-only plan, untiled
+    lower_bound_bytes: int  # the plan's largest sum of simultaneously live buffers: no placement does better
 
 
 # What decide() emits: the optimiser's plan, or (for measuring the optimiser against them, e.g. bench/taso.py) one
@@ -84,7 +92,7 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
 
     def decided(plan: Plan, arena: ArenaPlan) -> Decision:
         plan = replace(plan, solver_seconds=time.perf_counter() - started)  # encoding and every solve
-        return Decision(plan, arena, baselines, time_only.peak_bytes)
+        return Decision(plan, arena, baselines, plan.peak_bytes)
 
     if emit != "plan":
         chosen = greedy_plan if emit == "greedy" else time_only

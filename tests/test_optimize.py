@@ -3,13 +3,18 @@ model (no measurements, so the test is quick and its costs are the same on every
 
 from __future__ import annotations
 
+import itertools
+import json
+from pathlib import Path
+
 import pytest
 
 from tasobuild.errors import UserError
 from tasobuild.memory import check_no_overlap
 from tasobuild.optimize import decide, place
 from tasobuild.solve import Problem, Session, greedy, solve
-from tests.e2e import write_spec
+from tests.e2e import tasobuild, write_spec
+from tests.zoo import ensure_model
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +22,6 @@ def ds_cnn(tmp_path_factory: pytest.TempPathFactory) -> Problem:
     from tasobuild.build import Options, all_calls, candidates_of, load_inputs
     from tasobuild.costs.stage import measure_costs
     from tasobuild.optimize import to_problem
-    from tests.zoo import ensure_model
 
     root = tmp_path_factory.mktemp("ds_cnn")
     with pytest.MonkeyPatch.context() as mp:
@@ -44,7 +48,7 @@ def test_tight_budget_gives_an_arena_within_it(ds_cnn: Problem) -> None:
     assert d.plan.time_ns == solve(ds_cnn, d.plan.peak_bytes).time_ns  # no faster plan at this peak
     assert d.baselines["time_only"]["predicted_ms"] == pytest.approx(fastest.predicted_ms)
     assert d.baselines["greedy"]["predicted_ms"] == pytest.approx(greedy(ds_cnn).predicted_ms)
-    assert d.lower_bound_bytes == fastest.peak_bytes
+    assert d.lower_bound_bytes == d.plan.peak_bytes <= d.arena.arena_bytes
 
 
 def test_impossible_budget_names_the_smallest_budget(ds_cnn: Problem) -> None:
@@ -90,3 +94,18 @@ def test_deterministic(ds_cnn: Problem) -> None:
     budget = Session(ds_cnn).min_peak_bytes() * 5 // 4
     first, second = (decide(ds_cnn, budget, "latency", None, time_limit_s=30) for _ in range(2))
     assert first.plan == second.plan and first.arena == second.arena
+
+
+def test_pareto_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASOBUILD_CACHE_DIR", str(tmp_path / "empty-cache"))
+    spec_path = write_spec(tmp_path, ensure_model("ds_cnn_torch"))
+    spec_path.write_text(spec_path.read_text().replace('costs = "profile"', 'costs = "model"'))
+    png = tmp_path / "frontier.png"
+    out = tasobuild("pareto", "-c", str(spec_path), "--json", "--points", "6", "--png", str(png))
+    points = json.loads(out.stdout)["points"]
+    assert 2 <= len(points) <= 6
+    assert all(p["status"] == "optimal" and p["tie_break"] == "optimal" for p in points)
+    assert [p["peak_bytes"] for p in points] == sorted({p["peak_bytes"] for p in points})  # increasing memory ...
+    assert all(a["predicted_ms"] > b["predicted_ms"] for a, b in itertools.pairwise(points))  # ... buys time
+    assert all(p["arena_bytes"] >= p["peak_bytes"] for p in points)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

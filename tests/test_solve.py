@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 import pytest
 import z3
@@ -26,6 +27,8 @@ from tasobuild.solve import (
     solve,
 )
 from tasobuild.solve.encode import encode
+from tasobuild.solve.search import slice_params
+from tasobuild.solve.session import Session
 
 C = Choice
 
@@ -268,6 +271,49 @@ def test_pareto_chain() -> None:
     assert all(q.status == "optimal" for q in points)
 
 
+# ---- the session: bounds, budget pruning, reuse ----
+
+def test_tensor_bytes_range_and_floor() -> None:
+    # two_layers has no layout freedom: the bounds are exact. Step 0 holds in + a, step 1 a + out, then out.
+    s = Session(two_layers())
+    assert s.enc.tensor_bytes_range() == ((2000, 1100, 100), (2000, 1100, 100))
+    assert s.floor == 2000  # = min_peak_bytes: step 0 with direct's zero workspace
+    # concat_fanout: at step 3, c must be live in CHW (n5 may read it) and in HWC (n4 must), with d: 450;
+    # at step 4 n5 may read the CHW original or the HWC copy, so 300..500
+    s = Session(concat_fanout())
+    assert s.enc.tensor_bytes_range() == ((200, 300, 400, 450, 300, 350, 200, 50),
+                                          (200, 300, 400, 450, 500, 350, 200, 50))
+    assert s.floor == 450 == min_peak_bytes(concat_fanout())
+
+
+def test_budget_pruning() -> None:
+    s = Session(two_layers())  # choices (pruned order): conv [im2col 2 ms/4000 B, direct 6 ms], fc [gemm 1 ms/500 B, naive]
+    assert s.excluded(None) == {(0, 1), (1, 1)}  # no cap: the fastest of each kind
+    # 3000 bytes: im2col cannot fit (2000 + 4000); gemm always fits (1100 + 500), so naive is dominated
+    assert s.excluded(3000) == {(0, 0), (1, 1)}
+    assert s.infeasible(3000) == {(0, 0)}
+    assert s.excluded(1999) == {(0, 0), (0, 1), (1, 1)}  # below the floor nothing fits at step 0
+    # concat_fanout at 450: every step can still reach 450 with some choice, and n5's two kinds both stay
+    assert Session(concat_fanout()).excluded(450) == frozenset()
+
+
+def test_session_reuses_proven_answers() -> None:
+    p = concat_fanout()
+    s = Session(p)
+    fastest = s.solve(None)
+    assert fastest.peak_bytes == 500 and fastest.solver_seconds > 0
+    # any budget the fastest plan fits is answered without Z3, and so is the tie break's own question
+    again = s.solve(600)
+    assert again == replace(fastest, solver_seconds=0.0) and again.solver_seconds == 0.0
+    assert s.solve(450) == solve(p, 450)
+    assert s.solve(470).solver_seconds == 0.0  # the 450 answer (peak 450) covers 450..499
+
+
+def test_slices_alternate_and_double() -> None:
+    assert [(q["maxres.hill_climb"], q["random_seed"], q["rlimit"]) for q in map(slice_params, range(4))] == [
+        (False, 0, 3_000_000), (True, 0, 6_000_000), (False, 1, 12_000_000), (True, 1, 24_000_000)]
+
+
 # ---- brute force on small random problems ----
 
 def random_problem(seed: int) -> Problem:
@@ -326,6 +372,9 @@ def test_encoding_agrees_with_evaluate_on_every_plan(seed: int) -> None:
         assert solver.check(*fixed) == z3.sat
         model = solver.model()
         assert tuple(enc.step_bytes(model)) == want.step_bytes
+        low, high = enc.tensor_bytes_range()
+        workspace = [p.aligned(n.choices[k].workspace_bytes) for n, k in zip(p.nodes, picks)] + [0]
+        assert all(lo + w <= b <= hi + w for lo, hi, w, b in zip(low, high, workspace, want.step_bytes))
         assert enc.time_ns(model) == want.time_ns
         consistent(want, p)
 
@@ -349,6 +398,13 @@ def test_solver_finds_brute_force_optimum(seed: int) -> None:
     budget = (smallest + s.peak_bytes) // 2
     b = consistent(solve(p, budget), p)
     assert b.time_ns == min(q.time_ns for q in plans if q.peak_bytes <= budget)
+    assert b.peak_bytes == min(q.peak_bytes for q in plans if q.peak_bytes <= budget and q.time_ns == b.time_ns)
+    # memory objective within a latency budget halfway between the fastest plan and the smallest plan's time
+    limit_ns = (fastest + m.time_ns) // 2
+    within = [q for q in plans if q.time_ns <= limit_ns]
+    w = consistent(solve(p, None, objective="memory", latency_budget_ms=limit_ns / 1e6), p)
+    assert w.peak_bytes == min(q.peak_bytes for q in within)
+    assert w.time_ns == min(q.time_ns for q in within if q.peak_bytes == w.peak_bytes)
     if smallest > 0:
         with pytest.raises(UserError, match=f"smallest budget with a plan is {smallest} bytes"):
             solve(p, smallest - 1)

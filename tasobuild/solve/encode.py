@@ -136,7 +136,9 @@ class Encoding:
         return [pb_le(self.time_terms, budget_ns - self.time_const, self.ctx)]
 
     def _choices_at(self, step: int, pred: Callable[[Choice], bool]) -> Lit:
-        return or_(*[v for v, c in zip(self.x[step], self.problem.nodes[step].choices) if pred(c)])
+        """Some choice with the property is picked at this step: True when all have it (exactly one is picked)."""
+        chosen = [v for v, c in zip(self.x[step], self.problem.nodes[step].choices) if pred(c)]
+        return True if len(chosen) == len(self.x[step]) else or_(*chosen)
 
     def produced_in(self, t: str, layout: Layout) -> Lit:
         if t == self.problem.graph_input:

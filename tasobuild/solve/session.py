@@ -120,7 +120,8 @@ class Session:
             assert first.picks is not None
             picks, second = first.picks, "skipped"
             if tie_break and first.proven:
-                tie = self._fastest_under(evaluate(self.problem, picks).peak_bytes, clock, latency_budget_ms, picks)
+                # the fastest plan at that peak; within the latency budget, as some plan at that peak is
+                tie = self._fastest_under(evaluate(self.problem, picks).peak_bytes, clock, known=picks)
                 picks, second = tie.picks or picks, "optimal" if tie.proven else "feasible"
             bound = first.bound
         return evaluate(self.problem, picks, objective=objective, status="optimal" if first.proven else "feasible",
@@ -158,28 +159,19 @@ class Session:
         return out
 
     # ---- searches, with reuse ----
-    def _fastest_under(self, cap: int | None, clock: Clock, latency_budget_ms: float | None = None,
-                       known: tuple[Choice, ...] | None = None) -> Outcome:
-        """The fastest plan with peak <= cap (and time within the latency budget, if given)."""
-        if latency_budget_ms is None:
-            for answer in self._proven:
-                if answer.answers(cap):
-                    return Outcome(tuple(c for _, c in answer.plan.choices), True, answer.plan.time_ns)
+    def _fastest_under(self, cap: int | None, clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
+        """The fastest plan with peak <= cap (None: no cap). `known`: a plan under the cap, the fallback."""
+        for answer in self._proven:
+            if answer.answers(cap):
+                return Outcome(tuple(c for _, c in answer.plan.choices), True, answer.plan.time_ns)
         if cap is not None and cap < self.floor:
             return Outcome(None, True, 0)
-        enc = self.enc
-        extra = [] if cap is None else enc.memory_at_most(cap)
-        limit_ns = None if latency_budget_ms is None else to_ns(latency_budget_ms)
-        if limit_ns is not None:
-            extra += enc.time_at_most(limit_ns)
         if known is None and cap is None:
             known = self._greedy_picks()
-
-        def fits(plan: Plan) -> bool:
-            return (cap is None or plan.peak_bytes <= cap) and (limit_ns is None or plan.time_ns <= limit_ns)
-
-        found = min_time(enc, extra, clock, self.excluded(cap), known, fits)
-        if found.proven and found.picks is not None and limit_ns is None:
+        extra = [] if cap is None else self.enc.memory_at_most(cap)
+        found = min_time(self.enc, extra, clock, self.excluded(cap), known,
+                         accept=lambda plan: cap is None or plan.peak_bytes <= cap)
+        if found.proven and found.picks is not None:
             self._proven.append(_Fastest(cap, evaluate(self.problem, found.picks)))
         return found
 
@@ -199,11 +191,36 @@ class Session:
             picks = better.picks
 
     def _smallest_peak(self, cap: int | None, latency_budget_ms: float | None, clock: Clock) -> Outcome:
-        enc = self.enc
-        extra = [] if cap is None else enc.memory_at_most(cap)
+        """The smallest-peak plan with peak <= cap (None: any) and time within the latency budget (None: any)."""
         if latency_budget_ms is not None:
-            extra += enc.time_at_most(to_ns(latency_budget_ms))
-        return min_peak(enc, extra, clock, self.floor, self.infeasible)
+            return self._smallest_peak_within(cap, to_ns(latency_budget_ms), clock)
+        extra = [] if cap is None else self.enc.memory_at_most(cap)
+        return min_peak(self.enc, extra, clock, self.floor, self.infeasible)
+
+    def _smallest_peak_within(self, cap: int | None, limit_ns: int, clock: Clock) -> Outcome:
+        """Under a latency budget, bisect on the memory cap with fastest-plan questions (a plan within the budget
+        exists under cap c iff the fastest plan under c is within it). MaxSAT answers those quickly, where a
+        pseudo-boolean time limit in a plain SAT search does not; each answer's peak (often far below the cap
+        asked) tightens the bracket, and the last one is also the memory objective's tie break, already proven."""
+        align = self.problem.alignment
+        top = self._fastest_under(cap, clock)
+        if top.picks is None or not top.proven:
+            return Outcome(None, top.proven, 0) if top.picks is None else Outcome(None, False, self.floor)
+        best = evaluate(self.problem, top.picks)
+        if best.time_ns > limit_ns:
+            return Outcome(None, True, 0)
+        lo, hi = -(-self.floor // align), best.peak_bytes // align
+        while lo < hi:
+            mid = lo if lo + 1 == hi else (lo + hi) // 2
+            found = self._fastest_under(mid * align, clock)
+            if not found.proven:
+                return Outcome(tuple(c for _, c in best.choices), False, lo * align)
+            plan = None if found.picks is None else evaluate(self.problem, found.picks)
+            if plan is not None and plan.time_ns <= limit_ns:
+                best, hi = plan, plan.peak_bytes // align
+            else:
+                lo = mid + 1
+        return Outcome(tuple(c for _, c in best.choices), True, hi * align)
 
     def _greedy_picks(self) -> tuple[Choice, ...] | None:
         """The greedy plan's choices: a fallback for a timed-out solve without a cap."""
