@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,12 @@ def main() -> None:
         out = spec.parent / "out"
         full_compile = make(out)
         noop = timed(lambda: tasobuild("build", "-c", str(spec)), args.repeat)
-        budgets = [first["lower_bound_bytes"] * k // 100 for k in (140, 120, 110, 130, 150, 125, 115)]
+        # Budgets between the smallest that has a plan and the fastest plan's arena, so that plans change.
+        fastest = first["baselines"]["time_only"]["arena_bytes"]
+        probe = subprocess.run([sys.executable, "-m", "tasobuild", "plan", "-c", str(spec), "--memory", "1KiB"],
+                               capture_output=True, text=True)
+        smallest = int(re.search(r"smallest budget with a plan is (\d+)", probe.stderr).group(1))
+        budgets = [smallest + (fastest - smallest) * k // 100 for k in (90, 30, 60, 5, 100, 45, 75)]
         rows, rebuild_times, compile_times, rewritten = [], [], [], []
         for budget in budgets[: args.repeat]:
             start = time.perf_counter()

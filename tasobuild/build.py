@@ -119,7 +119,7 @@ def program_of(p: Planned) -> Program:
         f"Network: {p.spec.network.onnx} ({len(p.graph.nodes)} nodes)",
         f"Target: {p.target.name} ({p.target.cc} {' '.join(p.target.cflags)})",
         f"Plan: {d.plan.objective} objective, {d.plan.status}; predicted {d.plan.predicted_ms:.3f} ms; "
-        f"arena {d.arena.arena_bytes} bytes (budget {p.spec.constraints.memory})",
+        f"arena {d.arena.arena_bytes} bytes",  # not the budget: a budget change that keeps the plan rewrites nothing
     )
     toolchain = Toolchain(p.target.cc, tuple(p.target.cflags), tuple(p.target.ldflags))
     return lower(p.graph, p.nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain)
