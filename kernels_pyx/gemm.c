@@ -186,11 +186,10 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
 }
 #endif
 
-#ifdef TB_GEMM_MICRO_EDGE
-#define TB_GEMM_A_IN_PLACE 1
-#else
+/* Reading a row-major A in place (no packing) would suit the AVX-512 edge micro-kernel, but then the workspace
+ * the GEMM touches would depend on the target's ISA while the registry's formula does not: every path packs A into
+ * the declared workspace, so the arena the emitted code uses is exactly the arena it declares. */
 #define TB_GEMM_A_IN_PLACE 0
-#endif
 
 /* Pack rows [0, mc) x depth [0, kc) of row-major a into MR-row panels (rows past mc zero). */
 static void pack_a(int mc, int kc, const float *restrict a, long lda, float *restrict dst)
