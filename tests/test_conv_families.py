@@ -15,10 +15,9 @@ from tasobuild.ir import Constant
 from tasobuild.primitives import Primitive
 from tasobuild.primitives import conv_kn2row, conv_mec, conv_variants
 from tasobuild.primitives.conv import ConvGeometry
-from tasobuild.primitives.transforms import to_layout
 from tasobuild.resources import kernels_dir
-from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, conv_graph,
-                                        reference, run, with_params)
+from tests.test_conv_primitives import (check_channel_range_and_accumulate, CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, conv_graph,
+                                        reference, run)
 
 FAMILIES: tuple[Primitive, ...] = conv_variants.PRIMITIVES + conv_mec.PRIMITIVES + conv_kn2row.PRIMITIVES
 IM2COL = tuple(p.name for p in conv_variants.PRIMITIVES if p.family in ("im2col", "im2row"))
@@ -88,21 +87,7 @@ RANGE_CASES = [c for c in CASES if c[0] in ("3x3_same_odd", "groups3", "groups2_
 def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[str, ...]) -> None:
     """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
     node, graph, x = conv_graph(case, seed=1)
-    full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
-    begin, end = 1, case.m - 2
-    rng = np.random.default_rng(2)
-    for prim in applicable(node, graph):
-        (call,) = prim.call(node, graph)
-        prior = rng.standard_normal(full.shape)
-        for accumulate in (0, 1):
-            buffers = buffers_for(prim, node, graph, x)
-            buffers["out"] = to_layout(prior.astype(np.float32), prim.layout_out)
-            got = run(prim, with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate), graph, buffers)
-            want = prior.copy()
-            want[begin:end] = (prior + raw)[begin:end] if accumulate else full[begin:end]
-            assert_close(got, want)
-            assert np.array_equal(got[:begin], prior[:begin].astype(np.float32)), prim.name
-            assert np.array_equal(got[end:], prior[end:].astype(np.float32)), prim.name
+    check_channel_range_and_accumulate(case, node, graph, x, begin=1, end=case.m - 2)
 
 
 def test_pinned_small_case() -> None:

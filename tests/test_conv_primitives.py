@@ -158,8 +158,14 @@ RANGED = CASES[:1] + CASES[4:7] + CASES[8:10] + CASES[14:16]
 def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[str, ...]) -> None:
     """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
     node, graph, x = conv_graph(case, seed=1)
+    check_channel_range_and_accumulate(case, node, graph, x, begin=1, end=case.m - 2)
+
+
+def check_channel_range_and_accumulate(case: Case, node: Node, graph: Graph, x: np.ndarray, begin: int, end: int,
+                                       tol: float = 1e-5) -> None:
+    """Every applicable primitive, with output channels [begin, end) and accumulate off and on, against the
+    reference; channels outside the range must be left exactly as they were. Shared by the conv family tests."""
     full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
-    begin, end = 1, case.m - 2
     rng = np.random.default_rng(2)
     for prim in applicable(node, graph):
         (call,) = prim.call(node, graph)
@@ -167,11 +173,10 @@ def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[st
         for accumulate in (0, 1):
             buffers = buffers_for(prim, node, graph, x)
             buffers["out"] = to_layout(prior.astype(np.float32), prim.layout_out)
-            ranged = with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate)
-            got = run(prim, ranged, graph, buffers)
+            got = run(prim, with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate), graph, buffers)
             want = prior.copy()
             want[begin:end] = (prior + raw)[begin:end] if accumulate else full[begin:end]
-            assert_close(got, want)
+            assert_close(got, want, tol)
             assert np.array_equal(got[:begin], prior[:begin].astype(np.float32)), prim.name
             assert np.array_equal(got[end:], prior[end:].astype(np.float32)), prim.name
 

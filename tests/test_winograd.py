@@ -19,10 +19,9 @@ from tasobuild import candidates
 from tasobuild.ir import Constant, Graph, Node
 from tasobuild.primitives import Primitive
 from tasobuild.primitives import conv_winograd as cw
-from tasobuild.primitives.transforms import to_layout
 from tasobuild.resources import kernels_dir
-from tests.test_conv_primitives import (CLIP6, LEAKY, NONE, RELU, SIGMOID, Case, assert_close, buffers_for,
-                                        conv_graph, reference, run, with_params)
+from tests.test_conv_primitives import (check_channel_range_and_accumulate, CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for,
+                                        conv_graph, reference, run)
 
 BY_NAME = {p.name: p for p in cw.PRIMITIVES}
 
@@ -124,21 +123,8 @@ def test_every_variant_matches_reference(label: str, case: Case) -> None:
 def test_channel_range_and_accumulate(label: str, case: Case) -> None:
     """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
     node, graph, x = he_graph(case, seed=7)
-    full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
-    begin, end = 3, case.m - 2  # not on a lane boundary
-    rng = np.random.default_rng(2)
-    for prim in applicable(node, graph):
-        (call,) = prim.call(node, graph)
-        prior = rng.standard_normal(full.shape)
-        for accumulate in (0, 1):
-            buffers = buffers_for(prim, node, graph, x)
-            buffers["out"] = to_layout(prior.astype(np.float32), prim.layout_out)
-            got = run(prim, with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate), graph, buffers)
-            want = prior.copy()
-            want[begin:end] = (prior + raw)[begin:end] if accumulate else full[begin:end]
-            assert_close(got, want, cw.ERROR_BOUND)
-            assert np.array_equal(got[:begin], prior[:begin].astype(np.float32)), prim.name
-            assert np.array_equal(got[end:], prior[end:].astype(np.float32)), prim.name
+    # begin = 3: not on a lane boundary
+    check_channel_range_and_accumulate(case, node, graph, x, begin=3, end=case.m - 2, tol=cw.ERROR_BOUND)
 
 
 def test_pinned_small_case() -> None:
