@@ -200,6 +200,16 @@ def lock_path_of(spec: Spec) -> Path:
     return spec.spec_dir / "taso.lock"
 
 
+def busy_lock_path(lock_path: Path) -> Path:
+    """The file lock that serialises builds of one project: in the user cache, so the project stays clean."""
+    from tasobuild.costs.cache import default_cache_dir
+
+    key = hashlib.sha256(str(lock_path.resolve()).encode()).hexdigest()[:24]
+    path = default_cache_dir() / "locks" / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def journal_of(lock_path: Path) -> Path:
     return lock_path.with_name(f".{lock_path.name}.tasobuild-new")
 
@@ -227,7 +237,7 @@ def recover(lock_path: Path, out_dir: Path) -> None:
 def build(options: Options) -> BuildResult:
     spec, target = load_settings(options)
     lock_path = lock_path_of(spec)
-    with FileLock(str(spec.spec_dir / ".taso.lock.tasobuild-busy")):  # one build of a project at a time
+    with FileLock(str(busy_lock_path(lock_path))):  # one build of a project at a time
         recover(lock_path, spec.out_dir)
         previous = read_lock(lock_path)
         state = read_state(spec.out_dir)
