@@ -11,7 +11,7 @@ The GEMM-based kernels share kernels_pyx/gemm.c, whose packed-panel format and c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -233,7 +233,10 @@ _FAMILIES: tuple[ConvFamily, ...] = (
 )
 
 
-def _primitive(row: ConvFamily) -> Primitive:
+def conv_primitive(row: Any, layout_in: Layout, layout_out: Layout) -> Primitive:
+    """A conv primitive from a table row (ConvFamily here, conv_table.ConvRow for the families that change layout):
+    its applicability, exact workspace, build-time weight transform and the one tb_conv call."""
+
     def applies(node: Node, graph: Graph) -> bool:
         return node.op == "conv" and row.applies(ConvGeometry.of(node, graph))
 
@@ -253,8 +256,8 @@ def _primitive(row: ConvFamily) -> Primitive:
         return (KernelCall(f"tb_{row.name}", "tb_conv", conv_params(geo, node.act), tuple(r for r, _ in roles),
                            tuple(roles)),)
 
-    return Primitive(row.name, "conv", row.family, row.layout, row.layout, row.sources, applies, workspace, weights,
+    return Primitive(row.name, "conv", row.family, layout_in, layout_out, row.sources, applies, workspace, weights,
                      call)
 
 
-PRIMITIVES: tuple[Primitive, ...] = tuple(_primitive(row) for row in _FAMILIES)
+PRIMITIVES: tuple[Primitive, ...] = tuple(conv_primitive(row, row.layout, row.layout) for row in _FAMILIES)

@@ -12,9 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from tasobuild.ir import FLOAT_BYTES, Graph, Layout, Node
-from tasobuild.primitives import KernelCall, Primitive
-from tasobuild.primitives.conv import CONV_HEADERS, GEMM_MR, GEMM_NR, ConvGeometry, conv_params, pack_a, pack_b
+from tasobuild.ir import Layout
+from tasobuild.primitives import Primitive
+from tasobuild.primitives import conv
+from tasobuild.primitives.conv import CONV_HEADERS, GEMM_MR, GEMM_NR, ConvGeometry, pack_a, pack_b
 
 # Headers every kernel of these families includes besides tb_kernels.h.
 FAMILY_HEADERS = CONV_HEADERS + ("tb_conv_families.h", "tb_conv_layout.h")
@@ -49,29 +50,7 @@ class ConvRow:
 
 
 def conv_primitive(row: ConvRow) -> Primitive:
-    def applies(node: Node, graph: Graph) -> bool:
-        return node.op == "conv" and row.applies(ConvGeometry.of(node, graph))
-
-    def workspace(node: Node, graph: Graph) -> int:
-        return row.workspace_floats(ConvGeometry.of(node, graph)) * FLOAT_BYTES
-
-    def weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
-        geo = ConvGeometry.of(node, graph)
-        w = np.asarray(graph.const(node.weights[0]), np.float32)
-        bias = np.ascontiguousarray(graph.const(node.weights[1]), np.float32).reshape(-1)
-        return np.ascontiguousarray(row.transform(w, geo), np.float32).reshape(-1), bias
-
-    def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
-        geo = ConvGeometry.of(node, graph)
-        roles = [("in0", geo.c * geo.h * geo.w * FLOAT_BYTES), ("w0", row.weight_floats(geo) * FLOAT_BYTES),
-                 ("w1", geo.m * FLOAT_BYTES), ("out", geo.m * geo.pixels * FLOAT_BYTES)]
-        if row.uses_workspace:
-            roles.append(("ws", row.workspace_floats(geo) * FLOAT_BYTES))
-        return (KernelCall(f"tb_{row.name}", "tb_conv", conv_params(geo, node.act), tuple(r for r, _ in roles),
-                           tuple(roles)),)
-
-    return Primitive(row.name, "conv", row.family, row.layout_in, row.layout_out, row.sources, applies, workspace,
-                     weights, call)
+    return conv.conv_primitive(row, row.layout_in, row.layout_out)
 
 
 # ---------------------------------------------------------------------------------------------- weight formats
