@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import re
 
 from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
 from tasobuild.emit.program import Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
 from tasobuild.memory import ArenaPlan
 from tasobuild.solve import Plan
-
-
-def c_identifier(text: str) -> str:
-    ident = re.sub(r"[^0-9A-Za-z_]", "_", text).strip("_") or "node"
-    return ident if not ident[0].isdigit() else "n" + ident
 
 
 def pointer(arena: ArenaPlan, buffer: str) -> str:
