@@ -17,14 +17,15 @@ extern "C" {
 enum { TB_ACT_NONE = 0, TB_ACT_RELU = 1, TB_ACT_CLIP = 2, TB_ACT_LEAKY_RELU = 3, TB_ACT_SIGMOID = 4 };
 
 /* Convolution. Output size is given (the IR computed it); pad_bottom/pad_right follow from it.
- * Tiling views (for fused tiling): only output channels [oc_begin, oc_end) are computed; with accumulate=1 the
- * result is added to `out` (no bias, no activation: the caller applies them once at the end). */
+ * Tiling views (for fused tiling): only output channels [oc_begin, oc_end) and output rows [oh_begin, oh_end) are
+ * computed, reading only the input rows those output rows need; with accumulate=1 the result is added to `out` (no
+ * bias, no activation: the caller applies them once at the end). */
 typedef struct {
     int in_c, in_h, in_w;
     int out_c, out_h, out_w;
     int k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups;
     int act; float act_a, act_b;
-    int oc_begin, oc_end, accumulate;
+    int oc_begin, oc_end, oh_begin, oh_end, accumulate;
 } tb_conv;
 
 /* Pooling (max / average). count_include_pad: average divides by the window clipped to the padded input. */

@@ -219,7 +219,8 @@ def test_call_declares_exact_sizes(label: str, case: Case, expected: tuple[str, 
         assert sizes.get("ws", 0) == prim.workspace(node, graph)
         assert call.args == tuple(r for r, _ in call.buffer_bytes)
         params = dict(call.params)
-        assert (params["oc_begin"], params["oc_end"], params["accumulate"]) == (0, case.m, 0)
+        assert (params["oc_begin"], params["oc_end"], params["oh_begin"], params["oh_end"], params["accumulate"]) == (
+            0, case.m, 0, oh, 0)
 
 
 def test_workspace_pinned() -> None:

@@ -1,8 +1,9 @@
 """Convolution primitives: direct, depthwise, im2col/im2row + GEMM and 1x1-GEMM, in CHW and HWC.
 
 A rule table (`_FAMILIES`) lists each primitive's kernel, when it applies, its exact workspace and its build-time
-weight transform; `_primitive` turns a row into a `Primitive`. Every call passes oc_begin=0, oc_end=M, accumulate=0
-(the whole output); the kernels also honour a channel range and accumulation for fused tiling (see tb_conv.h).
+weight transform; `_primitive` turns a row into a `Primitive`. Every call passes oc_begin=0, oc_end=M, oh_begin=0,
+oh_end=OH, accumulate=0 (the whole output); the kernels also honour channel and row ranges and accumulation for fused
+tiling (see tb_conv.h).
 
 The GEMM-based kernels share kernels_pyx/gemm.c, whose packed-panel format and cache blocking are mirrored here
 (GEMM_* constants, `pack_a`, `pack_b`, `gemm_workspace_floats`); tests/test_gemm.py checks both sides agree.
@@ -81,7 +82,7 @@ def conv_params(geo: ConvGeometry, act: Activation) -> Params:
             ("out_w", geo.ow), ("k_h", geo.kh), ("k_w", geo.kw), ("stride_h", geo.sh), ("stride_w", geo.sw),
             ("pad_top", geo.pad_top), ("pad_left", geo.pad_left), ("dil_h", geo.dh), ("dil_w", geo.dw),
             ("groups", geo.groups), ("act", ACT_CODES[act.kind]), ("act_a", float(act.a)), ("act_b", float(act.b)),
-            ("oc_begin", 0), ("oc_end", geo.m), ("accumulate", 0))
+            ("oc_begin", 0), ("oc_end", geo.m), ("oh_begin", 0), ("oh_end", geo.oh), ("accumulate", 0))
 
 
 # ------------------------------------------------------------------------------------------------------ GEMM side

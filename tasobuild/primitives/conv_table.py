@@ -2,7 +2,7 @@
 may read and write different layouts, its turning into a `Primitive`, and the packed weight formats they share.
 
 A row is plain data (`ConvRow`); `conv_primitive` builds the Primitive the same way conv.py does: every call passes
-the whole output (oc_begin=0, oc_end=M, accumulate=0) and declares exact buffer sizes, the workspace included.
+the whole output (oc_begin=0, oc_end=M, oh_begin=0, oh_end=OH, accumulate=0) and declares exact buffer sizes, the workspace included.
 """
 
 from __future__ import annotations
