@@ -163,22 +163,45 @@ def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[st
 
 def check_channel_range_and_accumulate(case: Case, node: Node, graph: Graph, x: np.ndarray, begin: int, end: int,
                                        tol: float = 1e-5) -> None:
-    """Every applicable primitive, with output channels [begin, end) and accumulate off and on, against the
-    reference; channels outside the range must be left exactly as they were. Shared by the conv family tests."""
+    """check_view over output channels [begin, end) and every row."""
+    check_view(case, node, graph, x, channels=(begin, end), rows=(0, case.out_hw[0]), tol=tol)
+
+
+def needed_input_rows(case: Case, rows: tuple[int, int]) -> tuple[int, int]:
+    """The input rows [first, last) that output rows [rows) read: their windows, clipped to the input."""
+    (kh, _), (sh, _), (dh, _), (top, *_) = case.k, case.stride, case.dil, case.pads
+    first = rows[0] * sh - top
+    last = (rows[1] - 1) * sh - top + dh * (kh - 1) + 1
+    return max(0, first), min(case.h, last)
+
+
+def check_view(case: Case, node: Node, graph: Graph, x: np.ndarray, channels: tuple[int, int],
+               rows: tuple[int, int], tol: float = 1e-5) -> None:
+    """Every applicable primitive computing only output channels [channels) x rows [rows), with accumulate off and
+    on, against the reference. Outside the view the output must be left exactly as it was, and the input rows the
+    view does not need hold NaN, so reading any of them spoils the result. Shared by the conv family tests."""
     full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
+    (cb, ce), (rb, re) = channels, rows
+    first, last = needed_input_rows(case, rows)
+    poisoned = np.full_like(x, np.nan)
+    poisoned[:, first:last] = x[:, first:last]
+    inside = np.zeros(full.shape, bool)
+    inside[cb:ce, rb:re] = True
     rng = np.random.default_rng(2)
     for prim in applicable(node, graph):
         (call,) = prim.call(node, graph)
         prior = rng.standard_normal(full.shape)
+        view = with_params(call, oc_begin=cb, oc_end=ce, oh_begin=rb, oh_end=re)
         for accumulate in (0, 1):
-            buffers = buffers_for(prim, node, graph, x)
+            buffers = buffers_for(prim, node, graph, poisoned)
             buffers["out"] = to_layout(prior.astype(np.float32), prim.layout_out)
-            got = run(prim, with_params(call, oc_begin=begin, oc_end=end, accumulate=accumulate), graph, buffers)
-            want = prior.copy()
-            want[begin:end] = (prior + raw)[begin:end] if accumulate else full[begin:end]
-            assert_close(got, want, tol)
-            assert np.array_equal(got[:begin], prior[:begin].astype(np.float32)), prim.name
-            assert np.array_equal(got[end:], prior[end:].astype(np.float32)), prim.name
+            got = run(prim, with_params(view, accumulate=accumulate), graph, buffers)
+            want = np.where(inside, prior + raw if accumulate else full, prior)
+            try:
+                assert_close(got[inside], want[inside], tol)
+            except AssertionError as e:
+                raise AssertionError(f"{prim.name} channels {channels} rows {rows}: {e}") from None
+            assert np.array_equal(got[~inside], prior[~inside].astype(np.float32)), f"{prim.name} wrote outside"
 
 
 def test_pinned_small_case() -> None:
