@@ -156,6 +156,20 @@ def test_fc_pinned_and_random() -> None:
             assert_close(run_prim(prim, node, graph, [x]), ref)
 
 
+def test_fc_sums_in_input_order() -> None:
+    """The kernel takes eight inputs at a time but adds each output's terms in order k = 0, 1, ...: bit for bit
+    the float32 result of the plain loop (no FMA: the host flags have -ffp-contract=off), tail included."""
+    w, b, x = rand(21, 43), rand(21, seed=1), rand(43, 1, 1, seed=2)
+    node = Node("f", "fc", ("x",), "y", weights=("W", "b"))
+    graph = graph_of(node, {"x": Shape(43, 1, 1), "y": Shape(21, 1, 1)}, {"W": w, "b": b})
+    want = np.zeros(21, np.float32)
+    for k in range(43):
+        want = want + w[:, k] * x[k, 0, 0]
+    want = want + b
+    for prim in prims("fc"):
+        assert np.array_equal(run_prim(prim, node, graph, [x]).reshape(-1).astype(np.float32), want)
+
+
 def test_fc_needs_a_vector_input() -> None:
     node = Node("f", "fc", ("x",), "y", weights=("W", "b"))
     graph = graph_of(node, {"x": Shape(2, 2, 1), "y": Shape(2, 1, 1)}, {"W": rand(2, 4), "b": rand(2)})
