@@ -1,0 +1,108 @@
+"""The kernel API, read from the public headers: parameter structs and kernel prototypes (steps 1 of the build).
+
+tb_kernels.h and the headers it includes declare `typedef struct { int a, b; float c; } tb_x;` parameter structs and
+`void tb_f(const tb_x *p, const float *restrict a, ..., float *restrict out);` kernels; a prototype counts only once a
+C file defines it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+PUBLIC_HEADER = "tb_kernels.h"
+MAX_BUFFERS = 16  # buffers per kernel: matches TB_DISPATCH_MAX_BUFFERS and the pointer arrays of _bindings.pyx
+
+FieldType = Literal["int", "float"]
+
+
+@dataclass(frozen=True)
+class StructDecl:
+    """A parameter struct: fields in declaration order, each a 4-byte int or float."""
+
+    name: str
+    fields: tuple[tuple[str, FieldType], ...]
+
+    @property
+    def format(self) -> str:
+        return "=" + "".join("i" if kind == "int" else "f" for _, kind in self.fields)
+
+
+@dataclass(frozen=True)
+class KernelDecl:
+    """A kernel prototype: its parameter struct and its buffer parameters (name, const-ness) in C order."""
+
+    name: str
+    struct: str
+    buffers: tuple[tuple[str, bool], ...]
+
+
+_STRUCT_RE = re.compile(r"typedef\s+struct\s*\{([^{}]*)\}\s*(tb_\w+)\s*;")
+_PROTO_RE = re.compile(r"^\s*void\s+(tb_\w+)\s*\(([^;{]*?)\)\s*;", re.MULTILINE)
+_STRUCT_ARG_RE = re.compile(r"^const\s+(tb_\w+)\s*\*\s*\w+$")
+_BUFFER_ARG_RE = re.compile(r"^(const\s+)?float\s*\*\s*restrict\s+(\w+)$")
+_COMMENT_RE = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+_DEFINITION_RE = re.compile(r"^void\s+(tb_\w+)\s*\([^;{]*\)\s*\{", re.MULTILINE)
+_INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+
+
+def public_headers(folder: Path) -> tuple[Path, ...]:
+    """tb_kernels.h and the headers it includes: the kernel API (internal helper headers are not parsed)."""
+    top = folder / PUBLIC_HEADER
+    text = top.read_text()
+    return (top,) + tuple(folder / name for name in _INCLUDE_RE.findall(text) if (folder / name).is_file())
+
+
+def _parse_struct(body: str, name: str) -> StructDecl | None:
+    fields: list[tuple[str, FieldType]] = []
+    for decl in (" ".join(d.split()) for d in body.split(";")):
+        if not decl:
+            continue
+        kind, _, names = decl.partition(" ")
+        if kind not in ("int", "float") or "*" in names or "[" in names:
+            return None  # not a plain parameter struct
+        fields.extend((n.strip(), kind) for n in names.split(","))  # type: ignore[misc]
+    return StructDecl(name, tuple(fields))
+
+
+def defined_functions(sources: Sequence[Path]) -> frozenset[str]:
+    """Names of the non-static `void tb_*(...) {` functions the C files define."""
+    found: set[str] = set()
+    for src in sources:
+        found.update(_DEFINITION_RE.findall(_COMMENT_RE.sub(" ", src.read_text())))
+    return frozenset(found)
+
+
+def parse_headers(headers: Sequence[Path]) -> tuple[dict[str, StructDecl], dict[str, KernelDecl]]:
+    """The parameter structs and kernel prototypes declared in `headers`."""
+    structs: dict[str, StructDecl] = {}
+    kernels: dict[str, KernelDecl] = {}
+    for header in headers:
+        text = _COMMENT_RE.sub(" ", header.read_text())
+        for body, name in _STRUCT_RE.findall(text):
+            decl = _parse_struct(body, name)
+            if decl is not None:
+                structs[name] = decl
+        for name, arglist in _PROTO_RE.findall(text):
+            args = [" ".join(a.split()) for a in arglist.split(",")]
+            head = _STRUCT_ARG_RE.match(args[0])
+            buffers = [_BUFFER_ARG_RE.match(a) for a in args[1:]]
+            if head is None or not all(buffers):
+                continue  # not of the kernel form
+            kernels[name] = KernelDecl(name, head.group(1), tuple((m.group(2), bool(m.group(1))) for m in buffers if m))
+    for k in kernels.values():
+        if k.struct not in structs:
+            raise ValueError(f"kernel {k.name}: parameter struct {k.struct} is not declared in the kernel headers")
+        if len(k.buffers) > MAX_BUFFERS:
+            raise ValueError(f"kernel {k.name}: {len(k.buffers)} buffers, the bindings take at most {MAX_BUFFERS}")
+    return structs, kernels
+
+
+def kernel_api(folder: Path) -> tuple[dict[str, StructDecl], dict[str, KernelDecl]]:
+    """The structs and the kernels the bindings expose: declared in a public header and defined in a C file (a
+    prototype whose definition is not written yet is left out rather than breaking every other kernel's build)."""
+    structs, kernels = parse_headers(public_headers(folder))
+    defined = defined_functions(sorted(folder.glob("*.c")))
+    return structs, {name: k for name, k in kernels.items() if name in defined}
