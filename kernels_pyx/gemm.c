@@ -3,9 +3,10 @@
  * GotoBLAS/BLIS structure: loops jc (NC columns) > pc (KC depth) > ic (MC rows) > jr (NR) > ir (MR) > micro-kernel.
  * An operand given row-major is packed block by block into the caller's workspace; a pre-packed operand (the
  * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers.
- * Micro-kernels, best first: AVX-512, AVX2+FMA intrinsics, GCC vector extensions, plain C99 (TB_GEMM_SCALAR forces
- * the plain one, for testing). Rounding: the AVX paths use fused multiply-add (one rounding per term), the portable
- * ones multiply then add (with -ffp-contract=off); both stay well within 1e-5 of a float64 reference. */
+ * Micro-kernels, best first: AVX-512, AVX2+FMA, AArch64 NEON intrinsics, GCC vector extensions, plain C99
+ * (TB_GEMM_SCALAR forces the plain one, for testing). Rounding: the AVX and NEON paths use fused multiply-add (one
+ * rounding per term), the portable ones multiply then add (with -ffp-contract=off); both stay well within 1e-5 of a
+ * float64 reference. */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 
@@ -128,6 +129,49 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
     } while (0)
     TB_STORE_ROW(0, c00, c01); TB_STORE_ROW(1, c10, c11); TB_STORE_ROW(2, c20, c21);
     TB_STORE_ROW(3, c30, c31); TB_STORE_ROW(4, c40, c41); TB_STORE_ROW(5, c50, c51);
+#undef TB_STORE_ROW
+}
+
+#elif defined(__ARM_NEON) && defined(__aarch64__) && !defined(TB_GEMM_SCALAR)
+#include <arm_neon.h>
+
+/* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed.
+ * AArch64 NEON: 6 rows x 4 quads = 24 accumulators + 4 B quads + A's 6 values in one quad and one pair = 30 of the
+ * 32 q registers. Each A value is used straight from its lane (fmla v.4s, v.4s, v.s[i]): no broadcasts. */
+static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
+{
+    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    float32x4_t c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    float32x4_t c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    int k;
+    for (k = 0; k < kc; ++k) {
+        const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8), b3 = vld1q_f32(b + 12);
+        const float32x4_t a03 = vld1q_f32(a); /* rows 0-3 */
+        const float32x2_t a45 = vld1_f32(a + 4); /* rows 4-5: a pair, so nothing past the panel is read */
+#define TB_ROW(r, fmla, av, lane)                                                                              \
+    do {                                                                                                       \
+        c##r##0 = fmla(c##r##0, b0, av, lane); c##r##1 = fmla(c##r##1, b1, av, lane);                          \
+        c##r##2 = fmla(c##r##2, b2, av, lane); c##r##3 = fmla(c##r##3, b3, av, lane);                          \
+    } while (0)
+        TB_ROW(0, vfmaq_laneq_f32, a03, 0); TB_ROW(1, vfmaq_laneq_f32, a03, 1);
+        TB_ROW(2, vfmaq_laneq_f32, a03, 2); TB_ROW(3, vfmaq_laneq_f32, a03, 3);
+        TB_ROW(4, vfmaq_lane_f32, a45, 0); TB_ROW(5, vfmaq_lane_f32, a45, 1);
+#undef TB_ROW
+        a += MR;
+        b += NR;
+    }
+#define TB_STORE_ROW(r)                                                                                        \
+    do {                                                                                                       \
+        float *cr = c + (r) * ldc;                                                                             \
+        if (add) {                                                                                             \
+            c##r##0 = vaddq_f32(c##r##0, vld1q_f32(cr)); c##r##1 = vaddq_f32(c##r##1, vld1q_f32(cr + 4));      \
+            c##r##2 = vaddq_f32(c##r##2, vld1q_f32(cr + 8)); c##r##3 = vaddq_f32(c##r##3, vld1q_f32(cr + 12)); \
+        }                                                                                                      \
+        vst1q_f32(cr, c##r##0); vst1q_f32(cr + 4, c##r##1);                                                    \
+        vst1q_f32(cr + 8, c##r##2); vst1q_f32(cr + 12, c##r##3);                                               \
+    } while (0)
+    TB_STORE_ROW(0); TB_STORE_ROW(1); TB_STORE_ROW(2);
+    TB_STORE_ROW(3); TB_STORE_ROW(4); TB_STORE_ROW(5);
 #undef TB_STORE_ROW
 }
 

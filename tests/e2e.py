@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -90,3 +92,12 @@ def assert_matches(ours: np.ndarray, reference: np.ndarray) -> None:
     tolerance = 1e-4 * max(1.0, float(np.max(np.abs(reference))))
     error = float(np.max(np.abs(ours.astype(np.float64) - reference)))
     assert error <= tolerance, f"max abs error {error:.3g} > {tolerance:.3g}"
+
+
+def wrap_binary(binary: Path, runner: Sequence[str]) -> Path:
+    """A script next to `binary` that runs it under `runner` (e.g. ["qemu-aarch64", "-L", sysroot]) with the same
+    arguments, so run_binary can run a cross-compiled program unchanged."""
+    script = binary.with_name(binary.name + ".wrapped")
+    script.write_text(f"#!/bin/sh\nexec {shlex.join([*runner, str(binary)])} \"$@\"\n")
+    script.chmod(0o755)
+    return script
