@@ -1,7 +1,8 @@
 /* Depthwise convolution (groups == in_c, out_c = in_c * multiplier; output m reads input channel m / multiplier).
  * CHW: one output row at a time (it and the k_h input rows it reads stay in L1); each tap adds a shifted, scaled
  * input row over the contiguous outputs. HWC: per output pixel each tap is an element-wise multiply-add across the
- * contiguous channels. Both inner loops vectorise (stride 1 in CHW; any stride in HWC with multiplier 1). */
+ * contiguous channels. Both inner loops vectorise (stride 1 in CHW; any stride in HWC with multiplier 1).
+ * A row view [oh_begin, oh_end) only narrows the output-row loops (so only the input rows they need are read). */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 
@@ -82,7 +83,7 @@ void tb_conv_depthwise_direct_chw(const tb_conv *p, const float *restrict in, co
         const float *x = in + (long)(m / mult) * in_plane;
         const float *wk = w + (long)m * taps;
         int oh, ow;
-        for (oh = 0; oh < p->out_h; ++oh) {
+        for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
             float *restrict orow = out + ((long)m * p->out_h + oh) * p->out_w;
             const int inner = oh >= row_lo && oh < row_hi && col_lo < col_hi;
             if (!p->accumulate)
@@ -106,7 +107,7 @@ static void dw_hwc_generic(const tb_conv *p, const float *restrict in, const flo
     const int mult = p->out_c / p->in_c, M = p->out_c, m0 = p->oc_begin, n = p->oc_end - p->oc_begin;
     int oh, ow;
     if (n <= 0) return;
-    for (oh = 0; oh < p->out_h; ++oh) {
+    for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
         for (ow = 0; ow < p->out_w; ++ow) {
             float *restrict o = out + ((long)oh * p->out_w + ow) * M + m0;
             int ki, kj, i;
@@ -277,10 +278,11 @@ static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, c
     tb_valid_range(p->out_w, S, 2 - p->pad_left, p->in_w, &t, &col_hi);
     col_lo = tb_max(col_lo, t);
     if (col_hi < col_lo) col_hi = col_lo;
-    for (oh = 0; oh < p->out_h; oh += rows) {
-        /* rows whose three input rows are all inside: [row_lo, row_hi); pairs of them go through together */
+    for (oh = p->oh_begin; oh < p->oh_end; oh += rows) {
+        /* rows whose three input rows are all inside: [row_lo, row_hi); pairs of them (both in the view) go
+         * through together */
         const int inner = oh >= row_lo && oh < row_hi, inner_end = col_lo + (col_hi - col_lo) / DW_PX * DW_PX;
-        rows = inner && oh + 1 < row_hi ? 2 : 1;
+        rows = inner && oh + 1 < row_hi && oh + 1 < p->oh_end ? 2 : 1;
         for (c = p->oc_begin; c < c_end; c += DW_CB) {
             tb_v16 wv[9], init = {0};
             int i, r, ow;

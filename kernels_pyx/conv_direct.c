@@ -1,7 +1,8 @@
 /* Direct convolution, the general fallback: any kernel, stride, asymmetric padding, dilation and groups.
  * CHW: for each output channel, every (input channel, tap) adds a shifted, scaled input row to each output row; the
  * output plane stays in cache and the inner loop runs over contiguous outputs (vectorises for stride 1).
- * HWC: for each output pixel, every (tap, input channel) adds a weight row over the contiguous output channels. */
+ * HWC: for each output pixel, every (tap, input channel) adds a weight row over the contiguous output channels.
+ * A row view [oh_begin, oh_end) only narrows the output-row loops (so only the input rows they need are read). */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 
@@ -20,15 +21,17 @@ void tb_conv_direct_chw(const tb_conv *p, const float *restrict in, const float 
 {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups;
     const long plane = (long)p->out_h * p->out_w, in_plane = (long)p->in_h * p->in_w;
+    const long slab = (long)(p->oh_end - p->oh_begin) * p->out_w; /* the view's rows of one channel */
     const int taps = p->k_h * p->k_w;
     int m;
+    if (p->oh_begin >= p->oh_end) return;
     for (m = p->oc_begin; m < p->oc_end; ++m) {
         const int g = m / mg;
         float *restrict o = out + m * plane;
         int c, ki, kj;
         long i;
         if (!p->accumulate)
-            for (i = 0; i < plane; ++i) o[i] = 0.0f;
+            for (i = 0; i < slab; ++i) o[(long)p->oh_begin * p->out_w + i] = 0.0f;
         for (c = 0; c < cg; ++c) {
             const float *x = in + (long)(g * cg + c) * in_plane;
             const float *wk = w + ((long)m * cg + c) * taps;
@@ -36,6 +39,8 @@ void tb_conv_direct_chw(const tb_conv *p, const float *restrict in, const float 
                 int oh_lo, oh_hi, oh;
                 const int off_h = ki * p->dil_h - p->pad_top;
                 tb_valid_range(p->out_h, p->stride_h, off_h, p->in_h, &oh_lo, &oh_hi);
+                oh_lo = tb_max(oh_lo, p->oh_begin);
+                oh_hi = tb_min(oh_hi, p->oh_end);
                 for (kj = 0; kj < p->k_w; ++kj) {
                     int ow_lo, ow_hi;
                     const int off_w = kj * p->dil_w - p->pad_left;
@@ -49,7 +54,8 @@ void tb_conv_direct_chw(const tb_conv *p, const float *restrict in, const float 
                 }
             }
         }
-        if (!p->accumulate) tb_bias_act_row(o, plane, bias[m], p->act, p->act_a, p->act_b);
+        if (!p->accumulate)
+            tb_bias_act_row(o + (long)p->oh_begin * p->out_w, slab, bias[m], p->act, p->act_a, p->act_b);
     }
 }
 
@@ -60,7 +66,7 @@ void tb_conv_direct_hwc(const tb_conv *p, const float *restrict in, const float 
     const int g_lo = p->oc_begin / mg, g_hi = (p->oc_end + mg - 1) / mg;
     int oh, ow;
     if (p->oc_begin >= p->oc_end) return;
-    for (oh = 0; oh < p->out_h; ++oh) {
+    for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
         for (ow = 0; ow < p->out_w; ++ow) {
             float *restrict o = out + ((long)oh * p->out_w + ow) * M;
             int ki, kj, m;

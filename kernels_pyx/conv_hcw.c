@@ -2,7 +2,8 @@
  * direct / depthwise: per output row oh and channel m, every (input channel, tap) adds a shifted, scaled input row
  * segment to the contiguous output row segment, as the CHW direct kernels do, but with a row's channels adjacent.
  * 1x1 (stride 1, no padding): per row h, out[h] (M x W) = W[M][C] . in[h] (C x W), a GEMM reading the input row in
- * place (its workspace is the GEMM's packing of one block of it). */
+ * place (its workspace is the GEMM's packing of one block of it).
+ * All three work one output row at a time, so a row view [oh_begin, oh_end) is just the bounds of that loop. */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 #include "tb_conv_layout.h"
@@ -51,6 +52,30 @@ static void axpy4(float *restrict o0, float *restrict o1, float *restrict o2, fl
         }
 }
 
+/* Output row oh, channel m (group g): every (tap, input channel) term, in direct_rows4's order (ki, kj, c) so a
+ * channel's sum does not depend on whether it went through in a block of four (a channel view moves the blocks). */
+static void direct_row1(const tb_conv *p, const float *restrict in, const float *restrict w, int oh, int m, int g,
+                        float *restrict orow)
+{
+    const int cg = p->in_c / p->groups, taps = p->k_h * p->k_w;
+    const long in_row = (long)p->in_c * p->in_w;
+    int ki, kj, c;
+    for (ki = 0; ki < p->k_h; ++ki) {
+        const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+        if (ih < 0 || ih >= p->in_h) continue;
+        for (kj = 0; kj < p->k_w; ++kj) {
+            const int off_w = kj * p->dil_w - p->pad_left;
+            const float *restrict wk = w + (long)m * cg * taps + ki * p->k_w + kj;
+            int lo, hi;
+            tb_valid_range(p->out_w, p->stride_w, off_w, p->in_w, &lo, &hi);
+            if (lo >= hi) continue;
+            for (c = 0; c < cg; ++c)
+                axpy_strided(orow + lo, in + ih * in_row + (long)(g * cg + c) * p->in_w + (long)lo * p->stride_w +
+                             off_w, hi - lo, p->stride_w, wk[(long)c * taps]);
+        }
+    }
+}
+
 /* Output row oh, channels m..m+3 (one group g): every (tap, input channel) term. */
 static void direct_rows4(const tb_conv *p, const float *restrict in, const float *restrict w, int oh, int m, int g,
                          float *restrict orow)
@@ -82,10 +107,9 @@ static void direct_rows4(const tb_conv *p, const float *restrict in, const float
 void tb_conv_direct_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
                         const float *restrict bias, float *restrict out)
 {
-    const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, OW = p->out_w;
-    const long in_row = (long)p->in_c * p->in_w;
+    const int mg = p->out_c / p->groups, OW = p->out_w;
     int oh, m;
-    for (oh = 0; oh < p->out_h; ++oh) {
+    for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
         float *restrict out_row = out + (long)oh * p->out_c * OW;
         int o;
         if (!p->accumulate)
@@ -96,14 +120,7 @@ void tb_conv_direct_hcw(const tb_conv *p, const float *restrict in, const float 
                 direct_rows4(p, in, w, oh, m, g, out_row + (long)m * OW);
                 m += 4;
             } else {
-                int ki, c;
-                for (ki = 0; ki < p->k_h; ++ki) {
-                    const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
-                    if (ih < 0 || ih >= p->in_h) continue;
-                    for (c = 0; c < cg; ++c)
-                        add_kernel_row(p, in + ih * in_row + (long)(g * cg + c) * p->in_w,
-                                       w + (((long)m * cg + c) * p->k_h + ki) * p->k_w, out_row + (long)m * OW);
-                }
+                direct_row1(p, in, w, oh, m, g, out_row + (long)m * OW);
                 m += 1;
             }
         }
@@ -119,7 +136,7 @@ void tb_conv_depthwise_direct_hcw(const tb_conv *p, const float *restrict in, co
     const int mult = p->out_c / p->in_c, OW = p->out_w;
     const long in_row = (long)p->in_c * p->in_w;
     int oh, m;
-    for (oh = 0; oh < p->out_h; ++oh)
+    for (oh = p->oh_begin; oh < p->oh_end; ++oh)
         for (m = p->oc_begin; m < p->oc_end; ++m) {
             float *restrict orow = out + ((long)oh * p->out_c + m) * OW;
             int ki, o;
@@ -141,7 +158,7 @@ void tb_conv_1x1_gemm_hcw(const tb_conv *p, const float *restrict in, const floa
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, W = p->in_w;
     const int mgpad = (mg + MR - 1) / MR * MR;
     int h, g;
-    for (h = 0; h < p->in_h; ++h)
+    for (h = p->oh_begin; h < p->oh_end; ++h) /* in_h == out_h */
         for (g = 0; g < p->groups; ++g) {
             tb_gemm_job job = tb_conv_job(p);
             int m0, m1;

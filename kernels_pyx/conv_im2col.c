@@ -2,7 +2,10 @@
  * packed panel format (tb_gemm.h), so the GEMM reads both operands in place and needs no further workspace:
  *   CHW: out_g[mg][N] = W_g[mg][K] . patches[K][N],   patches packed as B (NR-column panels), W_g pre-packed as A;
  *   HWC: out_g[N][mg] = patches[N][K] . W_g^T[K][mg], patches packed as A (MR-row panels), W_g^T pre-packed as B;
- * with N = out_h*out_w pixels, K = cg*k_h*k_w (CHW order c,ki,kj; HWC order ki,kj,c). */
+ * with N = out_h*out_w pixels, K = cg*k_h*k_w (CHW order c,ki,kj; HWC order ki,kj,c).
+ * A row view [oh_begin, oh_end) narrows the pixels to that slab, N = (oh_end-oh_begin)*out_w: only its patches are
+ * built (so only the input rows it needs are read; the whole call's workspace is the largest) and the GEMM stores
+ * them at the slab's place (CHW: columns from oh_begin*out_w of each channel row; HWC: rows from that pixel). */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 
@@ -28,10 +31,11 @@ static void put_run(float *restrict dk, long ps, int n, int count, const float *
     }
 }
 
-/* Patches of one group (x = its first input channel) as B panels: element (k, n) at (n/NR)*K*NR + k*NR + n%NR. */
+/* Patches of one group (x = its first input channel) for the view's rows as B panels: element (k, n) at
+ * (n/NR)*K*NR + k*NR + n%NR, n counted from the view's first pixel. */
 static void im2col_packed(const tb_conv *p, const float *restrict x, int cg, float *restrict ws)
 {
-    const int K = cg * p->k_h * p->k_w, N = p->out_h * p->out_w, npad = (N + NR - 1) / NR * NR;
+    const int K = cg * p->k_h * p->k_w, N = (p->oh_end - p->oh_begin) * p->out_w, npad = (N + NR - 1) / NR * NR;
     const long ps = (long)K * NR, in_plane = (long)p->in_h * p->in_w;
     int c, ki, kj, k = 0;
     for (c = 0; c < cg; ++c)
@@ -41,7 +45,7 @@ static void im2col_packed(const tb_conv *p, const float *restrict x, int cg, flo
                 const int off_h = ki * p->dil_h - p->pad_top, off_w = kj * p->dil_w - p->pad_left;
                 int lo, hi, oh, n = 0;
                 tb_valid_range(p->out_w, p->stride_w, off_w, p->in_w, &lo, &hi);
-                for (oh = 0; oh < p->out_h; ++oh, n += p->out_w) {
+                for (oh = p->oh_begin; oh < p->oh_end; ++oh, n += p->out_w) {
                     const int ih = oh * p->stride_h + off_h;
                     if (ih < 0 || ih >= p->in_h || lo >= hi) {
                         put_run(dk, ps, n, p->out_w, 0, 0);
@@ -61,16 +65,18 @@ void tb_conv_im2col_gemm_chw(const tb_conv *p, const float *restrict in, const f
 {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, K = cg * p->k_h * p->k_w;
     const int N = p->out_h * p->out_w, mgpad = (mg + MR - 1) / MR * MR;
+    const int n_view = (p->oh_end - p->oh_begin) * p->out_w;
     int g;
+    if (n_view <= 0) return;
     for (g = 0; g < p->groups; ++g) {
         const int m0 = tb_max(p->oc_begin - g * mg, 0), m1 = tb_min(p->oc_end - g * mg, mg);
         tb_gemm_job job;
         if (m0 >= m1) continue;
         im2col_packed(p, in + (long)g * cg * p->in_h * p->in_w, cg, ws);
-        job.m0 = m0; job.m1 = m1; job.n0 = 0; job.n1 = N; job.k = K;
+        job.m0 = m0; job.m1 = m1; job.n0 = 0; job.n1 = n_view; job.k = K;
         job.a = w + (long)g * mgpad * K; job.lda = K; job.a_packed = 1;
-        job.b = ws; job.ldb = N; job.b_packed = 1;
-        job.c = out + (long)g * mg * N; job.ldc = N;
+        job.b = ws; job.ldb = n_view; job.b_packed = 1;
+        job.c = out + (long)g * mg * N + (long)p->oh_begin * p->out_w; job.ldc = N;
         job.accumulate = p->accumulate;
         job.bias_m = bias + g * mg; job.bias_n = 0;
         job.act = p->act; job.act_a = p->act_a; job.act_b = p->act_b;
@@ -78,12 +84,13 @@ void tb_conv_im2col_gemm_chw(const tb_conv *p, const float *restrict in, const f
     }
 }
 
-/* Patches of one group (x = in + g*cg, pixel stride in_c) as A panels: element (n, k) at (n/MR)*K*MR + k*MR + n%MR. */
+/* Patches of one group (x = in + g*cg, pixel stride in_c) for the view's rows as A panels: element (n, k) at
+ * (n/MR)*K*MR + k*MR + n%MR, n counted from the view's first pixel. */
 static void im2row_packed(const tb_conv *p, const float *restrict x, int cg, float *restrict ws)
 {
-    const int K = p->k_h * p->k_w * cg, N = p->out_h * p->out_w, npad = (N + MR - 1) / MR * MR;
+    const int K = p->k_h * p->k_w * cg, N = (p->oh_end - p->oh_begin) * p->out_w, npad = (N + MR - 1) / MR * MR;
     int oh, ow, n = 0, k;
-    for (oh = 0; oh < p->out_h; ++oh)
+    for (oh = p->oh_begin; oh < p->oh_end; ++oh)
         for (ow = 0; ow < p->out_w; ++ow, ++n) {
             float *restrict dn = ws + (long)(n / MR) * K * MR + n % MR;
             int ki, kj, c;
@@ -111,17 +118,18 @@ void tb_conv_im2row_gemm_hwc(const tb_conv *p, const float *restrict in, const f
                              const float *restrict bias, float *restrict out, float *restrict ws)
 {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, K = cg * p->k_h * p->k_w;
-    const int N = p->out_h * p->out_w, mgpad = (mg + NR - 1) / NR * NR;
+    const int n_view = (p->oh_end - p->oh_begin) * p->out_w, mgpad = (mg + NR - 1) / NR * NR;
     int g;
+    if (n_view <= 0) return;
     for (g = 0; g < p->groups; ++g) {
         const int n0 = tb_max(p->oc_begin - g * mg, 0), n1 = tb_min(p->oc_end - g * mg, mg);
         tb_gemm_job job;
         if (n0 >= n1) continue;
         im2row_packed(p, in + g * cg, cg, ws);
-        job.m0 = 0; job.m1 = N; job.n0 = n0; job.n1 = n1; job.k = K;
+        job.m0 = 0; job.m1 = n_view; job.n0 = n0; job.n1 = n1; job.k = K;
         job.a = ws; job.lda = K; job.a_packed = 1;
         job.b = w + (long)g * mgpad * K; job.ldb = mg; job.b_packed = 1;
-        job.c = out + g * mg; job.ldc = p->out_c;
+        job.c = out + (long)p->oh_begin * p->out_w * p->out_c + g * mg; job.ldc = p->out_c;
         job.accumulate = p->accumulate;
         job.bias_m = 0; job.bias_n = bias + g * mg;
         job.act = p->act; job.act_a = p->act_a; job.act_b = p->act_b;

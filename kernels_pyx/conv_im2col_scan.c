@@ -6,7 +6,9 @@
  *   out HWC:       out_g[pixels][mg] = patches[pixels][K] . W_g^T[K][mg] (patches as A panels, k = ki, kj, c),
  * so a CHW-in / HWC-out primitive does the layout change for free inside the convolution. HCW output is not one
  * matrix over pixels (rows of different oh are M*out_w apart), so its GEMM is issued per output row of the block.
- * The patch writers read any input layout through its strides (tb_conv_layout.h). */
+ * The patch writers read any input layout through its strides (tb_conv_layout.h).
+ * A row view [oh_begin, oh_end) is the pixel range [oh_begin*out_w, oh_end*out_w): blocks run over it only, so
+ * only the input rows it needs are read and a block is never larger than in the whole call (same workspace). */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 #include "tb_conv_layout.h"
@@ -113,13 +115,14 @@ static void pack_patches_a(const tb_conv *p, const float *restrict x, tb_strides
     }
 }
 
-/* The convolution, `block` output pixels at a time (block >= out_h*out_w: the copy variant). */
+/* The convolution of the view's pixels, `block` output pixels at a time (block >= out_h*out_w: the copy
+ * variant). */
 static void im2col_any(const tb_conv *p, const float *restrict in, const float *restrict w,
                        const float *restrict bias, float *restrict out, float *restrict ws, int in_layout,
                        int out_layout, int block)
 {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, K = cg * p->k_h * p->k_w;
-    const int N = p->out_h * p->out_w, OW = p->out_w;
+    const int n_end = p->oh_end * p->out_w, OW = p->out_w; /* the view's pixels: [oh_begin*OW, n_end) */
     const tb_strides s = tb_layout_strides(in_layout, p->in_c, p->in_h, p->in_w);
     const tb_strides o = tb_layout_strides(out_layout, p->out_c, p->out_h, p->out_w);
     const int rows = out_layout == TB_LAYOUT_HWC; /* patches as A panels, output transposed */
@@ -130,8 +133,8 @@ static void im2col_any(const tb_conv *p, const float *restrict in, const float *
         const float *wg = w + (long)g * mgpad * K;
         int m0, m1;
         if (!tb_group_range(p, g, mg, &m0, &m1)) continue;
-        for (n0 = 0; n0 < N; n0 += block) {
-            const int n1 = tb_min(N, n0 + block);
+        for (n0 = p->oh_begin * OW; n0 < n_end; n0 += block) {
+            const int n1 = tb_min(n_end, n0 + block);
             tb_gemm_job job = tb_conv_job(p);
             job.k = K;
             if (rows) {

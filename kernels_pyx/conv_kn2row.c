@@ -7,7 +7,10 @@
  * The registry offers them for stride 1 (for stride s the GEMMs would compute s*s times the pixels needed), but the
  * kernels are correct for any stride, padding, dilation and groups. The CHW kernels also write HCW (the shift-add
  * runs along output rows in both). Workspace: the temporary (or tap buffer), then the GEMM's packing of one block
- * of the input. */
+ * of the input.
+ * A row view [oh_begin, oh_end) runs the 1x1 GEMMs over only the input rows its output rows read (per tap for the
+ * acc variants and for channel ranges, the union of the taps' rows for one stacked GEMM) and shift-adds only its
+ * output rows; the temporary keeps its whole-call place and leading dimension, partly filled. */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 #include "tb_conv_layout.h"
@@ -15,6 +18,14 @@
 
 #define MR TB_GEMM_MR
 #define NR TB_GEMM_NR
+
+/* The input rows [*ih0, *ih1) that kernel rows [ki0, ki1) read for the view's output rows, clipped to the input;
+ * empty (*ih0 >= *ih1) when they all fall in the padding. */
+static void input_rows(const tb_conv *p, int ki0, int ki1, int *ih0, int *ih1)
+{
+    *ih0 = tb_max(p->oh_begin * p->stride_h + ki0 * p->dil_h - p->pad_top, 0);
+    *ih1 = tb_min((p->oh_end - 1) * p->stride_h + (ki1 - 1) * p->dil_h - p->pad_top + 1, p->in_h);
+}
 
 /* A GEMM into the temporary: plain C = A.B, no bias, no activation. */
 static tb_gemm_job raw_job(const tb_conv *p)
@@ -34,7 +45,7 @@ static void shift_add_rows(const tb_conv *p, const float *restrict tp, long tap_
     const int sw = p->stride_w;
     int m, oh, tap, ow;
     for (m = m0; m < m1; ++m)
-        for (oh = 0; oh < p->out_h; ++oh) {
+        for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
             float *restrict orow = out_g + m * o.c + oh * o.h;
             for (tap = t0; tap < t1; ++tap) {
                 const int ki = tap / p->k_w, kj = tap % p->k_w;
@@ -53,13 +64,13 @@ static void shift_add_rows(const tb_conv *p, const float *restrict tp, long tap_
         }
 }
 
-/* Output rows (m, oh), m in [m0, m1): zeroed (first = 1) or given bias and activation (first = 0). */
+/* Output rows (m, oh) of the view, m in [m0, m1): zeroed (first = 1) or given bias and activation (first = 0). */
 static void rows_begin_end(const tb_conv *p, const float *restrict bias_g, int m0, int m1, float *restrict out_g,
                            tb_strides o, int first)
 {
     int m, oh, ow;
     for (m = m0; m < m1; ++m)
-        for (oh = 0; oh < p->out_h; ++oh) {
+        for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
             float *restrict orow = out_g + m * o.c + oh * o.h;
             if (first)
                 for (ow = 0; ow < p->out_w; ++ow) orow[ow] = 0.0f;
@@ -78,32 +89,40 @@ static void kn2row_any(const tb_conv *p, const float *restrict in, const float *
                                : (long)((taps * mg + MR - 1) / MR * MR) * cg;
     const long tap_floats = (long)((mg + MR - 1) / MR * MR) * cg;
     float *restrict pack = ws + (acc ? 1 : taps) * mg * hw;
-    int g, tap;
+    int g, tap, ih0, ih1;
+    if (p->oh_begin >= p->oh_end) return;
+    input_rows(p, 0, p->k_h, &ih0, &ih1);
     for (g = 0; g < p->groups; ++g) {
         float *out_g = out + (long)g * mg * o.c;
         const float *wg = w + g * wg_floats;
         tb_gemm_job job = raw_job(p);
         int m0, m1;
         if (!tb_group_range(p, g, mg, &m0, &m1)) continue;
-        job.n0 = 0; job.n1 = (int)hw; job.k = cg;
+        job.n0 = ih0 * p->in_w; job.n1 = ih1 * p->in_w; job.k = cg;
         job.a = wg; job.lda = cg; job.a_packed = 1;
         job.b = in + g * cg * hw; job.ldb = (int)hw; job.b_packed = 0;
         job.c = ws; job.ldc = (int)hw;
         if (!p->accumulate) rows_begin_end(p, 0, m0, m1, out_g, o, 1);
         if (acc) {
             for (tap = 0; tap < taps; ++tap) {
+                int r0, r1;
+                input_rows(p, tap / p->k_w, tap / p->k_w + 1, &r0, &r1);
+                if (r0 >= r1) continue;
                 job.a = wg + tap * tap_floats;
-                job.m0 = m0; job.m1 = m1;
+                job.m0 = m0; job.m1 = m1; job.n0 = r0 * p->in_w; job.n1 = r1 * p->in_w;
                 tb_gemm(&job, pack);
                 shift_add_rows(p, ws, 0, tap, tap + 1, m0, m1, out_g, o);
             }
-        } else {
+        } else if (ih0 < ih1) {
             if (m0 == 0 && m1 == mg) { /* the whole group: one GEMM over every tap */
                 job.m0 = 0; job.m1 = taps * mg;
                 tb_gemm(&job, pack);
             } else {
                 for (tap = 0; tap < taps; ++tap) {
-                    job.m0 = tap * mg + m0; job.m1 = tap * mg + m1;
+                    int r0, r1;
+                    input_rows(p, tap / p->k_w, tap / p->k_w + 1, &r0, &r1);
+                    if (r0 >= r1) continue;
+                    job.m0 = tap * mg + m0; job.m1 = tap * mg + m1; job.n0 = r0 * p->in_w; job.n1 = r1 * p->in_w;
                     tb_gemm(&job, pack);
                 }
             }
@@ -120,7 +139,7 @@ static void shift_add_pixels(const tb_conv *p, const float *restrict tp, long ta
 {
     const int M = p->out_c;
     int oh, ow, tap, m;
-    for (oh = 0; oh < p->out_h; ++oh)
+    for (oh = p->oh_begin; oh < p->oh_end; ++oh)
         for (ow = 0; ow < p->out_w; ++ow) {
             float *restrict o = out_g + ((long)oh * p->out_w + ow) * M;
             for (tap = t0; tap < t1; ++tap) {
@@ -138,10 +157,10 @@ static void shift_add_pixels(const tb_conv *p, const float *restrict tp, long ta
 static void pixels_begin_end(const tb_conv *p, const float *restrict bias_g, int m0, int m1, float *restrict out_g,
                              int first)
 {
-    const long n = (long)p->out_h * p->out_w;
+    const long n = (long)p->oh_end * p->out_w;
     long q;
     int m;
-    for (q = 0; q < n; ++q) {
+    for (q = (long)p->oh_begin * p->out_w; q < n; ++q) {
         float *restrict o = out_g + q * p->out_c;
         if (first)
             for (m = m0; m < m1; ++m) o[m] = 0.0f;
@@ -159,14 +178,16 @@ static void kn2col_any(const tb_conv *p, const float *restrict in, const float *
                                : (long)((taps * mg + NR - 1) / NR * NR) * cg;
     const long tap_floats = (long)((mg + NR - 1) / NR * NR) * cg;
     float *restrict pack = ws + (acc ? 1 : taps) * mg * hw;
-    int g, tap;
+    int g, tap, ih0, ih1;
+    if (p->oh_begin >= p->oh_end) return;
+    input_rows(p, 0, p->k_h, &ih0, &ih1);
     for (g = 0; g < p->groups; ++g) {
         float *out_g = out + g * mg;
         const float *wg = w + g * wg_floats;
         tb_gemm_job job = raw_job(p);
         int m0, m1;
         if (!tb_group_range(p, g, mg, &m0, &m1)) continue;
-        job.m0 = 0; job.m1 = (int)hw; job.k = cg;
+        job.m0 = ih0 * p->in_w; job.m1 = ih1 * p->in_w; job.k = cg;
         job.a = in + g * cg; job.lda = p->in_c; job.a_packed = 0;
         job.b = wg; job.b_packed = 1;
         job.c = ws;
@@ -174,19 +195,25 @@ static void kn2col_any(const tb_conv *p, const float *restrict in, const float *
         if (acc) {
             job.ldb = job.ldc = mg;
             for (tap = 0; tap < taps; ++tap) {
+                int r0, r1;
+                input_rows(p, tap / p->k_w, tap / p->k_w + 1, &r0, &r1);
+                if (r0 >= r1) continue;
                 job.b = wg + tap * tap_floats;
-                job.n0 = m0; job.n1 = m1;
+                job.n0 = m0; job.n1 = m1; job.m0 = r0 * p->in_w; job.m1 = r1 * p->in_w;
                 tb_gemm(&job, pack);
                 shift_add_pixels(p, ws, 0, mg, tap, tap + 1, m0, m1, out_g);
             }
-        } else {
+        } else if (ih0 < ih1) {
             job.ldb = job.ldc = taps * mg;
             if (m0 == 0 && m1 == mg) {
                 job.n0 = 0; job.n1 = taps * mg;
                 tb_gemm(&job, pack);
             } else {
                 for (tap = 0; tap < taps; ++tap) {
-                    job.n0 = tap * mg + m0; job.n1 = tap * mg + m1;
+                    int r0, r1;
+                    input_rows(p, tap / p->k_w, tap / p->k_w + 1, &r0, &r1);
+                    if (r0 >= r1) continue;
+                    job.n0 = tap * mg + m0; job.n1 = tap * mg + m1; job.m0 = r0 * p->in_w; job.m1 = r1 * p->in_w;
                     tb_gemm(&job, pack);
                 }
             }

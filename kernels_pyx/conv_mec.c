@@ -7,7 +7,9 @@
  * The output layout picks the operand order (k = (ki, kj, c) in both):
  *   out CHW / HCW: lowered as LT[(ih*k_w + kj)*cg + c][ow]; out_g[:, oh, :] = W_g[mg][K] . LT[rows of oh][ow]
  *   out HWC:       lowered as L[ow][(ih*k_w + kj)*cg + c];   out_g[oh, :, :] = L[ow][cols of oh] . W_g^T[K][mg]
- * Workspace: the lowered matrix, Hl*k_w*cg*out_w floats, then the GEMM's packing of one block of it. */
+ * Workspace: the lowered matrix, Hl*k_w*cg*out_w floats, then the GEMM's packing of one block of it.
+ * A row view [oh_begin, oh_end) lowers only the padded rows its output rows read, oh_begin*stride_h ..
+ * (oh_end-1)*stride_h + k_h (at most Hl, into the same place), and runs only its rows' GEMMs. */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 #include "tb_conv_layout.h"
@@ -22,14 +24,16 @@ static void zero(float *restrict d, long n)
     for (i = 0; i < n; ++i) d[i] = 0.0f;
 }
 
-/* LT for one group (x = its first input channel): row (ihl*k_w + kj)*cg + c holds out_w values. */
-static void lower_rows(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int hl, float *restrict lt)
+/* LT for one group (x = its first input channel) over padded rows [h0, h0 + hl): row (ihl*k_w + kj)*cg + c holds
+ * out_w values, ihl counted from h0. */
+static void lower_rows(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int h0, int hl,
+                       float *restrict lt)
 {
     const int OW = p->out_w;
     const long step = (long)p->stride_w * s.w;
     int ihl, kj, c, o;
     for (ihl = 0; ihl < hl; ++ihl) {
-        const int ih = ihl - p->pad_top;
+        const int ih = h0 + ihl - p->pad_top;
         for (kj = 0; kj < p->k_w; ++kj) {
             const int off_w = kj * p->dil_w - p->pad_left;
             int lo, hi;
@@ -53,15 +57,17 @@ static void lower_rows(const tb_conv *p, const float *restrict x, tb_strides s, 
     }
 }
 
-/* L for one group: row ow holds hl*k_w*cg values, (ihl*k_w + kj)*cg + c. Channel-contiguous inputs (HWC) are read
- * pixel by pixel, the others channel by channel along a strip. */
-static void lower_cols(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int hl, float *restrict l)
+/* L for one group over padded rows [h0, h0 + hl): row ow holds hl*k_w*cg values, (ihl*k_w + kj)*cg + c, ihl
+ * counted from h0. Channel-contiguous inputs (HWC) are read pixel by pixel, the others channel by channel along a
+ * strip. */
+static void lower_cols(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int h0, int hl,
+                       float *restrict l)
 {
     const int OW = p->out_w;
     const long lrow = (long)hl * p->k_w * cg;
     int ow, ihl, kj, c;
     for (ihl = 0; ihl < hl; ++ihl) {
-        const int ih = ihl - p->pad_top;
+        const int ih = h0 + ihl - p->pad_top;
         for (kj = 0; kj < p->k_w; ++kj) {
             const int off_w = kj * p->dil_w - p->pad_left;
             float *restrict base = l + (long)(ihl * p->k_w + kj) * cg;
@@ -91,6 +97,8 @@ static void mec_any(const tb_conv *p, const float *restrict in, const float *res
 {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, K = p->k_h * p->k_w * cg;
     const int OW = p->out_w, hl = (p->out_h - 1) * p->stride_h + p->k_h;
+    /* the padded rows the view's output rows read: the lowered matrix of the view, in the same place */
+    const int h0 = p->oh_begin * p->stride_h, hv = (p->oh_end - p->oh_begin - 1) * p->stride_h + p->k_h;
     const long strip = (long)p->stride_h * p->k_w * cg; /* lowered rows (columns) between output rows */
     const tb_strides s = tb_layout_strides(in_layout, p->in_c, p->in_h, p->in_w);
     const tb_strides o = tb_layout_strides(out_layout, p->out_c, p->out_h, p->out_w);
@@ -98,28 +106,29 @@ static void mec_any(const tb_conv *p, const float *restrict in, const float *res
     const int mgpad = rows ? (mg + NR - 1) / NR * NR : (mg + MR - 1) / MR * MR;
     float *restrict pack = ws + (long)hl * p->k_w * cg * OW;
     int g, oh;
+    if (p->oh_begin >= p->oh_end) return;
     for (g = 0; g < p->groups; ++g) {
         const float *x = in + (long)g * cg * s.c;
         const float *wg = w + (long)g * mgpad * K;
         int m0, m1;
         if (!tb_group_range(p, g, mg, &m0, &m1)) continue;
         if (rows)
-            lower_cols(p, x, s, cg, hl, ws);
+            lower_cols(p, x, s, cg, h0, hv, ws);
         else
-            lower_rows(p, x, s, cg, hl, ws);
-        for (oh = 0; oh < p->out_h; ++oh) {
+            lower_rows(p, x, s, cg, h0, hv, ws);
+        for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
             tb_gemm_job job = tb_conv_job(p);
             job.k = K;
             if (rows) {
                 job.m0 = 0; job.m1 = OW; job.n0 = m0; job.n1 = m1;
-                job.a = ws + oh * strip; job.lda = hl * p->k_w * cg; job.a_packed = 0;
+                job.a = ws + (oh - p->oh_begin) * strip; job.lda = hv * p->k_w * cg; job.a_packed = 0;
                 job.b = wg; job.ldb = mg; job.b_packed = 1;
                 job.c = out + oh * o.h + (long)g * mg; job.ldc = (int)o.w;
                 job.bias_n = bias + g * mg;
             } else {
                 job.m0 = m0; job.m1 = m1; job.n0 = 0; job.n1 = OW;
                 job.a = wg; job.lda = K; job.a_packed = 1;
-                job.b = ws + oh * strip * OW; job.ldb = OW; job.b_packed = 0;
+                job.b = ws + (oh - p->oh_begin) * strip * OW; job.ldb = OW; job.b_packed = 0;
                 job.c = out + (long)g * mg * o.c + oh * o.h; job.ldc = (int)o.c;
                 job.bias_m = bias + g * mg;
             }

@@ -9,7 +9,12 @@
  *      every tile of the block, which is what keeps deep layers with few tiles (weights >> activations) fast;
  *   3. output transform AT Y A of every tile and output channel, + bias, activation, clipped to the output edges.
  * The transforms run on `lanes` channels at a time so they vectorise. One gathered input tile row sits on the
- * stack; the half-transformed tile in a scratch area at the start of the workspace (2 alpha^2 lanes floats). */
+ * stack; the half-transformed tile in a scratch area at the start of the workspace (2 alpha^2 lanes floats).
+ *
+ * A row view [oh_begin, oh_end) runs only the tile rows that intersect it and stores only its rows. The input
+ * transform reads only the input rows the view needs, zero beyond them as in the padding: a tile straddling the
+ * view's edge then computes its rows outside the view from zeros (never stored), and those inside correctly (up to
+ * rounding), since an output row depends only on the r input rows under it. */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 #include "tb_winograd.h"
@@ -38,8 +43,9 @@ static wino_tensor tensor_of(int hwc, int c, int h, int w)
 
 /* The tile geometry and the workspace carving of one call. */
 typedef struct {
-    int alpha, m, lanes, tiles_w, tiles, block;
-    long cpad, mpad; /* in_c and out_c rounded up to whole lanes: the row lengths of V and Y */
+    int alpha, m, lanes, tiles_w, tile0, tile1, block;
+    int in_y0, in_y1; /* the input rows the view reads, clipped to the input; the others read as zero */
+    long cpad, mpad;  /* in_c and out_c rounded up to whole lanes: the row lengths of V and Y */
 } wino_plan;
 
 static wino_plan plan_of(const tb_wino_variant *v, const tb_conv *p, int max_block)
@@ -49,21 +55,25 @@ static wino_plan plan_of(const tb_wino_variant *v, const tb_conv *p, int max_blo
     q.m = v->m;
     q.lanes = v->lanes;
     q.tiles_w = (p->out_w + v->m - 1) / v->m;
-    q.tiles = q.tiles_w * ((p->out_h + v->m - 1) / v->m);
-    q.block = tb_min(q.tiles, max_block);
+    /* tiles [tile0, tile1): the tile rows that intersect the row view. The block size stays the whole call's. */
+    q.tile0 = q.tiles_w * (p->oh_begin / v->m);
+    q.tile1 = q.tiles_w * ((p->oh_end + v->m - 1) / v->m);
+    q.block = tb_min(q.tiles_w * ((p->out_h + v->m - 1) / v->m), max_block);
+    q.in_y0 = tb_max(p->oh_begin - p->pad_top, 0);
+    q.in_y1 = tb_min(p->oh_end - 1 - p->pad_top + v->alpha - v->m + 1, p->in_h);
     q.cpad = round_up(p->in_c, v->lanes);
     q.mpad = round_up(p->out_c, v->lanes);
     return q;
 }
 
-/* One row of an input tile for `live` channels from c0 into d[j * lanes + l] (zero outside the input and past
- * the live channels). */
+/* One row of an input tile for `live` channels from c0 into d[j * lanes + l] (zero outside the input rows the
+ * view reads, outside the input and past the live channels). */
 static void gather_row(const wino_plan *q, const tb_conv *p, const float *restrict in, wino_tensor ti, int c0,
                        int live, int y, int x0, float *restrict d)
 {
     const int L = q->lanes;
     int j, l;
-    if (y < 0 || y >= p->in_h) {
+    if (y < q->in_y0 || y >= q->in_y1) {
         for (l = 0; l < q->alpha * L; ++l) d[l] = 0.0f;
         return;
     }
@@ -118,8 +128,8 @@ static void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int l
     }
 }
 
-/* Out channels [oc_begin, oc_end) of tiles [t0, t0 + nb) from Y[tile][xi][mpad], whose lane chunks [n0, n1)
- * cover the channel range. */
+/* Out channels [oc_begin, oc_end) x rows [oh_begin, oh_end) of tiles [t0, t0 + nb) from Y[tile][xi][mpad], whose
+ * lane chunks [n0, n1) cover the channel range. */
 static void output_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p,
                              const float *restrict bias, float *restrict out, wino_tensor to, int t0, int nb,
                              const float *restrict ybuf, int n0, int n1, float *restrict r)
@@ -129,13 +139,15 @@ static void output_transform(const tb_wino_variant *v, const wino_plan *q, const
     int t, m0, i, j, k;
     for (t = 0; t < nb; ++t) {
         const int oy0 = ((t0 + t) / q->tiles_w) * mo, ox0 = ((t0 + t) % q->tiles_w) * mo;
-        const int rows = tb_min(mo, p->out_h - oy0), cols = tb_min(mo, p->out_w - ox0);
+        /* the tile's rows inside the view */
+        const int row0 = tb_max(p->oh_begin - oy0, 0), rows = tb_min(mo, p->oh_end - oy0);
+        const int cols = tb_min(mo, p->out_w - ox0);
         for (m0 = n0; m0 < n1; m0 += L) {
             const int lo = tb_max(m0, p->oc_begin), n = tb_min(m0 + L, p->oc_end) - lo;
             v->out_col(ybuf + (long)t * q->alpha * q->alpha * q->mpad + m0, q->mpad, r);
             v->out_row(r, o);
             if (!p->accumulate) bias_act_tile(p, o + (lo - m0), mo * mo, L, bias + lo, n);
-            for (i = 0; i < rows; ++i)
+            for (i = row0; i < rows; ++i)
                 for (j = 0; j < cols; ++j) {
                     const float *restrict src = o + (i * mo + j) * L + (lo - m0);
                     float *restrict dst = out + lo * to.chan + ((long)(oy0 + i) * to.w + ox0 + j) * to.pixel;
@@ -163,9 +175,9 @@ static void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, 
     float *restrict ybuf = vbuf + aa * q.block * q.cpad;
     float *restrict gemm_ws = ybuf + aa * q.block * q.mpad;
     int t0, xi;
-    if (p->oc_begin >= p->oc_end) return;
-    for (t0 = 0; t0 < q.tiles; t0 += q.block) {
-        const int nb = tb_min(q.block, q.tiles - t0);
+    if (p->oc_begin >= p->oc_end || p->oh_begin >= p->oh_end) return;
+    for (t0 = q.tile0; t0 < q.tile1; t0 += q.block) {
+        const int nb = tb_min(q.block, q.tile1 - t0);
         input_transform(v, &q, p, in, ti, t0, nb, vbuf, scratch);
         for (xi = 0; xi < aa; ++xi) {
             tb_gemm_job job;

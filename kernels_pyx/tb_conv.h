@@ -1,9 +1,16 @@
 /* Convolution kernels (tb_conv parameters, see tb_kernels.h). Buffers: in, w (the weights as the registry's build-time
  * transform left them), bias [out_c], out, and for GEMM-based kernels a workspace of exactly the registry's size.
  *
- * Channel-range views: only output channels [oc_begin, oc_end) are computed; `out` is always the whole
- * (out_c, out_h, out_w) tensor in the kernel's layout and channel m is written at its own place. accumulate=1 adds
- * the convolution to what is in `out` (no bias, no activation).
+ * Views (for fused tiling): only output channels [oc_begin, oc_end) x output rows [oh_begin, oh_end) are computed;
+ * `in` and `out` are always the whole tensors in the kernel's layouts and each output element is written at its own
+ * place, nothing outside the view. Only the input rows the view needs are read: oh_begin*stride_h - pad_top ..
+ * (oh_end-1)*stride_h - pad_top + dil_h*(k_h-1), clipped to the input. accumulate=1 adds the raw convolution to what
+ * is in `out` (no bias, no activation). The whole call's workspace is enough for any view. The direct and depthwise
+ * kernels narrow their output-row loops; the GEMM-based ones multiply over the view's pixel slab only
+ * [oh_begin*out_w, oh_end*out_w), building patches for it alone, so a view's summation order per element is the
+ * whole call's: tiling an output into views reproduces the whole call bit for bit. One exception, for channel ranges
+ * only: depthwise_direct_hwc 3x3 runs 16-channel vectors from oc_begin (sums start from the bias; FMA on AVX-512) and
+ * the remaining channels through a scalar path, so a channel range that moves that boundary rounds differently.
  *
  * Weight formats (w0), MR = 6 / NR = 16 panels as in tb_gemm.h, per group g of mg = out_c/groups outputs:
  *   direct_chw, depthwise_direct_chw: W as ONNX stores it, [out_c][cg][k_h][k_w]

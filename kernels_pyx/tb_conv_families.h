@@ -1,5 +1,7 @@
 /* The convolution families beyond tb_conv.h's: im2col/im2row copy and scan between any layouts, MEC, kn2row /
- * kn2col, and the HCW kernels. Same conventions as tb_conv.h (tb_conv parameters, channel range, accumulate).
+ * kn2col, and the HCW kernels. Same conventions as tb_conv.h (tb_conv parameters; views: channel range x row
+ * range, reading only the input rows the view's output rows need and writing only inside the view, within the
+ * whole call's workspace; accumulate).
  * Kernels named <family>_<in>_to_<out> read layout <in> and write layout <out>; the others keep one layout.
  * Exact workspace formulas (floats) live in tasobuild/primitives/conv_{variants,mec,kn2row}.py; summary below with
  * K = cg*k_h*k_w, N = out_h*out_w, ru(x, r) = x rounded up to a multiple of r, MR = 6, NR = 16, KC = 384, MC = 96,
@@ -60,7 +62,7 @@ void tb_conv_im2row_scan_chw_to_hwc(const tb_conv *p, const float *restrict in, 
 void tb_conv_im2row_scan_hcw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                     const float *restrict bias, float *restrict out, float *restrict ws);
 
-/* MEC: dil_h == 1; ws = Hl*k_w*cg*out_w (Hl = (out_h-1)*stride_h + k_h) + the GEMM's packing of one block of the
+/* MEC: dil_h == 1; a row view lowers only its rows' part of the lowered matrix. ws = Hl*k_w*cg*out_w (Hl = (out_h-1)*stride_h + k_h) + the GEMM's packing of one block of the
  * lowered matrix (K' = k_h*k_w*cg): out CHW/HCW min(K', KC)*ru(min(NC, out_w), NR), out HWC
  * ru(min(MC, out_w), MR)*min(K', KC). */
 void tb_conv_mec_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
@@ -84,7 +86,8 @@ void tb_conv_mec_hcw(const tb_conv *p, const float *restrict in, const float *re
 
 /* kn2row (CHW in; CHW or HCW out) and kn2col (HWC): full ws = k_h*k_w*mg*in_h*in_w, acc ws = mg*in_h*in_w, plus
  * the GEMM's packing of one block of the input: CHW min(cg, KC)*ru(min(NC, in_h*in_w), NR), HWC
- * ru(min(MC, in_h*in_w), MR)*min(cg, KC). Any stride, padding, dilation, groups (offered for stride 1). */
+ * ru(min(MC, in_h*in_w), MR)*min(cg, KC). Any stride, padding, dilation, groups (offered for stride 1). A row view
+ * multiplies only the input rows it needs. */
 void tb_conv_kn2row_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                         const float *restrict bias, float *restrict out, float *restrict ws);
 void tb_conv_kn2row_acc_chw(const tb_conv *p, const float *restrict in, const float *restrict w,

@@ -2,8 +2,10 @@
  * variant says, any padding. F(m x m, r x r) cuts the output into m x m tiles (alpha = m + r - 1, the input tile
  * side) and processes them in blocks of `block` tiles: the input tiles are transformed into the workspace, one GEMM
  * per transformed-tile element xi (alpha^2 of them) multiplies them with the pre-transformed weights over the input
- * channels, and the results are transformed back into the output with bias and activation. Channel ranges
- * (oc_begin/oc_end) and accumulate are honoured as in tb_conv.h.
+ * channels, and the results are transformed back into the output with bias and activation. Views (channel range
+ * oc_begin/oc_end, row range oh_begin/oh_end) and accumulate are honoured as in tb_conv.h: a row view runs only
+ * the tile rows that intersect it, reads only the input rows it needs (a tile straddling its edge reads zeros for
+ * the rest) and stores only its rows. The workspace below, sized for the whole call, is enough for any view.
  *
  * The same algorithm and weight format in both layouts (see conv_winograd.c); the layout only changes where a
  * channel and a pixel live in `in` and `out`.

@@ -16,8 +16,10 @@ from tasobuild.primitives import Primitive
 from tasobuild.primitives import conv_kn2row, conv_mec, conv_variants
 from tasobuild.primitives.conv import ConvGeometry
 from tasobuild.resources import kernels_dir
-from tests.test_conv_primitives import (check_channel_range_and_accumulate, CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, conv_graph,
-                                        reference, run)
+from tasobuild.primitives.transforms import from_layout
+from tests.guard import guarded_kernels, run_guarded
+from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, check_view,
+                                        conv_graph, reference, run, with_params)
 
 FAMILIES: tuple[Primitive, ...] = conv_variants.PRIMITIVES + conv_mec.PRIMITIVES + conv_kn2row.PRIMITIVES
 IM2COL = tuple(p.name for p in conv_variants.PRIMITIVES if p.family in ("im2col", "im2row"))
@@ -87,7 +89,84 @@ RANGE_CASES = [c for c in CASES if c[0] in ("3x3_same_odd", "groups3", "groups2_
 def test_channel_range_and_accumulate(label: str, case: Case, expected: tuple[str, ...]) -> None:
     """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
     node, graph, x = conv_graph(case, seed=1)
-    check_channel_range_and_accumulate(case, node, graph, x, begin=1, end=case.m - 2)
+    check_view(case, node, graph, x, channels=(1, case.m - 2), rows=(0, case.out_hw[0]), primitives=FAMILIES)
+
+
+# Row views (with and without a channel range) of the MEC and kn2row/kn2col kernels; the im2col-scan and HCW
+# kernels' row views are tested with their own families.
+ROW_VIEW_FAMILIES = ("conv_mec", "conv_kn2row", "conv_kn2col")
+CASE_OF = {label: case for label, case, _ in CASES}
+ROW_VIEWS: tuple[tuple[str, tuple[int, int] | None, tuple[int, int]], ...] = (
+    ("3x3_same_odd", None, (0, 2)),  # first rows: the top padding
+    ("3x3_same_odd", (1, 3), (2, 5)),  # middle rows x middle channels
+    ("3x3_same_odd", None, (5, 7)),  # last rows: the bottom padding
+    ("3x3_same_odd", (4, 5), (3, 4)),  # one row of one channel
+    ("3x3_stride2_asym", (2, 6), (1, 3)),  # stride 2 (MEC): the view's windows overlap by one input row
+    ("3x3_stride2_asym", None, (4, 5)),  # stride 2, last row: the window runs into the bottom padding
+    ("7x7_stride2_wide_pad", (3, 8), (2, 5)),  # 7 rows tall, stride 2, padding 3
+    ("3x3_dil_w_only", (0, 2), (4, 7)),  # dilated along the width only (MEC's limit)
+    ("5x5_dil_stride1", (1, 3), (3, 6)),  # dilation 2 down the height (kn2row)
+    ("5x5_dil_stride1", None, (0, 1)),  # first row of a dilated kernel: mostly padding
+    ("groups3", (2, 7), (3, 6)),  # a channel range across 3 groups
+    ("groups2_stride1", (1, 5), (2, 4)),
+    ("depthwise_3x3", (3, 9), (8, 9)),
+    ("deep_k_many_pixels", (3, 97), (4, 9)),  # K > KC, M > MC
+    ("1x1_wide_rows", (2, 8), (1, 2)),
+)
+
+
+@pytest.mark.parametrize("label, channels, rows", ROW_VIEWS,
+                         ids=[f"{c[0]}-ch{c[1]}-rows{c[2]}".replace(" ", "") for c in ROW_VIEWS])
+def test_row_view_and_accumulate(label: str, channels: tuple[int, int] | None, rows: tuple[int, int]) -> None:
+    """Output rows [rows) (x channels, or all of them) only, reading only the input rows they need (the others are
+    NaN); nothing outside the view changes; accumulate adds the raw convolution."""
+    case = CASE_OF[label]
+    node, graph, x = conv_graph(case, seed=3)
+    check_view(case, node, graph, x, channels=channels or (0, case.m), rows=rows, primitives=FAMILIES,
+               prefixes=ROW_VIEW_FAMILIES)
+
+
+def grid_views(case: Case) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """A 2 x 3 grid of (channel range, row range) views covering the whole output."""
+    oh = case.out_hw[0]
+    channels, rows = (0, case.m // 2, case.m), (0, oh // 3, 2 * oh // 3, oh)
+    return [((channels[i], channels[i + 1]), (rows[j], rows[j + 1])) for i in range(2) for j in range(3)]
+
+
+def check_tiled_grid(case: Case, primitives: tuple[Primitive, ...], prefixes: tuple[str, ...], tol: float) -> None:
+    """Every applicable primitive run as the 6 views of grid_views, one after another on one output: from NaN, they
+    write the whole call's result; accumulating onto zeros, each adds its part exactly once (the raw convolution)."""
+    node, graph, x = conv_graph(case, seed=4)
+    raw = reference(case, graph, x, with_bias_act=False)
+    prims = [p for p in primitives if p.applies(node, graph) and p.name.startswith(prefixes)]
+    assert prims
+    for prim in prims:
+        (call,) = prim.call(node, graph)
+        buffers = buffers_for(prim, node, graph, x)
+        whole = run(prim, call, graph, buffers)
+        for accumulate, start, want in ((0, np.nan, whole), (1, 0.0, raw)):
+            out = np.full(whole.size, start, np.float32)
+            for (cb, ce), (rb, re) in grid_views(case):
+                view = with_params(call, oc_begin=cb, oc_end=ce, oh_begin=rb, oh_end=re, accumulate=accumulate)
+                out = run_guarded(guarded_kernels(), view, {**buffers, "out": out})["out"]
+            got = from_layout(out, graph.shape("y"), prim.layout_out).astype(np.float64)
+            try:
+                assert_close(got, want, tol)
+            except AssertionError as e:
+                raise AssertionError(f"{prim.name} accumulate={accumulate}: {e}") from None
+
+
+@pytest.mark.parametrize("label", ["3x3_same_odd", "groups2_stride1", "deep_k_many_pixels",
+                                   "stride2_blocks_split_rows"])
+def test_grid_of_views_reassembles_the_whole_call(label: str) -> None:
+    check_tiled_grid(CASE_OF[label], FAMILIES, ROW_VIEW_FAMILIES, tol=1e-5)
+
+
+def test_grid_views_cover_the_output_once() -> None:
+    """The grid of a 100-channel, 13-row output: channels 0..50..100 x rows 0..4..8..13."""
+    assert grid_views(CASE_OF["deep_k_many_pixels"]) == [((0, 50), (0, 4)), ((0, 50), (4, 8)), ((0, 50), (8, 13)),
+                                                         ((50, 100), (0, 4)), ((50, 100), (4, 8)),
+                                                         ((50, 100), (8, 13))]
 
 
 def test_pinned_small_case() -> None:

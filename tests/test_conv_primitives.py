@@ -176,10 +176,12 @@ def needed_input_rows(case: Case, rows: tuple[int, int]) -> tuple[int, int]:
 
 
 def check_view(case: Case, node: Node, graph: Graph, x: np.ndarray, channels: tuple[int, int],
-               rows: tuple[int, int], tol: float = 1e-5) -> None:
-    """Every applicable primitive computing only output channels [channels) x rows [rows), with accumulate off and
-    on, against the reference. Outside the view the output must be left exactly as it was, and the input rows the
-    view does not need hold NaN, so reading any of them spoils the result. Shared by the conv family tests."""
+               rows: tuple[int, int], tol: float = 1e-5, primitives: tuple[Primitive, ...] = PRIMITIVES,
+               prefixes: tuple[str, ...] = ("",)) -> None:
+    """Every applicable primitive (of `primitives` whose name starts with one of `prefixes`) computing only output
+    channels [channels) x rows [rows), with accumulate off and on, against the reference. Outside the view the output
+    must be left exactly as it was, and the input rows the view does not need hold NaN, so reading any of them spoils
+    the result. Shared by the conv family tests."""
     full, raw = reference(case, graph, x), reference(case, graph, x, with_bias_act=False)
     (cb, ce), (rb, re) = channels, rows
     first, last = needed_input_rows(case, rows)
@@ -188,7 +190,9 @@ def check_view(case: Case, node: Node, graph: Graph, x: np.ndarray, channels: tu
     inside = np.zeros(full.shape, bool)
     inside[cb:ce, rb:re] = True
     rng = np.random.default_rng(2)
-    for prim in applicable(node, graph):
+    checked = [p for p in primitives if p.applies(node, graph) and p.name.startswith(prefixes)]
+    assert checked, f"no primitive starting with {prefixes} applies"
+    for prim in checked:
         (call,) = prim.call(node, graph)
         prior = rng.standard_normal(full.shape)
         view = with_params(call, oc_begin=cb, oc_end=ce, oh_begin=rb, oh_end=re)
@@ -265,3 +269,104 @@ def test_geometry_reads_node_attributes() -> None:
     assert (geo.c, geo.h, geo.w, geo.m, geo.kh, geo.kw, geo.sh, geo.sw) == (6, 8, 9, 9, 3, 2, 1, 2)
     assert (geo.pad_top, geo.pad_left, geo.pad_bottom, geo.pad_right, geo.dh, geo.dw) == (1, 0, 2, 1, 2, 1)
     assert (geo.cg, geo.mg, geo.oh, geo.ow) == (2, 3, 7, 5)
+
+
+# ------------------------------------------------------------------------------------- row x channel views (tiling)
+
+# The kernels of these files honour row views by narrowing loops or the GEMM's pixel slab (tb_conv.h); across the
+# families (library()) that is every direct, depthwise, 1x1, im2col/im2row copy and scan, and HCW primitive.
+SLAB_KERNEL_FILES = ("conv_direct.c", "conv_depthwise.c", "conv_1x1.c", "conv_hcw.c", "conv_im2col.c",
+                     "conv_im2col_scan.c")
+
+
+def slab_primitives() -> tuple[Primitive, ...]:
+    from tasobuild.candidates import library
+
+    return tuple(p for p in library() if p.op == "conv" and p.sources[0] in SLAB_KERNEL_FILES)
+
+
+# Shapes the families add: more pixels than a scan block (a view's blocks start mid-row), stride-2 blocks that
+# split rows, rows wider than a GEMM micro-panel, dilation along W only.
+SLAB_CASES = tuple((label, case) for label, case, _ in CASES) + (
+    ("deep_k_many_pixels", Case(48, 13, 11, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
+    ("stride2_blocks_split_rows", Case(5, 29, 23, 17, (3, 3), (2, 2), (1, 1, 1, 1), act=SIGMOID)),
+    ("1x1_wide_rows", Case(7, 3, 70, 9, (1, 1), act=RELU)),
+    ("3x3_dil_w_only", Case(3, 9, 12, 5, (3, 3), (1, 1), (1, 2, 0, 2), (1, 2), act=RELU)),
+)
+
+
+def row_views(oh: int, m: int) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+    """(channels, rows) views: rows at the start, in the middle, at the end and a single row, alone and combined
+    with a channel range (all channels, a middle range, the upper half, the lower half). Needs oh >= 3."""
+    assert oh >= 3, oh
+    third = oh // 3
+    return (((0, m), (0, third)),
+            ((min(1, m - 1), max(m - 1, 1)), (third, max(oh - third, third + 1))),
+            ((m // 2, m), (oh - third, oh)),
+            ((0, max(1, m // 2)), (oh // 2, oh // 2 + 1)))
+
+
+@pytest.mark.parametrize("label, case", SLAB_CASES, ids=[c[0] for c in SLAB_CASES])
+def test_row_and_channel_views(label: str, case: Case) -> None:
+    """Each view computes exactly its channels x rows (accumulate off and on), reads only the input rows it needs
+    (the others are NaN) and leaves the rest of the output as it was: every slab primitive of every family."""
+    node, graph, x = conv_graph(case, seed=3)
+    oh, _ = case.out_hw
+    for channels, rows in row_views(oh, case.m):
+        check_view(case, node, graph, x, channels, rows, primitives=slab_primitives())
+
+
+def test_row_views_cover_the_cases() -> None:
+    """The views above are what the docstring says: start/middle/end/single rows, stride 2 and dilation included."""
+    assert row_views(7, 5) == (((0, 5), (0, 2)), ((1, 4), (2, 5)), ((2, 5), (5, 7)), ((0, 2), (3, 4)))
+    assert row_views(3, 1) == (((0, 1), (0, 1)), ((0, 1), (1, 2)), ((0, 1), (2, 3)), ((0, 1), (1, 2)))
+    labels = {label for label, _ in SLAB_CASES}
+    assert {"3x3_stride2_asym", "5x3_stride_2x1_dil", "depthwise_5x5_dil", "depthwise_3x3_vec_s2"} <= labels
+    assert {p.family for p in slab_primitives()} == {"direct", "depthwise", "1x1", "im2col", "im2row"}
+    assert {p.layout_in for p in slab_primitives()} == {"CHW", "HWC", "HCW"}
+
+
+TILED = [c for c in SLAB_CASES if c[0] in ("3x3_stride2_asym", "5x3_stride_2x1_dil", "groups3", "depthwise_3x3_vec",
+                                           "depthwise_mult2_s2", "deep_k", "many_pixels_1x1", "deep_k_many_pixels",
+                                           "stride2_blocks_split_rows", "1x1_wide_rows")]
+
+
+def grid(extent: int, parts: int) -> list[tuple[int, int]]:
+    """[0, extent) cut into `parts` consecutive non-empty ranges, as even as can be."""
+    cuts = [extent * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if a < b]
+
+
+# Kernels whose per-element summation order depends on the channel range (never on the row range): the HWC
+# depthwise 3x3 runs 16-channel vectors from oc_begin (sums start from the bias; FMA on AVX-512) and the channels
+# past the last full vector through the scalar path, so a channel range that moves the vector boundaries rounds a
+# few channels differently. Their channel-split tiles match to 1e-6; row-only tiles still match bit for bit.
+CHANNEL_SPLIT_ROUNDS = ("conv_depthwise_direct_hwc",)
+
+
+def run_tiles(call: KernelCall, buffers: dict[str, np.ndarray],
+              tiles: list[tuple[tuple[int, int], tuple[int, int]]]) -> np.ndarray:
+    """The output of accumulate=0 views (channels, rows), one after another on one output starting as NaN."""
+    views = [with_params(call, oc_begin=cb, oc_end=ce, oh_begin=rb, oh_end=re) for (cb, ce), (rb, re) in tiles]
+    return run_guarded(guarded_kernels(), views, buffers)["out"]
+
+
+@pytest.mark.parametrize("label, case", TILED, ids=[c[0] for c in TILED])
+def test_tiled_views_reassemble_the_whole_call(label: str, case: Case) -> None:
+    """A 2 (channel ranges) x 3 (row ranges) grid of accumulate=0 views, run one after another on one output that
+    starts as NaN, gives the whole call's output bit for bit: a view sums each element in the whole call's order
+    (except CHANNEL_SPLIT_ROUNDS: within 1e-6, and bit for bit over row-only tiles)."""
+    node, graph, x = conv_graph(case, seed=4)
+    oh, _ = case.out_hw
+    tiles = [(c, r) for c in grid(case.m, 2) for r in grid(oh, 3)]
+    assert len(tiles) == 6
+    for prim in [p for p in slab_primitives() if p.applies(node, graph)]:
+        (call,) = prim.call(node, graph)
+        buffers = buffers_for(prim, node, graph, x)
+        whole = run_guarded(guarded_kernels(), call, buffers)["out"]
+        tiled = run_tiles(call, buffers, tiles)
+        assert not np.isnan(whole).any() and not np.isnan(tiled).any(), prim.name
+        if prim.name in CHANNEL_SPLIT_ROUNDS:
+            assert_close(tiled.astype(np.float64), whole.astype(np.float64), tol=1e-6)
+            tiled = run_tiles(call, buffers, [((0, case.m), r) for r in grid(oh, 3)])
+        assert np.array_equal(tiled, whole), prim.name

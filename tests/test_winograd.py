@@ -20,7 +20,8 @@ from tasobuild.ir import Constant, Graph, Node
 from tasobuild.primitives import Primitive
 from tasobuild.primitives import conv_winograd as cw
 from tasobuild.resources import kernels_dir
-from tests.test_conv_primitives import (check_channel_range_and_accumulate, CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for,
+from tests.test_conv_families import check_tiled_grid
+from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, check_view,
                                         conv_graph, reference, run)
 
 BY_NAME = {p.name: p for p in cw.PRIMITIVES}
@@ -124,7 +125,44 @@ def test_channel_range_and_accumulate(label: str, case: Case) -> None:
     """oc_begin/oc_end compute only those channels (others untouched); accumulate adds, without bias or act."""
     node, graph, x = he_graph(case, seed=7)
     # begin = 3: not on a lane boundary
-    check_channel_range_and_accumulate(case, node, graph, x, begin=3, end=case.m - 2, tol=cw.ERROR_BOUND)
+    check_view(case, node, graph, x, channels=(3, case.m - 2), rows=(0, case.out_hw[0]), tol=cw.ERROR_BOUND,
+               primitives=cw.PRIMITIVES)
+
+
+# Row views, alone and with a channel range. Tiles are 2, 3 or 4 rows tall, so most views start or end inside a
+# tile: that tile is computed whole but stores only the view's rows, and reads zeros for the input rows below or
+# above the view's window (the check poisons them with NaN).
+CASE_OF = dict(CASES)
+ROW_VIEWS: tuple[tuple[str, tuple[int, int] | None, tuple[int, int]], ...] = (
+    ("3x3_asym_pad", None, (0, 3)),  # first rows: no top padding
+    ("3x3_asym_pad", (3, 35), (3, 7)),  # middle rows x a channel range off the lane boundaries
+    ("3x3_asym_pad", None, (7, 10)),  # last rows: one row of bottom padding
+    ("3x3_asym_pad", (16, 17), (5, 6)),  # one row of one channel
+    ("3x3_many_blocks", (1, 17), (10, 30)),  # more than one block of tiles inside the view
+    ("3x3_wide_pad", None, (8, 9)),  # the last row: padding wider than the window
+    ("3x3_wide_pad", (0, 20), (0, 1)),  # the first row: only padding above it
+    ("5x5_asym_pad", (2, 7), (4, 9)),
+    ("5x5_many_blocks", None, (13, 14)),  # one row in the middle of a 5-tall window
+    ("5x5_small", (1, 6), (1, 2)),  # the last of 2 rows
+)
+
+
+@pytest.mark.parametrize("label, channels, rows", ROW_VIEWS,
+                         ids=[f"{c[0]}-ch{c[1]}-rows{c[2]}".replace(" ", "") for c in ROW_VIEWS])
+def test_row_view_and_accumulate(label: str, channels: tuple[int, int] | None, rows: tuple[int, int]) -> None:
+    """Output rows [rows) (x channels, or all of them) only, reading only the input rows they need (the others are
+    NaN); nothing outside the view changes; accumulate adds the raw convolution."""
+    case = CASE_OF[label]
+    node, graph, x = he_graph(case, seed=5)
+    check_view(case, node, graph, x, channels=channels or (0, case.m), rows=rows, tol=cw.ERROR_BOUND,
+               primitives=cw.PRIMITIVES)
+
+
+@pytest.mark.parametrize("label", ["3x3_asym_pad", "3x3_many_blocks", "5x5_asym_pad"])
+def test_grid_of_views_reassembles_the_whole_call(label: str) -> None:
+    """2 channel ranges x 3 row ranges, one after another, write the whole call's result (and add up to the raw
+    convolution when accumulating)."""
+    check_tiled_grid(CASE_OF[label], cw.PRIMITIVES, ("conv_winograd",), tol=cw.ERROR_BOUND)
 
 
 def test_pinned_small_case() -> None:
