@@ -56,6 +56,7 @@ typedef struct { int d0, d1, d2, perm0, perm1, perm2; } tb_permute;
 #include "tb_conv.h"
 #include "tb_conv_families.h"
 #include "tb_winograd.h"
+#include "tb_conv_blocked.h"
 
 #ifdef __cplusplus
 }

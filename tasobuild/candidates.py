@@ -38,7 +38,7 @@ class TransformCandidate:
 
 
 # The modules of tasobuild.primitives that each export PRIMITIVES: one per family of primitives.
-FAMILY_MODULES = ("conv", "conv_kn2row", "conv_mec", "conv_variants", "conv_winograd", "ops")
+FAMILY_MODULES = ("conv", "conv_direct_blocked", "conv_kn2row", "conv_mec", "conv_variants", "conv_winograd", "ops")
 
 
 @functools.cache

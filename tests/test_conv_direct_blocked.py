@@ -1,0 +1,81 @@
+"""The register-blocked direct convolution (conv_direct_blocked.c): every input layout, every ISA path, views."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasobuild import native
+from tasobuild.primitives.conv_direct_blocked import PRIMITIVES
+from tasobuild.primitives.transforms import from_layout, to_layout
+from tests.guard import run_guarded
+from tests.test_conv_primitives import (CASES, CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for,
+                                        check_view, conv_graph, reference, run)
+from tests.test_gemm import VARIANTS
+
+# Shapes that reach each path of the kernel: blocks of 2 vectors, of 1 vector and single channels (45 = 32 + 8 + 5
+# on AVX-512, 2x16 + 8 + 5 on AVX2 ...), full 6-pixel blocks between border pixels, stride 2, dilation, the first
+# layers of MobileNetV2 (3 -> 32, 3x3 s2) and ResNet-18 (3 -> 64, 7x7 s2) at reduced size, and a channel count
+# below one vector.
+BLOCKED_CASES = (
+    ("first_layer_3x3_s2", Case(3, 23, 21, 32, (3, 3), (2, 2), (1, 1, 1, 1), act=CLIP6)),
+    ("first_layer_7x7_s2", Case(3, 30, 29, 64, (7, 7), (2, 2), (3, 3, 3, 3), act=RELU)),
+    ("tails_45_channels", Case(5, 9, 31, 45, (3, 3), pads=(1, 1, 1, 1), act=LEAKY)),
+    ("dilated_asym_pads", Case(4, 17, 19, 24, (3, 5), (1, 2), (2, 0, 1, 3), (2, 3), act=SIGMOID)),
+    ("narrow_4_channels", Case(6, 8, 14, 4, (3, 3), pads=(0, 1, 2, 1))),
+)
+UNGROUPED = tuple((label, case) for label, case, _ in CASES if case.groups == 1) + BLOCKED_CASES
+
+
+def test_registry() -> None:
+    assert [(p.name, p.family, p.layout_in, p.layout_out) for p in PRIMITIVES] == [
+        ("conv_direct_blocked_chw_to_hwc", "direct", "CHW", "HWC"),
+        ("conv_direct_blocked_hwc", "direct", "HWC", "HWC"),
+        ("conv_direct_blocked_hcw_to_hwc", "direct", "HCW", "HWC")]
+    node, graph, _ = conv_graph(Case(6, 8, 9, 9, (3, 3), groups=3))
+    assert not any(p.applies(node, graph) for p in PRIMITIVES)  # groups == 1 only
+    node, graph, _ = conv_graph(Case(3, 8, 9, 5, (3, 3)))
+    assert all(p.applies(node, graph) and p.workspace(node, graph) == 0 for p in PRIMITIVES)
+    (w0, w1) = PRIMITIVES[0].weights(node, graph)
+    # [kh][kw][c][M]: weight W[m][c][ki][kj] at ((ki*3 + kj)*3 + c)*5 + m
+    assert w0[((1 * 3 + 2) * 3 + 1) * 5 + 4] == graph.const("W")[4, 1, 1, 2] and w1.shape == (5,)
+
+
+@pytest.mark.parametrize("label, case", UNGROUPED, ids=[c[0] for c in UNGROUPED])
+def test_matches_reference(label: str, case: Case) -> None:
+    node, graph, x = conv_graph(case)
+    ref = reference(case, graph, x)
+    for prim in PRIMITIVES:
+        (call,) = prim.call(node, graph)
+        try:
+            assert_close(run(prim, call, graph, buffers_for(prim, node, graph, x)), ref)
+        except AssertionError as e:
+            raise AssertionError(f"{prim.name}: {e}") from None
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_isa_path(variant: str) -> None:
+    """AVX-512, AVX2+FMA, the plain one-float 'vector' (the vector-extension and plain-C builds both take it)."""
+    kernels = native.load("cc", VARIANTS[variant], Path(tempfile.gettempdir()) / "tasobuild-test-bindings")
+    for _, case in BLOCKED_CASES:
+        node, graph, x = conv_graph(case, seed=4)
+        ref = reference(case, graph, x)
+        for prim in PRIMITIVES:
+            (call,) = prim.call(node, graph)
+            buffers = {"in0": to_layout(x, prim.layout_in)}
+            buffers.update({f"w{k}": w for k, w in enumerate(prim.weights(node, graph))})
+            out = run_guarded(kernels, call, buffers)["out"]
+            assert_close(from_layout(out, graph.shape("y"), prim.layout_out).astype(np.float64), ref)
+
+
+@pytest.mark.parametrize("label, case", BLOCKED_CASES, ids=[c[0] for c in BLOCKED_CASES])
+def test_views(label: str, case: Case) -> None:
+    """Channel x row views: the first rows with the first channels, a middle slab, the last row with a range that
+    starts mid-vector; accumulate off and on; the input rows a view does not need are NaN."""
+    node, graph, x = conv_graph(case, seed=5)
+    oh, _ = case.out_hw
+    for channels, rows in (((0, min(9, case.m)), (0, 2)), ((3, case.m), (oh // 3, oh - oh // 3)), ((1, case.m - 1), (oh - 1, oh))):
+        check_view(case, node, graph, x, channels=channels, rows=rows, primitives=PRIMITIVES)
