@@ -219,6 +219,23 @@ static inline __attribute__((always_inline)) void dw_hwc_px(const tb_conv *p, co
         DW_T(a2, wa, (r) + 2 * S * C); DW_T(a2, wb, (r) + (2 * S + 1) * C); DW_T(a2, wc, (r) + (2 * S + 2) * C); \
         DW_T(a3, wa, (r) + 3 * S * C); DW_T(a3, wb, (r) + (3 * S + 1) * C); DW_T(a3, wc, (r) + (3 * S + 2) * C); \
     } while (0)
+/* Output pixels o .. o+3M of one row from input rows r, r+rs, r+2rs: start (bias or out), 9 taps, act, store. */
+#define DW_PIXELS4(r, o)                                                                                      \
+    do {                                                                                                      \
+        if (p->accumulate) {                                                                                  \
+            V16_LOAD(a0, o); V16_LOAD(a1, (o) + M); V16_LOAD(a2, (o) + 2 * M); V16_LOAD(a3, (o) + 3 * M);     \
+        } else {                                                                                              \
+            a0 = a1 = a2 = a3 = *init;                                                                        \
+        }                                                                                                     \
+        DW_ROW(r, w0, w1, w2, a0, a1, a2, a3);                                                                \
+        DW_ROW((r) + rs, w3, w4, w5, a0, a1, a2, a3);                                                         \
+        DW_ROW((r) + 2 * rs, w6, w7, w8, a0, a1, a2, a3);                                                     \
+        if (!p->accumulate) {                                                                                 \
+            v16_act(&a0, p->act, p->act_a, p->act_b); v16_act(&a1, p->act, p->act_a, p->act_b);               \
+            v16_act(&a2, p->act, p->act_a, p->act_b); v16_act(&a3, p->act, p->act_a, p->act_b);               \
+        }                                                                                                     \
+        V16_STORE(o, a0); V16_STORE((o) + M, a1); V16_STORE((o) + 2 * M, a2); V16_STORE((o) + 3 * M, a3);     \
+    } while (0)
 static inline __attribute__((always_inline)) void dw_hwc_inner4(const tb_conv *p, const float *restrict in,
                                                                 const float *restrict w, const tb_v16 *init, int oh,
                                                                 int ow, int c, int S, int R, float *restrict out)
@@ -230,38 +247,10 @@ static inline __attribute__((always_inline)) void dw_hwc_inner4(const tb_conv *p
     V16_LOAD(w0, w + c); V16_LOAD(w1, w + M + c); V16_LOAD(w2, w + 2 * M + c);
     V16_LOAD(w3, w + 3 * M + c); V16_LOAD(w4, w + 4 * M + c); V16_LOAD(w5, w + 5 * M + c);
     V16_LOAD(w6, w + 6 * M + c); V16_LOAD(w7, w + 7 * M + c); V16_LOAD(w8, w + 8 * M + c);
-    if (p->accumulate) {
-        V16_LOAD(a0, o); V16_LOAD(a1, o + M); V16_LOAD(a2, o + 2 * M); V16_LOAD(a3, o + 3 * M);
-    } else {
-        a0 = a1 = a2 = a3 = *init;
-    }
-    DW_ROW(r0, w0, w1, w2, a0, a1, a2, a3);
-    DW_ROW(r0 + rs, w3, w4, w5, a0, a1, a2, a3);
-    DW_ROW(r0 + 2 * rs, w6, w7, w8, a0, a1, a2, a3);
-    if (R == 2) {
-        const float *r1 = r0 + S * rs;
-        float *o1 = o + (long)p->out_w * M;
-        tb_v16 b0, b1, b2, b3;
-        if (p->accumulate) {
-            V16_LOAD(b0, o1); V16_LOAD(b1, o1 + M); V16_LOAD(b2, o1 + 2 * M); V16_LOAD(b3, o1 + 3 * M);
-        } else {
-            b0 = b1 = b2 = b3 = *init;
-        }
-        DW_ROW(r1, w0, w1, w2, b0, b1, b2, b3);
-        DW_ROW(r1 + rs, w3, w4, w5, b0, b1, b2, b3);
-        DW_ROW(r1 + 2 * rs, w6, w7, w8, b0, b1, b2, b3);
-        if (!p->accumulate) {
-            v16_act(&b0, p->act, p->act_a, p->act_b); v16_act(&b1, p->act, p->act_a, p->act_b);
-            v16_act(&b2, p->act, p->act_a, p->act_b); v16_act(&b3, p->act, p->act_a, p->act_b);
-        }
-        V16_STORE(o1, b0); V16_STORE(o1 + M, b1); V16_STORE(o1 + 2 * M, b2); V16_STORE(o1 + 3 * M, b3);
-    }
-    if (!p->accumulate) {
-        v16_act(&a0, p->act, p->act_a, p->act_b); v16_act(&a1, p->act, p->act_a, p->act_b);
-        v16_act(&a2, p->act, p->act_a, p->act_b); v16_act(&a3, p->act, p->act_a, p->act_b);
-    }
-    V16_STORE(o, a0); V16_STORE(o + M, a1); V16_STORE(o + 2 * M, a2); V16_STORE(o + 3 * M, a3);
+    DW_PIXELS4(r0, o);
+    if (R == 2) DW_PIXELS4(r0 + S * rs, o + (long)p->out_w * M);
 }
+#undef DW_PIXELS4
 #undef DW_ROW
 #undef DW_T
 

@@ -5,16 +5,7 @@
  * A row view [oh_begin, oh_end) only narrows the output-row loops (so only the input rows they need are read). */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
-
-/* orow[o] += wv * xrow[o * sw] for o in [lo, hi); xrow is already offset to output position lo. */
-static void axpy_strided(float *restrict orow, const float *restrict xrow, int n, int sw, float wv)
-{
-    int o;
-    if (sw == 1)
-        for (o = 0; o < n; ++o) orow[o] += wv * xrow[o];
-    else
-        for (o = 0; o < n; ++o) orow[o] += wv * xrow[(long)o * sw];
-}
+#include "tb_conv_layout.h"
 
 void tb_conv_direct_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                         const float *restrict bias, float *restrict out)
@@ -49,7 +40,7 @@ void tb_conv_direct_chw(const tb_conv *p, const float *restrict in, const float 
                     if (ow_lo >= ow_hi) continue;
                     for (oh = oh_lo; oh < oh_hi; ++oh) {
                         const float *xr = x + (long)(oh * p->stride_h + off_h) * p->in_w + ow_lo * p->stride_w + off_w;
-                        axpy_strided(o + (long)oh * p->out_w + ow_lo, xr, ow_hi - ow_lo, p->stride_w, wv);
+                        tb_axpy_strided(o + (long)oh * p->out_w + ow_lo, xr, ow_hi - ow_lo, p->stride_w, wv);
                     }
                 }
             }

@@ -11,16 +11,6 @@
 
 #define MR TB_GEMM_MR
 
-/* orow[o] += wv * xrow[o * sw] for o in [0, n). */
-static void axpy_strided(float *restrict orow, const float *restrict xrow, int n, int sw, float wv)
-{
-    int o;
-    if (sw == 1)
-        for (o = 0; o < n; ++o) orow[o] += wv * xrow[o];
-    else
-        for (o = 0; o < n; ++o) orow[o] += wv * xrow[(long)o * sw];
-}
-
 /* orow += the taps of row ki of one kernel (wrow = its k_w weights) applied to input row x (one channel). */
 static void add_kernel_row(const tb_conv *p, const float *restrict x, const float *restrict wrow,
                            float *restrict orow)
@@ -30,7 +20,7 @@ static void add_kernel_row(const tb_conv *p, const float *restrict x, const floa
         const int off_w = kj * p->dil_w - p->pad_left;
         int lo, hi;
         tb_valid_range(p->out_w, p->stride_w, off_w, p->in_w, &lo, &hi);
-        if (lo < hi) axpy_strided(orow + lo, x + (long)lo * p->stride_w + off_w, hi - lo, p->stride_w, wrow[kj]);
+        if (lo < hi) tb_axpy_strided(orow + lo, x + (long)lo * p->stride_w + off_w, hi - lo, p->stride_w, wrow[kj]);
     }
 }
 
@@ -52,37 +42,14 @@ static void axpy4(float *restrict o0, float *restrict o1, float *restrict o2, fl
         }
 }
 
-/* Output row oh, channel m (group g): every (tap, input channel) term, in direct_rows4's order (ki, kj, c) so a
- * channel's sum does not depend on whether it went through in a block of four (a channel view moves the blocks). */
-static void direct_row1(const tb_conv *p, const float *restrict in, const float *restrict w, int oh, int m, int g,
-                        float *restrict orow)
+/* Output row oh, channel m (four: channels m..m+3, one group g): every (tap, input channel) term, in the order
+ * (ki, kj, c) either way, so a channel's sum does not depend on whether it went through in a block of four (a
+ * channel view moves the blocks). */
+static inline void direct_rows(const tb_conv *p, const float *restrict in, const float *restrict w, int oh, int m,
+                               int g, float *restrict orow, int four)
 {
-    const int cg = p->in_c / p->groups, taps = p->k_h * p->k_w;
-    const long in_row = (long)p->in_c * p->in_w;
-    int ki, kj, c;
-    for (ki = 0; ki < p->k_h; ++ki) {
-        const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
-        if (ih < 0 || ih >= p->in_h) continue;
-        for (kj = 0; kj < p->k_w; ++kj) {
-            const int off_w = kj * p->dil_w - p->pad_left;
-            const float *restrict wk = w + (long)m * cg * taps + ki * p->k_w + kj;
-            int lo, hi;
-            tb_valid_range(p->out_w, p->stride_w, off_w, p->in_w, &lo, &hi);
-            if (lo >= hi) continue;
-            for (c = 0; c < cg; ++c)
-                axpy_strided(orow + lo, in + ih * in_row + (long)(g * cg + c) * p->in_w + (long)lo * p->stride_w +
-                             off_w, hi - lo, p->stride_w, wk[(long)c * taps]);
-        }
-    }
-}
-
-/* Output row oh, channels m..m+3 (one group g): every (tap, input channel) term. */
-static void direct_rows4(const tb_conv *p, const float *restrict in, const float *restrict w, int oh, int m, int g,
-                         float *restrict orow)
-{
-    const int cg = p->in_c / p->groups, OW = p->out_w;
-    const long in_row = (long)p->in_c * p->in_w, wstride = (long)cg * p->k_h * p->k_w;
-    float *restrict o0 = orow, *restrict o1 = orow + OW, *restrict o2 = orow + 2 * OW, *restrict o3 = orow + 3 * OW;
+    const int cg = p->in_c / p->groups, OW = p->out_w, taps = p->k_h * p->k_w;
+    const long in_row = (long)p->in_c * p->in_w, wstride = (long)cg * taps;
     int ki, kj, c;
     for (ki = 0; ki < p->k_h; ++ki) {
         const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
@@ -96,9 +63,12 @@ static void direct_rows4(const tb_conv *p, const float *restrict in, const float
             for (c = 0; c < cg; ++c) {
                 const float *restrict x = in + ih * in_row + (long)(g * cg + c) * p->in_w + (long)lo * p->stride_w +
                                           off_w;
-                const long t = (long)c * p->k_h * p->k_w;
-                axpy4(o0 + lo, o1 + lo, o2 + lo, o3 + lo, x, hi - lo, p->stride_w, wk[t], wk[wstride + t],
-                      wk[2 * wstride + t], wk[3 * wstride + t]);
+                const long t = (long)c * taps;
+                if (four)
+                    axpy4(orow + lo, orow + OW + lo, orow + 2 * OW + lo, orow + 3 * OW + lo, x, hi - lo, p->stride_w,
+                          wk[t], wk[wstride + t], wk[2 * wstride + t], wk[3 * wstride + t]);
+                else
+                    tb_axpy_strided(orow + lo, x, hi - lo, p->stride_w, wk[t]);
             }
         }
     }
@@ -117,10 +87,10 @@ void tb_conv_direct_hcw(const tb_conv *p, const float *restrict in, const float 
         for (m = p->oc_begin; m < p->oc_end;) {
             const int g = m / mg;
             if (m + 4 <= tb_min(p->oc_end, (g + 1) * mg)) { /* four channels of one group at once */
-                direct_rows4(p, in, w, oh, m, g, out_row + (long)m * OW);
+                direct_rows(p, in, w, oh, m, g, out_row + (long)m * OW, 1);
                 m += 4;
             } else {
-                direct_row1(p, in, w, oh, m, g, out_row + (long)m * OW);
+                direct_rows(p, in, w, oh, m, g, out_row + (long)m * OW, 0);
                 m += 1;
             }
         }

@@ -1,4 +1,4 @@
-/* Internal to the layout-generic conv kernels (conv_im2col_scan.c, conv_mec.c, conv_kn2row.c, conv_hcw.c): a
+/* Internal to the conv kernels (conv_im2col_scan.c, conv_mec.c, conv_kn2row.c, conv_hcw.c, conv_direct.c): a
  * tensor's element strides in each layout, and small writers into the GEMM's packed panel formats (tb_gemm.h).
  * Not part of the kernel API (tb_conv_families.h is). */
 #ifndef TB_CONV_LAYOUT_H
@@ -58,6 +58,17 @@ static inline void tb_put_a_run(float *restrict dk, long ps, int j, int count, c
             d += ps;
         }
     }
+}
+
+/* orow[o] += wv * xrow[o * sw] for o in [0, n) (the direct kernels' inner loop; stride 1 gets its own loop so it
+ * vectorises). */
+static inline void tb_axpy_strided(float *restrict orow, const float *restrict xrow, int n, int sw, float wv)
+{
+    int o;
+    if (sw == 1)
+        for (o = 0; o < n; ++o) orow[o] += wv * xrow[o];
+    else
+        for (o = 0; o < n; ++o) orow[o] += wv * xrow[(long)o * sw];
 }
 
 /* A GEMM job with the conv's activation and accumulate flag, every other field zero. */

@@ -18,8 +18,8 @@ from tasobuild.primitives.conv import ConvGeometry
 from tasobuild.resources import kernels_dir
 from tasobuild.primitives.transforms import from_layout
 from tests.guard import guarded_kernels, run_guarded
-from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, check_view,
-                                        conv_graph, reference, run, with_params)
+from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for,
+                                        check_every_applicable, check_view, conv_graph, reference, run, with_params)
 
 FAMILIES: tuple[Primitive, ...] = conv_variants.PRIMITIVES + conv_mec.PRIMITIVES + conv_kn2row.PRIMITIVES
 IM2COL = tuple(p.name for p in conv_variants.PRIMITIVES if p.family in ("im2col", "im2row"))
@@ -68,17 +68,7 @@ CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
 
 @pytest.mark.parametrize("label, case, expected", CASES, ids=[c[0] for c in CASES])
 def test_every_applicable_primitive_matches_reference(label: str, case: Case, expected: tuple[str, ...]) -> None:
-    node, graph, x = conv_graph(case)
-    prims = applicable(node, graph)
-    assert sorted(p.name for p in prims) == sorted(expected)
-    ref = reference(case, graph, x)
-    for prim in prims:
-        (call,) = prim.call(node, graph)
-        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
-        try:
-            assert_close(got, ref)
-        except AssertionError as e:
-            raise AssertionError(f"{prim.name}: {e}") from None
+    check_every_applicable(case, expected, FAMILIES)
 
 
 RANGE_CASES = [c for c in CASES if c[0] in ("3x3_same_odd", "groups3", "groups2_stride1", "1x1_groups2",

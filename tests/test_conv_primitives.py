@@ -101,6 +101,23 @@ def applicable(node: Node, graph: Graph) -> list[Primitive]:
     return [p for p in PRIMITIVES if p.applies(node, graph)]
 
 
+def check_every_applicable(case: Case, expected: tuple[str, ...],
+                           primitives: tuple[Primitive, ...] = PRIMITIVES) -> None:
+    """The primitives of `primitives` that apply to the case are exactly `expected`, and each matches the reference.
+    Shared by the conv family tests."""
+    node, graph, x = conv_graph(case)
+    prims = [p for p in primitives if p.applies(node, graph)]
+    assert sorted(p.name for p in prims) == sorted(expected)
+    ref = reference(case, graph, x)
+    for prim in prims:
+        (call,) = prim.call(node, graph)
+        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
+        try:
+            assert_close(got, ref)
+        except AssertionError as e:
+            raise AssertionError(f"{prim.name}: {e}") from None
+
+
 def with_params(call: KernelCall, **changes: int) -> KernelCall:
     return dataclasses.replace(call, params=tuple((k, changes.get(k, v)) for k, v in call.params))
 
@@ -141,14 +158,7 @@ CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
 
 @pytest.mark.parametrize("label, case, expected", CASES, ids=[c[0] for c in CASES])
 def test_every_applicable_primitive_matches_reference(label: str, case: Case, expected: tuple[str, ...]) -> None:
-    node, graph, x = conv_graph(case)
-    prims = applicable(node, graph)
-    assert sorted(p.name for p in prims) == sorted(expected)
-    ref = reference(case, graph, x)
-    for prim in prims:
-        (call,) = prim.call(node, graph)
-        got = run(prim, call, graph, buffers_for(prim, node, graph, x))
-        assert_close(got, ref)
+    check_every_applicable(case, expected)
 
 
 RANGED = CASES[:1] + CASES[4:7] + CASES[8:10] + CASES[14:16]

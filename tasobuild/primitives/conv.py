@@ -24,6 +24,7 @@ GEMM_MR, GEMM_NR, GEMM_KC, GEMM_MC, GEMM_NC = 6, 16, 384, 96, 4080
 ACT_CODES = {"none": 0, "relu": 1, "clip": 2, "leaky_relu": 3, "sigmoid": 4}  # TB_ACT_* in tb_kernels.h
 CONV_HEADERS = ("tb_conv.h", "tb_gemm.h")
 GEMM_SOURCES = ("gemm.c",) + CONV_HEADERS
+DIRECT_SOURCES = ("conv_direct.c", "tb_conv_layout.h") + CONV_HEADERS  # the strided axpy is shared with conv_hcw.c
 
 Params = tuple[tuple[str, ParamValue], ...]
 
@@ -215,9 +216,9 @@ class ConvFamily:
 
 
 _FAMILIES: tuple[ConvFamily, ...] = (
-    ConvFamily("conv_direct_chw", "direct", "CHW", ("conv_direct.c",) + CONV_HEADERS, _any, _ws_none,
+    ConvFamily("conv_direct_chw", "direct", "CHW", DIRECT_SOURCES, _any, _ws_none,
                _w_oihw, _floats_plain, False),
-    ConvFamily("conv_direct_hwc", "direct", "HWC", ("conv_direct.c",) + CONV_HEADERS, _any, _ws_none,
+    ConvFamily("conv_direct_hwc", "direct", "HWC", DIRECT_SOURCES, _any, _ws_none,
                _w_hwio, _floats_plain, False),
     ConvFamily("conv_depthwise_direct_chw", "depthwise", "CHW", ("conv_depthwise.c",) + CONV_HEADERS, _depthwise,
                _ws_none, _w_oihw, _floats_plain, False),
