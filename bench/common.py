@@ -37,19 +37,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, {cc}"
 
 
-def tasobuild(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def tasobuild(*args: str, env: dict | None = None, root: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run the CLI of the tasobuild source tree at `root` (default: this one)."""
     proc = subprocess.run([sys.executable, "-m", "tasobuild", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env)
+                          cwd=root, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"tasobuild {' '.join(args)} failed:\n{proc.stderr}")
     return proc
 
 
 def build_project(model: str, workdir: Path, memory: str = "4 GiB", extra: str = "", name: str = "net",
-                  args: tuple[str, ...] = ()) -> tuple[dict, Path]:
+                  args: tuple[str, ...] = (), root: Path = ROOT) -> tuple[dict, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     spec = write_spec(workdir, ensure_model(model), name=name, memory=memory, extra=extra)
-    report = json.loads(tasobuild("build", "-c", str(spec), "--json", *args).stdout)
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json", *args, root=root).stdout)
     return report, spec
 
 

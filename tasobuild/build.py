@@ -3,8 +3,11 @@
 spec -> target + graph -> candidates -> costs -> decision (Z3 + arena) -> program -> files + taso.lock
 
 Around them, what makes a build safe to check in and cheap to repeat: a no-op build that sees nothing changed
-writes nothing; `--frozen` takes the decision from taso.lock instead of profiling and solving; `--locked` fails if
-the lock would change; builds of one project are serialised; the tree and the lock are replaced as a transaction.
+writes nothing (and leaves a record that lets the next identical command answer before the stages are imported:
+noop.fast_up_to_date); a budget change reuses what does not depend on the budget — the imported graph, the
+baselines, the weight transforms — from the stage cache; `--frozen` takes the decision from taso.lock instead of
+profiling and solving; `--locked` fails if the lock would change; builds of one project are serialised; the tree
+and the lock are replaced as a transaction.
 """
 
 from __future__ import annotations
@@ -20,8 +23,26 @@ from filelock import FileLock
 
 from tasobuild.emit.tree import WriteResult, replace_tree, write_atomic
 from tasobuild.errors import UserError
-from tasobuild.incremental import changed_inputs, lock_inputs, onnx_digest, outputs_intact, read_state, write_state
-from tasobuild.lock import differences, parse_lock, read_lock, render_lock
+from tasobuild.incremental import (
+    busy_lock_path,
+    changed_inputs,
+    journal_of,
+    lock_inputs,
+    onnx_digest,
+    outputs_intact,
+    read_state,
+    sha256_bytes,
+    write_state,
+)
+from tasobuild.lock import (
+    as_parsed,
+    checked_lock,
+    differences,
+    parse_lock,
+    read_lock_text,
+    render_lock,
+)
+from tasobuild.noop import Host, Invocation, Sources, write_noop_record
 from tasobuild.spec import Spec, load_spec
 from tasobuild.target import Target, load_target
 
@@ -33,6 +54,7 @@ if TYPE_CHECKING:
     from tasobuild.emit.program import Program
     from tasobuild.ir import Graph
     from tasobuild.optimize import Decision
+    from tasobuild.solve import Plan
 
 log = logging.getLogger("tasobuild")
 
@@ -64,10 +86,16 @@ def load_settings(options: Options) -> tuple[Spec, Target]:
 
 def imported_graph(onnx_path: Path, onnx_sha: str) -> Graph:
     """The imported network, cached by the ONNX file's digest (importing VGG-16 takes seconds)."""
-    from tasobuild.importer import import_onnx
     from tasobuild.stagecache import cached
 
-    return cached("import", onnx_sha, lambda: import_onnx(onnx_path))
+    def import_now() -> Graph:
+        from tasobuild.importer import (
+            import_onnx,  # ONNX itself: only imported on a miss
+        )
+
+        return import_onnx(onnx_path)
+
+    return cached("import", onnx_sha, import_now)
 
 
 def load_inputs(options: Options) -> tuple[Spec, Target, Graph]:
@@ -82,14 +110,19 @@ def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCand
 
 
 def candidates_of(spec: Spec, graph: Graph) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...]]:
-    from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
+    from tasobuild.candidates import (
+        check_allow_list,
+        node_candidates,
+        transform_candidates,
+    )
 
     return node_candidates(graph, check_allow_list(spec.optimizer.primitives)), transform_candidates(graph)
 
 
 def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Planned:
     from tasobuild.costs.stage import measure_costs
-    from tasobuild.optimize import decide, to_problem
+    from tasobuild.optimize import baselines_of, decide, problem_key, to_problem
+    from tasobuild.stagecache import cached
 
     if spec.optimizer.tiling:
         log.warning("%s: optimizer.tiling: fused tiling is not available in this version; planning untiled",
@@ -97,9 +130,13 @@ def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Pla
     nodes, transforms = candidates_of(spec, graph)
     costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
     problem = to_problem(graph, nodes, transforms, costed.costs)
-    c = spec.constraints
+    c, limit_s = spec.constraints, spec.optimizer.time_limit / 1000.0
+    # The baselines do not depend on the budget: a budget change reuses them (only proven ones: a solve cut short
+    # by its time limit is tried again).
+    baselines = cached("baselines", problem_key(problem, limit_s), lambda: baselines_of(problem, limit_s),
+                       keep=lambda b: b.proven)
     try:
-        decision = decide(problem, c.memory, c.objective, c.latency, spec.optimizer.time_limit / 1000.0)
+        decision = decide(problem, c.memory, c.objective, c.latency, limit_s, baselines=baselines)
     except UserError as error:  # say where the budget was set: the spec's line or the command line
         raise UserError(f"{spec.where('constraints.memory')}: {error}") from None
     return Planned(spec, target, graph, nodes, transforms, costed, decision)
@@ -110,7 +147,35 @@ def plan(options: Options) -> Planned:
     return plan_stages(spec, target, graph, options.progress)
 
 
-def program_of(p: Planned) -> Program:
+def with_cached_weights(nodes: tuple[NodeCandidates, ...], plan: Plan, onnx_sha: str) -> tuple[NodeCandidates, ...]:
+    """The candidates, the chosen primitives' build-time weight transforms (Winograd's: a fifth of a GoogLeNet
+    rebuild) cached by the ONNX file's digest, the node and the primitive — so a budget change transforms only the
+    weights of layers whose primitive it changes."""
+    from dataclasses import replace
+
+    import numpy
+
+    from tasobuild.stagecache import cached
+
+    def cached_weights(primitive):
+        def weights(node, graph):  # NumPy's version in the key: another may round a transform differently
+            arrays = cached("weights", f"{onnx_sha}\0{node.name}\0{primitive.name}\0{numpy.__version__}",
+                            lambda: primitive.weights(node, graph))
+            for array in arrays:
+                array.setflags(write=False)
+            return arrays
+        return replace(primitive, weights=weights)
+
+    def chosen_cached(nc: NodeCandidates) -> NodeCandidates:
+        chosen = plan.choice(nc.node.name).primitive
+        return replace(nc, options=tuple(replace(c, primitive=cached_weights(c.primitive))
+                                         if c.primitive.name == chosen else c for c in nc.options))
+
+    return tuple(chosen_cached(nc) for nc in nodes)
+
+
+def program_of(p: Planned, onnx_sha: str | None = None) -> Program:
+    """The Program to emit; with `onnx_sha`, weight transforms come from the stage cache."""
     from tasobuild.emit.program import Toolchain
     from tasobuild.lower import lower
 
@@ -122,7 +187,8 @@ def program_of(p: Planned) -> Program:
         f"arena {d.arena.arena_bytes} bytes",  # not the budget: a budget change that keeps the plan rewrites nothing
     )
     toolchain = Toolchain(p.target.cc, tuple(p.target.cflags), tuple(p.target.ldflags))
-    return lower(p.graph, p.nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain)
+    nodes = p.nodes if onnx_sha is None else with_cached_weights(p.nodes, d.plan, onnx_sha)
+    return lower(p.graph, nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain)
 
 
 def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
@@ -200,20 +266,6 @@ def lock_path_of(spec: Spec) -> Path:
     return spec.spec_dir / "taso.lock"
 
 
-def busy_lock_path(lock_path: Path) -> Path:
-    """The file lock that serialises builds of one project: in the user cache, so the project stays clean."""
-    from tasobuild.costs.cache import default_cache_dir
-
-    key = hashlib.sha256(str(lock_path.resolve()).encode()).hexdigest()[:24]
-    path = default_cache_dir() / "locks" / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def journal_of(lock_path: Path) -> Path:
-    return lock_path.with_name(f".{lock_path.name}.tasobuild-new")
-
-
 def recover(lock_path: Path, out_dir: Path) -> None:
     """Finish or undo a build that was killed between replacing the tree and renaming its lock into place."""
     journal = journal_of(lock_path)
@@ -234,25 +286,57 @@ def recover(lock_path: Path, out_dir: Path) -> None:
         journal.unlink()
 
 
+def previous_lock(text: str | None, state: Mapping[str, Any], lock_path: Path) -> dict[str, Any] | None:
+    """The lock as parsed; the last build kept it parsed in its state, next to the digest of the text it wrote."""
+    if text is None:
+        return None
+    known = state.get("lock", {})
+    if "data" in known and known.get("sha256") == sha256_bytes(text.encode()):
+        return checked_lock(known["data"], lock_path)
+    return parse_lock(text, lock_path)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The sources of the build's inputs, captured before it read them: the no-op record (incremental.py)."""
+
+    invocation: Invocation
+    sources: Sources
+    host: Host
+
+
+def up_to_date_report(lock: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
+    files = WriteResult((), tuple(sorted(lock["files"])), ())
+    return report(lock, profiled=0, solver_seconds=0.0, out_dir=out_dir, files=files, up_to_date=True)
+
+
 def build(options: Options) -> BuildResult:
+    sources = Sources.capture(options.config)  # before the spec is read
     spec, target = load_settings(options)
+    seen = Seen(Invocation.of(options.config, options.overrides, options.locked), sources, Host.capture(target))
     lock_path = lock_path_of(spec)
     with FileLock(str(busy_lock_path(lock_path))):  # one build of a project at a time
         recover(lock_path, spec.out_dir)
-        previous = read_lock(lock_path)
+        text = read_lock_text(lock_path)
         state = read_state(spec.out_dir)
-        inputs = lock_inputs(spec, target, onnx_digest(spec.onnx_path, state))
-        if previous is not None and not options.frozen and not changed_inputs(previous, inputs) \
-                and outputs_intact(spec.out_dir, previous, lock_path, state):
-            files = WriteResult((), tuple(sorted(previous["files"])), ())
-            rep = report(previous, profiled=0, solver_seconds=0.0, out_dir=spec.out_dir, files=files,
-                         up_to_date=True)
+        previous = previous_lock(text, state, lock_path)
+        onnx_sha, onnx_stamp = onnx_digest(spec.onnx_path, state)
+        inputs = lock_inputs(spec, target, onnx_sha)
+        if previous is not None and text is not None and not options.frozen \
+                and not changed_inputs(previous, inputs) and outputs_intact(spec.out_dir, previous, lock_path, state):
+            if state["onnx"]["stamp"] != onnx_stamp:  # touched, same bytes: trust the new stamp from now on
+                state = write_state(spec.out_dir, spec.onnx_path, onnx_sha, onnx_stamp, previous["files"], lock_path,
+                                    text, previous)
+            rep = up_to_date_report(previous, spec.out_dir)
+            write_noop_record(seen.invocation, seen.sources, seen.host, lock_path, sha256_bytes(text.encode()),
+                              state["onnx"], spec.out_dir, state["files"], rep)
             return BuildResult(rep, lock_path, True)
-        return _build_and_write(options, spec, target, inputs, previous, lock_path)
+        return _build_and_write(options, spec, target, inputs, onnx_stamp, previous, lock_path, seen)
 
 
 def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mapping[str, str],
-                     previous: Mapping[str, Any] | None, lock_path: Path) -> BuildResult:
+                     onnx_stamp: list[int] | None, previous: Mapping[str, Any] | None, lock_path: Path,
+                     seen: Seen) -> BuildResult:
     from tasobuild.emit.project import project_files
     from tasobuild.resources import kernels_dir
 
@@ -263,21 +347,22 @@ def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mappi
         planned = planned_from_lock(spec, target, graph, previous, inputs, lock_path, *candidates_of(spec, graph))
     else:
         planned = plan_stages(spec, target, graph, options.progress)
-    files = project_files(program_of(planned), kernels_dir())
+    files = project_files(program_of(planned, inputs["onnx"]), kernels_dir())
     data = lock_data(planned, inputs, files)
     if options.frozen:
         assert previous is not None
         data["inputs"] = previous["inputs"]  # the lock is the truth: it stays exactly as it is
         data["cost"] = previous["cost"]
-        drift = differences(previous, parse_lock(render_lock(data), lock_path))
+        drift = differences(previous, as_parsed(data))
         if drift:
             raise UserError(f"{lock_path}: --frozen, but rebuilding from the lock gives a different {drift[0]}; "
                             f"the lock does not match this tasobuild or its inputs: run `tasobuild build`")
     text = render_lock(data)
+    parsed = as_parsed(data)
     if options.locked:
         if previous is None:
             raise UserError(f"{lock_path}: --locked, but there is no lock; run `tasobuild build` and commit taso.lock")
-        drift = differences(previous, parse_lock(text, lock_path))
+        drift = differences(previous, parsed)
         if drift:
             shown = ", ".join(drift[:4]) + (f" and {len(drift) - 4} more" if len(drift) > 4 else "")
             raise UserError(f"{lock_path}: --locked, but the build would change {shown}; run `tasobuild build` "
@@ -289,7 +374,11 @@ def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mappi
     written = replace_tree(spec.out_dir, files, previous_files)
     if lock_changes:
         os.replace(journal_of(lock_path), lock_path)
-    write_state(spec.out_dir, spec.onnx_path, inputs["onnx"], data["files"], lock_path)
+    state = write_state(spec.out_dir, spec.onnx_path, inputs["onnx"], onnx_stamp, data["files"], lock_path, text,
+                        parsed)
+    if not options.frozen:  # a frozen build keeps the lock's inputs, which need not be this machine's
+        write_noop_record(seen.invocation, seen.sources, seen.host, lock_path, sha256_bytes(text.encode()),
+                          state["onnx"], spec.out_dir, state["files"], up_to_date_report(parsed, spec.out_dir))
     rep = report(data, profiled=planned.costed.profiled, solver_seconds=planned.decision.plan.solver_seconds,
                  out_dir=spec.out_dir, files=written)
     return BuildResult(rep, lock_path, False)

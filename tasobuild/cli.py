@@ -68,20 +68,29 @@ def _emit_json(obj: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if not args.frozen:  # the common case, nothing changed, answered before the stages' libraries are imported
+        from tasobuild.noop import fast_up_to_date
+
+        known = fast_up_to_date(args.config, _overrides(args), args.locked)
+        if known is not None:
+            return _print_build(args, known.report, known.lock_path, True)
     from tasobuild.build import build
 
     result = build(_options(args))
-    rep = result.report
+    return _print_build(args, result.report, result.lock_path, result.up_to_date)
+
+
+def _print_build(args: argparse.Namespace, rep: dict[str, Any], lock_path: Path, up_to_date: bool) -> int:
     if args.json:
         _emit_json(rep)
         return 0
-    if result.up_to_date:
-        stdout.print(f"{rep['out_dir']} is up to date with {result.lock_path}")
+    if up_to_date:  # plain text: a path is neither wrapped nor read as markup
+        sys.stdout.write(f"{rep['out_dir']} is up to date with {lock_path}\n")
         return 0
     _print_totals(rep)
     files = rep["files"]
     stdout.print(f"wrote {len(files['written'])} files, {len(files['unchanged'])} unchanged, "
-                 f"{len(files['removed'])} removed in {rep['out_dir']}; lock {result.lock_path}")
+                 f"{len(files['removed'])} removed in {rep['out_dir']}; lock {lock_path}")
     return 0
 
 

@@ -1,23 +1,27 @@
-"""Knowing, cheaply, that nothing changed: the inputs the lock records, and the state of the last build.
+"""Knowing, cheaply, that nothing changed: the inputs the lock records and the state of the last build.
 
 The lock records digests of every input. Hashing a 550 MB ONNX file or every emitted file on each no-op build
 would be slow, so the last build's *state* — each file's size and mtime next to its digest — is kept in the user
 cache directory (it is machine-local; the lock and the tree stay free of it). A file whose size and mtime match its
-stamp is taken to have its recorded digest, the way make and cargo trust mtimes.
+stamp is taken to have its recorded digest, the way make and cargo trust mtimes. tasobuild.noop goes one step
+further and answers "up to date" before the stages' libraries are imported.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from tasobuild import __version__
-from tasobuild.emit.tree import write_atomic
 
 # Inputs that decide what is emitted; the rest only say where costs were measured.
 FROZEN_INPUTS = ("kernels", "onnx", "spec", "target", "tasobuild")
+
+log = logging.getLogger("tasobuild")
 
 
 def sha256_file(path: Path) -> str:
@@ -28,6 +32,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def stamp(path: Path) -> list[int] | None:
     try:
         st = path.stat()
@@ -36,39 +44,81 @@ def stamp(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def state_path(out_dir: Path) -> Path:
-    from tasobuild.costs.cache import default_cache_dir
+def cache_dir() -> Path:
+    """tasobuild.costs.cache.default_cache_dir, without importing that module (sqlite3): a test pins them equal."""
+    override = os.environ.get("TASOBUILD_CACHE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
 
-    key = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:24]
-    return default_cache_dir() / "builds" / f"{key}.json"
+    return Path(platformdirs.user_cache_dir("tasobuild"))
+
+
+def _keyed(kind: str, path: Path, suffix: str) -> Path:
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:24]
+    return cache_dir() / kind / f"{key}{suffix}"
+
+
+def state_path(out_dir: Path) -> Path:
+    return _keyed("builds", out_dir.resolve(), ".json")
+
+
+def busy_lock_path(lock_path: Path) -> Path:
+    """The file lock that serialises builds of one project: in the user cache, so the project stays clean."""
+    path = _keyed("locks", lock_path.resolve(), ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def journal_of(lock_path: Path) -> Path:
+    """The next lock, written before the tree is replaced and renamed into place after (build.recover)."""
+    return lock_path.with_name(f".{lock_path.name}.tasobuild-new")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    from tasobuild.emit.tree import write_atomic
+
+    write_atomic(path, json.dumps(value, sort_keys=True).encode())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) and value.get("version") == __version__ else {}
 
 
 def read_state(out_dir: Path) -> dict[str, Any]:
-    try:
-        state = json.loads(state_path(out_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) and state.get("version") == __version__ else {}
+    return _read_json(state_path(out_dir))
 
 
-def write_state(out_dir: Path, onnx: Path, onnx_sha: str, files: Mapping[str, str], lock: Path) -> None:
+def write_state(out_dir: Path, onnx: Path, onnx_sha: str, onnx_stamp: list[int] | None, files: Mapping[str, str],
+                lock: Path, lock_text: str, lock_data: Mapping[str, Any]) -> dict[str, Any]:
+    """Record the last build's stamps. `onnx_stamp` was taken before the ONNX file was hashed (see onnx_digest);
+    `lock_data` is the lock as parsed, kept under the digest of the text written so the next build need not parse
+    it (a changed lock file has another digest and is parsed)."""
     from tasobuild.stagecache import code_digest
 
     state = {
         "version": __version__,
         "code": code_digest(),  # a development checkout changes code without changing the version
-        "onnx": {"path": str(onnx.resolve()), "stamp": stamp(onnx), "sha256": onnx_sha},
+        "onnx": {"path": str(onnx.resolve()), "stamp": onnx_stamp, "sha256": onnx_sha},
         "files": {rel: {"stamp": stamp(out_dir / rel), "sha256": digest} for rel, digest in sorted(files.items())},
-        "lock": {"stamp": stamp(lock), "sha256": sha256_file(lock)},
+        "lock": {"stamp": stamp(lock), "sha256": sha256_bytes(lock_text.encode()), "data": lock_data},
     }
-    write_atomic(state_path(out_dir), json.dumps(state, sort_keys=True).encode())
+    _write_json(state_path(out_dir), state)
+    return state
 
 
-def onnx_digest(onnx: Path, state: Mapping[str, Any]) -> str:
+def onnx_digest(onnx: Path, state: Mapping[str, Any]) -> tuple[str, list[int] | None]:
+    """The ONNX file's sha256 and its stamp. The stamp is taken first: if the file changes while it is hashed,
+    the stamp recorded is the older one, so the next build hashes again rather than trusting a wrong digest."""
+    current = stamp(onnx)
     known = state.get("onnx", {})
-    if known.get("path") == str(onnx.resolve()) and known.get("stamp") == stamp(onnx):
-        return known["sha256"]
-    return sha256_file(onnx)
+    if known.get("path") == str(onnx.resolve()) and known.get("stamp") == current:
+        return known["sha256"], current
+    return sha256_file(onnx), current
 
 
 def lock_inputs(spec, target, onnx_sha: str) -> dict[str, str]:
@@ -106,3 +156,23 @@ def changed_inputs(lock: Mapping[str, Any], inputs: Mapping[str, str], keys=None
     old = lock.get("inputs", {})
     return [k for k in sorted(keys or inputs) if old.get(k) != inputs.get(k)]
 
+
+def files_under(root: Path, suffix: str = "") -> list[tuple[str, Path]]:
+    """(relative posix path, path) of every file under `root` ending in `suffix`, sorted by the relative path."""
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(suffix):
+                path = Path(folder, name)
+                found.append((path.relative_to(root).as_posix(), path))
+    return sorted(found)
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file under `root` (paths and bytes). Unlike the lock's kernel digest it skips nothing, so
+    it changes whenever that digest could."""
+    h = hashlib.sha256()
+    for rel, path in files_under(root):
+        name, data = rel.encode(), path.read_bytes()
+        h.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()

@@ -5,6 +5,7 @@ The solver (tasobuild.solve) knows nothing of ONNX or kernels; this module is th
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -76,40 +77,75 @@ def baseline(plan: Plan) -> dict[str, float]:
     return {"predicted_ms": plan.predicted_ms, "arena_bytes": place(plan).arena_bytes}
 
 
+@dataclass(frozen=True)
+class Baselines:
+    """What decide() needs that does not depend on the budget: the fastest plan (time-only), the greedy plan, and
+    their summaries. A budget change reuses them (build caches them by the problem's digest)."""
+
+    time_only: Plan
+    greedy: Plan
+    summary: Mapping[str, Mapping[str, float]]  # "greedy" | "time_only" -> {predicted_ms, arena_bytes}
+
+    @property
+    def proven(self) -> bool:
+        """The time-only plan is proven fastest, and smallest among the fastest: safe to reuse."""
+        return self.time_only.status == "optimal" and self.time_only.tie_break == "optimal"
+
+
+def baselines_of(problem: Problem, time_limit_s: float) -> Baselines:
+    """Solved in a Session of their own, so that they — and the budget's solve, in another — are the same whether
+    they were just computed or came from the cache (a Session's answers depend on the questions asked before)."""
+    time_only = Session(problem).solve(None, "latency", time_limit_s=time_limit_s)
+    greedy_plan = greedy(problem)
+    return Baselines(time_only, greedy_plan, {"greedy": baseline(greedy_plan), "time_only": baseline(time_only)})
+
+
+def problem_key(problem: Problem, time_limit_s: float) -> str:
+    """A digest of everything the baselines depend on (repr is exact: floats print as their shortest round trip),
+    Z3's version included: another Z3 may break ties between equally good plans differently."""
+    import z3
+
+    return hashlib.sha256(f"{problem!r}\0{time_limit_s!r}\0{z3.get_version_string()}".encode()).hexdigest()
+
+
 def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_ms: float | None,
-           time_limit_s: float, emit: str = "plan") -> Decision:
+           time_limit_s: float, emit: str = "plan", baselines: Baselines | None = None) -> Decision:
     """Solve, then place every buffer; if the placed arena overshoots the budget (fragmentation), solve again
-    with the overshoot taken off the budget, so the arena the code uses is what fits. One Session answers every
-    question, so the time-only baseline is solved once and, when it fits the budget, is the answer.
-    `emit` = "greedy" | "time_only" returns that baseline's plan instead (the budget is not enforced)."""
+    with the overshoot taken off the budget, so the arena the code uses is what fits. The fastest plan, when it is
+    proven and fits, is the answer without another solve. `baselines`: baselines_of(problem, time_limit_s), if
+    already known. `emit` = "greedy" | "time_only" returns that baseline's plan instead (the budget is not
+    enforced)."""
     if emit not in ("plan", *BASELINES):
         raise ValueError(f"emit must be 'plan' or one of {BASELINES}, got {emit!r}")
     started = time.perf_counter()
-    session = Session(problem)
-    time_only = session.solve(None, "latency", time_limit_s=time_limit_s)
-    greedy_plan = greedy(problem)
-    baselines = {"greedy": baseline(greedy_plan), "time_only": baseline(time_only)}
+    base = baselines if baselines is not None else baselines_of(problem, time_limit_s)
 
     def decided(plan: Plan, arena: ArenaPlan) -> Decision:
         plan = replace(plan, solver_seconds=time.perf_counter() - started)  # encoding and every solve
-        return Decision(plan, arena, baselines, plan.peak_bytes)
+        return Decision(plan, arena, base.summary, plan.peak_bytes)
 
     if emit != "plan":
-        chosen = greedy_plan if emit == "greedy" else time_only
+        chosen = base.greedy if emit == "greedy" else base.time_only
         return decided(chosen, place(chosen))
+    session: Session | None = None  # encoded only if a solve is needed
     cap = budget_bytes
     latency_cap = latency_budget_ms if objective == "memory" else None
     for _ in range(8):
-        try:
-            plan = session.solve(cap, objective, latency_cap, time_limit_s)
-        except UserError:
-            if cap == budget_bytes:
-                raise
-            break  # the tightened cap has no plan: fragmentation makes this budget unreachable
+        if objective == "latency" and base.proven and base.time_only.peak_bytes <= cap:
+            plan = base.time_only  # the fastest plan fits: no faster plan exists, nor a smaller one as fast
+        else:
+            session = session or Session(problem)
+            try:
+                plan = session.solve(cap, objective, latency_cap, time_limit_s)
+            except UserError:
+                if cap == budget_bytes:
+                    raise
+                break  # the tightened cap has no plan: fragmentation makes this budget unreachable
         arena = place(plan)
         if arena.arena_bytes <= budget_bytes:
             return decided(plan, arena)
         cap = min(cap, plan.peak_bytes) - (arena.arena_bytes - budget_bytes)
+    session = session or Session(problem)
     smallest = place(session.solve(None, "memory", latency_cap, time_limit_s)).arena_bytes
     raise UserError(f"constraints.memory: no plan's arena fits in {budget_bytes} bytes once buffers are placed; "
                     f"the smallest arena found is {smallest} bytes: raise the budget to at least that")

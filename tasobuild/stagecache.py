@@ -2,7 +2,12 @@
 
 Entries are pickles under `<cache>/stages/<stage>/<digest>.pickle`, written atomically. The digest always includes
 the source of tasobuild itself, so a new version never reads an old version's result. An unreadable entry is
-recomputed and replaced, never trusted.
+recomputed and replaced, never trusted. Stages cached: "import" (the graph, by the ONNX digest), "baselines" (the
+time-only and greedy plans, by the problem's digest), "weights" (a layer's transformed weights, by the ONNX digest,
+node and primitive). With -v, each reuse is logged ("stage baselines: reused").
+
+Each stage's folder is kept under STAGE_BYTES, least recently used entries first out (a reuse refreshes an entry's
+mtime): entries of older tasobuild versions and of networks no longer built age out instead of piling up.
 """
 
 from __future__ import annotations
@@ -10,41 +15,78 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import pickle
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from tasobuild.emit.tree import write_atomic
-
 T = TypeVar("T")
 log = logging.getLogger("tasobuild")
+
+STAGE_BYTES = 1 << 30  # per stage; VGG-16's transformed weights are about 0.55 GiB
 
 
 @functools.cache
 def code_digest() -> str:
     """Digest of tasobuild's own Python sources."""
-    package = Path(__file__).resolve().parent
+    from tasobuild.incremental import files_under
+
     h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    for rel, path in files_under(Path(__file__).resolve().parent, ".py"):
+        h.update(rel.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
-def cached(stage: str, key: str, compute: Callable[[], T]) -> T:
-    from tasobuild.costs.cache import default_cache_dir
+def entry_path(stage: str, key: str) -> Path:
+    from tasobuild.incremental import cache_dir
 
     digest = hashlib.sha256(f"{code_digest()}\0{key}".encode()).hexdigest()
-    path = default_cache_dir() / "stages" / stage / f"{digest}.pickle"
+    return cache_dir() / "stages" / stage / f"{digest}.pickle"
+
+
+def cached(stage: str, key: str, compute: Callable[[], T], keep: Callable[[T], bool] = lambda _: True) -> T:
+    """The stage's result for `key`: from the cache, else computed and stored (if `keep` says it may be reused —
+    e.g. not a solver answer cut short by its time limit, which the next build might improve on)."""
+    path = entry_path(stage, key)
     try:
         with open(path, "rb") as f:
-            return pickle.load(f)
+            value = pickle.load(f)
+        os.utime(path)  # recently used: the last to be evicted
+        log.info("stage %s: reused (stage cache)", stage)
+        return value
     except FileNotFoundError:
         pass
     except Exception as error:  # a torn or foreign file: recompute rather than trust it
         log.warning("stage cache %s is unreadable (%s); recomputing", path, error)
     value = compute()
+    if keep(value):
+        store(path, value)
+    return value
+
+
+def store(path: Path, value: object) -> None:
+    from tasobuild.emit.tree import write_atomic
+
     try:
         write_atomic(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        evict(path.parent, STAGE_BYTES)
     except OSError as error:
         log.warning("cannot write the stage cache %s (%s)", path, error)
-    return value
+
+
+def evict(folder: Path, max_bytes: int) -> None:
+    """Delete the least recently used entries of `folder` until the rest fit in `max_bytes`. Another build may
+    delete the same files at the same time: a file already gone is simply skipped."""
+    entries = []
+    for path in folder.glob("*.pickle"):
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            continue
+        entries.append((info.st_mtime_ns, path.name, info.st_size, path))
+    total = sum(size for _, _, size, _ in entries)
+    for _, _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
