@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.costs_data import (EVAL_NETWORKS, REPO, measure_into_cache, network_calls,  # noqa: E402
                               training_calls)
 from tasobuild.costs.cache import default_cache_dir  # noqa: E402
-from tasobuild.costs.model import CostModel, Sample, read_samples, train  # noqa: E402
+from tasobuild.costs.model import CostModel, Sample, read_samples, train, with_row_range  # noqa: E402
 from tasobuild.costs.stage import MODEL_FILE, SAMPLES_FILE, data_dir  # noqa: E402
 from tasobuild.primitives import KernelCall  # noqa: E402
 from tasobuild.primitives.transforms import transform_function  # noqa: E402
@@ -62,7 +62,7 @@ def accuracy(model: CostModel, measured: dict[str, dict[str, float]], calls: dic
     ape: dict[str, list[float]] = {}
     rho: dict[str, list[float]] = {}
     for net, net_calls in calls.items():
-        unseen = [c for c in net_calls if c.key() not in seen]
+        unseen = [c for c in net_calls if with_row_range(c).key() not in seen]
         pred = model.predict_ms(unseen)
         for c in unseen:
             ape.setdefault(c.function, []).append(abs(pred[c.key()] / measured[net][c.key()] - 1))
@@ -78,7 +78,7 @@ def accuracy(model: CostModel, measured: dict[str, dict[str, float]], calls: dic
         "spearman": {n: {"layers": len(v), "median": float(np.median(v)), "mean": float(np.mean(v))}
                      for n, v in rho.items()},
         "unseen_calls": sum(len(v) for v in ape.values()),
-        "seen_calls_excluded": sum(1 for v in calls.values() for c in v if c.key() in seen),
+        "seen_calls_excluded": sum(1 for v in calls.values() for c in v if with_row_range(c).key() in seen),
     }
 
 
@@ -115,6 +115,32 @@ def latency(binary: Path, count: int, reps: int) -> float:
     return ms
 
 
+def measured_sum(net: str, report: dict, cache: Path) -> float:
+    """The plan's time by the cost model of the solver, but with every cost measured (from `cache`): what the plan
+    would cost if per-call costs added up exactly. Against the measured latency it separates model error (a worse
+    choice by measured costs) from end-to-end effects no per-call cost sees (caches warmed by the previous call)."""
+    from tasobuild.candidates import node_candidates, transform_candidates
+    from tasobuild.costs.cache import CostCache, CostKey, kernel_digest
+    from tasobuild.importer import import_onnx
+    from tasobuild.optimize import to_problem
+    from tasobuild.solve.plan import evaluate
+    from tasobuild.target import host_fingerprint
+    from tests.zoo import ensure_model
+
+    graph = import_onnx(ensure_model(net))
+    nodes, transforms = node_candidates(graph), transform_candidates(graph)
+    calls = [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
+    fingerprint = host_fingerprint(load_target("host", REPO)).digest
+    with CostCache(cache) as db:
+        costs = {k.call_key: v for k, v in db.get_many([CostKey(fingerprint, kernel_digest(), c.key())
+                                                         for c in calls]).items()}
+    problem = to_problem(graph, nodes, transforms, costs)
+    chosen = {n["name"]: (n["primitive"], n["layout_in"], n["layout_out"]) for n in report["nodes"]}
+    picks = [next(c for c in node.choices if (c.primitive, c.layout_in, c.layout_out) == chosen[node.name])
+             for node in problem.nodes]
+    return evaluate(problem, picks).predicted_ms
+
+
 def regret(nets: list[str], cache: Path, work: Path, rounds: int, reps: int) -> dict:
     from tasobuild.importer import import_onnx
     from tests.zoo import ensure_model
@@ -134,10 +160,16 @@ def regret(nets: list[str], cache: Path, work: Path, rounds: int, reps: int) -> 
         out[net] = {
             "latency_ms": ms,
             "regret": {m: ms[m] / ms["profile"] - 1 for m in ("model", "auto")},
+            # The same, paired: each round's latency over that round's profile-plan latency, median over rounds.
+            # Load on a shared machine drifts between rounds; within a round the plans run back to back.
+            "paired_regret": {m: float(np.median(np.array(runs[m]) / np.array(runs["profile"]))) - 1
+                              for m in ("model", "auto")},
             "measured": {m: plans[m][1]["profiled"] for m in plans},
             "calls": calls,
             "auto_fraction": plans["auto"][1]["profiled"] / calls,
             "predicted_ms": {m: plans[m][1]["predicted_ms"] for m in plans},
+            "measured_sum_ms": {m: measured_sum(net, plans[m][1], cache) for m in plans},
+            "rounds_ms": runs,
         }
         print(f"# regret {net}: {json.dumps(out[net])}", file=sys.stderr, flush=True)
     return out
@@ -231,12 +263,20 @@ def markdown(results: dict) -> str:
     reg = results.get("regret")
     if reg:
         lines += ["### Regret: measured latency of the plan, by cost source", "",
-                  "| network | profile ms | model ms | model regret | auto ms | auto regret | auto measured / all calls |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| network | profile ms | model ms | model regret (paired) | auto ms | auto regret (paired) | "
+                  "auto measured / all calls |", "|---|---:|---:|---:|---:|---:|---:|"]
         for n, v in reg.items():
-            ms, r = v["latency_ms"], v["regret"]
-            lines.append(f"| {n} | {ms['profile']:.2f} | {ms['model']:.2f} | {r['model']:+.1%} | {ms['auto']:.2f} | "
-                         f"{r['auto']:+.1%} | {v['measured']['auto']} / {v['calls']} ({v['auto_fraction']:.1%}) |")
+            ms, r, p = v["latency_ms"], v["regret"], v["paired_regret"]
+            lines.append(f"| {n} | {ms['profile']:.2f} | {ms['model']:.2f} | {r['model']:+.1%} ({p['model']:+.1%}) | "
+                         f"{ms['auto']:.2f} | {r['auto']:+.1%} ({p['auto']:+.1%}) | "
+                         f"{v['measured']['auto']} / {v['calls']} ({v['auto_fraction']:.1%}) |")
+        lines += ["", "The same plans priced by the measured per-call costs (sum over calls and transforms, no "
+                  "end-to-end run):", "",
+                  "| network | profile plan ms | model plan ms | model | auto plan ms | auto |", "|---|---:|---:|---:|---:|---:|"]
+        for n, v in reg.items():
+            s = v["measured_sum_ms"]
+            lines.append(f"| {n} | {s['profile']:.2f} | {s['model']:.2f} | {s['model'] / s['profile'] - 1:+.1%} | "
+                         f"{s['auto']:.2f} | {s['auto'] / s['profile'] - 1:+.1%} |")
         lines.append("")
     plan = results.get("planning")
     if plan:
@@ -270,7 +310,7 @@ def main() -> int:
     host = load_target("host", REPO)
     model = CostModel.from_json((data_dir() / MODEL_FILE).read_text())
     host_samples = read_samples((data_dir() / SAMPLES_FILE).read_text())
-    seen = {s.call.key() for s in host_samples}
+    seen = {s.call.key() for s in host_samples}  # read_samples normalised them: compare through with_row_range
     results: dict = {"cflags": shlex.join(host.cflags), "trained_on": dict(model.trained_on)}
     calls = {n: network_calls(n) for n in nets}
     measured: dict[str, dict[str, float]] = {}

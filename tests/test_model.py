@@ -7,8 +7,22 @@ import math
 import numpy as np
 import pytest
 
-from tasobuild.costs.features import GENERIC_NAMES, CONV_NAMES, feature_names, features, log2p
-from tasobuild.costs.model import CostModel, Sample, errors, read_samples, train, write_samples
+from tasobuild.costs.features import (
+    CONV_NAMES,
+    GENERIC_NAMES,
+    feature_names,
+    features,
+    log2p,
+)
+from tasobuild.costs.model import (
+    CostModel,
+    Sample,
+    errors,
+    read_samples,
+    train,
+    with_row_range,
+    write_samples,
+)
 from tasobuild.ir import Activation, Graph, Node, Shape, attrs
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.conv import PRIMITIVES as CONV_PRIMITIVES
@@ -132,7 +146,8 @@ def test_sample_files_rebuild_the_calls_exactly() -> None:
     calls = [conv_call("conv_im2col_gemm_chw", 3, 9, 8, 3, 2), flat_call("tb_add", 17)]
     text = write_samples([(c, 0.5, 0.01, 7) for c in calls])
     back = read_samples(text)
-    assert [s.call for s in back] == sorted(calls, key=KernelCall.key)
+    # (with_row_range: a no-op on a library whose tb_conv has the row range, the fields added on one without)
+    assert [s.call for s in back] == sorted((with_row_range(c) for c in calls), key=KernelCall.key)
     assert [s.ms for s in back] == [0.5, 0.5]
 
 
@@ -151,3 +166,55 @@ def test_shipped_model_predicts_every_call_of_a_network(zoo_model) -> None:
     predicted = model.predict_ms(calls)
     assert len(predicted) == len({c.key() for c in calls})
     assert all(0 < ms < 1e4 and math.isfinite(ms) for ms in predicted.values())
+
+
+# A tb_conv sample as written before tb_conv had a row range: 2 -> 3 channels, 4x4, 3x3 "same", direct CHW.
+_OLD_CONV_PARAMS = ("in_c=2,in_h=4,in_w=4,out_c=3,out_h=4,out_w=4,k_h=3,k_w=3,stride_h=1,stride_w=1,pad_top=1,"
+                    "pad_left=1,dil_h=1,dil_w=1,groups=1,act=1,act_a=0.0,act_b=0.0,oc_begin=0,oc_end=3,accumulate=0")
+
+
+def _sample_file(params: str) -> str:
+    return ("function,struct,params,buffers,median_ms,spread_ms,reps\n"
+            f'tb_conv_direct_chw,tb_conv,"{params}","in0=128,w0=216,w1=12,out=192",0.0015,1e-05,9\n'
+            'tb_add,tb_flat,"n=16,act=0,act_a=0.0,act_b=0.0","in0=64,in1=64,out=64",0.00025,1e-06,9\n')
+
+
+def test_samples_without_a_row_range_read_as_whole_rows() -> None:
+    conv, add = read_samples(_sample_file(_OLD_CONV_PARAMS))
+    names = [k for k, _ in conv.call.params]
+    assert names[-5:] == ["oc_begin", "oc_end", "oh_begin", "oh_end", "accumulate"]
+    assert dict(conv.call.params)["oh_begin"] == 0 and dict(conv.call.params)["oh_end"] == 4  # = out_h
+    assert conv.call.key() == ("tb_conv_direct_chw(in_c=2,in_h=4,in_w=4,out_c=3,out_h=4,out_w=4,k_h=3,k_w=3,"
+                               "stride_h=1,stride_w=1,pad_top=1,pad_left=1,dil_h=1,dil_w=1,groups=1,act=1,"
+                               "act_a=0.0,act_b=0.0,oc_begin=0,oc_end=3,oh_begin=0,oh_end=4,accumulate=0)")
+    assert conv.call.buffer_bytes == (("in0", 128), ("w0", 216), ("w1", 12), ("out", 192))
+    assert (conv.ms, add.ms) == (0.0015, 0.00025)
+    assert add.call.params == (("n", 16), ("act", 0), ("act_a", 0.0), ("act_b", 0.0))  # not a tb_conv: untouched
+
+
+def test_samples_with_a_row_range_read_unchanged_and_features_agree() -> None:
+    new_params = _OLD_CONV_PARAMS.replace("accumulate=0", "oh_begin=0,oh_end=4,accumulate=0")
+    (old, _), (new, _) = read_samples(_sample_file(_OLD_CONV_PARAMS)), read_samples(_sample_file(new_params))
+    assert old.call == new.call and with_row_range(new.call) == new.call
+    # the same call as the library writes it (with or without the row range): same features, same key once normalised
+    library = conv_call("conv_direct_chw", 2, 4, 3, 3)
+    assert with_row_range(library) == new.call
+    assert features(library).vector == features(new.call).vector
+    model = train(power_law_samples("tb_conv_direct_chw", 1e-6, [2 ** e for e in range(4, 16)]), {"cpu": "test"})
+    assert model.predict_ms([library])[library.key()] == model.predict_ms([new.call])[new.call.key()]
+
+
+def test_features_of_hand_checked_depthwise_and_hwc_fills() -> None:
+    plain = dict(zip(feature_names(conv_call("conv_depthwise_direct_hwc", 8, 4, 8, 3, 1, 8)),
+                     features(conv_call("conv_depthwise_direct_hwc", 8, 4, 8, 3, 1, 8)).vector))
+    doubled = dict(zip(feature_names(conv_call("conv_depthwise_direct_hwc", 8, 4, 16, 3, 1, 8)),
+                       features(conv_call("conv_depthwise_direct_hwc", 8, 4, 16, 3, 1, 8)).vector))
+    assert (plain["depthwise"], plain["multiplied_depthwise"]) == (1.0, 0.0)
+    assert (doubled["depthwise"], doubled["multiplied_depthwise"]) == (1.0, 1.0)  # 2 outputs per input channel
+    # the shape features' flops (multiply-adds only): 2 * 16 output channels * 16 pixels * 1 input channel * 9 taps
+    assert doubled["multiplied_depthwise_x_log_flops"] == pytest.approx(math.log2(1 + 2 * 16 * 16 * 9))
+    # 16 output pixels fill 16 of 18 rows of three 6-row micro-tiles; one input channel per group fills 1/8 vector
+    assert plain["mr_fill_pixels"] == pytest.approx(16 / 18) and plain["vec8_fill_cg"] == pytest.approx(1 / 8)
+    full = dict(zip(feature_names(conv_call("conv_direct_chw", 16, 6, 8, 3)),
+                    features(conv_call("conv_direct_chw", 16, 6, 8, 3)).vector))
+    assert (full["mr_fill_pixels"], full["vec8_fill_cg"], full["multiplied_depthwise"]) == (1.0, 1.0, 0.0)

@@ -17,7 +17,7 @@ from typing import Mapping
 from tasobuild.primitives import KernelCall
 
 # Bumped whenever a feature is added, removed or redefined: a model trained on other features must be retrained.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 # Names of the generic features every call has, in vector order (see `generic`).
 GENERIC_NAMES: tuple[str, ...] = (
@@ -28,8 +28,9 @@ GENERIC_NAMES: tuple[str, ...] = (
 CONV_NAMES: tuple[str, ...] = (
     "log_in_c", "log_out_c", "log_cg", "log_mg", "log_in_pixels", "log_out_pixels", "log_out_w", "log_taps",
     "log_stride", "log_groups", "depthwise", "pointwise", "log_gemm_k", "mr_fill", "nr_fill_pixels", "nr_fill_mg",
-    "vec8_fill_out_c", "vec8_fill_out_w", "act_costly", "depthwise_x_log_flops", "pointwise_x_log_flops",
-    "depthwise_x_log_out_pixels", "pointwise_x_log_out_pixels",
+    "vec8_fill_out_c", "vec8_fill_out_w", "mr_fill_pixels", "vec8_fill_cg", "act_costly", "depthwise_x_log_flops",
+    "pointwise_x_log_flops", "depthwise_x_log_out_pixels", "pointwise_x_log_out_pixels", "multiplied_depthwise",
+    "multiplied_depthwise_x_log_flops",
 )
 
 
@@ -109,16 +110,22 @@ def conv_shape(p: Mapping[str, float]) -> tuple[float, ...]:
     pixels = p["out_h"] * p["out_w"]
     taps = p["k_h"] * p["k_w"]
     depthwise, pointwise = float(groups > 1 and groups == p["in_c"]), float(taps == 1)
+    multiplied = float(groups == p["in_c"] and mg > 1 and (groups > 1 or p["in_c"] == 1))
     flops = 2.0 * p["out_c"] * pixels * cg * taps
     return (
         log2p(p["in_c"]), log2p(p["out_c"]), log2p(cg), log2p(mg), log2p(p["in_h"] * p["in_w"]), log2p(pixels),
         log2p(p["out_w"]), log2p(taps), log2p(p["stride_h"] * p["stride_w"]), log2p(groups),
         depthwise, pointwise, log2p(cg * taps),
         _fill(mg, 6), _fill(pixels, 16), _fill(mg, 16), _fill(p["out_c"], 8), _fill(p["out_w"], 8),
+        # HWC kernels: the GEMM's rows are pixels (6-row micro-tile) and the vectors run along input channels.
+        _fill(pixels, 6), _fill(cg, 8),
         float(p["act"] in (4,)),  # sigmoid calls expf per element
         # Interactions: one kernel (e.g. direct) runs depthwise, pointwise and full convolutions at very different
         # speeds per FLOP; a linear model in the logs needs these to bend per kind.
         depthwise * log2p(flops), pointwise * log2p(flops), depthwise * log2p(pixels), pointwise * log2p(pixels),
+        # A depthwise conv with a channel multiplier (out_c > in_c, or one input channel feeding many) takes the
+        # kernels' generic path, 10-50x slower per FLOP than the vectorised one-output-per-channel path.
+        multiplied, multiplied * log2p(flops),
     )
 
 

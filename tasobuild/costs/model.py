@@ -331,8 +331,25 @@ def write_samples(rows: Sequence[tuple[KernelCall, float, float, int]]) -> str:
     return out.getvalue()
 
 
+# tb_conv gained a row range (oh_begin, oh_end: the output rows computed) after the shipped samples were measured;
+# whole calls pass 0..out_h, the same work as before, so an older sample is today's call with those two fields added.
+ROW_RANGE_FIELDS = ("oh_begin", "oh_end")
+
+
+def with_row_range(call: KernelCall) -> KernelCall:
+    """`call` as today's library writes it: a tb_conv call without oh_begin/oh_end gets the whole output's rows
+    (0, out_h), inserted before `accumulate` as in the struct; any other call is returned unchanged."""
+    names = [k for k, _ in call.params]
+    if call.struct != "tb_conv" or "oh_begin" in names or "accumulate" not in names or "out_h" not in names:
+        return call
+    at = names.index("accumulate")
+    rows = (("oh_begin", 0), ("oh_end", dict(call.params)["out_h"]))
+    return replace(call, params=call.params[:at] + rows + call.params[at:])
+
+
 def read_samples(text: str) -> list[Sample]:
-    """Parse sample CSV text back into Samples (the calls are rebuilt exactly: same key, same buffers)."""
+    """Parse sample CSV text back into Samples (the calls are rebuilt exactly: same key, same buffers), tb_conv
+    calls normalised by `with_row_range` (files written before the row range read like files written after)."""
     lines = list(csv.reader(io.StringIO(text)))
     if not lines or tuple(lines[0]) != SAMPLE_HEADER:
         raise ValueError(f"sample file must start with {','.join(SAMPLE_HEADER)}")
@@ -343,9 +360,22 @@ def read_samples(text: str) -> list[Sample]:
         roles = [b.split("=", 1) for b in buffers.split(",") if b]
         call = KernelCall(function, struct, tuple((k, _number(v)) for k, v in pairs), tuple(r for r, _ in roles),
                           tuple((r, int(v)) for r, v in roles))
-        samples.append(Sample(call, float(median)))
+        samples.append(Sample(with_row_range(call), float(median)))
     return samples
 
 
-__all__ = ["Calibration", "CostModel", "Regression", "SAMPLE_HEADER", "Sample", "errors", "fit_calibration",
-           "fit_regression", "read_samples", "train", "write_samples"]
+__all__ = [
+    "ROW_RANGE_FIELDS",
+    "SAMPLE_HEADER",
+    "Calibration",
+    "CostModel",
+    "Regression",
+    "Sample",
+    "errors",
+    "fit_calibration",
+    "fit_regression",
+    "read_samples",
+    "train",
+    "with_row_range",
+    "write_samples",
+]
