@@ -40,7 +40,7 @@ def Table(*args: Any, **kwargs: Any) -> "Table":  # noqa: N802 - stands in for r
     return RichTable(*args, **kwargs)
 
 
-stdout = _LazyConsole()
+stdout = _LazyConsole(soft_wrap=True)  # a line with a path is never broken where the terminal ends
 stderr = _LazyConsole(stderr=True)
 
 
@@ -90,7 +90,7 @@ def _print_build(args: argparse.Namespace, rep: dict[str, Any], lock_path: Path,
     _print_totals(rep)
     files = rep["files"]
     stdout.print(f"wrote {len(files['written'])} files, {len(files['unchanged'])} unchanged, "
-                 f"{len(files['removed'])} removed in {rep['out_dir']}; lock {lock_path}")
+                 f"{len(files['removed'])} removed in {rep['out_dir']}; lock {lock_path}", markup=False)
     return 0
 
 
@@ -211,7 +211,8 @@ def _emit_harness(args: argparse.Namespace, target, calls) -> int:
         _emit_json(summary)
     else:
         stdout.print(f"wrote a harness timing {summary['calls']} kernel calls to {args.emit_harness}: run `make` "
-                     f"and `./harness > costs.csv` on the target, then `tasobuild costs import costs.csv`")
+                     f"and `./harness > costs.csv` on the target, then `tasobuild costs import costs.csv`",
+                     markup=False)
     return 0
 
 
@@ -283,7 +284,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"written": str(path)})
     else:
-        stdout.print(f"wrote {path}; edit the memory budget, then run `tasobuild build -c {path}`")
+        stdout.print(f"wrote {path}; edit the memory budget, then run `tasobuild build -c {path}`", markup=False)
     return 0
 
 
@@ -300,7 +301,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
     for col in ("name", "description", "compiler", "profiled here"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["description"], f"{r['cc']} {' '.join(r['cflags'])}", "yes" if r["profile"] else "no")
+        compiler = f"{r['cc']} {' '.join(r['cflags'])}"
+        table.add_row(r["name"], r["description"], compiler, "yes" if r["profile"] else "no")
     stdout.print(table)
     return 0
 
