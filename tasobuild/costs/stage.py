@@ -114,7 +114,8 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
         return result.measured
 
     if mode == "profile" and kernels is not None:
-        measured = timed(unique)
+        # only the misses: measure() checks them again under the cache's lock, so two builds never time one call
+        measured = timed(missing) if missing else 0
         return Costed(_sorted(known), measured)
     if not missing:
         return Costed(_sorted(known), 0)
