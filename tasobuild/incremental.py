@@ -54,18 +54,18 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("tasobuild"))
 
 
-def _keyed(kind: str, path: Path, suffix: str) -> Path:
+def keyed_path(kind: str, path: Path, suffix: str) -> Path:
     key = hashlib.sha256(str(path).encode()).hexdigest()[:24]
     return cache_dir() / kind / f"{key}{suffix}"
 
 
 def state_path(out_dir: Path) -> Path:
-    return _keyed("builds", out_dir.resolve(), ".json")
+    return keyed_path("builds", out_dir.resolve(), ".json")
 
 
 def busy_lock_path(lock_path: Path) -> Path:
     """The file lock that serialises builds of one project: in the user cache, so the project stays clean."""
-    path = _keyed("locks", lock_path.resolve(), ".lock")
+    path = keyed_path("locks", lock_path.resolve(), ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -75,13 +75,13 @@ def journal_of(lock_path: Path) -> Path:
     return lock_path.with_name(f".{lock_path.name}.tasobuild-new")
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
     from tasobuild.emit.tree import write_atomic
 
     write_atomic(path, json.dumps(value, sort_keys=True).encode())
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -90,7 +90,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def read_state(out_dir: Path) -> dict[str, Any]:
-    return _read_json(state_path(out_dir))
+    return read_json(state_path(out_dir))
 
 
 def write_state(out_dir: Path, onnx: Path, onnx_sha: str, onnx_stamp: list[int] | None, files: Mapping[str, str],
@@ -107,7 +107,7 @@ def write_state(out_dir: Path, onnx: Path, onnx_sha: str, onnx_stamp: list[int] 
         "files": {rel: {"stamp": stamp(out_dir / rel), "sha256": digest} for rel, digest in sorted(files.items())},
         "lock": {"stamp": stamp(lock), "sha256": sha256_bytes(lock_text.encode()), "data": lock_data},
     }
-    _write_json(state_path(out_dir), state)
+    write_json(state_path(out_dir), state)
     return state
 
 

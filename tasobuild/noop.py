@@ -20,15 +20,15 @@ from typing import Any, Mapping
 
 from tasobuild import __version__
 from tasobuild.incremental import (
-    _keyed,
-    _read_json,
-    _write_json,
     busy_lock_path,
     journal_of,
+    keyed_path,
+    read_json,
     sha256_bytes,
     sha256_file,
     stamp,
     tree_digest,
+    write_json,
 )
 
 log = logging.getLogger("tasobuild")
@@ -127,7 +127,7 @@ class Host:
 
 
 def noop_record_path(config: Path) -> Path:
-    return _keyed("builds", Path(os.path.abspath(config)), ".noop.json")
+    return keyed_path("builds", Path(os.path.abspath(config)), ".noop.json")
 
 
 def write_noop_record(invocation: Invocation, sources: Sources, host: Host, lock_path: Path, lock_sha: str,
@@ -155,7 +155,7 @@ def write_noop_record(invocation: Invocation, sources: Sources, host: Host, lock
         "files": {rel: entry["stamp"] for rel, entry in sorted(files.items())},
         "report": json.loads(json.dumps(report)),  # exactly what --json prints
     }
-    _write_json(path, record)
+    write_json(path, record)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class UpToDate:
 def fast_up_to_date(config: Path, overrides: Mapping[str, str], locked: bool) -> UpToDate | None:
     """The recorded report if every source of the last verdict is unchanged, else None (take the full check).
     Holds the project's build lock while it looks, so it never reads a tree a build is replacing."""
-    record = _read_json(noop_record_path(config))
+    record = read_json(noop_record_path(config))
     if not record:
         log.info("fast no-op check: no record of a previous build; full check")
         return None

@@ -138,11 +138,11 @@ def test_an_edited_target_file_falls_through(built: Path, tmp_path: Path) -> Non
 def test_the_record_is_compared_field_by_field(project: Path, caplog: pytest.LogCaptureFixture) -> None:
     """What a test cannot change for real (tasobuild's code, the kernels, the CPU, the compiler), changed in the
     record of a real build: each one makes the check fall through, naming it."""
-    from tasobuild.incremental import _read_json
+    from tasobuild.incremental import read_json
     from tasobuild.noop import _first_change, noop_record_path
 
     path = noop_record_path(project)
-    record = _read_json(path)
+    record = read_json(path)
     lock = project.parent / "taso.lock"
     assert _first_change(record, project, lock) is None
     changes = {
