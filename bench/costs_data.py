@@ -2,16 +2,18 @@
 
 Synthetic layers are single-node graphs with seeded random shapes (log-uniform sizes, log-uniform channel counts
 mostly rounded to multiples of 8 as in real networks, the kernel sizes, strides and activations real CNNs use, and
-extra draws of the layer kinds in CONV_KINDS the model needs most), run through the real primitive library: every
-primitive that applies contributes its call, so primitives added later are covered without touching this file.
+extra draws of the layer kinds the model needs most), run through the real primitive library: every primitive that
+applies contributes its call, so primitives added later are covered without touching this file. Two mixes of
+synthetic layers (MIXES) are drawn, each with its own seeded streams: "broad" and "real" (see SyntheticMix).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -63,17 +65,51 @@ def _loguniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
     return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
 
 
-def _activation(rng: np.random.Generator) -> Activation:
-    kind = rng.choice(["relu", "relu", "relu", "none", "clip", "leaky_relu", "sigmoid"])
-    return {"relu": Activation("relu"), "none": Activation(), "clip": Activation("clip", 0.0, 6.0),
-            "leaky_relu": Activation("leaky_relu", 0.1), "sigmoid": Activation("sigmoid")}[str(kind)]
+_ACTIVATIONS = {"relu": Activation("relu"), "none": Activation(), "clip": Activation("clip", 0.0, 6.0),
+                "leaky_relu": Activation("leaky_relu", 0.1), "sigmoid": Activation("sigmoid")}
 
 
-# Kinds of synthetic conv layer and how often each is drawn. Besides the plain mix, kinds the model was weak on are
-# drawn on purpose: 5x5 stride-1 layers (the only ones Winograd 5x5 runs), depthwise layers, stems (few input
-# channels, large images, stride 2) and deep layers (hundreds of channels on a small image: weight-bound).
-CONV_KINDS = ("standard", "standard", "wide", "pointwise", "pointwise", "pointwise", "depthwise", "depthwise",
-              "stem", "deep")
+def _activation_broad(rng: np.random.Generator) -> Activation:
+    """Every fused activation often: ReLU 3 in 7, none, clip, leaky ReLU and sigmoid 1 in 7 each."""
+    return _ACTIVATIONS[str(rng.choice(["relu", "relu", "relu", "none", "clip", "leaky_relu", "sigmoid"]))]
+
+
+# As CNNs have them: ReLU, none (before an add) and clip (ReLU6) nearly always. Leaky ReLU and sigmoid make some
+# kernels several times slower (a depthwise HWC layer 4.4x with leaky ReLU) and the features cannot tell leaky ReLU
+# from ReLU: drawn as often as in the broad mix, they teach the model that depthwise HWC is slower than it is.
+REAL_ACTIVATION_WEIGHTS = (("relu", 8), ("none", 4), ("clip", 4), ("leaky_relu", 1), ("sigmoid", 1))
+
+
+def _activation_real(rng: np.random.Generator) -> Activation:
+    weights = np.array([w for _, w in REAL_ACTIVATION_WEIGHTS], dtype=float)
+    return _ACTIVATIONS[str(rng.choice([k for k, _ in REAL_ACTIVATION_WEIGHTS], p=weights / weights.sum()))]
+
+
+@dataclass(frozen=True)
+class SyntheticMix:
+    """How synthetic layers are drawn: conv layer kinds (each entry one equally likely draw) and fused activations.
+
+    Conv kinds: besides the plain mix, kinds the model was weak on are drawn on purpose: 5x5 stride-1 layers (the
+    only ones Winograd 5x5 runs), depthwise layers, stems (few input channels, large images, stride 2) and deep
+    layers (hundreds of channels on a small image: weight-bound)."""
+
+    name: str
+    conv_kinds: tuple[str, ...]
+    activation: Callable[[np.random.Generator], Activation]
+
+
+# "broad": every activation often, depthwise 2 in 10: the shipped model's training mix.
+# "real": activations as networks have them and depthwise 4 in 12 (depthwise layers are cheap to time, few
+# primitives apply, and their HWC kernel's speed varies most). Tried with the broad mix (BENCHMARKS.md): better
+# accuracy and MobileNetV2 plans, but Winograd on ResNet-18's 512-channel 7x7 layers predicted 3-5x too fast.
+BROAD = SyntheticMix("broad", ("standard", "standard", "wide", "pointwise", "pointwise", "pointwise", "depthwise",
+                               "depthwise", "stem", "deep"), _activation_broad)
+REAL = SyntheticMix("real", ("standard", "standard", "wide", "pointwise", "pointwise", "pointwise", "depthwise",
+                             "depthwise", "depthwise", "depthwise", "stem", "deep"), _activation_real)
+# "deep": only deep layers (128-1024 channels on 3-16 pixel images), weight-bound: tried for ResNet-18's 512-channel
+# 7x7 Winograd layers, which it did not fix (BENCHMARKS.md, "Costs and the performance model").
+DEEP = SyntheticMix("deep", ("deep",), _activation_real)
+MIXES = (BROAD, REAL, DEEP)
 ROUND_CHANNELS = 0.75  # share of channel counts drawn as networks have them: a multiple of 8 (vectors run full)
 
 
@@ -84,9 +120,9 @@ def _channels(rng: np.random.Generator, lo: int, hi: int) -> int:
     return max(8, 8 * round(c / 8)) if c >= 8 and rng.uniform() < ROUND_CHANNELS else c
 
 
-def synthetic_conv(rng: np.random.Generator) -> Graph | None:
-    """One random conv layer of a CONV_KINDS kind, or None if it is outside the FLOP range."""
-    kind = str(rng.choice(CONV_KINDS))
+def synthetic_conv(rng: np.random.Generator, mix: SyntheticMix = BROAD) -> Graph | None:
+    """One random conv layer of one of the mix's kinds, or None if it is outside the FLOP range."""
+    kind = str(rng.choice(mix.conv_kinds))
     c = {"depthwise": _channels(rng, 8, 1024), "stem": int(rng.choice([1, 3, 3, 4])),
          "deep": _channels(rng, 128, 1024)}.get(kind, _channels(rng, 3, 1024))
     h = {"stem": _loguniform_int(rng, 32, 224), "deep": _loguniform_int(rng, 3, 16)}.get(
@@ -110,11 +146,11 @@ def synthetic_conv(rng: np.random.Generator) -> Graph | None:
         return None
     node = Node("conv", "conv", ("x",), "y", ("W", "b"),
                 attrs(kernel=(k, k), stride=(stride, stride), pads=(pad, pad, pad, pad), dilation=(1, 1),
-                      groups=groups), _activation(rng))
+                      groups=groups), mix.activation(rng))
     return _graph(node, {"x": Shape(c, h, w), "y": Shape(m, oh, ow)})
 
 
-def synthetic_op(rng: np.random.Generator) -> Graph | None:
+def synthetic_op(rng: np.random.Generator, mix: SyntheticMix = BROAD) -> Graph | None:
     """One random non-conv layer: pooling, element-wise, concat, LRN, fc, softmax."""
     # Pools twice as often as the rest: three layouts each, and a pool's layout decides its neighbours' layouts.
     op = str(rng.choice(["maxpool", "maxpool", "avgpool", "avgpool", "gap", "add", "scale", "act", "concat", "lrn",
@@ -137,11 +173,11 @@ def synthetic_op(rng: np.random.Generator) -> Graph | None:
     if op == "gap":
         return _graph(Node(op, op, ("x",), "y"), {"x": x, "y": Shape(c, 1, 1)})
     if op == "add":
-        return _graph(Node(op, op, ("x", "x2"), "y", act=_activation(rng)), {"x": x, "x2": x, "y": x})
+        return _graph(Node(op, op, ("x", "x2"), "y", act=mix.activation(rng)), {"x": x, "x2": x, "y": x})
     if op == "scale":
-        return _graph(Node(op, op, ("x",), "y", ("s", "t"), act=_activation(rng)), {"x": x, "y": x})
+        return _graph(Node(op, op, ("x",), "y", ("s", "t"), act=mix.activation(rng)), {"x": x, "y": x})
     if op == "act":
-        act = _activation(rng)
+        act = mix.activation(rng)
         return _graph(Node(op, op, ("x",), "y", act=act if act.kind != "none" else Activation("relu")),
                       {"x": x, "y": x})
     if op == "concat":
@@ -156,19 +192,19 @@ def synthetic_op(rng: np.random.Generator) -> Graph | None:
     if op == "fc":
         if k * n > 20_000_000:
             return None
-        return _graph(Node(op, op, ("x",), "y", ("W", "b"), act=_activation(rng)),
+        return _graph(Node(op, op, ("x",), "y", ("W", "b"), act=mix.activation(rng)),
                       {"x": Shape(k, 1, 1), "y": Shape(n, 1, 1)})
     return _graph(Node(op, op, ("x",), "y"), {"x": Shape(k, 1, 1), "y": Shape(k, 1, 1)})
 
 
-def synthetic_calls(convs: int, ops: int, seed: int) -> list[KernelCall]:
+def synthetic_calls(convs: int, ops: int, seed: int, mix: SyntheticMix = BROAD) -> list[KernelCall]:
     """The calls of `convs` random conv layers and `ops` other layers (and their tensors' layout transforms)."""
     graphs: list[Graph] = []
     for stream, (maker, count) in enumerate(((synthetic_conv, convs), (synthetic_op, ops))):
         rng = np.random.default_rng([seed, stream])  # one stream per kind: more convs leave the ops as they were
         made = 0
         while made < count:
-            g = maker(rng)
+            g = maker(rng, mix)
             if g is not None:
                 graphs.append(g)
                 made += 1
@@ -192,11 +228,15 @@ def thin(calls: Sequence[KernelCall], per_function: int, seed: int) -> list[Kern
     return sorted(kept, key=KernelCall.key)
 
 
-def training_calls(synthetic_convs: int = 48, synthetic_ops: int = 150, per_function: int = 40,
+def training_calls(synthetic_convs: int | Sequence[int] = 48, synthetic_ops: int = 150, per_function: int = 40,
                    seed: int = 0, networks: Sequence[str] = TRAIN_NETWORKS) -> list[KernelCall]:
-    """The training set: every call of the training networks plus synthetic layers, thinned per function."""
-    return thin(union(synthetic_calls(synthetic_convs, synthetic_ops, seed),
-                      *(network_calls(n) for n in networks)), per_function, seed)
+    """The training set: every call of the training networks plus synthetic layers, thinned per function.
+    `synthetic_convs`: conv layers of each mix in MIXES order (an int: the broad mix alone). Each mix's set is
+    thinned on its own, then the sets are joined (the broad mix's set alone is the model's first training set)."""
+    counts = (synthetic_convs,) if isinstance(synthetic_convs, int) else tuple(synthetic_convs)
+    networks_calls = [network_calls(n) for n in networks]
+    return union(*(thin(union(synthetic_calls(convs, synthetic_ops, seed, mix), *networks_calls), per_function, seed)
+                   for mix, convs in zip(MIXES, counts)))
 
 
 def union(*call_lists: Iterable[KernelCall]) -> list[KernelCall]:

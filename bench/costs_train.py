@@ -2,12 +2,14 @@
 
     python bench/costs_train.py                      # host target flags; writes tasobuild/data/cost_model.json
                                                      # and tasobuild/data/cost_samples.csv (the training data)
+    python bench/costs_train.py --synthetic-convs 200,240,60 --out /tmp/mixes   # all three synthetic mixes
     python bench/costs_train.py --cflags "-O2 -fno-tree-vectorize" --out /tmp/o2   # another flag set
 
 The training set (bench/costs_data.py): every candidate call of the training networks (AlexNet and the MLPerf Tiny
 fixtures — none of the evaluation networks ResNet-18, GoogLeNet, MobileNetV2, SqueezeNet 1.1) plus
-seeded synthetic layers. Timings go through the cost cache ($TASOBUILD_CACHE_DIR or --cache-dir), so a rerun only
-measures what is new (e.g. primitives added since) and refits.
+seeded synthetic layers of the mixes in bench.costs_data.MIXES (by default the broad mix alone: the shipped model).
+Timings go through the cost cache ($TASOBUILD_CACHE_DIR or --cache-dir), so a rerun only measures what is new (e.g.
+primitives added since) and refits.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.costs_data import REPO, TRAIN_NETWORKS, fingerprint_of, measure_into_cache, training_calls  # noqa: E402
+from bench.costs_data import (MIXES, REPO, TRAIN_NETWORKS, fingerprint_of, measure_into_cache,  # noqa: E402
+                              training_calls)
 from tasobuild.costs.features import FEATURE_VERSION  # noqa: E402
 from tasobuild.costs.cache import CostCache, CostKey, default_cache_dir, kernel_digest  # noqa: E402
 from tasobuild.costs.model import CostModel, Sample, train, write_samples  # noqa: E402
@@ -28,9 +31,9 @@ from tasobuild.costs.stage import MODEL_FILE, SAMPLES_FILE  # noqa: E402
 from tasobuild.target import load_target  # noqa: E402
 
 
-def train_on_this_machine(cc: str, cflags: list[str], cache_dir: Path, synthetic_convs: int, synthetic_ops: int,
-                          seed: int, per_function: int = 40, networks: tuple[str, ...] = TRAIN_NETWORKS,
-                          progress: bool = True) -> tuple[CostModel, str]:
+def train_on_this_machine(cc: str, cflags: list[str], cache_dir: Path, synthetic_convs: tuple[int, ...],
+                          synthetic_ops: int, seed: int, per_function: int = 40,
+                          networks: tuple[str, ...] = TRAIN_NETWORKS, progress: bool = True) -> tuple[CostModel, str]:
     """(the model, the sample CSV text) for this machine and flag set."""
     calls = training_calls(synthetic_convs, synthetic_ops, per_function, seed=seed, networks=networks)
     measure_into_cache(calls, cc, cflags, cache_dir, progress)
@@ -45,7 +48,8 @@ def train_on_this_machine(cc: str, cflags: list[str], cache_dir: Path, synthetic
         "fingerprint": fingerprint.as_dict(),
         "kernel_digest": digest,
         "networks": list(networks),
-        "synthetic": {"convs": synthetic_convs, "ops": synthetic_ops, "seed": seed, "per_function": per_function},
+        "synthetic": {"convs": dict(zip((m.name for m in MIXES), synthetic_convs)), "ops": synthetic_ops,
+                      "seed": seed, "per_function": per_function},
         "samples": len(rows),
         "functions": sorted({c.function for c, *_ in rows}),
     }
@@ -60,15 +64,18 @@ def main() -> int:
     ap.add_argument("--cflags", default=shlex.join(host.cflags), help="default: the host target's flags")
     ap.add_argument("--cache-dir", type=Path, default=None, help="cost cache (default: the user cost cache)")
     ap.add_argument("--out", type=Path, default=REPO / "tasobuild" / "data")
-    ap.add_argument("--synthetic-convs", type=int, default=200)
+    ap.add_argument("--synthetic-convs", default="200",
+                    help="conv layers of each synthetic mix, comma-separated in MIXES order (broad, real, deep); "
+                         "the shipped model: broad alone (see BENCHMARKS.md for the others)")
     ap.add_argument("--synthetic-ops", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-function", type=int, default=60, help="cap on the calls of each non-conv function")
     ap.add_argument("--networks", default=",".join(TRAIN_NETWORKS), help="training networks (never the evaluated ones)")
     args = ap.parse_args()
     start = time.perf_counter()
+    convs = tuple(int(n) for n in args.synthetic_convs.split(","))
     model, samples = train_on_this_machine(args.cc, shlex.split(args.cflags), args.cache_dir or default_cache_dir(),
-                                           args.synthetic_convs, args.synthetic_ops, args.seed, args.per_function,
+                                           convs, args.synthetic_ops, args.seed, args.per_function,
                                            tuple(args.networks.split(",")), progress=sys.stderr.isatty())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / MODEL_FILE).write_text(model.to_json(), encoding="utf-8")

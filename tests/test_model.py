@@ -218,3 +218,21 @@ def test_features_of_hand_checked_depthwise_and_hwc_fills() -> None:
     full = dict(zip(feature_names(conv_call("conv_direct_chw", 16, 6, 8, 3)),
                     features(conv_call("conv_direct_chw", 16, 6, 8, 3)).vector))
     assert (full["mr_fill_pixels"], full["vec8_fill_cg"], full["multiplied_depthwise"]) == (1.0, 1.0, 0.0)
+
+
+def test_shipped_samples_are_what_bench_costs_train_times_today() -> None:
+    """The shipped training data is exactly the call set bench/costs_train.py builds from the recorded recipe: no
+    stale call, every library function covered (the register-blocked direct convs included)."""
+    from bench.costs_data import training_calls
+    from tasobuild.costs.stage import SAMPLES_FILE, data_dir, shipped_model
+
+    model = shipped_model()
+    assert model is not None
+    recipe = model.trained_on["synthetic"]
+    calls = training_calls(tuple(recipe["convs"].values()), recipe["ops"], recipe["per_function"],
+                           seed=recipe["seed"], networks=tuple(model.trained_on["networks"]))
+    shipped = read_samples((data_dir() / SAMPLES_FILE).read_text(encoding="utf-8"))
+    assert sorted(s.call.key() for s in shipped) == sorted(with_row_range(c).key() for c in calls)
+    assert model.trained_on["samples"] == len(shipped) == 10193
+    assert {"tb_conv_direct_blocked_chw_to_hwc", "tb_conv_direct_blocked_hwc",
+            "tb_conv_direct_blocked_hcw_to_hwc", "tb_fc_gemv"} <= set(model.functions)
