@@ -110,13 +110,21 @@ def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCand
 
 
 def candidates_of(spec: Spec, graph: Graph) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...]]:
+    """Every node's candidates, from the stage cache when the same nodes and shapes were seen with the same
+    allow-list (the weights' values do not matter here: a primitive's calls depend on shapes and attributes)."""
     from tasobuild.candidates import (
         check_allow_list,
+        from_listing,
+        listing,
         node_candidates,
         transform_candidates,
     )
+    from tasobuild.stagecache import cached
 
-    return node_candidates(graph, check_allow_list(spec.optimizer.primitives)), transform_candidates(graph)
+    allow = check_allow_list(spec.optimizer.primitives)
+    key = hashlib.sha256(repr((graph.nodes, graph.shapes, sorted(allow))).encode()).hexdigest()
+    listed = cached("candidates", key, lambda: listing(node_candidates(graph, allow)))
+    return from_listing(graph, listed), transform_candidates(graph)
 
 
 def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Planned:

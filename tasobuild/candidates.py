@@ -81,6 +81,22 @@ def node_candidates(graph: Graph, allow: frozenset[str] = frozenset()) -> tuple[
     return tuple(result)
 
 
+# What node_candidates found, as plain data (primitive names, calls, workspace) for the stage cache: Primitives hold
+# functions, which do not pickle.
+Listing = tuple[tuple[tuple[str, tuple[KernelCall, ...], int], ...], ...]
+
+
+def listing(nodes: tuple[NodeCandidates, ...]) -> Listing:
+    return tuple(tuple((c.primitive.name, c.calls, c.workspace_bytes) for c in nc.options) for nc in nodes)
+
+
+def from_listing(graph: Graph, listed: Listing) -> tuple[NodeCandidates, ...]:
+    """node_candidates' result again, from `listing` of it for the same graph."""
+    by_name = {p.name: p for p in library()}
+    return tuple(NodeCandidates(node, tuple(Candidate(by_name[name], calls, ws) for name, calls, ws in options))
+                 for node, options in zip(graph.nodes, listed, strict=True))
+
+
 def transform_candidates(graph: Graph) -> tuple[TransformCandidate, ...]:
     from tasobuild.primitives.transforms import transform_call
 

@@ -4,7 +4,8 @@ Entries are pickles under `<cache>/stages/<stage>/<digest>.pickle`, written atom
 the source of tasobuild itself, so a new version never reads an old version's result. An unreadable entry is
 recomputed and replaced, never trusted. Stages cached: "import" (the graph, by the ONNX digest), "baselines" (the
 time-only and greedy plans, by the problem's digest), "weights" (a layer's transformed weights, by the ONNX digest,
-node and primitive). With -v, each reuse is logged ("stage baselines: reused").
+node and primitive), "candidates" (every node's candidates, by the nodes, shapes and allow-list). With -v, a
+stage's first reuse in a process is logged ("stage baselines: reused").
 
 Each stage's folder is kept under STAGE_BYTES, least recently used entries first out (a reuse refreshes an entry's
 mtime): entries of older tasobuild versions and of networks no longer built age out instead of piling up.
@@ -22,6 +23,8 @@ from typing import Callable, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("tasobuild")
+
+_REUSE_LOGGED: set[str] = set()  # the weights stage is read once per layer: one line says it
 
 STAGE_BYTES = 1 << 30  # per stage; VGG-16's transformed weights are about 0.55 GiB
 
@@ -52,7 +55,9 @@ def cached(stage: str, key: str, compute: Callable[[], T], keep: Callable[[T], b
         with open(path, "rb") as f:
             value = pickle.load(f)
         os.utime(path)  # recently used: the last to be evicted
-        log.info("stage %s: reused (stage cache)", stage)
+        if stage not in _REUSE_LOGGED:
+            _REUSE_LOGGED.add(stage)
+            log.info("stage %s: reused (stage cache)", stage)
         return value
     except FileNotFoundError:
         pass
