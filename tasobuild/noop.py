@@ -48,14 +48,12 @@ def machine() -> str:
 
 def compiler_identity(argv: list[str]) -> str | None:
     """All of `<cc> --version` (the fingerprint keeps its first line), or None if it cannot be run."""
-    import subprocess
+    from tasobuild.toolchain import CompilerProblem, version_text
 
     try:
-        result = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60, check=False,
-                                env={**os.environ, "LC_ALL": "C"})
-    except (OSError, subprocess.TimeoutExpired):
+        return version_text(tuple(argv))
+    except CompilerProblem:
         return None
-    return f"{result.returncode}\n{result.stdout}" if result.returncode == 0 else None
 
 
 def cpu_facts() -> list[str] | None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from tasobuild.errors import UserError
 from tasobuild.resources import targets_dir
 from tasobuild.spec import Size, is_target_path, read_toml, validate_toml
+from tasobuild.toolchain import CompilerProblem, version_text
 
 
 class TargetFile(BaseModel):
@@ -133,8 +134,8 @@ class Fingerprint:
 def host_fingerprint(target: Target) -> Fingerprint:
     """The fingerprint of `target` on this machine. Runs the compiler once per process."""
     try:
-        compiler = _compiler_identity(tuple(target.cc_argv))
-    except _CompilerProblem as problem:
+        compiler = version_text(tuple(target.cc_argv)).strip().splitlines()[0].strip()
+    except CompilerProblem as problem:
         raise UserError(f"{target.source}: target {target.name!r}: compiler {target.cc!r} {problem}; "
                         f"install it or set cc in the target file") from None
     cpu = _cpu_model() if target.profile else None
@@ -143,29 +144,6 @@ def host_fingerprint(target: Target) -> Fingerprint:
               "cflags": list(target.cflags), "ldflags": list(target.ldflags)}
     return Fingerprint(cpu=cpu, machine=machine, compiler=compiler, cflags=target.cflags,
                        ldflags=target.ldflags, digest=_sha256_json(fields))
-
-
-class _CompilerProblem(Exception):
-    pass
-
-
-@functools.cache
-def _compiler_identity(argv: tuple[str, ...]) -> str:
-    """First line of `<cc> --version`, in the C locale so the text does not depend on the user's language."""
-    if not argv:
-        raise _CompilerProblem("is empty")
-    try:
-        result = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "LC_ALL": "C"})
-    except FileNotFoundError:
-        raise _CompilerProblem("was not found") from None
-    except (PermissionError, subprocess.TimeoutExpired) as error:
-        raise _CompilerProblem(f"cannot be run ({type(error).__name__})") from None
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        detail = (result.stderr.strip().splitlines() or ["no output"])[0]
-        raise _CompilerProblem(f"--version failed ({detail})")
-    return lines[0].strip()
 
 
 @functools.cache

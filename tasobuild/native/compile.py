@@ -16,6 +16,7 @@ import numpy as np
 from tasobuild.errors import UserError
 from tasobuild.native.dispatch import DISPATCH_H, dispatch_source
 from tasobuild.native.headers import kernel_api
+from tasobuild.toolchain import CompilerProblem, version_text
 
 BINDINGS_PYX = "_bindings.pyx"
 
@@ -26,13 +27,12 @@ def source_files(folder: Path) -> tuple[Path, ...]:
 
 
 def _compiler_identity(cc: str) -> str:
-    path = shutil.which(cc)
-    if path is None:
+    if shutil.which(cc) is None:
         raise UserError(f"compiler {cc!r} not found on PATH: install it or set the target's compiler")
-    done = subprocess.run([path, "--version"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UserError(f"compiler {cc!r} failed to report its version: {_first_error_line(done.stderr)}")
-    return done.stdout
+    try:
+        return version_text((cc,))
+    except CompilerProblem as problem:
+        raise UserError(f"compiler {cc!r} failed to report its version: {problem}") from None
 
 
 def build_digest(cc: str, cflags: Sequence[str], folder: Path) -> str:

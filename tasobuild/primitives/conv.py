@@ -133,7 +133,7 @@ def _w_oihw(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(-1)
 
 
-def _w_hwio(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+def w_hwio(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """[kh][kw][cg][M]: for each tap and input channel, a contiguous row over the output channels."""
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(-1)
 
@@ -219,11 +219,11 @@ _FAMILIES: tuple[ConvFamily, ...] = (
     ConvFamily("conv_direct_chw", "direct", "CHW", DIRECT_SOURCES, _any, _ws_none,
                _w_oihw, _floats_plain, False),
     ConvFamily("conv_direct_hwc", "direct", "HWC", DIRECT_SOURCES, _any, _ws_none,
-               _w_hwio, _floats_plain, False),
+               w_hwio, _floats_plain, False),
     ConvFamily("conv_depthwise_direct_chw", "depthwise", "CHW", ("conv_depthwise.c",) + CONV_HEADERS, _depthwise,
                _ws_none, _w_oihw, _floats_plain, False),
     ConvFamily("conv_depthwise_direct_hwc", "depthwise", "HWC", ("conv_depthwise.c",) + CONV_HEADERS, _depthwise,
-               _ws_none, _w_hwio, _floats_plain, False),
+               _ws_none, w_hwio, _floats_plain, False),
     ConvFamily("conv_im2col_gemm_chw", "im2col", "CHW", ("conv_im2col.c",) + GEMM_SOURCES, _any, _ws_im2col,
                _w_packed_a, _floats_packed_a, True),
     ConvFamily("conv_im2row_gemm_hwc", "im2row", "HWC", ("conv_im2col.c",) + GEMM_SOURCES, _any, _ws_im2row,

@@ -9,11 +9,9 @@ fed CHW images also changes layout for free. groups == 1; no workspace; weights 
 
 from __future__ import annotations
 
-import numpy as np
-
 from tasobuild.ir import LAYOUTS, Layout
 from tasobuild.primitives import Primitive
-from tasobuild.primitives.conv import CONV_HEADERS, ConvGeometry
+from tasobuild.primitives.conv import CONV_HEADERS, ConvGeometry, w_hwio
 from tasobuild.primitives.conv_table import ConvRow, conv_primitive, floats_plain, layout_suffix, no_workspace
 
 SOURCES = ("conv_direct_blocked.c", "tb_conv_blocked.h", "tb_conv_layout.h") + CONV_HEADERS
@@ -23,14 +21,9 @@ def _ungrouped(geo: ConvGeometry) -> bool:
     return geo.groups == 1
 
 
-def _taps_c_m(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """[kh][kw][c][M]: per tap and input channel, a contiguous row over the output channels."""
-    return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(-1)
-
-
 def _row(layout_in: Layout) -> ConvRow:
     return ConvRow(f"conv_direct_blocked_{layout_suffix(layout_in, 'HWC')}", "direct", layout_in, "HWC", SOURCES,
-                   _ungrouped, no_workspace, _taps_c_m, floats_plain, uses_workspace=False)
+                   _ungrouped, no_workspace, w_hwio, floats_plain, uses_workspace=False)
 
 
 PRIMITIVES: tuple[Primitive, ...] = tuple(conv_primitive(_row(layout)) for layout in LAYOUTS)
