@@ -139,12 +139,17 @@ def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Pla
     costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
     problem = to_problem(graph, nodes, transforms, costed.costs)
     c, limit_s = spec.constraints, spec.optimizer.time_limit / 1000.0
-    # The baselines do not depend on the budget: a budget change reuses them (only proven ones: a solve cut short
-    # by its time limit is tried again).
-    baselines = cached("baselines", problem_key(problem, limit_s), lambda: baselines_of(problem, limit_s),
-                       keep=lambda b: b.proven)
+    # The baselines do not depend on the budget, and the budgeted solve's answers depend only on their cap: a
+    # budget change reuses both (only proven ones: a solve cut short by its time limit is tried again).
+    key = problem_key(problem, limit_s)
+    baselines = cached("baselines", key, lambda: baselines_of(problem, limit_s), keep=lambda b: b.proven)
+
+    def remember(cap: int, solve):
+        return cached("fastest", f"{key}\0{cap}", solve, keep=lambda answer: answer is not None)
+
     try:
-        decision = decide(problem, c.memory, c.objective, c.latency, limit_s, baselines=baselines)
+        decision = decide(problem, c.memory, c.objective, c.latency, limit_s, baselines=baselines,
+                          remember=remember)
     except UserError as error:  # say where the budget was set: the spec's line or the command line
         raise UserError(f"{spec.where('constraints.memory')}: {error}") from None
     return Planned(spec, target, graph, nodes, transforms, costed, decision)

@@ -24,6 +24,7 @@ from tasobuild.solve import (
     Session,
     greedy,
 )
+from tasobuild.solve.budgeted import Remember, fastest_within, forget
 
 # The emitted code and the cost model both see ONNX's row-major order at the network's boundary.
 BOUNDARY_LAYOUT = "CHW"
@@ -109,12 +110,13 @@ def problem_key(problem: Problem, time_limit_s: float) -> str:
 
 
 def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_ms: float | None,
-           time_limit_s: float, emit: str = "plan", baselines: Baselines | None = None) -> Decision:
+           time_limit_s: float, emit: str = "plan", baselines: Baselines | None = None,
+           remember: Remember = forget) -> Decision:
     """Solve, then place every buffer; if the placed arena overshoots the budget (fragmentation), solve again
     with the overshoot taken off the budget, so the arena the code uses is what fits. The fastest plan, when it is
     proven and fits, is the answer without another solve. `baselines`: baselines_of(problem, time_limit_s), if
-    already known. `emit` = "greedy" | "time_only" returns that baseline's plan instead (the budget is not
-    enforced)."""
+    already known. `remember`: keeps the latency objective's proven answers by cap (solve.budgeted). `emit` =
+    "greedy" | "time_only" returns that baseline's plan instead (the budget is not enforced)."""
     if emit not in ("plan", *BASELINES):
         raise ValueError(f"emit must be 'plan' or one of {BASELINES}, got {emit!r}")
     started = time.perf_counter()
@@ -134,9 +136,12 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
         if objective == "latency" and base.proven and base.time_only.peak_bytes <= cap:
             plan = base.time_only  # the fastest plan fits: no faster plan exists, nor a smaller one as fast
         else:
-            session = session or Session(problem)
             try:
-                plan = session.solve(cap, objective, latency_cap, time_limit_s)
+                if objective == "latency":
+                    plan = fastest_within(problem, cap, time_limit_s, remember)
+                else:
+                    session = session or Session(problem)
+                    plan = session.solve(cap, objective, latency_cap, time_limit_s)
             except UserError:
                 if cap == budget_bytes:
                     raise

@@ -3,7 +3,8 @@
 Entries are pickles under `<cache>/stages/<stage>/<digest>.pickle`, written atomically. The digest always includes
 the source of tasobuild itself, so a new version never reads an old version's result. An unreadable entry is
 recomputed and replaced, never trusted. Stages cached: "import" (the graph, by the ONNX digest), "baselines" (the
-time-only and greedy plans, by the problem's digest), "weights" (a layer's transformed weights, by the ONNX digest,
+time-only and greedy plans, by the problem's digest), "fastest" (the fastest plan under one memory cap, by the
+problem's digest and the cap: solve.budgeted), "weights" (a layer's transformed weights, by the ONNX digest,
 node and primitive), "candidates" (every node's candidates, by the nodes, shapes and allow-list). With -v, a
 stage's first reuse in a process is logged ("stage baselines: reused").
 

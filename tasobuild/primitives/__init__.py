@@ -8,7 +8,7 @@ the Cython bindings. Families register themselves in the modules of this package
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Union
 
 import numpy as np
@@ -30,10 +30,14 @@ class KernelCall:
     params: tuple[tuple[str, ParamValue], ...]  # every struct field, in declaration order
     args: tuple[str, ...]  # buffer roles in C argument order, e.g. ("in0", "w0", "w1", "out", "ws")
     buffer_bytes: tuple[tuple[str, int], ...]  # role -> exact bytes the call reads or writes there
+    _key: str = field(init=False, repr=False, compare=False)  # key(), made once: a build asks for it ~10^4 times
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key", self.function + "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")")
 
     def key(self) -> str:
         """What determines the call's cost: the function and every parameter (buffers follow from them)."""
-        return self.function + "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")"
+        return self._key
 
 
 @dataclass(frozen=True)

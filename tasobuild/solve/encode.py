@@ -17,7 +17,7 @@ Memory (built on first use; time-only solves never need it), over the steps t ca
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import z3
 
@@ -90,6 +90,26 @@ def pb_le(terms: Terms, k: int, ctx: z3.Context) -> z3.BoolRef:
     args = (z3.Ast * len(terms))(*[v.as_ast() for v, _ in terms])
     coeffs = (ctypes.c_int * len(terms))(*[w for _, w in terms])
     return z3.BoolRef(z3.Z3_mk_pble(ctx.ref(), len(terms), args, coeffs, k), ctx)
+
+
+def assert_all(solver: z3.Solver | z3.Optimize, lits: Iterable[z3.BoolRef]) -> None:
+    """solver.add(*lits), without the wrapper's per-argument cast (every literal here is a BoolRef already)."""
+    ref = solver.ctx.ref()
+    if isinstance(solver, z3.Optimize):
+        for lit in lits:
+            z3.Z3_optimize_assert(ref, solver.optimize, lit.as_ast())
+    else:
+        for lit in lits:
+            z3.Z3_solver_assert(ref, solver.solver, lit.as_ast())
+
+
+def add_soft_all(opt: z3.Optimize, weighted: Iterable[tuple[z3.BoolRef, int]], group: str
+                 ) -> z3.OptimizeObjective | None:
+    """opt.add_soft(lit, weight, id=group) for each pair, through the C API; the group's objective handle."""
+    ref, symbol, index = opt.ctx.ref(), z3.to_symbol(group, opt.ctx), None
+    for lit, weight in weighted:
+        index = z3.Z3_optimize_assert_soft(ref, opt.optimize, lit.as_ast(), str(weight), symbol)
+    return None if index is None else z3.OptimizeObjective(opt, index, False)
 
 
 class Encoding:

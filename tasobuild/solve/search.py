@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import z3
 
-from tasobuild.solve.encode import Encoding
+from tasobuild.solve.encode import Encoding, add_soft_all, assert_all, not_
 from tasobuild.solve.plan import Plan, evaluate, to_ns
 from tasobuild.solve.problem import Choice
 
@@ -54,7 +54,7 @@ def picks_of(plan: Plan) -> tuple[Choice, ...]:
 
 
 def exclusions(enc: Encoding, excluded: Excluded) -> list[z3.BoolRef]:
-    return [z3.Not(enc.x[i][k]) for i, k in sorted(excluded)]
+    return [not_(enc.x[i][k]) for i, k in sorted(excluded)]
 
 
 # Core-guided MaxSAT has heavy tails: the same question takes 0.2 s or over a minute depending on the search
@@ -80,20 +80,17 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     is a soft 'not this' weighted by its time. On timeout: the best plan found that `accept`s (meets the caps), else
     `known`, with the best proven lower bound."""
     opt = z3.Optimize(ctx=enc.ctx)
-    opt.add(*enc.constraints, *extra, *exclusions(enc, excluded))
-    handle, base = None, enc.time_const
+    assert_all(opt, [*enc.constraints, *extra, *exclusions(enc, excluded)])
+    soft, base = [], enc.time_const
     for i, (xs, node) in enumerate(zip(enc.x, enc.problem.nodes)):
         allowed = [(v, to_ns(c.time_ms)) for k, (v, c) in enumerate(zip(xs, node.choices)) if (i, k) not in excluded]
         if not allowed:
             return Outcome(None, True, 0)
         fastest = min(ns for _, ns in allowed)
         base += fastest
-        for v, ns in allowed:
-            if ns > fastest:
-                handle = opt.add_soft(z3.Not(v), ns - fastest, id="time")
-    for v, w in enc.transform_terms:
-        if w > 0:
-            handle = opt.add_soft(z3.Not(v), w, id="time")
+        soft += [(not_(v), ns - fastest) for v, ns in allowed if ns > fastest]
+    soft += [(not_(v), w) for v, w in enc.transform_terms if w > 0]
+    handle = add_soft_all(opt, soft, "time")
     best = None if known is None else evaluate(enc.problem, known)
     lower = base
     for k in itertools.count():
@@ -133,12 +130,12 @@ def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, floor: int,
     enc.memory()  # the memory definitions join enc.constraints
     solver = z3.Solver(ctx=enc.ctx)
     solver.set("random_seed", SEED)
-    solver.add(*enc.constraints, *extra)
+    assert_all(solver, [*enc.constraints, *extra])
 
     def probe(units: int | None) -> tuple[z3.CheckSatResult, Plan | None]:
         solver.push()
         if units is not None:
-            solver.add(*enc.memory_at_most(units * align), *exclusions(enc, infeasible(units * align)))
+            assert_all(solver, [*enc.memory_at_most(units * align), *exclusions(enc, infeasible(units * align))])
         result = clock.run(solver)
         plan = evaluate(enc.problem, enc.picks(solver.model())) if result == z3.sat else None
         solver.pop()

@@ -16,6 +16,7 @@ What makes it fast, besides encoding once:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tasobuild.errors import UserError
@@ -104,13 +105,14 @@ class Session:
             raise ValueError("latency_budget_ms applies to the 'memory' objective only")
         clock = Clock(time_limit_s)
         if objective == "latency":
-            first = self._fastest_under(budget_bytes, clock)
+            first = self.fastest_under(budget_bytes, clock)
             if first.picks is None:
                 self._no_plan(first, budget_bytes, None, time_limit_s)
             assert first.picks is not None
             picks, second = first.picks, "skipped"
             if tie_break and first.proven:
-                picks, second_proven = self._smallest_peak_at_same_time(picks, clock)
+                picks, second_proven = smallest_peak_at_same_time(self.problem, picks,
+                                                                  lambda cap: self.fastest_under(cap, clock))
                 second = "optimal" if second_proven else "feasible"
             bound: float = first.bound / 1e6
         else:
@@ -121,7 +123,7 @@ class Session:
             picks, second = first.picks, "skipped"
             if tie_break and first.proven:
                 # the fastest plan at that peak; within the latency budget, as some plan at that peak is
-                tie = self._fastest_under(evaluate(self.problem, picks).peak_bytes, clock, known=picks)
+                tie = self.fastest_under(evaluate(self.problem, picks).peak_bytes, clock, known=picks)
                 picks, second = tie.picks or picks, "optimal" if tie.proven else "feasible"
             bound = first.bound
         return evaluate(self.problem, picks, objective=objective, status="optimal" if first.proven else "feasible",
@@ -159,7 +161,7 @@ class Session:
         return out
 
     # ---- searches, with reuse ----
-    def _fastest_under(self, cap: int | None, clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
+    def fastest_under(self, cap: int | None, clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
         """The fastest plan with peak <= cap (None: no cap). `known`: a plan under the cap, the fallback."""
         for answer in self._proven:
             if answer.answers(cap):
@@ -175,21 +177,6 @@ class Session:
             self._proven.append(_Fastest(cap, evaluate(self.problem, found.picks)))
         return found
 
-    def _smallest_peak_at_same_time(self, picks: tuple[Choice, ...], clock: Clock) -> tuple[tuple[Choice, ...], bool]:
-        """Among plans as fast as `picks`, one with the smallest peak: ask for the fastest plan with a smaller peak
-        until it is slower (or there is none). Usually one question settles it, and its answer is the next point
-        down the frontier, kept for later."""
-        while True:
-            plan = evaluate(self.problem, picks)
-            better = self._fastest_under(plan.peak_bytes - 1, clock)
-            if not better.proven:
-                if better.picks is not None and evaluate(self.problem, better.picks).time_ns <= plan.time_ns:
-                    picks = better.picks  # as fast and smaller, though maybe not the smallest
-                return picks, False
-            if better.picks is None or evaluate(self.problem, better.picks).time_ns > plan.time_ns:
-                return picks, True
-            picks = better.picks
-
     def _smallest_peak(self, cap: int | None, latency_budget_ms: float | None, clock: Clock) -> Outcome:
         """The smallest-peak plan with peak <= cap (None: any) and time within the latency budget (None: any)."""
         if latency_budget_ms is not None:
@@ -203,7 +190,7 @@ class Session:
         pseudo-boolean time limit in a plain SAT search does not; each answer's peak (often far below the cap
         asked) tightens the bracket, and the last one is also the memory objective's tie break, already proven."""
         align = self.problem.alignment
-        top = self._fastest_under(cap, clock)
+        top = self.fastest_under(cap, clock)
         if top.picks is None or not top.proven:
             return Outcome(None, top.proven, 0) if top.picks is None else Outcome(None, False, self.floor)
         best = evaluate(self.problem, top.picks)
@@ -212,7 +199,7 @@ class Session:
         lo, hi = -(-self.floor // align), best.peak_bytes // align
         while lo < hi:
             mid = lo if lo + 1 == hi else (lo + hi) // 2
-            found = self._fastest_under(mid * align, clock)
+            found = self.fastest_under(mid * align, clock)
             if not found.proven:
                 return Outcome(tuple(c for _, c in best.choices), False, lo * align)
             plan = None if found.picks is None else evaluate(self.problem, found.picks)
@@ -253,6 +240,23 @@ class Session:
         raise UserError(NO_TRANSFORM)
 
 
+def smallest_peak_at_same_time(problem: Problem, picks: tuple[Choice, ...],
+                               fastest_under: Callable[[int], Outcome]) -> tuple[tuple[Choice, ...], bool]:
+    """Among plans as fast as `picks`, one with the smallest peak (and whether that is proven): ask for the fastest
+    plan with a smaller peak until it is slower (or there is none). Usually one question settles it, and its answer
+    is the next point down the frontier."""
+    while True:
+        plan = evaluate(problem, picks)
+        better = fastest_under(plan.peak_bytes - 1)
+        if not better.proven:
+            if better.picks is not None and evaluate(problem, better.picks).time_ns <= plan.time_ns:
+                picks = better.picks  # as fast and smaller, though maybe not the smallest
+            return picks, False
+        if better.picks is None or evaluate(problem, better.picks).time_ns > plan.time_ns:
+            return picks, True
+        picks = better.picks
+
+
 def _human(n: int) -> str:
     for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
@@ -260,4 +264,4 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
-__all__ = ["NO_TRANSFORM", "OBJECTIVES", "Session", "pruned"]
+__all__ = ["NO_TRANSFORM", "OBJECTIVES", "Session", "pruned", "smallest_peak_at_same_time"]
