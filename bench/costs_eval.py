@@ -3,6 +3,7 @@ time, and transfer to another flag set. Prints Markdown for BENCHMARKS.md ("Cost
 
     TASOBUILD_CACHE_DIR=/tmp/costs python bench/costs_eval.py               # every section
     python bench/costs_eval.py --sections accuracy,planning                 # some
+    TASOBUILD_CACHE_DIR=/tmp/costs python bench/costs_eval.py --sections priced   # regret in seconds, no C run
 
 Measured costs (the truth) go through the cost cache given by $TASOBUILD_CACHE_DIR, so a second run only re-times
 what changed. "model" and "auto" plans start from empty temporary caches. Latencies are the emitted C projects'
@@ -35,7 +36,8 @@ from tasobuild.primitives import KernelCall  # noqa: E402
 from tasobuild.primitives.transforms import transform_function  # noqa: E402
 from tasobuild.target import load_target  # noqa: E402
 
-SECTIONS = ("accuracy", "regret", "planning", "transfer")
+SECTIONS = ("accuracy", "regret", "planning", "transfer", "priced")
+BUDGET = "2 GiB"  # regret plans: latency only
 TRANSFER_CFLAGS = ("-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-ffp-contract=off", "-fno-math-errno")
 TRANSFORMS = {transform_function(a, b) for a in ("CHW", "HWC", "HCW") for b in ("CHW", "HWC", "HCW") if a != b}
 
@@ -86,7 +88,7 @@ def write_spec(directory: Path, net: str, costs: str) -> Path:
     from tests.e2e import write_spec as e2e_spec
     from tests.zoo import ensure_model
 
-    spec = e2e_spec(directory, ensure_model(net), memory="2 GiB")
+    spec = e2e_spec(directory, ensure_model(net), memory=BUDGET)
     spec.write_text(spec.read_text().replace('costs = "profile"', f'costs = "{costs}"'))
     return spec
 
@@ -139,6 +141,62 @@ def measured_sum(net: str, report: dict, cache: Path) -> float:
     picks = [next(c for c in node.choices if (c.primitive, c.layout_in, c.layout_out) == chosen[node.name])
              for node in problem.nodes]
     return evaluate(problem, picks).predicted_ms
+
+
+def priced(model: CostModel, nets: list[str], cache: Path) -> dict:
+    """Regret without building or running anything: plans solved in process (same solver, budget and time limit as
+    a build) from predicted costs — "model": zero measurements; "auto": the stage's auto_costs, the cache's
+    measured costs standing in for timing — each priced by the measured per-call costs, over the plan solved from
+    the measured costs. Steady where end-to-end latencies are noisy; needs every call of the networks in `cache`."""
+    out = {}
+    for net in nets:
+        out[net] = priced_network(model, net, cache)
+        print(f"# priced {net}: {json.dumps(out[net])}", file=sys.stderr, flush=True)
+    return out
+
+
+def priced_network(model: CostModel, net: str, cache: Path) -> dict:
+    from tasobuild.candidates import node_candidates, transform_candidates
+    from tasobuild.costs.cache import CostCache, CostKey, kernel_digest
+    from tasobuild.costs.stage import AutoPolicy, auto_costs, predict
+    from tasobuild.importer import import_onnx
+    from tasobuild.optimize import decide, to_problem
+    from tasobuild.solve.plan import evaluate
+    from tasobuild.target import host_fingerprint
+    from tasobuild.units import parse_size
+    from tests.zoo import ensure_model
+
+    graph = import_onnx(ensure_model(net))
+    nodes, transforms = node_candidates(graph), transform_candidates(graph)
+    by_key = {c.key(): c for nc in nodes for o in nc.options for c in o.calls}
+    by_key.update({t.call.key(): t.call for t in transforms})
+    unique = [by_key[k] for k in sorted(by_key)]
+    fingerprint = host_fingerprint(load_target("host", REPO)).digest
+    with CostCache(cache) as db:
+        truth = {k.call_key: v for k, v in db.get_many([CostKey(fingerprint, kernel_digest(), c.key())
+                                                         for c in unique]).items()}
+    if len(truth) < len(unique):
+        raise SystemExit(f"priced: {len(unique) - len(truth)} calls of {net} are not measured in {cache}")
+    measured_problem = to_problem(graph, nodes, transforms, truth)
+
+    def price(costs: dict) -> float:
+        plan = decide(to_problem(graph, nodes, transforms, costs), parse_size(BUDGET), "latency", None, 10.0).plan
+        chosen = {name: (c.primitive, c.layout_in, c.layout_out) for name, c in plan.choices}
+        picks = [next(c for c in node.choices if (c.primitive, c.layout_in, c.layout_out) == chosen[node.name])
+                 for node in measured_problem.nodes]
+        return evaluate(measured_problem, picks).predicted_ms
+
+    known: dict = {}
+
+    def timed(todo: list[KernelCall]) -> int:
+        known.update({c.key(): truth[c.key()] for c in todo})
+        return len(todo)
+
+    auto = auto_costs(model, unique, known, timed, AutoPolicy())
+    ms = {"profile": price(truth), "model": price(predict(model.uncalibrated(), unique)),
+          "auto": price(dict(auto.costs))}
+    return {"ms": ms, "regret": {m: ms[m] / ms["profile"] - 1 for m in ("model", "auto")},
+            "auto_measured": auto.profiled, "calls": len(unique)}
 
 
 def regret(nets: list[str], cache: Path, work: Path, rounds: int, reps: int) -> dict:
@@ -278,6 +336,16 @@ def markdown(results: dict) -> str:
             lines.append(f"| {n} | {s['profile']:.2f} | {s['model']:.2f} | {s['model'] / s['profile'] - 1:+.1%} | "
                          f"{s['auto']:.2f} | {s['auto'] / s['profile'] - 1:+.1%} |")
         lines.append("")
+    pr = results.get("priced")
+    if pr:
+        lines += ["### Priced regret: plans solved in process, priced by the measured per-call costs", "",
+                  "| network | profile plan ms | model plan ms | model | auto plan ms | auto | auto measured / all calls |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for n, v in pr.items():
+            ms, r = v["ms"], v["regret"]
+            lines.append(f"| {n} | {ms['profile']:.2f} | {ms['model']:.2f} | {r['model']:+.1%} | {ms['auto']:.2f} | "
+                         f"{r['auto']:+.1%} | {v['auto_measured']} / {v['calls']} |")
+        lines.append("")
     plan = results.get("planning")
     if plan:
         lines += ["### Planning GoogLeNet with costs = \"model\" from an empty cache", "",
@@ -325,6 +393,8 @@ def main() -> int:
             results["planning"] = planning(work)
         if "regret" in sections:
             results["regret"] = regret(nets, cache, work, args.rounds, args.reps)
+    if "priced" in sections:
+        results["priced"] = priced(model, nets, cache)
     if "transfer" in sections:
         results["transfer"] = transfer(cache, measured, calls, model, host_samples, seen, args.samples)
     if args.json:

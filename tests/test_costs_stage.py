@@ -6,10 +6,21 @@ import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey
-from tasobuild.costs.stage import AutoPolicy, choose_measurements, cost_calls, predict, shipped_model
+from tasobuild.costs.model import Sample, train
+from tasobuild.costs.stage import (
+    LAYER_SHRINK,
+    AutoPolicy,
+    auto_costs,
+    choose_measurements,
+    cost_calls,
+    layer_corrected,
+    predict,
+    shipped_model,
+)
 from tasobuild.errors import UserError
 from tasobuild.primitives import KernelCall
 from tests.e2e import tasobuild, write_spec
@@ -44,6 +55,61 @@ def test_auto_measures_only_layers_whose_candidates_are_close() -> None:
     costs[calls[0].key()] = Cost(1.0, 0.01, 50, "measured")
     assert [c.key() for c in choose_measurements(calls, costs, AutoPolicy(fraction=1.0))] == \
         sorted([calls[1].key(), calls[5].key(), calls[4].key()])
+
+
+def noisy_model():
+    """A real model of three flat kernels, x < y < z by 10% and 30%, trained on +-15% noise: sigma ~0.23 octave."""
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 24)]
+    return train([Sample(flat(f, n), scale * n ** 0.75 * (1.15 if i % 2 else 1 / 1.15))
+                  for f, scale in (("tb_x", 1.0e-5), ("tb_y", 1.1e-5), ("tb_z", 1.3e-5)) for i, n in enumerate(sizes)], {})
+
+
+def test_auto_measures_again_what_the_first_measurements_made_contested() -> None:
+    # Layers n = 1000, 30000, 300000 of x, y, z; all predictions right except x and y on n = 30000, 2x slower.
+    # Round 1 (half the budget of 9: 5) measures x and y of the two largest layers, whose z are not close.
+    # Refit: on n = 30000, z is now predicted below the measured x and y -> contested -> measured in round 2, with
+    # the smallest layer's x and y. One round alone never times z.
+    model = noisy_model()
+    calls = [flat(f, n) for n in (1000, 30000, 300000) for f in ("tb_x", "tb_y", "tb_z")]
+    first_guess = predict(model, calls)
+    factor = {c.key(): 2.0 if dict(c.params)["n"] == 30000 and c.function != "tb_z" else 1.0 for c in calls}
+
+    def run(rounds: int) -> tuple[list[list[str]], dict]:
+        known: dict[str, Cost] = {}
+        rounds_log: list[list[str]] = []
+
+        def timed(todo: list[KernelCall]) -> int:
+            rounds_log.append([f"{c.function}@{dict(c.params)['n']}" for c in todo])
+            known.update({c.key(): Cost(factor[c.key()] * first_guess[c.key()].median_ms, 0.0, 5, "measured")
+                          for c in todo})
+            return len(todo)
+
+        costed = auto_costs(model, calls, known, timed, AutoPolicy(fraction=1.0, z=1.0, rounds=rounds))
+        assert costed.profiled == sum(len(r) for r in rounds_log) <= 9
+        return rounds_log, costed.costs
+
+    log, costs = run(4)
+    assert log == [["tb_x@30000", "tb_x@300000", "tb_y@30000", "tb_y@300000"], ["tb_x@1000", "tb_y@1000", "tb_z@30000"]]
+    assert costs[flat("tb_z", 30000).key()].source == "measured"
+    assert run(1)[0] == [["tb_x@1000", "tb_x@30000", "tb_x@300000", "tb_y@1000", "tb_y@30000", "tb_y@300000"]]
+
+
+def test_a_layers_unmeasured_candidates_follow_its_measured_ones() -> None:
+    # x on n = 1000 measured at 4x (+2 octaves) the model: y and z of that layer move by 2^(2 / (1 + LAYER_SHRINK));
+    # the other layer's candidates and the measured cost itself are left alone.
+    model = noisy_model()
+    calls = [flat(f, n) for n in (1000, 5000) for f in ("tb_x", "tb_y", "tb_z")]
+    x = flat("tb_x", 1000)
+    known = {x.key(): Cost(4 * predict(model, [x])[x.key()].median_ms, 0.0, 5, "measured")}
+    guess = predict(model, [c for c in calls if c.key() != x.key()])
+    moved = layer_corrected(model, calls, known, guess)
+    assert LAYER_SHRINK == 2.0
+    for c in calls[1:3]:
+        assert moved[c.key()].median_ms / guess[c.key()].median_ms == pytest.approx(2 ** (2 / 3), rel=1e-9)
+        assert moved[c.key()].spread_ms / guess[c.key()].spread_ms == pytest.approx(2 ** (2 / 3), rel=1e-9)
+        assert moved[c.key()].source == "predicted"
+    assert all(moved[c.key()] == guess[c.key()] for c in calls[3:])
+    assert x.key() not in moved
 
 
 def network_calls(zoo_model, name: str) -> list[KernelCall]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ from tasobuild.costs.model import (
     Sample,
     errors,
     read_samples,
+    shared_slopes,
     train,
+    variant_of,
     with_row_range,
     write_samples,
 )
@@ -131,11 +134,50 @@ def test_fine_tuning_moves_one_function_by_its_own_samples() -> None:
     assert math.log2(ratio_b) == pytest.approx(1 + 12 / 12.5)
 
 
+def test_a_thin_function_extrapolates_with_the_slopes_of_its_struct() -> None:
+    # tb_a and tb_b: exact n^0.75 over 2^6..2^20. tb_c: 8 samples within one octave, +-20% (and 2 at +-56%) noise,
+    # true law 2e-5 n^0.75. Alone, its regression bends to the noise and is ~2.9x off at n = 2^20; its shrunk
+    # regression keeps the shared slope (levels are free per function) and is within 10%.
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 40)]
+    noise = [1.3 / 1.2, 1.2, 1 / 1.2, 1.2, 1 / 1.2, 1.2, 1 / 1.2, 1.3 * 1.2]
+    thin = [Sample(flat_call("tb_c", 1024 + 128 * i), 2e-5 * (1024 + 128 * i) ** 0.75 * noise[i]) for i in range(8)]
+    model = train(power_law_samples("tb_a", 1e-5, sizes) + power_law_samples("tb_b", 3e-5, sizes) + thin, {})
+    far = flat_call("tb_c", 2 ** 20)
+    x = np.asarray(features(far).vector)
+    truth = 2e-5 * (2 ** 20) ** 0.75
+    alone = 2 ** model.functions["tb_c"].predict_log2(x)[0] / truth
+    shrunk = 2 ** model.shrunk["tb_c"].predict_log2(x)[0] / truth
+    assert alone > 2.5 and abs(shrunk - 1) < 0.1
+    # the model predicts with the mean (in log2) of the two
+    assert model.predict_ms([far])[far.key()] / truth == pytest.approx(math.sqrt(alone * shrunk), rel=1e-9)
+
+
+def test_shared_slopes_fit_one_law_across_levels() -> None:
+    # Two groups, levels 1 and 5 octaves apart, both log2(ms) = level + 0.75 log2(n): the shared slopes reproduce
+    # 0.75 per octave of n inside each group, whatever the levels.
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 20)]
+    calls = [flat_call("tb_a", n) for n in sizes] + [flat_call("tb_b", n) for n in sizes]
+    x = np.stack([np.asarray(features(c).vector) for c in calls])
+    y = np.array([1 + 0.75 * math.log2(n) for n in sizes] + [5 + 0.75 * math.log2(n) for n in sizes])
+    slopes = shared_slopes(x, y, np.array([c.function for c in calls]))
+    a_small, a_big = flat_call("tb_a", 2 ** 8), flat_call("tb_a", 2 ** 18)
+    rise = (np.asarray(features(a_big).vector) - np.asarray(features(a_small).vector)) @ slopes
+    assert rise == pytest.approx(0.75 * 10, rel=1e-3)
+
+
+def test_variants_drop_the_layout_suffix() -> None:
+    assert variant_of("tb_conv_mec_hwc_to_chw") == "tb_conv_mec"
+    assert variant_of("tb_conv_winograd_f4x4_3x3_lowmem_hwc") == "tb_conv_winograd_f4x4_3x3_lowmem"
+    assert variant_of("tb_layout_chw_to_hwc") == "tb_layout"
+    assert variant_of("tb_add") == "tb_add"
+
+
 def test_json_round_trip_predicts_the_same() -> None:
     sizes = [int(2 ** e) for e in np.linspace(6, 20, 30)]
     model = train(power_law_samples("tb_a", 1e-5, sizes), {"cpu": "test"})
     model = model.fine_tuned(power_law_samples("tb_a", 2e-5, [100, 1000]))
     again = CostModel.from_json(model.to_json())
+    assert set(again.shrunk) == {"tb_a"}
     probe = [flat_call("tb_a", 5555), flat_call("tb_b", 77)]
     assert again.predict_ms(probe) == pytest.approx(model.predict_ms(probe), rel=1e-5)
     assert again.to_json() == CostModel.from_json(again.to_json()).to_json()
@@ -218,6 +260,16 @@ def test_features_of_hand_checked_depthwise_and_hwc_fills() -> None:
     full = dict(zip(feature_names(conv_call("conv_direct_chw", 16, 6, 8, 3)),
                     features(conv_call("conv_direct_chw", 16, 6, 8, 3)).vector))
     assert (full["mr_fill_pixels"], full["vec8_fill_cg"], full["multiplied_depthwise"]) == (1.0, 1.0, 0.0)
+
+
+def test_leaky_relu_is_a_feature_of_its_own() -> None:
+    # conv_graph fuses ReLU (act 1); the same call with leaky ReLU (act 3) differs in act_leaky alone.
+    relu = conv_call("conv_depthwise_direct_hwc", 8, 4, 8, 3, 1, 8)
+    leaky = replace(relu, params=tuple((k, 3 if k == "act" else 0.1 if k == "act_a" else v) for k, v in relu.params))
+    a = dict(zip(feature_names(relu), features(relu).vector))
+    b = dict(zip(feature_names(leaky), features(leaky).vector))
+    assert (a["act_leaky"], b["act_leaky"]) == (0.0, 1.0)
+    assert {k for k in a if a[k] != b[k]} == {"act_leaky"}
 
 
 def test_shipped_samples_are_what_bench_costs_train_times_today() -> None:

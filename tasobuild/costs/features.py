@@ -17,7 +17,7 @@ from typing import Mapping
 from tasobuild.primitives import KernelCall
 
 # Bumped whenever a feature is added, removed or redefined: a model trained on other features must be retrained.
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 
 # Names of the generic features every call has, in vector order (see `generic`).
 GENERIC_NAMES: tuple[str, ...] = (
@@ -30,7 +30,7 @@ CONV_NAMES: tuple[str, ...] = (
     "log_stride", "log_groups", "depthwise", "pointwise", "log_gemm_k", "mr_fill", "nr_fill_pixels", "nr_fill_mg",
     "vec8_fill_out_c", "vec8_fill_out_w", "mr_fill_pixels", "vec8_fill_cg", "act_costly", "depthwise_x_log_flops",
     "pointwise_x_log_flops", "depthwise_x_log_out_pixels", "pointwise_x_log_out_pixels", "multiplied_depthwise",
-    "multiplied_depthwise_x_log_flops",
+    "multiplied_depthwise_x_log_flops", "act_leaky",
 )
 
 
@@ -126,6 +126,8 @@ def conv_shape(p: Mapping[str, float]) -> tuple[float, ...]:
         # A depthwise conv with a channel multiplier (out_c > in_c, or one input channel feeding many) takes the
         # kernels' generic path, 10-50x slower per FLOP than the vectorised one-output-per-channel path.
         multiplied, multiplied * log2p(flops),
+        # Leaky ReLU takes a scalar path in some kernels: a depthwise HWC layer runs 4-5x slower than with ReLU.
+        float(p["act"] == 3),
     )
 
 

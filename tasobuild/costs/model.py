@@ -6,6 +6,13 @@ effects and tile fill are not linear in the logs). A call whose function the mod
 after training) falls back to the model of its parameter struct, trained on every function of that struct, and a
 call with an unknown struct to a model over the generic features (work, bytes, intensity) of every sample.
 
+Thin functions (a Winograd variant has 11-24 samples for 36 features) extrapolate badly on their own, so each
+function has a second, "shrunk" regression: its slopes are a ridge correction of the slopes shared by its variant
+(the function without its layout suffix: tb_conv_winograd_f4x4_3x3 for its chw/hwc versions), which are in turn a
+correction of the slopes shared by its whole struct (every level with a free intercept per function, every ridge
+strength chosen by cross-validation). The prediction is the mean of the two regressions (in log2): on layer shapes
+held out of the training data that mean beats either alone (bench/costs_eval.py, BENCHMARKS.md).
+
 Fine-tuning to another machine or flag set (`CostModel.fine_tuned`) keeps the shape of the model and fits, from a
 few measured samples, log2(measured) = offset + slope * log2(predicted) (slope pulled towards 1) and a per-function
 offset shrunk towards zero: few samples move the whole model, many move each function.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -33,6 +41,7 @@ FOLDS = 5
 NEIGHBOURS = 4  # residual correction: the k nearest training samples of the same function
 MIN_SAMPLES = 8  # fewer samples than this: no per-function model, the struct's model stands in
 SLOPE_PRIOR = 8.0  # fine-tuning: the slope is pulled towards 1 as if by this many samples at the extremes
+SHRINK_ALPHAS = ALPHAS + (1e3, 1e4, 1e6)  # shrunk regressions: up to "no correction of the shared slopes"
 FUNCTION_SHRINK = 0.5  # fine-tuning: a function's own offset counts as n / (n + this) of its mean residual
 # (0.5: chosen on the transfer bench, -O2 no-SIMD -> -O3 native with 50 samples; 3.0 left ranks at 0.38-0.50)
 
@@ -117,39 +126,135 @@ def fit_regression(x: np.ndarray, y: np.ndarray, neighbours: bool = True) -> Reg
     """Ridge regression with its strength chosen by FOLDS-fold cross-validation (fixed folds: row i in fold
     i mod FOLDS of a seeded permutation), then the residual memory for the neighbour correction."""
     n = x.shape[0]
+    mean, scale, z = _standardised(x)
+    best = _cross_validated(z, y, ALPHAS)
+    coef, intercept = _ridge(z, y, best[0])
+    reg = Regression(tuple(mean), tuple(scale), tuple(coef), intercept, best[1], n)
+    if not neighbours:
+        return reg
+    # The neighbour correction's own error, leave-one-out: a sample's prediction from the others' residuals.
+    return _with_neighbours(reg, z, y - (intercept + z @ coef), best[1])
+
+
+def _standardised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
-    z = (x - mean) / scale
-    folds = np.random.default_rng(0).permutation(n) % FOLDS
+    return mean, scale, (x - mean) / scale
+
+
+def _folds(n: int) -> np.ndarray:
+    return np.random.default_rng(0).permutation(n) % FOLDS
+
+
+def _cross_validated(z: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[float, float]:
+    """(ridge strength, its cross-validated RMS error): the first of `alphas` with the least error."""
+    folds = _folds(len(y))
     best: tuple[float, float] | None = None
-    for alpha in ALPHAS:
-        errors = np.empty(n)
+    for alpha in alphas:
+        errors = np.zeros(len(y))  # a fold too small to fit counts as no error
         for f in range(FOLDS):
-            train, test = folds != f, folds == f
-            if train.sum() < 2 or not test.any():
-                errors[test] = 0.0
+            train_rows, test_rows = folds != f, folds == f
+            if train_rows.sum() < 2 or not test_rows.any():
                 continue
-            coef, intercept = _ridge(z[train], y[train], alpha)
-            errors[test] = y[test] - (intercept + z[test] @ coef)
+            coef, intercept = _ridge(z[train_rows], y[train_rows], alpha)
+            errors[test_rows] = y[test_rows] - (intercept + z[test_rows] @ coef)
         rms = float(np.sqrt(np.mean(errors ** 2)))
         if best is None or rms < best[1] - 1e-12:
             best = (alpha, rms)
     assert best is not None
-    coef, intercept = _ridge(z, y, best[0])
-    residuals = y - (intercept + z @ coef)
-    reg = Regression(tuple(mean), tuple(scale), tuple(coef), intercept, best[1], n)
-    if not neighbours or n < 2 * NEIGHBOURS:
+    return best
+
+
+def _with_neighbours(reg: Regression, z: np.ndarray, residuals: np.ndarray, cv_rms: float) -> Regression:
+    """`reg` plus the neighbour correction of its residuals, if that lowers the leave-one-out error."""
+    n = z.shape[0]
+    if n < 2 * NEIGHBOURS:
         return reg
-    # The neighbour correction's own error, leave-one-out: a sample's prediction from the others' residuals.
     loo = np.empty(n)
     for i in range(n):
         others = np.arange(n) != i
         loo[i] = residuals[i] - _neighbour_mean(z[others], residuals[others], z[i:i + 1])[0]
     sigma = float(np.sqrt(np.mean(loo ** 2)))
-    if sigma >= best[1]:  # the correction does not help on this function: keep the plain regression
+    if sigma >= cv_rms:  # the correction does not help on this function: keep the plain regression
         return reg
     return replace(reg, sigma=sigma, memory=tuple(tuple(r) for r in z), residuals=tuple(residuals))
+
+
+def _within_ridge(z: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha: float) -> tuple[np.ndarray, dict, dict]:
+    """Ridge slopes shared by all rows, with a free level per group: fitted on the rows minus their group's means."""
+    zd, yd = z.copy(), y.astype(float).copy()
+    z_mean, level = {}, {}
+    for g in np.unique(groups):
+        rows = groups == g
+        z_mean[g], level[g] = zd[rows].mean(axis=0), float(yd[rows].mean())
+        zd[rows] -= z_mean[g]
+        yd[rows] -= level[g]
+    coef = np.linalg.solve(zd.T @ zd + alpha * np.eye(z.shape[1]), zd.T @ yd)
+    return coef, z_mean, level
+
+
+def shared_slopes(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Slopes (per unit of each raw feature) shared by every group of rows, each group with its own level; ridge
+    strength by cross-validation (a held-out row is predicted with its group's level from the other rows)."""
+    _, scale, z = _standardised(x)
+    folds = _folds(len(y))
+    best: tuple[float, float] | None = None
+    for alpha in SHRINK_ALPHAS:
+        errors = []
+        for f in range(FOLDS):
+            train_rows, test_rows = folds != f, folds == f
+            if train_rows.sum() < 2 or not test_rows.any():
+                continue
+            coef, z_mean, level = _within_ridge(z[train_rows], y[train_rows], groups[train_rows], alpha)
+            errors += [y[i] - (level[groups[i]] + (z[i] - z_mean[groups[i]]) @ coef)
+                       for i in np.flatnonzero(test_rows) if groups[i] in level]
+        rms = float(np.sqrt(np.mean(np.square(errors)))) if errors else 0.0
+        if best is None or rms < best[1] - 1e-12:
+            best = (alpha, rms)
+    assert best is not None
+    return _within_ridge(z, y, groups, best[0])[0] / scale
+
+
+def fit_shrunk(x: np.ndarray, y: np.ndarray, parent_slopes: np.ndarray) -> Regression:
+    """A function's regression as its parent's slopes (raw units) plus a ridge correction with its own intercept,
+    the ridge strength chosen by cross-validation among SHRINK_ALPHAS; folded into one Regression."""
+    n = x.shape[0]
+    target = y - x @ parent_slopes
+    mean, scale, z = _standardised(x)
+    best = _cross_validated(z, target, SHRINK_ALPHAS)
+    coef, _ = _ridge(z, target, best[0])
+    total = coef + parent_slopes * scale  # the parent's slopes in this function's standardised units
+    intercept = float(y.mean())  # z is centred: the fit passes through the mean
+    reg = Regression(tuple(mean), tuple(scale), tuple(total), intercept, best[1], n)
+    return _with_neighbours(reg, z, y - (intercept + z @ total), best[1])
+
+
+_LAYOUT_SUFFIX = re.compile(r"_(chw|hwc|hcw)(_to_(chw|hwc|hcw))?$")
+
+
+def variant_of(function: str) -> str:
+    """The function without its layout suffix: the kernels that share an algorithm (tb_conv_mec_hwc_to_chw ->
+    tb_conv_mec)."""
+    return _LAYOUT_SUFFIX.sub("", function)
+
+
+def shrunk_regressions(functions: Sequence[str], x: np.ndarray, y: np.ndarray) -> dict[str, Regression]:
+    """The shrunk regression (module docstring) of every function with MIN_SAMPLES rows, for the rows of one
+    struct: struct slopes, corrected per variant, corrected per function."""
+    names = np.asarray(functions)
+    slopes = np.zeros_like(x)
+    for level in (lambda f: "", variant_of):
+        keys = np.array([level(f) for f in functions])
+        for key in sorted(set(keys)):
+            rows = keys == key
+            slopes[rows] += shared_slopes(x[rows], y[rows] - (x[rows] * slopes[rows]).sum(axis=1), names[rows])
+    out = {}
+    for f in sorted(set(functions)):
+        rows = names == f
+        if rows.sum() >= MIN_SAMPLES:
+            out[f] = fit_shrunk(x[rows], y[rows], slopes[rows][0])
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ calibration
@@ -202,23 +307,27 @@ def fit_calibration(functions: Sequence[str], predicted_log2: np.ndarray, measur
 
 @dataclass(frozen=True)
 class CostModel:
-    """Per-function regressions, per-struct fallbacks, a generic fallback, and the calibration to this machine."""
+    """Per-function regressions (and their shrunk twins), per-struct fallbacks, a generic fallback, and the
+    calibration to this machine."""
 
     functions: Mapping[str, Regression]
     structs: Mapping[str, Regression]
     generic: Regression
     trained_on: Mapping[str, Any]  # the fingerprint (cpu, compiler, cflags, ...) and kernel digest of the data
     calibration: Calibration = Calibration()
+    shrunk: Mapping[str, Regression] = field(default_factory=lambda: MappingProxyType({}))
 
-    def _route(self, call: KernelCall, x: np.ndarray) -> tuple[str, Regression, np.ndarray]:
-        """The regression that predicts `call`: its function's, else its struct's, else the generic one."""
+    def _route(self, call: KernelCall, x: np.ndarray) -> tuple[str, tuple[Regression, ...], np.ndarray]:
+        """The regressions whose mean predicts `call`: its function's (and their shrunk twin), else its struct's,
+        else the generic one."""
         reg = self.functions.get(call.function)
         if reg is not None and reg.width == x.size:
-            return f"f:{call.function}", reg, x
+            twin = self.shrunk.get(call.function)
+            return f"f:{call.function}", (reg,) if twin is None or twin.width != x.size else (reg, twin), x
         reg = self.structs.get(call.struct)
         if reg is not None and reg.width == x.size:
-            return f"s:{call.struct}", reg, x
-        return "g", self.generic, x[: len(GENERIC_NAMES)]
+            return f"s:{call.struct}", (reg,), x
+        return "g", (self.generic,), x[: len(GENERIC_NAMES)]
 
     def predict_log2(self, calls: Sequence[KernelCall]) -> tuple[np.ndarray, np.ndarray]:
         """(log2 ms, sigma in log2 units) of every call, calibrated; calls are batched per regression."""
@@ -229,9 +338,10 @@ class CostModel:
             groups.setdefault(name, []).append(i)
         for name in sorted(groups):
             idx = groups[name]
-            reg = routed[idx[0]][1]
-            raw[idx] = reg.predict_log2(np.stack([routed[i][2] for i in idx]))
-            sigma[idx] = reg.sigma
+            regs = routed[idx[0]][1]
+            x = np.stack([routed[i][2] for i in idx])
+            raw[idx] = np.mean([reg.predict_log2(x) for reg in regs], axis=0)
+            sigma[idx] = float(np.mean([reg.sigma for reg in regs]))  # the mean's own error is not known: no less
         calibrated = np.array([self.calibration.apply(c.function, raw[i]) for i, c in enumerate(calls)])
         return calibrated, sigma
 
@@ -261,6 +371,7 @@ class CostModel:
             "generic": self.generic.to_dict(),
             "structs": {k: v.to_dict() for k, v in sorted(self.structs.items())},
             "functions": {k: v.to_dict() for k, v in sorted(self.functions.items())},
+            "shrunk": {k: v.to_dict() for k, v in sorted(self.shrunk.items())},
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
 
@@ -275,6 +386,8 @@ class CostModel:
             generic=Regression.from_dict(doc["generic"]),
             trained_on=MappingProxyType(doc["trained_on"]),
             calibration=Calibration.from_dict(doc["calibration"]),
+            # a model written before shrunk regressions existed predicts with its plain ones alone
+            shrunk=MappingProxyType({k: Regression.from_dict(v) for k, v in doc.get("shrunk", {}).items()}),
         )
 
 
@@ -296,8 +409,17 @@ def train(samples: Sequence[Sample], trained_on: Mapping[str, Any]) -> CostModel
             if len(idx) < MIN_SAMPLES or name in out:  # the first width of a name wins (a name has one struct)
                 continue
             out[name] = fit_regression(np.stack([vectors[i] for i in idx]), y[idx], neighbours=use_memory)
+    shrunk: dict[str, Regression] = {}
+    by_struct: dict[tuple[str, int], list[int]] = {}
+    for i, s in enumerate(ordered):
+        by_struct.setdefault((s.call.struct, len(vectors[i])), []).append(i)
+    for (struct, width), idx in sorted(by_struct.items()):
+        if struct in structs and structs[struct].width == width:  # the width the struct's functions were fit at
+            fitted = shrunk_regressions([ordered[i].call.function for i in idx],
+                                        np.stack([vectors[i] for i in idx]), y[idx])
+            shrunk.update({f: r for f, r in fitted.items() if f in functions and functions[f].width == width})
     return CostModel(MappingProxyType(functions), MappingProxyType(structs), generic,
-                     MappingProxyType(dict(trained_on)))
+                     MappingProxyType(dict(trained_on)), shrunk=MappingProxyType(shrunk))
 
 
 def errors(model: CostModel, samples: Sequence[Sample]) -> dict[str, float]:
@@ -374,8 +496,12 @@ __all__ = [
     "errors",
     "fit_calibration",
     "fit_regression",
+    "fit_shrunk",
     "read_samples",
+    "shared_slopes",
+    "shrunk_regressions",
     "train",
+    "variant_of",
     "with_row_range",
     "write_samples",
 ]

@@ -5,7 +5,9 @@
              fine-tuned on the cached costs of this target: zero measurements.
 * "auto":    predict everything, then measure only the calls that could change a node's decision — in every layer
              whose best candidates are within the model's error of each other, all of those candidates — biggest
-             layers first, up to AutoPolicy.fraction of the calls; refit the calibration and predict the rest again.
+             layers first, up to AutoPolicy.fraction of the calls; refit the calibration, predict the rest again,
+             and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
+             best is measured too, so an under-predicted alternative cannot win just because it was never timed.
 A target that cannot run kernels here (profile = false) never measures: its costs are imported or predicted.
 Every cost says where it came from (Cost.source: measured | imported | predicted).
 """
@@ -49,10 +51,13 @@ class Costed:
 @dataclass(frozen=True)
 class AutoPolicy:
     """Which calls "auto" measures: in layers whose candidates are within `z` combined model standard deviations
-    of the layer's best, all of those candidates, largest layers first, at most `fraction` of the calls."""
+    of the layer's best, all of those candidates, largest layers first, at most `fraction` of the calls in all,
+    over at most `rounds` rounds of measure-refit-predict (each round at most `per_round` of what is left)."""
 
     fraction: float = 0.08
     z: float = 1.0
+    rounds: int = 4
+    per_round: float = 0.5
 
 
 def data_dir() -> Path:
@@ -126,17 +131,73 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
                         f"`tasobuild costs import FILE.csv`)"
                         + (" or set optimizer.costs = \"model\"" if mode == "profile" else
                            " or reinstall tasobuild (its data/cost_model.json)"))
-    tuned = model.fine_tuned(_samples(unique, known))
-    measured = 0
     if mode == "auto" and kernels is not None:
-        predicted = predict(tuned, missing)
-        todo = choose_measurements(unique, {**predicted, **known}, policy)
-        if todo:
-            measured = timed(todo)
-            tuned = model.fine_tuned(_samples(unique, known))
-            missing = [c for c in unique if c.key() not in known]
-    predicted = predict(tuned, missing)
+        return auto_costs(model, unique, known, timed, policy)
+    predicted = predict(model.fine_tuned(_samples(unique, known)), missing)
+    return Costed(_sorted({**predicted, **known}), 0)
+
+
+def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, Cost],
+               timed: Callable[[Sequence[KernelCall]], int], policy: AutoPolicy = AutoPolicy()) -> Costed:
+    """"auto" on explicit parts: `known` holds the cached costs and grows as `timed(calls)` measures (it returns
+    how many it measured). Rounds of predict -> choose -> measure -> refit the calibration, until nothing is
+    contested, the budget (policy.fraction of the calls) is spent, or policy.rounds have run."""
+    budget = math.floor(policy.fraction * len(calls))
+    measured = 0
+    tuned = model.fine_tuned(_samples(calls, known))
+    for round_ in range(policy.rounds):
+        left = budget - measured
+        if left <= 0:
+            break
+        # the first rounds keep part of the budget for what they reveal; the last may spend all that is left
+        share = left if round_ == policy.rounds - 1 else max(1, math.ceil(policy.per_round * left))
+        predicted = layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
+        todo = choose_measurements(calls, {**predicted, **known}, policy, budget=share)
+        if not todo:
+            break
+        measured += timed(todo)
+        tuned = model.fine_tuned(_samples(calls, known))
+    predicted = layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
     return Costed(_sorted({**predicted, **known}), measured)
+
+
+# Model errors of one layer's alternatives are correlated (the layer is harder or easier than its features say):
+# on layer shapes held out of the training data, the per-layer mean of the log2 errors varies 0.6x as much as the
+# errors around it. A layer's unmeasured candidates are shifted by its measured candidates' mean log2 error, shrunk
+# as that ratio says: n measured candidates count n / (n + LAYER_SHRINK).
+LAYER_SHRINK = 2.0
+
+
+def layer_corrected(model: CostModel, calls: Sequence[KernelCall], known: Mapping[str, Cost],
+                    predicted: Mapping[str, Cost]) -> dict[str, Cost]:
+    """`predicted` with each layer's unmeasured candidates shifted by the shrunk mean error of its known ones."""
+    layers = _layers(calls)
+    timed = [c for group in layers.values() for c in group
+             if c.key() in known and known[c.key()].median_ms > 0]
+    if not timed:
+        return dict(predicted)
+    log2_predicted, _ = model.predict_log2(timed)
+    errors: dict[tuple[str, tuple], list[float]] = {}
+    for call, guess in zip(timed, log2_predicted):
+        errors.setdefault((call.struct, call.params), []).append(math.log2(known[call.key()].median_ms) - guess)
+    out = dict(predicted)
+    for layer, errs in errors.items():
+        factor = 2.0 ** (sum(errs) / (len(errs) + LAYER_SHRINK))
+        for call in layers[layer]:
+            cost = out.get(call.key())
+            if cost is not None:
+                out[call.key()] = Cost(cost.median_ms * factor, cost.spread_ms * factor, 0, "predicted")
+    return out
+
+
+def _layers(calls: Sequence[KernelCall]) -> dict[tuple[str, tuple], list[KernelCall]]:
+    """The alternatives of each layer shape: calls with the same struct and parameters (transforms excluded)."""
+    transforms = _transform_functions()
+    layers: dict[tuple[str, tuple], list[KernelCall]] = {}
+    for call in calls:
+        if call.function not in transforms:
+            layers.setdefault((call.struct, call.params), []).append(call)
+    return layers
 
 
 def _sorted(costs: Mapping[str, Cost]) -> Mapping[str, Cost]:
@@ -175,17 +236,14 @@ def _sigma_log2(cost: Cost) -> float:
 
 
 def choose_measurements(calls: Sequence[KernelCall], costs: Mapping[str, Cost],
-                        policy: AutoPolicy = AutoPolicy()) -> list[KernelCall]:
-    """The calls "auto" measures (see AutoPolicy). A layer is the set of calls with the same parameter struct and
-    values but different functions — the alternative primitives of one layer shape (layout transforms are not
-    alternatives of each other and are left to the model)."""
-    transforms = _transform_functions()
-    layers: dict[tuple[str, tuple], list[KernelCall]] = {}
-    for call in calls:
-        if call.function not in transforms:
-            layers.setdefault((call.struct, call.params), []).append(call)
+                        policy: AutoPolicy = AutoPolicy(), budget: int | None = None) -> list[KernelCall]:
+    """The calls "auto" measures (see AutoPolicy), at most `budget` (default: policy.fraction of the calls). A
+    layer is the set of calls with the same parameter struct and values but different functions — the alternative
+    primitives of one layer shape (layout transforms are not alternatives of each other and are left to the
+    model)."""
+    layers = _layers(calls)
     contested: list[tuple[float, str, list[KernelCall]]] = []
-    for (struct, params), group in layers.items():
+    for group in layers.values():
         if len({c.function for c in group}) < 2:
             continue
         best = min(group, key=lambda c: (costs[c.key()].median_ms, c.key()))
@@ -196,7 +254,8 @@ def choose_measurements(calls: Sequence[KernelCall], costs: Mapping[str, Cost],
         todo = [c for c in close if costs[c.key()].source == "predicted"]
         if len(close) >= 2 and todo:
             contested.append((costs[best.key()].median_ms, best.key(), todo))
-    budget = math.floor(policy.fraction * len({c.key() for c in calls}))
+    if budget is None:
+        budget = math.floor(policy.fraction * len({c.key() for c in calls}))
     chosen: list[KernelCall] = []
     for _, _, todo in sorted(contested, key=lambda t: (-t[0], t[1])):
         if len(chosen) + len(todo) <= budget:
