@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from filelock import FileLock
 
@@ -130,6 +130,7 @@ def candidates_of(spec: Spec, graph: Graph) -> tuple[tuple[NodeCandidates, ...],
 def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Planned:
     from tasobuild.costs.stage import measure_costs
     from tasobuild.optimize import baselines_of, decide, problem_key, to_problem
+    from tasobuild.solve.budgeted import Answer
     from tasobuild.stagecache import cached
 
     if spec.optimizer.tiling:
@@ -144,7 +145,7 @@ def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Pla
     key = problem_key(problem, limit_s)
     baselines = cached("baselines", key, lambda: baselines_of(problem, limit_s), keep=lambda b: b.proven)
 
-    def remember(cap: int, solve):
+    def remember(cap: int, solve: Callable[[], Answer | None]) -> Answer | None:
         return cached("fastest", f"{key}\0{cap}", solve, keep=lambda answer: answer is not None)
 
     try:
