@@ -34,6 +34,19 @@ out = "out"
 """
 
 
+def allow_all_but(prefix: str) -> str:
+    """An `[optimizer] primitives` allow-list line with every primitive whose name does not start with `prefix`."""
+    from tasobuild.candidates import library
+
+    names = sorted(p.name for p in library() if not p.name.startswith(prefix))
+    return "primitives = [" + ", ".join(f'"{n}"' for n in names) + "]\n"
+
+
+# On DS-CNN the register-blocked direct convs are both the fastest and workspace-free, so with them the fastest plan
+# is also the smallest: tests that need a memory-latency trade-off (or a GEMM-based layer) leave them out.
+WITH_TRADE_OFF = allow_all_but("conv_direct_blocked_")
+
+
 def write_spec(directory: Path, model: Path, name: str = "net", memory: str = "2 GiB", extra: str = "") -> Path:
     spec = directory / "taso.toml"
     spec.write_text(SPEC_TEMPLATE.format(name=name, onnx=os.path.relpath(model, directory), memory=memory,
@@ -42,9 +55,9 @@ def write_spec(directory: Path, model: Path, name: str = "net", memory: str = "2
 
 
 def write_target_spec(directory: Path, model: Path, target: str, costs: str = "model", name: str = "net",
-                      memory: str = "2 GiB") -> Path:
+                      memory: str = "2 GiB", extra: str = "") -> Path:
     """write_spec for another target and cost source: a cross target (profile = false) needs "model" or "auto"."""
-    spec = write_spec(directory, model, name=name, memory=memory)
+    spec = write_spec(directory, model, name=name, memory=memory, extra=extra)
     text = spec.read_text()
     retargeted = (text.replace('[target]\nname = "host"', f'[target]\nname = "{target}"', 1)
                   .replace('costs = "profile"', f'costs = "{costs}"', 1))

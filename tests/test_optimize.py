@@ -1,5 +1,6 @@
 """decide(): the build's decision on a real network (DS-CNN, MLPerf Tiny), with costs from the shipped performance
-model (no measurements, so the test is quick and its costs are the same on every machine)."""
+model (no measurements, so the test is quick and its costs are the same on every machine), and without the
+blocked direct convs, which would make its fastest plan also its smallest (tests.e2e.WITH_TRADE_OFF)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tasobuild.errors import UserError
 from tasobuild.memory import check_no_overlap
 from tasobuild.optimize import decide, place
 from tasobuild.solve import Problem, Session, greedy, solve
-from tests.e2e import tasobuild, write_spec
+from tests.e2e import WITH_TRADE_OFF, tasobuild, write_spec
 from tests.zoo import ensure_model
 
 
@@ -26,7 +27,7 @@ def ds_cnn(tmp_path_factory: pytest.TempPathFactory) -> Problem:
     root = tmp_path_factory.mktemp("ds_cnn")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TASOBUILD_CACHE_DIR", str(root / "empty-cache"))  # predictions only: no cached measurements
-        spec_path = write_spec(root, ensure_model("ds_cnn_torch"))
+        spec_path = write_spec(root, ensure_model("ds_cnn_torch"), extra=WITH_TRADE_OFF)
         spec_path.write_text(spec_path.read_text().replace('costs = "profile"', 'costs = "model"'))
         spec, target, graph = load_inputs(Options(spec_path, {}, progress=False))
         nodes, transforms = candidates_of(spec, graph)
@@ -98,7 +99,7 @@ def test_deterministic(ds_cnn: Problem) -> None:
 
 def test_pareto_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASOBUILD_CACHE_DIR", str(tmp_path / "empty-cache"))
-    spec_path = write_spec(tmp_path, ensure_model("ds_cnn_torch"))
+    spec_path = write_spec(tmp_path, ensure_model("ds_cnn_torch"), extra=WITH_TRADE_OFF)
     spec_path.write_text(spec_path.read_text().replace('costs = "profile"', 'costs = "model"'))
     png = tmp_path / "frontier.png"
     out = tasobuild("pareto", "-c", str(spec_path), "--json", "--points", "6", "--png", str(png))
