@@ -272,6 +272,21 @@ def test_leaky_relu_is_a_feature_of_its_own() -> None:
     assert {k for k in a if a[k] != b[k]} == {"act_leaky"}
 
 
+def test_depthwise_channels_off_the_vector_path() -> None:
+    def tail_and_generic(name: str, *args: int) -> tuple[float, float]:
+        call = conv_call(name, *args)
+        named = dict(zip(feature_names(call), features(call).vector))
+        return named["depthwise_tail"], named["depthwise_generic"]
+
+    dw = "conv_depthwise_direct_hwc"
+    # 44 channels: 32 in two 16-channel vectors, 12 (12/44 of them) on the generic path; 48: none
+    assert tail_and_generic(dw, 44, 8, 44, 3, 1, 44) == (12 / 44, 0.0)
+    assert tail_and_generic(dw, 48, 8, 48, 3, 2, 48) == (0.0, 0.0)
+    # 5x5, or fewer than 16 channels: all on the generic path; a dense conv is neither
+    assert tail_and_generic(dw, 48, 8, 48, 5, 1, 48)[1] == tail_and_generic(dw, 8, 8, 8, 3, 1, 8)[1] == 1.0
+    assert tail_and_generic("conv_direct_hwc", 44, 8, 44, 3) == (0.0, 0.0)
+
+
 def test_shipped_samples_are_what_bench_costs_train_times_today() -> None:
     """The shipped training data is exactly the call set bench/costs_train.py builds from the recorded recipe: no
     stale call, every library function covered (the register-blocked direct convs included)."""

@@ -17,7 +17,7 @@ from typing import Mapping
 from tasobuild.primitives import KernelCall
 
 # Bumped whenever a feature is added, removed or redefined: a model trained on other features must be retrained.
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
 
 # Names of the generic features every call has, in vector order (see `generic`).
 GENERIC_NAMES: tuple[str, ...] = (
@@ -30,7 +30,7 @@ CONV_NAMES: tuple[str, ...] = (
     "log_stride", "log_groups", "depthwise", "pointwise", "log_gemm_k", "mr_fill", "nr_fill_pixels", "nr_fill_mg",
     "vec8_fill_out_c", "vec8_fill_out_w", "mr_fill_pixels", "vec8_fill_cg", "act_costly", "depthwise_x_log_flops",
     "pointwise_x_log_flops", "depthwise_x_log_out_pixels", "pointwise_x_log_out_pixels", "multiplied_depthwise",
-    "multiplied_depthwise_x_log_flops", "act_leaky",
+    "multiplied_depthwise_x_log_flops", "act_leaky", "depthwise_tail", "depthwise_generic",
 )
 
 
@@ -112,6 +112,8 @@ def conv_shape(p: Mapping[str, float]) -> tuple[float, ...]:
     depthwise, pointwise = float(groups > 1 and groups == p["in_c"]), float(taps == 1)
     multiplied = float(groups == p["in_c"] and mg > 1 and (groups > 1 or p["in_c"] == 1))
     flops = 2.0 * p["out_c"] * pixels * cg * taps
+    vector_depthwise = (p["k_h"] == p["k_w"] == 3 and p["stride_h"] == p["stride_w"] and p["stride_h"] in (1, 2)
+                        and p["dil_h"] == p["dil_w"] == 1 and p["out_c"] >= 16)
     return (
         log2p(p["in_c"]), log2p(p["out_c"]), log2p(cg), log2p(mg), log2p(p["in_h"] * p["in_w"]), log2p(pixels),
         log2p(p["out_w"]), log2p(taps), log2p(p["stride_h"] * p["stride_w"]), log2p(groups),
@@ -128,6 +130,9 @@ def conv_shape(p: Mapping[str, float]) -> tuple[float, ...]:
         multiplied, multiplied * log2p(flops),
         # Leaky ReLU takes a scalar path in some kernels: a depthwise HWC layer runs 4-5x slower than with ReLU.
         float(p["act"] == 3),
+        # The HWC depthwise kernel vectorises 3x3, stride 1 or 2 layers 16 channels at a time and sends the channels
+        # past the last full 16, and every other shape, to a generic path up to 45x slower per FLOP.
+        depthwise * (p["out_c"] % 16) / max(1.0, p["out_c"]), depthwise * float(not vector_depthwise),
     )
 
 
