@@ -291,8 +291,8 @@ def families() -> dict[str, str]:
     return {p["name"]: p["family"] for p in json.loads(tasobuild("primitives", "--json").stdout)}
 
 
-# MobileNetV1 with every primitive (most 1x1 layers take the NEON blocked direct conv, two layers GEMM-based ones); DS-CNN
-# without the blocked direct convs, which would otherwise take all its GEMM-shaped layers.
+# MobileNetV1 with every primitive (most 1x1 layers take the NEON blocked direct conv, two layers GEMM-based
+# ones); DS-CNN without the blocked direct convs, which would otherwise take all its GEMM-shaped layers.
 @pytest.mark.parametrize("model_name, extra", [("ds_cnn_torch", WITH_TRADE_OFF), ("mobilenet_v1_vww_tf", "")],
                          ids=["ds_cnn_torch", "mobilenet_v1_vww_tf"])
 def test_emitted_project_runs_under_qemu(model_name: str, extra: str, a72: Target, families: dict[str, str],

@@ -60,8 +60,9 @@ def test_auto_measures_only_layers_whose_candidates_are_close() -> None:
 def noisy_model():
     """A real model of three flat kernels, x < y < z by 10% and 30%, trained on +-15% noise: sigma ~0.23 octave."""
     sizes = [int(2 ** e) for e in np.linspace(6, 20, 24)]
+    kernels = (("tb_x", 1.0e-5), ("tb_y", 1.1e-5), ("tb_z", 1.3e-5))
     return train([Sample(flat(f, n), scale * n ** 0.75 * (1.15 if i % 2 else 1 / 1.15))
-                  for f, scale in (("tb_x", 1.0e-5), ("tb_y", 1.1e-5), ("tb_z", 1.3e-5)) for i, n in enumerate(sizes)], {})
+                  for f, scale in kernels for i, n in enumerate(sizes)], {})
 
 
 def test_auto_measures_again_what_the_first_measurements_made_contested() -> None:
