@@ -21,13 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.costs_data import (EVAL_NETWORKS, REPO, measure_into_cache, network_calls,  # noqa: E402
+from bench.costs_data import (EVAL_NETWORKS, REPO, graph_calls, measure_into_cache, network_calls,  # noqa: E402
                               training_calls)
 from tasobuild.costs.cache import default_cache_dir  # noqa: E402
 from tasobuild.costs.model import CostModel, Sample, read_samples, train, with_row_range  # noqa: E402
@@ -117,30 +119,51 @@ def latency(binary: Path, count: int, reps: int) -> float:
     return ms
 
 
-def measured_sum(net: str, report: dict, cache: Path) -> float:
-    """The plan's time by the cost model of the solver, but with every cost measured (from `cache`): what the plan
-    would cost if per-call costs added up exactly. Against the measured latency it separates model error (a worse
-    choice by measured costs) from end-to-end effects no per-call cost sees (caches warmed by the previous call)."""
+@dataclass(frozen=True)
+class MeasuredNetwork:
+    """A zoo network's candidates with every call's measured cost (the truth, from the cost cache)."""
+
+    graph: Any
+    nodes: tuple
+    transforms: tuple
+    calls: list[KernelCall]  # every candidate call and transform, deduplicated, sorted by key
+    truth: dict  # call key -> measured Cost
+    problem: Any  # the solver's Problem with the measured costs
+
+    def price(self, chosen: dict[str, tuple[str, str, str]]) -> float:
+        """A plan's time (node name -> primitive, layout in, layout out) by the solver's cost model with every cost
+        measured: what it would cost if per-call costs added up exactly. Against the measured latency this separates
+        model error (a worse choice by measured costs) from end-to-end effects no per-call cost sees."""
+        from tasobuild.solve.plan import evaluate
+
+        picks = [next(c for c in node.choices if (c.primitive, c.layout_in, c.layout_out) == chosen[node.name])
+                 for node in self.problem.nodes]
+        return evaluate(self.problem, picks).predicted_ms
+
+
+def measured_network(net: str, cache: Path) -> MeasuredNetwork:
     from tasobuild.candidates import node_candidates, transform_candidates
     from tasobuild.costs.cache import CostCache, CostKey, kernel_digest
     from tasobuild.importer import import_onnx
     from tasobuild.optimize import to_problem
-    from tasobuild.solve.plan import evaluate
     from tasobuild.target import host_fingerprint
     from tests.zoo import ensure_model
 
     graph = import_onnx(ensure_model(net))
     nodes, transforms = node_candidates(graph), transform_candidates(graph)
-    calls = [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
+    calls = graph_calls(graph)
     fingerprint = host_fingerprint(load_target("host", REPO)).digest
     with CostCache(cache) as db:
-        costs = {k.call_key: v for k, v in db.get_many([CostKey(fingerprint, kernel_digest(), c.key())
+        truth = {k.call_key: v for k, v in db.get_many([CostKey(fingerprint, kernel_digest(), c.key())
                                                          for c in calls]).items()}
-    problem = to_problem(graph, nodes, transforms, costs)
-    chosen = {n["name"]: (n["primitive"], n["layout_in"], n["layout_out"]) for n in report["nodes"]}
-    picks = [next(c for c in node.choices if (c.primitive, c.layout_in, c.layout_out) == chosen[node.name])
-             for node in problem.nodes]
-    return evaluate(problem, picks).predicted_ms
+    if len(truth) < len(calls):
+        raise SystemExit(f"{len(calls) - len(truth)} calls of {net} are not measured in {cache}")
+    return MeasuredNetwork(graph, nodes, transforms, calls, truth, to_problem(graph, nodes, transforms, truth))
+
+
+def chosen_in(report: dict) -> dict[str, tuple[str, str, str]]:
+    """A build report's plan: node name -> (primitive, layout in, layout out)."""
+    return {n["name"]: (n["primitive"], n["layout_in"], n["layout_out"]) for n in report["nodes"]}
 
 
 def priced(model: CostModel, nets: list[str], cache: Path) -> dict:
@@ -156,35 +179,17 @@ def priced(model: CostModel, nets: list[str], cache: Path) -> dict:
 
 
 def priced_network(model: CostModel, net: str, cache: Path) -> dict:
-    from tasobuild.candidates import node_candidates, transform_candidates
-    from tasobuild.costs.cache import CostCache, CostKey, kernel_digest
     from tasobuild.costs.stage import AutoPolicy, auto_costs, predict
-    from tasobuild.importer import import_onnx
     from tasobuild.optimize import decide, to_problem
-    from tasobuild.solve.plan import evaluate
-    from tasobuild.target import host_fingerprint
     from tasobuild.units import parse_size
-    from tests.zoo import ensure_model
 
-    graph = import_onnx(ensure_model(net))
-    nodes, transforms = node_candidates(graph), transform_candidates(graph)
-    by_key = {c.key(): c for nc in nodes for o in nc.options for c in o.calls}
-    by_key.update({t.call.key(): t.call for t in transforms})
-    unique = [by_key[k] for k in sorted(by_key)]
-    fingerprint = host_fingerprint(load_target("host", REPO)).digest
-    with CostCache(cache) as db:
-        truth = {k.call_key: v for k, v in db.get_many([CostKey(fingerprint, kernel_digest(), c.key())
-                                                         for c in unique]).items()}
-    if len(truth) < len(unique):
-        raise SystemExit(f"priced: {len(unique) - len(truth)} calls of {net} are not measured in {cache}")
-    measured_problem = to_problem(graph, nodes, transforms, truth)
+    measured = measured_network(net, cache)
+    truth, unique = measured.truth, measured.calls
 
     def price(costs: dict) -> float:
-        plan = decide(to_problem(graph, nodes, transforms, costs), parse_size(BUDGET), "latency", None, 10.0).plan
-        chosen = {name: (c.primitive, c.layout_in, c.layout_out) for name, c in plan.choices}
-        picks = [next(c for c in node.choices if (c.primitive, c.layout_in, c.layout_out) == chosen[node.name])
-                 for node in measured_problem.nodes]
-        return evaluate(measured_problem, picks).predicted_ms
+        problem = to_problem(measured.graph, measured.nodes, measured.transforms, costs)
+        plan = decide(problem, parse_size(BUDGET), "latency", None, 10.0).plan
+        return measured.price({name: (c.primitive, c.layout_in, c.layout_out) for name, c in plan.choices})
 
     known: dict = {}
 
@@ -206,7 +211,7 @@ def regret(nets: list[str], cache: Path, work: Path, rounds: int, reps: int) -> 
     out = {}
     for net in nets:
         count = int(np.prod(import_onnx(ensure_model(net)).onnx_input_shape))
-        plans = {"profile": build(work / net / "profile", net, "profile", cache)}
+        plans = {"profile": build(work / net / "profile", net, "profile", cache)}  # measures the truth into `cache`
         for mode in ("model", "auto"):
             plans[mode] = build(work / net / mode, net, mode, work / net / f"cache-{mode}")
         runs: dict[str, list[float]] = {m: [] for m in plans}
@@ -214,7 +219,8 @@ def regret(nets: list[str], cache: Path, work: Path, rounds: int, reps: int) -> 
             for mode, (binary, _, _) in plans.items():
                 runs[mode].append(latency(binary, count, reps))
         ms = {m: float(np.median(v)) for m, v in runs.items()}
-        calls = len({c.key() for c in network_calls(net)})
+        measured = measured_network(net, cache)
+        calls = len(measured.calls)
         out[net] = {
             "latency_ms": ms,
             "regret": {m: ms[m] / ms["profile"] - 1 for m in ("model", "auto")},
@@ -226,7 +232,7 @@ def regret(nets: list[str], cache: Path, work: Path, rounds: int, reps: int) -> 
             "calls": calls,
             "auto_fraction": plans["auto"][1]["profiled"] / calls,
             "predicted_ms": {m: plans[m][1]["predicted_ms"] for m in plans},
-            "measured_sum_ms": {m: measured_sum(net, plans[m][1], cache) for m in plans},
+            "measured_sum_ms": {m: measured.price(chosen_in(plans[m][1])) for m in plans},
             "rounds_ms": runs,
         }
         print(f"# regret {net}: {json.dumps(out[net])}", file=sys.stderr, flush=True)
