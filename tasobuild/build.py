@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from tasobuild.emit.program import Program
     from tasobuild.ir import Graph
     from tasobuild.optimize import Decision
-    from tasobuild.solve import Plan
+    from tasobuild.solve import Plan, Problem
+    from tasobuild.tiling import FusedGroup, GroupOption
 
 log = logging.getLogger("tasobuild")
 
@@ -77,6 +78,7 @@ class Planned:
     transforms: tuple[TransformCandidate, ...]
     costed: Costed
     decision: Decision
+    groups: tuple[FusedGroup, ...] = ()  # the fused groups the solver could pick (tasobuild.tiling)
 
 
 def load_settings(options: Options) -> tuple[Spec, Target]:
@@ -109,6 +111,29 @@ def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCand
     return [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
 
 
+def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...]) -> tuple[GroupOption, ...]:
+    """The fused groups to offer the solver: none unless optimizer.tiling is on."""
+    from tasobuild.tiling import fusable
+
+    return fusable(graph, nodes) if spec.optimizer.tiling else ()
+
+
+def costed_problem(spec: Spec, target: Target, graph: Graph, progress: bool
+                   ) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...], Costed,
+                              tuple[FusedGroup, ...], Problem]:
+    """Candidates, their costs (band calls of fused groups included), the groups and the solver's problem."""
+    from tasobuild.costs.stage import measure_costs
+    from tasobuild.optimize import to_problem
+    from tasobuild.tiling import fused_groups
+
+    nodes, transforms = candidates_of(spec, graph)
+    options = tiling_options(spec, graph, nodes)
+    calls = all_calls(nodes, transforms) + [call for option in options for call in option.calls()]
+    costed = measure_costs(spec, target, calls, progress)
+    groups = fused_groups(graph, options, costed.costs)
+    return nodes, transforms, costed, groups, to_problem(graph, nodes, transforms, costed.costs, groups)
+
+
 def candidates_of(spec: Spec, graph: Graph) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...]]:
     """Every node's candidates, from the stage cache when the same nodes and shapes were seen with the same
     allow-list (the weights' values do not matter here: a primitive's calls depend on shapes and attributes)."""
@@ -128,17 +153,11 @@ def candidates_of(spec: Spec, graph: Graph) -> tuple[tuple[NodeCandidates, ...],
 
 
 def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Planned:
-    from tasobuild.costs.stage import measure_costs
-    from tasobuild.optimize import baselines_of, decide, problem_key, to_problem
+    from tasobuild.optimize import baselines_of, decide, problem_key
     from tasobuild.solve.budgeted import Answer
     from tasobuild.stagecache import cached
 
-    if spec.optimizer.tiling:
-        log.warning("%s: optimizer.tiling: fused tiling is not available in this version; planning untiled",
-                    spec.where("optimizer.tiling"))
-    nodes, transforms = candidates_of(spec, graph)
-    costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
-    problem = to_problem(graph, nodes, transforms, costed.costs)
+    nodes, transforms, costed, groups, problem = costed_problem(spec, target, graph, progress)
     c, limit_s = spec.constraints, spec.optimizer.time_limit / 1000.0
     # The baselines do not depend on the budget, and the budgeted solve's answers depend only on their cap: a
     # budget change reuses both (only proven ones: a solve cut short by its time limit is tried again).
@@ -153,7 +172,7 @@ def plan_stages(spec: Spec, target: Target, graph: Graph, progress: bool) -> Pla
                           remember=remember)
     except UserError as error:  # say where the budget was set: the spec's line or the command line
         raise UserError(f"{spec.where('constraints.memory')}: {error}") from None
-    return Planned(spec, target, graph, nodes, transforms, costed, decision)
+    return Planned(spec, target, graph, nodes, transforms, costed, decision, groups)
 
 
 def plan(options: Options) -> Planned:
@@ -202,7 +221,7 @@ def program_of(p: Planned, onnx_sha: str | None = None) -> Program:
     )
     toolchain = Toolchain(p.target.cc, tuple(p.target.cflags), tuple(p.target.ldflags))
     nodes = p.nodes if onnx_sha is None else with_cached_weights(p.nodes, d.plan, onnx_sha)
-    return lower(p.graph, nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain)
+    return lower(p.graph, nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain, p.groups)
 
 
 def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
@@ -219,16 +238,22 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         plan_table[f"{name}_predicted_ms"] = round(b["predicted_ms"], 6)
         plan_table[f"{name}_arena_bytes"] = int(b["arena_bytes"])
     offsets = d.arena.offset_map()
+    groups = {g.name: g for g in p.groups}
     nodes = []
-    for nc in p.nodes:
+    for index, nc in enumerate(p.nodes):
         ch = d.plan.choice(nc.node.name)
-        cand = next(c for c in nc.options if c.primitive.name == ch.primitive)
+        if ch.group:  # a fused member's calls are its band calls
+            group = groups[ch.group]
+            calls = [c for c in group.chosen[group.members.index(index)].calls if c is not None]
+        else:
+            calls = next(c for c in nc.options if c.primitive.name == ch.primitive).calls
         nodes.append({
             "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
-            "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": "none",
+            "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": ch.group or "none",
             "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(ch.time_ms, 6),
-            "cost_source": "+".join(sorted({costs[c.key()].source for c in cand.calls})) or "none",
-            "output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)],
+            "cost_source": "+".join(sorted({costs[c.key()].source for c in calls})) or "none",
+            # a deferred member's output never exists whole: it has rows in its group's window, no offset
+            **({} if ch.deferred else {"output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)]}),
         })
     return {
         "inputs": dict(inputs),

@@ -102,15 +102,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _emit_json(rep)
         return 0
     table = Table(title="plan")
-    for col in ("node", "op", "primitive", "layouts", "workspace", "ms"):
+    tiled = any(n["tiling"] for n in rep["nodes"])
+    for col in ("node", "op", "primitive", "layouts", *(("tiling",) if tiled else ()), "workspace", "ms"):
         table.add_column(col, justify="right" if col in ("workspace", "ms") else "left")
     for n in rep["nodes"]:
         table.add_row(n["name"], n["op"], n["primitive"], f"{n['layout_in']}->{n['layout_out']}",
+                      *((n["tiling"] or "",) if tiled else ()),
                       format_size(n["workspace_bytes"]) if n["workspace_bytes"] else "",
                       f"{n['predicted_ms']:.4f}")
     for t in rep["transforms"]:
-        table.add_row(f"(before step {t['step']})", "transform", t["tensor"], f"{t['from']}->{t['to']}", "",
-                      f"{t['predicted_ms']:.4f}")
+        table.add_row(f"(before step {t['step']})", "transform", t["tensor"], f"{t['from']}->{t['to']}",
+                      *(("",) if tiled else ()), "", f"{t['predicted_ms']:.4f}")
     stdout.print(table)
     _print_totals(rep)
     return 0
@@ -118,7 +120,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _print_totals(rep: dict[str, Any]) -> None:
     stdout.print(f"plan: {rep['predicted_ms']:.3f} ms predicted, arena {format_size(rep['arena_bytes'])} "
-                 f"(budget {format_size(rep['budget_bytes'])}, untiled lower bound "
+                 f"(budget {format_size(rep['budget_bytes'])}, live-buffer lower bound "
                  f"{format_size(rep['lower_bound_bytes'])}), solver {rep['solver']['status']} in "
                  f"{rep['solver']['seconds']:.2f} s, {rep['profiled']} measurements taken")
     for name, b in sorted(rep["baselines"].items()):
@@ -128,16 +130,13 @@ def _print_totals(rep: dict[str, Any]) -> None:
 def cmd_pareto(args: argparse.Namespace) -> int:
     import time
 
-    from tasobuild.build import Options, all_calls, candidates_of, load_inputs
-    from tasobuild.costs.stage import measure_costs
-    from tasobuild.optimize import place, to_problem
+    from tasobuild.build import Options, costed_problem, load_inputs
+    from tasobuild.optimize import place
     from tasobuild.solve import Session
 
     options: Options = _options(args)
     spec, target, graph = load_inputs(options)
-    nodes, transforms = candidates_of(spec, graph)
-    costed = measure_costs(spec, target, all_calls(nodes, transforms), options.progress)
-    problem = to_problem(graph, nodes, transforms, costed.costs)
+    _, _, costed, _, problem = costed_problem(spec, target, graph, options.progress)
     started = time.perf_counter()
     plans = Session(problem).pareto(points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
     seconds = time.perf_counter() - started

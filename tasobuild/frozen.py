@@ -21,7 +21,8 @@ from tasobuild.target import Target
 def planned_from_lock(spec: Spec, target: Target, graph: Graph, lock: Mapping[str, Any] | None,
                       inputs: Mapping[str, str], lock_path: Path, nodes: tuple[NodeCandidates, ...],
                       transforms: tuple[TransformCandidate, ...]):
-    from tasobuild.build import Planned
+    from tasobuild.build import Planned, tiling_options
+    from tasobuild.tiling import fused_groups
 
     if lock is None:
         raise UserError(f"{lock_path}: --frozen needs a lock; run `tasobuild build` first and commit taso.lock")
@@ -31,7 +32,8 @@ def planned_from_lock(spec: Spec, target: Target, graph: Graph, lock: Mapping[st
                         f"lock was written; run `tasobuild build` to update it")
     costs = {row["call"]: Cost(row["median_ms"], row["spread_ms"], 1, row["source"]) for row in lock["cost"]}
     try:
-        problem = to_problem(graph, nodes, transforms, costs)
+        groups = fused_groups(graph, tiling_options(spec, graph, nodes), costs)
+        problem = to_problem(graph, nodes, transforms, costs, groups)
     except KeyError as missing:
         raise UserError(f"{lock_path}: --frozen, but the lock has no cost for {missing}; "
                         f"run `tasobuild build` to update it") from None
@@ -39,8 +41,8 @@ def planned_from_lock(spec: Spec, target: Target, graph: Graph, lock: Mapping[st
     picks = []
     for node in problem.nodes:
         row = locked.get(node.name)
-        pick = next((c for c in node.choices if row and (c.primitive, c.layout_in, c.layout_out) ==
-                     (row["primitive"], row["layout_in"], row["layout_out"])), None)
+        pick = next((c for c in node.choices if row and (c.primitive, c.layout_in, c.layout_out, c.group or "none")
+                     == (row["primitive"], row["layout_in"], row["layout_out"], row["tiling"])), None)
         if pick is None:
             raise UserError(f"{lock_path}: --frozen, but node {node.name!r} has no locked choice this "
                             f"tasobuild can run; run `tasobuild build` to update the lock")
@@ -50,4 +52,4 @@ def planned_from_lock(spec: Spec, target: Target, graph: Graph, lock: Mapping[st
     baselines = {name: {"predicted_ms": table[f"{name}_predicted_ms"], "arena_bytes": table[f"{name}_arena_bytes"]}
                  for name in ("greedy", "time_only")}
     decision = Decision(plan, place(plan), baselines, table["lower_bound_bytes"])
-    return Planned(spec, target, graph, nodes, transforms, Costed(costs, 0), decision)
+    return Planned(spec, target, graph, nodes, transforms, Costed(costs, 0), decision, groups)

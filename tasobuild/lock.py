@@ -5,8 +5,9 @@ Schema (version 1):
     [inputs]      digests of the spec, the ONNX file, the target, the kernel sources, tasobuild's version; the
                   toolchain and the machine fingerprint the costs were measured on
     [plan]        arena, budget, lower bound, predicted time, objective, solver status, the two baselines
-    [[node]]      per node in schedule order: name, op, primitive, layouts, tiling, workspace, time, cost source,
-                  output offset
+    [[node]]      per node in schedule order: name, op, primitive, layouts, tiling (its fused group, e.g.
+                  "l3-l5 rows=4", or "none"), workspace, time, cost source, output offset (none for a fused
+                  member whose output only exists in its group's window)
     [[transform]] every layout transform: tensor, from, to, step
     [[cost]]      every cost the decision used: call key, median_ms, spread_ms, source (measured | imported |
                   predicted)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 
 from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
-from tasobuild.emit.program import Program, Step, Toolchain, WeightArray
+from tasobuild.emit.program import LOOP_VARIABLE, Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
 from tasobuild.memory import ArenaPlan
 from tasobuild.solve import Plan
+from tasobuild.tiling import CARRY_SOURCES, LAYOUT, Body, FusedGroup, band_bodies
 
 
 def pointer(arena: ArenaPlan, buffer: str) -> str:
@@ -26,7 +27,8 @@ def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
 
 
 def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...], plan: Plan,
-          arena: ArenaPlan, name: str, banner: tuple[str, ...], toolchain: Toolchain) -> Program:
+          arena: ArenaPlan, name: str, banner: tuple[str, ...], toolchain: Toolchain,
+          groups: tuple[FusedGroup, ...] = ()) -> Program:
     transform_calls = {(t.tensor, t.src, t.dst): t.call for t in transforms}
     steps: list[Step] = []
     weights: list[WeightArray] = []
@@ -45,20 +47,35 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
                               f"{t.from_layout}->{t.to_layout}", ((call, ptrs),)))
             sources.update(TRANSFORM_SOURCES)
 
+    by_group = {g.name: g for g in groups}
+    weight_symbols: dict[int, dict[str, str]] = {}  # node index -> role -> symbol, for the fused groups' calls
     for index, nc in enumerate(nodes):
         transform_steps(index)
         choice = plan.choice(nc.node.name)
         cand = next(c for c in nc.options if c.primitive.name == choice.primitive)
         node = nc.node
-        roles = {f"in{k}": pointer(arena, plan.buffer_of(t, choice.layout_in)) for k, t in enumerate(node.inputs)}
-        roles["out"] = pointer(arena, plan.buffer_of(node.output, choice.layout_out))
-        if cand.workspace_bytes:
-            roles["ws"] = pointer(arena, f"{node.name}:workspace")
+        roles: dict[str, str] = {}
         for k, array in enumerate(cand.primitive.weights(node, graph)):
             symbol = f"{name}_l{index}_w{k}"  # layer index: the step comment names the ONNX node
             weights.append(WeightArray(symbol, array, f"{node.name}: {cand.primitive.name} weight {k}, "
                                                       f"shape {'x'.join(map(str, array.shape))}"))
             roles[f"w{k}"] = symbol
+        if choice.group:
+            group = by_group[choice.group]
+            weight_symbols[index] = roles
+            sources.update(cand.primitive.sources)
+            if choice.deferred:
+                steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}: runs in the fused group "
+                                  f"[{group.label}] below", ()))
+            else:
+                steps += fused_steps(group, graph, plan, arena, weight_symbols)
+                if any(c is not None for per_band in group.carries for c in per_band):
+                    sources.update(CARRY_SOURCES)
+            continue
+        roles.update({f"in{k}": pointer(arena, plan.buffer_of(t, choice.layout_in)) for k, t in enumerate(node.inputs)})
+        roles["out"] = pointer(arena, plan.buffer_of(node.output, choice.layout_out))
+        if cand.workspace_bytes:
+            roles["ws"] = pointer(arena, f"{node.name}:workspace")
         calls = tuple((call, tuple((r, roles[r]) for r in call.args)) for call in cand.calls)
         steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}", calls))
         if calls:
@@ -85,3 +102,67 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         kernel_sources=tuple(sorted(sources)),
         toolchain=toolchain,
     )
+
+
+def _same_calls(x: Body, y: Body) -> bool:
+    return [(c, [(r, v if isinstance(v, str) else None) for r, v in roles]) for c, roles in x] == \
+           [(c, [(r, v if isinstance(v, str) else None) for r, v in roles]) for c, roles in y]
+
+
+def _advance(x: Body, y: Body) -> list[int]:
+    return [v2 - v1 for (_, r1), (_, r2) in zip(x, y) for (_, v1), (_, v2) in zip(r1, r2) if isinstance(v1, int)]
+
+
+def band_runs(bodies: list[Body]) -> list[tuple[int, int]]:
+    """(first band, count) of each maximal run of bands that make the same calls on buffers that advance by the
+    same offsets from one band to the next: a run becomes one loop. A band that would only pair up with the next
+    stays alone when the next starts a longer run (the first band usually differs: it holds the top padding)."""
+    def run_from(k: int) -> int:
+        m = k + 1
+        if m < len(bodies) and _same_calls(bodies[k], bodies[m]):
+            step = _advance(bodies[k], bodies[m])
+            while m < len(bodies) and _same_calls(bodies[k], bodies[m]) and _advance(bodies[m - 1], bodies[m]) == step:
+                m += 1
+        return m - k
+
+    runs, k = [], 0
+    while k < len(bodies):
+        count = run_from(k)
+        if count == 2 and k + 1 < len(bodies) and run_from(k + 1) > 2:
+            count = 1
+        runs.append((k, count))
+        k += count
+    return runs
+
+
+def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan,
+                weight_symbols: dict[int, dict[str, str]]) -> list[Step]:
+    first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
+    in_base = arena.offset(plan.buffer_of(first.inputs[0], LAYOUT)) // 4
+    out_base = arena.offset(plan.buffer_of(last.output, LAYOUT)) // 4
+    ws_base = arena.offset(f"{last.name}:workspace") // 4
+    bodies = band_bodies(group, graph, in_base, out_base, ws_base, weight_symbols)
+    label = group.label
+    members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
+    windows = " and ".join(str(r) for r in group.schedule.window_rows)
+    head = (f"[{label}] fused row tiling of {members}: {len(bodies)} bands of {group.schedule.rows} output rows. "
+            f"Windows of {windows} rows at the start of l{group.members[-1]}'s workspace keep the rows one band "
+            f"shares with the next, so nothing is recomputed.")
+    steps = []
+    for k, count in band_runs(bodies):
+        body = bodies[k]
+        step = _advance(body, bodies[k + 1]) if count > 1 else []
+        moves = iter(step)
+        calls = []
+        for call, roles in body:
+            ptrs = []
+            for role, value in roles:
+                if isinstance(value, str):
+                    ptrs.append((role, value))
+                    continue
+                delta = next(moves) if count > 1 else 0
+                ptrs.append((role, f"A + {value}" + (f" + {delta} * {LOOP_VARIABLE}" if delta else "")))
+            calls.append((call, tuple(ptrs)))
+        what = f"Band {k}:" if count == 1 else f"Bands {k}-{k + count - 1}:"
+        steps.append(Step(f"{head if k == 0 else f'[{label}]'} {what}", tuple(calls), count))
+    return steps

@@ -25,6 +25,7 @@ from tasobuild.solve import (
     greedy,
 )
 from tasobuild.solve.budgeted import Remember, fastest_within, forget
+from tasobuild.tiling import LAYOUT, FusedGroup
 
 # The emitted code and the cost model both see ONNX's row-major order at the network's boundary.
 BOUNDARY_LAYOUT = "CHW"
@@ -35,8 +36,15 @@ def call_time_ms(calls, costs: Mapping[str, Cost]) -> float:
 
 
 def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...],
-               costs: Mapping[str, Cost]) -> Problem:
+               costs: Mapping[str, Cost], groups: tuple[FusedGroup, ...] = ()) -> Problem:
     tensors = {t: ProblemTensor(t, graph.shape(t).bytes) for t in {graph.input} | {n.output for n in graph.nodes}}
+    fused: dict[int, list[Choice]] = {}
+    for g in groups:  # the group runs at its last member's step: the workspace is counted there
+        last = len(g.members) - 1
+        for j, (index, option) in enumerate(zip(g.members, g.chosen)):
+            fused.setdefault(index, []).append(
+                Choice(option.primitive, LAYOUT, LAYOUT, g.member_ms[j], g.workspace_bytes if j == last else 0,
+                       group=g.name, deferred=j < last))
     problem_nodes = tuple(
         ProblemNode(
             nc.node.name,
@@ -46,9 +54,9 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
                 Choice(c.primitive.name, c.primitive.layout_in, c.primitive.layout_out,
                        call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input)
                 for c in nc.options
-            ),
+            ) + tuple(fused.get(index, ())),
         )
-        for nc in nodes
+        for index, nc in enumerate(nodes)
     )
     return Problem(
         nodes=problem_nodes,
@@ -151,7 +159,10 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
             return decided(plan, arena)
         cap = min(cap, plan.peak_bytes) - (arena.arena_bytes - budget_bytes)
     session = session or Session(problem)
-    smallest = place(session.solve(None, "memory", latency_cap, time_limit_s)).arena_bytes
+    smallest_plan = session.solve(None, "memory", latency_cap, time_limit_s)
+    smallest = place(smallest_plan).arena_bytes
+    if smallest <= budget_bytes:  # the smallest-peak plan places without the gaps the faster ones left: not proven
+        return decided(replace(smallest_plan, status="feasible"), place(smallest_plan))  # fastest in the budget
     raise UserError(f"constraints.memory: no plan's arena fits in {budget_bytes} bytes once buffers are placed; "
                     f"the smallest arena found is {smallest} bytes: raise the budget to at least that")
 

@@ -316,7 +316,8 @@ def test_slices_alternate_and_double() -> None:
 
 # ---- brute force on small random problems ----
 
-def random_problem(seed: int) -> Problem:
+def random_problem(seed: int, groups: bool = False) -> Problem:
+    """A small random problem; with `groups`, fused groups over some single-reader pairs of nodes too."""
     rng = random.Random(seed)
     sizes = {"in": rng.choice([64, 128, 192])}
     nodes = []
@@ -340,9 +341,29 @@ def random_problem(seed: int) -> Problem:
             lay = rng.choice(LAYOUTS)
             choices.append(C("view", lay, rng.choice([lay, rng.choice(LAYOUTS)]), 0.0, 0, aliases_input=True))
         nodes.append(ProblemNode(f"n{i}", inputs, out, tuple(choices)))
+    if groups:
+        nodes = with_random_groups(nodes, random.Random(seed + 1000))
     transforms = {k: v for k, v in all_transforms(sizes, 0.25).items() if rng.random() < 0.9}
     return Problem(tuple(nodes), {t: ProblemTensor(t, b) for t, b in sizes.items()}, "in", rng.choice(LAYOUTS),
                    "out", rng.choice(LAYOUTS), transforms, alignment=64)
+
+
+def with_random_groups(nodes: list[ProblemNode], rng: random.Random) -> list[ProblemNode]:
+    """Pair nodes i, i+1 into a fused group where i+1 alone reads i's output (and i has one input)."""
+    out = list(nodes)
+    for i in range(len(nodes) - 1):
+        first, second = nodes[i], nodes[i + 1]
+        readers = [n for n in nodes if first.output in n.inputs]
+        if readers != [second] or len(set(first.inputs)) != 1 or len(set(second.inputs)) != 1 or \
+                first.output == "out" or rng.random() < 0.4:
+            continue
+        lin, lout = rng.choice(LAYOUTS), rng.choice(LAYOUTS)
+        group = f"g{i}"
+        out[i] = replace(out[i], choices=out[i].choices + (
+            C("fused", lin, "HWC", rng.choice([0.5, 1.0, 1.5]), 0, group=group, deferred=True),))
+        out[i + 1] = replace(out[i + 1], choices=out[i + 1].choices + (
+            C("fused", "HWC", lout, rng.choice([0.5, 1.0, 1.5]), rng.choice([0, 64, 128]), group=group),))
+    return out
 
 
 def every_plan(p: Problem) -> list[Plan]:
@@ -355,9 +376,10 @@ def every_plan(p: Problem) -> list[Plan]:
     return plans
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("seed", range(12))
-def test_encoding_agrees_with_evaluate_on_every_plan(seed: int) -> None:
-    p = random_problem(seed)
+def test_encoding_agrees_with_evaluate_on_every_plan(seed: int, grouped: bool) -> None:
+    p = random_problem(seed, grouped)
     enc = encode(p)
     enc.memory()
     solver = z3.Solver(ctx=enc.ctx)
@@ -379,9 +401,10 @@ def test_encoding_agrees_with_evaluate_on_every_plan(seed: int) -> None:
         consistent(want, p)
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("seed", range(12))
-def test_solver_finds_brute_force_optimum(seed: int) -> None:
-    p = random_problem(seed)
+def test_solver_finds_brute_force_optimum(seed: int, grouped: bool) -> None:
+    p = random_problem(seed, grouped)
     plans = every_plan(p)
     if not plans:
         with pytest.raises(UserError):

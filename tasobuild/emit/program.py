@@ -14,10 +14,16 @@ from tasobuild.primitives import KernelCall
 
 @dataclass(frozen=True)
 class Step:
-    """One layer (or layout transform) of the network: a provenance comment and the kernel calls that run it."""
+    """One layer (or layout transform) of the network: a provenance comment and the kernel calls that run it.
+    A step with `repeat` > 1 runs its calls in a loop over `LOOP_VARIABLE` (0 .. repeat-1), which its pointer
+    expressions may use (the bands of a fused group)."""
 
     comment: str
     calls: tuple[tuple[KernelCall, tuple[tuple[str, str], ...]], ...]  # (call, role -> C pointer expression)
+    repeat: int = 1
+
+
+LOOP_VARIABLE = "band"
 
 
 @dataclass(frozen=True)

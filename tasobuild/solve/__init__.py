@@ -55,6 +55,8 @@ def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> li
 
 def greedy(problem: Problem) -> Plan:
     """The per-layer baseline: every node's fastest choice in isolation (ties: smaller workspace, then name),
-    then transforms wherever layouts disagree. No memory limit. ValueError if a needed transform is missing."""
-    picks = [min(n.choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive)) for n in problem.nodes]
+    then transforms wherever layouts disagree; untiled (fused groups are not per layer). No memory limit.
+    ValueError if a needed transform is missing."""
+    picks = [min((c for c in n.choices if not c.group), key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive))
+             for n in problem.nodes]
     return evaluate(problem, picks, objective="latency", status="greedy")

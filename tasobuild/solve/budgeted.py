@@ -21,9 +21,9 @@ from tasobuild.solve.session import Session, pruned, smallest_peak_at_same_time
 
 @dataclass(frozen=True)
 class Answer:
-    """A proven answer to "the fastest plan with peak <= cap", by primitive name per node (None: no plan)."""
+    """A proven answer to "the fastest plan with peak <= cap", by Choice.ident per node (None: no plan)."""
 
-    primitives: tuple[str, ...] | None
+    choices: tuple[str, ...] | None
     time_ns: int
 
 
@@ -51,15 +51,15 @@ def fastest_within(problem: Problem, budget_bytes: int, time_limit_s: float = 10
             found = fresh[0]
             if not found.proven:
                 return None  # the best plan found in time: a later build may do better
-            return Answer(None if found.picks is None else tuple(c.primitive for c in found.picks), found.bound)
+            return Answer(None if found.picks is None else tuple(c.ident for c in found.picks), found.bound)
 
         answer = remember(cap, solve)
         if answer is None:
             return fresh[0]
-        if answer.primitives is None:
+        if answer.choices is None:
             return Outcome(None, True, 0)
-        picks = tuple(next(c for c in node.choices if c.primitive == name)
-                      for node, name in zip(problem.nodes, answer.primitives))
+        picks = tuple(next(c for c in node.choices if c.ident == ident)
+                      for node, ident in zip(problem.nodes, answer.choices))
         return Outcome(picks, True, answer.time_ns)
 
     first = fastest_under(budget_bytes)

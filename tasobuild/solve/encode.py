@@ -12,6 +12,8 @@ Memory (built on first use; time-only solves never need it), over the steps t ca
               layout, or a layout is first wanted at >= s (its transform reads the original), or a view of it is
   C[t][L][s]  the converted copy in L != produced is live: first want <= s <= last want, or a view of it is
   memory at step s = aligned bytes of live versions (a view's own version weighs 0) + the chosen workspace.
+A deferred member of a fused group (Choice.deferred) is a view here: its output weighs nothing and keeps its input
+live, as the group runs at its last member's step. Members of a group are picked together (iff).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterable
 import z3
 
 from tasobuild.solve.plan import to_ns
-from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, topology
+from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, group_members, topology
 
 Lit = bool | z3.BoolRef  # Python constants are folded away before they reach Z3
 Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
@@ -123,6 +125,9 @@ class Encoding:
         self.x = tuple(tuple(bool_var(f"x|{i}|{k}", self.ctx) for k in range(len(node.choices)))
                        for i, node in enumerate(problem.nodes))
         self.constraints: list[z3.BoolRef] = [z3.PbEq([(v, 1) for v in xs], 1) for xs in self.x]
+        for members in group_members(problem).values():  # a fused group runs whole or not at all
+            first = self.x[members[0][0]][members[0][1]]
+            self.constraints += [iff(first, self.x[s][k]) for s, k in members[1:]]
         self.time_const = 0  # ns spent whatever the choices (a transform that must always run)
         self.node_terms: Terms = tuple((v, to_ns(c.time_ms)) for xs, n in zip(self.x, problem.nodes)
                                        for v, c in zip(xs, n.choices))
@@ -271,11 +276,11 @@ class _MemoryBuilder:
         for r in sorted(set(self.topo.consumer_steps[t]) & self.topo.view_capable):
             out = p.nodes[r].output
             for v, c in zip(enc.x[r], p.nodes[r].choices):
-                if c.aliases_input:
+                if c.no_buffer:
                     for s, live in self.orig_live[out].items():
                         ext[c.layout_in][s].append(and_(v, live))
 
-        view = False if t == p.graph_input else enc._choices_at(start, lambda c: c.aliases_input)
+        view = False if t == p.graph_input else enc._choices_at(start, lambda c: c.no_buffer)
         last_read = max(self.topo.consumer_steps[t], default=start)
         self.orig_live[t] = {}
         for s in steps:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tasobuild.memory import Buffer
-from tasobuild.solve.problem import Choice, Layout, Problem, topology
+from tasobuild.solve.problem import Choice, Layout, Problem, group_members, topology
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,10 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
     """The plan that running node i with picks[i] gives. Raises ValueError when a needed transform is missing."""
     if len(picks) != len(problem.nodes):
         raise ValueError("one choice per node is needed")
+    for name, members in group_members(problem).items():
+        picked = [picks[s] == problem.nodes[s].choices[k] for s, k in members]
+        if any(picked) and not all(picked):
+            raise ValueError(f"fused group {name!r} is picked by some of its members only")
     topo = topology(problem)
     n_steps = problem.epilogue_step + 1
     produced: dict[str, Layout] = {problem.graph_input: problem.input_layout}
@@ -103,7 +107,7 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
     # Views: the output version of an aliasing node is the buffer of the input version it consumed.
     root: dict[tuple[str, Layout], tuple[str, Layout]] = {v: v for v in spans}
     for step, (node, pick) in enumerate(zip(problem.nodes, picks)):
-        if pick.aliases_input:
+        if pick.no_buffer:  # a deferred output is never written: its name stands for the input's buffer
             root[(node.output, pick.layout_out)] = root[(node.inputs[0], pick.layout_in)]
     members: dict[tuple[str, Layout], list[tuple[int, int]]] = {}
     for version in sorted(spans):

@@ -53,6 +53,24 @@ class Choice:
     time_ms: float
     workspace_bytes: int
     aliases_input: bool = False  # a view (reshape/flatten/...): the output IS the input's memory
+    group: str = ""  # a fused group (tasobuild.tiling): every member picks its choice of the group, or none does
+    deferred: bool = False  # a group member whose output never exists whole: it runs inside its group's last member
+
+    @property
+    def no_buffer(self) -> bool:
+        """The output has no buffer of its own (a view, or a deferred group member): it weighs nothing, and the
+        input stays live as long as the output would."""
+        return self.aliases_input or self.deferred
+
+    @property
+    def ident(self) -> str:
+        """What tells this choice from the node's others: its primitive, and its group if it has one."""
+        return f"{self.primitive} in {self.group}" if self.group else self.primitive
+
+    @property
+    def kind(self) -> tuple[str, str, bool, str]:
+        """Choices of one kind affect every other step identically: among them, speed and workspace decide."""
+        return (self.layout_in, self.layout_out, self.no_buffer, self.group)
 
 
 @dataclass(frozen=True)
@@ -130,23 +148,40 @@ def _validate(p: Problem) -> None:
                                     or p.tensors[node.output].bytes > p.tensors[node.inputs[0]].bytes):
                 raise ValueError(f"node {node.name!r}: a view (aliases_input) needs exactly one input tensor, "
                                  f"no smaller than its output")
+            if c.deferred and (len(set(node.inputs)) != 1 or not c.group or c.aliases_input):
+                raise ValueError(f"node {node.name!r}: a deferred choice needs one input tensor and a group")
     if p.graph_output not in available:
         raise ValueError(f"graph output {p.graph_output!r} is never produced")
+    for name, members in group_members(p).items():
+        steps = [step for step, _ in members]
+        if len(set(steps)) != len(steps) or steps != list(range(steps[0], steps[0] + len(steps))):
+            raise ValueError(f"group {name!r}: one choice per node, on consecutive steps")
+        if [p.nodes[s].choices[k].deferred for s, k in members] != [True] * (len(members) - 1) + [False]:
+            raise ValueError(f"group {name!r}: every member but the last must be deferred")
     if len({n.name for n in p.nodes}) != len(p.nodes):
         raise ValueError("two nodes share a name")
 
 
 def prune(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
-    """Drop dominated choices: another choice with the same layouts and aliasing that is no slower and needs no
+    """Drop dominated choices: another choice of the same kind (Choice.kind) that is no slower and needs no
     more workspace. Of exact ties the first in (time, workspace, primitive) order survives. Result in that order."""
     ranked = sorted(choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive))
     kept: list[Choice] = []
     for c in ranked:
         # any earlier-ranked choice of the same kind is no slower; it dominates c if its workspace is no larger
-        if not any((k.layout_in, k.layout_out, k.aliases_input) == (c.layout_in, c.layout_out, c.aliases_input)
-                   and k.workspace_bytes <= c.workspace_bytes for k in kept):
+        if not any(k.kind == c.kind and k.workspace_bytes <= c.workspace_bytes for k in kept):
             kept.append(c)
     return tuple(kept)
+
+
+def group_members(p: Problem) -> dict[str, list[tuple[int, int]]]:
+    """Each fused group's (step, choice index) per member, in step order; groups sorted by name."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for step, node in enumerate(p.nodes):
+        for k, c in enumerate(node.choices):
+            if c.group:
+                out.setdefault(c.group, []).append((step, k))
+    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True)
@@ -166,7 +201,7 @@ def topology(p: Problem) -> Topology:
         for name in node.inputs:
             consumers[name].add(step)
     consumers[p.graph_output].add(p.epilogue_step)
-    view_capable = frozenset(i for i, n in enumerate(p.nodes) if any(c.aliases_input for c in n.choices))
+    view_capable = frozenset(i for i, n in enumerate(p.nodes) if any(c.no_buffer for c in n.choices))
     reach: dict[str, int] = {}
     for name in reversed([p.graph_input, *(n.output for n in p.nodes)]):  # consumers' outputs before their inputs
         last = max([producer[name], *consumers[name]])

@@ -5,9 +5,9 @@ and reuses every answer it has proven.
 What makes it fast, besides encoding once:
 * Budget pruning (`excluded`). At step i the tensors take between lo[i] and hi[i] bytes whatever the choices
   (encode.tensor_bytes_range). Under a cap B, a choice whose workspace w has lo[i] + w > B can never be picked;
-  and among choices of one kind (same layouts, same aliasing: they affect every other step identically), once a
-  choice is safe (hi[i] + w <= B) every slower choice of that kind is dominated by it. Without a cap that leaves
-  the fastest choice of each kind.
+  and among choices of one kind (Choice.kind: same layouts, aliasing and group, so they affect every other step
+  identically), once a choice is safe (hi[i] + w <= B) every slower choice of that kind is dominated by it.
+  Without a cap that leaves the fastest choice of each kind.
 * Interval reuse. The fastest plan under a cap c0 (proven), with peak p, is also the fastest under every cap in
   [p, c0]: a later question in that range is answered without Z3. The fastest plan without a cap that fits the
   budget IS the answer; the tie-break's question "fastest with a smaller peak" is the next budget down's answer.
@@ -84,11 +84,11 @@ class Session:
         lo, hi = self.enc.tensor_bytes_range()
         out: set[tuple[int, int]] = set()
         for i, node in enumerate(self.problem.nodes):
-            safe_kinds: set[tuple[str, str, bool]] = set()
+            safe_kinds: set[tuple[str, str, bool, str]] = set()
             order = sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k))
             for k in order:
                 c, w = node.choices[k], self._workspace[i][k]
-                kind = (c.layout_in, c.layout_out, c.aliases_input)
+                kind = c.kind
                 if kind in safe_kinds or (cap is not None and lo[i] + w > cap):
                     out.add((i, k))
                 elif cap is None or hi[i] + w <= cap:

@@ -1,0 +1,104 @@
+"""Fused row tiling (optimizer.tiling, tasobuild.tiling) against untiled plans: FDT's comparison, measured.
+
+    python bench/tiling.py [--networks mobilenetv2 mobilenet_v1_vww_tf ...] [--rounds 7] [--runs 40]
+
+Per network, five plans are built (profiled costs) and compiled:
+  untiled fastest, tiled fastest      the fastest plan with and without tiling (no memory limit)
+  untiled smallest, tiled smallest    each at the smallest budget that has a plan (found by the solver)
+  tiled at untiled smallest           the fastest tiled plan in the memory the smallest untiled plan needs
+then run in alternating rounds, with ONNX Runtime (1 thread) in each round, so all see the same machine state.
+Memory is the arena (input and output included); times are the binaries' `--bench` medians, then the median over
+rounds; ratios are paired per round against the untiled fastest plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from common import ROOT, build_project, make, median, record, table, user_env
+from tests.e2e import run_binary, write_spec
+from tests.zoo import ensure_model
+from vs_ort import ort_median_ms, ort_session
+
+NETWORKS = ["mobilenetv2", "mobilenet_v1_vww_tf", "ds_cnn_tf", "resnet8_tf"]
+TILED = "tiling = true\n"
+
+
+def smallest_budget(model: str, workdir: Path, extra: str) -> int:
+    """The smallest arena with a plan: the solver names the smallest peak; if placing its buffers needs more
+    (fragmentation), the build names the arena it found."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    budget = 1
+    for _ in range(2):
+        spec = write_spec(workdir, ensure_model(model), memory=f"{budget} B", extra=extra)
+        proc = subprocess.run([sys.executable, "-m", "tasobuild", "plan", "-c", str(spec)], capture_output=True,
+                              text=True, cwd=ROOT, env=user_env())
+        if proc.returncode == 0:
+            return budget
+        found = re.search(r"smallest (?:budget with a plan is|arena found is) (\d+) bytes", proc.stderr)
+        if found is None:
+            raise SystemExit(f"{model}: expected a too-small-budget error, got:\n{proc.stderr}")
+        budget = int(found.group(1))
+    return budget
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="*", default=NETWORKS)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+    rows, memory_rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.networks:
+            work = Path(tmp) / name
+            small_untiled = smallest_budget(name, work / "probe_untiled", "")
+            small_tiled = smallest_budget(name, work / "probe_tiled", TILED)
+            plans = {"untiled fastest": ("4 GiB", ""), "tiled fastest": ("4 GiB", TILED),
+                     "untiled smallest": (f"{small_untiled} B", ""), "tiled smallest": (f"{small_tiled} B", TILED),
+                     "tiled at untiled smallest": (f"{small_untiled} B", TILED)}
+            built = {}
+            for label, (memory, extra) in plans.items():
+                folder = work / label.replace(" ", "_")
+                report, _ = build_project(name, folder, memory=memory, extra=extra)
+                make(folder / "out")
+                built[label] = (report, folder / "out" / "net_main")
+            model = ensure_model(name)
+            dims = [d.dim_value for d in onnx.load(str(model), load_external_data=False)
+                    .graph.input[0].type.tensor_type.shape.dim]
+            x = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+            session = ort_session(model)
+            times: dict[str, list[float]] = {label: [] for label in [*built, "ORT"]}
+            for _ in range(args.rounds):
+                for label, (_, binary) in built.items():
+                    times[label].append(run_binary(binary, x, work, bench=args.runs)[1])
+                times["ORT"].append(ort_median_ms(session, x, args.runs))
+            base = times["untiled fastest"]
+            for label, (report, _) in built.items():
+                fused = sum(1 for n in report["nodes"] if n["tiling"])
+                rows.append([name, label, f"{report['arena_bytes'] / 1024:.0f}", f"{report['predicted_ms']:.3f}",
+                             f"{median(times[label]):.3f}",
+                             f"{statistics.median(a / b for a, b in zip(times[label], base)):.3f}",
+                             f"{median(times[label]) / median(times['ORT']):.2f}", str(fused),
+                             f"{report['solver']['seconds']:.2f}"])
+                print(rows[-1], file=sys.stderr)
+            memory_rows.append([name, f"{small_untiled / 1024:.0f}", f"{small_tiled / 1024:.0f}",
+                                f"{1 - small_tiled / small_untiled:.1%}"])
+    body = (table(["network", "smallest untiled KiB", "smallest tiled KiB", "memory saved"], memory_rows)
+            + "\n\n" + table(["network", "plan", "arena KiB", "predicted ms", "measured ms", "vs untiled fastest",
+                              "vs ORT", "fused nodes", "solver s"], rows))
+    record("tiling", "Fused row tiling vs untiled plans (FDT's comparison; measured, same run)",
+           "python bench/tiling.py", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Fused row tiling: a chain of convolutions runs band by band, so its intermediate tensors only exist a few rows at
+a time (FFMT, feature-map tiling as in MCUNetV2, but without recomputing halos: a line buffer keeps the rows one
+band shares with the next).
+
+A chain is a run of consecutive convolutions in schedule order where each one's output is read by the next one only.
+Its members run in HWC, where a band of rows is a dense sub-tensor. Band by band, top to bottom, the last member
+computes `rows` more of its output rows, straight into its (whole) output tensor; every earlier member computes just
+the rows its successor needs that it has not computed yet, into a *window*: a buffer of a few rows of its output.
+Rows a window must keep for the next band (the halo of a 3x3 kernel) are copied to its top first.
+
+Every band call is an ordinary kernel call on a sub-tensor: output rows [a, b) of a convolution read input rows
+[max(0, a*s - pad_top), (b-1)*s - pad_top + dil*(k-1) + 1) clipped to the input, which is itself a convolution with
+the top padding that is left (`band_conv`). So band calls are costed, profiled and emitted like any other call, and
+each output element is computed by the same kernel code in the same order as the untiled call would.
+
+`band_schedule` is the pure geometry; `fusable` lists the chains and their band calls for every applicable HWC
+primitive; `fused_groups` picks, after costing, each member's fastest primitive. The solver sees a group as one
+choice per member (solve.problem.Choice.group): all of them or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tasobuild.candidates import NodeCandidates
+from tasobuild.costs.cache import Cost
+from tasobuild.ir import Graph, Node, Shape
+from tasobuild.primitives import KernelCall
+
+CHAIN_OPS = ("conv",)
+LAYOUT = "HWC"  # each row of an HWC tensor is contiguous: a band of rows is a dense sub-tensor
+HEIGHTS = (2, 4, 8)  # band heights (rows of the chain's last output per band) offered to the solver
+MAX_MEMBERS = 3  # an inverted residual block: expand, depthwise, project
+ALIGN = 64  # bytes: each window starts on a cache line (the arena's alignment)
+
+
+@dataclass(frozen=True)
+class RowGeometry:
+    """What row tiling needs of one convolution: its vertical kernel, stride, top padding, dilation and extents."""
+
+    k: int
+    stride: int
+    pad_top: int
+    dilation: int
+    in_h: int
+    out_h: int
+
+    @staticmethod
+    def of(node: Node, graph: Graph) -> "RowGeometry":
+        return RowGeometry(node.attr("kernel")[0], node.attr("stride")[0], node.attr("pads")[0],
+                           node.attr("dilation", (1, 1))[0], graph.shape(node.inputs[0]).h, graph.shape(node.output).h)
+
+    def reads(self, a: int, b: int) -> tuple[int, int]:
+        """The input rows [lo, hi) that output rows [a, b) read (padding rows excluded)."""
+        return (max(0, a * self.stride - self.pad_top),
+                min(self.in_h, (b - 1) * self.stride - self.pad_top + self.dilation * (self.k - 1) + 1))
+
+
+@dataclass(frozen=True)
+class MemberBand:
+    """What one member does in one band."""
+
+    rows: tuple[int, int]  # output rows [a, b) it computes (a == b: none)
+    in_lo: int  # the first input row its input buffer holds (0 for the first member: the whole tensor)
+    out_lo: int  # the first output row its output buffer holds after the band (0 for the last member)
+    carry: tuple[int, int]  # (from, count): before computing, window rows [from, from+count) move to its top
+
+
+@dataclass(frozen=True)
+class BandSchedule:
+    rows: int  # band height: output rows of the last member per band
+    bands: tuple[tuple[MemberBand, ...], ...]  # per band, per member
+    window_rows: tuple[int, ...]  # rows each window must hold (every member but the last)
+
+
+def band_schedule(members: Sequence[RowGeometry], rows: int) -> BandSchedule | None:
+    """The bands of a chain for a band height, or None when a window's carried rows would overlap the rows they
+    move to (the band advances fewer rows than it keeps)."""
+    n = len(members)
+    done, held = [0] * n, [0] * n  # rows computed so far; first row each window holds
+    capacity = [0] * (n - 1)
+    bands = []
+    last_h = members[-1].out_h
+    for a in range(0, last_h, rows):
+        end = [0] * n
+        need = [0] * n  # first row of member j's output that member j+1 reads in this band
+        end[-1] = min(a + rows, last_h)
+        for j in range(n - 1, 0, -1):
+            if end[j] > done[j]:
+                lo, hi = members[j].reads(done[j], end[j])
+                end[j - 1], need[j - 1] = max(hi, done[j - 1]), lo
+            else:
+                end[j - 1], need[j - 1] = done[j - 1], held[j - 1]
+        band = []
+        for j in range(n):
+            window_lo = min(need[j], done[j]) if j < n - 1 else 0
+            carry = (0, 0)
+            if j < n - 1:
+                source, count = window_lo - held[j], done[j] - window_lo
+                if source > 0 and count > 0:
+                    if source < count:
+                        return None
+                    carry = (source, count)
+                capacity[j] = max(capacity[j], end[j] - window_lo)
+            in_lo = held[j - 1] if j > 0 else 0  # held[j-1] was updated in this band already
+            band.append(MemberBand((done[j], end[j]), in_lo, window_lo, carry))
+            done[j] = end[j]
+            if j < n - 1:
+                held[j] = window_lo
+        bands.append(tuple(band))
+    return BandSchedule(rows, tuple(bands), tuple(capacity))
+
+
+def band_conv(node: Node, graph: Graph, a: int, b: int) -> tuple[Node, Graph, int]:
+    """Output rows [a, b) of a convolution as a convolution of its own, on the input rows it reads: (that node,
+    a graph holding it, the first input row it reads)."""
+    g = RowGeometry.of(node, graph)
+    first, last = g.reads(a, b)
+    top = g.pad_top - a * g.stride + first
+    span = g.dilation * (g.k - 1) + 1
+    bottom = (b - a - 1) * g.stride + span - (last - first) - top
+    _, left, _, right = node.attr("pads")
+    src, dst = graph.shape(node.inputs[0]), graph.shape(node.output)
+    band = node.with_(attrs={**dict(node.attrs), "pads": (top, left, bottom, right)})
+    shapes = ((node.inputs[0], Shape(src.c, last - first, src.w)), (node.output, Shape(dst.c, b - a, dst.w)))
+    sub = Graph((band,), tuple(sorted(shapes)), graph.constants, node.inputs[0], node.output, (), ())
+    return band, sub, first
+
+
+def carry_call(shape: Shape, count: int) -> KernelCall:
+    """Copy `count` rows of an HWC window of `shape`'s width and channels (source and target never overlap)."""
+    params = (("c", shape.c), ("h", count), ("w", shape.w), ("out_c", shape.c), ("c_offset", 0))
+    size = shape.c * count * shape.w * 4
+    return KernelCall("tb_copy_channels_hwc", "tb_channels", params, ("in0", "out"), (("in0", size), ("out", size)))
+
+
+CARRY_SOURCES = ("ops_concat.c",)
+
+
+@dataclass(frozen=True)
+class MemberOption:
+    """One member run by one primitive: its call in every band (None where it computes no rows)."""
+
+    primitive: str
+    calls: tuple[KernelCall | None, ...]
+    workspace_bytes: int  # the largest of its band calls'
+
+
+@dataclass(frozen=True)
+class GroupOption:
+    """A chain and a band height, before costs pick each member's primitive."""
+
+    name: str
+    members: tuple[int, ...]  # node indices, consecutive
+    schedule: BandSchedule
+    options: tuple[tuple[MemberOption, ...], ...]  # per member, sorted by primitive
+    carries: tuple[tuple[KernelCall | None, ...], ...]  # per member but the last, per band
+
+    def calls(self) -> list[KernelCall]:
+        return [c for opts in self.options for o in opts for c in o.calls if c is not None] + \
+               [c for per_band in self.carries for c in per_band if c is not None]
+
+
+def chains(graph: Graph) -> list[tuple[int, ...]]:
+    """Maximal runs of consecutive convolutions where each output is read by the next node only."""
+    readers: dict[str, int] = {}
+    for n in graph.nodes:
+        for t in set(n.inputs):
+            readers[t] = readers.get(t, 0) + 1
+    runs, run = [], [0]
+    for i in range(1, len(graph.nodes) + 1):
+        prev = graph.nodes[i - 1]
+        linked = (i < len(graph.nodes) and prev.op in CHAIN_OPS and graph.nodes[i].op in CHAIN_OPS
+                  and graph.nodes[i].inputs == (prev.output,) and readers.get(prev.output) == 1
+                  and prev.output != graph.output)
+        if linked:
+            run.append(i)
+        else:
+            if len(run) > 1:
+                runs.append(tuple(run))
+            run = [i]
+    return runs
+
+
+def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], heights: Sequence[int] = HEIGHTS,
+            max_members: int = MAX_MEMBERS) -> tuple[GroupOption, ...]:
+    """Every sub-chain of 2..max_members members and band height whose members each have an HWC primitive that
+    runs all their bands."""
+    out = []
+    for run in chains(graph):
+        for length in range(2, max_members + 1):
+            for start in range(len(run) - length + 1):
+                members = run[start:start + length]
+                geos = [RowGeometry.of(graph.nodes[i], graph) for i in members]
+                for rows in heights:
+                    if rows >= geos[-1].out_h:
+                        continue
+                    option = _group_option(graph, nodes, members, rows, geos)
+                    if option is not None:
+                        out.append(option)
+    return tuple(out)
+
+
+def _group_option(graph: Graph, nodes: tuple[NodeCandidates, ...], members: tuple[int, ...], rows: int,
+                  geos: list[RowGeometry]) -> GroupOption | None:
+    schedule = band_schedule(geos, rows)
+    if schedule is None:
+        return None
+    per_member = []
+    for j, i in enumerate(members):
+        node = graph.nodes[i]
+        bands = [band_conv(node, graph, *b[j].rows) if b[j].rows[1] > b[j].rows[0] else None
+                 for b in schedule.bands]
+        opts = []
+        for cand in nodes[i].options:
+            p = cand.primitive
+            if (p.layout_in, p.layout_out) != (LAYOUT, LAYOUT) or p.aliases_input:
+                continue
+            if not all(sub is None or p.applies(sub[0], sub[1]) for sub in bands):
+                continue
+            calls = tuple(None if sub is None else _one(p.call(sub[0], sub[1])) for sub in bands)
+            ws = max((p.workspace(sub[0], sub[1]) for sub in bands if sub is not None), default=0)
+            opts.append(MemberOption(p.name, calls, ws))
+        if not opts:
+            return None
+        per_member.append(tuple(sorted(opts, key=lambda o: o.primitive)))
+    carries = tuple(
+        tuple(carry_call(graph.shape(graph.nodes[i].output), b[j].carry[1]) if b[j].carry[1] else None
+              for b in schedule.bands)
+        for j, i in enumerate(members[:-1]))
+    name = f"l{members[0]}-l{members[-1]} rows={rows}"
+    return GroupOption(name, members, schedule, tuple(per_member), carries)
+
+
+def _one(calls: tuple[KernelCall, ...]) -> KernelCall:
+    assert len(calls) == 1, "a convolution primitive makes one call"
+    return calls[0]
+
+
+@dataclass(frozen=True)
+class FusedGroup:
+    """A group as the solver sees it: each member's fastest primitive, its time and the group's workspace."""
+
+    name: str
+    members: tuple[int, ...]
+    schedule: BandSchedule
+    chosen: tuple[MemberOption, ...]  # per member
+    carries: tuple[tuple[KernelCall | None, ...], ...]
+    member_ms: tuple[float, ...]  # each member's band calls, plus the copies into its window
+    window_bytes: tuple[int, ...]  # per member but the last
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Every window (each from a cache line), then the largest band call's workspace."""
+        return self.windows_end + max(o.workspace_bytes for o in self.chosen)
+
+    @property
+    def windows_end(self) -> int:
+        return sum(-(-w // ALIGN) * ALIGN for w in self.window_bytes)
+
+    def window_offset(self, j: int) -> int:
+        return sum(-(-w // ALIGN) * ALIGN for w in self.window_bytes[:j])
+
+    @property
+    def label(self) -> str:
+        """The members' layer range, as the emitted C's comments name layers: "l3-l5"."""
+        return f"l{self.members[0]}-l{self.members[-1]}"
+
+
+def fused_groups(graph: Graph, options: tuple[GroupOption, ...], costs: Mapping[str, Cost]) -> tuple[FusedGroup, ...]:
+    """Each option with every member's fastest primitive (by its band calls' summed cost; then the smaller
+    workspace, then the name). Of the band heights of one chain, only those no other beats in both time and
+    workspace are kept: a plan could swap a dominated group for the one dominating it."""
+    def ms(calls: Sequence[KernelCall | None]) -> float:
+        return sum(costs[c.key()].median_ms for c in calls if c is not None)
+
+    out = []
+    for g in options:
+        chosen = tuple(min(opts, key=lambda o: (ms(o.calls), o.workspace_bytes, o.primitive)) for opts in g.options)
+        member_ms = tuple(ms(o.calls) + (ms(g.carries[j]) if j < len(g.carries) else 0.0)
+                          for j, o in enumerate(chosen))
+        windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
+                        for rows, i in zip(g.schedule.window_rows, g.members))
+        out.append(FusedGroup(g.name, g.members, g.schedule, chosen, g.carries, member_ms, windows))
+    return tuple(g for g in out if not any(
+        h.members == g.members and h.name != g.name and (sum(h.member_ms), h.workspace_bytes, h.name) <
+        (sum(g.member_ms), g.workspace_bytes, g.name) and sum(h.member_ms) <= sum(g.member_ms)
+        and h.workspace_bytes <= g.workspace_bytes for h in out))
+
+
+# A band's calls with their buffers: an int is an offset in floats from the arena's start, a str a weight symbol.
+Body = tuple[tuple[KernelCall, tuple[tuple[str, int | str], ...]], ...]
+
+
+def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws_base: int,
+                weight_symbols: dict[int, dict[str, str]]) -> list[Body]:
+    """Every band's calls in order: per member, the copy that keeps its window's halo, then its own rows."""
+    members = [graph.nodes[i] for i in group.members]
+    last = len(members) - 1
+    row = [graph.shape(m.output).w * graph.shape(m.output).c for m in members]  # floats per output row
+    src = graph.shape(members[0].inputs[0])
+    window = [ws_base + group.window_offset(j) // 4 for j in range(last)]
+    scratch = ws_base + group.windows_end // 4
+    bodies = []
+    for b, band in enumerate(group.schedule.bands):
+        body: list[tuple[KernelCall, tuple[tuple[str, int | str], ...]]] = []
+        for j, mb in enumerate(band):
+            carry = group.carries[j][b] if j < last else None
+            if carry is not None:
+                body.append((carry, (("in0", window[j] + mb.carry[0] * row[j]), ("out", window[j]))))
+            call = group.chosen[j].calls[b]
+            if call is None:
+                continue
+            a, _ = mb.rows
+            first = RowGeometry.of(members[j], graph).reads(*mb.rows)[0]
+            source, source_row = (in_base, src.w * src.c) if j == 0 else (window[j - 1], row[j - 1])
+            roles: dict[str, int | str] = {
+                "in0": source + (first - mb.in_lo) * source_row,
+                "out": out_base + a * row[j] if j == last else window[j] + (a - mb.out_lo) * row[j],
+                "ws": scratch, **weight_symbols[group.members[j]]}
+            body.append((call, tuple((r, roles[r]) for r in call.args)))
+        bodies.append(tuple(body))
+    return bodies

@@ -1,0 +1,140 @@
+"""Fused row tiling (tasobuild.tiling): the band geometry by hand, the solver's all-or-none groups by hand, and a real
+network built under a budget no untiled plan meets, checked against ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tasobuild.errors import UserError
+from tasobuild.ir import Graph, Node, Shape, attrs
+from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate, greedy, min_peak_bytes, solve
+from tasobuild.lower import band_runs
+from tasobuild.tiling import MemberBand, RowGeometry, band_conv, band_schedule
+from tests.e2e import assert_matches, build_and_compile, run_binary, tasobuild, write_spec
+from tests.zoo import ensure_model
+from tests.zoo.reference import random_input, run_onnxruntime
+
+# MobileNetV2's second block at 112x112: 1x1 expand, 3x3 depthwise stride 2 (112 -> 56 rows), 1x1 project.
+EXPAND = RowGeometry(k=1, stride=1, pad_top=0, dilation=1, in_h=112, out_h=112)
+DEPTHWISE_S2 = RowGeometry(k=3, stride=2, pad_top=1, dilation=1, in_h=112, out_h=56)
+PROJECT = RowGeometry(k=1, stride=1, pad_top=0, dilation=1, in_h=56, out_h=56)
+
+
+def test_bands_of_an_inverted_residual_block() -> None:
+    s = band_schedule([EXPAND, DEPTHWISE_S2, PROJECT], rows=4)
+    assert s is not None and len(s.bands) == 14
+    # depthwise rows 0-3 read expanded rows 0..7 (row -1 is padding); the project reads what the depthwise made
+    assert s.bands[0] == (MemberBand((0, 8), 0, 0, (0, 0)), MemberBand((0, 4), 0, 0, (0, 0)),
+                          MemberBand((0, 4), 0, 0, (0, 0)))
+    # depthwise rows 4-7 read expanded rows 7..15: row 7 is kept (moved from the window's row 7 to its top), 8..15
+    # are new; the depthwise window holds rows 4-7 only (the 1x1 project needs no halo)
+    assert s.bands[1] == (MemberBand((8, 16), 0, 7, (7, 1)), MemberBand((4, 8), 7, 4, (0, 0)),
+                          MemberBand((4, 8), 4, 0, (0, 0)))
+    assert s.bands[2][0] == MemberBand((16, 24), 0, 15, (8, 1))  # window held 7..15: row 15 is its 9th
+    assert s.bands[13] == (MemberBand((104, 112), 0, 103, (8, 1)), MemberBand((52, 56), 103, 52, (0, 0)),
+                           MemberBand((52, 56), 52, 0, (0, 0)))
+    assert s.window_rows == (9, 4)  # 1 kept + 8 new expanded rows; 4 depthwise rows
+
+
+def test_a_band_that_keeps_more_rows_than_it_advances_is_refused() -> None:
+    # stride 1: the second band keeps 2 rows of the 3 the first made, moving row 1 onto row 0: they overlap
+    depthwise_s1 = RowGeometry(k=3, stride=1, pad_top=1, dilation=1, in_h=8, out_h=8)
+    assert band_schedule([RowGeometry(1, 1, 0, 1, 8, 8), depthwise_s1], rows=2) is None
+    s = band_schedule([RowGeometry(1, 1, 0, 1, 8, 8), depthwise_s1], rows=4)
+    assert s is not None and s.window_rows == (5,)  # rows 3..7 for output rows 4..7 (row 8 is padding)
+    assert s.bands[1][0] == MemberBand((5, 8), 0, 3, (3, 2))
+
+
+def _conv(h: int, k: int, stride: int, pad: int) -> tuple[Node, Graph]:
+    out_h = (h + 2 * pad - k) // stride + 1
+    node = Node("c", "conv", ("x",), "y", ("W", "b"),
+                attrs(kernel=(k, k), stride=(stride, stride), pads=(pad, pad, pad, pad), dilation=(1, 1), groups=1))
+    graph = Graph((node,), (("x", Shape(4, h, 5)), ("y", Shape(6, out_h, (5 + 2 * pad - k) // stride + 1))), (),
+                  "x", "y", (), ())
+    return node, graph
+
+
+@pytest.mark.parametrize("h, k, stride, pad, rows, expect", [
+    (112, 3, 2, 1, (0, 4), (0, 8, (1, 0))),  # the first band keeps the top padding
+    (112, 3, 2, 1, (4, 8), (7, 9, (0, 0))),
+    (8, 3, 1, 1, (6, 8), (5, 3, (0, 1))),  # the last band keeps the bottom padding
+    (9, 3, 2, 0, (1, 3), (2, 5, (0, 0))),
+])
+def test_band_conv_is_a_convolution_of_its_own(h: int, k: int, stride: int, pad: int, rows: tuple[int, int],
+                                               expect: tuple[int, int, tuple[int, int]]) -> None:
+    node, graph = _conv(h, k, stride, pad)
+    band, sub, first = band_conv(node, graph, *rows)
+    top, _, bottom, _ = band.attr("pads")
+    assert (first, sub.shape("x").h, (top, bottom)) == expect
+    assert sub.shape("y").h == rows[1] - rows[0] == (sub.shape("x").h + top + bottom - k) // stride + 1
+
+
+def test_bands_with_the_same_calls_and_steady_strides_become_one_loop() -> None:
+    call = object()
+    bodies = [((call, (("in0", 100 + 10 * b), ("w0", "net_w"))),) for b in range(5)]
+    bodies[0] = ((call, (("in0", 0), ("w0", "net_w"))),)  # the first band starts elsewhere
+    assert band_runs(bodies) == [(0, 1), (1, 4)]
+
+
+# ---- the solver: a group is all or none ----
+
+def _pair() -> Problem:
+    """in (100 B) -> A -> a (1000 B) -> B -> out (100 B). Fused, `a` never exists whole: the group's last step holds
+    in, out and its 200-byte workspace (the window)."""
+    nodes = (
+        ProblemNode("A", ("in",), "a", (Choice("conv", "HWC", "HWC", 1.0, 0),
+                                        Choice("conv", "HWC", "HWC", 1.5, 0, group="g", deferred=True))),
+        ProblemNode("B", ("a",), "out", (Choice("pw", "HWC", "HWC", 1.0, 0),
+                                         Choice("pw", "HWC", "HWC", 1.5, 200, group="g"))),
+    )
+    sizes = {"in": 100, "a": 1000, "out": 100}
+    return Problem(nodes, {t: ProblemTensor(t, b) for t, b in sizes.items()}, "in", "HWC", "out", "HWC", {},
+                   alignment=1)
+
+
+def test_a_group_trades_time_for_memory() -> None:
+    p = _pair()
+    fast = solve(p, None)
+    assert [c.group for _, c in fast.choices] == ["", ""] and fast.time_ns == 2_000_000
+    assert fast.step_bytes == (1100, 1100, 100)
+    tiled = solve(p, 500)
+    assert [c.group for _, c in tiled.choices] == ["g", "g"] and tiled.time_ns == 3_000_000
+    assert tiled.step_bytes == (100, 400, 100)  # `in` lives on through B, where the band loop reads it
+    assert min_peak_bytes(p) == 400
+    with pytest.raises(UserError, match="smallest budget with a plan is 400 bytes"):
+        solve(p, 399)
+    assert [c.group for _, c in greedy(p).choices] == ["", ""]  # the per-layer baseline is untiled
+
+
+def test_a_group_picked_by_some_members_only_is_no_plan() -> None:
+    p = _pair()
+    with pytest.raises(ValueError, match="fused group 'g' is picked by some of its members only"):
+        evaluate(p, [p.nodes[0].choices[1], p.nodes[1].choices[0]])
+
+
+# ---- a real network ----
+
+def _smallest_budget(spec: Path) -> int:
+    failed = tasobuild("plan", "-c", str(spec), "--memory", "1B", check=False)
+    return int(re.search(r"smallest budget with a plan is (\d+) bytes", failed.stderr).group(1))
+
+
+def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
+    model = ensure_model("mobilenet_v1_vww_tf")
+    untiled = _smallest_budget(write_spec(tmp_path, model))
+    spec = write_spec(tmp_path, model, memory=f"{untiled - 1} B", extra="tiling = true\n")
+    built = build_and_compile(spec)
+    assert built.report["arena_bytes"] <= untiled - 1
+    fused = [n for n in built.report["nodes"] if n["tiling"]]
+    assert fused and all(n["layout_in"] == n["layout_out"] == "HWC" for n in fused)
+    assert "fused row tiling" in (built.out_dir / "src" / "net.c").read_text()
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+    # the lock records the tiling: --frozen rebuilds the same tree without solving
+    again = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
+    assert again["files"]["written"] == [] and again["arena_bytes"] == built.report["arena_bytes"]
