@@ -1,4 +1,5 @@
-"""Fused row tiling (optimizer.tiling, tasobuild.tiling) against untiled plans: FDT's comparison, measured.
+"""Fused tiling (optimizer.tiling: by rows, tasobuild.tiling; by channels, tasobuild.channel_tiling) against untiled
+plans: FDT's comparison, measured.
 
     python bench/tiling.py [--networks mobilenetv2 mobilenet_v1_vww_tf ...] [--rounds 7] [--runs 40]
 
@@ -8,7 +9,8 @@ Per network, five plans are built (profiled costs) and compiled:
   tiled at untiled smallest           the fastest tiled plan in the memory the smallest untiled plan needs
 then run in alternating rounds, with ONNX Runtime (1 thread) in each round, so all see the same machine state.
 Memory is the arena (input and output included); times are the binaries' `--bench` medians, then the median over
-rounds; ratios are paired per round against the untiled fastest plan.
+rounds; ratios are paired per round against the untiled fastest plan. A second table gives the smallest peak (live
+bytes, before placement) with row tiling only, channel tiling only and both, solved in process from the same costs.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from common import ROOT, build_project, make, median, record, table, user_env
+from common import ROOT, build_project, make, median, ort_median_ms, ort_session, record, table, user_env
 from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
-from vs_ort import ort_median_ms, ort_session
 
 NETWORKS = ["mobilenetv2", "mobilenet_v1_vww_tf", "ds_cnn_tf", "resnet8_tf"]
 TILED = "tiling = true\n"
@@ -49,6 +50,23 @@ def smallest_budget(model: str, workdir: Path, extra: str) -> int:
             raise SystemExit(f"{model}: expected a too-small-budget error, got:\n{proc.stderr}")
         budget = int(found.group(1))
     return budget
+
+
+def smallest_peaks(model: str, workdir: Path) -> dict[str, int]:
+    """The smallest peak with no tiling, rows only, channels only and both (the costs are cached by now)."""
+    from dataclasses import replace
+
+    from tasobuild.build import Options, costed_problem, load_inputs
+    from tasobuild.solve import Session
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = write_spec(workdir, ensure_model(model), extra=TILED)
+    problem = costed_problem(*load_inputs(Options(spec, progress=False)), False)[-1]
+    kinds = {"untiled": lambda g: not g, "rows": lambda g: not g or "rows=" in g,
+             "channels": lambda g: not g or "channels=" in g, "both": lambda g: True}
+    return {kind: Session(replace(problem, nodes=tuple(replace(n, choices=tuple(c for c in n.choices if keep(c.group)))
+                                                       for n in problem.nodes))).min_peak_bytes()
+            for kind, keep in kinds.items()}
 
 
 def main() -> None:
@@ -91,12 +109,16 @@ def main() -> None:
                              f"{median(times[label]) / median(times['ORT']):.2f}", str(fused),
                              f"{report['solver']['seconds']:.2f}"])
                 print(rows[-1], file=sys.stderr)
+            peaks = smallest_peaks(name, work / "peaks")
             memory_rows.append([name, f"{small_untiled / 1024:.0f}", f"{small_tiled / 1024:.0f}",
-                                f"{1 - small_tiled / small_untiled:.1%}"])
-    body = (table(["network", "smallest untiled KiB", "smallest tiled KiB", "memory saved"], memory_rows)
+                                f"{1 - small_tiled / small_untiled:.1%}",
+                                *(f"{peaks[k] / 1024:.0f} ({1 - peaks[k] / peaks['untiled']:.0%})"
+                                  for k in ("untiled", "rows", "channels", "both"))])
+    body = (table(["network", "smallest arena untiled KiB", "smallest arena tiled KiB", "arena saved",
+                   "peak untiled KiB", "peak rows only", "peak channels only", "peak both"], memory_rows)
             + "\n\n" + table(["network", "plan", "arena KiB", "predicted ms", "measured ms", "vs untiled fastest",
                               "vs ORT", "fused nodes", "solver s"], rows))
-    record("tiling", "Fused row tiling vs untiled plans (FDT's comparison; measured, same run)",
+    record("tiling", "Fused tiling vs untiled plans (FDT's comparison; measured, same run)",
            "python bench/tiling.py", body)
 
 

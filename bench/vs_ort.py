@@ -4,8 +4,9 @@
 
 For each network: build with tasobuild (full primitive library, profiled costs, a budget that does not bind),
 compile, then alternate batches of our binary's `--bench` and ONNX Runtime's timed runs on the same input so both
-see the same machine state; report the medians and their ratio (ours/ORT: < 1 means faster). Also reports the
-shared GEMM's GFLOP/s on a large 1x1 convolution as a fraction of one core's peak.
+see the same machine state; report the medians and their ratio (ours/ORT: < 1 means faster). With fused tiling on
+(`tiling = true`), two more plans run in the same rounds: the fastest one, and the one in the smallest arena. Also
+reports the shared GEMM's GFLOP/s on a large 1x1 convolution as a fraction of one core's peak.
 """
 
 from __future__ import annotations
@@ -14,37 +15,16 @@ import argparse
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from common import build_project, make, median, record, table
+from common import build_project, make, median, ort_median_ms, ort_session, record, table
+from tiling import TILED, smallest_budget
 from tests.e2e import run_binary
 from tests.zoo import ensure_model
 
 NETWORKS = ["resnet18", "googlenet", "mobilenetv2", "squeezenet11", "vgg16"]
-
-
-def ort_session(model: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-
-
-def ort_median_ms(session, x: np.ndarray, runs: int) -> float:
-    name = session.get_inputs()[0].name
-    session.run(None, {name: x})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, {name: x})
-        times.append((time.perf_counter() - start) * 1e3)
-    return median(times)
 
 
 def core_peak_gflops() -> tuple[float, str]:
@@ -85,20 +65,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks:
             work = Path(tmp) / name
-            report, spec = build_project(name, work)
-            make(work / "out")
+            report, spec = build_project(name, work / "untiled")
+            fastest, _ = build_project(name, work / "tiled", extra=TILED)
+            smallest, _ = build_project(name, work / "tiled_small", extra=TILED,
+                                        memory=f"{smallest_budget(name, work / 'probe', TILED)} B")
+            binaries = [work / d / "out" / "net_main" for d in ("untiled", "tiled", "tiled_small")]
+            for binary in binaries:
+                make(binary.parent)
             model = ensure_model(name)
             x = np.random.default_rng(0).standard_normal(
                 [d.dim_value for d in __import__("onnx").load(str(model), load_external_data=False)
                  .graph.input[0].type.tensor_type.shape.dim]).astype(np.float32)
             session = ort_session(model)
-            ours, theirs = [], []
-            for _ in range(args.rounds):  # interleaved: both see the same machine state
-                ours.append(run_binary(work / "out" / "net_main", x, work, bench=args.runs)[1])
+            ours: list[list[float]] = [[], [], []]
+            theirs = []
+            for _ in range(args.rounds):  # interleaved: all see the same machine state
+                for times, binary in zip(ours, binaries):
+                    times.append(run_binary(binary, x, work, bench=args.runs)[1])
                 theirs.append(ort_median_ms(session, x, args.runs))
             families = sorted({n["primitive"] for n in report["nodes"] if n["op"] == "conv"})
-            rows.append([name, f"{median(ours):.2f}", f"{median(theirs):.2f}", f"{median(ours) / median(theirs):.2f}",
-                         f"{report['arena_bytes'] / 2**20:.1f}", ", ".join(families)])
+            ratio = [f"{median(t) / median(theirs):.2f}" for t in ours]
+            rows.append([name, f"{median(ours[0]):.2f}", f"{median(theirs):.2f}", ratio[0],
+                         f"{report['arena_bytes'] / 2**20:.1f}", ratio[1], f"{fastest['arena_bytes'] / 2**20:.1f}",
+                         ratio[2], f"{smallest['arena_bytes'] / 2**20:.2f}", ", ".join(families)])
             print(rows[-1], file=sys.stderr)
     peak, how = core_peak_gflops()
     try:
@@ -107,7 +96,8 @@ def main() -> None:
                     f"{peak:.0f} GFLOP/s ({how})."
     except Exception as error:  # the figure is a side note; the table is the point
         gemm_line = f"(GEMM figure unavailable: {error})"
-    body = table(["network", "ours ms", "ORT ms", "ours/ORT", "arena MiB", "conv primitives chosen"], rows)
+    body = table(["network", "ours ms", "ORT ms", "ours/ORT", "arena MiB", "tiled fastest /ORT", "arena MiB",
+                  "tiled smallest /ORT", "arena MiB", "conv primitives chosen (untiled)"], rows)
     record("vs_ort", "Emitted C vs ONNX Runtime (1 thread, medians, same run)",
            "python bench/vs_ort.py", f"Goal: ours/ORT ≤ 1.0 on every network.\n\n{body}\n\n{gemm_line}")
 

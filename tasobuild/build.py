@@ -50,11 +50,13 @@ from tasobuild.target import Target, load_target
 # nothing to do — the common case — answers in a fraction of a second.
 if TYPE_CHECKING:
     from tasobuild.candidates import NodeCandidates, TransformCandidate
+    from tasobuild.costs.cache import Cost
     from tasobuild.costs.stage import Costed
     from tasobuild.emit.program import Program
     from tasobuild.ir import Graph
     from tasobuild.optimize import Decision
     from tasobuild.solve import Plan, Problem
+    from tasobuild.channel_tiling import ChannelGroup, ChannelOption
     from tasobuild.tiling import FusedGroup, GroupOption
 
 log = logging.getLogger("tasobuild")
@@ -78,7 +80,7 @@ class Planned:
     transforms: tuple[TransformCandidate, ...]
     costed: Costed
     decision: Decision
-    groups: tuple[FusedGroup, ...] = ()  # the fused groups the solver could pick (tasobuild.tiling)
+    groups: tuple[FusedGroup | ChannelGroup, ...] = ()  # the fused groups the solver could pick
 
 
 def load_settings(options: Options) -> tuple[Spec, Target]:
@@ -111,26 +113,42 @@ def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCand
     return [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
 
 
-def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...]) -> tuple[GroupOption, ...]:
-    """The fused groups to offer the solver: none unless optimizer.tiling is on."""
-    from tasobuild.tiling import fusable
+def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]
+                   ) -> tuple[tuple[GroupOption, ...], tuple[ChannelOption, ...]]:
+    """The fused groups to offer the solver, by rows and by channels (none unless optimizer.tiling is on), given the
+    candidates' costs."""
+    from tasobuild import channel_tiling, tiling
 
-    return fusable(graph, nodes) if spec.optimizer.tiling else ()
+    if not spec.optimizer.tiling:
+        return (), ()
+    return tiling.fusable(graph, nodes, costs), channel_tiling.fusable(graph, nodes, costs)
+
+
+def fused(graph: Graph, options: tuple[tuple[GroupOption, ...], tuple[ChannelOption, ...]],
+          costs: Mapping[str, Cost]) -> tuple[FusedGroup | ChannelGroup, ...]:
+    """The groups the solver sees: each option with its members' fastest primitives."""
+    from tasobuild.channel_tiling import channel_groups
+    from tasobuild.tiling import fused_groups
+
+    rows, channels = options
+    return fused_groups(graph, rows, costs) + channel_groups(graph, channels, costs)
 
 
 def costed_problem(spec: Spec, target: Target, graph: Graph, progress: bool
                    ) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...], Costed,
-                              tuple[FusedGroup, ...], Problem]:
+                              tuple[FusedGroup | ChannelGroup, ...], Problem]:
     """Candidates, their costs (band calls of fused groups included), the groups and the solver's problem."""
-    from tasobuild.costs.stage import measure_costs
+    from tasobuild.costs.stage import Costed, measure_costs
     from tasobuild.optimize import to_problem
-    from tasobuild.tiling import fused_groups
 
     nodes, transforms = candidates_of(spec, graph)
-    options = tiling_options(spec, graph, nodes)
-    calls = all_calls(nodes, transforms) + [call for option in options for call in option.calls()]
-    costed = measure_costs(spec, target, calls, progress)
-    groups = fused_groups(graph, options, costed.costs)
+    costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
+    options = tiling_options(spec, graph, nodes, costed.costs)
+    tiled = [call for option in (*options[0], *options[1]) for call in option.calls()]
+    if tiled:  # then the calls of the fused groups the untiled costs suggest
+        more = measure_costs(spec, target, tiled, progress)
+        costed = Costed({**costed.costs, **more.costs}, costed.profiled + more.profiled)
+    groups = fused(graph, options, costed.costs)
     return nodes, transforms, costed, groups, to_problem(graph, nodes, transforms, costed.costs, groups)
 
 

@@ -9,11 +9,14 @@ import difflib
 import functools
 import importlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS, Graph, Layout, Node
 from tasobuild.primitives import KernelCall, Primitive
+
+if TYPE_CHECKING:
+    from tasobuild.costs.cache import Cost
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,17 @@ def node_candidates(graph: Graph, allow: frozenset[str] = frozenset()) -> tuple[
                             f"({_describe(node, graph)})")
         result.append(NodeCandidates(node, options))
     return tuple(result)
+
+
+def fastest_in(nc: NodeCandidates, layout: Layout, costs: Mapping[str, Cost], count: int) -> tuple[Candidate, ...]:
+    """The node's `count` fastest candidates that read and write `layout` (views aside), by their calls' costs (then
+    by name): the primitives fused tiling tries for it."""
+    def ms(c: Candidate) -> float:
+        return sum(costs[call.key()].median_ms for call in c.calls)
+
+    same = [c for c in nc.options if (c.primitive.layout_in, c.primitive.layout_out) == (layout, layout)
+            and not c.primitive.aliases_input]
+    return tuple(sorted(same, key=lambda c: (ms(c), c.primitive.name))[:count])
 
 
 # What node_candidates found, as plain data (primitive names, calls, workspace) for the stage cache: Primitives hold

@@ -21,8 +21,7 @@ from tasobuild.target import Target
 def planned_from_lock(spec: Spec, target: Target, graph: Graph, lock: Mapping[str, Any] | None,
                       inputs: Mapping[str, str], lock_path: Path, nodes: tuple[NodeCandidates, ...],
                       transforms: tuple[TransformCandidate, ...]):
-    from tasobuild.build import Planned, tiling_options
-    from tasobuild.tiling import fused_groups
+    from tasobuild.build import Planned, fused, tiling_options
 
     if lock is None:
         raise UserError(f"{lock_path}: --frozen needs a lock; run `tasobuild build` first and commit taso.lock")
@@ -32,7 +31,7 @@ def planned_from_lock(spec: Spec, target: Target, graph: Graph, lock: Mapping[st
                         f"lock was written; run `tasobuild build` to update it")
     costs = {row["call"]: Cost(row["median_ms"], row["spread_ms"], 1, row["source"]) for row in lock["cost"]}
     try:
-        groups = fused_groups(graph, tiling_options(spec, graph, nodes), costs)
+        groups = fused(graph, tiling_options(spec, graph, nodes, costs), costs)
         problem = to_problem(graph, nodes, transforms, costs, groups)
     except KeyError as missing:
         raise UserError(f"{lock_path}: --frozen, but the lock has no cost for {missing}; "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 
 from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
+from tasobuild.channel_tiling import ChannelGroup
 from tasobuild.emit.program import LOOP_VARIABLE, Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
+from tasobuild.primitives import Primitive
 from tasobuild.memory import ArenaPlan
 from tasobuild.solve import Plan
 from tasobuild.tiling import CARRY_SOURCES, LAYOUT, Body, FusedGroup, band_bodies
@@ -28,7 +30,7 @@ def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
 
 def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...], plan: Plan,
           arena: ArenaPlan, name: str, banner: tuple[str, ...], toolchain: Toolchain,
-          groups: tuple[FusedGroup, ...] = ()) -> Program:
+          groups: tuple[FusedGroup | ChannelGroup, ...] = ()) -> Program:
     transform_calls = {(t.tensor, t.src, t.dst): t.call for t in transforms}
     steps: list[Step] = []
     weights: list[WeightArray] = []
@@ -47,31 +49,44 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
                               f"{t.from_layout}->{t.to_layout}", ((call, ptrs),)))
             sources.update(TRANSFORM_SOURCES)
 
+    def weight_roles(primitive: Primitive, node: Node, part_graph: Graph, symbol: str) -> dict[str, str]:
+        """The node's weights as `primitive` transforms them, added to the program: role -> C symbol."""
+        roles = {}
+        for k, array in enumerate(primitive.weights(node, part_graph)):
+            weights.append(WeightArray(f"{symbol}_w{k}", array, f"{node.name}: {primitive.name} weight {k}, "
+                                                                f"shape {'x'.join(map(str, array.shape))}"))
+            roles[f"w{k}"] = f"{symbol}_w{k}"
+        return roles
+
     by_group = {g.name: g for g in groups}
-    weight_symbols: dict[int, dict[str, str]] = {}  # node index -> role -> symbol, for the fused groups' calls
+    weight_symbols: dict[int, dict[str, str]] = {}  # node index -> role -> symbol, for row groups' calls
+    slice_symbols: dict[tuple[int, int], dict[str, str]] = {}  # (node index, slice) -> ..., for channel groups'
     for index, nc in enumerate(nodes):
         transform_steps(index)
         choice = plan.choice(nc.node.name)
         cand = next(c for c in nc.options if c.primitive.name == choice.primitive)
         node = nc.node
-        roles: dict[str, str] = {}
-        for k, array in enumerate(cand.primitive.weights(node, graph)):
-            symbol = f"{name}_l{index}_w{k}"  # layer index: the step comment names the ONNX node
-            weights.append(WeightArray(symbol, array, f"{node.name}: {cand.primitive.name} weight {k}, "
-                                                      f"shape {'x'.join(map(str, array.shape))}"))
-            roles[f"w{k}"] = symbol
-        if choice.group:
-            group = by_group[choice.group]
-            weight_symbols[index] = roles
+        group = by_group.get(choice.group)
+        if group is not None:
             sources.update(cand.primitive.sources)
+            if isinstance(group, ChannelGroup):  # every slice has weights of its own
+                parts = group.chosen[group.members.index(index)].parts
+                for s, (part, part_graph) in enumerate(parts):
+                    slice_symbols[(index, s)] = weight_roles(cand.primitive, part, part_graph,
+                                                             f"{name}_l{index}_s{s}")
+            else:  # layer index: the step comment names the ONNX node
+                weight_symbols[index] = weight_roles(cand.primitive, node, graph, f"{name}_l{index}")
             if choice.deferred:
                 steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}: runs in the fused group "
                                   f"[{group.label}] below", ()))
+            elif isinstance(group, ChannelGroup):
+                steps += sliced_steps(group, graph, plan, arena, slice_symbols)
             else:
                 steps += fused_steps(group, graph, plan, arena, weight_symbols)
                 if any(c is not None for per_band in group.carries for c in per_band):
                     sources.update(CARRY_SOURCES)
             continue
+        roles = weight_roles(cand.primitive, node, graph, f"{name}_l{index}")
         roles.update({f"in{k}": pointer(arena, plan.buffer_of(t, choice.layout_in)) for k, t in enumerate(node.inputs)})
         roles["out"] = pointer(arena, plan.buffer_of(node.output, choice.layout_out))
         if cand.workspace_bytes:
@@ -165,4 +180,33 @@ def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan,
             calls.append((call, tuple(ptrs)))
         what = f"Band {k}:" if count == 1 else f"Bands {k}-{k + count - 1}:"
         steps.append(Step(f"{head if k == 0 else f'[{label}]'} {what}", tuple(calls), count))
+    return steps
+
+
+def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan,
+                 slice_symbols: dict[tuple[int, int], dict[str, str]]) -> list[Step]:
+    """A step per slice: each member's call on its channels, the last one writing (first slice) or adding to the
+    whole output."""
+    first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
+    whole_in = pointer(arena, plan.buffer_of(first.inputs[0], group.layout))
+    whole_out = pointer(arena, plan.buffer_of(last.output, group.layout))
+    ws = arena.offset(f"{last.name}:workspace") // 4
+    n = len(group.members)
+    slice_buffer = [f"A + {ws + group.slice_offset(j) // 4}" for j in range(n - 1)]
+    scratch = f"A + {ws + group.slices_end // 4}"
+    members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
+    head = (f"[{group.label}] fused channel tiling (FDT) of {members}, in {group.layout}: {len(group.slices)} "
+            f"slices of {group.slices[0][1]} channels. A slice's intermediate tensors live at the start of "
+            f"l{group.members[-1]}'s workspace, and l{group.members[-1]} adds each slice's partial sums into its "
+            f"output, so nothing is recomputed.")
+    steps = []
+    for s, (c0, c1) in enumerate(group.slices):
+        calls = []
+        for j, (index, option) in enumerate(zip(group.members, group.chosen)):
+            roles = {"in0": whole_in if j == 0 else slice_buffer[j - 1],
+                     "out": whole_out if j == n - 1 else slice_buffer[j], "ws": scratch, **slice_symbols[(index, s)]}
+            call = option.calls[s]
+            calls.append((call, tuple((r, roles[r]) for r in call.args)))
+        what = f"Channels {c0}-{c1 - 1}, " + ("written with the bias:" if s == 0 else "added:")
+        steps.append(Step(f"{head} {what}" if s == 0 else f"[{group.label}] {what}", tuple(calls)))
     return steps

@@ -25,7 +25,8 @@ from tasobuild.solve import (
     greedy,
 )
 from tasobuild.solve.budgeted import Remember, fastest_within, forget
-from tasobuild.tiling import LAYOUT, FusedGroup
+from tasobuild.channel_tiling import ChannelGroup
+from tasobuild.tiling import FusedGroup
 
 # The emitted code and the cost model both see ONNX's row-major order at the network's boundary.
 BOUNDARY_LAYOUT = "CHW"
@@ -36,14 +37,14 @@ def call_time_ms(calls, costs: Mapping[str, Cost]) -> float:
 
 
 def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...],
-               costs: Mapping[str, Cost], groups: tuple[FusedGroup, ...] = ()) -> Problem:
+               costs: Mapping[str, Cost], groups: tuple[FusedGroup | ChannelGroup, ...] = ()) -> Problem:
     tensors = {t: ProblemTensor(t, graph.shape(t).bytes) for t in {graph.input} | {n.output for n in graph.nodes}}
     fused: dict[int, list[Choice]] = {}
     for g in groups:  # the group runs at its last member's step: the workspace is counted there
         last = len(g.members) - 1
         for j, (index, option) in enumerate(zip(g.members, g.chosen)):
             fused.setdefault(index, []).append(
-                Choice(option.primitive, LAYOUT, LAYOUT, g.member_ms[j], g.workspace_bytes if j == last else 0,
+                Choice(option.primitive, g.layout, g.layout, g.member_ms[j], g.workspace_bytes if j == last else 0,
                        group=g.name, deferred=j < last))
     problem_nodes = tuple(
         ProblemNode(

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tasobuild.candidates import NodeCandidates
+from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
 from tasobuild.ir import Graph, Node, Shape
 from tasobuild.primitives import KernelCall
@@ -31,6 +31,7 @@ from tasobuild.primitives import KernelCall
 CHAIN_OPS = ("conv",)
 LAYOUT = "HWC"  # each row of an HWC tensor is contiguous: a band of rows is a dense sub-tensor
 HEIGHTS = (2, 4, 8)  # band heights (rows of the chain's last output per band) offered to the solver
+PRIMITIVES_PER_MEMBER = 2  # a member's band calls are costed for its fastest HWC primitives (untiled) only
 MAX_MEMBERS = 3  # an inverted residual block: expand, depthwise, project
 ALIGN = 64  # bytes: each window starts on a cache line (the arena's alignment)
 
@@ -183,10 +184,13 @@ def chains(graph: Graph) -> list[tuple[int, ...]]:
     return runs
 
 
-def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], heights: Sequence[int] = HEIGHTS,
-            max_members: int = MAX_MEMBERS) -> tuple[GroupOption, ...]:
+def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],
+            heights: Sequence[int] = HEIGHTS, max_members: int = MAX_MEMBERS,
+            per_member: int = PRIMITIVES_PER_MEMBER) -> tuple[GroupOption, ...]:
     """Every sub-chain of 2..max_members members and band height whose members each have an HWC primitive that
-    runs all their bands."""
+    runs all their bands; a member tries its `per_member` fastest HWC primitives by their untiled `costs` (every
+    candidate's): on VGG-16, costing the bands of all of them would take a quarter of an hour."""
+    fastest = [fastest_in(nc, LAYOUT, costs, per_member) for nc in nodes]
     out = []
     for run in chains(graph):
         for length in range(2, max_members + 1):
@@ -196,13 +200,13 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], heights: Sequence[i
                 for rows in heights:
                     if rows >= geos[-1].out_h:
                         continue
-                    option = _group_option(graph, nodes, members, rows, geos)
+                    option = _group_option(graph, fastest, members, rows, geos)
                     if option is not None:
                         out.append(option)
     return tuple(out)
 
 
-def _group_option(graph: Graph, nodes: tuple[NodeCandidates, ...], members: tuple[int, ...], rows: int,
+def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], rows: int,
                   geos: list[RowGeometry]) -> GroupOption | None:
     schedule = band_schedule(geos, rows)
     if schedule is None:
@@ -213,13 +217,11 @@ def _group_option(graph: Graph, nodes: tuple[NodeCandidates, ...], members: tupl
         bands = [band_conv(node, graph, *b[j].rows) if b[j].rows[1] > b[j].rows[0] else None
                  for b in schedule.bands]
         opts = []
-        for cand in nodes[i].options:
+        for cand in candidates[i]:
             p = cand.primitive
-            if (p.layout_in, p.layout_out) != (LAYOUT, LAYOUT) or p.aliases_input:
-                continue
             if not all(sub is None or p.applies(sub[0], sub[1]) for sub in bands):
                 continue
-            calls = tuple(None if sub is None else _one(p.call(sub[0], sub[1])) for sub in bands)
+            calls = tuple(None if sub is None else single_call(p.call(sub[0], sub[1])) for sub in bands)
             ws = max((p.workspace(sub[0], sub[1]) for sub in bands if sub is not None), default=0)
             opts.append(MemberOption(p.name, calls, ws))
         if not opts:
@@ -233,7 +235,7 @@ def _group_option(graph: Graph, nodes: tuple[NodeCandidates, ...], members: tupl
     return GroupOption(name, members, schedule, tuple(per_member), carries)
 
 
-def _one(calls: tuple[KernelCall, ...]) -> KernelCall:
+def single_call(calls: tuple[KernelCall, ...]) -> KernelCall:
     assert len(calls) == 1, "a convolution primitive makes one call"
     return calls[0]
 
@@ -262,6 +264,8 @@ class FusedGroup:
     def window_offset(self, j: int) -> int:
         return sum(-(-w // ALIGN) * ALIGN for w in self.window_bytes[:j])
 
+    layout = LAYOUT
+
     @property
     def label(self) -> str:
         """The members' layer range, as the emitted C's comments name layers: "l3-l5"."""
@@ -283,10 +287,15 @@ def fused_groups(graph: Graph, options: tuple[GroupOption, ...], costs: Mapping[
         windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
                         for rows, i in zip(g.schedule.window_rows, g.members))
         out.append(FusedGroup(g.name, g.members, g.schedule, chosen, g.carries, member_ms, windows))
-    return tuple(g for g in out if not any(
-        h.members == g.members and h.name != g.name and (sum(h.member_ms), h.workspace_bytes, h.name) <
-        (sum(g.member_ms), g.workspace_bytes, g.name) and sum(h.member_ms) <= sum(g.member_ms)
-        and h.workspace_bytes <= g.workspace_bytes for h in out))
+
+    def rank(g: FusedGroup) -> tuple[float, int, str]:
+        return sum(g.member_ms), g.workspace_bytes, g.name
+
+    def dominates(h: FusedGroup, g: FusedGroup) -> bool:
+        return (h.members == g.members and rank(h) < rank(g) and rank(h)[0] <= rank(g)[0]
+                and h.workspace_bytes <= g.workspace_bytes)
+
+    return tuple(g for g in out if not any(dominates(h, g) for h in out))
 
 
 # A band's calls with their buffers: an int is an offset in floats from the arena's start, a str a weight symbol.

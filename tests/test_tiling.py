@@ -1,5 +1,6 @@
-"""Fused row tiling (tasobuild.tiling): the band geometry by hand, the solver's all-or-none groups by hand, and a real
-network built under a budget no untiled plan meets, checked against ONNX Runtime."""
+"""Fused tiling: rows (tasobuild.tiling: the band geometry by hand) and channels (tasobuild.channel_tiling: the
+slices' identity); the solver's all-or-none groups by hand; networks built under budgets no untiled plan meets,
+checked against ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tasobuild.errors import UserError
@@ -138,3 +140,74 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
     # the lock records the tiling: --frozen rebuilds the same tree without solving
     again = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
     assert again["files"]["written"] == [] and again["arena_bytes"] == built.report["arena_bytes"]
+
+
+# ---- channel tiling (FDT) ----
+
+def _inverted_residual(tmp_path: Path) -> Path:
+    """x (8x4x4) -> 1x1 expand to 96, ReLU -> 3x3 depthwise, ReLU -> 1x1 project to 8 -> + x. At 4 rows a 3x3 band
+    would keep more rows than it advances: only channel slices can split the 96-channel tensors."""
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+
+    rng = np.random.default_rng(3)
+
+    def rand(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    weights = {"w1": rand(96, 8, 1, 1), "b1": rand(96), "w2": rand(96, 1, 3, 3), "b2": rand(96),
+               "w3": rand(8, 96, 1, 1), "b3": rand(8)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["e"], name="expand"),
+             helper.make_node("Relu", ["e"], ["er"]),
+             helper.make_node("Conv", ["er", "w2", "b2"], ["d"], name="depthwise", group=96, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["dr"]),
+             helper.make_node("Conv", ["dr", "w3", "b3"], ["p"], name="project"),
+             helper.make_node("Add", ["p", "x"], ["y"])]
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])],
+                              [numpy_helper.from_array(v, k) for k, v in sorted(weights.items())])
+    path = tmp_path / "block.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
+    from tasobuild.channel_tiling import chains
+    from tasobuild.importer import import_onnx
+
+    model = _inverted_residual(tmp_path)
+    assert chains(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
+    untiled = _smallest_budget(write_spec(tmp_path, model))
+    tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
+    # untiled, the 96-channel tensors of the expand and the depthwise are live together: 2 x 6144 B, plus x
+    assert untiled >= 2 * 96 * 16 * 4 and tiled < untiled // 2
+    spec = write_spec(tmp_path, model, memory=f"{tiled} B", extra="tiling = true\n")
+    built = build_and_compile(spec)
+    assert {n["tiling"].split(" ")[1].split("=")[0] for n in built.report["nodes"] if n["tiling"]} == {"channels"}
+    assert "fused channel tiling (FDT)" in (built.out_dir / "src" / "net.c").read_text()
+    x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
+def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
+    """FDT's identity, on the NumPy reference: the last conv over input channels [c0, c1), summed over the slices
+    (the bias once), is the whole conv."""
+    from tasobuild import reference
+    from tasobuild.channel_tiling import sliced_conv
+    from tasobuild.ir import Constant
+
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((5, 12, 3, 3)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    node = Node("last", "conv", ("x",), "y", ("W", "b"),
+                attrs(kernel=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1), dilation=(1, 1), groups=1))
+    graph = Graph((node,), (("x", Shape(12, 6, 7)), ("y", Shape(5, 6, 7))),
+                  (Constant.of("W", w), Constant.of("b", b)), "x", "y", (), ())
+    x = rng.standard_normal((12, 6, 7)).astype(np.float32)
+    whole = reference.conv(node, [x], [w, b])
+    parts = []
+    for c0, c1 in ((0, 5), (5, 10), (10, 12)):
+        part, sub = sliced_conv(node, graph, "last", c0, c1)
+        assert (part.name, sub.shape("x"), sub.shape("y")) == (f"last[{c0}:{c1}]", Shape(c1 - c0, 6, 7), Shape(5, 6, 7))
+        parts.append(reference.conv(part, [x[c0:c1]], [sub.const(part.weights[0]), 0 * sub.const(part.weights[1])]))
+    np.testing.assert_allclose(sum(parts) + b[:, None, None], whole, rtol=1e-5, atol=1e-5)
