@@ -22,11 +22,10 @@ from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
 from tasobuild.ir import LAYOUTS, Constant, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
-from tasobuild.tiling import single_call
+from tasobuild.tiling import end_to_end, single_call
 
 WIDTHS = (16, 32, 64)  # slice widths (channels) offered to the solver: whole vectors of the widest SIMD
 PRIMITIVES_PER_MEMBER = 2  # as for row tiling: each member's fastest primitives (untiled) in the chain's layout
-ALIGN = 64  # bytes: each slice buffer starts on a cache line
 
 
 def _is_depthwise(node: Node, graph: Graph) -> bool:
@@ -176,15 +175,15 @@ class ChannelGroup:
 
     @property
     def workspace_bytes(self) -> int:
-        """A buffer per intermediate slice (each from a cache line), then the largest call's workspace."""
+        """A buffer per intermediate slice, then the largest call's workspace."""
         return self.slices_end + max(o.workspace_bytes for o in self.chosen)
 
     @property
     def slices_end(self) -> int:
-        return sum(-(-b // ALIGN) * ALIGN for b in self.slice_bytes)
+        return end_to_end(self.slice_bytes)[-1]
 
     def slice_offset(self, j: int) -> int:
-        return sum(-(-b // ALIGN) * ALIGN for b in self.slice_bytes[:j])
+        return end_to_end(self.slice_bytes)[j]
 
     @property
     def label(self) -> str:

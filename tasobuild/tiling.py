@@ -33,7 +33,7 @@ LAYOUT = "HWC"  # each row of an HWC tensor is contiguous: a band of rows is a d
 HEIGHTS = (2, 4, 8)  # band heights (rows of the chain's last output per band) offered to the solver
 PRIMITIVES_PER_MEMBER = 2  # a member's band calls are costed for its fastest HWC primitives (untiled) only
 MAX_MEMBERS = 3  # an inverted residual block: expand, depthwise, project
-ALIGN = 64  # bytes: each window starts on a cache line (the arena's alignment)
+ALIGN = 64  # bytes: each window or slice buffer in a group's workspace starts on a cache line (the arena's alignment)
 
 
 @dataclass(frozen=True)
@@ -254,15 +254,15 @@ class FusedGroup:
 
     @property
     def workspace_bytes(self) -> int:
-        """Every window (each from a cache line), then the largest band call's workspace."""
+        """Every window, then the largest band call's workspace."""
         return self.windows_end + max(o.workspace_bytes for o in self.chosen)
 
     @property
     def windows_end(self) -> int:
-        return sum(-(-w // ALIGN) * ALIGN for w in self.window_bytes)
+        return end_to_end(self.window_bytes)[-1]
 
     def window_offset(self, j: int) -> int:
-        return sum(-(-w // ALIGN) * ALIGN for w in self.window_bytes[:j])
+        return end_to_end(self.window_bytes)[j]
 
     layout = LAYOUT
 
@@ -270,6 +270,14 @@ class FusedGroup:
     def label(self) -> str:
         """The members' layer range, as the emitted C's comments name layers: "l3-l5"."""
         return f"l{self.members[0]}-l{self.members[-1]}"
+
+
+def end_to_end(sizes: Sequence[int]) -> tuple[int, ...]:
+    """Where buffers of these sizes start, laid end to end from 0 each on a cache line; then where the last ends."""
+    starts = [0]
+    for size in sizes:
+        starts.append(starts[-1] + -(-size // ALIGN) * ALIGN)
+    return tuple(starts)
 
 
 def fused_groups(graph: Graph, options: tuple[GroupOption, ...], costs: Mapping[str, Cost]) -> tuple[FusedGroup, ...]:
