@@ -1,4 +1,5 @@
-"""Lowering: the decided plan becomes a straight-line Program — every call with its arena pointers and weights."""
+"""Lowering: the decided plan becomes a Program — every call with its arena pointers and weights; a fused group's
+calls as loops over its bands (rows) or a step per slice (channels)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
 from tasobuild.channel_tiling import ChannelGroup
 from tasobuild.emit.program import LOOP_VARIABLE, Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
-from tasobuild.primitives import Primitive
 from tasobuild.memory import ArenaPlan
+from tasobuild.primitives import Primitive
 from tasobuild.solve import Plan
 from tasobuild.tiling import CARRY_SOURCES, LAYOUT, Body, FusedGroup, band_bodies
 
@@ -152,6 +153,7 @@ def band_runs(bodies: list[Body]) -> list[tuple[int, int]]:
 
 def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan,
                 weight_symbols: dict[int, dict[str, str]]) -> list[Step]:
+    """A row group's bands: a step per run of bands that band_runs finds (a loop when it has more than one)."""
     first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
     in_base = arena.offset(plan.buffer_of(first.inputs[0], LAYOUT)) // 4
     out_base = arena.offset(plan.buffer_of(last.output, LAYOUT)) // 4

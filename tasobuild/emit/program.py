@@ -1,4 +1,4 @@
-"""What the emitter renders: a straight-line program over one arena, already decided in every detail.
+"""What the emitter renders: a program over one arena (a fused group's bands may loop), decided in every detail.
 
 Lowering (tasobuild.lower) builds it from the graph, the plan and the arena plan; the renderers turn it into text.
 """
