@@ -131,19 +131,20 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
             if width >= channels:
                 continue
             slices = tuple((c0, min(c0 + width, channels)) for c0 in range(0, channels, width))
+            parts = [tuple(sliced_conv(graph.nodes[i], graph, role, c0, c1) for c0, c1 in slices)
+                     for role, i in zip(_roles(len(members)), members)]
             for layout in LAYOUTS:
-                option = _option(graph, fastest[layout], members, layout, slices)
+                option = _option(fastest[layout], members, layout, slices, parts)
                 if option is not None:
                     out.append(option)
     return tuple(out)
 
 
-def _option(graph: Graph, candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], layout: Layout,
-            slices: tuple[tuple[int, int], ...]) -> ChannelOption | None:
+def _option(candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], layout: Layout,
+            slices: tuple[tuple[int, int], ...], member_parts: list[tuple[tuple[Node, Graph], ...]]
+            ) -> ChannelOption | None:
     per = []
-    for role, i in zip(_roles(len(members)), members):
-        node = graph.nodes[i]
-        parts = tuple(sliced_conv(node, graph, role, c0, c1) for c0, c1 in slices)
+    for role, i, parts in zip(_roles(len(members)), members, member_parts):
         opts = []
         for cand in candidates[i]:
             p = cand.primitive
