@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from tasobuild.emit.program import Program
     from tasobuild.ir import Graph
     from tasobuild.optimize import Decision
+    from tasobuild.primitives import KernelCall
     from tasobuild.solve import Plan, Problem
     from tasobuild.channel_tiling import ChannelGroup, ChannelOption
     from tasobuild.tiling import FusedGroup, GroupOption
@@ -124,6 +125,12 @@ def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], 
     return tiling.fusable(graph, nodes, costs), channel_tiling.fusable(graph, nodes, costs)
 
 
+def tiled_calls(options: tuple[tuple[GroupOption, ...], tuple[ChannelOption, ...]]) -> list[KernelCall]:
+    """Every call of the fused groups' bands and slices, to cost."""
+    rows, channels = options
+    return [call for option in (*rows, *channels) for call in option.calls()]
+
+
 def fused(graph: Graph, options: tuple[tuple[GroupOption, ...], tuple[ChannelOption, ...]],
           costs: Mapping[str, Cost]) -> tuple[FusedGroup | ChannelGroup, ...]:
     """The groups the solver sees: each option with its members' fastest primitives."""
@@ -144,7 +151,7 @@ def costed_problem(spec: Spec, target: Target, graph: Graph, progress: bool
     nodes, transforms = candidates_of(spec, graph)
     costed = measure_costs(spec, target, all_calls(nodes, transforms), progress)
     options = tiling_options(spec, graph, nodes, costed.costs)
-    tiled = [call for option in (*options[0], *options[1]) for call in option.calls()]
+    tiled = tiled_calls(options)
     if tiled:  # then the calls of the fused groups the untiled costs suggest
         more = measure_costs(spec, target, tiled, progress)
         costed = Costed({**costed.costs, **more.costs}, costed.profiled + more.profiled)

@@ -180,18 +180,28 @@ def _plot_pareto(points: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from tasobuild.build import all_calls, load_inputs
+    from tasobuild.build import all_calls, load_inputs, tiled_calls, tiling_options
     from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
-    from tasobuild.costs.stage import profile_costs
+    from tasobuild.costs.stage import cached_costs, profile_costs
 
     options = _options(args)
     spec, target, graph = load_inputs(options)
     nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
     calls = all_calls(nodes, transform_candidates(graph))
+    # Which band and slice calls fused tiling costs depends on the untiled costs: they come second.
     if args.emit_harness:
+        known = cached_costs(target, calls)
+        if len(known) == len({c.key() for c in calls}):
+            calls = calls + tiled_calls(tiling_options(spec, graph, nodes, known))
+        elif spec.optimizer.tiling:
+            stderr.print("optimizer.tiling: which fused tiling calls to time depends on these costs; import them, "
+                         "then run `tasobuild profile --emit-harness` again to time those too", markup=False)
         return _emit_harness(args, target, calls)
     costed = profile_costs(spec, target, calls, options.progress)
-    summary = {"calls": len({c.key() for c in calls}), "profiled": costed.profiled}
+    tiled = tiled_calls(tiling_options(spec, graph, nodes, costed.costs))
+    profiled = costed.profiled + (profile_costs(spec, target, tiled, options.progress).profiled if tiled else 0)
+    calls = calls + tiled
+    summary = {"calls": len({c.key() for c in calls}), "profiled": profiled}
     if args.json:
         _emit_json(summary)
     else:

@@ -211,3 +211,16 @@ def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
         assert (part.name, sub.shape("x"), sub.shape("y")) == (f"last[{c0}:{c1}]", Shape(c1 - c0, 6, 7), Shape(5, 6, 7))
         parts.append(reference.conv(part, [x[c0:c1]], [sub.const(part.weights[0]), 0 * sub.const(part.weights[1])]))
     np.testing.assert_allclose(sum(parts) + b[:, None, None], whole, rtol=1e-5, atol=1e-5)
+
+
+def test_profile_times_the_tiled_calls_after_the_untiled_ones(tmp_path: Path) -> None:
+    """`profile` measures the band and slice calls too (which ones depends on the untiled costs, so they come
+    second); a harness emitted once every untiled cost is known times them as well; the build then measures nothing."""
+    model = ensure_model("mobilenet_v1_vww_tf")
+    untiled = json.loads(tasobuild("profile", "-c", str(write_spec(tmp_path, model)), "--json").stdout)
+    spec = write_spec(tmp_path, model, extra="tiling = true\n")
+    tiled = json.loads(tasobuild("profile", "-c", str(spec), "--json").stdout)
+    assert tiled["calls"] > untiled["calls"]
+    harness = json.loads(tasobuild("profile", "-c", str(spec), "--emit-harness", str(tmp_path / "h"), "--json").stdout)
+    assert harness["calls"] == tiled["calls"]
+    assert json.loads(tasobuild("plan", "-c", str(spec), "--json").stdout)["profiled"] == 0

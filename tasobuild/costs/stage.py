@@ -279,6 +279,13 @@ def profile_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progr
                           model=None, progress=progress)
 
 
+def cached_costs(target: Target, calls: Sequence[KernelCall]) -> dict[str, Cost]:
+    """The costs of `target` the cache already has for these calls (measured or imported), by call key."""
+    with CostCache(on_warning=log.warning) as cache:
+        found = cache.get_many(CostKey(host_fingerprint(target).digest, kernel_digest(), c.key()) for c in calls)
+    return {key.call_key: cost for key, cost in found.items()}
+
+
 def export_costs(target: Target, path: Path) -> int:
     """`tasobuild costs export FILE.csv`: the cached costs of `target` for the current kernels; returns the count."""
     with CostCache(on_warning=log.warning) as cache:
