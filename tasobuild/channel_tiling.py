@@ -22,7 +22,7 @@ from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
 from tasobuild.ir import LAYOUTS, Constant, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
-from tasobuild.tiling import end_to_end, single_call
+from tasobuild.tiling import calls_ms, end_to_end, fastest_option, feeds_next, single_call
 
 WIDTHS = (16, 32, 64)  # slice widths (channels) offered to the solver: whole vectors of the widest SIMD
 PRIMITIVES_PER_MEMBER = 2  # as for row tiling: each member's fastest primitives (untiled) in the chain's layout
@@ -40,23 +40,15 @@ def _is_dense(node: Node) -> bool:
 def chains(graph: Graph) -> list[tuple[int, ...]]:
     """conv -> depthwise (one, or none) -> conv, consecutive in schedule order, each intermediate tensor read by the
     next node only, the last conv without an activation."""
-    readers: dict[str, int] = {}
-    for n in graph.nodes:
-        for t in set(n.inputs):
-            readers[t] = readers.get(t, 0) + 1
-
-    def feeds(i: int) -> bool:  # node i's output is read by node i + 1 only
-        a, b = graph.nodes[i], graph.nodes[i + 1]
-        return b.inputs == (a.output,) and readers.get(a.output) == 1 and a.output != graph.output
-
+    feeds = feeds_next(graph)
     out = []
     nodes = graph.nodes
     for i in range(len(nodes) - 1):
-        if not _is_dense(nodes[i]) or not feeds(i):
+        if not _is_dense(nodes[i]) or not feeds[i]:
             continue
         for mid in (0, 1):
             last = i + 1 + mid
-            if last >= len(nodes) or (mid and (not _is_depthwise(nodes[i + 1], graph) or not feeds(i + 1))):
+            if last >= len(nodes) or (mid and (not _is_depthwise(nodes[i + 1], graph) or not feeds[i + 1])):
                 continue
             if _is_dense(nodes[last]) and nodes[last].act.kind == "none":
                 out.append(tuple(range(i, last + 1)))
@@ -87,8 +79,8 @@ def sliced_conv(node: Node, graph: Graph, role: str, c0: int, c1: int) -> tuple[
 
 def accumulating(call: KernelCall) -> KernelCall:
     """The call, adding its raw convolution to what its output holds (no bias, no activation)."""
+    assert "accumulate" in dict(call.params), f"{call.function} has no accumulate flag"
     params = tuple((k, 1 if k == "accumulate" else v) for k, v in call.params)
-    assert params != call.params or dict(call.params).get("accumulate") == 1, f"{call.function} has no accumulate"
     return KernelCall(call.function, call.struct, params, call.args, call.buffer_bytes)
 
 
@@ -195,15 +187,13 @@ def channel_groups(graph: Graph, options: tuple[ChannelOption, ...],
                    costs: Mapping[str, Cost]) -> tuple[ChannelGroup, ...]:
     """Each option with every member's fastest primitive (summed over the slices; then the smaller workspace, then
     the name)."""
-    def ms(calls: Sequence[KernelCall]) -> float:
-        return sum(costs[c.key()].median_ms for c in calls)
-
     out = []
     for g in options:
-        chosen = tuple(min(opts, key=lambda o: (ms(o.calls), o.workspace_bytes, o.primitive)) for opts in g.options)
+        chosen = tuple(fastest_option(opts, costs) for opts in g.options)
         width = max(c1 - c0 for c0, c1 in g.slices)
         sizes = tuple(width * graph.shape(graph.nodes[i].output).h * graph.shape(graph.nodes[i].output).w * 4
                       for i in g.members[:-1])
-        out.append(ChannelGroup(g.name, g.members, g.layout, g.slices, chosen, tuple(ms(o.calls) for o in chosen),
+        out.append(ChannelGroup(g.name, g.members, g.layout, g.slices, chosen,
+                                tuple(calls_ms(o.calls, costs) for o in chosen),
                                 sizes))
     return tuple(out)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
@@ -163,18 +164,45 @@ class GroupOption:
                [c for per_band in self.carries for c in per_band if c is not None]
 
 
-def chains(graph: Graph) -> list[tuple[int, ...]]:
-    """Maximal runs of consecutive convolutions where each output is read by the next node only."""
+def feeds_next(graph: Graph) -> list[bool]:
+    """Per node but the last: the next node is its output's only reader (and reads nothing else), and the output
+    is not the graph's: a tensor a fused group may keep to itself."""
     readers: dict[str, int] = {}
     for n in graph.nodes:
         for t in set(n.inputs):
             readers[t] = readers.get(t, 0) + 1
+    return [b.inputs == (a.output,) and readers[a.output] == 1 and a.output != graph.output
+            for a, b in zip(graph.nodes, graph.nodes[1:])]
+
+
+def calls_ms(calls: Sequence[KernelCall | None], costs: Mapping[str, Cost]) -> float:
+    """The summed cost of the calls (None: a band where a member computes nothing)."""
+    return sum(costs[c.key()].median_ms for c in calls if c is not None)
+
+
+class MemberRun(Protocol):
+    """A member run by one primitive, by rows (MemberOption) or by channels (channel_tiling.SliceMember)."""
+
+    primitive: str
+    calls: tuple[KernelCall | None, ...] | tuple[KernelCall, ...]
+    workspace_bytes: int
+
+
+Run = TypeVar("Run", bound=MemberRun)
+
+
+def fastest_option(options: Sequence[Run], costs: Mapping[str, Cost]) -> Run:
+    """A member's fastest primitive over all its calls; then the smaller workspace, then the name."""
+    return min(options, key=lambda o: (calls_ms(o.calls, costs), o.workspace_bytes, o.primitive))
+
+
+def chains(graph: Graph) -> list[tuple[int, ...]]:
+    """Maximal runs of consecutive convolutions where each output is read by the next node only."""
+    feeds = feeds_next(graph)
     runs, run = [], [0]
     for i in range(1, len(graph.nodes) + 1):
-        prev = graph.nodes[i - 1]
-        linked = (i < len(graph.nodes) and prev.op in CHAIN_OPS and graph.nodes[i].op in CHAIN_OPS
-                  and graph.nodes[i].inputs == (prev.output,) and readers.get(prev.output) == 1
-                  and prev.output != graph.output)
+        linked = i < len(graph.nodes) and feeds[i - 1] and graph.nodes[i - 1].op in CHAIN_OPS \
+            and graph.nodes[i].op in CHAIN_OPS
         if linked:
             run.append(i)
         else:
@@ -284,13 +312,10 @@ def fused_groups(graph: Graph, options: tuple[GroupOption, ...], costs: Mapping[
     """Each option with every member's fastest primitive (by its band calls' summed cost; then the smaller
     workspace, then the name). Of the band heights of one chain, only those no other beats in both time and
     workspace are kept: a plan could swap a dominated group for the one dominating it."""
-    def ms(calls: Sequence[KernelCall | None]) -> float:
-        return sum(costs[c.key()].median_ms for c in calls if c is not None)
-
     out = []
     for g in options:
-        chosen = tuple(min(opts, key=lambda o: (ms(o.calls), o.workspace_bytes, o.primitive)) for opts in g.options)
-        member_ms = tuple(ms(o.calls) + (ms(g.carries[j]) if j < len(g.carries) else 0.0)
+        chosen = tuple(fastest_option(opts, costs) for opts in g.options)
+        member_ms = tuple(calls_ms(o.calls, costs) + (calls_ms(g.carries[j], costs) if j < len(g.carries) else 0.0)
                           for j, o in enumerate(chosen))
         windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
                         for rows, i in zip(g.schedule.window_rows, g.members))

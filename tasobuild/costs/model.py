@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -147,11 +147,23 @@ def _folds(n: int) -> np.ndarray:
     return np.random.default_rng(0).permutation(n) % FOLDS
 
 
+def _least_error(alphas: Sequence[float], errors_of: Callable[[float], np.ndarray]) -> tuple[float, float]:
+    """(ridge strength, its RMS error): the first of `alphas` whose held-out errors are smallest."""
+    best: tuple[float, float] | None = None
+    for alpha in alphas:
+        errors = errors_of(alpha)
+        rms = float(np.sqrt(np.mean(np.square(errors)))) if len(errors) else 0.0
+        if best is None or rms < best[1] - 1e-12:
+            best = (alpha, rms)
+    assert best is not None
+    return best
+
+
 def _cross_validated(z: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[float, float]:
     """(ridge strength, its cross-validated RMS error): the first of `alphas` with the least error."""
     folds = _folds(len(y))
-    best: tuple[float, float] | None = None
-    for alpha in alphas:
+
+    def errors_of(alpha: float) -> np.ndarray:
         errors = np.zeros(len(y))  # a fold too small to fit counts as no error
         for f in range(FOLDS):
             train_rows, test_rows = folds != f, folds == f
@@ -159,11 +171,9 @@ def _cross_validated(z: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> t
                 continue
             coef, intercept = _ridge(z[train_rows], y[train_rows], alpha)
             errors[test_rows] = y[test_rows] - (intercept + z[test_rows] @ coef)
-        rms = float(np.sqrt(np.mean(errors ** 2)))
-        if best is None or rms < best[1] - 1e-12:
-            best = (alpha, rms)
-    assert best is not None
-    return best
+        return errors
+
+    return _least_error(alphas, errors_of)
 
 
 def _with_neighbours(reg: Regression, z: np.ndarray, residuals: np.ndarray, cv_rms: float) -> Regression:
@@ -199,8 +209,8 @@ def shared_slopes(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarra
     strength by cross-validation (a held-out row is predicted with its group's level from the other rows)."""
     _, scale, z = _standardised(x)
     folds = _folds(len(y))
-    best: tuple[float, float] | None = None
-    for alpha in SHRINK_ALPHAS:
+
+    def errors_of(alpha: float) -> np.ndarray:
         errors = []
         for f in range(FOLDS):
             train_rows, test_rows = folds != f, folds == f
@@ -209,11 +219,9 @@ def shared_slopes(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarra
             coef, z_mean, level = _within_ridge(z[train_rows], y[train_rows], groups[train_rows], alpha)
             errors += [y[i] - (level[groups[i]] + (z[i] - z_mean[groups[i]]) @ coef)
                        for i in np.flatnonzero(test_rows) if groups[i] in level]
-        rms = float(np.sqrt(np.mean(np.square(errors)))) if errors else 0.0
-        if best is None or rms < best[1] - 1e-12:
-            best = (alpha, rms)
-    assert best is not None
-    return _within_ridge(z, y, groups, best[0])[0] / scale
+        return np.asarray(errors)
+
+    return _within_ridge(z, y, groups, _least_error(SHRINK_ALPHAS, errors_of)[0])[0] / scale
 
 
 def fit_shrunk(x: np.ndarray, y: np.ndarray, parent_slopes: np.ndarray) -> Regression:

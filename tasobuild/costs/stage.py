@@ -142,22 +142,24 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
     """"auto" on explicit parts: `known` holds the cached costs and grows as `timed(calls)` measures (it returns
     how many it measured). Rounds of predict -> choose -> measure -> refit the calibration, until nothing is
     contested, the budget (policy.fraction of the calls) is spent, or policy.rounds have run."""
+    def predicted_now() -> dict[str, Cost]:
+        tuned = model.fine_tuned(_samples(calls, known))
+        return layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
+
     budget = math.floor(policy.fraction * len(calls))
     measured = 0
-    tuned = model.fine_tuned(_samples(calls, known))
+    predicted = predicted_now()
     for round_ in range(policy.rounds):
         left = budget - measured
         if left <= 0:
             break
         # the first rounds keep part of the budget for what they reveal; the last may spend all that is left
         share = left if round_ == policy.rounds - 1 else max(1, math.ceil(policy.per_round * left))
-        predicted = layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
         todo = choose_measurements(calls, {**predicted, **known}, policy, budget=share)
         if not todo:
             break
         measured += timed(todo)
-        tuned = model.fine_tuned(_samples(calls, known))
-    predicted = layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
+        predicted = predicted_now()  # refit the calibration on what was just measured
     return Costed(_sorted({**predicted, **known}), measured)
 
 
