@@ -210,26 +210,37 @@ static inline __attribute__((always_inline)) void dw_hwc_px(const tb_conv *p, co
 }
 
 /* Four interior output pixels [ow, ow+4) of rows oh .. oh+R-1 (R = 1 or 2: two rows share their input rows while
- * they are in L1), channels [c, c+16): every tap inside the input. */
+ * they are in L1), channels [c, c+16): every tap inside the input. Input position q of a row (pixel (q) from the
+ * group's first column: S*j + kj for output j, tap kj) is read as base[q / 3] + (q % 3) * C: three pointers per row
+ * and one offset register, as addressing modes take them; twelve multiples of C would not fit the integer
+ * registers and the compiler would spill them. */
+#define DW_AT(r, q) ((q) < 3 ? r##0 : (q) < 6 ? r##1 : r##2) + ((q) % 3) * C
 #define DW_T(acc, wt, ptr) do { tb_v16 x_; V16_LOAD(x_, ptr); V16_MADD(acc, wt, x_); } while (0)
-#define DW_ROW(r, wa, wb, wc, a0, a1, a2, a3)                                                                               \
+#define DW_ROW(r, wa, wb, wc, a0, a1, a2, a3)                                                                  \
     do {                                                                                                      \
-        DW_T(a0, wa, (r)); DW_T(a0, wb, (r) + C); DW_T(a0, wc, (r) + 2 * C);                                  \
-        DW_T(a1, wa, (r) + S * C); DW_T(a1, wb, (r) + (S + 1) * C); DW_T(a1, wc, (r) + (S + 2) * C);          \
-        DW_T(a2, wa, (r) + 2 * S * C); DW_T(a2, wb, (r) + (2 * S + 1) * C); DW_T(a2, wc, (r) + (2 * S + 2) * C); \
-        DW_T(a3, wa, (r) + 3 * S * C); DW_T(a3, wb, (r) + (3 * S + 1) * C); DW_T(a3, wc, (r) + (3 * S + 2) * C); \
+        DW_T(a0, wa, DW_AT(r, 0)); DW_T(a0, wb, DW_AT(r, 1)); DW_T(a0, wc, DW_AT(r, 2));                      \
+        DW_T(a1, wa, DW_AT(r, S)); DW_T(a1, wb, DW_AT(r, S + 1)); DW_T(a1, wc, DW_AT(r, S + 2));              \
+        DW_T(a2, wa, DW_AT(r, 2 * S)); DW_T(a2, wb, DW_AT(r, 2 * S + 1)); DW_T(a2, wc, DW_AT(r, 2 * S + 2));  \
+        DW_T(a3, wa, DW_AT(r, 3 * S)); DW_T(a3, wb, DW_AT(r, 3 * S + 1)); DW_T(a3, wc, DW_AT(r, 3 * S + 2));  \
     } while (0)
-/* Output pixels o .. o+3M of one row from input rows r, r+rs, r+2rs: start (bias or out), 9 taps, act, store. */
-#define DW_PIXELS4(r, o)                                                                                      \
+/* The three bases of input row `row` (a pointer to its position 0). The empty asm hides how they were computed,
+ * so the compiler keeps each in a register instead of rewriting every address as its own loop-invariant base plus
+ * one shared induction variable (which spills them all). */
+#define DW_OPAQUE(ptr) __asm__("" : "+r"(ptr))
+#define DW_BASES(r, row)                                                                                      \
+    const float *r##0 = (row), *r##1 = r##0 + 3 * C, *r##2 = r##0 + 6 * C;                                  \
+    DW_OPAQUE(r##0); DW_OPAQUE(r##1); DW_OPAQUE(r##2)
+/* Output pixels o .. o+3M of one row from input rows x, y, z: start (bias or out), 9 taps, act, store. */
+#define DW_PIXELS4(x, y, z, o)                                                                                \
     do {                                                                                                      \
         if (p->accumulate) {                                                                                  \
             V16_LOAD(a0, o); V16_LOAD(a1, (o) + M); V16_LOAD(a2, (o) + 2 * M); V16_LOAD(a3, (o) + 3 * M);     \
         } else {                                                                                              \
             a0 = a1 = a2 = a3 = *init;                                                                        \
         }                                                                                                     \
-        DW_ROW(r, w0, w1, w2, a0, a1, a2, a3);                                                                \
-        DW_ROW((r) + rs, w3, w4, w5, a0, a1, a2, a3);                                                         \
-        DW_ROW((r) + 2 * rs, w6, w7, w8, a0, a1, a2, a3);                                                     \
+        DW_ROW(x, w0, w1, w2, a0, a1, a2, a3);                                                                \
+        DW_ROW(y, w3, w4, w5, a0, a1, a2, a3);                                                                \
+        DW_ROW(z, w6, w7, w8, a0, a1, a2, a3);                                                                \
         if (!p->accumulate) {                                                                                 \
             v16_act(&a0, p->act, p->act_a, p->act_b); v16_act(&a1, p->act, p->act_a, p->act_b);               \
             v16_act(&a2, p->act, p->act_a, p->act_b); v16_act(&a3, p->act, p->act_a, p->act_b);               \
@@ -247,12 +258,25 @@ static inline __attribute__((always_inline)) void dw_hwc_inner4(const tb_conv *p
     V16_LOAD(w0, w + c); V16_LOAD(w1, w + M + c); V16_LOAD(w2, w + 2 * M + c);
     V16_LOAD(w3, w + 3 * M + c); V16_LOAD(w4, w + 4 * M + c); V16_LOAD(w5, w + 5 * M + c);
     V16_LOAD(w6, w + 6 * M + c); V16_LOAD(w7, w + 7 * M + c); V16_LOAD(w8, w + 8 * M + c);
-    DW_PIXELS4(r0, o);
-    if (R == 2) DW_PIXELS4(r0 + S * rs, o + (long)p->out_w * M);
+    {
+        DW_BASES(x, r0);
+        DW_BASES(y, r0 + rs);
+        DW_BASES(z, r0 + 2 * rs);
+        DW_PIXELS4(x, y, z, o);
+    }
+    if (R == 2) { /* the next output row: input rows S .. S+2 (stride 1: y, z and one more) */
+        DW_BASES(x, r0 + S * rs);
+        DW_BASES(y, r0 + (S + 1) * rs);
+        DW_BASES(z, r0 + (S + 2) * rs);
+        DW_PIXELS4(x, y, z, o + (long)p->out_w * M);
+    }
 }
 #undef DW_PIXELS4
+#undef DW_BASES
+#undef DW_OPAQUE
 #undef DW_ROW
 #undef DW_T
+#undef DW_AT
 
 static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, const float *restrict in, const float *restrict w,
                               const float *restrict bias, float *restrict out, int c_end, int S)

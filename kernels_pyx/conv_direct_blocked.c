@@ -5,14 +5,16 @@
  *
  * A block is up to 12 neighbouring output pixels of one row x NV (1 or 2) vectors of output channels, held in
  * registers for the whole reduction: per (tap, input channel) it loads NV weight vectors once and multiplies them by
- * the pixels' broadcast input values (fused multiply-add where the ISA has it, as in gemm.c). Rows go in blocks of
- * PX1 or PX2 pixels (the most the register file holds), then 4, 2 and 1. Channels go in blocks of 2 vectors, then 1,
- * then the tail: one masked vector where the ISA has masked loads and stores (AVX-512, AVX2), else one channel at a
- * time. Pixels whose window crosses the left or right edge of the input take the per-pixel path, which checks every
+ * the pixels' broadcast input values (fused multiply-add where the ISA has it, as in gemm.c); sums start from the
+ * bias and a relu or clip is applied in registers, so each output is stored once. A row's pixels go in the fewest
+ * blocks of at most PX1 or PX2 pixels (the most the register file holds), of near-equal size. Channels go in blocks
+ * of 2 vectors, then the tail: where the ISA has masked loads and stores (AVX-512, AVX2) one block of a vector and a
+ * masked one, one vector, or one masked vector; elsewhere vectors, then one channel at a time. Pixels whose window crosses the left or right edge of the input take the per-pixel path, which checks every
  * tap; rows outside the input are skipped a tap row at a time on both paths. A 1x1, stride 1, unpadded convolution
  * whose input rows follow each other in memory is run as one long row, so blocks do not stop at row ends.
  *
- * Weights [k_h][k_w][in_c][out_c] (as direct_hwc), so one (tap, channel)'s weights are a contiguous row. The input
+ * Weights in panels of 32 output channels (tb_conv_blocked.h), so a block's weights for one (tap, channel) are one
+ * contiguous run and a panel one sequential stream; a block never crosses a panel. The input
  * is read through its layout's strides (tb_layout_strides), so one body serves CHW, HWC and HCW inputs.
  * groups == 1. No workspace. Views (tb_kernels.h): output channels [oc_begin, oc_end) x rows [oh_begin, oh_end),
  * reading only the input rows they need; accumulate adds the raw convolution. */
@@ -27,6 +29,9 @@ enum { VW = 16 };
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VZERO() _mm512_setzero_ps()
 #define VFMA(acc, x, w) _mm512_fmadd_ps(_mm512_set1_ps(x), w, acc)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#define VMIN(a, b) _mm512_min_ps(a, b)
+#define VSET(x) _mm512_set1_ps(x)
 typedef __mmask16 vmask;
 #define TB_MASKED 1
 #define VMASK(n) ((__mmask16)((1u << (n)) - 1u))
@@ -41,6 +46,9 @@ enum { VW = 8 };
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define VZERO() _mm256_setzero_ps()
 #define VFMA(acc, x, w) _mm256_fmadd_ps(_mm256_set1_ps(x), w, acc)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VMIN(a, b) _mm256_min_ps(a, b)
+#define VSET(x) _mm256_set1_ps(x)
 typedef __m256i vmask;
 #define TB_MASKED 1
 #define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
@@ -55,6 +63,9 @@ enum { VW = 4 };
 #define VSTORE(p, v) vst1q_f32(p, v)
 #define VZERO() vdupq_n_f32(0.0f)
 #define VFMA(acc, x, w) vfmaq_n_f32(acc, w, x)
+#define VMAX(a, b) vmaxq_f32(a, b)
+#define VMIN(a, b) vminq_f32(a, b)
+#define VSET(x) vdupq_n_f32(x)
 enum { PX1 = 12, PX2 = 12 };
 #else
 /* Plain C: a one-float "vector", so the same blocking serves as a register-blocked scalar kernel. */
@@ -64,6 +75,9 @@ enum { VW = 1 };
 #define VSTORE(p, v) (*(p) = (v))
 #define VZERO() 0.0f
 #define VFMA(acc, x, w) ((acc) + (x) * (w))
+#define VMAX(a, b) ((a) > (b) ? (a) : (b))
+#define VMIN(a, b) ((a) < (b) ? (a) : (b))
+#define VSET(x) (x)
 enum { PX1 = 6, PX2 = 6 };
 #endif
 #ifndef TB_MASKED
@@ -75,50 +89,83 @@ typedef int vmask;  /* no masked loads: a channel tail narrower than a vector ta
 /* PX1, PX2: pixels per block with 1 or 2 vectors of channels; 2 x 12 accumulators where there are 32 registers. */
 enum { PXMAX = PX1 > PX2 ? PX1 : PX2 };
 
+/* Whether act(acc) is done in registers (a max/min: relu, clip); the others are applied after the store. */
+static inline int in_registers(int act) { return act == TB_ACT_NONE || act == TB_ACT_RELU || act == TB_ACT_CLIP; }
+
+/* Weights come in panels of TB_BLOCKED_PANEL output channels (the last one narrower): panel q holds channels
+ * [qP, qP + width) as [k_h][k_w][in_c][width], so a block of channels reads one contiguous run per tap and
+ * channel, and a panel is one sequential stream (the prefetchers follow it; rows M floats apart they do not). */
+static inline int panel_width(int M, int m) { return tb_min(TB_BLOCKED_PANEL, M - m / TB_BLOCKED_PANEL * TB_BLOCKED_PANEL); }
+/* Where weight (tap, channel 0, output channel m) lives. */
+static inline long panel_at(const tb_conv *p, int tap, int m)
+{
+    const int first = m / TB_BLOCKED_PANEL * TB_BLOCKED_PANEL;
+    return (long)first * p->k_h * p->k_w * p->in_c + (long)tap * p->in_c * panel_width(p->out_c, m) + (m - first);
+}
+
 /* Where input element (ch, ih, iw) lives, through the layout's strides. */
 static inline long at(tb_strides s, int ch, int ih, int iw) { return ch * s.c + ih * s.h + iw * s.w; }
 
-/* NP pixels ow.. of row oh x NV vectors of channels from m0, every tap column inside the input; NV == 1 with
- * `masked` covers a channel tail narrower than a vector (lanes past `mask` are neither read nor written). NP, NV and
- * masked are constant at each call, so the compiler unrolls the loops and keeps `acc` in registers. */
+/* NP pixels ow.. of row oh x NV vectors of channels from m0, every tap column inside the input. With `masked`, the
+ * last vector covers only the lanes in `mask` (a channel tail narrower than a vector): the others are neither read
+ * nor written. Sums start from the bias (accumulate: from the output) and get a relu/clip in registers before the
+ * one store. NP, NV and masked are constant at each call, so the loops unroll and `acc` stays in registers. */
 static inline __attribute__((always_inline)) void block(const tb_conv *p, const float *restrict in, tb_strides s,
-                                                        const float *restrict w, float *restrict out, int oh, int ow,
-                                                        int m0, const int NP, const int NV, const int masked,
-                                                        vmask mask)
+                                                        const float *restrict w, const float *restrict bias,
+                                                        float *restrict out, int oh, int ow, int m0, const int NP,
+                                                        const int NV, const int masked, vmask mask)
 {
-    const int M = p->out_c, C = p->in_c;
+    const int M = p->out_c, C = p->in_c, wp = panel_width(M, m0);
     const long step = (long)p->stride_w * s.w;  /* input distance between neighbouring output pixels */
     float *restrict o = out + ((long)oh * p->out_w + ow) * M + m0;
-    vec acc[PXMAX][2];
+    vec acc[PXMAX][2], start[2];
     int px, v, ki, kj, c;
+#define TB_LAST_MASKED(v) (masked && (v) == NV - 1)
+    for (v = 0; v < NV; ++v)
+        start[v] = p->accumulate ? VZERO() : TB_LAST_MASKED(v) ? VLOADM(bias + m0 + v * VW, mask)
+                                                               : VLOAD(bias + m0 + v * VW);
     for (px = 0; px < NP; ++px)
         for (v = 0; v < NV; ++v)
-            acc[px][v] = !p->accumulate ? VZERO() : masked ? VLOADM(o + (long)px * M, mask)
-                                                          : VLOAD(o + (long)px * M + v * VW);
+            acc[px][v] = !p->accumulate ? start[v] : TB_LAST_MASKED(v) ? VLOADM(o + (long)px * M + v * VW, mask)
+                                                                       : VLOAD(o + (long)px * M + v * VW);
     for (ki = 0; ki < p->k_h; ++ki) {
         const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
         if (ih < 0 || ih >= p->in_h) continue;
         for (kj = 0; kj < p->k_w; ++kj) {
-            const float *restrict wr = w + (long)(ki * p->k_w + kj) * C * M + m0;
-            const float *restrict x = in + at(s, 0, ih, ow * p->stride_w + kj * p->dil_w - p->pad_left);
-            for (c = 0; c < C; ++c, wr += M, x += s.c) {
+            const float *restrict wr = w + panel_at(p, ki * p->k_w + kj, m0);
+            /* the pixels four by four from three pointers: pixel px at quad[px / 4] + (px % 4) * step, which
+             * addressing modes reach with two offsets; twelve offsets would not fit the integer registers */
+            const float *quad[(PXMAX + 3) / 4];
+            for (px = 0; px < NP; px += 4)
+                quad[px / 4] = in + at(s, 0, ih, (ow + px) * p->stride_w + kj * p->dil_w - p->pad_left);
+            for (c = 0; c < C; ++c, wr += wp) {
                 vec wv[2];
-                for (v = 0; v < NV; ++v) wv[v] = masked ? VLOADM(wr, mask) : VLOAD(wr + v * VW);
+                for (v = 0; v < NV; ++v) wv[v] = TB_LAST_MASKED(v) ? VLOADM(wr + v * VW, mask) : VLOAD(wr + v * VW);
                 for (px = 0; px < NP; ++px)
-                    for (v = 0; v < NV; ++v) acc[px][v] = VFMA(acc[px][v], x[px * step], wv[v]);
+                    for (v = 0; v < NV; ++v) acc[px][v] = VFMA(acc[px][v], quad[px / 4][(px % 4) * step], wv[v]);
+                for (px = 0; px < NP; px += 4) quad[px / 4] += s.c;
             }
         }
     }
+    if (!p->accumulate && (p->act == TB_ACT_RELU || p->act == TB_ACT_CLIP)) {
+        const vec lo = VSET(p->act == TB_ACT_CLIP ? p->act_a : 0.0f), hi = VSET(p->act_b);
+        for (px = 0; px < NP; ++px)
+            for (v = 0; v < NV; ++v) {
+                acc[px][v] = VMAX(acc[px][v], lo);
+                if (p->act == TB_ACT_CLIP) acc[px][v] = VMIN(acc[px][v], hi);
+            }
+    }
     for (px = 0; px < NP; ++px)
         for (v = 0; v < NV; ++v) {
-            if (masked) VSTOREM(o + (long)px * M, acc[px][v], mask);
+            if (TB_LAST_MASKED(v)) VSTOREM(o + (long)px * M + v * VW, acc[px][v], mask);
             else VSTORE(o + (long)px * M + v * VW, acc[px][v]);
         }
+#undef TB_LAST_MASKED
 }
 
-/* One pixel, channels [m0, m1): every tap checked against the input's edges. */
+/* One pixel, channels [m0, m1): every tap checked against the input's edges; bias and activation included. */
 static void one_pixel(const tb_conv *p, const float *restrict in, tb_strides s, const float *restrict w,
-                      float *restrict out, int oh, int ow, int m0, int m1)
+                      const float *restrict bias, float *restrict out, int oh, int ow, int m0, int m1)
 {
     const int M = p->out_c, C = p->in_c;
     float *restrict o = out + ((long)oh * p->out_w + ow) * M;
@@ -130,32 +177,56 @@ static void one_pixel(const tb_conv *p, const float *restrict in, tb_strides s, 
         if (ih < 0 || ih >= p->in_h) continue;
         for (kj = 0; kj < p->k_w; ++kj) {
             const int iw = ow * p->stride_w + kj * p->dil_w - p->pad_left;
-            const float *restrict wr = w + (long)(ki * p->k_w + kj) * C * M;
             if (iw < 0 || iw >= p->in_w) continue;
-            for (c = 0; c < C; ++c, wr += M) {
-                const float xv = in[at(s, c, ih, iw)];
-                for (m = m0; m < m1; ++m) o[m] += xv * wr[m];
+            for (m = m0; m < m1;) { /* panel by panel */
+                const int wp = panel_width(M, m), end = tb_min(m1, m - m % TB_BLOCKED_PANEL + wp);
+                const float *restrict wr = w + panel_at(p, ki * p->k_w + kj, m) - m;
+                for (c = 0; c < C; ++c, wr += wp) {
+                    const float xv = in[at(s, c, ih, iw)];
+                    int j;
+                    for (j = m; j < end; ++j) o[j] += xv * wr[j];
+                }
+                m = end;
             }
         }
     }
+    if (!p->accumulate) /* the activations not done in registers come after, over the whole row */
+        tb_bias_act_vec(o + m0, m1 - m0, bias + m0, in_registers(p->act) ? p->act : TB_ACT_NONE, p->act_a, p->act_b);
 }
 
-/* Output row oh, channels [m0, m0 + NV*VW) (masked: [m0, m0 + tail)): blocks of NPX pixels over the inner
- * columns, then blocks of 4, 2 and 1, single checked pixels outside them. */
-static inline __attribute__((always_inline)) void row(const tb_conv *p, const float *restrict in, tb_strides s,
-                                                      const float *restrict w, float *restrict out, int oh, int m0,
-                                                      int inner_lo, int inner_hi, const int NV, const int NPX,
-                                                      const int masked, int tail)
+/* One block of np (1 .. PXMAX) pixels: the switch gives `block` a constant pixel count. */
+static inline __attribute__((always_inline)) void block_n(const tb_conv *p, const float *restrict in, tb_strides s,
+                                                          const float *restrict w, const float *restrict bias,
+                                                          float *restrict out, int oh, int ow, int m0, int np,
+                                                          const int NV, const int masked, vmask mask)
 {
-    const int m1 = m0 + (masked ? tail : NV * VW);
-    const vmask mask = VMASK(tail);
-    int ow = 0;
-    for (; ow < inner_lo; ++ow) one_pixel(p, in, s, w, out, oh, ow, m0, m1);
-    for (; ow + NPX <= inner_hi; ow += NPX) block(p, in, s, w, out, oh, ow, m0, NPX, NV, masked, mask);
-    for (; ow + 4 <= inner_hi; ow += 4) block(p, in, s, w, out, oh, ow, m0, 4, NV, masked, mask);
-    for (; ow + 2 <= inner_hi; ow += 2) block(p, in, s, w, out, oh, ow, m0, 2, NV, masked, mask);
-    for (; ow < inner_hi; ++ow) block(p, in, s, w, out, oh, ow, m0, 1, NV, masked, mask);
-    for (; ow < p->out_w; ++ow) one_pixel(p, in, s, w, out, oh, ow, m0, m1);
+    switch (np) {
+#define TB_NP(n) case n: block(p, in, s, w, bias, out, oh, ow, m0, (n) <= PXMAX ? (n) : 1, NV, masked, mask); break;
+    TB_NP(1) TB_NP(2) TB_NP(3) TB_NP(4) TB_NP(5) TB_NP(6) TB_NP(7) TB_NP(8) TB_NP(9) TB_NP(10) TB_NP(11) TB_NP(12)
+#undef TB_NP
+    default: break;
+    }
+}
+
+/* Output row oh, channels [m0, m0 + width): the inner columns in ceil(n / NPX) blocks of near-equal size (49
+ * pixels as 10+10+10+10+9, not 12+12+12+12+1: a one-pixel block leaves the FMA units waiting on two sums), single
+ * checked pixels outside them. */
+static inline __attribute__((always_inline)) void row(const tb_conv *p, const float *restrict in, tb_strides s,
+                                                      const float *restrict w, const float *restrict bias,
+                                                      float *restrict out, int oh, int m0, int inner_lo,
+                                                      int inner_hi, const int NV, const int NPX, const int masked,
+                                                      int width)
+{
+    const vmask mask = VMASK(width - (NV - 1) * VW);
+    const int n = inner_hi - inner_lo, blocks = (n + NPX - 1) / NPX;
+    int ow, b;
+    for (ow = 0; ow < inner_lo; ++ow) one_pixel(p, in, s, w, bias, out, oh, ow, m0, m0 + width);
+    for (b = 0; b < blocks; ++b) {
+        const int np = n / blocks + (b < n % blocks);
+        block_n(p, in, s, w, bias, out, oh, ow, m0, np, NV, masked, mask);
+        ow += np;
+    }
+    for (; ow < p->out_w; ++ow) one_pixel(p, in, s, w, bias, out, oh, ow, m0, m0 + width);
 }
 
 static void conv_blocked(const tb_conv *p, const float *restrict in, tb_strides s, const float *restrict w,
@@ -168,18 +239,27 @@ static void conv_blocked(const tb_conv *p, const float *restrict in, tb_strides 
     inner_lo = tb_max(lo_first, lo_last);
     inner_hi = tb_max(inner_lo, tb_min(hi_first, hi_last));
     for (oh = p->oh_begin; oh < p->oh_end; ++oh) {
-        int m0 = p->oc_begin, ow;
-        for (; m0 + 2 * VW <= p->oc_end; m0 += 2 * VW) row(p, in, s, w, out, oh, m0, inner_lo, inner_hi, 2, PX2, 0, 0);
-        for (; m0 + VW <= p->oc_end; m0 += VW) row(p, in, s, w, out, oh, m0, inner_lo, inner_hi, 1, PX1, 0, 0);
+        int q, ow;
+        for (q = p->oc_begin / TB_BLOCKED_PANEL; q * TB_BLOCKED_PANEL < p->oc_end; ++q) {
+            const int end = tb_min(p->oc_end, (q + 1) * TB_BLOCKED_PANEL); /* blocks stay inside the panel */
+            int m0 = tb_max(p->oc_begin, q * TB_BLOCKED_PANEL);
+            for (; m0 + 2 * VW <= end; m0 += 2 * VW)
+                row(p, in, s, w, bias, out, oh, m0, inner_lo, inner_hi, 2, PX2, 0, 2 * VW);
 #ifdef TB_MASKED
-        if (m0 < p->oc_end) row(p, in, s, w, out, oh, m0, inner_lo, inner_hi, 1, PX1, 1, p->oc_end - m0);
+            /* the tail: one vector and a masked one (24 of 32 lanes), one vector, or one masked vector */
+            if (end - m0 > VW) row(p, in, s, w, bias, out, oh, m0, inner_lo, inner_hi, 2, PX2, 1, end - m0);
+            else if (end - m0 == VW) row(p, in, s, w, bias, out, oh, m0, inner_lo, inner_hi, 1, PX1, 0, VW);
+            else if (m0 < end) row(p, in, s, w, bias, out, oh, m0, inner_lo, inner_hi, 1, PX1, 1, end - m0);
 #else
-        for (ow = 0; m0 < p->oc_end && ow < p->out_w; ++ow) one_pixel(p, in, s, w, out, oh, ow, m0, p->oc_end);
+            for (; m0 + VW <= end; m0 += VW) row(p, in, s, w, bias, out, oh, m0, inner_lo, inner_hi, 1, PX1, 0, VW);
+            for (ow = 0; m0 < end && ow < p->out_w; ++ow) one_pixel(p, in, s, w, bias, out, oh, ow, m0, end);
 #endif
-        if (!p->accumulate)
-            for (ow = 0; ow < p->out_w; ++ow) {
+        }
+        if (!p->accumulate && !in_registers(p->act))
+            for (ow = 0; ow < p->out_w; ++ow) { /* leaky relu, sigmoid: after the store (the blocks added the bias) */
                 float *o = out + ((long)oh * p->out_w + ow) * p->out_c + p->oc_begin;
-                tb_bias_act_vec(o, p->oc_end - p->oc_begin, bias + p->oc_begin, p->act, p->act_a, p->act_b);
+                int m;
+                for (m = 0; m < p->oc_end - p->oc_begin; ++m) o[m] = tb_act_value(o[m], p->act, p->act_a, p->act_b);
             }
     }
 }
