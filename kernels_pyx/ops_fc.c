@@ -2,37 +2,39 @@
 #include "tb_kernels.h"
 #include "ops_act.h"
 
-/* out = act(W in + b), with wt = W^T ([in_n][out_n], transposed at build time): axpys over contiguous outputs, which
- * vectorise without reassociating any sum. Eight input elements at a time: out[n] is loaded and stored once per eight
- * weight rows instead of once per row, and the eight rows stream from memory side by side, which is what bounds a
- * large layer (VGG-16's fc6 is 411 MB of weights). Each out[n] still adds its terms in order k = 0, 1, 2, ... */
+#define TB_FC_PANEL 16
+#define TB_FC_STREAMS 4
+
+/* out = act(W in + b). The weights come in panels of TB_FC_PANEL outputs (the last one narrower), each [in_n][its
+ * outputs], one after another (packed at build time). A large layer is bound by reading its weights (VGG-16's fc6
+ * is 411 MB): four panels are read side by side, four sequential streams the hardware prefetchers run ahead of
+ * (rows of the transposed matrix, a page apart, each read for eight values at a time, they did not). Each output
+ * adds its terms in order k = 0, 1, ...; the four panels' sums are the independent chains that keep the
+ * multiply-adds busy. */
 void tb_fc_gemv(const tb_fc *p, const float *restrict in, const float *restrict wt, const float *restrict bias,
                 float *restrict out)
 {
-    const int N = p->out_n;
-    const long rows = N;
-    int k = 0;
-    for (int n = 0; n < N; ++n) out[n] = 0.0f;
-    for (; k + 8 <= p->in_n; k += 8) {
-        const float *restrict r = wt + (long)k * N, *restrict x = in + k;
-        for (int n = 0; n < N; ++n) {
-            float v = out[n];
-            v += r[n] * x[0];
-            v += r[n + rows] * x[1];
-            v += r[n + 2 * rows] * x[2];
-            v += r[n + 3 * rows] * x[3];
-            v += r[n + 4 * rows] * x[4];
-            v += r[n + 5 * rows] * x[5];
-            v += r[n + 6 * rows] * x[6];
-            v += r[n + 7 * rows] * x[7];
-            out[n] = v;
-        }
+    const int N = p->out_n, K = p->in_n;
+    const int whole = N / (TB_FC_PANEL * TB_FC_STREAMS) * (TB_FC_PANEL * TB_FC_STREAMS);
+    int n0, k, j, q;
+    for (n0 = 0; n0 < whole; n0 += TB_FC_PANEL * TB_FC_STREAMS) { /* four whole panels */
+        const float *restrict w = wt + (long)n0 * K;
+        float sum[TB_FC_STREAMS][TB_FC_PANEL] = {{0}};
+        for (k = 0; k < K; ++k)
+            for (q = 0; q < TB_FC_STREAMS; ++q)
+                for (j = 0; j < TB_FC_PANEL; ++j)
+                    sum[q][j] += w[(long)q * K * TB_FC_PANEL + (long)k * TB_FC_PANEL + j] * in[k];
+        for (q = 0; q < TB_FC_STREAMS; ++q)
+            for (j = 0; j < TB_FC_PANEL; ++j) out[n0 + q * TB_FC_PANEL + j] = sum[q][j];
     }
-    for (; k < p->in_n; ++k) {
-        const float x = in[k];
-        const float *restrict row = wt + (long)k * N;
-        for (int n = 0; n < N; ++n) out[n] += row[n] * x;
+    for (; n0 < N; n0 += TB_FC_PANEL) { /* the rest, a panel at a time */
+        const int width = N - n0 < TB_FC_PANEL ? N - n0 : TB_FC_PANEL;
+        const float *restrict w = wt + (long)n0 * K;
+        float sum[TB_FC_PANEL] = {0};
+        for (k = 0; k < K; ++k)
+            for (j = 0; j < width; ++j) sum[j] += w[(long)k * width + j] * in[k];
+        for (j = 0; j < width; ++j) out[n0 + j] = sum[j];
     }
-    for (int n = 0; n < N; ++n) out[n] += bias[n];
+    for (j = 0; j < N; ++j) out[j] += bias[j];
     tb_ops_activate(out, N, p->act, p->act_a, p->act_b);
 }

@@ -157,12 +157,13 @@ def test_fc_pinned_and_random() -> None:
 
 
 def test_fc_sums_in_input_order() -> None:
-    """The kernel takes eight inputs at a time but adds each output's terms in order k = 0, 1, ...: bit for bit
-    the float32 result of the plain loop (no FMA: the host flags have -ffp-contract=off), tail included."""
-    w, b, x = rand(21, 43), rand(21, seed=1), rand(43, 1, 1, seed=2)
+    """The kernel reads four panels of 16 outputs side by side but adds each output's terms in order k = 0, 1, ...:
+    bit for bit the float32 result of the plain loop (no FMA: the host flags have -ffp-contract=off). 69 outputs:
+    four whole panels, then a narrower one."""
+    w, b, x = rand(69, 43), rand(69, seed=1), rand(43, 1, 1, seed=2)
     node = Node("f", "fc", ("x",), "y", weights=("W", "b"))
-    graph = graph_of(node, {"x": Shape(43, 1, 1), "y": Shape(21, 1, 1)}, {"W": w, "b": b})
-    want = np.zeros(21, np.float32)
+    graph = graph_of(node, {"x": Shape(43, 1, 1), "y": Shape(69, 1, 1)}, {"W": w, "b": b})
+    want = np.zeros(69, np.float32)
     for k in range(43):
         want = want + w[:, k] * x[k, 0, 0]
     want = want + b

@@ -94,9 +94,14 @@ def _gap_call(layout: Layout) -> CallFn:
 # ----------------------------------------------------------------------------------- vectors and element-wise
 
 
+FC_PANEL = 16  # TB_FC_PANEL in ops_fc.c
+
+
 def _fc_weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
-    w, b = graph.const(node.weights[0]), graph.const(node.weights[1])
-    return np.ascontiguousarray(w.T, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)  # W^T: [K][N]
+    """W (ONNX [N][K]) as panels of FC_PANEL outputs, the last one narrower, each W^T of its rows: [K][its outputs]."""
+    w, b = graph.const(node.weights[0]).astype(np.float32), graph.const(node.weights[1])
+    panels = [np.ascontiguousarray(w[n:n + FC_PANEL].T).reshape(-1) for n in range(0, w.shape[0], FC_PANEL)]
+    return np.concatenate(panels), np.ascontiguousarray(b, dtype=np.float32)
 
 
 def _fc_call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
