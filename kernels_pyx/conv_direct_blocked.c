@@ -265,17 +265,29 @@ static void conv_blocked(const tb_conv *p, const float *restrict in, tb_strides 
 }
 
 /* A 1x1, stride 1, unpadded convolution whose input rows follow each other in memory (HWC; CHW too, as one
- * channel's rows do) is one long row of pixels: blocks then run across row ends, which matters for 7x7 maps. */
+ * channel's rows do) is one long row of pixels: blocks then run across row ends, which matters for 7x7 maps. When
+ * the weights are small (an expansion such as 16 -> 96 channels at 112x112) the row goes in chunks of about 16 KiB
+ * of input, each through every panel: the output is then written as one sequential stream, pixel after pixel, and
+ * not once per panel across the whole tensor (which in a network runs slower than alone: the output is far
+ * larger than L2). Large weights are better read once per panel, so their rows are not chunked. */
+enum { CHUNK_INPUT_BYTES = 16384, CHUNK_WEIGHT_BYTES = 65536 };
 static void conv_blocked_or_flat(const tb_conv *p, const float *restrict in, tb_strides s,
                                  const float *restrict w, const float *restrict bias, float *restrict out)
 {
     if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
         p->pad_left == 0 && p->in_w == p->out_w && p->in_h == p->out_h && s.h == p->in_w * s.w) {
-        const int rows = p->oh_end - p->oh_begin;
+        const long end = (long)p->oh_end * p->out_w;
+        const int small = (long)p->in_c * p->out_c * (long)sizeof(float) <= CHUNK_WEIGHT_BYTES;
+        const long chunk = small ? tb_max(PXMAX, CHUNK_INPUT_BYTES / (p->in_c * (int)sizeof(float)) / PXMAX * PXMAX)
+                                 : end;
+        long first;
         tb_conv flat = *p;
-        flat.in_h = flat.out_h = 1; flat.in_w = flat.out_w = rows * p->out_w;
+        flat.in_h = flat.out_h = 1;
         flat.oh_begin = 0; flat.oh_end = 1;
-        conv_blocked(&flat, in + p->oh_begin * s.h, s, w, bias, out + (long)p->oh_begin * p->out_w * p->out_c);
+        for (first = (long)p->oh_begin * p->out_w; first < end; first += chunk) {
+            flat.in_w = flat.out_w = (int)(chunk < end - first ? chunk : end - first);
+            conv_blocked(&flat, in + first * s.w, s, w, bias, out + first * p->out_c);
+        }
         return;
     }
     conv_blocked(p, in, s, w, bias, out);
