@@ -210,11 +210,11 @@ static inline __attribute__((always_inline)) void dw_hwc_px(const tb_conv *p, co
 }
 
 /* Four interior output pixels [ow, ow+4) of rows oh .. oh+R-1 (R = 1 or 2: two rows share their input rows while
- * they are in L1), channels [c, c+16): every tap inside the input. Input position q of a row (pixel (q) from the
- * group's first column: S*j + kj for output j, tap kj) is read as base[q / 3] + (q % 3) * C: three pointers per row
- * and one offset register, as addressing modes take them; twelve multiples of C would not fit the integer
- * registers and the compiler would spill them. */
-#define DW_AT(r, q) ((q) < 3 ? r##0 : (q) < 6 ? r##1 : r##2) + ((q) % 3) * C
+ * they are in L1), channels [c, c+16): every tap inside the input. The input pixel q places right of the group's
+ * first one (q = S*j + kj for output j and tap kj) is read as base[q / 3] + (q % 3) * C: three pointers per row and
+ * one offset register, as addressing modes take them; twelve multiples of C would not fit the integer registers
+ * and the compiler would spill them. */
+#define DW_AT(r, q) (((q) < 3 ? r##0 : (q) < 6 ? r##1 : r##2) + ((q) % 3) * C)
 #define DW_T(acc, wt, ptr) do { tb_v16 x_; V16_LOAD(x_, ptr); V16_MADD(acc, wt, x_); } while (0)
 #define DW_ROW(r, wa, wb, wc, a0, a1, a2, a3)                                                                  \
     do {                                                                                                      \

@@ -9,15 +9,16 @@
  * bias and a relu or clip is applied in registers, so each output is stored once. A row's pixels go in the fewest
  * blocks of at most PX1 or PX2 pixels (the most the register file holds), of near-equal size. Channels go in blocks
  * of 2 vectors, then the tail: where the ISA has masked loads and stores (AVX-512, AVX2) one block of a vector and a
- * masked one, one vector, or one masked vector; elsewhere vectors, then one channel at a time. Pixels whose window crosses the left or right edge of the input take the per-pixel path, which checks every
- * tap; rows outside the input are skipped a tap row at a time on both paths. A 1x1, stride 1, unpadded convolution
- * whose input rows follow each other in memory is run as one long row, so blocks do not stop at row ends.
+ * masked one, one vector, or one masked vector; elsewhere vectors, then one channel at a time. Pixels whose window
+ * crosses the left or right edge of the input take the per-pixel path, which checks every tap; rows outside the
+ * input are skipped a tap row at a time on both paths. A 1x1, stride 1, unpadded convolution whose input rows follow
+ * each other in memory is run as one long row, so blocks do not stop at row ends.
  *
  * Weights in panels of 32 output channels (tb_conv_blocked.h), so a block's weights for one (tap, channel) are one
- * contiguous run and a panel one sequential stream; a block never crosses a panel. The input
- * is read through its layout's strides (tb_layout_strides), so one body serves CHW, HWC and HCW inputs.
- * groups == 1. No workspace. Views (tb_kernels.h): output channels [oc_begin, oc_end) x rows [oh_begin, oh_end),
- * reading only the input rows they need; accumulate adds the raw convolution. */
+ * contiguous run and a panel one sequential stream; a block never crosses a panel. The input is read through its
+ * layout's strides (tb_layout_strides), so one body serves CHW, HWC and HCW inputs. groups == 1. No workspace. Views
+ * (tb_kernels.h): output channels [oc_begin, oc_end) x rows [oh_begin, oh_end), reading only the input rows they
+ * need; accumulate adds the raw convolution. */
 #include "tb_kernels.h"
 #include "tb_conv_layout.h"
 
@@ -95,7 +96,10 @@ static inline int in_registers(int act) { return act == TB_ACT_NONE || act == TB
 /* Weights come in panels of TB_BLOCKED_PANEL output channels (the last one narrower): panel q holds channels
  * [qP, qP + width) as [k_h][k_w][in_c][width], so a block of channels reads one contiguous run per tap and
  * channel, and a panel is one sequential stream (the prefetchers follow it; rows M floats apart they do not). */
-static inline int panel_width(int M, int m) { return tb_min(TB_BLOCKED_PANEL, M - m / TB_BLOCKED_PANEL * TB_BLOCKED_PANEL); }
+static inline int panel_width(int M, int m)
+{
+    return tb_min(TB_BLOCKED_PANEL, M - m / TB_BLOCKED_PANEL * TB_BLOCKED_PANEL);
+}
 /* Where weight (tap, channel 0, output channel m) lives. */
 static inline long panel_at(const tb_conv *p, int tap, int m)
 {
@@ -163,7 +167,7 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
 #undef TB_LAST_MASKED
 }
 
-/* One pixel, channels [m0, m1): every tap checked against the input's edges; bias and activation included. */
+/* One pixel, channels [m0, m1): every tap checked against the input's edges; bias and a relu/clip included. */
 static void one_pixel(const tb_conv *p, const float *restrict in, tb_strides s, const float *restrict w,
                       const float *restrict bias, float *restrict out, int oh, int ow, int m0, int m1)
 {
