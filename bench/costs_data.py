@@ -125,6 +125,12 @@ def synthetic_conv(rng: np.random.Generator, mix: SyntheticMix = BROAD) -> Graph
     kind = str(rng.choice(mix.conv_kinds))
     c = {"depthwise": _channels(rng, 8, 1024), "stem": int(rng.choice([1, 3, 3, 4])),
          "deep": _channels(rng, 128, 1024)}.get(kind, _channels(rng, 3, 1024))
+    if kind == "depthwise" and c % 8 == 0:
+        # Depthwise layers follow expansions, whose channel counts are multiples of 16 in the networks we know
+        # (MobileNet V1/V2, EfficientNet: 32, 96, 144, 576, 960, ...): the HWC depthwise kernel's full vectors.
+        # Rounded to 8, half the depthwise layers had 8 channels off the vector path, the model saw few large
+        # full-vector ones and predicted MobileNetV2's 112x112x32 layer 3x too slow.
+        c = 16 * max(1, round(c / 16))
     h = {"stem": _loguniform_int(rng, 32, 224), "deep": _loguniform_int(rng, 3, 16)}.get(
         kind, _loguniform_int(rng, 3, 112))
     w = h if rng.uniform() < 0.8 else _loguniform_int(rng, 3, 112)
