@@ -148,6 +148,18 @@ def test_digest_covers_sources_compiler_and_flags() -> None:
     assert base != native.build_digest("gcc", native.DEFAULT_CFLAGS, folder)
 
 
+def test_digest_covers_the_generated_dispatch_code(monkeypatch) -> None:
+    """The dispatch table is generated from the headers by Python: changing the generator alone rebuilds."""
+    from tasobuild.native import compile as compile_module
+
+    folder = kernels_dir()
+    base = native.build_digest("cc", native.DEFAULT_CFLAGS, folder)
+    generated = compile_module.generated_sources(folder)
+    monkeypatch.setattr(compile_module, "generated_sources",
+                        lambda f: {**generated, "tb_dispatch.c": generated["tb_dispatch.c"] + "/* changed */\n"})
+    assert native.build_digest("cc", native.DEFAULT_CFLAGS, folder) != base
+
+
 def test_compiler_errors_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"cc -O2 -include no_such_header\.h failed: .*error.*no_such_header"):
         native.load("cc", ("-O2", "-include", "no_such_header.h"), tmp_path)

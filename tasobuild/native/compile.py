@@ -35,14 +35,23 @@ def _compiler_identity(cc: str) -> str:
         raise UserError(f"compiler {cc!r} failed to report its version: {problem}") from None
 
 
+def generated_sources(folder: Path) -> dict[str, str]:
+    """The files build_extension generates next to the kernel sources: the dispatch table and its header."""
+    structs, kernels = kernel_api(folder)
+    return {"tb_dispatch.h": DISPATCH_H, "tb_dispatch.c": dispatch_source(structs, kernels)}
+
+
 def build_digest(cc: str, cflags: Sequence[str], folder: Path) -> str:
-    """Digest of everything that determines the built extension."""
+    """Digest of everything that determines the built extension: toolchain, flags, the kernel sources and the
+    generated dispatch code (a change to its generator alone must rebuild too)."""
     h = hashlib.sha256()
     for part in (cc, _compiler_identity(cc), "\0".join(cflags), sys.version, sysconfig.get_config_var("EXT_SUFFIX"),
                  np.__version__, _cython_version()):
         h.update(str(part).encode() + b"\0\1")
     for path in source_files(folder):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0\1")
+    for name, text in sorted(generated_sources(folder).items()):
+        h.update(name.encode() + b"\0" + text.encode() + b"\0\1")
     return h.hexdigest()
 
 
@@ -79,9 +88,8 @@ def _finish(proc: subprocess.Popen[str], what: str, cc: str, cflags: Sequence[st
 
 def build_extension(cc: str, cflags: Sequence[str], folder: Path, module: str, out: Path) -> None:
     """Build the extension `module` into the (empty) folder `out`."""
-    structs, kernels = kernel_api(folder)
-    (out / "tb_dispatch.h").write_text(DISPATCH_H)
-    (out / "tb_dispatch.c").write_text(dispatch_source(structs, kernels))
+    for name, text in generated_sources(folder).items():
+        (out / name).write_text(text)
     shutil.copyfile(folder / BINDINGS_PYX, out / f"{module}.pyx")
     cython = subprocess.run([sys.executable, "-m", "cython", "-3", f"{module}.pyx", "-o", f"{module}.c"],
                             cwd=out, capture_output=True, text=True)
