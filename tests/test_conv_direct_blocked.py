@@ -48,8 +48,14 @@ def test_registry() -> None:
     node, graph, _ = conv_graph(Case(3, 8, 9, 5, (3, 3)))
     assert all(p.applies(node, graph) and p.workspace(node, graph) == 0 for p in PRIMITIVES)
     (w0, w1) = PRIMITIVES[0].weights(node, graph)
-    # [kh][kw][c][M]: weight W[m][c][ki][kj] at ((ki*3 + kj)*3 + c)*5 + m
+    # one panel, [kh][kw][c][M]: weight W[m][c][ki][kj] at ((ki*3 + kj)*3 + c)*5 + m
     assert w0[((1 * 3 + 2) * 3 + 1) * 5 + 4] == graph.const("W")[4, 1, 1, 2] and w1.shape == (5,)
+    node, graph, _ = conv_graph(Case(3, 8, 9, 40, (3, 3)))
+    (w0, _) = PRIMITIVES[0].weights(node, graph)
+    # panels of 32 channels: channels 32..39 are the second panel, [kh][kw][c][8], after the first one's 32*9*3
+    assert w0.shape == (40 * 9 * 3,)
+    assert w0[((1 * 3 + 2) * 3 + 1) * 32 + 31] == graph.const("W")[31, 1, 1, 2]
+    assert w0[32 * 9 * 3 + ((1 * 3 + 2) * 3 + 1) * 8 + 3] == graph.const("W")[35, 1, 1, 2]
 
 
 @pytest.mark.parametrize("label, case", UNGROUPED, ids=[c[0] for c in UNGROUPED])

@@ -169,6 +169,10 @@ def test_fc_sums_in_input_order() -> None:
     want = want + b
     for prim in prims("fc"):
         assert np.array_equal(run_prim(prim, node, graph, [x]).reshape(-1).astype(np.float32), want)
+        packed, _ = prim.weights(node, graph)
+        # panels of 16 outputs, each [K][16]; outputs 64..68 are the last panel, [K][5], after 64*43 floats
+        assert packed[3 * 16 + 7] == w[7, 3] and packed[16 * 43 + 2 * 16 + 1] == w[17, 2]
+        assert packed[64 * 43 + 10 * 5 + 4] == w[68, 10]
 
 
 def test_fc_needs_a_vector_input() -> None:
