@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.costs_data import (EVAL_NETWORKS, REPO, graph_calls, measure_into_cache, network_calls,  # noqa: E402
                               training_calls)
-from tasobuild.costs.cache import default_cache_dir  # noqa: E402
+from tasobuild.resources import cache_dir  # noqa: E402
 from tasobuild.costs.model import CostModel, Sample, read_samples, train, with_row_range  # noqa: E402
 from tasobuild.costs.stage import MODEL_FILE, SAMPLES_FILE, data_dir  # noqa: E402
 from tasobuild.primitives import KernelCall  # noqa: E402
@@ -145,7 +145,7 @@ def measured_network(net: str, cache: Path) -> MeasuredNetwork:
     from tasobuild.candidates import node_candidates, transform_candidates
     from tasobuild.costs.cache import CostCache, CostKey, kernel_digest
     from tasobuild.importer import import_onnx
-    from tasobuild.optimize import to_problem
+    from tasobuild.decide import to_problem
     from tasobuild.target import host_fingerprint
     from tests.zoo import ensure_model
 
@@ -180,7 +180,7 @@ def priced(model: CostModel, nets: list[str], cache: Path) -> dict:
 
 def priced_network(model: CostModel, net: str, cache: Path) -> dict:
     from tasobuild.costs.stage import AutoPolicy, auto_costs, predict
-    from tasobuild.optimize import decide, to_problem
+    from tasobuild.decide import decide, to_problem
     from tasobuild.units import parse_size
 
     measured = measured_network(net, cache)
@@ -261,14 +261,13 @@ _STAGE_TIMER = """
 import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
-from tasobuild.build import Options, all_calls, load_inputs
 from tasobuild.candidates import node_candidates, transform_candidates
-from tasobuild.costs.stage import measure_costs
+from tasobuild.pipeline import Solve, all_calls, load
 t1 = time.perf_counter()
-spec, target, graph = load_inputs(Options(Path(sys.argv[1])))
-calls = all_calls(node_candidates(graph), transform_candidates(graph))
+inputs = load(Path(sys.argv[1]))
+calls = all_calls(node_candidates(inputs.graph), transform_candidates(inputs.graph))
 t2 = time.perf_counter()
-costed = measure_costs(spec, target, calls, False)
+costed = Solve(inputs.spec, inputs.target).costs(calls)
 t3 = time.perf_counter()
 print(json.dumps({"import_seconds": t1 - t0, "candidates_seconds": t2 - t1, "costs_stage_seconds": t3 - t2,
                   "calls": len(costed.costs), "stage_profiled": costed.profiled}))
@@ -380,7 +379,7 @@ def main() -> int:
     args = ap.parse_args()
     sections = args.sections.split(",")
     nets = args.networks.split(",")
-    cache = default_cache_dir()
+    cache = cache_dir()
     host = load_target("host", REPO)
     model = CostModel.from_json((data_dir() / MODEL_FILE).read_text())
     host_samples = read_samples((data_dir() / SAMPLES_FILE).read_text())

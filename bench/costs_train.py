@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.costs_data import (MIXES, REPO, TRAIN_NETWORKS, fingerprint_of, measure_into_cache,  # noqa: E402
                               training_calls)
 from tasobuild.costs.features import FEATURE_VERSION  # noqa: E402
-from tasobuild.costs.cache import CostCache, CostKey, default_cache_dir, kernel_digest  # noqa: E402
+from tasobuild.costs.cache import CostCache, CostKey, kernel_digest  # noqa: E402
+from tasobuild.resources import cache_dir  # noqa: E402
 from tasobuild.costs.model import CostModel, Sample, train, write_samples  # noqa: E402
 from tasobuild.costs.stage import MODEL_FILE, SAMPLES_FILE  # noqa: E402
 from tasobuild.target import load_target  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> int:
     args = ap.parse_args()
     start = time.perf_counter()
     convs = tuple(int(n) for n in args.synthetic_convs.split(","))
-    model, samples = train_on_this_machine(args.cc, shlex.split(args.cflags), args.cache_dir or default_cache_dir(),
+    model, samples = train_on_this_machine(args.cc, shlex.split(args.cflags), args.cache_dir or cache_dir(),
                                            convs, args.synthetic_ops, args.seed, args.per_function,
                                            tuple(args.networks.split(",")), progress=sys.stderr.isatty())
     args.out.mkdir(parents=True, exist_ok=True)

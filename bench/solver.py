@@ -28,18 +28,14 @@ TIME_LIMIT_S = 60.0
 
 def problem_of(model: str) -> Problem:
     """The network's solver problem, exactly as `tasobuild plan` builds it (costs: profile, from the cache)."""
-    from tasobuild.build import Options, all_calls, candidates_of, load_inputs
-    from tasobuild.costs.stage import measure_costs
-    from tasobuild.optimize import to_problem
+    from tasobuild.pipeline import Solve, load, price
     from tests.e2e import write_spec
     from tests.zoo import ensure_model
 
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = write_spec(Path(tmp), ensure_model(model))
-        spec, target, graph = load_inputs(Options(spec_path, {}, progress=False))
-        nodes, transforms = candidates_of(spec, graph)
-        costed = measure_costs(spec, target, all_calls(nodes, transforms), progress=sys.stderr.isatty())
-        return to_problem(graph, nodes, transforms, costed.costs)
+        inputs = load(spec_path)
+        return price(inputs, Solve(inputs.spec, inputs.target, progress=sys.stderr.isatty())).problem
 
 
 def timed(problem: Problem, ask: Callable[[Session], Plan | list[Plan]]) -> tuple[float, float, float, Plan | list[Plan]]:

@@ -20,13 +20,10 @@ from tests.test_end_to_end import BIG_NETWORK_PRIMITIVES
 
 
 def stage_times(spec: Path) -> dict[str, float]:
-    from tasobuild import build as b
-    from tasobuild.costs.stage import measure_costs
-    from tasobuild.emit.project import project_files
-    from tasobuild.emit.tree import replace_tree
-    from tasobuild.importer import import_onnx
-    from tasobuild.optimize import decide, to_problem
-    from tasobuild.resources import kernels_dir
+    from tasobuild import pipeline as p
+    from tasobuild.decide import to_problem
+    from tasobuild.digest import sha256_file
+    from tasobuild.incremental.tree import replace_tree
 
     times: dict[str, float] = {}
 
@@ -36,16 +33,16 @@ def stage_times(spec: Path) -> dict[str, float]:
         times[name] = time.perf_counter() - start
         return value
 
-    spec_, target = clock("spec + target", lambda: b.load_settings(b.Options(spec)))
-    graph = clock("ONNX import", lambda: import_onnx(spec_.onnx_path))
-    nodes, transforms = clock("candidates", lambda: b.candidates_of(spec_, graph))
-    costed = clock("costs (cache)", lambda: measure_costs(spec_, target, b.all_calls(nodes, transforms), False))
+    spec_, target = clock("spec + target", lambda: p.load_settings(spec, {}))
+    graph = clock("ONNX import", lambda: p.imported_graph(spec_.onnx_path, sha256_file(spec_.onnx_path)))
+    solve = p.Solve(spec_, target)
+    nodes, transforms = clock("candidates", lambda: p.candidates_of(spec_, graph))
+    costed = clock("costs (cache)", lambda: solve.costs(p.all_calls(nodes, transforms)))
     problem = clock("problem", lambda: to_problem(graph, nodes, transforms, costed.costs))
-    c = spec_.constraints
-    decision = clock("solve + arena", lambda: decide(problem, c.memory, c.objective, c.latency, 10.0))
-    planned = b.Planned(spec_, target, graph, nodes, transforms, costed, decision)
-    program = clock("lower (weight transforms)", lambda: b.program_of(planned))
-    files = clock("render", lambda: project_files(program, kernels_dir()))
+    decision = clock("solve + arena", lambda: solve.decide(problem))
+    planned = p.Planned(spec_, target, graph, nodes, transforms, costed, decision)
+    program = clock("lower (weight transforms)", lambda: p.program_of(planned))
+    files = clock("render", lambda: p.render(program))
     clock("write tree", lambda: replace_tree(spec_.out_dir, files, ()))
     times["weights MB"] = program.weight_bytes / 1e6
     return times

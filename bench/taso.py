@@ -48,31 +48,20 @@ def build_variant(model: str, workdir: Path, label: str, budget: int, objective:
                   latency_ms: float | None = None, emit: str = "plan") -> Variant:
     """The build's own stages (spec, candidates, costs, decide, lower, emit), with decide's `emit` choosing what
     is emitted; then `make`."""
-    from tasobuild.build import (
-        Options,
-        Planned,
-        all_calls,
-        candidates_of,
-        load_inputs,
-        program_of,
-    )
-    from tasobuild.costs.stage import measure_costs
-    from tasobuild.emit.project import project_files
-    from tasobuild.optimize import decide, to_problem
-    from tasobuild.resources import kernels_dir
+    from tasobuild.decide import decide
+    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
     from tests.e2e import write_spec
     from tests.zoo import ensure_model
 
     out = workdir / label
     out.mkdir(parents=True)
     spec_path = write_spec(out, ensure_model(model))
-    spec, target, graph = load_inputs(Options(spec_path, {}, progress=False))
-    nodes, transforms = candidates_of(spec, graph)
-    costed = measure_costs(spec, target, all_calls(nodes, transforms), progress=sys.stderr.isatty())
-    problem = to_problem(graph, nodes, transforms, costed.costs)
-    decision = decide(problem, budget, objective, latency_ms, TIME_LIMIT_S, emit=emit)
-    planned = Planned(spec, target, graph, nodes, transforms, costed, decision)
-    for rel, data in project_files(program_of(planned), kernels_dir()).items():
+    inputs = load(spec_path)
+    spec = inputs.spec
+    priced = price(inputs, Solve(spec, inputs.target, progress=sys.stderr.isatty()))
+    decision = decide(priced.problem, budget, objective, latency_ms, TIME_LIMIT_S, emit=emit)
+    planned = Planned(spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed, decision)
+    for rel, data in render(program_of(planned)).items():
         path = spec.out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -104,7 +93,7 @@ def measure(variants: list[Variant], x: np.ndarray, workdir: Path) -> dict[str, 
 
 
 def compare(model: str, workdir: Path) -> list[str]:
-    from tasobuild.optimize import place
+    from tasobuild.decide import place
     from tasobuild.solve import Session
 
     problem, x = problem_and_input(model)

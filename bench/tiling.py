@@ -56,12 +56,13 @@ def smallest_peaks(model: str, workdir: Path) -> dict[str, int]:
     """The smallest peak with no tiling, rows only, channels only and both (the costs are cached by now)."""
     from dataclasses import replace
 
-    from tasobuild.build import Options, costed_problem, load_inputs
+    from tasobuild.pipeline import Solve, load, price
     from tasobuild.solve import Session
 
     workdir.mkdir(parents=True, exist_ok=True)
     spec = write_spec(workdir, ensure_model(model), extra=TILED)
-    problem = costed_problem(*load_inputs(Options(spec, progress=False)), False)[-1]
+    inputs = load(spec)
+    problem = price(inputs, Solve(inputs.spec, inputs.target)).problem
     kinds = {"untiled": lambda g: not g, "rows": lambda g: not g or "rows=" in g,
              "channels": lambda g: not g or "channels=" in g, "both": lambda g: True}
     return {kind: Session(replace(problem, nodes=tuple(replace(n, choices=tuple(c for c in n.choices if keep(c.group)))

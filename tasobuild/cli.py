@@ -10,15 +10,20 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from tasobuild.incremental.transaction import Options
+    from tasobuild.pipeline import Inputs, Solve
+
 from tasobuild import __version__
 from tasobuild.errors import UserError
 from tasobuild.units import format_size
+
 
 class _LazyConsole:
     """A rich Console made on first use: `tasobuild build` with nothing to do never pays for importing rich."""
@@ -34,7 +39,7 @@ class _LazyConsole:
         return getattr(self._console, name)
 
 
-def Table(*args: Any, **kwargs: Any) -> "Table":  # noqa: N802 - stands in for rich's class
+def Table(*args: Any, **kwargs: Any) -> Table:  # noqa: N802 - stands in for rich's class
     from rich.table import Table as RichTable
 
     return RichTable(*args, **kwargs)
@@ -56,11 +61,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     return {"constraints.memory": args.memory} if getattr(args, "memory", None) else {}
 
 
-def _options(args: argparse.Namespace):
-    from tasobuild.build import Options
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.json and sys.stderr.isatty()
 
-    return Options(args.config, _overrides(args), progress=not args.json and sys.stderr.isatty(),
-                   locked=getattr(args, "locked", False), frozen=getattr(args, "frozen", False))
+
+def _options(args: argparse.Namespace) -> Options:
+    from tasobuild.incremental.transaction import Options
+
+    return Options(args.config, _overrides(args), progress=_progress(args), locked=getattr(args, "locked", False),
+                   frozen=getattr(args, "frozen", False))
+
+
+def _inputs(args: argparse.Namespace) -> Inputs:
+    """The spec, its target and its network, the import from the stage cache."""
+    from tasobuild.incremental.stagecache import cached
+    from tasobuild.pipeline import load
+
+    return load(args.config, _overrides(args), cached)
+
+
+def _solve(inputs: Inputs, args: argparse.Namespace) -> Solve:
+    from tasobuild.incremental.stagecache import cached
+    from tasobuild.pipeline import Solve
+
+    return Solve(inputs.spec, inputs.target, _progress(args), cached)
 
 
 def _emit_json(obj: Any) -> None:
@@ -69,12 +93,12 @@ def _emit_json(obj: Any) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     if not args.frozen:  # the common case, nothing changed, answered before the stages' libraries are imported
-        from tasobuild.noop import fast_up_to_date
+        from tasobuild.incremental.noop import fast_up_to_date
 
         known = fast_up_to_date(args.config, _overrides(args), args.locked)
         if known is not None:
             return _print_build(args, known.report, known.lock_path, True)
-    from tasobuild.build import build
+    from tasobuild.incremental.transaction import build
 
     result = build(_options(args))
     return _print_build(args, result.report, result.lock_path, result.up_to_date)
@@ -95,9 +119,14 @@ def _print_build(args: argparse.Namespace, rep: dict[str, Any], lock_path: Path,
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasobuild.build import plan_report
+    from tasobuild.incremental.stagecache import cached
+    from tasobuild.pipeline import lock_data, plan
+    from tasobuild.report import report
 
-    rep = plan_report(_options(args))
+    inputs = _inputs(args)
+    planned = plan(inputs, _solve(inputs, args), cached)
+    rep = report(lock_data(planned, {}, {}), profiled=planned.costed.profiled,
+                 solver_seconds=planned.decision.plan.solver_seconds)
     if args.json:
         _emit_json(rep)
         return 0
@@ -130,13 +159,15 @@ def _print_totals(rep: dict[str, Any]) -> None:
 def cmd_pareto(args: argparse.Namespace) -> int:
     import time
 
-    from tasobuild.build import Options, costed_problem, load_inputs
-    from tasobuild.optimize import place
+    from tasobuild.decide import place
+    from tasobuild.incremental.stagecache import cached
+    from tasobuild.pipeline import price
     from tasobuild.solve import Session
 
-    options: Options = _options(args)
-    spec, target, graph = load_inputs(options)
-    _, _, costed, _, problem = costed_problem(spec, target, graph, options.progress)
+    inputs = _inputs(args)
+    spec = inputs.spec
+    priced = price(inputs, _solve(inputs, args), cached)
+    costed, problem = priced.costed, priced.problem
     started = time.perf_counter()
     plans = Session(problem).pareto(points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
     seconds = time.perf_counter() - started
@@ -180,14 +211,14 @@ def _plot_pareto(points: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from tasobuild.build import all_calls, load_inputs, tiled_calls, tiling_options
-    from tasobuild.candidates import check_allow_list, node_candidates, transform_candidates
     from tasobuild.costs.stage import cached_costs, profile_costs
+    from tasobuild.incremental.stagecache import cached
+    from tasobuild.pipeline import all_calls, candidates_of, tiled_calls, tiling_options
 
-    options = _options(args)
-    spec, target, graph = load_inputs(options)
-    nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
-    calls = all_calls(nodes, transform_candidates(graph))
+    inputs = _inputs(args)
+    spec, target, graph = inputs.spec, inputs.target, inputs.graph
+    nodes, transforms = candidates_of(spec, graph, cached)
+    calls = all_calls(nodes, transforms)
     # Which band and slice calls fused tiling costs depends on the untiled costs: they come second.
     if args.emit_harness:
         known = cached_costs(target, calls)
@@ -197,9 +228,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
             stderr.print("optimizer.tiling: which fused tiling calls to time depends on these costs; import them, "
                          "then run `tasobuild profile --emit-harness` again to time those too", markup=False)
         return _emit_harness(args, target, calls)
-    costed = profile_costs(spec, target, calls, options.progress)
+    costed = profile_costs(spec, target, calls, _progress(args))
     tiled = tiled_calls(tiling_options(spec, graph, nodes, costed.costs))
-    profiled = costed.profiled + (profile_costs(spec, target, tiled, options.progress).profiled if tiled else 0)
+    profiled = costed.profiled + (profile_costs(spec, target, tiled, _progress(args)).profiled if tiled else 0)
     calls = calls + tiled
     summary = {"calls": len({c.key() for c in calls}), "profiled": profiled}
     if args.json:
@@ -259,10 +290,10 @@ def cmd_primitives(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from tasobuild.build import load_inputs
     from tasobuild.candidates import check_allow_list, node_candidates
 
-    spec, target, graph = load_inputs(_options(args))
+    inputs = _inputs(args)
+    spec, target, graph = inputs.spec, inputs.target, inputs.graph
     nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
     summary = {
         "spec": str(spec.spec_path), "network": spec.network.onnx, "target": target.name,

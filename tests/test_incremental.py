@@ -138,8 +138,8 @@ def test_an_edited_target_file_falls_through(built: Path, tmp_path: Path) -> Non
 def test_the_record_is_compared_field_by_field(project: Path, caplog: pytest.LogCaptureFixture) -> None:
     """What a test cannot change for real (tasobuild's code, the kernels, the CPU, the compiler), changed in the
     record of a real build: each one makes the check fall through, naming it."""
-    from tasobuild.incremental import read_json
-    from tasobuild.noop import _first_change, noop_record_path
+    from tasobuild.incremental.noop import _first_change, noop_record_path
+    from tasobuild.incremental.state import read_json
 
     path = noop_record_path(project)
     record = read_json(path)
@@ -161,8 +161,8 @@ def test_a_build_in_progress_makes_the_fast_check_stand_aside(project: Path, cap
 
     from filelock import FileLock
 
-    from tasobuild.incremental import busy_lock_path
-    from tasobuild.noop import fast_up_to_date
+    from tasobuild.incremental.noop import fast_up_to_date
+    from tasobuild.incremental.state import busy_lock_path
 
     caplog.set_level(logging.INFO, logger="tasobuild")
     assert fast_up_to_date(project, {}, False) is not None
@@ -171,14 +171,21 @@ def test_a_build_in_progress_makes_the_fast_check_stand_aside(project: Path, cap
     assert "another build of this project is running; full check" in caplog.text
 
 
-def test_the_cache_folder_is_the_cost_caches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from tasobuild.costs.cache import default_cache_dir
-    from tasobuild.incremental import cache_dir
+def test_every_cache_lives_in_the_one_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tasobuild import native
+    from tasobuild.costs.cache import CostCache
+    from tasobuild.incremental.stagecache import entry_path
+    from tasobuild.incremental.state import state_path
+    from tasobuild.resources import cache_dir
 
     monkeypatch.setenv("TASOBUILD_CACHE_DIR", str(tmp_path))
-    assert cache_dir() == default_cache_dir() == tmp_path
+    assert cache_dir() == tmp_path
+    assert CostCache().directory == tmp_path
+    assert native.bindings_dir() == tmp_path / "bindings"
+    assert entry_path("import", "k").parent.parent.parent == tmp_path
+    assert state_path(tmp_path / "out").parent.parent == tmp_path
     monkeypatch.delenv("TASOBUILD_CACHE_DIR")
-    assert cache_dir() == default_cache_dir()
+    assert cache_dir().name == "tasobuild"
 
 
 # ---- stage caches -------------------------------------------------------------------------------------------------
@@ -193,7 +200,7 @@ def stage_log(spec: Path, *args: str, env: dict | None = None) -> tuple[dict, st
 
 def test_a_budget_change_reuses_the_baselines_and_weights_and_a_changed_problem_does_not(
         built: Path, tmp_path: Path) -> None:
-    from tasobuild.incremental import cache_dir
+    from tasobuild.resources import cache_dir
 
     baselines = cache_dir() / "stages" / "baselines"
     before = set(os.listdir(baselines))
@@ -231,8 +238,8 @@ def test_the_bytes_do_not_depend_on_what_the_caches_held(built: Path, tmp_path: 
 
 def test_the_kept_lock_is_the_parsed_lock(built: Path) -> None:
     """The state keeps the lock as JSON round-trips it; that is exactly what parsing its TOML gives."""
-    from tasobuild.incremental import read_state
-    from tasobuild.lock import parse_lock
+    from tasobuild.incremental.lock import parse_lock
+    from tasobuild.incremental.state import read_state
 
     lock = built.parent / "taso.lock"
     state = read_state(built.parent / "out")
@@ -242,13 +249,11 @@ def test_the_kept_lock_is_the_parsed_lock(built: Path) -> None:
 
 def test_decide_is_the_same_with_the_baselines_given_or_solved(built: Path) -> None:
     """decide() solves the budget in a Session of its own, so reusing cached baselines cannot change its answer."""
-    from tasobuild.build import Options, all_calls, candidates_of, load_inputs
-    from tasobuild.costs.stage import measure_costs
-    from tasobuild.optimize import baselines_of, decide, to_problem
+    from tasobuild.decide import baselines_of, decide
+    from tasobuild.pipeline import Solve, load, price
 
-    spec, target, graph = load_inputs(Options(built, {}, progress=False))
-    nodes, transforms = candidates_of(spec, graph)
-    problem = to_problem(graph, nodes, transforms, measure_costs(spec, target, all_calls(nodes, transforms), False).costs)
+    inputs = load(built)
+    problem = price(inputs, Solve(inputs.spec, inputs.target)).problem
     base = baselines_of(problem, 10.0)
     assert base.proven
     roomy = decide(problem, 1 << 30, "latency", None, 10.0, baselines=base)
@@ -264,7 +269,7 @@ def test_decide_is_the_same_with_the_baselines_given_or_solved(built: Path) -> N
 def test_the_stage_cache_evicts_least_recently_used_first(tmp_path: Path) -> None:
     """Three 100-byte entries used at t = 1, 2, 3 s, a 250-byte cap: only the oldest goes; a reuse makes an entry
     the newest."""
-    from tasobuild.stagecache import evict
+    from tasobuild.incremental.stagecache import evict
 
     for name, used in (("a", 3), ("b", 1), ("c", 2)):
         path = tmp_path / f"{name}.pickle"

@@ -168,6 +168,6 @@ def test_compiler_errors_are_user_errors(tmp_path: Path) -> None:
         native.load("no-such-cc", ("-O2",), tmp_path)
 
 
-def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path: Path) -> None:
+def test_the_bindings_live_in_the_cache_folder(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TASOBUILD_CACHE_DIR", str(tmp_path))
-    assert native.default_cache_dir() == tmp_path / "bindings"
+    assert native.bindings_dir() == tmp_path / "bindings"

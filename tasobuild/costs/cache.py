@@ -24,20 +24,19 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
-import hashlib
 import logging
 import math
 import os
 import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Literal, NamedTuple
 
 import filelock
-import platformdirs
 
 from tasobuild.errors import UserError
-from tasobuild.resources import kernels_dir
+from tasobuild.digest import tree_digest
+from tasobuild.resources import cache_dir, kernels_dir
 
 log = logging.getLogger("tasobuild.costs")
 
@@ -97,38 +96,23 @@ class CostKey(NamedTuple):
     call_key: str  # KernelCall.key()
 
 
-def default_cache_dir() -> Path:
-    """`$TASOBUILD_CACHE_DIR` if set, else the user cache directory (e.g. ~/.cache/tasobuild)."""
-    override = os.environ.get("TASOBUILD_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("tasobuild"))
-
-
 # Files in the kernels folder that are not kernel source: build products and editor/VCS noise.
 _NOT_SOURCE_SUFFIXES = (".so", ".o", ".a", ".pyd", ".dll", ".dylib", ".pyc")
 
 
 @functools.cache
 def kernel_digest() -> str:
-    """sha256 over every kernel source file: sorted relative paths and their bytes (once per process)."""
-    root = kernels_dir()
-    files = sorted(
-        (p for p in root.rglob("*") if p.is_file() and not _is_noise(p.relative_to(root))),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
-    digest = hashlib.sha256()
-    for path in files:
-        data = path.read_bytes()
-        name = path.relative_to(root).as_posix().encode()
-        # Length-prefix both so no two different trees can hash the same byte stream.
-        digest.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little") + data)
-    return digest.hexdigest()
+    """The digest of every kernel source file (digest.tree_digest; once per process)."""
+    return tree_digest(kernels_dir(), _is_source)
 
 
 _current_kernel_digest = kernel_digest  # for methods whose parameter of that name shadows it
 
 
-def _is_noise(rel: Path) -> bool:
-    return any(part.startswith(".") or part == "__pycache__" for part in rel.parts) or rel.suffix in _NOT_SOURCE_SUFFIXES
+def _is_source(rel: str) -> bool:
+    parts = PurePosixPath(rel)
+    return not any(part.startswith(".") or part == "__pycache__" for part in parts.parts) \
+        and parts.suffix not in _NOT_SOURCE_SUFFIXES
 
 
 class _Untrusted(Exception):
@@ -139,7 +123,7 @@ class CostCache:
     """The machine's cost cache. Open one per process (SQLite connections do not cross fork/spawn)."""
 
     def __init__(self, directory: Path | str | None = None, *, on_warning: Callable[[str], None] | None = None):
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.directory = Path(directory) if directory is not None else cache_dir()
         self.path = self.directory / DB_NAME
         self._warn = on_warning or log.warning
         try:

@@ -1,6 +1,6 @@
-"""ONNX -> IR: read, fold constants and infer static shapes, lower each operator, then run the graph passes.
+"""ONNX -> IR: read, fold constants and infer static shapes, convert each operator, then run the graph passes.
 
-    read_model (reader) -> fold (fold, shapes) -> lower (lower) -> PASSES (passes) -> ir.Graph
+    read_model (reader) -> fold (fold, shapes) -> convert (convert) -> PASSES (passes) -> ir.Graph
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from tasobuild import ir
 from tasobuild.errors import UserError
 from tasobuild.importer.fold import fold
-from tasobuild.importer.lower import lower
+from tasobuild.importer.convert import SUPPORTED_OPS, convert
 from tasobuild.importer.passes import PASSES, NodeError
 from tasobuild.importer.reader import read_model
 
@@ -20,7 +20,7 @@ __all__ = ["import_onnx"]
 def import_onnx(path: Path) -> ir.Graph:
     """The batch-1 network in `path` as an IR graph; a UserError naming the file (and node) for anything else."""
     model = read_model(Path(path))
-    graph = lower(fold(model))
+    graph = convert(fold(model, SUPPORTED_OPS))
     try:
         for run in PASSES:
             graph = run(graph)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import numpy as np
 
@@ -24,6 +24,9 @@ class NodeContext:
 
     def error(self, message: str) -> UserError:
         return UserError(f"{self.file}: node '{self.node.name}' ({self.node.op}): {message}")
+
+    def unsupported(self, supported: Collection[str]) -> UserError:
+        return self.error(f"unsupported operator; supported: {', '.join(sorted(supported))}")
 
     def attr(self, key: str, default: Any = None) -> Any:
         return self.node.attrs.get(key, default)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, NoReturn
+from typing import Callable, Collection, Mapping, NoReturn
 
 import numpy as np
 import onnx
@@ -28,7 +28,9 @@ class StaticGraph:
     consts: Mapping[str, np.ndarray] = field(repr=False)  # every constant (initializers and folded values)
 
 
-def fold(model: OnnxModel) -> StaticGraph:
+def fold(model: OnnxModel, supported: Collection[str]) -> StaticGraph:
+    """Constants folded and every tensor's static shape inferred; an operator with no shape rule is refused, the
+    error naming the `supported` operators (those the conversion to IR has a rule for)."""
     consts: dict[str, np.ndarray] = dict(model.initializers)
     shapes: dict[str, tuple[int, ...]] = {k: tuple(v.shape) for k, v in consts.items()}
     shapes[model.input_name] = model.input_shape
@@ -52,8 +54,7 @@ def fold(model: OnnxModel) -> StaticGraph:
                 shapes[name] = tuple(np.shape(value))
             continue
         if node.op not in sh.SHAPE_RULES:
-            from tasobuild.importer.lower import unsupported  # the lowering table owns the list of supported ops
-            raise unsupported(ctx)
+            raise ctx.unsupported(supported)
         shapes[node.outputs[0]] = sh.SHAPE_RULES[node.op](ctx)
         secondary.update({t: ctx for t in node.outputs[1:] if t})
         if _drops_ceil_window(ctx) or any(t in uncheckable for t in node.inputs):

@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from tasobuild import ir
-from tasobuild.importer.lower import PAD
+from tasobuild.importer.convert import PAD
 
 LINEAR = ("conv", "fc")
 ACTIVATED = ("conv", "fc", "add", "scale")  # ops that carry a fused activation

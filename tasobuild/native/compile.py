@@ -13,9 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
+from tasobuild.digest import files_digest
 from tasobuild.errors import UserError
 from tasobuild.native.dispatch import DISPATCH_H, dispatch_source
 from tasobuild.native.headers import kernel_api
+from tasobuild.resources import cache_dir
 from tasobuild.toolchain import CompilerProblem, version_text
 
 BINDINGS_PYX = "_bindings.pyx"
@@ -48,10 +50,9 @@ def build_digest(cc: str, cflags: Sequence[str], folder: Path) -> str:
     for part in (cc, _compiler_identity(cc), "\0".join(cflags), sys.version, sysconfig.get_config_var("EXT_SUFFIX"),
                  np.__version__, _cython_version()):
         h.update(str(part).encode() + b"\0\1")
-    for path in source_files(folder):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0\1")
-    for name, text in sorted(generated_sources(folder).items()):
-        h.update(name.encode() + b"\0" + text.encode() + b"\0\1")
+    sources = [(path.name, path.read_bytes()) for path in source_files(folder)]
+    generated = [(name, text.encode()) for name, text in sorted(generated_sources(folder).items())]
+    h.update(files_digest(sources + generated).encode())
     return h.hexdigest()
 
 
@@ -124,10 +125,6 @@ def build_extension(cc: str, cflags: Sequence[str], folder: Path, module: str, o
             "linking the kernel bindings", cc, cflags)
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("TASOBUILD_CACHE_DIR")
-    if env:
-        return Path(env) / "bindings"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("tasobuild")) / "bindings"
+def bindings_dir() -> Path:
+    """Where compiled bindings are kept, one folder per build_digest."""
+    return cache_dir() / "bindings"

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tasobuild.errors import UserError
-from tasobuild.native.compile import build_digest, build_extension, default_cache_dir
+from tasobuild.native.compile import build_digest, build_extension, bindings_dir
 from tasobuild.native.headers import KernelDecl, StructDecl, kernel_api
 from tasobuild.primitives import KernelCall
 from tasobuild.resources import kernels_dir
@@ -133,7 +133,7 @@ def load(cc: str = "cc", cflags: Sequence[str] = DEFAULT_CFLAGS, cache_dir: Path
     folder = kernels_dir()
     flags = tuple(cflags)
     digest = build_digest(cc, flags, folder)
-    root = (cache_dir if cache_dir is not None else default_cache_dir()).resolve()
+    root = (cache_dir if cache_dir is not None else bindings_dir()).resolve()
     key = (digest, str(root))
     if key in _LOADED:
         return _LOADED[key]

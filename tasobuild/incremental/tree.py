@@ -17,9 +17,9 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ After every build whose tree matches its lock, a *no-op record* keeps, per spec 
 verdict: the exact command line, the bytes (sha256) of taso.toml, the target file and taso.lock, the ONNX stamp, the
 output stamps, tasobuild's code, every file of the kernels folder, the compiler's `--version` and the CPU. The next
 build with the same command line checks those sources and, if every one is unchanged, the full check
-(tasobuild.incremental, tasobuild.build) would reach the same verdict: it prints the recorded report. Anything
+(incremental.state, incremental.transaction) would reach the same verdict: it prints the recorded report. Anything
 else — a changed byte, a touched output, a pending lock journal, a build in progress, a flag — falls through to the
 full check, which then refreshes the record.
 """
@@ -14,22 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tasobuild import __version__
-from tasobuild.incremental import (
-    busy_lock_path,
-    journal_of,
-    keyed_path,
-    read_json,
-    sha256_bytes,
-    sha256_file,
-    stamp,
-    tree_digest,
-    write_json,
-)
+from tasobuild.digest import sha256_bytes, sha256_file, tree_digest
+from tasobuild.incremental.stagecache import code_digest
+from tasobuild.incremental.state import busy_lock_path, journal_of, keyed_path, read_json, stamp, write_json
+from tasobuild.resources import kernels_dir, targets_dir
+
+if TYPE_CHECKING:
+    from tasobuild.target import Target
 
 log = logging.getLogger("tasobuild")
 
@@ -94,9 +91,6 @@ class Sources:
 
     @classmethod
     def capture(cls, config: Path) -> Sources:
-        from tasobuild.resources import kernels_dir, targets_dir
-        from tasobuild.stagecache import code_digest
-
         try:
             config_sha = sha256_bytes(Path(config).read_bytes())
         except OSError:
@@ -114,7 +108,7 @@ class Host:
     cpu: list[Any] | None  # [machine, cpuinfo lines] for a target profiled here; None for a cross target
 
     @classmethod
-    def capture(cls, target) -> Host:
+    def capture(cls, target: Target) -> Host:
         cpu = [machine(), cpu_facts()] if target.profile else None
         return cls([str(target.source), sha256_file(target.source)],
                    [list(target.cc_argv), compiler_identity(list(target.cc_argv))], cpu)
@@ -203,9 +197,6 @@ def _file_sha(path: Path | str) -> str | None:
 
 def _first_change(record: Mapping[str, Any], config: Path, lock_path: Path) -> str | None:
     """What changed since the record, cheapest checks first; None if nothing did."""
-    from tasobuild.resources import kernels_dir, targets_dir
-    from tasobuild.stagecache import code_digest
-
     if journal_of(lock_path).exists():
         return "a lock journal is pending (an interrupted build)"
     if _file_sha(config) != record["config_sha"]:

@@ -3,8 +3,8 @@
 The lock records digests of every input. Hashing a 550 MB ONNX file or every emitted file on each no-op build
 would be slow, so the last build's *state* — each file's size and mtime next to its digest — is kept in the user
 cache directory (it is machine-local; the lock and the tree stay free of it). A file whose size and mtime match its
-stamp is taken to have its recorded digest, the way make and cargo trust mtimes. tasobuild.noop goes one step
-further and answers "up to date" before the stages' libraries are imported.
+stamp is taken to have its recorded digest, the way make and cargo trust mtimes. tasobuild.incremental.noop goes one
+step further and answers "up to date" before the stages' libraries are imported.
 """
 
 from __future__ import annotations
@@ -12,28 +12,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tasobuild import __version__
+from tasobuild.digest import sha256_bytes, sha256_file
+from tasobuild.incremental.tree import write_atomic
+from tasobuild.resources import cache_dir
+
+if TYPE_CHECKING:
+    from tasobuild.spec import Spec
+    from tasobuild.target import Target
 
 # Inputs that decide what is emitted; the rest only say where costs were measured.
 FROZEN_INPUTS = ("kernels", "onnx", "spec", "target", "tasobuild")
 
 log = logging.getLogger("tasobuild")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def stamp(path: Path) -> list[int] | None:
@@ -42,16 +37,6 @@ def stamp(path: Path) -> list[int] | None:
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns]
-
-
-def cache_dir() -> Path:
-    """tasobuild.costs.cache.default_cache_dir, without importing that module (sqlite3): a test pins them equal."""
-    override = os.environ.get("TASOBUILD_CACHE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("tasobuild"))
 
 
 def keyed_path(kind: str, path: Path, suffix: str) -> Path:
@@ -71,13 +56,11 @@ def busy_lock_path(lock_path: Path) -> Path:
 
 
 def journal_of(lock_path: Path) -> Path:
-    """The next lock, written before the tree is replaced and renamed into place after (build.recover)."""
+    """The next lock, written before the tree is replaced and renamed into place after (transaction.recover)."""
     return lock_path.with_name(f".{lock_path.name}.tasobuild-new")
 
 
 def write_json(path: Path, value: Any) -> None:
-    from tasobuild.emit.tree import write_atomic
-
     write_atomic(path, json.dumps(value, sort_keys=True).encode())
 
 
@@ -98,7 +81,7 @@ def write_state(out_dir: Path, onnx: Path, onnx_sha: str, onnx_stamp: list[int] 
     """Record the last build's stamps. `onnx_stamp` was taken before the ONNX file was hashed (see onnx_digest);
     `lock_data` is the lock as parsed, kept under the digest of the text written so the next build need not parse
     it (a changed lock file has another digest and is parsed)."""
-    from tasobuild.stagecache import code_digest
+    from tasobuild.incremental.stagecache import code_digest
 
     state = {
         "version": __version__,
@@ -121,7 +104,7 @@ def onnx_digest(onnx: Path, state: Mapping[str, Any]) -> tuple[str, list[int] | 
     return sha256_file(onnx), current
 
 
-def lock_inputs(spec, target, onnx_sha: str) -> dict[str, str]:
+def lock_inputs(spec: Spec, target: Target, onnx_sha: str) -> dict[str, str]:
     """The lock's [inputs]: digests of everything the build read, and where the costs were measured."""
     from tasobuild.costs.cache import kernel_digest
     from tasobuild.target import host_fingerprint
@@ -140,7 +123,7 @@ def lock_inputs(spec, target, onnx_sha: str) -> dict[str, str]:
 
 def outputs_intact(out_dir: Path, lock: Mapping[str, Any], lock_path: Path, state: Mapping[str, Any]) -> bool:
     """Every file the lock lists is there with the stamp it had when the last build wrote it, and so is the lock."""
-    from tasobuild.stagecache import code_digest
+    from tasobuild.incremental.stagecache import code_digest
 
     files = lock.get("files", {})
     recorded = state.get("files", {})
@@ -152,27 +135,6 @@ def outputs_intact(out_dir: Path, lock: Mapping[str, Any], lock_path: Path, stat
                for rel, digest in files.items())
 
 
-def changed_inputs(lock: Mapping[str, Any], inputs: Mapping[str, str], keys=None) -> list[str]:
+def changed_inputs(lock: Mapping[str, Any], inputs: Mapping[str, str], keys: Sequence[str] | None = None) -> list[str]:
     old = lock.get("inputs", {})
     return [k for k in sorted(keys or inputs) if old.get(k) != inputs.get(k)]
-
-
-def files_under(root: Path, suffix: str = "") -> list[tuple[str, Path]]:
-    """(relative posix path, path) of every file under `root` ending in `suffix`, sorted by the relative path."""
-    found = []
-    for folder, _, names in os.walk(root):
-        for name in names:
-            if name.endswith(suffix):
-                path = Path(folder, name)
-                found.append((path.relative_to(root).as_posix(), path))
-    return sorted(found)
-
-
-def tree_digest(root: Path) -> str:
-    """sha256 over every file under `root` (paths and bytes). Unlike the lock's kernel digest it skips nothing, so
-    it changes whenever that digest could."""
-    h = hashlib.sha256()
-    for rel, path in files_under(root):
-        name, data = rel.encode(), path.read_bytes()
-        h.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little") + data)
-    return h.hexdigest()

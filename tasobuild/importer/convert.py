@@ -1,6 +1,6 @@
-"""ONNX operators -> IR nodes: one rule per operator, each returning the IR nodes and the constants it creates.
+"""Conversion of ONNX operators to IR nodes: one rule per operator, each returning the IR nodes and the constants it creates.
 
-Lowering is local (one ONNX node at a time) and literal: BatchNormalization and Mul/Add by a constant become
+Conversion is local (one ONNX node at a time) and literal: BatchNormalization and Mul/Add by a constant become
 `scale`, Relu/Clip/... become `act`, Identity/Dropout/Flatten/... become `reshape`, Pad becomes the internal op
 `pad`. Folding those into their neighbours is the job of `passes`, not of these rules.
 """
@@ -24,7 +24,7 @@ PAD = "pad"  # internal op: zero padding of H and W, attrs pads=(t,l,b,r); passe
 
 
 @dataclass(frozen=True)
-class Lowered:
+class Converted:
     nodes: tuple[ir.Node, ...]
     constants: Mapping[str, np.ndarray] = field(default_factory=dict)
     shapes: Mapping[str, ir.Shape] = field(default_factory=dict)  # tensors made up by the rule (not in ONNX)
@@ -38,7 +38,7 @@ def logical(onnx_shape: tuple[int, ...]) -> ir.Shape | None:
     return ir.Shape(*dims)
 
 
-def lower(sg: StaticGraph) -> ir.Graph:
+def convert(sg: StaticGraph) -> ir.Graph:
     model = sg.model
     nodes: list[ir.Node] = []
     constants: dict[str, np.ndarray] = {}
@@ -50,9 +50,9 @@ def lower(sg: StaticGraph) -> ir.Graph:
     for node in sg.nodes:
         ctx = NodeContext(model.file, model.opset, node, sg.shapes, sg.consts)
         shapes[node.outputs[0]] = _logical(sg.shapes[node.outputs[0]], node.outputs[0], ctx)
-        if node.op not in LOWER_RULES:
-            raise unsupported(ctx)
-        out = LOWER_RULES[node.op](ctx)
+        if node.op not in CONVERT_RULES:
+            raise ctx.unsupported(SUPPORTED_OPS)
+        out = CONVERT_RULES[node.op](ctx)
         nodes += out.nodes
         constants.update(out.constants)
         shapes.update(out.shapes)
@@ -72,10 +72,6 @@ def _logical(onnx_shape: tuple[int, ...], tensor: str, c: NodeContext) -> ir.Sha
         raise c.error(f"tensor '{tensor}' has shape {list(onnx_shape)}; only batch-1 tensors of rank 2 to 4 "
                       "are supported")
     return shape
-
-
-def unsupported(c: NodeContext) -> UserError:
-    return c.error(f"unsupported operator; supported: {', '.join(sorted(LOWER_RULES))}")
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -128,7 +124,7 @@ def _channel_vector(c: NodeContext, value: np.ndarray, x: tuple[int, ...]) -> np
 
 # --- rules --------------------------------------------------------------------------------------------------------
 
-def _conv(c: NodeContext) -> Lowered:
+def _conv(c: NodeContext) -> Converted:
     x = _activation_input(c)
     w = np.asarray(c.const(1, "weights"), dtype=np.float32)
     b = np.asarray(c.const(2, "bias"), dtype=np.float32) if c.has(2) else np.zeros(w.shape[0], np.float32)
@@ -136,10 +132,10 @@ def _conv(c: NodeContext) -> Lowered:
     w = w.reshape(w.shape[:2] + geometry["kernel"])
     name = c.node.name
     node = _node(c, "conv", (x,), (f"{name}.W", f"{name}.b"), groups=int(c.attr("group", 1)), **geometry)
-    return Lowered((node,), {f"{name}.W": w, f"{name}.b": b})
+    return Converted((node,), {f"{name}.W": w, f"{name}.b": b})
 
 
-def _pool(c: NodeContext) -> Lowered:
+def _pool(c: NodeContext) -> Converted:
     x = _activation_input(c)
     kernel = tuple(c.attr("kernel_shape"))
     if any(d != 1 for d in c.attr("dilations", ())):
@@ -147,7 +143,7 @@ def _pool(c: NodeContext) -> Lowered:
     geometry, wins = _windows_2d(c, kernel, ceil=bool(c.attr("ceil_mode", 0)))
     geometry.pop("dilation")
     if c.node.op == "MaxPool":
-        return Lowered((_node(c, "maxpool", (x,), **geometry),))
+        return Converted((_node(c, "maxpool", (x,), **geometry),))
     include = int(c.attr("count_include_pad", 0))
     if include and any(w.overhang for w in wins):
         # ORT divides the ceil-mode overhang windows by the part inside input + declared pads: without declared
@@ -156,36 +152,36 @@ def _pool(c: NodeContext) -> Lowered:
             raise c.error("AveragePool with ceil_mode=1, count_include_pad=1 and padding whose last window "
                           "overhangs the padding is not supported")
         include = 0
-    return Lowered((_node(c, "avgpool", (x,), count_include_pad=include, **geometry),))
+    return Converted((_node(c, "avgpool", (x,), count_include_pad=include, **geometry),))
 
 
-def _global_pool(c: NodeContext) -> Lowered:
+def _global_pool(c: NodeContext) -> Converted:
     x = _activation_input(c)
     if c.node.op == "GlobalAveragePool":
-        return Lowered((_node(c, "gap", (x,)),))
+        return Converted((_node(c, "gap", (x,)),))
     s = logical(c.shape(0))
     assert s is not None
-    return Lowered((_node(c, "maxpool", (x,), kernel=(s.h, s.w), stride=(1, 1), pads=(0, 0, 0, 0)),))
+    return Converted((_node(c, "maxpool", (x,), kernel=(s.h, s.w), stride=(1, 1), pads=(0, 0, 0, 0)),))
 
 
-def _reduce_mean(c: NodeContext) -> Lowered:
+def _reduce_mean(c: NodeContext) -> Converted:
     x = c.shape(0)
     axes = {sh.norm_axis(a, len(x), c) for a in (c.ints(1, "axes", "axes") or range(len(x)))}
     if len(x) != 4 or axes != {2, 3}:
         raise c.error(f"ReduceMean over axes {sorted(axes)} of {list(x)} is not supported (only over H and W of NCHW)")
-    return Lowered((_node(c, "gap", (_activation_input(c),)),))
+    return Converted((_node(c, "gap", (_activation_input(c),)),))
 
 
-def _fc(c: NodeContext, w: np.ndarray, b: np.ndarray) -> Lowered:
+def _fc(c: NodeContext, w: np.ndarray, b: np.ndarray) -> Converted:
     x = _activation_input(c)
     if len(c.shape(0)) != 2:
         raise c.error(f"{c.node.op} on an input of shape {list(c.shape(0))} is not supported (only [1, K])")
     name = c.node.name
     node = _node(c, "fc", (x,), (f"{name}.W", f"{name}.b"))
-    return Lowered((node,), {f"{name}.W": np.ascontiguousarray(w, np.float32), f"{name}.b": b.astype(np.float32)})
+    return Converted((node,), {f"{name}.W": np.ascontiguousarray(w, np.float32), f"{name}.b": b.astype(np.float32)})
 
 
-def _gemm(c: NodeContext) -> Lowered:
+def _gemm(c: NodeContext) -> Converted:
     if c.attr("transA", 0):
         raise c.error("Gemm with transA=1 is not supported")
     # float32 throughout: one IEEE multiply rounds exactly as float64-then-round would, and the weights are big
@@ -200,24 +196,24 @@ def _gemm(c: NodeContext) -> Lowered:
     return _fc(c, w, bias)
 
 
-def _matmul(c: NodeContext) -> Lowered:
+def _matmul(c: NodeContext) -> Converted:
     b = np.asarray(c.const(1, "weights"), dtype=np.float32)
     if b.ndim != 2:
         raise c.error(f"MatMul with weights of shape {list(b.shape)} is not supported (only 2-D)")
     return _fc(c, b.T, np.zeros(b.shape[1], np.float32))
 
 
-def _scale(c: NodeContext, s: np.ndarray, t: np.ndarray) -> Lowered:
+def _scale(c: NodeContext, s: np.ndarray, t: np.ndarray) -> Converted:
     name = c.node.name
     node = _node(c, "scale", (_activation_input(c, _live_index(c)),), (f"{name}.s", f"{name}.t"))
-    return Lowered((node,), {f"{name}.s": s.astype(np.float32), f"{name}.t": t.astype(np.float32)})
+    return Converted((node,), {f"{name}.s": s.astype(np.float32), f"{name}.t": t.astype(np.float32)})
 
 
 def _live_index(c: NodeContext) -> int:
     return 0 if not c.is_const(0) else 1
 
 
-def _batch_norm(c: NodeContext) -> Lowered:
+def _batch_norm(c: NodeContext) -> Converted:
     if c.attr("training_mode", 0):
         raise c.error("BatchNormalization with training_mode=1 is not supported; export in eval mode")
     x = c.shape(0)
@@ -231,7 +227,7 @@ def _batch_norm(c: NodeContext) -> Lowered:
     return _scale(c, s, beta - mean * s)
 
 
-def _elementwise(c: NodeContext) -> Lowered:
+def _elementwise(c: NodeContext) -> Converted:
     op = c.node.op
     live = [i for i in (0, 1) if not c.is_const(i)]
     if len(live) == 2:
@@ -240,7 +236,7 @@ def _elementwise(c: NodeContext) -> Lowered:
             raise c.error(f"{op} of two activations is not supported (only Add)")
         if a != b:
             raise c.error(f"Add of activations of different shapes {list(a)} and {list(b)} is not supported")
-        return Lowered((_node(c, "add", tuple(c.node.inputs[:2])),))
+        return Converted((_node(c, "add", tuple(c.node.inputs[:2])),))
     if not live:
         raise c.error(f"{op} of two constants was not folded")
     i = live[0]
@@ -276,25 +272,25 @@ def _activation(c: NodeContext) -> ir.Activation:
     return ir.Activation("clip", a=FLOAT_LOWEST if lo is None else float(lo), b=FLOAT_MAX if hi is None else float(hi))
 
 
-def _act(c: NodeContext) -> Lowered:
-    return Lowered((_node(c, "act", (_activation_input(c),), act=_activation(c)),))
+def _act(c: NodeContext) -> Converted:
+    return Converted((_node(c, "act", (_activation_input(c),), act=_activation(c)),))
 
 
-def _concat(c: NodeContext) -> Lowered:
+def _concat(c: NodeContext) -> Converted:
     inputs = tuple(_activation_input(c, i) for i in range(len(c.node.inputs)))
     rank = len(c.shape(0))
     if sh.norm_axis(int(c.attr("axis", 0)), rank, c) != 1:
         raise c.error(f"Concat on axis {c.attr('axis', 0)} of rank {rank} is not supported (only the channel axis 1)")
-    return Lowered((_node(c, "concat", inputs),))
+    return Converted((_node(c, "concat", inputs),))
 
 
-def _reshape(c: NodeContext) -> Lowered:
+def _reshape(c: NodeContext) -> Converted:
     if c.node.op == "Cast" and int(c.attr("to")) != onnx.TensorProto.FLOAT:
         raise c.error("Cast of an activation to a type other than float32 is not supported")
-    return Lowered((_node(c, "reshape", (_activation_input(c),)),))
+    return Converted((_node(c, "reshape", (_activation_input(c),)),))
 
 
-def _transpose(c: NodeContext) -> Lowered:
+def _transpose(c: NodeContext) -> Converted:
     x = c.shape(0)
     perm = tuple(c.attr("perm", tuple(reversed(range(len(x))))))
     if perm[0] != 0:
@@ -303,10 +299,10 @@ def _transpose(c: NodeContext) -> Lowered:
     if moved == sorted(moved):  # only unit axes move: the row-major order of the data is unchanged
         return _reshape(c)
     logical_perm = tuple(p - 1 for p in perm[1:]) + tuple(range(len(x) - 1, 3))
-    return Lowered((_node(c, "transpose", (_activation_input(c),), perm=logical_perm),))
+    return Converted((_node(c, "transpose", (_activation_input(c),), perm=logical_perm),))
 
 
-def _softmax(c: NodeContext) -> Lowered:
+def _softmax(c: NodeContext) -> Converted:
     x = c.shape(0)
     default = 1 if c.opset < 13 else -1
     axis = sh.norm_axis(int(c.attr("axis", default)), len(x), c)
@@ -316,24 +312,24 @@ def _softmax(c: NodeContext) -> Lowered:
     src, out = _activation_input(c), c.node.outputs[0]
     vector = ir.Shape(int(np.prod(x)), 1, 1)
     if logical(x) == vector:
-        return Lowered((_node(c, "softmax", (src,)),))
+        return Converted((_node(c, "softmax", (src,)),))
     flat, soft = f"{out}:flat", f"{out}:softmax"
     name = c.node.name
-    return Lowered((ir.Node(f"{name}:flat", "reshape", (src,), flat),
+    return Converted((ir.Node(f"{name}:flat", "reshape", (src,), flat),
                     ir.Node(name, "softmax", (flat,), soft),
                     ir.Node(f"{name}:unflat", "reshape", (soft,), out)),
                    shapes={flat: vector, soft: vector})
 
 
-def _lrn(c: NodeContext) -> Lowered:
+def _lrn(c: NodeContext) -> Converted:
     if len(c.shape(0)) != 4:
         raise c.error(f"LRN on a rank-{len(c.shape(0))} tensor is not supported (only NCHW)")
-    return Lowered((_node(c, "lrn", (_activation_input(c),), size=int(c.attr("size")),
+    return Converted((_node(c, "lrn", (_activation_input(c),), size=int(c.attr("size")),
                           alpha=float(c.attr("alpha", 1e-4)), beta=float(c.attr("beta", 0.75)),
                           bias=float(c.attr("bias", 1.0))),))
 
 
-def _pad(c: NodeContext) -> Lowered:
+def _pad(c: NodeContext) -> Converted:
     x = c.shape(0)
     mode = c.attr("mode", "constant")
     value = float(np.asarray(c.const(2, "pad value")).reshape(-1)[0]) if c.has(2) else float(c.attr("value", 0.0))
@@ -345,10 +341,10 @@ def _pad(c: NodeContext) -> Lowered:
         raise c.error(f"Pad {full} of {list(x)} is not supported (only non-negative padding of H and W)")
     begin = _spatial_2d(c, tuple(full[2:n]), 0)
     end = _spatial_2d(c, tuple(full[n + 2:]), 0)
-    return Lowered((_node(c, PAD, (_activation_input(c),), pads=(begin[0], begin[1], end[0], end[1])),))
+    return Converted((_node(c, PAD, (_activation_input(c),), pads=(begin[0], begin[1], end[0], end[1])),))
 
 
-LOWER_RULES: dict[str, Callable[[NodeContext], Lowered]] = {
+CONVERT_RULES: dict[str, Callable[[NodeContext], Converted]] = {
     "Conv": _conv,
     "MaxPool": _pool, "AveragePool": _pool,
     "GlobalAveragePool": _global_pool, "GlobalMaxPool": _global_pool, "ReduceMean": _reduce_mean,
@@ -363,3 +359,5 @@ LOWER_RULES: dict[str, Callable[[NodeContext], Lowered]] = {
     "LRN": _lrn,
     "Pad": _pad,
 }
+
+SUPPORTED_OPS = tuple(sorted(CONVERT_RULES))

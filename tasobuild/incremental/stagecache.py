@@ -19,8 +19,13 @@ import hashlib
 import logging
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
+
+from tasobuild.digest import tree_digest
+from tasobuild.incremental.tree import write_atomic
+from tasobuild.resources import cache_dir
 
 T = TypeVar("T")
 log = logging.getLogger("tasobuild")
@@ -33,17 +38,11 @@ STAGE_BYTES = 1 << 30  # per stage; VGG-16's transformed weights are about 0.55 
 @functools.cache
 def code_digest() -> str:
     """Digest of tasobuild's own Python sources."""
-    from tasobuild.incremental import files_under
-
-    h = hashlib.sha256()
-    for rel, path in files_under(Path(__file__).resolve().parent, ".py"):
-        h.update(rel.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    package = Path(__file__).resolve().parent.parent
+    return tree_digest(package, lambda rel: rel.endswith(".py"))
 
 
 def entry_path(stage: str, key: str) -> Path:
-    from tasobuild.incremental import cache_dir
-
     digest = hashlib.sha256(f"{code_digest()}\0{key}".encode()).hexdigest()
     return cache_dir() / "stages" / stage / f"{digest}.pickle"
 
@@ -54,7 +53,7 @@ def cached(stage: str, key: str, compute: Callable[[], T], keep: Callable[[T], b
     path = entry_path(stage, key)
     try:
         with open(path, "rb") as f:
-            value = pickle.load(f)
+            value: T = pickle.load(f)
         os.utime(path)  # recently used: the last to be evicted
         if stage not in _REUSE_LOGGED:
             _REUSE_LOGGED.add(stage)
@@ -71,8 +70,6 @@ def cached(stage: str, key: str, compute: Callable[[], T], keep: Callable[[T], b
 
 
 def store(path: Path, value: object) -> None:
-    from tasobuild.emit.tree import write_atomic
-
     try:
         write_atomic(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         evict(path.parent, STAGE_BYTES)

@@ -12,7 +12,7 @@ import pytest
 
 from tasobuild.errors import UserError
 from tasobuild.memory import check_no_overlap
-from tasobuild.optimize import decide, place
+from tasobuild.decide import decide, place
 from tasobuild.solve import Problem, Session, greedy, solve
 from tests.e2e import WITH_TRADE_OFF, tasobuild, write_spec
 from tests.zoo import ensure_model
@@ -20,20 +20,17 @@ from tests.zoo import ensure_model
 
 @pytest.fixture(scope="module")
 def ds_cnn(tmp_path_factory: pytest.TempPathFactory) -> Problem:
-    from tasobuild.build import Options, all_calls, candidates_of, load_inputs
-    from tasobuild.costs.stage import measure_costs
-    from tasobuild.optimize import to_problem
+    from tasobuild.pipeline import Solve, load, price
 
     root = tmp_path_factory.mktemp("ds_cnn")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TASOBUILD_CACHE_DIR", str(root / "empty-cache"))  # predictions only: no cached measurements
         spec_path = write_spec(root, ensure_model("ds_cnn_torch"), extra=WITH_TRADE_OFF)
         spec_path.write_text(spec_path.read_text().replace('costs = "profile"', 'costs = "model"'))
-        spec, target, graph = load_inputs(Options(spec_path, {}, progress=False))
-        nodes, transforms = candidates_of(spec, graph)
-        costed = measure_costs(spec, target, all_calls(nodes, transforms), False)
-        assert costed.profiled == 0
-        return to_problem(graph, nodes, transforms, costed.costs)
+        inputs = load(spec_path)
+        priced = price(inputs, Solve(inputs.spec, inputs.target))
+        assert priced.costed.profiled == 0
+        return priced.problem
 
 
 def test_tight_budget_gives_an_arena_within_it(ds_cnn: Problem) -> None:

@@ -1,0 +1,180 @@
+"""The build as a transaction: decide whether anything changed, run the pipeline, and replace the tree and the
+lock together.
+
+A no-op build that sees nothing changed writes nothing (and leaves a record that lets the next identical command
+answer before the stages are imported: noop.fast_up_to_date); a budget change reuses what does not depend on the
+budget — the imported graph, the baselines, the weight transforms — from the stage cache; `--frozen` takes the
+decision from taso.lock instead of profiling and solving (frozen.FromLock); `--locked` fails if the lock would
+change; builds of one project are serialised; the tree and the lock are replaced as a transaction (a journal
+holds the new lock until the tree is in place).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from tasobuild.digest import sha256_bytes, sha256_file
+from tasobuild.errors import UserError
+from tasobuild.incremental.lock import as_parsed, checked_lock, differences, parse_lock, read_lock_text, render_lock
+from tasobuild.incremental.noop import Host, Invocation, Sources, write_noop_record
+from tasobuild.incremental.stagecache import cached
+from tasobuild.incremental.state import (
+    busy_lock_path,
+    changed_inputs,
+    journal_of,
+    lock_inputs,
+    onnx_digest,
+    outputs_intact,
+    read_state,
+    write_state,
+)
+from tasobuild.incremental.tree import WriteResult, replace_tree, write_atomic
+from tasobuild.pipeline import Decider, Inputs, Solve, imported_graph, load_settings, run
+from tasobuild.report import report
+from tasobuild.spec import Spec
+from tasobuild.target import Target
+
+log = logging.getLogger("tasobuild")
+
+
+@dataclass(frozen=True)
+class Options:
+    config: Path
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    progress: bool = True
+    locked: bool = False  # fail, writing nothing, if taso.lock or any output would change
+    frozen: bool = False  # emit exactly what taso.lock says: no profiling, no solving
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    report: dict[str, Any]
+    lock_path: Path
+    up_to_date: bool
+
+
+def lock_path_of(spec: Spec) -> Path:
+    return spec.spec_dir / "taso.lock"
+
+
+def recover(lock_path: Path, out_dir: Path) -> None:
+    """Finish or undo a build that was killed between replacing the tree and renaming its lock into place."""
+    journal = journal_of(lock_path)
+    if not journal.exists():
+        return
+    try:
+        pending = parse_lock(journal.read_text(encoding="utf-8"), journal)
+    except (UserError, OSError, UnicodeDecodeError):
+        journal.unlink()
+        return
+    tree_is_new = all((out_dir / rel).is_file() and sha256_file(out_dir / rel) == digest
+                      for rel, digest in pending["files"].items())
+    if tree_is_new:
+        os.replace(journal, lock_path)
+    else:
+        journal.unlink()
+
+
+def previous_lock(text: str | None, state: Mapping[str, Any], lock_path: Path) -> dict[str, Any] | None:
+    """The lock as parsed; the last build kept it parsed in its state, next to the digest of the text it wrote."""
+    if text is None:
+        return None
+    known = state.get("lock", {})
+    if "data" in known and known.get("sha256") == sha256_bytes(text.encode()):
+        return checked_lock(known["data"], lock_path)
+    return parse_lock(text, lock_path)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The sources of the build's inputs, captured before it read them: the no-op record (noop.py)."""
+
+    invocation: Invocation
+    sources: Sources
+    host: Host
+
+
+def up_to_date_report(lock: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
+    files = WriteResult((), tuple(sorted(lock["files"])), ())
+    return report(lock, profiled=0, solver_seconds=0.0, out_dir=out_dir, files=files, up_to_date=True)
+
+
+def build(options: Options) -> BuildResult:
+    sources = Sources.capture(options.config)  # before the spec is read
+    spec, target = load_settings(options.config, options.overrides)
+    seen = Seen(Invocation.of(options.config, options.overrides, options.locked), sources, Host.capture(target))
+    lock_path = lock_path_of(spec)
+    with FileLock(str(busy_lock_path(lock_path))):  # one build of a project at a time
+        recover(lock_path, spec.out_dir)
+        text = read_lock_text(lock_path)
+        state = read_state(spec.out_dir)
+        previous = previous_lock(text, state, lock_path)
+        onnx_sha, onnx_stamp = onnx_digest(spec.onnx_path, state)
+        inputs = lock_inputs(spec, target, onnx_sha)
+        if previous is not None and text is not None and not options.frozen \
+                and not changed_inputs(previous, inputs) and outputs_intact(spec.out_dir, previous, lock_path, state):
+            if state["onnx"]["stamp"] != onnx_stamp:  # touched, same bytes: trust the new stamp from now on
+                state = write_state(spec.out_dir, spec.onnx_path, onnx_sha, onnx_stamp, previous["files"], lock_path,
+                                    text, previous)
+            rep = up_to_date_report(previous, spec.out_dir)
+            write_noop_record(seen.invocation, seen.sources, seen.host, lock_path, sha256_bytes(text.encode()),
+                              state["onnx"], spec.out_dir, state["files"], rep)
+            return BuildResult(rep, lock_path, True)
+        return _build_and_write(options, spec, target, inputs, onnx_stamp, previous, lock_path, seen)
+
+
+def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mapping[str, str],
+                     onnx_stamp: list[int] | None, previous: Mapping[str, Any] | None, lock_path: Path,
+                     seen: Seen) -> BuildResult:
+    network = Inputs(spec, target, imported_graph(spec.onnx_path, inputs["onnx"], cached), inputs["onnx"])
+    decider: Decider
+    if options.frozen:
+        from tasobuild.incremental.frozen import FromLock
+
+        decider = FromLock(previous, inputs, lock_path)
+    else:
+        decider = Solve(spec, target, options.progress, cached)
+    built = run(network, decider, inputs, cached)
+    planned, files, data = built.planned, built.files, built.lock
+    if options.frozen:
+        assert previous is not None
+        data["inputs"] = previous["inputs"]  # the lock is the truth: it stays exactly as it is
+        data["cost"] = previous["cost"]
+        drift = differences(previous, as_parsed(data))
+        if drift:
+            raise UserError(f"{lock_path}: --frozen, but rebuilding from the lock gives a different {drift[0]}; "
+                            f"the lock does not match this tasobuild or its inputs: run `tasobuild build`")
+    text = render_lock(data)
+    parsed = as_parsed(data)
+    if options.locked:
+        if previous is None:
+            raise UserError(f"{lock_path}: --locked, but there is no lock; run `tasobuild build` and commit taso.lock")
+        drift = differences(previous, parsed)
+        if drift:
+            shown = ", ".join(drift[:4]) + (f" and {len(drift) - 4} more" if len(drift) > 4 else "")
+            raise UserError(f"{lock_path}: --locked, but the build would change {shown}; run `tasobuild build` "
+                            f"and commit taso.lock")
+    lock_changes = not lock_path.exists() or lock_path.read_text(encoding="utf-8") != text
+    previous_files = list((previous or {}).get("files", {}))
+    if lock_changes:
+        write_atomic(journal_of(lock_path), text.encode())  # the new lock, ready to be renamed into place
+    written = replace_tree(spec.out_dir, files, previous_files)
+    if lock_changes:
+        os.replace(journal_of(lock_path), lock_path)
+    state = write_state(spec.out_dir, spec.onnx_path, inputs["onnx"], onnx_stamp, data["files"], lock_path, text,
+                        parsed)
+    if not options.frozen:  # a frozen build keeps the lock's inputs, which need not be this machine's
+        write_noop_record(seen.invocation, seen.sources, seen.host, lock_path, sha256_bytes(text.encode()),
+                          state["onnx"], spec.out_dir, state["files"], up_to_date_report(parsed, spec.out_dir))
+    rep = report(data, profiled=planned.costed.profiled, solver_seconds=planned.decision.plan.solver_seconds,
+                 out_dir=spec.out_dir, files=written)
+    return BuildResult(rep, lock_path, False)
+
+

@@ -1,0 +1,370 @@
+"""The build's data flow, one stage per step, each a function of typed, immutable values (docs/ARCHITECTURE.md).
+
+    load       taso.toml -> Spec, Target; the ONNX file -> Graph             spec, target, importer
+    plan       1 candidates  per node, the primitives that can run it        candidates, primitives
+               2 costs       every candidate call's time                     costs (via the Decider)
+               3 tiling      the fused groups on offer, their calls costed   tiling
+               4 problem     the solver's Problem                            decide.to_problem
+               5 decide      Plan (Z3) + ArenaPlan (every buffer's offset)   decide, solve, memory (via the Decider)
+    emit       6 lower       the Program: every call with its pointers       lower
+               7 render      the C project's files                           emit
+               8 lock        what taso.lock records                          lock_data
+
+Where costs and the decision come from is the Decider: `Solve` costs every call (cache, measurement or model) and
+asks Z3; `incremental.frozen.FromLock` reads both from taso.lock. A stage that may be reused across builds takes
+a `Memo` (the stage cache, incremental.stagecache.cached, or `no_memo`). The build transaction around this —
+the lock, the no-op check, replacing the tree — is tasobuild.incremental; this module writes nothing.
+
+The stages' libraries (NumPy, ONNX, Z3, the kernel bindings) are imported where they run, so that importing this
+module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from tasobuild.errors import UserError
+from tasobuild.spec import Spec, load_spec
+from tasobuild.target import Target, load_target
+
+if TYPE_CHECKING:
+    from tasobuild.candidates import NodeCandidates, TransformCandidate
+    from tasobuild.channel_tiling import ChannelGroup, ChannelOption
+    from tasobuild.costs.cache import Cost
+    from tasobuild.costs.stage import Costed
+    from tasobuild.decide import Decision
+    from tasobuild.emit.program import Program
+    from tasobuild.ir import Graph
+    from tasobuild.primitives import KernelCall, Primitive
+    from tasobuild.solve import Plan, Problem
+    from tasobuild.solve.budgeted import Answer
+    from tasobuild.tiling import FusedGroup, GroupOption
+
+T = TypeVar("T")
+
+
+class Memo(Protocol):
+    """A stage's result by key: reused if known, else computed (and kept if `keep` says it may be reused)."""
+
+    def __call__(self, stage: str, key: str, compute: Callable[[], T], keep: Callable[[T], bool] = ...) -> T: ...
+
+
+def no_memo(stage: str, key: str, compute: Callable[[], T], keep: Callable[[T], bool] = lambda _: True) -> T:
+    """Every stage computed afresh."""
+    return compute()
+
+
+class Decider(Protocol):
+    """Where the costs and the decision come from."""
+
+    def costs(self, calls: Sequence[KernelCall]) -> Costed:
+        """The cost of every call (each call's key in the result)."""
+        ...
+
+    def decide(self, problem: Problem) -> Decision:
+        """The plan for the problem, with every buffer placed."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------------------------ load
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a build reads: the spec, its target and the imported network (and the ONNX file's digest)."""
+
+    spec: Spec
+    target: Target
+    graph: Graph
+    onnx_sha: str
+
+
+def load_settings(config: Path, overrides: Mapping[str, str]) -> tuple[Spec, Target]:
+    spec = load_spec(config, overrides)
+    return spec, load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
+
+
+def imported_graph(onnx_path: Path, onnx_sha: str, memo: Memo = no_memo) -> Graph:
+    """The imported network, by the ONNX file's digest (importing VGG-16 takes seconds)."""
+
+    def import_now() -> Graph:
+        from tasobuild.importer import import_onnx  # ONNX itself: only imported on a miss
+
+        return import_onnx(onnx_path)
+
+    return memo("import", onnx_sha, import_now)
+
+
+def load(config: Path, overrides: Mapping[str, str] | None = None, memo: Memo = no_memo,
+         onnx_sha: str | None = None) -> Inputs:
+    """The spec, its target and its network. `onnx_sha`: the ONNX file's digest, if the caller knows it."""
+    from tasobuild.digest import sha256_file
+
+    spec, target = load_settings(config, overrides or {})
+    sha = onnx_sha or sha256_file(spec.onnx_path)
+    return Inputs(spec, target, imported_graph(spec.onnx_path, sha, memo), sha)
+
+
+# ------------------------------------------------------------------------------------------------------------ plan
+
+
+@dataclass(frozen=True)
+class Priced:
+    """Stages 1-4: the candidates with their costs, the fused groups on offer and the solver's problem."""
+
+    nodes: tuple[NodeCandidates, ...]
+    transforms: tuple[TransformCandidate, ...]
+    costed: Costed
+    groups: tuple[FusedGroup | ChannelGroup, ...]
+    problem: Problem
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Stages 1-5: the decision and everything it was made from."""
+
+    spec: Spec
+    target: Target
+    graph: Graph
+    nodes: tuple[NodeCandidates, ...]
+    transforms: tuple[TransformCandidate, ...]
+    costed: Costed
+    decision: Decision
+    groups: tuple[FusedGroup | ChannelGroup, ...] = ()  # the fused groups the solver could pick
+
+
+@dataclass(frozen=True)
+class Built:
+    """Stages 1-8: the plan, the C project's files (path -> bytes) and the lock's data."""
+
+    planned: Planned
+    files: Mapping[str, bytes]
+    lock: dict[str, Any]
+
+
+def run(inputs: Inputs, decider: Decider, lock_inputs: Mapping[str, str], memo: Memo = no_memo) -> Built:
+    """The whole pipeline: every stage, in order."""
+    planned = plan(inputs, decider, memo)  # 1-5
+    program = program_of(planned, inputs.onnx_sha, memo)  # 6
+    files = render(program)  # 7
+    return Built(planned, files, lock_data(planned, lock_inputs, files))  # 8
+
+
+def plan(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Planned:
+    """Stages 1-5."""
+    priced = price(inputs, decider, memo)  # 1-4
+    decision = decider.decide(priced.problem)  # 5
+    return Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
+                   decision, priced.groups)
+
+
+def price(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Priced:
+    """Stages 1-4: what the solver is asked."""
+    from tasobuild.decide import to_problem
+
+    spec, graph = inputs.spec, inputs.graph
+    nodes, transforms = candidates_of(spec, graph, memo)  # 1
+    costed = decider.costs(all_calls(nodes, transforms))  # 2
+    groups, costed = fused_tiling(spec, graph, nodes, costed, decider)  # 3
+    problem = to_problem(graph, nodes, transforms, costed.costs, groups)  # 4
+    return Priced(nodes, transforms, costed, groups, problem)
+
+
+def candidates_of(spec: Spec, graph: Graph, memo: Memo = no_memo
+                  ) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...]]:
+    """Stage 1: every node's candidates, reused when the same nodes and shapes were seen with the same allow-list
+    (the weights' values do not matter here: a primitive's calls depend on shapes and attributes)."""
+    from tasobuild.candidates import (
+        check_allow_list,
+        from_listing,
+        listing,
+        node_candidates,
+        transform_candidates,
+    )
+
+    allow = check_allow_list(spec.optimizer.primitives)
+    key = hashlib.sha256(repr((graph.nodes, graph.shapes, sorted(allow))).encode()).hexdigest()
+    listed = memo("candidates", key, lambda: listing(node_candidates(graph, allow)))
+    return from_listing(graph, listed), transform_candidates(graph)
+
+
+def all_calls(nodes: Sequence[NodeCandidates], transforms: Sequence[TransformCandidate]) -> list[KernelCall]:
+    """Every call of every candidate and layout transform, to cost."""
+    return [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
+
+
+def merged(first: Costed, second: Costed) -> Costed:
+    from tasobuild.costs.stage import Costed
+
+    return Costed({**first.costs, **second.costs}, first.profiled + second.profiled)
+
+
+def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider
+                 ) -> tuple[tuple[FusedGroup | ChannelGroup, ...], Costed]:
+    """Stage 3: the fused groups on offer (none unless optimizer.tiling is on) and the costs with their calls'.
+    Which groups are offered depends on the untiled costs, so their calls are costed second."""
+    options = tiling_options(spec, graph, nodes, costed.costs)
+    tiled = tiled_calls(options)
+    if tiled:
+        costed = merged(costed, decider.costs(tiled))
+    return fused(graph, options, costed.costs), costed
+
+
+TilingOptions = tuple[tuple["GroupOption", ...], tuple["ChannelOption", ...]]
+
+
+def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]
+                   ) -> TilingOptions:
+    """The fused groups to offer the solver, by rows and by channels (none unless optimizer.tiling is on),
+    given the candidates' costs."""
+    from tasobuild import channel_tiling, tiling
+
+    if not spec.optimizer.tiling:
+        return (), ()
+    return tiling.fusable(graph, nodes, costs), channel_tiling.fusable(graph, nodes, costs)
+
+
+def tiled_calls(options: TilingOptions) -> list[KernelCall]:
+    """Every call of the fused groups' bands and slices, to cost."""
+    rows, channels = options
+    return [call for option in (*rows, *channels) for call in option.calls()]
+
+
+def fused(graph: Graph, options: TilingOptions, costs: Mapping[str, Cost]) -> tuple[FusedGroup | ChannelGroup, ...]:
+    """The groups the solver sees: each option with its members' fastest primitives."""
+    from tasobuild.channel_tiling import channel_groups
+    from tasobuild.tiling import fused_groups
+
+    rows, channels = options
+    return fused_groups(graph, rows, costs) + channel_groups(graph, channels, costs)
+
+
+class Solve:
+    """The Decider of a build: costs from the cost cache, measured or predicted (optimizer.costs), and the fastest
+    plan under the budget from Z3, reusing across budgets what does not depend on the budget."""
+
+    def __init__(self, spec: Spec, target: Target, progress: bool = False, memo: Memo = no_memo) -> None:
+        self.spec, self.target, self.progress, self.memo = spec, target, progress, memo
+
+    def costs(self, calls: Sequence[KernelCall]) -> Costed:
+        from tasobuild.costs.stage import measure_costs
+
+        return measure_costs(self.spec, self.target, calls, self.progress)
+
+    def decide(self, problem: Problem) -> Decision:
+        from tasobuild.decide import baselines_of, decide, problem_key
+
+        c, limit_s = self.spec.constraints, self.spec.optimizer.time_limit / 1000.0
+        # The baselines do not depend on the budget, and the budgeted solve's answers depend only on their cap: a
+        # budget change reuses both (only proven ones: a solve cut short by its time limit is tried again).
+        key = problem_key(problem, limit_s)
+        baselines = self.memo("baselines", key, lambda: baselines_of(problem, limit_s), keep=lambda b: b.proven)
+
+        def remember(cap: int, solve: Callable[[], Answer | None]) -> Answer | None:
+            return self.memo("fastest", f"{key}\0{cap}", solve, keep=lambda answer: answer is not None)
+
+        try:
+            return decide(problem, c.memory, c.objective, c.latency, limit_s, baselines=baselines,
+                          remember=remember)
+        except UserError as error:  # say where the budget was set: the spec's line or the command line
+            raise UserError(f"{self.spec.where('constraints.memory')}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------------------------ emit
+
+
+def program_of(p: Planned, onnx_sha: str | None = None, memo: Memo = no_memo) -> Program:
+    """Stage 6: the Program to render; with `onnx_sha`, the weight transforms go through `memo`."""
+    from tasobuild.emit.program import Toolchain
+    from tasobuild.lower import lower
+
+    d = p.decision
+    banner = (
+        f"Network: {p.spec.network.onnx} ({len(p.graph.nodes)} nodes)",
+        f"Target: {p.target.name} ({p.target.cc} {' '.join(p.target.cflags)})",
+        f"Plan: {d.plan.objective} objective, {d.plan.status}; predicted {d.plan.predicted_ms:.3f} ms; "
+        f"arena {d.arena.arena_bytes} bytes",  # not the budget: a budget change that keeps the plan rewrites nothing
+    )
+    toolchain = Toolchain(p.target.cc, tuple(p.target.cflags), tuple(p.target.ldflags))
+    nodes = p.nodes if onnx_sha is None else with_memo_weights(p.nodes, d.plan, onnx_sha, memo)
+    return lower(p.graph, nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain, p.groups)
+
+
+def with_memo_weights(nodes: tuple[NodeCandidates, ...], plan: Plan, onnx_sha: str, memo: Memo
+                      ) -> tuple[NodeCandidates, ...]:
+    """The candidates, the chosen primitives' build-time weight transforms (Winograd's: a fifth of a GoogLeNet
+    rebuild) through `memo` by the ONNX file's digest, the node and the primitive — so a budget change transforms
+    only the weights of layers whose primitive it changes."""
+    import numpy
+
+    def memo_weights(primitive: Primitive) -> Primitive:
+        def weights(node: Any, graph: Graph) -> tuple[Any, ...]:  # NumPy's version in the key: another may round
+            arrays = memo("weights", f"{onnx_sha}\0{node.name}\0{primitive.name}\0{numpy.__version__}",
+                          lambda: primitive.weights(node, graph))
+            for array in arrays:
+                array.setflags(write=False)
+            return tuple(arrays)
+        return replace(primitive, weights=weights)
+
+    def chosen_memo(nc: NodeCandidates) -> NodeCandidates:
+        chosen = plan.choice(nc.node.name).primitive
+        return replace(nc, options=tuple(replace(c, primitive=memo_weights(c.primitive))
+                                         if c.primitive.name == chosen else c for c in nc.options))
+
+    return tuple(chosen_memo(nc) for nc in nodes)
+
+
+def render(program: Program) -> dict[str, bytes]:
+    """Stage 7: the C project's files, by path relative to build.out."""
+    from tasobuild.emit.project import project_files
+    from tasobuild.resources import kernels_dir
+
+    return project_files(program, kernels_dir())
+
+
+def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
+    """Stage 8: what taso.lock records (incremental.lock renders it)."""
+    d, costs = p.decision, p.costed.costs
+    plan_table = {
+        "arena_bytes": d.arena.arena_bytes,
+        "budget_bytes": p.spec.constraints.memory,
+        "lower_bound_bytes": d.lower_bound_bytes,
+        "objective": d.plan.objective,
+        "predicted_ms": round(d.plan.predicted_ms, 6),
+        "solver_status": d.plan.status,
+    }
+    for name, b in sorted(d.baselines.items()):
+        plan_table[f"{name}_predicted_ms"] = round(b["predicted_ms"], 6)
+        plan_table[f"{name}_arena_bytes"] = int(b["arena_bytes"])
+    offsets = d.arena.offset_map()
+    groups = {g.name: g for g in p.groups}
+    nodes = []
+    for index, nc in enumerate(p.nodes):
+        ch = d.plan.choice(nc.node.name)
+        if ch.group:  # a fused member's calls are its band calls
+            group = groups[ch.group]
+            calls = [c for c in group.chosen[group.members.index(index)].calls if c is not None]
+        else:
+            calls = list(next(c for c in nc.options if c.primitive.name == ch.primitive).calls)
+        nodes.append({
+            "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
+            "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": ch.group or "none",
+            "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(ch.time_ms, 6),
+            "cost_source": "+".join(sorted({costs[c.key()].source for c in calls})) or "none",
+            # a deferred member's output never exists whole: it has rows in its group's window, no offset
+            **({} if ch.deferred else {"output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)]}),
+        })
+    return {
+        "inputs": dict(inputs),
+        "plan": plan_table,
+        "node": nodes,
+        "transform": [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step,
+                       "predicted_ms": round(t.time_ms, 6)} for t in d.plan.transforms],
+        "cost": [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms, "source": cost.source}
+                 for key, cost in sorted(costs.items())],
+        "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
+    }
