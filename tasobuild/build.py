@@ -57,8 +57,7 @@ if TYPE_CHECKING:
     from tasobuild.optimize import Decision
     from tasobuild.primitives import KernelCall
     from tasobuild.solve import Plan, Problem
-    from tasobuild.channel_tiling import ChannelGroup, ChannelOption
-    from tasobuild.tiling import FusedGroup, GroupOption
+    from tasobuild.tiling import Group, Option
 
 log = logging.getLogger("tasobuild")
 
@@ -81,7 +80,7 @@ class Planned:
     transforms: tuple[TransformCandidate, ...]
     costed: Costed
     decision: Decision
-    groups: tuple[FusedGroup | ChannelGroup, ...] = ()  # the fused groups the solver could pick
+    groups: tuple[Group, ...] = ()  # the fused groups the solver could pick
 
 
 def load_settings(options: Options) -> tuple[Spec, Target]:
@@ -115,35 +114,33 @@ def all_calls(nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCand
 
 
 def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]
-                   ) -> tuple[tuple[GroupOption, ...], tuple[ChannelOption, ...]]:
-    """The fused groups to offer the solver, by rows and by channels (none unless optimizer.tiling is on), given the
+                   ) -> tuple[Option, ...]:
+    """The fused groups to offer the solver, of every kind of tiling (none unless optimizer.tiling is on), given the
     candidates' costs."""
-    from tasobuild import channel_tiling, tiling
+    from tasobuild import tiling
 
     if not spec.optimizer.tiling:
-        return (), ()
-    return tiling.fusable(graph, nodes, costs), channel_tiling.fusable(graph, nodes, costs)
+        return ()
+    return tiling.options(graph, nodes, costs)
 
 
-def tiled_calls(options: tuple[tuple[GroupOption, ...], tuple[ChannelOption, ...]]) -> list[KernelCall]:
+def tiled_calls(options: tuple[Option, ...]) -> list[KernelCall]:
     """Every call of the fused groups' bands and slices, to cost."""
-    rows, channels = options
-    return [call for option in (*rows, *channels) for call in option.calls()]
+    from tasobuild import tiling
+
+    return tiling.calls(options)
 
 
-def fused(graph: Graph, options: tuple[tuple[GroupOption, ...], tuple[ChannelOption, ...]],
-          costs: Mapping[str, Cost]) -> tuple[FusedGroup | ChannelGroup, ...]:
+def fused(graph: Graph, options: tuple[Option, ...], costs: Mapping[str, Cost]) -> tuple[Group, ...]:
     """The groups the solver sees: each option with its members' fastest primitives."""
-    from tasobuild.channel_tiling import channel_groups
-    from tasobuild.tiling import fused_groups
+    from tasobuild import tiling
 
-    rows, channels = options
-    return fused_groups(graph, rows, costs) + channel_groups(graph, channels, costs)
+    return tiling.groups(graph, options, costs)
 
 
 def costed_problem(spec: Spec, target: Target, graph: Graph, progress: bool
                    ) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...], Costed,
-                              tuple[FusedGroup | ChannelGroup, ...], Problem]:
+                              tuple[Group, ...], Problem]:
     """Candidates, their costs (band calls of fused groups included), the groups and the solver's problem."""
     from tasobuild.costs.stage import Costed, measure_costs
     from tasobuild.optimize import to_problem
@@ -269,7 +266,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         ch = d.plan.choice(nc.node.name)
         if ch.group:  # a fused member's calls are its band calls
             group = groups[ch.group]
-            calls = [c for c in group.chosen[group.members.index(index)].calls if c is not None]
+            calls = group.member_calls(group.members.index(index))
         else:
             calls = next(c for c in nc.options if c.primitive.name == ch.primitive).calls
         nodes.append({

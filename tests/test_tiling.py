@@ -1,5 +1,5 @@
-"""Fused tiling: rows (tasobuild.tiling: the band geometry by hand) and channels (tasobuild.channel_tiling: the
-slices' identity); the solver's all-or-none groups by hand; networks built under budgets no untiled plan meets,
+"""Fused tiling: rows (tasobuild.tiling.rows: the band geometry by hand) and channels (tasobuild.tiling.channels:
+the slices' identity); the solver's all-or-none groups by hand; networks built under budgets no untiled plan meets,
 checked against ONNX Runtime."""
 
 from __future__ import annotations
@@ -13,10 +13,30 @@ import pytest
 
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph, Node, Shape, attrs
-from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate, greedy, min_peak_bytes, solve
-from tasobuild.lower import band_runs
-from tasobuild.tiling import MemberBand, RowGeometry, band_conv, band_schedule
-from tests.e2e import assert_matches, build_and_compile, run_binary, tasobuild, write_spec
+from tasobuild.solve import (
+    Choice,
+    Problem,
+    ProblemNode,
+    ProblemTensor,
+    evaluate,
+    greedy,
+    min_peak_bytes,
+    solve,
+)
+from tasobuild.tiling.rows import (
+    MemberBand,
+    RowGeometry,
+    band_conv,
+    band_runs,
+    band_schedule,
+)
+from tests.e2e import (
+    assert_matches,
+    build_and_compile,
+    run_binary,
+    tasobuild,
+    write_spec,
+)
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
 
@@ -147,8 +167,8 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
 def _inverted_residual(tmp_path: Path) -> Path:
     """x (8x4x4) -> 1x1 expand to 96, ReLU -> 3x3 depthwise, ReLU -> 1x1 project to 8 -> + x. At 4 rows a 3x3 band
     would keep more rows than it advances: only channel slices can split the 96-channel tensors."""
-    from onnx import TensorProto, helper, numpy_helper
     import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)
 
@@ -172,8 +192,8 @@ def _inverted_residual(tmp_path: Path) -> Path:
 
 
 def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
-    from tasobuild.channel_tiling import chains
     from tasobuild.importer import import_onnx
+    from tasobuild.tiling.channels import chains
 
     model = _inverted_residual(tmp_path)
     assert chains(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
@@ -194,8 +214,8 @@ def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
     """FDT's identity, on the NumPy reference: the last conv over input channels [c0, c1), summed over the slices
     (the bias once), is the whole conv."""
     from tasobuild import reference
-    from tasobuild.channel_tiling import sliced_conv
     from tasobuild.ir import Constant
+    from tasobuild.tiling.channels import sliced_conv
 
     rng = np.random.default_rng(0)
     w, b = rng.standard_normal((5, 12, 3, 3)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
