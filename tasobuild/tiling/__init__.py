@@ -19,10 +19,12 @@ The protocol (tasobuild.tiling.protocol), in short:
               member_ms, workspace_bytes, kernel_sources; member_calls(j); weight_parts(graph, j);
               steps(graph, plan, arena, weights) -> Steps
 What the kinds share (tasobuild.tiling.base): which tensors a group may keep to itself (`feeds_next`), how a
-member's primitive is picked (`fastest_option`), and the workspace layout (`Workspace`: a buffer per intermediate
-tensor, end to end on cache lines, then the largest scratch a call needs).
+member's primitive is picked (`fastest_option`), the workspace layout (`Workspace`: a buffer per intermediate
+tensor, end to end on cache lines, then the largest scratch a call needs), what a group derives alike from those
+(`GroupBase`: label, workspace_bytes, member_calls) and a TilingKind made of functions (`Kind`).
 
-A new kind is a module that implements the protocol and exports KIND, plus its line in KINDS below.
+A new kind is a module with its Option and Group (frozen dataclasses) and `KIND = Kind(NAME, its_options)`, plus its
+line in KINDS below; mypy checks there that they implement the protocol.
 """
 
 from __future__ import annotations

@@ -3,14 +3,15 @@ picked, and how a group's workspace is laid out (a buffer per intermediate tenso
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from tasobuild.candidates import NodeCandidates
 from tasobuild.costs.cache import Cost
 from tasobuild.ir import Graph
 from tasobuild.primitives import KernelCall
-from tasobuild.tiling.protocol import MemberRun
+from tasobuild.tiling.protocol import Group, MemberRun, Option
 
 if TYPE_CHECKING:
     from tasobuild.memory import ArenaPlan
@@ -45,11 +46,6 @@ Run = TypeVar("Run", bound=MemberRun)
 def fastest_option(options: Sequence[Run], costs: Mapping[str, Cost]) -> Run:
     """A member's fastest primitive over all its calls; then the smaller workspace, then the name."""
     return min(options, key=lambda o: (calls_ms(o.calls, costs), o.workspace_bytes, o.primitive))
-
-
-def made_calls(run: MemberRun) -> tuple[KernelCall, ...]:
-    """The calls a member's run makes (not the Nones where it computes nothing)."""
-    return tuple(c for c in run.calls if c is not None)
 
 
 def layer_range(members: Sequence[int]) -> str:
@@ -95,3 +91,38 @@ def arena_floats(arena: ArenaPlan, buffer: str) -> int:
     offset = arena.offset(buffer)
     assert offset % 4 == 0, buffer
     return offset // 4
+
+
+class GroupBase:
+    """What every kind's group computes alike from its members, its chosen runs and its Workspace (a mixin for the
+    frozen dataclasses that implement protocol.Group)."""
+
+    members: tuple[int, ...]
+    chosen: Sequence[MemberRun]
+    workspace: Workspace
+
+    @property
+    def label(self) -> str:
+        return layer_range(self.members)
+
+    @property
+    def workspace_bytes(self) -> int:
+        return self.workspace.total_bytes
+
+    def member_calls(self, j: int) -> tuple[KernelCall, ...]:
+        """The calls member j's run makes (not the Nones where it computes nothing)."""
+        return tuple(c for c in self.chosen[j].calls if c is not None)
+
+
+def every_group(groups: Sequence[Group]) -> tuple[Group, ...]:
+    return tuple(groups)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of fused tiling (protocol.TilingKind) made of its functions: what it offers, and which of the groups its
+    options become it keeps (all, unless it says otherwise)."""
+
+    name: str
+    options: Callable[[Graph, tuple[NodeCandidates, ...], Mapping[str, Cost]], Sequence[Option]]
+    kept: Callable[[Sequence[Group]], Sequence[Group]] = every_group

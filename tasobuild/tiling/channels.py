@@ -26,16 +26,17 @@ from tasobuild.emit.program import Step
 from tasobuild.ir import LAYOUTS, Constant, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
 from tasobuild.tiling.base import (
+    GroupBase,
+    Kind,
     Workspace,
     arena_floats,
     calls_ms,
     fastest_option,
     feeds_next,
     layer_range,
-    made_calls,
     single_call,
 )
-from tasobuild.tiling.protocol import Group, WeightPart, WeightSymbols
+from tasobuild.tiling.protocol import WeightPart, WeightSymbols
 
 if TYPE_CHECKING:
     from tasobuild.memory import ArenaPlan
@@ -186,7 +187,7 @@ def _option(candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], l
 
 
 @dataclass(frozen=True)
-class ChannelGroup:
+class ChannelGroup(GroupBase):
     """A channel-tiled group as the solver sees it: each member's fastest primitive, times and the workspace."""
 
     name: str
@@ -198,19 +199,8 @@ class ChannelGroup:
     workspace: Workspace  # the widest slice of each intermediate tensor (every member but the last), then scratch
 
     @property
-    def workspace_bytes(self) -> int:
-        return self.workspace.total_bytes
-
-    @property
-    def label(self) -> str:
-        return layer_range(self.members)
-
-    @property
     def kernel_sources(self) -> tuple[str, ...]:
         return ()
-
-    def member_calls(self, j: int) -> tuple[KernelCall, ...]:
-        return made_calls(self.chosen[j])
 
     def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
         """Every slice has weights of its own."""
@@ -221,22 +211,7 @@ class ChannelGroup:
         return sliced_steps(self, graph, plan, arena, weights)
 
 
-@dataclass(frozen=True)
-class ChannelTiling:
-    """Channel tiling as a kind of fused tiling (tasobuild.tiling.protocol.TilingKind)."""
-
-    name: str = NAME
-
-    def options(self, graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]
-                ) -> tuple[ChannelOption, ...]:
-        return fusable(graph, nodes, costs)
-
-    def kept(self, groups: Sequence[Group]) -> tuple[Group, ...]:
-        """Every one: no slice width is dropped."""
-        return tuple(groups)
-
-
-KIND = ChannelTiling()
+KIND = Kind(NAME, fusable)  # keeps every slice width's group
 
 
 def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols

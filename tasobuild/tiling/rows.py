@@ -31,13 +31,14 @@ from tasobuild.emit.program import LOOP_VARIABLE, Step
 from tasobuild.ir import Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
 from tasobuild.tiling.base import (
+    GroupBase,
+    Kind,
     Workspace,
     arena_floats,
     calls_ms,
     fastest_option,
     feeds_next,
     layer_range,
-    made_calls,
     single_call,
 )
 from tasobuild.tiling.protocol import Group, WeightPart, WeightSymbols
@@ -266,7 +267,7 @@ def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
 
 
 @dataclass(frozen=True)
-class FusedGroup:
+class FusedGroup(GroupBase):
     """A group as the solver sees it: each member's fastest primitive, its time and the group's workspace."""
 
     name: str
@@ -278,23 +279,12 @@ class FusedGroup:
     workspace: Workspace  # a window per member but the last, then the largest band call's scratch
 
     @property
-    def workspace_bytes(self) -> int:
-        return self.workspace.total_bytes
-
-    @property
     def layout(self) -> Layout:
         return LAYOUT
 
     @property
-    def label(self) -> str:
-        return layer_range(self.members)
-
-    @property
     def kernel_sources(self) -> tuple[str, ...]:
         return CARRY_SOURCES if any(c is not None for per_band in self.carries for c in per_band) else ()
-
-    def member_calls(self, j: int) -> tuple[KernelCall, ...]:
-        return made_calls(self.chosen[j])
 
     def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
         """A member's band calls all use its node's weights (its layer index: the step comment names the node)."""
@@ -317,21 +307,7 @@ def non_dominated(groups: Sequence[Group]) -> tuple[Group, ...]:
     return tuple(g for g in groups if not any(dominates(h, g) for h in groups))
 
 
-@dataclass(frozen=True)
-class RowTiling:
-    """Row tiling as a kind of fused tiling (tasobuild.tiling.protocol.TilingKind)."""
-
-    name: str = NAME
-
-    def options(self, graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]
-                ) -> tuple[GroupOption, ...]:
-        return fusable(graph, nodes, costs)
-
-    def kept(self, groups: Sequence[Group]) -> tuple[Group, ...]:
-        return non_dominated(groups)
-
-
-KIND = RowTiling()
+KIND = Kind(NAME, fusable, non_dominated)
 
 
 # A band's calls with their buffers: an int is an offset in floats from the arena's start, a str a weight symbol.
