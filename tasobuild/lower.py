@@ -109,4 +109,3 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         kernel_sources=tuple(sorted(sources)),
         toolchain=toolchain,
     )
-

@@ -13,30 +13,11 @@ import pytest
 
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph, Node, Shape, attrs
-from tasobuild.solve import (
-    Choice,
-    Problem,
-    ProblemNode,
-    ProblemTensor,
-    evaluate,
-    greedy,
-    min_peak_bytes,
-    solve,
-)
-from tasobuild.tiling.rows import (
-    MemberBand,
-    RowGeometry,
-    band_conv,
-    band_runs,
-    band_schedule,
-)
-from tests.e2e import (
-    assert_matches,
-    build_and_compile,
-    run_binary,
-    tasobuild,
-    write_spec,
-)
+from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate, greedy, min_peak_bytes, solve
+from tasobuild.tiling import KINDS
+from tasobuild.tiling.base import Workspace
+from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule
+from tests.e2e import assert_matches, build_and_compile, run_binary, tasobuild, write_spec
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
 
@@ -100,6 +81,16 @@ def test_bands_with_the_same_calls_and_steady_strides_become_one_loop() -> None:
     bodies = [((call, (("in0", 100 + 10 * b), ("w0", "net_w"))),) for b in range(5)]
     bodies[0] = ((call, (("in0", 0), ("w0", "net_w"))),)  # the first band starts elsewhere
     assert band_runs(bodies) == [(0, 1), (1, 4)]
+
+
+def test_a_groups_workspace_is_its_buffers_end_to_end_then_the_scratch() -> None:
+    ws = Workspace((100, 64, 1), scratch_bytes=10)  # each buffer starts on a cache line
+    assert [ws.offset(j) for j in range(3)] == [0, 128, 192] and (ws.scratch_offset, ws.total_bytes) == (256, 266)
+
+
+def test_kinds_have_names_of_their_own() -> None:
+    """tiling.groups hands each kind the groups of the options that name it."""
+    assert len({kind.name for kind in KINDS}) == len(KINDS) == 2
 
 
 # ---- the solver: a group is all or none ----

@@ -189,9 +189,8 @@ class GroupOption:
         """Every member's fastest primitive, by its band calls' summed cost (then the smaller workspace, then the
         name); a member's time includes the copies into its window."""
         chosen = tuple(fastest_option(opts, costs) for opts in self.options)
-        member_ms = tuple(calls_ms(o.calls, costs) + (calls_ms(self.carries[j], costs) if j < len(self.carries)
-                                                      else 0.0)
-                          for j, o in enumerate(chosen))
+        carry_ms = [calls_ms(per_band, costs) for per_band in self.carries] + [0.0]  # the last member keeps no window
+        member_ms = tuple(calls_ms(o.calls, costs) + carry_ms[j] for j, o in enumerate(chosen))
         windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
                         for rows, i in zip(self.schedule.window_rows, self.members))
         return FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
