@@ -1,5 +1,5 @@
-"""Fused tiling (optimizer.tiling: by rows, tasobuild.tiling; by channels, tasobuild.channel_tiling) against untiled
-plans: FDT's comparison, measured.
+"""Fused tiling (optimizer.tiling: by rows, tasobuild.tiling.rows; by channels, tasobuild.tiling.channels) against
+untiled plans: FDT's comparison, measured.
 
     python bench/tiling.py [--networks mobilenetv2 mobilenet_v1_vww_tf ...] [--rounds 7] [--runs 40]
 

@@ -25,8 +25,7 @@ from tasobuild.solve import (
     greedy,
 )
 from tasobuild.solve.budgeted import Remember, fastest_within, forget
-from tasobuild.channel_tiling import ChannelGroup
-from tasobuild.tiling import FusedGroup
+from tasobuild.tiling import Group
 
 # The emitted code and the cost model both see ONNX's row-major order at the network's boundary.
 BOUNDARY_LAYOUT = "CHW"
@@ -37,7 +36,7 @@ def call_time_ms(calls, costs: Mapping[str, Cost]) -> float:
 
 
 def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...],
-               costs: Mapping[str, Cost], groups: tuple[FusedGroup | ChannelGroup, ...] = ()) -> Problem:
+               costs: Mapping[str, Cost], groups: tuple[Group, ...] = ()) -> Problem:
     tensors = {t: ProblemTensor(t, graph.shape(t).bytes) for t in {graph.input} | {n.output for n in graph.nodes}}
     fused: dict[int, list[Choice]] = {}
     for g in groups:  # the group runs at its last member's step: the workspace is counted there

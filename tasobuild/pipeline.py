@@ -33,7 +33,6 @@ from tasobuild.target import Target, load_target
 
 if TYPE_CHECKING:
     from tasobuild.candidates import NodeCandidates, TransformCandidate
-    from tasobuild.channel_tiling import ChannelGroup, ChannelOption
     from tasobuild.costs.cache import Cost
     from tasobuild.costs.stage import Costed
     from tasobuild.decide import Decision
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from tasobuild.primitives import KernelCall, Primitive
     from tasobuild.solve import Plan, Problem
     from tasobuild.solve.budgeted import Answer
-    from tasobuild.tiling import FusedGroup, GroupOption
+    from tasobuild.tiling import Group, Option
 
 T = TypeVar("T")
 
@@ -119,7 +118,7 @@ class Priced:
     nodes: tuple[NodeCandidates, ...]
     transforms: tuple[TransformCandidate, ...]
     costed: Costed
-    groups: tuple[FusedGroup | ChannelGroup, ...]
+    groups: tuple[Group, ...]
     problem: Problem
 
 
@@ -134,7 +133,7 @@ class Planned:
     transforms: tuple[TransformCandidate, ...]
     costed: Costed
     decision: Decision
-    groups: tuple[FusedGroup | ChannelGroup, ...] = ()  # the fused groups the solver could pick
+    groups: tuple[Group, ...] = ()  # the fused groups the solver could pick
 
 
 @dataclass(frozen=True)
@@ -204,7 +203,7 @@ def merged(first: Costed, second: Costed) -> Costed:
 
 
 def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider
-                 ) -> tuple[tuple[FusedGroup | ChannelGroup, ...], Costed]:
+                 ) -> tuple[tuple[Group, ...], Costed]:
     """Stage 3: the fused groups on offer (none unless optimizer.tiling is on) and the costs with their calls'.
     Which groups are offered depends on the untiled costs, so their calls are costed second."""
     options = tiling_options(spec, graph, nodes, costed.costs)
@@ -214,33 +213,29 @@ def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], co
     return fused(graph, options, costed.costs), costed
 
 
-TilingOptions = tuple[tuple["GroupOption", ...], tuple["ChannelOption", ...]]
-
-
 def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]
-                   ) -> TilingOptions:
-    """The fused groups to offer the solver, by rows and by channels (none unless optimizer.tiling is on),
-    given the candidates' costs."""
-    from tasobuild import channel_tiling, tiling
+                   ) -> tuple[Option, ...]:
+    """The fused groups to offer the solver, of every kind of tiling (none unless optimizer.tiling is on), given the
+    candidates' costs."""
+    from tasobuild import tiling
 
     if not spec.optimizer.tiling:
-        return (), ()
-    return tiling.fusable(graph, nodes, costs), channel_tiling.fusable(graph, nodes, costs)
+        return ()
+    return tiling.options(graph, nodes, costs)
 
 
-def tiled_calls(options: TilingOptions) -> list[KernelCall]:
+def tiled_calls(options: Sequence[Option]) -> list[KernelCall]:
     """Every call of the fused groups' bands and slices, to cost."""
-    rows, channels = options
-    return [call for option in (*rows, *channels) for call in option.calls()]
+    from tasobuild import tiling
+
+    return tiling.calls(options)
 
 
-def fused(graph: Graph, options: TilingOptions, costs: Mapping[str, Cost]) -> tuple[FusedGroup | ChannelGroup, ...]:
+def fused(graph: Graph, options: Sequence[Option], costs: Mapping[str, Cost]) -> tuple[Group, ...]:
     """The groups the solver sees: each option with its members' fastest primitives."""
-    from tasobuild.channel_tiling import channel_groups
-    from tasobuild.tiling import fused_groups
+    from tasobuild import tiling
 
-    rows, channels = options
-    return fused_groups(graph, rows, costs) + channel_groups(graph, channels, costs)
+    return tiling.groups(graph, options, costs)
 
 
 class Solve:
@@ -347,7 +342,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         ch = d.plan.choice(nc.node.name)
         if ch.group:  # a fused member's calls are its band calls
             group = groups[ch.group]
-            calls = [c for c in group.chosen[group.members.index(index)].calls if c is not None]
+            calls = list(group.member_calls(group.members.index(index)))
         else:
             calls = list(next(c for c in nc.options if c.primitive.name == ch.primitive).calls)
         nodes.append({

@@ -1,5 +1,5 @@
-"""Fused tiling: rows (tasobuild.tiling: the band geometry by hand) and channels (tasobuild.channel_tiling: the
-slices' identity); the solver's all-or-none groups by hand; networks built under budgets no untiled plan meets,
+"""Fused tiling: rows (tasobuild.tiling.rows: the band geometry by hand) and channels (tasobuild.tiling.channels:
+the slices' identity); the solver's all-or-none groups by hand; networks built under budgets no untiled plan meets,
 checked against ONNX Runtime."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph, Node, Shape, attrs
 from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate, greedy, min_peak_bytes, solve
-from tasobuild.lower import band_runs
-from tasobuild.tiling import MemberBand, RowGeometry, band_conv, band_schedule
+from tasobuild.tiling import KINDS
+from tasobuild.tiling.base import Workspace
+from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule
 from tests.e2e import assert_matches, build_and_compile, run_binary, tasobuild, write_spec
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
@@ -80,6 +81,16 @@ def test_bands_with_the_same_calls_and_steady_strides_become_one_loop() -> None:
     bodies = [((call, (("in0", 100 + 10 * b), ("w0", "net_w"))),) for b in range(5)]
     bodies[0] = ((call, (("in0", 0), ("w0", "net_w"))),)  # the first band starts elsewhere
     assert band_runs(bodies) == [(0, 1), (1, 4)]
+
+
+def test_a_groups_workspace_is_its_buffers_end_to_end_then_the_scratch() -> None:
+    ws = Workspace((100, 64, 1), scratch_bytes=10)  # each buffer starts on a cache line
+    assert [ws.offset(j) for j in range(3)] == [0, 128, 192] and (ws.scratch_offset, ws.total_bytes) == (256, 266)
+
+
+def test_kinds_have_names_of_their_own() -> None:
+    """tiling.groups hands each kind the groups of the options that name it."""
+    assert len({kind.name for kind in KINDS}) == len(KINDS) == 2
 
 
 # ---- the solver: a group is all or none ----
@@ -147,8 +158,8 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
 def _inverted_residual(tmp_path: Path) -> Path:
     """x (8x4x4) -> 1x1 expand to 96, ReLU -> 3x3 depthwise, ReLU -> 1x1 project to 8 -> + x. At 4 rows a 3x3 band
     would keep more rows than it advances: only channel slices can split the 96-channel tensors."""
-    from onnx import TensorProto, helper, numpy_helper
     import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)
 
@@ -172,8 +183,8 @@ def _inverted_residual(tmp_path: Path) -> Path:
 
 
 def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
-    from tasobuild.channel_tiling import chains
     from tasobuild.importer import import_onnx
+    from tasobuild.tiling.channels import chains
 
     model = _inverted_residual(tmp_path)
     assert chains(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
@@ -193,9 +204,9 @@ def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
 def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
     """FDT's identity, on the NumPy reference: the last conv over input channels [c0, c1), summed over the slices
     (the bias once), is the whole conv."""
-    from tests import ir_interpreter as reference
-    from tasobuild.channel_tiling import sliced_conv
     from tasobuild.ir import Constant
+    from tasobuild.tiling.channels import sliced_conv
+    from tests import ir_interpreter as reference
 
     rng = np.random.default_rng(0)
     w, b = rng.standard_normal((5, 12, 3, 3)).astype(np.float32), rng.standard_normal(5).astype(np.float32)

@@ -14,27 +14,45 @@ the top padding that is left (`band_conv`). So band calls are costed, profiled a
 each output element is computed by the same kernel code in the same order as the untiled call would.
 
 `band_schedule` is the pure geometry; `fusable` lists the chains and their band calls for every applicable HWC
-primitive; `fused_groups` picks, after costing, each member's fastest primitive. The solver sees a group as one
-choice per member (solve.problem.Choice.group): all of them or none.
+primitive; `GroupOption.group` picks, after costing, each member's fastest primitive, and `non_dominated` keeps the
+band heights worth offering. The solver sees a group as one choice per member (solve.problem.Choice.group): all of
+them or none. Lowering renders a group's bands as loops where consecutive bands make the same calls (`fused_steps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
-from tasobuild.ir import Graph, Node, Shape
+from tasobuild.emit.program import LOOP_VARIABLE, Step
+from tasobuild.ir import Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
+from tasobuild.tiling.base import (
+    GroupBase,
+    Kind,
+    Workspace,
+    arena_floats,
+    calls_ms,
+    fastest_option,
+    feeds_next,
+    layer_range,
+    single_call,
+)
+from tasobuild.tiling.protocol import Group, WeightPart, WeightSymbols
 
+if TYPE_CHECKING:
+    from tasobuild.memory import ArenaPlan
+    from tasobuild.solve import Plan
+
+NAME = "rows"
 CHAIN_OPS = ("conv",)
-LAYOUT = "HWC"  # each row of an HWC tensor is contiguous: a band of rows is a dense sub-tensor
+LAYOUT: Layout = "HWC"  # each row of an HWC tensor is contiguous: a band of rows is a dense sub-tensor
 HEIGHTS = (2, 4, 8)  # band heights (rows of the chain's last output per band) offered to the solver
 PRIMITIVES_PER_MEMBER = 2  # a member's band calls are costed for its fastest HWC primitives (untiled) only
 MAX_MEMBERS = 3  # an inverted residual block: expand, depthwise, project
-ALIGN = 64  # bytes: each window or slice buffer in a group's workspace starts on a cache line (the arena's alignment)
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,7 @@ class RowGeometry:
     out_h: int
 
     @staticmethod
-    def of(node: Node, graph: Graph) -> "RowGeometry":
+    def of(node: Node, graph: Graph) -> RowGeometry:
         return RowGeometry(node.attr("kernel")[0], node.attr("stride")[0], node.attr("pads")[0],
                            node.attr("dilation", (1, 1))[0], graph.shape(node.inputs[0]).h, graph.shape(node.output).h)
 
@@ -82,7 +100,7 @@ def band_schedule(members: Sequence[RowGeometry], rows: int) -> BandSchedule | N
     n = len(members)
     done, held = [0] * n, [0] * n  # rows computed so far; first row each window holds
     capacity = [0] * (n - 1)
-    bands = []
+    bands: list[tuple[MemberBand, ...]] = []
     last_h = members[-1].out_h
     for a in range(0, last_h, rows):
         end = [0] * n
@@ -159,47 +177,31 @@ class GroupOption:
     options: tuple[tuple[MemberOption, ...], ...]  # per member, sorted by primitive
     carries: tuple[tuple[KernelCall | None, ...], ...]  # per member but the last, per band
 
+    @property
+    def kind(self) -> str:
+        return NAME
+
     def calls(self) -> list[KernelCall]:
         return [c for opts in self.options for o in opts for c in o.calls if c is not None] + \
                [c for per_band in self.carries for c in per_band if c is not None]
 
-
-def feeds_next(graph: Graph) -> list[bool]:
-    """Per node but the last: the next node is its output's only reader (and reads nothing else), and the output
-    is not the graph's: a tensor a fused group may keep to itself."""
-    readers: dict[str, int] = {}
-    for n in graph.nodes:
-        for t in set(n.inputs):
-            readers[t] = readers.get(t, 0) + 1
-    return [b.inputs == (a.output,) and readers[a.output] == 1 and a.output != graph.output
-            for a, b in zip(graph.nodes, graph.nodes[1:])]
-
-
-def calls_ms(calls: Sequence[KernelCall | None], costs: Mapping[str, Cost]) -> float:
-    """The summed cost of the calls (None: a band where a member computes nothing)."""
-    return sum(costs[c.key()].median_ms for c in calls if c is not None)
-
-
-class MemberRun(Protocol):
-    """A member run by one primitive, by rows (MemberOption) or by channels (channel_tiling.SliceMember)."""
-
-    primitive: str
-    calls: tuple[KernelCall | None, ...] | tuple[KernelCall, ...]
-    workspace_bytes: int
-
-
-Run = TypeVar("Run", bound=MemberRun)
-
-
-def fastest_option(options: Sequence[Run], costs: Mapping[str, Cost]) -> Run:
-    """A member's fastest primitive over all its calls; then the smaller workspace, then the name."""
-    return min(options, key=lambda o: (calls_ms(o.calls, costs), o.workspace_bytes, o.primitive))
+    def group(self, graph: Graph, costs: Mapping[str, Cost]) -> FusedGroup:
+        """Every member's fastest primitive, by its band calls' summed cost (then the smaller workspace, then the
+        name); a member's time includes the copies into its window."""
+        chosen = tuple(fastest_option(opts, costs) for opts in self.options)
+        carry_ms = [calls_ms(per_band, costs) for per_band in self.carries] + [0.0]  # the last member keeps no window
+        member_ms = tuple(calls_ms(o.calls, costs) + carry_ms[j] for j, o in enumerate(chosen))
+        windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
+                        for rows, i in zip(self.schedule.window_rows, self.members))
+        return FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
+                          Workspace.of(windows, chosen))
 
 
 def chains(graph: Graph) -> list[tuple[int, ...]]:
     """Maximal runs of consecutive convolutions where each output is read by the next node only."""
     feeds = feeds_next(graph)
-    runs, run = [], [0]
+    runs: list[tuple[int, ...]] = []
+    run = [0]
     for i in range(1, len(graph.nodes) + 1):
         linked = i < len(graph.nodes) and feeds[i - 1] and graph.nodes[i - 1].op in CHAIN_OPS \
             and graph.nodes[i].op in CHAIN_OPS
@@ -219,7 +221,7 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
     runs all their bands; a member tries its `per_member` fastest HWC primitives by their untiled `costs` (every
     candidate's): on VGG-16, costing the bands of all of them would take a quarter of an hour."""
     fastest = [fastest_in(nc, LAYOUT, costs, per_member) for nc in nodes]
-    out = []
+    out: list[GroupOption] = []
     for run in chains(graph):
         for length in range(2, max_members + 1):
             for start in range(len(run) - length + 1):
@@ -239,12 +241,12 @@ def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
     schedule = band_schedule(geos, rows)
     if schedule is None:
         return None
-    per_member = []
+    per_member: list[tuple[MemberOption, ...]] = []
     for j, i in enumerate(members):
         node = graph.nodes[i]
         bands = [band_conv(node, graph, *b[j].rows) if b[j].rows[1] > b[j].rows[0] else None
                  for b in schedule.bands]
-        opts = []
+        opts: list[MemberOption] = []
         for cand in candidates[i]:
             p = cand.primitive
             if not all(sub is None or p.applies(sub[0], sub[1]) for sub in bands):
@@ -259,17 +261,12 @@ def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
         tuple(carry_call(graph.shape(graph.nodes[i].output), b[j].carry[1]) if b[j].carry[1] else None
               for b in schedule.bands)
         for j, i in enumerate(members[:-1]))
-    name = f"l{members[0]}-l{members[-1]} rows={rows}"
+    name = f"{layer_range(members)} rows={rows}"
     return GroupOption(name, members, schedule, tuple(per_member), carries)
 
 
-def single_call(calls: tuple[KernelCall, ...]) -> KernelCall:
-    assert len(calls) == 1, "a convolution primitive makes one call"
-    return calls[0]
-
-
 @dataclass(frozen=True)
-class FusedGroup:
+class FusedGroup(GroupBase):
     """A group as the solver sees it: each member's fastest primitive, its time and the group's workspace."""
 
     name: str
@@ -278,57 +275,38 @@ class FusedGroup:
     chosen: tuple[MemberOption, ...]  # per member
     carries: tuple[tuple[KernelCall | None, ...], ...]
     member_ms: tuple[float, ...]  # each member's band calls, plus the copies into its window
-    window_bytes: tuple[int, ...]  # per member but the last
+    workspace: Workspace  # a window per member but the last, then the largest band call's scratch
 
     @property
-    def workspace_bytes(self) -> int:
-        """Every window, then the largest band call's workspace."""
-        return self.windows_end + max(o.workspace_bytes for o in self.chosen)
+    def layout(self) -> Layout:
+        return LAYOUT
 
     @property
-    def windows_end(self) -> int:
-        return end_to_end(self.window_bytes)[-1]
+    def kernel_sources(self) -> tuple[str, ...]:
+        return CARRY_SOURCES if any(c is not None for per_band in self.carries for c in per_band) else ()
 
-    def window_offset(self, j: int) -> int:
-        return end_to_end(self.window_bytes)[j]
+    def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
+        """A member's band calls all use its node's weights (its layer index: the step comment names the node)."""
+        return (WeightPart("", graph.nodes[self.members[j]], graph),)
 
-    layout = LAYOUT
-
-    @property
-    def label(self) -> str:
-        """The members' layer range, as the emitted C's comments name layers: "l3-l5"."""
-        return f"l{self.members[0]}-l{self.members[-1]}"
+    def steps(self, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
+        return fused_steps(self, graph, plan, arena, weights)
 
 
-def end_to_end(sizes: Sequence[int]) -> tuple[int, ...]:
-    """Where buffers of these sizes start, laid end to end from 0 each on a cache line; then where the last ends."""
-    starts = [0]
-    for size in sizes:
-        starts.append(starts[-1] + -(-size // ALIGN) * ALIGN)
-    return tuple(starts)
-
-
-def fused_groups(graph: Graph, options: tuple[GroupOption, ...], costs: Mapping[str, Cost]) -> tuple[FusedGroup, ...]:
-    """Each option with every member's fastest primitive (by its band calls' summed cost; then the smaller
-    workspace, then the name). Of the band heights of one chain, only those no other beats in both time and
-    workspace are kept: a plan could swap a dominated group for the one dominating it."""
-    out = []
-    for g in options:
-        chosen = tuple(fastest_option(opts, costs) for opts in g.options)
-        member_ms = tuple(calls_ms(o.calls, costs) + (calls_ms(g.carries[j], costs) if j < len(g.carries) else 0.0)
-                          for j, o in enumerate(chosen))
-        windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
-                        for rows, i in zip(g.schedule.window_rows, g.members))
-        out.append(FusedGroup(g.name, g.members, g.schedule, chosen, g.carries, member_ms, windows))
-
-    def rank(g: FusedGroup) -> tuple[float, int, str]:
+def non_dominated(groups: Sequence[Group]) -> tuple[Group, ...]:
+    """Of the band heights of one chain, only those no other beats in both time and workspace: a plan could swap a
+    dominated group for the one dominating it."""
+    def rank(g: Group) -> tuple[float, int, str]:
         return sum(g.member_ms), g.workspace_bytes, g.name
 
-    def dominates(h: FusedGroup, g: FusedGroup) -> bool:
+    def dominates(h: Group, g: Group) -> bool:
         return (h.members == g.members and rank(h) < rank(g) and rank(h)[0] <= rank(g)[0]
                 and h.workspace_bytes <= g.workspace_bytes)
 
-    return tuple(g for g in out if not any(dominates(h, g) for h in out))
+    return tuple(g for g in groups if not any(dominates(h, g) for h in groups))
+
+
+KIND = Kind(NAME, fusable, non_dominated)
 
 
 # A band's calls with their buffers: an int is an offset in floats from the arena's start, a str a weight symbol.
@@ -336,14 +314,14 @@ Body = tuple[tuple[KernelCall, tuple[tuple[str, int | str], ...]], ...]
 
 
 def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws_base: int,
-                weight_symbols: dict[int, dict[str, str]]) -> list[Body]:
+                weights: WeightSymbols) -> list[Body]:
     """Every band's calls in order: per member, the copy that keeps its window's halo, then its own rows."""
     members = [graph.nodes[i] for i in group.members]
     last = len(members) - 1
     row = [graph.shape(m.output).w * graph.shape(m.output).c for m in members]  # floats per output row
     src = graph.shape(members[0].inputs[0])
-    window = [ws_base + group.window_offset(j) // 4 for j in range(last)]
-    scratch = ws_base + group.windows_end // 4
+    window = [ws_base + group.workspace.offset(j) // 4 for j in range(last)]
+    scratch = ws_base + group.workspace.scratch_offset // 4
     bodies = []
     for b, band in enumerate(group.schedule.bands):
         body: list[tuple[KernelCall, tuple[tuple[str, int | str], ...]]] = []
@@ -360,7 +338,72 @@ def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws
             roles: dict[str, int | str] = {
                 "in0": source + (first - mb.in_lo) * source_row,
                 "out": out_base + a * row[j] if j == last else window[j] + (a - mb.out_lo) * row[j],
-                "ws": scratch, **weight_symbols[group.members[j]]}
+                "ws": scratch, **weights[group.members[j]][0]}
             body.append((call, tuple((r, roles[r]) for r in call.args)))
         bodies.append(tuple(body))
     return bodies
+
+
+def _same_calls(x: Body, y: Body) -> bool:
+    return [(c, [(r, v if isinstance(v, str) else None) for r, v in roles]) for c, roles in x] == \
+           [(c, [(r, v if isinstance(v, str) else None) for r, v in roles]) for c, roles in y]
+
+
+def _advance(x: Body, y: Body) -> list[int]:
+    return [v2 - v1 for (_, r1), (_, r2) in zip(x, y) for (_, v1), (_, v2) in zip(r1, r2)
+            if isinstance(v1, int) and isinstance(v2, int)]
+
+
+def band_runs(bodies: Sequence[Body]) -> list[tuple[int, int]]:
+    """(first band, count) of each maximal run of bands that make the same calls on buffers that advance by the
+    same offsets from one band to the next: a run becomes one loop. A band that would only pair up with the next
+    stays alone when the next starts a longer run (the first band usually differs: it holds the top padding)."""
+    def run_from(k: int) -> int:
+        m = k + 1
+        if m < len(bodies) and _same_calls(bodies[k], bodies[m]):
+            step = _advance(bodies[k], bodies[m])
+            while m < len(bodies) and _same_calls(bodies[k], bodies[m]) and _advance(bodies[m - 1], bodies[m]) == step:
+                m += 1
+        return m - k
+
+    runs, k = [], 0
+    while k < len(bodies):
+        count = run_from(k)
+        if count == 2 and k + 1 < len(bodies) and run_from(k + 1) > 2:
+            count = 1
+        runs.append((k, count))
+        k += count
+    return runs
+
+
+def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
+    """A row group's bands: a step per run of bands that band_runs finds (a loop when it has more than one)."""
+    first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
+    in_base = arena_floats(arena, plan.buffer_of(first.inputs[0], LAYOUT))
+    out_base = arena_floats(arena, plan.buffer_of(last.output, LAYOUT))
+    ws_base = arena_floats(arena, f"{last.name}:workspace")
+    bodies = band_bodies(group, graph, in_base, out_base, ws_base, weights)
+    label = group.label
+    members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
+    windows = " and ".join(str(r) for r in group.schedule.window_rows)
+    head = (f"[{label}] fused row tiling of {members}: {len(bodies)} bands of {group.schedule.rows} output rows. "
+            f"Windows of {windows} rows at the start of l{group.members[-1]}'s workspace keep the rows one band "
+            f"shares with the next, so nothing is recomputed.")
+    steps = []
+    for k, count in band_runs(bodies):
+        body = bodies[k]
+        step = _advance(body, bodies[k + 1]) if count > 1 else []
+        moves = iter(step)
+        calls = []
+        for call, roles in body:
+            ptrs = []
+            for role, value in roles:
+                if isinstance(value, str):
+                    ptrs.append((role, value))
+                    continue
+                delta = next(moves) if count > 1 else 0
+                ptrs.append((role, f"A + {value}" + (f" + {delta} * {LOOP_VARIABLE}" if delta else "")))
+            calls.append((call, tuple(ptrs)))
+        what = f"Band {k}:" if count == 1 else f"Bands {k}-{k + count - 1}:"
+        steps.append(Step(f"{head if k == 0 else f'[{label}]'} {what}", tuple(calls), count))
+    return steps

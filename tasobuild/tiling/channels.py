@@ -10,20 +10,39 @@ recomputed. The last convolution must have no activation: it would have to wait 
 
 A slice is a tensor of its own with fewer channels, in any layout, and each slice's call is an ordinary kernel call
 on it (`sliced_conv`), with the weights of its channels: costed, profiled and emitted like any other call. A chain
-runs in one layout; each member tries its fastest primitives (by untiled cost) for that layout.
+runs in one layout; each member tries its fastest primitives (by untiled cost) for that layout. Lowering makes a step
+per slice (`sliced_steps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
+from tasobuild.emit.program import Step
 from tasobuild.ir import LAYOUTS, Constant, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
-from tasobuild.tiling import calls_ms, end_to_end, fastest_option, feeds_next, single_call
+from tasobuild.tiling.base import (
+    GroupBase,
+    Kind,
+    Workspace,
+    arena_floats,
+    calls_ms,
+    fastest_option,
+    feeds_next,
+    layer_range,
+    single_call,
+)
+from tasobuild.tiling.protocol import WeightPart, WeightSymbols
 
+if TYPE_CHECKING:
+    from tasobuild.memory import ArenaPlan
+    from tasobuild.solve import Plan
+
+NAME = "channels"
 WIDTHS = (16, 32, 64)  # slice widths (channels) offered to the solver: whole vectors of the widest SIMD
 PRIMITIVES_PER_MEMBER = 2  # as for row tiling: each member's fastest primitives (untiled) in the chain's layout
 
@@ -41,7 +60,7 @@ def chains(graph: Graph) -> list[tuple[int, ...]]:
     """conv -> depthwise (one, or none) -> conv, consecutive in schedule order, each intermediate tensor read by the
     next node only, the last conv without an activation."""
     feeds = feeds_next(graph)
-    out = []
+    out: list[tuple[int, ...]] = []
     nodes = graph.nodes
     for i in range(len(nodes) - 1):
         if not _is_dense(nodes[i]) or not feeds[i]:
@@ -68,7 +87,7 @@ def sliced_conv(node: Node, graph: Graph, role: str, c0: int, c1: int) -> tuple[
     else:
         weights, shapes = (w[:, c0:c1], b), (Shape(c1 - c0, src.h, src.w), dst)
     constants = tuple(Constant.of(f"{tag}.{k}", a) for k, a in enumerate(weights))
-    changes: dict = {"name": tag, "weights": tuple(c.name for c in constants)}
+    changes: dict[str, Any] = {"name": tag, "weights": tuple(c.name for c in constants)}
     if role == "depthwise":
         changes["attrs"] = {**dict(node.attrs), "groups": c1 - c0}
     sliced = node.with_(**changes)
@@ -107,8 +126,21 @@ class ChannelOption:
     slices: tuple[tuple[int, int], ...]
     options: tuple[tuple[SliceMember, ...], ...]  # per member
 
+    @property
+    def kind(self) -> str:
+        return NAME
+
     def calls(self) -> list[KernelCall]:
         return [c for opts in self.options for o in opts for c in o.calls]
+
+    def group(self, graph: Graph, costs: Mapping[str, Cost]) -> ChannelGroup:
+        """Every member's fastest primitive (summed over the slices; then the smaller workspace, then the name)."""
+        chosen = tuple(fastest_option(opts, costs) for opts in self.options)
+        width = max(c1 - c0 for c0, c1 in self.slices)
+        sizes = tuple(width * graph.shape(graph.nodes[i].output).h * graph.shape(graph.nodes[i].output).w * 4
+                      for i in self.members[:-1])
+        return ChannelGroup(self.name, self.members, self.layout, self.slices, chosen,
+                            tuple(calls_ms(o.calls, costs) for o in chosen), Workspace.of(sizes, chosen))
 
 
 def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],
@@ -116,7 +148,7 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
     """Every chain, slice width (narrower than the sliced channels) and layout in which each member has a primitive
     (among its `per_member` fastest untiled ones in that layout) that runs every slice."""
     fastest = {layout: [fastest_in(nc, layout, costs, per_member) for nc in nodes] for layout in LAYOUTS}
-    out = []
+    out: list[ChannelOption] = []
     for members in chains(graph):
         channels = graph.shape(graph.nodes[members[0]].output).c
         for width in widths:
@@ -135,9 +167,9 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
 def _option(candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], layout: Layout,
             slices: tuple[tuple[int, int], ...], member_parts: list[tuple[tuple[Node, Graph], ...]]
             ) -> ChannelOption | None:
-    per = []
+    per: list[tuple[SliceMember, ...]] = []
     for role, i, parts in zip(_roles(len(members)), members, member_parts):
-        opts = []
+        opts: list[SliceMember] = []
         for cand in candidates[i]:
             p = cand.primitive
             if not all(p.applies(n, g) for n, g in parts):
@@ -150,12 +182,12 @@ def _option(candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], l
             return None
         per.append(tuple(opts))
     width = slices[0][1] - slices[0][0]
-    name = f"l{members[0]}-l{members[-1]} channels={width} {layout}"
+    name = f"{layer_range(members)} channels={width} {layout}"
     return ChannelOption(name, tuple(members), layout, slices, tuple(per))
 
 
 @dataclass(frozen=True)
-class ChannelGroup:
+class ChannelGroup(GroupBase):
     """A channel-tiled group as the solver sees it: each member's fastest primitive, times and the workspace."""
 
     name: str
@@ -164,36 +196,48 @@ class ChannelGroup:
     slices: tuple[tuple[int, int], ...]
     chosen: tuple[SliceMember, ...]  # per member
     member_ms: tuple[float, ...]
-    slice_bytes: tuple[int, ...]  # the widest slice of each intermediate tensor (every member but the last)
+    workspace: Workspace  # the widest slice of each intermediate tensor (every member but the last), then scratch
 
     @property
-    def workspace_bytes(self) -> int:
-        """A buffer per intermediate slice, then the largest call's workspace."""
-        return self.slices_end + max(o.workspace_bytes for o in self.chosen)
+    def kernel_sources(self) -> tuple[str, ...]:
+        return ()
 
-    @property
-    def slices_end(self) -> int:
-        return end_to_end(self.slice_bytes)[-1]
+    def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
+        """Every slice has weights of its own."""
+        parts = self.chosen[j].parts
+        return tuple(WeightPart(f"_s{s}", part, part_graph) for s, (part, part_graph) in enumerate(parts))
 
-    def slice_offset(self, j: int) -> int:
-        return end_to_end(self.slice_bytes)[j]
-
-    @property
-    def label(self) -> str:
-        return f"l{self.members[0]}-l{self.members[-1]}"
+    def steps(self, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
+        return sliced_steps(self, graph, plan, arena, weights)
 
 
-def channel_groups(graph: Graph, options: tuple[ChannelOption, ...],
-                   costs: Mapping[str, Cost]) -> tuple[ChannelGroup, ...]:
-    """Each option with every member's fastest primitive (summed over the slices; then the smaller workspace, then
-    the name)."""
-    out = []
-    for g in options:
-        chosen = tuple(fastest_option(opts, costs) for opts in g.options)
-        width = max(c1 - c0 for c0, c1 in g.slices)
-        sizes = tuple(width * graph.shape(graph.nodes[i].output).h * graph.shape(graph.nodes[i].output).w * 4
-                      for i in g.members[:-1])
-        out.append(ChannelGroup(g.name, g.members, g.layout, g.slices, chosen,
-                                tuple(calls_ms(o.calls, costs) for o in chosen),
-                                sizes))
-    return tuple(out)
+KIND = Kind(NAME, fusable)  # keeps every slice width's group
+
+
+def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols
+                 ) -> list[Step]:
+    """A step per slice: each member's call on its channels, the last one writing (first slice) or adding to the
+    whole output."""
+    first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
+    whole_in = f"A + {arena_floats(arena, plan.buffer_of(first.inputs[0], group.layout))}"
+    whole_out = f"A + {arena_floats(arena, plan.buffer_of(last.output, group.layout))}"
+    ws = arena_floats(arena, f"{last.name}:workspace")
+    n = len(group.members)
+    slice_buffer = [f"A + {ws + group.workspace.offset(j) // 4}" for j in range(n - 1)]
+    scratch = f"A + {ws + group.workspace.scratch_offset // 4}"
+    members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
+    head = (f"[{group.label}] fused channel tiling (FDT) of {members}, in {group.layout}: {len(group.slices)} "
+            f"slices of {group.slices[0][1]} channels. A slice's intermediate tensors live at the start of "
+            f"l{group.members[-1]}'s workspace, and l{group.members[-1]} adds each slice's partial sums into its "
+            f"output, so nothing is recomputed.")
+    steps = []
+    for s, (c0, c1) in enumerate(group.slices):
+        calls = []
+        for j, (index, option) in enumerate(zip(group.members, group.chosen)):
+            roles = {"in0": whole_in if j == 0 else slice_buffer[j - 1],
+                     "out": whole_out if j == n - 1 else slice_buffer[j], "ws": scratch, **weights[index][s]}
+            call = option.calls[s]
+            calls.append((call, tuple((r, roles[r]) for r in call.args)))
+        what = f"Channels {c0}-{c1 - 1}, " + ("written with the bias:" if s == 0 else "added:")
+        steps.append(Step(f"{head} {what}" if s == 0 else f"[{group.label}] {what}", tuple(calls)))
+    return steps
