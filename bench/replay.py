@@ -30,10 +30,13 @@ channel slices, the zoo's use row bands) and the big zoo networks resnet18 googl
 vgg16, exported with torch by `python -m tests.zoo.build NAME --out ZOO` into $TASOBUILD_ZOO_DIR (default
 tests/.zoo/), reusing an existing export. Default: all but vgg16 (slow). Groups: "small", "big", "all".
 
-Costs: each side has its own TASOBUILD_CACHE_DIR (under the work folder), so NEW never reuses a stage result of OLD
-(the stage cache is keyed by tasobuild's own source: with OLD = NEW it would otherwise skip NEW's solves and hide a
-non-deterministic one). Before each NEW build, every row of OLD's cost cache (costs.sqlite) is copied into NEW's,
-so NEW sees exactly the costs OLD measured and measures nothing. The cache keys a cost by (target fingerprint,
+Costs: each side has its own TASOBUILD_CACHE_DIR folders (under the work folder), so NEW never reuses a stage
+result of OLD (the stage cache is keyed by tasobuild's own source: with OLD = NEW it would otherwise skip NEW's
+solves and hide a non-deterministic one). Two per side: the model-cost configurations use one that never holds a
+measurement (a "model" build still uses any cost measured in its cache, so sharing one with the profiled builds
+would make their plans, and the budgets derived from them, depend on timing noise); the profile configuration
+uses the other. Before each NEW build, every row of OLD's cost cache (costs.sqlite) of that kind is copied into
+NEW's, so NEW sees exactly the costs OLD measured and measures nothing. The cache keys a cost by (target fingerprint,
 kernel-source digest, call): if the kernel sources differ, NEW's builds would miss OLD's rows and measure anew;
 --costs-from-old also copies OLD's rows to NEW's kernel digest (taken from a NEW lock). Whenever the two locks'
 `[inputs] kernels` differ, differences in `out/src/kernels/*`, in that lock line and in the lock's [files] digests
@@ -90,29 +93,32 @@ def git(*args: str) -> str:
 
 @dataclass
 class Side:
-    """One revision: where its source is, its own cache folder, and its project folders."""
+    """One revision: where its source is, its own cache folders (by cost source), and its project folders."""
 
     label: str  # "old" | "new"
     rev: str  # as given, or "working tree"
     commit: str
     src: Path
-    cache: Path
+    caches: Path  # cache-<label>-<costs>/ in here
     projects: Path
 
-    def env(self) -> dict[str, str]:
+    def cache(self, costs: str) -> Path:
+        """TASOBUILD_CACHE_DIR of the builds with `costs` (model costs: one that never holds a measurement)."""
+        return self.caches / f"cache-{self.label}-{'model' if costs == 'model' else 'measured'}"
+
+    def env(self, costs: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-        return {**env, "PYTHONPATH": str(self.src), "TASOBUILD_CACHE_DIR": str(self.cache),
+        return {**env, "PYTHONPATH": str(self.src), "TASOBUILD_CACHE_DIR": str(self.cache(costs)),
                 "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def materialise(rev: str | None, label: str, work: Path) -> Side:
     """The revision's source tree (`git archive` of the commit; the repository itself for the working tree)."""
-    cache, projects = work / f"cache-{label}", work / label
-    cache.mkdir(parents=True)
+    projects = work / label
     projects.mkdir(parents=True)
     if rev is None:
         dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
-        return Side(label, "working tree", git("rev-parse", "HEAD")[:12] + dirty, REPO, cache, projects)
+        return Side(label, "working tree", git("rev-parse", "HEAD")[:12] + dirty, REPO, work, projects)
     try:
         commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except subprocess.CalledProcessError:
@@ -123,13 +129,13 @@ def materialise(rev: str | None, label: str, work: Path) -> Side:
     untar = subprocess.run(["tar", "-x", "-C", str(src)], stdin=archive.stdout, capture_output=True)
     if archive.wait() != 0 or untar.returncode != 0:
         raise SystemExit(f"replay: cannot extract {rev}: {untar.stderr.decode(errors='replace').strip()}")
-    return Side(label, rev, commit[:12], src, cache, projects)
+    return Side(label, rev, commit[:12], src, work, projects)
 
 
 def check_import(side: Side) -> None:
     """The subprocess must import the revision's tasobuild, not the installed one."""
     probe = subprocess.run([sys.executable, "-P", "-c", "import tasobuild; print(tasobuild.__file__)"],
-                           env=side.env(), cwd=side.projects, capture_output=True, text=True)
+                           env=side.env("model"), cwd=side.projects, capture_output=True, text=True)
     where = Path(probe.stdout.strip() or "?").resolve()
     if probe.returncode != 0 or not where.is_relative_to(side.src.resolve()):
         raise SystemExit(f"replay: {side.label} imports tasobuild from {where}, not {side.src}: {probe.stderr.strip()}")
@@ -265,10 +271,10 @@ class Build:
     error: str  # the last line of stderr when the build failed
 
 
-def run_build(side: Side, project: Path) -> Build:
+def run_build(side: Side, project: Path, costs: str) -> Build:
     command = [sys.executable, "-P", "-m", "tasobuild", "build", "-c", str(project / "taso.toml"), "--json"]
     start = time.perf_counter()
-    done = subprocess.run(command, env=side.env(), cwd=project, capture_output=True, text=True)
+    done = subprocess.run(command, env=side.env(costs), cwd=project, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     (project / "build.json").write_text(done.stdout)
     (project / "build.stderr").write_text(done.stderr)
@@ -290,12 +296,13 @@ def lock_value(lock: Path, key: str) -> str | None:
     return match[1] if match else None
 
 
-def copy_costs(old: Side, new: Side, remap: tuple[str, str] | None) -> int:
+def copy_costs(old: Side, new: Side, costs: str, remap: tuple[str, str] | None) -> int:
     """Copy every row of OLD's cost cache into NEW's (and, with `remap` = (old digest, new digest), OLD's rows of
     its kernel sources again under NEW's); returns the rows copied. Same database layout on both sides assumed."""
-    source, target = old.cache / "costs.sqlite", new.cache / "costs.sqlite"
+    source, target = old.cache(costs) / "costs.sqlite", new.cache(costs) / "costs.sqlite"
     if not source.is_file():
         return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
     if not target.is_file():  # NEW has no cache yet: start from a copy of OLD's (schema included)
         with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
             src.backup(dst)
@@ -439,7 +446,7 @@ class Replay:
             probe = self.new.projects / "_probe"
             probe.mkdir(parents=True, exist_ok=True)
             (probe / "taso.toml").write_text(spec_text(network, CONFIG["memory"], GENEROUS).replace("../../../", "../"))
-            run_build(self.new, probe)
+            run_build(self.new, probe, "model")
             self.new_kernels = lock_value(probe / "taso.lock", "kernels")
             shutil.rmtree(probe)
         return self.new_kernels
@@ -460,14 +467,14 @@ class Replay:
             for project in projects:
                 project.mkdir(parents=True)
                 (project / "taso.toml").write_text(spec_text(network, config, outcome.budget))
-            outcome.old = run_build(self.old, projects[0])
+            outcome.old = run_build(self.old, projects[0], config.costs)
             remap = None
             if self.costs_from_old and config.costs != "model":
                 old_kernels = lock_value(projects[0] / "taso.lock", "kernels")
                 new_kernels = self.new_kernel_digest(network)
                 remap = (old_kernels, new_kernels) if old_kernels and new_kernels else None
-            copy_costs(self.old, self.new, remap)
-            outcome.new = run_build(self.new, projects[1])
+            copy_costs(self.old, self.new, config.costs, remap)
+            outcome.new = run_build(self.new, projects[1], config.costs)
             if outcome.old.ok:
                 report = outcome.old.report
                 outcome.status = str(report.get("solver", {}).get("status", "?"))
