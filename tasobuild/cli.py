@@ -10,8 +10,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 from tasobuild import __version__
 from tasobuild.errors import UserError
 from tasobuild.units import format_size
+
 
 class _LazyConsole:
     """A rich Console made on first use: `tasobuild build` with nothing to do never pays for importing rich."""
@@ -34,7 +36,7 @@ class _LazyConsole:
         return getattr(self._console, name)
 
 
-def Table(*args: Any, **kwargs: Any) -> "Table":  # noqa: N802 - stands in for rich's class
+def Table(*args: Any, **kwargs: Any) -> Table:  # noqa: N802 - stands in for rich's class
     from rich.table import Table as RichTable
 
     return RichTable(*args, **kwargs)
@@ -242,7 +244,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 
 def cmd_primitives(args: argparse.Namespace) -> int:
-    from tasobuild.candidates import library
+    from tasobuild.primitives.registry import library
 
     rows = [{"name": p.name, "op": p.op, "family": p.family, "layout_in": p.layout_in, "layout_out": p.layout_out}
             for p in library()]
