@@ -18,6 +18,42 @@
 #define MR TB_GEMM_MR
 #define NR TB_GEMM_NR
 
+/* tb_put_a_run (A panels) or tb_put_b_run (B panels): the two patch writers share their walk over pixels. */
+static inline void put_run(int a_panels, float *restrict dk, long ps, int j, int count, const float *restrict src,
+                           long stride)
+{
+    if (a_panels)
+        tb_put_a_run(dk, ps, j, count, src, stride);
+    else
+        tb_put_b_run(dk, ps, j, count, src, stride);
+}
+
+/* One patch-matrix row (B panels) or column (A panels) over pixels [n0, n1): input channel c's tap at offset
+ * (off_h, off_w) for each pixel (xc = x + c*s.c; lo, hi = tb_valid_range of off_w), zero where it falls in the
+ * padding, written in runs along output rows (dk, ps as for tb_put_b_run / tb_put_a_run). */
+static inline void put_tap(const tb_conv *p, const float *restrict xc, tb_strides s, int off_h, int off_w, int lo,
+                           int hi, int n0, int n1, float *restrict dk, long ps, int a_panels)
+{
+    const int OW = p->out_w, nb = n1 - n0;
+    int oh = n0 / OW, ow = n0 % OW, j = 0; /* pixel n0 + j is (oh, ow): one division per call, none per row */
+    while (j < nb) {
+        const int len = tb_min(OW - ow, nb - j), ih = oh * p->stride_h + off_h;
+        const int a = tb_min(tb_max(lo, ow), ow + len), b = tb_max(tb_min(hi, ow + len), a);
+        if (ih < 0 || ih >= p->in_h) {
+            put_run(a_panels, dk, ps, j, len, 0, 0);
+        } else {
+            put_run(a_panels, dk, ps, j, a - ow, 0, 0);
+            if (b > a)
+                put_run(a_panels, dk, ps, j + a - ow, b - a, xc + ih * s.h + ((long)a * p->stride_w + off_w) * s.w,
+                        (long)p->stride_w * s.w);
+            put_run(a_panels, dk, ps, j + b - ow, ow + len - b, 0, 0);
+        }
+        j += len;
+        ++oh;
+        ow = 0;
+    }
+}
+
 /* Patches of pixels [n0, n1) of one group (x = its first input channel) as B panels: (k, j) at
  * (j/NR)*K*NR + k*NR + j%NR, k = (c, ki, kj), j = n - n0; columns up to the next multiple of NR are zero. */
 static void pack_patches_b(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int n0, int n1,
@@ -31,24 +67,9 @@ static void pack_patches_b(const tb_conv *p, const float *restrict x, tb_strides
             for (kj = 0; kj < p->k_w; ++kj, ++k) {
                 float *restrict dk = ws + (long)k * NR;
                 const int off_h = ki * p->dil_h - p->pad_top, off_w = kj * p->dil_w - p->pad_left;
-                int lo, hi, n = n0;
+                int lo, hi;
                 tb_valid_range(OW, p->stride_w, off_w, p->in_w, &lo, &hi);
-                while (n < n1) {
-                    const int oh = n / OW, ow = n % OW, len = tb_min(OW - ow, n1 - n), j = n - n0;
-                    const int ih = oh * p->stride_h + off_h;
-                    const int a = tb_min(tb_max(lo, ow), ow + len), b = tb_max(tb_min(hi, ow + len), a);
-                    if (ih < 0 || ih >= p->in_h) {
-                        tb_put_b_run(dk, ps, j, len, 0, 0);
-                    } else {
-                        tb_put_b_run(dk, ps, j, a - ow, 0, 0);
-                        if (b > a)
-                            tb_put_b_run(dk, ps, j + a - ow, b - a,
-                                         x + c * s.c + ih * s.h + ((long)a * p->stride_w + off_w) * s.w,
-                                         (long)p->stride_w * s.w);
-                        tb_put_b_run(dk, ps, j + b - ow, ow + len - b, 0, 0);
-                    }
-                    n += len;
-                }
+                put_tap(p, x + c * s.c, s, off_h, off_w, lo, hi, n0, n1, dk, ps, 0);
                 tb_put_b_run(dk, ps, nb, npad - nb, 0, 0);
             }
 }
@@ -88,26 +109,9 @@ static void pack_patches_a(const tb_conv *p, const float *restrict x, tb_strides
                 const int off_h = ki * p->dil_h - p->pad_top, off_w = kj * p->dil_w - p->pad_left;
                 int lo, hi;
                 tb_valid_range(OW, p->stride_w, off_w, p->in_w, &lo, &hi);
-                for (c = 0; c < cg; ++c) {
-                    float *restrict dk = ws + (long)((ki * p->k_w + kj) * cg + c) * MR;
-                    int n = n0;
-                    while (n < n1) {
-                        const int oh = n / OW, ow = n % OW, len = tb_min(OW - ow, n1 - n), jj = n - n0;
-                        const int ih = oh * p->stride_h + off_h;
-                        const int a = tb_min(tb_max(lo, ow), ow + len), b = tb_max(tb_min(hi, ow + len), a);
-                        if (ih < 0 || ih >= p->in_h) {
-                            tb_put_a_run(dk, ps, jj, len, 0, 0);
-                        } else {
-                            tb_put_a_run(dk, ps, jj, a - ow, 0, 0);
-                            if (b > a)
-                                tb_put_a_run(dk, ps, jj + a - ow, b - a,
-                                             x + c * s.c + ih * s.h + ((long)a * p->stride_w + off_w) * s.w,
-                                             (long)p->stride_w * s.w);
-                            tb_put_a_run(dk, ps, jj + b - ow, ow + len - b, 0, 0);
-                        }
-                        n += len;
-                    }
-                }
+                for (c = 0; c < cg; ++c)
+                    put_tap(p, x + c * s.c, s, off_h, off_w, lo, hi, n0, n1,
+                            ws + (long)((ki * p->k_w + kj) * cg + c) * MR, ps, 1);
             }
     }
     for (j = nb; j < npad; ++j) {
