@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from common import build_project, make, median, ort_median_ms, ort_session, record, table
 from tiling import TILED, smallest_budget
+
 from tests.e2e import run_binary
 from tests.zoo import ensure_model
 
@@ -42,8 +42,8 @@ def core_peak_gflops() -> tuple[float, str]:
 def gemm_gflops() -> float:
     """The shared GEMM as the 1x1 convolution 1152 -> 256 channels at 56x56 runs it (M=256, N=3136, K=1152)."""
     from tasobuild import native
-    from tasobuild.candidates import library
     from tasobuild.costs.profile import make_buffers
+    from tasobuild.primitives.registry import library
     from tasobuild.target import load_target
     from tests.test_conv_primitives import Case, conv_graph
 

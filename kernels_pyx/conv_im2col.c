@@ -1,98 +1,92 @@
-/* im2col (CHW) and im2row (HWC) + GEMM, one group at a time. The patch matrix is written straight into the GEMM's
- * packed panel format (tb_gemm.h), so the GEMM reads both operands in place and needs no further workspace:
- *   CHW: out_g[mg][N] = W_g[mg][K] . patches[K][N],   patches packed as B (NR-column panels), W_g pre-packed as A;
- *   HWC: out_g[N][mg] = patches[N][K] . W_g^T[K][mg], patches packed as A (MR-row panels), W_g^T pre-packed as B;
- * with N = out_h*out_w pixels, K = cg*k_h*k_w (CHW order c,ki,kj; HWC order ki,kj,c).
- * A row view [oh_begin, oh_end) narrows the pixels to that slab, N = (oh_end-oh_begin)*out_w: only its patches are
- * built (so only the input rows it needs are read; the whole call's workspace is the largest) and the GEMM stores
- * them at the slab's place (CHW: columns from oh_begin*out_w of each channel row; HWC: rows from that pixel). */
+/* im2col / im2row + GEMM between any input and output layout, in two variants (triNNity's "copy" and "scan"):
+ *   copy: the patch matrix of all out_h*out_w pixels is built once per group (big workspace, one large GEMM);
+ *   scan: it is built and multiplied one block of TB_SCAN_PIXELS output pixels at a time (small workspace).
+ * The patch matrix is written straight into the GEMM's packed panel format (tb_gemm.h), so the GEMM reads both
+ * operands in place. The output layout picks the GEMM operand order:
+ *   out CHW / HCW: out_g[mg][pixels] = W_g[mg][K] . patches[K][pixels]   (patches as B panels, k = c, ki, kj),
+ *   out HWC:       out_g[pixels][mg] = patches[pixels][K] . W_g^T[K][mg] (patches as A panels, k = ki, kj, c),
+ * so a CHW-in / HWC-out primitive does the layout change for free inside the convolution. HCW output is not one
+ * matrix over pixels (rows of different oh are M*out_w apart), so its GEMM is issued per output row of the block.
+ * The patch writers read any input layout through its strides (tb_conv_layout.h).
+ * A row view [oh_begin, oh_end) is the pixel range [oh_begin*out_w, oh_end*out_w): blocks run over it only, so
+ * only the input rows it needs are read and a block is never larger than in the whole call (same workspace). */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
+#include "tb_conv_layout.h"
+#include "tb_conv_families.h"
 
 #define MR TB_GEMM_MR
 #define NR TB_GEMM_NR
 
-/* Write `count` consecutive patch-matrix columns starting at column n of one row (dk = the row's start in panel 0)
- * into B panels, in runs that stay inside a panel: src[i * stride] for each, or zeros when src is null. */
-static void put_run(float *restrict dk, long ps, int n, int count, const float *restrict src, int stride)
+/* tb_put_a_run (A panels) or tb_put_b_run (B panels): the two patch writers share their walk over pixels. */
+static inline void put_run(int a_panels, float *restrict dk, long ps, int j, int count, const float *restrict src,
+                           long stride)
 {
-    while (count > 0) {
-        const int r = n % NR, len = tb_min(NR - r, count);
-        float *restrict d = dk + (long)(n / NR) * ps + r;
-        int i;
-        if (src) {
-            for (i = 0; i < len; ++i) d[i] = src[(long)i * stride];
-            src += (long)len * stride;
+    if (a_panels)
+        tb_put_a_run(dk, ps, j, count, src, stride);
+    else
+        tb_put_b_run(dk, ps, j, count, src, stride);
+}
+
+/* One patch-matrix row (B panels) or column (A panels) over pixels [n0, n1): input channel c's tap at offset
+ * (off_h, off_w) for each pixel (xc = x + c*s.c; lo, hi = tb_valid_range of off_w), zero where it falls in the
+ * padding, written in runs along output rows (dk, ps as for tb_put_b_run / tb_put_a_run). */
+static inline void put_tap(const tb_conv *p, const float *restrict xc, tb_strides s, int off_h, int off_w, int lo,
+                           int hi, int n0, int n1, float *restrict dk, long ps, int a_panels)
+{
+    const int OW = p->out_w, nb = n1 - n0;
+    int oh = n0 / OW, ow = n0 % OW, j = 0; /* pixel n0 + j is (oh, ow): one division per call, none per row */
+    while (j < nb) {
+        const int len = tb_min(OW - ow, nb - j), ih = oh * p->stride_h + off_h;
+        const int a = tb_min(tb_max(lo, ow), ow + len), b = tb_max(tb_min(hi, ow + len), a);
+        if (ih < 0 || ih >= p->in_h) {
+            put_run(a_panels, dk, ps, j, len, 0, 0);
         } else {
-            for (i = 0; i < len; ++i) d[i] = 0.0f;
+            put_run(a_panels, dk, ps, j, a - ow, 0, 0);
+            if (b > a)
+                put_run(a_panels, dk, ps, j + a - ow, b - a, xc + ih * s.h + ((long)a * p->stride_w + off_w) * s.w,
+                        (long)p->stride_w * s.w);
+            put_run(a_panels, dk, ps, j + b - ow, ow + len - b, 0, 0);
         }
-        n += len;
-        count -= len;
+        j += len;
+        ++oh;
+        ow = 0;
     }
 }
 
-/* Patches of one group (x = its first input channel) for the view's rows as B panels: element (k, n) at
- * (n/NR)*K*NR + k*NR + n%NR, n counted from the view's first pixel. */
-static void im2col_packed(const tb_conv *p, const float *restrict x, int cg, float *restrict ws)
+/* Patches of pixels [n0, n1) of one group (x = its first input channel) as B panels: (k, j) at
+ * (j/NR)*K*NR + k*NR + j%NR, k = (c, ki, kj), j = n - n0; columns up to the next multiple of NR are zero. */
+static void pack_patches_b(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int n0, int n1,
+                           float *restrict ws)
 {
-    const int K = cg * p->k_h * p->k_w, N = (p->oh_end - p->oh_begin) * p->out_w, npad = (N + NR - 1) / NR * NR;
-    const long ps = (long)K * NR, in_plane = (long)p->in_h * p->in_w;
+    const int K = cg * p->k_h * p->k_w, nb = n1 - n0, npad = (nb + NR - 1) / NR * NR, OW = p->out_w;
+    const long ps = (long)K * NR;
     int c, ki, kj, k = 0;
     for (c = 0; c < cg; ++c)
         for (ki = 0; ki < p->k_h; ++ki)
             for (kj = 0; kj < p->k_w; ++kj, ++k) {
                 float *restrict dk = ws + (long)k * NR;
                 const int off_h = ki * p->dil_h - p->pad_top, off_w = kj * p->dil_w - p->pad_left;
-                int lo, hi, oh, n = 0;
-                tb_valid_range(p->out_w, p->stride_w, off_w, p->in_w, &lo, &hi);
-                for (oh = p->oh_begin; oh < p->oh_end; ++oh, n += p->out_w) {
-                    const int ih = oh * p->stride_h + off_h;
-                    if (ih < 0 || ih >= p->in_h || lo >= hi) {
-                        put_run(dk, ps, n, p->out_w, 0, 0);
-                        continue;
-                    }
-                    put_run(dk, ps, n, lo, 0, 0);
-                    put_run(dk, ps, n + lo, hi - lo,
-                            x + c * in_plane + (long)ih * p->in_w + (long)lo * p->stride_w + off_w, p->stride_w);
-                    put_run(dk, ps, n + hi, p->out_w - hi, 0, 0);
-                }
-                put_run(dk, ps, N, npad - N, 0, 0);
+                int lo, hi;
+                tb_valid_range(OW, p->stride_w, off_w, p->in_w, &lo, &hi);
+                put_tap(p, x + c * s.c, s, off_h, off_w, lo, hi, n0, n1, dk, ps, 0);
+                tb_put_b_run(dk, ps, nb, npad - nb, 0, 0);
             }
 }
 
-void tb_conv_im2col_gemm_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
-                             const float *restrict bias, float *restrict out, float *restrict ws)
+/* Patches of pixels [n0, n1) of one group as A panels: (j, k) at (j/MR)*K*MR + k*MR + j%MR, k = (ki, kj, c);
+ * rows up to the next multiple of MR are zero. Channel-contiguous inputs (HWC) are read pixel by pixel, the others
+ * tap by tap along output rows, so the reads stay sequential either way. */
+static void pack_patches_a(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int n0, int n1,
+                           float *restrict ws)
 {
-    const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, K = cg * p->k_h * p->k_w;
-    const int N = p->out_h * p->out_w, mgpad = (mg + MR - 1) / MR * MR;
-    const int n_view = (p->oh_end - p->oh_begin) * p->out_w;
-    int g;
-    if (n_view <= 0) return;
-    for (g = 0; g < p->groups; ++g) {
-        const int m0 = tb_max(p->oc_begin - g * mg, 0), m1 = tb_min(p->oc_end - g * mg, mg);
-        tb_gemm_job job;
-        if (m0 >= m1) continue;
-        im2col_packed(p, in + (long)g * cg * p->in_h * p->in_w, cg, ws);
-        job.m0 = m0; job.m1 = m1; job.n0 = 0; job.n1 = n_view; job.k = K;
-        job.a = w + (long)g * mgpad * K; job.lda = K; job.a_packed = 1;
-        job.b = ws; job.ldb = n_view; job.b_packed = 1;
-        job.c = out + (long)g * mg * N + (long)p->oh_begin * p->out_w; job.ldc = N;
-        job.accumulate = p->accumulate;
-        job.bias_m = bias + g * mg; job.bias_n = 0;
-        job.act = p->act; job.act_a = p->act_a; job.act_b = p->act_b;
-        tb_gemm(&job, 0);
-    }
-}
-
-/* Patches of one group (x = in + g*cg, pixel stride in_c) for the view's rows as A panels: element (n, k) at
- * (n/MR)*K*MR + k*MR + n%MR, n counted from the view's first pixel. */
-static void im2row_packed(const tb_conv *p, const float *restrict x, int cg, float *restrict ws)
-{
-    const int K = p->k_h * p->k_w * cg, N = (p->oh_end - p->oh_begin) * p->out_w, npad = (N + MR - 1) / MR * MR;
-    int oh, ow, n = 0, k;
-    for (oh = p->oh_begin; oh < p->oh_end; ++oh)
-        for (ow = 0; ow < p->out_w; ++ow, ++n) {
-            float *restrict dn = ws + (long)(n / MR) * K * MR + n % MR;
+    const int taps = p->k_h * p->k_w, K = taps * cg, nb = n1 - n0, npad = (nb + MR - 1) / MR * MR, OW = p->out_w;
+    const long ps = (long)K * MR;
+    int j, k;
+    if (s.c == 1) {
+        for (j = 0; j < nb; ++j) {
+            const int oh = (n0 + j) / OW, ow = (n0 + j) % OW;
+            float *restrict dn = ws + (long)(j / MR) * ps + j % MR;
             int ki, kj, c;
             for (ki = 0; ki < p->k_h; ++ki) {
                 const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
@@ -102,37 +96,120 @@ static void im2row_packed(const tb_conv *p, const float *restrict x, int cg, flo
                     if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
                         for (c = 0; c < cg; ++c) d[c * MR] = 0.0f;
                     } else {
-                        const float *restrict src = x + ((long)ih * p->in_w + iw) * p->in_c;
+                        const float *restrict src = x + ih * s.h + iw * s.w;
                         for (c = 0; c < cg; ++c) d[c * MR] = src[c];
                     }
                 }
             }
         }
-    for (; n < npad; ++n) {
-        float *restrict dn = ws + (long)(n / MR) * K * MR + n % MR;
-        for (k = 0; k < K; ++k) dn[k * MR] = 0.0f;
+    } else {
+        int ki, kj, c;
+        for (ki = 0; ki < p->k_h; ++ki)
+            for (kj = 0; kj < p->k_w; ++kj) {
+                const int off_h = ki * p->dil_h - p->pad_top, off_w = kj * p->dil_w - p->pad_left;
+                int lo, hi;
+                tb_valid_range(OW, p->stride_w, off_w, p->in_w, &lo, &hi);
+                for (c = 0; c < cg; ++c)
+                    put_tap(p, x + c * s.c, s, off_h, off_w, lo, hi, n0, n1,
+                            ws + (long)((ki * p->k_w + kj) * cg + c) * MR, ps, 1);
+            }
+    }
+    for (j = nb; j < npad; ++j) {
+        float *restrict dn = ws + (long)(j / MR) * ps + j % MR;
+        for (k = 0; k < K; ++k) dn[(long)k * MR] = 0.0f;
     }
 }
 
-void tb_conv_im2row_gemm_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
-                             const float *restrict bias, float *restrict out, float *restrict ws)
+/* The convolution of the view's pixels, `block` output pixels at a time (block >= out_h*out_w: the copy
+ * variant). */
+static void im2col_any(const tb_conv *p, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, float *restrict out, float *restrict ws, int in_layout,
+                       int out_layout, int block)
 {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, K = cg * p->k_h * p->k_w;
-    const int n_view = (p->oh_end - p->oh_begin) * p->out_w, mgpad = (mg + NR - 1) / NR * NR;
-    int g;
-    if (n_view <= 0) return;
+    const int n_end = p->oh_end * p->out_w, OW = p->out_w; /* the view's pixels: [oh_begin*OW, n_end) */
+    const tb_strides s = tb_layout_strides(in_layout, p->in_c, p->in_h, p->in_w);
+    const tb_strides o = tb_layout_strides(out_layout, p->out_c, p->out_h, p->out_w);
+    const int rows = out_layout == TB_LAYOUT_HWC; /* patches as A panels, output transposed */
+    const int mgpad = rows ? (mg + NR - 1) / NR * NR : (mg + MR - 1) / MR * MR;
+    int g, n0;
     for (g = 0; g < p->groups; ++g) {
-        const int n0 = tb_max(p->oc_begin - g * mg, 0), n1 = tb_min(p->oc_end - g * mg, mg);
-        tb_gemm_job job;
-        if (n0 >= n1) continue;
-        im2row_packed(p, in + g * cg, cg, ws);
-        job.m0 = 0; job.m1 = n_view; job.n0 = n0; job.n1 = n1; job.k = K;
-        job.a = ws; job.lda = K; job.a_packed = 1;
-        job.b = w + (long)g * mgpad * K; job.ldb = mg; job.b_packed = 1;
-        job.c = out + (long)p->oh_begin * p->out_w * p->out_c + g * mg; job.ldc = p->out_c;
-        job.accumulate = p->accumulate;
-        job.bias_m = 0; job.bias_n = bias + g * mg;
-        job.act = p->act; job.act_a = p->act_a; job.act_b = p->act_b;
-        tb_gemm(&job, 0);
+        const float *x = in + (long)g * cg * s.c;
+        const float *wg = w + (long)g * mgpad * K;
+        int m0, m1;
+        if (!tb_group_range(p, g, mg, &m0, &m1)) continue;
+        for (n0 = p->oh_begin * OW; n0 < n_end; n0 += block) {
+            const int n1 = tb_min(n_end, n0 + block);
+            tb_gemm_job job = tb_conv_job(p);
+            job.k = K;
+            if (rows) {
+                pack_patches_a(p, x, s, cg, n0, n1, ws);
+                job.m0 = 0; job.m1 = n1 - n0; job.n0 = m0; job.n1 = m1;
+                job.a = ws; job.lda = K; job.a_packed = 1;
+                job.b = wg; job.ldb = mg; job.b_packed = 1;
+                job.c = out + (long)n0 * o.w + (long)g * mg; job.ldc = (int)o.w;
+                job.bias_n = bias + g * mg;
+                tb_gemm(&job, 0);
+                continue;
+            }
+            pack_patches_b(p, x, s, cg, n0, n1, ws);
+            job.m0 = m0; job.m1 = m1;
+            job.a = wg; job.lda = K; job.a_packed = 1;
+            job.b = ws; job.ldb = n1 - n0; job.b_packed = 1;
+            job.bias_m = bias + g * mg;
+            job.ldc = (int)o.c;
+            if (o.h == OW) { /* CHW: the block's pixels are contiguous */
+                job.n0 = 0; job.n1 = n1 - n0;
+                job.c = out + (long)g * mg * o.c + n0;
+                tb_gemm(&job, 0);
+            } else { /* HCW: one GEMM per output row the block touches; c is offset so column j lands at ow */
+                int n = n0;
+                while (n < n1) {
+                    const int oh = n / OW, ow = n % OW, len = tb_min(OW - ow, n1 - n);
+                    job.n0 = n - n0; job.n1 = n - n0 + len;
+                    job.c = out + (long)g * mg * o.c + oh * o.h + ow - (n - n0);
+                    tb_gemm(&job, 0);
+                    n += len;
+                }
+            }
+        }
     }
 }
+
+/* Copy: one block of all the call's pixels. */
+static void im2col_copy(const tb_conv *p, const float *restrict in, const float *restrict w,
+                        const float *restrict bias, float *restrict out, float *restrict ws, int in_layout,
+                        int out_layout)
+{
+    im2col_any(p, in, w, bias, out, ws, in_layout, out_layout, p->out_h * p->out_w);
+}
+
+/* Scan: blocks of TB_SCAN_PIXELS pixels. */
+static void im2col_scan(const tb_conv *p, const float *restrict in, const float *restrict w,
+                        const float *restrict bias, float *restrict out, float *restrict ws, int in_layout,
+                        int out_layout)
+{
+    im2col_any(p, in, w, bias, out, ws, in_layout, out_layout, TB_SCAN_PIXELS);
+}
+
+/* The exported kernels: every (input layout, output layout) pair of each variant. Output CHW or HCW is im2col,
+ * output HWC im2row. */
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_gemm_chw, im2col_copy, CHW, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_gemm_hwc_to_chw, im2col_copy, HWC, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_gemm_hcw_to_chw, im2col_copy, HCW, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_gemm_hcw, im2col_copy, HCW, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_gemm_chw_to_hcw, im2col_copy, CHW, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_gemm_hwc_to_hcw, im2col_copy, HWC, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2row_gemm_hwc, im2col_copy, HWC, HWC)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2row_gemm_chw_to_hwc, im2col_copy, CHW, HWC)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2row_gemm_hcw_to_hwc, im2col_copy, HCW, HWC)
+
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_scan_chw, im2col_scan, CHW, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_scan_hwc_to_chw, im2col_scan, HWC, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_scan_hcw_to_chw, im2col_scan, HCW, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_scan_hcw, im2col_scan, HCW, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_scan_chw_to_hcw, im2col_scan, CHW, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2col_scan_hwc_to_hcw, im2col_scan, HWC, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2row_scan_hwc, im2col_scan, HWC, HWC)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2row_scan_chw_to_hwc, im2col_scan, CHW, HWC)
+TB_CONV_LAYOUT_KERNEL(tb_conv_im2row_scan_hcw_to_hwc, im2col_scan, HCW, HWC)

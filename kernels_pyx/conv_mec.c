@@ -138,56 +138,12 @@ static void mec_any(const tb_conv *p, const float *restrict in, const float *res
 }
 
 /* The exported kernels: every (input layout, output layout) pair. */
-void tb_conv_mec_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
-                     const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_CHW);
-}
-
-void tb_conv_mec_chw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_HWC);
-}
-
-void tb_conv_mec_chw_to_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_CHW, TB_LAYOUT_HCW);
-}
-
-void tb_conv_mec_hwc_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_CHW);
-}
-
-void tb_conv_mec_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
-                     const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_HWC);
-}
-
-void tb_conv_mec_hwc_to_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_HWC, TB_LAYOUT_HCW);
-}
-
-void tb_conv_mec_hcw_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_CHW);
-}
-
-void tb_conv_mec_hcw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_HWC);
-}
-
-void tb_conv_mec_hcw(const tb_conv *p, const float *restrict in, const float *restrict w,
-                     const float *restrict bias, float *restrict out, float *restrict ws)
-{
-    mec_any(p, in, w, bias, out, ws, TB_LAYOUT_HCW, TB_LAYOUT_HCW);
-}
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_chw, mec_any, CHW, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_chw_to_hwc, mec_any, CHW, HWC)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_chw_to_hcw, mec_any, CHW, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_hwc_to_chw, mec_any, HWC, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_hwc, mec_any, HWC, HWC)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_hwc_to_hcw, mec_any, HWC, HCW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_hcw_to_chw, mec_any, HCW, CHW)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_hcw_to_hwc, mec_any, HCW, HWC)
+TB_CONV_LAYOUT_KERNEL(tb_conv_mec_hcw, mec_any, HCW, HCW)

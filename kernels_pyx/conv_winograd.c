@@ -122,7 +122,7 @@ static void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int l
     for (k = 0; k < pixels; ++k) {
         float *restrict ok = o + k * lanes;
         switch (p->act) {
-        case 1: for (l = 0; l < n; ++l) { float x = ok[l] + bias[l]; ok[l] = x > 0.0f ? x : 0.0f; } break;
+        case TB_ACT_RELU: for (l = 0; l < n; ++l) { float x = ok[l] + bias[l]; ok[l] = x > 0.0f ? x : 0.0f; } break;
         default: tb_bias_act_vec(ok, n, bias, p->act, p->act_a, p->act_b); break;
         }
     }

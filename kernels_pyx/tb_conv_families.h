@@ -25,7 +25,8 @@
 #define TB_SCAN_PIXELS 96
 
 /* im2col / im2row copy: the patch matrix of all pixels (ws = K*ru(N, NR) for B-panel im2col, ru(N, MR)*K for
- * A-panel im2row). Any kernel, stride, padding, dilation, groups. */
+ * A-panel im2row). Any kernel, stride, padding, dilation, groups. The same-layout im2col_gemm_chw and
+ * im2row_gemm_hwc are declared in tb_conv.h; conv_im2col.c defines all of them and the scan variants. */
 void tb_conv_im2col_gemm_hwc_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                                     const float *restrict bias, float *restrict out, float *restrict ws);
 void tb_conv_im2col_gemm_hcw_to_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
@@ -62,9 +63,9 @@ void tb_conv_im2row_scan_chw_to_hwc(const tb_conv *p, const float *restrict in, 
 void tb_conv_im2row_scan_hcw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
                                     const float *restrict bias, float *restrict out, float *restrict ws);
 
-/* MEC: dil_h == 1; a row view lowers only its rows' part of the lowered matrix. ws = Hl*k_w*cg*out_w (Hl = (out_h-1)*stride_h + k_h) + the GEMM's packing of one block of the
- * lowered matrix (K' = k_h*k_w*cg): out CHW/HCW min(K', KC)*ru(min(NC, out_w), NR), out HWC
- * ru(min(MC, out_w), MR)*min(K', KC). */
+/* MEC: dil_h == 1; a row view lowers only its rows' part of the lowered matrix. ws = Hl*k_w*cg*out_w
+ * (Hl = (out_h-1)*stride_h + k_h) + the GEMM's packing of one block of the lowered matrix (K' = k_h*k_w*cg):
+ * out CHW/HCW min(K', KC)*ru(min(NC, out_w), NR), out HWC ru(min(MC, out_w), MR)*min(K', KC). */
 void tb_conv_mec_chw(const tb_conv *p, const float *restrict in, const float *restrict w,
                      const float *restrict bias, float *restrict out, float *restrict ws);
 void tb_conv_mec_chw_to_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,

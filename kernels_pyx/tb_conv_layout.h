@@ -1,6 +1,6 @@
-/* Internal to the conv kernels (conv_im2col_scan.c, conv_mec.c, conv_kn2row.c, conv_hcw.c, conv_direct.c): a
- * tensor's element strides in each layout, and small writers into the GEMM's packed panel formats (tb_gemm.h).
- * Not part of the kernel API (tb_conv_families.h is). */
+/* Internal to the conv kernels (conv_im2col.c, conv_mec.c, conv_kn2row.c, conv_hcw.c, conv_direct.c): a tensor's
+ * element strides in each layout, small writers into the GEMM's packed panel formats (tb_gemm.h), and the macro
+ * that defines a family's per-layout entry points. Not part of the kernel API (tb_conv_families.h is). */
 #ifndef TB_CONV_LAYOUT_H
 #define TB_CONV_LAYOUT_H
 
@@ -8,6 +8,18 @@
 #include "tb_gemm.h"
 
 enum { TB_LAYOUT_CHW = 0, TB_LAYOUT_HWC = 1, TB_LAYOUT_HCW = 2 };
+
+/* Defines the workspace-taking tb_conv kernel `name` (declared in tb_conv.h or tb_conv_families.h) as a call of
+ * `body`, a static function taking the kernel's arguments and then its input and output layouts (CHW, HWC or HCW):
+ * the families that read and write any layout (conv_im2col.c, conv_mec.c) have one body and define an entry point
+ * per layout pair with it, one line each. Write it at file scope without a semicolon. tasobuild/native/headers.py
+ * recognises this form as a kernel definition. */
+#define TB_CONV_LAYOUT_KERNEL(name, body, in_layout, out_layout)                                                   \
+    void name(const tb_conv *p, const float *restrict in, const float *restrict w, const float *restrict bias,   \
+              float *restrict out, float *restrict ws)                                                            \
+    {                                                                                                             \
+        body(p, in, w, bias, out, ws, TB_LAYOUT_##in_layout, TB_LAYOUT_##out_layout);                             \
+    }
 
 /* Element (c, h, w) of a (C, H, W) tensor lives at c*c + h*h + w*w in the given layout. */
 typedef struct { long c, h, w; } tb_strides;

@@ -1,18 +1,19 @@
 /* Internal to the conv kernels: the one single-threaded SGEMM every GEMM-based convolution shares, and the fused
  * bias + activation helpers. Not part of the public kernel API (tb_conv.h is).
  *
- * Packed panel formats (the build-time weight transforms in tasobuild/primitives/conv.py produce exactly these):
+ * Packed panel formats (the build-time weight transforms, through tasobuild/primitives/gemm.py, produce exactly these):
  *   A packed: row i of A[M][K] lives in panel i / MR; panel p holds A[p*MR + r][k] at p*K*MR + k*MR + r
  *             (rows past M are zero).
  *   B packed: column j of B[K][N] lives in panel j / NR; panel q holds B[k][q*NR + c] at q*K*NR + k*NR + c
  *             (columns past N are zero).
  * Because a panel spans all of K, a k-block [pc, pc+kc) of a panel is the contiguous run starting at pc*MR (pc*NR):
  * pre-packed operands need no repacking whatever the cache blocking. The block sizes below are part of the
- * workspace formula (tasobuild/primitives/conv.py mirrors them; a test checks they agree). */
+ * workspace formula (tasobuild/primitives/gemm.py mirrors them; a test checks they agree). */
 #ifndef TB_GEMM_H
 #define TB_GEMM_H
 
 #include <math.h>
+#include "tb_kernels.h" /* TB_ACT_* */
 
 #define TB_GEMM_MR 6    /* micro-tile rows: 6 x 2 AVX accumulators + 2 B + 1 broadcast = 15 registers (NEON: 30) */
 #define TB_GEMM_NR 16
@@ -42,10 +43,10 @@ void tb_gemm(const tb_gemm_job *job, float *ws);
 static inline float tb_act_value(float v, int act, float a, float b)
 {
     switch (act) {
-    case 1: return v > 0.0f ? v : 0.0f;                       /* relu */
-    case 2: v = v < a ? a : v; return v > b ? b : v;          /* clip(min a, max b) */
-    case 3: return v < 0.0f ? a * v : v;                      /* leaky relu */
-    case 4: return 1.0f / (1.0f + expf(-v));                  /* sigmoid */
+    case TB_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case TB_ACT_CLIP: v = v < a ? a : v; return v > b ? b : v; /* clip(min a, max b) */
+    case TB_ACT_LEAKY_RELU: return v < 0.0f ? a * v : v;
+    case TB_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
     default: return v;
     }
 }
@@ -54,11 +55,21 @@ static inline void tb_bias_act_row(float *restrict x, long n, float bias, int ac
 {
     long i;
     switch (act) {
-    case 1: for (i = 0; i < n; ++i) { float v = x[i] + bias; x[i] = v > 0.0f ? v : 0.0f; } break;
-    case 2: for (i = 0; i < n; ++i) { float v = x[i] + bias; v = v < a ? a : v; x[i] = v > b ? b : v; } break;
-    case 3: for (i = 0; i < n; ++i) { float v = x[i] + bias; x[i] = v < 0.0f ? a * v : v; } break;
-    case 4: for (i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + expf(-(x[i] + bias))); break;
-    default: for (i = 0; i < n; ++i) x[i] += bias; break;
+    case TB_ACT_RELU:
+        for (i = 0; i < n; ++i) { float v = x[i] + bias; x[i] = v > 0.0f ? v : 0.0f; }
+        break;
+    case TB_ACT_CLIP:
+        for (i = 0; i < n; ++i) { float v = x[i] + bias; v = v < a ? a : v; x[i] = v > b ? b : v; }
+        break;
+    case TB_ACT_LEAKY_RELU:
+        for (i = 0; i < n; ++i) { float v = x[i] + bias; x[i] = v < 0.0f ? a * v : v; }
+        break;
+    case TB_ACT_SIGMOID:
+        for (i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + expf(-(x[i] + bias)));
+        break;
+    default:
+        for (i = 0; i < n; ++i) x[i] += bias;
+        break;
     }
 }
 
@@ -67,11 +78,21 @@ static inline void tb_bias_act_vec(float *restrict x, long n, const float *restr
 {
     long i;
     switch (act) {
-    case 1: for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; x[i] = v > 0.0f ? v : 0.0f; } break;
-    case 2: for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; v = v < a ? a : v; x[i] = v > b ? b : v; } break;
-    case 3: for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; x[i] = v < 0.0f ? a * v : v; } break;
-    case 4: for (i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + expf(-(x[i] + bias[i]))); break;
-    default: for (i = 0; i < n; ++i) x[i] += bias[i]; break;
+    case TB_ACT_RELU:
+        for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; x[i] = v > 0.0f ? v : 0.0f; }
+        break;
+    case TB_ACT_CLIP:
+        for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; v = v < a ? a : v; x[i] = v > b ? b : v; }
+        break;
+    case TB_ACT_LEAKY_RELU:
+        for (i = 0; i < n; ++i) { float v = x[i] + bias[i]; x[i] = v < 0.0f ? a * v : v; }
+        break;
+    case TB_ACT_SIGMOID:
+        for (i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + expf(-(x[i] + bias[i])));
+        break;
+    default:
+        for (i = 0; i < n; ++i) x[i] += bias[i];
+        break;
     }
 }
 

@@ -1,4 +1,5 @@
-"""Candidates: for every node, each primitive of the library that can run it, with its calls and workspace.
+"""Candidates: for every node, each primitive of the library (tasobuild.primitives.registry) that can run it, with
+its calls and workspace; the optimizer.primitives allow-list that restricts them.
 
 Also every layout transform the solver might insert: one per activation tensor and ordered pair of layouts.
 """
@@ -6,14 +7,14 @@ Also every layout transform the solver might insert: one per activation tensor a
 from __future__ import annotations
 
 import difflib
-import functools
-import importlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS, Graph, Layout, Node
 from tasobuild.primitives import KernelCall, Primitive
+from tasobuild.primitives.registry import library
 
 if TYPE_CHECKING:
     from tasobuild.costs.cache import Cost
@@ -38,21 +39,6 @@ class TransformCandidate:
     src: Layout
     dst: Layout
     call: KernelCall
-
-
-# The modules of tasobuild.primitives that each export PRIMITIVES: one per family of primitives.
-FAMILY_MODULES = ("conv", "conv_direct_blocked", "conv_kn2row", "conv_mec", "conv_variants", "conv_winograd", "ops")
-
-
-@functools.cache
-def library() -> tuple[Primitive, ...]:
-    """Every primitive tasobuild has, sorted by name."""
-    prims = tuple(p for m in FAMILY_MODULES
-                  for p in importlib.import_module(f"tasobuild.primitives.{m}").PRIMITIVES)
-    names = [p.name for p in prims]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    assert not duplicates, f"primitive names must be unique: {duplicates}"
-    return tuple(sorted(prims, key=lambda p: p.name))
 
 
 def check_allow_list(allow: Iterable[str]) -> frozenset[str]:

@@ -273,7 +273,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 
 def cmd_primitives(args: argparse.Namespace) -> int:
-    from tasobuild.candidates import library
+    from tasobuild.primitives.registry import library
 
     rows = [{"name": p.name, "op": p.op, "family": p.family, "layout_in": p.layout_in, "layout_out": p.layout_out}
             for p in library()]

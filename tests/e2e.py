@@ -7,9 +7,9 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ out = "out"
 
 def allow_all_but(prefix: str) -> str:
     """An `[optimizer] primitives` allow-list line with every primitive whose name does not start with `prefix`."""
-    from tasobuild.candidates import library
+    from tasobuild.primitives.registry import library
 
     names = sorted(p.name for p in library() if not p.name.startswith(prefix))
     return "primitives = [" + ", ".join(f'"{n}"' for n in names) + "]\n"

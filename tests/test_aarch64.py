@@ -24,12 +24,18 @@ import numpy as np
 import pytest
 
 from tasobuild.costs.cache import read_csv
-from tasobuild.primitives.conv import GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NC, GEMM_NR, gemm_workspace_floats, pack_a, \
-    pack_b
+from tasobuild.primitives.gemm import GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NC, GEMM_NR, gemm_workspace_floats, pack_a, pack_b
 from tasobuild.resources import kernels_dir
 from tasobuild.target import Target, load_target
-from tests.e2e import (WITH_TRADE_OFF, assert_matches, build_and_compile, run_binary, tasobuild, wrap_binary,
-                       write_target_spec)
+from tests.e2e import (
+    WITH_TRADE_OFF,
+    assert_matches,
+    build_and_compile,
+    run_binary,
+    tasobuild,
+    wrap_binary,
+    write_target_spec,
+)
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
 

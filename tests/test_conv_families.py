@@ -12,14 +12,26 @@ import numpy as np
 import pytest
 
 from tasobuild.ir import Constant
-from tasobuild.primitives import Primitive
-from tasobuild.primitives import conv_kn2row, conv_mec, conv_variants
-from tasobuild.primitives.conv import ConvGeometry
-from tasobuild.resources import kernels_dir
+from tasobuild.primitives import Primitive, conv_kn2row, conv_mec, conv_variants
+from tasobuild.primitives.conv_table import ConvGeometry
 from tasobuild.primitives.transforms import from_layout
+from tasobuild.resources import kernels_dir
 from tests.guard import guarded_kernels, run_guarded
-from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for,
-                                        check_every_applicable, check_view, conv_graph, reference, run, with_params)
+from tests.test_conv_primitives import (
+    CLIP6,
+    LEAKY,
+    RELU,
+    SIGMOID,
+    Case,
+    assert_close,
+    buffers_for,
+    check_every_applicable,
+    check_view,
+    conv_graph,
+    reference,
+    run,
+    with_params,
+)
 
 FAMILIES: tuple[Primitive, ...] = conv_variants.PRIMITIVES + conv_mec.PRIMITIVES + conv_kn2row.PRIMITIVES
 IM2COL = tuple(p.name for p in conv_variants.PRIMITIVES if p.family in ("im2col", "im2row"))
@@ -214,13 +226,13 @@ def test_workspace_pinned() -> None:
 
 
 def test_names_layouts_and_library_size() -> None:
-    from tasobuild.candidates import FAMILY_MODULES, library
+    from tasobuild.primitives.registry import family_modules, library
 
     for p in FAMILIES:
         src, dst = p.layout_in.lower(), p.layout_out.lower()
         assert p.op == "conv" and p.name.endswith("_" + src if src == dst else f"_{src}_to_{dst}"), p.name
         assert p.sources[0].endswith(".c") and "tb_conv_families.h" in p.sources
-    assert {"conv_variants", "conv_mec", "conv_kn2row"} <= set(FAMILY_MODULES)
+    assert {"conv_variants", "conv_mec", "conv_kn2row"} <= set(family_modules())
     convs = [p for p in library() if p.op == "conv"]
     assert len(convs) >= 41 and len({p.family for p in convs}) >= 8
     assert {(p.layout_in, p.layout_out) for p in convs} == {(a, b) for a in ("CHW", "HWC", "HCW")
@@ -238,14 +250,14 @@ def test_geometry_of_mec_lowering() -> None:
                                    ("-std=c99", "-Wall", "-Wextra", "-Werror", "-ffreestanding", "-O2",
                                     "-DTB_GEMM_SCALAR")])
 def test_kernels_compile_warning_free(flags: tuple[str, ...], tmp_path) -> None:
-    for name in ("conv_im2col_scan.c", "conv_mec.c", "conv_kn2row.c", "conv_hcw.c"):
+    for name in ("conv_im2col.c", "conv_mec.c", "conv_kn2row.c", "conv_hcw.c"):
         done = subprocess.run(["cc", *flags, "-c", str(kernels_dir() / name), "-o", str(tmp_path / "k.o")],
                               capture_output=True, text=True)
         assert done.returncode == 0 and not done.stderr, f"{name}: {done.stderr}"
 
 
 def test_scan_block_matches_the_c_header() -> None:
-    from tasobuild.primitives.conv_table import SCAN_PIXELS
+    from tasobuild.primitives.conv_variants import SCAN_PIXELS
 
     text = (kernels_dir() / "tb_conv_families.h").read_text()
     assert f"#define TB_SCAN_PIXELS {SCAN_PIXELS}\n" in text

@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 
 from tasobuild.ir import Activation, Constant, Graph, Node, Shape, attrs
-from tasobuild.primitives import KernelCall, Primitive
-from tasobuild.primitives.conv import PRIMITIVES, ConvGeometry
+from tasobuild.primitives import KernelCall, Primitive, conv, conv_variants
+from tasobuild.primitives.conv_table import ConvGeometry
 from tasobuild.primitives.transforms import from_layout, to_layout
 from tests.guard import guarded_kernels, run_guarded
+
+# The same-layout CHW and HWC kernels: direct, depthwise, 1x1 and the im2col / im2row copies.
+PRIMITIVES: tuple[Primitive, ...] = conv.PRIMITIVES + tuple(
+    p for p in conv_variants.PRIMITIVES if p.name in ("conv_im2col_gemm_chw", "conv_im2row_gemm_hwc"))
 
 RELU, CLIP6, LEAKY, SIGMOID, NONE = (Activation("relu"), Activation("clip", 0.0, 6.0), Activation("leaky_relu", 0.1),
                                      Activation("sigmoid"), Activation("none"))
@@ -38,8 +42,8 @@ class Case:
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = self.k, self.stride, self.dil, self.pads
-        return (self.h + t + b - dh * (kh - 1) - 1) // sh + 1, (self.w + l + r - dw * (kw - 1) - 1) // sw + 1
+        (kh, kw), (sh, sw), (dh, dw), (t, left, b, r) = self.k, self.stride, self.dil, self.pads
+        return (self.h + t + b - dh * (kh - 1) - 1) // sh + 1, (self.w + left + r - dw * (kw - 1) - 1) // sw + 1
 
 
 def conv_graph(case: Case, seed: int = 0) -> tuple[Node, Graph, np.ndarray]:
@@ -59,9 +63,9 @@ def conv_graph(case: Case, seed: int = 0) -> tuple[Node, Graph, np.ndarray]:
 
 def reference(case: Case, graph: Graph, x: np.ndarray, with_bias_act: bool = True) -> np.ndarray:
     """Convolution in float64: zero-pad, then one tensor contraction per tap and group."""
-    (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = case.k, case.stride, case.dil, case.pads
+    (kh, kw), (sh, sw), (dh, dw), (t, left, b, r) = case.k, case.stride, case.dil, case.pads
     weight, bias = graph.const("W").astype(np.float64), graph.const("b").astype(np.float64)
-    xp = np.pad(x.astype(np.float64), ((0, 0), (t, b), (l, r)))
+    xp = np.pad(x.astype(np.float64), ((0, 0), (t, b), (left, r)))
     oh, ow = case.out_hw
     cg, mg = case.c // case.groups, case.m // case.groups
     out = np.zeros((case.m, oh, ow))
@@ -285,12 +289,11 @@ def test_geometry_reads_node_attributes() -> None:
 
 # The kernels of these files honour row views by narrowing loops or the GEMM's pixel slab (tb_conv.h); across the
 # families (library()) that is every direct, depthwise, 1x1, im2col/im2row copy and scan, and HCW primitive.
-SLAB_KERNEL_FILES = ("conv_direct.c", "conv_depthwise.c", "conv_1x1.c", "conv_hcw.c", "conv_im2col.c",
-                     "conv_im2col_scan.c")
+SLAB_KERNEL_FILES = ("conv_direct.c", "conv_depthwise.c", "conv_1x1.c", "conv_hcw.c", "conv_im2col.c")
 
 
 def slab_primitives() -> tuple[Primitive, ...]:
-    from tasobuild.candidates import library
+    from tasobuild.primitives.registry import library
 
     return tuple(p for p in library() if p.op == "conv" and p.sources[0] in SLAB_KERNEL_FILES)
 

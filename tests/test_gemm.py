@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tasobuild import native
-from tasobuild.primitives import conv
-from tasobuild.primitives.conv import gemm_workspace_floats, pack_a, pack_b
+from tasobuild.primitives import gemm
+from tasobuild.primitives.gemm import gemm_workspace_floats, pack_a, pack_b
 from tasobuild.primitives.transforms import from_layout, to_layout
 from tasobuild.resources import kernels_dir
 from tests.guard import run_guarded
@@ -23,9 +23,9 @@ from tests.test_conv_primitives import CLIP6, RELU, SIGMOID, Case, applicable, a
 def test_block_sizes_match_the_c_header() -> None:
     text = (kernels_dir() / "tb_gemm.h").read_text()
     defined = {name: int(value) for name, value in re.findall(r"#define TB_GEMM_(\w+) (\d+)", text)}
-    assert defined == {"MR": conv.GEMM_MR, "NR": conv.GEMM_NR, "KC": conv.GEMM_KC, "MC": conv.GEMM_MC,
-                       "NC": conv.GEMM_NC}
-    assert conv.GEMM_MC % conv.GEMM_MR == 0 and conv.GEMM_NC % conv.GEMM_NR == 0  # blocks hold whole panels
+    assert defined == {"MR": gemm.GEMM_MR, "NR": gemm.GEMM_NR, "KC": gemm.GEMM_KC, "MC": gemm.GEMM_MC,
+                       "NC": gemm.GEMM_NC}
+    assert gemm.GEMM_MC % gemm.GEMM_MR == 0 and gemm.GEMM_NC % gemm.GEMM_NR == 0  # blocks hold whole panels
 
 
 def test_pack_a_panels() -> None:

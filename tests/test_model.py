@@ -28,7 +28,7 @@ from tasobuild.costs.model import (
 )
 from tasobuild.ir import Activation, Graph, Node, Shape, attrs
 from tasobuild.primitives import KernelCall
-from tasobuild.primitives.conv import PRIMITIVES as CONV_PRIMITIVES
+from tasobuild.primitives.registry import library
 
 
 def conv_graph(c: int, h: int, m: int, k: int, stride: int = 1, groups: int = 1) -> Graph:
@@ -43,7 +43,7 @@ def conv_graph(c: int, h: int, m: int, k: int, stride: int = 1, groups: int = 1)
 
 def conv_call(name: str, *args: int) -> KernelCall:
     graph = conv_graph(*args)
-    prim = next(p for p in CONV_PRIMITIVES if p.name == name)
+    prim = next(p for p in library() if p.name == name)
     (call,) = prim.call(graph.nodes[0], graph)
     return call
 

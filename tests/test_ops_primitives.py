@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+import typing
 
 import numpy as np
 import onnxruntime as ort
@@ -12,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from tasobuild.ir import LAYOUTS, Activation, Constant, Graph, Node, Shape, attrs
-from tasobuild.primitives import Primitive
+from tasobuild.primitives import ACT_CODES, Primitive
 from tasobuild.primitives.ops import PRIMITIVES, transpose_is_view
 from tasobuild.primitives.transforms import from_layout, same_memory, to_layout, transform_call
 from tasobuild.resources import kernels_dir
@@ -24,6 +26,14 @@ ACTS = (Activation("none"), Activation("relu"), Activation("clip", 0.0, 6.0), Ac
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+
+
+def test_activation_codes_match_the_kernel_header() -> None:
+    """ACT_CODES mirrors tb_kernels.h's TB_ACT_* enum, the one C definition every kernel switches on."""
+    text = (kernels_dir() / "tb_kernels.h").read_text()
+    enum = {name.lower(): int(value) for name, value in re.findall(r"TB_ACT_(\w+) = (\d+)", text)}
+    assert enum == ACT_CODES
+    assert set(typing.get_args(typing.get_type_hints(Activation)["kind"])) == set(ACT_CODES)  # every IR activation
 
 
 def graph_of(node: Node, shapes: dict[str, Shape], constants: dict[str, np.ndarray] | None = None) -> Graph:
@@ -53,7 +63,8 @@ def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
 
 
 def activate(x: np.ndarray, act: Activation) -> np.ndarray:
-    return {"none": lambda: x, "relu": lambda: np.maximum(x, 0), "clip": lambda: np.minimum(np.maximum(x, act.a), act.b),
+    return {"none": lambda: x, "relu": lambda: np.maximum(x, 0),
+            "clip": lambda: np.minimum(np.maximum(x, act.a), act.b),
             "leaky_relu": lambda: np.where(x < 0, act.a * x, x), "sigmoid": lambda: 1 / (1 + np.exp(-x))}[act.kind]()
 
 

@@ -15,14 +15,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasobuild import candidates
 from tasobuild.ir import Constant, Graph, Node
-from tasobuild.primitives import Primitive
+from tasobuild.primitives import Primitive, registry
 from tasobuild.primitives import conv_winograd as cw
 from tasobuild.resources import kernels_dir
 from tests.test_conv_families import check_tiled_grid
-from tests.test_conv_primitives import (CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for, check_view,
-                                        conv_graph, reference, run)
+from tests.test_conv_primitives import (
+    CLIP6,
+    LEAKY,
+    RELU,
+    SIGMOID,
+    Case,
+    assert_close,
+    buffers_for,
+    check_view,
+    conv_graph,
+    reference,
+    run,
+)
 
 BY_NAME = {p.name: p for p in cw.PRIMITIVES}
 
@@ -242,8 +252,8 @@ def test_does_not_apply(label: str, case: Case) -> None:
 
 
 def test_registered_in_the_library() -> None:
-    assert "conv_winograd" in candidates.FAMILY_MODULES
-    names = {p.name for p in candidates.library()}
+    assert "conv_winograd" in registry.family_modules()
+    names = {p.name for p in registry.library()}
     assert {p.name for p in cw.PRIMITIVES} <= names and len(cw.PRIMITIVES) == 20
     for p in cw.PRIMITIVES:
         assert p.op == "conv" and p.layout_in == p.layout_out and p.name.endswith("_" + p.layout_in.lower())

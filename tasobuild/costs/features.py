@@ -11,10 +11,10 @@ model in log space fits power laws (time ~ flops^a * bytes^b) per kernel.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-from tasobuild.primitives import KernelCall
+from tasobuild.primitives import ACT_CODES, KernelCall
 
 # Bumped whenever a feature is added, removed or redefined: a model trained on other features must be retrained.
 FEATURE_VERSION = 5
@@ -121,7 +121,7 @@ def conv_shape(p: Mapping[str, float]) -> tuple[float, ...]:
         _fill(mg, 6), _fill(pixels, 16), _fill(mg, 16), _fill(p["out_c"], 8), _fill(p["out_w"], 8),
         # HWC kernels: the GEMM's rows are pixels (6-row micro-tile) and the vectors run along input channels.
         _fill(pixels, 6), _fill(cg, 8),
-        float(p["act"] in (4,)),  # sigmoid calls expf per element
+        float(p["act"] == ACT_CODES["sigmoid"]),  # sigmoid calls expf per element
         # Interactions: one kernel (e.g. direct) runs depthwise, pointwise and full convolutions at very different
         # speeds per FLOP; a linear model in the logs needs these to bend per kind.
         depthwise * log2p(flops), pointwise * log2p(flops), depthwise * log2p(pixels), pointwise * log2p(pixels),
@@ -129,7 +129,7 @@ def conv_shape(p: Mapping[str, float]) -> tuple[float, ...]:
         # kernels' generic path, 10-50x slower per FLOP than the vectorised one-output-per-channel path.
         multiplied, multiplied * log2p(flops),
         # Leaky ReLU takes a scalar path in some kernels: a depthwise HWC layer runs 4-5x slower than with ReLU.
-        float(p["act"] == 3),
+        float(p["act"] == ACT_CODES["leaky_relu"]),
         # The HWC depthwise kernel vectorises 3x3, stride 1 or 2 layers 16 channels at a time and sends the channels
         # past the last full 16, and every other shape, to a generic path up to 45x slower per FLOP.
         depthwise * (p["out_c"] % 16) / max(1.0, p["out_c"]), depthwise * float(not vector_depthwise),

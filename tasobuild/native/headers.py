@@ -2,15 +2,16 @@
 
 tb_kernels.h and the headers it includes declare `typedef struct { int a, b; float c; } tb_x;` parameter structs and
 `void tb_f(const tb_x *p, const float *restrict a, ..., float *restrict out);` kernels; a prototype counts only once a
-C file defines it.
+C file defines it, written out or through tb_conv_layout.h's TB_CONV_LAYOUT_KERNEL(tb_f, body, in, out) macro.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 PUBLIC_HEADER = "tb_kernels.h"
 MAX_BUFFERS = 16  # buffers per kernel: matches TB_DISPATCH_MAX_BUFFERS and the pointer arrays of _bindings.pyx
@@ -45,6 +46,7 @@ _STRUCT_ARG_RE = re.compile(r"^const\s+(tb_\w+)\s*\*\s*\w+$")
 _BUFFER_ARG_RE = re.compile(r"^(const\s+)?float\s*\*\s*restrict\s+(\w+)$")
 _COMMENT_RE = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
 _DEFINITION_RE = re.compile(r"^void\s+(tb_\w+)\s*\([^;{]*\)\s*\{", re.MULTILINE)
+_MACRO_DEFINITION_RE = re.compile(r"^TB_CONV_LAYOUT_KERNEL\(\s*(tb_\w+)\s*,", re.MULTILINE)
 _INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 
 
@@ -68,10 +70,13 @@ def _parse_struct(body: str, name: str) -> StructDecl | None:
 
 
 def defined_functions(sources: Sequence[Path]) -> frozenset[str]:
-    """Names of the non-static `void tb_*(...) {` functions the C files define."""
+    """Names of the non-static `void tb_*(...) {` functions the C files define, and of the kernels they define with
+    TB_CONV_LAYOUT_KERNEL."""
     found: set[str] = set()
     for src in sources:
-        found.update(_DEFINITION_RE.findall(_COMMENT_RE.sub(" ", src.read_text())))
+        text = _COMMENT_RE.sub(" ", src.read_text())
+        found.update(_DEFINITION_RE.findall(text))
+        found.update(_MACRO_DEFINITION_RE.findall(text))
     return frozenset(found)
 
 

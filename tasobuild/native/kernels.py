@@ -10,10 +10,10 @@ import struct
 import sysconfig
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -111,7 +111,9 @@ class Kernels:
 
     def bench(self, call: KernelCall, buffers: Mapping[str, np.ndarray], warmup: int = 3, reps: int = 10) -> np.ndarray:
         """Seconds of each of `reps` timed calls (after `warmup` untimed ones), measured in C."""
-        return self.module.bench(call.function, self.pack(call), self._arrays(call, buffers), warmup, reps)
+        seconds: np.ndarray = self.module.bench(call.function, self.pack(call), self._arrays(call, buffers), warmup,
+                                                reps)
+        return seconds
 
 
 _LOADED: dict[tuple[str, str], Kernels] = {}
@@ -126,11 +128,13 @@ def _import(module: str, path: Path) -> ModuleType:
     return mod
 
 
-def load(cc: str = "cc", cflags: Sequence[str] = DEFAULT_CFLAGS, cache_dir: Path | None = None) -> Kernels:
-    """The kernels compiled with `cc` and `cflags`: from the cache when built before, else built now (and cached)."""
+def load(cc: str = "cc", cflags: Sequence[str] = DEFAULT_CFLAGS, cache_dir: Path | None = None,
+         folder: Path | None = None) -> Kernels:
+    """The kernels compiled with `cc` and `cflags`: from the cache when built before, else built now (and cached).
+    `folder` holds the kernel sources (default: tasobuild's own; bench/kernel_ab.py loads an older copy beside them)."""
     from filelock import FileLock
 
-    folder = kernels_dir()
+    folder = kernels_dir() if folder is None else folder
     flags = tuple(cflags)
     digest = build_digest(cc, flags, folder)
     root = (cache_dir if cache_dir is not None else bindings_dir()).resolve()

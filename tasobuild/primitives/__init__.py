@@ -3,19 +3,24 @@
 A Primitive says which node it can run (`applies`), in which layouts it reads and writes, how much workspace it
 needs (an exact formula in bytes), how it transforms the node's weights at build time, and the C call that runs it
 (`call`). The emitter renders that call into the generated project; the profiler times exactly the same call through
-the Cython bindings. Families register themselves in the modules of this package; `LIBRARY` is all of them.
+the Cython bindings. Each family module of this package exports its PRIMITIVES; `registry.library()` is all of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 import numpy as np
 
-from tasobuild.ir import Graph, Layout, Node
+from tasobuild.ir import Activation, Graph, Layout, Node
 
-ParamValue = Union[int, float]
+ParamValue = int | float
+Params = tuple[tuple[str, ParamValue], ...]  # a parameter struct, field by field in declaration order
+
+# The fused activation's code in every parameter struct's `act` field: the TB_ACT_* enum of tb_kernels.h (the only
+# C definition; tests/test_ops_primitives.py checks the two agree).
+ACT_CODES: dict[str, int] = {"none": 0, "relu": 1, "clip": 2, "leaky_relu": 3, "sigmoid": 4}
 
 # Buffer roles: "in<k>" is the node's k-th activation input, "w<k>" the k-th array its weight transform returns,
 # "out" its output, "ws" its workspace. A kernel takes them after its parameter struct in the order of `args`.
@@ -27,7 +32,7 @@ class KernelCall:
 
     function: str  # e.g. "tb_conv_direct_chw"
     struct: str  # e.g. "tb_conv"
-    params: tuple[tuple[str, ParamValue], ...]  # every struct field, in declaration order
+    params: Params  # every struct field, in declaration order
     args: tuple[str, ...]  # buffer roles in C argument order, e.g. ("in0", "w0", "w1", "out", "ws")
     buffer_bytes: tuple[tuple[str, int], ...]  # role -> exact bytes the call reads or writes there
     _key: str = field(init=False, repr=False, compare=False)  # key(), made once: a build asks for it ~10^4 times
@@ -61,3 +66,8 @@ def no_workspace(node: Node, graph: Graph) -> int:
 
 def no_weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
     return ()
+
+
+def activation_fields(act: Activation) -> Params:
+    """The (act, act_a, act_b) struct fields of a fused activation."""
+    return (("act", ACT_CODES[act.kind]), ("act_a", float(act.a)), ("act_b", float(act.b)))

@@ -14,8 +14,16 @@ import numpy as np
 
 from tasobuild.ir import LAYOUTS, Layout
 from tasobuild.primitives import Primitive
-from tasobuild.primitives.conv import CONV_HEADERS, ConvGeometry, w_hwio
-from tasobuild.primitives.conv_table import ConvRow, conv_primitive, floats_plain, layout_suffix, no_workspace
+from tasobuild.primitives.conv_table import (
+    CONV_HEADERS,
+    ConvGeometry,
+    ConvRow,
+    conv_primitive,
+    floats_plain,
+    layout_suffix,
+    no_workspace,
+    w_hwio,
+)
 
 SOURCES = ("conv_direct_blocked.c", "tb_conv_blocked.h", "tb_conv_layout.h") + CONV_HEADERS
 PANEL = 32  # TB_BLOCKED_PANEL in tb_conv_blocked.h

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from tasobuild.primitives import Primitive
-from tasobuild.primitives.conv import GEMM_MR, GEMM_NR, ConvGeometry, gemm_workspace_floats, pack_a, pack_b
-from tasobuild.primitives.conv_table import FAMILY_HEADERS, ConvRow, conv_primitive, groups_of, round_up
+from tasobuild.primitives.conv_table import FAMILY_HEADERS, ConvGeometry, ConvRow, conv_primitive, groups_of
+from tasobuild.primitives.gemm import GEMM_MR, GEMM_NR, gemm_workspace_floats, pack_a, pack_b, round_up
 
 KN2ROW_SOURCES = ("conv_kn2row.c", "gemm.c") + FAMILY_HEADERS
 

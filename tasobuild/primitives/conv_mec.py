@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from tasobuild.ir import LAYOUTS, Layout
 from tasobuild.primitives import Primitive
-from tasobuild.primitives.conv import ConvGeometry, gemm_workspace_floats
-from tasobuild.primitives.conv_table import (FAMILY_HEADERS, ConvRow, conv_primitive, floats_packed_a,
-                                             floats_packed_b, layout_suffix, packed_a_taps_c, packed_b_taps_c)
+from tasobuild.primitives.conv_table import (
+    FAMILY_HEADERS,
+    ConvGeometry,
+    ConvRow,
+    conv_primitive,
+    floats_packed_a,
+    floats_packed_b,
+    layout_suffix,
+    packed_a_taps_c,
+    packed_b_taps_c,
+)
+from tasobuild.primitives.gemm import gemm_workspace_floats
 
 MEC_SOURCES = ("conv_mec.c", "gemm.c") + FAMILY_HEADERS
 

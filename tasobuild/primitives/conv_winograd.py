@@ -25,16 +25,16 @@ tests/test_winograd.py bounds every variant by `ERROR_BOUND`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import numpy as np
 
-from tasobuild.ir import FLOAT_BYTES, Graph, Layout, Node
-from tasobuild.primitives import KernelCall, Primitive
-from tasobuild.primitives.conv import (CONV_HEADERS, GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NR, ConvGeometry, _bias,
-                                       _round_up, _weight, conv_params, pack_b)
+from tasobuild.ir import Layout
+from tasobuild.primitives import Primitive
+from tasobuild.primitives.conv_table import CONV_HEADERS, ConvGeometry, ConvRow, conv_primitive
+from tasobuild.primitives.gemm import GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NR, pack_b, round_up
 
 # kernels_pyx/tb_winograd.h: tiles per block of the default and the low-memory kernels.
 WINO_BLOCK, WINO_LOWMEM_BLOCK = 96, 12
@@ -99,13 +99,13 @@ def cook_toom(m: int, r: int, points: tuple[Fraction, ...]) -> tuple[Matrix, Mat
 
     Linear convolution of polynomials evaluated at the points (and the leading coefficient, 'infinity'), multiplied
     and interpolated back, transposed into correlation: AT holds the powers of the points, G the kernel's values
-    at them divided by prod (a_l - a_k), BT the Lagrange numerators prod_{k != l} (x - a_k) and prod (x - a_k)."""
+    at them divided by prod (a_q - a_k), BT the Lagrange numerators prod_{k != q} (x - a_k) and prod (x - a_k)."""
     n = m + r - 1
     assert len(points) == n - 1 and len(set(points)) == n - 1, "alpha - 1 distinct finite points"
     at = tuple(tuple(a ** i for a in points) + (Fraction(int(i == m - 1)),) for i in range(m))
     g, bt = [], []
-    for l, a in enumerate(points):
-        others = [b for k, b in enumerate(points) if k != l]
+    for q, a in enumerate(points):
+        others = [b for k, b in enumerate(points) if k != q]
         scale = Fraction(1)
         for b in others:
             scale *= a - b
@@ -116,7 +116,7 @@ def cook_toom(m: int, r: int, points: tuple[Fraction, ...]) -> tuple[Matrix, Mat
     for i in range(m):  # exactly correlation: y_i = sum_k g_k d_{i+k}
         for k in range(r):
             for j in range(n):
-                assert sum(at[i][l] * g[l][k] * bt[l][j] for l in range(n)) == int(j == i + k)
+                assert sum(at[i][q] * g[q][k] * bt[q][j] for q in range(n)) == int(j == i + k)
     return at, tuple(g), tuple(bt)
 
 
@@ -128,7 +128,7 @@ def transformed_weights(w: np.ndarray, variant: WinogradVariant) -> np.ndarray:
     """U[xi][m][c] = (G W[m][c] GT)[i][j], xi = i*alpha + j, computed in float64 and rounded once."""
     _, g, _ = variant.matrices()
     g64 = _f64(g)
-    u = np.einsum("ik,mckl,jl->ijmc", g64, w.astype(np.float64), g64)
+    u: np.ndarray = np.einsum("ik,mckl,jl->ijmc", g64, w.astype(np.float64), g64)
     return u.reshape(variant.alpha ** 2, w.shape[0], w.shape[1]).astype(np.float32)
 
 
@@ -231,12 +231,12 @@ def workspace_floats(geo: ConvGeometry, v: WinogradVariant, lowmem: bool) -> int
     """tb_winograd.h's formula: a scratch tile for the transforms, the transformed input and the GEMM results of one
     block of tiles (channel counts rounded up to whole lanes), and tb_gemm's packing of one block of the input."""
     block, aa = block_tiles(geo, v, lowmem), v.alpha ** 2
-    gemm = _round_up(min(GEMM_MC, block), GEMM_MR) * min(geo.c, GEMM_KC)
-    return 2 * aa * v.lanes + aa * block * (_round_up(geo.c, v.lanes) + _round_up(geo.m, v.lanes)) + gemm
+    gemm = round_up(min(GEMM_MC, block), GEMM_MR) * min(geo.c, GEMM_KC)
+    return 2 * aa * v.lanes + aa * block * (round_up(geo.c, v.lanes) + round_up(geo.m, v.lanes)) + gemm
 
 
 def weight_floats(geo: ConvGeometry, v: WinogradVariant) -> int:
-    return v.alpha ** 2 * geo.c * _round_up(geo.m, GEMM_NR)
+    return v.alpha ** 2 * geo.c * round_up(geo.m, GEMM_NR)
 
 
 def packed_weights(w: np.ndarray, v: WinogradVariant) -> np.ndarray:
@@ -262,27 +262,16 @@ def primitive_name(v: WinogradVariant, layout: Layout, lowmem: bool) -> str:
     return f"conv_winograd_{v.name}{'_lowmem' if lowmem else ''}_{layout.lower()}"
 
 
-def _primitive(v: WinogradVariant, layout: Layout, lowmem: bool) -> Primitive:
-    name = primitive_name(v, layout, lowmem)
+def _row(v: WinogradVariant, layout: Layout, lowmem: bool) -> ConvRow:
+    return ConvRow(primitive_name(v, layout, lowmem), "winograd", layout, layout, SOURCES,
+                   applies=functools.partial(_applies, v=v, lowmem=lowmem),
+                   workspace_floats=functools.partial(workspace_floats, v=v, lowmem=lowmem),
+                   transform=functools.partial(_transform, v=v), weight_floats=functools.partial(weight_floats, v=v))
 
-    def applies(node: Node, graph: Graph) -> bool:
-        return node.op == "conv" and _applies(ConvGeometry.of(node, graph), v, lowmem)
 
-    def workspace(node: Node, graph: Graph) -> int:
-        return workspace_floats(ConvGeometry.of(node, graph), v, lowmem) * FLOAT_BYTES
-
-    def weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
-        return packed_weights(_weight(node, graph), v), _bias(node, graph)
-
-    def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
-        geo = ConvGeometry.of(node, graph)
-        roles = (("in0", geo.c * geo.h * geo.w * FLOAT_BYTES), ("w0", weight_floats(geo, v) * FLOAT_BYTES),
-                 ("w1", geo.m * FLOAT_BYTES), ("out", geo.m * geo.pixels * FLOAT_BYTES),
-                 ("ws", workspace_floats(geo, v, lowmem) * FLOAT_BYTES))
-        return (KernelCall(f"tb_{name}", "tb_conv", conv_params(geo, node.act), tuple(r for r, _ in roles), roles),)
-
-    return Primitive(name, "conv", "winograd", layout, layout, SOURCES, applies, workspace, weights, call)
+def _transform(w: np.ndarray, geo: ConvGeometry, v: WinogradVariant) -> np.ndarray:
+    return packed_weights(w, v)
 
 
 PRIMITIVES: tuple[Primitive, ...] = tuple(
-    _primitive(v, layout, lowmem) for layout in ("CHW", "HWC") for v in VARIANTS for lowmem in (False, True))
+    conv_primitive(_row(v, layout, lowmem)) for layout in ("CHW", "HWC") for v in VARIANTS for lowmem in (False, True))

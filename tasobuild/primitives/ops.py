@@ -7,26 +7,20 @@ layout-free element-wise ops (add, act) run the same kernel in every layout L ->
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import product
-from typing import Callable
 
 import numpy as np
 
 from tasobuild.ir import LAYOUTS, Activation, Graph, Layout, Node, Shape
-from tasobuild.primitives import KernelCall, ParamValue, Primitive, no_weights, no_workspace
+from tasobuild.primitives import KernelCall, Params, Primitive, activation_fields, no_weights, no_workspace
 from tasobuild.primitives.transforms import memory_order
 
-Params = tuple[tuple[str, ParamValue], ...]
 CallFn = Callable[[Node, Graph], tuple[KernelCall, ...]]
+WeightsFn = Callable[[Node, Graph], tuple[np.ndarray, ...]]
 
-ACT_CODES = {"none": 0, "relu": 1, "clip": 2, "leaky_relu": 3, "sigmoid": 4}  # TB_ACT_* in tb_kernels.h
 OPS_HEADERS = ("tb_ops.h",)
 ACT_HEADERS = ("tb_ops.h", "ops_act.h")
-
-
-def activation_fields(act: Activation) -> Params:
-    """The (act, act_a, act_b) struct fields of a fused activation."""
-    return (("act", ACT_CODES[act.kind]), ("act_a", float(act.a)), ("act_b", float(act.b)))
 
 
 def _in(node: Node, graph: Graph, k: int = 0) -> Shape:
@@ -55,8 +49,8 @@ def _no_act(node: Node) -> bool:
 
 
 def _prim(op: str, family: str, layout_in: Layout, layout_out: Layout, sources: tuple[str, ...],
-          applies: Callable[[Node, Graph], bool], call: CallFn, weights=no_weights, name: str | None = None,
-          aliases_input: bool = False) -> Primitive:
+          applies: Callable[[Node, Graph], bool], call: CallFn, weights: WeightsFn = no_weights,
+          name: str | None = None, aliases_input: bool = False) -> Primitive:
     suffix = layout_in.lower() if layout_in == layout_out else f"{layout_in.lower()}_{layout_out.lower()}"
     return Primitive(name or f"{op}_{family}_{suffix}", op, family, layout_in, layout_out, sources,
                      lambda n, g: n.op == op and applies(n, g), no_workspace, weights, call, aliases_input)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasobuild.ir import LAYOUTS, Layout, Shape
-from tasobuild.primitives import KernelCall
+from tasobuild.ir import LAYOUTS, NO_ACTIVATION, Layout, Shape
+from tasobuild.primitives import KernelCall, activation_fields
 
 # The kernel files every transform call needs (relative to the kernels folder).
 TRANSFORM_SOURCES: tuple[str, ...] = ("ops_transforms.c", "tb_ops.h")
@@ -53,7 +53,7 @@ def transform_call(shape: Shape, src: Layout, dst: Layout) -> KernelCall:
     return KernelCall(
         function=transform_function(src, dst),
         struct="tb_tensor",
-        params=(("c", shape.c), ("h", shape.h), ("w", shape.w), ("act", 0), ("act_a", 0.0), ("act_b", 0.0)),
+        params=(("c", shape.c), ("h", shape.h), ("w", shape.w)) + activation_fields(NO_ACTIVATION),
         args=("in0", "out"),
         buffer_bytes=(("in0", shape.bytes), ("out", shape.bytes)),
     )

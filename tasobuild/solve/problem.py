@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tasobuild.errors import UserError
+from tasobuild.memory import ARENA_ALIGN
 
 Layout = str  # "CHW" | "HWC" | "HCW"
 LAYOUTS: tuple[Layout, ...] = ("CHW", "HCW", "HWC")  # sorted: iteration order everywhere
@@ -102,7 +103,7 @@ class Problem:
     graph_output: str
     output_layout: Layout  # the output must end in this layout and stay live to the end
     transform_ms: Mapping[tuple[str, Layout, Layout], float]  # (tensor, from, to) -> ms; missing = not possible
-    alignment: int = 64
+    alignment: int = ARENA_ALIGN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))

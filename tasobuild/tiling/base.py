@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, TypeVar
 from tasobuild.candidates import NodeCandidates
 from tasobuild.costs.cache import Cost
 from tasobuild.ir import Graph
+from tasobuild.memory import ARENA_ALIGN
 from tasobuild.primitives import KernelCall
 from tasobuild.tiling.protocol import Group, MemberRun, Option
 
 if TYPE_CHECKING:
     from tasobuild.memory import ArenaPlan
 
-ALIGN = 64  # bytes: each buffer in a group's workspace starts on a cache line (the arena's alignment)
 
 
 def feeds_next(graph: Graph) -> list[bool]:
@@ -57,7 +57,7 @@ def end_to_end(sizes: Sequence[int]) -> tuple[int, ...]:
     """Where buffers of these sizes start, laid end to end from 0 each on a cache line; then where the last ends."""
     starts = [0]
     for size in sizes:
-        starts.append(starts[-1] + -(-size // ALIGN) * ALIGN)
+        starts.append(starts[-1] + -(-size // ARENA_ALIGN) * ARENA_ALIGN)  # each on a cache line
     return tuple(starts)
 
 
