@@ -320,7 +320,8 @@ def markdown(results: dict) -> str:
                   f"all {acc['mdape_all']:.1%}, convolutions {acc['mdape_conv']:.1%}.", "",
                   "| primitive (kernel) | calls | MdAPE |", "|---|---:|---:|"]
         lines += [f"| {f} | {v['n']} | {v['mdape']:.1%} |" for f, v in acc["per_primitive"].items()]
-        lines += ["", "| network | layers (>= 3 alternatives) | median Spearman | mean Spearman |", "|---|---:|---:|---:|"]
+        lines += ["", "| network | layers (>= 3 alternatives) | median Spearman | mean Spearman |",
+                  "|---|---:|---:|---:|"]
         lines += [f"| {n} | {v['layers']} | {v['median']:.2f} | {v['mean']:.2f} |" for n, v in acc["spearman"].items()]
         lines.append("")
     reg = results.get("regret")
@@ -335,7 +336,8 @@ def markdown(results: dict) -> str:
                          f"{v['measured']['auto']} / {v['calls']} ({v['auto_fraction']:.1%}) |")
         lines += ["", "The same plans priced by the measured per-call costs (sum over calls and transforms, no "
                   "end-to-end run):", "",
-                  "| network | profile plan ms | model plan ms | model | auto plan ms | auto |", "|---|---:|---:|---:|---:|---:|"]
+                  "| network | profile plan ms | model plan ms | model | auto plan ms | auto |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for n, v in reg.items():
             s = v["measured_sum_ms"]
             lines.append(f"| {n} | {s['profile']:.2f} | {s['model']:.2f} | {s['model'] / s['profile'] - 1:+.1%} | "
@@ -344,7 +346,8 @@ def markdown(results: dict) -> str:
     pr = results.get("priced")
     if pr:
         lines += ["### Priced regret: plans solved in process, priced by the measured per-call costs", "",
-                  "| network | profile plan ms | model plan ms | model | auto plan ms | auto | auto measured / all calls |",
+                  "| network | profile plan ms | model plan ms | model | auto plan ms | auto "
+                  "| auto measured / all calls |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for n, v in pr.items():
             ms, r = v["ms"], v["regret"]
@@ -363,7 +366,8 @@ def markdown(results: dict) -> str:
     if tr:
         lines += ["### Transfer: -O2 without SIMD -> -O3 -march=native", "",
                   "| model | MdAPE all | MdAPE conv | median per-layer Spearman |", "|---|---:|---:|---:|"]
-        lines += [f"| {k} | {v['mdape_all']:.1%} | {v['mdape_conv']:.1%} | {v['spearman']:.2f} |" for k, v in tr.items()]
+        lines += [f"| {k} | {v['mdape_all']:.1%} | {v['mdape_conv']:.1%} | {v['spearman']:.2f} |"
+                  for k, v in tr.items()]
         lines.append("")
     return "\n".join(lines)
 

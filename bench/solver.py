@@ -38,7 +38,8 @@ def problem_of(model: str) -> Problem:
         return price(inputs, Solve(inputs.spec, inputs.target, progress=sys.stderr.isatty())).problem
 
 
-def timed(problem: Problem, ask: Callable[[Session], Plan | list[Plan]]) -> tuple[float, float, float, Plan | list[Plan]]:
+def timed(problem: Problem, ask: Callable[[Session], Plan | list[Plan]]
+          ) -> tuple[float, float, float, Plan | list[Plan]]:
     """(encode s, Z3 s, total s, answer) for one question asked of a fresh session."""
     start = time.perf_counter()
     session = Session(problem)

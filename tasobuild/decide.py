@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from tasobuild.candidates import NodeCandidates, TransformCandidate
@@ -15,6 +15,7 @@ from tasobuild.costs.cache import Cost
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph
 from tasobuild.memory import ArenaPlan, check_no_overlap, plan_arena
+from tasobuild.primitives import KernelCall
 from tasobuild.solve import (
     Choice,
     Plan,
@@ -31,7 +32,7 @@ from tasobuild.tiling import Group
 BOUNDARY_LAYOUT = "CHW"
 
 
-def call_time_ms(calls, costs: Mapping[str, Cost]) -> float:
+def call_time_ms(calls: Iterable[KernelCall], costs: Mapping[str, Cost]) -> float:
     return sum(costs[c.key()].median_ms for c in calls)
 
 

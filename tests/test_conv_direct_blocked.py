@@ -91,5 +91,6 @@ def test_views(label: str, case: Case) -> None:
     starts mid-vector; accumulate off and on; the input rows a view does not need are NaN."""
     node, graph, x = conv_graph(case, seed=5)
     oh, _ = case.out_hw
-    for channels, rows in (((0, min(9, case.m)), (0, 2)), ((3, case.m), (oh // 3, oh - oh // 3)), ((1, case.m - 1), (oh - 1, oh))):
+    views = (((0, min(9, case.m)), (0, 2)), ((3, case.m), (oh // 3, oh - oh // 3)), ((1, case.m - 1), (oh - 1, oh)))
+    for channels, rows in views:
         check_view(case, node, graph, x, channels=channels, rows=rows, primitives=PRIMITIVES)

@@ -116,7 +116,8 @@ def test_garbage_file_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
 
 def test_damaged_pages_fail_integrity_check(tmp_path: Path) -> None:
     with open_cache(tmp_path) as cache:
-        cache.put_many([(CostKey(FP, KD, f"tb_x(i={i})" + "p" * 200), Cost(1.0, 0.0, 5, "measured")) for i in range(400)])
+        cache.put_many([(CostKey(FP, KD, f"tb_x(i={i})" + "p" * 200), Cost(1.0, 0.0, 5, "measured"))
+                        for i in range(400)])
     path = tmp_path / "costs.sqlite"
     data = bytearray(path.read_bytes())
     assert len(data) > 8 * 4096 and data[:16] == b"SQLite format 3\x00"
@@ -192,10 +193,12 @@ def test_csv_export_import_round_trip(tmp_path: Path) -> None:
     [
         ("function,params,ms\n", "host.csv:1: cost CSV must start with the header"),
         ("function,params,median_ms,spread_ms,reps\ntb_add,n=1,0.5,0.1\n", "host.csv:2: expected 5 fields"),
-        ("function,params,median_ms,spread_ms,reps\ntb_add,n=1,0.5,0.1,5\ntb_add,n=1,-1,0,5\n", "host.csv:3: bad numbers"),
+        ("function,params,median_ms,spread_ms,reps\ntb_add,n=1,0.5,0.1,5\ntb_add,n=1,-1,0,5\n",
+         "host.csv:3: bad numbers"),
         ("function,params,median_ms,spread_ms,reps\ntb_add,n=1,0.5,0.1,0\n", "host.csv:2: bad numbers"),
         ("function,params,median_ms,spread_ms,reps\ntb add,n=1,0.5,0.1,5\n", "host.csv:2: function 'tb add'"),
-        ("function,params,median_ms,spread_ms,reps\ntb_a,n=1,1,0,5\ntb_a,n=1,2,0,5\n", "host.csv:3: tb_a(n=1) repeats line 2"),
+        ("function,params,median_ms,spread_ms,reps\ntb_a,n=1,1,0,5\ntb_a,n=1,2,0,5\n",
+         "host.csv:3: tb_a(n=1) repeats line 2"),
     ],
 )
 def test_csv_import_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:

@@ -71,7 +71,8 @@ GUARD_MAIN = r"""
 int main(void)
 {
     static unsigned char raw[NET_ARENA_BYTES + 2 * CANARY + NET_ARENA_ALIGN];
-    unsigned char *base = (unsigned char *)(((unsigned long)raw + NET_ARENA_ALIGN - 1) & ~(unsigned long)(NET_ARENA_ALIGN - 1));
+    unsigned char *base =
+        (unsigned char *)(((unsigned long)raw + NET_ARENA_ALIGN - 1) & ~(unsigned long)(NET_ARENA_ALIGN - 1));
     unsigned char *arena = base + CANARY;
     float in[NET_INPUT_COUNT], out[NET_OUTPUT_COUNT];
     size_t i, touched_top = 0;

@@ -71,7 +71,8 @@ def test_minimum_reps_even_for_a_slow_call(kernels: native.Kernels) -> None:
     assert measure_call(add_call(1 << 16), kernels, policy).reps == 7
 
 
-def test_second_measure_hits_the_cache(kernels: native.Kernels, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_second_measure_hits_the_cache(kernels: native.Kernels, tmp_path: Path,
+                                       capfd: pytest.CaptureFixture[str]) -> None:
     digest = kernel_digest()
     calls = list(CALLS) + [CALLS[2], CALLS[0]]  # duplicates are measured once
     with CostCache(tmp_path) as cache:
@@ -83,7 +84,8 @@ def test_second_measure_hits_the_cache(kernels: native.Kernels, tmp_path: Path, 
         assert again.measured == 0
         assert dict(again.costs) == dict(first.costs)  # exactly what was stored
         # Another target or edited kernels are other keys: measured anew.
-        other = measure(CALLS[:1], kernels, cache, fingerprint="other", kernel_digest=digest, progress=False, policy=FAST)
+        other = measure(CALLS[:1], kernels, cache, fingerprint="other", kernel_digest=digest, progress=False,
+                        policy=FAST)
         assert other.measured == 1
         assert len(cache.rows()) == 5
     assert capfd.readouterr().out == ""  # progress goes to stderr only
@@ -114,7 +116,8 @@ def test_two_processes_measure_each_call_once(kernels: native.Kernels, bindings_
     ctx = multiprocessing.get_context("spawn")  # independent interpreters, as two concurrent builds would be
     # One digest for both (the kernels folder may be edited while the test runs; an install never changes).
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    workers = [ctx.Process(target=_profile_in_another_process, args=(str(tmp_path), str(bindings_dir), kernel_digest(), barrier, results))
+    args = (str(tmp_path), str(bindings_dir), kernel_digest(), barrier, results)
+    workers = [ctx.Process(target=_profile_in_another_process, args=args)
                for _ in range(2)]
     for w in workers:
         w.start()

@@ -287,7 +287,8 @@ def test_tensor_bytes_range_and_floor() -> None:
 
 
 def test_budget_pruning() -> None:
-    s = Session(two_layers())  # choices (pruned order): conv [im2col 2 ms/4000 B, direct 6 ms], fc [gemm 1 ms/500 B, naive]
+    # choices (pruned order): conv [im2col 2 ms/4000 B, direct 6 ms], fc [gemm 1 ms/500 B, naive]
+    s = Session(two_layers())
     assert s.excluded(None) == {(0, 1), (1, 1)}  # no cap: the fastest of each kind
     # 3000 bytes: im2col cannot fit (2000 + 4000); gemm always fits (1100 + 500), so naive is dominated
     assert s.excluded(3000) == {(0, 0), (1, 1)}

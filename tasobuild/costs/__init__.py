@@ -18,7 +18,7 @@ from tasobuild.costs.cache import (
 _PROFILE = {"MeasurePolicy", "ProfileResult", "make_buffers", "measure", "measure_call"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """The profiler (NumPy, rich) loads on first use: a no-op build never needs it."""
     if name in _PROFILE:
         from tasobuild.costs import profile

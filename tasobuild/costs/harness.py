@@ -85,7 +85,8 @@ def harness_source(calls: Sequence[KernelCall]) -> str:
         "#define TB_HARNESS_MAX_BUFFERS 16",
         "",
         "typedef void (*tb_harness_fn)(float **b);",
-        "typedef struct { const char *function, *params; tb_harness_fn run; int n; long bytes[TB_HARNESS_MAX_BUFFERS]; }"
+        "typedef struct {\n"
+        "    const char *function, *params; tb_harness_fn run; int n; long bytes[TB_HARNESS_MAX_BUFFERS];\n}"
         " tb_harness_call;",
         "",
     ]

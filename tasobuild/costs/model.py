@@ -191,10 +191,12 @@ def _with_neighbours(reg: Regression, z: np.ndarray, residuals: np.ndarray, cv_r
     return replace(reg, sigma=sigma, memory=tuple(tuple(r) for r in z), residuals=tuple(residuals))
 
 
-def _within_ridge(z: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha: float) -> tuple[np.ndarray, dict, dict]:
+def _within_ridge(z: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha: float
+                  ) -> tuple[np.ndarray, dict[object, np.ndarray], dict[object, float]]:
     """Ridge slopes shared by all rows, with a free level per group: fitted on the rows minus their group's means."""
     zd, yd = z.copy(), y.astype(float).copy()
-    z_mean, level = {}, {}
+    z_mean: dict[object, np.ndarray] = {}
+    level: dict[object, float] = {}
     for g in np.unique(groups):
         rows = groups == g
         z_mean[g], level[g] = zd[rows].mean(axis=0), float(yd[rows].mean())

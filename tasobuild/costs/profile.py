@@ -68,7 +68,8 @@ def measure(
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            _say(f"waiting for another tasobuild process that is profiling on this machine ({lock.lock_file})", progress)
+            _say(f"waiting for another tasobuild process that is profiling on this machine ({lock.lock_file})",
+                 progress)
             lock.acquire()
         try:
             # Whoever held the lock may have measured some of ours meanwhile: read again, time only the rest.
@@ -103,7 +104,8 @@ def _measure_all(calls: list[KernelCall], kernels: Bench, policy: MeasurePolicy,
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+    columns = (TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.description}"))
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("", total=len(calls))
         for call in calls:

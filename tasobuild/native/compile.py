@@ -59,7 +59,7 @@ def build_digest(cc: str, cflags: Sequence[str], folder: Path) -> str:
 def _cython_version() -> str:
     import Cython
 
-    return Cython.__version__
+    return str(getattr(Cython, "__version__", "unknown"))
 
 
 def _first_error_line(stderr: str) -> str:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Iterable
+from typing import TypeAlias
 
 import z3
 
 from tasobuild.solve.plan import to_ns
 from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, group_members, topology
 
-Lit = bool | z3.BoolRef  # Python constants are folded away before they reach Z3
+Lit: TypeAlias = "bool | z3.BoolRef"  # Python constants are folded away before they reach Z3
 Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
 
 
@@ -76,7 +77,7 @@ def _is_true(model: z3.ModelRef, decl: z3.Ast) -> bool:
 
 
 def true_in(model: z3.ModelRef, lit: z3.BoolRef) -> bool:
-    return z3.is_true(model.eval(lit, model_completion=True))
+    return bool(z3.is_true(model.eval(lit, model_completion=True)))
 
 
 INT_MAX = 2**31 - 1  # z3's pseudo-boolean coefficients and bounds are C ints
@@ -178,7 +179,8 @@ class Encoding:
         return self._choices_at(step, lambda c: c.layout_in == layout)
 
     def _transforms(self) -> Terms:
-        p, terms = self.problem, []
+        p = self.problem
+        terms: list[tuple[z3.BoolRef, int]] = []
         for t in sorted(self.topo.producer_step):
             wanted = {L: self._define(f"W|{t}|{L}", or_(*[self.want(t, L, s) for s in self.topo.consumer_steps[t]]))
                       for L in LAYOUTS}

@@ -106,15 +106,15 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
 
     # Views: the output version of an aliasing node is the buffer of the input version it consumed.
     root: dict[tuple[str, Layout], tuple[str, Layout]] = {v: v for v in spans}
-    for step, (node, pick) in enumerate(zip(problem.nodes, picks)):
+    for node, pick in zip(problem.nodes, picks):
         if pick.no_buffer:  # a deferred output is never written: its name stands for the input's buffer
             root[(node.output, pick.layout_out)] = root[(node.inputs[0], pick.layout_in)]
-    members: dict[tuple[str, Layout], list[tuple[int, int]]] = {}
+    shared: dict[tuple[str, Layout], list[tuple[int, int]]] = {}  # a buffer's versions' lifetimes
     for version in sorted(spans):
-        members.setdefault(root[version], []).append(spans[version])
+        shared.setdefault(root[version], []).append(spans[version])
 
     buffers = [Buffer(version_name(*r), problem.tensors[r[0]].bytes, min(s for s, _ in ivs), max(e for _, e in ivs))
-               for r, ivs in members.items()]
+               for r, ivs in shared.items()]
     buffers += [Buffer(f"{node.name}:workspace", pick.workspace_bytes, step, step)
                 for step, (node, pick) in enumerate(zip(problem.nodes, picks)) if pick.workspace_bytes > 0]
     step_bytes = [0] * n_steps

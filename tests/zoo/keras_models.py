@@ -1,7 +1,8 @@
 """The MLPerf Tiny reference models in their original Keras form, exported through tf2onnx (NHWC input).
 
 Runs only where TensorFlow and tf2onnx are installed: a separate venv, kept out of the main environment (TF is large
-and pins its own numpy/protobuf ranges). The committed fixtures were made with tensorflow-cpu 2.21.0 (Keras 3.15.1) and tf2onnx 1.17.0:
+and pins its own numpy/protobuf ranges). The committed fixtures were made with tensorflow-cpu 2.21.0 (Keras 3.15.1)
+and tf2onnx 1.17.0:
     python -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0
     /tmp/tfvenv/bin/python -m tests.zoo.build --fixtures
 Architectures follow mlcommons/tiny training/*/keras_model.py, with Keras defaults (bias on, BN epsilon 1e-3,
