@@ -329,6 +329,8 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "budget_bytes": p.spec.constraints.memory,
         "lower_bound_bytes": d.lower_bound_bytes,
         "objective": d.plan.objective,
+        "placement": d.arena.status,  # "optimal": no offsets make a smaller arena for this plan's buffers
+        "placement_bound_bytes": d.arena.bound_bytes,  # proven: no placement of these buffers is smaller
         "predicted_ms": round(d.plan.predicted_ms, 6),
         "solver_status": d.plan.status,
     }
