@@ -84,7 +84,7 @@ def _bisect(sized: Sequence[Buffer], units: Sequence[int], lo: int, hi: int, dea
         answer = solver.check()
         if answer == z3.sat:
             model = solver.model()
-            best = [model.eval(o, model_completion=True).as_long() for o in offsets]  # type: ignore[attr-defined]
+            best = [model.eval(o, model_completion=True).as_long() for o in offsets]
             hi = max((o + u for o, u in zip(best, units)), default=0)
         solver.pop()
         if answer == z3.unsat:
