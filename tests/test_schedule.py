@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tasobuild.schedule import Dataflow, best_order, peak
-from tests.e2e import assert_matches, build_and_compile, run_binary, write_target_spec
+from tests.e2e import assert_matches, build_and_compile, run_binary, save_onnx, write_target_spec
 from tests.zoo.reference import run_onnxruntime
 
 # Two branches off input x (1 byte), each a big tensor (10) reduced to a small one (1), then a concat (2):
@@ -50,8 +50,7 @@ def test_too_many_states_falls_back_to_greedy_never_worse_than_given() -> None:
 def _two_branch_model(tmp_path: Path) -> Path:
     """x 1x4x8x8 -> per branch a 1x1 conv to 32 channels (8 KiB) then one to 2 (512 B) -> concat, its nodes
     interleaved in the file (A1 B1 A2 B2)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(5)
     weights = {f"w{b}1": rng.standard_normal((32, 4, 1, 1)).astype(np.float32) / 2 for b in "ab"}
@@ -61,12 +60,7 @@ def _two_branch_model(tmp_path: Path) -> Path:
              helper.make_node("Conv", ["a1", "wa2"], ["a2"], name="A2"),
              helper.make_node("Conv", ["b1", "wb2"], ["b2"], name="B2"),
              helper.make_node("Concat", ["a2", "b2"], ["y"], name="cat", axis=1)]
-    graph = helper.make_graph(nodes, "branches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
-                              [numpy_helper.from_array(v, k) for k, v in sorted(weights.items())])
-    path = tmp_path / "branches.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    return path
+    return save_onnx(tmp_path / "branches.onnx", nodes, [1, 4, 8, 8], [1, 4, 8, 8], weights)
 
 
 @pytest.mark.slow  # about 20 s here: a build, a compile
