@@ -14,7 +14,8 @@ from tasobuild.candidates import NodeCandidates, TransformCandidate
 from tasobuild.costs.cache import Cost
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph
-from tasobuild.memory import ArenaPlan, check_no_overlap, plan_arena
+from tasobuild.memory import ArenaPlan, check_no_overlap
+from tasobuild.placement import place as place_exactly
 from tasobuild.primitives import KernelCall
 from tasobuild.solve import (
     Choice,
@@ -83,8 +84,8 @@ class Decision:
 BASELINES = ("greedy", "time_only")
 
 
-def baseline(plan: Plan) -> dict[str, float]:
-    return {"predicted_ms": plan.predicted_ms, "arena_bytes": place(plan).arena_bytes}
+def baseline(plan: Plan, time_limit_s: float = 10.0) -> dict[str, float]:
+    return {"predicted_ms": plan.predicted_ms, "arena_bytes": place(plan, time_limit_s).arena_bytes}
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ def baselines_of(problem: Problem, time_limit_s: float) -> Baselines:
     they were just computed or came from the cache (a Session's answers depend on the questions asked before)."""
     time_only = Session(problem).solve(None, "latency", time_limit_s=time_limit_s)
     greedy_plan = greedy(problem)
-    return Baselines(time_only, greedy_plan, {"greedy": baseline(greedy_plan), "time_only": baseline(time_only)})
+    return Baselines(time_only, greedy_plan, {"greedy": baseline(greedy_plan, time_limit_s),
+                                              "time_only": baseline(time_only, time_limit_s)})
 
 
 def problem_key(problem: Problem, time_limit_s: float) -> str:
@@ -137,7 +139,7 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
 
     if emit != "plan":
         chosen = base.greedy if emit == "greedy" else base.time_only
-        return decided(chosen, place(chosen))
+        return decided(chosen, place(chosen, time_limit_s))
     session: Session | None = None  # encoded only if a solve is needed
     cap = budget_bytes
     latency_cap = latency_budget_ms if objective == "memory" else None
@@ -155,20 +157,28 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
                 if cap == budget_bytes:
                     raise
                 break  # the tightened cap has no plan: fragmentation makes this budget unreachable
-        arena = place(plan)
+        arena = place(plan, time_limit_s)
         if arena.arena_bytes <= budget_bytes:
             return decided(plan, arena)
         cap = min(cap, plan.peak_bytes) - (arena.arena_bytes - budget_bytes)
     session = session or Session(problem)
     smallest_plan = session.solve(None, "memory", latency_cap, time_limit_s)
-    smallest = place(smallest_plan).arena_bytes
+    smallest_arena = place(smallest_plan, time_limit_s)
+    smallest = smallest_arena.arena_bytes
     if smallest <= budget_bytes:  # the smallest-peak plan places without the gaps the faster ones left: not proven
-        return decided(replace(smallest_plan, status="feasible"), place(smallest_plan))  # fastest in the budget
+        return decided(replace(smallest_plan, status="feasible"), smallest_arena)  # fastest in the budget
     raise UserError(f"constraints.memory: no plan's arena fits in {budget_bytes} bytes once buffers are placed; "
                     f"the smallest arena found is {smallest} bytes: raise the budget to at least that")
 
 
-def place(plan: Plan) -> ArenaPlan:
-    arena = plan_arena(plan.buffers(), alignment=plan.alignment)
+# The share of optimizer.time_limit one arena placement may take (a build places up to three plans and the budget
+# loop's): placements that are not proven within it keep the best found, status "feasible".
+PLACEMENT_SHARE = 0.25
+
+
+def place(plan: Plan, time_limit_s: float = 10.0) -> ArenaPlan:
+    """Every buffer's offset, the arena as small as placement.place can prove in its share of the time limit; the
+    overlap check runs on every placement, however it was made."""
+    arena = place_exactly(plan.buffers(), plan.alignment, time_limit_s * PLACEMENT_SHARE)
     check_no_overlap(plan.buffers(), arena)
     return arena

@@ -24,7 +24,7 @@ Large buffers are placed first because they are the hardest to fit; small ones t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Bytes: every arena buffer, workspace slice and weight array starts at a multiple of this, a cache line (and the
 # widest SIMD vector, AVX-512). The one definition: the solver counts sizes in it, the emitted project aligns its
@@ -54,6 +54,11 @@ class ArenaPlan:
     offsets: tuple[tuple[str, int], ...]  # (buffer name, byte offset), sorted by name
     arena_bytes: int
     alignment: int
+    # Set by placement.place: "optimal" (no placement of these buffers has a smaller arena) | "feasible" (the best
+    # found in time) | "greedy" (plan_arena's, unproven); the proven lower bound on the arena; the seconds it took.
+    status: str = "greedy"
+    bound_bytes: int = 0
+    seconds: float = field(default=0.0, compare=False)
 
     def offset(self, name: str) -> int:
         return self.offset_map()[name]

@@ -31,6 +31,8 @@ def report(lock: Mapping[str, Any], *, profiled: int, solver_seconds: float, out
         "predicted_ms": plan_table["predicted_ms"],
         "solver": {"status": plan_table["solver_status"], "seconds": solver_seconds,
                    "objective": plan_table["objective"]},
+        # a lock written before exact placement has neither: None
+        "placement": {"status": plan_table.get("placement"), "bound_bytes": plan_table.get("placement_bound_bytes")},
         "profiled": profiled,
         "nodes": [{**{k: v for k, v in n.items() if k != "cost_source"}, "cost_source": n["cost_source"].split("+"),
                    "tiling": None if n["tiling"] == "none" else n["tiling"]} for n in lock["node"]],

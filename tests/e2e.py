@@ -47,6 +47,19 @@ def allow_all_but(prefix: str) -> str:
 WITH_TRADE_OFF = allow_all_but("conv_direct_blocked_")
 
 
+def save_onnx(path: Path, nodes: Sequence[object], x_shape: Sequence[int], y_shape: Sequence[int],
+              weights: dict[str, np.ndarray]) -> Path:
+    """A one-input ("x"), one-output ("y") float32 ONNX model of `nodes` with these initializers, opset 13."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+                              [numpy_helper.from_array(v, k) for k, v in sorted(weights.items())])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
 def write_spec(directory: Path, model: Path, name: str = "net", memory: str = "2 GiB", extra: str = "") -> Path:
     spec = directory / "taso.toml"
     spec.write_text(SPEC_TEMPLATE.format(name=name, onnx=os.path.relpath(model, directory), memory=memory,

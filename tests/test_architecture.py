@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tasobuild"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasobuild.errors", "tasobuild.units", "tasobuild.digest", "tasobuild.resources", "tasobuild.toolchain"),
     ("tasobuild.ir", "tasobuild.spec", "tasobuild.starter", "tasobuild.target", "tasobuild.memory",
-     "tasobuild.report"),
+     "tasobuild.report", "tasobuild.placement", "tasobuild.schedule"),
     ("tasobuild.importer", "tasobuild.primitives", "tasobuild.native", "tasobuild.solve"),
     ("tasobuild.costs", "tasobuild.emit"),
     ("tasobuild.candidates",),

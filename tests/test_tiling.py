@@ -17,7 +17,7 @@ from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluat
 from tasobuild.tiling import KINDS
 from tasobuild.tiling.base import Workspace
 from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule
-from tests.e2e import assert_matches, build_and_compile, run_binary, tasobuild, write_spec
+from tests.e2e import assert_matches, build_and_compile, run_binary, save_onnx, tasobuild, write_spec
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
 
@@ -158,8 +158,7 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
 def _inverted_residual(tmp_path: Path) -> Path:
     """x (8x4x4) -> 1x1 expand to 96, ReLU -> 3x3 depthwise, ReLU -> 1x1 project to 8 -> + x. At 4 rows a 3x3 band
     would keep more rows than it advances: only channel slices can split the 96-channel tensors."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(3)
 
@@ -174,12 +173,7 @@ def _inverted_residual(tmp_path: Path) -> Path:
              helper.make_node("Relu", ["d"], ["dr"]),
              helper.make_node("Conv", ["dr", "w3", "b3"], ["p"], name="project"),
              helper.make_node("Add", ["p", "x"], ["y"])]
-    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])],
-                              [numpy_helper.from_array(v, k) for k, v in sorted(weights.items())])
-    path = tmp_path / "block.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    return path
+    return save_onnx(tmp_path / "block.onnx", nodes, [1, 8, 4, 4], [1, 8, 4, 4], weights)
 
 
 def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:

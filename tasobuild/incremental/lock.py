@@ -4,7 +4,9 @@ Schema (version 1):
     version = 1
     [inputs]      digests of the spec, the ONNX file, the target, the kernel sources, tasobuild's version; the
                   toolchain and the machine fingerprint the costs were measured on
-    [plan]        arena, budget, lower bound, predicted time, objective, solver status, the two baselines
+    [plan]        arena, budget, lower bound, predicted time, objective, solver status, the two baselines;
+                  placement ("optimal": no offsets give this plan's buffers a smaller arena | "feasible": the
+                  best found in time) and placement_bound_bytes (the arena no placement can beat, proven)
     [[node]]      per node in schedule order: name, op, primitive, layouts, tiling (its fused group, e.g.
                   "l3-l5 rows=4", or "none"), workspace, time, cost source, output offset (none for a fused
                   member whose output only exists in its group's window)
