@@ -10,6 +10,7 @@ step further and answers "up to date" before the stages' libraries are imported.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -59,7 +60,14 @@ def busy_lock_path(lock_path: Path) -> Path:
 
 
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, sort_keys=True).encode())
+    """Write a record of the cache folder; one that cannot be written (a full disk) only costs the next build the
+    full check, so it is a warning, never a failed build."""
+    try:
+        write_atomic(path, json.dumps(value, sort_keys=True).encode())
+    except OSError as error:
+        log.warning("cannot write %s (%s); the next build takes the full up-to-date check", path, error.strerror)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)  # a stale record would only fall through, but a missing one is clearer
 
 
 def read_json(path: Path) -> dict[str, Any]:

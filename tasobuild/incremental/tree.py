@@ -29,9 +29,9 @@ or complete in their temp is finished (steps 3-5, roll forward); any other journ
 journal deleted; step 3 had not begun, so the tree is the old one). Temps exist only while a journal does.
 
 Every change to the filesystem goes through the five helpers below (`_mkdir`, `_write`, `_rename`, `_unlink`,
-`_rmdir`); TASOBUILD_FAULT_AT=N makes the Nth of them in a process exit at once (os._exit(99)) and
-TASOBUILD_FAULT_AT=N:ENOSPC makes it and every later one fail with that errno: the fault-injection tests
-(tests/hostile/test_filesystem.py) step through every one.
+`_rmdir`); TASOBUILD_FAULT_AT=N makes the Nth of them in a process exit at once (os._exit(99)), N:SIGINT sends
+it a Ctrl-C there, and N:ENOSPC (any errno name) makes it and every later one fail with that errno: the
+fault-injection tests (tests/hostile/test_filesystem.py) step through every one.
 """
 
 from __future__ import annotations
@@ -68,11 +68,12 @@ class InterruptedAfterCommit(KeyboardInterrupt):
 # --- the fault hook and the five mutating helpers -------------------------------------------------------------------
 
 
-def _fault_plan(text: str | None) -> tuple[int, int | None] | None:
+def _fault_plan(text: str | None) -> tuple[int, str] | None:
+    """"N" (exit), "N:SIGINT" (Ctrl-C at the Nth) or "N:ENOSPC" (any errno name, from the Nth on)."""
     if not text:
         return None
-    count, _, name = text.partition(":")
-    return int(count), (getattr(errno, name) if name else None)
+    count, _, action = text.partition(":")
+    return int(count), action or "exit"
 
 
 _FAULT = _fault_plan(os.environ.get("TASOBUILD_FAULT_AT"))  # read once: unset, the hook is one comparison
@@ -84,10 +85,14 @@ def _mutation(path: Path) -> None:
     if _FAULT is None:
         return
     _mutations += 1
-    if _mutations >= _FAULT[0]:
-        if _FAULT[1] is None:
-            os._exit(99)
-        raise OSError(_FAULT[1], os.strerror(_FAULT[1]), str(path))
+    at, action = _FAULT
+    if action == "exit" and _mutations == at:
+        os._exit(99)
+    if action == "SIGINT" and _mutations == at:
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered at this exact step
+    elif action not in ("exit", "SIGINT") and _mutations >= at:
+        code = getattr(errno, action)
+        raise OSError(code, os.strerror(code), str(path))
 
 
 def _mkdir(path: Path) -> None:
@@ -206,7 +211,7 @@ def plan_tree(root: Path, files: Mapping[str, bytes], previous: Mapping[str, str
     if os.path.lexists(root) and not root.is_dir():
         raise UserError(f"{root}: the output folder (build.out) is {_describe(root)}; move it away or set build.out "
                         f"to a folder; nothing was written")
-    written, unchanged = [], []
+    written, unchanged, foreign = [], [], []
     for rel in sorted(files):
         blocked = _blocked_folder(root, rel)
         if blocked is not None:
@@ -222,12 +227,14 @@ def plan_tree(root: Path, files: Mapping[str, bytes], previous: Mapping[str, str
             unchanged.append(rel)
             continue
         if mode is not None and rel not in ours:
-            raise UserError(f"{target}: exists and tasobuild did not write it (it is not in {lock_path.name}); "
-                            f"move it away and rebuild; nothing was written")
+            foreign.append(target)
         written.append(rel)
     if previous is None and written and root.is_dir() and not _is_empty_folder(root):
         raise UserError(f"{root}: the output folder is not empty and no {lock_path.name} says tasobuild wrote it; "
                         f"empty it, or set build.out to a new folder; nothing was written")
+    if foreign:
+        raise UserError(f"{foreign[0]}: exists and tasobuild did not write it (it is not in {lock_path.name}); "
+                        f"move it away and rebuild; nothing was written")
     removed = [rel for rel in sorted(set(ours) - set(files)) if _removable(root, rel)]
     return WriteResult(tuple(written), tuple(unchanged), tuple(removed))
 
