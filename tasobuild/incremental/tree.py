@@ -8,8 +8,8 @@ Checks (`plan_tree`), before anything is written; a failure is one line and leav
   C1 the tree is a folder or absent; every folder on the way to a file to write is a real folder (not a symlink,
      not a file), and the file itself is a regular file or absent: tasobuild never writes through a symlink.
   C2 a file to write that is not ours is absent or already holds the new bytes: a user's file is never replaced.
-  C3 with no previous lock, the tree is absent, empty, or already holds every new file byte for byte (the lock
-     was lost): a folder tasobuild did not fill is never adopted.
+  C3 with no previous lock, the tree is absent, holds only folders, or already holds every new file byte for byte
+     (the lock was lost): a folder tasobuild did not fill is never adopted.
 
 Steps (`commit`):
   1. Write the journal (the new lock), atomically. From here on the next build can finish or undo this one.
@@ -200,6 +200,15 @@ def _is_empty_folder(root: Path) -> bool:
         return next(entries, None) is None
 
 
+def _holds_anything(root: Path) -> bool:
+    """Anything but folders under `root` (a file, a symlink): folders alone hold nothing a build could lose, and an
+    undone first build may leave the ones it made."""
+    for folder, folders, names in os.walk(root):
+        if names or any(os.path.islink(os.path.join(folder, name)) for name in folders):
+            return True
+    return False
+
+
 # --- the checks ------------------------------------------------------------------------------------------------------
 
 
@@ -229,7 +238,7 @@ def plan_tree(root: Path, files: Mapping[str, bytes], previous: Mapping[str, str
         if mode is not None and rel not in ours:
             foreign.append(target)
         written.append(rel)
-    if previous is None and written and root.is_dir() and not _is_empty_folder(root):
+    if previous is None and written and root.is_dir() and _holds_anything(root):
         raise UserError(f"{root}: the output folder is not empty and no {lock_path.name} says tasobuild wrote it; "
                         f"empty it, or set build.out to a new folder; nothing was written")
     if foreign:

@@ -591,3 +591,87 @@ def test_ctrl_c_at_each_step_says_what_is_on_disk(project: Path, fault_points: d
     else:
         assert "previous outputs are intact" in proc.stderr
         assert snapshot(project.parent) == before and pair_ok(project)
+
+
+# --- 7. deterministic fault injection: a build killed at every filesystem mutation in turn --------------------------
+
+
+def _killed_at(spec: Path, step: int) -> int:
+    """Run `tasobuild build` in a forked child (the libraries already imported: fast) that dies at mutation
+    `step` (os._exit(99), as TASOBUILD_FAULT_AT=step does); its exit code (0: it finished before that step)."""
+    import tasobuild.cli as cli
+    import tasobuild.incremental.tree as tree
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 3
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            tree._FAULT, tree._mutations = (step, "exit"), 0
+            code = cli.main(["build", "-c", str(spec), "--json"])
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@dataclass(frozen=True)
+class Pair:
+    lock: bytes | None
+    tree: dict[str, str]  # the lock's files -> digest, as on disk
+
+
+def pair_on_disk(spec: Path) -> Pair:
+    lock = spec.parent / "taso.lock"
+    out = spec.parent / "out"
+    files = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(out.rglob("*")) if p.is_file() and not p.is_symlink()} if out.is_dir() else {}
+    return Pair(lock.read_bytes() if lock.exists() else None, files)
+
+
+def _generated(pair: Pair, user_files: set[str]) -> Pair:
+    return Pair(pair.lock, {rel: d for rel, d in pair.tree.items() if rel not in user_files})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["first-build", "rebuild-changing-files"])
+def test_a_build_killed_at_every_mutation_leaves_a_pair_the_next_build_completes(
+        pristine: Path, tmp_path: Path, scenario: str) -> None:
+    from tasobuild.incremental.transaction import recover
+
+    start = tmp_path / "start" / "p"
+    if scenario == "first-build":
+        new_project(start)
+    else:
+        shutil.copytree(pristine.parent, start, symlinks=True)
+        (start / "out" / "NOTES.md").write_text("mine")
+        change_primitives(start / "taso.toml")
+    user_files = {"NOTES.md"} if scenario != "first-build" else set()
+    old = _generated(pair_on_disk(start / "taso.toml"), user_files)
+    reference = tmp_path / "reference" / "p"
+    shutil.copytree(start, reference, symlinks=True)
+    assert _killed_at(reference / "taso.toml", 10 ** 9) == 0  # also warms the stage cache for the new spec
+    new = _generated(pair_on_disk(reference / "taso.toml"), user_files)
+    assert new != old and new.lock is not None
+    step, finished = 0, False
+    while not finished:
+        step += 1
+        assert step < 1000
+        trial = tmp_path / f"t{step}" / "p"
+        shutil.copytree(start, trial, symlinks=True)
+        spec = trial / "taso.toml"
+        code = _killed_at(spec, step)
+        assert code in (0, 99), code
+        finished = code == 0
+        if not (trial / JOURNAL).exists():  # no journal: the pair on disk is the old one or the new one as it is
+            assert _generated(pair_on_disk(spec), user_files) in (old, new), step
+        recover(trial / "taso.lock", trial / "out")  # what the next build does first
+        assert _generated(pair_on_disk(spec), user_files) in (old, new), step
+        assert pair_on_disk(spec) == pair_on_disk(spec) and not [p for p in trial.rglob("*.tasobuild-*")], step
+        assert _killed_at(spec, 10 ** 9) == 0, step  # the next build completes ...
+        assert _generated(pair_on_disk(spec), user_files) == new, step  # ... with the new pair
+        assert all((trial / "out" / rel).read_text() == "mine" for rel in user_files), step
+        shutil.rmtree(trial.parent)
+    print(f"{scenario}: {step - 1} fault points, each consistent and repaired")
+    assert step - 1 >= 20
