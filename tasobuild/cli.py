@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -226,7 +227,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
             calls = calls + tiled_calls(tiling_options(spec, graph, nodes, known))
         elif spec.optimizer.tiling:
             stderr.print("optimizer.tiling: which fused tiling calls to time depends on these costs; import them, "
-                         "then run `tasobuild profile --emit-harness` again to time those too", markup=False)
+                         "then run `tasobuild profile --emit-harness DIR --force` again to time those too",
+                         markup=False)
         return _emit_harness(args, target, calls)
     costed = profile_costs(spec, target, calls, _progress(args))
     tiled = tiled_calls(tiling_options(spec, graph, nodes, costed.costs))
@@ -244,6 +246,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def _emit_harness(args: argparse.Namespace, target, calls) -> int:
     from tasobuild.costs.harness import HarnessToolchain, emit_harness
 
+    directory: Path = args.emit_harness
+    if directory.is_dir() and any(directory.iterdir()) and not args.force:
+        raise UserError(f"{directory}: not empty; pass --force to overwrite the harness files in it "
+                        f"(its other files are kept), or name a new folder")
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise UserError(f"{directory}: exists and is not a folder; name a new folder for the harness")
     toolchain = HarnessToolchain(target.cc, tuple(target.cflags), tuple(target.ldflags))
     files = emit_harness(calls, args.emit_harness, toolchain)
     summary = {"calls": len({c.key() for c in calls}), "directory": str(args.emit_harness), "files": len(files)}
@@ -378,6 +386,8 @@ def parser() -> argparse.ArgumentParser:
         if name == "profile":
             p.add_argument("--emit-harness", type=Path, metavar="DIR",
                            help="write a standalone C program that times the calls on the device, instead")
+            p.add_argument("--force", action="store_true", help="with --emit-harness: write into a folder that is "
+                           "not empty, overwriting the harness files in it")
         if name == "costs":
             p.add_argument("action", choices=("export", "import"))
             p.add_argument("file", type=Path, metavar="FILE.csv")
@@ -397,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"tasobuild: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("tasobuild: interrupted; previous outputs are intact", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # tree.InterruptedAfterCommit says the new outputs were in place
+        print(f"tasobuild: interrupted; {interrupt.args[0] if interrupt.args else 'previous outputs are intact'}",
+              file=sys.stderr)
         return 130
 
 

@@ -241,12 +241,28 @@ def load_spec(path: Path, overrides: Mapping[str, str] = {}) -> Spec:
         where = document.where(("network", "onnx"), from_command_line)
         raise UserError(f"{where}: network.onnx: {settings.network.onnx!r} is not a file "
                         f"(looked for {onnx_path}; paths are relative to the spec file)")
-    spec = Spec(**dict(settings), spec_path=path, spec_dir=spec_dir, onnx_path=onnx_path,
-                out_dir=Path(os.path.normpath(spec_dir / out)))
+    out_dir = Path(os.path.normpath(spec_dir / out))
+    _check_confined(out, out_dir, spec_dir, document.where(("build", "out"), from_command_line))
+    spec = Spec(**dict(settings), spec_path=path, spec_dir=spec_dir, onnx_path=onnx_path, out_dir=out_dir)
     for table, section in SpecFile.model_fields.items():
         keys = [(table,)] + [(table, key) for key in section.annotation.model_fields]
         spec._where.update({".".join(loc): document.where(loc, from_command_line) for loc in keys})
     return spec
+
+
+def _check_confined(written: str, out_dir: Path, spec_dir: Path, where: str) -> None:
+    """build.out lies inside the project folder (the spec's), as written and with symlinks followed, and is neither
+    that folder nor one of its ancestors: a build writes and deletes files there and nowhere else."""
+    real_dir, real_out = Path(os.path.realpath(spec_dir)), Path(os.path.realpath(out_dir))
+    for project, candidate, via in ((spec_dir, out_dir, ""), (real_dir, real_out, " (following symlinks)")):
+        if candidate == project or candidate in project.parents:
+            problem = f"is the project folder{via}" if candidate == project else f"is above the project folder{via}"
+        elif project not in candidate.parents:
+            problem = f"leads out of the project folder{via}, to {candidate}"
+        else:
+            continue
+        raise UserError(f"{where}: build.out: {written!r} {problem}; it must name a folder inside {spec_dir} "
+                        f"(e.g. \"build/out\"), as tasobuild writes and deletes files there")
 
 
 def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, str]) -> frozenset[tuple[str, ...]]:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from tasobuild import __version__
 from tasobuild.digest import sha256_bytes, sha256_file, tree_digest
 from tasobuild.incremental.stagecache import code_digest
-from tasobuild.incremental.state import busy_lock_path, journal_of, keyed_path, read_json, stamp, write_json
+from tasobuild.incremental.state import busy_lock_path, keyed_path, read_json, stamp, write_json
+from tasobuild.incremental.tree import journal_of
 from tasobuild.resources import kernels_dir, targets_dir
 
 if TYPE_CHECKING:

@@ -3,12 +3,14 @@
 The lock records digests of every input. Hashing a 550 MB ONNX file or every emitted file on each no-op build
 would be slow, so the last build's *state* — each file's size and mtime next to its digest — is kept in the user
 cache directory (it is machine-local; the lock and the tree stay free of it). A file whose size and mtime match its
-stamp is taken to have its recorded digest, the way make and cargo trust mtimes. tasobuild.incremental.noop goes one
+stamp is taken to have its recorded digest, the way make and cargo trust mtimes (the stamp also holds the inode
+and ctime, so a same-size replacement with its mtime set back is not trusted). tasobuild.incremental.noop goes one
 step further and answers "up to date" before the stages' libraries are imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,11 +34,13 @@ log = logging.getLogger("tasobuild")
 
 
 def stamp(path: Path) -> list[int] | None:
+    """Size and mtime, as make trusts, plus the inode and ctime: a file replaced by another of the same size with
+    its mtime set back (cp -p, rsync -t, a checkout) has a new inode or ctime, which no user can set."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def keyed_path(kind: str, path: Path, suffix: str) -> Path:
@@ -55,13 +59,15 @@ def busy_lock_path(lock_path: Path) -> Path:
     return path
 
 
-def journal_of(lock_path: Path) -> Path:
-    """The next lock, written before the tree is replaced and renamed into place after (transaction.recover)."""
-    return lock_path.with_name(f".{lock_path.name}.tasobuild-new")
-
-
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, sort_keys=True).encode())
+    """Write a record of the cache folder; one that cannot be written (a full disk) only costs the next build the
+    full check, so it is a warning, never a failed build."""
+    try:
+        write_atomic(path, json.dumps(value, sort_keys=True).encode())
+    except OSError as error:
+        log.warning("cannot write %s (%s); the next build takes the full up-to-date check", path, error.strerror)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)  # a stale record would only fall through, but a missing one is clearer
 
 
 def read_json(path: Path) -> dict[str, Any]:

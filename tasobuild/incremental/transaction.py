@@ -5,8 +5,8 @@ A no-op build that sees nothing changed writes nothing (and leaves a record that
 answer before the stages are imported: noop.fast_up_to_date); a budget change reuses what does not depend on the
 budget — the imported graph, the baselines, the weight transforms — from the stage cache; `--frozen` takes the
 decision from taso.lock instead of profiling and solving (frozen.FromLock); `--locked` fails if the lock would
-change; builds of one project are serialised; the tree and the lock are replaced as a transaction (a journal
-holds the new lock until the tree is in place).
+change; builds of one project, and builds into one output folder, are serialised; the tree and the lock are
+replaced as a transaction that touches only what tasobuild wrote (the algorithm is in tree.py's docstring).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from tasobuild.digest import sha256_bytes, sha256_file
+from tasobuild.digest import sha256_bytes
 from tasobuild.errors import UserError
 from tasobuild.incremental.lock import as_parsed, checked_lock, differences, parse_lock, read_lock_text, render_lock
 from tasobuild.incremental.noop import Host, Invocation, Sources, write_noop_record
@@ -28,14 +28,14 @@ from tasobuild.incremental.stagecache import cached
 from tasobuild.incremental.state import (
     busy_lock_path,
     changed_inputs,
-    journal_of,
     lock_inputs,
     onnx_digest,
     outputs_intact,
     read_state,
     write_state,
 )
-from tasobuild.incremental.tree import WriteResult, replace_tree, write_atomic
+from tasobuild.incremental.tree import WriteResult, commit, journal_of, plan_tree, temp_of
+from tasobuild.incremental.tree import recover as tree_recover
 from tasobuild.pipeline import Decider, Inputs, Solve, imported_graph, load_settings, run
 from tasobuild.report import report
 from tasobuild.spec import Spec
@@ -61,25 +61,37 @@ class BuildResult:
 
 
 def lock_path_of(spec: Spec) -> Path:
-    return spec.spec_dir / "taso.lock"
+    """One lock per spec, beside it: taso.toml -> taso.lock, a.toml -> a.lock (two specs never share one)."""
+    spec_file = Path(os.path.abspath(spec.spec_path))
+    lock = spec_file.with_name(spec_file.stem + ".lock")
+    if lock == spec_file:
+        raise UserError(f"{spec.spec_path}: a spec named *.lock would be overwritten by its own lock; "
+                        f"rename it to *.toml")
+    return lock
 
 
 def recover(lock_path: Path, out_dir: Path) -> None:
-    """Finish or undo a build that was killed between replacing the tree and renaming its lock into place."""
+    """Finish or undo a build that was killed while replacing the tree (tree.recover)."""
     journal = journal_of(lock_path)
-    if not journal.exists():
-        return
     try:
-        pending = parse_lock(journal.read_text(encoding="utf-8"), journal)
+        if not os.path.lexists(journal) and not os.path.lexists(temp_of(journal)):
+            return
+        pending = _files_of(journal)
+        done = tree_recover(out_dir, lock_path, pending, (_files_of(lock_path) or {}) if pending is not None else {})
+    except OSError as error:
+        raise UserError(f"{error.filename or out_dir}: cannot finish the interrupted build ({error.strerror}); "
+                        f"fix the cause and rebuild") from None
+    if done:
+        log.warning("an interrupted build was found and %s: %s and %s are a consistent pair", done, out_dir,
+                    lock_path.name)
+
+
+def _files_of(lock: Path) -> dict[str, str] | None:
+    """The [files] of the lock at `lock`, None if there is none or it is not a lock."""
+    try:
+        return dict(parse_lock(lock.read_text(encoding="utf-8"), lock)["files"])
     except (UserError, OSError, UnicodeDecodeError):
-        journal.unlink()
-        return
-    tree_is_new = all((out_dir / rel).is_file() and sha256_file(out_dir / rel) == digest
-                      for rel, digest in pending["files"].items())
-    if tree_is_new:
-        os.replace(journal, lock_path)
-    else:
-        journal.unlink()
+        return None
 
 
 def previous_lock(text: str | None, state: Mapping[str, Any], lock_path: Path) -> dict[str, Any] | None:
@@ -111,7 +123,8 @@ def build(options: Options) -> BuildResult:
     spec, target = load_settings(options.config, options.overrides)
     seen = Seen(Invocation.of(options.config, options.overrides, options.locked), sources, Host.capture(target))
     lock_path = lock_path_of(spec)
-    with FileLock(str(busy_lock_path(lock_path))):  # one build of a project at a time
+    # One build of a project at a time, and one build into an output folder (two specs may name the same one).
+    with FileLock(str(busy_lock_path(lock_path))), FileLock(str(busy_lock_path(spec.out_dir))):
         recover(lock_path, spec.out_dir)
         text = read_lock_text(lock_path)
         state = read_state(spec.out_dir)
@@ -161,13 +174,10 @@ def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mappi
             shown = ", ".join(drift[:4]) + (f" and {len(drift) - 4} more" if len(drift) > 4 else "")
             raise UserError(f"{lock_path}: --locked, but the build would change {shown}; run `tasobuild build` "
                             f"and commit taso.lock")
-    lock_changes = not lock_path.exists() or lock_path.read_text(encoding="utf-8") != text
-    previous_files = list((previous or {}).get("files", {}))
-    if lock_changes:
-        write_atomic(journal_of(lock_path), text.encode())  # the new lock, ready to be renamed into place
-    written = replace_tree(spec.out_dir, files, previous_files)
-    if lock_changes:
-        os.replace(journal_of(lock_path), lock_path)
+    lock_changes = read_lock_text(lock_path) != text
+    written = plan_tree(spec.out_dir, files, None if previous is None else previous["files"], lock_path)
+    if written.written or written.removed or lock_changes:
+        commit(spec.out_dir, files, written, lock_path, text)
     state = write_state(spec.out_dir, spec.onnx_path, inputs["onnx"], onnx_stamp, data["files"], lock_path, text,
                         parsed)
     if not options.frozen:  # a frozen build keeps the lock's inputs, which need not be this machine's
