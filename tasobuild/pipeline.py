@@ -322,18 +322,19 @@ def render(program: Program) -> dict[str, bytes]:
 
 
 def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
-    """Stage 8: what taso.lock records (incremental.lock renders it)."""
+    """Stage 8: what taso.lock records (incremental.lock renders it). Plain Python values only (float(), int()):
+    the solver's sums may be NumPy scalars, which the lock writer refuses."""
     d, costs = p.decision, p.costed.costs
     plan_table = {
         "arena_bytes": d.arena.arena_bytes,
         "budget_bytes": p.spec.constraints.memory,
         "lower_bound_bytes": d.lower_bound_bytes,
         "objective": d.plan.objective,
-        "predicted_ms": round(d.plan.predicted_ms, 6),
+        "predicted_ms": round(float(d.plan.predicted_ms), 6),
         "solver_status": d.plan.status,
     }
     for name, b in sorted(d.baselines.items()):
-        plan_table[f"{name}_predicted_ms"] = round(b["predicted_ms"], 6)
+        plan_table[f"{name}_predicted_ms"] = round(float(b["predicted_ms"]), 6)
         plan_table[f"{name}_arena_bytes"] = int(b["arena_bytes"])
     offsets = d.arena.offset_map()
     groups = {g.name: g for g in p.groups}
@@ -348,7 +349,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         nodes.append({
             "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
             "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": ch.group or "none",
-            "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(ch.time_ms, 6),
+            "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(float(ch.time_ms), 6),
             "cost_source": "+".join(sorted({costs[c.key()].source for c in calls})) or "none",
             # a deferred member's output never exists whole: it has rows in its group's window, no offset
             **({} if ch.deferred else {"output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)]}),
@@ -358,7 +359,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "plan": plan_table,
         "node": nodes,
         "transform": [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step,
-                       "predicted_ms": round(t.time_ms, 6)} for t in d.plan.transforms],
+                       "predicted_ms": round(float(t.time_ms), 6)} for t in d.plan.transforms],
         "cost": [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms, "source": cost.source}
                  for key, cost in sorted(costs.items())],
         "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},

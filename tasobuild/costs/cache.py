@@ -26,6 +26,7 @@ import csv
 import functools
 import logging
 import math
+import numbers
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -79,6 +80,14 @@ class Cost:
     source: Literal["measured", "imported", "predicted"]
 
     def __post_init__(self) -> None:
+        # Plain floats only: a NumPy scalar (the model's arithmetic yields np.float64) would leak into taso.lock as
+        # "np.float64(...)", which is not TOML. Anything that is not a real number (a string from a hand-edited
+        # cache row or lock) is refused here, as a ValueError the readers turn into a warning or a one-line error.
+        for name in ("median_ms", "spread_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if not (math.isfinite(self.median_ms) and self.median_ms >= 0.0):
             raise ValueError(f"median_ms must be finite and >= 0, got {self.median_ms!r}")
         if not (math.isfinite(self.spread_ms) and self.spread_ms >= 0.0):

@@ -184,7 +184,7 @@ def layer_corrected(model: CostModel, calls: Sequence[KernelCall], known: Mappin
         errors.setdefault((call.struct, call.params), []).append(math.log2(known[call.key()].median_ms) - guess)
     out = dict(predicted)
     for layer, errs in errors.items():
-        factor = 2.0 ** (sum(errs) / (len(errs) + LAYER_SHRINK))
+        factor = float(2.0 ** (sum(errs) / (len(errs) + LAYER_SHRINK)))  # errs are NumPy scalars
         for call in layers[layer]:
             cost = out.get(call.key())
             if cost is not None:

@@ -33,20 +33,23 @@ TABLES = ("inputs", "plan")
 ARRAYS = ("node", "transform", "cost")
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
+def _scalar(value: Any, where: str) -> str:
+    """One TOML value. Exact types only: a NumPy scalar passes isinstance(float) but its repr ("np.float64(0.5)") is
+    not TOML, so anything but a plain str/int/float/bool/list is a bug in the caller, refused naming the key."""
+    kind = type(value)
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, int):
+    if kind is int:
         return str(value)
-    if isinstance(value, float):
+    if kind is float:
         if not math.isfinite(value):
-            raise ValueError(f"cannot write {value} to the lock")
+            raise ValueError(f"cannot write {value} to the lock ({where})")
         return repr(value)
-    if isinstance(value, str):
+    if kind is str:
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to the lock")
+    if kind in (list, tuple):
+        return "[" + ", ".join(_scalar(v, f"{where}[{i}]") for i, v in enumerate(value)) + "]"
+    raise TypeError(f"cannot write {kind.__module__}.{kind.__name__} {value!r} to the lock ({where})")
 
 
 def _key(key: str) -> str:
@@ -54,7 +57,7 @@ def _key(key: str) -> str:
 
 
 def _table(lines: list[str], header: str, table: Mapping[str, Any]) -> None:
-    lines += ["", header] + [f"{_key(k)} = {_scalar(table[k])}" for k in sorted(table)]
+    lines += ["", header] + [f"{_key(k)} = {_scalar(table[k], f'{header} {k}')}" for k in sorted(table)]
 
 
 def render_lock(data: Mapping[str, Any]) -> str:
