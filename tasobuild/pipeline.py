@@ -199,7 +199,7 @@ def all_calls(nodes: Sequence[NodeCandidates], transforms: Sequence[TransformCan
 def merged(first: Costed, second: Costed) -> Costed:
     from tasobuild.costs.stage import Costed
 
-    return Costed({**first.costs, **second.costs}, first.profiled + second.profiled)
+    return Costed({**first.costs, **second.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
 
 
 def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider
@@ -239,16 +239,19 @@ def fused(graph: Graph, options: Sequence[Option], costs: Mapping[str, Cost]) ->
 
 
 class Solve:
-    """The Decider of a build: costs from the cost cache, measured or predicted (optimizer.costs), and the fastest
-    plan under the budget from Z3, reusing across budgets what does not depend on the budget."""
+    """The Decider of a build: costs from taso.lock first (`locked`, by call key), the rest from the cost cache,
+    measured or predicted (optimizer.costs), and the fastest plan under the budget from Z3, reusing across budgets
+    what does not depend on the budget."""
 
-    def __init__(self, spec: Spec, target: Target, progress: bool = False, memo: Memo = no_memo) -> None:
+    def __init__(self, spec: Spec, target: Target, progress: bool = False, memo: Memo = no_memo,
+                 locked: Mapping[str, Cost] | None = None) -> None:
         self.spec, self.target, self.progress, self.memo = spec, target, progress, memo
+        self.locked = dict(locked or {})
 
     def costs(self, calls: Sequence[KernelCall]) -> Costed:
         from tasobuild.costs.stage import measure_costs
 
-        return measure_costs(self.spec, self.target, calls, self.progress)
+        return measure_costs(self.spec, self.target, calls, self.progress, self.locked)
 
     def decide(self, problem: Problem) -> Decision:
         from tasobuild.decide import baselines_of, decide, problem_key
