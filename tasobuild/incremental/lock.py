@@ -77,7 +77,7 @@ def parse_lock(text: str, path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path}: not a valid lock file ({error}); delete it and rebuild") from None
+        raise UserError(f"{path}: not a valid lock file ({error}); {_FIX}") from None
     return checked_lock(data, path)
 
 
@@ -187,7 +187,11 @@ def read_lock_text(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); delete it and rebuild") from None
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); {_FIX}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a lock file; move it away and run `tasobuild build`") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror}); fix its permissions") from None
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:
