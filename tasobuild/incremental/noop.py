@@ -213,7 +213,8 @@ def _record_shape_ok(record: Mapping[str, Any]) -> bool:
         return v is None or (type(v) is list and all(type(x) is str for x in v))
 
     files = record.get("files")
-    compiler, cpu = record.get("compiler"), record.get("cpu")
+    compiler: Any = record.get("compiler")
+    cpu = record.get("cpu")
     return (isinstance(record.get("invocation"), dict) and all(text(record.get(k)) for k in
                                                                ("config_sha", "code", "targets_dir", "out_dir"))
             and _pair(record.get("kernels"), str, text) and _pair(record.get("target"), str, text)

@@ -12,6 +12,7 @@ cache folder of its own, and ends in one of two ways (docs/trust/lock-and-caches
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -259,8 +260,8 @@ def state_json(noop: bool, mutate: Callable[[Path], None]) -> Callable[[Project]
 def wrong_types_json(path: Path) -> None:
     from tasobuild import __version__
 
-    path.write_text('{"version": "' + __version__ + '", "code": 1, "onnx": [], "files": {"a": 3}, "lock": "x", "invocation": 2, '
-                    '"lock_": [1], "report": []}')
+    path.write_text(json.dumps({"version": __version__, "code": 1, "onnx": [], "files": {"a": 3}, "lock": "x",
+                                "invocation": 2, "report": []}))
 
 
 CACHE_CASES: dict[str, tuple[Callable[[Project], None], str, str]] = {
