@@ -1,4 +1,4 @@
-"""The command line: `tasobuild build | plan | pareto | profile | primitives | check | init | targets`.
+"""The command line: `tasobuild build | update | plan | pareto | profile | primitives | check | init | targets`.
 
 Results go to stdout (a table, or one JSON object with --json); progress and logs go to stderr. Exit codes:
 0 success, 1 a user error (one line on stderr naming the cause), 2 a usage error.
@@ -70,7 +70,7 @@ def _options(args: argparse.Namespace) -> Options:
     from tasobuild.incremental.transaction import Options
 
     return Options(args.config, _overrides(args), progress=_progress(args), locked=getattr(args, "locked", False),
-                   frozen=getattr(args, "frozen", False))
+                   frozen=getattr(args, "frozen", False), update=args.command == "update")
 
 
 def _inputs(args: argparse.Namespace) -> Inputs:
@@ -83,9 +83,11 @@ def _inputs(args: argparse.Namespace) -> Inputs:
 
 def _solve(inputs: Inputs, args: argparse.Namespace) -> Solve:
     from tasobuild.incremental.stagecache import cached
+    from tasobuild.incremental.transaction import locked_costs_of
     from tasobuild.pipeline import Solve
 
-    return Solve(inputs.spec, inputs.target, _progress(args), cached)
+    # the lock's costs first, as `build` takes them, so the plan shown is the plan built
+    return Solve(inputs.spec, inputs.target, _progress(args), cached, locked_costs_of(inputs.spec, inputs.target))
 
 
 def _emit_json(obj: Any) -> None:
@@ -99,6 +101,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         known = fast_up_to_date(args.config, _overrides(args), args.locked)
         if known is not None:
             return _print_build(args, known.report, known.lock_path, True)
+    from tasobuild.incremental.transaction import build
+
+    result = build(_options(args))
+    return _print_build(args, result.report, result.lock_path, result.up_to_date)
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """`build`, but every cost afresh (the cost cache, measuring what it misses, or the model): the lock's costs are
+    not reused, so taso.lock may change."""
     from tasobuild.incremental.transaction import build
 
     result = build(_options(args))
@@ -357,6 +368,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "build": (cmd_build, "plan, then emit the C project and taso.lock"),
+    "update": (cmd_update, "build, re-costing every call instead of reusing taso.lock's costs (the lock may change)"),
     "plan": (cmd_plan, "show the plan: per node the primitive, layouts, workspace and predicted time"),
     "pareto": (cmd_pareto, "the memory-latency frontier"),
     "profile": (cmd_profile, "measure every candidate the network needs (cache misses only)"),
@@ -375,7 +387,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _common(p, memory=name in ("build", "plan"))
+        _common(p, memory=name in ("build", "plan", "update"))
         if name == "build":
             p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")
             p.add_argument("--frozen", action="store_true",

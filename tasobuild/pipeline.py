@@ -201,7 +201,7 @@ def all_calls(nodes: Sequence[NodeCandidates], transforms: Sequence[TransformCan
 def merged(first: Costed, second: Costed) -> Costed:
     from tasobuild.costs.stage import Costed
 
-    return Costed({**first.costs, **second.costs}, first.profiled + second.profiled)
+    return Costed({**first.costs, **second.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
 
 
 def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider
@@ -241,16 +241,19 @@ def fused(graph: Graph, options: Sequence[Option], costs: Mapping[str, Cost]) ->
 
 
 class Solve:
-    """The Decider of a build: costs from the cost cache, measured or predicted (optimizer.costs), and the fastest
-    plan under the budget from Z3, reusing across budgets what does not depend on the budget."""
+    """The Decider of a build: costs from taso.lock first (`locked`, by call key), the rest from the cost cache,
+    measured or predicted (optimizer.costs), and the fastest plan under the budget from Z3, reusing across budgets
+    what does not depend on the budget."""
 
-    def __init__(self, spec: Spec, target: Target, progress: bool = False, memo: Memo = no_memo) -> None:
+    def __init__(self, spec: Spec, target: Target, progress: bool = False, memo: Memo = no_memo,
+                 locked: Mapping[str, Cost] | None = None) -> None:
         self.spec, self.target, self.progress, self.memo = spec, target, progress, memo
+        self.locked = dict(locked or {})
 
     def costs(self, calls: Sequence[KernelCall]) -> Costed:
         from tasobuild.costs.stage import measure_costs
 
-        return measure_costs(self.spec, self.target, calls, self.progress)
+        return measure_costs(self.spec, self.target, calls, self.progress, self.locked)
 
     def decide(self, problem: Problem) -> Decision:
         from tasobuild.decide import baselines_of, decide, problem_key
@@ -324,7 +327,8 @@ def render(program: Program) -> dict[str, bytes]:
 
 
 def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
-    """Stage 8: what taso.lock records (incremental.lock renders it)."""
+    """Stage 8: what taso.lock records (incremental.lock renders it). Plain Python values only (float(), int()):
+    the solver's sums may be NumPy scalars, which the lock writer refuses."""
     d, costs = p.decision, p.costed.costs
     plan_table = {
         "arena_bytes": d.arena.arena_bytes,
@@ -333,11 +337,11 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "objective": d.plan.objective,
         "placement": d.arena.status,  # "optimal": no offsets make a smaller arena for this plan's buffers
         "placement_bound_bytes": d.arena.bound_bytes,  # proven: no placement of these buffers is smaller
-        "predicted_ms": round(d.plan.predicted_ms, 6),
+        "predicted_ms": round(float(d.plan.predicted_ms), 6),
         "solver_status": d.plan.status,
     }
     for name, b in sorted(d.baselines.items()):
-        plan_table[f"{name}_predicted_ms"] = round(b["predicted_ms"], 6)
+        plan_table[f"{name}_predicted_ms"] = round(float(b["predicted_ms"]), 6)
         plan_table[f"{name}_arena_bytes"] = int(b["arena_bytes"])
     offsets = d.arena.offset_map()
     groups = {g.name: g for g in p.groups}
@@ -352,7 +356,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         nodes.append({
             "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
             "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": ch.group or "none",
-            "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(ch.time_ms, 6),
+            "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(float(ch.time_ms), 6),
             "cost_source": "+".join(sorted({costs[c.key()].source for c in calls})) or "none",
             # a deferred member's output never exists whole: it has rows in its group's window, no offset
             **({} if ch.deferred else {"output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)]}),
@@ -362,7 +366,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "plan": plan_table,
         "node": nodes,
         "transform": [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step,
-                       "predicted_ms": round(t.time_ms, 6)} for t in d.plan.transforms],
+                       "predicted_ms": round(float(t.time_ms), 6)} for t in d.plan.transforms],
         "cost": [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms, "source": cost.source}
                  for key, cost in sorted(costs.items())],
         "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},

@@ -210,6 +210,12 @@ class Spec(SpecFile):
         return Path(os.path.relpath(path, self.spec_dir)).as_posix()
 
 
+def printable(path: Path | str) -> str:
+    """A path as an error message shows it: as it is, or quoted if it holds a newline or another control character
+    (the message must stay one line)."""
+    return str(path) if str(path).isprintable() else repr(str(path))
+
+
 def is_target_path(name: str) -> bool:
     """A target given as a path (has a separator or ends in .toml) rather than a built-in name."""
     return "/" in name or "\\" in name or name.endswith(".toml")
@@ -240,7 +246,7 @@ def load_spec(path: Path, overrides: Mapping[str, str] = {}) -> Spec:
     if not onnx_path.is_file():
         where = document.where(("network", "onnx"), from_command_line)
         raise UserError(f"{where}: network.onnx: {settings.network.onnx!r} is not a file "
-                        f"(looked for {onnx_path}; paths are relative to the spec file)")
+                        f"(looked for {printable(onnx_path)}; paths are relative to the spec file)")
     out_dir = Path(os.path.normpath(spec_dir / out))
     _check_confined(out, out_dir, spec_dir, document.where(("build", "out"), from_command_line))
     spec = Spec(**dict(settings), spec_path=path, spec_dir=spec_dir, onnx_path=onnx_path, out_dir=out_dir)

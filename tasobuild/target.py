@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tasobuild.errors import UserError
 from tasobuild.resources import targets_dir
-from tasobuild.spec import Size, is_target_path, read_toml, validate_toml
+from tasobuild.spec import Size, is_target_path, printable, read_toml, validate_toml
 from tasobuild.toolchain import CompilerProblem, version_text
 
 
@@ -85,7 +85,7 @@ def load_target(name_or_path: str, spec_dir: Path, where: str | None = None) -> 
     if is_target_path(name_or_path):
         path = Path(os.path.normpath(Path(spec_dir) / name_or_path))
         if not path.is_file():
-            raise UserError(f"{key}: target file {name_or_path!r} not found (looked for {path}; "
+            raise UserError(f"{key}: target file {name_or_path!r} not found (looked for {printable(path)}; "
                             f"paths are relative to the spec file)")
     else:
         path = targets_dir() / f"{name_or_path}.toml"

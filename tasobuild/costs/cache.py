@@ -26,6 +26,7 @@ import csv
 import functools
 import logging
 import math
+import numbers
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -79,6 +80,14 @@ class Cost:
     source: Literal["measured", "imported", "predicted"]
 
     def __post_init__(self) -> None:
+        # Plain floats only: a NumPy scalar (the model's arithmetic yields np.float64) would leak into taso.lock as
+        # "np.float64(...)", which is not TOML. Anything that is not a real number (a string from a hand-edited
+        # cache row or lock) is refused here, as a ValueError the readers turn into a warning or a one-line error.
+        for name in ("median_ms", "spread_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if not (math.isfinite(self.median_ms) and self.median_ms >= 0.0):
             raise ValueError(f"median_ms must be finite and >= 0, got {self.median_ms!r}")
         if not (math.isfinite(self.spread_ms) and self.spread_ms >= 0.0):
@@ -145,6 +154,8 @@ class CostCache:
             return self._open_checked()
 
     def _open_checked(self) -> sqlite3.Connection:
+        if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+            raise _Untrusted("is not a file")
         if self.path.exists() and self.path.stat().st_size > 0:
             with open(self.path, "rb") as f:
                 if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
@@ -209,6 +220,7 @@ class CostCache:
         for key in keys:
             by_target.setdefault((key.fingerprint, key.kernel_digest), []).append(key.call_key)
         found: dict[CostKey, Cost] = {}
+        untrusted: list[tuple[str, str, str]] = []
         for (fingerprint, digest), call_keys in sorted(by_target.items()):
             unique = sorted(set(call_keys))
             for start in range(0, len(unique), _CHUNK):
@@ -219,8 +231,28 @@ class CostCache:
                     (fingerprint, digest, *chunk),
                 )
                 for call_key, median, spread, reps, source in rows:
-                    found[CostKey(fingerprint, digest, call_key)] = Cost(median, spread, reps, source)
+                    cost = self._trusted_cost(call_key, median, spread, reps, source)
+                    if cost is None:
+                        untrusted.append((fingerprint, digest, call_key))
+                    else:
+                        found[CostKey(fingerprint, digest, call_key)] = cost
+        if untrusted:  # forgotten, so the warning is said once and the call is measured or predicted afresh
+            with self._transaction():
+                self._db.executemany("DELETE FROM costs WHERE fingerprint = ? AND kernel_digest = ? AND call_key = ?",
+                                     untrusted)
         return found
+
+    def _trusted_cost(self, call_key: object, median: object, spread: object, reps: object,
+                      source: object) -> Cost | None:
+        """A row's Cost, or None (with a warning) if the row holds what no tasobuild writes: SQLite keeps any type
+        in any column, so a hand-edited or foreign row is treated as a miss, measured again and overwritten."""
+        try:
+            if source not in STORED_SOURCES or type(call_key) is not str:
+                raise ValueError(f"source must be one of {STORED_SOURCES}, got {source!r}")
+            return Cost(median, spread, reps, source)  # type: ignore[arg-type]
+        except ValueError as error:
+            self._warn(f"cost cache {self.path}: ignoring the row of {call_key!r} ({error}); it is costed afresh")
+            return None
 
     def put_many(self, rows: Iterable[tuple[CostKey, Cost]]) -> None:
         """Store (or replace) every row, all in one transaction."""
@@ -233,7 +265,8 @@ class CostCache:
     def rows(self) -> list[tuple[CostKey, Cost]]:
         """Every row, sorted by key."""
         cursor = self._db.execute("SELECT * FROM costs ORDER BY fingerprint, kernel_digest, call_key")
-        return [(CostKey(f, d, k), Cost(m, s, r, src)) for f, d, k, m, s, r, src in cursor]
+        rows = [(CostKey(f, d, k), self._trusted_cost(k, m, s, r, src)) for f, d, k, m, s, r, src in cursor]
+        return [(key, cost) for key, cost in rows if cost is not None]
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -255,10 +288,13 @@ class CostCache:
     def export_csv(self, path: Path | str, *, fingerprint: str, kernel_digest: str) -> int:
         """Write the rows of one (target, kernel sources) to `path` in the module's CSV format; returns the count."""
         cursor = self._db.execute(
-            "SELECT call_key, median_ms, spread_ms, reps FROM costs WHERE fingerprint = ? AND kernel_digest = ?",
+            "SELECT call_key, median_ms, spread_ms, reps, source FROM costs"
+            " WHERE fingerprint = ? AND kernel_digest = ?",
             (fingerprint, kernel_digest),
         )
-        records = sorted((*split_call_key(k), repr(m), repr(s), str(r)) for k, m, s, r in cursor)
+        trusted = [(k, c) for k, m, s, r, src in cursor
+                   if (c := self._trusted_cost(k, m, s, r, src)) is not None and _is_call_key(k)]
+        records = sorted((*split_call_key(k), repr(c.median_ms), repr(c.spread_ms), str(c.reps)) for k, c in trusted)
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(CSV_HEADER)
@@ -281,6 +317,14 @@ class CostCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_call_key(call_key: str) -> bool:
+    try:
+        split_call_key(call_key)
+    except ValueError:
+        return False
+    return True
 
 
 def split_call_key(call_key: str) -> tuple[str, str]:

@@ -42,10 +42,11 @@ _IQR_Z = 0.6745  # a normal's quartiles sit this many standard deviations from i
 
 @dataclass(frozen=True)
 class Costed:
-    """Every candidate's cost and how many measurements this run took to know them."""
+    """Every candidate's cost, how many measurements this run took to know them, and which came from taso.lock."""
 
     costs: Mapping[str, Cost]
     profiled: int
+    from_lock: frozenset[str] = frozenset()  # call keys whose cost is the lock's (neither looked up nor measured)
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,20 @@ def shipped_model() -> CostModel | None:
     return model
 
 
-def measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool) -> Costed:
-    """The costs stage the build calls (see the module docstring)."""
+def measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool,
+                  locked: Mapping[str, Cost] | None = None) -> Costed:
+    """The costs stage the build calls (see the module docstring). `locked`: the costs taso.lock lists, by call key;
+    they are taken as they are (with the source they were locked with), so only the calls the lock does not list
+    are looked up, measured or predicted — a rebuild on another machine re-measures nothing the lock knows."""
+    pinned = {c.key(): locked[c.key()] for c in calls if locked and c.key() in locked}
+    rest = [c for c in calls if c.key() not in pinned]
+    if not rest:  # the cost cache is not even opened: an empty cache folder stays empty
+        return Costed(_sorted(pinned), 0, frozenset(pinned))
+    fresh = _measure_costs(spec, target, rest, progress)
+    return Costed(_sorted({**fresh.costs, **pinned}), fresh.profiled, frozenset(pinned))
+
+
+def _measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool) -> Costed:
     mode: Mode = spec.optimizer.costs
 
     def kernels():
@@ -184,7 +197,7 @@ def layer_corrected(model: CostModel, calls: Sequence[KernelCall], known: Mappin
         errors.setdefault((call.struct, call.params), []).append(math.log2(known[call.key()].median_ms) - guess)
     out = dict(predicted)
     for layer, errs in errors.items():
-        factor = 2.0 ** (sum(errs) / (len(errs) + LAYER_SHRINK))
+        factor = float(2.0 ** (sum(errs) / (len(errs) + LAYER_SHRINK)))  # errs are NumPy scalars
         for call in layers[layer]:
             cost = out.get(call.key())
             if cost is not None:

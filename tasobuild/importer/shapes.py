@@ -87,6 +87,8 @@ def _binary(c: NodeContext) -> Shape:
 def _conv(c: NodeContext) -> Shape:
     x, w = c.shape(0), c.shape(1)
     groups = int(c.attr("group", 1))
+    if groups < 1:
+        raise c.error(f"group={groups}: must be at least 1")
     if len(x) < 3 or len(w) != len(x):
         raise c.error(f"input {list(x)} and weights {list(w)}: expected N,C,spatial... and M,C/group,kernel...")
     if x[1] % groups or w[1] != x[1] // groups or w[0] % groups:

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasobuild.costs.cache import Cost
 from tasobuild.costs.stage import Costed
 from tasobuild.decide import Decision, place
 from tasobuild.errors import UserError
+from tasobuild.incremental.lock import lock_costs
 from tasobuild.incremental.state import FROZEN_INPUTS, changed_inputs
 from tasobuild.primitives import KernelCall
 from tasobuild.solve import Choice, Problem, evaluate
@@ -27,15 +27,15 @@ class FromLock:
             raise UserError(f"{lock_path}: --frozen, but {', '.join('inputs.' + k for k in changed)} changed since "
                             f"the lock was written; run `tasobuild build` to update it")
         self.lock, self.lock_path = lock, lock_path
-        self.locked_costs = {row["call"]: Cost(row["median_ms"], row["spread_ms"], 1, row["source"])
-                             for row in lock["cost"]}
+        self.locked_costs = lock_costs(lock)
 
     def costs(self, calls: Sequence[KernelCall]) -> Costed:
         missing = next((c.key() for c in calls if c.key() not in self.locked_costs), None)
         if missing is not None:
             raise UserError(f"{self.lock_path}: --frozen, but the lock has no cost for {missing!r}; "
                             f"run `tasobuild build` to update it")
-        return Costed({c.key(): self.locked_costs[c.key()] for c in calls}, 0)
+        costs = {c.key(): self.locked_costs[c.key()] for c in calls}
+        return Costed(costs, 0, frozenset(costs))
 
     def decide(self, problem: Problem) -> Decision:
         locked = {row["name"]: row for row in self.lock["node"]}

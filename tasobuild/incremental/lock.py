@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tasobuild.costs.cache import SOURCES, Cost
 from tasobuild.errors import UserError
 
 LOCK_VERSION = 1
@@ -35,20 +36,23 @@ TABLES = ("inputs", "plan")
 ARRAYS = ("node", "transform", "cost")
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
+def _scalar(value: Any, where: str) -> str:
+    """One TOML value. Exact types only: a NumPy scalar passes isinstance(float) but its repr ("np.float64(0.5)") is
+    not TOML, so anything but a plain str/int/float/bool/list is a bug in the caller, refused naming the key."""
+    kind = type(value)
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, int):
+    if kind is int:
         return str(value)
-    if isinstance(value, float):
+    if kind is float:
         if not math.isfinite(value):
-            raise ValueError(f"cannot write {value} to the lock")
+            raise ValueError(f"cannot write {value} to the lock ({where})")
         return repr(value)
-    if isinstance(value, str):
+    if kind is str:
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to the lock")
+    if kind in (list, tuple):
+        return "[" + ", ".join(_scalar(v, f"{where}[{i}]") for i, v in enumerate(value)) + "]"
+    raise TypeError(f"cannot write {kind.__module__}.{kind.__name__} {value!r} to the lock ({where})")
 
 
 def _key(key: str) -> str:
@@ -56,7 +60,7 @@ def _key(key: str) -> str:
 
 
 def _table(lines: list[str], header: str, table: Mapping[str, Any]) -> None:
-    lines += ["", header] + [f"{_key(k)} = {_scalar(table[k])}" for k in sorted(table)]
+    lines += ["", header] + [f"{_key(k)} = {_scalar(table[k], f'{header} {k}')}" for k in sorted(table)]
 
 
 def render_lock(data: Mapping[str, Any]) -> str:
@@ -75,23 +79,100 @@ def parse_lock(text: str, path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path}: not a valid lock file ({error}); delete it and rebuild") from None
+        raise UserError(f"{path}: not a valid lock file ({error}); {_FIX}") from None
     return checked_lock(data, path)
 
 
+# The type of every field the code reads, per table (report, frozen, differences, Solve's locked costs). A lock that
+# breaks this (hand-edited, merged badly) is refused naming the key, rather than failing somewhere downstream.
+_STR, _INT, _NUMBER = "a string", "an integer", "a number"
+PLAN_FIELDS = {"arena_bytes": _INT, "budget_bytes": _INT, "lower_bound_bytes": _INT, "objective": _STR,
+               "predicted_ms": _NUMBER, "solver_status": _STR, "greedy_predicted_ms": _NUMBER,
+               "greedy_arena_bytes": _INT, "time_only_predicted_ms": _NUMBER, "time_only_arena_bytes": _INT}
+ROW_FIELDS = {
+    "node": {"name": _STR, "op": _STR, "primitive": _STR, "layout_in": _STR, "layout_out": _STR, "tiling": _STR,
+             "workspace_bytes": _INT, "predicted_ms": _NUMBER, "cost_source": _STR},
+    "transform": {"tensor": _STR, "from": _STR, "to": _STR, "step": _INT, "predicted_ms": _NUMBER},
+    "cost": {"call": _STR, "median_ms": _NUMBER, "spread_ms": _NUMBER, "source": _STR},
+}
+OPTIONAL_ROW_FIELDS = {"node": {"output_offset": _INT}}
+_FIX = "restore it from version control or delete it and run `tasobuild build`"
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == _STR:
+        return type(value) is str
+    if kind == _INT:
+        return type(value) is int
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _bad(path: Path, where: str, expected: str, value: Any) -> UserError:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return UserError(f"{path}: lock key {where} must be {expected}, got {shown}; {_FIX}")
+
+
+def _check_fields(path: Path, where: str, row: Any, fields: Mapping[str, str],
+                  optional: Mapping[str, str] | None = None) -> None:
+    if not isinstance(row, dict):
+        raise _bad(path, where, "a table", row)
+    for key, kind in fields.items():
+        if key not in row:
+            raise UserError(f"{path}: lock key {where}.{key} is missing; {_FIX}")
+        if not _is(row[key], kind):
+            raise _bad(path, f"{where}.{key}", kind, row[key])
+    for key, kind in (optional or {}).items():
+        if key in row and not _is(row[key], kind):
+            raise _bad(path, f"{where}.{key}", kind, row[key])
+
+
 def checked_lock(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A parsed lock whose schema version this tasobuild reads, with every table present."""
+    """A parsed lock whose schema version this tasobuild reads, every field the code reads of the right type (a
+    UserError names the first that is not, e.g. `cost[3].median_ms`)."""
     version = data.get("version")
-    if not isinstance(version, int):
-        raise UserError(f"{path}: lock file has no schema version; delete it and rebuild")
+    if type(version) is not int:
+        raise UserError(f"{path}: lock file has no schema version; {_FIX}")
     if version > LOCK_VERSION:
         raise UserError(f"{path}: lock schema version {version} is newer than this tasobuild understands "
                         f"({LOCK_VERSION}); upgrade tasobuild")
+    if version != LOCK_VERSION:
+        raise UserError(f"{path}: lock schema version {version} is not one this tasobuild reads ({LOCK_VERSION}); "
+                        f"delete it and run `tasobuild build`")
     for name in TABLES + ("files",):
-        data.setdefault(name, {})
+        table = data.setdefault(name, {})
+        if not isinstance(table, dict):
+            raise _bad(path, name, "a table", table)
+        if name != "plan":
+            for key, value in table.items():
+                if not _is(value, _STR):
+                    raise _bad(path, f"{name}.{_key(key)}", _STR, value)
+    if data["plan"] or data["inputs"]:  # a lock with neither records no decision: every build replaces it
+        _check_fields(path, "plan", data["plan"], PLAN_FIELDS)
     for name in ARRAYS:
-        data.setdefault(name, [])
+        rows = data.setdefault(name, [])
+        if not isinstance(rows, list):
+            raise _bad(path, name, "an array of tables", rows)
+        for index, row in enumerate(rows):
+            _check_fields(path, f"{name}[{index}]", row, ROW_FIELDS[name], OPTIONAL_ROW_FIELDS.get(name))
+    for index, row in enumerate(data["cost"]):
+        try:
+            cost_of(row)
+        except ValueError as error:
+            raise UserError(f"{path}: lock key cost[{index}] is not a cost ({error}); {_FIX}") from None
     return data
+
+
+def cost_of(row: Mapping[str, Any]) -> Cost:
+    """A [[cost]] row as the Cost it locks (reps is not recorded: 1 for a timing, 0 for a prediction)."""
+    source = row["source"]
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    return Cost(row["median_ms"], row["spread_ms"], 0 if source == "predicted" else 1, source)
+
+
+def lock_costs(lock: Mapping[str, Any]) -> dict[str, Cost]:
+    """Every cost the lock lists, by call key (checked_lock has checked them)."""
+    return {row["call"]: cost_of(row) for row in lock["cost"]}
 
 
 def as_parsed(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,7 +189,11 @@ def read_lock_text(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); delete it and rebuild") from None
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); {_FIX}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a lock file; move it away and run `tasobuild build`") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror}); fix its permissions") from None
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tasobuild import __version__
 from tasobuild.digest import sha256_bytes, sha256_file, tree_digest
 from tasobuild.incremental.stagecache import code_digest
-from tasobuild.incremental.state import busy_lock_path, keyed_path, read_json, stamp, write_json
+from tasobuild.incremental.state import busy_lock_path, is_stamp, keyed_path, read_json, stamp, write_json
 from tasobuild.incremental.tree import journal_of
 from tasobuild.resources import kernels_dir, targets_dir
 
@@ -160,9 +160,13 @@ class UpToDate:
 def fast_up_to_date(config: Path, overrides: Mapping[str, str], locked: bool) -> UpToDate | None:
     """The recorded report if every source of the last verdict is unchanged, else None (take the full check).
     Holds the project's build lock while it looks, so it never reads a tree a build is replacing."""
-    record = read_json(noop_record_path(config))
+    path = noop_record_path(config)
+    record = read_json(path)
     if not record:
         log.info("fast no-op check: no record of a previous build; full check")
+        return None
+    if not _record_shape_ok(record):
+        log.warning("ignoring %s (a field has the wrong type); it is rebuilt", path)
         return None
     if record.get("invocation") != Invocation.of(config, overrides, locked).as_json():
         log.info("fast no-op check: the command line differs from the last build's; full check")
@@ -187,6 +191,31 @@ def fast_up_to_date(config: Path, overrides: Mapping[str, str], locked: bool) ->
         return None
     log.info("fast no-op check: nothing changed")
     return UpToDate(record["report"], lock_path)
+
+
+def _pair(value: Any, first: type, second: Any) -> bool:
+    return type(value) is list and len(value) == 2 and type(value[0]) is first and second(value[1])
+
+
+def _record_shape_ok(record: Mapping[str, Any]) -> bool:
+    """Every field of the no-op record the fast check reads has the type write_noop_record gives it."""
+    def text(v: Any) -> bool:
+        return type(v) is str
+
+    def maybe_lines(v: Any) -> bool:
+        return v is None or (type(v) is list and all(type(x) is str for x in v))
+
+    files = record.get("files")
+    compiler: Any = record.get("compiler")
+    cpu = record.get("cpu")
+    return (isinstance(record.get("invocation"), dict) and all(text(record.get(k)) for k in
+                                                               ("config_sha", "code", "targets_dir", "out_dir"))
+            and _pair(record.get("kernels"), str, text) and _pair(record.get("target"), str, text)
+            and _pair(record.get("lock"), str, text) and _pair(record.get("onnx"), str, is_stamp)
+            and isinstance(files, dict) and all(is_stamp(v) for v in files.values())
+            and _pair(compiler, list, text) and all(text(a) for a in compiler[0])
+            and (cpu is None or _pair(cpu, str, maybe_lines))
+            and isinstance(record.get("report"), dict))
 
 
 def _file_sha(path: Path | str) -> str | None:

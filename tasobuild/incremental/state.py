@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,9 +61,12 @@ def busy_lock_path(lock_path: Path) -> Path:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write a record of the cache folder; one that cannot be written (a full disk) only costs the next build the
-    full check, so it is a warning, never a failed build."""
+    """Write a record of the cache folder. It is only a cache: one that cannot be written (a full disk) only costs
+    the next build the full check, so it is a warning, never a failed build (a folder in its place, which no
+    tasobuild makes, is removed first)."""
     try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
         write_atomic(path, json.dumps(value, sort_keys=True).encode())
     except OSError as error:
         log.warning("cannot write %s (%s); the next build takes the full up-to-date check", path, error.strerror)
@@ -71,15 +75,45 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A record of the cache folder, or {} if there is none, it is another version's, or it is unreadable (then with
+    a warning: it is recomputed and replaced by the build)."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
+        value = json.loads(path.read_bytes())
+    except FileNotFoundError:
         return {}
-    return value if isinstance(value, dict) and value.get("version") == __version__ else {}
+    except (OSError, ValueError) as error:  # a folder, binary garbage, truncated JSON
+        log.warning("ignoring %s (%s); it is rebuilt", path, error)
+        return {}
+    if not isinstance(value, dict):
+        log.warning("ignoring %s (not a JSON object); it is rebuilt", path)
+        return {}
+    return value if value.get("version") == __version__ else {}
+
+
+def is_stamp(value: Any) -> bool:
+    return value is None or (type(value) is list and len(value) == 2 and all(type(v) is int for v in value))
+
+
+def _state_shape_ok(state: Mapping[str, Any]) -> bool:
+    """Every field of the build state the build reads has the type write_state gives it."""
+    onnx, files, lock = state.get("onnx"), state.get("files"), state.get("lock")
+    return (type(state.get("code")) is str
+            and isinstance(onnx, dict) and type(onnx.get("path")) is str and is_stamp(onnx.get("stamp"))
+            and type(onnx.get("sha256")) is str
+            and isinstance(files, dict) and all(isinstance(f, dict) and is_stamp(f.get("stamp"))
+                                                and type(f.get("sha256")) is str for f in files.values())
+            and isinstance(lock, dict) and is_stamp(lock.get("stamp")) and type(lock.get("sha256")) is str
+            and isinstance(lock.get("data", {}), dict))
 
 
 def read_state(out_dir: Path) -> dict[str, Any]:
-    return read_json(state_path(out_dir))
+    """The last build's state, or {} (the build then checks everything and writes a new one)."""
+    path = state_path(out_dir)
+    state = read_json(path)
+    if state and not _state_shape_ok(state):
+        log.warning("ignoring %s (a field has the wrong type); it is rebuilt", path)
+        return {}
+    return state
 
 
 def write_state(out_dir: Path, onnx: Path, onnx_sha: str, onnx_stamp: list[int] | None, files: Mapping[str, str],

@@ -22,10 +22,20 @@ from filelock import FileLock
 
 from tasobuild.digest import sha256_bytes
 from tasobuild.errors import UserError
-from tasobuild.incremental.lock import as_parsed, checked_lock, differences, parse_lock, read_lock_text, render_lock
+from tasobuild.incremental.lock import (
+    as_parsed,
+    checked_lock,
+    differences,
+    lock_costs,
+    parse_lock,
+    read_lock,
+    read_lock_text,
+    render_lock,
+)
 from tasobuild.incremental.noop import Host, Invocation, Sources, write_noop_record
 from tasobuild.incremental.stagecache import cached
 from tasobuild.incremental.state import (
+    FROZEN_INPUTS,
     busy_lock_path,
     changed_inputs,
     lock_inputs,
@@ -51,6 +61,7 @@ class Options:
     progress: bool = True
     locked: bool = False  # fail, writing nothing, if taso.lock or any output would change
     frozen: bool = False  # emit exactly what taso.lock says: no profiling, no solving
+    update: bool = False  # `tasobuild update`: cost every call afresh, ignoring the lock's costs
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,45 @@ def previous_lock(text: str | None, state: Mapping[str, Any], lock_path: Path) -
     if text is None:
         return None
     known = state.get("lock", {})
-    if "data" in known and known.get("sha256") == sha256_bytes(text.encode()):
-        return checked_lock(known["data"], lock_path)
+    if isinstance(known, dict) and isinstance(known.get("data"), dict) \
+            and known.get("sha256") == sha256_bytes(text.encode()):
+        try:
+            return checked_lock(known["data"], lock_path)
+        except UserError as error:  # the state is a cache: a bad copy is dropped, the lock itself is parsed
+            log.warning("build state: its copy of the lock is unusable (%s); reading the lock", error)
     return parse_lock(text, lock_path)
+
+
+# What the lock's costs were measured for: they are reused only where these are unchanged (other kernel sources or
+# another target file make other code, whose times the lock does not know).
+COSTS_VALID_FOR = ("kernels", "target")
+# Where the lock's costs were measured (the host fingerprint and the compiler's version). They change only when a
+# build costs some call afresh, so a build on another machine that reuses every locked cost leaves the lock as it is.
+COSTS_FROM = ("costs_from", "toolchain")
+
+
+def reusable_costs(previous: Mapping[str, Any] | None, inputs: Mapping[str, str], update: bool) -> dict[str, Any]:
+    """The lock's costs a build takes before looking anywhere else (none for `update`, or if the lock's costs were
+    measured on other kernel sources or for another target file)."""
+    if previous is None or update or changed_inputs(previous, inputs, COSTS_VALID_FOR):
+        return {}
+    return lock_costs(previous)
+
+
+def locked_costs_of(spec: Spec, target: Target) -> dict[str, Any]:
+    """The costs `plan` and `pareto` take from the project's taso.lock, as `build` would: they show its plan."""
+    from tasobuild.costs.cache import kernel_digest
+
+    lock = read_lock(lock_path_of(spec))
+    return reusable_costs(lock, {"kernels": kernel_digest(), "target": target.digest}, update=False)
+
+
+def with_costs_origin(data: dict[str, Any], previous: Mapping[str, Any] | None, all_from_lock: bool) -> None:
+    """Keep the lock's record of where its costs were measured when every cost came from it (see COSTS_FROM)."""
+    if previous is not None and all_from_lock:
+        for key in COSTS_FROM:
+            if key in previous["inputs"]:
+                data["inputs"][key] = previous["inputs"][key]
 
 
 @dataclass(frozen=True)
@@ -131,8 +178,11 @@ def build(options: Options) -> BuildResult:
         previous = previous_lock(text, state, lock_path)
         onnx_sha, onnx_stamp = onnx_digest(spec.onnx_path, state)
         inputs = lock_inputs(spec, target, onnx_sha)
-        if previous is not None and text is not None and not options.frozen \
-                and not changed_inputs(previous, inputs) and outputs_intact(spec.out_dir, previous, lock_path, state):
+        # Up to date: the inputs that decide the output are unchanged (costs_from and toolchain only say where the
+        # locked costs were measured: another machine reuses them), and so are the outputs.
+        if previous is not None and text is not None and not options.frozen and not options.update \
+                and not changed_inputs(previous, inputs, FROZEN_INPUTS) \
+                and outputs_intact(spec.out_dir, previous, lock_path, state):
             if state["onnx"]["stamp"] != onnx_stamp:  # touched, same bytes: trust the new stamp from now on
                 state = write_state(spec.out_dir, spec.onnx_path, onnx_sha, onnx_stamp, previous["files"], lock_path,
                                     text, previous)
@@ -153,9 +203,10 @@ def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mappi
 
         decider = FromLock(previous, inputs, lock_path)
     else:
-        decider = Solve(spec, target, options.progress, cached)
+        decider = Solve(spec, target, options.progress, cached, reusable_costs(previous, inputs, options.update))
     built = run(network, decider, inputs, cached)
     planned, files, data = built.planned, built.files, built.lock
+    with_costs_origin(data, previous, set(planned.costed.costs) <= planned.costed.from_lock)
     if options.frozen:
         assert previous is not None
         data["inputs"] = previous["inputs"]  # the lock is the truth: it stays exactly as it is
