@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,18 @@ TABLES = ("inputs", "plan")
 ARRAYS = ("node", "transform", "cost")
 
 
+# Characters TOML forbids unescaped (DEL, C1 controls) or that would make the lock read other than it is (bidi
+# overrides, zero-width and other formats, line separators; a name from a model may hold any): escaped, so the
+# lock still records the name exactly. JSON already escapes the C0 controls.
+_INVISIBLE = re.compile(r"[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+                        r"\ufff9-\ufffb\U000e0000-\U000e007f]")
+
+
+def _toml_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -42,8 +55,8 @@ def _scalar(value: Any) -> str:
         if not math.isfinite(value):
             raise ValueError(f"cannot write {value} to the lock")
         return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, str):  # a JSON string is a valid TOML basic string once characters that act are escaped
+        return _INVISIBLE.sub(_toml_escape, json.dumps(value, ensure_ascii=False))
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to the lock")
