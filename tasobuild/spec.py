@@ -87,7 +87,7 @@ def project_name_problem(name: str) -> str | None:
     """Why `name` cannot name the emitted project (one clause, stating the rule), or None."""
     low = name.lower()
     if not _C_IDENTIFIER.match(name):
-        return "is not a C identifier (letters, digits, _; not starting with a digit)"
+        return "is not a usable C identifier (letters, digits, _)"
     if low in _C_KEYWORDS:
         return "is a C keyword"
     if name.startswith("_"):
@@ -134,7 +134,8 @@ class ProjectSettings(_Settings):
     @classmethod
     def _is_usable_name(cls, name: str) -> str:
         if problem := project_name_problem(name):
-            raise ValueError(f'{name!r} {problem}; choose another, e.g. "{c_identifier(name)}"')
+            advice = ", e.g." if not _C_IDENTIFIER.match(name) else "; choose another name, e.g."
+            raise ValueError(f'{name!r} {problem}{advice} "{c_identifier(name)}"')
         return name
 
 
