@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 from tasobuild import __version__
 from tasobuild.errors import UserError
+from tasobuild.text import terminal_text
 from tasobuild.units import format_size
 
 
@@ -147,16 +148,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for col in ("node", "op", "primitive", "layouts", *(("tiling",) if tiled else ()), "workspace", "ms"):
         table.add_column(col, justify="right" if col in ("workspace", "ms") else "left")
     for n in rep["nodes"]:
-        table.add_row(n["name"], n["op"], n["primitive"], f"{n['layout_in']}->{n['layout_out']}",
+        table.add_row(_cell(n["name"]), n["op"], n["primitive"], f"{n['layout_in']}->{n['layout_out']}",
                       *((n["tiling"] or "",) if tiled else ()),
                       format_size(n["workspace_bytes"]) if n["workspace_bytes"] else "",
                       f"{n['predicted_ms']:.4f}")
     for t in rep["transforms"]:
-        table.add_row(f"(before step {t['step']})", "transform", t["tensor"], f"{t['from']}->{t['to']}",
+        table.add_row(f"(before step {t['step']})", "transform", _cell(t["tensor"]), f"{t['from']}->{t['to']}",
                       *(("",) if tiled else ()), "", f"{t['predicted_ms']:.4f}")
     stdout.print(table)
     _print_totals(rep)
     return 0
+
+
+def _cell(name: str) -> Any:
+    """A model's name as a table cell: shown as it is (no rich markup), without escapes, long names shortened."""
+    from rich.text import Text
+
+    return Text(terminal_text(name))
 
 
 def _print_totals(rep: dict[str, Any]) -> None:
@@ -322,9 +330,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(summary)
     else:
-        stdout.print(f"{summary['spec']}: ok — {summary['network']} has {summary['nodes']} nodes "
-                     f"({summary['candidates']} candidate primitives), input {summary['input']}, "
-                     f"output {summary['output']}; target {summary['target']}")
+        stdout.print(terminal_text(f"{summary['spec']}: ok — {summary['network']} has {summary['nodes']} nodes "
+                                   f"({summary['candidates']} candidate primitives), input {summary['input']}, "
+                                   f"output {summary['output']}; target {summary['target']}"), markup=False)
     return 0
 
 
@@ -417,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except UserError as error:
-        print(f"tasobuild: error: {error}", file=sys.stderr)
+        print(f"tasobuild: error: {terminal_text(str(error))}", file=sys.stderr)  # names in it come from models
         return 1
     except KeyboardInterrupt as interrupt:  # tree.InterruptedAfterCommit says the new outputs were in place
         print(f"tasobuild: interrupted; {interrupt.args[0] if interrupt.args else 'previous outputs are intact'}",

@@ -22,7 +22,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
                       ValidationInfo, field_validator)
 
 from tasobuild.errors import UserError
-from tasobuild.units import parse_duration, parse_size
+from tasobuild.units import format_size, parse_duration, parse_size
 
 # ---------------------------------------------------------------------------------------------
 # Value types. The marker in the metadata tells the starter file how to print a default.
@@ -54,6 +54,7 @@ Size = Annotated[int, BeforeValidator(parse_size), SIZE_KIND]
 Duration = Annotated[float, BeforeValidator(_duration), DURATION_KIND]
 """Milliseconds, written "20 ms", "1.5 s", "250 us" (in Python: a number of milliseconds)."""
 
+MAX_BUDGET_BYTES = 1 << 40  # 1 TiB: more than any target's RAM; beyond it, a budget is a typo or an attack
 _C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _C_KEYWORDS = frozenset(
     "auto bool break case char const constexpr continue default do double else enum extern false float for "
@@ -62,14 +63,55 @@ _C_KEYWORDS = frozenset(
 )
 
 
+# Names the emitted project cannot take: it writes include/<name>.h, src/<name>.c, src/<name>_weights.*,
+# main/<name>_main.c and compiles with -Iinclude -Isrc -Isrc/kernels, so a name equal to a header of the C library
+# (or a common POSIX one) or of the kernels would shadow it; the Makefile and CMake link -lm and have targets of
+# their own. Compared in lower case: macOS and Windows file systems ignore case.
+_C_LIBRARY_HEADERS = frozenset(
+    "assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal stdalign stdarg "
+    "stdatomic stdbit stdbool stdckdint stddef stdint stdio stdlib stdnoreturn string tgmath threads time uchar "
+    "wchar wctype alloca dirent dlfcn endian fcntl getopt glob libgen malloc memory poll pthread pwd regex sched "
+    "semaphore strings syslog termios unistd arm_neon arm_acle immintrin".split()
+)
+_BUILD_NAMES = frozenset({"m", "c", "all", "clean", "install", "test", "help", "package", "main", "obj", "src"})
+_KERNEL_PREFIX = "tb"
+
+
+def _kernel_file_stems() -> frozenset[str]:
+    from tasobuild.resources import kernels_dir
+
+    return frozenset(f.name.split(".")[0].lower() for f in kernels_dir().iterdir() if f.suffix in (".c", ".h"))
+
+
+def project_name_problem(name: str) -> str | None:
+    """Why `name` cannot name the emitted project (one clause, stating the rule), or None."""
+    low = name.lower()
+    if not _C_IDENTIFIER.match(name):
+        return "is not a usable C identifier (letters, digits, _)"
+    if low in _C_KEYWORDS:
+        return "is a C keyword"
+    if name.startswith("_"):
+        return "starts with _ (such names are reserved for the C implementation)"
+    if low == _KERNEL_PREFIX or low.startswith(f"{_KERNEL_PREFIX}_"):
+        return f"is or starts with {_KERNEL_PREFIX}_, the prefix of the kernels' symbols and headers"
+    if low in _C_LIBRARY_HEADERS:
+        return f"would shadow the C library's <{low}.h> (the project writes include/{name}.h)"
+    if low in _BUILD_NAMES:
+        return "is a name the emitted program, Makefile or CMakeLists.txt already uses (main, -lm, make targets)"
+    if low in _kernel_file_stems():
+        return f"would shadow the kernel file {low}.* the emitted project compiles"
+    return None
+
+
 def c_identifier(text: str) -> str:
-    """The C identifier closest to `text`: "ds-cnn.v2" -> "ds_cnn_v2", "1st" -> "net_1st", "int" -> "int_net"."""
+    """The usable project name closest to `text`: "ds-cnn.v2" -> "ds_cnn_v2", "1st" -> "net_1st", "int" -> "int_net",
+    "tb_x" -> "net_tb_x"."""
     name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", text)).strip("_").lower()
     if not name:
         return "net"
-    if name[0].isdigit():
+    if name[0].isdigit() or name == _KERNEL_PREFIX or name.startswith(f"{_KERNEL_PREFIX}_"):
         name = f"net_{name}"
-    if name in _C_KEYWORDS:
+    if project_name_problem(name):
         name = f"{name}_net"
     return name
 
@@ -90,9 +132,10 @@ class ProjectSettings(_Settings):
 
     @field_validator("name")
     @classmethod
-    def _is_c_identifier(cls, name: str) -> str:
-        if not _C_IDENTIFIER.match(name) or name.lower() in _C_KEYWORDS or name.startswith("__"):
-            raise ValueError(f'{name!r} is not a usable C identifier (letters, digits, _), e.g. "{c_identifier(name)}"')
+    def _is_usable_name(cls, name: str) -> str:
+        if problem := project_name_problem(name):
+            advice = ", e.g." if not _C_IDENTIFIER.match(name) else "; choose another name, e.g."
+            raise ValueError(f'{name!r} {problem}{advice} "{c_identifier(name)}"')
         return name
 
 
@@ -115,6 +158,14 @@ class ConstraintsSettings(_Settings):
 
     memory: Size = Field(gt=0, examples=["256 KiB"])
     """Arena budget: all activations and workspace, input and output included ("64 KiB", "1.5 MB")."""
+
+    @field_validator("memory")
+    @classmethod
+    def _is_plausible(cls, memory: int) -> int:
+        if memory > MAX_BUDGET_BYTES:
+            raise ValueError(f"{format_size(memory)} ({memory} bytes) is more memory than any target has; "
+                             f"at most {format_size(MAX_BUDGET_BYTES)}")
+        return memory
 
     objective: Literal["latency", "memory"] = "latency"
     """"latency": the fastest plan that fits; "memory": the smallest arena (within `latency`, if given)."""

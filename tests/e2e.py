@@ -127,3 +127,16 @@ def wrap_binary(binary: Path, runner: Sequence[str]) -> Path:
     script.write_text(f"#!/bin/sh\nexec {shlex.join([*runner, str(binary)])} \"$@\"\n")
     script.chmod(0o755)
     return script
+
+
+def make_with(out_dir: Path, extra_cflags: Sequence[str], name: str = "net") -> Path:
+    """Build an emitted project with the target's CFLAGS plus `extra_cflags` (sanitizers, -Wall -Werror): a CFLAGS
+    given to make replaces the Makefile's, so the Makefile's own value is read and extended. The binary's path."""
+    makefile = (out_dir / "Makefile").read_text()
+    target_flags = next(line.split("=", 1)[1].strip() for line in makefile.splitlines() if line.startswith("CFLAGS ="))
+    cflags = " ".join([target_flags, *extra_cflags])
+    proc = subprocess.run(["make", "-s", "-j2", "-C", str(out_dir), f"CFLAGS={cflags}"], capture_output=True,
+                          text=True)
+    if proc.returncode != 0 or proc.stderr.strip():  # a warning is a failure too: callers pass -Wall
+        raise AssertionError(f"make CFLAGS={cflags!r} in {out_dir}: exit {proc.returncode}\n{proc.stderr[-4000:]}")
+    return out_dir / f"{name}_main"

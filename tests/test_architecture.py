@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tasobuild"
 # by its prefix (tasobuild.solve covers tasobuild.solve.*); a module not listed fails the test, so the map stays
 # complete.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("tasobuild.errors", "tasobuild.units", "tasobuild.digest", "tasobuild.resources", "tasobuild.toolchain"),
+    ("tasobuild.errors", "tasobuild.units", "tasobuild.digest", "tasobuild.resources", "tasobuild.toolchain",
+     "tasobuild.text"),
     ("tasobuild.ir", "tasobuild.spec", "tasobuild.starter", "tasobuild.target", "tasobuild.memory",
      "tasobuild.report", "tasobuild.placement", "tasobuild.schedule"),
     ("tasobuild.importer", "tasobuild.primitives", "tasobuild.native", "tasobuild.solve"),

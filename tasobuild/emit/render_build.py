@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tasobuild.emit.program import Program
 from tasobuild.emit.render_c import GENERATED, uses_blob
+from tasobuild.text import comment_text
 
 
 def library_sources(p: Program) -> list[str]:
@@ -88,10 +89,10 @@ target_link_libraries({p.name}_main PRIVATE {p.name})
 
 
 def render_main(p: Program) -> str:
-    up = p.name.upper()
+    up, input_desc = p.name.upper(), comment_text(p.input_desc)
     return f"""/* {GENERATED}
  * Usage: {p.name}_main IN.bin OUT.bin [--bench N]
- * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({p.input_desc}); OUT.bin receives the output.
+ * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({input_desc}); OUT.bin receives the output.
  * With --bench N, runs N more timed inferences and prints `median_ms: <float>`.
  */
 #define _POSIX_C_SOURCE 199309L

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping
 
@@ -12,6 +13,19 @@ from tasobuild.importer.reader import OnnxNode
 
 FLOAT_LOWEST = float(np.finfo(np.float32).min)
 FLOAT_MAX = float(np.finfo(np.float32).max)
+# The emitted kernels count a tensor's elements in `int` and its byte offsets in `long`: both 32 bits on 32-bit
+# targets, so a tensor may hold at most this many bytes.
+MAX_TENSOR_BYTES = 2**31 - 1
+FLOAT_BYTES = 4
+
+
+def too_big(what: str, shape: tuple[int, ...]) -> str | None:
+    """Why a float32 tensor of `shape` cannot be emitted, or None: `what` names it ("output 'y'")."""
+    count = math.prod(shape)
+    if count * FLOAT_BYTES <= MAX_TENSOR_BYTES:
+        return None
+    return (f"{what} has {count} elements ({count * FLOAT_BYTES} bytes, shape {list(shape)}); the emitted code "
+            f"indexes tensors with 32-bit int and long, so at most {MAX_TENSOR_BYTES // FLOAT_BYTES} elements")
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,18 @@ class NodeContext:
         if self.has(i):
             return tuple(int(v) for v in np.asarray(self.const(i, what)).reshape(-1))
         return None
+
+    def check_output(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """`shape`, the live node's output shape, when the emitted code can hold it; else the error."""
+        what = f"output '{self.node.outputs[0]}'"
+        if any(d <= 0 for d in shape):
+            raise self.error(f"{what} has shape {list(shape)}: a zero or negative dimension; check the input size "
+                             "against the kernel, strides, pads and reshapes")
+        tensors = [(what, shape)] + [(f"input '{t}'", self.shapes[t]) for t in self.node.inputs if t]  # weights too
+        for reason in (too_big(name, tensor_shape) for name, tensor_shape in tensors):
+            if reason:
+                raise self.error(reason)
+        return shape
 
     def live_inputs(self) -> tuple[str, ...]:
         return tuple(t for t in self.node.inputs if t and t not in self.consts)

@@ -16,7 +16,7 @@ import onnx
 
 from tasobuild.errors import UserError
 from tasobuild.importer import shapes as sh
-from tasobuild.importer.context import NodeContext
+from tasobuild.importer.context import NodeContext, too_big
 from tasobuild.importer.reader import OnnxModel, OnnxNode
 
 
@@ -34,6 +34,8 @@ def fold(model: OnnxModel, supported: Collection[str]) -> StaticGraph:
     consts: dict[str, np.ndarray] = dict(model.initializers)
     shapes: dict[str, tuple[int, ...]] = {k: tuple(v.shape) for k, v in consts.items()}
     shapes[model.input_name] = model.input_shape
+    if reason := too_big(f"input '{model.input_name}'", model.input_shape):
+        raise UserError(f"{model.file}: {reason}")
     uncheckable: set[str] = set()  # tensors where onnx's inference is known to differ from ORT's (ceil-mode rule)
     live: list[OnnxNode] = []
     secondary: dict[str, NodeContext] = {}  # outputs 1.. of live nodes (Dropout's mask, ...): nothing may use them
@@ -55,7 +57,7 @@ def fold(model: OnnxModel, supported: Collection[str]) -> StaticGraph:
             continue
         if node.op not in sh.SHAPE_RULES:
             raise ctx.unsupported(supported)
-        shapes[node.outputs[0]] = sh.SHAPE_RULES[node.op](ctx)
+        shapes[node.outputs[0]] = ctx.check_output(sh.SHAPE_RULES[node.op](ctx))
         secondary.update({t: ctx for t in node.outputs[1:] if t})
         if _drops_ceil_window(ctx) or any(t in uncheckable for t in node.inputs):
             uncheckable.add(node.outputs[0])

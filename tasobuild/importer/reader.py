@@ -17,6 +17,11 @@ from onnx import numpy_helper
 
 from tasobuild.errors import UserError
 
+# The ai.onnx opsets whose operators the rules (fold, shapes, convert) follow. 7 is ONNX Runtime's oldest too (older
+# BatchNormalization and friends have other attributes); raising the newest means checking each operator of
+# CONVERT_RULES and FOLD_RULES in onnx's changelog for the opsets in between.
+OLDEST_OPSET, NEWEST_OPSET = 7, 21
+
 
 @dataclass(frozen=True)
 class OnnxNode:
@@ -48,7 +53,7 @@ def read_model(path: Path) -> OnnxModel:
     file = Path(path).name
     proto = _load(Path(path), file)
     graph = proto.graph
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = _opset(proto, file)
     initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -65,6 +70,18 @@ def read_model(path: Path) -> OnnxModel:
     )
 
 
+def _opset(proto: onnx.ModelProto, file: str) -> int:
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise UserError(f"{file}: imports no ai.onnx opset; export with an opset from {OLDEST_OPSET} to "
+                        f"{NEWEST_OPSET}")
+    if not OLDEST_OPSET <= opset <= NEWEST_OPSET:
+        age = "too old" if opset < OLDEST_OPSET else "newer than tasobuild knows"
+        raise UserError(f"{file}: opset {opset} is {age}; supported: {OLDEST_OPSET} to {NEWEST_OPSET} "
+                        f"(re-export, or convert with onnx.version_converter)")
+    return int(opset)
+
+
 def _load(path: Path, file: str) -> onnx.ModelProto:
     if path.is_dir():
         raise UserError(f"{file}: is a directory ({path}), not an ONNX file; check the [network] onnx path")
@@ -78,6 +95,7 @@ def _load(path: Path, file: str) -> onnx.ModelProto:
     if not proto.graph.node and not proto.graph.input:
         # protobuf happily parses many non-ONNX byte strings into an empty message
         raise UserError(f"{file}: not an ONNX model (no graph); export the network with torch.onnx or tf2onnx")
+    _opset(proto, file)  # before the checker, whose complaint about an unknown opset names no fix
     try:
         onnx.checker.check_model(str(path))  # from the file: C++ reads it, no 2 GB protobuf limit, no re-serialising
     except Exception as e:
@@ -123,7 +141,10 @@ def _input_shape(value: onnx.ValueInfoProto, file: str) -> tuple[int, ...]:
         raise UserError(f"{file}: input '{value.name}' has no shape; export with a fixed input shape")
     dims: list[int] = []
     for k, d in enumerate(t.shape.dim):
-        if not d.HasField("dim_value") or d.dim_value <= 0:
+        if d.HasField("dim_value") and d.dim_value <= 0:
+            raise UserError(f"{file}: input '{value.name}' dim {k} is {d.dim_value}: a zero or negative dimension; "
+                            "every dimension must be at least 1")
+        if not d.HasField("dim_value"):
             what = f"'{d.dim_param}'" if d.HasField("dim_param") else "unknown"
             raise UserError(f"{file}: input '{value.name}' dim {k} is {what} (dynamic); "
                             "export with a fixed input shape and batch 1")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,18 @@ TABLES = ("inputs", "plan")
 ARRAYS = ("node", "transform", "cost")
 
 
+# Characters TOML forbids unescaped (DEL, C1 controls) or that would make the lock read other than it is (bidi
+# overrides, zero-width and other formats, line separators; a name from a model may hold any): escaped, so the
+# lock still records the name exactly. JSON already escapes the C0 controls.
+_INVISIBLE = re.compile(r"[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+                        r"\ufff9-\ufffb\U000e0000-\U000e007f]")
+
+
+def _toml_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
+
 def _scalar(value: Any, where: str) -> str:
     """One TOML value. Exact types only: a NumPy scalar passes isinstance(float) but its repr ("np.float64(0.5)") is
     not TOML, so anything but a plain str/int/float/bool/list is a bug in the caller, refused naming the key."""
@@ -48,8 +61,8 @@ def _scalar(value: Any, where: str) -> str:
         if not math.isfinite(value):
             raise ValueError(f"cannot write {value} to the lock ({where})")
         return repr(value)
-    if kind is str:
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if kind is str:  # a JSON string is a valid TOML basic string once characters that act are escaped
+        return _INVISIBLE.sub(_toml_escape, json.dumps(value, ensure_ascii=False))
     if kind in (list, tuple):
         return "[" + ", ".join(_scalar(v, f"{where}[{i}]") for i, v in enumerate(value)) + "]"
     raise TypeError(f"cannot write {kind.__module__}.{kind.__name__} {value!r} to the lock ({where})")
