@@ -90,8 +90,11 @@ def read_json(path: Path) -> dict[str, Any]:
     return value if value.get("version") == __version__ else {}
 
 
+STAMP_FIELDS = 4  # stamp(): size, mtime, inode, ctime
+
+
 def is_stamp(value: Any) -> bool:
-    return value is None or (type(value) is list and len(value) == 2 and all(type(v) is int for v in value))
+    return value is None or (type(value) is list and len(value) == STAMP_FIELDS and all(type(v) is int for v in value))
 
 
 def _state_shape_ok(state: Mapping[str, Any]) -> bool:
