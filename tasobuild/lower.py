@@ -7,7 +7,7 @@ from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
 from tasobuild.emit.program import Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
 from tasobuild.memory import ArenaPlan
-from tasobuild.primitives import Primitive
+from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.solve import Plan
 from tasobuild.tiling import Group
 
@@ -30,7 +30,7 @@ def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
 def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...], plan: Plan,
           arena: ArenaPlan, name: str, banner: tuple[str, ...], toolchain: Toolchain,
           groups: tuple[Group, ...] = ()) -> Program:
-    transform_calls = {(t.tensor, t.src, t.dst): t.call for t in transforms}
+    transform_calls: dict[tuple[str, str, str], KernelCall] = {(t.tensor, t.src, t.dst): t.call for t in transforms}
     steps: list[Step] = []
     weights: list[WeightArray] = []
     sources: set[str] = set()

@@ -34,6 +34,7 @@ def starter_spec(model_path: Path, spec_dir: Path, memory: int | None = None) ->
              "# `tasobuild check` validates this file; `tasobuild build` writes the C project and taso.lock."]
     for table, table_field in SpecFile.model_fields.items():
         section = table_field.annotation
+        assert section is not None  # every table of SpecFile is a settings model
         lines += ["", f"# {_one_line(section.__doc__)}", f"[{table}]"]
         for key, field in section.model_fields.items():
             lines.append(f"# {_one_line(field.description)}")

@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
 from tasobuild.spec import Spec
 from tasobuild.target import Target, host_fingerprint
+
+if TYPE_CHECKING:
+    from tasobuild.costs.profile import Bench
 
 log = logging.getLogger("tasobuild")
 
@@ -100,7 +103,7 @@ def measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progr
 def _measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool) -> Costed:
     mode: Mode = spec.optimizer.costs
 
-    def kernels():
+    def kernels() -> Bench:
         from tasobuild import native
 
         return native.load(target.cc, tuple(target.cflags))
@@ -113,7 +116,7 @@ def _measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], prog
 
 
 def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fingerprint: str, kernels_digest: str,
-               kernels: Callable[[], object] | None, model: CostModel | None, progress: bool,
+               kernels: Callable[[], Bench] | None, model: CostModel | None, progress: bool,
                policy: AutoPolicy = AutoPolicy(), where: str = "optimizer.costs") -> Costed:
     """The stage on explicit parts: `kernels` loads the bindings to time calls (None: this target cannot run
     here), `model` predicts (None: no model)."""
@@ -192,7 +195,7 @@ def layer_corrected(model: CostModel, calls: Sequence[KernelCall], known: Mappin
     if not timed:
         return dict(predicted)
     log2_predicted, _ = model.predict_log2(timed)
-    errors: dict[tuple[str, tuple], list[float]] = {}
+    errors: dict[tuple[str, tuple[object, ...]], list[float]] = {}
     for call, guess in zip(timed, log2_predicted):
         errors.setdefault((call.struct, call.params), []).append(math.log2(known[call.key()].median_ms) - guess)
     out = dict(predicted)
@@ -205,10 +208,10 @@ def layer_corrected(model: CostModel, calls: Sequence[KernelCall], known: Mappin
     return out
 
 
-def _layers(calls: Sequence[KernelCall]) -> dict[tuple[str, tuple], list[KernelCall]]:
+def _layers(calls: Sequence[KernelCall]) -> dict[tuple[str, tuple[object, ...]], list[KernelCall]]:
     """The alternatives of each layer shape: calls with the same struct and parameters (transforms excluded)."""
     transforms = _transform_functions()
-    layers: dict[tuple[str, tuple], list[KernelCall]] = {}
+    layers: dict[tuple[str, tuple[object, ...]], list[KernelCall]] = {}
     for call in calls:
         if call.function not in transforms:
             layers.setdefault((call.struct, call.params), []).append(call)

@@ -8,7 +8,7 @@ Conversion is local (one ONNX node at a time) and literal: BatchNormalization an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnx
@@ -83,7 +83,7 @@ def _activation_input(c: NodeContext, i: int = 0) -> str:
 
 
 def _node(c: NodeContext, op: str, inputs: tuple[str, ...], weights: tuple[str, ...] = (),
-          act: ir.Activation = ir.NO_ACTIVATION, **attrs: object) -> ir.Node:
+          act: ir.Activation = ir.NO_ACTIVATION, **attrs: Any) -> ir.Node:
     return ir.Node(name=c.node.name, op=op, inputs=inputs, output=c.node.outputs[0], weights=weights,
                    attrs=ir.attrs(**attrs), act=act)
 
@@ -98,7 +98,7 @@ def _spatial_2d(c: NodeContext, values: tuple[int, ...], fill: int) -> tuple[int
 
 
 def _windows_2d(c: NodeContext, kernel: tuple[int, ...],
-                ceil: bool) -> tuple[dict[str, tuple[int, ...]], tuple[Window, ...]]:
+                ceil: bool) -> tuple[dict[str, Any], tuple[Window, ...]]:
     """The IR's 2-D geometry attributes (kernel, stride, dilation, explicit pads) and the per-axis windows."""
     wins = sh.spatial_windows(c, c.shape(0), kernel, ceil)
     n = len(wins)

@@ -212,7 +212,7 @@ def _constant_of_shape(c: NodeContext) -> list[np.ndarray]:
 
 def _range(c: NodeContext) -> list[np.ndarray]:
     start, limit, delta = (_in(c, i) for i in range(3))
-    return [np.arange(start, limit, delta, dtype=start.dtype)]
+    return [np.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)]
 
 
 def _expand(c: NodeContext) -> list[np.ndarray]:
