@@ -29,13 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.costs_data import (EVAL_NETWORKS, REPO, graph_calls, measure_into_cache, network_calls,  # noqa: E402
-                              training_calls)
-from tasobuild.resources import cache_dir  # noqa: E402
+from bench.costs_data import EVAL_NETWORKS, REPO, graph_calls, measure_into_cache, network_calls, training_calls  # noqa: E402
 from tasobuild.costs.model import CostModel, Sample, read_samples, train, with_row_range  # noqa: E402
 from tasobuild.costs.stage import MODEL_FILE, SAMPLES_FILE, data_dir  # noqa: E402
 from tasobuild.primitives import KernelCall  # noqa: E402
 from tasobuild.primitives.transforms import transform_function  # noqa: E402
+from tasobuild.resources import cache_dir  # noqa: E402
 from tasobuild.target import load_target  # noqa: E402
 
 SECTIONS = ("accuracy", "regret", "planning", "transfer", "priced")
@@ -144,8 +143,8 @@ class MeasuredNetwork:
 def measured_network(net: str, cache: Path) -> MeasuredNetwork:
     from tasobuild.candidates import node_candidates, transform_candidates
     from tasobuild.costs.cache import CostCache, CostKey, kernel_digest
-    from tasobuild.importer import import_onnx
     from tasobuild.decide import to_problem
+    from tasobuild.importer import import_onnx
     from tasobuild.target import host_fingerprint
     from tests.zoo import ensure_model
 

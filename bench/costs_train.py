@@ -22,13 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.costs_data import (MIXES, REPO, TRAIN_NETWORKS, fingerprint_of, measure_into_cache,  # noqa: E402
-                              training_calls)
-from tasobuild.costs.features import FEATURE_VERSION  # noqa: E402
+from bench.costs_data import MIXES, REPO, TRAIN_NETWORKS, fingerprint_of, measure_into_cache, training_calls  # noqa: E402
 from tasobuild.costs.cache import CostCache, CostKey, kernel_digest  # noqa: E402
-from tasobuild.resources import cache_dir  # noqa: E402
+from tasobuild.costs.features import FEATURE_VERSION  # noqa: E402
 from tasobuild.costs.model import CostModel, Sample, train, write_samples  # noqa: E402
 from tasobuild.costs.stage import MODEL_FILE, SAMPLES_FILE  # noqa: E402
+from tasobuild.resources import cache_dir  # noqa: E402
 from tasobuild.target import load_target  # noqa: E402
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from common import build_project, make, record, table
+
 from tests.test_end_to_end import BIG_NETWORK_PRIMITIVES
 
 

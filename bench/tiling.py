@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
 from common import ROOT, build_project, make, median, ort_median_ms, ort_session, record, table, user_env
+
 from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
 

@@ -8,8 +8,9 @@ and is chosen later by the solver; the IR itself is layout-free. ONNX's own row-
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Constant:
     digest: str = ""
 
     @staticmethod
-    def of(name: str, array: np.ndarray) -> "Constant":
+    def of(name: str, array: np.ndarray) -> Constant:
         frozen = np.ascontiguousarray(array, dtype=np.float32)
         frozen.setflags(write=False)
         digest = hashlib.sha256(str(frozen.shape).encode() + frozen.tobytes()).hexdigest()
@@ -90,7 +91,7 @@ class Node:
                 return v
         return default
 
-    def with_(self, **changes: Any) -> "Node":
+    def with_(self, **changes: Any) -> Node:
         fields = {**self.__dict__, **changes}
         if "attrs" in changes and isinstance(changes["attrs"], Mapping):
             fields["attrs"] = tuple(sorted(changes["attrs"].items()))
@@ -99,7 +100,8 @@ class Node:
 
 # The ops of the IR and what their attributes mean.
 OPS: dict[str, str] = {
-    "conv": "kernel=(kh,kw) stride=(sh,sw) pads=(top,left,bottom,right) dilation=(dh,dw) groups; weights W[M,C/g,kh,kw], b[M]",
+    "conv": "kernel=(kh,kw) stride=(sh,sw) pads=(top,left,bottom,right) dilation=(dh,dw) groups; "
+            "weights W[M,C/g,kh,kw], b[M]",
     "fc": "weights W[N,K] (y = W x + b), b[N]; input (K,1,1)",
     "maxpool": "kernel stride pads=(top,left,bottom,right)",
     "avgpool": "kernel stride pads count_include_pad",
@@ -172,7 +174,8 @@ class Graph:
     def digest(self) -> str:
         """Content digest of the whole graph: structure, shapes and weights."""
         h = hashlib.sha256()
-        h.update(repr((self.nodes, self.shapes, self.input, self.output, self.onnx_input_shape, self.onnx_output_shape)).encode())
+        fields = (self.nodes, self.shapes, self.input, self.output, self.onnx_input_shape, self.onnx_output_shape)
+        h.update(repr(fields).encode())
         for c in self.constants:
             h.update(c.name.encode() + c.digest.encode())
         return h.hexdigest()

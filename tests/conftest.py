@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 
 # --- the model zoo (tests/zoo) ---------------------------------------------------------------------------------------
 

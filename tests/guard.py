@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ CANARY_BITS = np.uint32(0x7FC0FFEE)  # a quiet NaN: also shows up if a kernel re
 WRITTEN = ("out", "ws")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def guarded_kernels() -> native.Kernels:
     """The kernels with the default flags, cached across test runs in the temp folder (rebuilt when sources change)."""
     return native.load("cc", native.DEFAULT_CFLAGS, Path(tempfile.gettempdir()) / "tasobuild-test-bindings")

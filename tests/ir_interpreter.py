@@ -6,7 +6,7 @@ Every tensor is a (C, H, W) float64 array: ONNX's row-major order, i.e. layout C
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

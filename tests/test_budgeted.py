@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from test_solve import concat_fanout, consistent, every_plan, primitives, random_problem, two_layers
 
 from tasobuild.errors import UserError
 from tasobuild.solve import solve
 from tasobuild.solve.budgeted import Answer, fastest_within
-
-from test_solve import concat_fanout, consistent, every_plan, primitives, random_problem, two_layers
 
 
 class Memo:

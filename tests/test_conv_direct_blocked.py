@@ -12,8 +12,20 @@ from tasobuild import native
 from tasobuild.primitives.conv_direct_blocked import PRIMITIVES
 from tasobuild.primitives.transforms import from_layout, to_layout
 from tests.guard import run_guarded
-from tests.test_conv_primitives import (CASES, CLIP6, LEAKY, RELU, SIGMOID, Case, assert_close, buffers_for,
-                                        check_view, conv_graph, reference, run)
+from tests.test_conv_primitives import (
+    CASES,
+    CLIP6,
+    LEAKY,
+    RELU,
+    SIGMOID,
+    Case,
+    assert_close,
+    buffers_for,
+    check_view,
+    conv_graph,
+    reference,
+    run,
+)
 from tests.test_gemm import VARIANTS
 
 # Shapes that reach each path of the kernel: blocks of 2 vectors, of 1 vector and the channel tail (45 = 32 + 13 on

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tasobuild.decide import decide, place
 from tasobuild.errors import UserError
 from tasobuild.memory import check_no_overlap
-from tasobuild.decide import decide, place
 from tasobuild.solve import Problem, Session, greedy, solve
 from tests.e2e import WITH_TRADE_OFF, tasobuild, write_spec
 from tests.zoo import ensure_model

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnx
@@ -12,9 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tasobuild import ir
-from tests import ir_interpreter
 from tasobuild.errors import UserError
 from tasobuild.importer import import_onnx
+from tests import ir_interpreter
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "models").glob("*.onnx"))
 

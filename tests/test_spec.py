@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from tasobuild.errors import UserError
-from tasobuild.spec import (ConstraintsSettings, OptimizerSettings, SpecFile, TargetSettings, TomlDocument,
-                            c_identifier, load_spec)
+from tasobuild.spec import (
+    ConstraintsSettings,
+    OptimizerSettings,
+    SpecFile,
+    TargetSettings,
+    TomlDocument,
+    c_identifier,
+    load_spec,
+)
 from tasobuild.starter import starter_spec
 
 MINIMAL = """\

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from tasobuild.errors import UserError
-from tasobuild.target import (builtin_target_names, cpu_model_from_cpuinfo, host_fingerprint, load_target,
-                              targets_dir)
+from tasobuild.target import builtin_target_names, cpu_model_from_cpuinfo, host_fingerprint, load_target, targets_dir
 
 CROSS_TARGET_WITH_HOST_CC = """\
 name = "fake-mcu"
@@ -105,7 +104,8 @@ def test_host_fingerprint_is_stable_and_describes_this_machine(tmp_path):
     if Path("/proc/cpuinfo").exists():
         assert first.cpu == cpu_model_from_cpuinfo(Path("/proc/cpuinfo").read_text())
     fields = {key: value for key, value in first.as_dict().items() if key != "digest"}
-    assert first.digest == hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    expected = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert first.digest == expected
 
 
 def test_fingerprint_changes_with_flags_and_a_cross_target_has_no_host_cpu(tmp_path):

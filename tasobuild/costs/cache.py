@@ -29,14 +29,15 @@ import math
 import numbers
 import os
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Iterator, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import filelock
 
-from tasobuild.errors import UserError
 from tasobuild.digest import tree_digest
+from tasobuild.errors import UserError
 from tasobuild.resources import cache_dir, kernels_dir
 
 log = logging.getLogger("tasobuild.costs")
@@ -349,14 +350,16 @@ def read_csv(path: Path) -> list[tuple[str, Cost]]:
         if not cells:
             continue
         if len(cells) != len(CSV_HEADER):
-            raise UserError(f"{path}:{number}: expected {len(CSV_HEADER)} fields ({','.join(CSV_HEADER)}), got {len(cells)}")
+            raise UserError(f"{path}:{number}: expected {len(CSV_HEADER)} fields ({','.join(CSV_HEADER)}), "
+                            f"got {len(cells)}")
         function, params, median, spread, reps = (cell.strip() for cell in cells)
         if not function.isidentifier():
             raise UserError(f"{path}:{number}: function {function!r} is not a C identifier")
         try:
             cost = Cost(float(median), float(spread), int(reps), "imported")
         except ValueError as e:
-            raise UserError(f"{path}:{number}: bad numbers ({e}); need median_ms >= 0, spread_ms >= 0, reps >= 1") from None
+            raise UserError(f"{path}:{number}: bad numbers ({e}); need median_ms >= 0, spread_ms >= 0, "
+                            f"reps >= 1") from None
         key = f"{function}({params})"
         if key in parsed:
             raise UserError(f"{path}:{number}: {key} repeats line {parsed[key][0]}; keep one row per call")

@@ -17,9 +17,9 @@ exactly the calls the build will look up.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from tasobuild.primitives import KernelCall
 from tasobuild.resources import kernels_dir

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Protocol
 
 import filelock
 import numpy as np

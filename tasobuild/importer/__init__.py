@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tasobuild import ir
 from tasobuild.errors import UserError
-from tasobuild.importer.fold import fold
 from tasobuild.importer.convert import SUPPORTED_OPS, convert
+from tasobuild.importer.fold import fold
 from tasobuild.importer.passes import PASSES, NodeError
 from tasobuild.importer.reader import read_model
 

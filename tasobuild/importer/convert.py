@@ -1,4 +1,5 @@
-"""Conversion of ONNX operators to IR nodes: one rule per operator, each returning the IR nodes and the constants it creates.
+"""Conversion of ONNX operators to IR nodes: one rule per operator, each returning the IR nodes and the constants it
+creates.
 
 Conversion is local (one ONNX node at a time) and literal: BatchNormalization and Mul/Add by a constant become
 `scale`, Relu/Clip/... become `act`, Identity/Dropout/Flatten/... become `reshape`, Pad becomes the internal op
@@ -7,8 +8,9 @@ Conversion is local (one ONNX node at a time) and literal: BatchNormalization an
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import onnx

@@ -7,9 +7,10 @@ is the live graph with every tensor's static shape, cross-checked against onnx's
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Collection, Mapping, NoReturn
+from typing import NoReturn
 
 import numpy as np
 import onnx

@@ -7,8 +7,8 @@ A rule looks at one node (with a read-only view of its neighbours) and returns t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class View:
     uses: Mapping[str, tuple[ir.Node, ...]]
 
     @staticmethod
-    def of(g: ir.Graph) -> "View":
+    def of(g: ir.Graph) -> View:
         uses: dict[str, list[ir.Node]] = defaultdict(list)
         for n in g.nodes:
             for t in dict.fromkeys(n.inputs):

@@ -6,10 +6,11 @@ Everything a later stage needs from the protobuf is extracted here, so no other 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx

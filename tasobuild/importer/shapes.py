@@ -6,7 +6,7 @@ structural helpers (reshape, squeeze, ...) are shared with the constant folder s
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -18,7 +18,7 @@ Python/NumPy/Cython ABI. A build happens in a temporary folder renamed into plac
 processes never see or make a half-built cache entry.
 """
 
-from tasobuild.native.compile import build_digest, bindings_dir, source_files
+from tasobuild.native.compile import bindings_dir, build_digest, source_files
 from tasobuild.native.dispatch import dispatch_source
 from tasobuild.native.headers import KernelDecl, StructDecl, kernel_api, parse_headers, public_headers
 from tasobuild.native.kernels import DEFAULT_CFLAGS, WRITTEN_ROLES, Kernels, load

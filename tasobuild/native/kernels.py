@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from tasobuild.errors import UserError
-from tasobuild.native.compile import build_digest, build_extension, bindings_dir
+from tasobuild.native.compile import bindings_dir, build_digest, build_extension
 from tasobuild.native.headers import KernelDecl, StructDecl, kernel_api
 from tasobuild.primitives import KernelCall
 from tasobuild.resources import kernels_dir

@@ -12,8 +12,8 @@ Architectures follow mlcommons/tiny training/*/keras_model.py, with Keras defaul
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

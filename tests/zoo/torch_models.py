@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
 # --- shared building blocks ---------------------------------------------------------------------------------------
 
 def conv_bn(cin: int, cout: int, k: int | tuple[int, int], stride: int | tuple[int, int] = 1,
