@@ -113,8 +113,9 @@ class TargetSettings(_Settings):
 class ConstraintsSettings(_Settings):
     """The budget the plan must fit."""
 
-    memory: Size = Field(gt=0, examples=["256 KiB"])
-    """Arena budget: all activations and workspace, input and output included ("64 KiB", "1.5 MB")."""
+    memory: Size | None = Field(None, gt=0, examples=["256 KiB"])
+    """Arena budget: all activations and workspace, input and output included ("64 KiB", "1.5 MB"); if left out, the
+    target's RAM less what the program itself needs (stack, static data)."""
 
     objective: Literal["latency", "memory"] = "latency"
     """"latency": the fastest plan that fits; "memory": the smallest arena (within `latency`, if given)."""
@@ -164,7 +165,7 @@ class SpecFile(_Settings):
     project: ProjectSettings
     network: NetworkSettings
     target: TargetSettings = TargetSettings()
-    constraints: ConstraintsSettings
+    constraints: ConstraintsSettings = ConstraintsSettings()  # no budget: the target's RAM
     optimizer: OptimizerSettings = OptimizerSettings()
     build: BuildSettings = BuildSettings()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tasobuild.costs.cache import Cost
+from tasobuild.costs.provenance import source_of
 from tasobuild.costs.stage import Costed
 from tasobuild.decide import Decision, place
 from tasobuild.errors import UserError
@@ -27,7 +28,7 @@ class FromLock:
             raise UserError(f"{lock_path}: --frozen, but {', '.join('inputs.' + k for k in changed)} changed since "
                             f"the lock was written; run `tasobuild build` to update it")
         self.lock, self.lock_path = lock, lock_path
-        self.locked_costs = {row["call"]: Cost(row["median_ms"], row["spread_ms"], 1, row["source"])
+        self.locked_costs = {row["call"]: Cost(row["median_ms"], row["spread_ms"], 1, source_of(row["source"]))
                              for row in lock["cost"]}
 
     def costs(self, calls: Sequence[KernelCall]) -> Costed:
