@@ -256,7 +256,7 @@ class Solve:
         return measure_costs(self.spec, self.target, calls, self.progress)
 
     def decide(self, problem: Problem) -> Decision:
-        from tasobuild.decide import baselines_of, decide, problem_key
+        from tasobuild.decide import NoArenaFits, baselines_of, decide, problem_key
 
         c, limit_s = self.spec.constraints, self.spec.optimizer.time_limit / 1000.0
         # The baselines do not depend on the budget, and the budgeted solve's answers depend only on their cap: a
@@ -270,8 +270,21 @@ class Solve:
         try:
             return decide(problem, memory_budget(self.spec, self.target), c.objective, c.latency, limit_s,
                           baselines=baselines, remember=remember)
+        except NoArenaFits as error:
+            if self.spec.constraints.memory is None:  # the budget is the device's RAM: say so, and what would fit
+                raise UserError(self.ram_too_small(error)) from None
+            raise UserError(f"{budget_source(self.spec, self.target)}: {error}") from None
         except UserError as error:  # say where the budget was set: the spec's line, the command line, the target
             raise UserError(f"{budget_source(self.spec, self.target)}: {error}") from None
+
+    def ram_too_small(self, error: NoArenaFits) -> str:
+        from tasobuild.units import format_size
+
+        over = error.smallest_bytes - error.budget_bytes
+        return (f"{budget_source(self.spec, self.target)}: the smallest arena found, {format_size(error.smallest_bytes)}"
+                f", is {format_size(over)} more than target {self.target.name!r} leaves for it "
+                f"({format_size(error.budget_bytes)} of its {format_size(self.target.ram or 0)} RAM, after stack and "
+                f"static data); set optimizer.tiling = true, or pick a target with more RAM")
 
 
 def memory_budget(spec: Spec, target: Target) -> int:
