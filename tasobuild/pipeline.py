@@ -85,7 +85,9 @@ class Inputs:
 
 def load_settings(config: Path, overrides: Mapping[str, str]) -> tuple[Spec, Target]:
     spec = load_spec(config, overrides)
-    return spec, load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
+    target = load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
+    memory_budget(spec, target)  # no budget and no RAM to take it from: say so before any work
+    return spec, target
 
 
 def imported_graph(onnx_path: Path, onnx_sha: str, memo: Memo = no_memo) -> Graph:
