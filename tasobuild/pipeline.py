@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from tasobuild.candidates import NodeCandidates, TransformCandidate
     from tasobuild.costs.cache import Cost
     from tasobuild.costs.stage import Costed
-    from tasobuild.decide import Decision
+    from tasobuild.decide import Decision, NoArenaFits
     from tasobuild.emit.footprint import Footprint
     from tasobuild.emit.program import BareMetal, Program
     from tasobuild.ir import Graph
@@ -283,8 +283,9 @@ class Solve:
         from tasobuild.units import format_size
 
         over = error.smallest_bytes - error.budget_bytes
-        return (f"{budget_source(self.spec, self.target)}: the smallest arena found, {format_size(error.smallest_bytes)}"
-                f", is {format_size(over)} more than target {self.target.name!r} leaves for it "
+        smallest = format_size(error.smallest_bytes)
+        return (f"{budget_source(self.spec, self.target)}: the smallest arena found, {smallest}, is "
+                f"{format_size(over)} more than target {self.target.name!r} leaves for it "
                 f"({format_size(error.budget_bytes)} of its {format_size(self.target.ram or 0)} RAM, after stack and "
                 f"static data); set optimizer.tiling = true, or pick a target with more RAM")
 

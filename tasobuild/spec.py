@@ -165,7 +165,7 @@ class SpecFile(_Settings):
     project: ProjectSettings
     network: NetworkSettings
     target: TargetSettings = TargetSettings()
-    constraints: ConstraintsSettings = ConstraintsSettings()  # no budget: the target's RAM
+    constraints: ConstraintsSettings = ConstraintsSettings(memory=None, latency=None)  # budget: target RAM
     optimizer: OptimizerSettings = OptimizerSettings()
     build: BuildSettings = BuildSettings()
 

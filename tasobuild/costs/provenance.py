@@ -7,7 +7,11 @@ times are never presented as the device's. Imported costs come from the device a
 
 from __future__ import annotations
 
+from typing import Literal
+
 HOST_MODEL = "predicted (host model)"
+_SOURCES: dict[str, Literal["measured", "imported", "predicted"]] = {
+    "measured": "measured", "imported": "imported", "predicted": "predicted"}
 
 
 def describe(source: str, cross_target: bool) -> str:
@@ -15,6 +19,9 @@ def describe(source: str, cross_target: bool) -> str:
     return HOST_MODEL if cross_target and source == "predicted" else source
 
 
-def source_of(label: str) -> str:
+def source_of(label: str) -> Literal["measured", "imported", "predicted"]:
     """The cost cache's source a label was made from: "predicted (host model)" -> "predicted"."""
-    return label.split(" (", 1)[0]
+    source = _SOURCES.get(label.split(" (", 1)[0])
+    if source is not None:
+        return source
+    raise ValueError(f"{label!r} is not a cost source (measured, imported, predicted)")

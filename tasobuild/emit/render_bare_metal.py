@@ -69,18 +69,7 @@ all: {elf}
 run: {elf}
 \t$(QEMU) {elf}
 
-lib{p.name}.a: $(OBJS)
-\trm -f $@
-\t$(AR) rcs $@ $^
-
-obj/%.o: %.c
-\t@mkdir -p $(dir $@)
-\t$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
-
-obj/%.o: %.S src/{p.name}_weights.bin
-\t@mkdir -p $(dir $@)
-\t$(CC) $(CPPFLAGS) $(ASFLAGS) $(CFLAGS) -c $< -o $@
-
+{render_build.library_rules(p)}
 clean:
 \trm -rf obj lib{p.name}.a {elf}
 
