@@ -114,8 +114,7 @@ class ConstraintsSettings(_Settings):
     """The budget the plan must fit."""
 
     memory: Size | None = Field(None, gt=0, examples=["256 KiB"])
-    """Arena budget: all activations and workspace, input and output included ("64 KiB", "1.5 MB"); if left out, the
-    target's RAM less what the program itself needs (stack, static data)."""
+    """Arena budget: activations, workspace, input and output ("64 KiB"); if left out, the target's RAM less stack."""
 
     objective: Literal["latency", "memory"] = "latency"
     """"latency": the fastest plan that fits; "memory": the smallest arena (within `latency`, if given)."""
