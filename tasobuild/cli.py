@@ -145,17 +145,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="plan")
     tiled = any(n["tiling"] for n in rep["nodes"])
-    for col in ("node", "op", "primitive", "layouts", *(("tiling",) if tiled else ()), "workspace", "ms"):
+    for col in ("node", "op", "primitive", "layouts", *(("tiling",) if tiled else ()), "workspace", "ms", "cost"):
         table.add_column(col, justify="right" if col in ("workspace", "ms") else "left")
     for n in rep["nodes"]:
         table.add_row(_cell(n["name"]), n["op"], n["primitive"], f"{n['layout_in']}->{n['layout_out']}",
                       *((n["tiling"] or "",) if tiled else ()),
                       format_size(n["workspace_bytes"]) if n["workspace_bytes"] else "",
-                      f"{n['predicted_ms']:.4f}")
+                      f"{n['predicted_ms']:.4f}", "+".join(n["cost_source"]))
     for t in rep["transforms"]:
         table.add_row(f"(before step {t['step']})", "transform", _cell(t["tensor"]), f"{t['from']}->{t['to']}",
-                      *(("",) if tiled else ()), "", f"{t['predicted_ms']:.4f}")
+                      *(("",) if tiled else ()), "", f"{t['predicted_ms']:.4f}", "")
     stdout.print(table)
+    _print_cost_sources(rep)
     _print_totals(rep)
     return 0
 
@@ -165,6 +166,18 @@ def _cell(name: str) -> Any:
     from rich.text import Text
 
     return Text(terminal_text(name))
+
+
+def _print_cost_sources(rep: dict[str, Any]) -> None:
+    """Which machine the times describe, when not all were measured here: a cross target's predictions are the
+    host's times."""
+    from tasobuild.costs.provenance import HOST_MODEL
+
+    sources = sorted({s for n in rep["nodes"] for s in n["cost_source"] if s != "none"})
+    if HOST_MODEL in sources:
+        stdout.print(f"times '{HOST_MODEL}' are the host's, as its performance model predicts them, not the "
+                     f"target's; for the board's own, run `tasobuild profile --emit-harness` there and "
+                     f"`tasobuild costs import`", markup=False)
 
 
 def _print_totals(rep: dict[str, Any]) -> None:
@@ -360,18 +373,35 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     targets = [load_target(name, Path.cwd()) for name in builtin_target_names()]
     rows = [{"name": t.name, "description": t.description, "cc": t.cc, "cflags": list(t.cflags),
-             "profile": t.profile} for t in targets]
+             "profile": t.profile, **_installed(t)} for t in targets]
     if args.json:
         _emit_json(rows)
         return 0
     table = Table(title="built-in targets")
-    for col in ("name", "description", "compiler", "profiled here"):
+    for col in ("name", "description", "compiler", "profiled here", "tools here"):
         table.add_column(col)
     for r in rows:
         compiler = f"{r['cc']} {' '.join(r['cflags'])}"
-        table.add_row(r["name"], r["description"], compiler, "yes" if r["profile"] else "no")
+        table.add_row(r["name"], r["description"], compiler, "yes" if r["profile"] else "no", _tools_text(r))
     stdout.print(table)
     return 0
+
+
+def _installed(target: Any) -> dict[str, Any]:
+    """Whether the target's compiler and emulator are on PATH here ("found" / "missing"; the emulator None if the
+    target has none: the host runs its own programs), and the Debian packages that install what is missing."""
+    import shutil
+
+    compiler = "found" if shutil.which(target.cc_argv[0]) else "missing"
+    emulator = None if not target.emulator_argv else "found" if shutil.which(target.emulator_argv[0]) else "missing"
+    install = [*((target.cc_package or "").split() if compiler == "missing" else ()),
+               *((target.emulator_package or "").split() if emulator == "missing" else ())]
+    return {"compiler": compiler, "emulator": emulator, "install": install}
+
+
+def _tools_text(row: dict[str, Any]) -> str:
+    found = f"compiler {row['compiler']}" + (f", emulator {row['emulator']}" if row["emulator"] else "")
+    return found + (f" (apt-get install {' '.join(row['install'])})" if row["install"] else "")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {

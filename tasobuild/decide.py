@@ -167,8 +167,17 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
     smallest = smallest_arena.arena_bytes
     if smallest <= budget_bytes:  # the smallest-peak plan places without the gaps the faster ones left: not proven
         return decided(replace(smallest_plan, status="feasible"), smallest_arena)  # fastest in the budget
-    raise UserError(f"constraints.memory: no plan's arena fits in {budget_bytes} bytes once buffers are placed; "
-                    f"the smallest arena found is {smallest} bytes: raise the budget to at least that")
+    raise NoArenaFits(f"constraints.memory: no plan's arena fits in {budget_bytes} bytes once buffers are placed; "
+                      f"the smallest arena found is {smallest} bytes: raise the budget to at least that",
+                      budget_bytes, smallest)
+
+
+class NoArenaFits(UserError):
+    """No plan's arena fits the budget; the smallest found is `smallest_bytes` (for a message in other words)."""
+
+    def __init__(self, message: str, budget_bytes: int, smallest_bytes: int) -> None:
+        super().__init__(message)
+        self.budget_bytes, self.smallest_bytes = budget_bytes, smallest_bytes
 
 
 # The share of optimizer.time_limit one arena placement may take (a build places up to three plans and the budget

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from tasobuild.candidates import NodeCandidates, TransformCandidate
     from tasobuild.costs.cache import Cost
     from tasobuild.costs.stage import Costed
-    from tasobuild.decide import Decision
-    from tasobuild.emit.program import Program
+    from tasobuild.decide import Decision, NoArenaFits
+    from tasobuild.emit.footprint import Footprint
+    from tasobuild.emit.program import BareMetal, Program
     from tasobuild.ir import Graph
     from tasobuild.primitives import KernelCall, Primitive
     from tasobuild.solve import Plan, Problem
@@ -84,7 +85,9 @@ class Inputs:
 
 def load_settings(config: Path, overrides: Mapping[str, str]) -> tuple[Spec, Target]:
     spec = load_spec(config, overrides)
-    return spec, load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
+    target = load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
+    memory_budget(spec, target)  # no budget and no RAM to take it from: say so before any work
+    return spec, target
 
 
 def imported_graph(onnx_path: Path, onnx_sha: str, memo: Memo = no_memo) -> Graph:
@@ -151,8 +154,12 @@ def run(inputs: Inputs, decider: Decider, lock_inputs: Mapping[str, str], memo: 
     """The whole pipeline: every stage, in order."""
     planned = plan(inputs, decider, memo)  # 1-5
     program = program_of(planned, inputs.onnx_sha, memo)  # 6
+    need = checked_footprint(planned, program)  # does it fit the device?
     files = render(program)  # 7
-    return Built(planned, files, lock_data(planned, lock_inputs, files))  # 8
+    lock = lock_data(planned, lock_inputs, files)  # 8
+    if need is not None:
+        lock["plan"] |= footprint_keys(need, planned.target)
+    return Built(planned, files, lock)
 
 
 def plan(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Planned:
@@ -256,7 +263,7 @@ class Solve:
         return measure_costs(self.spec, self.target, calls, self.progress, self.locked)
 
     def decide(self, problem: Problem) -> Decision:
-        from tasobuild.decide import baselines_of, decide, problem_key
+        from tasobuild.decide import NoArenaFits, baselines_of, decide, problem_key
 
         c, limit_s = self.spec.constraints, self.spec.optimizer.time_limit / 1000.0
         # The baselines do not depend on the budget, and the budgeted solve's answers depend only on their cap: a
@@ -268,10 +275,47 @@ class Solve:
             return self.memo("fastest", f"{key}\0{cap}", solve, keep=lambda answer: answer is not None)
 
         try:
-            return decide(problem, c.memory, c.objective, c.latency, limit_s, baselines=baselines,
-                          remember=remember)
-        except UserError as error:  # say where the budget was set: the spec's line or the command line
-            raise UserError(f"{self.spec.where('constraints.memory')}: {error}") from None
+            return decide(problem, memory_budget(self.spec, self.target), c.objective, c.latency, limit_s,
+                          baselines=baselines, remember=remember)
+        except NoArenaFits as error:
+            if self.spec.constraints.memory is None:  # the budget is the device's RAM: say so, and what would fit
+                raise UserError(self.ram_too_small(error)) from None
+            raise UserError(f"{budget_source(self.spec, self.target)}: {error}") from None
+        except UserError as error:  # say where the budget was set: the spec's line, the command line, the target
+            raise UserError(f"{budget_source(self.spec, self.target)}: {error}") from None
+
+    def ram_too_small(self, error: NoArenaFits) -> str:
+        from tasobuild.units import format_size
+
+        over = error.smallest_bytes - error.budget_bytes
+        smallest = format_size(error.smallest_bytes)
+        return (f"{budget_source(self.spec, self.target)}: the smallest arena found, {smallest}, is "
+                f"{format_size(over)} more than target {self.target.name!r} leaves for it "
+                f"({format_size(error.budget_bytes)} of its {format_size(self.target.ram or 0)} RAM, after stack and "
+                f"static data); set optimizer.tiling = true, or pick a target with more RAM")
+
+
+def memory_budget(spec: Spec, target: Target) -> int:
+    """constraints.memory; if the spec gives none, the target's RAM less what the program needs besides its arena
+    (stack, static data). A target that states no RAM needs a budget in the spec."""
+    from tasobuild.emit.footprint import reserved_ram_bytes
+
+    if spec.constraints.memory is not None:
+        return spec.constraints.memory
+    if target.ram is None:
+        raise UserError(f"{spec.where('constraints')}: constraints.memory is not set and target {target.name!r} "
+                        f"states no RAM; add a budget, e.g. [constraints] memory = \"256 KiB\"")
+    budget = target.ram - reserved_ram_bytes(target.stack or 0)
+    if budget <= 0:
+        raise UserError(f"{target.source}: ram: {target.ram} bytes leave no room for an arena after the stack")
+    return budget
+
+
+def budget_source(spec: Spec, target: Target) -> str:
+    """Where the budget came from, for messages: the spec's line, the command line, or the target's RAM."""
+    if spec.constraints.memory is not None:
+        return spec.where("constraints.memory")
+    return f"{target.source}: ram (no constraints.memory in {spec.spec_path})"
 
 
 # ------------------------------------------------------------------------------------------------------------ emit
@@ -289,9 +333,62 @@ def program_of(p: Planned, onnx_sha: str | None = None, memo: Memo = no_memo) ->
         f"Plan: {d.plan.objective} objective, {d.plan.status}; predicted {d.plan.predicted_ms:.3f} ms; "
         f"arena {d.arena.arena_bytes} bytes",  # not the budget: a budget change that keeps the plan rewrites nothing
     )
-    toolchain = Toolchain(p.target.cc, tuple(p.target.cflags), tuple(p.target.ldflags))
+    toolchain = Toolchain(p.target.cc, tuple(p.target.cflags), tuple(p.target.ldflags), bare_metal_of(p.target))
     nodes = p.nodes if onnx_sha is None else with_memo_weights(p.nodes, d.plan, onnx_sha, memo)
     return lower(p.graph, nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain, p.groups)
+
+
+def bare_metal_of(target: Target) -> BareMetal | None:
+    """A microcontroller target's board, flash, RAM and stack, as the emitter needs them; None for a hosted one."""
+    from tasobuild.emit.program import BareMetal
+
+    board = target.board
+    if board is None:
+        return None
+    if target.ram is None or target.flash is None:
+        raise UserError(f"{target.source}: a target with a [board] needs ram and flash (the linker script's sizes)")
+    vector_table = board.flash_origin if board.vector_table is None else board.vector_table
+    return BareMetal(board.machine, vector_table, board.flash_origin, target.flash, board.ram_origin, target.ram,
+                     target.stack or 0, target.emulator_argv)
+
+
+def checked_footprint(p: Planned, program: Program) -> Footprint | None:
+    """The program's RAM and flash against the target's, for a target that states them (None otherwise): a plan
+    that does not fit is refused, in one line saying by how much and what to change."""
+    from tasobuild.emit.footprint import estimate
+    from tasobuild.units import format_size
+
+    target = p.target
+    if target.ram is None and target.flash is None:
+        return None
+    need = estimate(program, target.stack or 0)
+    hosted = target.flash is None  # a Linux board loads code and weights into RAM too
+    ram_need = need.ram_bytes + (need.flash_bytes if hosted else 0)
+    if target.ram is not None and ram_need > target.ram:
+        parts = (f"arena {format_size(need.arena_bytes)} + stack {format_size(need.stack_bytes)} + static data "
+                 f"{format_size(need.static_bytes)}" + (f" + code and weights {format_size(need.flash_bytes)}"
+                                                         if hosted else ""))
+        raise UserError(f"{budget_source(p.spec, target)}: the plan needs {format_size(ram_need)} of RAM ({parts}), "
+                        f"{format_size(ram_need - target.ram)} more than target {target.name!r} has "
+                        f"({format_size(target.ram)}); set optimizer.tiling = true, lower constraints.memory, or "
+                        f"pick a target with more RAM")
+    if target.flash is not None and need.flash_bytes > target.flash:
+        raise UserError(f"{target.source}: the program needs {format_size(need.flash_bytes)} of flash (code about "
+                        f"{format_size(need.code_bytes)} + weights {format_size(need.weight_bytes)}), "
+                        f"{format_size(need.flash_bytes - target.flash)} more than target {target.name!r} has "
+                        f"({format_size(target.flash)}); pick a target with more flash or a smaller network")
+    return need
+
+
+def footprint_keys(need: Footprint, target: Target) -> dict[str, int]:
+    """The [plan] keys that record a footprint (only for targets that state RAM or flash: the host's lock keeps
+    its keys)."""
+    keys = {"ram_bytes": need.ram_bytes, "flash_bytes": need.flash_bytes}
+    if target.ram is not None:
+        keys["target_ram_bytes"] = target.ram
+    if target.flash is not None:
+        keys["target_flash_bytes"] = target.flash
+    return keys
 
 
 def with_memo_weights(nodes: tuple[NodeCandidates, ...], plan: Plan, onnx_sha: str, memo: Memo
@@ -329,10 +426,13 @@ def render(program: Program) -> dict[str, bytes]:
 def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
     """Stage 8: what taso.lock records (incremental.lock renders it). Plain Python values only (float(), int()):
     the solver's sums may be NumPy scalars, which the lock writer refuses."""
+    from tasobuild.costs.provenance import describe
+
     d, costs = p.decision, p.costed.costs
+    cross = not p.target.profile  # a prediction describes the host, not the target: the labels say so
     plan_table = {
         "arena_bytes": d.arena.arena_bytes,
-        "budget_bytes": p.spec.constraints.memory,
+        "budget_bytes": memory_budget(p.spec, p.target),
         "lower_bound_bytes": d.lower_bound_bytes,
         "objective": d.plan.objective,
         "placement": d.arena.status,  # "optimal": no offsets make a smaller arena for this plan's buffers
@@ -357,7 +457,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
             "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
             "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": ch.group or "none",
             "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(float(ch.time_ms), 6),
-            "cost_source": "+".join(sorted({costs[c.key()].source for c in calls})) or "none",
+            "cost_source": "+".join(sorted({describe(costs[c.key()].source, cross) for c in calls})) or "none",
             # a deferred member's output never exists whole: it has rows in its group's window, no offset
             **({} if ch.deferred else {"output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)]}),
         })
@@ -367,7 +467,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "node": nodes,
         "transform": [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step,
                        "predicted_ms": round(float(t.time_ms), 6)} for t in d.plan.transforms],
-        "cost": [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms, "source": cost.source}
-                 for key, cost in sorted(costs.items())],
+        "cost": [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms,
+                  "source": describe(cost.source, cross)} for key, cost in sorted(costs.items())],
         "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
     }

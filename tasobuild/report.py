@@ -40,6 +40,9 @@ def report(lock: Mapping[str, Any], *, profiled: int, solver_seconds: float, out
         "baselines": {name: {"predicted_ms": plan_table[f"{name}_predicted_ms"],
                              "arena_bytes": plan_table[f"{name}_arena_bytes"]} for name in ("greedy", "time_only")},
     }
+    if "ram_bytes" in plan_table:  # a target that states its RAM or flash: what the program needs of them
+        out["memory"] = {key: plan_table.get(key) for key in ("ram_bytes", "flash_bytes", "target_ram_bytes",
+                                                               "target_flash_bytes")}
     if out_dir is not None:
         out["out_dir"] = str(out_dir)
         out["up_to_date"] = up_to_date

@@ -13,13 +13,22 @@ import json
 import os
 import re
 import tomllib
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictStr, ValidationError,
-                      ValidationInfo, field_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from tasobuild.errors import UserError
 from tasobuild.units import format_size, parse_duration, parse_size
@@ -156,13 +165,13 @@ class TargetSettings(_Settings):
 class ConstraintsSettings(_Settings):
     """The budget the plan must fit."""
 
-    memory: Size = Field(gt=0, examples=["256 KiB"])
-    """Arena budget: all activations and workspace, input and output included ("64 KiB", "1.5 MB")."""
+    memory: Size | None = Field(None, gt=0, examples=["256 KiB"])
+    """Arena budget: activations, workspace, input and output ("64 KiB"); if left out, the target's RAM less stack."""
 
     @field_validator("memory")
     @classmethod
-    def _is_plausible(cls, memory: int) -> int:
-        if memory > MAX_BUDGET_BYTES:
+    def _is_plausible(cls, memory: int | None) -> int | None:
+        if memory is not None and memory > MAX_BUDGET_BYTES:
             raise ValueError(f"{format_size(memory)} ({memory} bytes) is more memory than any target has; "
                              f"at most {format_size(MAX_BUDGET_BYTES)}")
         return memory
@@ -215,7 +224,7 @@ class SpecFile(_Settings):
     project: ProjectSettings
     network: NetworkSettings
     target: TargetSettings = TargetSettings()
-    constraints: ConstraintsSettings
+    constraints: ConstraintsSettings = ConstraintsSettings(memory=None, latency=None)  # budget: target RAM
     optimizer: OptimizerSettings = OptimizerSettings()
     build: BuildSettings = BuildSettings()
 

@@ -23,6 +23,25 @@ from tasobuild.spec import Size, is_target_path, printable, read_toml, validate_
 from tasobuild.toolchain import CompilerProblem, version_text
 
 
+class Board(BaseModel):
+    """The emulated board a microcontroller target's program runs on (`qemu-system-arm -M <machine>`) and where its
+    memories are: the linker script places the vector table, the code and weights ("flash") and the RAM there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    machine: StrictStr = Field(min_length=1)
+    """QEMU's name for the board ("mps2-an386"; `qemu-system-arm -M help` lists them)."""
+
+    flash_origin: int = Field(strict=True, ge=0)
+    """Address of the memory that plays the flash: code, constants and weights."""
+
+    ram_origin: int = Field(strict=True, ge=0)
+    """Address of the RAM: data, the arena, the stack."""
+
+    vector_table: int | None = Field(None, strict=True, ge=0)
+    """Where the core reads its vector table on reset, if not at flash_origin."""
+
+
 class TargetFile(BaseModel):
     """The keys of a target TOML."""
 
@@ -47,7 +66,28 @@ class TargetFile(BaseModel):
     """true: kernels run on this machine and can be timed; false (cross target): costs come from the model."""
 
     ram: Size | None = Field(None, gt=0)
-    """The device's RAM ("256 KiB"), to warn when a budget cannot fit it."""
+    """The device's RAM ("256 KiB"): a plan that does not fit is refused; with no memory budget, the budget."""
+
+    flash: Size | None = Field(None, gt=0)
+    """The device's flash ("2 MiB"), for code and weights: a program that does not fit is refused."""
+
+    stack: Size | None = Field(None, gt=0)
+    """RAM the program keeps for its stack (microcontrollers): counted with the arena against `ram`."""
+
+    clock_mhz: int | None = Field(None, strict=True, gt=0)
+    """The core's clock, in MHz (for people reading `tasobuild targets`)."""
+
+    board: Board | None = None
+    """Microcontrollers: the emulated board the program is linked for and run on (bare metal, semihosting)."""
+
+    emulator: tuple[StrictStr, ...] = ()
+    """Linux targets: the command that runs the target's programs here ("qemu-aarch64", "-L", sysroot)."""
+
+    cc_package: StrictStr | None = None
+    """The Debian packages that install the compiler and its C library (for `tasobuild targets`)."""
+
+    emulator_package: StrictStr | None = None
+    """The Debian package that installs the emulator (for `tasobuild targets`)."""
 
 
 class Target(TargetFile):
@@ -64,13 +104,27 @@ class Target(TargetFile):
     def canonical(self) -> dict[str, Any]:
         """The settings a plan depends on, sorted: what the lockfile records (not the file's location
         or its description, so moving the file or rewording it does not invalidate a lock)."""
-        settings = self.model_dump(mode="json", exclude={"source", "description"})
+        unset = set() if self.emulator else {"emulator"}  # so a target without one keeps its digest
+        settings = self.model_dump(mode="json", exclude={"source", "description", *_DOCUMENTATION_ONLY, *unset})
         return {key: settings[key] for key in sorted(settings) if settings[key] is not None}
 
     @property
     def digest(self) -> str:
         """sha256 hex of canonical()."""
         return _sha256_json(self.canonical())
+
+    @property
+    def emulator_argv(self) -> tuple[str, ...]:
+        """The command that runs the target's program here, before the program's path: a microcontroller's board
+        under qemu-system-arm with semihosting (the program's files are the current folder's), or `emulator`."""
+        if self.board is not None:
+            return ("qemu-system-arm", "-M", self.board.machine, "-nographic", "-semihosting-config",
+                    "enable=on,target=native", "-kernel")
+        return self.emulator
+
+
+# Keys that only help people (install hints): not part of what a plan depends on.
+_DOCUMENTATION_ONLY = {"clock_mhz", "cc_package", "emulator_package"}
 
 
 def builtin_target_names() -> tuple[str, ...]:
@@ -181,5 +235,5 @@ def _sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-__all__ = ["Fingerprint", "Target", "TargetFile", "builtin_target_names", "cpu_model_from_cpuinfo",
+__all__ = ["Board", "Fingerprint", "Target", "TargetFile", "builtin_target_names", "cpu_model_from_cpuinfo",
            "host_fingerprint", "load_target", "targets_dir"]

@@ -26,7 +26,7 @@ from tests.zoo import ensure_model
 
 TARGET = "cortex-m4"
 NAME = "net"
-RAM_BUDGET = "256 KiB"  # the target's RAM: the plan must fit the device, not just compile for it
+RAM_BUDGET = "240 KiB"  # the target's 256 KiB less its stack and static data: the plan must fit the device
 
 # ds_cnn: the DS-CNN the brief names (conv, depthwise, 1x1, pool, fc, softmax). mobilenet_v1_vww at the device's RAM
 # picks the most kernel files (1x1, depthwise, direct, im2col, im2col-scan, MEC, GEMM, pool, fc, softmax, layout
@@ -133,7 +133,10 @@ def cross_build(request: pytest.FixtureRequest, m4: Toolchain, tmp_path_factory:
     """`tasobuild build` for the M4 (costs from the model), then the emitted Makefile's library target with
     warnings on."""
     work = tmp_path_factory.mktemp(request.param)
-    spec = write_target_spec(work, ensure_model(request.param), TARGET, costs="model", name=NAME, memory=RAM_BUDGET)
+    # MobileNet's smallest untiled arena (252 KiB) leaves no room for the stack: tiled, as a user would build it.
+    extra = "tiling = true\n" if request.param == "mobilenet_v1_vww_tf" else ""
+    spec = write_target_spec(work, ensure_model(request.param), TARGET, costs="model", name=NAME, memory=RAM_BUDGET,
+                             extra=extra)
     report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
     out_dir = work / "out"
     makefile = (out_dir / "Makefile").read_text()
@@ -149,9 +152,9 @@ def test_costs_come_from_the_model_without_running_anything(cross_build: CrossBu
     report = cross_build.report
     assert report["profiled"] == 0
     sources = {source for node in report["nodes"] for source in node["cost_source"]}
-    assert "measured" not in sources and "predicted" in sources, sources
+    assert "measured" not in sources and "predicted (host model)" in sources, sources
     assert report["predicted_ms"] > 0
-    assert 0 < report["arena_bytes"] <= report["budget_bytes"] == 256 * 1024
+    assert 0 < report["arena_bytes"] <= report["budget_bytes"] == 240 * 1024
 
 
 def test_auto_costs_also_plan_without_measuring(m4: Toolchain, tmp_path: Path) -> None:

@@ -34,10 +34,25 @@ class WeightArray:
 
 
 @dataclass(frozen=True)
+class BareMetal:
+    """A microcontroller's program: linked for an emulated board, run under qemu-system-arm with semihosting."""
+
+    machine: str  # qemu-system-arm -M
+    vector_table: int  # where the core reads its vector table on reset
+    flash_origin: int
+    flash_bytes: int
+    ram_origin: int
+    ram_bytes: int
+    stack_bytes: int
+    run: tuple[str, ...]  # the command that runs the program, before its path
+
+
+@dataclass(frozen=True)
 class Toolchain:
     cc: str
     cflags: tuple[str, ...]
     ldflags: tuple[str, ...]
+    bare_metal: BareMetal | None = None  # None: a hosted program (`<name>_main IN.bin OUT.bin`)
 
 
 @dataclass(frozen=True)

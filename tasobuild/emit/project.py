@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasobuild.emit import render_build, render_c
+from tasobuild.emit import render_bare_metal, render_build, render_c
 from tasobuild.emit.program import Program
 
 
@@ -17,6 +17,9 @@ def project_files(p: Program, kernels_dir: Path) -> dict[str, bytes]:
         "Makefile": render_build.render_makefile(p),
         "CMakeLists.txt": render_build.render_cmake(p),
     }
+    if p.toolchain.bare_metal is not None:  # a microcontroller: its runner, startup and linker script instead
+        files |= {"Makefile": render_bare_metal.render_makefile(p), "CMakeLists.txt": render_bare_metal.render_cmake(p),
+                  **render_bare_metal.bare_metal_files(p)}
     if render_c.uses_blob(p):
         files[f"src/{p.name}_weights.S"] = render_c.render_weights_asm(p)
     else:

@@ -19,6 +19,22 @@ def archiver(cc: str) -> str:
     return cc[: -len("gcc")] + "ar" if cc.endswith("-gcc") else "ar"
 
 
+def library_rules(p: Program) -> str:
+    """The Makefile's rules for the library and its objects (every project's the same)."""
+    return f"""lib{p.name}.a: $(OBJS)
+\trm -f $@
+\t$(AR) rcs $@ $^
+
+obj/%.o: %.c
+\t@mkdir -p $(dir $@)
+\t$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+obj/%.o: %.S src/{p.name}_weights.bin
+\t@mkdir -p $(dir $@)
+\t$(CC) $(CPPFLAGS) $(ASFLAGS) $(CFLAGS) -c $< -o $@
+"""
+
+
 def render_makefile(p: Program) -> str:
     t = p.toolchain
     objs = " \\\n    ".join(f"obj/{s.rsplit('.', 1)[0]}.o" for s in library_sources(p))
@@ -41,18 +57,7 @@ all: {p.name}_main
 {p.name}_main: obj/main/{p.name}_main.o lib{p.name}.a
 \t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-lib{p.name}.a: $(OBJS)
-\trm -f $@
-\t$(AR) rcs $@ $^
-
-obj/%.o: %.c
-\t@mkdir -p $(dir $@)
-\t$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
-
-obj/%.o: %.S src/{p.name}_weights.bin
-\t@mkdir -p $(dir $@)
-\t$(CC) $(CPPFLAGS) $(ASFLAGS) $(CFLAGS) -c $< -o $@
-
+{library_rules(p)}
 clean:
 \trm -rf obj lib{p.name}.a {p.name}_main
 

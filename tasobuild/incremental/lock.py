@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tasobuild.costs.cache import SOURCES, Cost
+from tasobuild.costs.cache import Cost
+from tasobuild.costs.provenance import source_of
 from tasobuild.errors import UserError
 
 LOCK_VERSION = 1
@@ -177,9 +178,7 @@ def checked_lock(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def cost_of(row: Mapping[str, Any]) -> Cost:
     """A [[cost]] row as the Cost it locks (reps is not recorded: 1 for a timing, 0 for a prediction)."""
-    source = row["source"]
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    source = source_of(row["source"])  # "predicted (host model)" is a prediction labelled for a cross target
     return Cost(row["median_ms"], row["spread_ms"], 0 if source == "predicted" else 1, source)
 
 
