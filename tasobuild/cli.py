@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import Console
+    from rich.table import Table as RichTable
 
     from tasobuild.incremental.transaction import Options
     from tasobuild.pipeline import Inputs, Solve
+    from tasobuild.primitives import KernelCall
+    from tasobuild.target import Target
 
 from tasobuild import __version__
 from tasobuild.errors import UserError
@@ -31,7 +34,8 @@ class _LazyConsole:
     """A rich Console made on first use: `tasobuild build` with nothing to do never pays for importing rich."""
 
     def __init__(self, **options: Any) -> None:
-        self._options, self._console = options, None
+        self._options = options
+        self._console: Console | None = None
 
     def __getattr__(self, name: str) -> Any:
         if self._console is None:
@@ -41,7 +45,7 @@ class _LazyConsole:
         return getattr(self._console, name)
 
 
-def Table(*args: Any, **kwargs: Any) -> Table:  # noqa: N802 - stands in for rich's class
+def Table(*args: Any, **kwargs: Any) -> RichTable:  # noqa: N802 - stands in for rich's class
     from rich.table import Table as RichTable
 
     return RichTable(*args, **kwargs)
@@ -204,8 +208,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     plans = Session(problem).pareto(points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
     seconds = time.perf_counter() - started
-    points = [{"arena_bytes": place(p).arena_bytes, "peak_bytes": p.peak_bytes, "predicted_ms": p.predicted_ms,
-               "status": p.status, "tie_break": p.tie_break} for p in plans]
+    points: list[dict[str, Any]] = [
+        {"arena_bytes": place(p).arena_bytes, "peak_bytes": p.peak_bytes, "predicted_ms": p.predicted_ms,
+         "status": p.status, "tie_break": p.tie_break} for p in plans]
     points.sort(key=lambda p: (p["arena_bytes"], p["predicted_ms"]))
     if args.png:
         _plot_pareto(points, args.png, spec.project.name)
@@ -275,7 +280,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emit_harness(args: argparse.Namespace, target, calls) -> int:
+def _emit_harness(args: argparse.Namespace, target: Target, calls: list[KernelCall]) -> int:
     from tasobuild.costs.harness import HarnessToolchain, emit_harness
 
     directory: Path = args.emit_harness

@@ -258,7 +258,8 @@ class Spec(SpecFile):
         settings["build"]["out"] = self._relative(self.out_dir)
         if is_target_path(self.target.name):
             settings["target"]["name"] = self._relative(self.spec_dir / self.target.name)
-        return _sorted_without_none(settings)
+        sorted_settings: dict[str, Any] = _sorted_without_none(settings)
+        return sorted_settings
 
     @property
     def digest(self) -> str:
@@ -311,7 +312,8 @@ def load_spec(path: Path, overrides: Mapping[str, str] = {}) -> Spec:
     _check_confined(out, out_dir, spec_dir, document.where(("build", "out"), from_command_line))
     spec = Spec(**dict(settings), spec_path=path, spec_dir=spec_dir, onnx_path=onnx_path, out_dir=out_dir)
     for table, section in SpecFile.model_fields.items():
-        keys = [(table,)] + [(table, key) for key in section.annotation.model_fields]
+        assert section.annotation is not None  # every table of SpecFile is a settings model
+        keys: list[tuple[str, ...]] = [(table,)] + [(table, key) for key in section.annotation.model_fields]
         spec._where.update({".".join(loc): document.where(loc, from_command_line) for loc in keys})
     return spec
 
