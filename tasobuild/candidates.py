@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tasobuild.errors import UserError
+from tasobuild.importer.context import MAX_TENSOR_BYTES
 from tasobuild.ir import LAYOUTS, Graph, Layout, Node
 from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.primitives.registry import library
@@ -57,11 +58,12 @@ def node_candidates(graph: Graph, allow: frozenset[str] = frozenset()) -> tuple[
     allowed_ops = {p.op for p in prims if p.name in allow}
     result = []
     for node in graph.nodes:
-        options = tuple(
-            Candidate(p, p.call(node, graph), p.workspace(node, graph))
-            for p in prims
-            if p.op == node.op and (p.op not in allowed_ops or p.name in allow) and p.applies(node, graph)
-        )
+        applicable = (Candidate(p, p.call(node, graph), p.workspace(node, graph))
+                      for p in prims
+                      if p.op == node.op and (p.op not in allowed_ops or p.name in allow) and p.applies(node, graph))
+        # The kernels index a workspace as they index tensors (32-bit int counts, long offsets): a primitive whose
+        # workspace would overflow that is no candidate, as for tensors (importer.context.MAX_TENSOR_BYTES).
+        options = tuple(c for c in applicable if c.workspace_bytes <= MAX_TENSOR_BYTES)
         if not options:
             restricted = " within optimizer.primitives" if node.op in allowed_ops else ""
             raise UserError(f"node {node.name!r} ({node.op}): no primitive{restricted} can run it "

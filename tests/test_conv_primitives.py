@@ -383,3 +383,20 @@ def test_tiled_views_reassemble_the_whole_call(label: str, case: Case) -> None:
             assert_close(tiled.astype(np.float64), whole.astype(np.float64), tol=1e-6)
             tiled = run_tiles(call, buffers, [((0, case.m), r) for r in grid(oh, 3)])
         assert np.array_equal(tiled, whole), prim.name
+
+
+def test_a_primitive_whose_workspace_overflows_the_kernels_index_types_is_no_candidate() -> None:
+    """64 channels of 2048x2048 fit (1 GiB), but a 3x3 im2col patch matrix of them would be 9 GiB: direct
+    convolutions (no workspace) stay candidates, the patch-matrix ones do not."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.importer.context import MAX_TENSOR_BYTES
+
+    node = Node("big", "conv", ("x",), "y", ("W", "b"),
+                attrs(kernel=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1), dilation=(1, 1), groups=1), Activation("none"))
+    shapes = {"x": Shape(64, 2048, 2048), "y": Shape(8, 2048, 2048)}
+    consts = (Constant.of("W", np.zeros((8, 64, 3, 3), np.float32)), Constant.of("b", np.zeros(8, np.float32)))
+    graph = Graph((node,), tuple(sorted(shapes.items())), consts, "x", "y", (), ())
+    (nc,) = node_candidates(graph)
+    names = {c.primitive.name for c in nc.options}
+    assert "conv_direct_chw" in names and not any("im2col_gemm" in n for n in names)
+    assert all(c.workspace_bytes <= MAX_TENSOR_BYTES for c in nc.options)

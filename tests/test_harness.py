@@ -77,3 +77,11 @@ def test_harness_round_trip_through_costs_import(tmp_path: Path, zoo_model, monk
     exported = tmp_path / "again.csv"
     tasobuild("costs", "export", str(exported), "-c", str(spec))
     assert [k for k, _ in read_csv(exported)] == [k for k, _ in rows]
+
+
+def test_parameters_are_exact_c_even_when_not_finite() -> None:
+    """A Clip without an upper bound has an infinite parameter: the harness writes math.h's macro, not a crash."""
+    from tasobuild.costs.harness import _c_value
+
+    assert [_c_value(v) for v in (3, True, 0.1, float("inf"), float("-inf"), float("nan"))] == \
+        ["3", "1", "0.1f", "INFINITY", "-INFINITY", "NAN"]

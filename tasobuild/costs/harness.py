@@ -16,6 +16,7 @@ exactly the calls the build will look up.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,12 +38,15 @@ class HarnessToolchain:
 
 
 def _c_value(value: int | float) -> str:
+    """A kernel parameter as C: floats exactly (repr round-trips), NaN and the infinities as math.h's macros (a
+    Clip with no upper bound has an infinite one)."""
     if isinstance(value, bool) or isinstance(value, int):
         return str(int(value))
-    text = repr(float(value))
-    if text in ("inf", "-inf", "nan"):
-        raise ValueError(f"parameter value {value!r} has no C literal")
-    return text + "f"
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "-INFINITY"
+    return repr(float(value)) + "f"
 
 
 def _c_string(text: str) -> str:
@@ -58,6 +62,7 @@ def harness_source(calls: Sequence[KernelCall]) -> str:
         "#if !defined(TB_HARNESS_NOW) && !defined(_POSIX_C_SOURCE)",
         "#define _POSIX_C_SOURCE 199309L /* clock_gettime */",
         "#endif",
+        "#include <math.h>",
         "#include <stdio.h>",
         "#include <stdlib.h>",
         "#include <string.h>",
