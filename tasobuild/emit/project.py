@@ -6,12 +6,13 @@ from pathlib import Path
 
 from tasobuild.emit import render_bare_metal, render_build, render_c
 from tasobuild.emit.program import Program
+from tasobuild.native.headers import own_prototypes
 
 
 def project_files(p: Program, kernels_dir: Path) -> dict[str, bytes]:
     files = {
         f"include/{p.name}.h": render_c.render_header(p),
-        f"src/{p.name}.c": render_c.render_network(p),
+        f"src/{p.name}.c": render_c.render_network(p, own_prototypes(kernels_dir, called(p))),
         f"src/{p.name}_weights.h": render_c.render_weights_header(p),
         f"main/{p.name}_main.c": render_build.render_main(p),
         "Makefile": render_build.render_makefile(p),
@@ -32,3 +33,8 @@ def project_files(p: Program, kernels_dir: Path) -> dict[str, bytes]:
     for name in sorted(kernel_files):
         encoded[f"src/kernels/{name}"] = (kernels_dir / name).read_bytes()
     return encoded
+
+
+def called(p: Program) -> set[str]:
+    """The kernel functions the program calls."""
+    return {call.function for step in p.steps for call, _ in step.calls}

@@ -128,7 +128,8 @@ def render_step(step: Step, first_index: int) -> list[str]:
     return lines + ["    }"]
 
 
-def render_network(p: Program) -> str:
+def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
+    """src/<name>.c. `prototypes`: of the kernels it calls that no kernel header declares (native.own_prototypes)."""
     out = [f"/* {GENERATED}", " *"]
     out += [f" * {comment_text(line)}" for line in p.banner]
     out += [" *", " * Arena map (byte offsets; buffers share space when their lifetimes do not overlap):"]
@@ -139,6 +140,7 @@ def render_network(p: Program) -> str:
         f'#include "{p.name}.h"',
         f'#include "{p.name}_weights.h"',
         '#include "tb_kernels.h"',
+        *prototypes,
         "",
         f"float *{p.name}_input(void *arena) {{ return (float *)arena + {p.input_offset // 4}; }}",
         f"const float *{p.name}_output(void *arena) {{ return (const float *)arena + {p.output_offset // 4}; }}",

@@ -92,6 +92,7 @@ def dispatch_source(structs: Mapping[str, StructDecl], kernels: Mapping[str, Ker
         '#include "tb_dispatch.h"',
         "",
     ]
+    lines += [k.prototype for k in sorted(kernels.values(), key=lambda k: k.name) if not k.in_header]
     for k in sorted(kernels.values(), key=lambda k: k.name):
         args = ", ".join([f"(const {k.struct} *)params"] + [f"bufs[{i}]" for i in range(len(k.buffers))])
         lines.append(f"static void call_{k.name}(const void *params, float **bufs) {{ {k.name}({args}); }}")

@@ -2,13 +2,16 @@
 
 tb_kernels.h and the headers it includes declare `typedef struct { int a, b; float c; } tb_x;` parameter structs and
 `void tb_f(const tb_x *p, const float *restrict a, ..., float *restrict out);` kernels; a prototype counts only once a
-C file defines it, written out or through tb_conv_layout.h's TB_CONV_LAYOUT_KERNEL(tb_f, body, in, out) macro.
+C file defines it, written out or through tb_conv_layout.h's TB_CONV_LAYOUT_KERNEL(tb_f, body, in, out) macro. A
+kernel a C file defines without a prototype in the headers (a new primitive family's own file) is declared by its
+definition: whoever calls it (the bindings' dispatch, the emitted program, the device harness) writes its
+`prototype` itself.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,6 +41,13 @@ class KernelDecl:
     name: str
     struct: str
     buffers: tuple[tuple[str, bool], ...]
+    in_header: bool = True  # False: declared only by its definition in its family's C file
+
+    @property
+    def prototype(self) -> str:
+        args = [f"const {self.struct} *p"] + [f"{'const ' if const else ''}float *restrict {name}"
+                                               for name, const in self.buffers]
+        return f"void {self.name}({', '.join(args)});"
 
 
 _STRUCT_RE = re.compile(r"typedef\s+struct\s*\{([^{}]*)\}\s*(tb_\w+)\s*;")
@@ -45,7 +55,10 @@ _PROTO_RE = re.compile(r"^\s*void\s+(tb_\w+)\s*\(([^;{]*?)\)\s*;", re.MULTILINE)
 _STRUCT_ARG_RE = re.compile(r"^const\s+(tb_\w+)\s*\*\s*\w+$")
 _BUFFER_ARG_RE = re.compile(r"^(const\s+)?float\s*\*\s*restrict\s+(\w+)$")
 _COMMENT_RE = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
-_DEFINITION_RE = re.compile(r"^void\s+(tb_\w+)\s*\([^;{]*\)\s*\{", re.MULTILINE)
+_DEFINITION_RE = re.compile(r"^void\s+(tb_\w+)\s*\(([^;{]*)\)\s*\{", re.MULTILINE)
+# The parameters every TB_CONV_LAYOUT_KERNEL entry point has (tb_conv_layout.h).
+_LAYOUT_KERNEL_ARGS = ("const tb_conv *p, const float *restrict in, const float *restrict w, "
+                       "const float *restrict bias, float *restrict out, float *restrict ws")
 _MACRO_DEFINITION_RE = re.compile(r"^TB_CONV_LAYOUT_KERNEL\(\s*(tb_\w+)\s*,", re.MULTILINE)
 _INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 
@@ -69,15 +82,34 @@ def _parse_struct(body: str, name: str) -> StructDecl | None:
     return StructDecl(name, tuple(fields))
 
 
-def defined_functions(sources: Sequence[Path]) -> frozenset[str]:
-    """Names of the non-static `void tb_*(...) {` functions the C files define, and of the kernels they define with
-    TB_CONV_LAYOUT_KERNEL."""
-    found: set[str] = set()
+def defined_kernels(sources: Sequence[Path]) -> dict[str, str]:
+    """The non-static `void tb_*(...) {` functions the C files define, and the kernels they define with
+    TB_CONV_LAYOUT_KERNEL: name -> parameter list as written."""
+    found: dict[str, str] = {}
     for src in sources:
         text = _COMMENT_RE.sub(" ", src.read_text())
         found.update(_DEFINITION_RE.findall(text))
-        found.update(_MACRO_DEFINITION_RE.findall(text))
-    return frozenset(found)
+        found.update((name, _LAYOUT_KERNEL_ARGS) for name in _MACRO_DEFINITION_RE.findall(text))
+    return found
+
+
+def _kernel_decl(name: str, arglist: str, in_header: bool) -> KernelDecl | None:
+    """The kernel `name(arglist)`, or None if it is not of the kernel form (a struct, then float buffers)."""
+    args = [" ".join(a.split()) for a in arglist.split(",")]
+    head = _STRUCT_ARG_RE.match(args[0])
+    buffers = [_BUFFER_ARG_RE.match(a) for a in args[1:]]
+    if head is None or not all(buffers):
+        return None
+    return KernelDecl(name, head.group(1), tuple((m.group(2), bool(m.group(1))) for m in buffers if m), in_header)
+
+
+def _checked(kernels: dict[str, KernelDecl], structs: dict[str, StructDecl]) -> dict[str, KernelDecl]:
+    for k in kernels.values():
+        if k.struct not in structs:
+            raise ValueError(f"kernel {k.name}: parameter struct {k.struct} is not declared in the kernel headers")
+        if len(k.buffers) > MAX_BUFFERS:
+            raise ValueError(f"kernel {k.name}: {len(k.buffers)} buffers, the bindings take at most {MAX_BUFFERS}")
+    return kernels
 
 
 def parse_headers(headers: Sequence[Path]) -> tuple[dict[str, StructDecl], dict[str, KernelDecl]]:
@@ -91,23 +123,26 @@ def parse_headers(headers: Sequence[Path]) -> tuple[dict[str, StructDecl], dict[
             if decl is not None:
                 structs[name] = decl
         for name, arglist in _PROTO_RE.findall(text):
-            args = [" ".join(a.split()) for a in arglist.split(",")]
-            head = _STRUCT_ARG_RE.match(args[0])
-            buffers = [_BUFFER_ARG_RE.match(a) for a in args[1:]]
-            if head is None or not all(buffers):
-                continue  # not of the kernel form
-            kernels[name] = KernelDecl(name, head.group(1), tuple((m.group(2), bool(m.group(1))) for m in buffers if m))
-    for k in kernels.values():
-        if k.struct not in structs:
-            raise ValueError(f"kernel {k.name}: parameter struct {k.struct} is not declared in the kernel headers")
-        if len(k.buffers) > MAX_BUFFERS:
-            raise ValueError(f"kernel {k.name}: {len(k.buffers)} buffers, the bindings take at most {MAX_BUFFERS}")
-    return structs, kernels
+            kernel = _kernel_decl(name, arglist, in_header=True)
+            if kernel is not None:
+                kernels[name] = kernel
+    return structs, _checked(kernels, structs)
 
 
 def kernel_api(folder: Path) -> tuple[dict[str, StructDecl], dict[str, KernelDecl]]:
     """The structs and the kernels the bindings expose: declared in a public header and defined in a C file (a
     prototype whose definition is not written yet is left out rather than breaking every other kernel's build)."""
-    structs, kernels = parse_headers(public_headers(folder))
-    defined = defined_functions(sorted(folder.glob("*.c")))
-    return structs, {name: k for name, k in kernels.items() if name in defined}
+    structs, declared = parse_headers(public_headers(folder))
+    defined = defined_kernels(sorted(folder.glob("*.c")))
+    kernels = {name: k for name, k in declared.items() if name in defined}
+    for name, arglist in sorted(defined.items()):  # a family's own kernels, declared by their definitions
+        kernel = None if name in declared else _kernel_decl(name, arglist, in_header=False)
+        if kernel is not None:
+            kernels[name] = kernel
+    return structs, _checked(kernels, structs)
+
+
+def own_prototypes(folder: Path, functions: Iterable[str]) -> tuple[str, ...]:
+    """The prototypes a caller of `functions` writes itself: those of the kernels no header declares."""
+    _, kernels = kernel_api(folder)
+    return tuple(kernels[f].prototype for f in sorted(set(functions)) if f in kernels and not kernels[f].in_header)
