@@ -73,6 +73,10 @@ BUNDLED = ("ds_cnn", REPO / "models" / "ds_cnn.onnx")
 SYNTHETIC = "inverted_residual"
 BIG = ("resnet18", "googlenet", "mobilenetv2", "squeezenet11", "vgg16")
 BIG_DEFAULT = tuple(name for name in BIG if name != "vgg16")
+
+sys.path.insert(0, str(REPO))
+from tests.e2e import inverted_residual_model  # noqa: E402  (the same block as tests/test_tiling.py)
+
 CONFIGS = ("memory", "latency", "tiled-memory", "tiled", "profile")
 MODEL_CONFIGS = ("memory", "latency", "tiled-memory", "tiled")
 NEEDS = {"latency": ("memory",), "tiled": ("memory", "tiled-memory"), "profile": ("memory",)}
@@ -178,7 +182,7 @@ def model_file(name: str, models: Path) -> Path:
     """`models/NAME.onnx` in the work folder: a link to the committed file or the zoo export (made if missing)."""
     link = models / f"{name}.onnx"
     if name == SYNTHETIC:
-        write_inverted_residual(link)
+        inverted_residual_model(link)
         return link
     if name == BUNDLED[0]:
         source = BUNDLED[1]
@@ -192,32 +196,6 @@ def model_file(name: str, models: Path) -> Path:
         source = FIXTURE_DIR / f"{name}.onnx"
     link.symlink_to(source.resolve())
     return link
-
-
-def write_inverted_residual(path: Path) -> None:
-    """MobileNetV2's block at toy size (8 -> 96 -> 8 channels, 4x4, residual add), weights from a fixed seed."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(3)
-
-    def rand(*shape: int) -> Any:
-        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
-
-    weights = {"w1": rand(96, 8, 1, 1), "b1": rand(96), "w2": rand(96, 1, 3, 3), "b2": rand(96),
-               "w3": rand(8, 96, 1, 1), "b3": rand(8)}
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["e"], name="expand"),
-             helper.make_node("Relu", ["e"], ["er"]),
-             helper.make_node("Conv", ["er", "w2", "b2"], ["d"], name="depthwise", group=96, pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["d"], ["dr"]),
-             helper.make_node("Conv", ["dr", "w3", "b3"], ["p"], name="project"),
-             helper.make_node("Add", ["p", "x"], ["y"])]
-    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])],
-                              [numpy_helper.from_array(v, k) for k, v in sorted(weights.items())])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8,
-                              producer_name="bench/replay.py")
-    path.write_bytes(model.SerializeToString())
 
 
 @dataclass(frozen=True)

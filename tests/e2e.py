@@ -60,6 +60,27 @@ def save_onnx(path: Path, nodes: Sequence[object], x_shape: Sequence[int], y_sha
     return path
 
 
+def inverted_residual_model(path: Path) -> Path:
+    """x (8x4x4) -> 1x1 expand to 96, ReLU -> 3x3 depthwise, ReLU -> 1x1 project to 8 -> + x. At 4 rows a 3x3 band
+    would keep more rows than it advances: only channel slices can split the 96-channel tensors."""
+    from onnx import helper
+
+    rng = np.random.default_rng(3)
+
+    def rand(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    weights = {"w1": rand(96, 8, 1, 1), "b1": rand(96), "w2": rand(96, 1, 3, 3), "b2": rand(96),
+               "w3": rand(8, 96, 1, 1), "b3": rand(8)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["e"], name="expand"),
+             helper.make_node("Relu", ["e"], ["er"]),
+             helper.make_node("Conv", ["er", "w2", "b2"], ["d"], name="depthwise", group=96, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["dr"]),
+             helper.make_node("Conv", ["dr", "w3", "b3"], ["p"], name="project"),
+             helper.make_node("Add", ["p", "x"], ["y"])]
+    return save_onnx(path, nodes, [1, 8, 4, 4], [1, 8, 4, 4], weights)
+
+
 def write_spec(directory: Path, model: Path, name: str = "net", memory: str = "2 GiB", extra: str = "") -> Path:
     spec = directory / "taso.toml"
     spec.write_text(SPEC_TEMPLATE.format(name=name, onnx=os.path.relpath(model, directory), memory=memory,

@@ -17,7 +17,7 @@ from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluat
 from tasobuild.tiling import KINDS
 from tasobuild.tiling.base import Workspace
 from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule
-from tests.e2e import assert_matches, build_and_compile, run_binary, save_onnx, tasobuild, write_spec
+from tests.e2e import assert_matches, build_and_compile, inverted_residual_model, run_binary, tasobuild, write_spec
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
 
@@ -155,32 +155,11 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
 
 # ---- channel tiling (FDT) ----
 
-def _inverted_residual(tmp_path: Path) -> Path:
-    """x (8x4x4) -> 1x1 expand to 96, ReLU -> 3x3 depthwise, ReLU -> 1x1 project to 8 -> + x. At 4 rows a 3x3 band
-    would keep more rows than it advances: only channel slices can split the 96-channel tensors."""
-    from onnx import helper
-
-    rng = np.random.default_rng(3)
-
-    def rand(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
-
-    weights = {"w1": rand(96, 8, 1, 1), "b1": rand(96), "w2": rand(96, 1, 3, 3), "b2": rand(96),
-               "w3": rand(8, 96, 1, 1), "b3": rand(8)}
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["e"], name="expand"),
-             helper.make_node("Relu", ["e"], ["er"]),
-             helper.make_node("Conv", ["er", "w2", "b2"], ["d"], name="depthwise", group=96, pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["d"], ["dr"]),
-             helper.make_node("Conv", ["dr", "w3", "b3"], ["p"], name="project"),
-             helper.make_node("Add", ["p", "x"], ["y"])]
-    return save_onnx(tmp_path / "block.onnx", nodes, [1, 8, 4, 4], [1, 8, 4, 4], weights)
-
-
 def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     from tasobuild.importer import import_onnx
     from tasobuild.tiling.channels import chains
 
-    model = _inverted_residual(tmp_path)
+    model = inverted_residual_model(tmp_path / "block.onnx")
     assert chains(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
     untiled = _smallest_budget(write_spec(tmp_path, model))
     tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
