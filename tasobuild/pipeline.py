@@ -27,6 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from tasobuild.device import (
+    bare_metal_of,
+    budget_source,
+    checked_footprint,
+    footprint_keys,
+    memory_budget,
+    ram_too_small,
+)
 from tasobuild.errors import UserError
 from tasobuild.spec import Spec, load_spec
 from tasobuild.target import Target, load_target
@@ -35,9 +43,8 @@ if TYPE_CHECKING:
     from tasobuild.candidates import NodeCandidates, TransformCandidate
     from tasobuild.costs.cache import Cost
     from tasobuild.costs.stage import Costed
-    from tasobuild.decide import Decision, NoArenaFits
-    from tasobuild.emit.footprint import Footprint
-    from tasobuild.emit.program import BareMetal, Program
+    from tasobuild.decide import Decision
+    from tasobuild.emit.program import Program
     from tasobuild.ir import Graph
     from tasobuild.primitives import KernelCall, Primitive
     from tasobuild.solve import Plan, Problem
@@ -154,7 +161,7 @@ def run(inputs: Inputs, decider: Decider, lock_inputs: Mapping[str, str], memo: 
     """The whole pipeline: every stage, in order."""
     planned = plan(inputs, decider, memo)  # 1-5
     program = program_of(planned, inputs.onnx_sha, memo)  # 6
-    need = checked_footprint(planned, program)  # does it fit the device?
+    need = checked_footprint(planned.spec, planned.target, program)  # does it fit the device?
     files = render(program)  # 7
     lock = lock_data(planned, lock_inputs, files)  # 8
     if need is not None:
@@ -279,43 +286,11 @@ class Solve:
                           baselines=baselines, remember=remember)
         except NoArenaFits as error:
             if self.spec.constraints.memory is None:  # the budget is the device's RAM: say so, and what would fit
-                raise UserError(self.ram_too_small(error)) from None
+                raise UserError(ram_too_small(self.spec, self.target, error)) from None
             raise UserError(f"{budget_source(self.spec, self.target)}: {error}") from None
         except UserError as error:  # say where the budget was set: the spec's line, the command line, the target
             raise UserError(f"{budget_source(self.spec, self.target)}: {error}") from None
 
-    def ram_too_small(self, error: NoArenaFits) -> str:
-        from tasobuild.units import format_size
-
-        over = error.smallest_bytes - error.budget_bytes
-        smallest = format_size(error.smallest_bytes)
-        return (f"{budget_source(self.spec, self.target)}: the smallest arena found, {smallest}, is "
-                f"{format_size(over)} more than target {self.target.name!r} leaves for it "
-                f"({format_size(error.budget_bytes)} of its {format_size(self.target.ram or 0)} RAM, after stack and "
-                f"static data); set optimizer.tiling = true, or pick a target with more RAM")
-
-
-def memory_budget(spec: Spec, target: Target) -> int:
-    """constraints.memory; if the spec gives none, the target's RAM less what the program needs besides its arena
-    (stack, static data). A target that states no RAM needs a budget in the spec."""
-    from tasobuild.emit.footprint import reserved_ram_bytes
-
-    if spec.constraints.memory is not None:
-        return spec.constraints.memory
-    if target.ram is None:
-        raise UserError(f"{spec.where('constraints')}: constraints.memory is not set and target {target.name!r} "
-                        f"states no RAM; add a budget, e.g. [constraints] memory = \"256 KiB\"")
-    budget = target.ram - reserved_ram_bytes(target.stack or 0)
-    if budget <= 0:
-        raise UserError(f"{target.source}: ram: {target.ram} bytes leave no room for an arena after the stack")
-    return budget
-
-
-def budget_source(spec: Spec, target: Target) -> str:
-    """Where the budget came from, for messages: the spec's line, the command line, or the target's RAM."""
-    if spec.constraints.memory is not None:
-        return spec.where("constraints.memory")
-    return f"{target.source}: ram (no constraints.memory in {spec.spec_path})"
 
 
 # ------------------------------------------------------------------------------------------------------------ emit
@@ -336,59 +311,6 @@ def program_of(p: Planned, onnx_sha: str | None = None, memo: Memo = no_memo) ->
     toolchain = Toolchain(p.target.cc, tuple(p.target.cflags), tuple(p.target.ldflags), bare_metal_of(p.target))
     nodes = p.nodes if onnx_sha is None else with_memo_weights(p.nodes, d.plan, onnx_sha, memo)
     return lower(p.graph, nodes, p.transforms, d.plan, d.arena, p.spec.project.name, banner, toolchain, p.groups)
-
-
-def bare_metal_of(target: Target) -> BareMetal | None:
-    """A microcontroller target's board, flash, RAM and stack, as the emitter needs them; None for a hosted one."""
-    from tasobuild.emit.program import BareMetal
-
-    board = target.board
-    if board is None:
-        return None
-    if target.ram is None or target.flash is None:
-        raise UserError(f"{target.source}: a target with a [board] needs ram and flash (the linker script's sizes)")
-    vector_table = board.flash_origin if board.vector_table is None else board.vector_table
-    return BareMetal(board.machine, vector_table, board.flash_origin, target.flash, board.ram_origin, target.ram,
-                     target.stack or 0, target.emulator_argv)
-
-
-def checked_footprint(p: Planned, program: Program) -> Footprint | None:
-    """The program's RAM and flash against the target's, for a target that states them (None otherwise): a plan
-    that does not fit is refused, in one line saying by how much and what to change."""
-    from tasobuild.emit.footprint import estimate
-    from tasobuild.units import format_size
-
-    target = p.target
-    if target.ram is None and target.flash is None:
-        return None
-    need = estimate(program, target.stack or 0)
-    hosted = target.flash is None  # a Linux board loads code and weights into RAM too
-    ram_need = need.ram_bytes + (need.flash_bytes if hosted else 0)
-    if target.ram is not None and ram_need > target.ram:
-        parts = (f"arena {format_size(need.arena_bytes)} + stack {format_size(need.stack_bytes)} + static data "
-                 f"{format_size(need.static_bytes)}" + (f" + code and weights {format_size(need.flash_bytes)}"
-                                                         if hosted else ""))
-        raise UserError(f"{budget_source(p.spec, target)}: the plan needs {format_size(ram_need)} of RAM ({parts}), "
-                        f"{format_size(ram_need - target.ram)} more than target {target.name!r} has "
-                        f"({format_size(target.ram)}); set optimizer.tiling = true, lower constraints.memory, or "
-                        f"pick a target with more RAM")
-    if target.flash is not None and need.flash_bytes > target.flash:
-        raise UserError(f"{target.source}: the program needs {format_size(need.flash_bytes)} of flash (code about "
-                        f"{format_size(need.code_bytes)} + weights {format_size(need.weight_bytes)}), "
-                        f"{format_size(need.flash_bytes - target.flash)} more than target {target.name!r} has "
-                        f"({format_size(target.flash)}); pick a target with more flash or a smaller network")
-    return need
-
-
-def footprint_keys(need: Footprint, target: Target) -> dict[str, int]:
-    """The [plan] keys that record a footprint (only for targets that state RAM or flash: the host's lock keeps
-    its keys)."""
-    keys = {"ram_bytes": need.ram_bytes, "flash_bytes": need.flash_bytes}
-    if target.ram is not None:
-        keys["target_ram_bytes"] = target.ram
-    if target.flash is not None:
-        keys["target_flash_bytes"] = target.flash
-    return keys
 
 
 def with_memo_weights(nodes: tuple[NodeCandidates, ...], plan: Plan, onnx_sha: str, memo: Memo

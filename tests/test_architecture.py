@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasobuild.costs", "tasobuild.emit"),
     ("tasobuild.candidates",),
     ("tasobuild.tiling",),
-    ("tasobuild.decide", "tasobuild.lower"),
+    ("tasobuild.decide", "tasobuild.lower", "tasobuild.device"),
     ("tasobuild.pipeline",),
     ("tasobuild.incremental",),
     ("tasobuild.cli", "tasobuild.__main__"),

@@ -157,14 +157,10 @@ def test_targets_say_which_tools_are_installed() -> None:
 def test_microcontroller_runs_under_qemu(model: str, target_name: str, tmp_path: Path) -> None:
     t = target(target_name)
     spec = write_spec(tmp_path, model, target_name)
-    if model == "mobilenet_v1_vww_tf" and target_name == "cortex-m4":  # 256 KiB: too small for it untiled
-        refused = tasobuild("build", "-c", str(spec), check=False)
-        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
-        assert "more than target 'cortex-m4' leaves for it" in refused.stderr
-        assert "optimizer.tiling = true" in refused.stderr and "Traceback" not in refused.stderr
-        assert not (tmp_path / "out").exists()
-        spec = write_spec(tmp_path, model, target_name, extra="tiling = true\n")  # what the message says to do
     report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    if model == "mobilenet_v1_vww_tf" and target_name == "cortex-m4":
+        # 256 KiB: untiled, it fits only because placement reaches the live-set bound (greedy's arena: 258,048)
+        assert report["arena_bytes"] == report["lower_bound_bytes"] == 221_184
     out_dir = tmp_path / "out"
     make(out_dir)
     elf = out_dir / f"{NAME}_main.elf"
