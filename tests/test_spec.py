@@ -82,13 +82,13 @@ time_limit = "1.5 s"
 primitives = ["im2col", "direct", "im2col"]
 
 [build]
-out = "../out/kws"
+out = "generated/kws"
 """))
     assert spec.constraints == ConstraintsSettings(memory=65536, objective="memory", latency=20.0)
     assert spec.optimizer == OptimizerSettings(costs="model", tiling=False, time_limit=1500.0,
                                                primitives=("direct", "im2col"))
     assert spec.target.name == "cortex-m4"
-    assert spec.out_dir == tmp_path.parent / "out" / "kws"
+    assert spec.out_dir == tmp_path / "generated" / "kws"
 
 
 def test_canonical_is_sorted_relative_and_without_nulls(project):
