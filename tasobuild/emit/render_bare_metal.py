@@ -12,7 +12,7 @@ import shlex
 
 from tasobuild.emit import render_build
 from tasobuild.emit.program import BareMetal, Program
-from tasobuild.emit.render_build import archiver, library_sources
+from tasobuild.emit.render_build import makefile_variables, object_list
 from tasobuild.emit.render_c import GENERATED
 
 STARTUP = "main/startup.c"
@@ -40,21 +40,15 @@ def bare_metal_files(p: Program) -> dict[str, str]:
 
 
 def render_makefile(p: Program) -> str:
-    t, board = p.toolchain, bare_metal_of(p)
-    objs = " \\\n    ".join(f"obj/{s.rsplit('.', 1)[0]}.o" for s in library_sources(p))
+    board = bare_metal_of(p)
+    objs = object_list(p)
     elf = f"{p.name}_main.elf"
     runner = [f"obj/main/{p.name}_main.o", "obj/main/startup.o"]
     return f"""# {GENERATED}
 # `make` builds {elf} for QEMU's {board.machine} board; `make run` runs it there: it reads in.bin and writes
 # out.bin in this folder (semihosting) and exits with its status. `make lib{p.name}.a` builds just the library.
 # Compiler and flags are the target's.
-CC = {t.cc}
-AR = {archiver(t.cc)}
-CFLAGS = {' '.join(t.cflags)}
-CPPFLAGS = -Iinclude -Isrc -Isrc/kernels -MMD -MP
-ASFLAGS = -Wa,-Isrc
-LDFLAGS = {' '.join(t.ldflags)}
-LDLIBS = -lm
+{makefile_variables(p)}
 QEMU = {shlex.join(board.run)}
 
 OBJS = \\

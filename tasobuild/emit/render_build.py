@@ -35,19 +35,29 @@ obj/%.o: %.S src/{p.name}_weights.bin
 """
 
 
-def render_makefile(p: Program) -> str:
+def makefile_variables(p: Program) -> str:
+    """The Makefile's toolchain variables, hosted or bare-metal alike: the target's compiler and flags."""
     t = p.toolchain
-    objs = " \\\n    ".join(f"obj/{s.rsplit('.', 1)[0]}.o" for s in library_sources(p))
-    return f"""# {GENERATED}
-# `make` builds {p.name}_main; `make lib{p.name}.a` just the library. Compiler and flags are the target's: the
-# ones the kernels were profiled with.
-CC = {t.cc}
+    return f"""CC = {t.cc}
 AR = {archiver(t.cc)}
 CFLAGS = {' '.join(t.cflags)}
 CPPFLAGS = -Iinclude -Isrc -Isrc/kernels -MMD -MP
 ASFLAGS = -Wa,-Isrc
 LDFLAGS = {' '.join(t.ldflags)}
-LDLIBS = -lm
+LDLIBS = -lm"""
+
+
+def object_list(p: Program) -> str:
+    """The library's object files, one per line, as OBJS lists them."""
+    return " \\\n    ".join(f"obj/{s.rsplit('.', 1)[0]}.o" for s in library_sources(p))
+
+
+def render_makefile(p: Program) -> str:
+    objs = object_list(p)
+    return f"""# {GENERATED}
+# `make` builds {p.name}_main; `make lib{p.name}.a` just the library. Compiler and flags are the target's: the
+# ones the kernels were profiled with.
+{makefile_variables(p)}
 
 OBJS = \\
     {objs}
