@@ -99,26 +99,3 @@ def record(name: str, title: str, command: str, body: str) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
     print(section)
-
-
-def ort_session(model: Path):
-    """An ONNX Runtime session on one thread, as our code runs."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-
-
-def ort_median_ms(session, x, runs: int) -> float:
-    """Median ms of `runs` timed ONNX Runtime runs on input array `x` (after one untimed run)."""
-    name = session.get_inputs()[0].name
-    session.run(None, {name: x})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, {name: x})
-        times.append((time.perf_counter() - start) * 1e3)
-    return median(times)

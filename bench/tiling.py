@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from common import ROOT, build_project, make, median, ort_median_ms, ort_session, record, table, user_env
+from common import ROOT, build_project, make, median, record, table, user_env
+from peers import median_ms, ort_peer
 
 from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
@@ -95,12 +96,12 @@ def main() -> None:
             dims = [d.dim_value for d in onnx.load(str(model), load_external_data=False)
                     .graph.input[0].type.tensor_type.shape.dim]
             x = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
-            session = ort_session(model)
+            ort = ort_peer(model, threads=1)
             times: dict[str, list[float]] = {label: [] for label in [*built, "ORT"]}
             for _ in range(args.rounds):
                 for label, (_, binary) in built.items():
                     times[label].append(run_binary(binary, x, work, bench=args.runs)[1])
-                times["ORT"].append(ort_median_ms(session, x, args.runs))
+                times["ORT"].append(median_ms(ort, x, args.runs))
             base = times["untiled fastest"]
             for label, (report, _) in built.items():
                 fused = sum(1 for n in report["nodes"] if n["tiling"])
