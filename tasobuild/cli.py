@@ -221,7 +221,7 @@ def _print_totals(rep: dict[str, Any]) -> None:
     stdout.print(f"plan: {rep['predicted_ms']:.3f} ms predicted, arena {format_size(rep['arena_bytes'])} "
                  f"(budget {format_size(rep['budget_bytes'])}, live-buffer lower bound "
                  f"{format_size(rep['lower_bound_bytes'])}), solver {rep['solver']['status']} in "
-                 f"{rep['solver']['seconds']:.2f} s, {rep['profiled']} measurements taken")
+                 f"{rep['solver']['seconds']:.2f} s, {rep['profiled']} measurements taken", soft_wrap=False)
     for name, b in sorted(rep["baselines"].items()):
         stdout.print(f"  {name:>9}: {b['predicted_ms']:.3f} ms, arena {format_size(b['arena_bytes'])}")
 

@@ -20,7 +20,7 @@ from tasobuild.visual.frontier import Frontier
 
 KIB = 1024.0
 DPI = 100
-BASELINE_MARKERS = {"greedy": "X", "time_only": "*"}
+BASELINE_MARKERS = {"greedy": ("X", "#9467bd"), "time_only": ("*", "#ff7f0e")}
 TENSOR_COLOUR, WORKSPACE_COLOUR = "#4c78a8", "#f58518"
 PREDICTED_COLOUR, MEASURED_COLOUR = "#9ecae9", "#2ca02c"
 
@@ -35,17 +35,18 @@ def png_bytes(fig: Figure) -> bytes:
 def pareto_png(frontier: Frontier) -> bytes:
     """The frontier (arena against predicted time), each point labelled with its letter and what it runs, the
     baselines as markers and the budget as a vertical line; a single point says why it is alone."""
-    fig = Figure(figsize=(8, 5))
+    fig = Figure(figsize=(8, 6))
     ax = fig.add_subplot()
     points = frontier.points
     xs, ys = [p.arena_bytes / KIB for p in points], [p.predicted_ms for p in points]
-    ax.step(xs, ys, where="post", marker="o", color=TENSOR_COLOUR, label="frontier (solver's plans)", zorder=3)
+    ax.step(xs, ys, where="post", marker="o", color=TENSOR_COLOUR, label="frontier (solver's plans)", zorder=5)
     for p, x, y in zip(points, xs, ys):
         ax.annotate(f"{p.label}: {textwrap.fill(p.what, 38)}", (x, y), xytext=(6, 6), textcoords="offset points",
                     fontsize=7, va="bottom")
     for b in frontier.baselines:
-        ax.scatter([b.arena_bytes / KIB], [b.predicted_ms], marker=BASELINE_MARKERS.get(b.name, "s"), s=80,
-                   zorder=4, label=f"{b.name}: {b.meaning}")
+        marker, colour = BASELINE_MARKERS.get(b.name, ("s", "#7f7f7f"))
+        ax.scatter([b.arena_bytes / KIB], [b.predicted_ms], marker=marker, color=colour, s=120,
+                   zorder=4, alpha=0.8, label=f"baseline {b.name}: {b.meaning}")
     ax.axvline(frontier.budget_bytes / KIB, color="#d62728", linestyle="--", label="memory budget")
     if frontier.note:
         ax.text(0.02, 0.02, textwrap.fill(frontier.note, 90), transform=ax.transAxes, fontsize=8, va="bottom",
@@ -55,7 +56,7 @@ def pareto_png(frontier: Frontier) -> bytes:
     ax.set_title(f"{frontier.project}: memory-latency frontier")
     ax.margins(x=0.25, y=0.25)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=1, frameon=False)
     fig.tight_layout()
     return png_bytes(fig)
 
