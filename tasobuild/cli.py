@@ -274,8 +274,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     stdout.print(f"budget {format_size(frontier.budget_bytes)}; " + "; ".join(
         f"{b.name} {b.predicted_ms:.3f} ms, arena {format_size(b.arena_bytes)} ({b.meaning})"
         for b in frontier.baselines), markup=False)
-    stdout.print(f"{len(frontier.points)} points in {frontier.seconds:.2f} s ({priced.costed.profiled} measurements "
-                 f"taken)", markup=False)
+    count = len(frontier.points)
+    stdout.print(f"{count} point{'' if count == 1 else 's'} in {frontier.seconds:.2f} s "
+                 f"({priced.costed.profiled} measurements taken)", markup=False)
     return 0
 
 
