@@ -287,21 +287,22 @@ def _budget(inputs: Inputs) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tasobuild.incremental.stagecache import cached
     from tasobuild.incremental.tree import write_atomic
-    from tasobuild.visual.facts import gather
+    from tasobuild.visual.facts import facts_of
     from tasobuild.visual.page import render
 
-    if args.points < 2:
-        raise UserError(f"--points {args.points}: a frontier needs at least 2 points (its two ends)")
-    inputs = _inputs(args)
-    report = render(gather(inputs, _solve(inputs, args), cached, args.points))
+    if args.output.is_dir():
+        raise UserError(f"-o {args.output}: is a folder; name the HTML file, e.g. {args.output / 'report.html'}")
     if args.png is not None and args.png.exists() and not args.png.is_dir():
         raise UserError(f"--png {args.png}: exists and is not a folder; name a folder for the PNG files")
-    write_atomic(args.output, report.html)  # everything is computed first: a failure leaves old files intact
+    report = render(facts_of(args.config, _overrides(args), args.points, _progress(args)))
     pngs = [args.png / name for name in sorted(report.pngs)] if args.png is not None else []
-    for path in pngs:
-        write_atomic(path, report.pngs[path.name])
+    # everything is computed first, and each file replaced whole: a failure leaves the previous files intact
+    for path, data in ((args.output, report.html), *((p, report.pngs[p.name]) for p in pngs)):
+        try:
+            write_atomic(path, data)
+        except OSError as error:
+            raise UserError(f"{path}: cannot write it ({error.strerror}); name another file or folder") from None
     if args.json:
         _emit_json({"html": str(args.output), "png": [str(p) for p in pngs]})
     else:

@@ -161,6 +161,19 @@ def test_pareto_labels_points_and_single_point_says_why(trade_off: Path, bundled
     assert bad.returncode == 1 and "at least 2 points" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_report_refuses_bad_paths_in_one_line_and_keeps_old_files(bundled: Path) -> None:
+    folder = bundled.parent
+    old = folder / "old.html"
+    old.write_text("previous")
+    for args, fragment in ((("-o", str(folder)), "is a folder"), (("-o", str(old), "--png", str(bundled)),
+                                                                  "is not a folder"),
+                           (("-o", str(old), "--points", "1"), "at least 2 points")):
+        proc = tasobuild("report", "-c", str(bundled), *args, check=False)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert old.read_text() == "previous"
+
+
 def test_every_json_output_has_a_version_and_fits_the_schema(bundled: Path) -> None:
     build = json.loads(tasobuild("build", "-c", str(bundled), "--json").stdout)
     assert_valid(build, "build")

@@ -5,11 +5,14 @@ layer, the arena's buffers over time, the frontier, the device footprint. Nothin
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from tasobuild.emit.footprint import Footprint, estimate
+from tasobuild.errors import UserError
 from tasobuild.memory import align_up
-from tasobuild.pipeline import Inputs, Memo, Planned, Solve, chosen_calls, lock_data, price, program_of
+from tasobuild.pipeline import Inputs, Memo, Planned, Solve, chosen_calls, load, lock_data, price, program_of
 from tasobuild.visual.frontier import Frontier, frontier_of, solve_frontier
 
 # Cost sources that are a real time of the kernel call (on this machine, or imported from the device).
@@ -91,12 +94,26 @@ class Facts:
     frontier: Frontier
 
 
+def facts_of(config: Path, overrides: Mapping[str, str] | None = None, points: int = 6,
+             progress: bool = False) -> Facts:
+    """The facts `tasobuild report` shows for the spec at `config`: the plan `build` would make (taso.lock's costs
+    first, as `build` takes them), its stages reused through the stage cache."""
+    from tasobuild.incremental.stagecache import cached
+    from tasobuild.incremental.transaction import locked_costs_of
+
+    inputs = load(config, overrides, cached)
+    solve = Solve(inputs.spec, inputs.target, progress, cached, locked_costs_of(inputs.spec, inputs.target))
+    return gather(inputs, solve, cached, points)
+
+
 def gather(inputs: Inputs, solve: Solve, memo: Memo, points: int = 6) -> Facts:
-    """The facts of the plan `build` would make from `inputs` (the lock's costs first, as `solve` takes them), and
-    the frontier of up to `points` points."""
+    """The facts of the plan `solve` makes from `inputs`, and the frontier of up to `points` points (at least 2:
+    its two ends)."""
     from tasobuild.costs.stage import shipped_model
     from tasobuild.primitives.registry import library
 
+    if points < 2:
+        raise UserError(f"--points {points}: a frontier needs at least 2 points (its two ends)")
     spec, target = inputs.spec, inputs.target
     limit_s = spec.optimizer.time_limit / 1000.0
     priced = price(inputs, solve, memo)
