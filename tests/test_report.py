@@ -228,6 +228,17 @@ def test_primitives_piped_are_whole_names_one_per_line() -> None:
     assert lines[0].split("\t") == [rows[0][k] for k in ("name", "op", "family", "layout_in", "layout_out")]
 
 
+def test_report_of_a_microcontroller_shows_ram_and_flash_against_the_board(bundled: Path, tmp_path: Path) -> None:
+    spec = bundled.parent / "m4.toml"
+    spec.write_text(bundled.read_text().replace('name = "host"', 'name = "cortex-m4"')
+                    .replace('memory = "128 KiB"', ""))  # the budget from the board's RAM
+    tasobuild("report", "-c", str(spec), "-o", str(tmp_path / "r.html"))
+    text = re.sub(r"<[^>]+>", " ", (tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert "predicted (host model)" in text  # a cross target's times are the host's, and the page says so
+    assert re.search(r"target RAM +256 KiB: fits, [0-9.]+ KiB to spare", text)
+    assert re.search(r"target flash +2 MiB: fits", text) and "stack 8 KiB" in text
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(bundled: Path, tmp_path: Path) -> None:
     page = tmp_path / "report.html"

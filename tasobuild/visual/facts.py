@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasobuild.device import ram_needed
 from tasobuild.emit.footprint import Footprint, estimate
 from tasobuild.errors import UserError
 from tasobuild.memory import align_up
@@ -89,6 +90,7 @@ class Facts:
     transforms: tuple[Transform, ...]
     boxes: tuple[Box, ...]  # by offset, then first step
     footprint: Footprint
+    ram_needed_bytes: int  # on the target: a Linux board also loads code and weights into RAM
     target_ram_bytes: int | None
     target_flash_bytes: int | None
     frontier: Frontier
@@ -142,6 +144,7 @@ def gather(inputs: Inputs, solve: Solve, memo: Memo, points: int = 6) -> Facts:
     frontier = frontier_of(spec.project.name, plans, decision.baselines, lock["plan"]["budget_bytes"],
                            {p.name: (p.op, p.family) for p in library()}, limit_s, time.perf_counter() - started)
     table = lock["plan"]
+    footprint = estimate(program_of(planned, inputs.onnx_sha, memo), target.stack or 0)
     return Facts(
         project=spec.project.name, network=spec.network.onnx, target=target.name, objective=table["objective"],
         solver_status=table["solver_status"], placement_status=table["placement"],
@@ -150,5 +153,5 @@ def gather(inputs: Inputs, solve: Solve, memo: Memo, points: int = 6) -> Facts:
         predicted_ms=table["predicted_ms"], steps=len(plan.step_bytes), layers=tuple(layers),
         transforms=tuple(Transform(t["step"], t["tensor"], t["from"], t["to"], t["predicted_ms"])
                          for t in lock["transform"]),
-        boxes=tuple(boxes), footprint=estimate(program_of(planned, inputs.onnx_sha, memo), target.stack or 0),
+        boxes=tuple(boxes), footprint=footprint, ram_needed_bytes=ram_needed(footprint, target),
         target_ram_bytes=target.ram, target_flash_bytes=target.flash, frontier=frontier)

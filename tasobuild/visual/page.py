@@ -151,12 +151,22 @@ def _footprint(f: Facts) -> str:
            f" + static data {format_size(fp.static_bytes)}")
     flash = (f"{format_size(fp.flash_bytes)}: code about {format_size(fp.code_bytes)} + weights "
              f"{format_size(fp.weight_bytes)}")
-    rows = [("RAM needed", ram), ("flash needed", flash)]
-    rows.append(("target RAM", format_size(f.target_ram_bytes) if f.target_ram_bytes else "not stated"))
-    rows.append(("target flash", format_size(f.target_flash_bytes) if f.target_flash_bytes else "not stated"))
+    if f.ram_needed_bytes != fp.ram_bytes:
+        ram += f"; with code and weights, which this board loads into RAM: {format_size(f.ram_needed_bytes)}"
+    rows = [("RAM needed", ram), ("flash needed", flash),
+            ("target RAM", _against(f.ram_needed_bytes, f.target_ram_bytes)),
+            ("target flash", _against(fp.flash_bytes, f.target_flash_bytes))]
     return ('<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
             "<p>Code and static data are estimates that err on the large side; the arena and the weights are "
             "exact.</p>")
+
+
+def _against(need: int, have: int | None) -> str:
+    if have is None:
+        return "not stated by the target"
+    if need <= have:
+        return f"{format_size(have)}: fits, {format_size(have - need)} to spare"
+    return f"{format_size(have)}: does NOT fit, {format_size(need - have)} short (build refuses this plan)"
 
 
 def _img(pngs: Mapping[str, bytes], name: str, alt: str) -> str:
