@@ -494,14 +494,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 class UsageError(Exception):
     """A command line argparse refuses: `main` prints it (and, with --json, its JSON object) and exits 2."""
 
-    def __init__(self, usage: str, message: str) -> None:
+    def __init__(self, prog: str, usage: str, message: str) -> None:
         super().__init__(message)
-        self.usage = usage
+        self.prog, self.usage = prog, usage
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(self.format_usage(), f"{self.prog}: error: {message}")
+        raise UsageError(self.prog, self.format_usage(), message)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -538,13 +538,15 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _print_error(message: str, as_json: bool) -> None:
-    """The one line on stderr; with --json also the error object on stdout."""
-    print(message, file=sys.stderr)
+def _print_error(prog: str, message: str, as_json: bool) -> None:
+    """The one line on stderr; with --json also the error object on stdout. `message` is shown as text: names in it
+    may come from a model."""
+    message = terminal_text(message)
+    print(f"{prog}: error: {message}", file=sys.stderr)
     if as_json:
         from tasobuild.report import error_object
 
-        _emit_json(error_object(message.removeprefix("tasobuild: error: ")))
+        _emit_json(error_object(message))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -553,15 +555,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(arguments)
     except UsageError as error:
         sys.stderr.write(error.usage)
-        _print_error(terminal_text(str(error)), "--json" in arguments)
+        _print_error(error.prog, str(error), "--json" in arguments)
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="tasobuild: %(message)s",
                         stream=sys.stderr)
     handler, _ = COMMANDS[args.command]
     try:
         return handler(args)
-    except UserError as error:  # names in it come from models: terminal_text
-        _print_error(f"tasobuild: error: {terminal_text(str(error))}", args.json)
+    except UserError as error:
+        _print_error("tasobuild", str(error), args.json)
         return 1
     except KeyboardInterrupt as interrupt:  # tree.InterruptedAfterCommit says the new outputs were in place
         print(f"tasobuild: interrupted; {interrupt.args[0] if interrupt.args else 'previous outputs are intact'}",
