@@ -124,6 +124,9 @@ def test_report_is_one_self_contained_page(trade_off: Path) -> None:
     for node in plan["nodes"]:
         assert f">{node['name']}<" in page and f">{node['primitive']}<" in page
     assert ">predicted ms<" in page and ">measured ms<" in page and ">cost source<" in page
+    calls = re.findall(r"<code>(tb_[^<]+)</code></td><td class=\"n\">[0-9.]+</td><td class=\"n\">[0-9.]+</td>"
+                       r"<td>predicted</td>", page)  # every call the plan runs, whole, with its cost and source
+    assert len(calls) >= len(plan["nodes"]) and all(call.endswith(")") for call in calls)
     # the arena: a row per buffer; the frontier: several labelled points, the baselines, the budget
     assert page.count("<tr>") > len(plan["nodes"]) * 2
     assert "<td>B</td>" in page and "one point:" not in page

@@ -58,6 +58,17 @@ class Transform:
 
 
 @dataclass(frozen=True)
+class CallCost:
+    """A kernel call the plan runs, and its cost: what the solver's times are sums of."""
+
+    step: int
+    call: str  # the kernel and its parameters (generated: no name from the model)
+    median_ms: float
+    spread_ms: float  # measured: the interquartile range; predicted: the model's error band
+    source: str  # "measured" | "imported" | "predicted" | "predicted (host model)"
+
+
+@dataclass(frozen=True)
 class Box:
     """A buffer of the arena: bytes [offset, offset + size) from `first_step` through `last_step`."""
 
@@ -87,6 +98,7 @@ class Facts:
     predicted_ms: float
     steps: int  # execution steps, the epilogue included
     layers: tuple[Layer, ...]
+    calls: tuple[CallCost, ...]  # by step, in the order each layer runs them
     transforms: tuple[Transform, ...]
     boxes: tuple[Box, ...]  # by offset, then first step
     footprint: Footprint
@@ -111,6 +123,7 @@ def facts_of(config: Path, overrides: Mapping[str, str] | None = None, points: i
 def gather(inputs: Inputs, solve: Solve, memo: Memo, points: int = 6) -> Facts:
     """The facts of the plan `solve` makes from `inputs`, and the frontier of up to `points` points (at least 2:
     its two ends)."""
+    from tasobuild.costs.provenance import describe
     from tasobuild.costs.stage import shipped_model
     from tasobuild.primitives.registry import library
 
@@ -125,6 +138,11 @@ def gather(inputs: Inputs, solve: Solve, memo: Memo, points: int = 6) -> Facts:
     lock = lock_data(planned, {}, {})
     calls = chosen_calls(planned)
     model = shipped_model()
+    cross = not target.profile  # a prediction is the host's time: its label says so
+    costs = priced.costed.costs
+    call_costs = tuple(CallCost(step, c.key(), costs[c.key()].median_ms, costs[c.key()].spread_ms,
+                                describe(costs[c.key()].source, cross))
+                       for step, node_calls in enumerate(calls) for c in node_calls)
     layers = []
     for step, (node, node_calls) in enumerate(zip(lock["node"], calls)):
         sources = tuple(node["cost_source"].split("+"))
@@ -150,7 +168,7 @@ def gather(inputs: Inputs, solve: Solve, memo: Memo, points: int = 6) -> Facts:
         solver_status=table["solver_status"], placement_status=table["placement"],
         placement_bound_bytes=table["placement_bound_bytes"], arena_bytes=table["arena_bytes"],
         budget_bytes=table["budget_bytes"], lower_bound_bytes=table["lower_bound_bytes"],
-        predicted_ms=table["predicted_ms"], steps=len(plan.step_bytes), layers=tuple(layers),
+        predicted_ms=table["predicted_ms"], steps=len(plan.step_bytes), layers=tuple(layers), calls=call_costs,
         transforms=tuple(Transform(t["step"], t["tensor"], t["from"], t["to"], t["predicted_ms"])
                          for t in lock["transform"]),
         boxes=tuple(boxes), footprint=footprint, ram_needed_bytes=ram_needed(footprint, target),

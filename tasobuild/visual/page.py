@@ -64,7 +64,7 @@ def page(facts: Facts, pngs: Mapping[str, bytes]) -> str:
         "itself a prediction). Measured: the time of the same calls measured on this machine, or imported from the "
         "device (<code>tasobuild costs import</code>), where the plan's cost is one. Cost source: where the cost "
         "the solver used comes from.</p>",
-        _layer_table(f), _transform_table(f), _img(pngs, "layers.png", "time per layer"),
+        _layer_table(f), _call_table(f), _transform_table(f), _img(pngs, "layers.png", "time per layer"),
         "<h2>Arena over time</h2>",
         f"<p>Every buffer is a box: its offset and size up, its lifetime across (steps, as numbered above). The "
         f"arena is {format_size(f.arena_bytes)}; no placement of this plan's buffers can be smaller than the most "
@@ -115,6 +115,15 @@ def _layer_table(f: Facts) -> str:
              _ms(layer.measured_ms), text(" + ".join(layer.cost_source))) for layer in f.layers]
     return _table(("step", "node", "op", "primitive", "layouts", "fused group", "workspace", "predicted ms",
                    "measured ms", "cost source"), rows, numeric=frozenset({0, 6, 7, 8}), names=frozenset({1}))
+
+
+def _call_table(f: Facts) -> str:
+    # a call key is generated (a kernel and its numbers): shown whole, escaped all the same
+    rows = [(str(c.step), f"<code>{html.escape(c.call)}</code>", _ms(c.median_ms), _ms(c.spread_ms), text(c.source))
+            for c in f.calls]
+    return (f"<details><summary>the {len(f.calls)} kernel calls of the plan, each with its cost and where it comes "
+            f"from</summary>" + _table(("step", "call", "ms", "spread ms", "source"), rows,
+                                       numeric=frozenset({0, 2, 3}), names=frozenset({1})) + "</details>")
 
 
 def _transform_table(f: Facts) -> str:
