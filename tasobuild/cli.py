@@ -1,4 +1,5 @@
-"""The command line: `tasobuild build | update | plan | pareto | profile | primitives | check | init | targets`.
+"""The command line: `tasobuild build | update | plan | pareto | report | profile | primitives | check | init |
+targets`.
 
 Results go to stdout (a table, or one JSON object with --json); progress and logs go to stderr. Exit codes:
 0 success, 1 a user error (one line on stderr naming the cause), 2 a usage error.
@@ -13,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,7 +97,10 @@ def _solve(inputs: Inputs, args: argparse.Namespace) -> Solve:
 
 
 def _emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """One JSON value on stdout; an object carries the schema version (docs/tasobuild-json.schema.json)."""
+    from tasobuild.report import versioned
+
+    sys.stdout.write(json.dumps(versioned(obj) if isinstance(obj, dict) else obj, indent=2, sort_keys=True) + "\n")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -147,22 +151,51 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(rep)
         return 0
-    table = Table(title="plan")
-    tiled = any(n["tiling"] for n in rep["nodes"])
-    for col in ("node", "op", "primitive", "layouts", *(("tiling",) if tiled else ()), "workspace", "ms", "cost"):
-        table.add_column(col, justify="right" if col in ("workspace", "ms") else "left")
-    for n in rep["nodes"]:
-        table.add_row(_cell(n["name"]), n["op"], n["primitive"], f"{n['layout_in']}->{n['layout_out']}",
-                      *((n["tiling"] or "",) if tiled else ()),
-                      format_size(n["workspace_bytes"]) if n["workspace_bytes"] else "",
-                      f"{n['predicted_ms']:.4f}", "+".join(n["cost_source"]))
-    for t in rep["transforms"]:
-        table.add_row(f"(before step {t['step']})", "transform", _cell(t["tensor"]), f"{t['from']}->{t['to']}",
-                      *(("",) if tiled else ()), "", f"{t['predicted_ms']:.4f}", "")
-    stdout.print(table)
+    stdout.print(_plan_table(rep, narrow=stdout.width < WIDE_PLAN_COLUMNS), soft_wrap=False)  # fit the width
     _print_cost_sources(rep)
     _print_totals(rep)
+    stdout.print(PLAN_LEGEND, markup=False, soft_wrap=False)  # wrapped at words
     return 0
+
+
+# Below this terminal width the plan table leaves out the op column and shortens the cost sources to a letter.
+WIDE_PLAN_COLUMNS = 110
+SOURCE_LETTERS = {"measured": "m", "imported": "i", "predicted": "p", "predicted (host model)": "h", "none": "-"}
+PLAN_LEGEND = ("greedy: every layer's fastest primitive on its own, no memory limit; time_only: the fastest plan as "
+               "a whole, no memory limit; live-buffer lower bound: the most bytes live at one step, which no "
+               "placement of the plan's buffers can beat")
+
+
+def _plan_table(rep: dict[str, Any], narrow: bool) -> RichTable:
+    """The plan per node; at a narrow width without the op column, the cost sources as letters (a legend line
+    says which), and long names folded onto more lines instead of cut."""
+    from rich import box
+
+    table = Table(title="plan", box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD, pad_edge=not narrow,
+                  collapse_padding=narrow)
+    tiled = any(n["tiling"] for n in rep["nodes"])
+    columns = ("node", *(() if narrow else ("op",)), "primitive", "layouts", *(("tiling",) if tiled else ()),
+               "workspace", "ms", "cost")
+    widest = max((len(n["primitive"]) for n in rep["nodes"]), default=0)  # a primitive's name is never broken
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("workspace", "ms") else "left", overflow="fold",
+                         no_wrap=col in ("ms", "workspace", "layouts"),
+                         min_width=widest if col == "primitive" else None)
+
+    def source(names: list[str]) -> str:
+        return "+".join(SOURCE_LETTERS.get(n, n) for n in names) if narrow else "+".join(names)
+
+    for n in rep["nodes"]:
+        table.add_row(_cell(n["name"]), *(() if narrow else (n["op"],)), n["primitive"],
+                      f"{n['layout_in']}->{n['layout_out']}", *((n["tiling"] or "",) if tiled else ()),
+                      format_size(n["workspace_bytes"]) if n["workspace_bytes"] else "",
+                      f"{n['predicted_ms']:.4f}", source(n["cost_source"]))
+    for t in rep["transforms"]:
+        table.add_row(f"(before step {t['step']})", *(() if narrow else ("transform",)), _cell(t["tensor"]),
+                      f"{t['from']}->{t['to']}", *(("",) if tiled else ()), "", f"{t['predicted_ms']:.4f}", "")
+    if narrow:
+        table.caption = "cost: " + ", ".join(f"{letter} {name}" for name, letter in SOURCE_LETTERS.items())
+    return table
 
 
 def _cell(name: str) -> Any:
@@ -188,7 +221,7 @@ def _print_totals(rep: dict[str, Any]) -> None:
     stdout.print(f"plan: {rep['predicted_ms']:.3f} ms predicted, arena {format_size(rep['arena_bytes'])} "
                  f"(budget {format_size(rep['budget_bytes'])}, live-buffer lower bound "
                  f"{format_size(rep['lower_bound_bytes'])}), solver {rep['solver']['status']} in "
-                 f"{rep['solver']['seconds']:.2f} s, {rep['profiled']} measurements taken")
+                 f"{rep['solver']['seconds']:.2f} s, {rep['profiled']} measurements taken", soft_wrap=False)
     for name, b in sorted(rep["baselines"].items()):
         stdout.print(f"  {name:>9}: {b['predicted_ms']:.3f} ms, arena {format_size(b['arena_bytes'])}")
 
@@ -196,56 +229,86 @@ def _print_totals(rep: dict[str, Any]) -> None:
 def cmd_pareto(args: argparse.Namespace) -> int:
     import time
 
-    from tasobuild.decide import place
     from tasobuild.incremental.stagecache import cached
     from tasobuild.pipeline import price
-    from tasobuild.solve import Session
+    from tasobuild.primitives.registry import library
+    from tasobuild.visual.frontier import frontier_of, solve_frontier
 
     inputs = _inputs(args)
     spec = inputs.spec
-    priced = price(inputs, _solve(inputs, args), cached)
-    costed, problem = priced.costed, priced.problem
+    if args.points < 2:
+        raise UserError(f"--points {args.points}: a frontier needs at least 2 points (its two ends)")
+    solve = _solve(inputs, args)
+    priced = price(inputs, solve, cached)
+    limit_s = spec.optimizer.time_limit / 1000.0
     started = time.perf_counter()
-    plans = Session(problem).pareto(points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
-    seconds = time.perf_counter() - started
-    points: list[dict[str, Any]] = [
-        {"arena_bytes": place(p).arena_bytes, "peak_bytes": p.peak_bytes, "predicted_ms": p.predicted_ms,
-         "status": p.status, "tie_break": p.tie_break} for p in plans]
-    points.sort(key=lambda p: (p["arena_bytes"], p["predicted_ms"]))
+    plans = solve_frontier(priced.problem, args.points, limit_s)
+    frontier = frontier_of(spec.project.name, plans, solve.baselines(priced.problem).summary,
+                           _budget(inputs), {p.name: (p.op, p.family) for p in library()}, limit_s,
+                           time.perf_counter() - started)
     if args.png:
-        _plot_pareto(points, args.png, spec.project.name)
+        from tasobuild.incremental.tree import write_atomic
+        from tasobuild.visual.plots import pareto_png
+
+        write_atomic(args.png, pareto_png(frontier))
     if args.json:
-        _emit_json({"points": points, "solver": {"seconds": seconds}})
+        _emit_json({"points": [{"label": p.label, "arena_bytes": p.arena_bytes, "peak_bytes": p.peak_bytes,
+                                "predicted_ms": p.predicted_ms, "status": p.status, "tie_break": p.tie_break,
+                                "what": p.what} for p in frontier.points],
+                    "baselines": {b.name: {"arena_bytes": b.arena_bytes, "predicted_ms": b.predicted_ms}
+                                  for b in frontier.baselines},
+                    "budget_bytes": frontier.budget_bytes, "note": frontier.note,
+                    "solver": {"seconds": frontier.seconds}})
         return 0
-    proven = all(p["status"] == "optimal" for p in points)
+    proven = all(p.status == "optimal" for p in frontier.points)
     table = Table(title=f"{spec.project.name}: memory vs latency "
                         f"({'every point proven optimal' if proven else 'NOT every point proven: see status'})")
-    for col in ("arena", "peak live", "predicted ms", "status", "tie break"):
-        table.add_column(col, justify="right")
-    for p in points:
-        table.add_row(format_size(p["arena_bytes"]), format_size(p["peak_bytes"]), f"{p['predicted_ms']:.3f}",
-                      p["status"], p["tie_break"])
+    for col in ("", "arena", "peak live", "predicted ms", "status", "what it runs"):
+        table.add_column(col, justify="left" if col in ("", "what it runs") else "right", overflow="fold")
+    for p in frontier.points:
+        table.add_row(p.label, format_size(p.arena_bytes), format_size(p.peak_bytes), f"{p.predicted_ms:.3f}",
+                      p.status, p.what)
     stdout.print(table)
-    stdout.print(f"{len(points)} points in {seconds:.2f} s ({costed.profiled} measurements taken)")
+    if frontier.note:
+        stdout.print(frontier.note, markup=False)
+    stdout.print(f"budget {format_size(frontier.budget_bytes)}; " + "; ".join(
+        f"{b.name} {b.predicted_ms:.3f} ms, arena {format_size(b.arena_bytes)} ({b.meaning})"
+        for b in frontier.baselines), markup=False)
+    count = len(frontier.points)
+    stdout.print(f"{count} point{'' if count == 1 else 's'} in {frontier.seconds:.2f} s "
+                 f"({priced.costed.profiled} measurements taken)", markup=False)
     return 0
 
 
-def _plot_pareto(points: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
+def _budget(inputs: Inputs) -> int:
+    from tasobuild.device import memory_budget
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return memory_budget(inputs.spec, inputs.target)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.step([p["arena_bytes"] / 1024 for p in points], [p["predicted_ms"] for p in points], where="post",
-            marker="o")
-    ax.set_xlabel("arena (KiB)")
-    ax.set_ylabel("predicted latency (ms)")
-    ax.set_title(f"{title}: memory-latency frontier")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tasobuild.incremental.tree import write_atomic
+    from tasobuild.visual.facts import facts_of
+    from tasobuild.visual.page import render
+
+    if args.output.is_dir():
+        raise UserError(f"-o {args.output}: is a folder; name the HTML file, e.g. {args.output / 'report.html'}")
+    if args.png is not None and args.png.exists() and not args.png.is_dir():
+        raise UserError(f"--png {args.png}: exists and is not a folder; name a folder for the PNG files")
+    report = render(facts_of(args.config, _overrides(args), args.points, _progress(args)))
+    pngs = [args.png / name for name in sorted(report.pngs)] if args.png is not None else []
+    # everything is computed first, and each file replaced whole: a failure leaves the previous files intact
+    for path, data in ((args.output, report.html), *((p, report.pngs[p.name]) for p in pngs)):
+        try:
+            write_atomic(path, data)
+        except OSError as error:
+            raise UserError(f"{path}: cannot write it ({error.strerror}); name another file or folder") from None
+    if args.json:
+        _emit_json({"html": str(args.output), "png": [str(p) for p in pngs]})
+    else:
+        stdout.print(f"wrote {args.output}" + (f" and {len(pngs)} PNG files to {args.png}" if pngs else ""),
+                     markup=False)
+    return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -324,6 +387,10 @@ def cmd_primitives(args: argparse.Namespace) -> int:
             for p in library()]
     if args.json:
         _emit_json(rows)
+        return 0
+    if not sys.stdout.isatty():  # piped (into grep, say): whole names, one primitive a line, for the allow-list
+        sys.stdout.write("".join("\t".join(r[c] for c in ("name", "op", "family", "layout_in", "layout_out")) + "\n"
+                                 for r in rows))
         return 0
     table = Table(title=f"{len(rows)} primitives")
     for col in ("name", "op", "family", "layout_in", "layout_out"):
@@ -414,6 +481,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "update": (cmd_update, "build, re-costing every call instead of reusing taso.lock's costs (the lock may change)"),
     "plan": (cmd_plan, "show the plan: per node the primitive, layouts, workspace and predicted time"),
     "pareto": (cmd_pareto, "the memory-latency frontier"),
+    "report": (cmd_report, "one self-contained HTML page (and PNGs): the plan, the arena over time, the frontier"),
     "profile": (cmd_profile, "measure every candidate the network needs (cache misses only)"),
     "costs": (cmd_costs, "export the cost cache of the spec's target to CSV, or import a CSV (e.g. from a device)"),
     "primitives": (cmd_primitives, "list the primitive library"),
@@ -423,8 +491,21 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 }
 
 
+class UsageError(Exception):
+    """A command line argparse refuses: `main` prints it (and, with --json, its JSON object) and exits 2."""
+
+    def __init__(self, prog: str, usage: str, message: str) -> None:
+        super().__init__(message)
+        self.prog, self.usage = prog, usage
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, self.format_usage(), message)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="tasobuild", description=__doc__.splitlines()[0])
+    top = _Parser(prog="tasobuild", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=f"tasobuild {__version__}")
     top.add_argument("-v", "--verbose", action="store_true", help="log each stage on stderr")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -438,6 +519,11 @@ def parser() -> argparse.ArgumentParser:
         if name == "pareto":
             p.add_argument("--points", type=int, default=10, help="how many frontier points (default 10)")
             p.add_argument("--png", type=Path, metavar="PATH", help="also plot the frontier to this PNG")
+        if name == "report":
+            p.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE",
+                           help="the HTML file (default: ./report.html)")
+            p.add_argument("--png", type=Path, metavar="DIR", help="also write the pictures as PNG files here")
+            p.add_argument("--points", type=int, default=6, help="how many frontier points (default 6)")
         if name == "profile":
             p.add_argument("--emit-harness", type=Path, metavar="DIR",
                            help="write a standalone C program that times the calls on the device, instead")
@@ -452,15 +538,32 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _print_error(prog: str, message: str, as_json: bool) -> None:
+    """The one line on stderr; with --json also the error object on stdout. `message` is shown as text: names in it
+    may come from a model."""
+    message = terminal_text(message)
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    if as_json:
+        from tasobuild.report import error_object
+
+        _emit_json(error_object(message))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser().parse_args(arguments)
+    except UsageError as error:
+        sys.stderr.write(error.usage)
+        _print_error(error.prog, str(error), "--json" in arguments)
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="tasobuild: %(message)s",
                         stream=sys.stderr)
     handler, _ = COMMANDS[args.command]
     try:
         return handler(args)
     except UserError as error:
-        print(f"tasobuild: error: {terminal_text(str(error))}", file=sys.stderr)  # names in it come from models
+        _print_error("tasobuild", str(error), args.json)
         return 1
     except KeyboardInterrupt as interrupt:  # tree.InterruptedAfterCommit says the new outputs were in place
         print(f"tasobuild: interrupted; {interrupt.args[0] if interrupt.args else 'previous outputs are intact'}",

@@ -73,8 +73,8 @@ def checked_footprint(spec: Spec, target: Target, program: Program) -> Footprint
     if target.ram is None and target.flash is None:
         return None
     need = estimate(program, target.stack or 0)
-    hosted = target.flash is None  # a Linux board loads code and weights into RAM too
-    ram_need = need.ram_bytes + (need.flash_bytes if hosted else 0)
+    hosted = target.flash is None
+    ram_need = ram_needed(need, target)
     if target.ram is not None and ram_need > target.ram:
         parts = (f"arena {format_size(need.arena_bytes)} + stack {format_size(need.stack_bytes)} + static data "
                  f"{format_size(need.static_bytes)}" + (f" + code and weights {format_size(need.flash_bytes)}"
@@ -89,6 +89,12 @@ def checked_footprint(spec: Spec, target: Target, program: Program) -> Footprint
                         f"{format_size(need.flash_bytes - target.flash)} more than target {target.name!r} has "
                         f"({format_size(target.flash)}); pick a target with more flash or a smaller network")
     return need
+
+
+def ram_needed(need: Footprint, target: Target) -> int:
+    """The RAM a program of footprint `need` takes on `target`: a Linux board (no flash stated) loads code and weights
+    into RAM too."""
+    return need.ram_bytes + (need.flash_bytes if target.flash is None else 0)
 
 
 def footprint_keys(need: Footprint, target: Target) -> dict[str, int]:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from tasobuild.candidates import NodeCandidates, TransformCandidate
     from tasobuild.costs.cache import Cost
     from tasobuild.costs.stage import Costed
-    from tasobuild.decide import Decision
+    from tasobuild.decide import Baselines, Decision
     from tasobuild.emit.program import Program
     from tasobuild.ir import Graph
     from tasobuild.primitives import KernelCall, Primitive
@@ -269,14 +269,22 @@ class Solve:
 
         return measure_costs(self.spec, self.target, calls, self.progress, self.locked)
 
+    def baselines(self, problem: Problem) -> Baselines:
+        """The greedy and the time-only plans. They do not depend on the budget: a budget change reuses them (only
+        proven ones: a solve cut short by its time limit is tried again)."""
+        from tasobuild.decide import baselines_of, problem_key
+
+        limit_s = self.spec.optimizer.time_limit / 1000.0
+        return self.memo("baselines", problem_key(problem, limit_s), lambda: baselines_of(problem, limit_s),
+                         keep=lambda b: b.proven)
+
     def decide(self, problem: Problem) -> Decision:
-        from tasobuild.decide import NoArenaFits, baselines_of, decide, problem_key
+        from tasobuild.decide import NoArenaFits, decide, problem_key
 
         c, limit_s = self.spec.constraints, self.spec.optimizer.time_limit / 1000.0
-        # The baselines do not depend on the budget, and the budgeted solve's answers depend only on their cap: a
-        # budget change reuses both (only proven ones: a solve cut short by its time limit is tried again).
+        # The budgeted solve's answers depend only on their cap: a budget change reuses them (only proven ones).
         key = problem_key(problem, limit_s)
-        baselines = self.memo("baselines", key, lambda: baselines_of(problem, limit_s), keep=lambda b: b.proven)
+        baselines = self.baselines(problem)
 
         def remember(cap: int, solve: Callable[[], Answer | None]) -> Answer | None:
             return self.memo("fastest", f"{key}\0{cap}", solve, keep=lambda answer: answer is not None)
@@ -345,6 +353,20 @@ def render(program: Program) -> dict[str, bytes]:
     return project_files(program, kernels_dir())
 
 
+def chosen_calls(p: Planned) -> list[list[KernelCall]]:
+    """The calls each node runs in the plan, in node order: its chosen primitive's, or a fused member's band calls."""
+    groups = {g.name: g for g in p.groups}
+    out: list[list[KernelCall]] = []
+    for index, nc in enumerate(p.nodes):
+        ch = p.decision.plan.choice(nc.node.name)
+        if ch.group:  # a fused member's calls are its band calls
+            group = groups[ch.group]
+            out.append(list(group.member_calls(group.members.index(index))))
+        else:
+            out.append(list(next(c for c in nc.options if c.primitive.name == ch.primitive).calls))
+    return out
+
+
 def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes]) -> dict[str, Any]:
     """Stage 8: what taso.lock records (incremental.lock renders it). Plain Python values only (float(), int()):
     the solver's sums may be NumPy scalars, which the lock writer refuses."""
@@ -366,15 +388,9 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         plan_table[f"{name}_predicted_ms"] = round(float(b["predicted_ms"]), 6)
         plan_table[f"{name}_arena_bytes"] = int(b["arena_bytes"])
     offsets = d.arena.offset_map()
-    groups = {g.name: g for g in p.groups}
     nodes = []
-    for index, nc in enumerate(p.nodes):
+    for nc, calls in zip(p.nodes, chosen_calls(p)):
         ch = d.plan.choice(nc.node.name)
-        if ch.group:  # a fused member's calls are its band calls
-            group = groups[ch.group]
-            calls = list(group.member_calls(group.members.index(index)))
-        else:
-            calls = list(next(c for c in nc.options if c.primitive.name == ch.primitive).calls)
         nodes.append({
             "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
             "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": ch.group or "none",

@@ -1,10 +1,36 @@
-"""The object `build --json` and `plan --json` print (DESIGN.md's contract), read off the lock's data."""
+"""The object `build --json` and `plan --json` print (DESIGN.md's contract), read off the lock's data; the version
+every `--json` object carries and the object an error is in `--json` mode (docs/tasobuild-json.schema.json)."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+# The schema version of every `--json` object (docs/tasobuild-json.schema.json): raised when a key is removed or
+# changes meaning; a new key does not raise it.
+JSON_VERSION = 1
+
+# "taso.toml:12: ..." or "model.onnx: ...": an error message that starts with the file it is about (and its line).
+_LEADING_FILE = re.compile(r"(?P<file>[^:\s][^:\n]*?)(?::(?P<line>\d+))?(?::\d+)?: ")
+_FILE_SUFFIXES = (".toml", ".onnx", ".lock", ".csv", ".json")
+
+
+def versioned(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """`obj` with the schema version."""
+    return {"version": JSON_VERSION, **obj}
+
+
+def error_object(message: str) -> dict[str, Any]:
+    """What `--json` prints for a user or usage error: the one-line message, and the file (and line) it names first
+    (a file that exists, or a spec, model, lock or CSV by its name), else None."""
+    match = _LEADING_FILE.match(message)
+    file = line = None
+    if match and (os.path.lexists(match["file"]) or match["file"].endswith(_FILE_SUFFIXES)):
+        file, line = match["file"], int(match["line"]) if match["line"] else None
+    return versioned({"error": {"message": message, "file": file, "line": line}})
 
 
 class Written(Protocol):

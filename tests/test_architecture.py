@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasobuild.tiling",),
     ("tasobuild.decide", "tasobuild.lower", "tasobuild.device"),
     ("tasobuild.pipeline",),
-    ("tasobuild.incremental",),
+    ("tasobuild.incremental", "tasobuild.visual"),
     ("tasobuild.cli", "tasobuild.__main__"),
 )
 TOP = ("tasobuild",)  # the package itself: __version__ only
