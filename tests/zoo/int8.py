@@ -5,10 +5,10 @@ Two families of quantised networks:
   MLPerf Tiny networks quantised by TFLiteConverter (int8 in and out), their tf2onnx QDQ ONNX, and the TFLite
   reference kernels' outputs for a few seeded inputs. `tflite_fixture(name)`.
 * onnxruntime's (made here at first use, cached in the zoo folder): the float ONNX of the same networks quantised by
-  `onnxruntime.quantization.quantize_static`, in three forms (`ORT_FORMS`), plus ResNet-18 and MobileNetV2 (224)
-  from the torch zoo for the slow tests. `ort_int8(name, form)`. Calibration data are seeded, so the same ORT
-  version gives the same bytes; the cache file is named after a digest of the source model, the recipe and the ORT
-  version, so a change to any of them makes a new file instead of reusing a stale one.
+  `onnxruntime.quantization.quantize_static`, in four forms (`ORT_FORMS`, one of them mixing float and int8),
+  plus ResNet-18 and MobileNetV2 (224) from the torch zoo for the slow tests. `ort_int8(name, form)`. Calibration
+  data are seeded, so the same ORT version gives the same bytes; the cache file is named after a digest of the
+  source model, the recipe and the ORT version, so a change to any of them makes a new file, not a stale reuse.
 """
 
 from __future__ import annotations
@@ -70,11 +70,18 @@ def reference_inputs(shape: tuple[int, ...], scale: float, zero_point: int, coun
 
 # --- onnxruntime.quantization ------------------------------------------------------------------------------------
 
-# form -> (QDQ rather than QOperator, per-channel weight scales)
-ORT_FORMS: dict[str, tuple[bool, bool]] = {
-    "qdq_per_channel": (True, True),
-    "qdq_per_tensor": (True, False),
-    "qoperator": (False, True),
+@dataclass(frozen=True)
+class OrtForm:
+    qdq: bool          # QuantizeLinear/DequantizeLinear around float ops; else QOperator (QLinearConv, ...)
+    per_channel: bool  # weight scales per output channel; else one per tensor
+    float_stem: bool   # the first Conv left in float: a graph that mixes float and int8 parts
+
+
+ORT_FORMS: dict[str, OrtForm] = {
+    "qdq_per_channel": OrtForm(qdq=True, per_channel=True, float_stem=False),
+    "qdq_per_tensor": OrtForm(qdq=True, per_channel=False, float_stem=False),
+    "qoperator": OrtForm(qdq=False, per_channel=True, float_stem=False),
+    "qdq_mixed": OrtForm(qdq=True, per_channel=True, float_stem=True),
 }
 ORT_TINY = TFLITE_INT8          # the same networks, from their float ONNX (same Keras weights)
 ORT_BIG = ("resnet18", "mobilenetv2")  # torch zoo, 224x224: slow tests only
@@ -136,21 +143,25 @@ def _quantize(source: Path, form: str, samples: int, path: Path) -> None:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.feeds, None)
 
-    qdq, per_channel = ORT_FORMS[form]
+    import onnx
+
+    recipe = ORT_FORMS[form]
     work = path.with_suffix(f".{os.getpid()}")
     prepared, quantized = work.with_suffix(".pre.onnx"), work.with_suffix(".q.onnx")
     try:
         # ORT's recommended pre-processing: shape inference and its basic graph optimisations, which fold the
         # float model's BatchNorm (or tf2onnx's Mul/Add) into the convolutions before the scales are chosen.
         quant_pre_process(str(source), str(prepared))
+        convs = [n.name for n in onnx.load(str(prepared), load_external_data=False).graph.node if n.op_type == "Conv"]
         quantize_static(str(prepared), str(quantized), Reader(),
-                        quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator, per_channel=per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                        quant_format=QuantFormat.QDQ if recipe.qdq else QuantFormat.QOperator,
+                        per_channel=recipe.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=convs[:1] if recipe.float_stem else None)
         os.replace(quantized, path)  # a concurrent reader sees no file or the whole file
     finally:
         for leftover in (prepared, quantized):
             leftover.unlink(missing_ok=True)
 
 
-__all__ = ["INT8_DIR", "ORT_BIG", "ORT_FORMS", "ORT_NETWORKS", "ORT_TINY", "TFLITE_INT8", "TfliteFixture",
+__all__ = ["INT8_DIR", "ORT_BIG", "ORT_FORMS", "ORT_NETWORKS", "ORT_TINY", "TFLITE_INT8", "OrtForm", "TfliteFixture",
            "float_source", "ort_int8", "reference_inputs", "tflite_fixture"]
