@@ -14,6 +14,8 @@ the int8 network is from the float one it was quantised from (same steps). `--bi
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from tests.zoo.int8 import (  # noqa: E402
     TFLITE_INT8,
     float_source,
     ort_int8,
+    tf_python,
     tflite_fixture,
 )
 from tests.zoo.reference import random_input  # noqa: E402
@@ -69,6 +72,17 @@ def tflite_rows() -> list[list[str]]:
     return rows
 
 
+def layer_table() -> str:
+    """`python -m tests.zoo.int8_tflite --layers` in a Python with TensorFlow, or why it was not run."""
+    python = tf_python()
+    if python is None:
+        return "(not run: no Python with TensorFlow here; set TASOBUILD_TF_PYTHON)"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([python, "-m", "tests.zoo.int8_tflite", "--layers"], cwd=root, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, check=True)
+    return done.stdout.strip()
+
+
 def ort_rows(networks: tuple[str, ...]) -> list[list[str]]:
     rows = []
     for name in networks:
@@ -95,6 +109,7 @@ def main() -> None:
                    "issue: with tail"], arena_rows())
     tflite = table(["network", "inputs x outputs", "ORT on vs off", "ORT on vs TFLite ref", "ORT off vs TFLite ref",
                     "elements ORT on ≠ TFLite"], tflite_rows())
+    layers = layer_table()
     ort = table(["network", "form", "output step", "ORT on vs off (steps)", "int8 vs float network (steps)"],
                 ort_rows(ORT_TINY + (ORT_BIG if args.big else ())))
     body = f"""### TFLM's int8 arena (bytes), computed from the .tflite fixtures
@@ -109,13 +124,23 @@ with equal sizes in reverse order of addition; in order of addition, MobileNetV1
 
 {tflite}
 
-ORT runs the tf2onnx ONNX; TFLite ref is `OpResolverType.BUILTIN_REF` on the .tflite (what TFLM computes). ORT
-with optimisations on and off agree here; both round differently from TFLite, and the one-unit differences of the
-first layers grow with depth (the deepest network, MobileNetV2-0.35, ends 13 units apart). The oracle's range spans
-all three, so an implementation that matches either passes: one unit is the tolerance around that range, not the
-distance between ORT and TFLite, which bit-exactness against TFLite's reference is there to close. (With these
-seeded weights MobileNetV1-0.25's output hardly depends on its input, as its float network's does not: its three
-reference outputs are equal, and still 6 units from ORT's.)
+ORT runs the tf2onnx ONNX; TFLite ref is `OpResolverType.BUILTIN_REF` on the .tflite (what TFLM computes).
+ORT with optimisations on and off agree to a unit here; both round differently from TFLite, and the one-unit
+differences of the first layers grow with depth (the deepest network, MobileNetV2-0.35, ends 13 units apart). The
+oracle's range spans all three, so an implementation that matches either passes: one unit is the tolerance around
+that range, not the distance between ORT and TFLite, which bit-exactness against TFLite's reference is there to
+close. (With these seeded weights MobileNetV1-0.25's output hardly depends on its input, nor does its float
+network's: its three reference outputs are equal, and still 6 units from ORT's.)
+
+Where they part, op by op (first reference input; ORT with optimisations off, each TFLite op's int8 output
+against the QuantizeLinear tf2onnx made of it; – where tf2onnx split the op):
+
+{layers}
+
+The first convolution already differs by one unit in a few elements (ORT dequantises, computes in float and
+rounds once; TFLite requantises the int32 accumulator with a fixed-point multiplier); the differences grow with
+depth, most in the layers whose output scale is fine relative to their input's (MobileNetV2's 6/255 expansion
+convolutions, the logits of the fully connected layer) and are squeezed again by the softmax.
 
 ### onnxruntime-quantised networks: ORT with itself, and with the float network (output quantisation steps)
 

@@ -120,7 +120,8 @@ def steps_outside(ours: np.ndarray, env: Envelope) -> np.ndarray:
     values = np.asarray(ours).astype(np.float64)
     if values.shape != env.lo.shape:
         raise AssertionError(f"output {env.output!r}: shape {values.shape}, expected {env.lo.shape}")
-    return np.maximum(np.maximum(env.lo - values, values - env.hi), 0.0) / env.step
+    outside: np.ndarray = np.maximum(np.maximum(env.lo - values, values - env.hi), 0.0) / env.step
+    return outside
 
 
 def assert_within(ours: Sequence[np.ndarray], envelopes: Sequence[Envelope]) -> None:

@@ -3,11 +3,8 @@ reproduce, and how ONNX Runtime runs them against the oracle (tests/int8_oracle.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +15,16 @@ from onnx import TensorProto, numpy_helper
 
 from tests import int8_oracle as oracle
 from tests.zoo import REPO_ROOT
-from tests.zoo.int8 import ORT_BIG, ORT_FORMS, ORT_TINY, TFLITE_INT8, float_source, ort_int8, tflite_fixture
+from tests.zoo.int8 import (
+    ORT_BIG,
+    ORT_FORMS,
+    ORT_TINY,
+    TFLITE_INT8,
+    float_source,
+    ort_int8,
+    tf_python,
+    tflite_fixture,
+)
 from tests.zoo.reference import random_input
 
 # name -> (NHWC input shape, output shape)
@@ -124,20 +130,10 @@ def test_onnxruntime_against_tflite_reference_through_the_oracle(name: str) -> N
             oracle.assert_bit_exact(oracle.run_onnxruntime(f.onnx, x, True)[0], reference)  # ORT is not TFLite
 
 
-def _tf_python() -> str | None:
-    """A Python that has TensorFlow: this one, $TASOBUILD_TF_PYTHON, or the documented /tmp/venv-tf."""
-    if importlib.util.find_spec("tensorflow") is not None:
-        return sys.executable
-    for candidate in (os.environ.get("TASOBUILD_TF_PYTHON"), "/tmp/venv-tf/bin/python"):
-        if candidate and shutil.which(candidate):
-            return candidate
-    return None
-
-
 @pytest.mark.slow
 def test_tflite_reference_outputs_reproduce() -> None:
     """The reference kernels, rerun on the committed .tflite files and inputs, give the committed outputs."""
-    python = _tf_python()
+    python = tf_python()
     if python is None:
         pytest.skip("needs TensorFlow: set TASOBUILD_TF_PYTHON or see tests/fixtures/int8/README.md")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

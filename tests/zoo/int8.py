@@ -14,7 +14,10 @@ Two families of quantised networks:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +61,17 @@ def tflite_fixture(name: str) -> TfliteFixture:
         return TfliteFixture(name, INT8_DIR / f"{name}.onnx", INT8_DIR / f"{name}.tflite", ref["inputs"],
                              ref["outputs"], float(ref["input_scale"]), int(ref["input_zero_point"]),
                              float(ref["output_scale"]), int(ref["output_zero_point"]))
+
+
+def tf_python() -> str | None:
+    """A Python that has TensorFlow (for `python -m tests.zoo.int8_tflite`): this one, $TASOBUILD_TF_PYTHON, or the
+    venv the fixtures' README sets up; None when there is none."""
+    if importlib.util.find_spec("tensorflow") is not None:
+        return sys.executable
+    for candidate in (os.environ.get("TASOBUILD_TF_PYTHON"), "/tmp/venv-tf/bin/python"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    return None
 
 
 def reference_inputs(shape: tuple[int, ...], scale: float, zero_point: int, count: int = REFERENCE_COUNT,
@@ -136,7 +150,7 @@ def _quantize(source: Path, form: str, samples: int, path: Path) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    class Reader(CalibrationDataReader):
+    class Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no types
         def __init__(self) -> None:
             self.feeds = calibration_inputs(source, samples)
 
@@ -164,4 +178,4 @@ def _quantize(source: Path, form: str, samples: int, path: Path) -> None:
 
 
 __all__ = ["INT8_DIR", "ORT_BIG", "ORT_FORMS", "ORT_NETWORKS", "ORT_TINY", "TFLITE_INT8", "OrtForm", "TfliteFixture",
-           "float_source", "ort_int8", "reference_inputs", "tflite_fixture"]
+           "float_source", "ort_int8", "reference_inputs", "tf_python", "tflite_fixture"]

@@ -14,8 +14,9 @@ and mobilenet_v2_035.float.onnx, the float network the onnxruntime-quantised var
 have theirs in tests/fixtures/models/).
 
 `--check` writes nothing: it recomputes every reference output from the committed .tflite and compares it, bit for
-bit, with the committed .ref.npz (exit 1 on any difference). The versions: tensorflow-cpu 2.21.0 (Keras 3.15.1),
-tf2onnx 1.17.0:
+bit, with the committed .ref.npz (exit 1 on any difference). `--layers` writes nothing either: it prints, op by op,
+how far ONNX Runtime's int8 outputs are from the reference kernels' (bench/int8_reference.py records it).
+The versions: tensorflow-cpu 2.21.0 (Keras 3.15.1), tf2onnx 1.17.0:
     python -m venv /tmp/venv-tf && /tmp/venv-tf/bin/pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0
     /tmp/venv-tf/bin/python -m tests.zoo.int8_tflite
 """
@@ -134,10 +135,74 @@ def check() -> int:
     return 1 if failures else 0
 
 
+def layer_divergence(name: str) -> tuple[list[str], list[int | None], float]:
+    """Where ONNX Runtime (optimisations off) and TFLite's reference kernels part, op by op, on the first reference
+    input: per TFLite op (in order), its name and the largest difference of its int8 output in units (None where
+    tf2onnx made no QuantizeLinear of that name: an op it converted into several, as MEAN); and the fraction of the
+    first op's output elements that differ.
+
+    tf2onnx keeps TFLite's tensor names until `stable_names`, so a fresh conversion (same graph as the committed
+    one) pairs each TFLite op's output with the QuantizeLinear that makes it; those become extra graph outputs.
+    Optimisations on would fuse differently with the extra outputs, so only the unoptimised run is compared."""
+    import onnxruntime as ort
+
+    tflite_path = INT8_DIR / f"{name}.tflite"
+    with np.load(INT8_DIR / f"{name}.ref.npz") as ref:
+        x = ref["inputs"][0]
+    interpreter = tf.lite.Interpreter(model_path=str(tflite_path), experimental_preserve_all_tensors=True,
+                                      experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    ops = [(op["op_name"], names[op["outputs"][0]], interpreter.get_tensor(op["outputs"][0]))
+           for op in interpreter._get_ops_details()]
+    proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=OPSET)
+    quantized = {n.output[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    known = {o.name for o in proto.graph.output}
+    for _, tensor, _ in ops:
+        if tensor in quantized and tensor not in known:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.INT8, None))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: x})))
+    units: list[int | None] = []
+    first_fraction = 0.0
+    for i, (_, tensor, expected) in enumerate(ops):
+        if tensor not in got:
+            units.append(None)
+            continue
+        ours = got[tensor]
+        n, h, w, c = expected.shape if expected.ndim == 4 else (0, 0, 0, 0)
+        if ours.ndim == 4 and ours.shape == (n, c, h, w):  # tf2onnx computes in NCHW (also when C = H = W)
+            ours = ours.transpose(0, 2, 3, 1)
+        diff = np.abs(ours.reshape(expected.shape).astype(np.int64) - expected.astype(np.int64))
+        units.append(int(diff.max()))
+        if i == 0:
+            first_fraction = float(np.count_nonzero(diff)) / diff.size
+    return [op for op, _, _ in ops], units, first_fraction
+
+
+def layers() -> None:
+    """A markdown table of `layer_divergence` for every network."""
+    print("| network | ops | first op: elements differing | max units per op, in order |")
+    print("|---|---|---|---|")
+    for name in TFLITE_INT8:
+        ops, units, first = layer_divergence(name)
+        print(f"| {name} | {len(ops)} | {first:.2%} | {' '.join('–' if u is None else str(u) for u in units)} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.zoo.int8_tflite", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="recompute the reference outputs, compare, write nothing")
+    parser.add_argument("--layers", action="store_true",
+                        help="print where ONNX Runtime and the reference kernels part, op by op; write nothing")
     args = parser.parse_args(argv)
+    if args.layers:
+        layers()
+        return 0
     if args.check:
         return check()
     generate()
