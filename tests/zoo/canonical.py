@@ -33,3 +33,39 @@ def canonical_names(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.initializer[:]
     graph.initializer.extend(inits)
     return model
+
+
+def stable_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rename every node and every tensor but the graph's inputs and outputs by position: `<op>_<n>` for the n-th
+    node and its outputs, `const_<n>` for the n-th initializer in order of first use.
+
+    For graphs where renumbering the counters is not enough: on int8 graphs tf2onnx's transpose optimiser names the
+    tensors it rewires after whichever node it happened to visit first (`...prequant__188_DequantizeLinear__189` in
+    one run, `Transpose__188_DequantizeLinear__189` in the next), and writes an empty `domain` on some of them,
+    while nodes, order and values stay the same.
+    Mutates and returns `model`.
+    """
+    graph = model.graph
+    kept = {v.name for v in [*graph.input, *graph.output]}
+    inits = {t.name for t in graph.initializer}
+    names: dict[str, str] = {name: name for name in kept}
+    consts = 0
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            if name and name not in names and name in inits:
+                names[name], consts = f"const_{consts}", consts + 1
+        for j, name in enumerate(node.output):
+            if name and name not in names:
+                names[name] = f"{node.op_type.lower()}_{i}" + (f"_{j}" if j else "")
+        node.name = f"{node.op_type}_{i}"
+        if not node.domain:
+            node.ClearField("domain")  # tf2onnx sets the default domain explicitly on some runs, not on others
+        node.input[:] = [names.get(n, n) for n in node.input]
+        node.output[:] = [names.get(n, n) for n in node.output]
+    for init in graph.initializer:
+        init.name = names.get(init.name, init.name)
+    del graph.value_info[:]  # named after the old tensors; shape inference recomputes them
+    inits_sorted = sorted(graph.initializer, key=lambda t: t.name)
+    del graph.initializer[:]
+    graph.initializer.extend(inits_sorted)
+    return model

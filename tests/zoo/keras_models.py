@@ -83,6 +83,14 @@ def resnet8() -> keras.Model:
     return keras.Model(inputs, L.Dense(10, activation="softmax", name="output_dense")(x), name="resnet8")
 
 
+def mobilenet_v2_035() -> keras.Model:
+    """MobileNetV2 alpha 0.35 at 96x96x3, 2 classes: Keras' own MobileNetV2 (ReLU6, bias-free convs, explicit
+    ZeroPadding before the strided depthwise convs), the int8 fixtures' fourth MLPerf-Tiny-sized network."""
+    inputs = keras.Input((96, 96, 3), batch_size=1, name="input")
+    return keras.applications.MobileNetV2(input_tensor=inputs, alpha=0.35, weights=None, classes=2,
+                                          classifier_activation="softmax", name="mobilenet_v2_035")
+
+
 def fc_autoencoder() -> keras.Model:
     """Anomaly detection autoencoder: 640 -> (Dense 128, BN, ReLU) x4 -> Dense 8, BN, ReLU -> x4 -> Dense 640."""
     inputs = keras.Input((640,), batch_size=1, name="input")
@@ -105,6 +113,7 @@ KERAS_MODELS: dict[str, KerasModel] = {
     "mobilenet_v1_vww_tf": KerasModel(mobilenet_v1_vww, 109),
     "resnet8_tf": KerasModel(resnet8, 110),
     "fc_autoencoder_tf": KerasModel(fc_autoencoder, 111),
+    "mobilenet_v2_035_tf": KerasModel(mobilenet_v2_035, 112),  # int8 fixtures only (tests/zoo/int8_tflite.py)
 }
 
 
@@ -113,10 +122,10 @@ def init_weights(model: keras.Model, seed: int) -> keras.Model:
     rng = np.random.default_rng(seed)
     for layer in model.layers:  # topological order: deterministic
         if isinstance(layer, L.DepthwiseConv2D):
-            kernel, bias = layer.get_weights()
+            kernel, *bias = layer.get_weights()  # no bias: Keras' MobileNetV2 convs have none
             fan_in = kernel.shape[0] * kernel.shape[1]
         elif isinstance(layer, (L.Conv2D, L.Dense)):
-            kernel, bias = layer.get_weights()
+            kernel, *bias = layer.get_weights()
             fan_in = int(np.prod(kernel.shape[:-1]))
         elif isinstance(layer, L.BatchNormalization):
             n = layer.get_weights()[0].shape
@@ -126,9 +135,9 @@ def init_weights(model: keras.Model, seed: int) -> keras.Model:
             continue
         else:
             continue
-        std = np.sqrt(2.0 / fan_in) * (0.25 if layer.name == "output_dense" else 1.0)
+        std = np.sqrt(2.0 / fan_in) * (0.25 if layer.name in ("output_dense", "predictions") else 1.0)
         layer.set_weights([rng.normal(0.0, std, kernel.shape).astype(np.float32),
-                           rng.uniform(-0.1, 0.1, bias.shape).astype(np.float32)])
+                           *(rng.uniform(-0.1, 0.1, b.shape).astype(np.float32) for b in bias)])
     return model
 
 

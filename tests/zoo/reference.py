@@ -17,13 +17,23 @@ def _session(model_path: Path | str) -> ort.InferenceSession:
     return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
 
-def input_shape(model_path: Path | str) -> tuple[int, ...]:
-    """The static shape of the model's single graph input (initializers excluded)."""
+def _single_input(model_path: Path | str) -> onnx.ValueInfoProto:
     model = onnx.load(str(model_path), load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
         raise ValueError(f"{model_path}: expected one graph input, found {len(inputs)}")
+    return inputs[0]
+
+
+def input_name(model_path: Path | str) -> str:
+    """The name of the model's single graph input."""
+    return _single_input(model_path).name
+
+
+def input_shape(model_path: Path | str) -> tuple[int, ...]:
+    """The static shape of the model's single graph input (initializers excluded)."""
+    inputs = [_single_input(model_path)]
     dims = inputs[0].type.tensor_type.shape.dim
     if any(not d.HasField("dim_value") for d in dims):
         raise ValueError(f"{model_path}: input {inputs[0].name!r} has a symbolic dimension")
