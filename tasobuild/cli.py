@@ -301,6 +301,28 @@ def _emit_harness(args: argparse.Namespace, target: Target, calls: list[KernelCa
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 if the program's output is within tolerance of ONNX Runtime's, 1 if not."""
+    from dataclasses import asdict
+
+    from tasobuild.verify import verify
+
+    result = verify(args.config, _overrides(args), input_path=args.input, seed=args.seed, atol=args.atol,
+                    rtol=args.rtol, build_first=not args.no_build, progress=_progress(args))
+    if args.json:
+        _emit_json({**asdict(result), "out_dir": str(result.out_dir), "emulator": list(result.emulator),
+                    "passed": result.passed})
+        return 0 if result.passed else 1
+    where = f"under {' '.join(result.emulator[:1])}" if result.emulator else "natively"
+    verdict = ("PASS" if result.passed else f"MISMATCH: {result.mismatches} of {result.count} values past the "
+               f"tolerance, the worst at index {result.worst_index}")
+    sys.stdout.write(f"{result.out_dir}: {result.target} program ({where}) on {result.input} against ONNX Runtime, "
+                     f"{result.count} output values: max abs error {result.max_abs_error:.3g}, max rel error "
+                     f"{result.max_rel_error:.3g} (tolerance {result.atol:g} + {result.rtol:g} * |reference|): "
+                     f"{verdict}\n")
+    return 0 if result.passed else 1
+
+
 def cmd_costs(args: argparse.Namespace) -> int:
     from tasobuild.costs.stage import export_costs, import_costs
     from tasobuild.spec import load_spec
@@ -415,6 +437,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "plan": (cmd_plan, "show the plan: per node the primitive, layouts, workspace and predicted time"),
     "pareto": (cmd_pareto, "the memory-latency frontier"),
     "profile": (cmd_profile, "measure every candidate the network needs (cache misses only)"),
+    "verify": (cmd_verify, "build if needed, run the emitted program on an input and compare it with ONNX Runtime"),
     "costs": (cmd_costs, "export the cost cache of the spec's target to CSV, or import a CSV (e.g. from a device)"),
     "primitives": (cmd_primitives, "list the primitive library"),
     "check": (cmd_check, "validate the spec and the model without building"),
@@ -443,6 +466,18 @@ def parser() -> argparse.ArgumentParser:
                            help="write a standalone C program that times the calls on the device, instead")
             p.add_argument("--force", action="store_true", help="with --emit-harness: write into a folder that is "
                            "not empty, overwriting the harness files in it")
+        if name == "verify":
+            from tasobuild.verify import DEFAULT_ATOL, DEFAULT_RTOL
+
+            p.add_argument("--input", type=Path, metavar="FILE", help="raw little-endian float32 of the model's input "
+                           "shape (default: a seeded standard-normal input)")
+            p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+            p.add_argument("--no-build", action="store_true", help="verify the project as it is in build.out "
+                           "(say, edited or copied), without building it first")
+            p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                           help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
+            p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                           help=f"relative tolerance, times |reference| (default {DEFAULT_RTOL:g})")
         if name == "costs":
             p.add_argument("action", choices=("export", "import"))
             p.add_argument("file", type=Path, metavar="FILE.csv")

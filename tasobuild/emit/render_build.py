@@ -128,8 +128,8 @@ def render_main(p: Program) -> str:
  * index <i>`.
  * With --bench N, runs N more timed inferences and prints `median_ms: <float>`.
  * With --profile N (a build with -DTB_PROFILE: `make profile` builds {p.name}_main_profile), runs N more inferences
- * and prints each layer's median time, `profile_layer: <k> <ms> ms  <name>`, in the order they run, then
- * `profile_total: <ms> ms`, the median of the whole runs.
+ * and prints each layer's median time and interquartile range, `profile_layer: <k> <ms> ms (IQR <ms> ms)  <name>`,
+ * in the order the layers run, then `profile_total: <ms> ms`, the median of the whole runs.
  * A bad argument is a usage error: a line saying what is expected, exit status 2.
  */
 #define _POSIX_C_SOURCE 199309L
@@ -210,10 +210,14 @@ static int profile_layers(long runs)
         for (k = 0; k < {up}_PROFILE_LAYERS; ++k) times[k * runs + r] = layer_started[k + 1] - layer_started[k];
         times[{up}_PROFILE_LAYERS * runs + r] = layer_started[{up}_PROFILE_LAYERS] - layer_started[0];
     }}
-    printf("profile: %d layers, median of %ld runs each, in the order they run\\n", {up}_PROFILE_LAYERS, runs);
-    for (k = 0; k < {up}_PROFILE_LAYERS; ++k)
-        printf("profile_layer: %3d %12.6f ms  %s\\n", k, median(times + k * runs, runs),
-               {p.name}_profile_layer_names[k]);
+    printf("profile: %d layers, median (and interquartile range) of %ld runs each, in the order they run\\n",
+           {up}_PROFILE_LAYERS, runs);
+    for (k = 0; k < {up}_PROFILE_LAYERS; ++k) {{
+        double *layer = times + k * runs;
+        double middle = median(layer, runs);  /* sorts the layer's times */
+        printf("profile_layer: %3d %12.6f ms (IQR %.6f ms)  %s\\n", k, middle,
+               layer[(3 * runs) / 4] - layer[runs / 4], {p.name}_profile_layer_names[k]);
+    }}
     printf("profile_total: %.6f ms\\n", median(times + {up}_PROFILE_LAYERS * runs, runs));
     free(times);
     return 0;
