@@ -249,6 +249,11 @@ def _plot_pareto(points: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    if args.plan:
+        return _profile_plan(args)
+    if args.record or args.runs is not None:
+        raise UserError(f"{'--record' if args.record else '--runs'} goes with --plan (the emitted program's "
+                        f"per-layer times): `tasobuild profile --plan {'--record' if args.record else '--runs N'}`")
     from tasobuild.costs.stage import cached_costs, profile_costs
     from tasobuild.incremental.stagecache import cached
     from tasobuild.pipeline import all_calls, candidates_of, tiled_calls, tiling_options
@@ -278,6 +283,50 @@ def cmd_profile(args: argparse.Namespace) -> int:
         stdout.print(f"{summary['calls']} kernel calls costed, {summary['profiled']} measured now "
                      f"(the rest from the cost cache)")
     return 0
+
+
+def _profile_plan(args: argparse.Namespace) -> int:
+    """`profile --plan`: the emitted program's per-layer times against the plan's predictions."""
+    from dataclasses import asdict
+
+    from tasobuild.layer_profile import DEFAULT_RUNS, profile_layers
+
+    if args.emit_harness:
+        raise UserError("--plan and --emit-harness: one or the other (the harness times candidates on a device, "
+                        "--plan the emitted program here)")
+    result = profile_layers(args.config, _overrides(args), runs=DEFAULT_RUNS if args.runs is None else args.runs, record=args.record,
+                            progress=_progress(args))
+    if args.json:
+        _emit_json({**asdict(result), "out_dir": str(result.out_dir), "emulator": list(result.emulator)})
+        return 0
+    emulated = f" under {result.emulator[0]}: emulator times, not the device's" if result.emulator else ""
+    unit, scale = ("µs", 1000.0) if result.predicted_total_ms < 1.0 else ("ms", 1.0)
+    table = Table(title=f"{result.target}: {unit} per layer, measured (median of {result.runs} runs{emulated}) and "
+                        f"predicted")
+    for col in ("#", "layer", "measured", "IQR", "predicted", "ratio", "cost"):
+        table.add_column(col, justify="left" if col in ("layer", "cost") else "right",
+                         **({"min_width": 16} if col == "layer" else {}))
+    for layer in result.layers:
+        table.add_row(str(layer.index), _cell(layer.label), f"{layer.measured_ms * scale:.3f}",
+                      f"{layer.spread_ms * scale:.3f}", f"{layer.predicted_ms * scale:.3f}",
+                      _ratio(layer.measured_ms, layer.predicted_ms), ", ".join(layer.cost_source))
+    table.add_row("", "total", f"{result.measured_total_ms * scale:.3f}", "",
+                  f"{result.predicted_total_ms * scale:.3f}",
+                  _ratio(result.measured_total_ms, result.predicted_total_ms), "")
+    stdout.print(table)
+    stdout.print(f"total: the median whole run; the layers' medians add up to "
+                 f"{sum(layer.measured_ms for layer in result.layers) * scale:.3f} {unit}. ratio: measured / "
+                 f"predicted", markup=False)
+    if args.record:
+        single = sum(layer.call is not None for layer in result.layers)
+        stdout.print(f"recorded {result.recorded} kernel calls in the cost cache, from the {single} of "
+                     f"{len(result.layers)} layers that are one call each (fused groups and primitives of several "
+                     f"calls are not recorded); `tasobuild update` plans with them", markup=False)
+    return 0
+
+
+def _ratio(measured: float, predicted: float) -> str:
+    return f"{measured / predicted:.2f}" if predicted > 0 else ""
 
 
 def _emit_harness(args: argparse.Namespace, target: Target, calls: list[KernelCall]) -> int:
@@ -436,7 +485,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "update": (cmd_update, "build, re-costing every call instead of reusing taso.lock's costs (the lock may change)"),
     "plan": (cmd_plan, "show the plan: per node the primitive, layouts, workspace and predicted time"),
     "pareto": (cmd_pareto, "the memory-latency frontier"),
-    "profile": (cmd_profile, "measure every candidate the network needs (cache misses only)"),
+    "profile": (cmd_profile, "measure every candidate the network needs (cache misses only); --plan: the emitted "
+                             "program's per-layer times against the plan's"),
     "verify": (cmd_verify, "build if needed, run the emitted program on an input and compare it with ONNX Runtime"),
     "costs": (cmd_costs, "export the cost cache of the spec's target to CSV, or import a CSV (e.g. from a device)"),
     "primitives": (cmd_primitives, "list the primitive library"),
@@ -466,6 +516,11 @@ def parser() -> argparse.ArgumentParser:
                            help="write a standalone C program that times the calls on the device, instead")
             p.add_argument("--force", action="store_true", help="with --emit-harness: write into a folder that is "
                            "not empty, overwriting the harness files in it")
+            p.add_argument("--plan", action="store_true", help="instead: build if needed, run the emitted program "
+                           "with per-layer timing (make profile) and show measured against predicted per layer")
+            p.add_argument("--runs", type=int, metavar="N", help="with --plan: timed runs per layer (default 100)")
+            p.add_argument("--record", action="store_true", help="with --plan: store the times of layers that are "
+                           "one kernel call in the cost cache, as measurements of those calls")
         if name == "verify":
             from tasobuild.verify import DEFAULT_ATOL, DEFAULT_RTOL
 
