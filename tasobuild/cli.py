@@ -294,8 +294,8 @@ def _profile_plan(args: argparse.Namespace) -> int:
     if args.emit_harness:
         raise UserError("--plan and --emit-harness: one or the other (the harness times candidates on a device, "
                         "--plan the emitted program here)")
-    result = profile_layers(args.config, _overrides(args), runs=DEFAULT_RUNS if args.runs is None else args.runs, record=args.record,
-                            progress=_progress(args))
+    runs = DEFAULT_RUNS if args.runs is None else args.runs
+    result = profile_layers(args.config, _overrides(args), runs=runs, record=args.record, progress=_progress(args))
     if args.json:
         _emit_json({**asdict(result), "out_dir": str(result.out_dir), "emulator": list(result.emulator)})
         return 0
