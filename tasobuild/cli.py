@@ -305,7 +305,7 @@ def _profile_plan(args: argparse.Namespace) -> int:
                         f"predicted")
     for col in ("#", "layer", "measured", "IQR", "predicted", "ratio", "cost"):
         table.add_column(col, justify="left" if col in ("layer", "cost") else "right",
-                         **({"min_width": 16} if col == "layer" else {}))
+                         min_width=16 if col == "layer" else None, no_wrap=col == "cost")
     for layer in result.layers:
         table.add_row(str(layer.index), _cell(layer.label), f"{layer.measured_ms * scale:.3f}",
                       f"{layer.spread_ms * scale:.3f}", f"{layer.predicted_ms * scale:.3f}",
@@ -363,11 +363,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     "passed": result.passed})
         return 0 if result.passed else 1
     where = f"under {' '.join(result.emulator[:1])}" if result.emulator else "natively"
-    verdict = ("PASS" if result.passed else f"MISMATCH: {result.mismatches} of {result.count} values past the "
-               f"tolerance, the worst at index {result.worst_index}")
+    errors = result.errors
+    verdict = ("PASS" if result.passed else f"MISMATCH: {errors.mismatches} of {errors.count} values past the "
+               f"tolerance, the worst at index {errors.worst_index}")
     sys.stdout.write(f"{result.out_dir}: {result.target} program ({where}) on {result.input} against ONNX Runtime, "
-                     f"{result.count} output values: max abs error {result.max_abs_error:.3g}, max rel error "
-                     f"{result.max_rel_error:.3g} (tolerance {result.atol:g} + {result.rtol:g} * |reference|): "
+                     f"{errors.count} output values: max abs error {errors.max_abs_error:.3g}, max rel error "
+                     f"{errors.max_rel_error:.3g} (tolerance {result.atol:g} + {result.rtol:g} * |reference|): "
                      f"{verdict}\n")
     return 0 if result.passed else 1
 

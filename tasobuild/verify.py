@@ -31,6 +31,17 @@ DEFAULT_RTOL = 1e-4
 
 
 @dataclass(frozen=True)
+class Errors:
+    """How far one output is from the reference, element by element."""
+
+    count: int  # elements compared
+    max_abs_error: float
+    max_rel_error: float  # |ours - reference| / |reference| over the elements where |reference| >= atol
+    worst_index: int  # the element furthest past its tolerance (if none is past it, the nearest to it)
+    mismatches: int  # elements past atol + rtol * |reference|
+
+
+@dataclass(frozen=True)
 class Verification:
     """The emitted program's output against ONNX Runtime's on one input."""
 
@@ -38,17 +49,13 @@ class Verification:
     target: str
     emulator: tuple[str, ...]  # what ran the program here (empty: natively)
     input: str  # the input file, or "seed N" for the random one
-    count: int  # output elements compared
-    max_abs_error: float
-    max_rel_error: float  # |ours - reference| / |reference| over the elements where |reference| >= atol
-    worst_index: int  # the element furthest past its tolerance (or the largest error, if all pass)
-    mismatches: int  # elements past atol + rtol * |reference|
     atol: float
     rtol: float
+    errors: Errors
 
     @property
     def passed(self) -> bool:
-        return self.mismatches == 0
+        return self.errors.mismatches == 0
 
 
 def verify(config: Path, overrides: Mapping[str, str] | None = None, *, input_path: Path | None = None,
@@ -71,19 +78,23 @@ def verify(config: Path, overrides: Mapping[str, str] | None = None, *, input_pa
     reference = _onnxruntime_output(project.spec.onnx_path, graph.input_name, graph.output_name, x)
     compile_project(project)
     ours, _ = run_program(project, x)
-    return compare(ours, reference, project, "seed " + str(seed) if input_path is None else str(input_path),
-                   atol, rtol)
-
-
-def compare(ours: np.ndarray, reference: np.ndarray, project: Project, input_label: str, atol: float,
-            rtol: float) -> Verification:
-    import numpy as np
-
-    reference = np.asarray(reference, dtype=np.float32).reshape(-1)
+    reference = reference.reshape(-1)
     if ours.size != reference.size:
         raise UserError(f"{project.out_dir}: the program wrote {ours.size} values, ONNX Runtime's output has "
                         f"{reference.size}; rebuild (`tasobuild build`) and try again")
-    ours64, ref64 = ours.astype(np.float64), reference.astype(np.float64)
+    return Verification(project.out_dir, project.target.name, tuple(project.target.emulator_argv),
+                        f"seed {seed}" if input_path is None else str(input_path), atol, rtol,
+                        compare(ours, reference, atol, rtol))
+
+
+def compare(ours: np.ndarray, reference: np.ndarray, atol: float, rtol: float) -> Errors:
+    """`ours` against `reference` (same size, any shape): the errors and how many elements are past
+    atol + rtol * |reference|. NaN matches NaN, an infinity the same infinity; anything else non-finite is a
+    mismatch."""
+    import numpy as np
+
+    ours64 = np.asarray(ours, dtype=np.float64).reshape(-1)
+    ref64 = np.asarray(reference, dtype=np.float64).reshape(-1)
     with np.errstate(invalid="ignore"):
         error = np.abs(ours64 - ref64)
         both_nan = np.isnan(ours64) & np.isnan(ref64)
@@ -94,12 +105,10 @@ def compare(ours: np.ndarray, reference: np.ndarray, project: Project, input_lab
         excess = error - allowed
         large = np.abs(ref64) >= max(atol, np.finfo(np.float32).tiny)
         relative = np.where(large, error / np.where(large, np.abs(ref64), 1.0), 0.0)
-    return Verification(
-        out_dir=project.out_dir, target=project.target.name, emulator=tuple(project.target.emulator_argv),
-        input=input_label, count=int(reference.size),
-        max_abs_error=float(error.max(initial=0.0)), max_rel_error=float(relative.max(initial=0.0)),
-        worst_index=int(np.argmax(excess)) if excess.size else 0, mismatches=int(np.count_nonzero(excess > 0)),
-        atol=atol, rtol=rtol)
+    return Errors(count=int(ref64.size), max_abs_error=float(error.max(initial=0.0)),
+                  max_rel_error=float(relative.max(initial=0.0)),
+                  worst_index=int(np.argmax(excess)) if excess.size else 0,
+                  mismatches=int(np.count_nonzero(excess > 0)))
 
 
 def read_input(path: Path, shape: tuple[int, ...], input_name: str) -> np.ndarray:
