@@ -24,7 +24,7 @@ from tasobuild.costs.cache import CostCache, CostKey, kernel_digest
 from tasobuild.target import host_fingerprint, load_target
 from tasobuild.text import terminal_text
 from tasobuild.verify import compare
-from tests.e2e import make_with, save_onnx, tasobuild, write_target_spec
+from tests.e2e import inverted_residual_model, make_with, save_onnx, tasobuild, write_target_spec
 from tests.hostile.test_names_and_numbers import INJECTED, WARNINGS_ARE_ERRORS, Net, make_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,6 +263,24 @@ def test_hostile_layer_names_stay_escaped_strings(tmp_path: Path) -> None:
     assert lock_names[0] == names[0] and "\x1b" not in run.stdout and "\u202e" not in run.stdout
     report = tasobuild("profile", "-c", str(spec), "--plan", "--runs", "3", "--json").stdout
     assert [layer["label"] for layer in json.loads(report)["layers"]] == lock_names
+
+
+def test_a_fused_group_is_timed_as_one_layer(tmp_path: Path) -> None:
+    """With fused channel tiling, the group's slices are one timed layer, predicted as the sum of its members, and
+    not recorded (no single call); verify passes on the tiled program."""
+    spec = write_target_spec(tmp_path, inverted_residual_model(tmp_path / "block.onnx"), "host", costs="model",
+                             extra="tiling = true\n")
+    spec.write_text(spec.read_text().replace('memory = "2 GiB"\n', 'memory = "2 GiB"\nobjective = "memory"\n', 1))
+    assert tomllib.loads(spec.read_text())["constraints"]["objective"] == "memory"
+    assert tasobuild("verify", "-c", str(spec)).stdout.rstrip().endswith("PASS")
+    lock = tomllib.loads((tmp_path / "taso.lock").read_text())
+    grouped = [node for node in lock["node"] if node["tiling"] != "none"]
+    assert len(grouped) >= 2, "the smallest arena takes a fused group"
+    layers = json.loads(tasobuild("profile", "-c", str(spec), "--plan", "--runs", "5", "--json").stdout)["layers"]
+    groups = [layer for layer in layers if layer["label"].startswith("fused group ")]
+    assert len(groups) == 1 and groups[0]["call"] is None
+    assert groups[0]["predicted_ms"] == pytest.approx(sum(node["predicted_ms"] for node in grouped), abs=1e-5)
+    assert len(layers) == len(lock["node"]) - len(grouped) + 1 + len(lock["transform"])
 
 
 # ------------------------------------------------------------------------------------------------ cross and boards
