@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,8 @@ def main() -> None:
     body += ("\n\nHost target, costs measured here, `--runs` runs each, medians. The profiling build reads the clock "
              "once per layer (`clock_gettime`); its whole-run median is set against the plain build's `--bench` median "
              "measured right after it. Predictions are kernel calls timed alone (warm caches, one call at a time); in "
-             "the program a layer runs after the one that wrote its input.")
+             "the program a layer runs after the one that wrote its input. Load average while measuring: "
+             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a hook ratio below 1 is that noise).")
     record("layer-profile", "Per-layer timing: measured in the program vs predicted",
            f"python bench/layer_profile.py --runs {args.runs}" + (
                f" --networks {' '.join(args.networks)}" if args.networks != parser.get_default("networks") else ""),
