@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -126,6 +128,20 @@ def test_verify_says_what_is_wrong_with_the_input(kws: Path) -> None:
     assert "--rtol: must be a finite number >= 0" in line
     line = one_error_line(tasobuild("verify", "-c", spec_of(kws), "--seed", "-3", check=False))
     assert "--seed: must be a whole number >= 0" in line
+
+
+def test_verify_without_onnxruntime_says_how_to_install_it(kws: Path, tmp_path: Path) -> None:
+    """An environment whose onnxruntime cannot be imported (a package that fails on import stands in for one
+    without it, first on the path): one line, before anything is built."""
+    blocker = tmp_path / "blocked" / "onnxruntime"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("No module named \'onnxruntime\'")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(REPO)])}
+    proc = subprocess.run([sys.executable, "-m", "tasobuild", "verify", "-c", spec_of(kws)], capture_output=True,
+                          text=True, env=env)
+    line = one_error_line(proc)
+    assert line == ("tasobuild: error: verify compares with ONNX Runtime, which is not installed: pip install "
+                    "onnxruntime (or pip install 'tasobuild[verify]')")
 
 
 # ------------------------------------------------------------------------------------------------ the runner
