@@ -312,6 +312,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    if args.plan:
+        return _profile_plan(args)
+    if args.record or args.runs is not None:
+        raise UserError(f"{'--record' if args.record else '--runs'} goes with --plan (the emitted program's "
+                        f"per-layer times): `tasobuild profile --plan {'--record' if args.record else '--runs N'}`")
     from tasobuild.costs.stage import cached_costs, profile_costs
     from tasobuild.incremental.stagecache import cached
     from tasobuild.pipeline import all_calls, candidates_of, tiled_calls, tiling_options
@@ -343,6 +348,50 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_plan(args: argparse.Namespace) -> int:
+    """`profile --plan`: the emitted program's per-layer times against the plan's predictions."""
+    from dataclasses import asdict
+
+    from tasobuild.layer_profile import DEFAULT_RUNS, profile_layers
+
+    if args.emit_harness:
+        raise UserError("--plan and --emit-harness: one or the other (the harness times candidates on a device, "
+                        "--plan the emitted program here)")
+    runs = DEFAULT_RUNS if args.runs is None else args.runs
+    result = profile_layers(args.config, _overrides(args), runs=runs, record=args.record, progress=_progress(args))
+    if args.json:
+        _emit_json({**asdict(result), "out_dir": str(result.out_dir), "emulator": list(result.emulator)})
+        return 0
+    emulated = f" under {result.emulator[0]}: emulator times, not the device's" if result.emulator else ""
+    unit, scale = ("µs", 1000.0) if result.predicted_total_ms < 1.0 else ("ms", 1.0)
+    table = Table(title=f"{result.target}: {unit} per layer, measured (median of {result.runs} runs{emulated}) and "
+                        f"predicted")
+    for col in ("#", "layer", "measured", "IQR", "predicted", "ratio", "cost"):
+        table.add_column(col, justify="left" if col in ("layer", "cost") else "right",
+                         min_width=16 if col == "layer" else None, no_wrap=col == "cost")
+    for layer in result.layers:
+        table.add_row(str(layer.index), _cell(layer.label), f"{layer.measured_ms * scale:.3f}",
+                      f"{layer.spread_ms * scale:.3f}", f"{layer.predicted_ms * scale:.3f}",
+                      _ratio(layer.measured_ms, layer.predicted_ms), ", ".join(layer.cost_source))
+    table.add_row("", "total", f"{result.measured_total_ms * scale:.3f}", "",
+                  f"{result.predicted_total_ms * scale:.3f}",
+                  _ratio(result.measured_total_ms, result.predicted_total_ms), "")
+    stdout.print(table)
+    stdout.print(f"total: the median whole run; the layers' medians add up to "
+                 f"{sum(layer.measured_ms for layer in result.layers) * scale:.3f} {unit}. ratio: measured / "
+                 f"predicted", markup=False)
+    if args.record:
+        single = sum(layer.call is not None for layer in result.layers)
+        stdout.print(f"recorded {result.recorded} kernel calls in the cost cache, from the {single} of "
+                     f"{len(result.layers)} layers that are one call each (fused groups and primitives of several "
+                     f"calls are not recorded); `tasobuild update` plans with them", markup=False)
+    return 0
+
+
+def _ratio(measured: float, predicted: float) -> str:
+    return f"{measured / predicted:.2f}" if predicted > 0 else ""
+
+
 def _emit_harness(args: argparse.Namespace, target: Target, calls: list[KernelCall]) -> int:
     from tasobuild.costs.harness import HarnessToolchain, emit_harness
 
@@ -362,6 +411,29 @@ def _emit_harness(args: argparse.Namespace, target: Target, calls: list[KernelCa
                      f"and `./harness > costs.csv` on the target, then `tasobuild costs import costs.csv`",
                      markup=False)
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 if the program's output is within tolerance of ONNX Runtime's, 1 if not."""
+    from dataclasses import asdict
+
+    from tasobuild.verify import verify
+
+    result = verify(args.config, _overrides(args), input_path=args.input, seed=args.seed, atol=args.atol,
+                    rtol=args.rtol, build_first=not args.no_build, progress=_progress(args))
+    if args.json:
+        _emit_json({**asdict(result), "out_dir": str(result.out_dir), "emulator": list(result.emulator),
+                    "passed": result.passed})
+        return 0 if result.passed else 1
+    where = f"under {' '.join(result.emulator[:1])}" if result.emulator else "natively"
+    errors = result.errors
+    verdict = ("PASS" if result.passed else f"MISMATCH: {errors.mismatches} of {errors.count} values past the "
+               f"tolerance, the worst at index {errors.worst_index}")
+    sys.stdout.write(f"{result.out_dir}: {result.target} program ({where}) on {result.input} against ONNX Runtime, "
+                     f"{errors.count} output values: max abs error {errors.max_abs_error:.3g}, max rel error "
+                     f"{errors.max_rel_error:.3g} (tolerance {result.atol:g} + {result.rtol:g} * |reference|): "
+                     f"{verdict}\n")
+    return 0 if result.passed else 1
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
@@ -482,7 +554,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "plan": (cmd_plan, "show the plan: per node the primitive, layouts, workspace and predicted time"),
     "pareto": (cmd_pareto, "the memory-latency frontier"),
     "report": (cmd_report, "one self-contained HTML page (and PNGs): the plan, the arena over time, the frontier"),
-    "profile": (cmd_profile, "measure every candidate the network needs (cache misses only)"),
+    "profile": (cmd_profile, "measure every candidate the network needs (cache misses only); --plan: the emitted "
+                             "program's per-layer times against the plan's"),
+    "verify": (cmd_verify, "build if needed, run the emitted program on an input and compare it with ONNX Runtime"),
     "costs": (cmd_costs, "export the cost cache of the spec's target to CSV, or import a CSV (e.g. from a device)"),
     "primitives": (cmd_primitives, "list the primitive library"),
     "check": (cmd_check, "validate the spec and the model without building"),
@@ -529,6 +603,23 @@ def parser() -> argparse.ArgumentParser:
                            help="write a standalone C program that times the calls on the device, instead")
             p.add_argument("--force", action="store_true", help="with --emit-harness: write into a folder that is "
                            "not empty, overwriting the harness files in it")
+            p.add_argument("--plan", action="store_true", help="instead: build if needed, run the emitted program "
+                           "with per-layer timing (make profile) and show measured against predicted per layer")
+            p.add_argument("--runs", type=int, metavar="N", help="with --plan: timed runs per layer (default 100)")
+            p.add_argument("--record", action="store_true", help="with --plan: store the times of layers that are "
+                           "one kernel call in the cost cache, as measurements of those calls")
+        if name == "verify":
+            from tasobuild.verify import DEFAULT_ATOL, DEFAULT_RTOL
+
+            p.add_argument("--input", type=Path, metavar="FILE", help="raw little-endian float32 of the model's input "
+                           "shape (default: a seeded standard-normal input)")
+            p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+            p.add_argument("--no-build", action="store_true", help="verify the project as it is in build.out "
+                           "(say, edited or copied), without building it first")
+            p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                           help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
+            p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                           help=f"relative tolerance, times |reference| (default {DEFAULT_RTOL:g})")
         if name == "costs":
             p.add_argument("action", choices=("export", "import"))
             p.add_argument("file", type=Path, metavar="FILE.csv")

@@ -3,8 +3,10 @@ calls as its kind of tiling renders them (tasobuild.tiling: loops over bands of 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
-from tasobuild.emit.program import Program, Step, Toolchain, WeightArray
+from tasobuild.emit.program import Layer, Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
 from tasobuild.memory import ArenaPlan
 from tasobuild.primitives import KernelCall, Primitive
@@ -38,14 +40,16 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
     def transform_steps(step_index: int) -> None:
         from tasobuild.primitives.transforms import TRANSFORM_SOURCES
 
-        for t in plan.transforms:
+        for k, t in enumerate(plan.transforms):
             if t.step != step_index:
                 continue
             call = transform_calls[(t.tensor, t.from_layout, t.to_layout)]
             ptrs = (("in0", pointer(arena, plan.buffer_of(t.tensor, t.from_layout))),
                     ("out", pointer(arena, plan.buffer_of(t.tensor, t.to_layout))))
             steps.append(Step(f"layout transform of {t.tensor} {graph.shape(t.tensor)}: "
-                              f"{t.from_layout}->{t.to_layout}", ((call, ptrs),)))
+                              f"{t.from_layout}->{t.to_layout}", ((call, ptrs),),
+                              layer=Layer(f"layout transform of {t.tensor} {t.from_layout}->{t.to_layout}",
+                                          transforms=(k,))))
             sources.update(TRANSFORM_SOURCES)
 
     def weight_roles(primitive: Primitive, node: Node, part_graph: Graph, symbol: str) -> dict[str, str]:
@@ -75,7 +79,8 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
                 steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}: runs in the fused group "
                                   f"[{group.label}] below", ()))
             else:  # the last member: every member's weights are known by now
-                steps += group.steps(graph, plan, arena, member_weights)
+                timed_as = Layer(f"fused group {group.label}", nodes=tuple(group.members))
+                steps += [replace(step, layer=timed_as) for step in group.steps(graph, plan, arena, member_weights)]
                 sources.update(group.kernel_sources)
             continue
         roles = weight_roles(cand.primitive, node, graph, f"{name}_l{index}")
@@ -84,7 +89,7 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         if cand.workspace_bytes:
             roles["ws"] = pointer(arena, f"{node.name}:workspace")
         calls = tuple((call, tuple((r, roles[r]) for r in call.args)) for call in cand.calls)
-        steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}", calls))
+        steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}", calls, layer=Layer(node.name, (index,))))
         if calls:
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))

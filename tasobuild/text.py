@@ -5,8 +5,9 @@ only here, they become safe to show: a character that could act (a control chara
 override, a line or paragraph separator, a backslash) is written as `<U+XXXX>`; in a C comment, so are the second
 characters of a comment opener or closer (`/*`, `*/`) and of a trigraph (`??`), so nothing can end the comment,
 start a preprocessor line or splice lines. A very long name is shortened in the middle, saying how much was left
-out. Ordinary names (letters, digits, `_ / . : ; -`, spaces) pass through unchanged, so emitted files stay
-byte-identical for them.
+out. In a C string literal (`c_string`), every byte that is not printable ASCII, and `"`, `\\` and `?`, is an
+octal escape, so the literal holds the terminal-safe text and nothing else. Ordinary names (letters, digits,
+`_ / . : ; -`, spaces) pass through unchanged, so emitted files stay byte-identical for them.
 """
 
 from __future__ import annotations
@@ -68,3 +69,14 @@ def terminal_text(text: str) -> str:
     if not any(_acts(ch) and ch != "\\" for ch in shown):
         return shown  # a backslash does nothing on a terminal (Windows paths)
     return "".join(code_point(ch) if _acts(ch) and ch != "\\" else ch for ch in shown)
+
+
+def c_string(text: str) -> str:
+    """`text` as shown on a terminal (`terminal_text`), as a C string literal: printable ASCII as itself, every
+    other byte of its UTF-8 (and `"`, `\\`, `?`, which could end the literal, escape or start a trigraph) as a
+    three-digit octal escape, which never runs into the character after it."""
+    out = ['"']
+    for byte in terminal_text(text).encode("utf-8"):
+        ch = chr(byte)
+        out.append(ch if 0x20 <= byte < 0x7F and ch not in '"\\?' else f"\\{byte:03o}")
+    return "".join(out) + '"'

@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasobuild.decide", "tasobuild.lower", "tasobuild.device"),
     ("tasobuild.pipeline",),
     ("tasobuild.incremental", "tasobuild.visual"),
+    ("tasobuild.execute", "tasobuild.verify", "tasobuild.layer_profile"),
     ("tasobuild.cli", "tasobuild.__main__"),
 )
 TOP = ("tasobuild",)  # the package itself: __version__ only

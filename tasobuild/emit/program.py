@@ -13,6 +13,17 @@ from tasobuild.primitives import KernelCall
 
 
 @dataclass(frozen=True)
+class Layer:
+    """What per-layer timing (`make profile`, `<name>_main_profile --profile N`) times as one: a node, a layout
+    transform or a fused group, and which of the plan's nodes and transforms it runs (to set its time against
+    their predicted ones)."""
+
+    label: str  # shown to people (a node's name comes from the model: escaped wherever it is written)
+    nodes: tuple[int, ...] = ()  # indices of the network's nodes it runs, in schedule order
+    transforms: tuple[int, ...] = ()  # indices into the plan's layout transforms
+
+
+@dataclass(frozen=True)
 class Step:
     """One layer (or layout transform) of the network: a provenance comment and the kernel calls that run it.
     A step with `repeat` > 1 runs its calls in a loop over `LOOP_VARIABLE` (0 .. repeat-1), which its pointer
@@ -21,6 +32,7 @@ class Step:
     comment: str
     calls: tuple[tuple[KernelCall, tuple[tuple[str, str], ...]], ...]  # (call, role -> C pointer expression)
     repeat: int = 1
+    layer: Layer | None = None  # consecutive steps of one layer are timed together; None: not timed (no calls)
 
 
 LOOP_VARIABLE = "band"
@@ -75,3 +87,25 @@ class Program:
     @property
     def weight_bytes(self) -> int:
         return sum(w.array.nbytes for w in self.weights)
+
+
+@dataclass(frozen=True)
+class TimedLayer:
+    """A layer as per-layer timing sees it: its steps, by index in `Program.steps`."""
+
+    layer: Layer
+    steps: tuple[int, ...]
+
+
+def timed_layers(p: Program) -> tuple[TimedLayer, ...]:
+    """The layers the profiling build times, in order: runs of consecutive steps of one layer that call a kernel
+    (a fused group's deferred members run no call of their own: their time is in the group's)."""
+    runs: list[TimedLayer] = []
+    for index, step in enumerate(p.steps):
+        if step.layer is None or not step.calls:
+            continue
+        if runs and runs[-1].layer == step.layer:
+            runs[-1] = TimedLayer(step.layer, runs[-1].steps + (index,))
+        else:
+            runs.append(TimedLayer(step.layer, (index,)))
+    return tuple(runs)

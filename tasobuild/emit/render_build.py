@@ -67,12 +67,24 @@ all: {p.name}_main
 {p.name}_main: obj/main/{p.name}_main.o lib{p.name}.a
 \t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# `make profile` builds {p.name}_main_profile, the same program with per-layer timing (`--profile N`): the network's
+# file and the runner compiled again with -DTB_PROFILE into obj/profile/. They come before the library on the link
+# line, so the linker takes the network's timed copy and never the library's.
+profile: {p.name}_main_profile
+
+{p.name}_main_profile: obj/profile/main/{p.name}_main.o obj/profile/src/{p.name}.o lib{p.name}.a
+\t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+obj/profile/%.o: %.c
+\t@mkdir -p $(dir $@)
+\t$(CC) $(CPPFLAGS) -DTB_PROFILE $(CFLAGS) -c $< -o $@
+
 {library_rules(p)}
 clean:
-\trm -rf obj lib{p.name}.a {p.name}_main
+\trm -rf obj lib{p.name}.a {p.name}_main {p.name}_main_profile
 
-.PHONY: all clean
--include $(OBJS:.o=.d) obj/main/{p.name}_main.d
+.PHONY: all profile clean
+-include $(OBJS:.o=.d) obj/main/{p.name}_main.d obj/profile/main/{p.name}_main.d obj/profile/src/{p.name}.d
 """
 
 
@@ -103,14 +115,25 @@ target_link_libraries({p.name}_main PRIVATE {p.name})
 """
 
 
+# Timed runs one option may ask for: a typo ("--bench 1e9") is refused rather than left running for hours.
+MAX_RUNS = 1_000_000
+
+
 def render_main(p: Program) -> str:
     up, input_desc = p.name.upper(), comment_text(p.input_desc)
     return f"""/* {GENERATED}
- * Usage: {p.name}_main IN.bin OUT.bin [--bench N]
- * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({input_desc}); OUT.bin receives the output.
+ * Usage: {p.name}_main IN.bin OUT.bin [--bench N] [--profile N]
+ * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({input_desc}); OUT.bin receives the output, and
+ * one line on stdout sums it up: `{p.name}_main: wrote <count> float32 values to OUT.bin; the largest is <value> at
+ * index <i>`.
  * With --bench N, runs N more timed inferences and prints `median_ms: <float>`.
+ * With --profile N (a build with -DTB_PROFILE: `make profile` builds {p.name}_main_profile), runs N more inferences
+ * and prints each layer's median time and interquartile range, `profile_layer: <k> <ms> ms (IQR <ms> ms)  <name>`,
+ * in the order the layers run, then `profile_total: <ms> ms`, the median of the whole runs.
+ * A bad argument is a usage error: a line saying what is expected, exit status 2.
  */
 #define _POSIX_C_SOURCE 199309L
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +141,8 @@ def render_main(p: Program) -> str:
 #include <time.h>
 
 #include "{p.name}.h"
+
+#define MAX_RUNS {MAX_RUNS}L
 
 static unsigned char arena_storage[{up}_ARENA_BYTES + {up}_ARENA_ALIGN];
 static float input[{up}_INPUT_COUNT];
@@ -136,43 +161,131 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }}
 
+/* The median of `count` values (sorts them). */
+static double median(double *values, long count)
+{{
+    qsort(values, (size_t)count, sizeof(double), compare_doubles);
+    return count % 2 ? values[count / 2] : 0.5 * (values[count / 2 - 1] + values[count / 2]);
+}}
+
+static int usage(void)
+{{
+    fprintf(stderr, "usage: {p.name}_main IN.bin OUT.bin [--bench N] [--profile N]\\n");
+    return 2;
+}}
+
+/* The N of `--bench N` or `--profile N`, or -1 (said on stderr) if `text` is not a whole number in 1..MAX_RUNS. */
+static long runs_of(const char *option, const char *text)
+{{
+    char *end;
+    long value;
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (end == text || *end != '\\0' || errno != 0 || value < 1 || value > MAX_RUNS) {{
+        fprintf(stderr, "{p.name}_main: %s takes a whole number of runs from 1 to %ld, got '%s'\\n", option, MAX_RUNS,
+                text);
+        return -1;
+    }}
+    return value;
+}}
+
+#ifdef TB_PROFILE
+static double layer_started[{up}_PROFILE_LAYERS + 1];
+
+void {p.name}_profile_mark(int layer)
+{{
+    layer_started[layer] = now_ms();
+}}
+
+/* Runs `runs` inferences and prints each layer's median time, then the whole run's. */
+static int profile_layers(long runs)
+{{
+    void *arena = (void *)(((uintptr_t)arena_storage + {up}_ARENA_ALIGN - 1) & ~(uintptr_t)({up}_ARENA_ALIGN - 1));
+    double *times = malloc(sizeof(double) * (size_t)runs * ({up}_PROFILE_LAYERS + 1));
+    long r;
+    int k;
+    if (!times) {{ fprintf(stderr, "{p.name}_main: out of memory for %ld runs\\n", runs); return 1; }}
+    for (r = 0; r < runs; ++r) {{
+        {p.name}_infer(input, output, arena);
+        for (k = 0; k < {up}_PROFILE_LAYERS; ++k) times[k * runs + r] = layer_started[k + 1] - layer_started[k];
+        times[{up}_PROFILE_LAYERS * runs + r] = layer_started[{up}_PROFILE_LAYERS] - layer_started[0];
+    }}
+    printf("profile: %d layers, median (and interquartile range) of %ld runs each, in the order they run\\n",
+           {up}_PROFILE_LAYERS, runs);
+    for (k = 0; k < {up}_PROFILE_LAYERS; ++k) {{
+        double *layer = times + k * runs;
+        double middle = median(layer, runs);  /* sorts the layer's times */
+        printf("profile_layer: %3d %12.6f ms (IQR %.6f ms)  %s\\n", k, middle,
+               layer[(3 * runs) / 4] - layer[runs / 4], {p.name}_profile_layer_names[k]);
+    }}
+    printf("profile_total: %.6f ms\\n", median(times + {up}_PROFILE_LAYERS * runs, runs));
+    free(times);
+    return 0;
+}}
+#endif
+
 int main(int argc, char **argv)
 {{
     void *arena = (void *)(((uintptr_t)arena_storage + {up}_ARENA_ALIGN - 1) & ~(uintptr_t)({up}_ARENA_ALIGN - 1));
     FILE *f;
-    long bench = 0;
-    if (argc == 5 && strcmp(argv[3], "--bench") == 0) bench = strtol(argv[4], NULL, 10);
-    if ((argc != 3 && argc != 5) || bench < 0) {{
-        fprintf(stderr, "usage: %s IN.bin OUT.bin [--bench N]\\n", argv[0]);
+    long bench = 0, profile = 0;
+    int i, top;
+    if (argc < 3 || argv[1][0] == '-' || argv[2][0] == '-') return usage();
+    for (i = 3; i < argc; i += 2) {{
+        long *runs = strcmp(argv[i], "--bench") == 0 ? &bench : strcmp(argv[i], "--profile") == 0 ? &profile : NULL;
+        if (!runs) {{
+            fprintf(stderr, "{p.name}_main: unknown argument '%s'\\n", argv[i]);
+            return usage();
+        }}
+        if (i + 1 == argc) {{
+            fprintf(stderr, "{p.name}_main: %s needs a number of runs\\n", argv[i]);
+            return usage();
+        }}
+        if ((*runs = runs_of(argv[i], argv[i + 1])) < 0) return usage();
+    }}
+#ifndef TB_PROFILE
+    if (profile) {{
+        fprintf(stderr, "{p.name}_main: --profile: this program was built without per-layer timing; `make profile` "
+                        "builds {p.name}_main_profile, which has it\\n");
         return 2;
     }}
+#endif
     f = fopen(argv[1], "rb");
-    if (!f) {{ fprintf(stderr, "%s: cannot open %s\\n", argv[0], argv[1]); return 1; }}
+    if (!f) {{ fprintf(stderr, "{p.name}_main: cannot open %s\\n", argv[1]); return 1; }}
     if (fread(input, sizeof(float), {up}_INPUT_COUNT, f) != {up}_INPUT_COUNT || fgetc(f) != EOF) {{
-        fprintf(stderr, "%s: %s must hold exactly %d float32 values\\n", argv[0], argv[1], {up}_INPUT_COUNT);
+        fprintf(stderr, "{p.name}_main: %s must hold exactly %d float32 values\\n", argv[1], {up}_INPUT_COUNT);
         fclose(f);
         return 1;
     }}
     fclose(f);
-    if ({p.name}_infer(input, output, arena) != 0) {{ fprintf(stderr, "%s: inference failed\\n", argv[0]); return 1; }}
-    f = fopen(argv[2], "wb");
-    if (!f || fwrite(output, sizeof(float), {up}_OUTPUT_COUNT, f) != {up}_OUTPUT_COUNT || fclose(f) != 0) {{
-        fprintf(stderr, "%s: cannot write %s\\n", argv[0], argv[2]);
+    if ({p.name}_infer(input, output, arena) != 0) {{
+        fprintf(stderr, "{p.name}_main: inference failed\\n");
         return 1;
     }}
+    f = fopen(argv[2], "wb");
+    if (!f || fwrite(output, sizeof(float), {up}_OUTPUT_COUNT, f) != {up}_OUTPUT_COUNT || fclose(f) != 0) {{
+        fprintf(stderr, "{p.name}_main: cannot write %s\\n", argv[2]);
+        return 1;
+    }}
+    for (top = 0, i = 1; i < {up}_OUTPUT_COUNT; ++i)
+        if (output[i] > output[top]) top = i;
+    printf("{p.name}_main: wrote %d float32 values to %s; the largest is %g at index %d\\n", {up}_OUTPUT_COUNT,
+           argv[2], (double)output[top], top);
     if (bench > 0) {{
         double *times = malloc(sizeof(double) * (size_t)bench);
-        long i;
-        if (!times) return 1;
-        for (i = 0; i < bench; ++i) {{
+        long r;
+        if (!times) {{ fprintf(stderr, "{p.name}_main: out of memory for %ld runs\\n", bench); return 1; }}
+        for (r = 0; r < bench; ++r) {{
             double start = now_ms();
             {p.name}_infer(input, output, arena);
-            times[i] = now_ms() - start;
+            times[r] = now_ms() - start;
         }}
-        qsort(times, (size_t)bench, sizeof(double), compare_doubles);
-        printf("median_ms: %.6f\\n", bench % 2 ? times[bench / 2] : 0.5 * (times[bench / 2 - 1] + times[bench / 2]));
+        printf("median_ms: %.6f\\n", median(times, bench));
         free(times);
     }}
+#ifdef TB_PROFILE
+    if (profile > 0 && profile_layers(profile) != 0) return 1;
+#endif
     return 0;
 }}
 """
