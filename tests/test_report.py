@@ -188,6 +188,9 @@ def test_every_json_output_has_a_version_and_fits_the_schema(bundled: Path) -> N
     exported = json.loads(tasobuild("costs", "export", str(bundled.parent / "c.csv"), "-c", str(bundled),
                                     "--json").stdout)
     assert exported["version"] == 1 and exported["target"] == "host"
+    verified = json.loads(tasobuild("verify", "-c", str(bundled), "--json").stdout)
+    assert verified["passed"] and verified["errors"]["count"] == 12  # DS-CNN's 12 classes
+    assert_valid(verified, "verify")
 
 
 def test_json_errors_are_objects_on_stdout(bundled: Path) -> None:
