@@ -139,9 +139,13 @@ static void dw_hwc_generic(const tb_conv *p, const float *restrict in, const flo
  * the block's nine tap weights held in registers, DW_PX output pixels along W at once so the stride-1 path loads
  * each input pixel once for three taps. Sums start from the bias (or the output when accumulating) and get the
  * activation in registers: one store per output vector. */
-typedef float tb_v16 __attribute__((vector_size(64)));
-typedef int tb_vi16 __attribute__((vector_size(64)));
+#if defined(__ARM_NEON) && !defined(__aarch64__)
+#define DW_CB 4 /* 32-bit NEON has 16 q registers: one each for the 9 weights, 4 sums and an input, 4 channels wide */
+#else
 #define DW_CB 16
+#endif
+typedef float tb_v16 __attribute__((vector_size(4 * DW_CB)));
+typedef int tb_vi16 __attribute__((vector_size(4 * DW_CB)));
 #define DW_PX 4
 
 /* Vectors never cross a function boundary by value (that would tie the ABI to the vector ISA): macros and

@@ -41,6 +41,10 @@ class Board(BaseModel):
     vector_table: int | None = Field(None, strict=True, ge=0)
     """Where the core reads its vector table on reset, if not at flash_origin."""
 
+    harness_ram: Size | None = Field(None, gt=0)
+    """The board's own RAM at ram_origin, if larger than the device's: the emulated profiling harness may use it all
+    (on the device a call's weights sit in flash; in the harness every buffer is in RAM)."""
+
 
 class TargetFile(BaseModel):
     """The keys of a target TOML."""

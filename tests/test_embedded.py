@@ -25,8 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasobuild.costs.provenance import HOST_MODEL
-from tasobuild.target import Target, load_target
+from tasobuild.costs.cache import Cost, CostCache
+from tasobuild.costs.emulated import board_of, count_calls, emulated_fingerprint, instructions, to_costs
+from tasobuild.costs.provenance import EMULATED, HOST_MODEL, describe, source_of
+from tasobuild.primitives import KernelCall
+from tasobuild.target import Target, host_fingerprint, load_target
 from tests.e2e import assert_matches, run_binary, tasobuild, wrap_binary, write_target_spec
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
@@ -261,3 +264,66 @@ def test_cross_target_costs_say_they_are_the_host_models(tmp_path: Path) -> None
     shutil.rmtree(tmp_path / "out")
     tasobuild("build", "-c", str(spec), "--frozen")  # the labels read back
     assert lock_path.read_bytes() == text and (tmp_path / "out" / "Makefile").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ emulated costs
+
+
+def test_emulated_counts_become_milliseconds_at_the_targets_clock() -> None:
+    """Hand-checked: 800 instructions in 20 ticks calibrate 40 per tick; 100 ticks over 2 runs are 2,000
+    instructions a run, which at 100 MHz take 0.02 ms."""
+    costs = to_costs([["calibration", "800", "20"], ["tb_add", "n=4", "100", "2"]], clock_mhz=100)
+    assert costs == {"tb_add(n=4)": Cost(0.02, 0.0, 1, "emulated")}
+    assert instructions(costs["tb_add(n=4)"], 100) == pytest.approx(2000)
+    assert describe("emulated", True) == EMULATED and source_of(EMULATED) == "emulated"
+
+
+def _add(n: int) -> KernelCall:
+    return KernelCall("tb_add", "tb_flat", (("n", n), ("act", 0), ("act_a", 0.0), ("act_b", 0.0)),
+                      ("in0", "in1", "out"), (("in0", 4 * n), ("in1", 4 * n), ("out", 4 * n)))
+
+
+@needs_tools("cortex-m4")
+def test_emulated_counts_are_deterministic_and_grow_with_the_work() -> None:
+    """The same calls counted twice give the same counts; an element-wise add's count grows by the same step per
+    doubling of its length (its loop body is fixed), and one float add is a handful of instructions."""
+    board = board_of(target("cortex-m4"))
+    assert board is not None and board.machine == "mps2-an386" and board.clock_mhz == 180
+    calls = [_add(n) for n in (1024, 2048, 4096)]
+    first, second = count_calls(calls, board), count_calls(calls, board)
+    assert first == second and not first.too_large
+    count = [instructions(first.costs[c.key()], board.clock_mhz) for c in calls]
+    step = count[1] - count[0]
+    assert count[2] - count[1] == pytest.approx(2 * step, rel=0.01)
+    assert 2 <= step / 1024 <= 20, count
+
+
+@needs_tools("cortex-m4")
+def test_profile_on_a_microcontroller_counts_on_its_emulated_board(tmp_path: Path, monkeypatch) -> None:
+    """costs = "profile" on the M4: every call counted under qemu-system-arm, labelled as emulated in the plan,
+    --json and the lock, kept in the cost cache under the emulated board's fingerprint (never the host's), and
+    `--frozen` rebuilds from the lock; the program still matches ONNX Runtime."""
+    monkeypatch.setenv("TASOBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    spec = write_target_spec(tmp_path, ensure_model("ds_cnn_tf"), "cortex-m4", costs="profile", name=NAME,
+                             memory="200 KiB")
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    assert report["profiled"] > 100
+    assert {s for n in report["nodes"] for s in n["cost_source"]} - {"none"} == {EMULATED}
+    lock_path = tmp_path / "taso.lock"
+    assert {row["source"] for row in tomllib.loads(lock_path.read_text())["cost"]} == {EMULATED}
+    assert "are instructions counted on the emulated board" in tasobuild("plan", "-c", str(spec)).stdout
+
+    t = target("cortex-m4")
+    with CostCache(tmp_path / "cache") as cache:
+        fingerprints = {key.fingerprint for key, cost in cache.rows() if cost.source == "emulated"}
+    assert fingerprints == {emulated_fingerprint(t)} and emulated_fingerprint(t) != host_fingerprint(t).digest
+    again = json.loads(tasobuild("build", "-c", str(spec), "--json", "--memory", "199 KiB").stdout)
+    assert again["profiled"] == 0  # all from the cache
+
+    text = lock_path.read_bytes()
+    shutil.rmtree(tmp_path / "out")
+    tasobuild("build", "-c", str(spec), "--frozen", "--memory", "199 KiB")  # the labels read back
+    assert lock_path.read_bytes() == text
+    make(tmp_path / "out")
+    x = random_input(ensure_model("ds_cnn_tf"), seed=0)
+    assert_matches(run_on_board(tmp_path / "out", x), run_onnxruntime(ensure_model("ds_cnn_tf"), x))

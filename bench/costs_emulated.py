@@ -1,0 +1,182 @@
+"""The performance model on the microcontrollers: emulated counts, per-target fine-tuning, accuracy and regret.
+
+    python bench/costs_emulated.py                      # the three M targets, the MLPerf Tiny networks (TF exports)
+    python bench/costs_emulated.py --targets cortex-m4 --networks ds_cnn_tf,resnet8_tf
+    python bench/costs_emulated.py --write-models       # also writes tasobuild/data/cost_model.<target>.json
+
+For each microcontroller target, every candidate call of every network is counted on the target's emulated board
+(costs/emulated.py: qemu-system-arm -icount, through the cost cache, so a rerun counts nothing again). Then, network
+by network, leaving it out:
+
+* accuracy: the shipped (host-trained) model as it is, and fine-tuned (CostModel.fine_tuned, the transfer of Mulder
+  et al.) on the emulated counts of the other networks, predicting the left-out network's calls (those whose key
+  the others do not share): median error and the share within 2x of the count;
+* regret: the plan Z3 makes from each model's predictions, and from the emulated counts themselves (the
+  emulator-profiled plan), under the device's RAM less its stack, each priced by the emulated counts.
+
+--write-models fine-tunes the shipped model on every network's counts and writes it as the target's own model,
+which builds for that target then use ("predicted (target model)").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.costs_data import graph_calls  # noqa: E402
+from tasobuild.costs.cache import Cost, CostCache, kernel_digest  # noqa: E402
+from tasobuild.costs.model import CostModel, Sample  # noqa: E402
+from tasobuild.costs.stage import cost_calls, emulator, predict, shipped_model, target_model_file  # noqa: E402
+from tasobuild.primitives import KernelCall  # noqa: E402
+from tasobuild.target import Target, load_target  # noqa: E402
+
+TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55")
+NETWORKS = ("ds_cnn_tf", "resnet8_tf", "mobilenet_v1_vww_tf", "fc_autoencoder_tf")
+SECTION = "## Emulated costs: the performance model per microcontroller"
+
+
+def counted(target: Target, calls: Sequence[KernelCall]) -> dict[str, Cost]:
+    """The emulated cost of every call that fits the board (from the cache, or counted now)."""
+    from tasobuild.costs.emulated import emulated_fingerprint
+
+    emulate = emulator(target, progress=True)
+    if emulate is None:
+        raise SystemExit(f"{target.name}: needs {target.cc_argv[0]} and qemu-system-arm")
+    with CostCache() as cache:
+        costs = cost_calls("profile", calls, cache, fingerprint=emulated_fingerprint(target),
+                           kernels_digest=kernel_digest(), kernels=None, model=shipped_model(), progress=True,
+                           emulate=emulate).costs
+    return {k: c for k, c in costs.items() if c.source == "emulated"}
+
+
+def network(name: str) -> tuple[object, tuple, tuple, list[KernelCall]]:
+    from tasobuild.candidates import node_candidates, transform_candidates
+    from tasobuild.importer import import_onnx
+    from tests.zoo import ensure_model
+
+    graph = import_onnx(ensure_model(name))
+    return graph, node_candidates(graph), transform_candidates(graph), graph_calls(graph)
+
+
+def errors(model: CostModel, calls: Sequence[KernelCall], truth: dict[str, Cost]) -> dict[str, float]:
+    predicted = model.predict_ms(calls)
+    ratio = np.array([predicted[c.key()] / truth[c.key()].median_ms for c in calls])
+    error = np.abs(np.log2(ratio))
+    return {"median_error": float(2 ** np.median(error) - 1), "within_2x": float(np.mean(error <= 1.0)),
+            "calls": len(calls)}
+
+
+def regret(target: Target, net: tuple, truth: dict[str, Cost], models: dict[str, CostModel]) -> dict[str, float]:
+    from tasobuild.decide import decide, to_problem
+    from tasobuild.solve.plan import evaluate
+
+    graph, nodes, transforms, calls = net
+    budget = (target.ram or 0) - (target.stack or 0)
+    truth_problem = to_problem(graph, nodes, transforms, truth)
+
+    def price(costs: dict[str, Cost]) -> float:
+        plan = decide(to_problem(graph, nodes, transforms, costs), budget, "latency", None, 10.0).plan
+        chosen = {name: (c.primitive, c.layout_in, c.layout_out) for name, c in plan.choices}
+        picks = [next(c for c in node.choices if (c.primitive, c.layout_in, c.layout_out) == chosen[node.name])
+                 for node in truth_problem.nodes]
+        return float(evaluate(truth_problem, picks).predicted_ms)
+
+    ms = {"profiled": price(truth)}
+    for name, model in models.items():
+        ms[name] = price(predict(model, calls))
+    return ms
+
+
+def evaluate_target(target_name: str, networks: Sequence[str], write_model: bool) -> dict:
+    target = load_target(target_name, REPO)
+    host = shipped_model()
+    assert host is not None
+    nets = {name: network(name) for name in networks}
+    truth: dict[str, dict[str, Cost]] = {}
+    for name, net in nets.items():
+        start = time.perf_counter()
+        truth[name] = counted(target, net[3])
+        print(f"# {target_name} {name}: {len(truth[name])} of {len(net[3])} calls counted "
+              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    out: dict = {}
+    for name, net in nets.items():
+        others = [Sample(c, truth[n][c.key()].median_ms) for n, other in nets.items() if n != name
+                  for c in other[3] if c.key() in truth[n]]
+        seen = {s.call.key() for s in others}
+        unseen = [c for c in net[3] if c.key() in truth[name] and c.key() not in seen]
+        tuned = host.fine_tuned(others)
+        if len(truth[name]) < len(net[3]):  # a call too large for the board: no plan can be priced
+            out[name] = {"accuracy": {}, "ms": {}}
+            continue
+        out[name] = {
+            "accuracy": {"host model": errors(host, unseen, truth[name]),
+                         "fine-tuned": errors(tuned, unseen, truth[name])},
+            "ms": regret(target, net, truth[name], {"host model": host, "fine-tuned": tuned}),
+        }
+        print(f"# {target_name} {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
+    if write_model:
+        every = [Sample(c, truth[n][c.key()].median_ms) for n, net in nets.items() for c in net[3]
+                 if c.key() in truth[n]]
+        model = host.fine_tuned(every)
+        target_model_file(target).write_text(model.to_json(), encoding="utf-8")
+        print(f"# wrote {target_model_file(target)} ({len(every)} samples)", file=sys.stderr)
+    return out
+
+
+def markdown(results: dict, command: str) -> str:
+    lines = [SECTION, "",
+             "Every candidate call of the MLPerf Tiny networks (TensorFlow exports) counted on each target's emulated "
+             "board (`qemu-system-arm -icount shift=0`, SysTick; costs/emulated.py), at one instruction per cycle of "
+             "the target's clock. Network by network, left out: the shipped (host-trained) model, and the same "
+             "model fine-tuned on the other networks' counts, predict the left-out network's calls that the others "
+             "do not share (accuracy), and Z3 plans from each under the device's RAM less its stack; each plan is "
+             "priced by the emulated counts against the plan made from the counts themselves (regret).", "",
+             "```sh", command, "```", "",
+             "| target | network | calls | host model: median error | within 2x | fine-tuned: median error | "
+             "within 2x | emulator-profiled plan (ms) | host model plan | regret | fine-tuned plan | regret |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for target, nets in results.items():
+        for net, r in nets.items():
+            if not r["ms"]:
+                lines.append(f"| {target} | {net} | | too large for the board's RAM | | | | | | | | |")
+                continue
+            a, ms = r["accuracy"], r["ms"]
+            h, f = a["host model"], a["fine-tuned"]
+            lines.append(
+                f"| {target} | {net} | {h['calls']} | {h['median_error']:.0%} | {h['within_2x']:.0%} | "
+                f"{f['median_error']:.0%} | {f['within_2x']:.0%} | {ms['profiled']:.2f} | {ms['host model']:.2f} | "
+                f"{ms['host model'] / ms['profiled'] - 1:+.1%} | {ms['fine-tuned']:.2f} | "
+                f"{ms['fine-tuned'] / ms['profiled'] - 1:+.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--networks", default=",".join(NETWORKS))
+    ap.add_argument("--write-models", action="store_true")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the BENCHMARKS.md section here")
+    args = ap.parse_args()
+    command = "python bench/costs_emulated.py" + "".join(
+        f" --{k} {v}" for k, v in (("targets", args.targets), ("networks", args.networks))
+        if v != ",".join(TARGETS if k == "targets" else NETWORKS))
+    results = {t: evaluate_target(t, args.networks.split(","), args.write_models) for t in args.targets.split(",")}
+    text = markdown(results, command)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
