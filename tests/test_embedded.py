@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -29,6 +30,7 @@ from tasobuild.costs.cache import Cost, CostCache
 from tasobuild.costs.emulated import board_of, count_calls, emulated_fingerprint, instructions, to_costs
 from tasobuild.costs.provenance import EMULATED, HOST_MODEL, describe, source_of
 from tasobuild.primitives import KernelCall
+from tasobuild.resources import kernels_dir
 from tasobuild.target import Target, host_fingerprint, load_target
 from tests.e2e import assert_matches, run_binary, tasobuild, wrap_binary, write_target_spec
 from tests.zoo import ensure_model
@@ -327,3 +329,91 @@ def test_profile_on_a_microcontroller_counts_on_its_emulated_board(tmp_path: Pat
     make(tmp_path / "out")
     x = random_input(ensure_model("ds_cnn_tf"), seed=0)
     assert_matches(run_on_board(tmp_path / "out", x), run_onnxruntime(ensure_model("ds_cnn_tf"), x))
+
+
+# ------------------------------------------------------------------------------------------------ SIMD kernels
+
+# The instruction that shows a target's SIMD GEMM micro-kernel was compiled (in gemm.c's assembly): 32-bit NEON's
+# multiply-accumulate by lane, Helium's fused multiply-add by a scalar.
+SIMD_GEMM = {"cortex-a15": re.compile(r"\bvmla\.f32\s+q\d+, q\d+, d\d+\[[01]\]"),
+             "cortex-m55": re.compile(r"\bvfma\.f32\s+q\d+, q\d+, \w+")}
+# ... and the depthwise kernel's vector path: NEON's multiply-accumulate, Helium's multiply (GCC's vectors, which it
+# does not contract with -ffp-contract=off).
+SIMD_DEPTHWISE = {"cortex-a15": re.compile(r"\bvmla\.f32\s+q\d+, q\d+, q\d+"),
+                  "cortex-m55": re.compile(r"\bvmul\.f32\s+q\d+, q\d+, q\d+")}
+GEMM_AND_DEPTHWISE = ("1x1", "im2col", "im2row", "depthwise")
+
+
+def assembly(t: Target, kernel: str, *flags: str) -> str:
+    done = subprocess.run([*t.cc_argv, *t.cflags, *flags, "-I", str(kernels_dir()), "-S", "-o", "-",
+                           str(kernels_dir() / kernel)], capture_output=True, text=True, check=True, timeout=600)
+    return done.stdout
+
+
+def only_gemm_and_depthwise() -> str:
+    """An allow-list that leaves every convolution to the GEMM-based and depthwise families (the SIMD paths)."""
+    listed = json.loads(tasobuild("primitives", "--json").stdout)
+    names = sorted(p["name"] for p in listed if not p["name"].startswith("conv_") or p["family"] in GEMM_AND_DEPTHWISE)
+    return "primitives = [" + ", ".join(f'"{n}"' for n in names) + "]\n"
+
+
+@pytest.mark.parametrize("target_name", [pytest.param(t, marks=needs_tools(t)) for t in SIMD_GEMM])
+def test_simd_gemm_path_is_the_one_compiled(target_name: str) -> None:
+    """The target's flags select its SIMD GEMM micro-kernel (12 multiply-adds per 6x8 half on NEON, 6 per 4-column
+    strip on Helium) and the depthwise kernel's vector path; -DTB_GEMM_SCALAR selects the plain ones, which have
+    neither."""
+    t = target(target_name)
+    assert len(SIMD_GEMM[target_name].findall(assembly(t, "gemm.c"))) >= (12 if target_name == "cortex-a15" else 6)
+    assert not SIMD_GEMM[target_name].findall(assembly(t, "gemm.c", "-DTB_GEMM_SCALAR"))
+    # the 3x3 depthwise kernel's vector path: multiplies of four channels in a q register
+    q_multiplies = SIMD_DEPTHWISE[target_name]
+    assert len(q_multiplies.findall(assembly(t, "conv_depthwise.c"))) >= 9  # the nine taps, at least
+    assert not q_multiplies.findall(assembly(t, "conv_depthwise.c", "-DTB_GEMM_SCALAR"))
+
+
+@pytest.mark.parametrize("target_name", [pytest.param(t, marks=needs_tools(t)) for t in SIMD_GEMM])
+@pytest.mark.parametrize("model", ["ds_cnn_tf", "mobilenet_v1_vww_tf"])
+def test_simd_kernels_match_onnxruntime(model: str, target_name: str, tmp_path: Path) -> None:
+    """Every convolution through the SIMD GEMM or the depthwise kernel (MobileNet's 3x3 depthwise layers in HWC
+    take the vector path on the A15), built for the target, run under its emulator, against ONNX Runtime."""
+    t = target(target_name)
+    spec = write_target_spec(tmp_path, ensure_model(model), target_name, costs="model", name=NAME,
+                             memory="1 MiB" if t.board else "64 MiB", extra=only_gemm_and_depthwise())
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    convs = [n["primitive"] for n in report["nodes"] if n["op"] == "conv"]
+    assert convs and all(p.split("_")[1] in ("1x1", "im2col", "im2row", "depthwise") for p in convs), convs
+    assert any("gemm" in p for p in convs)
+    out_dir = tmp_path / "out"
+    make(out_dir)
+    x = random_input(ensure_model(model), seed=0)
+    if t.board:
+        ours = run_on_board(out_dir, x)
+    else:
+        ours, _ = run_binary(wrap_binary(out_dir / f"{NAME}_main", t.emulator_argv), x, tmp_path)
+    assert_matches(ours, run_onnxruntime(ensure_model(model), x))
+
+
+@needs_tools("cortex-a15")
+def test_arm32_neon_gemm_matches_numpy(tmp_path: Path) -> None:
+    """The 32-bit NEON micro-kernel on the GEMM jobs of tests/test_aarch64.py (every micro-tile and cache-block
+    edge, packed and row-major operands, accumulate, each activation) under qemu-arm, against float64 NumPy."""
+    from tests.test_aarch64 import GEMM_DRIVER, GEMM_JOBS, gemm_data, gemm_reference, job_file
+
+    t = target("cortex-a15")
+    (tmp_path / "driver.c").write_text(GEMM_DRIVER)
+    flags = [*t.cflags, "-Wall", "-Wextra", "-Werror", "-I", str(kernels_dir())]
+    done = subprocess.run([*t.cc_argv, *flags, "driver.c", str(kernels_dir() / "gemm.c"), *t.ldflags, "-o", "gemm"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    datas = [gemm_data(job, seed) for seed, job in enumerate(GEMM_JOBS)]
+    argv = []
+    for job, data in zip(GEMM_JOBS, datas):
+        (tmp_path / f"{job.name}.job").write_bytes(job_file(job, data))
+        argv += [f"{job.name}.job", f"{job.name}.out"]
+    subprocess.run([*t.emulator_argv, "./gemm", *argv], cwd=tmp_path, check=True, timeout=300)
+    for job, data in zip(GEMM_JOBS, datas):
+        got = np.fromfile(tmp_path / f"{job.name}.out", "<f4").reshape(data.c.shape).astype(np.float64)
+        expected, bound = gemm_reference(job, data)
+        assert np.all(np.abs(got - expected) <= bound), job.name
+        outside = bound == 0
+        assert np.array_equal(got[outside], data.c.astype(np.float64)[outside]), job.name
