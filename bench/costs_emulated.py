@@ -2,7 +2,7 @@
 
     python bench/costs_emulated.py                      # the three M targets, the MLPerf Tiny networks (TF exports)
     python bench/costs_emulated.py --targets cortex-m4 --networks ds_cnn_tf,resnet8_tf
-    python bench/costs_emulated.py --write-models       # also writes tasobuild/data/cost_model.<target>.json
+    python bench/costs_emulated.py --write-calibrations # also writes tasobuild/data/cost_calibration.<target>.json
 
 For each microcontroller target, every candidate call of every network is counted on the target's emulated board
 (costs/emulated.py: qemu-system-arm -icount, through the cost cache, so a rerun counts nothing again). Then, network
@@ -12,10 +12,12 @@ by network, leaving it out:
   et al.) on the emulated counts of the other networks, predicting the left-out network's calls (those whose key
   the others do not share): median error and the share within 2x of the count;
 * regret: the plan Z3 makes from each model's predictions, and from the emulated counts themselves (the
-  emulator-profiled plan), under the device's RAM less its stack, each priced by the emulated counts.
+  emulator-profiled plan), under the device's RAM less its stack, each priced by the emulated counts;
+* SIMD (the M55): the emulator-profiled plan with the Helium kernels and with the plain C ones.
 
---write-models fine-tunes the shipped model on every network's counts and writes it as the target's own model,
-which builds for that target then use ("predicted (target model)").
+--write-calibrations fine-tunes the shipped model on every network's counts and writes the calibration (a few
+hundred bytes: offset, slope, per-function offsets) as the target's own, which builds for that target then apply
+to the shipped model ("predicted (target model)").
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ if str(REPO) not in sys.path:
 from bench.costs_data import graph_calls  # noqa: E402
 from tasobuild.costs.cache import Cost, CostCache, kernel_digest  # noqa: E402
 from tasobuild.costs.model import CostModel, Sample  # noqa: E402
-from tasobuild.costs.stage import cost_calls, emulator, predict, shipped_model, target_model_file  # noqa: E402
+from tasobuild.costs.stage import cost_calls, emulator, predict, shipped_model, target_calibration_file  # noqa: E402
 from tasobuild.primitives import KernelCall  # noqa: E402
 from tasobuild.target import Target, load_target  # noqa: E402
 
 TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55")
+SIMD_TARGETS = ("cortex-m55",)  # the microcontrollers with SIMD kernels (Helium)
 NETWORKS = ("ds_cnn_tf", "resnet8_tf", "mobilenet_v1_vww_tf", "fc_autoencoder_tf")
 SECTION = "## Emulated costs: the performance model per microcontroller"
 
@@ -68,12 +71,47 @@ def network(name: str) -> tuple[object, tuple, tuple, list[KernelCall]]:
     return graph, node_candidates(graph), transform_candidates(graph), graph_calls(graph)
 
 
+def ranks(values: Sequence[float]) -> np.ndarray:
+    return np.argsort(np.argsort(np.asarray(values), kind="stable"), kind="stable").astype(float)
+
+
+def layer_rank(predicted: dict[str, float], calls: Sequence[KernelCall], truth: dict[str, Cost]) -> float:
+    """Mean Spearman correlation, over the layers with 3 or more alternatives (calls of one struct and parameters),
+    of the predicted and counted orders: what choosing a primitive needs, whatever the scale."""
+    layers: dict[tuple, list[KernelCall]] = {}
+    for c in calls:
+        layers.setdefault((c.struct, c.params), []).append(c)
+    correlations = []
+    for group in layers.values():
+        if len(group) >= 3:
+            a = ranks([predicted[c.key()] for c in group])
+            b = ranks([truth[c.key()].median_ms for c in group])
+            if a.std() > 0 and b.std() > 0:
+                correlations.append(float(np.corrcoef(a, b)[0, 1]))
+    return float(np.mean(correlations)) if correlations else float("nan")
+
+
 def errors(model: CostModel, calls: Sequence[KernelCall], truth: dict[str, Cost]) -> dict[str, float]:
     predicted = model.predict_ms(calls)
     ratio = np.array([predicted[c.key()] / truth[c.key()].median_ms for c in calls])
     error = np.abs(np.log2(ratio))
     return {"median_error": float(2 ** np.median(error) - 1), "within_2x": float(np.mean(error <= 1.0)),
-            "calls": len(calls)}
+            "layer_rank": layer_rank(predicted, calls, truth), "calls": len(calls)}
+
+
+def simd_speedup(target_name: str, networks: Sequence[str]) -> dict:
+    """The emulator-profiled plan of each network with the target's SIMD kernels and with the plain C ones
+    (-DTB_GEMM_SCALAR), both priced by their own counts."""
+    target = load_target(target_name, REPO)
+    plain = target.model_copy(update={"cflags": (*target.cflags, "-DTB_GEMM_SCALAR")})
+    out = {}
+    for name in networks:
+        net = network(name)
+        ms = {label: regret(t, net, counted(t, net[3]), {})["profiled"]
+              for label, t in (("simd", target), ("plain", plain))}
+        out[name] = {**ms, "clock_mhz": target.clock_mhz}
+        print(f"# simd {target_name} {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
+    return out
 
 
 def regret(target: Target, net: tuple, truth: dict[str, Cost], models: dict[str, CostModel]) -> dict[str, float]:
@@ -97,7 +135,7 @@ def regret(target: Target, net: tuple, truth: dict[str, Cost], models: dict[str,
     return ms
 
 
-def evaluate_target(target_name: str, networks: Sequence[str], write_model: bool) -> dict:
+def evaluate_target(target_name: str, networks: Sequence[str], write_calibration: bool) -> dict:
     target = load_target(target_name, REPO)
     host = shipped_model()
     assert host is not None
@@ -124,12 +162,15 @@ def evaluate_target(target_name: str, networks: Sequence[str], write_model: bool
             "ms": regret(target, net, truth[name], {"host model": host, "fine-tuned": tuned}),
         }
         print(f"# {target_name} {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
-    if write_model:
+    if write_calibration:
         every = [Sample(c, truth[n][c.key()].median_ms) for n, net in nets.items() for c in net[3]
                  if c.key() in truth[n]]
-        model = host.fine_tuned(every)
-        target_model_file(target).write_text(model.to_json(), encoding="utf-8")
-        print(f"# wrote {target_model_file(target)} ({len(every)} samples)", file=sys.stderr)
+        path = target_calibration_file(target)
+        document = {"calibration": host.fine_tuned(every).calibration.to_dict(),
+                    "trained_on": {"costs": "emulated (qemu icount)", "networks": sorted(nets), "samples": len(every),
+                                   "target": target.name}}
+        path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"# wrote {path} ({len(every)} samples)", file=sys.stderr)
     return out
 
 
@@ -142,10 +183,10 @@ def markdown(results: dict, command: str) -> str:
              "do not share (accuracy), and Z3 plans from each under the device's RAM less its stack; each plan is "
              "priced by the emulated counts against the plan made from the counts themselves (regret).", "",
              "```sh", command, "```", "",
-             "| target | network | calls | host model: median error | within 2x | fine-tuned: median error | "
-             "within 2x | emulator-profiled plan (ms) | host model plan | regret | fine-tuned plan | regret |",
+             "| target | network | calls | host model: layer rank | fine-tuned: median error | within 2x | "
+             "layer rank | emulator-profiled plan (ms) | host model plan | regret | fine-tuned plan | regret |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for target, nets in results.items():
+    for target, nets in results.get("models", {}).items():
         for net, r in nets.items():
             if not r["ms"]:
                 lines.append(f"| {target} | {net} | | too large for the board's RAM | | | | | | | | |")
@@ -153,10 +194,21 @@ def markdown(results: dict, command: str) -> str:
             a, ms = r["accuracy"], r["ms"]
             h, f = a["host model"], a["fine-tuned"]
             lines.append(
-                f"| {target} | {net} | {h['calls']} | {h['median_error']:.0%} | {h['within_2x']:.0%} | "
-                f"{f['median_error']:.0%} | {f['within_2x']:.0%} | {ms['profiled']:.2f} | {ms['host model']:.2f} | "
+                f"| {target} | {net} | {h['calls']} | {h['layer_rank']:.2f} | {f['median_error']:.0%} | "
+                f"{f['within_2x']:.0%} | {f['layer_rank']:.2f} | {ms['profiled']:.2f} | {ms['host model']:.2f} | "
                 f"{ms['host model'] / ms['profiled'] - 1:+.1%} | {ms['fine-tuned']:.2f} | "
                 f"{ms['fine-tuned'] / ms['profiled'] - 1:+.1%} |")
+    if results.get("simd"):
+        lines += ["", "SIMD: the emulator-profiled plan with the target's SIMD kernels (Helium on the M55: the GEMM "
+                  "micro-kernel and the 3x3 depthwise path) and with the plain C ones (`-DTB_GEMM_SCALAR`), each "
+                  "planned and priced by its own counts (million instructions, at one per cycle):", "",
+                  "| target | network | plain C (M instr.) | SIMD (M instr.) | fewer instructions |",
+                  "|---|---|---:|---:|---:|"]
+        for target, nets in results["simd"].items():
+            for net, r in nets.items():
+                scale = r["clock_mhz"] * 1e-3  # ms -> million instructions
+                lines.append(f"| {target} | {net} | {r['plain'] * scale:.2f} | {r['simd'] * scale:.2f} | "
+                             f"{r['plain'] / r['simd']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,13 +216,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--networks", default=",".join(NETWORKS))
-    ap.add_argument("--write-models", action="store_true")
+    ap.add_argument("--write-calibrations", action="store_true",
+                    help="write tasobuild/data/cost_calibration.<target>.json: the calibration builds use")
     ap.add_argument("--markdown", type=Path, default=None, help="write the BENCHMARKS.md section here")
     args = ap.parse_args()
     command = "python bench/costs_emulated.py" + "".join(
         f" --{k} {v}" for k, v in (("targets", args.targets), ("networks", args.networks))
         if v != ",".join(TARGETS if k == "targets" else NETWORKS))
-    results = {t: evaluate_target(t, args.networks.split(","), args.write_models) for t in args.targets.split(",")}
+    networks = args.networks.split(",")
+    results = {"models": {t: evaluate_target(t, networks, args.write_calibrations) for t in args.targets.split(",")},
+               "simd": {t: simd_speedup(t, networks) for t in args.targets.split(",") if t in SIMD_TARGETS}}
     text = markdown(results, command)
     print(text)
     if args.markdown:

@@ -79,7 +79,8 @@ class TargetFile(BaseModel):
     """RAM the program keeps for its stack (microcontrollers): counted with the arena against `ram`."""
 
     clock_mhz: int | None = Field(None, strict=True, gt=0)
-    """The core's clock, in MHz (for people reading `tasobuild targets`)."""
+    """The core's clock, in MHz: a microcontroller's instruction counts on its emulated board become time at this
+    clock (elsewhere it is for people reading `tasobuild targets`)."""
 
     board: Board | None = None
     """Microcontrollers: the emulated board the program is linked for and run on (bare metal, semihosting)."""
@@ -109,7 +110,9 @@ class Target(TargetFile):
         """The settings a plan depends on, sorted: what the lockfile records (not the file's location
         or its description, so moving the file or rewording it does not invalidate a lock)."""
         unset = set() if self.emulator else {"emulator"}  # so a target without one keeps its digest
-        settings = self.model_dump(mode="json", exclude={"source", "description", *_DOCUMENTATION_ONLY, *unset})
+        # a microcontroller's emulated costs are its counts at clock_mhz: there the clock is not documentation
+        documentation = _DOCUMENTATION_ONLY - ({"clock_mhz"} if self.board is not None else set())
+        settings = self.model_dump(mode="json", exclude={"source", "description", *documentation, *unset})
         return {key: settings[key] for key in sorted(settings) if settings[key] is not None}
 
     @property

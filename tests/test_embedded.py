@@ -28,7 +28,8 @@ import pytest
 
 from tasobuild.costs.cache import Cost, CostCache
 from tasobuild.costs.emulated import board_of, count_calls, emulated_fingerprint, instructions, to_costs
-from tasobuild.costs.provenance import EMULATED, HOST_MODEL, describe, source_of
+from tasobuild.costs.provenance import EMULATED, HOST_MODEL, TARGET_MODEL, describe, source_of
+from tasobuild.costs.stage import has_target_model
 from tasobuild.primitives import KernelCall
 from tasobuild.resources import kernels_dir
 from tasobuild.target import Target, host_fingerprint, load_target
@@ -251,17 +252,29 @@ def test_a_target_without_ram_needs_a_budget(tmp_path: Path) -> None:
     assert "constraints.memory is not set and target 'host' states no RAM" in refused.stderr
 
 
-@needs_tools("cortex-m55")
+@needs_tools("cortex-a15")
 def test_cross_target_costs_say_they_are_the_host_models(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, "ds_cnn_tf", "cortex-m55")
+    """The A15 has no calibration of its own: its predictions are the host model's, and say so."""
+    spec = write_target_spec(tmp_path, ensure_model("ds_cnn_tf"), "cortex-a15", costs="model", name=NAME)
     report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
     assert {s for n in report["nodes"] for s in n["cost_source"]} - {"none"} == {HOST_MODEL}
+    assert f"times '{HOST_MODEL}' are the host's" in tasobuild("plan", "-c", str(spec)).stdout
+
+
+@needs_tools("cortex-m55")
+def test_microcontroller_predictions_say_they_are_the_targets_model(tmp_path: Path) -> None:
+    """The built-in microcontrollers ship a calibration to their emulated counts: "predicted (target model)" in
+    --json, the lock and the plan, read back by --frozen."""
+    assert has_target_model(target("cortex-m55"))
+    spec = write_spec(tmp_path, "ds_cnn_tf", "cortex-m55")
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    assert {s for n in report["nodes"] for s in n["cost_source"]} - {"none"} == {TARGET_MODEL}
     lock_path = tmp_path / "taso.lock"
     lock = tomllib.loads(lock_path.read_text())
-    assert {row["source"] for row in lock["cost"]} == {HOST_MODEL}
+    assert {row["source"] for row in lock["cost"]} == {TARGET_MODEL}
     assert lock["plan"]["target_ram_bytes"] == 1024 ** 2 and lock["plan"]["ram_bytes"] <= 1024 ** 2
     table = tasobuild("plan", "-c", str(spec)).stdout
-    assert f"times '{HOST_MODEL}' are the host's" in table
+    assert f"times '{TARGET_MODEL}' are the performance model's, calibrated to this target's counts" in table
     text = lock_path.read_bytes()
     shutil.rmtree(tmp_path / "out")
     tasobuild("build", "-c", str(spec), "--frozen")  # the labels read back

@@ -15,10 +15,11 @@ Every cost says where it came from (Cost.source: measured | imported | predicted
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey, kernel_digest
 from tasobuild.costs.features import FEATURE_VERSION
-from tasobuild.costs.model import CostModel, Sample
+from tasobuild.costs.model import Calibration, CostModel, Sample
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
@@ -77,11 +78,6 @@ def shipped_model() -> CostModel | None:
     path = data_dir() / MODEL_FILE
     if not path.is_file():
         return None
-    return _read_model(path)
-
-
-@functools.cache
-def _read_model(path: Path) -> CostModel:
     try:
         model = CostModel.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, KeyError, TypeError) as e:
@@ -160,21 +156,32 @@ def emulator(target: Target, progress: bool) -> Emulate | None:
     return emulate
 
 
-def target_model_file(target: Target) -> Path:
-    """The performance model fine-tuned to a built-in target's emulated counts (bench/costs_emulated.py)."""
-    return data_dir() / f"cost_model.{target.name}.json"
+def target_calibration_file(target: Target) -> Path:
+    """A built-in target's own calibration of the shipped model, fitted to its emulated counts (the transfer of
+    Mulder et al.; bench/costs_emulated.py --write-calibrations)."""
+    return data_dir() / f"cost_calibration.{target.name}.json"
 
 
 def has_target_model(target: Target) -> bool:
-    return target.source.parent == targets_dir() and target_model_file(target).is_file()
+    return target.source.parent == targets_dir() and target_calibration_file(target).is_file()
 
 
 def model_for(target: Target) -> CostModel | None:
-    """The model that predicts `target`'s costs: its own (the shipped model calibrated to its emulated counts) if
-    tasobuild ships one, else the shipped model."""
-    if has_target_model(target):
-        return _read_model(target_model_file(target))
-    return shipped_model()
+    """The model that predicts `target`'s costs: the shipped model with the target's own calibration if tasobuild
+    ships one, else the shipped model as it is."""
+    model = shipped_model()
+    if model is None or not has_target_model(target):
+        return model
+    return replace(model, calibration=_calibration(target_calibration_file(target)))
+
+
+@functools.cache
+def _calibration(path: Path) -> Calibration:
+    try:
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8"))["calibration"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: the shipped calibration cannot be read ({e}); reinstall tasobuild or regenerate "
+                        f"it with bench/costs_emulated.py --write-calibrations") from None
 
 
 def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fingerprint: str, kernels_digest: str,
