@@ -8,7 +8,13 @@
   untiled: the build says so in one line, and with fused tiling it fits and runs.
 * Linux boards: the hosted runner, cross-compiled, under qemu-user with the same arguments as on the host.
 * A plan larger than the device is refused in one line, the previous outputs intact; a cross target's predicted
-  costs say they are the host model's, and `--frozen` rebuilds from such a lock.
+  costs say they are the host model's, a microcontroller's its own calibrated model's, and `--frozen` rebuilds from
+  such a lock.
+* Emulated costs: instruction counts on the emulated board (qemu-system-arm -icount), hand-checked conversion,
+  deterministic and growing with the work; `costs = "profile"` on the M4 counts every call, labelled as emulated and
+  cached apart from the host's times.
+* SIMD: the A15's 32-bit NEON and the M55's Helium GEMM and depthwise paths are the ones compiled; the NEON GEMM
+  against NumPy; GEMM- and depthwise-only plans against ONNX Runtime on both.
 Each group skips, naming the Debian packages, when its compiler or emulator is missing (.ci/run installs them).
 """
 
