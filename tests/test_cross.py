@@ -4,8 +4,8 @@ DESIGN: the library part of the emitted project (not the `<name>_main` runner) u
 that change. Here the real arm-none-eabi-gcc compiles it with the target's flags plus -Wall -Wextra, binutils list
 what it needs from outside (only libm and compiler helpers) and its writable data (none), and a bare-metal program
 links the whole library against newlib's nosys stubs. The M4 cannot run kernels here, so its costs come from the
-performance model calibrated to its emulated counts (or are counted on its emulated board: "auto"). Skipped when the cross toolchain is missing (.ci/run installs gcc-arm-none-eabi and
-libnewlib-arm-none-eabi).
+performance model calibrated to its emulated counts (or are counted on its emulated board: "auto"). Skipped when
+the cross toolchain is missing (.ci/run installs gcc-arm-none-eabi and libnewlib-arm-none-eabi).
 """
 
 from __future__ import annotations
