@@ -174,6 +174,79 @@ def evaluate_target(target_name: str, networks: Sequence[str], write_calibration
     return out
 
 
+WHOLE_C = """/* The emitted library's net_run, counted whole on the emulated board (bench/costs_emulated.py). */
+#include <stdint.h>
+#include "net.h"
+#include "semihosting.h"
+%(ticks)s
+static unsigned char arena_storage[NET_ARENA_BYTES + NET_ARENA_ALIGN];
+static char line[128];
+
+int main(void)
+{
+    void *arena = (void *)(((uintptr_t)arena_storage + NET_ARENA_ALIGN - 1) & ~(uintptr_t)(NET_ARENA_ALIGN - 1));
+    float *x = net_input(arena);
+    uint32_t seed = 12345u, i;
+    uint64_t start, calibration, spent;
+    long file = sh_open("whole.csv", SH_OPEN_WRITE_BINARY);
+    char *at;
+    for (i = 0; i < NET_INPUT_COUNT; i++) {
+        seed = seed * 1103515245u + 12345u;
+        x[i] = (float)((seed >> 8) & 0xFFFFu) / 32768.0f - 1.0f;
+    }
+    start_ticks();
+    start = ticks();
+    spin(1u << 22);
+    calibration = ticks() - start;
+    start = ticks();
+    if (net_run(arena) != 0) return 1;
+    spent = ticks() - start;
+    at = put_number(put_text(put_number(put_text(line, "calibration,"), 2ull << 22), ","), calibration);
+    at = put_number(put_text(at, "\\nwhole,"), spent);
+    *at++ = '\\n';
+    return sh_write(file, line, (unsigned long)(at - line)) == 0 && sh_close(file) == 0 ? 0 : 1;
+}
+"""
+
+
+def whole_network(target_name: str, networks: Sequence[str]) -> dict:
+    """Do per-call counts add up? Each network built with costs = "profile" (every call counted) and no budget
+    (the device's RAM), its library linked with a main that counts net_run whole on the emulated board: the plan's
+    predicted time (the sum of its calls' counts) against the whole run's count."""
+    import subprocess
+    import tempfile
+
+    from tasobuild.costs.emulated import ICOUNT, QEMU, TICKS
+    from tests.e2e import tasobuild
+    from tests.test_embedded import write_spec
+
+    target = load_target(target_name, REPO)
+    board = target.board
+    assert board is not None and target.clock_mhz is not None
+    out = {}
+    for name in networks:
+        with tempfile.TemporaryDirectory(prefix="tasobuild-whole-") as tmp:
+            work = Path(tmp)
+            spec = write_spec(work, name, target_name)
+            spec.write_text(spec.read_text().replace('costs = "model"', 'costs = "profile"'))
+            report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+            project = work / "out"
+            subprocess.run(["make", "-s", "-C", str(project), "libnet.a"], check=True, capture_output=True)
+            (work / "whole.c").write_text(WHOLE_C % {"ticks": TICKS})
+            subprocess.run([*target.cc_argv, *target.cflags, "-I", str(project / "include"), "-I",
+                            str(project / "main"), "-nostartfiles", "-T", str(project / "main" / f"{board.machine}.ld"),
+                            "-o", "whole.elf", "whole.c", str(project / "main" / "startup.c"),
+                            str(project / "libnet.a"), *target.ldflags], cwd=work, check=True, capture_output=True)
+            subprocess.run([QEMU, "-M", board.machine, "-nographic", "-semihosting-config", "enable=on,target=native",
+                            *ICOUNT, "-kernel", "whole.elf"], cwd=work, check=True, capture_output=True, timeout=1800)
+            rows = dict(line.split(",", 1) for line in (work / "whole.csv").read_text().splitlines())
+            instructions, ticks = (int(v) for v in rows["calibration"].split(","))
+            counted_ms = int(rows["whole"]) * instructions / ticks / (target.clock_mhz * 1e3)
+        out[name] = {"predicted_ms": report["predicted_ms"], "counted_ms": counted_ms}
+        print(f"# whole {target_name} {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
+    return out
+
+
 def markdown(results: dict, command: str) -> str:
     lines = [SECTION, "",
              "Every candidate call of the MLPerf Tiny networks (TensorFlow exports) counted on each target's emulated "
@@ -212,6 +285,17 @@ def markdown(results: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def whole_markdown(results: dict, command: str) -> str:
+    lines = ["```sh", command, "```", "",
+             "| target | network | predicted: the sum of its calls' counts (ms) | net_run counted whole (ms) | "
+             "difference |", "|---|---|---:|---:|---:|"]
+    for target, nets in results.items():
+        for net, r in nets.items():
+            lines.append(f"| {target} | {net} | {r['predicted_ms']:.3f} | {r['counted_ms']:.3f} | "
+                         f"{r['predicted_ms'] / r['counted_ms'] - 1:+.2%} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
@@ -219,11 +303,15 @@ def main() -> int:
     ap.add_argument("--write-calibrations", action="store_true",
                     help="write tasobuild/data/cost_calibration.<target>.json: the calibration builds use")
     ap.add_argument("--markdown", type=Path, default=None, help="write the BENCHMARKS.md section here")
+    ap.add_argument("--whole", action="store_true", help="only: per-call counts against whole-network counts")
     args = ap.parse_args()
     command = "python bench/costs_emulated.py" + "".join(
         f" --{k} {v}" for k, v in (("targets", args.targets), ("networks", args.networks))
         if v != ",".join(TARGETS if k == "targets" else NETWORKS))
     networks = args.networks.split(",")
+    if args.whole:
+        print(whole_markdown({t: whole_network(t, networks) for t in args.targets.split(",")}, command + " --whole"))
+        return 0
     results = {"models": {t: evaluate_target(t, networks, args.write_calibrations) for t in args.targets.split(",")},
                "simd": {t: simd_speedup(t, networks) for t in args.targets.split(",") if t in SIMD_TARGETS}}
     text = markdown(results, command)

@@ -134,13 +134,15 @@ def harness_source(calls: Sequence[KernelCall], prototypes: Sequence[str] = ()) 
         "",
         *call_table(unique),
         "",
+        TICKS,
         _MAIN,
     ]) + "\n"
 
 
-_MAIN = r"""static float pool[TB_EMULATED_POOL_BYTES / 4] __attribute__((aligned(16)));
-
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+# The instruction counter in C (also for benches that count a whole program): SysTick under -icount, its wraps
+# counted by its interrupt (start_ticks(), ticks()); spin(n), exactly 2n instructions, to calibrate; decimal text
+# without stdio (put_text, put_number).
+TICKS = r"""#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define SCB_VTOR (*(volatile uint32_t *)0xE000ED08u)
@@ -194,6 +196,10 @@ static char *put_number(char *at, uint64_t value)
     while (n) *at++ = digits[--n];
     return at;
 }
+
+"""
+
+_MAIN = r"""static float pool[TB_EMULATED_POOL_BYTES / 4] __attribute__((aligned(16)));
 
 static uint32_t seed = 12345u;
 static float random_value(void) /* uniform in [-1, 1) */
@@ -358,5 +364,5 @@ def instructions(cost: Cost, clock_mhz: int) -> float:
     return cost.median_ms * clock_mhz * 1e3
 
 
-__all__ = ["Counted", "Emulated", "board_of", "can_emulate", "count_calls", "emulated_fingerprint", "harness_files",
-           "instructions", "to_costs"]
+__all__ = ["ICOUNT", "QEMU", "TICKS", "Counted", "Emulated", "board_of", "can_emulate", "count_calls",
+           "emulated_fingerprint", "harness_files", "instructions", "to_costs"]
