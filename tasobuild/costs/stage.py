@@ -1,15 +1,18 @@
 """The costs stage: the time of every candidate call on the target, per `optimizer.costs`.
 
 * "profile": every call from the cost cache or measured now (cache misses only).
-* "model":   every call from the cache (measured or imported) or predicted by the shipped performance model,
-             fine-tuned on the cached costs of this target: zero measurements.
+* "model":   every call from the cache (measured, imported or emulated) or predicted by the shipped performance
+             model (with the target's own calibration where tasobuild ships one), fine-tuned on the cached costs of
+             this target: zero measurements.
 * "auto":    predict everything, then measure only the calls that could change a node's decision — in every layer
              whose best candidates are within the model's error of each other, all of those candidates — biggest
              layers first, up to AutoPolicy.fraction of the calls; refit the calibration, predict the rest again,
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
-A target that cannot run kernels here (profile = false) never measures: its costs are imported or predicted.
-Every cost says where it came from (Cost.source: measured | imported | predicted).
+A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
+or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count there what
+they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured | imported |
+emulated | predicted).
 """
 
 from __future__ import annotations
