@@ -29,8 +29,9 @@ class Board(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    machine: StrictStr = Field(min_length=1)
-    """QEMU's name for the board ("mps2-an386"; `qemu-system-arm -M help` lists them)."""
+    machine: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """QEMU's name for the board ("mps2-an386"; `qemu-system-arm -M help` lists them). Letters, digits, '.', '_'
+    and '-' only: it is written into the linker script and the Makefile."""
 
     flash_origin: int = Field(strict=True, ge=0)
     """Address of the memory that plays the flash: code, constants and weights."""
