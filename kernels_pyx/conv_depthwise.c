@@ -133,15 +133,28 @@ static void dw_hwc_generic(const tb_conv *p, const float *restrict in, const flo
     }
 }
 
-#if defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON)) && !defined(TB_GEMM_SCALAR)
+#if defined(__GNUC__) && !defined(TB_GEMM_SCALAR) && \
+    (defined(__SSE2__) || defined(__ARM_NEON) || (defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)))
 #define TB_DW_VEC 1
-/* HWC 3x3, multiplier 1, no dilation, stride 1 or 2: 16 channels per vector (one AVX-512 register, two AVX ones),
+/* HWC 3x3, multiplier 1, no dilation, stride 1 or 2: DW_CB channels per vector (16: one AVX-512 register, two AVX
+ * ones; 4 on 32-bit NEON and Helium, one q register),
  * the block's nine tap weights held in registers, DW_PX output pixels along W at once so the stride-1 path loads
  * each input pixel once for three taps. Sums start from the bias (or the output when accumulating) and get the
  * activation in registers: one store per output vector. */
-typedef float tb_v16 __attribute__((vector_size(64)));
-typedef int tb_vi16 __attribute__((vector_size(64)));
+#if defined(__ARM_NEON) && !defined(__aarch64__)
+#define DW_CB 4 /* 32-bit NEON has 16 q registers: one each for the 9 weights, 4 sums and an input, 4 channels wide */
+#define DW_MIN_W 0
+#elif defined(__ARM_FEATURE_MVE)
+/* Helium (Cortex-M55): 8 q registers, 4 channels wide (the weights spill). On rows narrower than 8 outputs the
+ * border pixels dominate and the generic loop counts fewer instructions (BENCHMARKS.md, "Helium"). */
+#define DW_CB 4
+#define DW_MIN_W 8
+#else
 #define DW_CB 16
+#define DW_MIN_W 0
+#endif
+typedef float tb_v16 __attribute__((vector_size(4 * DW_CB)));
+typedef int tb_vi16 __attribute__((vector_size(4 * DW_CB)));
 #define DW_PX 4
 
 /* Vectors never cross a function boundary by value (that would tie the ABI to the vector ISA): macros and
@@ -152,6 +165,12 @@ typedef int tb_vi16 __attribute__((vector_size(64)));
 #include <immintrin.h>
 /* acc += w * x: fused on AVX-512 (one rounding, as in the GEMM), multiply then add elsewhere */
 #define V16_MADD(acc, w, x) ((acc) = (tb_v16)_mm512_fmadd_ps((__m512)(w), (__m512)(x), (__m512)(acc)))
+#elif defined(__ARM_NEON) && !defined(__aarch64__)
+#include <arm_neon.h>
+/* 32-bit NEON flushes subnormals, so GCC lowers float vector arithmetic to scalar VFP code: the multiply-add and
+ * the activations are NEON intrinsics (vmla multiplies then adds, as elsewhere) */
+#define TB_DW_NEON32 1
+#define V16_MADD(acc, w, x) ((acc) = (tb_v16)vmlaq_f32((float32x4_t)(acc), (float32x4_t)(w), (float32x4_t)(x)))
 #else
 #define V16_MADD(acc, w, x) ((acc) += (w) * (x))
 #endif
@@ -163,11 +182,16 @@ static inline void v16_act(tb_v16 *v, int act, float a, float b)
     const tb_v16 zero = {0};
     switch (act) {
     case TB_ACT_NONE: return;
+#ifdef TB_DW_NEON32
+    case TB_ACT_RELU: *v = (tb_v16)vmaxq_f32((float32x4_t)*v, (float32x4_t)zero); return;
+    case TB_ACT_CLIP: *v = (tb_v16)vminq_f32(vmaxq_f32((float32x4_t)*v, vdupq_n_f32(a)), vdupq_n_f32(b)); return;
+#else
     case TB_ACT_RELU: *v = V16_SELECT(*v > zero, *v, zero); return;
     case TB_ACT_CLIP:
         *v = V16_SELECT(*v < zero + a, zero + a, *v);
         *v = V16_SELECT(*v > zero + b, zero + b, *v);
         return;
+#endif
     default: { /* leaky relu, sigmoid: rare after a depthwise conv, one value at a time */
         float t[DW_CB];
         int i;
@@ -329,7 +353,8 @@ void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, co
 {
 #ifdef TB_DW_VEC
     if (p->out_c == p->in_c && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
-        p->stride_h == p->stride_w && (p->stride_h == 1 || p->stride_h == 2) && p->oc_end - p->oc_begin >= DW_CB) {
+        p->stride_h == p->stride_w && (p->stride_h == 1 || p->stride_h == 2) && p->oc_end - p->oc_begin >= DW_CB &&
+        p->out_w >= DW_MIN_W) {
         /* Whole vectors here; the channels past the last full vector go through the generic path. */
         const int c_end = p->oc_begin + (p->oc_end - p->oc_begin) / DW_CB * DW_CB;
         if (p->stride_h == 1)

@@ -3,10 +3,10 @@
  * GotoBLAS/BLIS structure: loops jc (NC columns) > pc (KC depth) > ic (MC rows) > jr (NR) > ir (MR) > micro-kernel.
  * An operand given row-major is packed block by block into the caller's workspace; a pre-packed operand (the
  * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers.
- * Micro-kernels, best first: AVX-512, AVX2+FMA, AArch64 NEON intrinsics, GCC vector extensions, plain C99
- * (TB_GEMM_SCALAR forces the plain one, for testing). Rounding: the AVX and NEON paths use fused multiply-add (one
- * rounding per term), the portable ones multiply then add (with -ffp-contract=off); both stay well within 1e-5 of a
- * float64 reference. */
+ * Micro-kernels, best first: AVX-512, AVX2+FMA, AArch64 NEON intrinsics, Helium (MVE) intrinsics, 32-bit NEON
+ * intrinsics, GCC vector extensions, plain C99 (TB_GEMM_SCALAR forces the plain one, for testing). Rounding: the
+ * AVX, AArch64 NEON and Helium paths use fused multiply-add (one rounding per term), 32-bit NEON and the portable
+ * ones multiply then add (with -ffp-contract=off); both stay well within 1e-5 of a float64 reference. */
 #include "tb_kernels.h"
 #include "tb_gemm.h"
 
@@ -173,6 +173,78 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
     TB_STORE_ROW(0); TB_STORE_ROW(1); TB_STORE_ROW(2);
     TB_STORE_ROW(3); TB_STORE_ROW(4); TB_STORE_ROW(5);
 #undef TB_STORE_ROW
+}
+
+#elif defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2) && !defined(TB_GEMM_SCALAR)
+#include <arm_mve.h>
+
+/* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed.
+ * Helium (MVE with floating point, Cortex-M55): 8 q registers, so the tile goes in four strips of 4 columns, each
+ * 6 accumulators + 1 B quad, A's values as scalar operands (vfma.f32 q, q, r: fused, one rounding, as AVX). */
+static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
+{
+    int j, k, r;
+    for (j = 0; j < NR; j += 4) {
+        float32x4_t c0 = vdupq_n_f32(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+        const float *ak = a, *bk = b + j;
+        for (k = 0; k < kc; ++k) {
+            const float32x4_t bv = vld1q_f32(bk);
+            c0 = vfmaq_n_f32(c0, bv, ak[0]); c1 = vfmaq_n_f32(c1, bv, ak[1]); c2 = vfmaq_n_f32(c2, bv, ak[2]);
+            c3 = vfmaq_n_f32(c3, bv, ak[3]); c4 = vfmaq_n_f32(c4, bv, ak[4]); c5 = vfmaq_n_f32(c5, bv, ak[5]);
+            ak += MR;
+            bk += NR;
+        }
+        {
+            float32x4_t rows[MR];
+            rows[0] = c0; rows[1] = c1; rows[2] = c2; rows[3] = c3; rows[4] = c4; rows[5] = c5;
+            for (r = 0; r < MR; ++r) {
+                float *cr = c + r * ldc + j;
+                vst1q_f32(cr, add ? vaddq_f32(rows[r], vld1q_f32(cr)) : rows[r]);
+            }
+        }
+    }
+}
+
+#elif defined(__ARM_NEON) && !defined(__aarch64__) && !defined(TB_GEMM_SCALAR)
+#include <arm_neon.h>
+
+/* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed.
+ * 32-bit NEON (Cortex-A15, -mfpu=neon-vfpv4): 16 q registers, so the tile goes in two halves of 8 columns, each
+ * 6 rows x 2 quads = 12 accumulators + 2 B quads + A's 6 values in three d registers. vmla multiplies then adds
+ * (two roundings), as the portable paths do. */
+static void micro_half(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc,
+                       int add)
+{
+    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    float32x4_t c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    int k;
+    for (k = 0; k < kc; ++k) {
+        const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4);
+        const float32x2_t a01 = vld1_f32(a), a23 = vld1_f32(a + 2), a45 = vld1_f32(a + 4);
+        c00 = vmlaq_lane_f32(c00, b0, a01, 0); c01 = vmlaq_lane_f32(c01, b1, a01, 0);
+        c10 = vmlaq_lane_f32(c10, b0, a01, 1); c11 = vmlaq_lane_f32(c11, b1, a01, 1);
+        c20 = vmlaq_lane_f32(c20, b0, a23, 0); c21 = vmlaq_lane_f32(c21, b1, a23, 0);
+        c30 = vmlaq_lane_f32(c30, b0, a23, 1); c31 = vmlaq_lane_f32(c31, b1, a23, 1);
+        c40 = vmlaq_lane_f32(c40, b0, a45, 0); c41 = vmlaq_lane_f32(c41, b1, a45, 0);
+        c50 = vmlaq_lane_f32(c50, b0, a45, 1); c51 = vmlaq_lane_f32(c51, b1, a45, 1);
+        a += MR;
+        b += NR;
+    }
+#define TB_STORE_ROW(r)                                                                                        \
+    do {                                                                                                       \
+        float *cr = c + (r) * ldc;                                                                             \
+        if (add) { c##r##0 = vaddq_f32(c##r##0, vld1q_f32(cr)); c##r##1 = vaddq_f32(c##r##1, vld1q_f32(cr + 4)); } \
+        vst1q_f32(cr, c##r##0); vst1q_f32(cr + 4, c##r##1);                                                    \
+    } while (0)
+    TB_STORE_ROW(0); TB_STORE_ROW(1); TB_STORE_ROW(2);
+    TB_STORE_ROW(3); TB_STORE_ROW(4); TB_STORE_ROW(5);
+#undef TB_STORE_ROW
+}
+
+static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
+{
+    micro_half(kc, a, b, c, ldc, add);
+    micro_half(kc, a, b + 8, c + 8, ldc, add);
 }
 
 #elif defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON)) && !defined(TB_GEMM_SCALAR)

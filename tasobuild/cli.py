@@ -208,13 +208,19 @@ def _cell(name: str) -> Any:
 def _print_cost_sources(rep: dict[str, Any]) -> None:
     """Which machine the times describe, when not all were measured here: a cross target's predictions are the
     host's times."""
-    from tasobuild.costs.provenance import HOST_MODEL
+    from tasobuild.costs.provenance import EMULATED, HOST_MODEL, TARGET_MODEL
 
     sources = sorted({s for n in rep["nodes"] for s in n["cost_source"] if s != "none"})
     if HOST_MODEL in sources:
         stdout.print(f"times '{HOST_MODEL}' are the host's, as its performance model predicts them, not the "
                      f"target's; for the board's own, run `tasobuild profile --emit-harness` there and "
                      f"`tasobuild costs import`", markup=False)
+    if TARGET_MODEL in sources:
+        stdout.print(f"times '{TARGET_MODEL}' are the performance model's, calibrated to this target's counts on its "
+                     f"emulated board", markup=False)
+    if EMULATED in sources:
+        stdout.print(f"times '{EMULATED}' are instructions counted on the emulated board at one per clock cycle: "
+                     f"no wait states, caches or multi-cycle instructions, so lower than the device's", markup=False)
 
 
 def _print_totals(rep: dict[str, Any]) -> None:

@@ -371,9 +371,11 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
     """Stage 8: what taso.lock records (incremental.lock renders it). Plain Python values only (float(), int()):
     the solver's sums may be NumPy scalars, which the lock writer refuses."""
     from tasobuild.costs.provenance import describe
+    from tasobuild.costs.stage import has_target_model
 
     d, costs = p.decision, p.costed.costs
     cross = not p.target.profile  # a prediction describes the host, not the target: the labels say so
+    own = has_target_model(p.target)  # unless the target has its own model
     plan_table = {
         "arena_bytes": d.arena.arena_bytes,
         "budget_bytes": memory_budget(p.spec, p.target),
@@ -395,7 +397,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
             "name": nc.node.name, "op": nc.node.op, "primitive": ch.primitive,
             "layout_in": ch.layout_in, "layout_out": ch.layout_out, "tiling": ch.group or "none",
             "workspace_bytes": ch.workspace_bytes, "predicted_ms": round(float(ch.time_ms), 6),
-            "cost_source": "+".join(sorted({describe(costs[c.key()].source, cross) for c in calls})) or "none",
+            "cost_source": "+".join(sorted({describe(costs[c.key()].source, cross, own) for c in calls})) or "none",
             # a deferred member's output never exists whole: it has rows in its group's window, no offset
             **({} if ch.deferred else {"output_offset": offsets[d.plan.buffer_of(nc.node.output, ch.layout_out)]}),
         })
@@ -406,6 +408,6 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "transform": [{"tensor": t.tensor, "from": t.from_layout, "to": t.to_layout, "step": t.step,
                        "predicted_ms": round(float(t.time_ms), 6)} for t in d.plan.transforms],
         "cost": [{"call": key, "median_ms": cost.median_ms, "spread_ms": cost.spread_ms,
-                  "source": describe(cost.source, cross)} for key, cost in sorted(costs.items())],
+                  "source": describe(cost.source, cross, own)} for key, cost in sorted(costs.items())],
         "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
     }

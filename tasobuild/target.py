@@ -29,8 +29,9 @@ class Board(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    machine: StrictStr = Field(min_length=1)
-    """QEMU's name for the board ("mps2-an386"; `qemu-system-arm -M help` lists them)."""
+    machine: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """QEMU's name for the board ("mps2-an386"; `qemu-system-arm -M help` lists them). Letters, digits, '.', '_'
+    and '-' only: it is written into the linker script and the Makefile."""
 
     flash_origin: int = Field(strict=True, ge=0)
     """Address of the memory that plays the flash: code, constants and weights."""
@@ -40,6 +41,10 @@ class Board(BaseModel):
 
     vector_table: int | None = Field(None, strict=True, ge=0)
     """Where the core reads its vector table on reset, if not at flash_origin."""
+
+    harness_ram: Size | None = Field(None, gt=0)
+    """The board's own RAM at ram_origin, if larger than the device's: the emulated profiling harness may use it all
+    (on the device a call's weights sit in flash; in the harness every buffer is in RAM)."""
 
 
 class TargetFile(BaseModel):
@@ -75,7 +80,8 @@ class TargetFile(BaseModel):
     """RAM the program keeps for its stack (microcontrollers): counted with the arena against `ram`."""
 
     clock_mhz: int | None = Field(None, strict=True, gt=0)
-    """The core's clock, in MHz (for people reading `tasobuild targets`)."""
+    """The core's clock, in MHz: a microcontroller's instruction counts on its emulated board become time at this
+    clock (elsewhere it is for people reading `tasobuild targets`)."""
 
     board: Board | None = None
     """Microcontrollers: the emulated board the program is linked for and run on (bare metal, semihosting)."""
@@ -105,7 +111,9 @@ class Target(TargetFile):
         """The settings a plan depends on, sorted: what the lockfile records (not the file's location
         or its description, so moving the file or rewording it does not invalidate a lock)."""
         unset = set() if self.emulator else {"emulator"}  # so a target without one keeps its digest
-        settings = self.model_dump(mode="json", exclude={"source", "description", *_DOCUMENTATION_ONLY, *unset})
+        # a microcontroller's emulated costs are its counts at clock_mhz: there the clock is not documentation
+        documentation = _DOCUMENTATION_ONLY - ({"clock_mhz"} if self.board is not None else set())
+        settings = self.model_dump(mode="json", exclude={"source", "description", *documentation, *unset})
         return {key: settings[key] for key in sorted(settings) if settings[key] is not None}
 
     @property

@@ -8,7 +8,13 @@
   untiled: the build says so in one line, and with fused tiling it fits and runs.
 * Linux boards: the hosted runner, cross-compiled, under qemu-user with the same arguments as on the host.
 * A plan larger than the device is refused in one line, the previous outputs intact; a cross target's predicted
-  costs say they are the host model's, and `--frozen` rebuilds from such a lock.
+  costs say they are the host model's, a microcontroller's its own calibrated model's, and `--frozen` rebuilds from
+  such a lock.
+* Emulated costs: instruction counts on the emulated board (qemu-system-arm -icount), hand-checked conversion,
+  deterministic and growing with the work; `costs = "profile"` on the M4 counts every call, labelled as emulated and
+  cached apart from the host's times.
+* SIMD: the A15's 32-bit NEON and the M55's Helium GEMM and depthwise paths are the ones compiled; the NEON GEMM
+  against NumPy; GEMM- and depthwise-only plans against ONNX Runtime on both.
 Each group skips, naming the Debian packages, when its compiler or emulator is missing (.ci/run installs them).
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -25,8 +32,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasobuild.costs.provenance import HOST_MODEL
-from tasobuild.target import Target, load_target
+from tasobuild.costs.cache import Cost, CostCache
+from tasobuild.costs.emulated import board_of, count_calls, emulated_fingerprint, instructions, to_costs
+from tasobuild.costs.provenance import EMULATED, HOST_MODEL, TARGET_MODEL, describe, source_of
+from tasobuild.costs.stage import has_target_model
+from tasobuild.primitives import KernelCall
+from tasobuild.resources import kernels_dir
+from tasobuild.target import Target, host_fingerprint, load_target
 from tests.e2e import assert_matches, run_binary, tasobuild, wrap_binary, write_target_spec
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
@@ -246,18 +258,181 @@ def test_a_target_without_ram_needs_a_budget(tmp_path: Path) -> None:
     assert "constraints.memory is not set and target 'host' states no RAM" in refused.stderr
 
 
-@needs_tools("cortex-m55")
+@needs_tools("cortex-a15")
 def test_cross_target_costs_say_they_are_the_host_models(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, "ds_cnn_tf", "cortex-m55")
+    """The A15 has no calibration of its own: its predictions are the host model's, and say so."""
+    spec = write_target_spec(tmp_path, ensure_model("ds_cnn_tf"), "cortex-a15", costs="model", name=NAME)
     report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
     assert {s for n in report["nodes"] for s in n["cost_source"]} - {"none"} == {HOST_MODEL}
+    assert f"times '{HOST_MODEL}' are the host's" in tasobuild("plan", "-c", str(spec)).stdout
+
+
+@needs_tools("cortex-m55")
+def test_microcontroller_predictions_say_they_are_the_targets_model(tmp_path: Path) -> None:
+    """The built-in microcontrollers ship a calibration to their emulated counts: "predicted (target model)" in
+    --json, the lock and the plan, read back by --frozen."""
+    assert has_target_model(target("cortex-m55"))
+    spec = write_spec(tmp_path, "ds_cnn_tf", "cortex-m55")
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    assert {s for n in report["nodes"] for s in n["cost_source"]} - {"none"} == {TARGET_MODEL}
     lock_path = tmp_path / "taso.lock"
     lock = tomllib.loads(lock_path.read_text())
-    assert {row["source"] for row in lock["cost"]} == {HOST_MODEL}
+    assert {row["source"] for row in lock["cost"]} == {TARGET_MODEL}
     assert lock["plan"]["target_ram_bytes"] == 1024 ** 2 and lock["plan"]["ram_bytes"] <= 1024 ** 2
     table = tasobuild("plan", "-c", str(spec)).stdout
-    assert f"times '{HOST_MODEL}' are the host's" in table
+    assert f"times '{TARGET_MODEL}' are the performance model's, calibrated to this target's counts" in table
     text = lock_path.read_bytes()
     shutil.rmtree(tmp_path / "out")
     tasobuild("build", "-c", str(spec), "--frozen")  # the labels read back
     assert lock_path.read_bytes() == text and (tmp_path / "out" / "Makefile").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ emulated costs
+
+
+def test_emulated_counts_become_milliseconds_at_the_targets_clock() -> None:
+    """Hand-checked: 800 instructions in 20 ticks calibrate 40 per tick; 100 ticks over 2 runs are 2,000
+    instructions a run, which at 100 MHz take 0.02 ms."""
+    costs = to_costs([["calibration", "800", "20"], ["tb_add", "n=4", "100", "2"]], clock_mhz=100)
+    assert costs == {"tb_add(n=4)": Cost(0.02, 0.0, 1, "emulated")}
+    assert instructions(costs["tb_add(n=4)"], 100) == pytest.approx(2000)
+    assert describe("emulated", True) == EMULATED and source_of(EMULATED) == "emulated"
+
+
+def _add(n: int) -> KernelCall:
+    return KernelCall("tb_add", "tb_flat", (("n", n), ("act", 0), ("act_a", 0.0), ("act_b", 0.0)),
+                      ("in0", "in1", "out"), (("in0", 4 * n), ("in1", 4 * n), ("out", 4 * n)))
+
+
+@needs_tools("cortex-m4")
+def test_emulated_counts_are_deterministic_and_grow_with_the_work() -> None:
+    """The same calls counted twice give the same counts; an element-wise add's count grows by the same step per
+    doubling of its length (its loop body is fixed), and one float add is a handful of instructions."""
+    board = board_of(target("cortex-m4"))
+    assert board is not None and board.machine == "mps2-an386" and board.clock_mhz == 180
+    calls = [_add(n) for n in (1024, 2048, 4096)]
+    first, second = count_calls(calls, board), count_calls(calls, board)
+    assert first == second and not first.too_large
+    count = [instructions(first.costs[c.key()], board.clock_mhz) for c in calls]
+    step = count[1] - count[0]
+    assert count[2] - count[1] == pytest.approx(2 * step, rel=0.01)
+    assert 2 <= step / 1024 <= 20, count
+
+
+@needs_tools("cortex-m4")
+def test_profile_on_a_microcontroller_counts_on_its_emulated_board(tmp_path: Path, monkeypatch) -> None:
+    """costs = "profile" on the M4: every call counted under qemu-system-arm, labelled as emulated in the plan,
+    --json and the lock, kept in the cost cache under the emulated board's fingerprint (never the host's), and
+    `--frozen` rebuilds from the lock; the program still matches ONNX Runtime."""
+    monkeypatch.setenv("TASOBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    spec = write_target_spec(tmp_path, ensure_model("ds_cnn_tf"), "cortex-m4", costs="profile", name=NAME,
+                             memory="200 KiB")
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    assert report["profiled"] > 100
+    assert {s for n in report["nodes"] for s in n["cost_source"]} - {"none"} == {EMULATED}
+    lock_path = tmp_path / "taso.lock"
+    assert {row["source"] for row in tomllib.loads(lock_path.read_text())["cost"]} == {EMULATED}
+    assert "are instructions counted on the emulated board" in tasobuild("plan", "-c", str(spec)).stdout
+
+    t = target("cortex-m4")
+    with CostCache(tmp_path / "cache") as cache:
+        fingerprints = {key.fingerprint for key, cost in cache.rows() if cost.source == "emulated"}
+    assert fingerprints == {emulated_fingerprint(t)} and emulated_fingerprint(t) != host_fingerprint(t).digest
+    again = json.loads(tasobuild("build", "-c", str(spec), "--json", "--memory", "199 KiB").stdout)
+    assert again["profiled"] == 0  # all from the cache
+
+    text = lock_path.read_bytes()
+    shutil.rmtree(tmp_path / "out")
+    tasobuild("build", "-c", str(spec), "--frozen", "--memory", "199 KiB")  # the labels read back
+    assert lock_path.read_bytes() == text
+    make(tmp_path / "out")
+    x = random_input(ensure_model("ds_cnn_tf"), seed=0)
+    assert_matches(run_on_board(tmp_path / "out", x), run_onnxruntime(ensure_model("ds_cnn_tf"), x))
+
+
+# ------------------------------------------------------------------------------------------------ SIMD kernels
+
+# The instruction that shows a target's SIMD GEMM micro-kernel was compiled (in gemm.c's assembly): 32-bit NEON's
+# multiply-accumulate by lane, Helium's fused multiply-add by a scalar.
+SIMD_GEMM = {"cortex-a15": re.compile(r"\bvmla\.f32\s+q\d+, q\d+, d\d+\[[01]\]"),
+             "cortex-m55": re.compile(r"\bvfma\.f32\s+q\d+, q\d+, \w+")}
+# ... and the depthwise kernel's vector path: NEON's multiply-accumulate, Helium's multiply (GCC's vectors, which it
+# does not contract with -ffp-contract=off).
+SIMD_DEPTHWISE = {"cortex-a15": re.compile(r"\bvmla\.f32\s+q\d+, q\d+, q\d+"),
+                  "cortex-m55": re.compile(r"\bvmul\.f32\s+q\d+, q\d+, q\d+")}
+GEMM_AND_DEPTHWISE = ("1x1", "im2col", "im2row", "depthwise")
+
+
+def assembly(t: Target, kernel: str, *flags: str) -> str:
+    done = subprocess.run([*t.cc_argv, *t.cflags, *flags, "-I", str(kernels_dir()), "-S", "-o", "-",
+                           str(kernels_dir() / kernel)], capture_output=True, text=True, check=True, timeout=600)
+    return done.stdout
+
+
+def only_gemm_and_depthwise() -> str:
+    """An allow-list that leaves every convolution to the GEMM-based and depthwise families (the SIMD paths)."""
+    listed = json.loads(tasobuild("primitives", "--json").stdout)
+    names = sorted(p["name"] for p in listed if not p["name"].startswith("conv_") or p["family"] in GEMM_AND_DEPTHWISE)
+    return "primitives = [" + ", ".join(f'"{n}"' for n in names) + "]\n"
+
+
+@pytest.mark.parametrize("target_name", [pytest.param(t, marks=needs_tools(t)) for t in SIMD_GEMM])
+def test_simd_gemm_path_is_the_one_compiled(target_name: str) -> None:
+    """The target's flags select its SIMD GEMM micro-kernel (12 multiply-adds per 6x8 half on NEON, 6 per 4-column
+    strip on Helium) and the depthwise kernel's vector path; -DTB_GEMM_SCALAR selects the plain ones, which have
+    neither."""
+    t = target(target_name)
+    assert len(SIMD_GEMM[target_name].findall(assembly(t, "gemm.c"))) >= (12 if target_name == "cortex-a15" else 6)
+    assert not SIMD_GEMM[target_name].findall(assembly(t, "gemm.c", "-DTB_GEMM_SCALAR"))
+    # the 3x3 depthwise kernel's vector path: multiplies of four channels in a q register
+    q_multiplies = SIMD_DEPTHWISE[target_name]
+    assert len(q_multiplies.findall(assembly(t, "conv_depthwise.c"))) >= 9  # the nine taps, at least
+    assert not q_multiplies.findall(assembly(t, "conv_depthwise.c", "-DTB_GEMM_SCALAR"))
+
+
+@pytest.mark.parametrize("target_name", [pytest.param(t, marks=needs_tools(t)) for t in SIMD_GEMM])
+@pytest.mark.parametrize("model", ["ds_cnn_tf", "mobilenet_v1_vww_tf"])
+def test_simd_kernels_match_onnxruntime(model: str, target_name: str, tmp_path: Path) -> None:
+    """Every convolution through the SIMD GEMM or the depthwise kernel (MobileNet's 3x3 depthwise layers in HWC
+    take the vector path on the A15), built for the target, run under its emulator, against ONNX Runtime."""
+    t = target(target_name)
+    spec = write_target_spec(tmp_path, ensure_model(model), target_name, costs="model", name=NAME,
+                             memory="1 MiB" if t.board else "64 MiB", extra=only_gemm_and_depthwise())
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    convs = [n["primitive"] for n in report["nodes"] if n["op"] == "conv"]
+    assert convs and all(p.split("_")[1] in ("1x1", "im2col", "im2row", "depthwise") for p in convs), convs
+    assert any("gemm" in p for p in convs)
+    out_dir = tmp_path / "out"
+    make(out_dir)
+    x = random_input(ensure_model(model), seed=0)
+    if t.board:
+        ours = run_on_board(out_dir, x)
+    else:
+        ours, _ = run_binary(wrap_binary(out_dir / f"{NAME}_main", t.emulator_argv), x, tmp_path)
+    assert_matches(ours, run_onnxruntime(ensure_model(model), x))
+
+
+@needs_tools("cortex-a15")
+def test_arm32_neon_gemm_matches_numpy(tmp_path: Path) -> None:
+    """The 32-bit NEON micro-kernel on the GEMM jobs of tests/test_aarch64.py (every micro-tile and cache-block
+    edge, packed and row-major operands, accumulate, each activation) under qemu-arm, against float64 NumPy."""
+    from tests.test_aarch64 import GEMM_DRIVER, GEMM_JOBS, gemm_data, gemm_reference, job_file
+
+    t = target("cortex-a15")
+    (tmp_path / "driver.c").write_text(GEMM_DRIVER)
+    flags = [*t.cflags, "-Wall", "-Wextra", "-Werror", "-I", str(kernels_dir())]
+    done = subprocess.run([*t.cc_argv, *flags, "driver.c", str(kernels_dir() / "gemm.c"), *t.ldflags, "-o", "gemm"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    datas = [gemm_data(job, seed) for seed, job in enumerate(GEMM_JOBS)]
+    argv = []
+    for job, data in zip(GEMM_JOBS, datas):
+        (tmp_path / f"{job.name}.job").write_bytes(job_file(job, data))
+        argv += [f"{job.name}.job", f"{job.name}.out"]
+    subprocess.run([*t.emulator_argv, "./gemm", *argv], cwd=tmp_path, check=True, timeout=300)
+    for job, data in zip(GEMM_JOBS, datas):
+        got = np.fromfile(tmp_path / f"{job.name}.out", "<f4").reshape(data.c.shape).astype(np.float64)
+        expected, bound = gemm_reference(job, data)
+        assert np.all(np.abs(got - expected) <= bound), job.name
+        outside = bound == 0
+        assert np.array_equal(got[outside], data.c.astype(np.float64)[outside]), job.name

@@ -91,6 +91,17 @@ def test_target_file_errors_name_file_line_and_key(tmp_path):
         f"""{path}:5: ram: 'lots' is not a size (e.g. "64 KiB", "1.5 MB"; units: B, KB, KiB, MB, MiB, GB, GiB)""")
 
 
+def test_a_board_name_cannot_carry_text_into_the_linker_script(tmp_path):
+    """The board's name is written into the linker script's comment and the Makefile: only a QEMU machine name's
+    characters are accepted."""
+    path = tmp_path / "t.toml"
+    board = '\n[board]\nmachine = "x */ INCLUDE evil /*"\nflash_origin = 0\nram_origin = 0x20000000\n'
+    path.write_text(CROSS_TARGET_WITH_HOST_CC + board)
+    assert load_error("t.toml", tmp_path).startswith(f"{path}:8: board.machine: string should match pattern")
+    path.write_text(CROSS_TARGET_WITH_HOST_CC + board.replace("x */ INCLUDE evil /*", "mps2-an386"))
+    assert load_target("t.toml", tmp_path).board.machine == "mps2-an386"  # type: ignore[union-attr]
+
+
 def test_host_fingerprint_is_stable_and_describes_this_machine(tmp_path):
     host = load_target("host", tmp_path)
     first, second = host_fingerprint(host), host_fingerprint(load_target("host", tmp_path))

@@ -7,6 +7,9 @@ the call fixes the work, the fingerprint the machine/compiler/flags, the digest 
 A database this version cannot trust (not SQLite, failing `PRAGMA integrity_check`, another schema version or
 layout) is never read: it is moved aside to `costs.sqlite.corrupt-<n>` with one warning line and a fresh one is built.
 
+Sources: "measured" (timed here), "imported" (a CSV from a device), "emulated" (counted on the target's emulated board,
+costs/emulated.py); "predicted" costs are never stored.
+
 CSV exchange format (`export_csv` / `import_csv`), for costs measured elsewhere, e.g. by a harness on a device:
 
     function,params,median_ms,spread_ms,reps
@@ -45,8 +48,9 @@ log = logging.getLogger("tasobuild.costs")
 SCHEMA_VERSION = 1
 DB_NAME = "costs.sqlite"
 CSV_HEADER = ("function", "params", "median_ms", "spread_ms", "reps")
-SOURCES = ("measured", "imported", "predicted")
-STORED_SOURCES = ("measured", "imported")  # predictions are recomputed, never cached as if they were timings
+SOURCES = ("measured", "imported", "emulated", "predicted")
+# predictions are recomputed, never cached as if they were timings
+STORED_SOURCES = ("measured", "imported", "emulated")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 60.0
 _CHUNK = 500  # keys per SELECT: below every SQLite build's limit on bound parameters
@@ -78,7 +82,7 @@ class Cost:
     median_ms: float
     spread_ms: float
     reps: int
-    source: Literal["measured", "imported", "predicted"]
+    source: Literal["measured", "imported", "emulated", "predicted"]
 
     def __post_init__(self) -> None:
         # Plain floats only: a NumPy scalar (the model's arithmetic yields np.float64) would leak into taso.lock as

@@ -1,24 +1,28 @@
 """The costs stage: the time of every candidate call on the target, per `optimizer.costs`.
 
 * "profile": every call from the cost cache or measured now (cache misses only).
-* "model":   every call from the cache (measured or imported) or predicted by the shipped performance model,
-             fine-tuned on the cached costs of this target: zero measurements.
+* "model":   every call from the cache (measured, imported or emulated) or predicted by the shipped performance
+             model (with the target's own calibration where tasobuild ships one), fine-tuned on the cached costs of
+             this target: zero measurements.
 * "auto":    predict everything, then measure only the calls that could change a node's decision — in every layer
              whose best candidates are within the model's error of each other, all of those candidates — biggest
              layers first, up to AutoPolicy.fraction of the calls; refit the calibration, predict the rest again,
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
-A target that cannot run kernels here (profile = false) never measures: its costs are imported or predicted.
-Every cost says where it came from (Cost.source: measured | imported | predicted).
+A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
+or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count there what
+they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured | imported |
+emulated | predicted).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -26,10 +30,11 @@ import numpy as np
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey, kernel_digest
 from tasobuild.costs.features import FEATURE_VERSION
-from tasobuild.costs.model import CostModel, Sample
+from tasobuild.costs.model import Calibration, CostModel, Sample
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
+from tasobuild.resources import targets_dir
 from tasobuild.spec import Spec
 from tasobuild.target import Target, host_fingerprint
 
@@ -109,18 +114,86 @@ def _measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], prog
 
         return native.load(target.cc, tuple(target.cflags))
 
+    emulate = emulator(target, progress) if mode != "model" else None
     with CostCache(on_warning=log.warning) as cache:
-        return cost_calls(mode, calls, cache, fingerprint=host_fingerprint(target).digest,
+        return cost_calls(mode, calls, cache, fingerprint=cost_fingerprint(target),
                           kernels_digest=kernel_digest(), kernels=kernels if target.profile else None,
-                          model=shipped_model() if mode != "profile" else None, progress=progress,
-                          where=f"{spec.where('optimizer.costs')}: target {target.name!r}")
+                          model=model_for(target) if mode != "profile" or emulate else None, progress=progress,
+                          where=f"{spec.where('optimizer.costs')}: target {target.name!r}", emulate=emulate)
+
+
+Emulate = Callable[[Sequence[KernelCall]], Mapping[str, Cost]]
+
+
+def cost_fingerprint(target: Target) -> str:
+    """Whose costs the cache holds for `target`: a microcontroller's are its emulated board's (and what is imported
+    from the device beside them), never the host's; every other target's, its fingerprint's."""
+    from tasobuild.costs.emulated import board_of, emulated_fingerprint
+
+    return emulated_fingerprint(target) if board_of(target) is not None else host_fingerprint(target).digest
+
+
+def emulator(target: Target, progress: bool) -> Emulate | None:
+    """How to count `target`'s calls on its emulated board here, or None (no board, or no compiler or QEMU)."""
+    from tasobuild.costs.emulated import board_of, can_emulate, count_calls
+
+    board = board_of(target)
+    if board is None or not can_emulate(target):
+        return None
+
+    def emulate(calls: Sequence[KernelCall]) -> Mapping[str, Cost]:
+        message = (f"counting {len({c.key() for c in calls})} kernel calls on the emulated {board.machine} "
+                   f"(qemu-system-arm -icount)")
+        if progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(message, markup=False, highlight=False)
+        else:
+            log.info(message)
+        counted = count_calls(calls, board)
+        if counted.too_large:
+            log.warning(f"target {target.name!r}: {len(counted.too_large)} kernel calls need more than the board's "
+                        f"RAM for their buffers; their costs are predicted")
+        return counted.costs
+
+    return emulate
+
+
+def target_calibration_file(target: Target) -> Path:
+    """A built-in target's own calibration of the shipped model, fitted to its emulated counts (the transfer of
+    Mulder et al.; bench/costs_emulated.py --write-calibrations)."""
+    return data_dir() / f"cost_calibration.{target.name}.json"
+
+
+def has_target_model(target: Target) -> bool:
+    return target.source.parent == targets_dir() and target_calibration_file(target).is_file()
+
+
+def model_for(target: Target) -> CostModel | None:
+    """The model that predicts `target`'s costs: the shipped model with the target's own calibration if tasobuild
+    ships one, else the shipped model as it is."""
+    model = shipped_model()
+    if model is None or not has_target_model(target):
+        return model
+    return replace(model, calibration=_calibration(target_calibration_file(target)))
+
+
+@functools.cache
+def _calibration(path: Path) -> Calibration:
+    try:
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8"))["calibration"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: the shipped calibration cannot be read ({e}); reinstall tasobuild or regenerate "
+                        f"it with bench/costs_emulated.py --write-calibrations") from None
 
 
 def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fingerprint: str, kernels_digest: str,
                kernels: Callable[[], Bench] | None, model: CostModel | None, progress: bool,
-               policy: AutoPolicy = AutoPolicy(), where: str = "optimizer.costs") -> Costed:
+               policy: AutoPolicy = AutoPolicy(), where: str = "optimizer.costs", emulate: Emulate | None = None
+               ) -> Costed:
     """The stage on explicit parts: `kernels` loads the bindings to time calls (None: this target cannot run
-    here), `model` predicts (None: no model)."""
+    here), `emulate` counts calls on the target's emulated board (None: it has none here; the calls it cannot run
+    are missing from its answer and predicted), `model` predicts (None: no model)."""
     from tasobuild.costs.profile import measure
 
     unique = sorted({c.key(): c for c in calls}.values(), key=KernelCall.key)
@@ -129,6 +202,11 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
     missing = [c for c in unique if c.key() not in known]
 
     def timed(todo: Sequence[KernelCall]) -> int:
+        if emulate is not None and kernels is None:
+            counted = emulate(todo)
+            cache.put_many((CostKey(fingerprint, kernels_digest, k), counted[k]) for k in sorted(counted))
+            known.update(counted)
+            return len(counted)
         assert kernels is not None
         result = measure(todo, kernels(), cache, fingerprint=fingerprint, kernel_digest=kernels_digest,
                          progress=progress)
@@ -139,6 +217,10 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
         # only the misses: measure() checks them again under the cache's lock, so two builds never time one call
         measured = timed(missing) if missing else 0
         return Costed(_sorted(known), measured)
+    if mode == "profile" and emulate is not None:
+        measured = timed(missing) if missing else 0
+        left = [c for c in missing if c.key() not in known]  # too large for the board's RAM: predicted
+        return Costed(_sorted({**_predicted_from(model, unique, known, left), **known}), measured)
     if not missing:
         return Costed(_sorted(known), 0)
     if mode == "profile" or model is None:
@@ -148,10 +230,20 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
                         f"`tasobuild costs import FILE.csv`)"
                         + (" or set optimizer.costs = \"model\"" if mode == "profile" else
                            " or reinstall tasobuild (its data/cost_model.json)"))
-    if mode == "auto" and kernels is not None:
+    if mode == "auto" and (kernels is not None or emulate is not None):
         return auto_costs(model, unique, known, timed, policy)
-    predicted = predict(model.fine_tuned(_samples(unique, known)), missing)
-    return Costed(_sorted({**predicted, **known}), 0)
+    return Costed(_sorted({**_predicted_from(model, unique, known, missing), **known}), 0)
+
+
+def _predicted_from(model: CostModel | None, calls: Sequence[KernelCall], known: Mapping[str, Cost],
+                    missing: Sequence[KernelCall]) -> dict[str, Cost]:
+    """The `missing` calls predicted by `model` fine-tuned on the `known` costs of `calls` (as shipped if none are
+    known: a target's own model keeps its calibration)."""
+    if not missing:
+        return {}
+    assert model is not None
+    samples = _samples(calls, known)
+    return predict(model.fine_tuned(samples) if samples else model, missing)
 
 
 def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, Cost],
@@ -160,7 +252,8 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
     how many it measured). Rounds of predict -> choose -> measure -> refit the calibration, until nothing is
     contested, the budget (policy.fraction of the calls) is spent, or policy.rounds have run."""
     def predicted_now() -> dict[str, Cost]:
-        tuned = model.fine_tuned(_samples(calls, known))
+        samples = _samples(calls, known)
+        tuned = model.fine_tuned(samples) if samples else model  # a target's own model keeps its calibration
         return layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
 
     budget = math.floor(policy.fraction * len(calls))
@@ -287,31 +380,35 @@ def choose_measurements(calls: Sequence[KernelCall], costs: Mapping[str, Cost],
 
 def profile_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progress: bool) -> Costed:
     """`tasobuild profile`: measure every call the cache misses, whatever optimizer.costs says."""
-    if not target.profile:
-        raise UserError(f"{spec.where('target.name')}: target {target.name!r} cannot run kernels here; "
+    emulate = None if target.profile else emulator(target, progress)
+    if not target.profile and emulate is None:
+        board = "" if target.board is None else (f" and its board needs {target.cc_argv[0]} and qemu-system-arm "
+                                                 f"(apt-get install {target.cc_package} {target.emulator_package})")
+        raise UserError(f"{spec.where('target.name')}: target {target.name!r} cannot run kernels here{board}; "
                         f"use `tasobuild profile --emit-harness DIR` and run the harness on the device")
     from tasobuild import native
 
     with CostCache(on_warning=log.warning) as cache:
-        return cost_calls("profile", calls, cache, fingerprint=host_fingerprint(target).digest,
-                          kernels_digest=kernel_digest(), kernels=lambda: native.load(target.cc, tuple(target.cflags)),
-                          model=None, progress=progress)
+        return cost_calls("profile", calls, cache, fingerprint=cost_fingerprint(target),
+                          kernels_digest=kernel_digest(),
+                          kernels=(lambda: native.load(target.cc, tuple(target.cflags))) if target.profile else None,
+                          model=model_for(target) if emulate else None, progress=progress, emulate=emulate)
 
 
 def cached_costs(target: Target, calls: Sequence[KernelCall]) -> dict[str, Cost]:
     """The costs of `target` the cache already has for these calls (measured or imported), by call key."""
     with CostCache(on_warning=log.warning) as cache:
-        found = cache.get_many(CostKey(host_fingerprint(target).digest, kernel_digest(), c.key()) for c in calls)
+        found = cache.get_many(CostKey(cost_fingerprint(target), kernel_digest(), c.key()) for c in calls)
     return {key.call_key: cost for key, cost in found.items()}
 
 
 def export_costs(target: Target, path: Path) -> int:
     """`tasobuild costs export FILE.csv`: the cached costs of `target` for the current kernels; returns the count."""
     with CostCache(on_warning=log.warning) as cache:
-        return cache.export_csv(path, fingerprint=host_fingerprint(target).digest, kernel_digest=kernel_digest())
+        return cache.export_csv(path, fingerprint=cost_fingerprint(target), kernel_digest=kernel_digest())
 
 
 def import_costs(target: Target, path: Path) -> int:
     """`tasobuild costs import FILE.csv`: store the file's costs as "imported" costs of `target`."""
     with CostCache(on_warning=log.warning) as cache:
-        return cache.import_csv(path, host_fingerprint(target).digest, kernel_digest())
+        return cache.import_csv(path, cost_fingerprint(target), kernel_digest())

@@ -262,13 +262,17 @@ __attribute__((section(".vectors"), used)) static const handler vectors[16] = {{
 
 
 def render_linker_script(p: Program) -> str:
-    board = bare_metal_of(p)
+    return board_linker_script(bare_metal_of(p), f"{p.name}_main.elf")
+
+
+def board_linker_script(board: BareMetal, program: str) -> str:
+    """The linker script of `program` (its file name, for the comment) on `board`."""
     separate_vectors = board.vector_table != board.flash_origin
     vectors_region = "VECTORS" if separate_vectors else "FLASH"
     vectors_line = (f"    VECTORS (rx) : ORIGIN = {board.vector_table:#010x}, LENGTH = {VECTOR_TABLE_BYTES}\n"
                     if separate_vectors else "")
     return f"""/* {GENERATED}
- * {p.name}_main.elf on QEMU's {board.machine}: flash and RAM have the device's sizes, so a program that links here fits
+ * {program} on QEMU's {board.machine}: flash and RAM have the device's sizes, so a program that links here fits
  * the device; the stack ({board.stack_bytes} bytes) is placed after .bss and counts against the RAM.
  */
 MEMORY
