@@ -14,7 +14,7 @@ from tasobuild.candidates import NodeCandidates, TransformCandidate
 from tasobuild.costs.cache import Cost
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph
-from tasobuild.memory import ArenaPlan, check_no_overlap
+from tasobuild.memory import ArenaPlan, check_no_overlap, with_regions
 from tasobuild.placement import place as place_exactly
 from tasobuild.primitives import KernelCall
 from tasobuild.solve import (
@@ -54,7 +54,8 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
             nc.node.output,
             tuple(
                 Choice(c.primitive.name, c.primitive.layout_in, c.primitive.layout_out,
-                       call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input)
+                       call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input,
+                       in_place=c.primitive.in_place, gathers=c.primitive.gathers)
                 for c in nc.options
             ) + tuple(fused.get(index, ())),
         )
@@ -188,6 +189,6 @@ PLACEMENT_SHARE = 0.25
 def place(plan: Plan, time_limit_s: float = 10.0) -> ArenaPlan:
     """Every buffer's offset, the arena as small as placement.place can prove in its share of the time limit; the
     overlap check runs on every placement, however it was made."""
-    arena = place_exactly(plan.buffers(), plan.alignment, time_limit_s * PLACEMENT_SHARE)
-    check_no_overlap(plan.buffers(), arena)
+    arena = with_regions(place_exactly(plan.buffers(), plan.alignment, time_limit_s * PLACEMENT_SHARE), plan.regions)
+    check_no_overlap(plan.buffers(), arena, plan.regions)
     return arena
