@@ -156,7 +156,7 @@ class Encoding:
                         continue
                     q = producer[name]
                     for w, d in zip(self.x[q], p.nodes[q].choices):
-                        if d.shares_data or (c.gathers and d.no_buffer):
+                        if d.shares_data or (c.gathers and (d.no_buffer or d.gathers)):
                             out.append(z3.Not(z3.And(v, w)))
                     for r in self.topo.consumer_steps[name]:
                         if r != step and r < p.epilogue_step:
@@ -342,13 +342,13 @@ class _MemoryBuilder:
         enc, p = self.enc, self.p
         node = p.nodes[step]
         size = p.aligned(p.tensors[node.output].bytes)
-        for v, c in zip(enc.x[step], node.choices):
+        for k, (v, c) in enumerate(zip(enc.x[step], node.choices)):
             if not c.gathers:
                 continue
             made = [(self.topo.producer_step[name], enc.produced_in(name, c.layout_in)) for name in node.inputs]
             for s in range(min(q for q, _ in made), step):
                 lit = and_(v, or_(*[m for q, m in made if q <= s]))
-                self.add(s, enc._define(f"G|{node.output}|{c.primitive}|{s}", lit), size)
+                self.add(s, enc._define(f"G|{node.output}|{k}|{s}", lit), size)
                 if lit is not False:
                     self.high[s] += size
 

@@ -71,14 +71,19 @@ def version_name(tensor: str, layout: Layout) -> str:
     return f"{tensor}:{layout}"
 
 
+def _writes_own(pick: Choice) -> bool:
+    """The node writes its output into a buffer of its own: what a slice's producer must do."""
+    return not pick.no_buffer and not pick.gathers
+
+
 def _check_shared_source(problem: Problem, picks: Sequence[Choice], node: str, tensor: str, pick: Choice) -> None:
     """An in-place output or a gathered slice takes over its input's memory: that input's producer must write a
     buffer of its own (not be a read-only view of another tensor, whose readers would see the change; a slice's
-    not be in place either), and no other reader may be a view of it (read later, through the view)."""
+    not be in place or a gather either), and no other reader may be a view of it (read later, through the view)."""
     if pick.shares_data or tensor == problem.graph_input:
         return
     for step, node_ in enumerate(problem.nodes):
-        if node_.output == tensor and (picks[step].shares_data or (pick.gathers and picks[step].no_buffer)):
+        if node_.output == tensor and (picks[step].shares_data or (pick.gathers and not _writes_own(picks[step]))):
             raise ValueError(f"node {node!r}: {pick.primitive!r} shares {tensor!r}, a view of another tensor")
         if tensor in node_.inputs and node_.name != node and picks[step].shares_data:
             raise ValueError(f"node {node!r}: {pick.primitive!r} overwrites {tensor!r}, which {node_.name!r} views")
