@@ -22,16 +22,26 @@ void tb_gap_hcw(const tb_tensor *p, const float *restrict in, float *restrict ou
 void tb_fc_gemv(const tb_fc *p, const float *restrict in, const float *restrict wt, const float *restrict bias,
                 float *restrict out);
 
-/* Layout-free element-wise ops on n floats: out = act(a + b), out = act(in), softmax over the vector. add and act
- * (and scale below) may run in place: out may be a or b (in), so those pointers are not restrict. */
-void tb_add(const tb_flat *p, const float *a, const float *b, float *out);
-void tb_act(const tb_flat *p, const float *in, float *out);
+/* Layout-free element-wise ops on n floats: out = act(a + b), out = act(in), softmax over the vector. */
+void tb_add(const tb_flat *p, const float *restrict a, const float *restrict b, float *restrict out);
+void tb_act(const tb_flat *p, const float *restrict in, float *restrict out);
 void tb_softmax(const tb_flat *p, const float *restrict in, float *restrict out);
 
 /* Per-channel affine out = act(in * s[c] + t[c]). */
-void tb_scale_chw(const tb_tensor *p, const float *in, const float *restrict s, const float *restrict t, float *out);
-void tb_scale_hwc(const tb_tensor *p, const float *in, const float *restrict s, const float *restrict t, float *out);
-void tb_scale_hcw(const tb_tensor *p, const float *in, const float *restrict s, const float *restrict t, float *out);
+void tb_scale_chw(const tb_tensor *p, const float *restrict in, const float *restrict s, const float *restrict t,
+                  float *restrict out);
+void tb_scale_hwc(const tb_tensor *p, const float *restrict in, const float *restrict s, const float *restrict t,
+                  float *restrict out);
+void tb_scale_hcw(const tb_tensor *p, const float *restrict in, const float *restrict s, const float *restrict t,
+                  float *restrict out);
+
+/* The same, in place: written over an input no later layer reads (acc = act(acc + x), x = act(x),
+ * x = act(x * s[c] + t[c])). */
+void tb_add_inplace(const tb_flat *p, float *restrict acc, const float *restrict x);
+void tb_act_inplace(const tb_flat *p, float *restrict x);
+void tb_scale_chw_inplace(const tb_tensor *p, float *restrict x, const float *restrict s, const float *restrict t);
+void tb_scale_hwc_inplace(const tb_tensor *p, float *restrict x, const float *restrict s, const float *restrict t);
+void tb_scale_hcw_inplace(const tb_tensor *p, float *restrict x, const float *restrict s, const float *restrict t);
 
 /* Concat: copy one (c,h,w) input into channels [c_offset, c_offset + c) of the (out_c,h,w) output. */
 void tb_copy_channels_chw(const tb_channels *p, const float *restrict in, float *restrict out);

@@ -15,6 +15,7 @@ import pytest
 import z3
 
 from tasobuild.decide import place
+from tasobuild.ir import Activation, Constant, Graph, Node, Shape
 from tasobuild.memory import ArenaPlan, Buffer, OverlapError, Region, check_no_overlap
 from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate
 from tasobuild.solve.encode import encode
@@ -147,6 +148,40 @@ def test_overlap_checker_on_regions() -> None:
     with pytest.raises(OverlapError, match="share bytes"):  # t is still read at step 3, after u overwrote it
         check_no_overlap([Buffer("t", K, 0, 4)], ArenaPlan((("t", 0),), K, 64),
                          [replace(in_place[0], last_step=3), in_place[1]])
+
+
+# ---- the in-place kernels, against the copying ones ----
+
+@pytest.mark.parametrize("act", [Activation("none"), Activation("relu"), Activation("clip", 0.0, 6.0)])
+def test_in_place_kernels_compute_what_the_copying_ones_do(act: Activation) -> None:
+    """Every in-place primitive, run on an output buffer that holds input k (as in the arena), between canaries
+    (tests/guard.py: nothing written outside it, no other buffer touched), gives the copying primitive's result."""
+    from tasobuild.primitives.registry import library
+    from tasobuild.primitives.transforms import to_layout
+    from tests.guard import guarded_kernels, run_guarded
+
+    shape, rng = Shape(3, 5, 7), np.random.default_rng(11)
+    values = {name: rng.uniform(-3, 3, (3, 5, 7)).astype(np.float32) for name in ("a", "b")}
+    weights = {"s": rng.uniform(-2, 2, 3).astype(np.float32), "t": rng.uniform(-2, 2, 3).astype(np.float32)}
+    nodes = {"add": Node("n", "add", ("a", "b"), "y", act=act), "act": Node("n", "act", ("a",), "y", act=act),
+             "scale": Node("n", "scale", ("a",), "y", weights=("s", "t"), act=act)}
+    by_name = {p.name: p for p in library()}
+    tried = 0
+    for prim in (p for p in library() if p.in_place >= 0):
+        node = nodes[prim.op]
+        graph = Graph((node,), tuple(sorted({"x": shape, "a": shape, "b": shape, "y": shape}.items())),
+                      tuple(sorted((Constant.of(k, v) for k, v in weights.items()), key=lambda c: c.name)),
+                      "x", "y", (), ())  # a and b are produced inside the network, dead after the node
+        assert prim.applies(node, graph), prim.name
+        ins = {f"in{k}": to_layout(values[t], prim.layout_in) for k, t in enumerate(node.inputs)}
+        ws = {f"w{k}": w for k, w in enumerate(prim.weights(node, graph))}
+        copying = by_name[prim.name.rsplit("_inplace", 1)[0]]
+        want = run_guarded(guarded_kernels(), copying.call(node, graph), ins | ws)["out"]
+        got = run_guarded(guarded_kernels(), prim.call(node, graph),
+                          {"out": ins[f"in{prim.in_place}"].reshape(-1).copy()} | ins | ws)["out"]
+        np.testing.assert_array_equal(got, want)
+        tried += 1
+    assert tried == 3 * (2 + 1 + 1)  # add over either input, act, scale; in each layout
 
 
 # ---- the encoding against evaluate, on random problems with sharing choices ----

@@ -1,10 +1,12 @@
-"""In-place and zero-copy variants of the element-wise and concat primitives: the same kernel calls (so the same
-measured costs), but the output shares memory with an input.
+"""In-place and zero-copy variants of the element-wise and concat primitives: the output shares memory with an
+input.
 
-In place (`Primitive.in_place = k`): the output is written over input k. Only kernels that read each element before
-writing it, at the same index, in one layout, qualify: add (out[i] = a[i] + b[i]), a standalone activation and the
-per-channel scale (ops_eltwise.c, which call their restrict-qualified loops on one pointer when the output is an
-input). Pooling, LRN, softmax, transposes and layout transforms do not (they read neighbours or write elsewhere).
+In place (`Primitive.in_place = k`): the output is written over input k, by a kernel of its own (ops_eltwise.c:
+tb_add_inplace acc += x, tb_act_inplace, tb_scale_*_inplace, each reading element i, then writing element i, with
+the same parameters as the copying kernel; its buffers stay restrict: the output is one of them, the others are
+distinct). Only add, a standalone activation and the per-channel scale qualify; pooling, LRN, softmax,
+transposes and layout transforms do not (they read neighbours or write elsewhere). Its time is measured or
+predicted like any call's.
 Input k must be dead after the node in the graph's order (the order is fixed before the solve, schedule.py), and
 never the graph input: the caller owns it (a second `run()` on the same input must see it, as in TFLite Micro),
 nor the graph output.
@@ -27,11 +29,12 @@ from dataclasses import replace
 
 from tasobuild.ir import Graph, Node
 from tasobuild.memory import ARENA_ALIGN
-from tasobuild.primitives import Primitive
+from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.primitives.ops import PRIMITIVES as OPS_PRIMITIVES
 
 IN_PLACE_OPS = ("act", "add", "scale")  # their kernels read element i, then write element i
 Applies = Callable[[Node, Graph], bool]
+CallFn = Callable[[Node, Graph], tuple[KernelCall, ...]]
 
 
 def dead_after(node: Node, graph: Graph, tensor: str) -> bool:
@@ -43,8 +46,8 @@ def dead_after(node: Node, graph: Graph, tensor: str) -> bool:
 
 
 def _in_place_applies(base: Applies, k: int) -> Applies:
-    def applies(node: Node, graph: Graph) -> bool:
-        if not base(node, graph) or k >= len(node.inputs) or node.inputs[k] in node.inputs[:k]:
+    def applies(node: Node, graph: Graph) -> bool:  # x + x has no second buffer to read: it copies
+        if not base(node, graph) or k >= len(node.inputs) or len(set(node.inputs)) != len(node.inputs):
             return False
         return graph.shape(node.inputs[k]) == graph.shape(node.output) and dead_after(node, graph, node.inputs[k])
 
@@ -69,13 +72,25 @@ def _no_call(node: Node, graph: Graph) -> tuple[()]:
     return ()
 
 
+def _in_place_call(copying: CallFn, k: int) -> CallFn:
+    """The copying kernel's call as its in-place twin: `<function>_inplace`, the same parameters, the output first
+    (it is input k too), then the other buffers in their order."""
+    def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
+        (c,) = copying(node, graph)
+        roles = ("out",) + tuple(r for r in c.args if r not in ("out", f"in{k}"))
+        sizes = dict(c.buffer_bytes)
+        return (KernelCall(f"{c.function}_inplace", c.struct, c.params, roles, tuple((r, sizes[r]) for r in roles)),)
+
+    return call
+
+
 def _variants() -> tuple[Primitive, ...]:
     out: list[Primitive] = []
     for p in OPS_PRIMITIVES:
         if p.op in IN_PLACE_OPS:
             assert p.layout_in == p.layout_out, p.name
             for k in range(2 if p.op == "add" else 1):
-                out.append(replace(p, name=f"{p.name}_inplace{k}", in_place=k,
+                out.append(replace(p, name=f"{p.name}_inplace{k}", in_place=k, call=_in_place_call(p.call, k),
                                    applies=_in_place_applies(p.applies, k)))
         elif p.op == "concat" and p.layout_in == p.layout_out == "CHW":
             out.append(replace(p, name="concat_zerocopy_chw", family="zerocopy", sources=(), call=_no_call,
