@@ -14,7 +14,10 @@ TensorFlow exports them, measured for the issue (tests/fixtures/models/*_tf.onnx
 run here.
 
     TASOBUILD_CACHE_DIR=... python bench/memory.py [ds_cnn_tf resnet8_tf mobilenet_v1_vww_tf mobilenetv2 googlenet
-                                                   squeezenet11]
+                                                   squeezenet11 inception_block]
+
+inception_block: tests/test_sharing.py's Inception-style block (8x8x8 input, three branches concatenated, a residual
+add), generated with fixed seeds: a network whose peak is its concat.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import record, table
 
-NETWORKS = ("ds_cnn_tf", "resnet8_tf", "mobilenet_v1_vww_tf", "mobilenetv2", "googlenet", "squeezenet11")
+NETWORKS = ("ds_cnn_tf", "resnet8_tf", "mobilenet_v1_vww_tf", "mobilenetv2", "googlenet", "squeezenet11",
+            "inception_block")
 TFLM_ARENA = {"ds_cnn_tf": 64_000, "resnet8_tf": 196_608, "mobilenet_v1_vww_tf": 294_912}
 SETTINGS = {"constraints.objective": "memory", "optimizer.tiling": "false", "optimizer.costs": "model"}
 TIME_LIMIT_S = 10.0
@@ -68,9 +72,10 @@ def row_for(model: str) -> list[str]:
     from tasobuild.memory import lower_bound, plan_arena
     from tasobuild.placement import place
     from tasobuild.schedule import Dataflow, best_order
+    from tests.test_sharing import inception_model
     from tests.zoo import ensure_model
 
-    path = ensure_model(model)
+    path = ensure_model(model) if model != "inception_block" else inception_model(Path(tempfile.mkdtemp()) / "b.onnx")
     order = best_order(Dataflow.of(import_onnx(path)))
     decided = {sharing: smallest_plan(path, sharing, tiling=False) for sharing in (False, True)}
     before, plan = decided[False].plan, decided[True].plan
