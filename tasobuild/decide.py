@@ -173,6 +173,25 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
                       budget_bytes, smallest)
 
 
+def without_sharing(problem: Problem) -> Problem:
+    """The problem without its in-place and zero-copy choices; the problem itself when it has none, or when a node
+    could run no other way (an allow-list that names only those)."""
+    kept = [tuple(c for c in n.choices if c.in_place < 0 and not c.gathers) for n in problem.nodes]
+    if all(len(k) == len(n.choices) for k, n in zip(kept, problem.nodes)) or not all(kept):
+        return problem
+    return replace(problem, nodes=tuple(replace(n, choices=k) for n, k in zip(problem.nodes, kept)))
+
+
+def sharing_gains(shared: Decision, plain: Decision, objective: str) -> bool:
+    """Does the decision with sharing beat the one without: by the objective, then by the other measure? Sharing
+    that only ties is not taken: the plan stays the one a build without it makes (the same bytes)."""
+    def measure(d: Decision) -> tuple[int, int]:
+        pair = (d.plan.time_ns, d.arena.arena_bytes)
+        return pair if objective == "latency" else (pair[1], pair[0])
+
+    return measure(shared) < measure(plain)
+
+
 class NoArenaFits(UserError):
     """No plan's arena fits the budget; the smallest found is `smallest_bytes` (for a message in other words)."""
 

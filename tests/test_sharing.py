@@ -108,19 +108,41 @@ def test_zero_copy_concat_offsets() -> None:
         "a:CHW": ("slice", 0, 0, 2), "b:CHW": ("slice", K, 1, 2), "y:CHW": ("owner", 0, 2, 3)}
 
 
-def test_zero_copy_is_priced_not_always_taken() -> None:
+def reserved_early() -> Problem:
     """x 2 KiB -> a (512 B), t = conv(x) 2 KiB, b = conv(t) 512 B, y = concat(a, b): zero-copy reserves b's half
-    of y while x, a and t are live (step 1: 5 KiB against 4.5 KiB copying), so the smallest plan copies."""
+    of y while x, a and t are live (step 1: 5 KiB against 4.5 KiB copying)."""
     gather = C("concat", "CHW", "CHW", 0.0, 0, gathers=True)
-    p = _problem([ProblemNode("conv_a", ("x",), "a", (C("conv", "CHW", "CHW", 1.0, 0),)),
-                  ProblemNode("conv_t", ("x",), "t", (C("conv", "CHW", "CHW", 1.0, 0),)),
-                  ProblemNode("conv_b", ("t",), "b", (C("conv", "CHW", "CHW", 1.0, 0),)),
-                  ProblemNode("cat", ("a", "b"), "y", (C("concat", "CHW", "CHW", 1.0, 0), gather))],
-                 {"x": 2 * K, "a": K // 2, "t": 2 * K, "b": K // 2, "y": K}, "y")
+    return _problem([ProblemNode("conv_a", ("x",), "a", (C("conv", "CHW", "CHW", 1.0, 0),)),
+                     ProblemNode("conv_t", ("x",), "t", (C("conv", "CHW", "CHW", 1.0, 0),)),
+                     ProblemNode("conv_b", ("t",), "b", (C("conv", "CHW", "CHW", 1.0, 0),)),
+                     ProblemNode("cat", ("a", "b"), "y", (C("concat", "CHW", "CHW", 1.0, 0), gather))],
+                    {"x": 2 * K, "a": K // 2, "t": 2 * K, "b": K // 2, "y": K}, "y")
+
+
+def test_zero_copy_is_priced_not_always_taken() -> None:
+    p = reserved_early()
     assert evaluate(p, [n.choices[-1] for n in p.nodes]).peak_bytes == 5 * K
     smallest = Session(p).solve(None, "memory")
     assert not smallest.choice("cat").gathers and smallest.peak_bytes == 4608
     assert Session(p).solve(None, "latency").choice("cat").gathers  # it is faster: no copy
+
+
+def test_sharing_kept_only_when_it_gains() -> None:
+    """A build decides with and without the sharing choices and keeps sharing only when it wins (pipeline.Solve):
+    a plan that sharing cannot improve stays byte for byte the plan of a build without it."""
+    from tasobuild.decide import decide, sharing_gains, without_sharing
+
+    p = residual()
+    plain = without_sharing(p)
+    assert [len(n.choices) for n in plain.nodes] == [1, 1, 1] and without_sharing(plain) is plain
+    for objective in ("memory", "latency"):  # as fast, and 2 KiB instead of 3
+        assert sharing_gains(decide(p, 1 << 30, objective, None, 10.0), decide(plain, 1 << 30, objective, None, 10.0),
+                             objective)
+    early = reserved_early()  # zero-copy costs memory there: the smallest plan is the one without it
+    assert not sharing_gains(decide(early, 1 << 30, "memory", None, 10.0),
+                             decide(without_sharing(early), 1 << 30, "memory", None, 10.0), "memory")
+    assert sharing_gains(decide(early, 1 << 30, "latency", None, 10.0),  # but it saves the copy's time
+                         decide(without_sharing(early), 1 << 30, "latency", None, 10.0), "latency")
 
 
 # ---- the overlap checker on regions ----
