@@ -18,8 +18,9 @@ multiple of the arena's alignment (kernels may assume aligned buffers), and ever
 alone (its bytes are the output's from the moment they are written).
 
 These are choices of the optimiser, beside the copying ones, not rewrites after it: sharing ties a buffer to
-another's lifetime (a gathered output is reserved from its first slice's producer on) and forbids a view or a
-tiling that would read the input in place, so whether it pays is the solver's question (solve.encode).
+another's lifetime (a gathered output is reserved from its first slice's producer on), forbids a view or a fused
+group that would read the input later, and an in-place kernel has its own time, so whether it pays is the solver's
+question (solve.encode). A build then keeps it only where it wins (pipeline.Solve.decide).
 """
 
 from __future__ import annotations
