@@ -144,8 +144,8 @@ def plan_arena(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN) -> Arena
 
 
 def with_regions(arena_plan: ArenaPlan, regions: Iterable[Region]) -> ArenaPlan:
-    """The arena plan with an offset for every region that is not its buffer's start (a slice), so that a region's
-    name is looked up as a buffer's is."""
+    """The arena plan with an offset for every region it does not name yet (slices, in-place outputs), so that a
+    region's name is looked up as a buffer's is."""
     offsets = arena_plan.offset_map()
     extra = [(r.name, offsets[r.buffer] + r.offset) for r in regions if r.name not in offsets]
     if not extra:
@@ -173,7 +173,7 @@ def _check_regions(buffers: Mapping[str, Buffer], arena_plan: ArenaPlan, regions
                                f"{r.first_step}-{r.last_step}) is misaligned or not inside its buffer {r.buffer!r}")
         if r.name in offsets and offsets[r.name] != offsets[r.buffer] + r.offset:
             raise OverlapError(f"region {r.name!r} is at {offsets[r.name]}, not {r.offset} bytes into {r.buffer!r}")
-        if r.kind == "in_place" and by_name.get(r.source, r).buffer != r.buffer:
+        if r.kind == "in_place" and (r.source not in by_name or by_name[r.source].buffer != r.buffer):
             raise OverlapError(f"region {r.name!r} is written over {r.source!r}, which is not in {r.buffer!r}")
     spans = sorted(regions, key=lambda r: (r.buffer, r.offset, r.name))
     for i, a in enumerate(spans):

@@ -164,6 +164,8 @@ def test_overlap_checker_on_regions() -> None:
         check_no_overlap(buffers, ArenaPlan((("a", 0), ("b", 64), ("y", 0)), 2 * K, 64), good)
     in_place = [Region("t", "t", 0, K, 0, 2, "owner"), Region("u", "t", 0, K, 2, 4, "in_place", "t")]
     check_no_overlap([Buffer("t", K, 0, 4)], ArenaPlan((("t", 0),), K, 64), in_place)
+    with pytest.raises(OverlapError, match="not in 't'"):  # written over a tensor the buffer does not hold
+        check_no_overlap([Buffer("t", K, 0, 4)], ArenaPlan((("t", 0),), K, 64), [replace(in_place[1], source="v")])
     with pytest.raises(OverlapError, match="share bytes"):  # t is still read at step 3, after u overwrote it
         check_no_overlap([Buffer("t", K, 0, 4)], ArenaPlan((("t", 0),), K, 64),
                          [replace(in_place[0], last_step=3), in_place[1]])
