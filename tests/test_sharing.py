@@ -350,6 +350,23 @@ def test_inception_block_zero_copy_and_in_place_match_onnxruntime(tmp_path: Path
     assert "tb_copy_channels" not in source
 
 
+@pytest.mark.slow  # a build, two compiles and runs: 40-90 s on a busy 2-core machine
+def test_layout_transforms_write_into_the_slices(tmp_path: Path) -> None:
+    """Every convolution restricted to HWC outputs: the concat's inputs reach CHW by layout transforms, which write
+    straight into the slices (the zero-copy concat still copies nothing itself)."""
+    import tomllib
+
+    from tasobuild.primitives.registry import library
+
+    names = [p.name for p in library() if (p.op == "conv" and p.layout_out == "HWC") or p.name == "concat_zerocopy_chw"]
+    report = _build_and_match(tmp_path, inception_model(tmp_path / "inception.onnx"), tiling=False,
+                              extra="primitives = [" + ", ".join(f'"{n}"' for n in names) + "]\n")
+    assert _shared(report)["concat"] == "concat_zerocopy_chw"
+    transforms = tomllib.loads((tmp_path / "taso.lock").read_text())["transform"]
+    assert {(t["tensor"], t["from"], t["to"]) for t in transforms if t["step"] == 5} == {
+        ("a", "HWC", "CHW"), ("b", "HWC", "CHW"), ("c", "HWC", "CHW")}
+
+
 @pytest.mark.slow  # a build, two compiles and runs of ResNet-8 per case: 60-150 s on a busy 2-core machine
 @pytest.mark.parametrize("tiling", [False, True])
 def test_resnet8_residual_adds_in_place_match_onnxruntime(tmp_path: Path, tiling: bool) -> None:
