@@ -5,7 +5,11 @@ of real networks compiled, run and matched against ONNX Runtime, tiled and until
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -365,6 +369,11 @@ def test_layout_transforms_write_into_the_slices(tmp_path: Path) -> None:
     transforms = tomllib.loads((tmp_path / "taso.lock").read_text())["transform"]
     assert {(t["tensor"], t["from"], t["to"]) for t in transforms if t["step"] == 5} == {
         ("a", "HWC", "CHW"), ("b", "HWC", "CHW"), ("c", "HWC", "CHW")}
+    # the lock alone, with an empty cost cache, rebuilds the same tree (the slices' offsets included)
+    frozen = subprocess.run([sys.executable, "-m", "tasobuild", "build", "-c", str(tmp_path / "taso.toml"), "--frozen",
+                             "--json"], capture_output=True, text=True, check=True,
+                            env={**os.environ, "TASOBUILD_CACHE_DIR": str(tmp_path / "empty-cache")})
+    assert json.loads(frozen.stdout)["files"]["written"] == []
 
 
 @pytest.mark.slow  # a build, two compiles and runs of ResNet-8 per case: 60-150 s on a busy 2-core machine
