@@ -50,7 +50,9 @@ def graph_calls(graph: Graph) -> list[KernelCall]:
         nodes = node_candidates(graph)
     except UserError:
         return []
-    calls = [call for nc in nodes for c in nc.options for call in c.calls]
+    # In-place twins (primitives.sharing) are left out: the model prices them from their copying kernels
+    # (costs/model.py) until it is retrained with them, and the shipped samples stay what they were.
+    calls = [call for nc in nodes for c in nc.options if c.primitive.in_place < 0 for call in c.calls]
     calls += [t.call for t in transform_candidates(graph)]
     return sorted({c.key(): c for c in calls}.values(), key=KernelCall.key)
 

@@ -35,6 +35,14 @@ void tb_scale_hwc(const tb_tensor *p, const float *restrict in, const float *res
 void tb_scale_hcw(const tb_tensor *p, const float *restrict in, const float *restrict s, const float *restrict t,
                   float *restrict out);
 
+/* The same, in place: written over an input no later layer reads (acc = act(acc + x), x = act(x),
+ * x = act(x * s[c] + t[c])). */
+void tb_add_inplace(const tb_flat *p, float *restrict acc, const float *restrict x);
+void tb_act_inplace(const tb_flat *p, float *restrict x);
+void tb_scale_chw_inplace(const tb_tensor *p, float *restrict x, const float *restrict s, const float *restrict t);
+void tb_scale_hwc_inplace(const tb_tensor *p, float *restrict x, const float *restrict s, const float *restrict t);
+void tb_scale_hcw_inplace(const tb_tensor *p, float *restrict x, const float *restrict s, const float *restrict t);
+
 /* Concat: copy one (c,h,w) input into channels [c_offset, c_offset + c) of the (out_c,h,w) output. */
 void tb_copy_channels_chw(const tb_channels *p, const float *restrict in, float *restrict out);
 void tb_copy_channels_hwc(const tb_channels *p, const float *restrict in, float *restrict out);

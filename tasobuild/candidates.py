@@ -79,7 +79,7 @@ def fastest_in(nc: NodeCandidates, layout: Layout, costs: Mapping[str, Cost], co
         return sum(costs[call.key()].median_ms for call in c.calls)
 
     same = [c for c in nc.options if (c.primitive.layout_in, c.primitive.layout_out) == (layout, layout)
-            and not c.primitive.aliases_input]
+            and not c.primitive.aliases_input and c.primitive.in_place < 0 and not c.primitive.gathers]
     return tuple(sorted(same, key=lambda c: (ms(c), c.primitive.name))[:count])
 
 

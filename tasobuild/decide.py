@@ -14,7 +14,7 @@ from tasobuild.candidates import NodeCandidates, TransformCandidate
 from tasobuild.costs.cache import Cost
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph
-from tasobuild.memory import ArenaPlan, check_no_overlap
+from tasobuild.memory import ArenaPlan, check_no_overlap, with_regions
 from tasobuild.placement import place as place_exactly
 from tasobuild.primitives import KernelCall
 from tasobuild.solve import (
@@ -54,7 +54,8 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
             nc.node.output,
             tuple(
                 Choice(c.primitive.name, c.primitive.layout_in, c.primitive.layout_out,
-                       call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input)
+                       call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input,
+                       in_place=c.primitive.in_place, gathers=c.primitive.gathers)
                 for c in nc.options
             ) + tuple(fused.get(index, ())),
         )
@@ -172,6 +173,25 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
                       budget_bytes, smallest)
 
 
+def without_sharing(problem: Problem) -> Problem:
+    """The problem without its in-place and zero-copy choices; the problem itself when it has none, or when a node
+    could run no other way (an allow-list that names only those)."""
+    kept = [tuple(c for c in n.choices if c.in_place < 0 and not c.gathers) for n in problem.nodes]
+    if all(len(k) == len(n.choices) for k, n in zip(kept, problem.nodes)) or not all(kept):
+        return problem
+    return replace(problem, nodes=tuple(replace(n, choices=k) for n, k in zip(problem.nodes, kept)))
+
+
+def sharing_gains(shared: Decision, plain: Decision, objective: str) -> bool:
+    """Does the decision with sharing beat the one without: by the objective, then by the other measure? Sharing
+    that only ties is not taken: the plan stays the one a build without it makes (the same bytes)."""
+    def measure(d: Decision) -> tuple[int, int]:
+        pair = (d.plan.time_ns, d.arena.arena_bytes)
+        return pair if objective == "latency" else (pair[1], pair[0])
+
+    return measure(shared) < measure(plain)
+
+
 class NoArenaFits(UserError):
     """No plan's arena fits the budget; the smallest found is `smallest_bytes` (for a message in other words)."""
 
@@ -188,6 +208,6 @@ PLACEMENT_SHARE = 0.25
 def place(plan: Plan, time_limit_s: float = 10.0) -> ArenaPlan:
     """Every buffer's offset, the arena as small as placement.place can prove in its share of the time limit; the
     overlap check runs on every placement, however it was made."""
-    arena = place_exactly(plan.buffers(), plan.alignment, time_limit_s * PLACEMENT_SHARE)
-    check_no_overlap(plan.buffers(), arena)
+    arena = with_regions(place_exactly(plan.buffers(), plan.alignment, time_limit_s * PLACEMENT_SHARE), plan.regions)
+    check_no_overlap(plan.buffers(), arena, plan.regions)
     return arena

@@ -29,6 +29,16 @@ def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
             f"{cand.primitive.layout_in}->{cand.primitive.layout_out}{ws}")
 
 
+def _sharing_note(node: Node, primitive: Primitive) -> str:
+    """Why a step writes over its input, or makes no call at all."""
+    if primitive.in_place >= 0:
+        return f"; in place: the output is written over {node.inputs[primitive.in_place]}, read by no later layer"
+    if primitive.gathers:
+        return ("; no copy: each input's producer wrote it straight into its channel slice of the output "
+                "(zero-copy concat)")
+    return ""
+
+
 def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...], plan: Plan,
           arena: ArenaPlan, name: str, banner: tuple[str, ...], toolchain: Toolchain,
           groups: tuple[Group, ...] = ()) -> Program:
@@ -89,7 +99,8 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         if cand.workspace_bytes:
             roles["ws"] = pointer(arena, f"{node.name}:workspace")
         calls = tuple((call, tuple((r, roles[r]) for r in call.args)) for call in cand.calls)
-        steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}", calls, layer=Layer(node.name, (index,))))
+        comment = f"[l{index}] {_provenance(node, graph, cand)}{_sharing_note(node, cand.primitive)}"
+        steps.append(Step(comment, calls, layer=Layer(node.name, (index,))))
         if calls:
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))
@@ -97,7 +108,9 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
     in_buffer = plan.buffer_of(graph.input, "CHW")
     out_buffer = plan.buffer_of(graph.output, "CHW")
     sizes = {b.name: b.size for b in plan.buffers()}
-    arena_map = tuple(sorted((arena.offset(b), sizes[b], b) for b in sizes))
+    slices = tuple((arena.offset(r.name), r.size, f"{r.name}: slice of {r.buffer}")
+                   for r in plan.regions if r.kind == "slice")
+    arena_map = tuple(sorted((arena.offset(b), sizes[b], b) for b in sizes)) + tuple(sorted(slices))
     return Program(
         name=name,
         banner=banner,

@@ -19,12 +19,19 @@ Large buffers are placed first because they are the hardest to fit; small ones t
 
 `lower_bound` is what no placement can beat: the largest total (aligned) size live at any one step.
 `check_no_overlap` verifies a placement independently of how it was made; the build runs it before writing anything.
+
+Sharing (in-place execution, zero-copy concatenation) is not the planner's business: the plan merges the tensors
+that share memory into one buffer whose lifetime is the union of theirs, so the bound, the greedy planner and the
+exact placement see one block. What lives where inside such a buffer is a `Region`; `check_no_overlap` checks the
+regions too: inside their buffer in bytes and steps, and two regions that share bytes at one step only where one
+is written over the other at that step (in place: the kernel reads each element before writing it) or where
+a gathered output meets its slices (the step that reads them as the whole).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Bytes: every arena buffer, workspace slice and weight array starts at a multiple of this, a cache line (and the
 # widest SIMD vector, AVX-512). The one definition: the solver counts sizes in it, the emitted project aligns its
@@ -47,6 +54,30 @@ class Buffer:
     def lives_with(self, other: Buffer) -> bool:
         """True when the two lifetimes share at least one step."""
         return self.first_step <= other.last_step and other.first_step <= self.last_step
+
+
+REGION_KINDS = ("owner", "in_place", "slice")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A tensor that lives inside a (shared) buffer: `offset` bytes into `buffer`, `size` bytes, live from
+    `first_step` through `last_step`. kind "owner": the version the buffer is named after; "in_place": written over
+    `source` (another region of the buffer) at its first step; "slice": a part of the owner (a zero-copy gather's
+    input, written by its producer), read as the whole owner from the owner's first step."""
+
+    name: str
+    buffer: str
+    offset: int
+    size: int
+    first_step: int
+    last_step: int
+    kind: str
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in REGION_KINDS or (self.kind == "in_place") != bool(self.source) or self.offset < 0:
+            raise ValueError(f"region {self.name!r}: invalid kind {self.kind!r}, source or offset")
 
 
 @dataclass(frozen=True)
@@ -112,10 +143,59 @@ def plan_arena(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN) -> Arena
     return ArenaPlan(offsets=offsets, arena_bytes=arena, alignment=alignment)
 
 
-def check_no_overlap(buffers: Iterable[Buffer], arena_plan: ArenaPlan) -> None:
+def with_regions(arena_plan: ArenaPlan, regions: Iterable[Region]) -> ArenaPlan:
+    """The arena plan with an offset for every region it does not name yet (slices, in-place outputs), so that a
+    region's name is looked up as a buffer's is."""
+    offsets = arena_plan.offset_map()
+    extra = [(r.name, offsets[r.buffer] + r.offset) for r in regions if r.name not in offsets]
+    if not extra:
+        return arena_plan
+    return replace(arena_plan, offsets=tuple(sorted((*arena_plan.offsets, *extra))))
+
+
+def check_no_overlap(buffers: Iterable[Buffer], arena_plan: ArenaPlan, regions: Iterable[Region] = ()) -> None:
     """Raise OverlapError naming two buffers that are live at the same step and share bytes, or a buffer that is
-    unplaced, misaligned or outside the arena. Independent of how the plan was made."""
+    unplaced, misaligned or outside the arena; then the same for the regions inside shared buffers (module
+    docstring). Independent of how the plan was made."""
     todo = list(buffers)
+    _check_buffers(todo, arena_plan)
+    _check_regions({b.name: b for b in todo}, arena_plan, list(regions))
+
+
+def _check_regions(buffers: Mapping[str, Buffer], arena_plan: ArenaPlan, regions: list[Region]) -> None:
+    offsets = arena_plan.offset_map()
+    by_name = {r.name: r for r in regions}
+    for r in regions:
+        buf = buffers.get(r.buffer)
+        if buf is None or r.offset + r.size > buf.size or not buf.first_step <= r.first_step <= r.last_step \
+                <= buf.last_step or (r.offset % arena_plan.alignment) or (r.kind == "owner") != (r.name == r.buffer):
+            raise OverlapError(f"region {r.name!r} (bytes +{r.offset}-{r.offset + r.size}, steps "
+                               f"{r.first_step}-{r.last_step}) is misaligned or not inside its buffer {r.buffer!r}")
+        if r.name in offsets and offsets[r.name] != offsets[r.buffer] + r.offset:
+            raise OverlapError(f"region {r.name!r} is at {offsets[r.name]}, not {r.offset} bytes into {r.buffer!r}")
+        if r.kind == "in_place" and (r.source not in by_name or by_name[r.source].buffer != r.buffer):
+            raise OverlapError(f"region {r.name!r} is written over {r.source!r}, which is not in {r.buffer!r}")
+    spans = sorted(regions, key=lambda r: (r.buffer, r.offset, r.name))
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if b.buffer != a.buffer or b.offset >= a.offset + a.size:
+                break
+            if not (a.first_step <= b.last_step and b.first_step <= a.last_step) or _handover(a, b) \
+                    or _handover(b, a):
+                continue
+            raise OverlapError(f"regions {a.name!r} (steps {a.first_step}-{a.last_step}) and {b.name!r} (steps "
+                               f"{b.first_step}-{b.last_step}) share bytes of {a.buffer!r} at the same step")
+
+
+def _handover(old: Region, new: Region) -> bool:
+    """`new` takes `old`'s bytes at the one step where `old` is last read: written over it in place, or an owner
+    born from its slice."""
+    meets = old.last_step == new.first_step
+    return meets and ((new.kind == "in_place" and new.source == old.name)
+                      or (new.kind == "owner" and old.kind == "slice"))
+
+
+def _check_buffers(todo: list[Buffer], arena_plan: ArenaPlan) -> None:
     _check_unique_names(todo)
     offsets = arena_plan.offset_map()
     spans: list[tuple[int, int, Buffer]] = []  # (offset, end, buffer) for non-empty buffers

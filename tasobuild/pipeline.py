@@ -279,6 +279,24 @@ class Solve:
                          keep=lambda b: b.proven)
 
     def decide(self, problem: Problem) -> Decision:
+        """The decision with the in-place and zero-copy choices if it beats the one without (decide.sharing_gains),
+        else the one without: a network that gains nothing from sharing gets the plan it got before it existed."""
+        from tasobuild.decide import sharing_gains, without_sharing
+
+        plain = without_sharing(problem)
+        if plain is problem:
+            return self._decide(problem)
+        try:
+            first = self._decide(plain)
+        except UserError:  # no plan fits without sharing
+            return self._decide(problem)
+        try:
+            shared = self._decide(problem)
+        except UserError:
+            return first
+        return shared if sharing_gains(shared, first, self.spec.constraints.objective) else first
+
+    def _decide(self, problem: Problem) -> Decision:
         from tasobuild.decide import NoArenaFits, decide, problem_key
 
         c, limit_s = self.spec.constraints, self.spec.optimizer.time_limit / 1000.0

@@ -3,8 +3,9 @@
 Per kernel function, a ridge regression of log2(time) on the call's feature vector (tasobuild.costs.features), plus
 a nearest-neighbour correction of its residuals (shapes close to a trained shape inherit that shape's error: cache
 effects and tile fill are not linear in the logs). A call whose function the model never saw (a primitive added
-after training) falls back to the model of its parameter struct, trained on every function of that struct, and a
-call with an unknown struct to a model over the generic features (work, bytes, intensity) of every sample.
+after training) falls back to the model of its parameter struct, trained on every function of that struct (an
+in-place kernel: to its copying twin's), and a call with an unknown struct to a model over the generic features
+(work, bytes, intensity) of every sample.
 
 Thin functions (a Winograd variant has 11-24 samples for 36 features) extrapolate badly on their own, so each
 function has a second, "shrunk" regression: its slopes are a ridge correction of the slopes shared by its variant
@@ -37,6 +38,9 @@ from tasobuild.costs.features import GENERIC_NAMES, features
 from tasobuild.primitives import KernelCall
 
 FORMAT = 1
+# An in-place kernel (primitives.sharing) the model was not trained on is predicted as its copying twin, on its own
+# features: it does the same work with one buffer fewer (bench/inplace_kernels.py measures it no slower).
+IN_PLACE_SUFFIX = "_inplace"
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)  # ridge strengths tried by cross-validation
 FOLDS = 5
 NEIGHBOURS = 4  # residual correction: the k nearest training samples of the same function
@@ -331,10 +335,13 @@ class CostModel:
     def _route(self, call: KernelCall, x: np.ndarray) -> tuple[str, tuple[Regression, ...], np.ndarray]:
         """The regressions whose mean predicts `call`: its function's (and their shrunk twin), else its struct's,
         else the generic one."""
-        reg = self.functions.get(call.function)
+        function = call.function
+        if function not in self.functions and function.endswith(IN_PLACE_SUFFIX):
+            function = function.removesuffix(IN_PLACE_SUFFIX)  # untrained in-place twin: its copying kernel's model
+        reg = self.functions.get(function)
         if reg is not None and reg.width == x.size:
-            twin = self.shrunk.get(call.function)
-            return f"f:{call.function}", (reg,) if twin is None or twin.width != x.size else (reg, twin), x
+            twin = self.shrunk.get(function)
+            return f"f:{function}", (reg,) if twin is None or twin.width != x.size else (reg, twin), x
         reg = self.structs.get(call.struct)
         if reg is not None and reg.width == x.size:
             return f"s:{call.struct}", (reg,), x

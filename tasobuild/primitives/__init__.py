@@ -58,6 +58,10 @@ class Primitive:
     weights: Callable[[Node, Graph], tuple[np.ndarray, ...]]  # build-time weight transform -> w0, w1, ...
     call: Callable[[Node, Graph], tuple[KernelCall, ...]]  # usually one; concat makes one per input; views none
     aliases_input: bool = False  # a view: the output is the input's memory, no call is made
+    # In place: the output is written over input `in_place` (-1: never). Only for kernels that read each element
+    # before writing it, in one layout, and only where that input is dead after the node (primitives.sharing).
+    in_place: int = -1
+    gathers: bool = False  # zero-copy concat: the producers write the inputs into the output; no call is made
 
 
 def no_workspace(node: Node, graph: Graph) -> int:

@@ -13,7 +13,10 @@ Memory (built on first use; time-only solves never need it), over the steps t ca
   C[t][L][s]  the converted copy in L != produced is live: first want <= s <= last want, or a view of it is
   memory at step s = aligned bytes of live versions (a view's own version weighs 0) + the chosen workspace.
 A deferred member of a fused group (Choice.deferred) is a view here: its output weighs nothing and keeps its input
-live, as the group runs at its last member's step. Members of a group are picked together (iff).
+live, as the group runs at its last member's step. Members of a group are picked together (iff). An in-place choice
+(Choice.in_place) is a view of the input it overwrites, the same way. A zero-copy gather (Choice.gathers): the
+slices (its inputs' versions in its layout) weigh nothing; its output weighs its size from the first step a slice
+is produced in that layout (G). Neither may take over the memory of a view (Not(And(x, view at the producer))).
 """
 
 from __future__ import annotations
@@ -129,6 +132,7 @@ class Encoding:
         for members in group_members(problem).values():  # a fused group runs whole or not at all
             first = self.x[members[0][0]][members[0][1]]
             self.constraints += [iff(first, self.x[s][k]) for s, k in members[1:]]
+        self.constraints += self._sharing()
         self.time_const = 0  # ns spent whatever the choices (a transform that must always run)
         self.node_terms: Terms = tuple((v, to_ns(c.time_ms)) for xs, n in zip(self.x, problem.nodes)
                                        for v, c in zip(xs, n.choices))
@@ -138,6 +142,27 @@ class Encoding:
         self._tensor_low: tuple[int, ...] = ()
         self._tensor_high: tuple[int, ...] = ()
         self._x_ast = [[z3.Z3_get_app_decl(self.ctx.ref(), v.as_ast()) for v in xs] for xs in self.x]
+
+    def _sharing(self) -> list[z3.BoolRef]:
+        """An in-place output or a gathered slice takes over its input's memory: that input's producer must not be
+        a read-only view of another tensor, nor its other readers views of it (plan._check_shared_source)."""
+        p, producer = self.problem, self.topo.producer_step
+        out = []
+        for step, node in enumerate(p.nodes):
+            for v, c in zip(self.x[step], node.choices):
+                shared = node.inputs if c.gathers else (node.inputs[c.in_place],) if c.in_place >= 0 else ()
+                for name in shared:
+                    if name == p.graph_input:
+                        continue
+                    q = producer[name]
+                    for w, d in zip(self.x[q], p.nodes[q].choices):
+                        if d.shares_data or (c.gathers and (d.no_buffer or d.gathers)):
+                            out.append(z3.Not(z3.And(v, w)))
+                    for r in self.topo.consumer_steps[name]:
+                        if r != step and r < p.epilogue_step:
+                            out += [z3.Not(z3.And(v, w)) for w, d in zip(self.x[r], p.nodes[r].choices)
+                                    if d.shares_data]
+        return out
 
     # ---- decoding (literals in terms are all plain variables, so a model lookup is enough) ----
     def picks(self, model: z3.ModelRef) -> list[Choice]:
@@ -278,9 +303,17 @@ class _MemoryBuilder:
         for r in sorted(set(self.topo.consumer_steps[t]) & self.topo.view_capable):
             out = p.nodes[r].output
             for v, c in zip(enc.x[r], p.nodes[r].choices):
-                if c.no_buffer:
+                if c.no_buffer and p.nodes[r].inputs[c.source] == t:
                     for s, live in self.orig_live[out].items():
                         ext[c.layout_in][s].append(and_(v, live))
+        # A zero-copy gather reading t: t's version in the gather's layout is a slice of its output (which weighs it).
+        sliced: dict[Layout, list[Lit]] = {L: [] for L in LAYOUTS}
+        for r in self.topo.consumer_steps[t]:
+            if r < p.epilogue_step:
+                for v, c in zip(enc.x[r], p.nodes[r].choices):
+                    if c.gathers:
+                        sliced[c.layout_in].append(v)
+        in_slice = {L: or_(*sliced[L]) for L in LAYOUTS}
 
         view = False if t == p.graph_input else enc._choices_at(start, lambda c: c.no_buffer)
         last_read = max(self.topo.consumer_steps[t], default=start)
@@ -290,15 +323,34 @@ class _MemoryBuilder:
             viewed = [and_(P[L], or_(*ext[L][s])) for L in LAYOUTS]
             live = enc._define(f"O|{t}|{s}", or_(s == start, *reads, *viewed))
             self.orig_live[t][s] = live
-            versions = [enc._define(f"M|{t}|{s}", and_(live, not_(view)))]  # a view weighs nothing
+            a_slice = or_(*[and_(P[L], in_slice[L]) for L in LAYOUTS])
+            versions = [enc._define(f"M|{t}|{s}", and_(live, not_(view), not_(a_slice)))]  # a view weighs nothing
             for L in LAYOUTS:
-                copy = and_(not_(P[L]), or_(and_(F[L][s], A[L][s]), *ext[L][s]))
+                copy = and_(not_(P[L]), or_(and_(F[L][s], A[L][s]), *ext[L][s]), not_(in_slice[L]))
                 versions.append(enc._define(f"C|{t}|{L}|{s}", copy))
             for lit in versions:
                 self.add(s, lit, size)
             self.high[s] += size * min(len(LAYOUTS), sum(lit is not False for lit in versions))  # one per layout
-            if view is False and start < s <= last_read and not any(v is True for v in versions):
+            if view is False and a_slice is False and start < s <= last_read and not any(v is True for v in versions):
                 self.low[s] += size  # read at or after s: the original or a copy holds it
+        if t != p.graph_input:
+            self.gathered(start)
+
+    def gathered(self, step: int) -> None:
+        """A zero-copy gather's output buffer exists from the first step one of its slices is written in place:
+        the step its producer runs, when it produces the slice's layout (else the copy is made at the gather)."""
+        enc, p = self.enc, self.p
+        node = p.nodes[step]
+        size = p.aligned(p.tensors[node.output].bytes)
+        for k, (v, c) in enumerate(zip(enc.x[step], node.choices)):
+            if not c.gathers:
+                continue
+            made = [(self.topo.producer_step[name], enc.produced_in(name, c.layout_in)) for name in node.inputs]
+            for s in range(min(q for q, _ in made), step):
+                lit = and_(v, or_(*[m for q, m in made if q <= s]))
+                self.add(s, enc._define(f"G|{node.output}|{k}|{s}", lit), size)
+                if lit is not False:
+                    self.high[s] += size
 
 
 def encode(problem: Problem) -> Encoding:

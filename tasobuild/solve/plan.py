@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tasobuild.memory import Buffer
-from tasobuild.solve.problem import Choice, Layout, Problem, group_members, topology
+from tasobuild.memory import Buffer, Region
+from tasobuild.solve.problem import Choice, Layout, Problem, group_members, slice_offsets, topology
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Plan:
     buffer_table: tuple[Buffer, ...]  # sorted by name
     buffer_names: tuple[tuple[tuple[str, Layout], str], ...]  # (tensor, layout) -> buffer name, sorted
     alignment: int
+    # The versions that live inside another version's buffer: in place (at its offset 0) and the slices of a
+    # zero-copy gather (at theirs). Their names are buffer names (buffer_of) with offsets of their own.
+    regions: tuple[Region, ...] = ()
     objective: str = "none"  # "latency" | "memory" | "none" (greedy / evaluated)
     status: str = "evaluated"  # "optimal" | "feasible" (timeout: best found) | "greedy" | "evaluated"
     tie_break: str = field(default="skipped", compare=False)  # the second objective: "optimal" | "feasible" | "skipped"
@@ -66,6 +69,24 @@ def to_ns(ms: float) -> int:
 
 def version_name(tensor: str, layout: Layout) -> str:
     return f"{tensor}:{layout}"
+
+
+def _writes_own(pick: Choice) -> bool:
+    """The node writes its output into a buffer of its own: what a slice's producer must do."""
+    return not pick.no_buffer and not pick.gathers
+
+
+def _check_shared_source(problem: Problem, picks: Sequence[Choice], node: str, tensor: str, pick: Choice) -> None:
+    """An in-place output or a gathered slice takes over its input's memory: that input's producer must write a
+    buffer of its own (not be a read-only view of another tensor, whose readers would see the change; a slice's
+    not be in place or a gather either), and no other reader may be a view of it (read later, through the view)."""
+    if pick.shares_data or tensor == problem.graph_input:
+        return
+    for step, node_ in enumerate(problem.nodes):
+        if node_.output == tensor and (picks[step].shares_data or (pick.gathers and not _writes_own(picks[step]))):
+            raise ValueError(f"node {node!r}: {pick.primitive!r} shares {tensor!r}, a view of another tensor")
+        if tensor in node_.inputs and node_.name != node and picks[step].shares_data:
+            raise ValueError(f"node {node!r}: {pick.primitive!r} overwrites {tensor!r}, which {node_.name!r} views")
 
 
 def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
@@ -104,11 +125,31 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
             spans[(tensor, layout)] = (steps[0], steps[-1])
         spans[(tensor, own)] = (start, orig_last)
 
-    # Views: the output version of an aliasing node is the buffer of the input version it consumed.
+    # Views and in-place outputs: the output version is the buffer of the input version it consumed (a deferred
+    # output is never written: its name stands for the input's buffer). A gather's inputs are slices of its output.
     root: dict[tuple[str, Layout], tuple[str, Layout]] = {v: v for v in spans}
+    at: dict[tuple[str, Layout], int] = {}  # a slice's byte offset in its root's buffer
+    regions: list[Region] = []
     for node, pick in zip(problem.nodes, picks):
-        if pick.no_buffer:  # a deferred output is never written: its name stands for the input's buffer
-            root[(node.output, pick.layout_out)] = root[(node.inputs[0], pick.layout_in)]
+        if pick.no_buffer:
+            source = (node.inputs[pick.source], pick.layout_in)
+            _check_shared_source(problem, picks, node.name, source[0], pick)
+            root[(node.output, pick.layout_out)] = root[source]
+            if pick.in_place >= 0:
+                span = spans[(node.output, pick.layout_out)]
+                regions.append(Region(version_name(node.output, pick.layout_out), version_name(*root[source]),
+                                      at.get(source, 0), problem.tensors[node.output].bytes, *span, "in_place",
+                                      version_name(*source)))
+        elif pick.gathers:
+            out = (node.output, pick.layout_out)
+            for name, offset in zip(node.inputs, slice_offsets(problem, node)):
+                _check_shared_source(problem, picks, node.name, name, pick)
+                root[(name, pick.layout_in)], at[(name, pick.layout_in)] = out, offset
+                regions.append(Region(version_name(name, pick.layout_in), version_name(*out), offset,
+                                      problem.tensors[name].bytes, *spans[(name, pick.layout_in)], "slice"))
+    owners = {r for r in root.values() if version_name(*r) in {g.buffer for g in regions}}
+    regions += [Region(version_name(*r), version_name(*r), 0, problem.tensors[r[0]].bytes, *spans[r], "owner")
+                for r in sorted(owners)]
     shared: dict[tuple[str, Layout], list[tuple[int, int]]] = {}  # a buffer's versions' lifetimes
     for version in sorted(spans):
         shared.setdefault(root[version], []).append(spans[version])
@@ -136,7 +177,8 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
         step_bytes=tuple(step_bytes),
         layouts=tuple(sorted(produced.items())),
         buffer_table=tuple(sorted(buffers, key=lambda b: b.name)),
-        buffer_names=tuple(sorted((v, version_name(*r)) for v, r in root.items())),
+        buffer_names=tuple(sorted((v, version_name(*(v if v in at else r))) for v, r in root.items())),
         alignment=problem.alignment,
+        regions=tuple(sorted(regions, key=lambda r: r.name)),
         **meta,  # type: ignore[arg-type]
     )

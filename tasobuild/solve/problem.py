@@ -56,12 +56,29 @@ class Choice:
     aliases_input: bool = False  # a view (reshape/flatten/...): the output IS the input's memory
     group: str = ""  # a fused group (tasobuild.tiling): every member picks its choice of the group, or none does
     deferred: bool = False  # a group member whose output never exists whole: it runs inside its group's last member
+    # In place: the output is written over input `in_place`'s buffer (the kernel reads each element before writing
+    # it; that input is read by no later step and is not the graph input). -1: the output has a buffer of its own.
+    in_place: int = -1
+    # Zero-copy gather (concat): the inputs' versions in layout_in are slices of the output's buffer, end to end in
+    # input order, so their producers write straight into it and the node copies nothing.
+    gathers: bool = False
 
     @property
     def no_buffer(self) -> bool:
-        """The output has no buffer of its own (a view, or a deferred group member): it weighs nothing, and the
-        input stays live as long as the output would."""
+        """The output has no buffer of its own (a view, a deferred group member, or written in place): it weighs
+        nothing, and the input it takes over stays live as long as the output would."""
+        return self.aliases_input or self.deferred or self.in_place >= 0
+
+    @property
+    def shares_data(self) -> bool:
+        """The output is the input's data, read-only (a view, a deferred member): a step that overwrites the
+        input would change it."""
         return self.aliases_input or self.deferred
+
+    @property
+    def source(self) -> int:
+        """Which input's buffer a no_buffer output takes over (views and deferred members have one input)."""
+        return max(self.in_place, 0)
 
     @property
     def ident(self) -> str:
@@ -69,9 +86,9 @@ class Choice:
         return f"{self.primitive} in {self.group}" if self.group else self.primitive
 
     @property
-    def kind(self) -> tuple[str, str, bool, str]:
+    def kind(self) -> tuple[str, str, bool, str, int, bool]:
         """Choices of one kind affect every other step identically: among them, speed and workspace decide."""
-        return (self.layout_in, self.layout_out, self.no_buffer, self.group)
+        return (self.layout_in, self.layout_out, self.no_buffer, self.group, self.in_place, self.gathers)
 
 
 @dataclass(frozen=True)
@@ -129,9 +146,13 @@ def _validate(p: Problem) -> None:
         if key != t.name or t.bytes < 0:
             raise ValueError(f"tensor {key!r}: name mismatch or negative size")
     available = {p.graph_input}
+    readers: dict[str, list[int]] = {}
+    for step, node in enumerate(p.nodes):
+        for name in set(node.inputs):
+            readers.setdefault(name, []).append(step)
     if p.graph_input not in p.tensors:
         raise ValueError(f"graph input {p.graph_input!r} is not in tensors")
-    for node in p.nodes:
+    for step, node in enumerate(p.nodes):
         if not node.choices:
             raise UserError(f"node {node.name!r}: no primitive can run it on this target")
         for name in node.inputs:
@@ -151,6 +172,8 @@ def _validate(p: Problem) -> None:
                                  f"no smaller than its output")
             if c.deferred and (len(set(node.inputs)) != 1 or not c.group or c.aliases_input):
                 raise ValueError(f"node {node.name!r}: a deferred choice needs one input tensor and a group")
+            if c.in_place >= 0 or c.gathers:
+                _validate_sharing(p, step, c, readers)
     if p.graph_output not in available:
         raise ValueError(f"graph output {p.graph_output!r} is never produced")
     for name, members in group_members(p).items():
@@ -161,6 +184,43 @@ def _validate(p: Problem) -> None:
             raise ValueError(f"group {name!r}: every member but the last must be deferred")
     if len({n.name for n in p.nodes}) != len(p.nodes):
         raise ValueError("two nodes share a name")
+
+
+def _validate_sharing(p: Problem, step: int, c: Choice, readers: Mapping[str, list[int]]) -> None:
+    """What makes an in-place or gathering choice safe whatever else is chosen: what it overwrites (in place) is
+    read by no later step, the slices it gathers are read by this step only, and the graph input is the caller's
+    (never overwritten: a second run on the same input must see it). What depends on the other choices (no view
+    of it, plan._check_shared_source) the solver states as constraints."""
+    node = p.nodes[step]
+    shared = node.inputs if c.gathers else node.inputs[c.in_place:c.in_place + 1]
+    if not shared or c.layout_in != c.layout_out or (c.in_place >= 0 and c.gathers) or c.aliases_input or c.deferred:
+        raise ValueError(f"node {node.name!r} choice {c.primitive!r}: in place needs an input index and one layout")
+    if c.gathers and len(set(node.inputs)) != len(node.inputs):
+        raise ValueError(f"node {node.name!r}: a gather's inputs must be distinct tensors")
+    for name in shared:
+        later = [s for s in readers.get(name, []) if s != step and (s > step or c.gathers)]
+        if name == p.graph_input or name == p.graph_output or later:
+            raise ValueError(f"node {node.name!r} choice {c.primitive!r}: input {name!r} is the graph's, or is read "
+                             f"by another step (steps {later}): it cannot be shared")
+    if c.in_place >= 0 and p.tensors[node.output].bytes > p.tensors[shared[0]].bytes:
+        raise ValueError(f"node {node.name!r}: an in-place output must fit in its input")
+    if c.gathers:
+        offset = 0
+        for name in node.inputs:
+            if offset % p.alignment:
+                raise ValueError(f"node {node.name!r}: slice {name!r} at byte {offset} is not aligned")
+            offset += p.tensors[name].bytes
+        if offset != p.tensors[node.output].bytes:
+            raise ValueError(f"node {node.name!r}: the gathered inputs do not fill the output")
+
+
+def slice_offsets(p: Problem, node: ProblemNode) -> tuple[int, ...]:
+    """Where each input of a gathering node starts in its output's buffer, in bytes: end to end, in input order."""
+    offsets, at = [], 0
+    for name in node.inputs:
+        offsets.append(at)
+        at += p.tensors[name].bytes
+    return tuple(offsets)
 
 
 def prune(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:

@@ -1,0 +1,102 @@
+"""In-place and zero-copy variants of the element-wise and concat primitives: the output shares memory with an
+input.
+
+In place (`Primitive.in_place = k`): the output is written over input k, by a kernel of its own (ops_eltwise.c:
+tb_add_inplace acc += x, tb_act_inplace, tb_scale_*_inplace, each reading element i, then writing element i, with
+the same parameters as the copying kernel; its buffers stay restrict: the output is one of them, the others are
+distinct). Only add, a standalone activation and the per-channel scale qualify; pooling, LRN, softmax,
+transposes and layout transforms do not (they read neighbours or write elsewhere). Its time is measured or
+predicted like any call's.
+Input k must be dead after the node in the graph's order (the order is fixed before the solve, schedule.py), and
+never the graph input: the caller owns it (a second `run()` on the same input must see it, as in TFLite Micro),
+nor the graph output.
+
+Zero-copy concat (`Primitive.gathers`): the inputs are slices of the output, end to end, and their producers write
+straight into them; the node makes no call. Only in CHW, where a channel slice is one contiguous block: in HWC and
+HCW a slice is strided, and no kernel takes an output stride, so those keep the copy. Every slice must start at a
+multiple of the arena's alignment (kernels may assume aligned buffers), and every input must be read by the concat
+alone (its bytes are the output's from the moment they are written).
+
+These are choices of the optimiser, beside the copying ones, not rewrites after it: sharing ties a buffer to
+another's lifetime (a gathered output is reserved from its first slice's producer on), forbids a view or a fused
+group that would read the input later, and an in-place kernel has its own time, so whether it pays is the solver's
+question (solve.encode). A build then keeps it only where it wins (pipeline.Solve.decide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from tasobuild.ir import Graph, Node
+from tasobuild.memory import ARENA_ALIGN
+from tasobuild.primitives import KernelCall, Primitive
+from tasobuild.primitives.ops import PRIMITIVES as OPS_PRIMITIVES
+
+IN_PLACE_OPS = ("act", "add", "scale")  # their kernels read element i, then write element i
+Applies = Callable[[Node, Graph], bool]
+CallFn = Callable[[Node, Graph], tuple[KernelCall, ...]]
+
+
+def dead_after(node: Node, graph: Graph, tensor: str) -> bool:
+    """No node after `node` (in the graph's order) reads `tensor`, and it is neither the graph input nor output."""
+    if tensor in (graph.input, graph.output):
+        return False
+    after = graph.nodes[graph.nodes.index(node) + 1:]
+    return not any(tensor in n.inputs for n in after)
+
+
+def _in_place_applies(base: Applies, k: int) -> Applies:
+    def applies(node: Node, graph: Graph) -> bool:  # x + x has no second buffer to read: it copies
+        if not base(node, graph) or k >= len(node.inputs) or len(set(node.inputs)) != len(node.inputs):
+            return False
+        return graph.shape(node.inputs[k]) == graph.shape(node.output) and dead_after(node, graph, node.inputs[k])
+
+    return applies
+
+
+def _gather_applies(base: Applies) -> Applies:
+    def applies(node: Node, graph: Graph) -> bool:
+        if not base(node, graph) or len(set(node.inputs)) != len(node.inputs):
+            return False
+        offset = 0
+        for name in node.inputs:
+            if offset % ARENA_ALIGN or name in (graph.input, graph.output) or graph.consumers(name) != (node,):
+                return False
+            offset += graph.shape(name).bytes
+        return True
+
+    return applies
+
+
+def _no_call(node: Node, graph: Graph) -> tuple[()]:
+    return ()
+
+
+def _in_place_call(copying: CallFn, k: int) -> CallFn:
+    """The copying kernel's call as its in-place twin: `<function>_inplace`, the same parameters, the output first
+    (it is input k too), then the other buffers in their order."""
+    def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
+        (c,) = copying(node, graph)
+        roles = ("out",) + tuple(r for r in c.args if r not in ("out", f"in{k}"))
+        sizes = dict(c.buffer_bytes)
+        return (KernelCall(f"{c.function}_inplace", c.struct, c.params, roles, tuple((r, sizes[r]) for r in roles)),)
+
+    return call
+
+
+def _variants() -> tuple[Primitive, ...]:
+    out: list[Primitive] = []
+    for p in OPS_PRIMITIVES:
+        if p.op in IN_PLACE_OPS:
+            assert p.layout_in == p.layout_out, p.name
+            for k in range(2 if p.op == "add" else 1):
+                out.append(replace(p, name=f"{p.name}_inplace{k}", in_place=k, call=_in_place_call(p.call, k),
+                                   applies=_in_place_applies(p.applies, k)))
+        elif p.op == "concat" and p.layout_in == p.layout_out == "CHW":
+            out.append(replace(p, name="concat_zerocopy_chw", family="zerocopy", sources=(), call=_no_call,
+                               applies=_gather_applies(p.applies), gathers=True))
+    return tuple(sorted(out, key=lambda p: p.name))
+
+
+PRIMITIVES: tuple[Primitive, ...] = _variants()
