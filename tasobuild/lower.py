@@ -18,6 +18,13 @@ def pointer(arena: ArenaPlan, buffer: str) -> str:
     return f"A + {offset // 4}"
 
 
+def typed(expression: str, call: KernelCall, role: str) -> str:
+    """An arena pointer (`A + n`, a float pointer) as the element type the kernel takes there; weight symbols are
+    arrays of that type already."""
+    c_type = call.arg_type(role)
+    return expression if c_type == "float" or not expression.startswith("A + ") else f"({c_type} *)({expression})"
+
+
 def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
     origin = " + ".join((node.name,) + node.fused)
     act = f" +{node.act}" if node.act.kind != "none" else ""
@@ -36,17 +43,17 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
     sources: set[str] = set()
 
     def transform_steps(step_index: int) -> None:
-        from tasobuild.primitives.transforms import TRANSFORM_SOURCES
+        from tasobuild.primitives.transforms import transform_sources
 
         for t in plan.transforms:
             if t.step != step_index:
                 continue
             call = transform_calls[(t.tensor, t.from_layout, t.to_layout)]
-            ptrs = (("in0", pointer(arena, plan.buffer_of(t.tensor, t.from_layout))),
-                    ("out", pointer(arena, plan.buffer_of(t.tensor, t.to_layout))))
+            ptrs = (("in0", typed(pointer(arena, plan.buffer_of(t.tensor, t.from_layout)), call, "in0")),
+                    ("out", typed(pointer(arena, plan.buffer_of(t.tensor, t.to_layout)), call, "out")))
             steps.append(Step(f"layout transform of {t.tensor} {graph.shape(t.tensor)}: "
                               f"{t.from_layout}->{t.to_layout}", ((call, ptrs),)))
-            sources.update(TRANSFORM_SOURCES)
+            sources.update(transform_sources(call))
 
     def weight_roles(primitive: Primitive, node: Node, part_graph: Graph, symbol: str) -> dict[str, str]:
         """The node's weights as `primitive` transforms them, added to the program: role -> C symbol."""
@@ -83,7 +90,7 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         roles["out"] = pointer(arena, plan.buffer_of(node.output, choice.layout_out))
         if cand.workspace_bytes:
             roles["ws"] = pointer(arena, f"{node.name}:workspace")
-        calls = tuple((call, tuple((r, roles[r]) for r in call.args)) for call in cand.calls)
+        calls = tuple((call, tuple((r, typed(roles[r], call, r)) for r in call.args)) for call in cand.calls)
         steps.append(Step(f"[l{index}] {_provenance(node, graph, cand)}", calls))
         if calls:
             sources.update(cand.primitive.sources)

@@ -38,6 +38,18 @@ def c_value(value: int | float) -> str:
     return str(value) if isinstance(value, int) else c_float(value)
 
 
+# C element type of each weight array's NumPy type (int8 weights, int32 biases and requantisation parameters).
+C_TYPES = {"float32": "float", "int8": "int8_t", "int32": "int32_t", "uint8": "uint8_t"}
+
+
+def c_type(array: np.ndarray) -> str:
+    return C_TYPES[array.dtype.name]
+
+
+def _has_integer_weights(p: Program) -> bool:
+    return any(c_type(w.array) != "float" for w in p.weights)
+
+
 def needs_math_h(values: Iterable[int | float]) -> bool:
     """Whether rendering `values` writes NAN or INFINITY (files without them stay as they were: no include)."""
     return any(isinstance(v, float) and not math.isfinite(v) for v in values)
@@ -140,6 +152,7 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         f'#include "{p.name}.h"',
         f'#include "{p.name}_weights.h"',
         '#include "tb_kernels.h"',
+        *(['#include "tb_q8.h"'] if "tb_q8.h" in p.kernel_sources else []),
         *prototypes,
         "",
         f"float *{p.name}_input(void *arena) {{ return (float *)arena + {p.input_offset // 4}; }}",
@@ -191,15 +204,22 @@ def blob_layout(p: Program) -> list[tuple[str, int, int]]:
 def render_weights_header(p: Program) -> str:
     guard = f"{p.name.upper()}_WEIGHTS_H"
     lines = [f"/* {GENERATED} */", f"#ifndef {guard}", f"#define {guard}", ""]
+    if _has_integer_weights(p):
+        lines[3:3] = ["#include <stdint.h>"]
     if uses_blob(p):
         lines += [f"/* {p.weight_bytes} bytes of weights, linked from {p.name}_weights.bin by {p.name}_weights.S */",
                   f"extern const float {p.name}_weights[];", ""]
         for (symbol, offset, count), w in zip(blob_layout(p), p.weights):
-            lines.append(f"#define {symbol} ({p.name}_weights + {offset})  /* {count} floats: "
-                         f"{comment_text(w.comment)} */")
+            if c_type(w.array) == "float":
+                lines.append(f"#define {symbol} ({p.name}_weights + {offset})  /* {count} floats: "
+                             f"{comment_text(w.comment)} */")
+            else:
+                lines.append(f"#define {symbol} ((const {c_type(w.array)} *)(const void *)({p.name}_weights + "
+                             f"{offset}))  /* {count} values: {comment_text(w.comment)} */")
     else:
         for w in p.weights:
-            lines.append(f"extern const float {w.symbol}[{w.array.size}];  /* {comment_text(w.comment)} */")
+            lines.append(f"extern const {c_type(w.array)} {w.symbol}[{w.array.size}];  "
+                         f"/* {comment_text(w.comment)} */")
     lines += ["", "#endif", ""]
     return "\n".join(lines)
 
@@ -210,9 +230,12 @@ def render_weights_c(p: Program) -> str:
         lines[1:1] = ["#include <math.h>"]  # NAN, INFINITY
     for w in p.weights:
         lines.append(f"/* {comment_text(w.comment)} */")
-        lines.append(f"const float {w.symbol}[{w.array.size}] = {{")
+        lines.append(f"const {c_type(w.array)} {w.symbol}[{w.array.size}] = {{")
         flat = w.array.reshape(-1)
-        for start in range(0, flat.size, 8):
+        if c_type(w.array) != "float":
+            for start in range(0, flat.size, 16):
+                lines.append("    " + ", ".join(_c_int(int(v)) for v in flat[start:start + 16]) + ",")
+        for start in range(0, flat.size if c_type(w.array) == "float" else 0, 8):
             lines.append("    " + ", ".join(c_float(float(v)) for v in flat[start:start + 8]) + ",")
         lines.append("};")
         lines.append("")
@@ -222,9 +245,14 @@ def render_weights_c(p: Program) -> str:
 def render_weights_blob(p: Program) -> bytes:
     parts = []
     for w in p.weights:
-        data = w.array.astype("<f4").tobytes()
+        data = w.array.astype(w.array.dtype.newbyteorder("<") if c_type(w.array) != "float" else "<f4").tobytes()
         parts.append(data + b"\0" * (-len(data) % ARENA_ALIGN))
     return b"".join(parts)
+
+
+def _c_int(value: int) -> str:
+    """An int32 constant; INT32_MIN has no literal (2147483648 does not fit an int)."""
+    return "(-2147483647 - 1)" if value == -(1 << 31) else str(value)
 
 
 def render_weights_asm(p: Program) -> str:
