@@ -11,6 +11,7 @@
 #define TB_Q8_H
 
 #include <stdint.h>
+#include "tb_kernels.h" /* tb_tensor */
 
 #ifdef __cplusplus
 extern "C" {
