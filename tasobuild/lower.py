@@ -96,6 +96,10 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))
 
+    if "int8" in (graph.dtype(graph.input), graph.dtype(graph.output)):
+        from tasobuild.primitives.q8 import Q8_SOURCES_OPS
+
+        sources.update(Q8_SOURCES_OPS)  # the API's float helpers quantise and dequantise with its kernels
     in_buffer = plan.buffer_of(graph.input, "CHW")
     out_buffer = plan.buffer_of(graph.output, "CHW")
     sizes = {b.name: b.size for b in plan.buffers()}
@@ -115,4 +119,12 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         weights=tuple(weights),
         kernel_sources=tuple(sorted(sources)),
         toolchain=toolchain,
+        input_quant=_io_quant(graph, graph.input), output_quant=_io_quant(graph, graph.output),
     )
+
+
+def _io_quant(graph: Graph, tensor: str) -> tuple[float, int] | None:
+    if graph.dtype(tensor) != "int8":
+        return None
+    q = graph.quant_of(tensor)
+    return q.scale, q.zero_point

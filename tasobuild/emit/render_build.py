@@ -105,6 +105,7 @@ target_link_libraries({p.name}_main PRIVATE {p.name})
 
 def render_main(p: Program) -> str:
     up, input_desc = p.name.upper(), comment_text(p.input_desc)
+    infer = f"{p.name}_infer_float" if p.int8_io else f"{p.name}_infer"  # the files hold float32 either way
     return f"""/* {GENERATED}
  * Usage: {p.name}_main IN.bin OUT.bin [--bench N]
  * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({input_desc}); OUT.bin receives the output.
@@ -154,7 +155,7 @@ int main(int argc, char **argv)
         return 1;
     }}
     fclose(f);
-    if ({p.name}_infer(input, output, arena) != 0) {{ fprintf(stderr, "%s: inference failed\\n", argv[0]); return 1; }}
+    if ({infer}(input, output, arena) != 0) {{ fprintf(stderr, "%s: inference failed\\n", argv[0]); return 1; }}
     f = fopen(argv[2], "wb");
     if (!f || fwrite(output, sizeof(float), {up}_OUTPUT_COUNT, f) != {up}_OUTPUT_COUNT || fclose(f) != 0) {{
         fprintf(stderr, "%s: cannot write %s\\n", argv[0], argv[2]);
@@ -166,7 +167,7 @@ int main(int argc, char **argv)
         if (!times) return 1;
         for (i = 0; i < bench; ++i) {{
             double start = now_ms();
-            {p.name}_infer(input, output, arena);
+            {infer}(input, output, arena);
             times[i] = now_ms() - start;
         }}
         qsort(times, (size_t)bench, sizeof(double), compare_doubles);

@@ -55,7 +55,14 @@ def needs_math_h(values: Iterable[int | float]) -> bool:
     return any(isinstance(v, float) and not math.isfinite(v) for v in values)
 
 
+def _io_types(p: Program) -> tuple[str, str]:
+    """The C element types of the input and the output: the model's own (float, or int8_t when quantised)."""
+    return ("int8_t" if p.input_quant else "float"), ("int8_t" if p.output_quant else "float")
+
+
 def render_header(p: Program) -> str:
+    if p.int8_io:
+        return _render_int8_io_header(p)
     up = p.name.upper()
     return f"""/* {GENERATED} */
 #ifndef {up}_H
@@ -84,6 +91,80 @@ int {p.name}_infer(const float *in, float *out, void *arena);
 #endif
 #endif
 """
+
+
+def _render_int8_io_header(p: Program) -> str:
+    """The API of a model whose input or output is int8: it takes and returns the model's own types, and float
+    helpers quantise and dequantise with the model's scales."""
+    up, (in_t, out_t) = p.name.upper(), _io_types(p)
+    quant = []
+    helpers = []
+    for side, q in (("INPUT", p.input_quant), ("OUTPUT", p.output_quant)):
+        if q is not None:
+            quant += [f"#define {up}_{side}_SCALE      {c_float(q[0])}  /* real = scale * (q - zero point) */",
+                      f"#define {up}_{side}_ZERO_POINT {q[1]}"]
+    if p.input_quant:
+        helpers.append(f"void {p.name}_quantize_input(const float *x, int8_t *q);  /* TFLite's Quantize */")
+    if p.output_quant:
+        helpers.append(f"void {p.name}_dequantize_output(const int8_t *q, float *y);")
+    nl = "\n"
+    return f"""/* {GENERATED} */
+#ifndef {up}_H
+#define {up}_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+#define {up}_ARENA_BYTES  {p.arena_bytes}  /* all tensor RAM, input and output included */
+#define {up}_ARENA_ALIGN  {ARENA_ALIGN}  /* the arena must start at a multiple of this */
+#define {up}_INPUT_COUNT  {p.input_count}  /* {in_t} elements: {comment_text(p.input_desc)} */
+#define {up}_OUTPUT_COUNT {p.output_count}  /* {out_t} elements: {comment_text(p.output_desc)} */
+{nl.join(quant)}
+
+/* Write the input here (ONNX layout), run, then read the output (ONNX layout). The input's space is reused by
+ * later layers, so write it before every run. */
+{in_t} *{p.name}_input(void *arena);
+int {p.name}_run(void *arena);
+const {out_t} *{p.name}_output(void *arena);
+
+/* Copy-in, run, copy-out. Returns 0 on success. */
+int {p.name}_infer(const {in_t} *in, {out_t} *out, void *arena);
+
+/* Float helpers: the same with float input and output, quantised and dequantised with the model's scales. */
+{nl.join(helpers)}
+int {p.name}_infer_float(const float *in, float *out, void *arena);
+
+#ifdef __cplusplus
+}}
+#endif
+#endif
+"""
+
+
+def _int8_io_functions(p: Program) -> list[str]:
+    """The float helpers of an int8-I/O API (see _render_int8_io_header), by the tb_q8_quantize/dequantize kernels."""
+    up, lines = p.name.upper(), []
+    if p.input_quant:
+        lines += [f"void {p.name}_quantize_input(const float *x, int8_t *q)", "{",
+                  f"    static const tb_q8_quant p = {{ .n = {up}_INPUT_COUNT, .zp = {up}_INPUT_ZERO_POINT, "
+                  f".scale = {up}_INPUT_SCALE }};", "    tb_q8_quantize(&p, x, q);", "}", ""]
+    if p.output_quant:
+        lines += [f"void {p.name}_dequantize_output(const int8_t *q, float *y)", "{",
+                  f"    static const tb_q8_quant p = {{ .n = {up}_OUTPUT_COUNT, .zp = {up}_OUTPUT_ZERO_POINT, "
+                  f".scale = {up}_OUTPUT_SCALE }};", "    tb_q8_dequantize(&p, q, y);", "}", ""]
+    in_t, out_t = _io_types(p)
+    lines += [f"int {p.name}_infer_float(const float *in, float *out, void *arena)", "{"]
+    lines += [f"    {in_t} *x = {p.name}_input(arena);", f"    const {out_t} *y;"]
+    lines += [] if p.input_quant and p.output_quant else ["    int i;"]  # a float side is copied
+    lines += ([f"    {p.name}_quantize_input(in, x);"] if p.input_quant
+              else [f"    for (i = 0; i < {p.input_count}; ++i) x[i] = in[i];"])
+    lines += [f"    if ({p.name}_run(arena) != 0) return 1;", f"    y = {p.name}_output(arena);"]
+    lines += ([f"    {p.name}_dequantize_output(y, out);"] if p.output_quant
+              else [f"    for (i = 0; i < {p.output_count}; ++i) out[i] = y[i];"])
+    return lines + ["    return 0;", "}", ""]
 
 
 def _wrap(items: list[str], indent: str, width: int = 112) -> list[str]:
@@ -142,6 +223,7 @@ def render_step(step: Step, first_index: int) -> list[str]:
 
 def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
     """src/<name>.c. `prototypes`: of the kernels it calls that no kernel header declares (native.own_prototypes)."""
+    in_t, out_t = _io_types(p)
     out = [f"/* {GENERATED}", " *"]
     out += [f" * {comment_text(line)}" for line in p.banner]
     out += [" *", " * Arena map (byte offsets; buffers share space when their lifetimes do not overlap):"]
@@ -155,7 +237,11 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         *(['#include "tb_q8.h"'] if "tb_q8.h" in p.kernel_sources else []),
         *prototypes,
         "",
+        f"{in_t} *{p.name}_input(void *arena) {{ return ({in_t} *)(void *)((float *)arena + {p.input_offset // 4}); }}"
+        if p.input_quant else
         f"float *{p.name}_input(void *arena) {{ return (float *)arena + {p.input_offset // 4}; }}",
+        f"const {out_t} *{p.name}_output(void *arena) {{ return (const {out_t} *)(const void *)((const float *)arena + "
+        f"{p.output_offset // 4}); }}" if p.output_quant else
         f"const float *{p.name}_output(void *arena) {{ return (const float *)arena + {p.output_offset // 4}; }}",
         "",
         f"int {p.name}_run(void *arena)",
@@ -172,10 +258,10 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         "    return 0;",
         "}",
         "",
-        f"int {p.name}_infer(const float *in, float *out, void *arena)",
+        f"int {p.name}_infer(const {in_t} *in, {out_t} *out, void *arena)",
         "{",
-        f"    float *x = {p.name}_input(arena);",
-        "    const float *y;",
+        f"    {in_t} *x = {p.name}_input(arena);",
+        f"    const {out_t} *y;",
         "    int i;",
         f"    for (i = 0; i < {p.input_count}; ++i) x[i] = in[i];",
         f"    if ({p.name}_run(arena) != 0) return 1;",
@@ -185,6 +271,8 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         "}",
         "",
     ]
+    if p.int8_io:
+        out += _int8_io_functions(p)
     return "\n".join(out)
 
 
