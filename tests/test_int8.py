@@ -310,3 +310,40 @@ def test_ds_cnn_int8_matches_onnxruntime(ds_cnn_int8: dict[str, Path], tmp_path:
         x = rng.standard_normal((1, 49, 10, 1)).astype(np.float32)
         ours, _ = run_binary(built.binary, x, tmp_path)
         assert_within_range(ours, ort_outputs(model, x), unit)
+
+
+def test_int8_input_and_output_api(tmp_path: Path) -> None:
+    """A model whose input and output are int8: the API takes and returns int8_t, with the scales as macros and
+    float helpers; the runner (float files, through infer_float) agrees with ONNX Runtime on the int8 model."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(3, np.int8), "zp"),
+             numpy_helper.from_array(np.array(0.25, np.float32), "ys"),
+             numpy_helper.from_array(np.array(-5, np.int8), "yzp"),
+             numpy_helper.from_array(rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8), "w"),
+             numpy_helper.from_array(np.array([0.01, 0.02, 0.005, 0.03], np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(4, np.int8), "wzp"),
+             numpy_helper.from_array(rng.integers(-500, 500, 4).astype(np.int32), "b")]
+    conv = helper.make_node("QLinearConv", ["x", "s", "zp", "w", "ws", "wzp", "ys", "yzp", "b"], ["y"], name="conv",
+                            pads=[1, 1, 1, 1])
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 3, 6, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 4, 6, 5])], inits)
+    model = tmp_path / "int8_io.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(model))
+    built = build_and_compile(write_spec(tmp_path, model))
+    header = (built.out_dir / "include" / "net.h").read_text()
+    for line in ("int8_t *net_input(void *arena);", "const int8_t *net_output(void *arena);",
+                 "int net_infer(const int8_t *in, int8_t *out, void *arena);", "#define NET_INPUT_ZERO_POINT 3",
+                 "#define NET_OUTPUT_SCALE      0.25f",
+                 "int net_infer_float(const float *in, float *out, void *arena);"):
+        assert line in header, line
+    xq = rng.integers(-128, 128, (1, 3, 6, 5)).astype(np.int8)
+    x = ((xq.astype(np.float32) - 3) * np.float32(0.1)).astype(np.float32)  # quantises back to xq exactly
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    import onnxruntime as ort
+
+    yq = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": xq})[0]
+    assert_within_range(ours, [(yq.reshape(-1).astype(np.float32) + 5) * np.float32(0.25)], 0.25)
