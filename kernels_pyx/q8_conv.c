@@ -3,6 +3,10 @@
 #include "tb_kernels.h"
 #include "tb_q8.h"
 
+/* Output channels are computed TB_Q8_BLOCK at a time with their int32 sums on the stack: the innermost loops run
+ * over contiguous channels (HWC) or pixels (CHW), which compilers vectorise. */
+#define TB_Q8_BLOCK 64
+
 /* Element (c, y, x) of a (C, H, W) tensor is at c * c_step + y * y_step + x * x_step. */
 typedef struct { long c_step, y_step, x_step; } tb_q8_strides;
 
@@ -48,10 +52,39 @@ static void direct(const tb_q8_conv *p, const int8_t *restrict in, const int8_t 
     }
 }
 
+/* HWC: per output pixel, TB_Q8_BLOCK output channels of one group at a time; w is [kh][kw][cg][M] (HWIO), so the
+ * innermost loop runs over contiguous output channels. */
 void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    direct(p, in, w, bias, rq, out, 1);
+    const int C = p->in_c, M = p->out_c, cg = C / p->groups, mg = M / p->groups, in_zp = p->in_zp;
+    int32_t acc[TB_Q8_BLOCK];
+    for (int oy = 0; oy < p->out_h; ++oy)
+        for (int ox = 0; ox < p->out_w; ++ox) {
+            int8_t *o = out + ((long)oy * p->out_w + ox) * M;
+            for (int m0 = 0, n = 0; m0 < M; m0 += n) {
+                const int group_end = (m0 / mg + 1) * mg; /* a block never straddles two groups */
+                n = group_end - m0 < TB_Q8_BLOCK ? group_end - m0 : TB_Q8_BLOCK;
+                const int c0 = (m0 / mg) * cg;
+                for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+                for (int ky = 0; ky < p->k_h; ++ky) {
+                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) continue;
+                    for (int kx = 0; kx < p->k_w; ++kx) {
+                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->in_w) continue;
+                        const int8_t *x = in + ((long)iy * p->in_w + ix) * C + c0;
+                        const int8_t *wt = w + ((long)ky * p->k_w + kx) * cg * M + m0;
+                        for (int c = 0; c < cg; ++c) {
+                            const int32_t xv = (int32_t)x[c] - in_zp;
+                            const int8_t *wc = wt + (long)c * M;
+                            for (int j = 0; j < n; ++j) acc[j] += (int32_t)wc[j] * xv;
+                        }
+                    }
+                }
+                for (int j = 0; j < n; ++j) o[m0 + j] = requantised(p, acc[j], rq, m0 + j);
+            }
+        }
 }
 
 void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
@@ -60,16 +93,53 @@ void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const
     direct(p, in, w, bias, rq, out, 0);
 }
 
-static void depthwise(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                      const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out, int hwc)
+static void depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    const int multiplier = p->out_c / p->in_c;
-    const tb_q8_strides si = strides_of(hwc, p->in_c, p->in_h, p->in_w);
-    const tb_q8_strides so = strides_of(hwc, p->out_c, p->out_h, p->out_w);
+    const int multiplier = p->out_c / p->in_c, M = p->out_c, in_zp = p->in_zp;
+    const int in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+    const tb_q8_strides si = strides_of(1, p->in_c, p->in_h, p->in_w);
+    const tb_q8_strides so = strides_of(1, p->out_c, p->out_h, p->out_w);
+    int32_t acc[TB_Q8_BLOCK];
     for (int oy = 0; oy < p->out_h; ++oy)
         for (int ox = 0; ox < p->out_w; ++ox)
-            for (int m = 0; m < p->out_c; ++m) {
-                const int8_t *x_c = in + (long)(m / multiplier) * si.c_step;
+            for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
+                const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
+                for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+                for (int ky = 0; ky < k_h; ++ky) {
+                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= in_h) continue;
+                    for (int kx = 0; kx < k_w; ++kx) {
+                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                        if (ix < 0 || ix >= in_w) continue;
+                        const int8_t *wt = w + ((long)ky * k_w + kx) * M + m0;
+                        const int8_t *x = in + iy * si.y_step + ix * si.x_step;
+                        if (multiplier == 1) {
+                            const int8_t *xc = x + m0;
+                            for (int j = 0; j < n; ++j) acc[j] += (int32_t)wt[j] * ((int32_t)xc[j] - in_zp);
+                        } else {
+                            for (int j = 0; j < n; ++j)
+                                acc[j] += (int32_t)wt[j] *
+                                          ((int32_t)x[(long)((m0 + j) / multiplier) * si.c_step] - in_zp);
+                        }
+                    }
+                }
+                for (int j = 0; j < n; ++j)
+                    out[(m0 + j) * so.c_step + oy * so.y_step + ox * so.x_step] = requantised(p, acc[j], rq, m0 + j);
+            }
+}
+
+/* CHW: one channel plane at a time. */
+static void depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const int multiplier = p->out_c / p->in_c;
+    const long plane = (long)p->in_h * p->in_w, out_plane = (long)p->out_h * p->out_w;
+    for (int m = 0; m < p->out_c; ++m) {
+        const int8_t *x = in + (long)(m / multiplier) * plane;
+        int8_t *o = out + m * out_plane;
+        for (int oy = 0; oy < p->out_h; ++oy)
+            for (int ox = 0; ox < p->out_w; ++ox) {
                 int32_t acc = bias[m];
                 for (int ky = 0; ky < p->k_h; ++ky) {
                     const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
@@ -78,40 +148,58 @@ static void depthwise(const tb_q8_conv *p, const int8_t *restrict in, const int8
                         const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
                         if (ix < 0 || ix >= p->in_w) continue;
                         acc += (int32_t)w[((long)ky * p->k_w + kx) * p->out_c + m] *
-                               ((int32_t)x_c[iy * si.y_step + ix * si.x_step] - p->in_zp);
+                               ((int32_t)x[(long)iy * p->in_w + ix] - p->in_zp);
                     }
                 }
-                out[m * so.c_step + oy * so.y_step + ox * so.x_step] = requantised(p, acc, rq, m);
+                o[(long)oy * p->out_w + ox] = requantised(p, acc, rq, m);
             }
+    }
 }
 
 void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    depthwise(p, in, w, bias, rq, out, 1);
+    depthwise_hwc(p, in, w, bias, rq, out);
 }
 
 void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    depthwise(p, in, w, bias, rq, out, 0);
+    depthwise_chw(p, in, w, bias, rq, out);
 }
 
-/* The 1x1 GEMM: out[m][pixel] over in[c][pixel]; in HWC a pixel's channels are contiguous (a dot product of two
- * rows), in CHW they are a pixel apart. */
+/* The 1x1 GEMM: out[m][pixel] over in[c][pixel]. HWC: per pixel, a dot product of two contiguous rows of C; CHW:
+ * per output channel, TB_Q8_BLOCK pixels at a time, each input channel a contiguous run of them. The input zero
+ * point comes out of the sums: sum w (x - zp) = sum w x - zp sum w (exact in int32). */
 static void pointwise(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                       const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out, int hwc)
 {
     const long pixels = (long)p->out_h * p->out_w;
-    const long c_step = hwc ? 1 : pixels, px_step = hwc ? p->in_c : 1;
-    const long oc_step = hwc ? 1 : pixels, opx_step = hwc ? p->out_c : 1;
-    for (long px = 0; px < pixels; ++px) {
-        const int8_t *x = in + px * px_step;
-        for (int m = 0; m < p->out_c; ++m) {
-            const int8_t *wm = w + (long)m * p->in_c;
-            int32_t acc = bias[m];
-            for (int c = 0; c < p->in_c; ++c) acc += (int32_t)wm[c] * ((int32_t)x[c * c_step] - p->in_zp);
-            out[m * oc_step + px * opx_step] = requantised(p, acc, rq, m);
+    const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
+    for (int m = 0; m < M; ++m) {
+        const int8_t *wm = w + (long)m * C;
+        int32_t wsum = 0;
+        for (int c = 0; c < C; ++c) wsum += wm[c];
+        const int32_t base = bias[m] - in_zp * wsum;
+        if (hwc) {
+            for (long px = 0; px < pixels; ++px) {
+                const int8_t *x = in + px * C;
+                int32_t acc = base;
+                for (int c = 0; c < C; ++c) acc += (int32_t)wm[c] * (int32_t)x[c];
+                out[px * M + m] = requantised(p, acc, rq, m);
+            }
+            continue;
+        }
+        for (long px0 = 0; px0 < pixels; px0 += TB_Q8_BLOCK) {
+            const int n = pixels - px0 < TB_Q8_BLOCK ? (int)(pixels - px0) : TB_Q8_BLOCK;
+            int32_t acc[TB_Q8_BLOCK];
+            for (int j = 0; j < n; ++j) acc[j] = base;
+            for (int c = 0; c < C; ++c) {
+                const int32_t wv = wm[c];
+                const int8_t *x = in + c * pixels + px0;
+                for (int j = 0; j < n; ++j) acc[j] += wv * (int32_t)x[j];
+            }
+            for (int j = 0; j < n; ++j) out[m * pixels + px0 + j] = requantised(p, acc[j], rq, m);
         }
     }
 }
@@ -150,9 +238,12 @@ void tb_q8_conv_im2row_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
             int8_t *o = out + ((long)oy * p->out_w + ox) * p->out_c;
             for (int m = 0; m < p->out_c; ++m) {
                 const int8_t *wm = w + (long)m * k;
-                int32_t acc = bias[m];
-                for (long i = 0; i < k; ++i) acc += (int32_t)wm[i] * ((int32_t)ws[i] - p->in_zp);
-                o[m] = requantised(p, acc, rq, m);
+                int32_t acc = bias[m], wsum = 0;
+                for (long i = 0; i < k; ++i) {
+                    acc += (int32_t)wm[i] * (int32_t)ws[i];
+                    wsum += wm[i];
+                }
+                o[m] = requantised(p, acc - p->in_zp * wsum, rq, m);
             }
         }
 }

@@ -85,7 +85,7 @@ typedef struct { int n, zp; float scale; } tb_q8_quant;
 
 /* ---- kernels ---- */
 
-/* Direct convolution, any geometry; w is [M][kh][kw][cg] (TFLite's OHWI). */
+/* Direct convolution, any geometry; w is [kh][kw][cg][M] (HWIO) in HWC, [M][kh][kw][cg] (TFLite's OHWI) in CHW. */
 void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,

@@ -118,6 +118,10 @@ def _ohwi(w: np.ndarray) -> np.ndarray:
     return w.transpose(0, 2, 3, 1)
 
 
+def _hwio(w: np.ndarray) -> np.ndarray:
+    return w.transpose(2, 3, 1, 0)
+
+
 def _depthwise_hwm(w: np.ndarray) -> np.ndarray:
     return w[:, 0].transpose(1, 2, 0)
 
@@ -168,7 +172,7 @@ def _im2row_applies(geo: ConvGeometry) -> bool:
 
 
 CONV_ROWS: tuple[Q8ConvRow, ...] = (
-    Q8ConvRow("direct", "HWC", _any, _ohwi),
+    Q8ConvRow("direct", "HWC", _any, _hwio),
     Q8ConvRow("direct", "CHW", _any, _ohwi),
     Q8ConvRow("depthwise", "HWC", depthwise, _depthwise_hwm),
     Q8ConvRow("depthwise", "CHW", depthwise, _depthwise_hwm),
