@@ -19,7 +19,7 @@ static tb_q8_strides strides_of(int hwc, int c, int h, int w)
     return s;
 }
 
-static int8_t requantised(const tb_q8_conv *p, int32_t acc, const int32_t *restrict rq, int m)
+static inline int8_t requantised(const tb_q8_conv *p, int32_t acc, const int32_t *restrict rq, int m)
 {
     return tb_q8_clamp(tb_q8_requant(acc, rq[m], (int)rq[p->out_c + m]) + p->out_zp, p->act_min, p->act_max);
 }
@@ -168,31 +168,43 @@ void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, co
     depthwise_chw(p, in, w, bias, rq, out);
 }
 
-/* The 1x1 GEMM: out[m][pixel] over in[c][pixel]. HWC: per pixel, a dot product of two contiguous rows of C; CHW:
- * per output channel, TB_Q8_BLOCK pixels at a time, each input channel a contiguous run of them. The input zero
- * point comes out of the sums: sum w (x - zp) = sum w x - zp sum w (exact in int32). */
-static void pointwise(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                      const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out, int hwc)
+/* The 1x1 GEMM: out[m][pixel] over in[c][pixel]. HWC: per pixel, TB_Q8_BLOCK output channels at a time over w
+ * [C][M]; CHW: per output channel, TB_Q8_BLOCK pixels at a time over w [M][C], the input zero point taken out of the
+ * sums: sum w (x - zp) = sum w x - zp sum w (exact in int32). Either way the innermost loop is contiguous. */
+static void pointwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const long pixels = (long)p->out_h * p->out_w;
     const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
+    int32_t acc[TB_Q8_BLOCK];
+    for (long px = 0; px < pixels; ++px) {
+        const int8_t *x = in + px * C;
+        for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
+            const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
+            for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+            for (int c = 0; c < C; ++c) {
+                const int32_t xv = (int32_t)x[c] - in_zp;
+                const int8_t *wc = w + (long)c * M + m0;
+                for (int j = 0; j < n; ++j) acc[j] += (int32_t)wc[j] * xv;
+            }
+            for (int j = 0; j < n; ++j) out[px * M + m0 + j] = requantised(p, acc[j], rq, m0 + j);
+        }
+    }
+}
+
+static void pointwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const long pixels = (long)p->out_h * p->out_w;
+    const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
+    int32_t acc[TB_Q8_BLOCK];
     for (int m = 0; m < M; ++m) {
         const int8_t *wm = w + (long)m * C;
         int32_t wsum = 0;
         for (int c = 0; c < C; ++c) wsum += wm[c];
         const int32_t base = bias[m] - in_zp * wsum;
-        if (hwc) {
-            for (long px = 0; px < pixels; ++px) {
-                const int8_t *x = in + px * C;
-                int32_t acc = base;
-                for (int c = 0; c < C; ++c) acc += (int32_t)wm[c] * (int32_t)x[c];
-                out[px * M + m] = requantised(p, acc, rq, m);
-            }
-            continue;
-        }
         for (long px0 = 0; px0 < pixels; px0 += TB_Q8_BLOCK) {
             const int n = pixels - px0 < TB_Q8_BLOCK ? (int)(pixels - px0) : TB_Q8_BLOCK;
-            int32_t acc[TB_Q8_BLOCK];
             for (int j = 0; j < n; ++j) acc[j] = base;
             for (int c = 0; c < C; ++c) {
                 const int32_t wv = wm[c];
@@ -207,13 +219,13 @@ static void pointwise(const tb_q8_conv *p, const int8_t *restrict in, const int8
 void tb_q8_conv_1x1_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                         const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    pointwise(p, in, w, bias, rq, out, 1);
+    pointwise_hwc(p, in, w, bias, rq, out);
 }
 
 void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                         const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    pointwise(p, in, w, bias, rq, out, 0);
+    pointwise_chw(p, in, w, bias, rq, out);
 }
 
 void tb_q8_conv_im2row_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,

@@ -23,15 +23,15 @@ extern "C" {
 static inline int32_t tb_q8_doubling_high_mul(int32_t a, int32_t b)
 {
     int64_t ab = (int64_t)a * (int64_t)b;
-    int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    if (a == b && a == INT32_MIN) return INT32_MAX;
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    int32_t high = (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return a == b && a == INT32_MIN ? INT32_MAX : high; /* branch-free: loops of requantisations vectorise */
 }
 
 /* x / 2^exponent rounded to nearest, ties away from zero (gemmlowp RoundingDivideByPOT). */
 static inline int32_t tb_q8_divide_by_pot(int32_t x, int exponent)
 {
-    int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    int32_t mask = (int32_t)((1u << exponent) - 1u); /* exponent <= 31 */
     int32_t remainder = x & mask;
     int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
@@ -95,7 +95,7 @@ void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, co
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
-/* 1x1, stride 1, no padding, groups 1: a GEMM over the pixels; w is [M][C]. */
+/* 1x1, stride 1, no padding, groups 1: a GEMM over the pixels; w is [C][M] in HWC, [M][C] in CHW. */
 void tb_q8_conv_1x1_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                         const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,

@@ -30,8 +30,10 @@ def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
     act = f" +{node.act}" if node.act.kind != "none" else ""
     ins = ", ".join(str(graph.shape(t)) for t in node.inputs)
     ws = f", workspace {cand.workspace_bytes} B" if cand.workspace_bytes else ""
+    # an int8 output: its quantisation (float outputs' comments stay as they were)
+    q8 = f", int8 out {graph.quant_of(node.output)}" if graph.dtype(node.output) == "int8" else ""
     return (f"{origin} ({node.op}{act}) {ins} -> {graph.shape(node.output)}: {cand.primitive.name} "
-            f"{cand.primitive.layout_in}->{cand.primitive.layout_out}{ws}")
+            f"{cand.primitive.layout_in}->{cand.primitive.layout_out}{ws}{q8}")
 
 
 def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...], plan: Plan,

@@ -176,7 +176,7 @@ CONV_ROWS: tuple[Q8ConvRow, ...] = (
     Q8ConvRow("direct", "CHW", _any, _ohwi),
     Q8ConvRow("depthwise", "HWC", depthwise, _depthwise_hwm),
     Q8ConvRow("depthwise", "CHW", depthwise, _depthwise_hwm),
-    Q8ConvRow("1x1", "HWC", _group1_pointwise, lambda w: w.reshape(w.shape[0], -1)),
+    Q8ConvRow("1x1", "HWC", _group1_pointwise, lambda w: w.reshape(w.shape[0], -1).T),
     Q8ConvRow("1x1", "CHW", _group1_pointwise, lambda w: w.reshape(w.shape[0], -1)),
     Q8ConvRow("im2row", "HWC", _im2row_applies, _ohwi, lambda geo: geo.kh * geo.kw * geo.c),
 )
