@@ -1,5 +1,5 @@
 /* int8 convolutions (see tb_q8.h for the arithmetic): direct, depthwise, 1x1 and im2row + int8 GEMM, in HWC and
- * CHW. Each layout pair is one entry point over a shared body that addresses the tensors through strides. */
+ * CHW. Each entry point is written for its layout, its innermost loop over contiguous data. */
 #include "tb_kernels.h"
 #include "tb_q8.h"
 
@@ -24,9 +24,11 @@ static inline int8_t requantised(const tb_q8_conv *p, int32_t acc, const int32_t
     return tb_q8_clamp(tb_q8_requant(acc, rq[m], (int)rq[p->out_c + m]) + p->out_zp, p->act_min, p->act_max);
 }
 
-static void direct(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                   const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out, int hwc)
+/* CHW: one output channel at a time over w [M][kh][kw][cg] (TFLite's OHWI). */
+void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                           const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
+    const int hwc = 0;
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups;
     const tb_q8_strides si = strides_of(hwc, p->in_c, p->in_h, p->in_w);
     const tb_q8_strides so = strides_of(hwc, p->out_c, p->out_h, p->out_w);
@@ -87,14 +89,8 @@ void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
         }
 }
 
-void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                           const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
-{
-    direct(p, in, w, bias, rq, out, 0);
-}
-
-static void depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const int multiplier = p->out_c / p->in_c, M = p->out_c, in_zp = p->in_zp;
     const int in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
@@ -130,8 +126,8 @@ static void depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const 
 }
 
 /* CHW: one channel plane at a time. */
-static void depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const int multiplier = p->out_c / p->in_c;
     const long plane = (long)p->in_h * p->in_w, out_plane = (long)p->out_h * p->out_w;
@@ -156,23 +152,11 @@ static void depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const 
     }
 }
 
-void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
-{
-    depthwise_hwc(p, in, w, bias, rq, out);
-}
-
-void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
-{
-    depthwise_chw(p, in, w, bias, rq, out);
-}
-
 /* The 1x1 GEMM: out[m][pixel] over in[c][pixel]. HWC: per pixel, TB_Q8_BLOCK output channels at a time over w
  * [C][M]; CHW: per output channel, TB_Q8_BLOCK pixels at a time over w [M][C], the input zero point taken out of the
  * sums: sum w (x - zp) = sum w x - zp sum w (exact in int32). Either way the innermost loop is contiguous. */
-static void pointwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+void tb_q8_conv_1x1_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                        const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const long pixels = (long)p->out_h * p->out_w;
     const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
@@ -192,8 +176,8 @@ static void pointwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const 
     }
 }
 
-static void pointwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                          const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                        const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const long pixels = (long)p->out_h * p->out_w;
     const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
@@ -214,18 +198,6 @@ static void pointwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const 
             for (int j = 0; j < n; ++j) out[m * pixels + px0 + j] = requantised(p, acc[j], rq, m);
         }
     }
-}
-
-void tb_q8_conv_1x1_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                        const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
-{
-    pointwise_hwc(p, in, w, bias, rq, out);
-}
-
-void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                        const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
-{
-    pointwise_chw(p, in, w, bias, rq, out);
 }
 
 void tb_q8_conv_im2row_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,

@@ -46,6 +46,35 @@ def quantise(float_model: Path, out: Path, fmt: str = "QDQ", per_channel: bool =
     return out
 
 
+def with_int8_input(model: Path, out: Path) -> Path | None:
+    """`model` with the QuantizeLinear of its input removed (after the reshapes or transposes in between), so that
+    the input is int8 as in TFLite's int8 models; None when the input does not lead to one QuantizeLinear."""
+    import onnx
+    from onnx import TensorProto
+
+    m = onnx.load(str(model))
+    x = m.graph.input[0]
+    chain = [x.name]
+    while True:
+        readers = [n for n in m.graph.node if chain[-1] in n.input]
+        if len(readers) != 1 or readers[0].op_type not in ("QuantizeLinear", "Transpose", "Reshape", "Flatten"):
+            return None
+        if readers[0].op_type == "QuantizeLinear":
+            break
+        chain.append(readers[0].output[0])
+    for info in [v for v in m.graph.value_info if v.name in chain]:  # declared float: int8 now
+        m.graph.value_info.remove(info)
+    quantize = readers[0]
+    m.graph.node.remove(quantize)
+    for n in m.graph.node:
+        for i, name in enumerate(n.input):
+            if name == quantize.output[0]:
+                n.input[i] = quantize.input[0]
+    x.type.tensor_type.elem_type = TensorProto.INT8
+    onnx.save(m, str(out))
+    return out
+
+
 def ort_outputs(model: Path, x: np.ndarray) -> list[np.ndarray]:
     """ONNX Runtime's output with graph optimisations on (all) and off: the range our output must fall within."""
     import onnxruntime as ort

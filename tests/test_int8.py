@@ -19,7 +19,7 @@ from tasobuild.resources import kernels_dir
 from tests import q8_reference as ref
 from tests.e2e import build_and_compile, run_binary, tasobuild, write_spec, write_target_spec
 from tests.guard import guarded_kernels, run_guarded
-from tests.int8_models import assert_within_range, ort_outputs, quantise
+from tests.int8_models import assert_within_range, ort_outputs, quantise, with_int8_input
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 INT32_MIN = -(1 << 31)
@@ -371,3 +371,22 @@ def test_ds_cnn_int8_on_cortex_m4_equals_the_host(ds_cnn_int8: dict[str, Path], 
         x = rng.standard_normal((1, 49, 10, 1)).astype(np.float32)
         ours_host, _ = run_binary(built.binary, x, host)
         np.testing.assert_allclose(run_on_board(board / "out", x), ours_host, rtol=0, atol=1e-6)
+
+
+def test_resnet8_int8_with_int8_input_matches_onnxruntime(tmp_path: Path) -> None:
+    """ResNet-8 (int8 adds) quantised, then given an int8 input as TFLite's int8 models have: the NHWC->NCHW
+    Transpose runs on the int8 input (a view), which takes the quantisation its first int8 reader declares."""
+    model = with_int8_input(quantise(FIXTURES / "resnet8_tf.onnx", tmp_path / "resnet8.onnx"),
+                            tmp_path / "resnet8_int8_input.onnx")
+    assert model is not None
+    graph = import_onnx(model)
+    assert graph.dtype(graph.input) == "int8" and "qadd" in {n.op for n in graph.nodes}
+    q = graph.quant_of(graph.input)
+    built = build_and_compile(write_spec(tmp_path, model))
+    unit = next(graph.quant_of(n.inputs[0]).scale for n in graph.nodes if n.op == "dequantize")
+    rng = np.random.default_rng(9)
+    for _ in range(2):
+        xq = rng.integers(-128, 128, graph.onnx_input_shape).astype(np.int8)
+        x = ((xq.astype(np.float32) - q.zero_point) * np.float32(q.scale)).astype(np.float32)  # quantises to xq
+        ours, _ = run_binary(built.binary, x, tmp_path)
+        assert_within_range(ours, ort_outputs(model, xq), unit)

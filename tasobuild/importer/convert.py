@@ -59,20 +59,22 @@ def convert(sg: StaticGraph, rules: Mapping[str, Callable[[NodeContext], Convert
                         "only batch-1 inputs of rank 2 to 4 are supported")
     shapes: dict[str, ir.Shape] = {model.input_name: input_shape}
     quant: dict[str, ir.Quant] = {}
-    int8_input = model.input_name if model.input_dtype == "int8" else None  # quantised as its first reader says
+    # int8 tensors whose quantisation is not known yet: an int8 graph input, and what reshapes make of it, until the
+    # first int8 node reads one of them and says how it is quantised
+    pending: set[str] = {model.input_name} if model.input_dtype == "int8" else set()
     for node in sg.nodes:
         ctx = NodeContext(model.file, model.opset, node, sg.shapes, sg.consts)
         shapes[node.outputs[0]] = _logical(sg.shapes[node.outputs[0]], node.outputs[0], ctx)
         if node.op not in rules:
             raise ctx.unsupported(sorted(rules))
         out = rules[node.op](ctx)
-        nodes += _typed(out, quant, ctx, int8_input)
+        nodes += _typed(out, quant, ctx, pending)
         constants.update(out.constants)
         shapes.update(out.shapes)
         quant.update(out.quant_out)
-    if int8_input is not None and int8_input not in quant:
-        raise UserError(f"{model.file}: input '{int8_input}' is int8 but no int8 node reads it, so its quantisation "
-                        "is unknown; dequantize it with DequantizeLinear")
+    if pending:
+        raise UserError(f"{model.file}: input '{model.input_name}' is int8 but no int8 node reads it, so its "
+                        "quantisation is unknown; dequantize it with DequantizeLinear")
     if (model.output_dtype == "int8") != (model.output_name in quant):
         raise UserError(f"{model.file}: output '{model.output_name}' is declared {model.output_dtype}, but the "
                         "graph computes it in the other type")
@@ -87,13 +89,14 @@ def convert(sg: StaticGraph, rules: Mapping[str, Callable[[NodeContext], Convert
     )
 
 
-def _typed(out: Converted, quant: dict[str, ir.Quant], c: NodeContext, int8_input: str | None) -> tuple[ir.Node, ...]:
+def _typed(out: Converted, quant: dict[str, ir.Quant], c: NodeContext, pending: set[str]) -> tuple[ir.Node, ...]:
     """The rule's nodes, checked against the int8 tensors known so far: an int8 node reads int8 tensors quantised
     as it declares; a float node reads float tensors, except the ops that run on int8 data unchanged (ON_INT8),
-    which become their int8 op and pass the input's Quant on."""
+    which become their int8 op and pass the input's Quant on (or, from a `pending` tensor, stay pending)."""
     for tensor, expected in out.quant_in.items():
-        if tensor == int8_input and tensor not in quant:
-            quant[tensor] = expected
+        if tensor in pending:  # the first int8 reader: every pending tensor is quantised as it says
+            quant.update((t, expected) for t in pending)
+            pending.clear()
         if tensor not in quant:
             raise c.error(f"input '{tensor}' is float32, the node expects int8; quantize it with QuantizeLinear")
         if quant[tensor] != expected:
@@ -101,17 +104,26 @@ def _typed(out: Converted, quant: dict[str, ir.Quant], c: NodeContext, int8_inpu
                           f"with {expected}; requantising between them is not supported")
     typed = []
     for n in out.nodes:
-        if int8_input in n.inputs and int8_input not in quant:
-            raise c.error(f"reads the int8 input '{int8_input}' before any int8 node says how it is quantised")
+        from_pending = [t for t in n.inputs if t in pending]
+        if from_pending:
+            if n.op not in ON_INT8:
+                raise _float_only(c, n, from_pending[0])
+            typed.append(n.with_(op=ON_INT8[n.op]))
+            pending.add(n.output)
+            continue
         int8_inputs = [t for t in n.inputs if t in quant and t not in out.quant_in]
         if int8_inputs and n.output not in out.quant_out:
             if n.op not in ON_INT8:
-                raise c.error(f"reads the int8 tensor '{int8_inputs[0]}'; a {n.op} node runs on float32 only: "
-                              "dequantize its input with DequantizeLinear")
+                raise _float_only(c, n, int8_inputs[0])
             n = n.with_(op=ON_INT8[n.op])
             quant[n.output] = quant[int8_inputs[0]]
         typed.append(n)
     return tuple(typed)
+
+
+def _float_only(c: NodeContext, n: ir.Node, tensor: str) -> UserError:
+    return c.error(f"reads the int8 tensor '{tensor}'; a {n.op} node runs on float32 only: dequantize its input "
+                   "with DequantizeLinear")
 
 
 def _logical(onnx_shape: tuple[int, ...], tensor: str, c: NodeContext) -> ir.Shape:
