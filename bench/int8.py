@@ -127,7 +127,8 @@ def main() -> None:
           "default latency objective)\n\n"
         + table(["network", "ours int8", "ORT int8", "ours float", "ORT/ours int8", "float/int8",
                  "int8 arena (fastest plan)"], latency_rows)
-        + "\n\nOur int8 kernels are plain C that the compiler vectorises (no intrinsics yet: the requantisation and the int8 products run in 32-bit lanes); ONNX Runtime's use VNNI/AVX2 intrinsics.")
+        + "\n\nOur int8 kernels are plain C that the compiler vectorises (no intrinsics yet: the requantisation and "
+          "the int8 products run in 32-bit lanes); ONNX Runtime's use VNNI/AVX2 intrinsics.")
     record("int8", "int8 networks: arena vs TFLM, latency vs ONNX Runtime int8 and ours float",
            "python bench/int8.py", body)
 
