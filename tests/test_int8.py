@@ -254,18 +254,19 @@ def test_qdq_and_qoperator_import_to_the_same_int8_ops(ds_cnn_int8: dict[str, Pa
         assert graph.quant_of(conv.output).zero_point == -128
 
 
-def _one_node_qoperator(tmp_path: Path, zero_point_type: int, weight_zp: int = 0) -> Path:
+def _one_node_qoperator(tmp_path: Path, zero_point_type: int, weight_zp: int = 0, out_scale: float = 0.1) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     np_type = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8}[zero_point_type]
     inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(out_scale, np.float32), "ys"),
              numpy_helper.from_array(np.array(0, np_type), "zp"),
              numpy_helper.from_array(np.ones((2, 3, 1, 1), np.int8), "w"),
              numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
              numpy_helper.from_array(np.array(weight_zp, np.int8), "wzp")]
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"], name="quant"),
-             helper.make_node("QLinearConv", ["xq", "s", "zp", "w", "ws", "wzp", "s", "zp"], ["yq"], name="the_conv"),
-             helper.make_node("DequantizeLinear", ["yq", "s", "zp"], ["y"], name="dequant")]
+             helper.make_node("QLinearConv", ["xq", "s", "zp", "w", "ws", "wzp", "ys", "zp"], ["yq"], name="the_conv"),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "zp"], ["y"], name="dequant")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], inits)
     path = tmp_path / "one.onnx"
@@ -275,15 +276,16 @@ def _one_node_qoperator(tmp_path: Path, zero_point_type: int, weight_zp: int = 0
     return path
 
 
-@pytest.mark.parametrize(("zp_type", "weight_zp", "message"), [
-    ("UINT8", 0, "node 'quant' (QuantizeLinear): output is uint8; only int8 activations are supported"),
-    ("INT8", 3, "node 'the_conv' (QLinearConv): weights must be symmetric int8 (zero point 0)"),
+@pytest.mark.parametrize(("zp_type", "weight_zp", "out_scale", "message"), [
+    ("UINT8", 0, 0.1, "node 'quant' (QuantizeLinear): output is uint8; only int8 activations are supported"),
+    ("INT8", 3, 0.1, "node 'the_conv' (QLinearConv): weights must be symmetric int8 (zero point 0)"),
+    ("INT8", 0, 1e-15, "node 'the_conv' (QLinearConv): requantisation multiplier 1e+12"),
 ])
-def test_unsupported_quantisation_is_one_clear_line(tmp_path: Path, zp_type: str, weight_zp: int,
+def test_unsupported_quantisation_is_one_clear_line(tmp_path: Path, zp_type: str, weight_zp: int, out_scale: float,
                                                     message: str) -> None:
     from onnx import TensorProto
 
-    model = _one_node_qoperator(tmp_path, getattr(TensorProto, zp_type), weight_zp)
+    model = _one_node_qoperator(tmp_path, getattr(TensorProto, zp_type), weight_zp, out_scale)
     spec = write_spec(tmp_path, model)
     proc = tasobuild("build", "-c", str(spec), check=False)
     assert proc.returncode == 1

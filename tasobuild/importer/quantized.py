@@ -258,8 +258,19 @@ def _round_half_away(x: float) -> float:
     return float(np.sign(x) * np.floor(abs(x) + 0.5))
 
 
+# The largest requantisation multiplier the kernels take: a shift above 30 would overflow TFLite's left shift.
+MAX_MULTIPLIER = 2.0 ** 30
+
+
 def _int8_node(c: NodeContext, op: str, inputs: tuple[str, ...], quant_in: Mapping[str, ir.Quant], q_out: ir.Quant,
                weights: Mapping[str, np.ndarray] | None = None, **attrs: Any) -> Converted:
+    """The int8 IR node, its constants and the quantisation it reads and writes; refused when a requantisation
+    multiplier (input scale x weight scale / output scale) is beyond what the kernels' fixed point holds."""
+    scales = weights["s"].astype(np.float64) if weights else np.ones(1)
+    largest = max(q.scale for q in quant_in.values()) * float(np.max(scales)) / q_out.scale
+    if not largest < MAX_MULTIPLIER:
+        raise c.error(f"requantisation multiplier {largest:.3g} (input scale x weight scale / output scale) is "
+                      "2^30 or more; the output scale is too small for its inputs")
     name = c.node.name
     node = ir.Node(name=name, op=op, inputs=inputs, output=c.node.outputs[0],
                    weights=tuple(f"{name}.{k}" for k in (weights or {})), attrs=ir.attrs(**attrs, **_clamp(c, q_out)))
