@@ -351,15 +351,17 @@ def test_int8_input_and_output_api(tmp_path: Path) -> None:
     assert_within_range(ours, [(yq.reshape(-1).astype(np.float32) + 5) * np.float32(0.25)], 0.25)
 
 
-def test_ds_cnn_int8_on_cortex_m4_equals_the_host(ds_cnn_int8: dict[str, Path], tmp_path: Path) -> None:
-    """The int8 DS-CNN cross-built for the Cortex-M4 (costs from the model) and run under qemu-system-arm gives the
+@pytest.mark.parametrize("network", ["ds_cnn_tf", "resnet8_tf"])
+def test_int8_on_cortex_m4_equals_the_host(ds_cnn_int8: dict[str, Path], tmp_path: Path, network: str) -> None:
+    """The int8 network cross-built for the Cortex-M4 (costs from the model) and run under qemu-system-arm gives the
     host build's output: the int8 layers are integer arithmetic, so any difference there would move a probability
     by about a logit step / 4 (~1e-2), far above the float softmax's last-bit differences allowed here."""
     from tests.test_embedded import make, needs_tools, run_on_board
 
     if needs_tools("cortex-m4").args[0]:
         pytest.skip("the cortex-m4 tools are not installed")
-    model = ds_cnn_int8["qdq_channel"]
+    model = ds_cnn_int8["qdq_channel"] if network == "ds_cnn_tf" else quantise(
+        FIXTURES / f"{network}.onnx", tmp_path / f"{network}_int8.onnx")
     board, host = tmp_path / "board", tmp_path / "host"
     board.mkdir()
     host.mkdir()
@@ -370,7 +372,7 @@ def test_ds_cnn_int8_on_cortex_m4_equals_the_host(ds_cnn_int8: dict[str, Path], 
     built = build_and_compile(write_spec(host, model))
     rng = np.random.default_rng(3)
     for _ in range(2):
-        x = rng.standard_normal((1, 49, 10, 1)).astype(np.float32)
+        x = rng.standard_normal(import_onnx(model).onnx_input_shape).astype(np.float32)
         ours_host, _ = run_binary(built.binary, x, host)
         np.testing.assert_allclose(run_on_board(board / "out", x), ours_host, rtol=0, atol=1e-6)
 
