@@ -351,7 +351,7 @@ def test_int8_input_and_output_api(tmp_path: Path) -> None:
     assert_within_range(ours, [(yq.reshape(-1).astype(np.float32) + 5) * np.float32(0.25)], 0.25)
 
 
-@pytest.mark.parametrize("network", ["ds_cnn_tf", "resnet8_tf"])
+@pytest.mark.parametrize("network", ["ds_cnn_tf", "resnet8_tf", "mobilenet_v1_vww_tf"])
 def test_int8_on_cortex_m4_equals_the_host(ds_cnn_int8: dict[str, Path], tmp_path: Path, network: str) -> None:
     """The int8 network cross-built for the Cortex-M4 (costs from the model) and run under qemu-system-arm gives the
     host build's output: the int8 layers are integer arithmetic, so any difference there would move a probability
