@@ -32,12 +32,11 @@ HAND_CHECKED = [
     ((-1, 1 << 30, 0), 0),  # -0.5: the nudge 1 - 2^30 and C's truncation round it toward zero
     ((3, 1 << 30, -1), 1),  # 1.5 * 0.5: high mul rounds 1.5 to 2, then 2 / 2 = 1
     ((-3, 1 << 30, -1), -1),  # -1.5 -> -1, then -1 / 2 = -0.5 rounds away from zero: -1
-    ((5, 1 << 30, -1), 1),  # 2.5 -> 3, then 3 / 2 = 1.5 rounds away from zero: 2? no: remainder 1 > threshold 0 -> 2
+    ((5, 1 << 30, -1), 2),  # 2.5 -> 3, then 3 / 2 = 1.5: remainder 1 > threshold 0 rounds it up to 2
     ((100, 1 << 30, 2), 200),  # shift left: 100 * 4 * 0.5
     ((INT32_MIN, INT32_MIN, 0), (1 << 31) - 1),  # the one overflow saturates
     ((1000, 0, 0), 0),
 ]
-HAND_CHECKED[4] = ((5, 1 << 30, -1), 2)
 
 
 def _c_requant(cases: list[tuple[int, int, int]], tmp_path: Path) -> list[int]:
