@@ -104,7 +104,7 @@ def transform_candidates(graph: Graph) -> tuple[TransformCandidate, ...]:
 
     tensors = sorted({graph.input} | {n.output for n in graph.nodes})
     return tuple(
-        TransformCandidate(t, src, dst, transform_call(graph.shape(t), src, dst))
+        TransformCandidate(t, src, dst, transform_call(graph.shape(t), src, dst, graph.dtype(t)))
         for t in tensors for src in LAYOUTS for dst in LAYOUTS if src != dst
     )
 

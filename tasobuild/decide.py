@@ -39,7 +39,7 @@ def call_time_ms(calls: Iterable[KernelCall], costs: Mapping[str, Cost]) -> floa
 
 def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...],
                costs: Mapping[str, Cost], groups: tuple[Group, ...] = ()) -> Problem:
-    tensors = {t: ProblemTensor(t, graph.shape(t).bytes) for t in {graph.input} | {n.output for n in graph.nodes}}
+    tensors = {t: ProblemTensor(t, graph.tensor_bytes(t)) for t in {graph.input} | {n.output for n in graph.nodes}}
     fused: dict[int, list[Choice]] = {}
     for g in groups:  # the group runs at its last member's step: the workspace is counted there
         last = len(g.members) - 1

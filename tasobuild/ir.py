@@ -18,6 +18,12 @@ Layout = Literal["CHW", "HWC", "HCW"]
 LAYOUTS: tuple[Layout, ...] = ("CHW", "HWC", "HCW")
 FLOAT_BYTES = 4
 
+DType = Literal["float32", "int8", "int32", "uint8"]
+# Bytes per element of each data type: every buffer size (arena, workspace, weights) comes from this table.
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "int8": 1, "int32": 4, "uint8": 1}
+# The integer types a constant keeps (everything else is stored as float32).
+INTEGER_DTYPES = ("int8", "int32", "uint8")
+
 
 @dataclass(frozen=True, order=True)
 class Shape:
@@ -56,6 +62,17 @@ class Activation:
 NO_ACTIVATION = Activation()
 
 
+@dataclass(frozen=True, order=True)
+class Quant:
+    """How an int8 activation tensor encodes reals: real = scale * (q - zero_point) (one scale per tensor)."""
+
+    scale: float
+    zero_point: int
+
+    def __str__(self) -> str:
+        return f"scale {self.scale:.9g} zero point {self.zero_point}"
+
+
 @dataclass(frozen=True)
 class Constant:
     """A read-only weight array with its content digest (arrays are not hashable; the digest stands for them)."""
@@ -66,9 +83,12 @@ class Constant:
 
     @staticmethod
     def of(name: str, array: np.ndarray) -> Constant:
-        frozen = np.ascontiguousarray(array, dtype=np.float32)
+        """A float32 constant, or an int8/int32/uint8 one (quantised weights and biases) kept in its own type."""
+        integer = np.asarray(array).dtype.name in INTEGER_DTYPES
+        frozen = np.ascontiguousarray(array, dtype=None if integer else np.float32)
         frozen.setflags(write=False)
-        digest = hashlib.sha256(str(frozen.shape).encode() + frozen.tobytes()).hexdigest()
+        tag = f"{frozen.dtype.name}:".encode() if integer else b""  # float digests stay as they were
+        digest = hashlib.sha256(tag + str(frozen.shape).encode() + frozen.tobytes()).hexdigest()
         return Constant(name, frozen, digest)
 
 
@@ -114,6 +134,17 @@ OPS: dict[str, str] = {
     "transpose": "perm=(p0,p1,p2) of the logical axes (C,H,W)",
     "softmax": "over all elements of a (K,1,1) vector",
     "lrn": "size alpha beta bias, across channels",
+    # int8 ops (quantised networks): activations int8 with their tensor's Quant (Graph.quant), int32 accumulation,
+    # TensorFlow Lite's requantisation; act_min/act_max (ints) are the output clamp a fused activation became.
+    "qconv": "as conv; weights W int8 [M,C/g,kh,kw] (zero point 0), b int32 [M], s float32 [M] (weight scales); "
+             "act_min act_max",
+    "qfc": "as fc; weights W int8 [N,K], b int32 [N], s float32 [N]; act_min act_max",
+    "qadd": "two int8 inputs of one shape, each with its own Quant; act_min act_max",
+    "qavgpool": "as avgpool on int8",
+    "qmaxpool": "as maxpool on int8 (input and output share their Quant)",
+    "qgap": "global average pool on int8",
+    "quantize": "float32 -> int8 with the output's Quant (round half away from zero, saturate)",
+    "dequantize": "int8 -> float32 with the input's Quant",
 }
 
 
@@ -134,6 +165,18 @@ class Graph:
     onnx_output_shape: tuple[int, ...]
     input_name: str = ""  # the ONNX graph input's name (for the emitted header's comment)
     output_name: str = ""
+    dtypes: tuple[tuple[str, str], ...] = ()  # sorted; tensors not listed are float32
+    quant: tuple[tuple[str, Quant], ...] = ()  # sorted; the Quant of every int8 tensor
+
+    def dtype(self, tensor: str) -> str:
+        return dict(self.dtypes).get(tensor, "float32")
+
+    def tensor_bytes(self, tensor: str) -> int:
+        """Bytes of the tensor in its data type."""
+        return self.shape(tensor).count * DTYPE_BYTES[self.dtype(tensor)]
+
+    def quant_of(self, tensor: str) -> Quant:
+        return dict(self.quant)[tensor]
 
     def shape(self, tensor: str) -> Shape:
         return self._shape_map()[tensor]
@@ -176,6 +219,8 @@ class Graph:
         h = hashlib.sha256()
         fields = (self.nodes, self.shapes, self.input, self.output, self.onnx_input_shape, self.onnx_output_shape)
         h.update(repr(fields).encode())
+        if self.dtypes or self.quant:  # float graphs keep the digest they always had
+            h.update(repr((self.dtypes, self.quant)).encode())
         for c in self.constants:
             h.update(c.name.encode() + c.digest.encode())
         return h.hexdigest()

@@ -20,13 +20,22 @@ def pointer(arena: ArenaPlan, buffer: str) -> str:
     return f"A + {offset // 4}"
 
 
+def typed(expression: str, call: KernelCall, role: str) -> str:
+    """An arena pointer (`A + n`, a float pointer) as the element type the kernel takes there; weight symbols are
+    arrays of that type already."""
+    c_type = call.arg_type(role)
+    return expression if c_type == "float" or not expression.startswith("A + ") else f"({c_type} *)({expression})"
+
+
 def _provenance(node: Node, graph: Graph, cand: Candidate) -> str:
     origin = " + ".join((node.name,) + node.fused)
     act = f" +{node.act}" if node.act.kind != "none" else ""
     ins = ", ".join(str(graph.shape(t)) for t in node.inputs)
     ws = f", workspace {cand.workspace_bytes} B" if cand.workspace_bytes else ""
+    # an int8 output: its quantisation (float outputs' comments stay as they were)
+    q8 = f", int8 out {graph.quant_of(node.output)}" if graph.dtype(node.output) == "int8" else ""
     return (f"{origin} ({node.op}{act}) {ins} -> {graph.shape(node.output)}: {cand.primitive.name} "
-            f"{cand.primitive.layout_in}->{cand.primitive.layout_out}{ws}")
+            f"{cand.primitive.layout_in}->{cand.primitive.layout_out}{ws}{q8}")
 
 
 def _sharing_note(node: Node, primitive: Primitive) -> str:
@@ -48,19 +57,19 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
     sources: set[str] = set()
 
     def transform_steps(step_index: int) -> None:
-        from tasobuild.primitives.transforms import TRANSFORM_SOURCES
+        from tasobuild.primitives.transforms import transform_sources
 
         for k, t in enumerate(plan.transforms):
             if t.step != step_index:
                 continue
             call = transform_calls[(t.tensor, t.from_layout, t.to_layout)]
-            ptrs = (("in0", pointer(arena, plan.buffer_of(t.tensor, t.from_layout))),
-                    ("out", pointer(arena, plan.buffer_of(t.tensor, t.to_layout))))
+            ptrs = (("in0", typed(pointer(arena, plan.buffer_of(t.tensor, t.from_layout)), call, "in0")),
+                    ("out", typed(pointer(arena, plan.buffer_of(t.tensor, t.to_layout)), call, "out")))
             steps.append(Step(f"layout transform of {t.tensor} {graph.shape(t.tensor)}: "
                               f"{t.from_layout}->{t.to_layout}", ((call, ptrs),),
                               layer=Layer(f"layout transform of {t.tensor} {t.from_layout}->{t.to_layout}",
                                           transforms=(k,))))
-            sources.update(TRANSFORM_SOURCES)
+            sources.update(transform_sources(call))
 
     def weight_roles(primitive: Primitive, node: Node, part_graph: Graph, symbol: str) -> dict[str, str]:
         """The node's weights as `primitive` transforms them, added to the program: role -> C symbol."""
@@ -98,13 +107,17 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         roles["out"] = pointer(arena, plan.buffer_of(node.output, choice.layout_out))
         if cand.workspace_bytes:
             roles["ws"] = pointer(arena, f"{node.name}:workspace")
-        calls = tuple((call, tuple((r, roles[r]) for r in call.args)) for call in cand.calls)
+        calls = tuple((call, tuple((r, typed(roles[r], call, r)) for r in call.args)) for call in cand.calls)
         comment = f"[l{index}] {_provenance(node, graph, cand)}{_sharing_note(node, cand.primitive)}"
         steps.append(Step(comment, calls, layer=Layer(node.name, (index,))))
         if calls:
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))
 
+    if "int8" in (graph.dtype(graph.input), graph.dtype(graph.output)):
+        from tasobuild.primitives.q8 import Q8_SOURCES_OPS
+
+        sources.update(Q8_SOURCES_OPS)  # the API's float helpers quantise and dequantise with its kernels
     in_buffer = plan.buffer_of(graph.input, "CHW")
     out_buffer = plan.buffer_of(graph.output, "CHW")
     sizes = {b.name: b.size for b in plan.buffers()}
@@ -126,4 +139,12 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         weights=tuple(weights),
         kernel_sources=tuple(sorted(sources)),
         toolchain=toolchain,
+        input_quant=_io_quant(graph, graph.input), output_quant=_io_quant(graph, graph.output),
     )
+
+
+def _io_quant(graph: Graph, tensor: str) -> tuple[float, int] | None:
+    if graph.dtype(tensor) != "int8":
+        return None
+    q = graph.quant_of(tensor)
+    return q.scale, q.zero_point

@@ -44,7 +44,7 @@ class Dataflow:
     def of(graph: Graph, alignment: int = ARENA_ALIGN) -> Dataflow:
         tensors = {graph.input} | {n.output for n in graph.nodes}
         return Dataflow(tuple((n.inputs, n.output) for n in graph.nodes),
-                        {t: align_up(graph.shape(t).bytes, alignment) for t in sorted(tensors)},
+                        {t: align_up(graph.tensor_bytes(t), alignment) for t in sorted(tensors)},
                         graph.input, graph.output)
 
 

@@ -38,6 +38,11 @@ def _guarded(data: np.ndarray | None, floats: int) -> np.ndarray:
     block = np.empty(2 * CANARY_FLOATS + floats, dtype=np.float32)
     block.view(np.uint32)[:] = CANARY_BITS
     if data is not None:
+        if np.asarray(data).dtype in (np.int8, np.int32):  # the int8 kernels' buffers: their bytes as they are
+            raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+            assert raw.size <= 4 * floats, f"{raw.size} bytes given for a {4 * floats}-byte buffer"
+            block.view(np.uint8)[4 * CANARY_FLOATS : 4 * CANARY_FLOATS + raw.size] = raw
+            return block
         flat = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
         assert flat.size <= floats, f"{flat.size} floats given for a {floats}-float buffer"
         block[CANARY_FLOATS : CANARY_FLOATS + flat.size] = flat
@@ -53,13 +58,15 @@ def run_guarded(kernels: native.Kernels, calls: KernelCall | Sequence[KernelCall
     """Run one call (or several sharing buffers, e.g. concat) on canary-guarded copies of `buffers`.
 
     Roles not given are allocated, the written ones ("out", "ws") pre-filled with NaN canaries. Asserts that no
-    canary changed and no input or weight changed; returns copies of the written roles (flat float32)."""
+    canary changed and no input or weight changed; returns copies of the written roles (flat float32; an int8
+    kernel's are viewed with `.view(np.int8)`)."""
     calls = (calls,) if isinstance(calls, KernelCall) else tuple(calls)
     sizes: dict[str, int] = {}
     for call in calls:
         for role, nbytes in call.buffer_bytes:
-            assert nbytes % 4 == 0, f"{call.function}: {role} has {nbytes} bytes, not whole floats"
-            sizes[role] = max(sizes.get(role, 0), nbytes // 4)
+            whole = all(t == "float" for t in call.arg_types) or not call.arg_types
+            assert nbytes % 4 == 0 or not whole, f"{call.function}: {role} has {nbytes} bytes, not whole floats"
+            sizes[role] = max(sizes.get(role, 0), -(-nbytes // 4))  # int8 buffers: rounded up to whole floats
     blocks = {role: _guarded(buffers.get(role), floats) for role, floats in sorted(sizes.items())}
     before = {role: block.copy() for role, block in blocks.items()}
     for call in calls:

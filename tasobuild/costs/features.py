@@ -68,7 +68,7 @@ def work(call: KernelCall) -> float:
     p: Mapping[str, float] = dict(call.params)
     out_elems = _roles(call)["out"] / 4.0
     try:
-        if call.struct == "tb_conv":
+        if call.struct in ("tb_conv", "tb_q8_conv"):
             pixels = p["out_h"] * p["out_w"]
             return 2.0 * p["out_c"] * pixels * (p["in_c"] / max(1, p["groups"])) * p["k_h"] * p["k_w"] + \
                 p["out_c"] * pixels

@@ -123,6 +123,12 @@ def make_buffers(call: KernelCall, seed: int = 0) -> dict[str, np.ndarray]:
     for role in call.args:
         count = max(1, -(-sizes[role] // 4))  # a zero-byte workspace still gets a valid pointer
         buffers[role] = rng.uniform(-1.0, 1.0, count).astype(np.float32)
+        # int8 data over its whole range; int32 buffers (biases, multipliers and shifts) small and non-positive,
+        # so a random shift is a valid right shift
+        if call.arg_type(role) == "int8_t":
+            buffers[role].view(np.int8)[:] = rng.integers(-128, 128, 4 * count, dtype=np.int8)
+        elif call.arg_type(role) == "int32_t":
+            buffers[role].view(np.int32)[:] = rng.integers(-31, 1, count, dtype=np.int32)
     return buffers
 
 

@@ -83,6 +83,13 @@ class Program:
     weights: tuple[WeightArray, ...]
     kernel_sources: tuple[str, ...]  # files under the kernels folder the plan's calls need (headers included)
     toolchain: Toolchain
+    # (scale, zero point) of an int8 input / output (the API then takes / returns int8); None: float32
+    input_quant: tuple[float, int] | None = None
+    output_quant: tuple[float, int] | None = None
+
+    @property
+    def int8_io(self) -> bool:
+        return self.input_quant is not None or self.output_quant is not None
 
     @property
     def weight_bytes(self) -> int:

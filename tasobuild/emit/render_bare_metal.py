@@ -88,9 +88,13 @@ target_link_libraries({p.name}_main.elf PRIVATE {p.name})
 
 
 def render_main(p: Program) -> str:
-    up, input_bytes, output_bytes = p.name.upper(), 4 * p.input_count, 4 * p.output_count
+    up = p.name.upper()
+    input_bytes = (1 if p.input_quant else 4) * p.input_count
+    output_bytes = (1 if p.output_quant else 4) * p.output_count
+    in_type = "int8" if p.input_quant else "little-endian float32"
+    in_word = in_type.split()[-1]
     return f"""/* {GENERATED}
- * Bare-metal runner (`make run`): reads in.bin ({up}_INPUT_COUNT little-endian float32 values, {p.input_desc})
+ * Bare-metal runner (`make run`): reads in.bin ({up}_INPUT_COUNT {in_type} values, {p.input_desc})
  * from the host's current folder through semihosting, runs the network and writes out.bin ({p.output_desc}).
  * Exits with 0, or 1 naming the problem. The input is read straight into the arena: no other buffer.
  */
@@ -115,7 +119,7 @@ int main(void)
     if (file < 0) return fail("{p.name}_main: cannot open in.bin\\n");
     read_ok = sh_flen(file) == {input_bytes} && sh_read(file, {p.name}_input(arena), {input_bytes}) == 0;
     sh_close(file);
-    if (!read_ok) return fail("{p.name}_main: in.bin must hold exactly {p.input_count} float32 values\\n");
+    if (!read_ok) return fail("{p.name}_main: in.bin must hold exactly {p.input_count} {in_word} values\\n");
     if ({p.name}_run(arena) != 0) return fail("{p.name}_main: inference failed\\n");
     file = sh_open("out.bin", SH_OPEN_WRITE_BINARY);
     if (file < 0) return fail("{p.name}_main: cannot open out.bin\\n");

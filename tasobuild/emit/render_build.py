@@ -121,6 +121,7 @@ MAX_RUNS = 1_000_000
 
 def render_main(p: Program) -> str:
     up, input_desc = p.name.upper(), comment_text(p.input_desc)
+    infer = f"{p.name}_infer_float" if p.int8_io else f"{p.name}_infer"  # the files hold float32 either way
     return f"""/* {GENERATED}
  * Usage: {p.name}_main IN.bin OUT.bin [--bench N] [--profile N]
  * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({input_desc}); OUT.bin receives the output, and
@@ -206,7 +207,7 @@ static int profile_layers(long runs)
     int k;
     if (!times) {{ fprintf(stderr, "{p.name}_main: out of memory for %ld runs\\n", runs); return 1; }}
     for (r = 0; r < runs; ++r) {{
-        {p.name}_infer(input, output, arena);
+        {infer}(input, output, arena);
         for (k = 0; k < {up}_PROFILE_LAYERS; ++k) times[k * runs + r] = layer_started[k + 1] - layer_started[k];
         times[{up}_PROFILE_LAYERS * runs + r] = layer_started[{up}_PROFILE_LAYERS] - layer_started[0];
     }}
@@ -258,7 +259,7 @@ int main(int argc, char **argv)
         return 1;
     }}
     fclose(f);
-    if ({p.name}_infer(input, output, arena) != 0) {{
+    if ({infer}(input, output, arena) != 0) {{
         fprintf(stderr, "{p.name}_main: inference failed\\n");
         return 1;
     }}
@@ -277,7 +278,7 @@ int main(int argc, char **argv)
         if (!times) {{ fprintf(stderr, "{p.name}_main: out of memory for %ld runs\\n", bench); return 1; }}
         for (r = 0; r < bench; ++r) {{
             double start = now_ms();
-            {p.name}_infer(input, output, arena);
+            {infer}(input, output, arena);
             times[r] = now_ms() - start;
         }}
         printf("median_ms: %.6f\\n", median(times, bench));

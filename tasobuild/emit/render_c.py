@@ -38,12 +38,31 @@ def c_value(value: int | float) -> str:
     return str(value) if isinstance(value, int) else c_float(value)
 
 
+# C element type of each weight array's NumPy type (int8 weights, int32 biases and requantisation parameters).
+C_TYPES = {"float32": "float", "int8": "int8_t", "int32": "int32_t", "uint8": "uint8_t"}
+
+
+def c_type(array: np.ndarray) -> str:
+    return C_TYPES[array.dtype.name]
+
+
+def _has_integer_weights(p: Program) -> bool:
+    return any(c_type(w.array) != "float" for w in p.weights)
+
+
 def needs_math_h(values: Iterable[int | float]) -> bool:
     """Whether rendering `values` writes NAN or INFINITY (files without them stay as they were: no include)."""
     return any(isinstance(v, float) and not math.isfinite(v) for v in values)
 
 
+def _io_types(p: Program) -> tuple[str, str]:
+    """The C element types of the input and the output: the model's own (float, or int8_t when quantised)."""
+    return ("int8_t" if p.input_quant else "float"), ("int8_t" if p.output_quant else "float")
+
+
 def render_header(p: Program) -> str:
+    if p.int8_io:
+        return _render_int8_io_header(p)
     up = p.name.upper()
     return f"""/* {GENERATED} */
 #ifndef {up}_H
@@ -81,6 +100,80 @@ void {p.name}_profile_mark(int layer);
 #endif
 #endif
 """
+
+
+def _render_int8_io_header(p: Program) -> str:
+    """The API of a model whose input or output is int8: it takes and returns the model's own types, and float
+    helpers quantise and dequantise with the model's scales."""
+    up, (in_t, out_t) = p.name.upper(), _io_types(p)
+    quant = []
+    helpers = []
+    for side, q in (("INPUT", p.input_quant), ("OUTPUT", p.output_quant)):
+        if q is not None:
+            quant += [f"#define {up}_{side}_SCALE      {c_float(q[0])}  /* real = scale * (q - zero point) */",
+                      f"#define {up}_{side}_ZERO_POINT {q[1]}"]
+    if p.input_quant:
+        helpers.append(f"void {p.name}_quantize_input(const float *x, int8_t *q);  /* TFLite's Quantize */")
+    if p.output_quant:
+        helpers.append(f"void {p.name}_dequantize_output(const int8_t *q, float *y);")
+    nl = "\n"
+    return f"""/* {GENERATED} */
+#ifndef {up}_H
+#define {up}_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+#define {up}_ARENA_BYTES  {p.arena_bytes}  /* all tensor RAM, input and output included */
+#define {up}_ARENA_ALIGN  {ARENA_ALIGN}  /* the arena must start at a multiple of this */
+#define {up}_INPUT_COUNT  {p.input_count}  /* {in_t} elements: {comment_text(p.input_desc)} */
+#define {up}_OUTPUT_COUNT {p.output_count}  /* {out_t} elements: {comment_text(p.output_desc)} */
+{nl.join(quant)}
+
+/* Write the input here (ONNX layout), run, then read the output (ONNX layout). The input's space is reused by
+ * later layers, so write it before every run. */
+{in_t} *{p.name}_input(void *arena);
+int {p.name}_run(void *arena);
+const {out_t} *{p.name}_output(void *arena);
+
+/* Copy-in, run, copy-out. Returns 0 on success. */
+int {p.name}_infer(const {in_t} *in, {out_t} *out, void *arena);
+
+/* Float helpers: the same with float input and output, quantised and dequantised with the model's scales. */
+{nl.join(helpers)}
+int {p.name}_infer_float(const float *in, float *out, void *arena);
+
+#ifdef __cplusplus
+}}
+#endif
+#endif
+"""
+
+
+def _int8_io_functions(p: Program) -> list[str]:
+    """The float helpers of an int8-I/O API (see _render_int8_io_header), by the tb_q8_quantize/dequantize kernels."""
+    up, lines = p.name.upper(), []
+    if p.input_quant:
+        lines += [f"void {p.name}_quantize_input(const float *x, int8_t *q)", "{",
+                  f"    static const tb_q8_quant p = {{ .n = {up}_INPUT_COUNT, .zp = {up}_INPUT_ZERO_POINT, "
+                  f".scale = {up}_INPUT_SCALE }};", "    tb_q8_quantize(&p, x, q);", "}", ""]
+    if p.output_quant:
+        lines += [f"void {p.name}_dequantize_output(const int8_t *q, float *y)", "{",
+                  f"    static const tb_q8_quant p = {{ .n = {up}_OUTPUT_COUNT, .zp = {up}_OUTPUT_ZERO_POINT, "
+                  f".scale = {up}_OUTPUT_SCALE }};", "    tb_q8_dequantize(&p, q, y);", "}", ""]
+    in_t, out_t = _io_types(p)
+    lines += [f"int {p.name}_infer_float(const float *in, float *out, void *arena)", "{"]
+    lines += [f"    {in_t} *x = {p.name}_input(arena);", f"    const {out_t} *y;"]
+    lines += [] if p.input_quant and p.output_quant else ["    int i;"]  # a float side is copied
+    lines += ([f"    {p.name}_quantize_input(in, x);"] if p.input_quant
+              else [f"    for (i = 0; i < {p.input_count}; ++i) x[i] = in[i];"])
+    lines += [f"    if ({p.name}_run(arena) != 0) return 1;", f"    y = {p.name}_output(arena);"]
+    lines += ([f"    {p.name}_dequantize_output(y, out);"] if p.output_quant
+              else [f"    for (i = 0; i < {p.output_count}; ++i) out[i] = y[i];"])
+    return lines + ["    return 0;", "}", ""]
 
 
 def _wrap(items: list[str], indent: str, width: int = 112) -> list[str]:
@@ -140,6 +233,7 @@ def render_step(step: Step, first_index: int, mark: str | None = None) -> list[s
 
 def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
     """src/<name>.c. `prototypes`: of the kernels it calls that no kernel header declares (native.own_prototypes)."""
+    in_t, out_t = _io_types(p)
     out = [f"/* {GENERATED}", " *"]
     out += [f" * {comment_text(line)}" for line in p.banner]
     out += [" *", " * Arena map (byte offsets; buffers share space when their lifetimes do not overlap):"]
@@ -150,11 +244,16 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         f'#include "{p.name}.h"',
         f'#include "{p.name}_weights.h"',
         '#include "tb_kernels.h"',
+        *(['#include "tb_q8.h"'] if "tb_q8.h" in p.kernel_sources else []),
         *prototypes,
         "",
         *_profile_table(p),
         "",
+        f"{in_t} *{p.name}_input(void *arena) {{ return ({in_t} *)(void *)((float *)arena + {p.input_offset // 4}); }}"
+        if p.input_quant else
         f"float *{p.name}_input(void *arena) {{ return (float *)arena + {p.input_offset // 4}; }}",
+        f"const {out_t} *{p.name}_output(void *arena) {{ return (const {out_t} *)(const void *)((const float *)arena + "
+        f"{p.output_offset // 4}); }}" if p.output_quant else
         f"const float *{p.name}_output(void *arena) {{ return (const float *)arena + {p.output_offset // 4}; }}",
         "",
         f"int {p.name}_run(void *arena)",
@@ -175,10 +274,10 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         "    return 0;",
         "}",
         "",
-        f"int {p.name}_infer(const float *in, float *out, void *arena)",
+        f"int {p.name}_infer(const {in_t} *in, {out_t} *out, void *arena)",
         "{",
-        f"    float *x = {p.name}_input(arena);",
-        "    const float *y;",
+        f"    {in_t} *x = {p.name}_input(arena);",
+        f"    const {out_t} *y;",
         "    int i;",
         f"    for (i = 0; i < {p.input_count}; ++i) x[i] = in[i];",
         f"    if ({p.name}_run(arena) != 0) return 1;",
@@ -188,6 +287,8 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         "}",
         "",
     ]
+    if p.int8_io:
+        out += _int8_io_functions(p)
     return "\n".join(out)
 
 
@@ -219,15 +320,22 @@ def blob_layout(p: Program) -> list[tuple[str, int, int]]:
 def render_weights_header(p: Program) -> str:
     guard = f"{p.name.upper()}_WEIGHTS_H"
     lines = [f"/* {GENERATED} */", f"#ifndef {guard}", f"#define {guard}", ""]
+    if _has_integer_weights(p):
+        lines[3:3] = ["#include <stdint.h>"]
     if uses_blob(p):
         lines += [f"/* {p.weight_bytes} bytes of weights, linked from {p.name}_weights.bin by {p.name}_weights.S */",
                   f"extern const float {p.name}_weights[];", ""]
         for (symbol, offset, count), w in zip(blob_layout(p), p.weights):
-            lines.append(f"#define {symbol} ({p.name}_weights + {offset})  /* {count} floats: "
-                         f"{comment_text(w.comment)} */")
+            if c_type(w.array) == "float":
+                lines.append(f"#define {symbol} ({p.name}_weights + {offset})  /* {count} floats: "
+                             f"{comment_text(w.comment)} */")
+            else:
+                lines.append(f"#define {symbol} ((const {c_type(w.array)} *)(const void *)({p.name}_weights + "
+                             f"{offset}))  /* {count} values: {comment_text(w.comment)} */")
     else:
         for w in p.weights:
-            lines.append(f"extern const float {w.symbol}[{w.array.size}];  /* {comment_text(w.comment)} */")
+            lines.append(f"extern const {c_type(w.array)} {w.symbol}[{w.array.size}];  "
+                         f"/* {comment_text(w.comment)} */")
     lines += ["", "#endif", ""]
     return "\n".join(lines)
 
@@ -238,9 +346,12 @@ def render_weights_c(p: Program) -> str:
         lines[1:1] = ["#include <math.h>"]  # NAN, INFINITY
     for w in p.weights:
         lines.append(f"/* {comment_text(w.comment)} */")
-        lines.append(f"const float {w.symbol}[{w.array.size}] = {{")
+        lines.append(f"const {c_type(w.array)} {w.symbol}[{w.array.size}] = {{")
         flat = w.array.reshape(-1)
-        for start in range(0, flat.size, 8):
+        if c_type(w.array) != "float":
+            for start in range(0, flat.size, 16):
+                lines.append("    " + ", ".join(_c_int(int(v)) for v in flat[start:start + 16]) + ",")
+        for start in range(0, flat.size if c_type(w.array) == "float" else 0, 8):
             lines.append("    " + ", ".join(c_float(float(v)) for v in flat[start:start + 8]) + ",")
         lines.append("};")
         lines.append("")
@@ -250,9 +361,14 @@ def render_weights_c(p: Program) -> str:
 def render_weights_blob(p: Program) -> bytes:
     parts = []
     for w in p.weights:
-        data = w.array.astype("<f4").tobytes()
+        data = w.array.astype(w.array.dtype.newbyteorder("<") if c_type(w.array) != "float" else "<f4").tobytes()
         parts.append(data + b"\0" * (-len(data) % ARENA_ALIGN))
     return b"".join(parts)
+
+
+def _c_int(value: int) -> str:
+    """An int32 constant; INT32_MIN has no literal (2147483648 does not fit an int)."""
+    return "(-2147483647 - 1)" if value == -(1 << 31) else str(value)
 
 
 def render_weights_asm(p: Program) -> str:

@@ -1,6 +1,7 @@
 """ONNX -> IR: read, fold constants and infer static shapes, convert each operator, then run the graph passes.
 
-    read_model (reader) -> fold (fold, shapes) -> convert (convert) -> PASSES (passes) -> ir.Graph
+    read_model (reader) -> fold (fold, shapes) -> rewrite_qdq (quantized: QDQ patterns to QOperator nodes)
+      -> convert (convert, quantized) -> PASSES (passes) -> ir.Graph
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from pathlib import Path
 
 from tasobuild import ir
 from tasobuild.errors import UserError
-from tasobuild.importer.convert import SUPPORTED_OPS, convert
+from tasobuild.importer.convert import CONVERT_RULES, convert
 from tasobuild.importer.fold import fold
 from tasobuild.importer.passes import PASSES, NodeError
+from tasobuild.importer.quantized import Q_CONVERT_RULES, rewrite_qdq
 from tasobuild.importer.reader import read_model
+
+RULES = {**CONVERT_RULES, **Q_CONVERT_RULES}  # float operators, and the quantised ones (QOperator form)
 
 __all__ = ["import_onnx"]
 
@@ -20,7 +24,7 @@ __all__ = ["import_onnx"]
 def import_onnx(path: Path) -> ir.Graph:
     """The batch-1 network in `path` as an IR graph; a UserError naming the file (and node) for anything else."""
     model = read_model(Path(path))
-    graph = convert(fold(model, SUPPORTED_OPS))
+    graph = convert(rewrite_qdq(fold(model, sorted(RULES))), RULES)
     try:
         for run in PASSES:
             graph = run(graph)

@@ -30,6 +30,13 @@ class Converted:
     nodes: tuple[ir.Node, ...]
     constants: Mapping[str, np.ndarray] = field(default_factory=dict)
     shapes: Mapping[str, ir.Shape] = field(default_factory=dict)  # tensors made up by the rule (not in ONNX)
+    # int8 tensors: those the rule writes (their Quant), and those it reads with the Quant the node declares for them
+    quant_out: Mapping[str, ir.Quant] = field(default_factory=dict)
+    quant_in: Mapping[str, ir.Quant] = field(default_factory=dict)
+
+
+# IR ops that run on int8 data unchanged (reshapes are views; max pooling only compares), and their int8 op.
+ON_INT8 = {"reshape": "reshape", "transpose": "transpose", "maxpool": "qmaxpool"}
 
 
 def logical(onnx_shape: tuple[int, ...]) -> ir.Shape | None:
@@ -40,7 +47,9 @@ def logical(onnx_shape: tuple[int, ...]) -> ir.Shape | None:
     return ir.Shape(*dims)
 
 
-def convert(sg: StaticGraph) -> ir.Graph:
+def convert(sg: StaticGraph, rules: Mapping[str, Callable[[NodeContext], Converted]] | None = None) -> ir.Graph:
+    """The IR graph of `sg` by `rules` (CONVERT_RULES unless given), with every int8 tensor's Quant."""
+    rules = CONVERT_RULES if rules is None else rules
     model = sg.model
     nodes: list[ir.Node] = []
     constants: dict[str, np.ndarray] = {}
@@ -49,15 +58,26 @@ def convert(sg: StaticGraph) -> ir.Graph:
         raise UserError(f"{model.file}: input '{model.input_name}' has shape {list(model.input_shape)}; "
                         "only batch-1 inputs of rank 2 to 4 are supported")
     shapes: dict[str, ir.Shape] = {model.input_name: input_shape}
+    quant: dict[str, ir.Quant] = {}
+    # int8 tensors whose quantisation is not known yet: an int8 graph input, and what reshapes make of it, until the
+    # first int8 node reads one of them and says how it is quantised
+    pending: set[str] = {model.input_name} if model.input_dtype == "int8" else set()
     for node in sg.nodes:
         ctx = NodeContext(model.file, model.opset, node, sg.shapes, sg.consts)
         shapes[node.outputs[0]] = _logical(sg.shapes[node.outputs[0]], node.outputs[0], ctx)
-        if node.op not in CONVERT_RULES:
-            raise ctx.unsupported(SUPPORTED_OPS)
-        out = CONVERT_RULES[node.op](ctx)
-        nodes += out.nodes
+        if node.op not in rules:
+            raise ctx.unsupported(sorted(rules))
+        out = rules[node.op](ctx)
+        nodes += _typed(out, quant, ctx, pending)
         constants.update(out.constants)
         shapes.update(out.shapes)
+        quant.update(out.quant_out)
+    if pending:
+        raise UserError(f"{model.file}: input '{model.input_name}' is int8 but no int8 node reads it, so its "
+                        "quantisation is unknown; dequantize it with DequantizeLinear")
+    if (model.output_dtype == "int8") != (model.output_name in quant):
+        raise UserError(f"{model.file}: output '{model.output_name}' is declared {model.output_dtype}, but the "
+                        "graph computes it in the other type")
     return ir.Graph(
         nodes=tuple(nodes),
         shapes=tuple(sorted(shapes.items())),
@@ -65,7 +85,45 @@ def convert(sg: StaticGraph) -> ir.Graph:
         input=model.input_name, output=model.output_name,
         onnx_input_shape=model.input_shape, onnx_output_shape=sg.shapes[model.output_name],
         input_name=model.input_name, output_name=model.output_name,
+        dtypes=tuple(sorted((t, "int8") for t in quant)), quant=tuple(sorted(quant.items())),
     )
+
+
+def _typed(out: Converted, quant: dict[str, ir.Quant], c: NodeContext, pending: set[str]) -> tuple[ir.Node, ...]:
+    """The rule's nodes, checked against the int8 tensors known so far: an int8 node reads int8 tensors quantised
+    as it declares; a float node reads float tensors, except the ops that run on int8 data unchanged (ON_INT8),
+    which become their int8 op and pass the input's Quant on (or, from a `pending` tensor, stay pending)."""
+    for tensor, expected in out.quant_in.items():
+        if tensor in pending:  # the first int8 reader: every pending tensor is quantised as it says
+            quant.update((t, expected) for t in pending)
+            pending.clear()
+        if tensor not in quant:
+            raise c.error(f"input '{tensor}' is float32, the node expects int8; quantize it with QuantizeLinear")
+        if quant[tensor] != expected:
+            raise c.error(f"input '{tensor}' is quantised with {quant[tensor]} where it is made, the node reads it "
+                          f"with {expected}; requantising between them is not supported")
+    typed = []
+    for n in out.nodes:
+        from_pending = [t for t in n.inputs if t in pending]
+        if from_pending:
+            if n.op not in ON_INT8:
+                raise _float_only(c, n, from_pending[0])
+            typed.append(n.with_(op=ON_INT8[n.op]))
+            pending.add(n.output)
+            continue
+        int8_inputs = [t for t in n.inputs if t in quant and t not in out.quant_in]
+        if int8_inputs and n.output not in out.quant_out:
+            if n.op not in ON_INT8:
+                raise _float_only(c, n, int8_inputs[0])
+            n = n.with_(op=ON_INT8[n.op])
+            quant[n.output] = quant[int8_inputs[0]]
+        typed.append(n)
+    return tuple(typed)
+
+
+def _float_only(c: NodeContext, n: ir.Node, tensor: str) -> UserError:
+    return c.error(f"reads the int8 tensor '{tensor}'; a {n.op} node runs on float32 only: dequantize its input "
+                   "with DequantizeLinear")
 
 
 def _logical(onnx_shape: tuple[int, ...], tensor: str, c: NodeContext) -> ir.Shape:

@@ -6,6 +6,7 @@ A rule looks at one node (with a read-only view of its neighbours) and returns t
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,8 +84,7 @@ def edit(g: ir.Graph, remove: Sequence[ir.Node] = (), replace: Mapping[str, ir.N
         nodes.append(n)
     consts = {c.name: c for c in g.constants}
     consts.update({k: ir.Constant.of(k, v) for k, v in (constants or {}).items()})
-    return ir.Graph(tuple(nodes), g.shapes, tuple(v for _, v in sorted(consts.items())), g.input, g.output,
-                    g.onnx_input_shape, g.onnx_output_shape, g.input_name, g.output_name)
+    return dataclasses.replace(g, nodes=tuple(nodes), constants=tuple(v for _, v in sorted(consts.items())))
 
 
 def absorb(g: ir.Graph, producer: ir.Node, consumer: ir.Node, constants: Mapping[str, np.ndarray] | None = None,
@@ -213,9 +213,10 @@ def tidy(g: ir.Graph) -> ir.Graph:
         raise NodeError(leftover, leftover.op, "was not folded away")
     live = {g.input} | {n.output for n in g.nodes} | {t for n in g.nodes for t in n.inputs}
     used = {w for n in g.nodes for w in n.weights}
-    return ir.Graph(g.nodes, tuple((k, s) for k, s in g.shapes if k in live),
-                    tuple(c for c in g.constants if c.name in used), g.input, g.output,
-                    g.onnx_input_shape, g.onnx_output_shape, g.input_name, g.output_name)
+    return dataclasses.replace(g, shapes=tuple((k, s) for k, s in g.shapes if k in live),
+                   constants=tuple(c for c in g.constants if c.name in used),
+                   dtypes=tuple((k, d) for k, d in g.dtypes if k in live),
+                   quant=tuple((k, q) for k, q in g.quant if k in live))
 
 
 PASSES: tuple[Callable[[ir.Graph], ir.Graph], ...] = (

@@ -48,6 +48,8 @@ class OnnxModel:
     input_shape: tuple[int, ...] = ()
     output_name: str = ""
     output_dims: tuple[int | None, ...] | None = None  # the declared output shape, None where not static
+    input_dtype: str = "float32"  # float32, or int8 (a quantised model's own int8 input)
+    output_dtype: str = "float32"
 
 
 def read_model(path: Path) -> OnnxModel:
@@ -68,7 +70,20 @@ def read_model(path: Path) -> OnnxModel:
         initializers=MappingProxyType(initializers),
         input_name=inputs[0].name, input_shape=_input_shape(inputs[0], file),
         output_name=graph.output[0].name, output_dims=_declared_dims(graph.output[0]),
+        input_dtype=_dtype(inputs[0], file, "input"), output_dtype=_dtype(graph.output[0], file, "output"),
     )
+
+
+# The element types a graph's input and output may have.
+IO_TYPES: dict[int, str] = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT8: "int8"}
+
+
+def _dtype(value: onnx.ValueInfoProto, file: str, what: str) -> str:
+    t = value.type.tensor_type.elem_type
+    if t not in IO_TYPES:
+        raise UserError(f"{file}: {what} '{value.name}' has element type {onnx.TensorProto.DataType.Name(t)}; "
+                        "only float32 and int8 are supported")
+    return IO_TYPES[t]
 
 
 def _opset(proto: onnx.ModelProto, file: str) -> int:
@@ -135,9 +150,7 @@ def _attr_value(a: onnx.AttributeProto) -> Any:
 
 def _input_shape(value: onnx.ValueInfoProto, file: str) -> tuple[int, ...]:
     t = value.type.tensor_type
-    if t.elem_type != onnx.TensorProto.FLOAT:
-        raise UserError(f"{file}: input '{value.name}' has element type "
-                        f"{onnx.TensorProto.DataType.Name(t.elem_type)}; only float32 is supported")
+    _dtype(value, file, "input")
     if not t.HasField("shape"):
         raise UserError(f"{file}: input '{value.name}' has no shape; export with a fixed input shape")
     dims: list[int] = []

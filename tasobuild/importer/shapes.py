@@ -7,6 +7,7 @@ structural helpers (reshape, squeeze, ...) are shared with the constant folder s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -219,6 +220,35 @@ def _reduce(c: NodeContext) -> Shape:
     return tuple(1 if i in picked else d for i, d in enumerate(x) if keep or i not in picked)
 
 
+# --- the quantised operators (QOperator form): the float operator's rule on their data inputs ---------------
+
+
+def _renamed(c: NodeContext, inputs: tuple[str, ...]) -> NodeContext:
+    return replace(c, node=replace(c.node, inputs=inputs))
+
+
+def _at(*indices: int) -> Callable[[NodeContext], tuple[str, ...]]:
+    return lambda c: tuple(c.node.inputs[i] if i < len(c.node.inputs) else "" for i in indices)
+
+
+def _shape_via(rule: Callable[[NodeContext], tuple[int, ...]],
+               inputs: Callable[[NodeContext], tuple[str, ...]]) -> Callable[[NodeContext], tuple[int, ...]]:
+    """The float operator's shape rule on the QOperator node's data inputs."""
+    return lambda c: rule(_renamed(c, inputs(c)))
+
+
+Q_SHAPE_RULES: dict[str, Callable[[NodeContext], tuple[int, ...]]] = {
+    "QuantizeLinear": _shape_via(_same, _at(0)),
+    "DequantizeLinear": _shape_via(_same, _at(0)),
+    "QLinearConv": _shape_via(_conv, _at(0, 3)),
+    "QLinearMatMul": _shape_via(_matmul, _at(0, 3)),
+    "QGemm": _shape_via(_gemm, _at(0, 3)),
+    "QLinearAdd": _shape_via(_binary, _at(0, 3)),
+    "QLinearAveragePool": _shape_via(_pool, _at(0)),
+    "QLinearGlobalAveragePool": _shape_via(_global_pool, _at(0)),
+}
+
+
 SHAPE_RULES: dict[str, Callable[[NodeContext], Shape]] = {
     **{op: _same for op in ("Relu", "Clip", "LeakyRelu", "Sigmoid", "Dropout", "Identity", "LRN", "Softmax",
                             "BatchNormalization", "Cast")},
@@ -229,4 +259,5 @@ SHAPE_RULES: dict[str, Callable[[NodeContext], Shape]] = {
     "Gemm": _gemm, "MatMul": _matmul,
     "Concat": _concat, "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
     "Transpose": _transpose, "Pad": _pad, "ReduceMean": _reduce,
+    **Q_SHAPE_RULES,
 }

@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Literal
 
 PUBLIC_HEADER = "tb_kernels.h"
+# Kernel API headers tb_kernels.h does not include, so that only the projects that use them carry them: the int8
+# kernels. The bindings' dispatch and the emitted program include them after tb_kernels.h.
+OPTIONAL_HEADERS = ("tb_q8.h",)
+# The element types a kernel's buffers may have: float32 activations and weights; int8 activations and weights and
+# int32 biases and requantisation parameters of the int8 kernels.
+BUFFER_TYPES = ("float", "int8_t", "int32_t")
 MAX_BUFFERS = 16  # buffers per kernel: matches TB_DISPATCH_MAX_BUFFERS and the pointer arrays of _bindings.pyx
 
 FieldType = Literal["int", "float"]
@@ -36,24 +42,29 @@ class StructDecl:
 
 @dataclass(frozen=True)
 class KernelDecl:
-    """A kernel prototype: its parameter struct and its buffer parameters (name, const-ness) in C order."""
+    """A kernel prototype: its parameter struct and its buffer parameters (name, const-ness) in C order, with
+    their element types (`types`, one of BUFFER_TYPES each; empty: all float)."""
 
     name: str
     struct: str
     buffers: tuple[tuple[str, bool], ...]
     in_header: bool = True  # False: declared only by its definition in its family's C file
+    types: tuple[str, ...] = ()
+
+    def buffer_type(self, k: int) -> str:
+        return self.types[k] if self.types else "float"
 
     @property
     def prototype(self) -> str:
-        args = [f"const {self.struct} *p"] + [f"{'const ' if const else ''}float *restrict {name}"
-                                               for name, const in self.buffers]
+        args = [f"const {self.struct} *p"] + [f"{'const ' if const else ''}{self.buffer_type(k)} *restrict {name}"
+                                               for k, (name, const) in enumerate(self.buffers)]
         return f"void {self.name}({', '.join(args)});"
 
 
 _STRUCT_RE = re.compile(r"typedef\s+struct\s*\{([^{}]*)\}\s*(tb_\w+)\s*;")
 _PROTO_RE = re.compile(r"^\s*void\s+(tb_\w+)\s*\(([^;{]*?)\)\s*;", re.MULTILINE)
 _STRUCT_ARG_RE = re.compile(r"^const\s+(tb_\w+)\s*\*\s*\w+$")
-_BUFFER_ARG_RE = re.compile(r"^(const\s+)?float\s*\*\s*restrict\s+(\w+)$")
+_BUFFER_ARG_RE = re.compile(r"^(const\s+)?(float|int8_t|int32_t)\s*\*\s*restrict\s+(\w+)$")
 _COMMENT_RE = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
 _DEFINITION_RE = re.compile(r"^void\s+(tb_\w+)\s*\(([^;{]*)\)\s*\{", re.MULTILINE)
 # The parameters every TB_CONV_LAYOUT_KERNEL entry point has (tb_conv_layout.h).
@@ -67,7 +78,8 @@ def public_headers(folder: Path) -> tuple[Path, ...]:
     """tb_kernels.h and the headers it includes: the kernel API (internal helper headers are not parsed)."""
     top = folder / PUBLIC_HEADER
     text = top.read_text()
-    return (top,) + tuple(folder / name for name in _INCLUDE_RE.findall(text) if (folder / name).is_file())
+    included = tuple(folder / name for name in _INCLUDE_RE.findall(text) if (folder / name).is_file())
+    return (top,) + included + tuple(folder / name for name in OPTIONAL_HEADERS if (folder / name).is_file())
 
 
 def _parse_struct(body: str, name: str) -> StructDecl | None:
@@ -100,7 +112,10 @@ def _kernel_decl(name: str, arglist: str, in_header: bool) -> KernelDecl | None:
     buffers = [_BUFFER_ARG_RE.match(a) for a in args[1:]]
     if head is None or not all(buffers):
         return None
-    return KernelDecl(name, head.group(1), tuple((m.group(2), bool(m.group(1))) for m in buffers if m), in_header)
+    found = [m for m in buffers if m]
+    types = tuple(m.group(2) for m in found)
+    return KernelDecl(name, head.group(1), tuple((m.group(3), bool(m.group(1))) for m in found), in_header,
+                      types if any(t != "float" for t in types) else ())
 
 
 def _checked(kernels: dict[str, KernelDecl], structs: dict[str, StructDecl]) -> dict[str, KernelDecl]:

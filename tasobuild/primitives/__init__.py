@@ -35,6 +35,7 @@ class KernelCall:
     params: Params  # every struct field, in declaration order
     args: tuple[str, ...]  # buffer roles in C argument order, e.g. ("in0", "w0", "w1", "out", "ws")
     buffer_bytes: tuple[tuple[str, int], ...]  # role -> exact bytes the call reads or writes there
+    arg_types: tuple[str, ...] = ()  # C element type of each of `args` (int8_t, int32_t, float); empty: all float
     _key: str = field(init=False, repr=False, compare=False)  # key(), made once: a build asks for it ~10^4 times
 
     def __post_init__(self) -> None:
@@ -43,6 +44,9 @@ class KernelCall:
     def key(self) -> str:
         """What determines the call's cost: the function and every parameter (buffers follow from them)."""
         return self._key
+
+    def arg_type(self, role: str) -> str:
+        return self.arg_types[self.args.index(role)] if self.arg_types else "float"
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ def _primitives() -> tuple[Primitive, ...]:
         prims.append(_prim("transpose", "view", lin, lout, (), _transpose_view_applies(lin, lout), _view_call,
                            aliases_input=True))
     prims.append(_prim("transpose", "permute", "CHW", "CHW", ("ops_permute.c",) + OPS_HEADERS,
-                       lambda n, g: _no_act(n), _permute_call))
+                       lambda n, g: _no_act(n) and g.dtype(n.output) == "float32", _permute_call))  # int8: views
     prims.append(_prim("reshape", "view", "CHW", "CHW", (), lambda n, g: _no_act(n), _view_call, aliases_input=True))
     for layout in ("HWC", "HCW"):
         prims.append(_prim("reshape", "view", layout, layout, (), lambda n, g: _no_act(n) and _vectors(n, g),

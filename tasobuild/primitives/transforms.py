@@ -10,8 +10,9 @@ import numpy as np
 from tasobuild.ir import LAYOUTS, NO_ACTIVATION, Layout, Shape
 from tasobuild.primitives import KernelCall, activation_fields
 
-# The kernel files every transform call needs (relative to the kernels folder).
+# The kernel files every transform call needs (relative to the kernels folder); those of an int8 tensor's.
 TRANSFORM_SOURCES: tuple[str, ...] = ("ops_transforms.c", "tb_ops.h")
+Q8_TRANSFORM_SOURCES: tuple[str, ...] = ("q8_ops.c", "tb_q8.h")
 
 # Logical axes (0 = C, 1 = H, 2 = W) in memory order, outermost first.
 LAYOUT_AXES: dict[Layout, tuple[int, int, int]] = {"CHW": (0, 1, 2), "HWC": (1, 2, 0), "HCW": (1, 0, 2)}
@@ -46,10 +47,21 @@ def transform_function(src: Layout, dst: Layout) -> str:
     return f"tb_layout_{src.lower()}_to_{dst.lower()}"
 
 
-def transform_call(shape: Shape, src: Layout, dst: Layout) -> KernelCall:
-    """The call that rewrites a tensor of `shape` from layout `src` into layout `dst` (a separate buffer)."""
+def transform_sources(call: KernelCall) -> tuple[str, ...]:
+    return Q8_TRANSFORM_SOURCES if call.function.startswith("tb_q8_") else TRANSFORM_SOURCES
+
+
+def transform_call(shape: Shape, src: Layout, dst: Layout, dtype: str = "float32") -> KernelCall:
+    """The call that rewrites a tensor of `shape` (of `dtype`: float32 or int8) from layout `src` into layout `dst`
+    (a separate buffer)."""
     if src == dst or src not in LAYOUTS or dst not in LAYOUTS:
         raise ValueError(f"no layout transform from {src} to {dst}")
+    if dtype == "int8":
+        return KernelCall(
+            function=f"tb_q8_layout_{src.lower()}_to_{dst.lower()}", struct="tb_tensor",
+            params=(("c", shape.c), ("h", shape.h), ("w", shape.w)) + activation_fields(NO_ACTIVATION),
+            args=("in0", "out"), buffer_bytes=(("in0", shape.count), ("out", shape.count)),
+            arg_types=("int8_t", "int8_t"))
     return KernelCall(
         function=transform_function(src, dst),
         struct="tb_tensor",

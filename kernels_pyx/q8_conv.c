@@ -1,0 +1,233 @@
+/* int8 convolutions (see tb_q8.h for the arithmetic): direct, depthwise, 1x1 and im2row + int8 GEMM, in HWC and
+ * CHW. Each entry point is written for its layout, its innermost loop over contiguous data. */
+#include "tb_kernels.h"
+#include "tb_q8.h"
+
+/* Output channels are computed TB_Q8_BLOCK at a time with their int32 sums on the stack: the innermost loops run
+ * over contiguous channels (HWC) or pixels (CHW), which compilers vectorise. */
+#define TB_Q8_BLOCK 64
+
+/* Element (c, y, x) of a (C, H, W) tensor is at c * c_step + y * y_step + x * x_step. */
+typedef struct { long c_step, y_step, x_step; } tb_q8_strides;
+
+static tb_q8_strides strides_of(int hwc, int c, int h, int w)
+{
+    tb_q8_strides s;
+    (void)h;
+    if (hwc) { s.c_step = 1; s.y_step = (long)w * c; s.x_step = c; }
+    else { s.c_step = (long)h * w; s.y_step = w; s.x_step = 1; }
+    return s;
+}
+
+static inline int8_t requantised(const tb_q8_conv *p, int32_t acc, const int32_t *restrict rq, int m)
+{
+    return tb_q8_clamp(tb_q8_requant(acc, rq[m], (int)rq[p->out_c + m]) + p->out_zp, p->act_min, p->act_max);
+}
+
+/* CHW: one output channel at a time over w [M][kh][kw][cg] (TFLite's OHWI). */
+void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                           const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const int hwc = 0;
+    const int cg = p->in_c / p->groups, mg = p->out_c / p->groups;
+    const tb_q8_strides si = strides_of(hwc, p->in_c, p->in_h, p->in_w);
+    const tb_q8_strides so = strides_of(hwc, p->out_c, p->out_h, p->out_w);
+    for (int m = 0; m < p->out_c; ++m) {
+        const int8_t *wm = w + (long)m * p->k_h * p->k_w * cg;
+        const int8_t *group_in = in + (long)(m / mg) * cg * si.c_step;
+        for (int oy = 0; oy < p->out_h; ++oy)
+            for (int ox = 0; ox < p->out_w; ++ox) {
+                int32_t acc = bias[m];
+                for (int ky = 0; ky < p->k_h; ++ky) {
+                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) continue;
+                    for (int kx = 0; kx < p->k_w; ++kx) {
+                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->in_w) continue;
+                        const int8_t *x = group_in + iy * si.y_step + ix * si.x_step;
+                        const int8_t *wk = wm + ((long)ky * p->k_w + kx) * cg;
+                        for (int c = 0; c < cg; ++c) acc += (int32_t)wk[c] * ((int32_t)x[c * si.c_step] - p->in_zp);
+                    }
+                }
+                out[m * so.c_step + oy * so.y_step + ox * so.x_step] = requantised(p, acc, rq, m);
+            }
+    }
+}
+
+/* HWC: per output pixel, TB_Q8_BLOCK output channels of one group at a time; w is [kh][kw][cg][M] (HWIO), so the
+ * innermost loop runs over contiguous output channels. */
+void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                           const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const int C = p->in_c, M = p->out_c, cg = C / p->groups, mg = M / p->groups, in_zp = p->in_zp;
+    int32_t acc[TB_Q8_BLOCK];
+    for (int oy = 0; oy < p->out_h; ++oy)
+        for (int ox = 0; ox < p->out_w; ++ox) {
+            int8_t *o = out + ((long)oy * p->out_w + ox) * M;
+            for (int m0 = 0, n = 0; m0 < M; m0 += n) {
+                const int group_end = (m0 / mg + 1) * mg; /* a block never straddles two groups */
+                n = group_end - m0 < TB_Q8_BLOCK ? group_end - m0 : TB_Q8_BLOCK;
+                const int c0 = (m0 / mg) * cg;
+                for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+                for (int ky = 0; ky < p->k_h; ++ky) {
+                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) continue;
+                    for (int kx = 0; kx < p->k_w; ++kx) {
+                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->in_w) continue;
+                        const int8_t *x = in + ((long)iy * p->in_w + ix) * C + c0;
+                        const int8_t *wt = w + ((long)ky * p->k_w + kx) * cg * M + m0;
+                        for (int c = 0; c < cg; ++c) {
+                            const int32_t xv = (int32_t)x[c] - in_zp;
+                            const int8_t *wc = wt + (long)c * M;
+                            for (int j = 0; j < n; ++j) acc[j] += (int32_t)wc[j] * xv;
+                        }
+                    }
+                }
+                for (int j = 0; j < n; ++j) o[m0 + j] = requantised(p, acc[j], rq, m0 + j);
+            }
+        }
+}
+
+void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const int multiplier = p->out_c / p->in_c, M = p->out_c, in_zp = p->in_zp;
+    const int in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+    const tb_q8_strides si = strides_of(1, p->in_c, p->in_h, p->in_w);
+    const tb_q8_strides so = strides_of(1, p->out_c, p->out_h, p->out_w);
+    int32_t acc[TB_Q8_BLOCK];
+    for (int oy = 0; oy < p->out_h; ++oy)
+        for (int ox = 0; ox < p->out_w; ++ox)
+            for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
+                const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
+                for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+                for (int ky = 0; ky < k_h; ++ky) {
+                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= in_h) continue;
+                    for (int kx = 0; kx < k_w; ++kx) {
+                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                        if (ix < 0 || ix >= in_w) continue;
+                        const int8_t *wt = w + ((long)ky * k_w + kx) * M + m0;
+                        const int8_t *x = in + iy * si.y_step + ix * si.x_step;
+                        if (multiplier == 1) {
+                            const int8_t *xc = x + m0;
+                            for (int j = 0; j < n; ++j) acc[j] += (int32_t)wt[j] * ((int32_t)xc[j] - in_zp);
+                        } else {
+                            for (int j = 0; j < n; ++j)
+                                acc[j] += (int32_t)wt[j] *
+                                          ((int32_t)x[(long)((m0 + j) / multiplier) * si.c_step] - in_zp);
+                        }
+                    }
+                }
+                for (int j = 0; j < n; ++j)
+                    out[(m0 + j) * so.c_step + oy * so.y_step + ox * so.x_step] = requantised(p, acc[j], rq, m0 + j);
+            }
+}
+
+/* CHW: one channel plane at a time. */
+void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const int multiplier = p->out_c / p->in_c;
+    const long plane = (long)p->in_h * p->in_w, out_plane = (long)p->out_h * p->out_w;
+    for (int m = 0; m < p->out_c; ++m) {
+        const int8_t *x = in + (long)(m / multiplier) * plane;
+        int8_t *o = out + m * out_plane;
+        for (int oy = 0; oy < p->out_h; ++oy)
+            for (int ox = 0; ox < p->out_w; ++ox) {
+                int32_t acc = bias[m];
+                for (int ky = 0; ky < p->k_h; ++ky) {
+                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) continue;
+                    for (int kx = 0; kx < p->k_w; ++kx) {
+                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->in_w) continue;
+                        acc += (int32_t)w[((long)ky * p->k_w + kx) * p->out_c + m] *
+                               ((int32_t)x[(long)iy * p->in_w + ix] - p->in_zp);
+                    }
+                }
+                o[(long)oy * p->out_w + ox] = requantised(p, acc, rq, m);
+            }
+    }
+}
+
+/* The 1x1 GEMM: out[m][pixel] over in[c][pixel]. HWC: per pixel, TB_Q8_BLOCK output channels at a time over w
+ * [C][M]; CHW: per output channel, TB_Q8_BLOCK pixels at a time over w [M][C], the input zero point taken out of the
+ * sums: sum w (x - zp) = sum w x - zp sum w (exact in int32). Either way the innermost loop is contiguous. */
+void tb_q8_conv_1x1_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                        const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const long pixels = (long)p->out_h * p->out_w;
+    const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
+    int32_t acc[TB_Q8_BLOCK];
+    for (long px = 0; px < pixels; ++px) {
+        const int8_t *x = in + px * C;
+        for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
+            const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
+            for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+            for (int c = 0; c < C; ++c) {
+                const int32_t xv = (int32_t)x[c] - in_zp;
+                const int8_t *wc = w + (long)c * M + m0;
+                for (int j = 0; j < n; ++j) acc[j] += (int32_t)wc[j] * xv;
+            }
+            for (int j = 0; j < n; ++j) out[px * M + m0 + j] = requantised(p, acc[j], rq, m0 + j);
+        }
+    }
+}
+
+void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                        const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    const long pixels = (long)p->out_h * p->out_w;
+    const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
+    int32_t acc[TB_Q8_BLOCK];
+    for (int m = 0; m < M; ++m) {
+        const int8_t *wm = w + (long)m * C;
+        int32_t wsum = 0;
+        for (int c = 0; c < C; ++c) wsum += wm[c];
+        const int32_t base = bias[m] - in_zp * wsum;
+        for (long px0 = 0; px0 < pixels; px0 += TB_Q8_BLOCK) {
+            const int n = pixels - px0 < TB_Q8_BLOCK ? (int)(pixels - px0) : TB_Q8_BLOCK;
+            for (int j = 0; j < n; ++j) acc[j] = base;
+            for (int c = 0; c < C; ++c) {
+                const int32_t wv = wm[c];
+                const int8_t *x = in + c * pixels + px0;
+                for (int j = 0; j < n; ++j) acc[j] += wv * (int32_t)x[j];
+            }
+            for (int j = 0; j < n; ++j) out[m * pixels + px0 + j] = requantised(p, acc[j], rq, m);
+        }
+    }
+}
+
+void tb_q8_conv_im2row_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                           const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out,
+                           int8_t *restrict ws)
+{
+    const int C = p->in_c;
+    const long k = (long)p->k_h * p->k_w * C;
+    for (int oy = 0; oy < p->out_h; ++oy)
+        for (int ox = 0; ox < p->out_w; ++ox) {
+            int8_t *row = ws;
+            for (int ky = 0; ky < p->k_h; ++ky) {
+                const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                for (int kx = 0; kx < p->k_w; ++kx, row += C) {
+                    const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                    const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+                    const int8_t *x = in + ((long)iy * p->in_w + ix) * C;
+                    /* padding holds the zero point, so that (x - in_zp) is 0 there */
+                    for (int c = 0; c < C; ++c) row[c] = inside ? x[c] : (int8_t)p->in_zp;
+                }
+            }
+            int8_t *o = out + ((long)oy * p->out_w + ox) * p->out_c;
+            for (int m = 0; m < p->out_c; ++m) {
+                const int8_t *wm = w + (long)m * k;
+                int32_t acc = bias[m], wsum = 0;
+                for (long i = 0; i < k; ++i) {
+                    acc += (int32_t)wm[i] * (int32_t)ws[i];
+                    wsum += wm[i];
+                }
+                o[m] = requantised(p, acc - p->in_zp * wsum, rq, m);
+            }
+        }
+}
