@@ -56,6 +56,9 @@ stderr = _LazyConsole(stderr=True)
 
 
 def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:
+    # -v after the command too (`tasobuild build -v`); SUPPRESS keeps a -v given before it
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log each stage on stderr")
     parser.add_argument("-c", "--config", type=Path, default=Path("taso.toml"), metavar="PATH",
                         help="the spec (default: ./taso.toml)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -68,7 +71,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _progress(args: argparse.Namespace) -> bool:
-    return not args.json and sys.stderr.isatty()
+    """Progress on stderr (a bar on a terminal, a line every few seconds elsewhere), except for --json."""
+    return not args.json
 
 
 def _options(args: argparse.Namespace) -> Options:

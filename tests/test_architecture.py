@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tasobuild"
 # complete.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasobuild.errors", "tasobuild.units", "tasobuild.digest", "tasobuild.resources", "tasobuild.toolchain",
-     "tasobuild.text"),
+     "tasobuild.text", "tasobuild.progress"),
     ("tasobuild.ir", "tasobuild.spec", "tasobuild.starter", "tasobuild.target", "tasobuild.memory",
      "tasobuild.report", "tasobuild.placement", "tasobuild.schedule"),
     ("tasobuild.importer", "tasobuild.primitives", "tasobuild.native", "tasobuild.solve"),

@@ -107,7 +107,7 @@ def _measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], prog
     def kernels() -> Bench:
         from tasobuild import native
 
-        return native.load(target.cc, tuple(target.cflags))
+        return native.load(target.cc, tuple(target.cflags), progress=progress)
 
     with CostCache(on_warning=log.warning) as cache:
         return cost_calls(mode, calls, cache, fingerprint=host_fingerprint(target).digest,
@@ -294,7 +294,8 @@ def profile_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progr
 
     with CostCache(on_warning=log.warning) as cache:
         return cost_calls("profile", calls, cache, fingerprint=host_fingerprint(target).digest,
-                          kernels_digest=kernel_digest(), kernels=lambda: native.load(target.cc, tuple(target.cflags)),
+                          kernels_digest=kernel_digest(),
+                          kernels=lambda: native.load(target.cc, tuple(target.cflags), progress=progress),
                           model=None, progress=progress)
 
 
