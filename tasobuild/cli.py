@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    from tasobuild.incremental.transaction import Options
-    from tasobuild.pipeline import Inputs, Solve
+    from tasobuild.api import BuildResult
+    from tasobuild.pipeline import Inputs
     from tasobuild.primitives import KernelCall
     from tasobuild.target import Target
 
@@ -67,7 +67,9 @@ def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    return {"constraints.memory": args.memory} if getattr(args, "memory", None) else {}
+    from tasobuild.api import overrides
+
+    return overrides(getattr(args, "memory", None))
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -75,28 +77,11 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.json
 
 
-def _options(args: argparse.Namespace) -> Options:
-    from tasobuild.incremental.transaction import Options
-
-    return Options(args.config, _overrides(args), progress=_progress(args), locked=getattr(args, "locked", False),
-                   frozen=getattr(args, "frozen", False), update=args.command == "update")
-
-
 def _inputs(args: argparse.Namespace) -> Inputs:
     """The spec, its target and its network, the import from the stage cache."""
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import load
+    from tasobuild.api import inputs_of
 
-    return load(args.config, _overrides(args), cached)
-
-
-def _solve(inputs: Inputs, args: argparse.Namespace) -> Solve:
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.incremental.transaction import locked_costs_of
-    from tasobuild.pipeline import Solve
-
-    # the lock's costs first, as `build` takes them, so the plan shown is the plan built
-    return Solve(inputs.spec, inputs.target, _progress(args), cached, locked_costs_of(inputs.spec, inputs.target))
+    return inputs_of(args.config, _overrides(args))
 
 
 def _emit_json(obj: Any) -> None:
@@ -104,32 +89,27 @@ def _emit_json(obj: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    if not args.frozen:  # the common case, nothing changed, answered before the stages' libraries are imported
-        from tasobuild.incremental.noop import fast_up_to_date
+    from tasobuild import api
 
-        known = fast_up_to_date(args.config, _overrides(args), args.locked)
-        if known is not None:
-            return _print_build(args, known.report, known.lock_path, True)
-    from tasobuild.incremental.transaction import build
-
-    result = build(_options(args))
-    return _print_build(args, result.report, result.lock_path, result.up_to_date)
+    result = api.build(args.config, memory=args.memory, locked=args.locked, frozen=args.frozen,
+                       progress=_progress(args))
+    return _print_build(args, result)
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     """`build`, but every cost afresh (the cost cache, measuring what it misses, or the model): the lock's costs are
     not reused, so taso.lock may change."""
-    from tasobuild.incremental.transaction import build
+    from tasobuild import api
 
-    result = build(_options(args))
-    return _print_build(args, result.report, result.lock_path, result.up_to_date)
+    return _print_build(args, api.build(args.config, memory=args.memory, update=True, progress=_progress(args)))
 
 
-def _print_build(args: argparse.Namespace, rep: dict[str, Any], lock_path: Path, up_to_date: bool) -> int:
+def _print_build(args: argparse.Namespace, result: BuildResult) -> int:
+    rep, lock_path = result.report, result.lock_path
     if args.json:
         _emit_json(rep)
         return 0
-    if up_to_date:  # plain text: a path is neither wrapped nor read as markup
+    if result.up_to_date:  # plain text: a path is neither wrapped nor read as markup
         sys.stdout.write(f"{rep['out_dir']} is up to date with {lock_path}\n")
         return 0
     _print_totals(rep)
@@ -140,14 +120,9 @@ def _print_build(args: argparse.Namespace, rep: dict[str, Any], lock_path: Path,
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import lock_data, plan
-    from tasobuild.report import report
+    from tasobuild import api
 
-    inputs = _inputs(args)
-    planned = plan(inputs, _solve(inputs, args), cached)
-    rep = report(lock_data(planned, {}, {}), profiled=planned.costed.profiled,
-                 solver_seconds=planned.decision.plan.solver_seconds)
+    rep = api.plan(args.config, memory=args.memory, progress=_progress(args)).report
     if args.json:
         _emit_json(rep)
         return 0
@@ -176,7 +151,7 @@ def _cell(name: str) -> Any:
     return Text(terminal_text(name))
 
 
-def _print_cost_sources(rep: dict[str, Any]) -> None:
+def _print_cost_sources(rep: Mapping[str, Any]) -> None:
     """Which machine the times describe, when not all were measured here: a cross target's predictions are the
     host's times."""
     from tasobuild.costs.provenance import HOST_MODEL
@@ -188,7 +163,7 @@ def _print_cost_sources(rep: dict[str, Any]) -> None:
                      f"`tasobuild costs import`", markup=False)
 
 
-def _print_totals(rep: dict[str, Any]) -> None:
+def _print_totals(rep: Mapping[str, Any]) -> None:
     stdout.print(f"plan: {rep['predicted_ms']:.3f} ms predicted, arena {format_size(rep['arena_bytes'])} "
                  f"(budget {format_size(rep['budget_bytes'])}, live-buffer lower bound "
                  f"{format_size(rep['lower_bound_bytes'])}), solver {rep['solver']['status']} in "
@@ -198,39 +173,24 @@ def _print_totals(rep: dict[str, Any]) -> None:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    import time
+    from tasobuild import api
 
-    from tasobuild.decide import place
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import price
-    from tasobuild.solve import Session
-
-    inputs = _inputs(args)
-    spec = inputs.spec
-    priced = price(inputs, _solve(inputs, args), cached)
-    costed, problem = priced.costed, priced.problem
-    started = time.perf_counter()
-    plans = Session(problem).pareto(points=args.points, time_limit_s=spec.optimizer.time_limit / 1000.0)
-    seconds = time.perf_counter() - started
-    points: list[dict[str, Any]] = [
-        {"arena_bytes": place(p).arena_bytes, "peak_bytes": p.peak_bytes, "predicted_ms": p.predicted_ms,
-         "status": p.status, "tie_break": p.tie_break} for p in plans]
-    points.sort(key=lambda p: (p["arena_bytes"], p["predicted_ms"]))
+    front = api.pareto(args.config, points=args.points, progress=_progress(args))
+    points = [p.__dict__ for p in front.points]
     if args.png:
-        _plot_pareto(points, args.png, spec.project.name)
+        _plot_pareto(points, args.png, front.project)
     if args.json:
-        _emit_json({"points": points, "solver": {"seconds": seconds}})
+        _emit_json(front.as_json())
         return 0
-    proven = all(p["status"] == "optimal" for p in points)
-    table = Table(title=f"{spec.project.name}: memory vs latency "
-                        f"({'every point proven optimal' if proven else 'NOT every point proven: see status'})")
+    table = Table(title=f"{front.project}: memory vs latency "
+                        f"({'every point proven optimal' if front.proven else 'NOT every point proven: see status'})")
     for col in ("arena", "peak live", "predicted ms", "status", "tie break"):
         table.add_column(col, justify="right")
-    for p in points:
-        table.add_row(format_size(p["arena_bytes"]), format_size(p["peak_bytes"]), f"{p['predicted_ms']:.3f}",
-                      p["status"], p["tie_break"])
+    for p in front.points:
+        table.add_row(format_size(p.arena_bytes), format_size(p.peak_bytes), f"{p.predicted_ms:.3f}", p.status,
+                      p.tie_break)
     stdout.print(table)
-    stdout.print(f"{len(points)} points in {seconds:.2f} s ({costed.profiled} measurements taken)")
+    stdout.print(f"{len(front.points)} points in {front.seconds:.2f} s ({front.profiled} measurements taken)")
     return 0
 
 
