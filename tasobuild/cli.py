@@ -55,7 +55,7 @@ stdout = _LazyConsole(soft_wrap=True)  # a line with a path is never broken wher
 stderr = _LazyConsole(stderr=True)
 
 
-def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:
+def _common(parser: argparse.ArgumentParser, memory: bool = False, shapes: bool = False) -> None:
     # -v after the command too (`tasobuild build -v`); SUPPRESS keeps a -v given before it
     parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log each stage on stderr")
@@ -64,12 +64,32 @@ def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     if memory:
         parser.add_argument("--memory", metavar="SIZE", help='override constraints.memory, e.g. "48KiB"')
+    if shapes:
+        parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE", dest="input_shape",
+                            help="pin an input's dynamic dimensions, e.g. input=1x3x224x224 (repeatable; overrides "
+                                 "network.input_shapes)")
+
+
+def _input_shapes(args: argparse.Namespace) -> dict[str, list[int]]:
+    """--input-shape NAME=1x3x224x224, each: the input's name (anything but the last "=") and its whole shape."""
+    shapes: dict[str, list[int]] = {}
+    for text in getattr(args, "input_shape", []):
+        name, _, dims = text.rpartition("=")
+        try:
+            shape = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            shape = []
+        if not name or not shape or min(shape) < 1:
+            raise UserError(f"command line: --input-shape {text!r}: write NAME=SHAPE, the input's name and every "
+                            f"dimension as a positive number, e.g. input=1x3x224x224")
+        shapes[name] = shape
+    return shapes
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
     from tasobuild.api import overrides
 
-    return overrides(getattr(args, "memory", None))
+    return overrides(getattr(args, "memory", None), _input_shapes(args))
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -91,8 +111,8 @@ def _emit_json(obj: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from tasobuild import api
 
-    result = api.build(args.config, memory=args.memory, locked=args.locked, frozen=args.frozen,
-                       progress=_progress(args))
+    result = api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args), locked=args.locked,
+                       frozen=args.frozen, progress=_progress(args))
     return _print_build(args, result)
 
 
@@ -101,7 +121,8 @@ def cmd_update(args: argparse.Namespace) -> int:
     not reused, so taso.lock may change."""
     from tasobuild import api
 
-    return _print_build(args, api.build(args.config, memory=args.memory, update=True, progress=_progress(args)))
+    return _print_build(args, api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args), update=True,
+                                        progress=_progress(args)))
 
 
 def _print_build(args: argparse.Namespace, result: BuildResult) -> int:
@@ -122,7 +143,7 @@ def _print_build(args: argparse.Namespace, result: BuildResult) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from tasobuild import api
 
-    rep = api.plan(args.config, memory=args.memory, progress=_progress(args)).report
+    rep = api.plan(args.config, memory=args.memory, input_shapes=_input_shapes(args), progress=_progress(args)).report
     if args.json:
         _emit_json(rep)
         return 0
@@ -175,7 +196,7 @@ def _print_totals(rep: Mapping[str, Any]) -> None:
 def cmd_pareto(args: argparse.Namespace) -> int:
     from tasobuild import api
 
-    front = api.pareto(args.config, points=args.points, progress=_progress(args))
+    front = api.pareto(args.config, points=args.points, input_shapes=_input_shapes(args), progress=_progress(args))
     points = [p.__dict__ for p in front.points]
     if args.png:
         _plot_pareto(points, args.png, front.project)
@@ -304,18 +325,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     spec, target, graph = inputs.spec, inputs.target, inputs.graph
     nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
-    summary = {
+    summary: dict[str, Any] = {
         "spec": str(spec.spec_path), "network": spec.network.onnx, "target": target.name,
         "nodes": len(graph.nodes), "candidates": sum(len(n.options) for n in nodes),
         "input": list(graph.onnx_input_shape), "output": list(graph.onnx_output_shape),
+        "inputs": [{"name": port.onnx_name, "shape": list(port.onnx_shape)} for port in graph.input_ports],
+        "outputs": [{"name": port.onnx_name, "shape": list(port.onnx_shape)} for port in graph.output_ports],
     }
     if args.json:
         _emit_json(summary)
     else:
+        ports = f"{_ports(summary['inputs'], 'input')}, {_ports(summary['outputs'], 'output')}"
         stdout.print(terminal_text(f"{summary['spec']}: ok — {summary['network']} has {summary['nodes']} nodes "
-                                   f"({summary['candidates']} candidate primitives), input {summary['input']}, "
-                                   f"output {summary['output']}; target {summary['target']}"), markup=False)
+                                   f"({summary['candidates']} candidate primitives), {ports}; target "
+                                   f"{summary['target']}"), markup=False)
     return 0
+
+
+def _ports(ports: list[dict[str, Any]], what: str) -> str:
+    """"input [1, 1, 49, 10]" for one, "inputs 'a' [1, 3], 'b' [1, 4]" for more."""
+    if len(ports) == 1:
+        return f"{what} {ports[0]['shape']}"
+    return f"{what}s " + ", ".join(f"{p['name']!r} {p['shape']}" for p in ports)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -394,7 +425,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _common(p, memory=name in ("build", "plan", "update"))
+        _common(p, memory=name in ("build", "plan", "update"),
+                shapes=name in ("build", "plan", "update", "pareto", "check"))
         if name == "build":
             p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")
             p.add_argument("--frozen", action="store_true",

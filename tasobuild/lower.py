@@ -4,8 +4,8 @@ calls as its kind of tiling renders them (tasobuild.tiling: loops over bands of 
 from __future__ import annotations
 
 from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
-from tasobuild.emit.program import Program, Step, Toolchain, WeightArray
-from tasobuild.ir import Graph, Node
+from tasobuild.emit.program import Boundary, Program, Step, Toolchain, WeightArray
+from tasobuild.ir import Graph, Node, Port
 from tasobuild.memory import ArenaPlan
 from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.solve import Plan
@@ -89,8 +89,10 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))
 
-    in_buffer = plan.buffer_of(graph.input, "CHW")
-    out_buffer = plan.buffer_of(graph.output, "CHW")
+    def boundary(port: Port) -> Boundary:
+        return Boundary(arena.offset(plan.buffer_of(port.tensor, "CHW")), graph.shape(port.tensor).count,
+                        f"{port.onnx_name} {list(port.onnx_shape)}")
+
     sizes = {b.name: b.size for b in plan.buffers()}
     arena_map = tuple(sorted((arena.offset(b), sizes[b], b) for b in sizes))
     return Program(
@@ -98,12 +100,8 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         banner=banner,
         arena_bytes=arena.arena_bytes,
         arena_map=arena_map,
-        input_offset=arena.offset(in_buffer),
-        input_count=graph.shape(graph.input).count,
-        input_desc=f"{graph.input_name or graph.input} {list(graph.onnx_input_shape)}",
-        output_offset=arena.offset(out_buffer),
-        output_count=graph.shape(graph.output).count,
-        output_desc=f"{graph.output_name or graph.output} {list(graph.onnx_output_shape)}",
+        inputs=tuple(boundary(port) for port in graph.input_ports),
+        outputs=tuple(boundary(port) for port in graph.output_ports),
         steps=tuple(steps),
         weights=tuple(weights),
         kernel_sources=tuple(sorted(sources)),

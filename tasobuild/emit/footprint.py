@@ -48,7 +48,7 @@ def reserved_ram_bytes(stack_bytes: int) -> int:
 def estimate(p: Program, stack_bytes: int) -> Footprint:
     """The footprint of `p` with `stack_bytes` of stack. A hosted runner also keeps the input and output in arrays of
     its own; a bare-metal one reads and writes them in the arena."""
-    io_bytes = 0 if p.toolchain.bare_metal is not None else 4 * (p.input_count + p.output_count)
+    io_bytes = 0 if p.toolchain.bare_metal is not None else 4 * (p.input_total + p.output_total)
     kernel_files = sum(1 for f in p.kernel_sources if f.endswith(".c"))
     calls = sum(len(step.calls) for step in p.steps)
     code = CODE_BASE_BYTES + kernel_files * CODE_PER_KERNEL_FILE_BYTES + calls * CODE_PER_CALL_BYTES

@@ -14,6 +14,7 @@ from tasobuild.emit import render_build
 from tasobuild.emit.program import BareMetal, Program
 from tasobuild.emit.render_build import makefile_variables, object_list
 from tasobuild.emit.render_c import GENERATED
+from tasobuild.text import comment_text
 
 STARTUP = "main/startup.c"
 SEMIHOSTING = "main/semihosting.h"
@@ -88,11 +89,17 @@ target_link_libraries({p.name}_main.elf PRIVATE {p.name})
 
 
 def render_main(p: Program) -> str:
-    up, input_bytes, output_bytes = p.name.upper(), 4 * p.input_count, 4 * p.output_count
+    up, input_bytes = p.name.upper(), 4 * p.input_total
+    inputs = ", then ".join(f"{b.count} of {comment_text(b.desc)}" for b in p.inputs)
+    outputs = ", then ".join(comment_text(b.desc) for b in p.outputs)
+    reads = " && ".join(f"sh_read(file, {p.name}_input{k or ''}(arena), {4 * b.count}) == 0"
+                        for k, b in enumerate(p.inputs))
+    writes = " || ".join(f"sh_write(file, {p.name}_output{k or ''}(arena), {4 * b.count}) != 0"
+                         for k, b in enumerate(p.outputs))
     return f"""/* {GENERATED}
- * Bare-metal runner (`make run`): reads in.bin ({up}_INPUT_COUNT little-endian float32 values, {p.input_desc})
- * from the host's current folder through semihosting, runs the network and writes out.bin ({p.output_desc}).
- * Exits with 0, or 1 naming the problem. The input is read straight into the arena: no other buffer.
+ * Bare-metal runner (`make run`): reads in.bin (little-endian float32 values: {inputs})
+ * from the host's current folder through semihosting, runs the network and writes out.bin ({outputs}).
+ * Exits with 0, or 1 naming the problem. The inputs are read straight into the arena: no other buffer.
  */
 #include <stdint.h>
 
@@ -113,13 +120,13 @@ int main(void)
     long file = sh_open("in.bin", SH_OPEN_READ_BINARY);
     int read_ok;
     if (file < 0) return fail("{p.name}_main: cannot open in.bin\\n");
-    read_ok = sh_flen(file) == {input_bytes} && sh_read(file, {p.name}_input(arena), {input_bytes}) == 0;
+    read_ok = sh_flen(file) == {input_bytes} && {reads};
     sh_close(file);
-    if (!read_ok) return fail("{p.name}_main: in.bin must hold exactly {p.input_count} float32 values\\n");
+    if (!read_ok) return fail("{p.name}_main: in.bin must hold exactly {p.input_total} float32 values\\n");
     if ({p.name}_run(arena) != 0) return fail("{p.name}_main: inference failed\\n");
     file = sh_open("out.bin", SH_OPEN_WRITE_BINARY);
     if (file < 0) return fail("{p.name}_main: cannot open out.bin\\n");
-    if (sh_write(file, {p.name}_output(arena), {output_bytes}) != 0) {{
+    if ({writes}) {{
         sh_close(file);
         return fail("{p.name}_main: cannot write out.bin\\n");
     }}

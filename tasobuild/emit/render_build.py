@@ -103,11 +103,25 @@ target_link_libraries({p.name}_main PRIVATE {p.name})
 """
 
 
+def _file_args(p: Program) -> str:
+    """The runner's file arguments: `IN.bin OUT.bin` for one input and output, else one file per input, then one per
+    output, numbered as the accessors are."""
+    if len(p.inputs) == len(p.outputs) == 1:
+        return "IN.bin OUT.bin"
+    return " ".join([f"IN{k}.bin" for k in range(len(p.inputs))] + [f"OUT{k}.bin" for k in range(len(p.outputs))])
+
+
 def render_main(p: Program) -> str:
-    up, input_desc = p.name.upper(), comment_text(p.input_desc)
+    up, files = p.name.upper(), len(p.inputs) + len(p.outputs)
+    names = [f"IN{k}.bin" for k in range(len(p.inputs))] if len(p.inputs) > 1 else ["IN.bin"]
+    what = "\n".join(f" * {name} holds {b.count} little-endian float32 values ({comment_text(b.desc)});"
+                     for name, b in zip(names, p.inputs))
+    input_counts = ", ".join(str(b.count) for b in p.inputs)
+    output_counts = ", ".join(str(b.count) for b in p.outputs)
     return f"""/* {GENERATED}
- * Usage: {p.name}_main IN.bin OUT.bin [--bench N]
- * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({input_desc}); OUT.bin receives the output.
+ * Usage: {p.name}_main {_file_args(p)} [--bench N]
+{what}
+ * {"OUT.bin receives the output" if len(p.outputs) == 1 else "OUTk.bin receives output k"} (ONNX layout).
  * With --bench N, runs N more timed inferences and prints `median_ms: <float>`.
  */
 #define _POSIX_C_SOURCE 199309L
@@ -120,8 +134,10 @@ def render_main(p: Program) -> str:
 #include "{p.name}.h"
 
 static unsigned char arena_storage[{up}_ARENA_BYTES + {up}_ARENA_ALIGN];
-static float input[{up}_INPUT_COUNT];
-static float output[{up}_OUTPUT_COUNT];
+static float input[{p.input_total}];  /* every input, one after another */
+static float output[{p.output_total}];
+static const size_t input_counts[{up}_INPUTS] = {{{input_counts}}};
+static const size_t output_counts[{up}_OUTPUTS] = {{{output_counts}}};
 
 static double now_ms(void)
 {{
@@ -141,24 +157,32 @@ int main(int argc, char **argv)
     void *arena = (void *)(((uintptr_t)arena_storage + {up}_ARENA_ALIGN - 1) & ~(uintptr_t)({up}_ARENA_ALIGN - 1));
     FILE *f;
     long bench = 0;
-    if (argc == 5 && strcmp(argv[3], "--bench") == 0) bench = strtol(argv[4], NULL, 10);
-    if ((argc != 3 && argc != 5) || bench < 0) {{
-        fprintf(stderr, "usage: %s IN.bin OUT.bin [--bench N]\\n", argv[0]);
+    size_t k, at = 0;
+    if (argc == {files + 3} && strcmp(argv[{files + 1}], "--bench") == 0) bench = strtol(argv[{files + 2}], NULL, 10);
+    if ((argc != {files + 1} && argc != {files + 3}) || bench < 0) {{
+        fprintf(stderr, "usage: %s {_file_args(p)} [--bench N]\\n", argv[0]);
         return 2;
     }}
-    f = fopen(argv[1], "rb");
-    if (!f) {{ fprintf(stderr, "%s: cannot open %s\\n", argv[0], argv[1]); return 1; }}
-    if (fread(input, sizeof(float), {up}_INPUT_COUNT, f) != {up}_INPUT_COUNT || fgetc(f) != EOF) {{
-        fprintf(stderr, "%s: %s must hold exactly %d float32 values\\n", argv[0], argv[1], {up}_INPUT_COUNT);
+    for (k = 0; k < {up}_INPUTS; at += input_counts[k], ++k) {{
+        const char *name = argv[1 + k];
+        f = fopen(name, "rb");
+        if (!f) {{ fprintf(stderr, "%s: cannot open %s\\n", argv[0], name); return 1; }}
+        if (fread(input + at, sizeof(float), input_counts[k], f) != input_counts[k] || fgetc(f) != EOF) {{
+            fprintf(stderr, "%s: %s must hold exactly %lu float32 values\\n", argv[0], name,
+                    (unsigned long)input_counts[k]);
+            fclose(f);
+            return 1;
+        }}
         fclose(f);
-        return 1;
     }}
-    fclose(f);
     if ({p.name}_infer(input, output, arena) != 0) {{ fprintf(stderr, "%s: inference failed\\n", argv[0]); return 1; }}
-    f = fopen(argv[2], "wb");
-    if (!f || fwrite(output, sizeof(float), {up}_OUTPUT_COUNT, f) != {up}_OUTPUT_COUNT || fclose(f) != 0) {{
-        fprintf(stderr, "%s: cannot write %s\\n", argv[0], argv[2]);
-        return 1;
+    for (k = 0, at = 0; k < {up}_OUTPUTS; at += output_counts[k], ++k) {{
+        const char *name = argv[1 + {up}_INPUTS + k];
+        f = fopen(name, "wb");
+        if (!f || fwrite(output + at, sizeof(float), output_counts[k], f) != output_counts[k] || fclose(f) != 0) {{
+            fprintf(stderr, "%s: cannot write %s\\n", argv[0], name);
+            return 1;
+        }}
     }}
     if (bench > 0) {{
         double *times = malloc(sizeof(double) * (size_t)bench);

@@ -55,16 +55,15 @@ extern "C" {{
 
 #define {up}_ARENA_BYTES  {p.arena_bytes}  /* all tensor RAM, input and output included */
 #define {up}_ARENA_ALIGN  {ARENA_ALIGN}  /* the arena must start at a multiple of this */
-#define {up}_INPUT_COUNT  {p.input_count}  /* float32 elements: {comment_text(p.input_desc)} */
-#define {up}_OUTPUT_COUNT {p.output_count}  /* float32 elements: {comment_text(p.output_desc)} */
+#define {up}_INPUTS  {len(p.inputs)}  /* input k: {p.name}_input<k>() and {up}_INPUT<k>_COUNT, no <k> for input 0 */
+#define {up}_OUTPUTS {len(p.outputs)}  /* output k: {p.name}_output<k>() and {up}_OUTPUT<k>_COUNT, likewise */
+{_counts(p)}
+/* Write each input here (ONNX layout), run, then read each output (ONNX layout). The inputs' space is reused by
+ * later layers, so write them before every run. */
+{_accessors(p, definitions=False)}int {p.name}_run(void *arena);
 
-/* Write the input here (ONNX layout), run, then read the output (ONNX layout). The input's space is reused by
- * later layers, so write it before every run. */
-float *{p.name}_input(void *arena);
-int {p.name}_run(void *arena);
-const float *{p.name}_output(void *arena);
-
-/* Copy-in, run, copy-out. Returns 0 on success. */
+/* Copy-in, run, copy-out: `in` holds every input and `out` receives every output, one after another in the order
+ * above. Returns 0 on success. */
 int {p.name}_infer(const float *in, float *out, void *arena);
 
 #ifdef __cplusplus
@@ -72,6 +71,49 @@ int {p.name}_infer(const float *in, float *out, void *arena);
 #endif
 #endif
 """
+
+
+def _suffix(k: int) -> str:
+    """The accessors of input or output k: `<name>_input`, `<name>_input1`, ... (input 0 keeps the one-input name)."""
+    return str(k) if k else ""
+
+
+def _counts(p: Program) -> str:
+    up = p.name.upper()
+    counts = [(f"{up}_{what}{_suffix(k)}_COUNT", port) for what, ports in (("INPUT", p.inputs), ("OUTPUT", p.outputs))
+              for k, port in enumerate(ports)]
+    width = max(len(macro) for macro, _ in counts)
+    return "".join(f"#define {macro.ljust(width)} {port.count}  /* float32 elements: {comment_text(port.desc)} */\n"
+                   for macro, port in counts)
+
+
+def _accessors(p: Program, definitions: bool) -> str:
+    """The accessor of every input and output: their prototypes, or their definitions (fixed arena offsets)."""
+    lines = []
+    for k, port in enumerate(p.inputs):
+        body = f" {{ return (float *)arena + {port.offset // 4}; }}" if definitions else ";"
+        lines.append(f"float *{p.name}_input{_suffix(k)}(void *arena){body}")
+    for k, port in enumerate(p.outputs):
+        body = f" {{ return (const float *)arena + {port.offset // 4}; }}" if definitions else ";"
+        lines.append(f"const float *{p.name}_output{_suffix(k)}(void *arena){body}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _copies(p: Program) -> list[str]:
+    """`<name>_infer`'s body: every input copied in, run, every output copied out."""
+    out: list[str] = []
+    start = 0
+    for k, port in enumerate(p.inputs):
+        out += [f"    x = {p.name}_input{_suffix(k)}(arena);",
+                f"    for (i = 0; i < {port.count}; ++i) x[i] = in[{f'{start} + ' if start else ''}i];"]
+        start += port.count
+    out.append(f"    if ({p.name}_run(arena) != 0) return 1;")
+    start = 0
+    for k, port in enumerate(p.outputs):
+        out += [f"    y = {p.name}_output{_suffix(k)}(arena);",
+                f"    for (i = 0; i < {port.count}; ++i) out[{f'{start} + ' if start else ''}i] = y[i];"]
+        start += port.count
+    return out
 
 
 def _wrap(items: list[str], indent: str, width: int = 112) -> list[str]:
@@ -142,8 +184,7 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         '#include "tb_kernels.h"',
         *prototypes,
         "",
-        f"float *{p.name}_input(void *arena) {{ return (float *)arena + {p.input_offset // 4}; }}",
-        f"const float *{p.name}_output(void *arena) {{ return (const float *)arena + {p.output_offset // 4}; }}",
+        *_accessors(p, definitions=True).splitlines(),
         "",
         f"int {p.name}_run(void *arena)",
         "{",
@@ -161,13 +202,10 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         "",
         f"int {p.name}_infer(const float *in, float *out, void *arena)",
         "{",
-        f"    float *x = {p.name}_input(arena);",
+        "    float *x;",
         "    const float *y;",
         "    int i;",
-        f"    for (i = 0; i < {p.input_count}; ++i) x[i] = in[i];",
-        f"    if ({p.name}_run(arena) != 0) return 1;",
-        f"    y = {p.name}_output(arena);",
-        f"    for (i = 0; i < {p.output_count}; ++i) out[i] = y[i];",
+        *_copies(p),
         "    return 0;",
         "}",
         "",

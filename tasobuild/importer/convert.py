@@ -44,11 +44,13 @@ def convert(sg: StaticGraph) -> ir.Graph:
     model = sg.model
     nodes: list[ir.Node] = []
     constants: dict[str, np.ndarray] = {}
-    input_shape = logical(model.input_shape)
-    if input_shape is None:
-        raise UserError(f"{model.file}: input '{model.input_name}' has shape {list(model.input_shape)}; "
-                        "only batch-1 inputs of rank 2 to 4 are supported")
-    shapes: dict[str, ir.Shape] = {model.input_name: input_shape}
+    shapes: dict[str, ir.Shape] = {}
+    for name, onnx_shape in model.inputs:
+        input_shape = logical(onnx_shape)
+        if input_shape is None:
+            raise UserError(f"{model.file}: input '{name}' has shape {list(onnx_shape)}; "
+                            "only batch-1 inputs of rank 2 to 4 are supported")
+        shapes[name] = input_shape
     for node in sg.nodes:
         ctx = NodeContext(model.file, model.opset, node, sg.shapes, sg.consts)
         shapes[node.outputs[0]] = _logical(sg.shapes[node.outputs[0]], node.outputs[0], ctx)
@@ -58,13 +60,15 @@ def convert(sg: StaticGraph) -> ir.Graph:
         nodes += out.nodes
         constants.update(out.constants)
         shapes.update(out.shapes)
+    (first_in, first_in_shape), (first_out, _) = model.inputs[0], model.outputs[0]
     return ir.Graph(
         nodes=tuple(nodes),
         shapes=tuple(sorted(shapes.items())),
         constants=tuple(ir.Constant.of(k, v) for k, v in sorted(constants.items())),
-        input=model.input_name, output=model.output_name,
-        onnx_input_shape=model.input_shape, onnx_output_shape=sg.shapes[model.output_name],
-        input_name=model.input_name, output_name=model.output_name,
+        input=first_in, output=first_out, onnx_input_shape=first_in_shape, onnx_output_shape=sg.shapes[first_out],
+        input_name=first_in, output_name=first_out,
+        more_inputs=tuple(ir.Port(name, name, shape) for name, shape in model.inputs[1:]),
+        more_outputs=tuple(ir.Port(name, name, sg.shapes[name]) for name, _ in model.outputs[1:]),
     )
 
 

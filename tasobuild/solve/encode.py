@@ -167,7 +167,7 @@ class Encoding:
         return True if len(chosen) == len(self.x[step]) else or_(*chosen)
 
     def produced_in(self, t: str, layout: Layout) -> Lit:
-        if t == self.problem.graph_input:
+        if t in self.problem.graph_inputs:
             return layout == self.problem.input_layout
         return self._choices_at(self.topo.producer_step[t], lambda c: c.layout_out == layout)
 
@@ -255,7 +255,7 @@ class _MemoryBuilder:
         for i, (node, xs) in enumerate(zip(self.p.nodes, self.enc.x)):
             for v, c in zip(xs, node.choices):
                 self.add(i, v, self.p.aligned(c.workspace_bytes))
-        for t in reversed([self.p.graph_input, *(n.output for n in self.p.nodes)]):  # a view's output first
+        for t in reversed([*self.p.graph_inputs, *(n.output for n in self.p.nodes)]):  # a view's output first
             self.tensor(t)
         return tuple(self.const), tuple(tuple(ts) for ts in self.terms)
 
@@ -282,7 +282,7 @@ class _MemoryBuilder:
                     for s, live in self.orig_live[out].items():
                         ext[c.layout_in][s].append(and_(v, live))
 
-        view = False if t == p.graph_input else enc._choices_at(start, lambda c: c.no_buffer)
+        view = False if t in p.graph_inputs else enc._choices_at(start, lambda c: c.no_buffer)
         last_read = max(self.topo.consumer_steps[t], default=start)
         self.orig_live[t] = {}
         for s in steps:

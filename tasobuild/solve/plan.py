@@ -78,13 +78,14 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
             raise ValueError(f"fused group {name!r} is picked by some of its members only")
     topo = topology(problem)
     n_steps = problem.epilogue_step + 1
-    produced: dict[str, Layout] = {problem.graph_input: problem.input_layout}
+    produced: dict[str, Layout] = dict.fromkeys(problem.graph_inputs, problem.input_layout)
     wants: dict[str, dict[Layout, list[int]]] = {t: {} for t in topo.producer_step}
     for step, (node, pick) in enumerate(zip(problem.nodes, picks)):
         produced[node.output] = pick.layout_out
         for name in sorted(set(node.inputs)):
             wants[name].setdefault(pick.layout_in, []).append(step)
-    wants[problem.graph_output].setdefault(problem.output_layout, []).append(problem.epilogue_step)
+    for name in problem.graph_outputs:
+        wants[name].setdefault(problem.output_layout, []).append(problem.epilogue_step)
 
     # Lifetimes of tensor versions, before views merge them.
     spans: dict[tuple[str, Layout], tuple[int, int]] = {}
