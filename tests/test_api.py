@@ -17,8 +17,6 @@ import pytest
 
 import tasobuild
 from tests.e2e import tasobuild as tasobuild_cli
-from tests.e2e import write_spec
-from tests.zoo import ensure_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,10 +45,8 @@ def test_the_readme_example_runs_as_written_on_the_bundled_model(tmp_path: Path)
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
-    model = tmp_path / "model.onnx"
-    shutil.copyfile(ensure_model("ds_cnn_torch"), model)
-    return write_spec(tmp_path, model, memory="256 KiB")
+def project(ds_cnn_project: Path) -> Path:
+    return ds_cnn_project
 
 
 def test_results_are_the_json_reports_typed(project: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasobuild.progress import activity, counting
-from tests.e2e import tasobuild, write_spec
-from tests.zoo import ensure_model
+from tests.e2e import tasobuild
 
 
 def test_an_activity_without_a_terminal_says_what_it_does_then_a_line_every_few_seconds(capsys) -> None:
@@ -41,10 +39,8 @@ def test_disabled_progress_prints_nothing(capsys) -> None:
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
-    model = tmp_path / "model.onnx"
-    shutil.copyfile(ensure_model("ds_cnn_torch"), model)
-    return write_spec(tmp_path, model, memory="256 KiB")
+def project(ds_cnn_project: Path) -> Path:
+    return ds_cnn_project
 
 
 def test_verbose_after_the_command_logs_the_stages_as_before_it(project: Path) -> None:
