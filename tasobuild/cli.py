@@ -353,12 +353,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     from tasobuild.importer import import_onnx
     from tasobuild.starter import starter_spec
 
-    model = Path(args.model)
-    import_onnx(model)  # fail now, with the model's own error, rather than at the first build
+    model, pins = Path(args.model), _input_shapes(args)
+    import_onnx(model, pins, "command line")  # fail now, with the model's own error, rather than at the first build
     path: Path = args.config
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
-    text = starter_spec(model, path.resolve().parent)
+    text = starter_spec(model, path.resolve().parent, input_shapes=pins)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     if args.json:
@@ -426,7 +426,7 @@ def parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         _common(p, memory=name in ("build", "plan", "update"),
-                shapes=name in ("build", "plan", "update", "pareto", "check"))
+                shapes=name in ("build", "plan", "update", "pareto", "check", "init"))
         if name == "build":
             p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")
             p.add_argument("--frozen", action="store_true",

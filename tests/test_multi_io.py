@@ -64,6 +64,8 @@ def test_two_inputs_two_outputs_build_compile_run_and_match_onnxruntime(tmp_path
     short = np.zeros(10, dtype="<f4")
     proc = run_main(tmp_path / "out" / "net_main", [feeds_of(8, 8)[0], short], 2, tmp_path)
     assert proc.returncode == 1 and "in1.bin must hold exactly 256 float32 values" in proc.stderr
+    frozen = json.loads(tasobuild_cli("build", "-c", str(spec), "--frozen", "--json").stdout)
+    assert frozen["files"]["written"] == [] and frozen["profiled"] == 0
     check = json.loads(tasobuild_cli("check", "-c", str(spec), "--json").stdout)
     assert check["inputs"] == [{"name": "image", "shape": [1, 3, 8, 8]}, {"name": "side:0", "shape": [1, 4, 8, 8]}]
     assert check["outputs"] == [{"name": "features", "shape": [1, 6, 8, 8]}, {"name": "score", "shape": [1, 5]}]
@@ -156,3 +158,14 @@ def test_a_malformed_input_shapes_table_names_the_line(tmp_path: Path, pins: str
     proc = tasobuild_cli("check", "-c", str(spec), check=False)
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert f"{spec}:6" in proc.stderr and "input_shapes" in proc.stderr, proc.stderr
+
+
+def test_init_pins_a_dynamic_model_into_the_starter_spec(tmp_path: Path) -> None:
+    two_in_two_out(tmp_path / "d.onnx", dynamic=True)
+    refused = tasobuild_cli("init", "d.onnx", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "pin it: --input-shape 'image=1x3x?x?'" in refused.stderr
+    assert not (tmp_path / "taso.toml").exists()
+    tasobuild_cli("init", "d.onnx", "--input-shape", "image=1x3x5x5", "--input-shape", "side:0=1x4x5x5", cwd=tmp_path)
+    assert 'input_shapes = { "image" = [1, 3, 5, 5], "side:0" = [1, 4, 5, 5] }' in (tmp_path / "taso.toml").read_text()
+    check = json.loads(tasobuild_cli("check", "--json", cwd=tmp_path).stdout)
+    assert check["inputs"][1] == {"name": "side:0", "shape": [1, 4, 5, 5]}
