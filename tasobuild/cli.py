@@ -426,7 +426,7 @@ def parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         _common(p, memory=name in ("build", "plan", "update"),
-                shapes=name in ("build", "plan", "update", "pareto", "check", "init"))
+                shapes=name in ("build", "plan", "update", "pareto", "check", "init", "profile"))
         if name == "build":
             p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")
             p.add_argument("--frozen", action="store_true",
