@@ -102,7 +102,7 @@ def from_listing(graph: Graph, listed: Listing) -> tuple[NodeCandidates, ...]:
 def transform_candidates(graph: Graph) -> tuple[TransformCandidate, ...]:
     from tasobuild.primitives.transforms import transform_call
 
-    tensors = sorted({graph.input} | {n.output for n in graph.nodes})
+    tensors = sorted(set(graph.input_tensors) | {n.output for n in graph.nodes})
     return tuple(
         TransformCandidate(t, src, dst, transform_call(graph.shape(t), src, dst, graph.dtype(t)))
         for t in tensors for src in LAYOUTS for dst in LAYOUTS if src != dst

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    from tasobuild.incremental.transaction import Options
-    from tasobuild.pipeline import Inputs, Solve
+    from tasobuild.api import BuildResult
+    from tasobuild.pipeline import Inputs
     from tasobuild.primitives import KernelCall
     from tasobuild.target import Target
 
@@ -56,44 +56,53 @@ stdout = _LazyConsole(soft_wrap=True)  # a line with a path is never broken wher
 stderr = _LazyConsole(stderr=True)
 
 
-def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:
+def _common(parser: argparse.ArgumentParser, memory: bool = False, shapes: bool = False) -> None:
+    # -v after the command too (`tasobuild build -v`); SUPPRESS keeps a -v given before it
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log each stage on stderr")
     parser.add_argument("-c", "--config", type=Path, default=Path("taso.toml"), metavar="PATH",
                         help="the spec (default: ./taso.toml)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     if memory:
         parser.add_argument("--memory", metavar="SIZE", help='override constraints.memory, e.g. "48KiB"')
+    if shapes:
+        parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE", dest="input_shape",
+                            help="pin an input's dynamic dimensions, e.g. input=1x3x224x224 (repeatable; overrides "
+                                 "network.input_shapes)")
+
+
+def _input_shapes(args: argparse.Namespace) -> dict[str, list[int]]:
+    """--input-shape NAME=1x3x224x224, each: the input's name (anything but the last "=") and its whole shape."""
+    shapes: dict[str, list[int]] = {}
+    for text in getattr(args, "input_shape", []):
+        name, _, dims = text.rpartition("=")
+        try:
+            shape = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            shape = []
+        if not name or not shape or min(shape) < 1:
+            raise UserError(f"command line: --input-shape {text!r}: write NAME=SHAPE, the input's name and every "
+                            f"dimension as a positive number, e.g. input=1x3x224x224")
+        shapes[name] = shape
+    return shapes
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    return {"constraints.memory": args.memory} if getattr(args, "memory", None) else {}
+    from tasobuild.api import overrides
+
+    return overrides(getattr(args, "memory", None), _input_shapes(args))
 
 
 def _progress(args: argparse.Namespace) -> bool:
-    return not args.json and sys.stderr.isatty()
-
-
-def _options(args: argparse.Namespace) -> Options:
-    from tasobuild.incremental.transaction import Options
-
-    return Options(args.config, _overrides(args), progress=_progress(args), locked=getattr(args, "locked", False),
-                   frozen=getattr(args, "frozen", False), update=args.command == "update")
+    """Progress on stderr (a bar on a terminal, a line every few seconds elsewhere), except for --json."""
+    return not args.json
 
 
 def _inputs(args: argparse.Namespace) -> Inputs:
     """The spec, its target and its network, the import from the stage cache."""
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import load
+    from tasobuild.api import inputs_of
 
-    return load(args.config, _overrides(args), cached)
-
-
-def _solve(inputs: Inputs, args: argparse.Namespace) -> Solve:
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.incremental.transaction import locked_costs_of
-    from tasobuild.pipeline import Solve
-
-    # the lock's costs first, as `build` takes them, so the plan shown is the plan built
-    return Solve(inputs.spec, inputs.target, _progress(args), cached, locked_costs_of(inputs.spec, inputs.target))
+    return inputs_of(args.config, _overrides(args))
 
 
 def _emit_json(obj: Any) -> None:
@@ -104,32 +113,28 @@ def _emit_json(obj: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    if not args.frozen:  # the common case, nothing changed, answered before the stages' libraries are imported
-        from tasobuild.incremental.noop import fast_up_to_date
+    from tasobuild import api
 
-        known = fast_up_to_date(args.config, _overrides(args), args.locked)
-        if known is not None:
-            return _print_build(args, known.report, known.lock_path, True)
-    from tasobuild.incremental.transaction import build
-
-    result = build(_options(args))
-    return _print_build(args, result.report, result.lock_path, result.up_to_date)
+    result = api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args), locked=args.locked,
+                       frozen=args.frozen, progress=_progress(args))
+    return _print_build(args, result)
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     """`build`, but every cost afresh (the cost cache, measuring what it misses, or the model): the lock's costs are
     not reused, so taso.lock may change."""
-    from tasobuild.incremental.transaction import build
+    from tasobuild import api
 
-    result = build(_options(args))
-    return _print_build(args, result.report, result.lock_path, result.up_to_date)
+    return _print_build(args, api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args), update=True,
+                                        progress=_progress(args)))
 
 
-def _print_build(args: argparse.Namespace, rep: dict[str, Any], lock_path: Path, up_to_date: bool) -> int:
+def _print_build(args: argparse.Namespace, result: BuildResult) -> int:
+    rep, lock_path = result.report, result.lock_path
     if args.json:
         _emit_json(rep)
         return 0
-    if up_to_date:  # plain text: a path is neither wrapped nor read as markup
+    if result.up_to_date:  # plain text: a path is neither wrapped nor read as markup
         sys.stdout.write(f"{rep['out_dir']} is up to date with {lock_path}\n")
         return 0
     _print_totals(rep)
@@ -140,14 +145,9 @@ def _print_build(args: argparse.Namespace, rep: dict[str, Any], lock_path: Path,
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import lock_data, plan
-    from tasobuild.report import report
+    from tasobuild import api
 
-    inputs = _inputs(args)
-    planned = plan(inputs, _solve(inputs, args), cached)
-    rep = report(lock_data(planned, {}, {}), profiled=planned.costed.profiled,
-                 solver_seconds=planned.decision.plan.solver_seconds)
+    rep = api.plan(args.config, memory=args.memory, input_shapes=_input_shapes(args), progress=_progress(args)).report
     if args.json:
         _emit_json(rep)
         return 0
@@ -166,7 +166,7 @@ PLAN_LEGEND = ("greedy: every layer's fastest primitive on its own, no memory li
                "placement of the plan's buffers can beat")
 
 
-def _plan_table(rep: dict[str, Any], narrow: bool) -> RichTable:
+def _plan_table(rep: Mapping[str, Any], narrow: bool) -> RichTable:
     """The plan per node; at a narrow width without the op column, the cost sources as letters (a legend line
     says which), and long names folded onto more lines instead of cut."""
     from rich import box
@@ -205,7 +205,7 @@ def _cell(name: str) -> Any:
     return Text(terminal_text(name))
 
 
-def _print_cost_sources(rep: dict[str, Any]) -> None:
+def _print_cost_sources(rep: Mapping[str, Any]) -> None:
     """Which machine the times describe, when not all were measured here: a cross target's predictions are the
     host's times."""
     from tasobuild.costs.provenance import EMULATED, HOST_MODEL, TARGET_MODEL
@@ -223,7 +223,7 @@ def _print_cost_sources(rep: dict[str, Any]) -> None:
                      f"no wait states, caches or multi-cycle instructions, so lower than the device's", markup=False)
 
 
-def _print_totals(rep: dict[str, Any]) -> None:
+def _print_totals(rep: Mapping[str, Any]) -> None:
     stdout.print(f"plan: {rep['predicted_ms']:.3f} ms predicted, arena {format_size(rep['arena_bytes'])} "
                  f"(budget {format_size(rep['budget_bytes'])}, live-buffer lower bound "
                  f"{format_size(rep['lower_bound_bytes'])}), solver {rep['solver']['status']} in "
@@ -233,42 +233,20 @@ def _print_totals(rep: dict[str, Any]) -> None:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    import time
+    from tasobuild import api
 
-    from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import price
-    from tasobuild.primitives.registry import library
-    from tasobuild.visual.frontier import frontier_of, solve_frontier
-
-    inputs = _inputs(args)
-    spec = inputs.spec
-    if args.points < 2:
-        raise UserError(f"--points {args.points}: a frontier needs at least 2 points (its two ends)")
-    solve = _solve(inputs, args)
-    priced = price(inputs, solve, cached)
-    limit_s = spec.optimizer.time_limit / 1000.0
-    started = time.perf_counter()
-    plans = solve_frontier(priced.problem, args.points, limit_s)
-    frontier = frontier_of(spec.project.name, plans, solve.baselines(priced.problem).summary,
-                           _budget(inputs), {p.name: (p.op, p.family) for p in library()}, limit_s,
-                           time.perf_counter() - started)
+    front = api.pareto(args.config, points=args.points, input_shapes=_input_shapes(args), progress=_progress(args))
+    frontier = front.frontier
     if args.png:
         from tasobuild.incremental.tree import write_atomic
         from tasobuild.visual.plots import pareto_png
 
         write_atomic(args.png, pareto_png(frontier))
     if args.json:
-        _emit_json({"points": [{"label": p.label, "arena_bytes": p.arena_bytes, "peak_bytes": p.peak_bytes,
-                                "predicted_ms": p.predicted_ms, "status": p.status, "tie_break": p.tie_break,
-                                "what": p.what} for p in frontier.points],
-                    "baselines": {b.name: {"arena_bytes": b.arena_bytes, "predicted_ms": b.predicted_ms}
-                                  for b in frontier.baselines},
-                    "budget_bytes": frontier.budget_bytes, "note": frontier.note,
-                    "solver": {"seconds": frontier.seconds}})
+        _emit_json(front.as_json())
         return 0
-    proven = all(p.status == "optimal" for p in frontier.points)
-    table = Table(title=f"{spec.project.name}: memory vs latency "
-                        f"({'every point proven optimal' if proven else 'NOT every point proven: see status'})")
+    table = Table(title=f"{frontier.project}: memory vs latency "
+                        f"({'every point proven optimal' if front.proven else 'NOT every point proven: see status'})")
     for col in ("", "arena", "peak live", "predicted ms", "status", "what it runs"):
         table.add_column(col, justify="left" if col in ("", "what it runs") else "right", overflow="fold")
     for p in frontier.points:
@@ -282,14 +260,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         for b in frontier.baselines), markup=False)
     count = len(frontier.points)
     stdout.print(f"{count} point{'' if count == 1 else 's'} in {frontier.seconds:.2f} s "
-                 f"({priced.costed.profiled} measurements taken)", markup=False)
+                 f"({front.profiled} measurements taken)", markup=False)
     return 0
-
-
-def _budget(inputs: Inputs) -> int:
-    from tasobuild.device import memory_budget
-
-    return memory_budget(inputs.spec, inputs.target)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -485,30 +457,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     spec, target, graph = inputs.spec, inputs.target, inputs.graph
     nodes = node_candidates(graph, check_allow_list(spec.optimizer.primitives))
-    summary = {
+    summary: dict[str, Any] = {
         "spec": str(spec.spec_path), "network": spec.network.onnx, "target": target.name,
         "nodes": len(graph.nodes), "candidates": sum(len(n.options) for n in nodes),
         "input": list(graph.onnx_input_shape), "output": list(graph.onnx_output_shape),
+        "inputs": [{"name": port.onnx_name, "shape": list(port.onnx_shape)} for port in graph.input_ports],
+        "outputs": [{"name": port.onnx_name, "shape": list(port.onnx_shape)} for port in graph.output_ports],
     }
     if args.json:
         _emit_json(summary)
     else:
+        ports = f"{_ports(summary['inputs'], 'input')}, {_ports(summary['outputs'], 'output')}"
         stdout.print(terminal_text(f"{summary['spec']}: ok — {summary['network']} has {summary['nodes']} nodes "
-                                   f"({summary['candidates']} candidate primitives), input {summary['input']}, "
-                                   f"output {summary['output']}; target {summary['target']}"), markup=False)
+                                   f"({summary['candidates']} candidate primitives), {ports}; target "
+                                   f"{summary['target']}"), markup=False)
     return 0
+
+
+def _ports(ports: list[dict[str, Any]], what: str) -> str:
+    """"input [1, 1, 49, 10]" for one, "inputs 'a' [1, 3], 'b' [1, 4]" for more."""
+    if len(ports) == 1:
+        return f"{what} {ports[0]['shape']}"
+    return f"{what}s " + ", ".join(f"{p['name']!r} {p['shape']}" for p in ports)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from tasobuild.importer import import_onnx
     from tasobuild.starter import starter_spec
 
-    model = Path(args.model)
-    import_onnx(model)  # fail now, with the model's own error, rather than at the first build
+    model, pins = Path(args.model), _input_shapes(args)
+    import_onnx(model, pins, "command line")  # fail now, with the model's own error, rather than at the first build
     path: Path = args.config
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
-    text = starter_spec(model, path.resolve().parent)
+    text = starter_spec(model, path.resolve().parent, input_shapes=pins)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     if args.json:
@@ -591,7 +573,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _common(p, memory=name in ("build", "plan", "update"))
+        _common(p, memory=name in ("build", "plan", "update"),
+                shapes=name in ("build", "plan", "update", "pareto", "check", "init", "profile"))
         if name == "build":
             p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")
             p.add_argument("--frozen", action="store_true",

@@ -39,7 +39,8 @@ def call_time_ms(calls: Iterable[KernelCall], costs: Mapping[str, Cost]) -> floa
 
 def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[TransformCandidate, ...],
                costs: Mapping[str, Cost], groups: tuple[Group, ...] = ()) -> Problem:
-    tensors = {t: ProblemTensor(t, graph.tensor_bytes(t)) for t in {graph.input} | {n.output for n in graph.nodes}}
+    names = {*graph.input_tensors, *(n.output for n in graph.nodes)}
+    tensors = {t: ProblemTensor(t, graph.tensor_bytes(t)) for t in names}
     fused: dict[int, list[Choice]] = {}
     for g in groups:  # the group runs at its last member's step: the workspace is counted there
         last = len(g.members) - 1
@@ -69,6 +70,8 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
         graph_output=graph.output,
         output_layout=BOUNDARY_LAYOUT,
         transform_ms={(t.tensor, t.src, t.dst): costs[t.call.key()].median_ms for t in transforms},
+        more_inputs=graph.input_tensors[1:],
+        more_outputs=graph.output_tensors[1:],
     )
 
 

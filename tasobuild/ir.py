@@ -153,8 +153,19 @@ def attrs(**kw: Any) -> tuple[tuple[str, Any], ...]:
 
 
 @dataclass(frozen=True)
+class Port:
+    """A graph input or output: its tensor, and its ONNX name and shape (for comments and the caller's files)."""
+
+    tensor: str
+    onnx_name: str
+    onnx_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Graph:
-    """A batch-1 network: nodes in a topological order, every tensor's logical shape, the constants."""
+    """A batch-1 network: nodes in a topological order, every tensor's logical shape, the constants. It has one or
+    more inputs and outputs: the first of each in `input`/`output` (and their ONNX names and shapes), the others, in
+    the ONNX file's order, in `more_inputs`/`more_outputs`."""
 
     nodes: tuple[Node, ...]
     shapes: tuple[tuple[str, Shape], ...]  # sorted by tensor name
@@ -177,6 +188,27 @@ class Graph:
 
     def quant_of(self, tensor: str) -> Quant:
         return dict(self.quant)[tensor]
+
+    more_inputs: tuple[Port, ...] = ()
+    more_outputs: tuple[Port, ...] = ()
+
+    @property
+    def input_ports(self) -> tuple[Port, ...]:
+        """Every graph input, in the ONNX file's order."""
+        return (Port(self.input, self.input_name or self.input, self.onnx_input_shape), *self.more_inputs)
+
+    @property
+    def output_ports(self) -> tuple[Port, ...]:
+        """Every graph output, in the ONNX file's order."""
+        return (Port(self.output, self.output_name or self.output, self.onnx_output_shape), *self.more_outputs)
+
+    @property
+    def input_tensors(self) -> tuple[str, ...]:
+        return tuple(p.tensor for p in self.input_ports)
+
+    @property
+    def output_tensors(self) -> tuple[str, ...]:
+        return tuple(p.tensor for p in self.output_ports)
 
     def shape(self, tensor: str) -> Shape:
         return self._shape_map()[tensor]
@@ -217,7 +249,8 @@ class Graph:
     def digest(self) -> str:
         """Content digest of the whole graph: structure, shapes and weights."""
         h = hashlib.sha256()
-        fields = (self.nodes, self.shapes, self.input, self.output, self.onnx_input_shape, self.onnx_output_shape)
+        fields = (self.nodes, self.shapes, self.input, self.output, self.onnx_input_shape, self.onnx_output_shape,
+                  *((self.more_inputs, self.more_outputs) if self.more_inputs or self.more_outputs else ()))
         h.update(repr(fields).encode())
         if self.dtypes or self.quant:  # float graphs keep the digest they always had
             h.update(repr((self.dtypes, self.quant)).encode())

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
-from tasobuild.emit.program import Layer, Program, Step, Toolchain, WeightArray
-from tasobuild.ir import Graph, Node
+from tasobuild.emit.program import Boundary, Layer, Program, Step, Toolchain, WeightArray
+from tasobuild.ir import Graph, Node, Port
 from tasobuild.memory import ArenaPlan
 from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.solve import Plan
@@ -118,8 +118,11 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         from tasobuild.primitives.q8 import Q8_SOURCES_OPS
 
         sources.update(Q8_SOURCES_OPS)  # the API's float helpers quantise and dequantise with its kernels
-    in_buffer = plan.buffer_of(graph.input, "CHW")
-    out_buffer = plan.buffer_of(graph.output, "CHW")
+
+    def boundary(port: Port) -> Boundary:
+        return Boundary(arena.offset(plan.buffer_of(port.tensor, "CHW")), graph.shape(port.tensor).count,
+                        f"{port.onnx_name} {list(port.onnx_shape)}")
+
     sizes = {b.name: b.size for b in plan.buffers()}
     slices = tuple((arena.offset(r.name), r.size, f"{r.name}: slice of {r.buffer}")
                    for r in plan.regions if r.kind == "slice")
@@ -129,12 +132,8 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         banner=banner,
         arena_bytes=arena.arena_bytes,
         arena_map=arena_map,
-        input_offset=arena.offset(in_buffer),
-        input_count=graph.shape(graph.input).count,
-        input_desc=f"{graph.input_name or graph.input} {list(graph.onnx_input_shape)}",
-        output_offset=arena.offset(out_buffer),
-        output_count=graph.shape(graph.output).count,
-        output_desc=f"{graph.output_name or graph.output} {list(graph.onnx_output_shape)}",
+        inputs=tuple(boundary(port) for port in graph.input_ports),
+        outputs=tuple(boundary(port) for port in graph.output_ports),
         steps=tuple(steps),
         weights=tuple(weights),
         kernel_sources=tuple(sorted(sources)),

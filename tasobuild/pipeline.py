@@ -97,17 +97,21 @@ def load_settings(config: Path, overrides: Mapping[str, str]) -> tuple[Spec, Tar
     return spec, target
 
 
-def imported_graph(onnx_path: Path, onnx_sha: str, memo: Memo = no_memo) -> Graph:
-    """The imported network, by the ONNX file's digest (importing VGG-16 takes seconds), its nodes in the order
-    with the smallest peak of live tensors (schedule.memory_order: the file's order when that is as good)."""
+def imported_graph(onnx_path: Path, onnx_sha: str, memo: Memo = no_memo,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None, shapes_from: str = "input_shapes"
+                   ) -> Graph:
+    """The imported network, by the ONNX file's digest and the pinned input shapes (importing VGG-16 takes seconds),
+    its nodes in the order with the smallest peak of live tensors (schedule.memory_order: the file's order when that
+    is as good)."""
 
     def import_now() -> Graph:
         from tasobuild.importer import import_onnx  # ONNX itself: only imported on a miss
         from tasobuild.schedule import memory_order
 
-        return memory_order(import_onnx(onnx_path))
+        return memory_order(import_onnx(onnx_path, input_shapes, shapes_from))
 
-    return memo("import", onnx_sha, import_now)
+    pins = repr(sorted((name, tuple(dims)) for name, dims in (input_shapes or {}).items()))
+    return memo("import", f"{onnx_sha}\0{pins}" if input_shapes else onnx_sha, import_now)
 
 
 def load(config: Path, overrides: Mapping[str, str] | None = None, memo: Memo = no_memo,
@@ -117,7 +121,13 @@ def load(config: Path, overrides: Mapping[str, str] | None = None, memo: Memo = 
 
     spec, target = load_settings(config, overrides or {})
     sha = onnx_sha or sha256_file(spec.onnx_path)
-    return Inputs(spec, target, imported_graph(spec.onnx_path, sha, memo), sha)
+    return Inputs(spec, target, network_graph(spec, sha, memo), sha)
+
+
+def network_graph(spec: Spec, onnx_sha: str, memo: Memo = no_memo) -> Graph:
+    """The spec's network, its inputs' dynamic dimensions pinned by network.input_shapes (imported_graph)."""
+    return imported_graph(spec.onnx_path, onnx_sha, memo, spec.network.input_shapes,
+                          spec.where("network.input_shapes"))
 
 
 # ------------------------------------------------------------------------------------------------------------ plan

@@ -7,7 +7,7 @@ before the solve, from the tensors' sizes alone (workspace and layout transforms
 counts them).
 
 The measure (`peak`) follows the solver's rules (solve.plan.evaluate): a tensor is live from the step that produces
-it (the graph input: from step 0) through the last step that reads it, the graph output to the end; sizes rounded
+it (the graph inputs: from step 0) through the last step that reads it, the graph outputs to the end; sizes rounded
 up to the arena's alignment; the peak is the largest sum live at one step.
 
 The search (`best_order`): a state is the set of nodes already run (a down-set of the graph); what is live between
@@ -39,13 +39,23 @@ class Dataflow:
     sizes: Mapping[str, int]  # tensor -> bytes, aligned
     graph_input: str
     graph_output: str
+    more_inputs: tuple[str, ...] = ()  # a network's other inputs and outputs
+    more_outputs: tuple[str, ...] = ()
+
+    @property
+    def graph_inputs(self) -> tuple[str, ...]:
+        return (self.graph_input, *self.more_inputs)
+
+    @property
+    def graph_outputs(self) -> tuple[str, ...]:
+        return (self.graph_output, *self.more_outputs)
 
     @staticmethod
     def of(graph: Graph, alignment: int = ARENA_ALIGN) -> Dataflow:
-        tensors = {graph.input} | {n.output for n in graph.nodes}
+        tensors = set(graph.input_tensors) | {n.output for n in graph.nodes}
         return Dataflow(tuple((n.inputs, n.output) for n in graph.nodes),
                         {t: align_up(graph.tensor_bytes(t), alignment) for t in sorted(tensors)},
-                        graph.input, graph.output)
+                        graph.input, graph.output, graph.input_tensors[1:], graph.output_tensors[1:])
 
 
 @dataclass(frozen=True)
@@ -58,14 +68,15 @@ class Scheduled:
 
 def peak(flow: Dataflow, order: Sequence[int]) -> int:
     """The largest sum of live tensors at one step when the nodes run in `order` (module docstring)."""
-    last: dict[str, int] = {flow.graph_input: 0}
-    first: dict[str, int] = {flow.graph_input: 0}
+    last: dict[str, int] = dict.fromkeys(flow.graph_inputs, 0)
+    first: dict[str, int] = dict.fromkeys(flow.graph_inputs, 0)
     for step, index in enumerate(order):
         inputs, output = flow.steps[index]
         first[output] = last[output] = step
         for name in inputs:
             last[name] = step
-    last[flow.graph_output] = len(order)  # the epilogue step holds the output
+    for name in flow.graph_outputs:
+        last[name] = len(order)  # the epilogue step holds the outputs
     live = [0] * (len(order) + 1)
     for name, start in first.items():
         for step in range(start, last[name] + 1):
@@ -115,7 +126,7 @@ class _Search:
 
     def held(self, tensor: str, done: int) -> bool:
         """Is `tensor` (available once `done` has run) still live between steps?"""
-        return tensor == self.flow.graph_output or self.readers.get(tensor, 0) & ~done != 0
+        return tensor in self.flow.graph_outputs or self.readers.get(tensor, 0) & ~done != 0
 
     def ready(self, done: int) -> list[int]:
         return [i for i in range(len(self.flow.steps))
@@ -131,7 +142,7 @@ class _Search:
         return running, nxt, live + kept - freed
 
     def solve(self, state_limit: int) -> tuple[int, ...] | None:
-        start_live = self.flow.sizes[self.flow.graph_input]
+        start_live = sum(self.flow.sizes[t] for t in set(self.flow.graph_inputs))
         live = {0: start_live}
         levels: list[list[int]] = [[0]]
         for _ in range(len(self.flow.steps)):  # every state, level by level (level = nodes run)
@@ -161,7 +172,7 @@ class _Search:
         return tuple(order)
 
     def greedy(self) -> tuple[int, ...]:
-        done, live, order = 0, self.flow.sizes[self.flow.graph_input], []
+        done, live, order = 0, sum(self.flow.sizes[t] for t in set(self.flow.graph_inputs)), []
         while done != self.full:
             options = [(after, running, i, state) for i in self.ready(done)
                        for running, state, after in [self.after(done, live, i)]]

@@ -154,6 +154,15 @@ class NetworkSettings(_Settings):
     onnx: StrictStr = Field(min_length=1, examples=["model.onnx"])
     """The ONNX model, relative to this file."""
 
+    input_shapes: dict[StrictStr, tuple[Annotated[int, Field(strict=True, ge=1)], ...]] | None = Field(
+        None, examples=[{"input": [1, 3, 224, 224]}])
+    """Pins dynamic input dimensions: input name -> its whole shape, batch 1 (`--input-shape NAME=1x3x224x224`)."""
+
+    @field_validator("input_shapes")
+    @classmethod
+    def _sorted_shapes(cls, shapes: dict[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]] | None:
+        return dict(sorted(shapes.items())) if shapes else None  # none pinned: as if the key were not written
+
 
 class TargetSettings(_Settings):
     """Where the code runs."""
@@ -345,12 +354,12 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, str]) -> froz
         if section is None:
             section = data[table] = {}
         if isinstance(section, dict):
-            data[table] = {**section, key: _override_value(table, key, text)}
+            data[table] = {**section, key: _override_value(table, key, text, section.get(key))}
         applied.add(parts)
     return frozenset(applied)
 
 
-def _override_value(table: str, key: str, text: str) -> Any:
+def _override_value(table: str, key: str, text: str, current: Any = None) -> Any:
     """Command-line text as the TOML value the field takes: booleans and lists are parsed, the rest is text."""
     section = _submodel(SpecFile, table)
     field = section.model_fields.get(key) if section else None
@@ -360,6 +369,8 @@ def _override_value(table: str, key: str, text: str) -> Any:
                 "false": False, "no": False, "off": False, "0": False}.get(text.strip().lower(), text)
     if annotation is not None and getattr(annotation, "__origin__", None) is tuple:
         return [item.strip() for item in text.split(",") if item.strip()]
+    if (table, key) == ("network", "input_shapes"):  # JSON text (api.overrides), merged into the file's pins
+        return {**(current if isinstance(current, dict) else {}), **json.loads(text)}
     return text
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,20 @@ DEFAULT_MEMORY = 256 * 1024
 """The budget written when the caller has no better one: a common microcontroller RAM size."""
 
 
-def starter_spec(model_path: Path, spec_dir: Path, memory: int | None = None) -> str:
-    """A taso.toml for `model_path`, to be written into `spec_dir`; `memory` (bytes) sets the budget."""
+def starter_spec(model_path: Path, spec_dir: Path, memory: int | None = None,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> str:
+    """A taso.toml for `model_path`, to be written into `spec_dir`; `memory` (bytes) sets the budget,
+    `input_shapes` pins the model's dynamic dimensions."""
     name = c_identifier(Path(model_path).stem)
     onnx = Path(os.path.relpath(os.path.abspath(model_path), os.path.abspath(spec_dir))).as_posix()
-    chosen = {
+    chosen: dict[tuple[str, str], Any] = {
         ("project", "name"): name,
         ("network", "onnx"): onnx,
         ("constraints", "memory"): format_size(DEFAULT_MEMORY if memory is None else memory, exact=True),
         ("build", "out"): f"build/{name}",
     }
+    if input_shapes:
+        chosen["network", "input_shapes"] = {k: list(v) for k, v in sorted(input_shapes.items())}
     lines = [f"# How tasobuild compiles {Path(model_path).name} into C ({name}_run, {name.upper()}_ARENA_BYTES).",
              "# `tasobuild check` validates this file; `tasobuild build` writes the C project and taso.lock."]
     for table, table_field in SpecFile.model_fields.items():
@@ -64,6 +69,9 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):  # an inline table, its keys quoted (a JSON string is a valid TOML quoted key)
+        items = (f"{json.dumps(k, ensure_ascii=False)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + ", ".join(items) + " }"
     return str(value)
 
 

@@ -33,3 +33,18 @@ def private_cost_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("TASOBUILD_CACHE_DIR", None)
     else:
         os.environ["TASOBUILD_CACHE_DIR"] = previous
+
+
+# --- a small project -------------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def ds_cnn_project(tmp_path: Path) -> Path:
+    """A spec (taso.toml, project "net", 256 KiB, costs profiled) for a copy of DS-CNN in a fresh folder."""
+    import shutil
+
+    from tests.e2e import write_spec
+    from tests.zoo import ensure_model
+
+    model = tmp_path / "model.onnx"
+    shutil.copyfile(ensure_model("ds_cnn_torch"), model)
+    return write_spec(tmp_path, model, memory="256 KiB")

@@ -532,7 +532,21 @@ def test_two_inputs_or_outputs(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
     path = tmp_path / "model.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    assert user_error(path) == "model.onnx: the graph has 2 inputs ['x', 'z']; exactly one is supported"
+    imported = import_onnx(path)
+    assert imported.input_ports == (ir.Port("x", "x", (1, 3)), ir.Port("z", "z", (1, 3)))
+    assert imported.output_tensors == ("y",) and ops(imported) == ["add"]
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (("y", "x"), "model.onnx: graph output 'x' is a graph input; nothing to compute"),
+    (("y", "y"), "model.onnx: graph output 'y' is listed twice; list each output once")])
+def test_outputs_that_compute_nothing(tmp_path: Path, outputs: tuple[str, ...], message: str) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in outputs])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    assert user_error(path) == message
 
 
 def test_secondary_output_in_use_and_reduce_mean(tmp_path: Path) -> None:

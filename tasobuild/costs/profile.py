@@ -20,6 +20,7 @@ import numpy as np
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey
 from tasobuild.primitives import KernelCall
+from tasobuild.progress import counting
 
 log = logging.getLogger("tasobuild.costs")
 
@@ -98,21 +99,10 @@ def _say(message: str, progress: bool) -> None:
 def _measure_all(calls: list[KernelCall], kernels: Bench, policy: MeasurePolicy, progress: bool) -> Iterator[Cost]:
     if not calls:
         return
-    if not progress:
+    with counting("profiling", len(calls), progress) as step:
         for call in calls:
+            step(call.function)
             yield measure_call(call, kernels, policy)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.description}"))
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=len(calls))
-        for call in calls:
-            bar.update(task, description=call.function)
-            yield measure_call(call, kernels, policy)
-            bar.advance(task)
 
 
 def make_buffers(call: KernelCall, seed: int = 0) -> dict[str, np.ndarray]:

@@ -112,7 +112,7 @@ def _measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], prog
     def kernels() -> Bench:
         from tasobuild import native
 
-        return native.load(target.cc, tuple(target.cflags))
+        return native.load(target.cc, tuple(target.cflags), progress=progress)
 
     emulate = emulator(target, progress) if mode != "model" else None
     with CostCache(on_warning=log.warning) as cache:
@@ -391,7 +391,8 @@ def profile_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], progr
     with CostCache(on_warning=log.warning) as cache:
         return cost_calls("profile", calls, cache, fingerprint=cost_fingerprint(target),
                           kernels_digest=kernel_digest(),
-                          kernels=(lambda: native.load(target.cc, tuple(target.cflags))) if target.profile else None,
+                          kernels=(lambda: native.load(target.cc, tuple(target.cflags), progress=progress))
+                          if target.profile else None,
                           model=model_for(target) if emulate else None, progress=progress, emulate=emulate)
 
 

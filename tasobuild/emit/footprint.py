@@ -52,7 +52,7 @@ def estimate(p: Program, stack_bytes: int) -> Footprint:
     """The footprint of `p` with `stack_bytes` of stack. A hosted runner also keeps the input and output in arrays of
     its own; a bare-metal one reads and writes them in the arena."""
     # the hosted runner's arrays are float32 even for int8 I/O (it reads and writes float files)
-    io_bytes = 0 if p.toolchain.bare_metal is not None else 4 * (p.input_count + p.output_count)
+    io_bytes = 0 if p.toolchain.bare_metal is not None else 4 * (p.input_total + p.output_total)
     cpus = [flag for flag in p.toolchain.cflags if flag.startswith("-mcpu=")]
     kernel_code = sum(SIMD_KERNEL_FILE_BYTES.get((f, cpus[-1] if cpus else ""), CODE_PER_KERNEL_FILE_BYTES)
                        for f in p.kernel_sources if f.endswith(".c"))

@@ -68,17 +68,22 @@ class Toolchain:
 
 
 @dataclass(frozen=True)
+class Boundary:
+    """A graph input or output in the arena."""
+
+    offset: int  # bytes
+    count: int  # float32 elements
+    desc: str  # the ONNX name and shape (data from the model: comments only, through text.comment_text)
+
+
+@dataclass(frozen=True)
 class Program:
     name: str  # C identifier prefix of the API
     banner: tuple[str, ...]  # header comment lines: source model, target, plan summary
     arena_bytes: int
     arena_map: tuple[tuple[int, int, str], ...]  # (offset, bytes, what) sorted by offset
-    input_offset: int  # bytes
-    input_count: int
-    input_desc: str
-    output_offset: int
-    output_count: int
-    output_desc: str
+    inputs: tuple[Boundary, ...]  # the graph's inputs and outputs, in the ONNX file's order
+    outputs: tuple[Boundary, ...]
     steps: tuple[Step, ...]
     weights: tuple[WeightArray, ...]
     kernel_sources: tuple[str, ...]  # files under the kernels folder the plan's calls need (headers included)
@@ -90,6 +95,25 @@ class Program:
     @property
     def int8_io(self) -> bool:
         return self.input_quant is not None or self.output_quant is not None
+
+    @property
+    def input_count(self) -> int:
+        """Input 0's elements (`<NAME>_INPUT_COUNT`)."""
+        return self.inputs[0].count
+
+    @property
+    def output_count(self) -> int:
+        """Output 0's elements (`<NAME>_OUTPUT_COUNT`)."""
+        return self.outputs[0].count
+
+    @property
+    def input_total(self) -> int:
+        """Every input's elements, one after another (what `<name>_infer` reads)."""
+        return sum(b.count for b in self.inputs)
+
+    @property
+    def output_total(self) -> int:
+        return sum(b.count for b in self.outputs)
 
     @property
     def weight_bytes(self) -> int:

@@ -14,6 +14,7 @@ from tasobuild.emit import render_build
 from tasobuild.emit.program import BareMetal, Program
 from tasobuild.emit.render_build import makefile_variables, object_list
 from tasobuild.emit.render_c import GENERATED
+from tasobuild.text import comment_text
 
 STARTUP = "main/startup.c"
 SEMIHOSTING = "main/semihosting.h"
@@ -89,14 +90,21 @@ target_link_libraries({p.name}_main.elf PRIVATE {p.name})
 
 def render_main(p: Program) -> str:
     up = p.name.upper()
-    input_bytes = (1 if p.input_quant else 4) * p.input_count
-    output_bytes = (1 if p.output_quant else 4) * p.output_count
+    # an int8 input or output (a model with one of each) is read and written as the model's own int8 values
+    in_size, out_size = (1 if p.input_quant else 4), (1 if p.output_quant else 4)
+    input_bytes = in_size * p.input_total
     in_type = "int8" if p.input_quant else "little-endian float32"
     in_word = in_type.split()[-1]
+    inputs = ", then ".join(f"{b.count} of {comment_text(b.desc)}" for b in p.inputs)
+    outputs = ", then ".join(comment_text(b.desc) for b in p.outputs)
+    reads = " && ".join(f"sh_read(file, {p.name}_input{k or ''}(arena), {in_size * b.count}) == 0"
+                        for k, b in enumerate(p.inputs))
+    writes = " || ".join(f"sh_write(file, {p.name}_output{k or ''}(arena), {out_size * b.count}) != 0"
+                         for k, b in enumerate(p.outputs))
     return f"""/* {GENERATED}
- * Bare-metal runner (`make run`): reads in.bin ({up}_INPUT_COUNT {in_type} values, {p.input_desc})
- * from the host's current folder through semihosting, runs the network and writes out.bin ({p.output_desc}).
- * Exits with 0, or 1 naming the problem. The input is read straight into the arena: no other buffer.
+ * Bare-metal runner (`make run`): reads in.bin ({in_type} values: {inputs})
+ * from the host's current folder through semihosting, runs the network and writes out.bin ({outputs}).
+ * Exits with 0, or 1 naming the problem. The inputs are read straight into the arena: no other buffer.
  */
 #include <stdint.h>
 
@@ -117,13 +125,13 @@ int main(void)
     long file = sh_open("in.bin", SH_OPEN_READ_BINARY);
     int read_ok;
     if (file < 0) return fail("{p.name}_main: cannot open in.bin\\n");
-    read_ok = sh_flen(file) == {input_bytes} && sh_read(file, {p.name}_input(arena), {input_bytes}) == 0;
+    read_ok = sh_flen(file) == {input_bytes} && {reads};
     sh_close(file);
-    if (!read_ok) return fail("{p.name}_main: in.bin must hold exactly {p.input_count} {in_word} values\\n");
+    if (!read_ok) return fail("{p.name}_main: in.bin must hold exactly {p.input_total} {in_word} values\\n");
     if ({p.name}_run(arena) != 0) return fail("{p.name}_main: inference failed\\n");
     file = sh_open("out.bin", SH_OPEN_WRITE_BINARY);
     if (file < 0) return fail("{p.name}_main: cannot open out.bin\\n");
-    if (sh_write(file, {p.name}_output(arena), {output_bytes}) != 0) {{
+    if ({writes}) {{
         sh_close(file);
         return fail("{p.name}_main: cannot write out.bin\\n");
     }}

@@ -119,13 +119,27 @@ target_link_libraries({p.name}_main PRIVATE {p.name})
 MAX_RUNS = 1_000_000
 
 
+def _file_args(p: Program) -> str:
+    """The runner's file arguments: `IN.bin OUT.bin` for one input and output, else one file per input, then one per
+    output, numbered as the accessors are."""
+    if len(p.inputs) == len(p.outputs) == 1:
+        return "IN.bin OUT.bin"
+    return " ".join([f"IN{k}.bin" for k in range(len(p.inputs))] + [f"OUT{k}.bin" for k in range(len(p.outputs))])
+
+
 def render_main(p: Program) -> str:
-    up, input_desc = p.name.upper(), comment_text(p.input_desc)
+    up, files = p.name.upper(), len(p.inputs) + len(p.outputs)
     infer = f"{p.name}_infer_float" if p.int8_io else f"{p.name}_infer"  # the files hold float32 either way
+    names = [f"IN{k}.bin" for k in range(len(p.inputs))] if len(p.inputs) > 1 else ["IN.bin"]
+    what = "\n".join(f" * {name} holds {b.count} little-endian float32 values ({comment_text(b.desc)});"
+                     for name, b in zip(names, p.inputs))
+    input_counts = ", ".join(str(b.count) for b in p.inputs)
+    output_counts = ", ".join(str(b.count) for b in p.outputs)
     return f"""/* {GENERATED}
- * Usage: {p.name}_main IN.bin OUT.bin [--bench N] [--profile N]
- * IN.bin holds {up}_INPUT_COUNT little-endian float32 values ({input_desc}); OUT.bin receives the output, and
- * one line on stdout sums it up: `{p.name}_main: wrote <count> float32 values to OUT.bin; the largest is <value> at
+ * Usage: {p.name}_main {_file_args(p)} [--bench N] [--profile N]
+{what}
+ * {"OUT.bin receives the output" if len(p.outputs) == 1 else "OUTk.bin receives output k"} (ONNX layout), and one
+ * line on stdout sums up output 0: `{p.name}_main: wrote <count> float32 values to <file>; the largest is <value> at
  * index <i>`.
  * With --bench N, runs N more timed inferences and prints `median_ms: <float>`.
  * With --profile N (a build with -DTB_PROFILE: `make profile` builds {p.name}_main_profile), runs N more inferences
@@ -146,8 +160,10 @@ def render_main(p: Program) -> str:
 #define MAX_RUNS {MAX_RUNS}L
 
 static unsigned char arena_storage[{up}_ARENA_BYTES + {up}_ARENA_ALIGN];
-static float input[{up}_INPUT_COUNT];
-static float output[{up}_OUTPUT_COUNT];
+static float input[{p.input_total}];  /* every input, one after another */
+static float output[{p.output_total}];
+static const size_t input_counts[{up}_INPUTS] = {{{input_counts}}};
+static const size_t output_counts[{up}_OUTPUTS] = {{{output_counts}}};
 
 static double now_ms(void)
 {{
@@ -171,7 +187,7 @@ static double median(double *values, long count)
 
 static int usage(void)
 {{
-    fprintf(stderr, "usage: {p.name}_main IN.bin OUT.bin [--bench N] [--profile N]\\n");
+    fprintf(stderr, "usage: {p.name}_main {_file_args(p)} [--bench N] [--profile N]\\n");
     return 2;
 }}
 
@@ -230,9 +246,12 @@ int main(int argc, char **argv)
     void *arena = (void *)(((uintptr_t)arena_storage + {up}_ARENA_ALIGN - 1) & ~(uintptr_t)({up}_ARENA_ALIGN - 1));
     FILE *f;
     long bench = 0, profile = 0;
+    size_t k, at;
     int i, top;
-    if (argc < 3 || argv[1][0] == '-' || argv[2][0] == '-') return usage();
-    for (i = 3; i < argc; i += 2) {{
+    if (argc < {files + 1}) return usage();
+    for (i = 1; i <= {files}; ++i)
+        if (argv[i][0] == '-') return usage();
+    for (i = {files + 1}; i < argc; i += 2) {{
         long *runs = strcmp(argv[i], "--bench") == 0 ? &bench : strcmp(argv[i], "--profile") == 0 ? &profile : NULL;
         if (!runs) {{
             fprintf(stderr, "{p.name}_main: unknown argument '%s'\\n", argv[i]);
@@ -251,27 +270,34 @@ int main(int argc, char **argv)
         return 2;
     }}
 #endif
-    f = fopen(argv[1], "rb");
-    if (!f) {{ fprintf(stderr, "{p.name}_main: cannot open %s\\n", argv[1]); return 1; }}
-    if (fread(input, sizeof(float), {up}_INPUT_COUNT, f) != {up}_INPUT_COUNT || fgetc(f) != EOF) {{
-        fprintf(stderr, "{p.name}_main: %s must hold exactly %d float32 values\\n", argv[1], {up}_INPUT_COUNT);
+    for (k = 0, at = 0; k < {up}_INPUTS; at += input_counts[k], ++k) {{
+        const char *name = argv[1 + k];
+        f = fopen(name, "rb");
+        if (!f) {{ fprintf(stderr, "{p.name}_main: cannot open %s\\n", name); return 1; }}
+        if (fread(input + at, sizeof(float), input_counts[k], f) != input_counts[k] || fgetc(f) != EOF) {{
+            fprintf(stderr, "{p.name}_main: %s must hold exactly %lu float32 values\\n", name,
+                    (unsigned long)input_counts[k]);
+            fclose(f);
+            return 1;
+        }}
         fclose(f);
-        return 1;
     }}
-    fclose(f);
     if ({infer}(input, output, arena) != 0) {{
         fprintf(stderr, "{p.name}_main: inference failed\\n");
         return 1;
     }}
-    f = fopen(argv[2], "wb");
-    if (!f || fwrite(output, sizeof(float), {up}_OUTPUT_COUNT, f) != {up}_OUTPUT_COUNT || fclose(f) != 0) {{
-        fprintf(stderr, "{p.name}_main: cannot write %s\\n", argv[2]);
-        return 1;
+    for (k = 0, at = 0; k < {up}_OUTPUTS; at += output_counts[k], ++k) {{
+        const char *name = argv[1 + {up}_INPUTS + k];
+        f = fopen(name, "wb");
+        if (!f || fwrite(output + at, sizeof(float), output_counts[k], f) != output_counts[k] || fclose(f) != 0) {{
+            fprintf(stderr, "{p.name}_main: cannot write %s\\n", name);
+            return 1;
+        }}
     }}
     for (top = 0, i = 1; i < {up}_OUTPUT_COUNT; ++i)
         if (output[i] > output[top]) top = i;
     printf("{p.name}_main: wrote %d float32 values to %s; the largest is %g at index %d\\n", {up}_OUTPUT_COUNT,
-           argv[2], (double)output[top], top);
+           argv[1 + {up}_INPUTS], (double)output[top], top);
     if (bench > 0) {{
         double *times = malloc(sizeof(double) * (size_t)bench);
         long r;

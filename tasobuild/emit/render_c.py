@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,31 +62,29 @@ def _io_types(p: Program) -> tuple[str, str]:
 
 
 def render_header(p: Program) -> str:
-    if p.int8_io:
-        return _render_int8_io_header(p)
-    up = p.name.upper()
+    up, (in_t, out_t) = p.name.upper(), _io_types(p)
+    int8 = _int8_api(p)
     return f"""/* {GENERATED} */
 #ifndef {up}_H
 #define {up}_H
-
+{int8.include}
 #ifdef __cplusplus
 extern "C" {{
 #endif
 
 #define {up}_ARENA_BYTES  {p.arena_bytes}  /* all tensor RAM, input and output included */
 #define {up}_ARENA_ALIGN  {ARENA_ALIGN}  /* the arena must start at a multiple of this */
-#define {up}_INPUT_COUNT  {p.input_count}  /* float32 elements: {comment_text(p.input_desc)} */
-#define {up}_OUTPUT_COUNT {p.output_count}  /* float32 elements: {comment_text(p.output_desc)} */
+#define {up}_INPUTS  {len(p.inputs)}  /* input k: {p.name}_input<k>() and {up}_INPUT<k>_COUNT, no <k> for input 0 */
+#define {up}_OUTPUTS {len(p.outputs)}  /* output k: {p.name}_output<k>() and {up}_OUTPUT<k>_COUNT, likewise */
+{_counts(p)}{int8.macros}
+/* Write each input here (ONNX layout), run, then read each output (ONNX layout). The inputs' space is reused by
+ * later layers, so write them before every run. */
+{_accessors(p, definitions=False)}int {p.name}_run(void *arena);
 
-/* Write the input here (ONNX layout), run, then read the output (ONNX layout). The input's space is reused by
- * later layers, so write it before every run. */
-float *{p.name}_input(void *arena);
-int {p.name}_run(void *arena);
-const float *{p.name}_output(void *arena);
-
-/* Copy-in, run, copy-out. Returns 0 on success. */
-int {p.name}_infer(const float *in, float *out, void *arena);
-
+/* Copy-in, run, copy-out: `in` holds every input and `out` receives every output, one after another in the order
+ * above. Returns 0 on success. */
+int {p.name}_infer(const {in_t} *in, {out_t} *out, void *arena);
+{int8.helpers}
 #ifdef TB_PROFILE
 /* Per-layer timing, only in a build with -DTB_PROFILE (`make profile`): {p.name}_run calls {p.name}_profile_mark(k)
  * as layer k starts and {p.name}_profile_mark({up}_PROFILE_LAYERS) when it is done; the program that links the
@@ -102,12 +101,20 @@ void {p.name}_profile_mark(int layer);
 """
 
 
-def _render_int8_io_header(p: Program) -> str:
-    """The API of a model whose input or output is int8: it takes and returns the model's own types, and float
-    helpers quantise and dequantise with the model's scales."""
-    up, (in_t, out_t) = p.name.upper(), _io_types(p)
-    quant = []
-    helpers = []
+@dataclass(frozen=True)
+class _Int8Api:
+    """The header's parts for a model whose input or output is int8 (empty strings for a float model): the API
+    takes and returns the model's own types, and float helpers quantise and dequantise with the model's scales."""
+
+    include: str = ""
+    macros: str = ""
+    helpers: str = ""
+
+
+def _int8_api(p: Program) -> _Int8Api:
+    if not p.int8_io:
+        return _Int8Api()
+    up, quant, helpers = p.name.upper(), [], []
     for side, q in (("INPUT", p.input_quant), ("OUTPUT", p.output_quant)):
         if q is not None:
             quant += [f"#define {up}_{side}_SCALE      {c_float(q[0])}  /* real = scale * (q - zero point) */",
@@ -116,45 +123,14 @@ def _render_int8_io_header(p: Program) -> str:
         helpers.append(f"void {p.name}_quantize_input(const float *x, int8_t *q);  /* TFLite's Quantize */")
     if p.output_quant:
         helpers.append(f"void {p.name}_dequantize_output(const int8_t *q, float *y);")
-    nl = "\n"
-    return f"""/* {GENERATED} */
-#ifndef {up}_H
-#define {up}_H
-
-#include <stdint.h>
-
-#ifdef __cplusplus
-extern "C" {{
-#endif
-
-#define {up}_ARENA_BYTES  {p.arena_bytes}  /* all tensor RAM, input and output included */
-#define {up}_ARENA_ALIGN  {ARENA_ALIGN}  /* the arena must start at a multiple of this */
-#define {up}_INPUT_COUNT  {p.input_count}  /* {in_t} elements: {comment_text(p.input_desc)} */
-#define {up}_OUTPUT_COUNT {p.output_count}  /* {out_t} elements: {comment_text(p.output_desc)} */
-{nl.join(quant)}
-
-/* Write the input here (ONNX layout), run, then read the output (ONNX layout). The input's space is reused by
- * later layers, so write it before every run. */
-{in_t} *{p.name}_input(void *arena);
-int {p.name}_run(void *arena);
-const {out_t} *{p.name}_output(void *arena);
-
-/* Copy-in, run, copy-out. Returns 0 on success. */
-int {p.name}_infer(const {in_t} *in, {out_t} *out, void *arena);
-
-/* Float helpers: the same with float input and output, quantised and dequantised with the model's scales. */
-{nl.join(helpers)}
-int {p.name}_infer_float(const float *in, float *out, void *arena);
-
-#ifdef __cplusplus
-}}
-#endif
-#endif
-"""
+    helpers.append(f"int {p.name}_infer_float(const float *in, float *out, void *arena);")
+    return _Int8Api("\n#include <stdint.h>\n", "\n".join(quant) + "\n",
+                    "\n/* Float helpers: the same with float input and output, quantised and dequantised with the "
+                    "model's scales. */\n" + "\n".join(helpers) + "\n")
 
 
 def _int8_io_functions(p: Program) -> list[str]:
-    """The float helpers of an int8-I/O API (see _render_int8_io_header), by the tb_q8_quantize/dequantize kernels."""
+    """The float helpers of an int8-I/O API (see _int8_api), by the tb_q8_quantize/dequantize kernels."""
     up, lines = p.name.upper(), []
     if p.input_quant:
         lines += [f"void {p.name}_quantize_input(const float *x, int8_t *q)", "{",
@@ -174,6 +150,62 @@ def _int8_io_functions(p: Program) -> list[str]:
     lines += ([f"    {p.name}_dequantize_output(y, out);"] if p.output_quant
               else [f"    for (i = 0; i < {p.output_count}; ++i) out[i] = y[i];"])
     return lines + ["    return 0;", "}", ""]
+
+
+def _suffix(k: int) -> str:
+    """The accessors of input or output k: `<name>_input`, `<name>_input1`, ... (input 0 keeps the one-input name)."""
+    return str(k) if k else ""
+
+
+def _element_types(p: Program) -> tuple[list[str], list[str]]:
+    """The C element type of every input and output: the model's own (only input 0 and output 0 may be int8)."""
+    in_t, out_t = _io_types(p)
+    return ([in_t] + ["float"] * (len(p.inputs) - 1)), ([out_t] + ["float"] * (len(p.outputs) - 1))
+
+
+def _counts(p: Program) -> str:
+    up, (in_types, out_types) = p.name.upper(), _element_types(p)
+    counts = [(f"{up}_{what}{_suffix(k)}_COUNT", port, types[k])
+              for what, ports, types in (("INPUT", p.inputs, in_types), ("OUTPUT", p.outputs, out_types))
+              for k, port in enumerate(ports)]
+    width = max(len(macro) for macro, _, _ in counts)
+    return "".join(f"#define {macro.ljust(width)} {port.count}  /* {ELEMENT_NAMES[t]} elements: "
+                   f"{comment_text(port.desc)} */\n" for macro, port, t in counts)
+
+
+ELEMENT_NAMES = {"float": "float32", "int8_t": "int8"}
+
+
+def _accessors(p: Program, definitions: bool) -> str:
+    """The accessor of every input and output: their prototypes, or their definitions (fixed arena offsets)."""
+    lines = []
+    in_types, out_types = _element_types(p)
+    for k, port in enumerate(p.inputs):
+        t, at = in_types[k], f"(float *)arena + {port.offset // 4}"
+        body = f" {{ return {at if t == 'float' else f'({t} *)(void *)({at})'}; }}" if definitions else ";"
+        lines.append(f"{t} *{p.name}_input{_suffix(k)}(void *arena){body}")
+    for k, port in enumerate(p.outputs):
+        t, at = out_types[k], f"(const float *)arena + {port.offset // 4}"
+        body = f" {{ return {at if t == 'float' else f'(const {t} *)(const void *)({at})'}; }}" if definitions else ";"
+        lines.append(f"const {t} *{p.name}_output{_suffix(k)}(void *arena){body}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _copies(p: Program) -> list[str]:
+    """`<name>_infer`'s body: every input copied in, run, every output copied out."""
+    out: list[str] = []
+    start = 0
+    for k, port in enumerate(p.inputs):
+        out += [f"    x = {p.name}_input{_suffix(k)}(arena);",
+                f"    for (i = 0; i < {port.count}; ++i) x[i] = in[{f'{start} + ' if start else ''}i];"]
+        start += port.count
+    out.append(f"    if ({p.name}_run(arena) != 0) return 1;")
+    start = 0
+    for k, port in enumerate(p.outputs):
+        out += [f"    y = {p.name}_output{_suffix(k)}(arena);",
+                f"    for (i = 0; i < {port.count}; ++i) out[{f'{start} + ' if start else ''}i] = y[i];"]
+        start += port.count
+    return out
 
 
 def _wrap(items: list[str], indent: str, width: int = 112) -> list[str]:
@@ -249,12 +281,7 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         "",
         *_profile_table(p),
         "",
-        f"{in_t} *{p.name}_input(void *arena) {{ return ({in_t} *)(void *)((float *)arena + {p.input_offset // 4}); }}"
-        if p.input_quant else
-        f"float *{p.name}_input(void *arena) {{ return (float *)arena + {p.input_offset // 4}; }}",
-        f"const {out_t} *{p.name}_output(void *arena) {{ return (const {out_t} *)(const void *)((const float *)arena + "
-        f"{p.output_offset // 4}); }}" if p.output_quant else
-        f"const float *{p.name}_output(void *arena) {{ return (const float *)arena + {p.output_offset // 4}; }}",
+        *_accessors(p, definitions=True).splitlines(),
         "",
         f"int {p.name}_run(void *arena)",
         "{",
@@ -276,13 +303,10 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         "",
         f"int {p.name}_infer(const {in_t} *in, {out_t} *out, void *arena)",
         "{",
-        f"    {in_t} *x = {p.name}_input(arena);",
+        f"    {in_t} *x;",
         f"    const {out_t} *y;",
         "    int i;",
-        f"    for (i = 0; i < {p.input_count}; ++i) x[i] = in[i];",
-        f"    if ({p.name}_run(arena) != 0) return 1;",
-        f"    y = {p.name}_output(arena);",
-        f"    for (i = 0; i < {p.output_count}; ++i) out[i] = y[i];",
+        *_copies(p),
         "    return 0;",
         "}",
         "",

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tasobuild import ir
@@ -21,9 +22,11 @@ RULES = {**CONVERT_RULES, **Q_CONVERT_RULES}  # float operators, and the quantis
 __all__ = ["import_onnx"]
 
 
-def import_onnx(path: Path) -> ir.Graph:
-    """The batch-1 network in `path` as an IR graph; a UserError naming the file (and node) for anything else."""
-    model = read_model(Path(path))
+def import_onnx(path: Path, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                shapes_from: str = "input_shapes") -> ir.Graph:
+    """The batch-1 network in `path` as an IR graph; a UserError naming the file (and node) for anything else.
+    `input_shapes` (input name -> full shape) pins the inputs' dynamic dimensions; `shapes_from` says where."""
+    model = read_model(Path(path), input_shapes, shapes_from)
     graph = convert(rewrite_qdq(fold(model, sorted(RULES))), RULES)
     try:
         for run in PASSES:

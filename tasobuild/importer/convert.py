@@ -53,15 +53,18 @@ def convert(sg: StaticGraph, rules: Mapping[str, Callable[[NodeContext], Convert
     model = sg.model
     nodes: list[ir.Node] = []
     constants: dict[str, np.ndarray] = {}
-    input_shape = logical(model.input_shape)
-    if input_shape is None:
-        raise UserError(f"{model.file}: input '{model.input_name}' has shape {list(model.input_shape)}; "
-                        "only batch-1 inputs of rank 2 to 4 are supported")
-    shapes: dict[str, ir.Shape] = {model.input_name: input_shape}
+    shapes: dict[str, ir.Shape] = {}
+    for name, onnx_shape in model.inputs:
+        input_shape = logical(onnx_shape)
+        if input_shape is None:
+            raise UserError(f"{model.file}: input '{name}' has shape {list(onnx_shape)}; "
+                            "only batch-1 inputs of rank 2 to 4 are supported")
+        shapes[name] = input_shape
+    (first_in, first_in_shape), (first_out, _) = model.inputs[0], model.outputs[0]
     quant: dict[str, ir.Quant] = {}
     # int8 tensors whose quantisation is not known yet: an int8 graph input, and what reshapes make of it, until the
     # first int8 node reads one of them and says how it is quantised
-    pending: set[str] = {model.input_name} if model.input_dtype == "int8" else set()
+    pending: set[str] = {first_in} if model.input_dtype == "int8" else set()
     for node in sg.nodes:
         ctx = NodeContext(model.file, model.opset, node, sg.shapes, sg.consts)
         shapes[node.outputs[0]] = _logical(sg.shapes[node.outputs[0]], node.outputs[0], ctx)
@@ -73,18 +76,23 @@ def convert(sg: StaticGraph, rules: Mapping[str, Callable[[NodeContext], Convert
         shapes.update(out.shapes)
         quant.update(out.quant_out)
     if pending:
-        raise UserError(f"{model.file}: input '{model.input_name}' is int8 but no int8 node reads it, so its "
+        raise UserError(f"{model.file}: input '{first_in}' is int8 but no int8 node reads it, so its "
                         "quantisation is unknown; dequantize it with DequantizeLinear")
-    if (model.output_dtype == "int8") != (model.output_name in quant):
-        raise UserError(f"{model.file}: output '{model.output_name}' is declared {model.output_dtype}, but the "
+    if (model.output_dtype == "int8") != (first_out in quant):
+        raise UserError(f"{model.file}: output '{first_out}' is declared {model.output_dtype}, but the "
                         "graph computes it in the other type")
+    for name, _ in model.outputs[1:]:
+        if name in quant:
+            raise UserError(f"{model.file}: output '{name}' is computed in int8 but declared float32; only the first "
+                            "output of a model may be int8 (dequantize the others with DequantizeLinear)")
     return ir.Graph(
         nodes=tuple(nodes),
         shapes=tuple(sorted(shapes.items())),
         constants=tuple(ir.Constant.of(k, v) for k, v in sorted(constants.items())),
-        input=model.input_name, output=model.output_name,
-        onnx_input_shape=model.input_shape, onnx_output_shape=sg.shapes[model.output_name],
-        input_name=model.input_name, output_name=model.output_name,
+        input=first_in, output=first_out, onnx_input_shape=first_in_shape, onnx_output_shape=sg.shapes[first_out],
+        input_name=first_in, output_name=first_out,
+        more_inputs=tuple(ir.Port(name, name, shape) for name, shape in model.inputs[1:]),
+        more_outputs=tuple(ir.Port(name, name, sg.shapes[name]) for name, _ in model.outputs[1:]),
         dtypes=tuple(sorted((t, "int8") for t in quant)), quant=tuple(sorted(quant.items())),
     )
 

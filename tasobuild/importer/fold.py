@@ -34,9 +34,10 @@ def fold(model: OnnxModel, supported: Collection[str]) -> StaticGraph:
     error naming the `supported` operators (those the conversion to IR has a rule for)."""
     consts: dict[str, np.ndarray] = dict(model.initializers)
     shapes: dict[str, tuple[int, ...]] = {k: tuple(v.shape) for k, v in consts.items()}
-    shapes[model.input_name] = model.input_shape
-    if reason := too_big(f"input '{model.input_name}'", model.input_shape):
-        raise UserError(f"{model.file}: {reason}")
+    for name, shape in model.inputs:
+        shapes[name] = shape
+        if reason := too_big(f"input '{name}'", shape):
+            raise UserError(f"{model.file}: {reason}")
     uncheckable: set[str] = set()  # tensors where onnx's inference is known to differ from ORT's (ceil-mode rule)
     live: list[OnnxNode] = []
     secondary: dict[str, NodeContext] = {}  # outputs 1.. of live nodes (Dropout's mask, ...): nothing may use them
@@ -63,9 +64,9 @@ def fold(model: OnnxModel, supported: Collection[str]) -> StaticGraph:
         if _drops_ceil_window(ctx) or any(t in uncheckable for t in node.inputs):
             uncheckable.add(node.outputs[0])
         live.append(node)
-    if model.output_name not in shapes:
-        _missing(model.output_name, secondary,
-                 UserError(f"{model.file}: graph output '{model.output_name}' is produced by no node"))
+    for name, _ in model.outputs:
+        if name not in shapes:
+            _missing(name, secondary, UserError(f"{model.file}: graph output '{name}' is produced by no node"))
     graph = StaticGraph(model, tuple(live), MappingProxyType(shapes), MappingProxyType(consts))
     _check_output(graph, uncheckable)
     cross_check(graph, uncheckable)
@@ -73,14 +74,22 @@ def fold(model: OnnxModel, supported: Collection[str]) -> StaticGraph:
 
 
 def _check_output(graph: StaticGraph, uncheckable: set[str]) -> None:
-    model, name = graph.model, graph.model.output_name
-    if name in graph.consts:
-        raise UserError(f"{model.file}: graph output '{name}' is a constant; nothing to compute")
-    declared, ours = model.output_dims, graph.shapes[name]
-    if declared is not None and name not in uncheckable and (
-            len(declared) != len(ours) or any(d is not None and d != o for d, o in zip(declared, ours))):
-        raise UserError(f"{model.file}: graph output '{name}' is declared {list(declared)} "
-                        f"but computes to {list(ours)}: inconsistent graph")
+    model = graph.model
+    inputs = {name for name, _ in model.inputs}
+    seen: set[str] = set()
+    for name, declared in model.outputs:
+        if name in graph.consts:
+            raise UserError(f"{model.file}: graph output '{name}' is a constant; nothing to compute")
+        if name in inputs:
+            raise UserError(f"{model.file}: graph output '{name}' is a graph input; nothing to compute")
+        if name in seen:
+            raise UserError(f"{model.file}: graph output '{name}' is listed twice; list each output once")
+        seen.add(name)
+        ours = graph.shapes[name]
+        if declared is not None and name not in uncheckable and (
+                len(declared) != len(ours) or any(d is not None and d != o for d, o in zip(declared, ours))):
+            raise UserError(f"{model.file}: graph output '{name}' is declared {list(declared)} "
+                            f"but computes to {list(ours)}: inconsistent graph")
 
 
 def _missing(tensor: str, secondary: Mapping[str, NodeContext], otherwise: UserError) -> NoReturn:

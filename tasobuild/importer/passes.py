@@ -49,7 +49,7 @@ class View:
     def sole_producer(self, n: ir.Node, ops: Sequence[str]) -> ir.Node | None:
         """n's input producer if it is one of ops, n is its only consumer, and its output is not the graph's."""
         p = self.producer.get(n.inputs[0])
-        if p is None or p.op not in ops or p.output == self.g.output or len(self.consumers(p.output)) != 1:
+        if p is None or p.op not in ops or p.output in self.g.output_tensors or len(self.consumers(p.output)) != 1:
             return None
         return p
 
@@ -96,11 +96,11 @@ def absorb(g: ir.Graph, producer: ir.Node, consumer: ir.Node, constants: Mapping
 
 def bypass(v: View, n: ir.Node) -> ir.Graph | None:
     """Remove a node that computes the identity: its consumers read its input instead."""
-    if n.output != v.g.output:
+    if n.output not in v.g.output_tensors:
         return edit(v.g, remove=(n,), rename={n.output: n.inputs[0]})
     p = v.sole_producer(n, tuple(ir.OPS) + (PAD,))
     if p is None:
-        return None  # the graph output must keep its name; an identity on the input or a shared tensor stays
+        return None  # a graph output must keep its name; an identity on the input or a shared tensor stays
     return absorb(v.g, p, n)
 
 
@@ -127,7 +127,7 @@ def _noop_pool(v: View, n: ir.Node) -> ir.Graph | None:
 
 
 def _dead(v: View, n: ir.Node) -> ir.Graph | None:
-    if n.output == v.g.output or v.consumers(n.output):
+    if n.output in v.g.output_tensors or v.consumers(n.output):
         return None
     return edit(v.g, remove=(n,))
 
@@ -150,7 +150,7 @@ def _fold_pad(v: View, n: ir.Node) -> ir.Graph | None:
         return None
     users = v.consumers(n.output)
     blocker = next((u for u in users if not _pad_foldable(u)), None)
-    if blocker is not None or n.output == v.g.output or not users:
+    if blocker is not None or n.output in v.g.output_tensors or not users:
         what = f"'{blocker.name}' ({blocker.op})" if blocker else "the graph output"
         raise NodeError(n, "Pad", f"cannot be folded into {what}; a Pad must feed only Conv or AveragePool "
                                   "with count_include_pad=1")
@@ -211,7 +211,7 @@ def tidy(g: ir.Graph) -> ir.Graph:
     leftover = next((n for n in g.nodes if n.op not in ir.OPS), None)
     if leftover is not None:
         raise NodeError(leftover, leftover.op, "was not folded away")
-    live = {g.input} | {n.output for n in g.nodes} | {t for n in g.nodes for t in n.inputs}
+    live = set(g.input_tensors) | {n.output for n in g.nodes} | {t for n in g.nodes for t in n.inputs}
     used = {w for n in g.nodes for w in n.weights}
     return dataclasses.replace(g, shapes=tuple((k, s) for k, s in g.shapes if k in live),
                    constants=tuple(c for c in g.constants if c.name in used),

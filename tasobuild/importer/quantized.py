@@ -44,7 +44,7 @@ def rewrite_qdq(sg: StaticGraph) -> StaticGraph:
     for n in sg.nodes:
         for t in n.inputs:
             consumers[t].append(n)
-    output = sg.model.output_name
+    outputs = {name for name, _ in sg.model.outputs}
 
     def dq_of(tensor: str, const: bool) -> OnnxNode | None:
         p = producer.get(tensor)
@@ -55,12 +55,12 @@ def rewrite_qdq(sg: StaticGraph) -> StaticGraph:
     def sole_q(tensor: str) -> tuple[OnnxNode, tuple[Any, ...]] | None:
         """The QuantizeLinear that is the one consumer of `tensor` (through a Relu or Clip), and that activation."""
         users = consumers.get(tensor, [])
-        if tensor == output or len(users) != 1:
+        if tensor in outputs or len(users) != 1:
             return None
         user, act = users[0], ()
         if user.op in ("Relu", "Clip"):
             found = _activation_of(user, sg.consts)
-            if found is None or user.outputs[0] == output or len(consumers.get(user.outputs[0], [])) != 1:
+            if found is None or user.outputs[0] in outputs or len(consumers.get(user.outputs[0], [])) != 1:
                 return None
             user, act = consumers[user.outputs[0]][0], found
         return (user, act) if user.op == "QuantizeLinear" else None
@@ -86,7 +86,7 @@ def rewrite_qdq(sg: StaticGraph) -> StaticGraph:
 
 def _drop_dead_dequantize(sg: StaticGraph, nodes: list[OnnxNode]) -> StaticGraph:
     """DequantizeLinear of constants: gone when unused, else folded to the float constant (a float op reads it)."""
-    used = {t for n in nodes for t in n.inputs} | {sg.model.output_name}
+    used = {t for n in nodes for t in n.inputs} | {name for name, _ in sg.model.outputs}
     consts = dict(sg.consts)
     live = []
     for n in nodes:

@@ -21,6 +21,7 @@ from tasobuild.errors import UserError
 from tasobuild.native.compile import bindings_dir, build_digest, build_extension
 from tasobuild.native.headers import KernelDecl, StructDecl, kernel_api
 from tasobuild.primitives import KernelCall
+from tasobuild.progress import activity
 from tasobuild.resources import kernels_dir
 
 DEFAULT_CFLAGS: tuple[str, ...] = ("-O3", "-march=native", "-ffp-contract=off", "-std=c99")
@@ -129,9 +130,10 @@ def _import(module: str, path: Path) -> ModuleType:
 
 
 def load(cc: str = "cc", cflags: Sequence[str] = DEFAULT_CFLAGS, cache_dir: Path | None = None,
-         folder: Path | None = None) -> Kernels:
+         folder: Path | None = None, progress: bool = False) -> Kernels:
     """The kernels compiled with `cc` and `cflags`: from the cache when built before, else built now (and cached).
-    `folder` holds the kernel sources (default: tasobuild's own; bench/kernel_ab.py loads an older copy beside them)."""
+    `folder` holds the kernel sources (default: tasobuild's own; bench/kernel_ab.py loads an older copy beside them).
+    `progress`: say on stderr what is happening while they compile (it takes tens of seconds)."""
     from filelock import FileLock
 
     folder = kernels_dir() if folder is None else folder
@@ -153,7 +155,9 @@ def load(cc: str = "cc", cflags: Sequence[str] = DEFAULT_CFLAGS, cache_dir: Path
             tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
             try:
                 start = time.perf_counter()
-                build_extension(cc, flags, folder, module, tmp)
+                with activity(f"compiling the kernel bindings with {cc} {' '.join(flags)} (once per compiler "
+                              f"and flags)", progress):
+                    build_extension(cc, flags, folder, module, tmp)
                 seconds = time.perf_counter() - start
                 (tmp / "build.json").write_text(json.dumps(
                     {"cc": cc, "cflags": list(flags), "seconds": round(seconds, 3)}, indent=1, sort_keys=True))

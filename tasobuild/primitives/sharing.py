@@ -39,8 +39,8 @@ CallFn = Callable[[Node, Graph], tuple[KernelCall, ...]]
 
 
 def dead_after(node: Node, graph: Graph, tensor: str) -> bool:
-    """No node after `node` (in the graph's order) reads `tensor`, and it is neither the graph input nor output."""
-    if tensor in (graph.input, graph.output):
+    """No node after `node` (in the graph's order) reads `tensor`, and it is none of the graph's inputs or outputs."""
+    if tensor in (*graph.input_tensors, *graph.output_tensors):
         return False
     after = graph.nodes[graph.nodes.index(node) + 1:]
     return not any(tensor in n.inputs for n in after)
@@ -61,7 +61,8 @@ def _gather_applies(base: Applies) -> Applies:
             return False
         offset = 0
         for name in node.inputs:
-            if offset % ARENA_ALIGN or name in (graph.input, graph.output) or graph.consumers(name) != (node,):
+            caller_owned = name in (*graph.input_tensors, *graph.output_tensors)
+            if offset % ARENA_ALIGN or caller_owned or graph.consumers(name) != (node,):
                 return False
             offset += graph.shape(name).bytes
         return True

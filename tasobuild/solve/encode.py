@@ -152,7 +152,7 @@ class Encoding:
             for v, c in zip(self.x[step], node.choices):
                 shared = node.inputs if c.gathers else (node.inputs[c.in_place],) if c.in_place >= 0 else ()
                 for name in shared:
-                    if name == p.graph_input:
+                    if name in p.graph_inputs:
                         continue
                     q = producer[name]
                     for w, d in zip(self.x[q], p.nodes[q].choices):
@@ -192,7 +192,7 @@ class Encoding:
         return True if len(chosen) == len(self.x[step]) else or_(*chosen)
 
     def produced_in(self, t: str, layout: Layout) -> Lit:
-        if t == self.problem.graph_input:
+        if t in self.problem.graph_inputs:
             return layout == self.problem.input_layout
         return self._choices_at(self.topo.producer_step[t], lambda c: c.layout_out == layout)
 
@@ -280,7 +280,7 @@ class _MemoryBuilder:
         for i, (node, xs) in enumerate(zip(self.p.nodes, self.enc.x)):
             for v, c in zip(xs, node.choices):
                 self.add(i, v, self.p.aligned(c.workspace_bytes))
-        for t in reversed([self.p.graph_input, *(n.output for n in self.p.nodes)]):  # a view's output first
+        for t in reversed([*self.p.graph_inputs, *(n.output for n in self.p.nodes)]):  # a view's output first
             self.tensor(t)
         return tuple(self.const), tuple(tuple(ts) for ts in self.terms)
 
@@ -315,7 +315,7 @@ class _MemoryBuilder:
                         sliced[c.layout_in].append(v)
         in_slice = {L: or_(*sliced[L]) for L in LAYOUTS}
 
-        view = False if t == p.graph_input else enc._choices_at(start, lambda c: c.no_buffer)
+        view = False if t in p.graph_inputs else enc._choices_at(start, lambda c: c.no_buffer)
         last_read = max(self.topo.consumer_steps[t], default=start)
         self.orig_live[t] = {}
         for s in steps:
@@ -333,7 +333,7 @@ class _MemoryBuilder:
             self.high[s] += size * min(len(LAYOUTS), sum(lit is not False for lit in versions))  # one per layout
             if view is False and a_slice is False and start < s <= last_read and not any(v is True for v in versions):
                 self.low[s] += size  # read at or after s: the original or a copy holds it
-        if t != p.graph_input:
+        if t not in p.graph_inputs:
             self.gathered(start)
 
     def gathered(self, step: int) -> None:

@@ -80,7 +80,7 @@ def _check_shared_source(problem: Problem, picks: Sequence[Choice], node: str, t
     """An in-place output or a gathered slice takes over its input's memory: that input's producer must write a
     buffer of its own (not be a read-only view of another tensor, whose readers would see the change; a slice's
     not be in place or a gather either), and no other reader may be a view of it (read later, through the view)."""
-    if pick.shares_data or tensor == problem.graph_input:
+    if pick.shares_data or tensor in problem.graph_inputs:
         return
     for step, node_ in enumerate(problem.nodes):
         if node_.output == tensor and (picks[step].shares_data or (pick.gathers and not _writes_own(picks[step]))):
@@ -99,13 +99,14 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
             raise ValueError(f"fused group {name!r} is picked by some of its members only")
     topo = topology(problem)
     n_steps = problem.epilogue_step + 1
-    produced: dict[str, Layout] = {problem.graph_input: problem.input_layout}
+    produced: dict[str, Layout] = dict.fromkeys(problem.graph_inputs, problem.input_layout)
     wants: dict[str, dict[Layout, list[int]]] = {t: {} for t in topo.producer_step}
     for step, (node, pick) in enumerate(zip(problem.nodes, picks)):
         produced[node.output] = pick.layout_out
         for name in sorted(set(node.inputs)):
             wants[name].setdefault(pick.layout_in, []).append(step)
-    wants[problem.graph_output].setdefault(problem.output_layout, []).append(problem.epilogue_step)
+    for name in problem.graph_outputs:
+        wants[name].setdefault(problem.output_layout, []).append(problem.epilogue_step)
 
     # Lifetimes of tensor versions, before views merge them.
     spans: dict[tuple[str, Layout], tuple[int, int]] = {}

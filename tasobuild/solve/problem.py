@@ -121,6 +121,16 @@ class Problem:
     output_layout: Layout  # the output must end in this layout and stay live to the end
     transform_ms: Mapping[tuple[str, Layout, Layout], float]  # (tensor, from, to) -> ms; missing = not possible
     alignment: int = ARENA_ALIGN
+    more_inputs: tuple[str, ...] = ()  # a network's other inputs (from step 0, in input_layout) and outputs (held
+    more_outputs: tuple[str, ...] = ()  # to the epilogue, in output_layout)
+
+    @property
+    def graph_inputs(self) -> tuple[str, ...]:
+        return (self.graph_input, *self.more_inputs)
+
+    @property
+    def graph_outputs(self) -> tuple[str, ...]:
+        return (self.graph_output, *self.more_outputs)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
@@ -145,13 +155,16 @@ def _validate(p: Problem) -> None:
     for key, t in p.tensors.items():
         if key != t.name or t.bytes < 0:
             raise ValueError(f"tensor {key!r}: name mismatch or negative size")
-    available = {p.graph_input}
+    available = set(p.graph_inputs)
+    for name in p.graph_inputs:
+        if name not in p.tensors:
+            raise ValueError(f"graph input {name!r} is not in tensors")
+    if len(available) != len(p.graph_inputs) or len(set(p.graph_outputs)) != len(p.graph_outputs):
+        raise ValueError("a graph input or output is listed twice")
     readers: dict[str, list[int]] = {}
     for step, node in enumerate(p.nodes):
         for name in set(node.inputs):
             readers.setdefault(name, []).append(step)
-    if p.graph_input not in p.tensors:
-        raise ValueError(f"graph input {p.graph_input!r} is not in tensors")
     for step, node in enumerate(p.nodes):
         if not node.choices:
             raise UserError(f"node {node.name!r}: no primitive can run it on this target")
@@ -174,8 +187,9 @@ def _validate(p: Problem) -> None:
                 raise ValueError(f"node {node.name!r}: a deferred choice needs one input tensor and a group")
             if c.in_place >= 0 or c.gathers:
                 _validate_sharing(p, step, c, readers)
-    if p.graph_output not in available:
-        raise ValueError(f"graph output {p.graph_output!r} is never produced")
+    for name in p.graph_outputs:
+        if name not in available or name in p.graph_inputs:
+            raise ValueError(f"graph output {name!r} is never produced")
     for name, members in group_members(p).items():
         steps = [step for step, _ in members]
         if len(set(steps)) != len(steps) or steps != list(range(steps[0], steps[0] + len(steps))):
@@ -199,7 +213,7 @@ def _validate_sharing(p: Problem, step: int, c: Choice, readers: Mapping[str, li
         raise ValueError(f"node {node.name!r}: a gather's inputs must be distinct tensors")
     for name in shared:
         later = [s for s in readers.get(name, []) if s != step and (s > step or c.gathers)]
-        if name == p.graph_input or name == p.graph_output or later:
+        if name in p.graph_inputs or name in p.graph_outputs or later:
             raise ValueError(f"node {node.name!r} choice {c.primitive!r}: input {name!r} is the graph's, or is read "
                              f"by another step (steps {later}): it cannot be shared")
     if c.in_place >= 0 and p.tensors[node.output].bytes > p.tensors[shared[0]].bytes:
@@ -255,16 +269,17 @@ class Topology:
 
 
 def topology(p: Problem) -> Topology:
-    producer = {p.graph_input: 0}
+    producer = dict.fromkeys(p.graph_inputs, 0)
     consumers: dict[str, set[int]] = {name: set() for name in p.tensors}
     for step, node in enumerate(p.nodes):
         producer[node.output] = step
         for name in node.inputs:
             consumers[name].add(step)
-    consumers[p.graph_output].add(p.epilogue_step)
+    for name in p.graph_outputs:
+        consumers[name].add(p.epilogue_step)
     view_capable = frozenset(i for i, n in enumerate(p.nodes) if any(c.no_buffer for c in n.choices))
     reach: dict[str, int] = {}
-    for name in reversed([p.graph_input, *(n.output for n in p.nodes)]):  # consumers' outputs before their inputs
+    for name in reversed([*p.graph_inputs, *(n.output for n in p.nodes)]):  # consumers' outputs before their inputs
         last = max([producer[name], *consumers[name]])
         for step in consumers[name]:
             if step in view_capable:

@@ -236,7 +236,8 @@ class Session:
             need = self.min_peak_bytes(latency_budget_ms, time_limit_s)
             within = "" if latency_budget_ms is None else f" within {latency_budget_ms:g} ms"
             raise UserError(f"memory budget {budget_bytes} bytes is too small: the smallest budget with a plan"
-                            f"{within} is {need} bytes ({_human(need)}); raise [constraints] memory to at least that")
+                            f"{within} is {need} bytes ({_human(need)}); raise the budget ([constraints] memory "
+                            f"or --memory) to at least that")
         raise UserError(NO_TRANSFORM)
 
 

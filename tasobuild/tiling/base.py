@@ -26,7 +26,7 @@ def feeds_next(graph: Graph) -> list[bool]:
     for n in graph.nodes:
         for t in set(n.inputs):
             readers[t] = readers.get(t, 0) + 1
-    return [b.inputs == (a.output,) and readers[a.output] == 1 and a.output != graph.output
+    return [b.inputs == (a.output,) and readers[a.output] == 1 and a.output not in graph.output_tensors
             for a, b in zip(graph.nodes, graph.nodes[1:])]
 
 
