@@ -124,23 +124,23 @@ with equal sizes in reverse order of addition; in order of addition, MobileNetV1
 
 {tflite}
 
-ORT runs the tf2onnx ONNX; TFLite ref is `OpResolverType.BUILTIN_REF` on the .tflite (what TFLM computes).
-ORT with optimisations on and off agree to a unit here; both round differently from TFLite, and the one-unit
-differences of the first layers grow with depth (the deepest network, MobileNetV2-0.35, ends 13 units apart). The
-oracle's range spans all three, so an implementation that matches either passes: one unit is the tolerance around
-that range, not the distance between ORT and TFLite, which bit-exactness against TFLite's reference is there to
-close. (With these seeded weights MobileNetV1-0.25's output hardly depends on its input, nor does its float
-network's: its three reference outputs are equal, and still 6 units from ORT's.)
+ORT runs the tf2onnx ONNX, with the fully connected layers' biases that tf2onnx drops put back
+(`tests.zoo.int8_tflite.restore_fc_bias`: without them DS-CNN's logits were 23 units from TFLite's); TFLite ref is
+`OpResolverType.BUILTIN_REF` on the .tflite (what TFLM computes). ORT with optimisations on and off agree to a unit
+here; where they differ from TFLite it is ORT's rounding (it dequantises, computes in float and rounds once where
+TFLite requantises the int32 accumulator with a fixed-point multiplier), grown with depth. The oracle's range spans
+all three; tasobuild's int8 kernels give TFLite's reference outputs bit for bit on all four networks
+(tests/test_int8_tflite.py). (With these seeded weights MobileNetV1-0.25's output hardly depends on its input, nor
+does its float network's: its three reference outputs are equal.)
 
 Where they part, op by op (first reference input; ORT with optimisations off, each TFLite op's int8 output
 against the QuantizeLinear tf2onnx made of it; – where tf2onnx split the op):
 
 {layers}
 
-The first convolution already differs by one unit in a few elements (ORT dequantises, computes in float and
-rounds once; TFLite requantises the int32 accumulator with a fixed-point multiplier); the differences grow with
-depth, most in the layers whose output scale is fine relative to their input's (MobileNetV2's 6/255 expansion
-convolutions, the logits of the fully connected layer) and are squeezed again by the softmax.
+ORT's one-unit differences start where its float computation rounds otherwise than TFLite's fixed point and grow
+with depth, most in the layers whose output scale is fine relative to their input's (MobileNetV2's 6/255 expansion
+convolutions), and are squeezed again by the softmax.
 
 ### onnxruntime-quantised networks: ORT with itself, and with the float network (output quantisation steps)
 

@@ -32,10 +32,11 @@ SHAPES = {"ds_cnn": ((1, 49, 10, 1), (1, 12)), "resnet8": ((1, 32, 32, 3), (1, 1
           "mobilenet_v1_vww": ((1, 96, 96, 3), (1, 2)), "mobilenet_v2_035": ((1, 96, 96, 3), (1, 2))}
 
 # The largest difference between ONNX Runtime (optimisations on or off) and TFLite's reference kernels on the
-# fixtures' reference inputs, in output units, as measured (BENCHMARKS.md, "int8: TFLite Micro reference"): one-unit
-# rounding differences in the first layers grow with depth. The test pins them so that a fixture or ORT change that
-# moves them is seen; the issue's oracle covers them by spanning both.
-ORT_VS_TFLITE_UNITS = {"ds_cnn": 3, "resnet8": 3, "mobilenet_v1_vww": 6, "mobilenet_v2_035": 13}
+# fixtures' reference inputs, in output units, as measured (BENCHMARKS.md, "int8: TFLite Micro reference"): ORT's
+# own rounding (it dequantises, computes in float and rounds once where TFLite requantises in fixed point), which
+# grows with depth. The test pins them so that a fixture or ORT change that moves them is seen; the issue's oracle
+# covers them by spanning both.
+ORT_VS_TFLITE_UNITS = {"ds_cnn": 1, "resnet8": 1, "mobilenet_v1_vww": 0, "mobilenet_v2_035": 13}
 
 
 def _ops(model: onnx.ModelProto) -> Counter[str]:
@@ -112,8 +113,9 @@ def test_tflite_reference_tracks_the_float_network(name: str) -> None:
 @pytest.mark.parametrize("name", TFLITE_INT8)
 def test_onnxruntime_against_tflite_reference_through_the_oracle(name: str) -> None:
     """ORT runs the tf2onnx ONNX; the oracle's range (ORT on, off, TFLite) holds TFLite's outputs bit-exactly
-    and rejects an output two units beyond it; ORT stays within its measured distance of TFLite."""
+    and rejects an output two units beyond it; ORT is its measured distance from TFLite."""
     f = tflite_fixture(name)
+    farthest = 0.0
     for x, reference in zip(f.inputs, f.outputs):
         (env,) = oracle.envelope(f.onnx, x, [reference])
         assert env.step == 1.0 and env.sources[-1] == oracle.TFLITE_REFERENCE
@@ -125,9 +127,8 @@ def test_onnxruntime_against_tflite_reference_through_the_oracle(name: str) -> N
         for optimized in (True, False):
             (ours,) = oracle.run_onnxruntime(f.onnx, x, optimized)
             assert ours.dtype == np.int8
-            assert oracle.disagreement(ours, reference) <= ORT_VS_TFLITE_UNITS[name]
-        with pytest.raises(AssertionError):
-            oracle.assert_bit_exact(oracle.run_onnxruntime(f.onnx, x, True)[0], reference)  # ORT is not TFLite
+            farthest = max(farthest, oracle.disagreement(ours, reference))
+    assert farthest == ORT_VS_TFLITE_UNITS[name]
 
 
 @pytest.mark.slow

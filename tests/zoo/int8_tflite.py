@@ -34,6 +34,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import onnx  # noqa: E402
+import onnx.numpy_helper  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf2onnx  # noqa: E402
 
@@ -65,9 +66,47 @@ def quantize(name: str) -> bytes:
 
 
 def to_onnx(tflite_path: Path) -> bytes:
-    """tf2onnx's QDQ ONNX of an int8 .tflite, its run-dependent names replaced by positional ones."""
+    """tf2onnx's QDQ ONNX of an int8 .tflite, its run-dependent names replaced by positional ones, and the fully
+    connected layers' biases that tf2onnx dropped put back (`restore_fc_bias`)."""
     proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=OPSET)
-    return stable_names(canonical_names(proto)).SerializeToString()
+    return restore_fc_bias(stable_names(canonical_names(proto)), tflite_path).SerializeToString()
+
+
+def restore_fc_bias(model: onnx.ModelProto, tflite_path: Path) -> onnx.ModelProto:
+    """tf2onnx 1.17 converts an int8 FULLY_CONNECTED whose input it flattens into a MatMul straight into the output's
+    QuantizeLinear: the bias is lost, and ONNX Runtime and every implementation of the ONNX model then compute
+    another network than the .tflite (DS-CNN's logits 23 units away from TFLite's reference). Put each lost bias back
+    as TFLite holds it: Add(MatMul, DequantizeLinear(int32 bias, its per-channel scales)), in the order the
+    FULLY_CONNECTED ops run; the MatMuls followed by an Add (or the Gemms, which keep their bias) are left alone."""
+    interpreter = tf.lite.Interpreter(model_path=str(tflite_path))
+    interpreter.allocate_tensors()
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    biases = [int(op["inputs"][2]) for op in interpreter._get_ops_details()
+              if op["op_name"] == "FULLY_CONNECTED" and len(op["inputs"]) > 2 and op["inputs"][2] >= 0]
+    graph = model.graph
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    if len(matmuls) != len(biases):
+        return model
+    for k, (matmul, bias) in enumerate(zip(matmuls, biases)):
+        (reader,) = readers[matmul.output[0]]
+        if reader.op_type != "QuantizeLinear":
+            continue  # an Add follows: the bias is there
+        values = interpreter.get_tensor(bias).astype(np.int32)
+        scales = details[bias]["quantization_parameters"]["scales"].astype(np.float32)
+        names = [f"fc_bias_{k}_{what}" for what in ("q", "scale", "zero_point", "dequantized", "added")]
+        graph.initializer.extend([onnx.numpy_helper.from_array(values, names[0]),
+                                  onnx.numpy_helper.from_array(scales, names[1]),
+                                  onnx.numpy_helper.from_array(np.zeros_like(values), names[2])])
+        at = list(graph.node).index(matmul) + 1
+        graph.node.insert(at, onnx.helper.make_node("DequantizeLinear", names[:3], [names[3]], name=names[3], axis=0))
+        graph.node.insert(at + 1, onnx.helper.make_node("Add", [matmul.output[0], names[3]], [names[4]],
+                                                        name=names[4]))
+        reader.input[0] = names[4]
+    return model
 
 
 def tflite_reference(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
@@ -158,6 +197,7 @@ def layer_divergence(name: str) -> tuple[list[str], list[int | None], float]:
     ops = [(op["op_name"], names[op["outputs"][0]], interpreter.get_tensor(op["outputs"][0]))
            for op in interpreter._get_ops_details()]
     proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=OPSET)
+    proto = restore_fc_bias(proto, tflite_path)  # as the committed fixture has it
     quantized = {n.output[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
     known = {o.name for o in proto.graph.output}
     for _, tensor, _ in ops:
