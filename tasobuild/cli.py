@@ -61,10 +61,12 @@ def _common(parser: argparse.ArgumentParser, memory: bool = False) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     if memory:
         parser.add_argument("--memory", metavar="SIZE", help='override constraints.memory, e.g. "48KiB"')
+        parser.add_argument("--threads", metavar="N", help='override target.threads: a count, or "auto"')
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    return {"constraints.memory": args.memory} if getattr(args, "memory", None) else {}
+    given = {"constraints.memory": getattr(args, "memory", None), "target.threads": getattr(args, "threads", None)}
+    return {key: value for key, value in given.items() if value}
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -252,10 +254,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from tasobuild.costs.stage import cached_costs, profile_costs
     from tasobuild.incremental.stagecache import cached
     from tasobuild.pipeline import all_calls, candidates_of, tiled_calls, tiling_options
+    from tasobuild.target import resolved_threads
 
     inputs = _inputs(args)
     spec, target, graph = inputs.spec, inputs.target, inputs.graph
-    nodes, transforms = candidates_of(spec, graph, cached)
+    nodes, transforms = candidates_of(spec, graph, cached, resolved_threads(spec, target))
     calls = all_calls(nodes, transforms)
     # Which band and slice calls fused tiling costs depends on the untiled costs: they come second.
     if args.emit_harness:

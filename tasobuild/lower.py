@@ -3,11 +3,14 @@ calls as its kind of tiling renders them (tasobuild.tiling: loops over bands of 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tasobuild.candidates import Candidate, NodeCandidates, TransformCandidate
 from tasobuild.emit.program import Program, Step, Toolchain, WeightArray
 from tasobuild.ir import Graph, Node
 from tasobuild.memory import ArenaPlan
 from tasobuild.primitives import KernelCall, Primitive
+from tasobuild.primitives.parallel import THREAD_SOURCES
 from tasobuild.solve import Plan
 from tasobuild.tiling import Group
 
@@ -88,6 +91,10 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         if calls:
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))
+    if any(call.parts > 1 for step in steps for call, _ in step.calls):  # the thread pool and POSIX threads
+        sources.update(THREAD_SOURCES)
+        toolchain = replace(toolchain, cflags=toolchain.cflags + ("-pthread",),
+                            ldflags=toolchain.ldflags + ("-pthread",))
 
     in_buffer = plan.buffer_of(graph.input, "CHW")
     out_buffer = plan.buffer_of(graph.output, "CHW")

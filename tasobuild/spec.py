@@ -161,6 +161,14 @@ class TargetSettings(_Settings):
     name: StrictStr = Field("host", min_length=1)
     """A built-in target (`tasobuild targets` lists them) or a path to a target TOML, relative to this file."""
 
+    threads: Annotated[int, Field(strict=True, ge=1, le=64)] | Literal["auto"] = 1
+    """Threads the plan runs on, at most the target's cores; "auto": all of them (the lock records how many)."""
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_from_command_line(cls, threads: Any) -> Any:
+        return int(threads) if isinstance(threads, str) and threads.strip().isdigit() else threads
+
 
 class ConstraintsSettings(_Settings):
     """The budget the plan must fit."""

@@ -30,6 +30,7 @@ from tasobuild.costs.model import CostModel, Sample
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
+from tasobuild.primitives.parallel import largest_share, whole_call
 from tasobuild.spec import Spec
 from tasobuild.target import Target, host_fingerprint
 
@@ -192,7 +193,7 @@ def layer_corrected(model: CostModel, calls: Sequence[KernelCall], known: Mappin
     """`predicted` with each layer's unmeasured candidates shifted by the shrunk mean error of its known ones."""
     layers = _layers(calls)
     timed = [c for group in layers.values() for c in group
-             if c.key() in known and known[c.key()].median_ms > 0]
+             if c.parts == 1 and c.key() in known and known[c.key()].median_ms > 0]
     if not timed:
         return dict(predicted)
     log2_predicted, _ = model.predict_log2(timed)
@@ -224,17 +225,22 @@ def _sorted(costs: Mapping[str, Cost]) -> Mapping[str, Cost]:
 
 
 def _samples(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> list[Sample]:
-    return [Sample(c, known[c.key()].median_ms) for c in calls if c.key() in known and known[c.key()].median_ms > 0]
+    """What the model is fitted on: the known costs of one-thread calls (a split call's features are its whole
+    call's, its time is not)."""
+    return [Sample(c, known[c.key()].median_ms) for c in calls
+            if c.parts == 1 and c.key() in known and known[c.key()].median_ms > 0]
 
 
 def predict(model: CostModel, calls: Sequence[KernelCall]) -> dict[str, Cost]:
-    """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error."""
+    """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error. A call
+    split over threads is predicted as its largest part: the whole call's prediction times that part's share of the
+    output rows (parts run at once; the cost of waking the workers is not modelled)."""
     if not calls:
         return {}
-    log2_ms, sigma = model.predict_log2(calls)
+    log2_ms, sigma = model.predict_log2([whole_call(c) for c in calls])
     out = {}
     for call, mu, s in zip(calls, log2_ms, sigma):
-        median = float(2.0 ** mu)
+        median = float(2.0 ** mu) * largest_share(call)
         spread = median * (2.0 ** (_IQR_Z * s) - 2.0 ** (-_IQR_Z * s))
         out[call.key()] = Cost(median, float(spread), 0, "predicted")
     return out
