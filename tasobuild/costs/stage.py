@@ -151,7 +151,7 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
                            " or reinstall tasobuild (its data/cost_model.json)"))
     if mode == "auto" and kernels is not None:
         return auto_costs(model, unique, known, timed, policy)
-    predicted = predict(model.fine_tuned(_samples(unique, known)), missing)
+    predicted = predict(model.fine_tuned(_samples(unique, known)), missing, split_overhead_ms(unique, known))
     return Costed(_sorted({**predicted, **known}), 0)
 
 
@@ -162,7 +162,8 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
     contested, the budget (policy.fraction of the calls) is spent, or policy.rounds have run."""
     def predicted_now() -> dict[str, Cost]:
         tuned = model.fine_tuned(_samples(calls, known))
-        return layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
+        guesses = predict(tuned, [c for c in calls if c.key() not in known], split_overhead_ms(calls, known))
+        return layer_corrected(tuned, calls, known, guesses)
 
     budget = math.floor(policy.fraction * len(calls))
     measured = 0
@@ -231,16 +232,30 @@ def _samples(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> list[Sam
             if c.parts == 1 and c.key() in known and known[c.key()].median_ms > 0]
 
 
-def predict(model: CostModel, calls: Sequence[KernelCall]) -> dict[str, Cost]:
+# What one parallel step costs beyond its largest part (waking the workers, waiting for the last), until calls split
+# over threads have been measured on this machine: then split_overhead_ms measures it.
+SPLIT_OVERHEAD_MS = 0.005
+
+
+def split_overhead_ms(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> float:
+    """The median, over the split calls whose cost and whole call's cost are both known (measured or imported), of
+    what the split call takes beyond its largest part; SPLIT_OVERHEAD_MS when there are none."""
+    gaps = sorted(known[c.key()].median_ms - largest_share(c) * known[whole_call(c).key()].median_ms
+                  for c in calls if c.parts > 1 and c.key() in known and whole_call(c).key() in known)
+    return max(0.0, float(np.median(gaps))) if gaps else SPLIT_OVERHEAD_MS
+
+
+def predict(model: CostModel, calls: Sequence[KernelCall], split_overhead: float = SPLIT_OVERHEAD_MS
+            ) -> dict[str, Cost]:
     """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error. A call
-    split over threads is predicted as its largest part: the whole call's prediction times that part's share of the
-    output rows (parts run at once; the cost of waking the workers is not modelled)."""
+    split over threads is predicted as its largest part plus `split_overhead` ms: the whole call's prediction times
+    that part's share of the output rows, the parts running at once."""
     if not calls:
         return {}
     log2_ms, sigma = model.predict_log2([whole_call(c) for c in calls])
     out = {}
     for call, mu, s in zip(calls, log2_ms, sigma):
-        median = float(2.0 ** mu) * largest_share(call)
+        median = float(2.0 ** mu) * largest_share(call) + (split_overhead if call.parts > 1 else 0.0)
         spread = median * (2.0 ** (_IQR_Z * s) - 2.0 ** (-_IQR_Z * s))
         out[call.key()] = Cost(median, float(spread), 0, "predicted")
     return out

@@ -14,6 +14,7 @@ as the arena's buffers do (`workspace_bytes`: exact, and what the arena plans an
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from tasobuild.memory import ARENA_ALIGN
@@ -21,6 +22,13 @@ from tasobuild.primitives import KernelCall
 
 SPLIT_STRUCT = "tb_conv"  # the parameter struct whose kernels honour row views
 THREAD_SOURCES = ("tb_threads.c", "tb_threads.h")  # the emitted thread pool (kernels folder), POSIX threads
+_WINOGRAD = re.compile(r"^tb_conv_winograd_f(\d+)x\d+_")  # tb_conv_winograd_f<m>x<m>_<r>x<r>_...: m-row tiles
+
+
+def row_quantum(call: KernelCall) -> int:
+    """What every part's first row is a multiple of: a Winograd kernel's tile height, else 1."""
+    match = _WINOGRAD.match(call.function)
+    return int(match.group(1)) if match else 1
 
 
 def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
@@ -31,16 +39,17 @@ def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
     p = dict(call.params)
     if (p["oh_begin"], p["oh_end"], p["accumulate"]) != (0, p["out_h"], 0):
         return None  # already a view (fused tiling): its group decides how it runs
-    parts = min(threads, int(p["out_h"]))
+    parts = min(threads, -(-int(p["out_h"]) // row_quantum(call)))
     if parts < 2:
         return None
     return replace(call, parts=parts)
 
 
 def row_bounds(call: KernelCall) -> tuple[int, ...]:
-    """The parts' output rows: part k computes [bounds[k], bounds[k+1])."""
-    out_h = int(dict(call.params)["out_h"])
-    return tuple(k * out_h // call.parts for k in range(call.parts + 1))
+    """The parts' output rows: part k computes [bounds[k], bounds[k+1]), as even as the row quantum allows."""
+    out_h, quantum = int(dict(call.params)["out_h"]), row_quantum(call)
+    steps = -(-out_h // quantum)
+    return tuple(min(out_h, (k * steps // call.parts) * quantum) for k in range(call.parts + 1))
 
 
 def workspace_stride_bytes(call: KernelCall) -> int:
