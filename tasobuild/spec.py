@@ -266,6 +266,8 @@ class Spec(SpecFile):
         settings["build"]["out"] = self._relative(self.out_dir)
         if is_target_path(self.target.name):
             settings["target"]["name"] = self._relative(self.spec_dir / self.target.name)
+        if settings["target"]["threads"] == 1:  # the default: a spec that does not use threads keeps its digest
+            del settings["target"]["threads"]
         sorted_settings: dict[str, Any] = _sorted_without_none(settings)
         return sorted_settings
 
