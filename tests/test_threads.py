@@ -103,7 +103,7 @@ def test_a_call_splits_into_row_views_with_a_workspace_slice_each(tmp_path: Path
 
 def test_split_candidates_and_the_arena_on_two_threads(tmp_path: Path) -> None:
     """The plan on two threads of the one-conv model: the split candidate's workspace is what the arena holds."""
-    from tasobuild.pipeline import load, plan
+    from tasobuild.pipeline import load, plan, program_of, render
 
     model = small_conv_model(tmp_path / "conv.onnx")
     spec = write_spec(tmp_path, model, extra='primitives = ["conv_im2col_gemm_chw"]\n')
@@ -119,6 +119,16 @@ def test_split_candidates_and_the_arena_on_two_threads(tmp_path: Path) -> None:
     # input 3*7*5 floats (420 B) and output 8*7*5 (1120 B) live with the workspace during the conv: 420 + 1120 +
     # 10368 bytes, each buffer's offset 64-byte aligned (420 B take 448, 1120 B take 1152)
     assert planned.decision.arena.arena_bytes == 448 + 1152 + 10368
+    # the emitted C: the pool, the part function with its rows and its workspace slice, the run's parallel step
+    source = render(program_of(planned))["src/net.c"].decode()
+    offsets = planned.decision.arena.offset_map()
+    ws = offsets[f"{conv.node.name}:workspace"] // 4
+    assert "static tb_workers workers = TB_WORKERS_INIT(2);" in source
+    assert "static const int rows[3] = {0, 3, 7};" in source
+    x = offsets[planned.decision.plan.buffer_of(inputs.graph.input, "CHW")] // 4
+    assert f"tb_conv_im2col_gemm_chw(&view, A + {x}," in source
+    assert f"A + {ws} + part * 1296);" in source  # 5184 bytes = 1296 floats a slice
+    assert source.count("tb_workers_run(&workers, part0, arena, 2);") == 1
 
 
 def test_every_conv_primitives_split_call_is_bit_identical_and_times_on_the_pool(tmp_path: Path) -> None:
