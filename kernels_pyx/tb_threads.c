@@ -47,7 +47,9 @@ int tb_workers_start(tb_workers *w)
     if (!w->started) {
         w->stop = 0;
         w->first_step = w->step;
-        for (k = 0; k < w->threads - 1 && k < TB_MAX_THREADS - 1; ++k) {
+        if (w->threads > TB_MAX_THREADS) w->threads = TB_MAX_THREADS;
+        if (w->threads < 1) w->threads = 1;
+        for (k = 0; k < w->threads - 1; ++k) {
             error = pthread_create(&w->workers[k], 0, tb_worker_main, w);
             if (error != 0) break;
         }

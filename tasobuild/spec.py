@@ -161,7 +161,7 @@ class TargetSettings(_Settings):
     name: StrictStr = Field("host", min_length=1)
     """A built-in target (`tasobuild targets` lists them) or a path to a target TOML, relative to this file."""
 
-    threads: Annotated[int, Field(strict=True, ge=1, le=64)] | Literal["auto"] = 1
+    threads: Annotated[int, Field(strict=True, ge=1, le=64)] | Literal["auto"] = 1  # 64: TB_MAX_THREADS
     """Threads the plan runs on, at most the target's cores; "auto": all of them (the lock records how many)."""
 
     @field_validator("threads", mode="before")

@@ -22,6 +22,8 @@ from tasobuild.resources import targets_dir
 from tasobuild.spec import Size, Spec, is_target_path, printable, read_toml, validate_toml
 from tasobuild.toolchain import CompilerProblem, version_text
 
+MAX_THREADS = 64  # TB_MAX_THREADS of kernels_pyx/tb_threads.h: the emitted pool's size limit
+
 
 class Board(BaseModel):
     """The emulated board a microcontroller target's program runs on (`qemu-system-arm -M <machine>`) and where its
@@ -74,7 +76,7 @@ class TargetFile(BaseModel):
     stack: Size | None = Field(None, gt=0)
     """RAM the program keeps for its stack (microcontrollers): counted with the arena against `ram`."""
 
-    cores: Annotated[int, Field(strict=True, ge=1, le=64)] | Literal["auto"] = 1
+    cores: Annotated[int, Field(strict=True, ge=1, le=MAX_THREADS)] | Literal["auto"] = 1
     """The cores a plan may run threads on (`[target] threads` in taso.toml); "auto": the ones this process may
     use here (the host). Microcontrollers have one: their plans are single-threaded."""
 
@@ -129,13 +131,14 @@ class Target(TargetFile):
 
     @property
     def core_count(self) -> int:
-        """`cores`, "auto" resolved: the CPUs this process may run on."""
+        """`cores`, "auto" resolved: the CPUs this process may run on (at most MAX_THREADS)."""
         if self.cores != "auto":
             return self.cores
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # no sched_getaffinity (macOS)
-            return max(1, os.cpu_count() or 1)
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, MAX_THREADS))
 
 
 # Keys that only help people (install hints), and `cores`, which only bounds `[target] threads`: not part of what a
