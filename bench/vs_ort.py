@@ -1,29 +1,34 @@
 """The emitted C against ONNX Runtime and OpenVINO, same machine, same run (issues 3 and 19).
 
-    python bench/vs_ort.py [--networks resnet18 googlenet ...] [--runs 30]
+    python bench/vs_ort.py [--networks resnet18 googlenet ...] [--runs 30] [--threads N] [--costs auto]
+                           [--no-tiled] [--section NAME]
 
-For each network: build with tasobuild (full primitive library, profiled costs, a budget that does not bind),
-compile, then alternate batches of our binary's `--bench` and each peer's timed runs (bench/peers.py: ONNX Runtime
-and OpenVINO, one thread and all cores) on the same input so all see the same machine state; report the medians and
-the ratio to the best peer (< 1 means faster), and check every peer's output against ours. With fused tiling on
-(`tiling = true`), two more plans run in the same rounds: the fastest one, and the one in the smallest arena. Also
-reports the shared GEMM's GFLOP/s on a large 1x1 convolution as a fraction of one core's peak.
+For each network: build with tasobuild (full primitive library, profiled costs unless --costs says otherwise, a
+budget that does not bind) on one thread and on N threads (`--threads`, default all cores), compile, then alternate
+batches of our binaries' `--bench` and each peer's timed runs (bench/peers.py: ONNX Runtime and OpenVINO, one thread
+and all cores) on the same input so all see the same machine state; report the medians, the ratio to the best peer
+on as many threads (< 1 means faster) and our speed-up from 1 to N threads, and check every peer's output and our
+N-thread output against ours (the N-thread output bit for bit when the plan's primitives are the same). With fused
+tiling on (`tiling = true`, unless --no-tiled), two more one-thread plans run in the same rounds: the fastest one,
+and the one in the smallest arena. Also reports the shared GEMM's GFLOP/s on a large 1x1 convolution as a fraction
+of one core's peak.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import build_project, make, median, record, table
+from common import make, median, record, table, tasobuild
 from peers import all_cores, max_error, median_ms, peers
 from tiling import TILED, smallest_budget
 
-from tests.e2e import run_binary
+from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
 
 NETWORKS = ["resnet18", "googlenet", "mobilenetv2", "squeezenet11", "vgg16"]
@@ -62,17 +67,37 @@ def main() -> None:
     parser.add_argument("--networks", nargs="*", default=NETWORKS)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=all_cores(), help="our multi-threaded plan's threads")
+    parser.add_argument("--costs", default="profile", choices=("profile", "auto", "model"))
+    parser.add_argument("--no-tiled", action="store_true", help="skip the fused tiling plans")
+    parser.add_argument("--section", default="vs_ort", help="the BENCHMARKS.md section to write (a partial run "
+                                                            "beside the full one)")
     args = parser.parse_args()
     rows = []
     labels: list[str] = []
+    costs = f'costs = "{args.costs}"'
+
+    def build(name: str, workdir: Path, extra: str = "", memory: str = "4 GiB", threads: int = 1) -> dict:
+        workdir.mkdir(parents=True, exist_ok=True)
+        spec = write_spec(workdir, ensure_model(name), memory=memory, extra=extra)
+        spec.write_text(spec.read_text().replace('costs = "profile"', costs, 1))
+        flags = ("--threads", str(threads)) if threads > 1 else ()
+        report: dict = json.loads(tasobuild("build", "-c", str(spec), "--json", *flags).stdout)
+        return report
+
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks:
             work = Path(tmp) / name
-            report, spec = build_project(name, work / "untiled")
-            fastest, _ = build_project(name, work / "tiled", extra=TILED)
-            smallest, _ = build_project(name, work / "tiled_small", extra=TILED,
-                                        memory=f"{smallest_budget(name, work / 'probe', TILED)} B")
-            binaries = [work / d / "out" / "net_main" for d in ("untiled", "tiled", "tiled_small")]
+            report = build(name, work / "untiled")
+            threaded = build(name, work / "threads", threads=args.threads)
+            plans = ["untiled", "threads"]
+            fastest = smallest = None
+            if not args.no_tiled:
+                fastest = build(name, work / "tiled", extra=TILED)
+                smallest = build(name, work / "tiled_small", extra=TILED,
+                                 memory=f"{smallest_budget(name, work / 'probe', TILED)} B")
+                plans += ["tiled", "tiled_small"]
+            binaries = [work / d / "out" / "net_main" for d in plans]
             for binary in binaries:
                 make(binary.parent)
             model = ensure_model(name)
@@ -83,7 +108,12 @@ def main() -> None:
             labels = [p.label for p in others]
             output = run_binary(binaries[0], x, work)[0]
             errors = [max_error(output, p.run(x)) for p in others]
-            ours: list[list[float]] = [[], [], []]
+            same_plan = [n["primitive"].split("@")[0] for n in threaded["nodes"]] == \
+                [n["primitive"] for n in report["nodes"]]
+            threaded_output = run_binary(binaries[1], x, work)[0]
+            identical = "bit-identical" if threaded_output.tobytes() == output.tobytes() else \
+                f"{max_error(output, threaded_output):.1e}" + ("" if not same_plan else " (same plan!)")
+            ours: list[list[float]] = [[] for _ in binaries]
             theirs: list[list[float]] = [[] for _ in others]
             for _ in range(args.rounds):  # interleaved: all see the same machine state
                 for times, binary in zip(ours, binaries):
@@ -95,10 +125,14 @@ def main() -> None:
             best_all = min(ms for ms, p in zip(peer_ms, others) if p.threads == all_cores())
             families = sorted({n["primitive"] for n in report["nodes"] if n["op"] == "conv"})
             ratio = [f"{median(t) / best_one:.2f}" for t in ours]
-            rows.append([name, f"{median(ours[0]):.2f}", *[f"{ms:.2f}" for ms in peer_ms], ratio[0],
-                         f"{median(ours[0]) / best_all:.2f}", f"{max(errors):.1e}",
-                         f"{report['arena_bytes'] / 2**20:.1f}", ratio[1], f"{fastest['arena_bytes'] / 2**20:.1f}",
-                         ratio[2], f"{smallest['arena_bytes'] / 2**20:.2f}", ", ".join(families)])
+            split = sum("@" in n["primitive"] for n in threaded["nodes"])
+            convs = sum(n["op"] == "conv" for n in threaded["nodes"])
+            tiled = ["-"] * 4 if fastest is None or smallest is None else [
+                ratio[2], f"{fastest['arena_bytes'] / 2**20:.1f}", ratio[3], f"{smallest['arena_bytes'] / 2**20:.2f}"]
+            rows.append([name, f"{median(ours[0]):.2f}", f"{median(ours[1]):.2f}", *[f"{ms:.2f}" for ms in peer_ms],
+                         ratio[0], f"{median(ours[1]) / best_all:.2f}", f"{median(ours[0]) / median(ours[1]):.2f}",
+                         f"{split}/{convs}", identical, f"{max(errors):.1e}", f"{report['arena_bytes'] / 2**20:.1f}",
+                         f"{threaded['arena_bytes'] / 2**20:.1f}", *tiled, ", ".join(families)])
             print(rows[-1], file=sys.stderr)
     peak, how = core_peak_gflops()
     try:
@@ -107,16 +141,26 @@ def main() -> None:
                     f"{peak:.0f} GFLOP/s ({how})."
     except Exception as error:  # the figure is a side note; the table is the point
         gemm_line = f"(GEMM figure unavailable: {error})"
-    body = table(["network", "ours 1t ms", *[f"{label} ms" for label in labels], "ours/best 1t",
-                  f"ours 1t/best {all_cores()}t", "max err", "arena MiB", "tiled fastest /best 1t", "arena MiB",
-                  "tiled smallest /best 1t", "arena MiB", "conv primitives chosen (untiled)"], rows)
+    n = args.threads
+    body = table(["network", "ours 1t ms", f"ours {n}t ms", *[f"{label} ms" for label in labels], "ours/best 1t",
+                  f"ours {n}t/best {all_cores()}t", f"ours 1t/{n}t", f"split convs {n}t", f"{n}t vs 1t output",
+                  "max err", "arena MiB", f"arena MiB {n}t", "tiled fastest /best 1t", "arena MiB",
+                  "tiled smallest /best 1t", "arena MiB", "conv primitives chosen (untiled, 1t)"], rows)
     notes = ("Peers: ONNX Runtime (CPU provider, sequential) and OpenVINO (CPU plugin, f32 inference precision, "
              "latency hint), each on one thread and on all cores of this machine; `max err` is the largest "
-             "difference between our output and any peer's, relative to the output's magnitude. Our plans run on "
-             "one thread (multi-threaded plans: issue 19).")
-    record("vs_ort", "Emitted C vs ONNX Runtime and OpenVINO (medians, same run)",
-           "python bench/vs_ort.py",
-           f"Goal: ours/best peer ≤ 0.85 on one thread.\n\n{notes}\n\n{body}\n\n{gemm_line}")
+             "difference between our output and any peer's, relative to the output's magnitude. Ours on "
+             f"{n} threads: `[target] threads = {n}` (`split convs`: layers the plan runs split by output rows, of "
+             f"all convs; `{n}t vs 1t output`: bit-identical, or the largest difference when the {n}-thread plan "
+             f"chose other primitives). Costs: optimizer.costs = \"{args.costs}\".")
+    command = "python bench/vs_ort.py" + "".join(
+        f" {flag}" for flag, on in ((f"--networks {' '.join(args.networks)}", args.networks != NETWORKS),
+                                    (f"--threads {n}", n != all_cores()), (f"--costs {args.costs}",
+                                    args.costs != "profile"), ("--no-tiled", args.no_tiled),
+                                    (f"--runs {args.runs}", args.runs != 20), (f"--rounds {args.rounds}",
+                                    args.rounds != 3), (f"--section {args.section}", args.section != "vs_ort"))
+        if on)
+    record(args.section, "Emitted C vs ONNX Runtime and OpenVINO (medians, same run)", command,
+           f"Goals: ours/best peer ≤ 0.85 on one thread, ≤ 1.0 on all cores.\n\n{notes}\n\n{body}\n\n{gemm_line}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # Where the settings go in the spec (spec.load_spec's overrides).
 MEMORY_KEY = "constraints.memory"
 INPUT_SHAPES_KEY = "network.input_shapes"
+THREADS_KEY = "target.threads"
 
 SpecPath = str | os.PathLike[str]
 
@@ -200,27 +201,30 @@ def _build_result(rep: Mapping[str, Any], lock_path: Path, up_to_date: bool) -> 
 # ----------------------------------------------------------------------------------------------------- functions
 
 
-def overrides(memory: str | int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None
-              ) -> dict[str, str]:
+def overrides(memory: str | int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
+              threads: str | int | None = None) -> dict[str, str]:
     """The spec settings the keywords override, as spec.load_spec takes them. `memory`: "48KiB" or bytes;
-    `input_shapes`: ONNX input name -> its full shape, pinning its dynamic dimensions."""
+    `input_shapes`: ONNX input name -> its full shape, pinning its dynamic dimensions; `threads`: a count or
+    "auto" (target.threads)."""
     out: dict[str, str] = {}
     if memory is not None:
         out[MEMORY_KEY] = str(memory)
+    if threads is not None:
+        out[THREADS_KEY] = str(threads)
     if input_shapes:
         out[INPUT_SHAPES_KEY] = json.dumps({name: list(dims) for name, dims in input_shapes.items()}, sort_keys=True)
     return out
 
 
 def build(config: SpecPath = "taso.toml", *, memory: str | int | None = None,
-          input_shapes: Mapping[str, Sequence[int]] | None = None, locked: bool = False, frozen: bool = False,
-          update: bool = False, progress: bool = False) -> BuildResult:
+          input_shapes: Mapping[str, Sequence[int]] | None = None, threads: str | int | None = None,
+          locked: bool = False, frozen: bool = False, update: bool = False, progress: bool = False) -> BuildResult:
     """`tasobuild build`: plan, then write the C project and the lock (only files whose bytes change).
 
     `locked`: raise, writing nothing, if the lock or any output would change (CI). `frozen`: rebuild exactly what the
     lock says, no profiling and no solving. `update`: cost every call afresh instead of reusing the lock's costs
     (`tasobuild update`). `progress`: say on stderr what a long step is doing."""
-    path, settings = Path(config), overrides(memory, input_shapes)
+    path, settings = Path(config), overrides(memory, input_shapes, threads)
     if not frozen and not update:  # the common case, nothing changed, answered before the stages' libraries load
         from tasobuild.incremental.noop import fast_up_to_date
 
@@ -235,7 +239,8 @@ def build(config: SpecPath = "taso.toml", *, memory: str | int | None = None,
 
 
 def plan(config: SpecPath = "taso.toml", *, memory: str | int | None = None,
-         input_shapes: Mapping[str, Sequence[int]] | None = None, progress: bool = False) -> PlanResult:
+         input_shapes: Mapping[str, Sequence[int]] | None = None, threads: str | int | None = None,
+         progress: bool = False) -> PlanResult:
     """`tasobuild plan`: the plan a build would emit (the lock's costs first, as a build takes them); writes
     nothing but the cost cache."""
     from tasobuild.incremental.stagecache import cached
@@ -243,7 +248,7 @@ def plan(config: SpecPath = "taso.toml", *, memory: str | int | None = None,
     from tasobuild.pipeline import plan as plan_stages
     from tasobuild.report import report
 
-    inputs = inputs_of(Path(config), overrides(memory, input_shapes))
+    inputs = inputs_of(Path(config), overrides(memory, input_shapes, threads))
     planned = plan_stages(inputs, _solve(inputs, progress), cached)
     rep = report(lock_data(planned, {}, {}), profiled=planned.costed.profiled,
                  solver_seconds=planned.decision.plan.solver_seconds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from tasobuild.errors import UserError
@@ -26,6 +26,7 @@ class Candidate:
     primitive: Primitive
     calls: tuple[KernelCall, ...]
     workspace_bytes: int
+    parts: int = 1  # > 1: its call runs split over this many threads (with_threads)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def fastest_in(nc: NodeCandidates, layout: Layout, costs: Mapping[str, Cost], co
         return sum(costs[call.key()].median_ms for call in c.calls)
 
     same = [c for c in nc.options if (c.primitive.layout_in, c.primitive.layout_out) == (layout, layout)
-            and not c.primitive.aliases_input and c.primitive.in_place < 0 and not c.primitive.gathers]
+            and not c.primitive.aliases_input and c.primitive.in_place < 0 and not c.primitive.gathers
+            and c.parts == 1]  # a group's bands run on one thread
     return tuple(sorted(same, key=lambda c: (ms(c), c.primitive.name))[:count])
 
 
@@ -97,6 +99,31 @@ def from_listing(graph: Graph, listed: Listing) -> tuple[NodeCandidates, ...]:
     by_name = {p.name: p for p in library()}
     return tuple(NodeCandidates(node, tuple(Candidate(by_name[name], calls, ws) for name, calls, ws in options))
                  for node, options in zip(graph.nodes, listed, strict=True))
+
+
+def with_threads(nodes: tuple[NodeCandidates, ...], threads: int) -> tuple[NodeCandidates, ...]:
+    """The candidates plus, for every one whose call can be split by output rows (primitives.parallel), the same
+    primitive on `threads` threads, named "<primitive>@<parts>", with a workspace slice per part. Both stay on offer:
+    a small layer may run faster on one thread (waking the others costs time), a tight budget may need the smaller
+    workspace."""
+    from tasobuild.primitives.parallel import parallel_call, workspace_bytes
+
+    if threads < 2:
+        return nodes
+
+    def split(c: Candidate) -> Candidate | None:
+        calls = [parallel_call(call, threads) for call in c.calls]
+        if len(calls) != 1 or calls[0] is None:
+            return None
+        call = calls[0]
+        return Candidate(replace(c.primitive, name=f"{c.primitive.name}@{call.parts}"), (call,),
+                         workspace_bytes(call), call.parts)
+
+    def options(nc: NodeCandidates) -> tuple[Candidate, ...]:
+        split_ones = [s for s in map(split, nc.options) if s is not None]
+        return tuple(sorted(nc.options + tuple(split_ones), key=lambda c: c.primitive.name))
+
+    return tuple(NodeCandidates(nc.node, options(nc)) for nc in nodes)
 
 
 def transform_candidates(graph: Graph) -> tuple[TransformCandidate, ...]:

@@ -65,6 +65,7 @@ def _common(parser: argparse.ArgumentParser, memory: bool = False, shapes: bool 
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     if memory:
         parser.add_argument("--memory", metavar="SIZE", help='override constraints.memory, e.g. "48KiB"')
+        parser.add_argument("--threads", metavar="N", help='override target.threads: a count, or "auto"')
     if shapes:
         parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE", dest="input_shape",
                             help="pin an input's dynamic dimensions, e.g. input=1x3x224x224 (repeatable; overrides "
@@ -90,7 +91,7 @@ def _input_shapes(args: argparse.Namespace) -> dict[str, list[int]]:
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
     from tasobuild.api import overrides
 
-    return overrides(getattr(args, "memory", None), _input_shapes(args))
+    return overrides(getattr(args, "memory", None), _input_shapes(args), getattr(args, "threads", None))
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -115,8 +116,8 @@ def _emit_json(obj: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from tasobuild import api
 
-    result = api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args), locked=args.locked,
-                       frozen=args.frozen, progress=_progress(args))
+    result = api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args), threads=args.threads,
+                       locked=args.locked, frozen=args.frozen, progress=_progress(args))
     return _print_build(args, result)
 
 
@@ -125,8 +126,8 @@ def cmd_update(args: argparse.Namespace) -> int:
     not reused, so taso.lock may change."""
     from tasobuild import api
 
-    return _print_build(args, api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args), update=True,
-                                        progress=_progress(args)))
+    return _print_build(args, api.build(args.config, memory=args.memory, input_shapes=_input_shapes(args),
+                                        threads=args.threads, update=True, progress=_progress(args)))
 
 
 def _print_build(args: argparse.Namespace, result: BuildResult) -> int:
@@ -147,7 +148,8 @@ def _print_build(args: argparse.Namespace, result: BuildResult) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from tasobuild import api
 
-    rep = api.plan(args.config, memory=args.memory, input_shapes=_input_shapes(args), progress=_progress(args)).report
+    rep = api.plan(args.config, memory=args.memory, input_shapes=_input_shapes(args), threads=args.threads,
+                   progress=_progress(args)).report
     if args.json:
         _emit_json(rep)
         return 0
@@ -298,10 +300,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from tasobuild.costs.stage import cached_costs, profile_costs
     from tasobuild.incremental.stagecache import cached
     from tasobuild.pipeline import all_calls, candidates_of, tiled_calls, tiling_options
+    from tasobuild.target import resolved_threads
 
     inputs = _inputs(args)
     spec, target, graph = inputs.spec, inputs.target, inputs.graph
-    nodes, transforms = candidates_of(spec, graph, cached)
+    nodes, transforms = candidates_of(spec, graph, cached, resolved_threads(spec, target))
     calls = all_calls(nodes, transforms)
     # Which band and slice calls fused tiling costs depends on the untiled costs: they come second.
     if args.emit_harness:

@@ -10,6 +10,7 @@ from tasobuild.emit.program import Boundary, Layer, Program, Step, Toolchain, We
 from tasobuild.ir import Graph, Node, Port
 from tasobuild.memory import ArenaPlan
 from tasobuild.primitives import KernelCall, Primitive
+from tasobuild.primitives.parallel import THREAD_SOURCES
 from tasobuild.solve import Plan
 from tasobuild.tiling import Group
 
@@ -113,6 +114,10 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
         if calls:
             sources.update(cand.primitive.sources)
     transform_steps(len(nodes))
+    if any(call.parts > 1 for step in steps for call, _ in step.calls):  # the thread pool and POSIX threads
+        sources.update(THREAD_SOURCES)
+        toolchain = replace(toolchain, cflags=toolchain.cflags + ("-pthread",),
+                            ldflags=toolchain.ldflags + ("-pthread",))
 
     if "int8" in (graph.dtype(graph.input), graph.dtype(graph.output)):
         from tasobuild.primitives.q8 import Q8_SOURCES_OPS

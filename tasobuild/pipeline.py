@@ -37,7 +37,7 @@ from tasobuild.device import (
 )
 from tasobuild.errors import UserError
 from tasobuild.spec import Spec, load_spec
-from tasobuild.target import Target, load_target
+from tasobuild.target import Target, load_target, resolved_threads
 
 if TYPE_CHECKING:
     from tasobuild.candidates import NodeCandidates, TransformCandidate
@@ -94,6 +94,7 @@ def load_settings(config: Path, overrides: Mapping[str, str]) -> tuple[Spec, Tar
     spec = load_spec(config, overrides)
     target = load_target(spec.target.name, spec.spec_dir, spec.where("target.name"))
     memory_budget(spec, target)  # no budget and no RAM to take it from: say so before any work
+    resolved_threads(spec, target)  # more threads than the target has cores: likewise
     return spec, target
 
 
@@ -192,29 +193,31 @@ def price(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Priced:
     from tasobuild.decide import to_problem
 
     spec, graph = inputs.spec, inputs.graph
-    nodes, transforms = candidates_of(spec, graph, memo)  # 1
+    nodes, transforms = candidates_of(spec, graph, memo, resolved_threads(spec, inputs.target))  # 1
     costed = decider.costs(all_calls(nodes, transforms))  # 2
     groups, costed = fused_tiling(spec, graph, nodes, costed, decider)  # 3
     problem = to_problem(graph, nodes, transforms, costed.costs, groups)  # 4
     return Priced(nodes, transforms, costed, groups, problem)
 
 
-def candidates_of(spec: Spec, graph: Graph, memo: Memo = no_memo
+def candidates_of(spec: Spec, graph: Graph, memo: Memo = no_memo, threads: int = 1
                   ) -> tuple[tuple[NodeCandidates, ...], tuple[TransformCandidate, ...]]:
     """Stage 1: every node's candidates, reused when the same nodes and shapes were seen with the same allow-list
-    (the weights' values do not matter here: a primitive's calls depend on shapes and attributes)."""
+    (the weights' values do not matter here: a primitive's calls depend on shapes and attributes); with `threads`
+    > 1, each splittable one also on that many threads (candidates.with_threads)."""
     from tasobuild.candidates import (
         check_allow_list,
         from_listing,
         listing,
         node_candidates,
         transform_candidates,
+        with_threads,
     )
 
     allow = check_allow_list(spec.optimizer.primitives)
     key = hashlib.sha256(repr((graph.nodes, graph.shapes, sorted(allow))).encode()).hexdigest()
     listed = memo("candidates", key, lambda: listing(node_candidates(graph, allow)))
-    return from_listing(graph, listed), transform_candidates(graph)
+    return with_threads(from_listing(graph, listed), threads), transform_candidates(graph)
 
 
 def all_calls(nodes: Sequence[NodeCandidates], transforms: Sequence[TransformCandidate]) -> list[KernelCall]:
@@ -413,6 +416,8 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "placement_bound_bytes": d.arena.bound_bytes,  # proven: no placement of these buffers is smaller
         "predicted_ms": round(float(d.plan.predicted_ms), 6),
         "solver_status": d.plan.status,
+        # only when > 1, so the locks of one-thread plans stay as they were
+        **({"threads": threads} if (threads := resolved_threads(p.spec, p.target)) > 1 else {}),
     }
     for name, b in sorted(d.baselines.items()):
         plan_table[f"{name}_predicted_ms"] = round(float(b["predicted_ms"]), 6)

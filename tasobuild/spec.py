@@ -170,6 +170,14 @@ class TargetSettings(_Settings):
     name: StrictStr = Field("host", min_length=1)
     """A built-in target (`tasobuild targets` lists them) or a path to a target TOML, relative to this file."""
 
+    threads: Annotated[int, Field(strict=True, ge=1, le=64)] | Literal["auto"] = 1  # 64: TB_MAX_THREADS
+    """Threads the plan runs on, at most the target's cores; "auto": all of them (the lock records how many)."""
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_from_command_line(cls, threads: Any) -> Any:
+        return int(threads) if isinstance(threads, str) and threads.strip().isdigit() else threads
+
 
 class ConstraintsSettings(_Settings):
     """The budget the plan must fit."""
@@ -267,6 +275,8 @@ class Spec(SpecFile):
         settings["build"]["out"] = self._relative(self.out_dir)
         if is_target_path(self.target.name):
             settings["target"]["name"] = self._relative(self.spec_dir / self.target.name)
+        if settings["target"]["threads"] == 1:  # the default: a spec that does not use threads keeps its digest
+            del settings["target"]["threads"]
         sorted_settings: dict[str, Any] = _sorted_without_none(settings)
         return sorted_settings
 

@@ -31,6 +31,7 @@ def starter_spec(model_path: Path, spec_dir: Path, memory: int | None = None,
         ("project", "name"): name,
         ("network", "onnx"): onnx,
         ("constraints", "memory"): format_size(DEFAULT_MEMORY if memory is None else memory, exact=True),
+        ("target", "threads"): "auto",  # every core of the machine: what a new project on the host wants
         ("build", "out"): f"build/{name}",
     }
     if input_shapes:

@@ -13,14 +13,16 @@ import shlex
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tasobuild.errors import UserError
 from tasobuild.resources import targets_dir
-from tasobuild.spec import Size, is_target_path, printable, read_toml, validate_toml
+from tasobuild.spec import Size, Spec, is_target_path, printable, read_toml, validate_toml
 from tasobuild.toolchain import CompilerProblem, version_text
+
+MAX_THREADS = 64  # TB_MAX_THREADS of kernels_pyx/tb_threads.h: the emitted pool's size limit
 
 
 class Board(BaseModel):
@@ -79,6 +81,10 @@ class TargetFile(BaseModel):
     stack: Size | None = Field(None, gt=0)
     """RAM the program keeps for its stack (microcontrollers): counted with the arena against `ram`."""
 
+    cores: Annotated[int, Field(strict=True, ge=1, le=MAX_THREADS)] | Literal["auto"] = 1
+    """The cores a plan may run threads on (`[target] threads` in taso.toml); "auto": the ones this process may
+    use here (the host). Microcontrollers have one: their plans are single-threaded."""
+
     clock_mhz: int | None = Field(None, strict=True, gt=0)
     """The core's clock, in MHz: a microcontroller's instruction counts on its emulated board become time at this
     clock (elsewhere it is for people reading `tasobuild targets`)."""
@@ -131,8 +137,21 @@ class Target(TargetFile):
         return self.emulator
 
 
-# Keys that only help people (install hints): not part of what a plan depends on.
-_DOCUMENTATION_ONLY = {"clock_mhz", "cc_package", "emulator_package"}
+    @property
+    def core_count(self) -> int:
+        """`cores`, "auto" resolved: the CPUs this process may run on (at most MAX_THREADS)."""
+        if self.cores != "auto":
+            return self.cores
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # no sched_getaffinity (macOS)
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, MAX_THREADS))
+
+
+# Keys that only help people (install hints), and `cores`, which only bounds `[target] threads`: not part of what a
+# plan depends on (the thread count a plan was made for is in the lock's [plan]).
+_DOCUMENTATION_ONLY = {"clock_mhz", "cc_package", "emulator_package", "cores"}
 
 
 def builtin_target_names() -> tuple[str, ...]:
@@ -156,7 +175,26 @@ def load_target(name_or_path: str, spec_dir: Path, where: str | None = None) -> 
     document = read_toml(path, missing_hint="the target file is missing")
     data = {"name": path.stem, **document.data}
     target_file = validate_toml(TargetFile, data, document)
+    if target_file.board is not None and target_file.cores != 1:
+        raise UserError(f"{document.where(('cores',))}: cores: a microcontroller target (with a [board]) runs "
+                        f"its plans on one core; remove cores or set it to 1")
     return Target(**dict(target_file), source=path)
+
+
+def resolved_threads(spec: Spec, target: Target) -> int:
+    """The threads the plan runs on: `[target] threads` ("auto": the target's cores), checked against the target."""
+    threads = spec.target.threads
+    cores = target.core_count
+    if threads == "auto":
+        return cores
+    if threads > cores:
+        if target.board is not None:
+            why = "is a microcontroller: its plans run on one thread; remove target.threads"
+        else:
+            why = f"has {cores} core{'s' if cores != 1 else ''} (its `cores`); use at most {cores}, or \"auto\""
+        raise UserError(f"{spec.where('target.threads')}: target.threads = {threads}, but target {target.name!r} "
+                        f"{why}")
+    return threads
 
 
 def _unknown_target_message(name: str) -> str:
@@ -244,4 +282,4 @@ def _sha256_json(value: Any) -> str:
 
 
 __all__ = ["Board", "Fingerprint", "Target", "TargetFile", "builtin_target_names", "cpu_model_from_cpuinfo",
-           "host_fingerprint", "load_target", "targets_dir"]
+           "host_fingerprint", "load_target", "resolved_threads", "targets_dir"]

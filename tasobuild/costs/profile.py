@@ -20,6 +20,7 @@ import numpy as np
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey
 from tasobuild.primitives import KernelCall
+from tasobuild.primitives.parallel import buffer_bytes
 from tasobuild.progress import counting
 
 log = logging.getLogger("tasobuild.costs")
@@ -108,7 +109,7 @@ def _measure_all(calls: list[KernelCall], kernels: Bench, policy: MeasurePolicy,
 def make_buffers(call: KernelCall, seed: int = 0) -> dict[str, np.ndarray]:
     """One float32 array per role, of the call's exact byte size, filled with seeded uniform data in [-1, 1)."""
     rng = np.random.default_rng(seed)
-    sizes = dict(call.buffer_bytes)
+    sizes = buffer_bytes(call)  # a split call: every part's workspace slice
     buffers = {}
     for role in call.args:
         count = max(1, -(-sizes[role] // 4))  # a zero-byte workspace still gets a valid pointer

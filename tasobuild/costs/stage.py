@@ -34,6 +34,7 @@ from tasobuild.costs.model import Calibration, CostModel, Sample
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
+from tasobuild.primitives.parallel import largest_share, whole_call
 from tasobuild.resources import targets_dir
 from tasobuild.spec import Spec
 from tasobuild.target import Target, host_fingerprint
@@ -243,7 +244,7 @@ def _predicted_from(model: CostModel | None, calls: Sequence[KernelCall], known:
         return {}
     assert model is not None
     samples = _samples(calls, known)
-    return predict(model.fine_tuned(samples) if samples else model, missing)
+    return predict(model.fine_tuned(samples) if samples else model, missing, split_overhead_ms(calls, known))
 
 
 def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, Cost],
@@ -254,7 +255,8 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
     def predicted_now() -> dict[str, Cost]:
         samples = _samples(calls, known)
         tuned = model.fine_tuned(samples) if samples else model  # a target's own model keeps its calibration
-        return layer_corrected(tuned, calls, known, predict(tuned, [c for c in calls if c.key() not in known]))
+        guesses = predict(tuned, [c for c in calls if c.key() not in known], split_overhead_ms(calls, known))
+        return layer_corrected(tuned, calls, known, guesses)
 
     budget = math.floor(policy.fraction * len(calls))
     measured = 0
@@ -285,7 +287,7 @@ def layer_corrected(model: CostModel, calls: Sequence[KernelCall], known: Mappin
     """`predicted` with each layer's unmeasured candidates shifted by the shrunk mean error of its known ones."""
     layers = _layers(calls)
     timed = [c for group in layers.values() for c in group
-             if c.key() in known and known[c.key()].median_ms > 0]
+             if c.parts == 1 and c.key() in known and known[c.key()].median_ms > 0]
     if not timed:
         return dict(predicted)
     log2_predicted, _ = model.predict_log2(timed)
@@ -317,17 +319,36 @@ def _sorted(costs: Mapping[str, Cost]) -> Mapping[str, Cost]:
 
 
 def _samples(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> list[Sample]:
-    return [Sample(c, known[c.key()].median_ms) for c in calls if c.key() in known and known[c.key()].median_ms > 0]
+    """What the model is fitted on: the known costs of one-thread calls (a split call's features are its whole
+    call's, its time is not)."""
+    return [Sample(c, known[c.key()].median_ms) for c in calls
+            if c.parts == 1 and c.key() in known and known[c.key()].median_ms > 0]
 
 
-def predict(model: CostModel, calls: Sequence[KernelCall]) -> dict[str, Cost]:
-    """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error."""
+# What one parallel step costs beyond its largest part (waking the workers, waiting for the last), until calls split
+# over threads have been measured on this machine: then split_overhead_ms measures it.
+SPLIT_OVERHEAD_MS = 0.005
+
+
+def split_overhead_ms(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> float:
+    """The median, over the split calls whose cost and whole call's cost are both known (measured or imported), of
+    what the split call takes beyond its largest part; SPLIT_OVERHEAD_MS when there are none."""
+    gaps = sorted(known[c.key()].median_ms - largest_share(c) * known[whole_call(c).key()].median_ms
+                  for c in calls if c.parts > 1 and c.key() in known and whole_call(c).key() in known)
+    return max(0.0, float(np.median(gaps))) if gaps else SPLIT_OVERHEAD_MS
+
+
+def predict(model: CostModel, calls: Sequence[KernelCall], split_overhead: float = SPLIT_OVERHEAD_MS
+            ) -> dict[str, Cost]:
+    """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error. A call
+    split over threads is predicted as its largest part plus `split_overhead` ms: the whole call's prediction times
+    that part's share of the output rows, the parts running at once."""
     if not calls:
         return {}
-    log2_ms, sigma = model.predict_log2(calls)
+    log2_ms, sigma = model.predict_log2([whole_call(c) for c in calls])
     out = {}
     for call, mu, s in zip(calls, log2_ms, sigma):
-        median = float(2.0 ** mu)
+        median = float(2.0 ** mu) * largest_share(call) + (split_overhead if call.parts > 1 else 0.0)
         spread = median * (2.0 ** (_IQR_Z * s) - 2.0 ** (-_IQR_Z * s))
         out[call.key()] = Cost(median, float(spread), 0, "predicted")
     return out

@@ -7,6 +7,7 @@ from pathlib import Path
 from tasobuild.emit import render_bare_metal, render_build, render_c
 from tasobuild.emit.program import Program
 from tasobuild.native.headers import OPTIONAL_HEADERS, own_prototypes
+from tasobuild.primitives.parallel import THREAD_SOURCES
 
 
 def project_files(p: Program, kernels_dir: Path) -> dict[str, bytes]:
@@ -28,9 +29,10 @@ def project_files(p: Program, kernels_dir: Path) -> dict[str, bytes]:
     encoded = {path: text.encode() for path, text in files.items()}
     if render_c.uses_blob(p):
         encoded[f"src/{p.name}_weights.bin"] = render_c.render_weights_blob(p)
-    # Every kernel header (they include each other) but the optional ones the plan does not use (the int8 API), and
-    # only the .c files this plan calls.
-    kernel_files = {f.name for f in kernels_dir.glob("*.h") if f.name not in OPTIONAL_HEADERS} | set(p.kernel_sources)
+    # Every kernel header (they include each other) but the optional ones the plan does not use (the int8 API, the
+    # thread pool's), and only the .c files this plan calls.
+    optional = set(OPTIONAL_HEADERS) | set(THREAD_SOURCES)
+    kernel_files = {f.name for f in kernels_dir.glob("*.h") if f.name not in optional} | set(p.kernel_sources)
     for name in sorted(kernel_files):
         encoded[f"src/kernels/{name}"] = (kernels_dir / name).read_bytes()
     return encoded

@@ -107,7 +107,7 @@ add_library({p.name} STATIC
     {sources})
 target_include_directories({p.name} PUBLIC include PRIVATE src src/kernels)
 target_compile_options({p.name} PRIVATE {flags})
-target_link_libraries({p.name} PUBLIC m)
+target_link_libraries({p.name} PUBLIC m{" -pthread" if "-pthread" in t.ldflags else ""})
 {blob}
 add_executable({p.name}_main main/{p.name}_main.c)
 target_compile_options({p.name}_main PRIVATE {flags})

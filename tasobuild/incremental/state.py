@@ -150,10 +150,13 @@ def onnx_digest(onnx: Path, state: Mapping[str, Any]) -> tuple[str, list[int] | 
 def lock_inputs(spec: Spec, target: Target, onnx_sha: str) -> dict[str, str]:
     """The lock's [inputs]: digests of everything the build read, and where the costs were measured."""
     from tasobuild.costs.cache import kernel_digest
-    from tasobuild.target import host_fingerprint
+    from tasobuild.target import host_fingerprint, resolved_threads
 
     fingerprint = host_fingerprint(target)
+    # threads = "auto": the count it resolved to here, so a machine with other cores plans afresh
+    auto = {"threads": str(resolved_threads(spec, target))} if spec.target.threads == "auto" else {}
     return {
+        **auto,
         "costs_from": fingerprint.digest,
         "kernels": kernel_digest(),
         "onnx": onnx_sha,

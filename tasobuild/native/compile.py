@@ -121,7 +121,8 @@ def build_extension(cc: str, cflags: Sequence[str], folder: Path, module: str, o
         raise UserError(f"compiling the Cython bindings with {cc} failed: {_first_error_line(glue_output)}")
     link_extra = ["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else []
     ext = sysconfig.get_config_var("EXT_SUFFIX")
-    _finish(_start([cc, *cflags, "-shared", *link_extra, "-o", module + ext, f"{module}.o", *kernel_objs, "-lm"], out),
+    _finish(_start([cc, *cflags, "-shared", *link_extra, "-o", module + ext, f"{module}.o", *kernel_objs, "-lm",
+                    "-pthread"], out),
             "linking the kernel bindings", cc, cflags)
 
 

@@ -20,6 +20,11 @@ int tb_dispatch_params_size(int i);
 int tb_dispatch_call(int i, const char *params, int params_size, float **bufs);
 int tb_dispatch_bench(int i, const char *params, int params_size, float **bufs, int warmup, int reps,
                       double *seconds);
+/* A call split over `parts` threads (tb_threads.h's pool, as the emitted program runs it): `params` holds the parts'
+ * structs one after another; part k's buffer `ws_arg` (if >= 0) starts k * ws_stride floats further. Each time is
+ * the wall time of one parallel step, all parts. Returns -2 for a bad part count or no POSIX threads. */
+int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs, int ws_arg,
+                               long ws_stride, int warmup, int reps, double *seconds);
 #endif
 """
 
@@ -78,6 +83,53 @@ int tb_dispatch_bench(int i, const char *params, int params_size, float **bufs, 
     }
     return 0;
 }
+
+#if defined(__unix__) || defined(__APPLE__)
+typedef struct {
+    int i, ws_arg;
+    long ws_stride;
+    const tb_params *params;
+    float **bufs;
+} tb_split;
+
+static void tb_split_part(void *opaque, int part)
+{
+    const tb_split *s = (const tb_split *)opaque;
+    float *bufs[TB_DISPATCH_MAX_BUFFERS];
+    for (int b = 0; b < tb_table[s->i].buffers; ++b) bufs[b] = s->bufs[b];
+    if (s->ws_arg >= 0) bufs[s->ws_arg] += part * s->ws_stride;
+    tb_table[s->i].call(s->params[part].bytes, bufs);
+}
+
+int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs, int ws_arg,
+                               long ws_stride, int warmup, int reps, double *seconds)
+{
+    static tb_params p[TB_MAX_THREADS];  /* the profiler times one call at a time */
+    tb_workers w;
+    tb_split s;
+    if (parts < 1 || parts > TB_MAX_THREADS) return -2;
+    for (int k = 0; k < parts; ++k)
+        if (tb_copy_params(i, params + (long)k * params_size, params_size, &p[k]) != 0) return -1;
+    if (tb_workers_init(&w, parts) != 0 || tb_workers_start(&w) != 0) return -2;
+    s.i = i; s.ws_arg = ws_arg; s.ws_stride = ws_stride; s.params = p; s.bufs = bufs;
+    for (int r = 0; r < warmup; ++r) tb_workers_run(&w, tb_split_part, &s, parts);
+    for (int r = 0; r < reps; ++r) {
+        double t0 = tb_now();
+        tb_workers_run(&w, tb_split_part, &s, parts);
+        seconds[r] = tb_now() - t0;
+    }
+    tb_workers_stop(&w);
+    return 0;
+}
+#else
+int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs, int ws_arg,
+                               long ws_stride, int warmup, int reps, double *seconds)
+{
+    (void)i; (void)params; (void)params_size; (void)parts; (void)bufs; (void)ws_arg; (void)ws_stride;
+    (void)warmup; (void)reps; (void)seconds;
+    return -2;
+}
+#endif
 """
 
 
@@ -90,6 +142,9 @@ def dispatch_source(structs: Mapping[str, StructDecl], kernels: Mapping[str, Ker
         "#include <time.h>",
         f'#include "{PUBLIC_HEADER}"',
         *(f'#include "{h}"' for h in OPTIONAL_HEADERS),
+        "#if defined(__unix__) || defined(__APPLE__)",
+        '#include "tb_threads.h"',
+        "#endif",
         '#include "tb_dispatch.h"',
         "",
     ]

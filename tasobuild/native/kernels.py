@@ -21,6 +21,7 @@ from tasobuild.errors import UserError
 from tasobuild.native.compile import bindings_dir, build_digest, build_extension
 from tasobuild.native.headers import KernelDecl, StructDecl, kernel_api
 from tasobuild.primitives import KernelCall
+from tasobuild.primitives.parallel import buffer_bytes, part_call, workspace_stride_bytes
 from tasobuild.progress import activity
 from tasobuild.resources import kernels_dir
 
@@ -83,7 +84,7 @@ class Kernels:
             raise ValueError(f"{call.function} takes {kernel.struct}, the call gives {call.struct}")
         if len(call.args) != len(kernel.buffers):
             raise ValueError(f"{call.function} takes {len(kernel.buffers)} buffers, the call names {call.args}")
-        needed = dict(call.buffer_bytes)
+        needed = buffer_bytes(call)  # a split call: every part's workspace slice
         arrays: list[np.ndarray | None] = []
         for role in call.args:
             array = buffers.get(role)
@@ -107,11 +108,31 @@ class Kernels:
         return arrays
 
     def run(self, call: KernelCall, buffers: Mapping[str, np.ndarray]) -> None:
-        """Make the call once; outputs are written into the given arrays."""
-        self.module.run(call.function, self.pack(call), self._arrays(call, buffers))
+        """Make the call once; outputs are written into the given arrays. A call split over threads runs its parts
+        one after another here, each on its workspace slice (bench runs them at once)."""
+        arrays = self._arrays(call, buffers)
+        if call.parts == 1:
+            self.module.run(call.function, self.pack(call), arrays)
+            return
+        ws = call.args.index("ws") if "ws" in call.args else -1
+        stride = workspace_stride_bytes(call) // 4
+        for k in range(call.parts):
+            part = list(arrays)
+            whole = arrays[ws] if ws >= 0 else None
+            if whole is not None:
+                part[ws] = whole[k * stride:]
+            self.module.run(call.function, self.pack(part_call(call, k)), part)
 
     def bench(self, call: KernelCall, buffers: Mapping[str, np.ndarray], warmup: int = 3, reps: int = 10) -> np.ndarray:
-        """Seconds of each of `reps` timed calls (after `warmup` untimed ones), measured in C."""
+        """Seconds of each of `reps` timed calls (after `warmup` untimed ones), measured in C. A call split over
+        threads runs its parts at once on the thread pool the emitted program uses: the wall time of all parts."""
+        if call.parts > 1:
+            packed = b"".join(self.pack(part_call(call, k)) for k in range(call.parts))
+            ws_arg = call.args.index("ws") if "ws" in call.args else -1
+            split: np.ndarray = self.module.bench_parallel(call.function, packed, call.parts,
+                                                           self._arrays(call, buffers), ws_arg,
+                                                           workspace_stride_bytes(call) // 4, warmup, reps)
+            return split
         seconds: np.ndarray = self.module.bench(call.function, self.pack(call), self._arrays(call, buffers), warmup,
                                                 reps)
         return seconds

@@ -36,13 +36,16 @@ class KernelCall:
     args: tuple[str, ...]  # buffer roles in C argument order, e.g. ("in0", "w0", "w1", "out", "ws")
     buffer_bytes: tuple[tuple[str, int], ...]  # role -> exact bytes the call reads or writes there
     arg_types: tuple[str, ...] = ()  # C element type of each of `args` (int8_t, int32_t, float); empty: all float
+    parts: int = 1  # > 1: the call runs as this many row views at once, one per thread (primitives.parallel)
     _key: str = field(init=False, repr=False, compare=False)  # key(), made once: a build asks for it ~10^4 times
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_key", self.function + "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")")
+        key = self.function + "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")"
+        object.__setattr__(self, "_key", key if self.parts == 1 else f"{key}@{self.parts}")
 
     def key(self) -> str:
-        """What determines the call's cost: the function and every parameter (buffers follow from them)."""
+        """What determines the call's cost: the function, every parameter (buffers follow from them) and, for a call
+        split over threads, "@<parts>" (so an N-thread cost never mixes with the 1-thread one)."""
         return self._key
 
     def arg_type(self, role: str) -> str:

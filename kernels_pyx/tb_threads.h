@@ -1,0 +1,46 @@
+/* A small static thread pool for multi-threaded plans (POSIX threads; Linux and other Unix targets only).
+ *
+ * A parallel step runs part k of `parts` on thread k: the caller's thread runs part 0 while the workers run the
+ * others, and tb_workers_run returns when every part is done. The workers are created once (tb_workers_start, or
+ * the first run) and wait on a condition variable between steps; nothing is allocated on the heap. A pool runs
+ * one step at a time: steps of concurrent runs (on different arenas) take turns.
+ * The same code times N-thread kernel calls in the profiler (native/dispatch.py), so what was measured ships. */
+#ifndef TB_THREADS_H
+#define TB_THREADS_H
+
+#include <pthread.h>
+
+#define TB_MAX_THREADS 64
+
+typedef void (*tb_part_fn)(void *arena, int part);
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    pthread_mutex_t busy;   /* held by the one step running on the pool */
+    int threads;            /* the caller's thread and threads - 1 workers */
+    int started;            /* workers created */
+    int stop;
+    unsigned long step;     /* bumped per parallel step: a worker waits for a new one */
+    unsigned long first_step; /* step when the workers were created: they wait for the next one */
+    int remaining;          /* workers still running the current step */
+    tb_part_fn fn;
+    void *arena;
+    int parts;
+    pthread_t workers[TB_MAX_THREADS - 1];
+} tb_workers;
+
+#define TB_WORKERS_INIT(n) { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, \
+                             .done = PTHREAD_COND_INITIALIZER, .busy = PTHREAD_MUTEX_INITIALIZER, .threads = (n) }
+
+/* Initialise a pool that is not statically allocated (TB_WORKERS_INIT is for static ones). */
+int tb_workers_init(tb_workers *w, int threads);
+/* Create the workers (once; later calls return 0 at once). 0, or pthread_create's error (no workers then). */
+int tb_workers_start(tb_workers *w);
+/* Run fn(arena, k) for k in [0, parts) concurrently, parts <= threads; part 0 on the calling thread. Starts the
+ * workers if needed; if they cannot be started, runs every part on the calling thread (same results). */
+void tb_workers_run(tb_workers *w, tb_part_fn fn, void *arena, int parts);
+/* Join the workers (e.g. before unloading the library); a later run starts them again. */
+int tb_workers_stop(tb_workers *w);
+
+#endif

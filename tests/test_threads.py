@@ -1,0 +1,335 @@
+"""Multi-threaded plans (issue 19): conv calls split by output rows over the emitted thread pool.
+
+* The split of a call, exactly: rows per part, workspace slices and the arena, on a hand-checked case.
+* The kernels through the bindings: every conv primitive's split call, its parts run on their workspace slices,
+  equals the one-thread call bit for bit; the parallel bench entry times it on the real thread pool.
+* The thread pool itself (tb_threads.c) under a stress run: many steps, start/stop cycles, two runs at once.
+* DS-CNN and ResNet-8 with threads=2, compiled, run, matched with ONNX Runtime and bit-identical to the one-thread
+  plan's output; DS-CNN for the Cortex-A53 with 4 threads under qemu-aarch64 likewise.
+* The settings: [target] threads, "auto", --threads, refusals (more than the target's cores, a microcontroller),
+  the lock's [plan] threads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasobuild.costs.cache import Cost
+from tasobuild.costs.stage import Costed
+from tasobuild.memory import ARENA_ALIGN
+from tasobuild.primitives import KernelCall
+from tasobuild.primitives.parallel import (
+    buffer_bytes,
+    largest_share,
+    parallel_call,
+    part_call,
+    row_bounds,
+    whole_call,
+    workspace_bytes,
+    workspace_stride_bytes,
+)
+from tasobuild.resources import kernels_dir
+from tests.e2e import assert_matches, save_onnx, tasobuild, write_spec, write_target_spec
+from tests.zoo import ensure_model
+
+HAS_A53 = shutil.which("aarch64-linux-gnu-gcc") is not None and shutil.which("qemu-aarch64") is not None
+
+
+def small_conv_model(path: Path) -> Path:
+    """x (3x7x5) -> 3x3 conv to 8 channels, pad 1 (out 8x7x5) -> ReLU."""
+    from onnx import helper
+
+    rng = np.random.default_rng(5)
+    weights = {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+               "b": rng.standard_normal(8).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    return save_onnx(path, nodes, [1, 3, 7, 5], [1, 8, 7, 5], weights)
+
+
+def conv_calls(model: Path) -> dict[str, KernelCall]:
+    """Primitive name -> its one call, for the model's one conv node."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.importer import import_onnx
+
+    graph = import_onnx(model)
+    (conv,) = [nc for nc in node_candidates(graph) if nc.node.op == "conv"]
+    return {c.primitive.name: c.calls[0] for c in conv.options}
+
+
+def test_a_call_splits_into_row_views_with_a_workspace_slice_each(tmp_path: Path) -> None:
+    calls = conv_calls(small_conv_model(tmp_path / "conv.onnx"))
+    im2col = calls["conv_im2col_gemm_chw"]
+    # im2col's workspace: cg*k_h*k_w * ceil(out_h*out_w / NR)*NR floats = 27 * 48 floats = 5184 bytes
+    assert dict(im2col.buffer_bytes)["ws"] == 27 * 48 * 4 == 5184
+    two = parallel_call(im2col, 2)
+    assert two is not None and two.parts == 2 and two.key() == im2col.key() + "@2"
+    assert row_bounds(two) == (0, 3, 7)  # the caller's part 0 is the smaller one
+    assert workspace_stride_bytes(two) == 5184 == 81 * ARENA_ALIGN  # already aligned: slices back to back
+    assert workspace_bytes(two) == 2 * 5184
+    assert buffer_bytes(two)["ws"] == 10368 and dict(two.buffer_bytes)["ws"] == 5184  # the call's own: one part's
+    assert largest_share(two) == pytest.approx(4 / 7)
+    parts = [dict(part_call(two, k).params) for k in range(2)]
+    assert [(p["oh_begin"], p["oh_end"]) for p in parts] == [(0, 3), (3, 7)]
+    assert whole_call(two) == im2col and whole_call(two).key() == im2col.key()
+    four = parallel_call(im2col, 4)
+    assert four is not None and row_bounds(four) == (0, 1, 3, 5, 7)
+    assert workspace_bytes(four) == 4 * 5184
+    # im2row's workspace: ceil(out_h*out_w / MR)*MR * k_h*k_w*cg floats = 36 * 27 floats = 3888 bytes, not a
+    # multiple of 64: every slice but the last is padded to 3904 so the next starts aligned
+    im2row = parallel_call(calls["conv_im2row_gemm_hwc"], 2)
+    assert im2row is not None and dict(im2row.buffer_bytes)["ws"] == 36 * 27 * 4 == 3888
+    assert workspace_stride_bytes(im2row) == 3904 and workspace_bytes(im2row) == 3904 + 3888
+    # seven rows give at most seven parts; a view (fused tiling's band) and other kernels are never split
+    eight = parallel_call(im2col, 8)
+    assert eight is not None and eight.parts == 7 and row_bounds(eight) == tuple(range(8))
+    assert parallel_call(im2col, 1) is None
+    band = replace(im2col, params=tuple((k, 2 if k == "oh_end" else v) for k, v in im2col.params))
+    assert parallel_call(band, 2) is None
+    # Winograd F(3x3): parts start on its 3-row tiles, so seven rows make at most three parts
+    winograd = calls["conv_winograd_f3x3_3x3_chw"]
+    assert [row_bounds(parallel_call(winograd, n)) for n in (2, 3, 8)] == [(0, 3, 7), (0, 3, 6, 7), (0, 3, 6, 7)]
+    direct = parallel_call(calls["conv_direct_chw"], 2)
+    assert direct is not None and workspace_bytes(direct) == 0 and "ws" not in buffer_bytes(direct)
+
+
+def test_split_candidates_and_the_arena_on_two_threads(tmp_path: Path) -> None:
+    """The plan on two threads of the one-conv model: the split candidate's workspace is what the arena holds."""
+    from tasobuild.pipeline import load, plan, program_of, render
+
+    model = small_conv_model(tmp_path / "conv.onnx")
+    spec = write_spec(tmp_path, model, extra='primitives = ["conv_im2col_gemm_chw"]\n')
+    spec.write_text(spec.read_text().replace('costs = "profile"', 'costs = "model"')
+                    .replace('name = "host"', 'name = "host"\nthreads = 2'))
+    inputs = load(spec)
+    planned = plan(inputs, PreferSplit(inputs.spec, inputs.target))
+    (conv,) = [nc for nc in planned.nodes if nc.node.op == "conv"]
+    assert [(c.primitive.name, c.parts, c.workspace_bytes) for c in conv.options] == [
+        ("conv_im2col_gemm_chw", 1, 5184), ("conv_im2col_gemm_chw@2", 2, 10368)]
+    choice = planned.decision.plan.choice(conv.node.name)
+    assert (choice.primitive, choice.workspace_bytes) == ("conv_im2col_gemm_chw@2", 10368)
+    # input 3*7*5 floats (420 B) and output 8*7*5 (1120 B) live with the workspace during the conv: 420 + 1120 +
+    # 10368 bytes, each buffer's offset 64-byte aligned (420 B take 448, 1120 B take 1152)
+    assert planned.decision.arena.arena_bytes == 448 + 1152 + 10368
+    # the emitted C: the pool, the part function with its rows and its workspace slice, the run's parallel step
+    source = render(program_of(planned))["src/net.c"].decode()
+    offsets = planned.decision.arena.offset_map()
+    ws = offsets[f"{conv.node.name}:workspace"] // 4
+    assert "static tb_workers workers = TB_WORKERS_INIT(2);" in source
+    assert "static const int rows[3] = {0, 3, 7};" in source
+    x = offsets[planned.decision.plan.buffer_of(inputs.graph.input, "CHW")] // 4
+    assert f"tb_conv_im2col_gemm_chw(&view, A + {x}," in source
+    assert f"A + {ws} + part * 1296);" in source  # 5184 bytes = 1296 floats a slice
+    assert source.count("tb_workers_run(&workers, part0, arena, 2);") == 1
+
+
+def test_every_conv_primitives_split_call_is_bit_identical_and_times_on_the_pool(tmp_path: Path) -> None:
+    from tasobuild import native
+    from tasobuild.costs.profile import make_buffers
+
+    kernels = native.load()
+    calls = conv_calls(small_conv_model(tmp_path / "conv.onnx"))
+    assert len(calls) >= 8  # every conv family that applies to a 3x3 conv
+    for name, call in sorted(calls.items()):
+        for threads in (2, 3, 7):
+            split = parallel_call(call, threads)
+            assert split is not None, name
+            whole = make_buffers(call, seed=1)
+            parts = make_buffers(split, seed=1)
+            for role in ("in0", "w0", "w1"):
+                parts[role] = whole[role]
+            kernels.run(call, whole)
+            kernels.run(split, parts)  # the parts one after another, each on its workspace slice
+            assert whole["out"].tobytes() == parts["out"].tobytes(), (name, threads)
+        seconds = kernels.bench(parallel_call(call, 2), make_buffers(parallel_call(call, 2)), 1, 3)
+        assert seconds.shape == (3,) and (seconds > 0).all(), name
+
+
+POOL_STRESS = r"""
+#include <stdio.h>
+#include "tb_threads.h"
+
+static tb_workers workers = TB_WORKERS_INIT(THREADS);
+static long counts[2][THREADS];
+
+static void count(void *arena, int part) { ++((long *)arena)[part]; }
+
+static void *other_run(void *unused)
+{
+    int i;
+    (void)unused;
+    for (i = 0; i < 20000; ++i) tb_workers_run(&workers, count, counts[1], THREADS);
+    return 0;
+}
+
+int main(void)
+{
+    int i, k;
+    pthread_t other;
+    for (i = 0; i < 20000; ++i) {
+        tb_workers_run(&workers, count, counts[0], i % THREADS + 1);
+        if (i % 5000 == 4999) tb_workers_stop(&workers);  /* a later run starts them again */
+    }
+    pthread_create(&other, 0, other_run, 0);  /* two runs at once on different arenas take turns */
+    for (i = 0; i < 20000; ++i) tb_workers_run(&workers, count, counts[0], THREADS);
+    pthread_join(other, 0);
+    tb_workers_stop(&workers);
+    for (k = 0; k < THREADS; ++k) printf("%ld %ld\n", counts[0][k], counts[1][k]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_the_thread_pool_runs_every_part_of_every_step(tmp_path: Path, threads: int) -> None:
+    (tmp_path / "stress.c").write_text(POOL_STRESS)
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", f"-DTHREADS={threads}",
+                    f"-I{kernels_dir()}", "stress.c", str(kernels_dir() / "tb_threads.c"), "-o", "stress"],
+                   cwd=tmp_path, check=True)
+    out = subprocess.run(["./stress"], cwd=tmp_path, check=True, capture_output=True, text=True, timeout=120).stdout
+    rows = [tuple(map(int, line.split())) for line in out.splitlines()]
+    # part k ran in every step with more than k parts: 20000 steps cycling through 1..threads parts, then 20000
+    expected_first = [sum(1 for i in range(20000) if i % threads + 1 > k) + 20000 for k in range(threads)]
+    assert rows == [(expected_first[k], 20000) for k in range(threads)]
+
+
+# ---------------------------------------------------------------------------------------- whole networks
+
+
+class PreferSplit:
+    """The build's Decider, but with every split call 2 ns (the solver's unit is 1 ns) cheaper than its one-thread
+    call, so the plan on N
+    threads is the one-thread plan with every splittable conv split (which these small networks would not all be:
+    waking a worker costs about as much as their layers take). Costs from the performance model, as in
+    test_decide: the same on every machine."""
+
+    def __init__(self, spec: object, target: object) -> None:
+        from tasobuild.pipeline import Solve
+
+        self.solve = Solve(spec, target)  # type: ignore[arg-type]
+
+    def costs(self, calls: Sequence[KernelCall]) -> Costed:
+        wholes = {whole_call(c).key(): whole_call(c) for c in calls if c.parts > 1}
+        costed = self.solve.costs([*calls, *wholes.values()])
+        costs = dict(costed.costs)
+        for call in calls:
+            if call.parts > 1:
+                base = costs[whole_call(call).key()]
+                costs[call.key()] = Cost(base.median_ms - 2e-6, base.spread_ms, 0, "predicted")
+        return Costed(costs, costed.profiled, costed.from_lock)
+
+    def decide(self, problem: object) -> object:
+        return self.solve.decide(problem)  # type: ignore[arg-type]
+
+
+def built_project(root: Path, model: Path, target: str, threads: int) -> tuple[Path, list[str]]:
+    """The network built for `target` on `threads` threads (pipeline with PreferSplit), its files written to
+    root/out and made; the plan's primitives."""
+    from tasobuild.pipeline import load, run
+
+    root.mkdir(parents=True)
+    spec = write_target_spec(root, model, target, costs="model")
+    spec.write_text(spec.read_text().replace(f'name = "{target}"', f'name = "{target}"\nthreads = {threads}', 1))
+    inputs = load(spec)
+    built = run(inputs, PreferSplit(inputs.spec, inputs.target), {})
+    for path, data in built.files.items():
+        (root / "out" / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / "out" / path).write_bytes(data)
+    flags = ["CFLAGS+=-Wall -Wextra -Werror"] if target == "host" else []
+    subprocess.run(["make", "-s", "-j2", "-C", str(root / "out"), *flags], check=True, capture_output=True)
+    plan = built.planned.decision.plan
+    return root / "out" / "net_main", [plan.choice(nc.node.name).primitive for nc in built.planned.nodes]
+
+
+def run_program(binary: Path, x: np.ndarray, runner: Sequence[str] = ()) -> np.ndarray:
+    x.astype("<f4").tofile(binary.parent / "in.bin")
+    subprocess.run([*runner, str(binary), "in.bin", "out.bin"], cwd=binary.parent, check=True, timeout=600)
+    return np.fromfile(binary.parent / "out.bin", dtype="<f4")
+
+
+def onnx_reference(model: Path) -> tuple[np.ndarray, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return x, session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("model_name", ["ds_cnn_tf", "resnet8_tf"])
+def test_network_on_two_threads_matches_onnx_runtime_and_one_thread_bit_for_bit(
+        tmp_path: Path, model_name: str) -> None:
+    model = ensure_model(model_name)
+    x, reference = onnx_reference(model)
+    one, one_plan = built_project(tmp_path / "t1", model, "host", 1)
+    two, two_plan = built_project(tmp_path / "t2", model, "host", 2)
+    split = [name for name in two_plan if name.endswith("@2")]
+    assert len(split) == sum(1 for name in one_plan if name.startswith("conv_")) >= 5
+    assert [name.removesuffix("@2") for name in two_plan] == one_plan  # the same plan, its convs split
+    source = (two.parent / "src" / "net.c").read_text()
+    assert source.count("tb_workers_run(&workers, part") == len(split)
+    assert "-pthread" in (two.parent / "Makefile").read_text()
+    assert "tb_threads" not in (one.parent / "src" / "net.c").read_text()
+    assert not (one.parent / "src" / "kernels" / "tb_threads.h").exists()
+    ours_one, ours_two = run_program(one, x), run_program(two, x)
+    assert_matches(ours_two, reference)
+    assert ours_two.tobytes() == ours_one.tobytes()
+
+
+@pytest.mark.skipif(not HAS_A53, reason="needs aarch64-linux-gnu-gcc and qemu-aarch64")
+def test_cortex_a53_on_four_threads_runs_under_qemu_and_matches(tmp_path: Path) -> None:
+    model = ensure_model("ds_cnn_tf")
+    x, reference = onnx_reference(model)
+    qemu = ("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu")
+    one, one_plan = built_project(tmp_path / "t1", model, "cortex-a53", 1)
+    four, four_plan = built_project(tmp_path / "t4", model, "cortex-a53", 4)
+    assert sum(name.endswith("@4") for name in four_plan) >= 5
+    ours_one, ours_four = run_program(one, x, qemu), run_program(four, x, qemu)
+    assert_matches(ours_four, reference)
+    assert ours_four.tobytes() == ours_one.tobytes()
+
+
+# ---------------------------------------------------------------------------------------- settings
+
+
+def test_threads_settings_resolve_and_the_lock_records_them(tmp_path: Path) -> None:
+    from tasobuild.pipeline import load_settings
+    from tasobuild.target import resolved_threads
+
+    model = small_conv_model(tmp_path / "conv.onnx")
+    spec = write_spec(tmp_path, model)
+    spec.write_text(spec.read_text().replace('costs = "profile"', 'costs = "model"'))
+    assert resolved_threads(*load_settings(spec, {})) == 1  # no key: one thread, on any machine
+    cores = len(os.sched_getaffinity(0))
+    assert resolved_threads(*load_settings(spec, {"target.threads": "auto"})) == cores
+    assert resolved_threads(*load_settings(spec, {"target.threads": "1"})) == 1
+    tasobuild("build", "-c", str(spec))
+    assert "threads" not in (tmp_path / "taso.lock").read_text()  # one-thread locks stay as they were
+    if cores >= 2:
+        tasobuild("build", "-c", str(spec), "--threads", "2")
+        assert "\nthreads = 2\n" in (tmp_path / "taso.lock").read_text()
+
+
+def test_more_threads_than_the_target_has_are_refused_in_one_line(tmp_path: Path) -> None:
+    model = small_conv_model(tmp_path / "conv.onnx")
+    (tmp_path / "a53").mkdir()
+    a53 = write_target_spec(tmp_path / "a53", model, "cortex-a53")
+    a53.write_text(a53.read_text().replace('name = "cortex-a53"', 'name = "cortex-a53"\nthreads = 5'))
+    proc = tasobuild("plan", "-c", str(a53), check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "taso.toml:9: target.threads = 5, but target 'cortex-a53' has 4 cores" in proc.stderr
+    (tmp_path / "m4").mkdir()
+    m4 = write_target_spec(tmp_path / "m4", model, "cortex-m4", memory="64 KiB")
+    proc = tasobuild("plan", "-c", str(m4), "--threads", "2", check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "command line: target.threads = 2, but target 'cortex-m4' is a microcontroller" in proc.stderr
+    proc = tasobuild("plan", "-c", str(m4), "--threads", "two", check=False)
+    assert proc.returncode == 1 and "threads" in proc.stderr and "Traceback" not in proc.stderr
