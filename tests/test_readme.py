@@ -20,9 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 # The README's examples with a placeholder, as this test runs them on the bundled example.
-PLACEHOLDERS = {"tasobuild init MODEL.onnx": "tasobuild init models/ds_cnn.onnx"}
+PLACEHOLDERS = {"tasobuild init MODEL.onnx": "tasobuild init models/ds_cnn.onnx",
+                "tasobuild profile --plan [--runs N]": "tasobuild profile --plan --runs 5"}
 # Examples that are prose, not a command to run as is.
-ELIDED = {"tasobuild init MODEL.onnx --input-shape ..."}
+ELIDED = {"tasobuild init MODEL.onnx --input-shape ...", "tasobuild init"}
 
 
 def inline_commands() -> list[str]:
@@ -53,8 +54,8 @@ def test_every_readme_command_runs_as_written_on_the_bundled_example(tmp_path: P
         return proc
 
     run(quick_start())
-    # "Then `build/kws/kws_main IN.bin OUT.bin [--bench N]` runs the network on raw float32 input."
-    assert "`build/kws/kws_main IN.bin OUT.bin [--bench N]`" in README
+    # "Then `build/kws/kws_main IN.bin OUT.bin [--bench N] [--profile N]` runs the network on raw float32 input"
+    assert "`build/kws/kws_main IN.bin OUT.bin [--bench N] [--profile N]`" in README
     np.random.default_rng(0).standard_normal(49 * 10).astype("<f4").tofile(tmp_path / "IN.bin")
     assert "median_ms:" in run("build/kws/kws_main IN.bin OUT.bin --bench 3").stdout
     assert (tmp_path / "OUT.bin").stat().st_size == 12 * 4
