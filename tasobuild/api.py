@@ -279,18 +279,19 @@ def pareto(config: SpecPath = "taso.toml", *, points: int = 10,
     return ParetoResult(frontier=frontier, profiled=priced.costed.profiled)
 
 
-def verify(config: SpecPath = "taso.toml", *, input_path: SpecPath | None = None, seed: int = 0,
-           atol: float | None = None, rtol: float | None = None, build_first: bool = True,
+def verify(config: SpecPath = "taso.toml", *, input_path: SpecPath | Sequence[SpecPath] | None = None,
+           seed: int = 0, atol: float | None = None, rtol: float | None = None, build_first: bool = True,
            input_shapes: Mapping[str, Sequence[int]] | None = None, progress: bool = False) -> Verification:
     """`tasobuild verify`: build if needed, run the emitted program (under the target's emulator for a cross
-    target) on `input_path` or a seeded random input, and compare it with ONNX Runtime (`Verification.passed`)."""
+    target) on `input_path` (a raw float32 file per model input) or a seeded random input, and compare it with ONNX
+    Runtime (`Verification.passed`). `atol` None: 1e-4, or one output quantisation step for a quantised network."""
     import tasobuild.verify as checking
 
-    return checking.verify(Path(config), overrides(None, input_shapes),
-                           input_path=None if input_path is None else Path(input_path), seed=seed,
-                           atol=checking.DEFAULT_ATOL if atol is None else atol,
-                           rtol=checking.DEFAULT_RTOL if rtol is None else rtol,
-                           build_first=build_first, progress=progress)
+    given = [input_path] if isinstance(input_path, (str, os.PathLike)) else input_path
+    paths = None if given is None else [Path(p) for p in given]
+    return checking.verify(Path(config), overrides(None, input_shapes), input_path=paths, seed=seed, atol=atol,
+                           rtol=checking.DEFAULT_RTOL if rtol is None else rtol, build_first=build_first,
+                           progress=progress)
 
 
 def report(config: SpecPath = "taso.toml", *, points: int = 6,

@@ -603,13 +603,15 @@ def parser() -> argparse.ArgumentParser:
         if name == "verify":
             from tasobuild.verify import DEFAULT_ATOL, DEFAULT_RTOL
 
-            p.add_argument("--input", type=Path, metavar="FILE", help="raw little-endian float32 of the model's input "
-                           "shape (default: a seeded standard-normal input)")
+            p.add_argument("--input", type=Path, metavar="FILE", action="append",
+                           help="raw little-endian float32 of the model's input shape (default: a seeded "
+                                "standard-normal input); once per input for a model of several, in its order")
             p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
             p.add_argument("--no-build", action="store_true", help="verify the project as it is in build.out "
                            "(say, edited or copied), without building it first")
-            p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                           help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
+            p.add_argument("--atol", type=float, default=None,
+                           help=f"absolute tolerance (default {DEFAULT_ATOL:g}; a quantised network's: one output "
+                                "quantisation step)")
             p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
                            help=f"relative tolerance, times |reference| (default {DEFAULT_RTOL:g})")
         if name == "costs":

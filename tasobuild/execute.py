@@ -81,27 +81,31 @@ def compile_project(project: Project, goal: str = "all") -> None:
                         f"{_first_error(done.stderr)}")
 
 
-def run_program(project: Project, x: np.ndarray, options: Sequence[str] = (), binary: str | None = None
-                ) -> tuple[np.ndarray, str]:
-    """The program's output (float32, flat, ONNX layout) for input `x`, and what it printed on stdout. `binary`:
-    the hosted program to run (default `<name>_main`); `options` follow IN.bin OUT.bin."""
-    x = np.ascontiguousarray(x, dtype="<f4")
+def run_program(project: Project, x: np.ndarray | Sequence[np.ndarray], options: Sequence[str] = (),
+                binary: str | None = None, outputs: int = 1) -> tuple[np.ndarray, str]:
+    """The program's output (float32, flat, ONNX layout; with several outputs, one after another) for input `x` (an
+    array per input, or the one input), and what it printed on stdout. `binary`: the hosted program to run (default
+    `<name>_main`); `options` follow the files (one per input, then one per output, as the runner takes them)."""
+    xs = [x] if isinstance(x, np.ndarray) else list(x)
+    xs = [np.ascontiguousarray(a, dtype="<f4") for a in xs]
     if project.target.board is not None:
         if options:
             raise UserError(f"{project.target.source}: target {project.target.name!r} is a microcontroller: its "
                             f"program takes no options (it runs once, under `make run`)")
-        return _run_on_board(project, x)
+        return _run_on_board(project, np.concatenate([a.reshape(-1) for a in xs]))
     argv_prefix = list(project.target.emulator_argv)
     if argv_prefix:
         _tool(argv_prefix[0], "emulator", project.target.emulator_package, project.target)
     program = project.out_dir / (binary or f"{project.name}_main")
     with tempfile.TemporaryDirectory(prefix="tasobuild-run-") as scratch:
-        inp, out = Path(scratch) / "in.bin", Path(scratch) / "out.bin"
-        x.tofile(inp)
-        done = _run([*argv_prefix, str(program), str(inp), str(out), *options], str(program))
+        ins = [Path(scratch) / f"in{k}.bin" for k in range(len(xs))]
+        outs = [Path(scratch) / f"out{k}.bin" for k in range(outputs)]
+        for a, path in zip(xs, ins):
+            a.tofile(path)
+        done = _run([*argv_prefix, str(program), *map(str, ins), *map(str, outs), *options], str(program))
         if done.returncode != 0:
             raise UserError(f"{program}: exited {done.returncode}: {_first_error(done.stderr)}")
-        return np.fromfile(out, dtype="<f4"), done.stdout
+        return np.concatenate([np.fromfile(out, dtype="<f4") for out in outs]), done.stdout
 
 
 def _run_on_board(project: Project, x: np.ndarray) -> tuple[np.ndarray, str]:

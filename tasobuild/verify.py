@@ -10,7 +10,7 @@ extra (`pip install 'tasobuild[verify]'`): builds do not need it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,14 +58,16 @@ class Verification:
         return self.errors.mismatches == 0
 
 
-def verify(config: Path, overrides: Mapping[str, str] | None = None, *, input_path: Path | None = None,
-           seed: int = 0, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-           build_first: bool = True, progress: bool = False) -> Verification:
-    """Build if needed (`build_first` False: the tree as it is), run the program on the input and ONNX Runtime on
-    the same, compare."""
+def verify(config: Path, overrides: Mapping[str, str] | None = None, *,
+           input_path: Path | Sequence[Path] | None = None, seed: int = 0, atol: float | None = None,
+           rtol: float = DEFAULT_RTOL, build_first: bool = True, progress: bool = False) -> Verification:
+    """Build if needed (`build_first` False: the tree as it is), run the program on the input (a file per model
+    input, in the model's order) and ONNX Runtime on the same, compare (every output, one after another). `atol`
+    None: DEFAULT_ATOL for a float network, one output quantisation step for a quantised one (ONNX Runtime rounds
+    otherwise than TFLite's arithmetic, which the int8 kernels follow: a unit apart is agreement)."""
     from tasobuild.execute import built, compile_project, run_program, scratch_input
 
-    for name, value in (("--atol", atol), ("--rtol", rtol)):
+    for name, value in (("--atol", atol if atol is not None else DEFAULT_ATOL), ("--rtol", rtol)):
         if not (math.isfinite(value) and value >= 0):
             raise UserError(f"{name}: must be a finite number >= 0, got {value!r}")
     if seed < 0:
@@ -73,17 +75,24 @@ def verify(config: Path, overrides: Mapping[str, str] | None = None, *, input_pa
     _require_onnxruntime()  # before building: say now what is missing
     project = built(config, overrides, progress, build_first)
     graph = _graph(project)
-    shape = tuple(graph.onnx_input_shape)
-    x = scratch_input(shape, seed) if input_path is None else read_input(input_path, shape, graph.input_name)
-    reference = _onnxruntime_output(project.spec.onnx_path, graph.input_name, graph.output_name, x)
+    ports = graph.input_ports
+    paths = [] if input_path is None else [input_path] if isinstance(input_path, Path) else list(input_path)
+    if paths and len(paths) != len(ports):
+        names = ", ".join(repr(terminal_text(p.onnx_name)) for p in ports)
+        raise UserError(f"--input: the model has {len(ports)} input(s) ({names}); give --input once per input, in "
+                        f"that order ({len(paths)} given)")
+    # input k of the random one from seed + k: a one-input model's is the seed's, as before
+    xs = [scratch_input(p.onnx_shape, seed + k) for k, p in enumerate(ports)] if not paths else \
+        [read_input(path, tuple(p.onnx_shape), p.onnx_name) for path, p in zip(paths, ports)]
+    reference = _onnxruntime_outputs(project.spec.onnx_path, graph, xs)
+    atol = _output_step(graph) if atol is None else atol
     compile_project(project)
-    ours, _ = run_program(project, x)
-    reference = reference.reshape(-1)
+    ours, _ = run_program(project, xs, outputs=len(graph.output_ports))
     if ours.size != reference.size:
         raise UserError(f"{project.out_dir}: the program wrote {ours.size} values, ONNX Runtime's output has "
                         f"{reference.size}; rebuild (`tasobuild build`) and try again")
     return Verification(project.out_dir, project.target.name, tuple(project.target.emulator_argv),
-                        f"seed {seed}" if input_path is None else str(input_path), atol, rtol,
+                        f"seed {seed}" if not paths else ", ".join(map(str, paths)), atol, rtol,
                         compare(ours, reference, atol, rtol))
 
 
@@ -145,8 +154,9 @@ def _require_onnxruntime() -> None:
                         "(or pip install 'tasobuild[verify]')") from None
 
 
-def _onnxruntime_output(model: Path, input_name: str, output_name: str, x: np.ndarray) -> np.ndarray:
-    """The model's output for `x` in ONNX Runtime on one thread (a reproducible summation order)."""
+def _onnxruntime_outputs(model: Path, graph: Graph, xs: Sequence[np.ndarray]) -> np.ndarray:
+    """The model's outputs for inputs `xs` (in the graph's order) in ONNX Runtime on one thread (a reproducible
+    summation order), flat and one after another, in the graph's order."""
     import numpy as np
     import onnxruntime as ort
 
@@ -156,11 +166,43 @@ def _onnxruntime_output(model: Path, input_name: str, output_name: str, x: np.nd
     options.log_severity_level = 3  # its warnings about unused initializers are not the user's business here
     try:
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        inputs = [i.name for i in session.get_inputs()]
-        feed = input_name if input_name in inputs else inputs[0]
-        outputs = [o.name for o in session.get_outputs()]
-        fetch = output_name if output_name in outputs else outputs[0]
-        return np.asarray(session.run([fetch], {feed: x})[0])
+        feed = {p.onnx_name: _quantized(graph, p.tensor, x) for p, x in zip(graph.input_ports, xs)}
+        fetch = [p.onnx_name for p in graph.output_ports]
+        ys = session.run(fetch, feed)
+        return np.concatenate([_dequantized(graph, p.tensor, np.asarray(y)).reshape(-1)
+                               for p, y in zip(graph.output_ports, ys)])
     except Exception as error:  # ONNX Runtime's own exception types are not importable by a stable name
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{model}: ONNX Runtime cannot run the model ({terminal_text(first)})") from None
+
+
+def _quantized(graph: Graph, tensor: str, x: np.ndarray) -> np.ndarray:
+    """An int8 input as the runner makes it from the float file (round, add the zero point, saturate)."""
+    import numpy as np
+
+    if graph.dtype(tensor) != "int8":
+        return x
+    q = graph.quant_of(tensor)
+    return np.clip(np.round(x / np.float32(q.scale)) + q.zero_point, -128, 127).astype(np.int8)
+
+
+def _dequantized(graph: Graph, tensor: str, y: np.ndarray) -> np.ndarray:
+    """An int8 output as the runner writes it: (q - zero point) * scale, float32."""
+    import numpy as np
+
+    if graph.dtype(tensor) != "int8":
+        return y
+    q = graph.quant_of(tensor)
+    return ((y.astype(np.float32) - q.zero_point) * np.float32(q.scale)).astype(np.float32)
+
+
+def _output_step(graph: Graph) -> float:
+    """The default absolute tolerance: DEFAULT_ATOL for a float network; for a quantised one, one step of the
+    output's quantisation (its own scale when int8, else that of the last DequantizeLinear before it)."""
+    if not graph.quant:
+        return DEFAULT_ATOL
+    output = graph.output_ports[0].tensor
+    if graph.dtype(output) == "int8":
+        return graph.quant_of(output).scale
+    steps = [graph.quant_of(n.inputs[0]).scale for n in graph.nodes if n.op == "dequantize"]
+    return max(DEFAULT_ATOL, steps[-1]) if steps else DEFAULT_ATOL

@@ -61,3 +61,17 @@ def test_bit_exact_with_tflite_reference_kernels(name: str, ours: Callable[[str]
             assert_bit_exact(got, reference)
         except AssertionError as error:
             raise AssertionError(f"{name}, reference input {k}: {error}") from None
+
+
+def test_verify_takes_a_quantised_network_as_it_is(tmp_path: Path) -> None:
+    """`tasobuild verify` on the int8-in, int8-out DS-CNN: ONNX Runtime gets the int8 input the runner makes from the
+    float file, its int8 output is dequantised as the runner's is, and the default tolerance is one output step."""
+    import json
+
+    from tests.e2e import tasobuild
+
+    fixture = tflite_fixture("ds_cnn")
+    spec = write_target_spec(tmp_path, fixture.onnx, "host", costs="model")
+    result = json.loads(tasobuild("verify", "-c", str(spec), "--json").stdout)
+    assert result["passed"] and result["errors"]["count"] == 12
+    assert result["atol"] == pytest.approx(fixture.output_scale)

@@ -71,6 +71,24 @@ def test_two_inputs_two_outputs_build_compile_run_and_match_onnxruntime(tmp_path
     assert check["outputs"] == [{"name": "features", "shape": [1, 6, 8, 8]}, {"name": "score", "shape": [1, 5]}]
 
 
+def test_verify_feeds_every_input_and_compares_every_output(tmp_path: Path) -> None:
+    """`tasobuild verify` on a two-input, two-output model: a seeded input per input, or one file each (--input in
+    the model's order), every output compared with ONNX Runtime's; a wrong number of files is one line."""
+    model = two_in_two_out(tmp_path / "m.onnx")
+    spec = write_spec(tmp_path, model, memory="64 KiB")
+    seeded = json.loads(tasobuild_cli("verify", "-c", str(spec), "--json").stdout)
+    assert seeded["passed"] and seeded["errors"]["count"] == 384 + 5
+    files = [tmp_path / "image.bin", tmp_path / "side.bin"]
+    for x, path in zip(feeds_of(8, 8, seed=11), files):
+        x.astype("<f4").tofile(path)
+    given = json.loads(tasobuild_cli("verify", "-c", str(spec), "--input", str(files[0]), "--input", str(files[1]),
+                                     "--json").stdout)
+    assert given["passed"] and given["input"] == f"{files[0]}, {files[1]}"
+    one = tasobuild_cli("verify", "-c", str(spec), "--input", str(files[0]), check=False)
+    assert one.returncode == 1 and "the model has 2 input(s) ('image', 'side:0'); give --input once per input" in \
+        one.stderr and len(one.stderr.strip().splitlines()) == 1
+
+
 def test_infer_reads_every_input_and_writes_every_output_one_after_another(tmp_path: Path) -> None:
     """The library alone, from a C program of the user's: <name>_infer's `in` and `out` are the inputs and outputs
     concatenated in order."""
