@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -273,7 +274,12 @@ def test_network_on_two_threads_matches_onnx_runtime_and_one_thread_bit_for_bit(
     two, two_plan = built_project(tmp_path / "t2", model, "host", 2)
     split = [name for name in two_plan if name.endswith("@2")]
     assert len(split) == sum(1 for name in one_plan if name.startswith("conv_")) >= 5
-    assert [name.removesuffix("@2") for name in two_plan] == one_plan  # the same plan, its convs split
+    # the same plan, its convs split (an add runs in place over either of its inputs: ties the solver may break
+    # either way, with the same sums)
+    def same(plan: list[str]) -> list[str]:
+        return [re.sub(r"_inplace\d$", "_inplace", name.removesuffix("@2")) for name in plan]
+
+    assert same(two_plan) == same(one_plan)
     source = (two.parent / "src" / "net.c").read_text()
     assert source.count("tb_workers_run(&workers, part") == len(split)
     assert "-pthread" in (two.parent / "Makefile").read_text()
