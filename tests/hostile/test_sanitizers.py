@@ -25,9 +25,10 @@ CONFIGS = {
     "untiled": "",
     "tiled": 'objective = "memory"\n',  # with tiling = true: the smallest arena, fused groups wherever they help
 }
-# The models whose smallest tiled plan takes fused groups; the others' (DS-CNN's, the fully connected autoencoder's)
-# takes none, so a tiled run of them would repeat the untiled one.
-FUSED = {"mobilenet_v1_vww_tf", "mobilenet_v1_vww_torch", "resnet8_tf", "resnet8_torch"}
+# The models whose smallest tiled plan takes fused groups; the others' takes none, so a tiled run of them would
+# repeat the untiled one: DS-CNN's, the fully connected autoencoder's, and ResNet-8's, whose untiled plan (its adds
+# in place) already reaches the arena fused groups would give, so that the solver's tie may go either way.
+FUSED = {"mobilenet_v1_vww_tf", "mobilenet_v1_vww_torch"}
 RUNS = [(model, "untiled") for model in MODELS] + [(model, "tiled") for model in MODELS if model.stem in FUSED]
 
 
