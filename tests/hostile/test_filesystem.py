@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -56,8 +57,11 @@ def change_primitives(spec: Path) -> None:
 def build(spec: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     if env is None:
         return tasobuild("build", "-c", str(spec), "--json", *args, check=False)
+    # SIGINT as a terminal delivers it: a shell starts background jobs with SIGINT ignored, and a Python started so
+    # would ignore the fault hook's SIGINT too
     return subprocess.run([sys.executable, "-m", "tasobuild", "build", "-c", str(spec), "--json", *args],
-                          capture_output=True, text=True, env={**os.environ, **env}, check=False)
+                          capture_output=True, text=True, env={**os.environ, **env}, check=False,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def built_ok(spec: Path, *args: str) -> dict:
