@@ -176,7 +176,11 @@ class TargetSettings(_Settings):
     @field_validator("threads", mode="before")
     @classmethod
     def _threads_from_command_line(cls, threads: Any) -> Any:
-        return int(threads) if isinstance(threads, str) and threads.strip().isdigit() else threads
+        if isinstance(threads, str) and threads.strip().isdigit():
+            return int(threads)
+        if isinstance(threads, str) and threads != "auto":
+            raise ValueError(f'a number of threads from 1 to 64, or "auto"; got {threads!r}')
+        return threads
 
 
 class ConstraintsSettings(_Settings):
