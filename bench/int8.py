@@ -26,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, make, median, ort_median_ms, ort_session, record, table, tasobuild  # noqa: E402
+from common import ROOT, make, median, record, table, tasobuild  # noqa: E402
+from peers import median_ms, ort_peer  # noqa: E402
 
 from tasobuild.importer import import_onnx  # noqa: E402
 from tests.e2e import run_binary  # noqa: E402
@@ -92,7 +93,7 @@ def main() -> None:
             float_smallest, _ = build(float_model, work / name / "float_memory", 'objective = "memory"\n')
             fastest, int8_binary = build(int8_model, work / name / "int8")
             _, float_binary = build(float_model, work / name / "float")
-            session = ort_session(int8_model)
+            ort = ort_peer(int8_model, threads=1)
             graph = import_onnx(int8_model)
             x = np.random.default_rng(0).standard_normal(graph.onnx_input_shape).astype(np.float32)
             ours, _ = run_binary(int8_binary, x, work)
@@ -102,7 +103,7 @@ def main() -> None:
             times: dict[str, list[float]] = {"int8": [], "ort": [], "float": []}
             for _ in range(args.rounds):
                 times["int8"].append(bench_binary(int8_binary, x, work, args.runs))
-                times["ort"].append(ort_median_ms(session, x, args.runs))
+                times["ort"].append(median_ms(ort, x, args.runs))
                 times["float"].append(bench_binary(float_binary, x, work, args.runs))
             ms = {k: median(v) for k, v in times.items()}
             head, tail = TFLM[name]
