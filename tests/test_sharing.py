@@ -389,5 +389,8 @@ def test_resnet8_residual_adds_in_place_match_onnxruntime(tmp_path: Path, tiling
                               extra="primitives = [" + ", ".join(f'"{n}"' for n in in_place) + "]\n")
     adds = [n for n in report["nodes"] if n["op"] == "add"]
     assert len(adds) == 3 and all(n["primitive"] in in_place for n in adds)
-    # the peak is a convolution's (its input, its output and the skip's tensor, 64 KiB each): TFLM's arena
-    assert report["arena_bytes"] == report["lower_bound_bytes"] == 196_608
+    # untiled, the peak is a convolution's (its input, its output and the skip's tensor, 64 KiB each): TFLM's arena;
+    # tiled, which groups fuse depends on the members' fastest primitives (the costs in the session's cache), and the
+    # smallest plan is never above the untiled one
+    assert report["arena_bytes"] == report["lower_bound_bytes"]
+    assert report["arena_bytes"] == 196_608 if not tiling else report["arena_bytes"] <= 196_608
