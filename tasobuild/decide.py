@@ -186,13 +186,18 @@ def without_sharing(problem: Problem) -> Problem:
 
 
 def sharing_gains(shared: Decision, plain: Decision, objective: str) -> bool:
-    """Does the decision with sharing beat the one without: by the objective, then by the other measure? Sharing
-    that only ties is not taken: the plan stays the one a build without it makes (the same bytes)."""
+    """Does the decision with sharing beat the one without (`beats`)? Sharing that only ties is not taken: the plan
+    stays the one a build without it makes (the same bytes)."""
+    return beats(shared, plain, objective)
+
+
+def beats(first: Decision, second: Decision, objective: str) -> bool:
+    """Is `first` better than `second`: by the objective (time, or the placed arena), then by the other measure?"""
     def measure(d: Decision) -> tuple[int, int]:
         pair = (d.plan.time_ns, d.arena.arena_bytes)
         return pair if objective == "latency" else (pair[1], pair[0])
 
-    return measure(shared) < measure(plain)
+    return measure(first) < measure(second)
 
 
 class NoArenaFits(UserError):

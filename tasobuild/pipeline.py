@@ -76,18 +76,26 @@ class Decider(Protocol):
         """The plan for the problem, with every buffer placed."""
         ...
 
+    def fixed_order(self, graph: Graph) -> tuple[Graph, str] | None:
+        """The execution order this Decider imposes (the lock's) and how it was chosen (ORDERS), or None: the
+        optimiser chooses it with the plan (`scheduled`)."""
+        ...
+
 
 # ------------------------------------------------------------------------------------------------------------ load
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a build reads: the spec, its target and the imported network (and the ONNX file's digest)."""
+    """What a build reads: the spec, its target and the imported network (and the ONNX file's digest). `graph` is
+    in the order of least live tensor bytes (schedule.memory_order); `given`, the same network in the ONNX file's
+    order when that differs (an order the build also tries: `scheduled`)."""
 
     spec: Spec
     target: Target
     graph: Graph
     onnx_sha: str
+    given: Graph | None = None
 
 
 def load_settings(config: Path, overrides: Mapping[str, str]) -> tuple[Spec, Target]:
@@ -101,15 +109,22 @@ def load_settings(config: Path, overrides: Mapping[str, str]) -> tuple[Spec, Tar
 def imported_graph(onnx_path: Path, onnx_sha: str, memo: Memo = no_memo,
                    input_shapes: Mapping[str, Sequence[int]] | None = None, shapes_from: str = "input_shapes"
                    ) -> Graph:
-    """The imported network, by the ONNX file's digest and the pinned input shapes (importing VGG-16 takes seconds),
-    its nodes in the order with the smallest peak of live tensors (schedule.memory_order: the file's order when that
-    is as good)."""
+    """The imported network (file_graph), its nodes in the order with the smallest peak of live tensors
+    (schedule.memory_order: the file's order when that is as good)."""
+    from tasobuild.schedule import memory_order
+
+    return memory_order(file_graph(onnx_path, onnx_sha, memo, input_shapes, shapes_from))
+
+
+def file_graph(onnx_path: Path, onnx_sha: str, memo: Memo = no_memo,
+               input_shapes: Mapping[str, Sequence[int]] | None = None, shapes_from: str = "input_shapes") -> Graph:
+    """The imported network in the ONNX file's order, by the file's digest and the pinned input shapes (importing
+    VGG-16 takes seconds)."""
 
     def import_now() -> Graph:
         from tasobuild.importer import import_onnx  # ONNX itself: only imported on a miss
-        from tasobuild.schedule import memory_order
 
-        return memory_order(import_onnx(onnx_path, input_shapes, shapes_from))
+        return import_onnx(onnx_path, input_shapes, shapes_from)
 
     pins = repr(sorted((name, tuple(dims)) for name, dims in (input_shapes or {}).items()))
     return memo("import", f"{onnx_sha}\0{pins}" if input_shapes else onnx_sha, import_now)
@@ -121,8 +136,17 @@ def load(config: Path, overrides: Mapping[str, str] | None = None, memo: Memo = 
     from tasobuild.digest import sha256_file
 
     spec, target = load_settings(config, overrides or {})
-    sha = onnx_sha or sha256_file(spec.onnx_path)
-    return Inputs(spec, target, network_graph(spec, sha, memo), sha)
+    return network_inputs(spec, target, onnx_sha or sha256_file(spec.onnx_path), memo)
+
+
+def network_inputs(spec: Spec, target: Target, onnx_sha: str, memo: Memo = no_memo) -> Inputs:
+    """The Inputs of the spec's network, its inputs' dynamic dimensions pinned by network.input_shapes: in the order
+    of least live tensor bytes, and in the file's (Inputs.given)."""
+    from tasobuild.schedule import memory_order
+
+    given = file_graph(spec.onnx_path, onnx_sha, memo, spec.network.input_shapes, spec.where("network.input_shapes"))
+    graph = memory_order(given)
+    return Inputs(spec, target, graph, onnx_sha, None if graph is given else given)
 
 
 def network_graph(spec: Spec, onnx_sha: str, memo: Memo = no_memo) -> Graph:
@@ -157,6 +181,7 @@ class Planned:
     costed: Costed
     decision: Decision
     groups: tuple[Group, ...] = ()  # the fused groups the solver could pick
+    order: str = "tensors"  # how the execution order (graph's) was chosen: ORDERS
 
 
 @dataclass(frozen=True)
@@ -180,12 +205,76 @@ def run(inputs: Inputs, decider: Decider, lock_inputs: Mapping[str, str], memo: 
     return Built(planned, files, lock)
 
 
+# How an execution order was chosen: the least live tensor bytes (schedule.memory_order, closest to the file's
+# order); the file's own order; the least live bytes with each node's fastest choice's workspace (what a fast plan
+# holds); the same with the first plan's workspace. The lock records it ([plan] order) when not the first.
+ORDERS = ("tensors", "file", "fastest", "plan")
+
+
 def plan(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Planned:
-    """Stages 1-5."""
-    priced = price(inputs, decider, memo)  # 1-4
-    decision = decider.decide(priced.problem)  # 5
-    return Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
-                   decision, priced.groups)
+    """Stages 1-5, the execution order chosen with the plan (`scheduled`) unless the Decider fixes it."""
+    fixed = decider.fixed_order(inputs.graph)
+    if fixed is None:
+        return scheduled(inputs, decider, memo)
+    graph, order = fixed
+    priced = price(replace(inputs, graph=graph), decider, memo)
+    return planned_of(inputs, graph, priced, decider.decide(priced.problem), order)
+
+
+def planned_of(inputs: Inputs, graph: Graph, priced: Priced, decision: Decision, order: str) -> Planned:
+    return Planned(inputs.spec, inputs.target, graph, priced.nodes, priced.transforms, priced.costed, decision,
+                   priced.groups, order)
+
+
+def scheduled(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Planned:
+    """Stages 1-5 in each distinct order of ORDERS, keeping the plan best for the objective (decide.beats: then by
+    the other measure; ties keep the earlier order, so a network whose orders agree plans as it did before). The
+    order is part of the decision: a node's workspace, which only the plan knows, can make another order's plan
+    faster under the budget, or smaller. The file's order is among those tried, so the result is never worse than
+    the topological order the file gives. An order in which no plan fits is skipped (the first such error is
+    raised when none fits)."""
+    from tasobuild.decide import beats
+    from tasobuild.schedule import memory_order
+
+    objective = inputs.spec.constraints.objective
+    best: Planned | None = None
+    failed: list[UserError] = []
+    seen: set[tuple[str, ...]] = set()
+
+    def attempt(graph: Graph, order: str, priced: Priced | None = None) -> Priced | None:
+        nonlocal best
+        names = tuple(n.name for n in graph.nodes)
+        if names in seen:
+            return None
+        seen.add(names)
+        priced = priced or price(replace(inputs, graph=graph), decider, memo)
+        try:
+            planned = planned_of(inputs, graph, priced, decider.decide(priced.problem), order)
+        except UserError as error:
+            failed.append(error)
+            return priced
+        if best is None or beats(planned.decision, best.decision, objective):
+            best = planned
+        return priced
+
+    first = price(inputs, decider, memo)
+    attempt(inputs.graph, "tensors", first)
+    if inputs.given is not None:
+        attempt(inputs.given, "file")
+    attempt(memory_order(inputs.graph, fastest_workspace(first.problem)), "fastest")
+    if best is not None and best.order == "tensors":
+        chosen = best.decision.plan
+        attempt(memory_order(inputs.graph, {name: c.workspace_bytes for name, c in chosen.choices}), "plan")
+    if best is None:
+        raise failed[0]
+    return best
+
+
+def fastest_workspace(problem: Problem) -> dict[str, int]:
+    """Each node's workspace in its fastest unfused choice (ties: the smaller workspace), by node name."""
+    return {n.name: min((c for c in n.choices if not c.group), default=n.choices[0],
+                        key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive)).workspace_bytes
+            for n in problem.nodes}
 
 
 def price(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Priced:
@@ -281,6 +370,9 @@ class Solve:
         from tasobuild.costs.stage import measure_costs
 
         return measure_costs(self.spec, self.target, calls, self.progress, self.locked)
+
+    def fixed_order(self, graph: Graph) -> tuple[Graph, str] | None:
+        return None  # the order is chosen with the plan
 
     def baselines(self, problem: Problem) -> Baselines:
         """The greedy and the time-only plans. They do not depend on the budget: a budget change reuses them (only
@@ -418,6 +510,7 @@ def lock_data(p: Planned, inputs: Mapping[str, str], files: Mapping[str, bytes])
         "solver_status": d.plan.status,
         # only when > 1, so the locks of one-thread plans stay as they were
         **({"threads": threads} if (threads := resolved_threads(p.spec, p.target)) > 1 else {}),
+        **({"order": p.order} if p.order != "tensors" else {}),  # likewise: only when not the usual order
     }
     for name, b in sorted(d.baselines.items()):
         plan_table[f"{name}_predicted_ms"] = round(float(b["predicted_ms"]), 6)

@@ -8,7 +8,12 @@ counts them).
 
 The measure (`peak`) follows the solver's rules (solve.plan.evaluate): a tensor is live from the step that produces
 it (the graph inputs: from step 0) through the last step that reads it, the graph outputs to the end; sizes rounded
-up to the arena's alignment; the peak is the largest sum live at one step.
+up to the arena's alignment; a node's workspace (`Dataflow.workspace`, none unless given) is live while it runs;
+the peak is the largest sum live at one step.
+
+The order imported networks get is chosen from the tensors alone; the build then tries the orders that a plan's
+workspace would choose (`Dataflow.of(graph, workspace=...)`: pipeline.scheduled) and keeps whichever order's plan is
+best for the objective, so the order is decided with the plan.
 
 The search (`best_order`): a state is the set of nodes already run (a down-set of the graph); what is live between
 steps depends on the set only, not on how it was reached. Dynamic programming over the reachable states, from the
@@ -41,6 +46,10 @@ class Dataflow:
     graph_output: str
     more_inputs: tuple[str, ...] = ()  # a network's other inputs and outputs
     more_outputs: tuple[str, ...] = ()
+    workspace: tuple[int, ...] = ()  # bytes each node holds while it runs, in the given order (): none
+
+    def workspace_of(self, index: int) -> int:
+        return self.workspace[index] if self.workspace else 0
 
     @property
     def graph_inputs(self) -> tuple[str, ...]:
@@ -51,11 +60,13 @@ class Dataflow:
         return (self.graph_output, *self.more_outputs)
 
     @staticmethod
-    def of(graph: Graph, alignment: int = ARENA_ALIGN) -> Dataflow:
+    def of(graph: Graph, alignment: int = ARENA_ALIGN, workspace: Mapping[str, int] | None = None) -> Dataflow:
+        """The graph's dataflow; `workspace`: bytes by node name (a plan's), aligned here."""
         tensors = set(graph.input_tensors) | {n.output for n in graph.nodes}
+        held = () if workspace is None else tuple(align_up(workspace.get(n.name, 0), alignment) for n in graph.nodes)
         return Dataflow(tuple((n.inputs, n.output) for n in graph.nodes),
                         {t: align_up(graph.tensor_bytes(t), alignment) for t in sorted(tensors)},
-                        graph.input, graph.output, graph.input_tensors[1:], graph.output_tensors[1:])
+                        graph.input, graph.output, graph.input_tensors[1:], graph.output_tensors[1:], held)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,8 @@ def peak(flow: Dataflow, order: Sequence[int]) -> int:
     for name in flow.graph_outputs:
         last[name] = len(order)  # the epilogue step holds the outputs
     live = [0] * (len(order) + 1)
+    for step, index in enumerate(order):
+        live[step] += flow.workspace_of(index)
     for name, start in first.items():
         for step in range(start, last[name] + 1):
             live[step] += flow.sizes[name]
@@ -99,12 +112,29 @@ def best_order(flow: Dataflow, state_limit: int = STATE_LIMIT) -> Scheduled:
     return Scheduled(given, given_peak, given_peak, proven=False)
 
 
-def memory_order(graph: Graph) -> Graph:
-    """The graph with its nodes in the order best_order picks (the same graph when the given order is best)."""
-    chosen = best_order(Dataflow.of(graph))
+def memory_order(graph: Graph, workspace: Mapping[str, int] | None = None) -> Graph:
+    """The graph with its nodes in the order best_order picks (the same graph when the given order is best);
+    `workspace`: bytes each node holds while it runs, by name (a plan's), else none."""
+    chosen = best_order(Dataflow.of(graph, workspace=workspace))
     if chosen.order == tuple(range(len(graph.nodes))):
         return graph
     return replace(graph, nodes=tuple(graph.nodes[i] for i in chosen.order))
+
+
+def in_order(graph: Graph, names: Sequence[str]) -> Graph | None:
+    """The graph with its nodes in the order `names` lists them (the same graph if it is that order already); None
+    when `names` are not the graph's nodes, or not in an order that runs every node after its inputs exist."""
+    by_name = {n.name: n for n in graph.nodes}
+    if sorted(names) != sorted(by_name) or len(set(names)) != len(names):
+        return None
+    available = set(graph.input_tensors)
+    for name in names:
+        if not set(by_name[name].inputs) <= available:
+            return None
+        available.add(by_name[name].output)
+    if tuple(names) == tuple(n.name for n in graph.nodes):
+        return graph
+    return replace(graph, nodes=tuple(by_name[name] for name in names))
 
 
 class _Search:
@@ -135,7 +165,7 @@ class _Search:
     def after(self, done: int, live: int, i: int) -> tuple[int, int, int]:
         """(bytes live while node i runs, the state after it, bytes live after it)."""
         inputs, output = self.flow.steps[i]
-        running = live + self.flow.sizes[output]
+        running = live + self.flow.sizes[output] + self.flow.workspace_of(i)
         nxt = done | 1 << i
         freed = sum(self.flow.sizes[t] for t in sorted(set(inputs)) if not self.held(t, nxt))
         kept = self.flow.sizes[output] if self.held(output, nxt) else 0

@@ -230,6 +230,9 @@ class PreferSplit:
     def decide(self, problem: object) -> object:
         return self.solve.decide(problem)  # type: ignore[arg-type]
 
+    def fixed_order(self, graph: object) -> None:
+        return None
+
 
 def built_project(root: Path, model: Path, target: str, threads: int) -> tuple[Path, list[str]]:
     """The network built for `target` on `threads` threads (pipeline with PreferSplit), its files written to

@@ -12,7 +12,9 @@ from tasobuild.decide import Decision, place
 from tasobuild.errors import UserError
 from tasobuild.incremental.lock import lock_costs
 from tasobuild.incremental.state import FROZEN_INPUTS, changed_inputs
+from tasobuild.ir import Graph
 from tasobuild.primitives import KernelCall
+from tasobuild.schedule import in_order
 from tasobuild.solve import Choice, Problem, evaluate
 
 
@@ -36,6 +38,12 @@ class FromLock:
                             f"run `tasobuild build` to update it")
         costs = {c.key(): self.locked_costs[c.key()] for c in calls}
         return Costed(costs, 0, frozenset(costs))
+
+    def fixed_order(self, graph: Graph) -> tuple[Graph, str]:
+        """The lock's execution order (its [[node]] rows are in it) and how it was chosen; the graph as it is when
+        the lock names other nodes (decide says which)."""
+        ordered = in_order(graph, [row["name"] for row in self.lock["node"]])
+        return ordered or graph, self.lock["plan"].get("order", "tensors")
 
     def decide(self, problem: Problem) -> Decision:
         locked = {row["name"]: row for row in self.lock["node"]}

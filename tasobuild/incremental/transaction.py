@@ -46,7 +46,7 @@ from tasobuild.incremental.state import (
 )
 from tasobuild.incremental.tree import WriteResult, commit, journal_of, plan_tree, temp_of
 from tasobuild.incremental.tree import recover as tree_recover
-from tasobuild.pipeline import Decider, Inputs, Solve, load_settings, network_graph, run
+from tasobuild.pipeline import Decider, Solve, load_settings, network_inputs, run
 from tasobuild.report import report
 from tasobuild.spec import Spec
 from tasobuild.target import Target
@@ -196,7 +196,7 @@ def build(options: Options) -> BuildResult:
 def _build_and_write(options: Options, spec: Spec, target: Target, inputs: Mapping[str, str],
                      onnx_stamp: list[int] | None, previous: Mapping[str, Any] | None, lock_path: Path,
                      seen: Seen) -> BuildResult:
-    network = Inputs(spec, target, network_graph(spec, inputs["onnx"], cached), inputs["onnx"])
+    network = network_inputs(spec, target, inputs["onnx"], cached)
     decider: Decider
     if options.frozen:
         from tasobuild.incremental.frozen import FromLock
