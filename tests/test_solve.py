@@ -446,3 +446,10 @@ def test_solver_finds_brute_force_optimum(seed: int, grouped: bool) -> None:
         assert point.time_ns == min(q.time_ns for q in plans if q.peak_bytes <= point.peak_bytes)
         assert point.peak_bytes == min(q.peak_bytes for q in plans if q.time_ns <= point.time_ns)
     assert (frontier[0].peak_bytes, frontier[-1].time_ns) == (smallest, fastest)
+    # with room for every point, the walk down the frontier finds all of them, each proven
+    true = sorted({(q.peak_bytes, q.time_ns) for q in plans
+                   if not any(r.peak_bytes <= q.peak_bytes and r.time_ns <= q.time_ns
+                              and (r.peak_bytes, r.time_ns) != (q.peak_bytes, q.time_ns) for r in plans)})
+    whole = pareto(p, points=max(2, len(true)))
+    assert [(q.peak_bytes, q.time_ns) for q in whole] == true
+    assert all((q.status, q.tie_break) == ("optimal", "optimal") for q in whole)

@@ -46,10 +46,11 @@ def min_peak_bytes(problem: Problem, latency_budget_ms: float | None = None, tim
 
 
 def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> list[Plan]:
-    """The memory-latency frontier: from the smallest-peak plan to the fastest plan, with the fastest plan under
-    evenly spaced budgets in between (each then at its smallest peak, so no point dominates another), every point
-    proven optimal unless the time limit (per point) ran out. Sorted by increasing memory (so decreasing time),
-    duplicates removed."""
+    """The memory-latency frontier, sorted by increasing memory (so decreasing time), no point dominating another,
+    every point proven optimal unless the time limit (per point) ran out. When the frontier has at most `points`
+    points, all of them (found by walking down from the fastest plan: Session.walk); else the smallest-peak plan,
+    the fastest plan, and the fastest plan under evenly spaced budgets in between (each then at its smallest
+    peak), duplicates removed."""
     return Session(problem).pareto(points, time_limit_s)
 
 

@@ -141,10 +141,15 @@ class Session:
         return evaluate(self.problem, found.picks).peak_bytes
 
     def pareto(self, points: int = 10, time_limit_s: float = 10.0) -> list[Plan]:
-        """Contract: tasobuild.solve.pareto. Budgets are solved largest first, so each answer's interval
-        (see _Fastest) covers the budgets below it down to its peak for free."""
+        """Contract: tasobuild.solve.pareto. First the walk down the frontier (`walk`): when it reaches the
+        smallest peak within `points` plans, that is the whole frontier. Otherwise evenly spaced budgets, solved
+        largest first, so each answer's interval (see _Fastest) covers the budgets below it down to its peak for
+        free."""
         if points < 2:
             raise ValueError("pareto needs at least 2 points")
+        walked = self.walk(points, time_limit_s)
+        if walked is not None:
+            return walked
         smallest = self.solve(None, objective="memory", time_limit_s=time_limit_s)
         fastest = self.solve(None, time_limit_s=time_limit_s)
         lo, hi, align = smallest.peak_bytes, fastest.peak_bytes, self.problem.alignment
@@ -159,6 +164,24 @@ class Session:
             if not out or plan.time_ns < out[-1].time_ns:  # drop a point no faster than a smaller one
                 out.append(plan)
         return out
+
+    def walk(self, points: int, time_limit_s: float = 10.0) -> list[Plan] | None:
+        """Every point of the frontier, by increasing memory, if there are at most `points` and each is proven in
+        its time limit; else None. From the fastest plan (the smallest peak among the fastest), ask for the fastest
+        plan with a smaller peak (then the smallest peak at its time) until none exists: each answer is the next
+        point down, and "none" proves the last one has the smallest peak, so no point is missed. The last question
+        is usually free (a cap under the floor has no plan), and no smallest-peak search is needed."""
+        plan = self.solve(None, time_limit_s=time_limit_s)
+        found = [plan]
+        while plan.status == "optimal" and plan.tie_break == "optimal" and len(found) <= points:
+            below = self.fastest_under(plan.peak_bytes - 1, Clock(time_limit_s))
+            if not below.proven:
+                return None
+            if below.picks is None:
+                return found[::-1] if len(found) <= points else None
+            plan = self.solve(plan.peak_bytes - 1, time_limit_s=time_limit_s)  # proven above: only the tie break
+            found.append(plan)
+        return None
 
     # ---- searches, with reuse ----
     def fastest_under(self, cap: int | None, clock: Clock, known: tuple[Choice, ...] | None = None) -> Outcome:
