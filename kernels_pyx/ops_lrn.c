@@ -36,3 +36,29 @@ void tb_lrn_hwc(const tb_lrn *p, const float *restrict in, float *restrict out)
         }
     }
 }
+
+/* CHW, in place: x holds the input and receives the output. Output channel c reads input channels down to
+ * c - (size-1)/2, which earlier outputs overwrote: ws keeps the originals of the last (size-1)/2 channels (a ring,
+ * channel j in plane j % back) and one accumulation plane. The sums run in tb_lrn_chw's order: the same bits. */
+void tb_lrn_chw_inplace(const tb_lrn *p, float *restrict x, float *restrict ws)
+{
+    const long hw = (long)p->h * p->w;
+    const float a = p->alpha / (float)p->size;
+    const int back = (p->size - 1) / 2;
+    float *acc = ws + back * hw;
+    for (int c = 0; c < p->c; ++c) {
+        for (long i = 0; i < hw; ++i) acc[i] = 0.0f;
+        for (int j = lo_channel(c, p->size); j <= hi_channel(c, p->size, p->c); ++j) {
+            const float *src = j < c ? ws + (j % back) * hw : x + j * hw; /* j < c only when back > 0 */
+            for (long i = 0; i < hw; ++i) acc[i] += src[i] * src[i];
+        }
+        float *dst = x + c * hw;
+        if (back > 0) {
+            float *keep = ws + (c % back) * hw; /* held channel c - back, which no later output reads */
+            for (long i = 0; i < hw; ++i) keep[i] = dst[i];
+            for (long i = 0; i < hw; ++i) dst[i] = keep[i] / powf(p->bias + a * acc[i], p->beta);
+        } else {
+            for (long i = 0; i < hw; ++i) dst[i] = dst[i] / powf(p->bias + a * acc[i], p->beta);
+        }
+    }
+}

@@ -51,6 +51,7 @@ void tb_copy_channels_hcw(const tb_channels *p, const float *restrict in, float 
 /* ONNX LRN across channels. */
 void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out);
 void tb_lrn_hwc(const tb_lrn *p, const float *restrict in, float *restrict out);
+void tb_lrn_chw_inplace(const tb_lrn *p, float *restrict x, float *restrict ws);
 
 /* General permutation of a row-major (d0,d1,d2) tensor (the copy fallback of transpose). */
 void tb_permute_copy(const tb_permute *p, const float *restrict in, float *restrict out);

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tasobuild.decide import place
-from tasobuild.ir import Activation, Constant, Graph, Node, Shape
+from tasobuild.ir import Activation, Constant, Graph, Node, Shape, attrs
 from tasobuild.memory import ArenaPlan, Buffer, OverlapError, Region, check_no_overlap
 from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate
 from tasobuild.solve.session import Session
@@ -189,10 +189,13 @@ def test_in_place_kernels_compute_what_the_copying_ones_do(act: Activation) -> N
     values = {name: rng.uniform(-3, 3, (3, 5, 7)).astype(np.float32) for name in ("a", "b")}
     weights = {"s": rng.uniform(-2, 2, 3).astype(np.float32), "t": rng.uniform(-2, 2, 3).astype(np.float32)}
     nodes = {"add": Node("n", "add", ("a", "b"), "y", act=act), "act": Node("n", "act", ("a",), "y", act=act),
-             "scale": Node("n", "scale", ("a",), "y", weights=("s", "t"), act=act)}
+             "scale": Node("n", "scale", ("a",), "y", weights=("s", "t"), act=act),
+             "lrn": Node("n", "lrn", ("a",), "y", attrs=attrs(size=5, alpha=0.5, beta=0.75, bias=1.0))}
     by_name = {p.name: p for p in library()}
     tried = 0
     for prim in (p for p in library() if p.in_place >= 0):
+        if prim.op == "lrn" and act.kind != "none":
+            continue  # LRN fuses no activation
         node = nodes[prim.op]
         graph = Graph((node,), tuple(sorted({"x": shape, "a": shape, "b": shape, "y": shape}.items())),
                       tuple(sorted((Constant.of(k, v) for k, v in weights.items()), key=lambda c: c.name)),
@@ -206,7 +209,8 @@ def test_in_place_kernels_compute_what_the_copying_ones_do(act: Activation) -> N
                           {"out": ins[f"in{prim.in_place}"].reshape(-1).copy()} | ins | ws)["out"]
         np.testing.assert_array_equal(got, want)
         tried += 1
-    assert tried == 3 * (2 + 1 + 1)  # add over either input, act, scale; in each layout
+    assert tried == 3 * (2 + 1 + 1) + (act.kind == "none")  # add over either input, act, scale; in each layout; LRN
+    # in CHW (5 channels apart of 3: every output reads channels it or an earlier one overwrote)
 
 
 # ---- the encoding against evaluate, on random problems with sharing choices ----

@@ -4,8 +4,10 @@ input.
 In place (`Primitive.in_place = k`): the output is written over input k, by a kernel of its own (ops_eltwise.c:
 tb_add_inplace acc += x, tb_act_inplace, tb_scale_*_inplace, each reading element i, then writing element i, with
 the same parameters as the copying kernel; its buffers stay restrict: the output is one of them, the others are
-distinct). Only add, a standalone activation and the per-channel scale qualify; pooling, LRN, softmax,
-transposes and layout transforms do not (they read neighbours or write elsewhere). Its time is measured or
+distinct). Add, a standalone activation and the per-channel scale qualify; pooling, softmax, transposes and layout
+transforms do not (they read neighbours or write elsewhere). LRN in CHW does, with a workspace: it reads
+neighbouring channels, so tb_lrn_chw_inplace keeps the originals of the (size - 1) / 2 channels it overwrote last
+and an accumulation plane (GoogLeNet's stem peaks at an LRN holding its input and output). Its time is measured or
 predicted like any call's.
 Input k must be dead after the node in the graph's order (the order is fixed before the solve, schedule.py), and
 never the graph input: the caller owns it (a second `run()` on the same input must see it, as in TFLite Micro),
@@ -86,10 +88,28 @@ def _in_place_call(copying: CallFn, k: int) -> CallFn:
     return call
 
 
+def _lrn_workspace(node: Node, graph: Graph) -> int:
+    """The saved channels and the accumulation plane of tb_lrn_chw_inplace, in bytes."""
+    shape = graph.shape(node.inputs[0])
+    return ((int(node.attr("size")) - 1) // 2 + 1) * shape.h * shape.w * 4
+
+
+def _lrn_in_place_call(copying: CallFn) -> CallFn:
+    def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
+        (c,) = copying(node, graph)
+        roles = (("out", dict(c.buffer_bytes)["out"]), ("ws", _lrn_workspace(node, graph)))
+        return (KernelCall(f"{c.function}_inplace", c.struct, c.params, tuple(r for r, _ in roles), roles),)
+
+    return call
+
+
 def _variants() -> tuple[Primitive, ...]:
     out: list[Primitive] = []
     for p in OPS_PRIMITIVES:
-        if p.op in IN_PLACE_OPS:
+        if p.op == "lrn" and p.layout_in == p.layout_out == "CHW":
+            out.append(replace(p, name=f"{p.name}_inplace0", in_place=0, call=_lrn_in_place_call(p.call),
+                               applies=_in_place_applies(p.applies, 0), workspace=_lrn_workspace))
+        elif p.op in IN_PLACE_OPS:
             assert p.layout_in == p.layout_out, p.name
             for k in range(2 if p.op == "add" else 1):
                 out.append(replace(p, name=f"{p.name}_inplace{k}", in_place=k, call=_in_place_call(p.call, k),

@@ -148,8 +148,11 @@ class Session:
         if points < 2:
             raise ValueError("pareto needs at least 2 points")
         walked = self.walk(points, time_limit_s)
-        if walked is not None:
-            return walked
+        return walked if walked is not None else self.spaced(points, time_limit_s)
+
+    def spaced(self, points: int, time_limit_s: float = 10.0) -> list[Plan]:
+        """The smallest-peak plan, the fastest plan and the fastest plans under points - 2 evenly spaced budgets
+        between their peaks, dominated points and duplicates removed (Session.pareto)."""
         smallest = self.solve(None, objective="memory", time_limit_s=time_limit_s)
         fastest = self.solve(None, time_limit_s=time_limit_s)
         lo, hi, align = smallest.peak_bytes, fastest.peak_bytes, self.problem.alignment
