@@ -398,3 +398,26 @@ def test_resnet8_residual_adds_in_place_match_onnxruntime(tmp_path: Path, tiling
     # smallest plan is never above the untiled one
     assert report["arena_bytes"] == report["lower_bound_bytes"]
     assert report["arena_bytes"] == 196_608 if not tiling else report["arena_bytes"] <= 196_608
+
+
+@pytest.mark.slow  # a build, two compiles and runs: 30-60 s on a busy 2-core machine
+def test_lrn_in_place_matches_onnxruntime(tmp_path: Path) -> None:
+    """x 8x8x8 -> 1x1 conv to 16 -> LRN (size 5) -> 1x1 conv to 8. In planes of 8x8 floats (256 B): the convolutions
+    hold 8 + 16 and 16 + 8; the LRN its input and output, 32, or in place 16 + its workspace (2 saved channels and
+    the accumulation plane) 19. The smallest plan runs it in place: 24 planes, 6,144 bytes."""
+    from onnx import helper
+
+    from tests.e2e import save_onnx
+
+    rng = np.random.default_rng(3)
+    weights = {"w1": (rng.standard_normal((16, 8, 1, 1)) / 3).astype(np.float32),
+               "w2": (rng.standard_normal((8, 16, 1, 1)) / 4).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="expand"),
+             helper.make_node("LRN", ["a"], ["n"], name="norm", size=5, alpha=0.2, beta=0.75, bias=1.5),
+             helper.make_node("Conv", ["n", "w2"], ["y"], name="project")]
+    model = save_onnx(tmp_path / "lrn.onnx", nodes, [1, 8, 8, 8], [1, 8, 8, 8], weights)
+    report = _build_and_match(tmp_path, model, tiling=False)
+    assert _shared(report) == {"norm": "lrn_direct_chw_inplace0"}
+    assert report["arena_bytes"] == report["lower_bound_bytes"] == 24 * 256
+    words = " ".join((tmp_path / "out" / "src" / "net.c").read_text().replace("*", " ").split())
+    assert "in place: the output is written over a, read by no later layer" in words
