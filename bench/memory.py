@@ -44,7 +44,7 @@ TIME_LIMIT_S = 10.0
 
 
 # The plan without sharing: every primitive of the ops that can share memory but its in-place and zero-copy ones.
-SHARING_OPS = ("act", "add", "concat", "scale")
+SHARING_OPS = ("act", "add", "concat", "lrn", "scale")
 
 
 def no_sharing_line() -> str:
@@ -135,7 +135,8 @@ def main(models: list[str]) -> None:
             "order and in the order tasobuild.schedule picks by tensors. Order planned: the order the sharing plan "
             "runs in, chosen with the plan (pipeline.ORDERS: `tensors` the least live tensor bytes, `file` the ONNX "
             "file's, `fastest` / `plan` the least live bytes with a fast plan's / the first plan's workspace).\n\n"
-            "Sharing lowers a peak only where the peak is an element-wise node or a concat; in place / zero-copy "
+            "Sharing lowers a peak only where the peak is an element-wise node, an LRN or a concat (GoogLeNet: its "
+            "stem's second LRN, in place; the peak moves to the first max pool); in place / zero-copy "
             "counts what the smallest plan runs so (at a peak set elsewhere it keeps whichever is faster). DS-CNN "
             "has neither outside its fused activations: its peak is a convolution's input and output. ResNet-8's is "
             "a 3x3 convolution of its first stage, which holds its input, its output and the stage's skip tensor "
