@@ -6,8 +6,9 @@ Schema (version 1):
                   toolchain and the machine fingerprint the costs were measured on
     [plan]        arena, budget, lower bound, predicted time, objective, solver status, the two baselines;
                   placement ("optimal": no offsets give this plan's buffers a smaller arena | "feasible": the
-                  best found in time) and placement_bound_bytes (the arena no placement can beat, proven)
-    [[node]]      per node in schedule order: name, op, primitive, layouts, tiling (its fused group, e.g.
+                  best found in time) and placement_bound_bytes (the arena no placement can beat, proven);
+                  order, how the execution order was chosen, when not by the tensors alone (pipeline.ORDERS)
+    [[node]]      per node in schedule order (the order chosen with the plan, which --frozen runs): name, op, primitive, layouts, tiling (its fused group, e.g.
                   "l3-l5 rows=4", or "none"), workspace, time, cost source, output offset (none for a fused
                   member whose output only exists in its group's window)
     [[transform]] every layout transform: tensor, from, to, step
