@@ -142,9 +142,9 @@ class Session:
 
     def pareto(self, points: int = 10, time_limit_s: float = 10.0) -> list[Plan]:
         """Contract: tasobuild.solve.pareto. First the walk down the frontier (`walk`): when it reaches the
-        smallest peak within `points` plans, that is the whole frontier. Otherwise evenly spaced budgets, solved
-        largest first, so each answer's interval (see _Fastest) covers the budgets below it down to its peak for
-        free."""
+        smallest peak within `points` plans and the time limit, that is the whole frontier. Otherwise evenly spaced
+        budgets, solved largest first, so each answer's interval (see _Fastest) covers the budgets below it down to
+        its peak for free (and the walk's proven answers are reused)."""
         if points < 2:
             raise ValueError("pareto needs at least 2 points")
         walked = self.walk(points, time_limit_s)
@@ -169,20 +169,26 @@ class Session:
         return out
 
     def walk(self, points: int, time_limit_s: float = 10.0) -> list[Plan] | None:
-        """Every point of the frontier, by increasing memory, if there are at most `points` and each is proven in
-        its time limit; else None. From the fastest plan (the smallest peak among the fastest), ask for the fastest
-        plan with a smaller peak (then the smallest peak at its time) until none exists: each answer is the next
-        point down, and "none" proves the last one has the smallest peak, so no point is missed. The last question
-        is usually free (a cap under the floor has no plan), and no smallest-peak search is needed."""
-        plan = self.solve(None, time_limit_s=time_limit_s)
+        """Every point of the frontier, by increasing memory, if there are at most `points` and all are proven
+        within `time_limit_s` in all (the walk costs pareto at most that before it falls back); else None. From the
+        fastest plan (the smallest peak among the fastest), ask for the fastest plan with a smaller peak (then the
+        smallest peak at its time) until none exists: each answer is the next point down, and "none" proves the
+        last one has the smallest peak, so no point is missed. The last question is usually free (a cap under the
+        floor has no plan), and no smallest-peak search is needed."""
+        clock = Clock(time_limit_s)
+
+        def left() -> float:
+            return clock.remaining_ms() / 1000
+
+        plan = self.solve(None, time_limit_s=left())
         found = [plan]
         while plan.status == "optimal" and plan.tie_break == "optimal" and len(found) <= points:
-            below = self.fastest_under(plan.peak_bytes - 1, Clock(time_limit_s))
-            if not below.proven:
+            below = self.fastest_under(plan.peak_bytes - 1, Clock(left()))  # the tie break's question: answered
+            if not below.proven or clock.expired():
                 return None
             if below.picks is None:
                 return found[::-1] if len(found) <= points else None
-            plan = self.solve(plan.peak_bytes - 1, time_limit_s=time_limit_s)  # proven above: only the tie break
+            plan = self.solve(plan.peak_bytes - 1, time_limit_s=left())
             found.append(plan)
         return None
 
