@@ -8,9 +8,10 @@ Schema (version 1):
                   placement ("optimal": no offsets give this plan's buffers a smaller arena | "feasible": the
                   best found in time) and placement_bound_bytes (the arena no placement can beat, proven);
                   order, how the execution order was chosen, when not by the tensors alone (pipeline.ORDERS)
-    [[node]]      per node in schedule order (the order chosen with the plan, which --frozen runs): name, op, primitive, layouts, tiling (its fused group, e.g.
-                  "l3-l5 rows=4", or "none"), workspace, time, cost source, output offset (none for a fused
-                  member whose output only exists in its group's window)
+    [[node]]      per node in schedule order (the order chosen with the plan, which --frozen runs): name, op,
+                  primitive, layouts, tiling (its fused group, e.g. "l3-l5 rows=4", or "none"), workspace, time,
+                  cost source, output offset (none for a fused member whose output only exists in its group's
+                  window)
     [[transform]] every layout transform: tensor, from, to, step
     [[cost]]      every cost the decision used: call key, median_ms, spread_ms, source (measured | imported |
                   predicted)
