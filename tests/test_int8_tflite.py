@@ -3,21 +3,25 @@ built, compiled and run, against TensorFlow Lite's reference kernels (what TFLM 
 
 The runner reads and writes float32 files (through `<name>_infer_float`); the fixtures' int8 inputs go in as
 (q - zero point) * scale, which quantises back to q exactly, and our float output is quantised back the same way, so
-what is compared is the int8 the network computed. (tf2onnx drops the bias of three of these networks' fully
-connected layers; the fixtures have it back: tests/zoo/int8_tflite.restore_fc_bias.)
+what is compared is the int8 the network computed. The same networks cross-built for the Cortex-M4 and run under
+qemu-system-arm (`make run` on the MPS2-AN386 board) give the host program's outputs bit for bit. (tf2onnx drops
+the bias of three of these networks' fully connected layers; the fixtures have it back:
+tests/zoo/int8_tflite.restore_fc_bias.)
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.e2e import build_and_compile, run_binary, write_target_spec
+from tests.e2e import build_and_compile, run_binary, tasobuild, write_target_spec
 from tests.int8_oracle import assert_bit_exact, assert_matches
-from tests.zoo.int8 import TFLITE_INT8, tflite_fixture
+from tests.zoo.int8 import TFLITE_INT8, TfliteFixture, tflite_fixture
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +37,23 @@ def ours(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[np.nd
     return outputs
 
 
+def _real_input(fixture: TfliteFixture, q: np.ndarray) -> np.ndarray:
+    """A reference input as the runner's float file: (q - zero point) * scale, which quantises back to q exactly."""
+    return ((q.astype(np.float32) - fixture.input_zero_point) * np.float32(fixture.input_scale)).astype(np.float32)
+
+
+def _int8_output(fixture: TfliteFixture, y: np.ndarray) -> np.ndarray:
+    """The runner's float output quantised back to the int8 the network computed."""
+    q_out = np.round(y / np.float32(fixture.output_scale)) + fixture.output_zero_point
+    return q_out.astype(np.int8).reshape(fixture.outputs.shape[1:])
+
+
 def _ours(name: str, tmp_path: Path) -> list[np.ndarray]:
     fixture = tflite_fixture(name)
     built = build_and_compile(write_target_spec(tmp_path, fixture.onnx, "host", costs="model"))
-    outputs = []
-    for q in fixture.inputs:
-        x = ((q.astype(np.float32) - fixture.input_zero_point) * np.float32(fixture.input_scale)).astype(np.float32)
-        y, _ = run_binary(built.binary, x, tmp_path)  # q and x: the model's input shape, batch included
-        q_out = np.round(y / np.float32(fixture.output_scale)) + fixture.output_zero_point
-        outputs.append(q_out.astype(np.int8).reshape(fixture.outputs.shape[1:]))
-    return outputs
+    # q and x: the model's input shape, batch included
+    return [_int8_output(fixture, run_binary(built.binary, _real_input(fixture, q), tmp_path)[0])
+            for q in fixture.inputs]
 
 
 @pytest.mark.parametrize("name", TFLITE_INT8)
@@ -63,13 +74,51 @@ def test_bit_exact_with_tflite_reference_kernels(name: str, ours: Callable[[str]
             raise AssertionError(f"{name}, reference input {k}: {error}") from None
 
 
+def _run_int8_on_board(out_dir: Path, q: np.ndarray) -> np.ndarray:
+    """`make run` with in.bin holding the int8 input itself: the bare-metal runner of a model with int8 input and
+    output reads and writes the model's own int8 values."""
+    out = out_dir / "out.bin"
+    out.unlink(missing_ok=True)
+    q.astype(np.int8).tofile(out_dir / "in.bin")
+    done = subprocess.run(["make", "-s", "-C", str(out_dir), "run"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return np.fromfile(out, np.int8)
+
+
+@pytest.mark.parametrize("name", TFLITE_INT8)
+def test_bit_exact_on_cortex_m4_under_emulation(name: str, ours: Callable[[str], list[np.ndarray]],
+                                                tmp_path: Path) -> None:
+    """Cross-built for the Cortex-M4 with no budget (its 256 KiB RAM is the budget, the weights go to its 2 MiB
+    flash), compiled warning-free, run by `make run` under qemu-system-arm on the int8 input itself: the host
+    program's int8 outputs and TFLite's reference, bit for bit, on every reference input. All four fit the M4; the
+    RAM and flash the build estimates cover what the linker placed."""
+    from tests.test_embedded import make, measured, missing_tools, target
+
+    board = target("cortex-m4")
+    if missing_tools(board):
+        pytest.skip(f"cortex-m4 needs {', '.join(missing_tools(board))} (apt-get install {board.cc_package} "
+                    f"{board.emulator_package})")
+    fixture = tflite_fixture(name)
+    spec = write_target_spec(tmp_path, fixture.onnx, "cortex-m4", costs="model")
+    spec.write_text(spec.read_text().replace('[constraints]\nmemory = "2 GiB"\n', ""))
+    report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+    make(tmp_path / "out")
+    size = measured(tmp_path / "out" / "net_main.elf")
+    memory = report["memory"]
+    assert size.ram_bytes <= memory["ram_bytes"] <= board.ram and size.flash_bytes <= memory["flash_bytes"] <= \
+        board.flash, (size, memory)
+    for k, (q, on_host, reference) in enumerate(zip(fixture.inputs, ours(name), fixture.outputs)):
+        on_board = _run_int8_on_board(tmp_path / "out", q).reshape(reference.shape)
+        try:
+            assert_bit_exact(on_board, on_host)
+            assert_bit_exact(on_board, reference)
+        except AssertionError as error:
+            raise AssertionError(f"{name} on cortex-m4, reference input {k}: {error}") from None
+
+
 def test_verify_takes_a_quantised_network_as_it_is(tmp_path: Path) -> None:
     """`tasobuild verify` on the int8-in, int8-out DS-CNN: ONNX Runtime gets the int8 input the runner makes from the
     float file, its int8 output is dequantised as the runner's is, and the default tolerance is one output step."""
-    import json
-
-    from tests.e2e import tasobuild
-
     fixture = tflite_fixture("ds_cnn")
     spec = write_target_spec(tmp_path, fixture.onnx, "host", costs="model")
     result = json.loads(tasobuild("verify", "-c", str(spec), "--json").stdout)
