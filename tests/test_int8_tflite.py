@@ -124,3 +124,42 @@ def test_verify_takes_a_quantised_network_as_it_is(tmp_path: Path) -> None:
     result = json.loads(tasobuild("verify", "-c", str(spec), "--json").stdout)
     assert result["passed"] and result["errors"]["count"] == 12
     assert result["atol"] == pytest.approx(fixture.output_scale)
+
+
+# With fused row tiling, objective "memory": MobileNetV1-0.25 and MobileNetV2-0.35 run their first blocks in bands
+# (int8 windows of a few rows), ResNet-8 and DS-CNN gain nothing (their untiled arenas are at the live-set bound
+# already, and TFLM's head). Each ~10 s here.
+TILED_GAINS = ("mobilenet_v1_vww", "mobilenet_v2_035")
+
+
+@pytest.mark.parametrize("name", TFLITE_INT8)
+def test_fused_row_tiling_is_bit_exact(name: str, tmp_path: Path) -> None:
+    """`tiling = true` on an int8 network: the smallest plan tiles where it gains (below the untiled arena and
+    TFLM's head), its bands are int8 convolutions requantised as the whole layer is, so the outputs are TFLite's
+    reference bit for bit. TFLM's head arena: from the .tflite (tests/zoo/tflm_arena.py)."""
+    from tests.zoo.tflm_arena import tflm_arena_head
+
+    fixture = tflite_fixture(name)
+    arenas = {}
+    for tiling in (False, True):
+        folder = tmp_path / ("tiled" if tiling else "untiled")
+        folder.mkdir()
+        spec = write_target_spec(folder, fixture.onnx, "host", costs="model", memory="64 MiB",
+                                 extra="tiling = true\n" if tiling else "")
+        spec.write_text(spec.read_text().replace('memory = "64 MiB"\n', 'memory = "64 MiB"\nobjective = "memory"\n'))
+        built = build_and_compile(spec)
+        arenas[tiling] = built.report["arena_bytes"]
+        groups = {node["tiling"] for node in built.report["nodes"] if node["tiling"]}
+        assert bool(groups) == (tiling and name in TILED_GAINS), groups
+        assert all(" rows=" in g for g in groups), groups  # channel slices (FDT) do not apply to int8 layers
+        for k, (q, reference) in enumerate(zip(fixture.inputs, fixture.outputs)):
+            got = _int8_output(fixture, run_binary(built.binary, _real_input(fixture, q), folder)[0])
+            try:
+                assert_bit_exact(got, reference)
+            except AssertionError as error:
+                raise AssertionError(f"{name}, tiling {tiling}, reference input {k}: {error}") from None
+    assert arenas[False] <= tflm_arena_head(fixture.tflite)
+    if name in TILED_GAINS:
+        assert arenas[True] < arenas[False]
+    else:
+        assert arenas[True] == arenas[False]

@@ -1,0 +1,64 @@
+"""The networks onnxruntime.quantization makes (tests/zoo/int8.py `ort_int8`): the MLPerf Tiny ones from their float
+ONNX, and ResNet-18 and MobileNetV2 at 224x224 (slow), built, compiled, run and held to the oracle
+(tests/int8_oracle.py): every output within one output step of the range ONNX Runtime spans with graph
+optimisations on and off.
+
+Our kernels compute TFLite's fixed-point arithmetic (bit-exact on the TF fixtures, tests/test_int8_tflite.py); ORT
+dequantises, computes in float and rounds once. With no .tflite behind these networks the envelope holds ORT alone,
+and on the deeper ones the two roundings part by more than a step: one element in a thousand on ResNet-18, dozens
+on MobileNetV2 (ORT itself is 13 units from TFLite's reference on the TF-quantised MobileNetV2-0.35,
+BENCHMARKS.md "int8: TFLite Micro reference"). Those networks are held to their measured distance (`BEYOND`), and
+must pick ORT's class; a change that moves them further is seen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import int8_oracle as oracle
+from tests.e2e import build_and_compile, run_binary, write_target_spec
+from tests.zoo.int8 import ORT_BIG, ort_int8
+from tests.zoo.reference import random_input
+
+SEEDS = (0, 1, 2)
+# QDQ forms only: ORT's QOperator form of these four ends in com.microsoft's QLinearSoftmax, which the importer
+# refuses in one line (the big networks have no softmax: their QOperator form is tested below).
+TINY_FORMS = ("qdq_per_channel", "qdq_per_tensor", "qdq_mixed")
+# Steps beyond ORT's envelope allowed where TFLite's arithmetic and ORT's part by more than one, as measured on
+# SEEDS (the largest over the forms tested); every other network is held to the issue's one step.
+BEYOND = {"mobilenet_v2_035": 15.0, "resnet18": 2.0, "mobilenetv2": 3.0}
+
+
+def check(name: str, form: str, tmp_path: Path) -> None:
+    model = ort_int8(name, form)
+    built = build_and_compile(write_target_spec(tmp_path, model, "host", costs="model"))
+    for seed in SEEDS:
+        x = random_input(model, seed)
+        ours, _ = run_binary(built.binary, x, tmp_path)
+        (env,) = oracle.envelope(model, x)
+        ours = ours.reshape(env.lo.shape)
+        try:
+            oracle.assert_within([ours], [env], steps=BEYOND.get(name, 1.0))
+        except AssertionError as error:
+            raise AssertionError(f"{name} {form}, seed {seed}: {error}") from None
+        if name in BEYOND:  # further than a step from ORT, but the same answer
+            ort = oracle.run_onnxruntime(model, x, optimized=True)[0]
+            assert np.argmax(ours) == np.argmax(ort), (name, form, seed)
+
+
+@pytest.mark.parametrize("form", TINY_FORMS)
+@pytest.mark.parametrize("name", ["ds_cnn", "resnet8", "mobilenet_v1_vww", "mobilenet_v2_035"])
+def test_tiny_network_quantised_by_onnxruntime(name: str, form: str, tmp_path: Path) -> None:
+    check(name, form, tmp_path)
+
+
+# Each about 20 s here when the cost cache is warm (build from the performance model, compile, 3 runs, ORT twice
+# per run), about 60 s on a busy machine; the first use also exports the float network with torch (a minute).
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["qdq_per_channel", "qoperator"])
+@pytest.mark.parametrize("name", ORT_BIG)
+def test_224_network_quantised_by_onnxruntime(name: str, form: str, tmp_path: Path) -> None:
+    check(name, form, tmp_path)
