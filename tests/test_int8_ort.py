@@ -24,9 +24,7 @@ from tests.zoo.int8 import ORT_BIG, ort_int8
 from tests.zoo.reference import random_input
 
 SEEDS = (0, 1, 2)
-# QDQ forms only: ORT's QOperator form of these four ends in com.microsoft's QLinearSoftmax, which the importer
-# refuses in one line (the big networks have no softmax: their QOperator form is tested below).
-TINY_FORMS = ("qdq_per_channel", "qdq_per_tensor", "qdq_mixed")
+TINY_FORMS = ("qdq_per_channel", "qdq_per_tensor", "qoperator", "qdq_mixed")
 # Steps beyond ORT's envelope allowed where TFLite's arithmetic and ORT's part by more than one, as measured on
 # SEEDS (the largest over the forms tested); every other network is held to the issue's one step.
 BEYOND = {"mobilenet_v2_035": 15.0, "resnet18": 2.0, "mobilenetv2": 3.0}
@@ -47,6 +45,20 @@ def check(name: str, form: str, tmp_path: Path) -> None:
         if name in BEYOND:  # further than a step from ORT, but the same answer
             ort = oracle.run_onnxruntime(model, x, optimized=True)[0]
             assert np.argmax(ours) == np.argmax(ort), (name, form, seed)
+
+
+def test_qlinear_softmax_runs_in_float_between_dequantize_and_quantize() -> None:
+    """ORT's QOperator form ends these networks in com.microsoft's QLinearSoftmax: it imports as the QDQ form's
+    float softmax, on the dequantised logits, quantised with the node's output scale and zero point."""
+    from tasobuild.importer import import_onnx
+
+    graph = import_onnx(ort_int8("ds_cnn", "qoperator"))
+    *_, fc, dequantize, softmax, quantize, last = graph.nodes
+    assert [n.op for n in (fc, dequantize, softmax, quantize, last)] == ["qfc", "dequantize", "softmax", "quantize",
+                                                                          "dequantize"]
+    assert dequantize.inputs == (fc.output,) and graph.dtype(softmax.output) == "float32"
+    assert graph.dtype(quantize.output) == "int8" and graph.quant_of(quantize.output).zero_point == -128
+    assert graph.quant_of(quantize.output).scale == pytest.approx(1 / 256)
 
 
 @pytest.mark.parametrize("form", TINY_FORMS)
