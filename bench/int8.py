@@ -5,7 +5,8 @@ Runtime int8 vs ours float, one thread, side by side in one run.
 
 Arena (section "int8-arena"): the four MLPerf Tiny networks as TensorFlow quantised them (tests/fixtures/int8/: int8
 input and output, as TFLM runs them), built with objective "memory" untiled and with `tiling = true`, costs from the
-performance model (the smallest arena does not depend on the costs). TFLM's head is computed from the same .tflite
+performance model (the untiled smallest arena does not depend on them; a fused group's workspace does, through the
+primitive each member runs, picked by cost). TFLM's head is computed from the same .tflite
 (tests/zoo/tflm_arena.py, a port of its planner; it reproduces issue 17's figures), its tail (the runtime's own
 bookkeeping) is the issue's figure. Ours is the whole arena of the emitted program, input and output included,
 without bookkeeping (there is none: the plan is fixed at build time). Every plan's outputs on the fixtures'
@@ -128,7 +129,8 @@ def main() -> None:
 
 ARENA_NOTE = (
     "Bytes. The TF-quantised MLPerf Tiny networks (int8 input and output, as TFLM runs them), objective \"memory\", "
-    "costs from the performance model; \"tiled\": `tiling = true`. Ours includes the input and output and has no "
+    "costs from the performance model (which primitive a fused group's member runs, and so its workspace, is "
+    "picked by cost); \"tiled\": `tiling = true`. Ours includes the input and output and has no "
     "bookkeeping; TFLM head: its planner on the same .tflite (tests/zoo/tflm_arena.py), with tail: issue 17's "
     "figure. \"ours float\": the float network the int8 one was quantised from, untiled. Every int8 plan's outputs "
     "were checked bit for bit against TFLite's reference kernels.")
