@@ -23,6 +23,7 @@ from onnx import numpy_helper
 ORT_OPTIMIZED = "onnxruntime (optimisations on)"
 ORT_UNOPTIMIZED = "onnxruntime (optimisations off)"
 TFLITE_REFERENCE = "tflite reference kernels"
+TFLITE_ARITHMETIC = "tflite arithmetic (tests/q8_interpreter.py)"  # where no .tflite exists: the NumPy port
 
 # Ops that move or relabel elements without changing a value: an output's step is that of the DequantizeLinear
 # behind them.

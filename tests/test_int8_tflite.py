@@ -168,3 +168,20 @@ def test_fused_row_tiling_is_bit_exact(name: str, tmp_path: Path) -> None:
         assert arenas[True] < arenas[False]
     else:
         assert arenas[True] == arenas[False]
+
+
+@pytest.mark.parametrize("name", TFLITE_INT8)
+def test_tflite_arithmetic_port_reproduces_the_reference(name: str) -> None:
+    """tests/q8_interpreter.py (TFLite's reference kernels ported to NumPy, run on the imported graph), the
+    stand-in for TFLite where no .tflite exists (tests/test_int8_ort.py), gives the real reference kernels'
+    outputs bit for bit on the networks where both exist."""
+    from tasobuild.importer import import_onnx
+    from tests import q8_interpreter
+
+    fixture = tflite_fixture(name)
+    graph = import_onnx(fixture.onnx)
+    for k, (q, reference) in enumerate(zip(fixture.inputs, fixture.outputs)):
+        try:
+            assert_bit_exact(q8_interpreter.run(graph, q).reshape(reference.shape), reference)
+        except AssertionError as error:
+            raise AssertionError(f"{name}, reference input {k}: {error}") from None
