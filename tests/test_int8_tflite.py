@@ -185,3 +185,21 @@ def test_tflite_arithmetic_port_reproduces_the_reference(name: str) -> None:
             assert_bit_exact(q8_interpreter.run(graph, q).reshape(reference.shape), reference)
         except AssertionError as error:
             raise AssertionError(f"{name}, reference input {k}: {error}") from None
+
+
+def test_int8_band_pointers_and_halo_copies_by_hand() -> None:
+    """What row tiling writes for an int8 window, worked by hand: byte offsets cast to the kernel's element type
+    (a float buffer keeps `A + floats`), and a halo of 2 rows of an 8-channel, 5-wide int8 window copied as the
+    identity HWC->CHW transform of one 2 x 40 channel: 80 bytes."""
+    from tasobuild.ir import Shape
+    from tasobuild.tiling.rows import arena_pointer, carry_call
+
+    assert arena_pointer(64, 0, "float") == "A + 16"
+    assert arena_pointer(64, 160, "float") == "A + 16 + 40 * band"
+    assert arena_pointer(65, 40, "int8_t") == "(int8_t *)((char *)A + 65 + 40 * band)"
+    assert arena_pointer(128, 0, "int32_t") == "(int32_t *)((char *)A + 128)"
+    copy = carry_call(Shape(8, 6, 5), 2, "int8")
+    assert copy.function == "tb_q8_layout_hwc_to_chw" and copy.arg_types == ("int8_t", "int8_t")
+    assert dict(copy.params)["c"] == 1 and dict(copy.params)["h"] == 2 and dict(copy.params)["w"] == 40
+    assert dict(copy.buffer_bytes) == {"in0": 80, "out": 80}
+    assert dict(carry_call(Shape(8, 6, 5), 2).buffer_bytes) == {"in0": 320, "out": 320}  # float: 4 bytes each

@@ -401,12 +401,10 @@ def band_runs(bodies: Sequence[Body]) -> list[tuple[int, int]]:
 def arena_pointer(offset: int, delta: int, c_type: str) -> str:
     """The C pointer `offset` bytes into the arena, advancing `delta` bytes per loop iteration: `A + floats` (A is
     the arena as floats) for a float buffer, else a byte offset cast to the kernel's element type."""
-    step = f" + {delta} * {LOOP_VARIABLE}" if delta else ""
     if c_type == "float":
         assert offset % 4 == 0 and delta % 4 == 0, (offset, delta)
-        step = f" + {delta // 4} * {LOOP_VARIABLE}" if delta else ""
-        return f"A + {offset // 4}{step}"
-    return f"({c_type} *)((char *)A + {offset}{step})"
+        return f"A + {offset // 4}" + (f" + {delta // 4} * {LOOP_VARIABLE}" if delta else "")
+    return f"({c_type} *)((char *)A + {offset}" + (f" + {delta} * {LOOP_VARIABLE}" if delta else "") + ")"
 
 
 def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
