@@ -15,8 +15,8 @@ reference inputs are checked bit for bit against TFLite's reference kernels befo
 Latency (section "int8"): each network's float ONNX quantised by onnxruntime.quantization (QDQ, per-channel int8
 weights, int8 activations, seeded calibration: tests/int8_models.py); the int8 model built with the default latency
 objective and `costs = "profile"`, the float model likewise, every output checked against ONNX Runtime (within one
-output step of the range ORT spans with optimisations on and off), then the two programs and ORT timed in
-interleaved rounds.
+output step of the range ORT with optimisations on and off and TFLite's arithmetic span), then the two programs
+and ORT timed in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from common import make, median, record, table, tasobuild  # noqa: E402
 from peers import median_ms, ort_peer  # noqa: E402
 
 from tasobuild.importer import import_onnx  # noqa: E402
+from tests import q8_interpreter  # noqa: E402
 from tests.e2e import run_binary  # noqa: E402
 from tests.int8_models import assert_within_range, ort_outputs, quantise  # noqa: E402
 from tests.int8_oracle import assert_bit_exact  # noqa: E402
@@ -138,7 +139,8 @@ ARENA_AFTER = (
     "Fused tiling of int8 layers is row tiling (bands of HWC convolutions with int8 windows, "
     "tasobuild/tiling/rows.py); channel slices (FDT) add partial sums, which int8 layers requantised per slice "
     "cannot, so they stay float-only. Where the untiled arena is already at the live-set bound and no chain of "
-    "convolutions dominates the peak (DS-CNN, ResNet-8), tiling gains nothing.")
+    "convolutions dominates the peak (DS-CNN, ResNet-8), tiling gains nothing (a group may still be chosen "
+    "where it ties: which plan of equal arena wins depends on the costs).")
 
 
 def latency(args: argparse.Namespace, work: Path) -> None:
@@ -152,9 +154,10 @@ def latency(args: argparse.Namespace, work: Path) -> None:
         graph = import_onnx(int8_model)
         x = np.random.default_rng(0).standard_normal(graph.onnx_input_shape).astype(np.float32)
         ours, _ = run_binary(int8_binary, x, work)
-        # the outputs are the softmax of dequantised logits: one logit step moves them by at most step / 4
+        # the outputs are the softmax of dequantised logits: one logit step moves them by at most step / 4; the
+        # range: ORT (optimisations on, off) and TFLite's arithmetic (tests/q8_interpreter.py), as the tests hold it
         step = next(graph.quant_of(n.inputs[0]).scale for n in graph.nodes if n.op == "dequantize")
-        assert_within_range(ours, ort_outputs(int8_model, x), step)
+        assert_within_range(ours, [*ort_outputs(int8_model, x), q8_interpreter.run(graph, x).reshape(-1)], step)
         times: dict[str, list[float]] = {"int8": [], "ort": [], "float": []}
         for _ in range(args.rounds):
             times["int8"].append(bench_binary(int8_binary, x, work, args.runs))

@@ -133,7 +133,7 @@ def test_verify_takes_a_quantised_network_as_it_is(tmp_path: Path) -> None:
 
 # With fused row tiling, objective "memory": MobileNetV1-0.25 and MobileNetV2-0.35 run their first blocks in bands
 # (int8 windows of a few rows), ResNet-8 and DS-CNN gain nothing (their untiled arenas are at the live-set bound
-# already, and TFLM's head). Each ~10 s here.
+# already, and TFLM's head). Each 10-40 s here.
 TILED_GAINS = ("mobilenet_v1_vww", "mobilenet_v2_035")
 
 
@@ -155,7 +155,8 @@ def test_fused_row_tiling_is_bit_exact(name: str, tmp_path: Path) -> None:
         built = build_and_compile(spec)
         arenas[tiling] = built.report["arena_bytes"]
         groups = {node["tiling"] for node in built.report["nodes"] if node["tiling"]}
-        assert bool(groups) == (tiling and name in TILED_GAINS), groups
+        # where tiling gains nothing a group of the same arena may still be chosen (a tie the costs break)
+        assert not groups if not tiling else bool(groups) or name not in TILED_GAINS, groups
         assert all(" rows=" in g for g in groups), groups  # channel slices (FDT) do not apply to int8 layers
         for k, (q, reference) in enumerate(zip(fixture.inputs, fixture.outputs)):
             got = _int8_output(fixture, run_binary(built.binary, _real_input(fixture, q), folder)[0])
