@@ -18,6 +18,7 @@ from tasobuild.costs.features import (
 from tasobuild.costs.model import (
     CostModel,
     Sample,
+    dtype_of,
     errors,
     read_samples,
     shared_slopes,
@@ -170,6 +171,41 @@ def test_variants_drop_the_layout_suffix() -> None:
     assert variant_of("tb_conv_winograd_f4x4_3x3_lowmem_hwc") == "tb_conv_winograd_f4x4_3x3_lowmem"
     assert variant_of("tb_layout_chw_to_hwc") == "tb_layout"
     assert variant_of("tb_add") == "tb_add"
+
+
+def int8_call(function: str, n: int) -> KernelCall:
+    return KernelCall(function, "tb_q8_flat", (("n", n),), ("in0", "out"), (("in0", n), ("out", n)),
+                      ("int8_t", "int8_t"))
+
+
+def test_an_int8_call_is_moved_by_its_data_types_correction_alone() -> None:
+    """Hand-checked: int8 calls measured 8x the model's guess for tb_q8_a (4 samples) and 2x for tb_q8_b (4
+    samples). The median residual is the midpoint of 1 and 3 octaves, 2; each function keeps n / (n + 0.5) = 4/4.5
+    of its +-1 octave from it. Float calls are untouched, a JSON round trip keeps the correction, and without one
+    the model writes what it wrote before."""
+    sizes = [int(2 ** e) for e in np.linspace(6, 20, 30)]
+    model = train(power_law_samples("tb_a", 1e-5, sizes), {})
+    ns = (100, 1000, 10_000, 100_000)
+    guess = {f: model.predict_ms([int8_call(f, n) for n in ns]) for f in ("tb_q8_a", "tb_q8_b")}
+    measured = [Sample(int8_call(f, n), scale * guess[f][int8_call(f, n).key()])
+                for f, scale in (("tb_q8_a", 8.0), ("tb_q8_b", 2.0)) for n in ns]
+    corrected = model.with_dtype_correction("int8", measured)
+    assert dtype_of(measured[0].call) == "int8" and dtype_of(flat_call("tb_a", 5)) == "float32"
+    assert corrected.dtypes["int8"].offset == pytest.approx(2.0) and corrected.dtypes["int8"].samples == 8
+    a, b, c = int8_call("tb_q8_a", 5000), int8_call("tb_q8_b", 5000), int8_call("tb_q8_c", 5000)
+    before, after = model.predict_ms([a, b, c]), corrected.predict_ms([a, b, c])
+    assert math.log2(after[a.key()] / before[a.key()]) == pytest.approx(2 + 4 / 4.5)
+    assert math.log2(after[b.key()] / before[b.key()]) == pytest.approx(2 - 4 / 4.5)
+    assert math.log2(after[c.key()] / before[c.key()]) == pytest.approx(2.0)  # unmeasured: the type's offset
+    floats = [flat_call("tb_a", 777)]
+    assert corrected.predict_ms(floats) == model.predict_ms(floats)
+    again = CostModel.from_json(corrected.to_json())
+    assert again.predict_ms([a, b, c]) == pytest.approx(after, rel=1e-5)
+    assert '"dtypes"' not in model.to_json() and CostModel.from_json(model.to_json()).to_json() == model.to_json()
+    # fine-tuning to a machine applies on top of the correction, and keeps it
+    assert corrected.fine_tuned(power_law_samples("tb_a", 2e-5, sizes[:12])).dtypes == corrected.dtypes
+    with pytest.raises(ValueError, match="int8 calls"):
+        model.with_dtype_correction("int8", power_law_samples("tb_a", 1e-5, [100]))
 
 
 def test_json_round_trip_predicts_the_same() -> None:

@@ -18,6 +18,13 @@ Fine-tuning to another machine or flag set (`CostModel.fine_tuned`) keeps the sh
 few measured samples, log2(measured) = offset + slope * log2(predicted) (slope pulled towards 1) and a per-function
 offset shrunk towards zero: few samples move the whole model, many move each function.
 
+A call on another element type than float32 (the int8 kernels) has no regression of its own: the shipped model's
+samples are float32 calls, and its int8 calls fall back to the generic regression, which prices work and bytes as a
+float kernel's. A `DtypeCorrection` per element type (`dtype_of(call)`) moves those predictions by a log2 offset
+fitted on measured calls of that type (`fit_dtype_correction`, bench/costs_int8.py): one for the type, plus one per
+function shrunk towards it as the calibration's are. A bounded stand-in for retraining on int8 samples with the
+element type as a feature; float32 predictions are untouched.
+
 Serialised as JSON (`to_json` / `from_json`); everything is deterministic (fixed folds, closed-form fits).
 """
 
@@ -317,6 +324,49 @@ def fit_calibration(functions: Sequence[str], predicted_log2: np.ndarray, measur
     return Calibration(offset, slope, MappingProxyType(per_function), n)
 
 
+# ------------------------------------------------------------------------------------------------ element types
+
+
+def dtype_of(call: KernelCall) -> str:
+    """The element type a call computes in: "int8" when any buffer is int8_t, else "float32"."""
+    return "int8" if "int8_t" in call.arg_types else "float32"
+
+
+@dataclass(frozen=True)
+class DtypeCorrection:
+    """log2(ms) of a call of this element type = the model's prediction + offset + per_function[f]."""
+
+    offset: float
+    per_function: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    samples: int = 0
+
+    def apply(self, function: str, log2_ms: float) -> float:
+        return log2_ms + self.offset + self.per_function.get(function, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offset": round(self.offset, 6), "samples": self.samples,
+                "per_function": {k: round(v, 6) for k, v in sorted(self.per_function.items())}}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> DtypeCorrection:
+        return DtypeCorrection(float(d["offset"]), MappingProxyType(dict(d["per_function"])), int(d["samples"]))
+
+
+def fit_dtype_correction(functions: Sequence[str], predicted_log2: np.ndarray, measured_log2: np.ndarray
+                         ) -> DtypeCorrection:
+    """The offset that maps the model's predictions of one element type's calls onto their measurements: the
+    median residual overall (one wild timing moves it little), then per function its mean residual from that,
+    shrunk towards zero as a calibration's per-function offsets are (FUNCTION_SHRINK)."""
+    if not len(functions):
+        raise ValueError("a data type correction needs measured calls")
+    residual = np.asarray(measured_log2, float) - np.asarray(predicted_log2, float)
+    offset = float(np.median(residual))
+    left = np.clip(residual - offset, -3.0, 3.0)
+    per_function = {f: float(left[[i for i, g in enumerate(functions) if g == f]].sum()
+                             / (functions.count(f) + FUNCTION_SHRINK)) for f in sorted(set(functions))}
+    return DtypeCorrection(offset, MappingProxyType(per_function), len(functions))
+
+
 # ------------------------------------------------------------------------------------------------ the model
 
 
@@ -331,6 +381,7 @@ class CostModel:
     trained_on: Mapping[str, Any]  # the fingerprint (cpu, compiler, cflags, ...) and kernel digest of the data
     calibration: Calibration = Calibration()
     shrunk: Mapping[str, Regression] = field(default_factory=lambda: MappingProxyType({}))
+    dtypes: Mapping[str, DtypeCorrection] = field(default_factory=lambda: MappingProxyType({}))  # by dtype_of
 
     def _route(self, call: KernelCall, x: np.ndarray) -> tuple[str, tuple[Regression, ...], np.ndarray]:
         """The regressions whose mean predicts `call`: its function's (and their shrunk twin), else its struct's,
@@ -360,6 +411,9 @@ class CostModel:
             x = np.stack([routed[i][2] for i in idx])
             raw[idx] = np.mean([reg.predict_log2(x) for reg in regs], axis=0)
             sigma[idx] = float(np.mean([reg.sigma for reg in regs]))  # the mean's own error is not known: no less
+        if self.dtypes:
+            raw = np.array([self.dtypes[dtype_of(c)].apply(c.function, raw[i]) if dtype_of(c) in self.dtypes
+                            else raw[i] for i, c in enumerate(calls)])
         calibrated = np.array([self.calibration.apply(c.function, raw[i]) for i, c in enumerate(calls)])
         return calibrated, sigma
 
@@ -391,6 +445,8 @@ class CostModel:
             "functions": {k: v.to_dict() for k, v in sorted(self.functions.items())},
             "shrunk": {k: v.to_dict() for k, v in sorted(self.shrunk.items())},
         }
+        if self.dtypes:  # a model without corrections writes the bytes it wrote before they existed
+            doc["dtypes"] = {k: v.to_dict() for k, v in sorted(self.dtypes.items())}
         return json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
 
     @staticmethod
@@ -406,7 +462,22 @@ class CostModel:
             calibration=Calibration.from_dict(doc["calibration"]),
             # a model written before shrunk regressions existed predicts with its plain ones alone
             shrunk=MappingProxyType({k: Regression.from_dict(v) for k, v in doc.get("shrunk", {}).items()}),
+            dtypes=MappingProxyType({k: DtypeCorrection.from_dict(v) for k, v in doc.get("dtypes", {}).items()}),
         )
+
+    def with_dtype_correction(self, dtype: str, samples: Sequence[Sample], reference: Sequence[Sample] = ()
+                              ) -> CostModel:
+        """This model with `dtype`'s correction fitted on measured calls of that type (replacing any earlier one).
+        `reference`: float32 calls measured on the same machine, to which the model is fine-tuned first, so that
+        the correction is the data type's own and not the machine's (the calibration applies on top of it)."""
+        calls = [s.call for s in samples]
+        if any(dtype_of(c) != dtype for c in calls) or any(dtype_of(s.call) == dtype for s in reference):
+            raise ValueError(f"the samples must be {dtype} calls, the reference calls of another type")
+        base = replace(self, dtypes=MappingProxyType({k: v for k, v in self.dtypes.items() if k != dtype}))
+        predicted, _ = base.fine_tuned(reference).predict_log2(calls)
+        measured = np.log2(np.maximum([s.ms for s in samples], 1e-9))
+        fitted = fit_dtype_correction([c.function for c in calls], predicted, measured)
+        return replace(self, dtypes=MappingProxyType({**self.dtypes, dtype: fitted}))
 
 
 def train(samples: Sequence[Sample], trained_on: Mapping[str, Any]) -> CostModel:

@@ -23,7 +23,7 @@ import numpy as np
 
 from tasobuild import ir
 from tasobuild.importer.context import NodeContext
-from tasobuild.importer.convert import Converted, _windows_2d
+from tasobuild.importer.convert import Converted, _windows_2d, logical
 from tasobuild.importer.fold import StaticGraph
 from tasobuild.importer.reader import OnnxNode
 
@@ -361,6 +361,21 @@ def _dequantize_linear(c: NodeContext) -> Converted:
                      quant_in={x: _quant(c, 1, 2, "input")})
 
 
+def _qlinear_softmax(c: NodeContext) -> Converted:
+    """com.microsoft's QLinearSoftmax (what onnxruntime's QOperator form makes of a final Softmax): the softmax runs
+    in float between a dequantize and a quantize, as the QDQ form of the same network runs it."""
+    x, out, name = _live(c), c.node.outputs[0], c.node.name
+    vector = ir.Shape(int(np.prod(c.shape(0))), 1, 1)
+    if logical(tuple(c.shape(0))) != vector:
+        raise c.error(f"QLinearSoftmax of a {list(c.shape(0))} tensor is not supported (only of a vector)")
+    real_in, real_out = f"{out}:dequantized", f"{out}:softmax"
+    return Converted((ir.Node(f"{name}:dequantize", "dequantize", (x,), real_in),
+                      ir.Node(name, "softmax", (real_in,), real_out),
+                      ir.Node(f"{name}:quantize", "quantize", (real_out,), out)),
+                     shapes={real_in: vector, real_out: vector}, quant_in={x: _quant(c, 1, 2, "input")},
+                     quant_out={out: _quant(c, 3, 4, "output")})
+
+
 def _live(c: NodeContext) -> str:
     if c.is_const(0):
         raise c.error("of a constant was not folded")
@@ -370,5 +385,5 @@ def _live(c: NodeContext) -> str:
 Q_CONVERT_RULES: dict[str, Callable[[NodeContext], Converted]] = {
     "QLinearConv": _qlinear_conv, "QLinearMatMul": _qlinear_matmul, "QGemm": _qgemm, "QLinearAdd": _qlinear_add,
     "QLinearAveragePool": _qlinear_pool, "QLinearGlobalAveragePool": _qlinear_pool,
-    "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
+    "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear, "QLinearSoftmax": _qlinear_softmax,
 }

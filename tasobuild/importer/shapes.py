@@ -246,6 +246,7 @@ Q_SHAPE_RULES: dict[str, Callable[[NodeContext], tuple[int, ...]]] = {
     "QLinearAdd": _shape_via(_binary, _at(0, 3)),
     "QLinearAveragePool": _shape_via(_pool, _at(0)),
     "QLinearGlobalAveragePool": _shape_via(_global_pool, _at(0)),
+    "QLinearSoftmax": _shape_via(_same, _at(0)),
 }
 
 

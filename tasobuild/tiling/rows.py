@@ -8,6 +8,10 @@ computes `rows` more of its output rows, straight into its (whole) output tensor
 the rows its successor needs that it has not computed yet, into a *window*: a buffer of a few rows of its output.
 Rows a window must keep for the next band (the halo of a 3x3 kernel) are copied to its top first.
 
+int8 chains (`qconv`) tile as float ones do: a band of an int8 convolution is an int8 convolution of its own, with
+the node's quantisation (each output element requantised exactly as untiled), buffers sized by each tensor's data
+type, and the pointers byte offsets cast to the kernel's element types.
+
 Every band call is an ordinary kernel call on a sub-tensor: output rows [a, b) of a convolution read input rows
 [max(0, a*s - pad_top), (b-1)*s - pad_top + dil*(k-1) + 1) clipped to the input, which is itself a convolution with
 the top padding that is left (`band_conv`). So band calls are costed, profiled and emitted like any other call, and
@@ -30,11 +34,11 @@ from tasobuild.costs.cache import Cost
 from tasobuild.emit.program import LOOP_VARIABLE, Step
 from tasobuild.ir import Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
+from tasobuild.primitives.transforms import transform_call, transform_sources
 from tasobuild.tiling.base import (
     GroupBase,
     Kind,
     Workspace,
-    arena_floats,
     calls_ms,
     fastest_option,
     feeds_next,
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from tasobuild.solve import Plan
 
 NAME = "rows"
-CHAIN_OPS = ("conv",)
+CHAIN_OPS = ("conv", "qconv")
 LAYOUT: Layout = "HWC"  # each row of an HWC tensor is contiguous: a band of rows is a dense sub-tensor
 HEIGHTS = (2, 4, 8)  # band heights (rows of the chain's last output per band) offered to the solver
 PRIMITIVES_PER_MEMBER = 2  # a member's band calls are costed for its fastest HWC primitives (untiled) only
@@ -144,18 +148,30 @@ def band_conv(node: Node, graph: Graph, a: int, b: int) -> tuple[Node, Graph, in
     src, dst = graph.shape(node.inputs[0]), graph.shape(node.output)
     band = node.with_(attrs={**dict(node.attrs), "pads": (top, left, bottom, right)})
     shapes = ((node.inputs[0], Shape(src.c, last - first, src.w)), (node.output, Shape(dst.c, b - a, dst.w)))
-    sub = Graph((band,), tuple(sorted(shapes)), graph.constants, node.inputs[0], node.output, (), ())
+    tensors = {node.inputs[0], node.output}
+    sub = Graph((band,), tuple(sorted(shapes)), graph.constants, node.inputs[0], node.output, (), (),
+                dtypes=tuple(d for d in graph.dtypes if d[0] in tensors),
+                quant=tuple(q for q in graph.quant if q[0] in tensors))
     return band, sub, first
 
 
-def carry_call(shape: Shape, count: int) -> KernelCall:
-    """Copy `count` rows of an HWC window of `shape`'s width and channels (source and target never overlap)."""
+def element_bytes(graph: Graph, tensor: str) -> int:
+    """Bytes per element of a tensor: 4 for float32, 1 for int8."""
+    return graph.tensor_bytes(tensor) // graph.shape(tensor).count
+
+
+def carry_call(shape: Shape, count: int, dtype: str = "float32") -> KernelCall:
+    """Copy `count` rows of an HWC window of `shape`'s width and channels (source and target never overlap). An
+    int8 window's rows are copied as one channel of `count` x (width * channels) values, whose HWC to CHW transform
+    is the identity: the int8 copy the kernels have."""
+    if dtype == "int8":
+        return transform_call(Shape(1, count, shape.w * shape.c), "HWC", "CHW", "int8")
     params = (("c", shape.c), ("h", count), ("w", shape.w), ("out_c", shape.c), ("c_offset", 0))
     size = shape.c * count * shape.w * 4
     return KernelCall("tb_copy_channels_hwc", "tb_channels", params, ("in0", "out"), (("in0", size), ("out", size)))
 
 
-CARRY_SOURCES = ("ops_concat.c",)
+CARRY_SOURCES = ("ops_concat.c",)  # a float window's copy; an int8 one's: transforms.transform_sources
 
 
 @dataclass(frozen=True)
@@ -191,7 +207,8 @@ class GroupOption:
         chosen = tuple(fastest_option(opts, costs) for opts in self.options)
         carry_ms = [calls_ms(per_band, costs) for per_band in self.carries] + [0.0]  # the last member keeps no window
         member_ms = tuple(calls_ms(o.calls, costs) + carry_ms[j] for j, o in enumerate(chosen))
-        windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
+        windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w
+                        * element_bytes(graph, graph.nodes[i].output)
                         for rows, i in zip(self.schedule.window_rows, self.members))
         return FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
                           Workspace.of(windows, chosen))
@@ -258,7 +275,8 @@ def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
             return None
         per_member.append(tuple(sorted(opts, key=lambda o: o.primitive)))
     carries = tuple(
-        tuple(carry_call(graph.shape(graph.nodes[i].output), b[j].carry[1]) if b[j].carry[1] else None
+        tuple(carry_call(graph.shape(graph.nodes[i].output), b[j].carry[1], graph.dtype(graph.nodes[i].output))
+              if b[j].carry[1] else None
               for b in schedule.bands)
         for j, i in enumerate(members[:-1]))
     name = f"{layer_range(members)} rows={rows}"
@@ -283,7 +301,9 @@ class FusedGroup(GroupBase):
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
-        return CARRY_SOURCES if any(c is not None for per_band in self.carries for c in per_band) else ()
+        return tuple(sorted({source for per_band in self.carries for c in per_band if c is not None
+                             for source in (transform_sources(c) if c.function.startswith("tb_q8_")
+                                            else CARRY_SOURCES)}))
 
     def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
         """A member's band calls all use its node's weights (its layer index: the step comment names the node)."""
@@ -309,7 +329,7 @@ def non_dominated(groups: Sequence[Group]) -> tuple[Group, ...]:
 KIND = Kind(NAME, fusable, non_dominated)
 
 
-# A band's calls with their buffers: an int is an offset in floats from the arena's start, a str a weight symbol.
+# A band's calls with their buffers: an int is an offset in bytes from the arena's start, a str a weight symbol.
 Body = tuple[tuple[KernelCall, tuple[tuple[str, int | str], ...]], ...]
 
 
@@ -318,10 +338,12 @@ def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws
     """Every band's calls in order: per member, the copy that keeps its window's halo, then its own rows."""
     members = [graph.nodes[i] for i in group.members]
     last = len(members) - 1
-    row = [graph.shape(m.output).w * graph.shape(m.output).c for m in members]  # floats per output row
+    row = [graph.shape(m.output).w * graph.shape(m.output).c * element_bytes(graph, m.output)
+           for m in members]  # bytes per output row
     src = graph.shape(members[0].inputs[0])
-    window = [ws_base + group.workspace.offset(j) // 4 for j in range(last)]
-    scratch = ws_base + group.workspace.scratch_offset // 4
+    src_row = src.w * src.c * element_bytes(graph, members[0].inputs[0])
+    window = [ws_base + group.workspace.offset(j) for j in range(last)]
+    scratch = ws_base + group.workspace.scratch_offset
     bodies = []
     for b, band in enumerate(group.schedule.bands):
         body: list[tuple[KernelCall, tuple[tuple[str, int | str], ...]]] = []
@@ -334,7 +356,7 @@ def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws
                 continue
             a, _ = mb.rows
             first = RowGeometry.of(members[j], graph).reads(*mb.rows)[0]
-            source, source_row = (in_base, src.w * src.c) if j == 0 else (window[j - 1], row[j - 1])
+            source, source_row = (in_base, src_row) if j == 0 else (window[j - 1], row[j - 1])
             roles: dict[str, int | str] = {
                 "in0": source + (first - mb.in_lo) * source_row,
                 "out": out_base + a * row[j] if j == last else window[j] + (a - mb.out_lo) * row[j],
@@ -376,12 +398,21 @@ def band_runs(bodies: Sequence[Body]) -> list[tuple[int, int]]:
     return runs
 
 
+def arena_pointer(offset: int, delta: int, c_type: str) -> str:
+    """The C pointer `offset` bytes into the arena, advancing `delta` bytes per loop iteration: `A + floats` (A is
+    the arena as floats) for a float buffer, else a byte offset cast to the kernel's element type."""
+    if c_type == "float":
+        assert offset % 4 == 0 and delta % 4 == 0, (offset, delta)
+        return f"A + {offset // 4}" + (f" + {delta // 4} * {LOOP_VARIABLE}" if delta else "")
+    return f"({c_type} *)((char *)A + {offset}" + (f" + {delta} * {LOOP_VARIABLE}" if delta else "") + ")"
+
+
 def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
     """A row group's bands: a step per run of bands that band_runs finds (a loop when it has more than one)."""
     first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
-    in_base = arena_floats(arena, plan.buffer_of(first.inputs[0], LAYOUT))
-    out_base = arena_floats(arena, plan.buffer_of(last.output, LAYOUT))
-    ws_base = arena_floats(arena, f"{last.name}:workspace")
+    in_base = arena.offset(plan.buffer_of(first.inputs[0], LAYOUT))
+    out_base = arena.offset(plan.buffer_of(last.output, LAYOUT))
+    ws_base = arena.offset(f"{last.name}:workspace")
     bodies = band_bodies(group, graph, in_base, out_base, ws_base, weights)
     label = group.label
     members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
@@ -402,7 +433,7 @@ def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, w
                     ptrs.append((role, value))
                     continue
                 delta = next(moves) if count > 1 else 0
-                ptrs.append((role, f"A + {value}" + (f" + {delta} * {LOOP_VARIABLE}" if delta else "")))
+                ptrs.append((role, arena_pointer(value, delta, call.arg_type(role))))
             calls.append((call, tuple(ptrs)))
         what = f"Band {k}:" if count == 1 else f"Bands {k}-{k + count - 1}:"
         steps.append(Step(f"{head if k == 0 else f'[{label}]'} {what}", tuple(calls), count))
