@@ -3,16 +3,12 @@
 #include <math.h>
 #include "tb_kernels.h"
 #include "tb_q8.h"
+#include "tb_q8_dot.h"
 
 void tb_q8_fc_gemv(const tb_q8_fc *p, const int8_t *restrict in, const int8_t *restrict w, const int32_t *restrict bias,
                    const int32_t *restrict rq, int8_t *restrict out)
 {
-    for (int n = 0; n < p->out_n; ++n) {
-        const int8_t *wn = w + (long)n * p->in_n;
-        int32_t acc = bias[n];
-        for (int k = 0; k < p->in_n; ++k) acc += (int32_t)wn[k] * ((int32_t)in[k] - p->in_zp);
-        out[n] = tb_q8_clamp(tb_q8_requant(acc, rq[n], (int)rq[p->out_n + n]) + p->out_zp, p->act_min, p->act_max);
-    }
+    tb_q8_gemv_rows(in, w, p->in_n, p->out_n, bias, rq, p->out_zp, p->act_min, p->act_max, out);
 }
 
 /* The input range [lo, hi) one axis of an output's window reads, and its extent clipped to the padded input. */

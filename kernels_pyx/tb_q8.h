@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include "tb_kernels.h" /* tb_tensor */
+#include "tb_q8_dot.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,6 +48,34 @@ static inline int32_t tb_q8_requant(int32_t x, int32_t multiplier, int shift)
 static inline int8_t tb_q8_clamp(int32_t v, int32_t lo, int32_t hi)
 {
     return (int8_t)(v < lo ? lo : v > hi ? hi : v);
+}
+
+/* out[j * out_step] = the requantised acc[j] of output channel m0 + j, j < n; rq as the kernels take it (M
+ * multipliers, then M shifts). One loop without calls or branches per element, which compilers vectorise. */
+static inline void tb_q8_requant_run(const int32_t *restrict acc, int n, const int32_t *restrict rq, int M, int m0,
+                                     int out_zp, int act_min, int act_max, int8_t *restrict out, long out_step)
+{
+    const int32_t *restrict mult = rq + m0, *restrict shift = rq + M + m0;
+    for (int j = 0; j < n; ++j)
+        out[j * out_step] = tb_q8_clamp(tb_q8_requant(acc[j], mult[j], (int)shift[j]) + out_zp, act_min, act_max);
+}
+
+/* out[k] = requantised sum_i x[i] * w[k][i] + bias[k] (i < K, k < M; w rows K bytes apart), out_zp and clamp: a
+ * GEMV of the GEMM-like kernels, four rows at a time through tb_q8_dot4. */
+static inline void tb_q8_gemv_rows(const int8_t *restrict x, const int8_t *restrict w, int K, int M,
+                                   const int32_t *restrict bias, const int32_t *restrict rq, int out_zp, int act_min,
+                                   int act_max, int8_t *restrict out)
+{
+    enum { BLOCK = 64 };
+    int32_t acc[BLOCK];
+    for (int m0 = 0; m0 < M; m0 += BLOCK) {
+        const int n = M - m0 < BLOCK ? M - m0 : BLOCK;
+        int j = 0;
+        for (j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+        for (j = 0; j + 4 <= n; j += 4) tb_q8_dot4(x, w + (long)(m0 + j) * K, K, K, acc + j);
+        for (; j < n; ++j) acc[j] += tb_q8_dot(x, w + (long)(m0 + j) * K, K);
+        tb_q8_requant_run(acc, n, rq, M, m0, out_zp, act_min, act_max, out + m0, 1);
+    }
 }
 
 /* ---- parameter structs ---- */
@@ -85,7 +114,14 @@ typedef struct { int n, zp; float scale; } tb_q8_quant;
 
 /* ---- kernels ---- */
 
-/* Direct convolution, any geometry; w is [kh][kw][cg][M] (HWIO) in HWC, [M][kh][kw][cg] (TFLite's OHWI) in CHW. */
+/* Weights and biases. The GEMM-like kernels (direct HWC, 1x1, im2row, fully connected) take their weights with the
+ * reduction axis contiguous, [M][K], so that their inner products run over contiguous int8 data (tb_q8_dot.h), and
+ * their biases with the input zero point folded in at build time: bias[m] - in_zp * sum_k w[m][k] (exact in int32),
+ * so the products run over the raw x. direct HWC, whose windows skip the padding, adds in_zp * the weights of the
+ * skipped taps back at the borders; im2row fills its padding with in_zp, which the folded sum cancels. The direct
+ * CHW and depthwise kernels take the model's bias and subtract in_zp from every x. */
+
+/* Direct convolution, any geometry; w is [M][kh][kw][cg] (TFLite's OHWI) in both layouts; HWC folds in_zp. */
 void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
@@ -95,17 +131,18 @@ void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, co
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
-/* 1x1, stride 1, no padding, groups 1: a GEMM over the pixels; w is [C][M] in HWC, [M][C] in CHW. */
+/* 1x1, stride 1, no padding, groups 1: a GEMM over the pixels; w is [M][C], in_zp folded, in both layouts. */
 void tb_q8_conv_1x1_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                         const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                         const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 /* im2row (groups 1): each output pixel's patch [kh][kw][C] gathered into ws (k_h * k_w * in_c bytes, padding
- * filled with in_zp), then a row of the int8 GEMM against w [M][kh][kw][C]. */
+ * filled with in_zp), then a row of the int8 GEMM against w [M][kh][kw][C], in_zp folded. */
 void tb_q8_conv_im2row_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out,
                            int8_t *restrict ws);
 
+/* w is [N][K], in_zp folded. */
 void tb_q8_fc_gemv(const tb_q8_fc *p, const int8_t *restrict in, const int8_t *restrict w, const int32_t *restrict bias,
                    const int32_t *restrict rq, int8_t *restrict out);
 

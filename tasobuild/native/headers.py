@@ -19,7 +19,7 @@ from typing import Literal
 PUBLIC_HEADER = "tb_kernels.h"
 # Kernel API headers tb_kernels.h does not include, so that only the projects that use them carry them: the int8
 # kernels. The bindings' dispatch and the emitted program include them after tb_kernels.h.
-OPTIONAL_HEADERS = ("tb_q8.h",)
+OPTIONAL_HEADERS = ("tb_q8.h", "tb_q8_dot.h")
 # The element types a kernel's buffers may have: float32 activations and weights; int8 activations and weights and
 # int32 biases and requantisation parameters of the int8 kernels.
 BUFFER_TYPES = ("float", "int8_t", "int32_t")
