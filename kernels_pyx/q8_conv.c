@@ -58,13 +58,15 @@ void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const
 /* HWC: per output pixel, TB_Q8_BLOCK output channels of one group at a time, four at a time through tb_q8_dot4
  * over w [M][kh][kw][cg] (OHWI). With groups 1 and no horizontal dilation, a window row's valid taps are one
  * contiguous run of (kx1 - kx0) * C bytes in both the input and the weights; otherwise each tap is a run of cg. The
- * bias holds -in_zp * the sum of the whole window's weights: the taps a border pixel skips are added back. */
+ * bias holds -in_zp * the sum of the whole window's weights: the taps a border pixel skips are added back, from the
+ * per-tap weight sums that follow the multipliers and shifts in rq. */
 void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const int C = p->in_c, M = p->out_c, cg = C / p->groups, mg = M / p->groups, in_zp = p->in_zp;
     const int k_h = p->k_h, k_w = p->k_w, row_runs = p->groups == 1 && p->dil_w == 1;
     const long K = (long)k_h * k_w * cg;
+    const int32_t *restrict tap_sums = rq + 2 * M; /* [M][kh][kw]: each channel's weight sum per tap */
     int32_t acc[TB_Q8_BLOCK];
     for (int oy = 0; oy < p->out_h; ++oy)
         for (int ox = 0; ox < p->out_w; ++ox) {
@@ -103,13 +105,11 @@ void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
                 }
                 if (border && in_zp != 0)
                     for (int j = 0; j < n; ++j) {
-                        const int8_t *wj = wb + j * K;
+                        const int32_t *sums = tap_sums + (long)(m0 + j) * k_h * k_w;
                         int32_t skipped = 0;
                         for (int ky = 0; ky < k_h; ++ky)
-                            for (int kx = 0; kx < k_w; ++kx) {
-                                if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) continue;
-                                for (int c = 0; c < cg; ++c) skipped += wj[((long)ky * k_w + kx) * cg + c];
-                            }
+                            for (int kx = 0; kx < k_w; ++kx)
+                                if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) skipped += sums[ky * k_w + kx];
                         acc[j] += in_zp * skipped;
                     }
                 tb_q8_requant_run(acc, n, rq, M, m0, p->out_zp, p->act_min, p->act_max, o + m0, 1);
@@ -117,40 +117,43 @@ void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
         }
 }
 
+/* HWC: per output pixel, TB_Q8_BLOCK channels at a time over the valid taps, the innermost loop over contiguous
+ * channels. (x - in_zp) * w is at most 255 * 128 in magnitude, so each product is exact in int16: compilers
+ * multiply in 16-bit lanes and widen only the sum. */
 void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    const int multiplier = p->out_c / p->in_c, M = p->out_c, in_zp = p->in_zp;
-    const int in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
-    const tb_q8_strides si = strides_of(1, p->in_c, p->in_h, p->in_w);
-    const tb_q8_strides so = strides_of(1, p->out_c, p->out_h, p->out_w);
+    const int multiplier = p->out_c / p->in_c, C = p->in_c, M = p->out_c;
+    const int16_t in_zp = (int16_t)p->in_zp;
+    const int k_h = p->k_h, k_w = p->k_w;
     int32_t acc[TB_Q8_BLOCK];
+    int16_t xs[TB_Q8_BLOCK];
     for (int oy = 0; oy < p->out_h; ++oy)
-        for (int ox = 0; ox < p->out_w; ++ox)
+        for (int ox = 0; ox < p->out_w; ++ox) {
+            int8_t *o = out + ((long)oy * p->out_w + ox) * M;
+            const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
             for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
                 const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
                 for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
                 for (int ky = 0; ky < k_h; ++ky) {
-                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-                    if (iy < 0 || iy >= in_h) continue;
+                    const int iy = y0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) continue;
                     for (int kx = 0; kx < k_w; ++kx) {
-                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-                        if (ix < 0 || ix >= in_w) continue;
-                        const int8_t *wt = w + ((long)ky * k_w + kx) * M + m0;
-                        const int8_t *x = in + iy * si.y_step + ix * si.x_step;
+                        const int ix = x0 + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->in_w) continue;
+                        const int8_t *restrict wt = w + ((long)ky * k_w + kx) * M + m0;
+                        const int8_t *restrict x = in + ((long)iy * p->in_w + ix) * C;
                         if (multiplier == 1) {
-                            const int8_t *xc = x + m0;
-                            for (int j = 0; j < n; ++j) acc[j] += (int32_t)wt[j] * ((int32_t)xc[j] - in_zp);
+                            for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[m0 + j] - in_zp);
                         } else {
-                            for (int j = 0; j < n; ++j)
-                                acc[j] += (int32_t)wt[j] *
-                                          ((int32_t)x[(long)((m0 + j) / multiplier) * si.c_step] - in_zp);
+                            for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[(m0 + j) / multiplier] - in_zp);
                         }
+                        for (int j = 0; j < n; ++j) acc[j] += (int16_t)(xs[j] * wt[j]);
                     }
                 }
-                for (int j = 0; j < n; ++j)
-                    out[(m0 + j) * so.c_step + oy * so.y_step + ox * so.x_step] = requantised(p, acc[j], rq, m0 + j);
+                tb_q8_requant_run(acc, n, rq, M, m0, p->out_zp, p->act_min, p->act_max, o + m0, 1);
             }
+        }
 }
 
 /* CHW: one channel plane at a time. */

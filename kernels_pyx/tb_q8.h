@@ -121,7 +121,8 @@ typedef struct { int n, zp; float scale; } tb_q8_quant;
  * skipped taps back at the borders; im2row fills its padding with in_zp, which the folded sum cancels. The direct
  * CHW and depthwise kernels take the model's bias and subtract in_zp from every x. */
 
-/* Direct convolution, any geometry; w is [M][kh][kw][cg] (TFLite's OHWI) in both layouts; HWC folds in_zp. */
+/* Direct convolution, any geometry; w is [M][kh][kw][cg] (TFLite's OHWI) in both layouts. HWC folds in_zp, and its
+ * rq is followed by each channel's weight sum per tap, [M][kh][kw] int32 (the borders' correction). */
 void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out);
 void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,

@@ -11,6 +11,31 @@
 
 #include <stdint.h>
 
+/* The portable C versions (loops compilers vectorise where they can), also the x86 versions' short-run path. */
+static inline int32_t tb_q8_dot_c(const int8_t *restrict a, const int8_t *restrict b, int n)
+{
+    int32_t sum = 0;
+    for (int i = 0; i < n; ++i) sum += (int32_t)a[i] * (int32_t)b[i];
+    return sum;
+}
+
+static inline void tb_q8_dot4_c(const int8_t *restrict x, const int8_t *restrict w, long w_stride, int n,
+                                int32_t *restrict acc4)
+{
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int32_t xi = x[i];
+        s0 += xi * w[i];
+        s1 += xi * w[w_stride + i];
+        s2 += xi * w[2 * w_stride + i];
+        s3 += xi * w[3 * w_stride + i];
+    }
+    acc4[0] += s0;
+    acc4[1] += s1;
+    acc4[2] += s2;
+    acc4[3] += s3;
+}
+
 #if (defined(__ARM_NEON) || defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_MVE)) && defined(__has_include)
 #if __has_include("tb_q8_dot_arm.h")
 #include "tb_q8_dot_arm.h"
@@ -85,6 +110,7 @@ static inline __m128i tb_q8_load8(const int8_t *p) { return _mm_loadl_epi64((con
 
 static inline int32_t tb_q8_dot(const int8_t *restrict a, const int8_t *restrict b, int n)
 {
+    if (n < 8) return tb_q8_dot_c(a, b, n); /* no vector step would run: skip the reductions */
     __m256i acc = _mm256_setzero_si256(), xs = _mm256_setzero_si256();
     __m128i acc16 = _mm_setzero_si128(), xs16 = _mm_setzero_si128();
     int i = 0;
@@ -111,13 +137,16 @@ static inline int32_t tb_q8_dot(const int8_t *restrict a, const int8_t *restrict
     (void)xs;
     (void)xs16;
 #endif
-    for (; i < n; ++i) sum += (int32_t)a[i] * (int32_t)b[i];
-    return sum;
+    return sum + tb_q8_dot_c(a + i, b + i, n - i);
 }
 
 static inline void tb_q8_dot4(const int8_t *restrict x, const int8_t *restrict w, long w_stride, int n,
                               int32_t *restrict acc4)
 {
+    if (n < 8) {
+        tb_q8_dot4_c(x, w, w_stride, n, acc4);
+        return;
+    }
     const int8_t *w0 = w, *w1 = w + w_stride, *w2 = w + 2 * w_stride, *w3 = w + 3 * w_stride;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, xs = a0;
     __m128i b0 = _mm_setzero_si128(), b1 = b0, b2 = b0, b3 = b0, xs16 = b0;
@@ -150,45 +179,26 @@ static inline void tb_q8_dot4(const int8_t *restrict x, const int8_t *restrict w
     (void)xs;
     (void)xs16;
 #endif
-    int32_t s0 = bias + tb_q8_hsum256(a0) + tb_q8_hsum128(b0), s1 = bias + tb_q8_hsum256(a1) + tb_q8_hsum128(b1);
-    int32_t s2 = bias + tb_q8_hsum256(a2) + tb_q8_hsum128(b2), s3 = bias + tb_q8_hsum256(a3) + tb_q8_hsum128(b3);
-    for (; i < n; ++i) {
-        const int32_t xi = x[i];
-        s0 += xi * w0[i];
-        s1 += xi * w1[i];
-        s2 += xi * w2[i];
-        s3 += xi * w3[i];
-    }
+    const int32_t s0 = bias + tb_q8_hsum256(a0) + tb_q8_hsum128(b0), s1 = bias + tb_q8_hsum256(a1) + tb_q8_hsum128(b1);
+    const int32_t s2 = bias + tb_q8_hsum256(a2) + tb_q8_hsum128(b2), s3 = bias + tb_q8_hsum256(a3) + tb_q8_hsum128(b3);
     acc4[0] += s0;
     acc4[1] += s1;
     acc4[2] += s2;
     acc4[3] += s3;
+    tb_q8_dot4_c(x + i, w + i, w_stride, n - i, acc4);
 }
 
-#else /* portable C: loops compilers vectorise where they can */
+#else /* portable C */
 
 static inline int32_t tb_q8_dot(const int8_t *restrict a, const int8_t *restrict b, int n)
 {
-    int32_t sum = 0;
-    for (int i = 0; i < n; ++i) sum += (int32_t)a[i] * (int32_t)b[i];
-    return sum;
+    return tb_q8_dot_c(a, b, n);
 }
 
 static inline void tb_q8_dot4(const int8_t *restrict x, const int8_t *restrict w, long w_stride, int n,
                               int32_t *restrict acc4)
 {
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int32_t xi = x[i];
-        s0 += xi * w[i];
-        s1 += xi * w[w_stride + i];
-        s2 += xi * w[2 * w_stride + i];
-        s3 += xi * w[3 * w_stride + i];
-    }
-    acc4[0] += s0;
-    acc4[1] += s1;
-    acc4[2] += s2;
-    acc4[3] += s3;
+    tb_q8_dot4_c(x, w, w_stride, n, acc4);
 }
 
 #endif /* x86 / portable */

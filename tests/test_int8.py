@@ -94,6 +94,70 @@ def test_quantize_multiplier_as_tflite(real: float, expected: tuple[int, int]) -
     assert quantize_multiplier(real) == expected == ref.quantize_multiplier(real)
 
 
+# --------------------------------------------------------------------------- int8 dot products (tb_q8_dot.h)
+
+DOT_PROGRAM = r"""#include <stdio.h>
+#include "tb_q8_dot.h"
+static int8_t x[64], w[4 * 64];
+int main(void)
+{
+#if defined(TB_Q8_DOT_VNNI)
+    puts("vnni");
+#elif defined(__AVX2__)
+    puts("avx2");
+#else
+    puts("portable");
+#endif
+    for (int i = 0; i < 64; ++i) x[i] = -128;
+    for (int i = 0; i < 4 * 64; ++i) w[i] = -128;
+    printf("%ld %ld %ld\n", (long)tb_q8_dot(x, w, 0), (long)tb_q8_dot(x, w, 1), (long)tb_q8_dot(x, w, 33));
+    for (int i = 0; i < 41; ++i) {
+        x[i] = (int8_t)i;
+        w[i] = 1;
+    }
+    printf("%ld %ld\n", (long)tb_q8_dot(x, w, 15), (long)tb_q8_dot(x, w, 41));
+    /* four rows 44 apart, 3 bytes of 99 between them that no sum may read */
+    for (int i = 0; i < 64; ++i) x[i] = i < 41 ? -128 : 99;
+    for (int i = 0; i < 4 * 44; ++i) {
+        const int row = i / 44, k = i % 44;
+        w[i] = (int8_t)(k >= 41 ? 99 : row == 0 ? -128 : row == 1 ? 127 : row == 2 ? k % 3 - 1 : 1);
+    }
+    int32_t acc[4] = {1, 2, 3, 4}, empty[4] = {1, 2, 3, 4};
+    tb_q8_dot4(x, w, 44, 41, acc);
+    tb_q8_dot4(x, w, 44, 0, empty);
+    printf("%ld %ld %ld %ld\n", (long)acc[0], (long)acc[1], (long)acc[2], (long)acc[3]);
+    printf("%ld %ld %ld %ld\n", (long)empty[0], (long)empty[1], (long)empty[2], (long)empty[3]);
+    return 0;
+}
+"""
+# Worked out by hand: n = 0 sums nothing; (-128)^2 = 16384, 33 of them 540672; 0 + 1 + ... + 14 = 105 and
+# 0 + ... + 40 = 820; 41 x (-128) times the rows: 41 * 16384 + 1, 41 * -16256 + 2, -128 * (13 * 0 - 1 + 0) + 3
+# (k % 3 - 1 over k < 41), -128 * 41 + 4.
+DOT_EXPECTED = ["0 16384 540672", "105 820", "671745 -666494 131 -5244", "1 2 3 4"]
+CPU_FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+
+
+@pytest.mark.parametrize(("flags", "path"), [((), "portable"), (("-mavx2",), "avx2"),
+                                             (("-mavx2", "-mavxvnni"), "vnni"),
+                                             (("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"), "vnni"),
+                                             (("-march=native",), None)])
+def test_dot_products_hand_checked(flags: tuple[str, ...], path: str | None, tmp_path: Path) -> None:
+    """tb_q8_dot and tb_q8_dot4 in each version this machine can run: odd lengths, n = 0, the vector steps' tails,
+    extreme values, rows with bytes between them."""
+    needs = {"-mavx2": "avx2", "-mavxvnni": "avx_vnni", "-mavx512vnni": "avx512_vnni"}
+    missing = [cpu for flag, cpu in needs.items() if flag in flags and cpu not in CPU_FLAGS]
+    src = tmp_path / "dot.c"
+    src.write_text(DOT_PROGRAM)
+    exe = tmp_path / "dot"
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-I", str(kernels_dir()),
+                    str(src), "-o", str(exe)], check=True, capture_output=True, text=True)
+    if missing:
+        pytest.skip(f"this CPU lacks {missing}")
+    lines = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert lines[0] == path or path is None
+    assert lines[1:] == DOT_EXPECTED
+
+
 # --------------------------------------------------------------------------------- kernels against TFLite's
 
 

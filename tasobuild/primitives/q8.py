@@ -112,6 +112,7 @@ class Q8ConvRow:
     transform: Callable[[np.ndarray], np.ndarray]  # W int8 [M][cg][kh][kw] -> the kernel's format
     workspace_bytes: Callable[[ConvGeometry], int] = lambda geo: 0
     folds_zero_point: bool = False  # the bias holds bias - in_zp * sum of the channel's weights (see tb_q8.h)
+    tap_sums: bool = False  # rq ends with each channel's weight sum per tap, [M][kh][kw] (direct HWC's borders)
 
     @property
     def name(self) -> str:
@@ -138,10 +139,11 @@ def _conv_params(geo: ConvGeometry, node: Node, graph: Graph) -> Params:
             ("out_zp", _quant_out(node, graph).zero_point)) + _clamp(node)
 
 
-def _linear_weights(transform: Callable[[np.ndarray], np.ndarray], folds_zero_point: bool
+def _linear_weights(transform: Callable[[np.ndarray], np.ndarray], folds_zero_point: bool, tap_sums: bool = False
                     ) -> Callable[[Node, Graph], tuple[np.ndarray, ...]]:
     """The weights in the kernel's format, the bias (with the input zero point folded in: bias - in_zp * sum of
-    each output's weights, so that the kernel's inner products run over the raw int8 input) and `rq`."""
+    each output's weights, so that the kernel's inner products run over the raw int8 input) and `rq` (followed by
+    the weight sums per output channel and tap with `tap_sums`)."""
 
     def weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
         w = np.asarray(graph.const(node.weights[0]), dtype=np.int8)
@@ -153,8 +155,10 @@ def _linear_weights(transform: Callable[[np.ndarray], np.ndarray], folds_zero_po
                 raise UserError(f"int8 node {comment_text(node.name)}: its bias less the input zero point times its "
                                 f"weights' sum overflows int32; requantise the model with smaller biases")
             bias = folded.astype(np.int32)
-        return (np.ascontiguousarray(transform(w), dtype=np.int8).reshape(-1), bias,
-                requant_array(_effective_scales(node, graph)))
+        rq = requant_array(_effective_scales(node, graph))
+        if tap_sums:  # W [M][cg][kh][kw]: |sums| <= 128 * cg, exact in int32
+            rq = np.concatenate([rq, w.sum(axis=1, dtype=np.int32).reshape(-1)])
+        return np.ascontiguousarray(transform(w), dtype=np.int8).reshape(-1), bias, rq
 
     return weights
 
@@ -163,14 +167,15 @@ def q8_conv_primitive(row: Q8ConvRow) -> Primitive:
     def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
         geo = ConvGeometry.of(node, graph)
         roles = [("in0", geo.c * geo.h * geo.w, "int8_t"), ("w0", geo.m * geo.cg * geo.kh * geo.kw, "int8_t"),
-                 ("w1", 4 * geo.m, "int32_t"), ("w2", 8 * geo.m, "int32_t"), ("out", geo.m * geo.pixels, "int8_t")]
+                 ("w1", 4 * geo.m, "int32_t"), ("w2", 4 * geo.m * (2 + (geo.kh * geo.kw if row.tap_sums else 0)),
+                                                   "int32_t"), ("out", geo.m * geo.pixels, "int8_t")]
         if row.workspace_bytes(geo):
             roles.append(("ws", row.workspace_bytes(geo), "int8_t"))
         return (_call(f"tb_{row.name}", "tb_q8_conv", _conv_params(geo, node, graph), tuple(roles)),)
 
     return _prim(row.name, "qconv", row.family, row.layout, row.layout, Q8_SOURCES_CONV,
                  lambda n, g: row.applies(ConvGeometry.of(n, g)), call,
-                 _linear_weights(row.transform, row.folds_zero_point),
+                 _linear_weights(row.transform, row.folds_zero_point, row.tap_sums),
                  lambda n, g: row.workspace_bytes(ConvGeometry.of(n, g)))
 
 
@@ -183,7 +188,7 @@ def _im2row_applies(geo: ConvGeometry) -> bool:
 
 
 CONV_ROWS: tuple[Q8ConvRow, ...] = (
-    Q8ConvRow("direct", "HWC", _any, _ohwi, folds_zero_point=True),
+    Q8ConvRow("direct", "HWC", _any, _ohwi, folds_zero_point=True, tap_sums=True),
     Q8ConvRow("direct", "CHW", _any, _ohwi),
     Q8ConvRow("depthwise", "HWC", depthwise, _depthwise_hwm),
     Q8ConvRow("depthwise", "CHW", depthwise, _depthwise_hwm),
