@@ -98,6 +98,13 @@ def main() -> None:
 START, END = "<!-- q8_kernel_ab -->", "<!-- /q8_kernel_ab -->"
 
 
+def kernel_ab_block() -> str:
+    """The kernel A/B table with its markers as BENCHMARKS.md holds it ("" if it holds none): bench/int8.py keeps it
+    when it rewrites its section."""
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    return text[text.index(START):text.index(END) + len(END)] if START in text and END in text else ""
+
+
 def write_into_int8_section(body: str) -> None:
     """The table between its markers inside BENCHMARKS.md's "int8 networks" section (bench/int8.py keeps them)."""
     path = ROOT / "BENCHMARKS.md"

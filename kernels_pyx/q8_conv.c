@@ -228,11 +228,9 @@ void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const in
                         for (int j = 0; j < n; ++j) acc[r][j] += wv * (int32_t)x[j];
                     }
             }
-            for (int r = 0; r < rows; ++r) {
-                const int m = m0 + r;
-                for (int j = 0; j < n; ++j)
-                    out[m * pixels + px0 + j] = requantised(p, acc[r][j], rq, m);
-            }
+            for (int r = 0; r < rows; ++r)
+                tb_q8_requant_channel(acc[r], n, rq[m0 + r], (int)rq[M + m0 + r], p->out_zp, p->act_min, p->act_max,
+                                      out + (m0 + r) * pixels + px0);
         }
     }
 }

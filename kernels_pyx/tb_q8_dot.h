@@ -104,6 +104,13 @@ static inline int32_t tb_q8_hsum256(__m256i v)
     return tb_q8_hsum128(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
 }
 
+/* The four sums of a0..a3, in order: two rounds of pairwise adds within each 128-bit half, then the halves. */
+static inline __m128i tb_q8_hsum4(__m256i a0, __m256i a1, __m256i a2, __m256i a3)
+{
+    const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+}
+
 static inline __m256i tb_q8_load32(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 static inline __m128i tb_q8_load16(const int8_t *p) { return _mm_loadu_si128((const __m128i *)(const void *)p); }
 static inline __m128i tb_q8_load8(const int8_t *p) { return _mm_loadl_epi64((const __m128i *)(const void *)p); }
@@ -172,19 +179,15 @@ static inline void tb_q8_dot4(const int8_t *restrict x, const int8_t *restrict w
         xs16 = tb_q8_xsum16(xs16, xv);
 #endif
     }
+    __m128i sums = _mm_add_epi32(tb_q8_hsum4(a0, a1, a2, a3), _mm_hadd_epi32(_mm_hadd_epi32(b0, b1),
+                                                                             _mm_hadd_epi32(b2, b3)));
 #ifdef TB_Q8_DOT_VNNI
-    const int32_t bias = -128 * (tb_q8_hsum256(xs) + tb_q8_hsum128(xs16));
+    sums = _mm_sub_epi32(sums, _mm_set1_epi32(128 * (tb_q8_hsum256(xs) + tb_q8_hsum128(xs16))));
 #else
-    const int32_t bias = 0;
     (void)xs;
     (void)xs16;
 #endif
-    const int32_t s0 = bias + tb_q8_hsum256(a0) + tb_q8_hsum128(b0), s1 = bias + tb_q8_hsum256(a1) + tb_q8_hsum128(b1);
-    const int32_t s2 = bias + tb_q8_hsum256(a2) + tb_q8_hsum128(b2), s3 = bias + tb_q8_hsum256(a3) + tb_q8_hsum128(b3);
-    acc4[0] += s0;
-    acc4[1] += s1;
-    acc4[2] += s2;
-    acc4[3] += s3;
+    _mm_storeu_si128((__m128i *)(void *)acc4, _mm_add_epi32(_mm_loadu_si128((const __m128i *)(const void *)acc4), sums));
     tb_q8_dot4_c(x + i, w + i, w_stride, n - i, acc4);
 }
 

@@ -39,38 +39,57 @@ HAND_CHECKED = [
 ]
 
 
-def _c_requant(cases: list[tuple[int, int, int]], tmp_path: Path) -> list[int]:
-    """tb_q8_requant of tb_q8.h, compiled and run on `cases`."""
+def _c_requant(cases: list[tuple[int, int, int]], tmp_path: Path, flags: tuple[str, ...] = ()) -> list[int]:
+    """tb_q8_requant of tb_q8.h, compiled with `flags` and run on `cases`; where the flags enable AVX2, eight at a
+    time by tb_q8_requant8 (the cases padded with zeros), which the kernels' requantisation loops run."""
+    padded = cases + [(0, 0, 0)] * (-len(cases) % 8)
     rows = ",\n".join(f"    {{{x if x != INT32_MIN else '(-2147483647 - 1)'}, "
-                      f"{m if m != INT32_MIN else '(-2147483647 - 1)'}, {s}}}" for x, m, s in cases)
+                      f"{m if m != INT32_MIN else '(-2147483647 - 1)'}, {s}}}" for x, m, s in padded)
     src = tmp_path / "requant.c"
     src.write_text(f"""#include <stdio.h>
 #include "tb_q8.h"
 static const int32_t cases[][3] = {{
 {rows}
 }};
+#define N (sizeof cases / sizeof cases[0])
 int main(void)
 {{
-    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; ++i)
+#ifdef __AVX2__
+    for (unsigned i = 0; i < N; i += 8) {{
+        int32_t x[8], m[8], s[8], r[8];
+        for (int k = 0; k < 8; ++k) {{ x[k] = cases[i + k][0]; m[k] = cases[i + k][1]; s[k] = cases[i + k][2]; }}
+        _mm256_storeu_si256((__m256i *)(void *)r, tb_q8_requant8(_mm256_loadu_si256((const __m256i *)(void *)x),
+                            _mm256_loadu_si256((const __m256i *)(void *)m),
+                            _mm256_loadu_si256((const __m256i *)(void *)s)));
+        for (int k = 0; k < 8; ++k) printf("%ld\\n", (long)r[k]);
+    }}
+#else
+    for (unsigned i = 0; i < N; ++i)
         printf("%ld\\n", (long)tb_q8_requant(cases[i][0], cases[i][1], (int)cases[i][2]));
+#endif
     return 0;
 }}
 """)
     exe = tmp_path / "requant"
-    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(kernels_dir()), str(src), "-o",
-                    str(exe)], check=True, capture_output=True, text=True)
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-I", str(kernels_dir()), str(src),
+                    "-o", str(exe)], check=True, capture_output=True, text=True)
     return [int(line) for line in subprocess.run([str(exe)], check=True, capture_output=True,
-                                                 text=True).stdout.split()]
+                                                 text=True).stdout.split()][:len(cases)]
 
 
-def test_requant_hand_checked_cases(tmp_path: Path) -> None:
+REQUANT_FLAGS = [(), ("-mavx2",), ("-march=native",)]
+
+
+@pytest.mark.parametrize("flags", REQUANT_FLAGS)
+def test_requant_hand_checked_cases(tmp_path: Path, flags: tuple[str, ...]) -> None:
     cases = [c for c, _ in HAND_CHECKED]
     expected = [e for _, e in HAND_CHECKED]
     assert [int(v) for v in ref.multiply_by_quantized_multiplier(*map(np.array, zip(*cases)))] == expected
-    assert _c_requant(cases, tmp_path) == expected
+    assert _c_requant(cases, tmp_path, flags) == expected
 
 
-def test_requant_c_matches_tflite_port_on_random_and_edge_cases(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", REQUANT_FLAGS)
+def test_requant_c_matches_tflite_port_on_random_and_edge_cases(tmp_path: Path, flags: tuple[str, ...]) -> None:
     rng = np.random.default_rng(11)
     cases = []
     for _ in range(3000):
@@ -81,7 +100,7 @@ def test_requant_c_matches_tflite_port_on_random_and_edge_cases(tmp_path: Path) 
     for x in (0, 1, -1, 2, -2, 3, -3, (1 << 31) - 1, INT32_MIN, 1 << 30, -(1 << 30)):
         for m in ((1 << 30), (1 << 31) - 1, 1518500250, 1):
             cases += [(x, m, s) for s in (0, -1, -2, -7, -31)]
-    ours = _c_requant(cases, tmp_path)
+    ours = _c_requant(cases, tmp_path, flags)
     theirs = ref.multiply_by_quantized_multiplier(*map(np.array, zip(*cases)))
     assert ours == [int(v) for v in theirs]
 
