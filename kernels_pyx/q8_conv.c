@@ -117,43 +117,96 @@ void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
         }
 }
 
-/* HWC: per output pixel, TB_Q8_BLOCK channels at a time over the valid taps, the innermost loop over contiguous
- * channels. (x - in_zp) * w is at most 255 * 128 in magnitude, so each product is exact in int16: compilers
- * multiply in 16-bit lanes and widen only the sum. */
-void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
-                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+/* Depthwise HWC. (x - in_zp) * w is at most 255 * 128 in magnitude, so each product is exact in int16: compilers
+ * multiply in 16-bit lanes and widen only the sum. One output pixel: TB_Q8_BLOCK channels at a time over its valid
+ * taps, the innermost loop over contiguous channels. */
+static void depthwise_hwc_pixel(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                                const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out, int oy,
+                                int ox)
 {
     const int multiplier = p->out_c / p->in_c, C = p->in_c, M = p->out_c;
     const int16_t in_zp = (int16_t)p->in_zp;
     const int k_h = p->k_h, k_w = p->k_w;
     int32_t acc[TB_Q8_BLOCK];
     int16_t xs[TB_Q8_BLOCK];
-    for (int oy = 0; oy < p->out_h; ++oy)
-        for (int ox = 0; ox < p->out_w; ++ox) {
-            int8_t *o = out + ((long)oy * p->out_w + ox) * M;
-            const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-            for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
-                const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
-                for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
-                for (int ky = 0; ky < k_h; ++ky) {
-                    const int iy = y0 + ky * p->dil_h;
-                    if (iy < 0 || iy >= p->in_h) continue;
-                    for (int kx = 0; kx < k_w; ++kx) {
-                        const int ix = x0 + kx * p->dil_w;
-                        if (ix < 0 || ix >= p->in_w) continue;
-                        const int8_t *restrict wt = w + ((long)ky * k_w + kx) * M + m0;
-                        const int8_t *restrict x = in + ((long)iy * p->in_w + ix) * C;
-                        if (multiplier == 1) {
-                            for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[m0 + j] - in_zp);
-                        } else {
-                            for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[(m0 + j) / multiplier] - in_zp);
-                        }
-                        for (int j = 0; j < n; ++j) acc[j] += (int16_t)(xs[j] * wt[j]);
-                    }
+    int8_t *o = out + ((long)oy * p->out_w + ox) * M;
+    const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+    for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
+        const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
+        for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+        for (int ky = 0; ky < k_h; ++ky) {
+            const int iy = y0 + ky * p->dil_h;
+            if (iy < 0 || iy >= p->in_h) continue;
+            for (int kx = 0; kx < k_w; ++kx) {
+                const int ix = x0 + kx * p->dil_w;
+                if (ix < 0 || ix >= p->in_w) continue;
+                const int8_t *restrict wt = w + ((long)ky * k_w + kx) * M + m0;
+                const int8_t *restrict x = in + ((long)iy * p->in_w + ix) * C;
+                if (multiplier == 1) {
+                    for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[m0 + j] - in_zp);
+                } else {
+                    for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[(m0 + j) / multiplier] - in_zp);
                 }
-                tb_q8_requant_run(acc, n, rq, M, m0, p->out_zp, p->act_min, p->act_max, o + m0, 1);
+                for (int j = 0; j < n; ++j) acc[j] += (int16_t)(xs[j] * wt[j]);
             }
         }
+        tb_q8_requant_run(acc, n, rq, M, m0, p->out_zp, p->act_min, p->act_max, o + m0, 1);
+    }
+}
+
+/* Stride 1 horizontally, multiplier 1, no horizontal dilation: the pixels of an output row whose windows lie inside
+ * the input horizontally read, at each tap, one contiguous run of (pixels x C) input bytes. Runs of up to
+ * TB_Q8_DW_LANES lanes against the tap's weights repeated per pixel: long vector loops however few the channels. */
+#define TB_Q8_DW_LANES 128
+#define TB_Q8_DW_TAPS 9
+
+static int depthwise_hwc_runs_apply(const tb_q8_conv *p)
+{
+    return p->out_c == p->in_c && p->stride_w == 1 && p->dil_w == 1 && p->in_c <= TB_Q8_DW_LANES &&
+           p->k_h * p->k_w <= TB_Q8_DW_TAPS;
+}
+
+void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                              const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
+{
+    if (!depthwise_hwc_runs_apply(p)) {
+        for (int oy = 0; oy < p->out_h; ++oy)
+            for (int ox = 0; ox < p->out_w; ++ox) depthwise_hwc_pixel(p, in, w, bias, rq, out, oy, ox);
+        return;
+    }
+    const int C = p->in_c, k_h = p->k_h, k_w = p->k_w, per_run = TB_Q8_DW_LANES / C;
+    const int16_t in_zp = (int16_t)p->in_zp;
+    int8_t w_rep[TB_Q8_DW_TAPS][TB_Q8_DW_LANES];
+    int32_t acc[TB_Q8_DW_LANES];
+    for (int t = 0; t < k_h * k_w; ++t)
+        for (int j = 0; j < per_run * C; ++j) w_rep[t][j] = w[(long)t * C + j % C];
+    /* [ox_lo, ox_hi): the output columns whose windows lie inside the input horizontally */
+    int ox_lo = p->pad_left, ox_hi = p->in_w - k_w + 1 + p->pad_left;
+    ox_lo = ox_lo < p->out_w ? ox_lo : p->out_w;
+    ox_hi = ox_hi < p->out_w ? ox_hi : p->out_w;
+    ox_hi = ox_hi > ox_lo ? ox_hi : ox_lo;
+    for (int oy = 0; oy < p->out_h; ++oy) {
+        for (int ox = 0; ox < ox_lo; ++ox) depthwise_hwc_pixel(p, in, w, bias, rq, out, oy, ox);
+        for (int ox = ox_hi; ox < p->out_w; ++ox) depthwise_hwc_pixel(p, in, w, bias, rq, out, oy, ox);
+        const int y0 = oy * p->stride_h - p->pad_top;
+        for (int ox0 = ox_lo; ox0 < ox_hi; ox0 += per_run) {
+            const int pixels = ox_hi - ox0 < per_run ? ox_hi - ox0 : per_run, lanes = pixels * C;
+            for (int q = 0; q < pixels; ++q)
+                for (int c = 0; c < C; ++c) acc[q * C + c] = bias[c];
+            for (int ky = 0; ky < k_h; ++ky) {
+                const int iy = y0 + ky * p->dil_h;
+                if (iy < 0 || iy >= p->in_h) continue;
+                for (int kx = 0; kx < k_w; ++kx) {
+                    const int8_t *restrict x = in + ((long)iy * p->in_w + ox0 - p->pad_left + kx) * C;
+                    const int8_t *restrict wt = w_rep[ky * k_w + kx];
+                    for (int j = 0; j < lanes; ++j) acc[j] += (int16_t)((int16_t)(x[j] - in_zp) * wt[j]);
+                }
+            }
+            int8_t *o = out + ((long)oy * p->out_w + ox0) * C;
+            for (int q = 0; q < pixels; ++q)
+                tb_q8_requant_run(acc + q * C, C, rq, C, 0, p->out_zp, p->act_min, p->act_max, o + (long)q * C, 1);
+        }
+    }
 }
 
 /* CHW: one channel plane at a time. */

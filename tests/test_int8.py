@@ -211,6 +211,8 @@ CONV_CASES = [  # (c, h, w, m, (kh, kw), stride, pads, dilation, groups)
     # long contiguous runs (the dot products' 32-, 16- and 8-byte steps and their tails), 4-channel blocks + 1
     (45, 6, 5, 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (45, 4, 3, 13, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    # depthwise HWC's runs of pixels x channels (stride 1 across), two pixels a run, right columns outside them
+    (48, 7, 7, 48, (3, 3), (2, 1), (1, 0, 1, 2), (1, 1), 48),
 ]
 
 
