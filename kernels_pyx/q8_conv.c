@@ -55,6 +55,34 @@ void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const
     }
 }
 
+/* Each output pixel's window [kh][kw][C] gathered into `patch` (groups 1), its padding holding in_zp (which the
+ * folded bias cancels), then one GEMV over the whole window against w [M][kh][kw][C]: im2row in its workspace, and
+ * direct HWC in a stack patch of at most TB_Q8_PATCH bytes when its window rows are too short for the vector steps
+ * (few input channels, narrow kernels). */
+#define TB_Q8_PATCH 512
+
+static void gemv_by_patches(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out,
+                            int8_t *restrict patch)
+{
+    const int C = p->in_c;
+    for (int oy = 0; oy < p->out_h; ++oy)
+        for (int ox = 0; ox < p->out_w; ++ox) {
+            int8_t *row = patch;
+            for (int ky = 0; ky < p->k_h; ++ky) {
+                const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                for (int kx = 0; kx < p->k_w; ++kx, row += C) {
+                    const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                    const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+                    const int8_t *x = in + ((long)iy * p->in_w + ix) * C;
+                    for (int c = 0; c < C; ++c) row[c] = inside ? x[c] : (int8_t)p->in_zp;
+                }
+            }
+            tb_q8_gemv_rows(patch, w, p->k_h * p->k_w * C, p->out_c, bias, rq, p->out_zp, p->act_min, p->act_max,
+                            out + ((long)oy * p->out_w + ox) * p->out_c);
+        }
+}
+
 /* HWC: per output pixel, TB_Q8_BLOCK output channels of one group at a time, four at a time through tb_q8_dot4
  * over w [M][kh][kw][cg] (OHWI). With groups 1 and no horizontal dilation, a window row's valid taps are one
  * contiguous run of (kx1 - kx0) * C bytes in both the input and the weights; otherwise each tap is a run of cg. The
@@ -68,6 +96,11 @@ void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
     const long K = (long)k_h * k_w * cg;
     const int32_t *restrict tap_sums = rq + 2 * M; /* [M][kh][kw]: each channel's weight sum per tap */
     int32_t acc[TB_Q8_BLOCK];
+    if (p->groups == 1 && k_w * cg < 16 && K <= TB_Q8_PATCH) { /* runs too short for the vector steps */
+        int8_t patch[TB_Q8_PATCH];
+        gemv_by_patches(p, in, w, bias, rq, out, patch);
+        return;
+    }
     for (int oy = 0; oy < p->out_h; ++oy)
         for (int ox = 0; ox < p->out_w; ++ox) {
             int8_t *o = out + ((long)oy * p->out_w + ox) * M;
@@ -292,22 +325,5 @@ void tb_q8_conv_im2row_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out,
                            int8_t *restrict ws)
 {
-    const int C = p->in_c;
-    const int k = p->k_h * p->k_w * C;
-    for (int oy = 0; oy < p->out_h; ++oy)
-        for (int ox = 0; ox < p->out_w; ++ox) {
-            int8_t *row = ws;
-            for (int ky = 0; ky < p->k_h; ++ky) {
-                const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-                for (int kx = 0; kx < p->k_w; ++kx, row += C) {
-                    const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-                    const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-                    const int8_t *x = in + ((long)iy * p->in_w + ix) * C;
-                    /* padding holds the zero point, which the folded bias cancels */
-                    for (int c = 0; c < C; ++c) row[c] = inside ? x[c] : (int8_t)p->in_zp;
-                }
-            }
-            tb_q8_gemv_rows(ws, w, k, p->out_c, bias, rq, p->out_zp, p->act_min, p->act_max,
-                            out + ((long)oy * p->out_w + ox) * p->out_c);
-        }
+    gemv_by_patches(p, in, w, bias, rq, out, ws);
 }

@@ -4,7 +4,9 @@
  *   out = clamp(MultiplyByQuantizedMultiplier(acc, mult[m], shift[m]) + out_zp, act_min, act_max)
  * The multiplier and shift of every output channel are computed at build time in Python exactly as TFLite's
  * QuantizeMultiplier does (tasobuild.primitives.q8), and passed as one int32 array `rq`: M multipliers, then M
- * shifts. A layout names the memory order of the logical (C, H, W) axes, as for the float kernels.
+ * shifts. A layout names the memory order of the logical (C, H, W) axes, as for the float kernels. The int8
+ * products run through tb_q8_dot.h (SIMD per architecture), the requantisation eight lanes at a time with AVX2;
+ * every version computes the same integers.
  *
  * Not included by tb_kernels.h: only projects that run int8 layers carry this header. */
 #ifndef TB_Q8_H

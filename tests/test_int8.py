@@ -393,7 +393,7 @@ def test_ds_cnn_int8_matches_onnxruntime(ds_cnn_int8: dict[str, Path], tmp_path:
     unit = next(graph.quant_of(n.inputs[0]).scale for n in graph.nodes if n.op == "dequantize")
     assert built.report["arena_bytes"] < 24 * 1024  # int8 activations: a quarter of float's 70 KiB or so
     kernels = (built.out_dir / "src" / "kernels")
-    assert (kernels / "tb_q8.h").is_file()
+    assert (kernels / "tb_q8.h").is_file() and (kernels / "tb_q8_dot.h").is_file()
     rng = np.random.default_rng(21)
     for _ in range(4):
         x = rng.standard_normal((1, 49, 10, 1)).astype(np.float32)
