@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tasobuild import ir
+from tasobuild.errors import UserError
 from tasobuild.importer import import_onnx
 from tasobuild.primitives.q8 import PRIMITIVES, quantize_multiplier
 from tasobuild.primitives.transforms import from_layout, to_layout
@@ -251,6 +252,25 @@ def test_conv_kernels_bit_exact_with_tflite_reference(name: str) -> None:
             np.testing.assert_array_equal(_run(name, node, graph, {"x": x}), expected, err_msg=f"{name} {case}")
             ran += 1
     assert ran >= 2, f"{name} ran on {ran} cases only"
+
+
+def test_zero_point_folding_that_overflows_int32_is_one_clear_line() -> None:
+    """The GEMM-like kernels' bias holds bias - in_zp * sum w, built in int64 and refused when it leaves int32."""
+    node = ir.Node("conv\n*/", "qconv", ("x",), "y", ("conv.W", "conv.b", "conv.s"),
+                   ir.attrs(kernel=(1, 1), stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,
+                            act_min=-128, act_max=127))
+
+    def graph(first_bias: int) -> ir.Graph:
+        return _graph(node, {"x": ir.Shape(3, 2, 2), "y": ir.Shape(2, 2, 2)},
+                      {"x": ir.Quant(0.1, -20), "y": ir.Quant(0.1, 0)},
+                      {"conv.W": np.full((2, 3, 1, 1), 127, np.int8), "conv.b": np.array([first_bias, 5], np.int32),
+                       "conv.s": np.full(2, 0.01, np.float32)})
+
+    with pytest.raises(UserError, match="overflows int32") as info:  # + 20 * 381 leaves int32
+        next(p for p in PRIMITIVES if p.name == "q8_conv_1x1_hwc").weights(node, graph((1 << 31) - 100))
+    assert "\n" not in str(info.value)
+    folded = next(p for p in PRIMITIVES if p.name == "q8_conv_1x1_chw").weights(node, graph(1000))[1]
+    assert folded.tolist() == [1000 + 20 * 381, 5 + 20 * 381]
 
 
 @pytest.mark.parametrize("layout", ["chw", "hwc", "hcw"])
