@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import make, median, record, table, tasobuild  # noqa: E402
 from peers import median_ms, ort_peer  # noqa: E402
+from q8_kernel_ab import kernel_ab_block  # noqa: E402
 
 from tasobuild.importer import import_onnx  # noqa: E402
 from tests import q8_interpreter  # noqa: E402
@@ -174,6 +175,10 @@ def latency(args: argparse.Namespace, work: Path) -> None:
         "input and output)\n\n"
         + table(["network", "ours int8", "ORT int8", "ours float", "ORT/ours int8", "float/int8",
                  "int8 arena (fastest plan)"], latency_rows)
+        + "\n\nOur int8 GEMM-like kernels (im2row, 1x1, direct HWC, fully connected) run their inner products over "
+          "contiguous int8 weights [M][K] through tb_q8_dot.h, AVX-512 VNNI on this machine (AVX2 or portable C "
+          "elsewhere), and requantise in vectorised loops; the kernel A/B below (bench/q8_kernel_ab.py) compares "
+          "them with the plain C loops of 1c5fb8e.\n\n" + kernel_ab_block()
         + "\n\nThe arena against TFLM, untiled and tiled: the section \"int8 networks: arena vs TFLM\".")
     record("int8", "int8 networks: latency vs ONNX Runtime int8 and ours float", "python bench/int8.py", body)
 

@@ -90,6 +90,35 @@ def function_bodies(folder: Path, work: Path) -> dict[str, list[str]]:
     return code
 
 
+def kernels_at(commit: str, work: Path) -> tuple[native.Kernels, Path]:
+    """The bindings of `commit`'s kernels_pyx/ (extracted under `work`), and that folder."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "kernels_pyx"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    folder = work / "kernels_pyx"
+    return native.load(cflags=FLAGS, cache_dir=work / "cache", folder=folder), folder
+
+
+def alternate(calls: list[tuple[str, str, KernelCall]], old: native.Kernels, new: native.Kernels,
+              rounds: int) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """Per (label, primitive): each side's median ms per round, old and new alternating call by call, their order
+    swapped every round."""
+    times: dict[tuple[str, str], dict[str, list[float]]] = {(lab, p): {"old": [], "new": []} for lab, p, _ in calls}
+    for r in range(rounds):
+        for label, prim, call in calls:
+            sides = (("old", old), ("new", new)) if r % 2 == 0 else (("new", new), ("old", old))
+            for side, kernels in sides:
+                times[(label, prim)][side].append(measure_call(call, kernels).median_ms)
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+    return times
+
+
+def ab_row(times: dict[str, list[float]]) -> list[str]:
+    """old median, new median, median of the per-round ratios new/old."""
+    ratio = statistics.median(n / o for n, o in zip(times["new"], times["old"], strict=True))
+    return [f"{statistics.median(times['old']):.4f}", f"{statistics.median(times['new']):.4f}", f"{ratio:.3f}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", default="140899e", help="the commit whose kernels_pyx/ is the baseline")
@@ -100,11 +129,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.old, "kernels_pyx"], capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
-        old_dir = work / "kernels_pyx"
-        old = native.load(cflags=FLAGS, cache_dir=work / "cache", folder=old_dir)
+        old, old_dir = kernels_at(args.old, work)
         new = native.load(cflags=FLAGS, cache_dir=work / "cache", folder=kernels_dir())
         (work / "old-objects").mkdir()
         (work / "new-objects").mkdir()
@@ -112,21 +137,12 @@ def main() -> None:
         new_code = function_bodies(kernels_dir(), work / "new-objects")
 
         calls = [(layer[0], p, conv_call(p, layer)) for layer in LAYERS for p in args.primitives]
-        times: dict[tuple[str, str], dict[str, list[float]]] = {(lab, p): {"old": [], "new": []} for lab, p, _ in calls}
-        for r in range(args.rounds):
-            for label, prim, call in calls:
-                sides = (("old", old), ("new", new)) if r % 2 == 0 else (("new", new), ("old", old))
-                for side, kernels in sides:
-                    times[(label, prim)][side].append(measure_call(call, kernels).median_ms)
-            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        times = alternate(calls, old, new, args.rounds)
 
     rows = []
     for label, prim, call in calls:
-        t = times[(label, prim)]
-        ratio = statistics.median(n / o for n, o in zip(t["new"], t["old"], strict=True))
         same = old_code.get(call.function) == new_code.get(call.function)
-        rows.append([label, prim, "identical" if same else "changed", f"{statistics.median(t['old']):.4f}",
-                     f"{statistics.median(t['new']):.4f}", f"{ratio:.3f}"])
+        rows.append([label, prim, "identical" if same else "changed", *ab_row(times[(label, prim)])])
     body = table(["layer", "primitive", "code", f"old ms ({args.old})", "new ms", "new/old"], rows)
     command = "python bench/kernel_ab.py " + " ".join(sys.argv[1:])
     if args.no_record:

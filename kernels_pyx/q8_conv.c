@@ -2,6 +2,7 @@
  * CHW. Each entry point is written for its layout, its innermost loop over contiguous data. */
 #include "tb_kernels.h"
 #include "tb_q8.h"
+#include "tb_q8_dot.h"
 
 /* Output channels are computed TB_Q8_BLOCK at a time with their int32 sums on the stack: the innermost loops run
  * over contiguous channels (HWC) or pixels (CHW), which compilers vectorise. */
@@ -54,75 +55,191 @@ void tb_q8_conv_direct_chw(const tb_q8_conv *p, const int8_t *restrict in, const
     }
 }
 
-/* HWC: per output pixel, TB_Q8_BLOCK output channels of one group at a time; w is [kh][kw][cg][M] (HWIO), so the
- * innermost loop runs over contiguous output channels. */
+/* Each output pixel's window [kh][kw][C] gathered into `patch` (groups 1), its padding holding in_zp (which the
+ * folded bias cancels), then one GEMV over the whole window against w [M][kh][kw][C]: im2row in its workspace, and
+ * direct HWC in a stack patch of at most TB_Q8_PATCH bytes when its window rows are too short for the vector steps
+ * (few input channels, narrow kernels). */
+#define TB_Q8_PATCH 512
+
+static void gemv_by_patches(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out,
+                            int8_t *restrict patch)
+{
+    const int C = p->in_c;
+    for (int oy = 0; oy < p->out_h; ++oy)
+        for (int ox = 0; ox < p->out_w; ++ox) {
+            int8_t *row = patch;
+            for (int ky = 0; ky < p->k_h; ++ky) {
+                const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                for (int kx = 0; kx < p->k_w; ++kx, row += C) {
+                    const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                    const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+                    const int8_t *x = in + ((long)iy * p->in_w + ix) * C;
+                    for (int c = 0; c < C; ++c) row[c] = inside ? x[c] : (int8_t)p->in_zp;
+                }
+            }
+            tb_q8_gemv_rows(patch, w, p->k_h * p->k_w * C, p->out_c, bias, rq, p->out_zp, p->act_min, p->act_max,
+                            out + ((long)oy * p->out_w + ox) * p->out_c);
+        }
+}
+
+/* HWC: per output pixel, TB_Q8_BLOCK output channels of one group at a time, four at a time through tb_q8_dot4
+ * over w [M][kh][kw][cg] (OHWI). With groups 1 and no horizontal dilation, a window row's valid taps are one
+ * contiguous run of (kx1 - kx0) * C bytes in both the input and the weights; otherwise each tap is a run of cg. The
+ * bias holds -in_zp * the sum of the whole window's weights: the taps a border pixel skips are added back, from the
+ * per-tap weight sums that follow the multipliers and shifts in rq. */
 void tb_q8_conv_direct_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const int C = p->in_c, M = p->out_c, cg = C / p->groups, mg = M / p->groups, in_zp = p->in_zp;
+    const int k_h = p->k_h, k_w = p->k_w, row_runs = p->groups == 1 && p->dil_w == 1;
+    const long K = (long)k_h * k_w * cg;
+    const int32_t *restrict tap_sums = rq + 2 * M; /* [M][kh][kw]: each channel's weight sum per tap */
     int32_t acc[TB_Q8_BLOCK];
+    if (p->groups == 1 && k_w * cg < 16 && K <= TB_Q8_PATCH) { /* runs too short for the vector steps */
+        int8_t patch[TB_Q8_PATCH];
+        gemv_by_patches(p, in, w, bias, rq, out, patch);
+        return;
+    }
     for (int oy = 0; oy < p->out_h; ++oy)
         for (int ox = 0; ox < p->out_w; ++ox) {
             int8_t *o = out + ((long)oy * p->out_w + ox) * M;
+            /* the valid taps: ky in [ky0, ky1) and kx in [kx0, kx1) (windows are boxes; dilation keeps them so) */
+            int ky0 = 0, ky1 = 0, kx0 = 0, kx1 = 0;
+            const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+            while (ky0 < k_h && y0 + ky0 * p->dil_h < 0) ++ky0;
+            for (ky1 = ky0; ky1 < k_h && y0 + ky1 * p->dil_h < p->in_h; ++ky1) {}
+            while (kx0 < k_w && x0 + kx0 * p->dil_w < 0) ++kx0;
+            for (kx1 = kx0; kx1 < k_w && x0 + kx1 * p->dil_w < p->in_w; ++kx1) {}
+            const int border = ky0 > 0 || ky1 < k_h || kx0 > 0 || kx1 < k_w;
             for (int m0 = 0, n = 0; m0 < M; m0 += n) {
                 const int group_end = (m0 / mg + 1) * mg; /* a block never straddles two groups */
                 n = group_end - m0 < TB_Q8_BLOCK ? group_end - m0 : TB_Q8_BLOCK;
                 const int c0 = (m0 / mg) * cg;
+                const int8_t *wb = w + (long)m0 * K;
                 for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
-                for (int ky = 0; ky < p->k_h; ++ky) {
-                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-                    if (iy < 0 || iy >= p->in_h) continue;
-                    for (int kx = 0; kx < p->k_w; ++kx) {
-                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-                        if (ix < 0 || ix >= p->in_w) continue;
-                        const int8_t *x = in + ((long)iy * p->in_w + ix) * C + c0;
-                        const int8_t *wt = w + ((long)ky * p->k_w + kx) * cg * M + m0;
-                        for (int c = 0; c < cg; ++c) {
-                            const int32_t xv = (int32_t)x[c] - in_zp;
-                            const int8_t *wc = wt + (long)c * M;
-                            for (int j = 0; j < n; ++j) acc[j] += (int32_t)wc[j] * xv;
-                        }
+                for (int ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *x_row = in + (long)(y0 + ky * p->dil_h) * p->in_w * C + c0;
+                    const int8_t *w_row = wb + (long)ky * k_w * cg;
+                    if (row_runs) {
+                        const int8_t *x = x_row + (long)(x0 + kx0) * C, *wt = w_row + (long)kx0 * C;
+                        const int len = (kx1 - kx0) * C;
+                        int j = 0;
+                        for (; j + 4 <= n; j += 4) tb_q8_dot4(x, wt + j * K, K, len, acc + j);
+                        for (; j < n; ++j) acc[j] += tb_q8_dot(x, wt + j * K, len);
+                        continue;
+                    }
+                    for (int kx = kx0; kx < kx1; ++kx) {
+                        const int8_t *x = x_row + (long)(x0 + kx * p->dil_w) * C, *wt = w_row + (long)kx * cg;
+                        int j = 0;
+                        for (; j + 4 <= n; j += 4) tb_q8_dot4(x, wt + j * K, K, cg, acc + j);
+                        for (; j < n; ++j) acc[j] += tb_q8_dot(x, wt + j * K, cg);
                     }
                 }
-                for (int j = 0; j < n; ++j) o[m0 + j] = requantised(p, acc[j], rq, m0 + j);
+                if (border && in_zp != 0)
+                    for (int j = 0; j < n; ++j) {
+                        const int32_t *sums = tap_sums + (long)(m0 + j) * k_h * k_w;
+                        int32_t skipped = 0;
+                        for (int ky = 0; ky < k_h; ++ky)
+                            for (int kx = 0; kx < k_w; ++kx)
+                                if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) skipped += sums[ky * k_w + kx];
+                        acc[j] += in_zp * skipped;
+                    }
+                tb_q8_requant_run(acc, n, rq, M, m0, p->out_zp, p->act_min, p->act_max, o + m0, 1);
             }
         }
+}
+
+/* Depthwise HWC. (x - in_zp) * w is at most 255 * 128 in magnitude, so each product is exact in int16: compilers
+ * multiply in 16-bit lanes and widen only the sum. One output pixel: TB_Q8_BLOCK channels at a time over its valid
+ * taps, the innermost loop over contiguous channels. */
+static void depthwise_hwc_pixel(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
+                                const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out, int oy,
+                                int ox)
+{
+    const int multiplier = p->out_c / p->in_c, C = p->in_c, M = p->out_c;
+    const int16_t in_zp = (int16_t)p->in_zp;
+    const int k_h = p->k_h, k_w = p->k_w;
+    int32_t acc[TB_Q8_BLOCK];
+    int16_t xs[TB_Q8_BLOCK];
+    int8_t *o = out + ((long)oy * p->out_w + ox) * M;
+    const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+    for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
+        const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
+        for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
+        for (int ky = 0; ky < k_h; ++ky) {
+            const int iy = y0 + ky * p->dil_h;
+            if (iy < 0 || iy >= p->in_h) continue;
+            for (int kx = 0; kx < k_w; ++kx) {
+                const int ix = x0 + kx * p->dil_w;
+                if (ix < 0 || ix >= p->in_w) continue;
+                const int8_t *restrict wt = w + ((long)ky * k_w + kx) * M + m0;
+                const int8_t *restrict x = in + ((long)iy * p->in_w + ix) * C;
+                if (multiplier == 1) {
+                    for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[m0 + j] - in_zp);
+                } else {
+                    for (int j = 0; j < n; ++j) xs[j] = (int16_t)(x[(m0 + j) / multiplier] - in_zp);
+                }
+                for (int j = 0; j < n; ++j) acc[j] += (int16_t)(xs[j] * wt[j]);
+            }
+        }
+        tb_q8_requant_run(acc, n, rq, M, m0, p->out_zp, p->act_min, p->act_max, o + m0, 1);
+    }
+}
+
+/* Stride 1 horizontally, multiplier 1, no horizontal dilation: the pixels of an output row whose windows lie inside
+ * the input horizontally read, at each tap, one contiguous run of (pixels x C) input bytes. Runs of up to
+ * TB_Q8_DW_LANES lanes against the tap's weights repeated per pixel: long vector loops however few the channels. */
+#define TB_Q8_DW_LANES 128
+#define TB_Q8_DW_TAPS 9
+
+static int depthwise_hwc_runs_apply(const tb_q8_conv *p)
+{
+    return p->out_c == p->in_c && p->stride_w == 1 && p->dil_w == 1 && p->in_c <= TB_Q8_DW_LANES &&
+           p->k_h * p->k_w <= TB_Q8_DW_TAPS;
 }
 
 void tb_q8_conv_depthwise_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                               const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
-    const int multiplier = p->out_c / p->in_c, M = p->out_c, in_zp = p->in_zp;
-    const int in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
-    const tb_q8_strides si = strides_of(1, p->in_c, p->in_h, p->in_w);
-    const tb_q8_strides so = strides_of(1, p->out_c, p->out_h, p->out_w);
-    int32_t acc[TB_Q8_BLOCK];
-    for (int oy = 0; oy < p->out_h; ++oy)
-        for (int ox = 0; ox < p->out_w; ++ox)
-            for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
-                const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
-                for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
-                for (int ky = 0; ky < k_h; ++ky) {
-                    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-                    if (iy < 0 || iy >= in_h) continue;
-                    for (int kx = 0; kx < k_w; ++kx) {
-                        const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-                        if (ix < 0 || ix >= in_w) continue;
-                        const int8_t *wt = w + ((long)ky * k_w + kx) * M + m0;
-                        const int8_t *x = in + iy * si.y_step + ix * si.x_step;
-                        if (multiplier == 1) {
-                            const int8_t *xc = x + m0;
-                            for (int j = 0; j < n; ++j) acc[j] += (int32_t)wt[j] * ((int32_t)xc[j] - in_zp);
-                        } else {
-                            for (int j = 0; j < n; ++j)
-                                acc[j] += (int32_t)wt[j] *
-                                          ((int32_t)x[(long)((m0 + j) / multiplier) * si.c_step] - in_zp);
-                        }
-                    }
+    if (!depthwise_hwc_runs_apply(p)) {
+        for (int oy = 0; oy < p->out_h; ++oy)
+            for (int ox = 0; ox < p->out_w; ++ox) depthwise_hwc_pixel(p, in, w, bias, rq, out, oy, ox);
+        return;
+    }
+    const int C = p->in_c, k_h = p->k_h, k_w = p->k_w, per_run = TB_Q8_DW_LANES / C;
+    const int16_t in_zp = (int16_t)p->in_zp;
+    int8_t w_rep[TB_Q8_DW_TAPS][TB_Q8_DW_LANES];
+    int32_t acc[TB_Q8_DW_LANES];
+    for (int t = 0; t < k_h * k_w; ++t)
+        for (int j = 0; j < per_run * C; ++j) w_rep[t][j] = w[(long)t * C + j % C];
+    /* [ox_lo, ox_hi): the output columns whose windows lie inside the input horizontally */
+    int ox_lo = p->pad_left, ox_hi = p->in_w - k_w + 1 + p->pad_left;
+    ox_lo = ox_lo < p->out_w ? ox_lo : p->out_w;
+    ox_hi = ox_hi < p->out_w ? ox_hi : p->out_w;
+    ox_hi = ox_hi > ox_lo ? ox_hi : ox_lo;
+    for (int oy = 0; oy < p->out_h; ++oy) {
+        for (int ox = 0; ox < ox_lo; ++ox) depthwise_hwc_pixel(p, in, w, bias, rq, out, oy, ox);
+        for (int ox = ox_hi; ox < p->out_w; ++ox) depthwise_hwc_pixel(p, in, w, bias, rq, out, oy, ox);
+        const int y0 = oy * p->stride_h - p->pad_top;
+        for (int ox0 = ox_lo; ox0 < ox_hi; ox0 += per_run) {
+            const int pixels = ox_hi - ox0 < per_run ? ox_hi - ox0 : per_run, lanes = pixels * C;
+            for (int q = 0; q < pixels; ++q)
+                for (int c = 0; c < C; ++c) acc[q * C + c] = bias[c];
+            for (int ky = 0; ky < k_h; ++ky) {
+                const int iy = y0 + ky * p->dil_h;
+                if (iy < 0 || iy >= p->in_h) continue;
+                for (int kx = 0; kx < k_w; ++kx) {
+                    const int8_t *restrict x = in + ((long)iy * p->in_w + ox0 - p->pad_left + kx) * C;
+                    const int8_t *restrict wt = w_rep[ky * k_w + kx];
+                    for (int j = 0; j < lanes; ++j) acc[j] += (int16_t)((int16_t)(x[j] - in_zp) * wt[j]);
                 }
-                for (int j = 0; j < n; ++j)
-                    out[(m0 + j) * so.c_step + oy * so.y_step + ox * so.x_step] = requantised(p, acc[j], rq, m0 + j);
             }
+            int8_t *o = out + ((long)oy * p->out_w + ox0) * C;
+            for (int q = 0; q < pixels; ++q)
+                tb_q8_requant_run(acc + q * C, C, rq, C, 0, p->out_zp, p->act_min, p->act_max, o + (long)q * C, 1);
+        }
+    }
 }
 
 /* CHW: one channel plane at a time. */
@@ -152,50 +269,54 @@ void tb_q8_conv_depthwise_chw(const tb_q8_conv *p, const int8_t *restrict in, co
     }
 }
 
-/* The 1x1 GEMM: out[m][pixel] over in[c][pixel]. HWC: per pixel, TB_Q8_BLOCK output channels at a time over w
- * [C][M]; CHW: per output channel, TB_Q8_BLOCK pixels at a time over w [M][C], the input zero point taken out of the
- * sums: sum w (x - zp) = sum w x - zp sum w (exact in int32). Either way the innermost loop is contiguous. */
+/* The 1x1 GEMM: out[m][pixel] over in[c][pixel] and w [M][C], in_zp folded into the bias. HWC: per pixel, a GEMV
+ * over contiguous C (tb_q8_gemv_rows). CHW: four output channels at a time over TB_Q8_BLOCK pixels, the innermost
+ * loop over contiguous pixels (compilers vectorise it), each input row read once per four channels. */
 void tb_q8_conv_1x1_hwc(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                         const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const long pixels = (long)p->out_h * p->out_w;
-    const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
-    int32_t acc[TB_Q8_BLOCK];
-    for (long px = 0; px < pixels; ++px) {
-        const int8_t *x = in + px * C;
-        for (int m0 = 0; m0 < M; m0 += TB_Q8_BLOCK) {
-            const int n = M - m0 < TB_Q8_BLOCK ? M - m0 : TB_Q8_BLOCK;
-            for (int j = 0; j < n; ++j) acc[j] = bias[m0 + j];
-            for (int c = 0; c < C; ++c) {
-                const int32_t xv = (int32_t)x[c] - in_zp;
-                const int8_t *wc = w + (long)c * M + m0;
-                for (int j = 0; j < n; ++j) acc[j] += (int32_t)wc[j] * xv;
-            }
-            for (int j = 0; j < n; ++j) out[px * M + m0 + j] = requantised(p, acc[j], rq, m0 + j);
-        }
-    }
+    const int C = p->in_c, M = p->out_c;
+    for (long px = 0; px < pixels; ++px)
+        tb_q8_gemv_rows(in + px * C, w, C, M, bias, rq, p->out_zp, p->act_min, p->act_max, out + px * M);
 }
 
 void tb_q8_conv_1x1_chw(const tb_q8_conv *p, const int8_t *restrict in, const int8_t *restrict w,
                         const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out)
 {
     const long pixels = (long)p->out_h * p->out_w;
-    const int C = p->in_c, M = p->out_c, in_zp = p->in_zp;
-    int32_t acc[TB_Q8_BLOCK];
-    for (int m = 0; m < M; ++m) {
-        const int8_t *wm = w + (long)m * C;
-        int32_t wsum = 0;
-        for (int c = 0; c < C; ++c) wsum += wm[c];
-        const int32_t base = bias[m] - in_zp * wsum;
+    const int C = p->in_c, M = p->out_c;
+    int32_t acc[4][TB_Q8_BLOCK];
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        const int rows = M - m0 < 4 ? M - m0 : 4;
+        const int8_t *w0 = w + (long)m0 * C;
         for (long px0 = 0; px0 < pixels; px0 += TB_Q8_BLOCK) {
             const int n = pixels - px0 < TB_Q8_BLOCK ? (int)(pixels - px0) : TB_Q8_BLOCK;
-            for (int j = 0; j < n; ++j) acc[j] = base;
-            for (int c = 0; c < C; ++c) {
-                const int32_t wv = wm[c];
-                const int8_t *x = in + c * pixels + px0;
-                for (int j = 0; j < n; ++j) acc[j] += wv * (int32_t)x[j];
+            for (int r = 0; r < rows; ++r)
+                for (int j = 0; j < n; ++j) acc[r][j] = bias[m0 + r];
+            if (rows == 4) {
+                for (int c = 0; c < C; ++c) {
+                    const int8_t *x = in + c * pixels + px0;
+                    const int32_t a = w0[c], b = w0[C + c], d = w0[2 * C + c], e = w0[3 * C + c];
+                    for (int j = 0; j < n; ++j) {
+                        const int32_t xv = x[j];
+                        acc[0][j] += a * xv;
+                        acc[1][j] += b * xv;
+                        acc[2][j] += d * xv;
+                        acc[3][j] += e * xv;
+                    }
+                }
+            } else {
+                for (int r = 0; r < rows; ++r)
+                    for (int c = 0; c < C; ++c) {
+                        const int8_t *x = in + c * pixels + px0;
+                        const int32_t wv = w0[(long)r * C + c];
+                        for (int j = 0; j < n; ++j) acc[r][j] += wv * (int32_t)x[j];
+                    }
             }
-            for (int j = 0; j < n; ++j) out[m * pixels + px0 + j] = requantised(p, acc[j], rq, m);
+            for (int r = 0; r < rows; ++r)
+                tb_q8_requant_channel(acc[r], n, rq[m0 + r], (int)rq[M + m0 + r], p->out_zp, p->act_min, p->act_max,
+                                      out + (m0 + r) * pixels + px0);
         }
     }
 }
@@ -204,30 +325,5 @@ void tb_q8_conv_im2row_hwc(const tb_q8_conv *p, const int8_t *restrict in, const
                            const int32_t *restrict bias, const int32_t *restrict rq, int8_t *restrict out,
                            int8_t *restrict ws)
 {
-    const int C = p->in_c;
-    const long k = (long)p->k_h * p->k_w * C;
-    for (int oy = 0; oy < p->out_h; ++oy)
-        for (int ox = 0; ox < p->out_w; ++ox) {
-            int8_t *row = ws;
-            for (int ky = 0; ky < p->k_h; ++ky) {
-                const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-                for (int kx = 0; kx < p->k_w; ++kx, row += C) {
-                    const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-                    const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-                    const int8_t *x = in + ((long)iy * p->in_w + ix) * C;
-                    /* padding holds the zero point, so that (x - in_zp) is 0 there */
-                    for (int c = 0; c < C; ++c) row[c] = inside ? x[c] : (int8_t)p->in_zp;
-                }
-            }
-            int8_t *o = out + ((long)oy * p->out_w + ox) * p->out_c;
-            for (int m = 0; m < p->out_c; ++m) {
-                const int8_t *wm = w + (long)m * k;
-                int32_t acc = bias[m], wsum = 0;
-                for (long i = 0; i < k; ++i) {
-                    acc += (int32_t)wm[i] * (int32_t)ws[i];
-                    wsum += wm[i];
-                }
-                o[m] = requantised(p, acc - p->in_zp * wsum, rq, m);
-            }
-        }
+    gemv_by_patches(p, in, w, bias, rq, out, ws);
 }

@@ -3,16 +3,12 @@
 #include <math.h>
 #include "tb_kernels.h"
 #include "tb_q8.h"
+#include "tb_q8_dot.h"
 
 void tb_q8_fc_gemv(const tb_q8_fc *p, const int8_t *restrict in, const int8_t *restrict w, const int32_t *restrict bias,
                    const int32_t *restrict rq, int8_t *restrict out)
 {
-    for (int n = 0; n < p->out_n; ++n) {
-        const int8_t *wn = w + (long)n * p->in_n;
-        int32_t acc = bias[n];
-        for (int k = 0; k < p->in_n; ++k) acc += (int32_t)wn[k] * ((int32_t)in[k] - p->in_zp);
-        out[n] = tb_q8_clamp(tb_q8_requant(acc, rq[n], (int)rq[p->out_n + n]) + p->out_zp, p->act_min, p->act_max);
-    }
+    tb_q8_gemv_rows(in, w, p->in_n, p->out_n, bias, rq, p->out_zp, p->act_min, p->act_max, out);
 }
 
 /* The input range [lo, hi) one axis of an output's window reads, and its extent clipped to the padded input. */
@@ -79,7 +75,28 @@ void tb_q8_avgpool_chw(const tb_q8_pool *p, const int8_t *restrict in, int8_t *r
 
 void tb_q8_add_flat(const tb_q8_add *p, const int8_t *restrict a, const int8_t *restrict b, int8_t *restrict out)
 {
-    for (int i = 0; i < p->n; ++i) {
+    int i = 0;
+#ifdef __AVX2__
+    {
+        const __m256i zp0 = _mm256_set1_epi32(p->in0_zp), zp1 = _mm256_set1_epi32(p->in1_zp);
+        const __m256i m0 = _mm256_set1_epi32(p->in0_mult), s0 = _mm256_set1_epi32(p->in0_shift);
+        const __m256i m1 = _mm256_set1_epi32(p->in1_mult), s1 = _mm256_set1_epi32(p->in1_shift);
+        const __m256i out_zp = _mm256_set1_epi32(p->out_zp), lo = _mm256_set1_epi32(p->act_min);
+        const __m256i hi = _mm256_set1_epi32(p->act_max);
+        const __m128i left = _mm_cvtsi32_si128(p->left_shift);
+        int32_t sum[8];
+        for (; i + 8 <= p->n; i += 8) {
+            const __m256i x = _mm256_sll_epi32(
+                _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(a + i))), zp0), left);
+            const __m256i y = _mm256_sll_epi32(
+                _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(b + i))), zp1), left);
+            _mm256_storeu_si256((__m256i *)(void *)sum, _mm256_add_epi32(tb_q8_requant8(x, m0, s0), tb_q8_requant8(y, m1, s1)));
+            tb_q8_requant8_store(sum, _mm256_set1_epi32(p->out_mult), _mm256_set1_epi32(p->out_shift), out_zp, lo, hi,
+                                 out + i);
+        }
+    }
+#endif
+    for (; i < p->n; ++i) {
         const int32_t x = (int32_t)((uint32_t)((int32_t)a[i] - p->in0_zp) << p->left_shift);
         const int32_t y = (int32_t)((uint32_t)((int32_t)b[i] - p->in1_zp) << p->left_shift);
         const int32_t sum = tb_q8_requant(x, p->in0_mult, p->in0_shift) + tb_q8_requant(y, p->in1_mult, p->in1_shift);

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tasobuild import ir
+from tasobuild.errors import UserError
 from tasobuild.importer import import_onnx
 from tasobuild.primitives.q8 import PRIMITIVES, quantize_multiplier
 from tasobuild.primitives.transforms import from_layout, to_layout
@@ -39,38 +40,57 @@ HAND_CHECKED = [
 ]
 
 
-def _c_requant(cases: list[tuple[int, int, int]], tmp_path: Path) -> list[int]:
-    """tb_q8_requant of tb_q8.h, compiled and run on `cases`."""
+def _c_requant(cases: list[tuple[int, int, int]], tmp_path: Path, flags: tuple[str, ...] = ()) -> list[int]:
+    """tb_q8_requant of tb_q8.h, compiled with `flags` and run on `cases`; where the flags enable AVX2, eight at a
+    time by tb_q8_requant8 (the cases padded with zeros), which the kernels' requantisation loops run."""
+    padded = cases + [(0, 0, 0)] * (-len(cases) % 8)
     rows = ",\n".join(f"    {{{x if x != INT32_MIN else '(-2147483647 - 1)'}, "
-                      f"{m if m != INT32_MIN else '(-2147483647 - 1)'}, {s}}}" for x, m, s in cases)
+                      f"{m if m != INT32_MIN else '(-2147483647 - 1)'}, {s}}}" for x, m, s in padded)
     src = tmp_path / "requant.c"
     src.write_text(f"""#include <stdio.h>
 #include "tb_q8.h"
 static const int32_t cases[][3] = {{
 {rows}
 }};
+#define N (sizeof cases / sizeof cases[0])
 int main(void)
 {{
-    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; ++i)
+#ifdef __AVX2__
+    for (unsigned i = 0; i < N; i += 8) {{
+        int32_t x[8], m[8], s[8], r[8];
+        for (int k = 0; k < 8; ++k) {{ x[k] = cases[i + k][0]; m[k] = cases[i + k][1]; s[k] = cases[i + k][2]; }}
+        _mm256_storeu_si256((__m256i *)(void *)r, tb_q8_requant8(_mm256_loadu_si256((const __m256i *)(void *)x),
+                            _mm256_loadu_si256((const __m256i *)(void *)m),
+                            _mm256_loadu_si256((const __m256i *)(void *)s)));
+        for (int k = 0; k < 8; ++k) printf("%ld\\n", (long)r[k]);
+    }}
+#else
+    for (unsigned i = 0; i < N; ++i)
         printf("%ld\\n", (long)tb_q8_requant(cases[i][0], cases[i][1], (int)cases[i][2]));
+#endif
     return 0;
 }}
 """)
     exe = tmp_path / "requant"
-    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(kernels_dir()), str(src), "-o",
-                    str(exe)], check=True, capture_output=True, text=True)
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-I", str(kernels_dir()), str(src),
+                    "-o", str(exe)], check=True, capture_output=True, text=True)
     return [int(line) for line in subprocess.run([str(exe)], check=True, capture_output=True,
-                                                 text=True).stdout.split()]
+                                                 text=True).stdout.split()][:len(cases)]
 
 
-def test_requant_hand_checked_cases(tmp_path: Path) -> None:
+REQUANT_FLAGS = [(), ("-mavx2",), ("-march=native",)]
+
+
+@pytest.mark.parametrize("flags", REQUANT_FLAGS)
+def test_requant_hand_checked_cases(tmp_path: Path, flags: tuple[str, ...]) -> None:
     cases = [c for c, _ in HAND_CHECKED]
     expected = [e for _, e in HAND_CHECKED]
     assert [int(v) for v in ref.multiply_by_quantized_multiplier(*map(np.array, zip(*cases)))] == expected
-    assert _c_requant(cases, tmp_path) == expected
+    assert _c_requant(cases, tmp_path, flags) == expected
 
 
-def test_requant_c_matches_tflite_port_on_random_and_edge_cases(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", REQUANT_FLAGS)
+def test_requant_c_matches_tflite_port_on_random_and_edge_cases(tmp_path: Path, flags: tuple[str, ...]) -> None:
     rng = np.random.default_rng(11)
     cases = []
     for _ in range(3000):
@@ -81,7 +101,7 @@ def test_requant_c_matches_tflite_port_on_random_and_edge_cases(tmp_path: Path) 
     for x in (0, 1, -1, 2, -2, 3, -3, (1 << 31) - 1, INT32_MIN, 1 << 30, -(1 << 30)):
         for m in ((1 << 30), (1 << 31) - 1, 1518500250, 1):
             cases += [(x, m, s) for s in (0, -1, -2, -7, -31)]
-    ours = _c_requant(cases, tmp_path)
+    ours = _c_requant(cases, tmp_path, flags)
     theirs = ref.multiply_by_quantized_multiplier(*map(np.array, zip(*cases)))
     assert ours == [int(v) for v in theirs]
 
@@ -92,6 +112,70 @@ def test_requant_c_matches_tflite_port_on_random_and_edge_cases(tmp_path: Path) 
 ])
 def test_quantize_multiplier_as_tflite(real: float, expected: tuple[int, int]) -> None:
     assert quantize_multiplier(real) == expected == ref.quantize_multiplier(real)
+
+
+# --------------------------------------------------------------------------- int8 dot products (tb_q8_dot.h)
+
+DOT_PROGRAM = r"""#include <stdio.h>
+#include "tb_q8_dot.h"
+static int8_t x[64], w[4 * 64];
+int main(void)
+{
+#if defined(TB_Q8_DOT_VNNI)
+    puts("vnni");
+#elif defined(__AVX2__)
+    puts("avx2");
+#else
+    puts("portable");
+#endif
+    for (int i = 0; i < 64; ++i) x[i] = -128;
+    for (int i = 0; i < 4 * 64; ++i) w[i] = -128;
+    printf("%ld %ld %ld\n", (long)tb_q8_dot(x, w, 0), (long)tb_q8_dot(x, w, 1), (long)tb_q8_dot(x, w, 33));
+    for (int i = 0; i < 41; ++i) {
+        x[i] = (int8_t)i;
+        w[i] = 1;
+    }
+    printf("%ld %ld\n", (long)tb_q8_dot(x, w, 15), (long)tb_q8_dot(x, w, 41));
+    /* four rows 44 apart, 3 bytes of 99 between them that no sum may read */
+    for (int i = 0; i < 64; ++i) x[i] = i < 41 ? -128 : 99;
+    for (int i = 0; i < 4 * 44; ++i) {
+        const int row = i / 44, k = i % 44;
+        w[i] = (int8_t)(k >= 41 ? 99 : row == 0 ? -128 : row == 1 ? 127 : row == 2 ? k % 3 - 1 : 1);
+    }
+    int32_t acc[4] = {1, 2, 3, 4}, empty[4] = {1, 2, 3, 4};
+    tb_q8_dot4(x, w, 44, 41, acc);
+    tb_q8_dot4(x, w, 44, 0, empty);
+    printf("%ld %ld %ld %ld\n", (long)acc[0], (long)acc[1], (long)acc[2], (long)acc[3]);
+    printf("%ld %ld %ld %ld\n", (long)empty[0], (long)empty[1], (long)empty[2], (long)empty[3]);
+    return 0;
+}
+"""
+# Worked out by hand: n = 0 sums nothing; (-128)^2 = 16384, 33 of them 540672; 0 + 1 + ... + 14 = 105 and
+# 0 + ... + 40 = 820; 41 x (-128) times the rows: 41 * 16384 + 1, 41 * -16256 + 2, -128 * (13 * 0 - 1 + 0) + 3
+# (k % 3 - 1 over k < 41), -128 * 41 + 4.
+DOT_EXPECTED = ["0 16384 540672", "105 820", "671745 -666494 131 -5244", "1 2 3 4"]
+CPU_FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+
+
+@pytest.mark.parametrize(("flags", "path"), [((), "portable"), (("-mavx2",), "avx2"),
+                                             (("-mavx2", "-mavxvnni"), "vnni"),
+                                             (("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"), "vnni"),
+                                             (("-march=native",), None)])
+def test_dot_products_hand_checked(flags: tuple[str, ...], path: str | None, tmp_path: Path) -> None:
+    """tb_q8_dot and tb_q8_dot4 in each version this machine can run: odd lengths, n = 0, the vector steps' tails,
+    extreme values, rows with bytes between them."""
+    needs = {"-mavx2": "avx2", "-mavxvnni": "avx_vnni", "-mavx512vnni": "avx512_vnni"}
+    missing = [cpu for flag, cpu in needs.items() if flag in flags and cpu not in CPU_FLAGS]
+    src = tmp_path / "dot.c"
+    src.write_text(DOT_PROGRAM)
+    exe = tmp_path / "dot"
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-I", str(kernels_dir()),
+                    str(src), "-o", str(exe)], check=True, capture_output=True, text=True)
+    if missing:
+        pytest.skip(f"this CPU lacks {missing}")
+    lines = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert lines[0] == path or path is None
+    assert lines[1:] == DOT_EXPECTED
 
 
 # --------------------------------------------------------------------------------- kernels against TFLite's
@@ -125,6 +209,11 @@ CONV_CASES = [  # (c, h, w, m, (kh, kw), stride, pads, dilation, groups)
     (5, 10, 6, 10, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 5),
     (16, 5, 4, 12, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     (1, 12, 5, 7, (10, 4), (2, 2), (4, 1, 5, 1), (1, 1), 1),
+    # long contiguous runs (the dot products' 32-, 16- and 8-byte steps and their tails), 4-channel blocks + 1
+    (45, 6, 5, 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (45, 4, 3, 13, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    # depthwise HWC's runs of pixels x channels (stride 1 across), two pixels a run, right columns outside them
+    (48, 7, 7, 48, (3, 3), (2, 1), (1, 0, 1, 2), (1, 1), 48),
 ]
 
 
@@ -163,6 +252,25 @@ def test_conv_kernels_bit_exact_with_tflite_reference(name: str) -> None:
             np.testing.assert_array_equal(_run(name, node, graph, {"x": x}), expected, err_msg=f"{name} {case}")
             ran += 1
     assert ran >= 2, f"{name} ran on {ran} cases only"
+
+
+def test_zero_point_folding_that_overflows_int32_is_one_clear_line() -> None:
+    """The GEMM-like kernels' bias holds bias - in_zp * sum w, built in int64 and refused when it leaves int32."""
+    node = ir.Node("conv\n*/", "qconv", ("x",), "y", ("conv.W", "conv.b", "conv.s"),
+                   ir.attrs(kernel=(1, 1), stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,
+                            act_min=-128, act_max=127))
+
+    def graph(first_bias: int) -> ir.Graph:
+        return _graph(node, {"x": ir.Shape(3, 2, 2), "y": ir.Shape(2, 2, 2)},
+                      {"x": ir.Quant(0.1, -20), "y": ir.Quant(0.1, 0)},
+                      {"conv.W": np.full((2, 3, 1, 1), 127, np.int8), "conv.b": np.array([first_bias, 5], np.int32),
+                       "conv.s": np.full(2, 0.01, np.float32)})
+
+    with pytest.raises(UserError, match="overflows int32") as info:  # + 20 * 381 leaves int32
+        next(p for p in PRIMITIVES if p.name == "q8_conv_1x1_hwc").weights(node, graph((1 << 31) - 100))
+    assert "\n" not in str(info.value)
+    folded = next(p for p in PRIMITIVES if p.name == "q8_conv_1x1_chw").weights(node, graph(1000))[1]
+    assert folded.tolist() == [1000 + 20 * 381, 5 + 20 * 381]
 
 
 @pytest.mark.parametrize("layout", ["chw", "hwc", "hcw"])
@@ -305,7 +413,7 @@ def test_ds_cnn_int8_matches_onnxruntime(ds_cnn_int8: dict[str, Path], tmp_path:
     unit = next(graph.quant_of(n.inputs[0]).scale for n in graph.nodes if n.op == "dequantize")
     assert built.report["arena_bytes"] < 24 * 1024  # int8 activations: a quarter of float's 70 KiB or so
     kernels = (built.out_dir / "src" / "kernels")
-    assert (kernels / "tb_q8.h").is_file()
+    assert (kernels / "tb_q8.h").is_file() and (kernels / "tb_q8_dot.h").is_file()
     rng = np.random.default_rng(21)
     for _ in range(4):
         x = rng.standard_normal((1, 49, 10, 1)).astype(np.float32)

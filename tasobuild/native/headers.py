@@ -19,7 +19,9 @@ from typing import Literal
 PUBLIC_HEADER = "tb_kernels.h"
 # Kernel API headers tb_kernels.h does not include, so that only the projects that use them carry them: the int8
 # kernels. The bindings' dispatch and the emitted program include them after tb_kernels.h.
-OPTIONAL_HEADERS = ("tb_q8.h",)
+OPTIONAL_API_HEADERS = ("tb_q8.h",)
+# Headers a project carries only when its kernel sources list them: the optional API and its helpers.
+OPTIONAL_HEADERS = OPTIONAL_API_HEADERS + ("tb_q8_dot.h",)
 # The element types a kernel's buffers may have: float32 activations and weights; int8 activations and weights and
 # int32 biases and requantisation parameters of the int8 kernels.
 BUFFER_TYPES = ("float", "int8_t", "int32_t")
@@ -79,7 +81,7 @@ def public_headers(folder: Path) -> tuple[Path, ...]:
     top = folder / PUBLIC_HEADER
     text = top.read_text()
     included = tuple(folder / name for name in _INCLUDE_RE.findall(text) if (folder / name).is_file())
-    return (top,) + included + tuple(folder / name for name in OPTIONAL_HEADERS if (folder / name).is_file())
+    return (top,) + included + tuple(folder / name for name in OPTIONAL_API_HEADERS if (folder / name).is_file())
 
 
 def _parse_struct(body: str, name: str) -> StructDecl | None:

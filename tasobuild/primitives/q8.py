@@ -16,12 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasobuild.errors import UserError
 from tasobuild.ir import DTYPE_BYTES, Graph, Layout, Node, Quant, Shape
 from tasobuild.primitives import KernelCall, Params, Primitive, no_weights
 from tasobuild.primitives.conv_table import ConvGeometry, depthwise, pointwise
+from tasobuild.text import comment_text
 
-Q8_SOURCES_CONV = ("q8_conv.c", "tb_q8.h")
-Q8_SOURCES_OPS = ("q8_ops.c", "tb_q8.h")
+Q8_HEADERS = ("tb_q8.h", "tb_q8_dot.h")
+Q8_SOURCES_CONV = ("q8_conv.c",) + Q8_HEADERS
+Q8_SOURCES_OPS = ("q8_ops.c",) + Q8_HEADERS
 Q8_LAYOUTS: tuple[Layout, ...] = ("CHW", "HWC")
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -108,6 +111,8 @@ class Q8ConvRow:
     applies: Callable[[ConvGeometry], bool]
     transform: Callable[[np.ndarray], np.ndarray]  # W int8 [M][cg][kh][kw] -> the kernel's format
     workspace_bytes: Callable[[ConvGeometry], int] = lambda geo: 0
+    folds_zero_point: bool = False  # the bias holds bias - in_zp * sum of the channel's weights (see tb_q8.h)
+    tap_sums: bool = False  # rq ends with each channel's weight sum per tap, [M][kh][kw] (direct HWC's borders)
 
     @property
     def name(self) -> str:
@@ -116,10 +121,6 @@ class Q8ConvRow:
 
 def _ohwi(w: np.ndarray) -> np.ndarray:
     return w.transpose(0, 2, 3, 1)
-
-
-def _hwio(w: np.ndarray) -> np.ndarray:
-    return w.transpose(2, 3, 1, 0)
 
 
 def _depthwise_hwm(w: np.ndarray) -> np.ndarray:
@@ -138,13 +139,26 @@ def _conv_params(geo: ConvGeometry, node: Node, graph: Graph) -> Params:
             ("out_zp", _quant_out(node, graph).zero_point)) + _clamp(node)
 
 
-def _linear_weights(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Node, Graph],
-                                                                                   tuple[np.ndarray, ...]]:
+def _linear_weights(transform: Callable[[np.ndarray], np.ndarray], folds_zero_point: bool, tap_sums: bool = False
+                    ) -> Callable[[Node, Graph], tuple[np.ndarray, ...]]:
+    """The weights in the kernel's format, the bias (with the input zero point folded in: bias - in_zp * sum of
+    each output's weights, so that the kernel's inner products run over the raw int8 input) and `rq` (followed by
+    the weight sums per output channel and tap with `tap_sums`)."""
+
     def weights(node: Node, graph: Graph) -> tuple[np.ndarray, ...]:
         w = np.asarray(graph.const(node.weights[0]), dtype=np.int8)
         bias = np.ascontiguousarray(graph.const(node.weights[1]), dtype=np.int32).reshape(-1)
-        return (np.ascontiguousarray(transform(w), dtype=np.int8).reshape(-1), bias,
-                requant_array(_effective_scales(node, graph)))
+        if folds_zero_point:
+            sums = w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1)
+            folded = bias.astype(np.int64) - _quant_in(node, graph).zero_point * sums
+            if np.abs(folded).max(initial=0) >= 1 << 31:
+                raise UserError(f"int8 node {comment_text(node.name)}: its bias less the input zero point times its "
+                                f"weights' sum overflows int32; requantise the model with smaller biases")
+            bias = folded.astype(np.int32)
+        rq = requant_array(_effective_scales(node, graph))
+        if tap_sums:  # W [M][cg][kh][kw]: |sums| <= 128 * cg, exact in int32
+            rq = np.concatenate([rq, w.sum(axis=1, dtype=np.int32).reshape(-1)])
+        return np.ascontiguousarray(transform(w), dtype=np.int8).reshape(-1), bias, rq
 
     return weights
 
@@ -153,13 +167,15 @@ def q8_conv_primitive(row: Q8ConvRow) -> Primitive:
     def call(node: Node, graph: Graph) -> tuple[KernelCall, ...]:
         geo = ConvGeometry.of(node, graph)
         roles = [("in0", geo.c * geo.h * geo.w, "int8_t"), ("w0", geo.m * geo.cg * geo.kh * geo.kw, "int8_t"),
-                 ("w1", 4 * geo.m, "int32_t"), ("w2", 8 * geo.m, "int32_t"), ("out", geo.m * geo.pixels, "int8_t")]
+                 ("w1", 4 * geo.m, "int32_t"), ("w2", 4 * geo.m * (2 + (geo.kh * geo.kw if row.tap_sums else 0)),
+                                                   "int32_t"), ("out", geo.m * geo.pixels, "int8_t")]
         if row.workspace_bytes(geo):
             roles.append(("ws", row.workspace_bytes(geo), "int8_t"))
         return (_call(f"tb_{row.name}", "tb_q8_conv", _conv_params(geo, node, graph), tuple(roles)),)
 
     return _prim(row.name, "qconv", row.family, row.layout, row.layout, Q8_SOURCES_CONV,
-                 lambda n, g: row.applies(ConvGeometry.of(n, g)), call, _linear_weights(row.transform),
+                 lambda n, g: row.applies(ConvGeometry.of(n, g)), call,
+                 _linear_weights(row.transform, row.folds_zero_point, row.tap_sums),
                  lambda n, g: row.workspace_bytes(ConvGeometry.of(n, g)))
 
 
@@ -172,13 +188,13 @@ def _im2row_applies(geo: ConvGeometry) -> bool:
 
 
 CONV_ROWS: tuple[Q8ConvRow, ...] = (
-    Q8ConvRow("direct", "HWC", _any, _hwio),
+    Q8ConvRow("direct", "HWC", _any, _ohwi, folds_zero_point=True, tap_sums=True),
     Q8ConvRow("direct", "CHW", _any, _ohwi),
     Q8ConvRow("depthwise", "HWC", depthwise, _depthwise_hwm),
     Q8ConvRow("depthwise", "CHW", depthwise, _depthwise_hwm),
-    Q8ConvRow("1x1", "HWC", _group1_pointwise, lambda w: w.reshape(w.shape[0], -1).T),
-    Q8ConvRow("1x1", "CHW", _group1_pointwise, lambda w: w.reshape(w.shape[0], -1)),
-    Q8ConvRow("im2row", "HWC", _im2row_applies, _ohwi, lambda geo: geo.kh * geo.kw * geo.c),
+    Q8ConvRow("1x1", "HWC", _group1_pointwise, lambda w: w.reshape(w.shape[0], -1), folds_zero_point=True),
+    Q8ConvRow("1x1", "CHW", _group1_pointwise, lambda w: w.reshape(w.shape[0], -1), folds_zero_point=True),
+    Q8ConvRow("im2row", "HWC", _im2row_applies, _ohwi, lambda geo: geo.kh * geo.kw * geo.c, folds_zero_point=True),
 )
 
 
@@ -282,7 +298,7 @@ def _primitives() -> tuple[Primitive, ...]:
         low = layout.lower()
         prims.append(_prim(f"q8_fc_gemv_{low}", "qfc", "gemv", layout, layout, Q8_SOURCES_OPS,
                            lambda n, g: _is_vector(_in(n, g)) and _is_vector(_out(n, g)), _fc_call,
-                           _linear_weights(lambda w: w)))
+                           _linear_weights(lambda w: w, folds_zero_point=True)))
         prims.append(_prim(f"q8_add_{low}", "qadd", "eltwise", layout, layout, Q8_SOURCES_OPS, _add_applies,
                            _add_call))
         for op in ("quantize", "dequantize"):

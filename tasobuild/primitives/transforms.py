@@ -12,7 +12,7 @@ from tasobuild.primitives import KernelCall, activation_fields
 
 # The kernel files every transform call needs (relative to the kernels folder); those of an int8 tensor's.
 TRANSFORM_SOURCES: tuple[str, ...] = ("ops_transforms.c", "tb_ops.h")
-Q8_TRANSFORM_SOURCES: tuple[str, ...] = ("q8_ops.c", "tb_q8.h")
+Q8_TRANSFORM_SOURCES: tuple[str, ...] = ("q8_ops.c", "tb_q8.h", "tb_q8_dot.h")
 
 # Logical axes (0 = C, 1 = H, 2 = W) in memory order, outermost first.
 LAYOUT_AXES: dict[Layout, tuple[int, int, int]] = {"CHW": (0, 1, 2), "HWC": (1, 2, 0), "HCW": (1, 0, 2)}
