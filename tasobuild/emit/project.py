@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tasobuild.emit import render_bare_metal, render_build, render_c
 from tasobuild.emit.program import Program
-from tasobuild.native.headers import OPTIONAL_HEADERS, own_prototypes
+from tasobuild.native.headers import COMPANION_HEADERS, OPTIONAL_HEADERS, own_prototypes
 from tasobuild.primitives.parallel import THREAD_SOURCES
 
 
@@ -33,6 +33,7 @@ def project_files(p: Program, kernels_dir: Path) -> dict[str, bytes]:
     # thread pool's), and only the .c files this plan calls.
     optional = set(OPTIONAL_HEADERS) | set(THREAD_SOURCES)
     kernel_files = {f.name for f in kernels_dir.glob("*.h") if f.name not in optional} | set(p.kernel_sources)
+    kernel_files |= {c for h in kernel_files for c in COMPANION_HEADERS.get(h, ()) if (kernels_dir / c).is_file()}
     for name in sorted(kernel_files):
         encoded[f"src/kernels/{name}"] = (kernels_dir / name).read_bytes()
     return encoded

@@ -18,8 +18,11 @@ from typing import Literal
 
 PUBLIC_HEADER = "tb_kernels.h"
 # Kernel API headers tb_kernels.h does not include, so that only the projects that use them carry them: the int8
-# kernels. The bindings' dispatch and the emitted program include them after tb_kernels.h.
-OPTIONAL_HEADERS = ("tb_q8.h",)
+# kernels and their Arm inner products (which define nothing for other compilers). The bindings' dispatch and the
+# emitted program include them after tb_kernels.h.
+OPTIONAL_HEADERS = ("tb_q8.h", "tb_q8_dot_arm.h")
+# Optional headers shipped wherever another is: the int8 kernels' Arm inner products go with the int8 API.
+COMPANION_HEADERS = {"tb_q8.h": ("tb_q8_dot_arm.h",)}
 # The element types a kernel's buffers may have: float32 activations and weights; int8 activations and weights and
 # int32 biases and requantisation parameters of the int8 kernels.
 BUFFER_TYPES = ("float", "int8_t", "int32_t")
