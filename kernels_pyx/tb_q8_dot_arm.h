@@ -11,8 +11,8 @@
  *
  *   "mve"          Cortex-M55 (Helium): vmladavaq_s8 sums 16 products into a scalar int32 per instruction; the
  *                  tail is one predicated step (vctp8q, zeroing loads: nothing past the end is read).
- *   "neon-dotprod" AArch64 with the Armv8.2-A dot product (__ARM_FEATURE_DOTPROD: Cortex-A55, A76 and later):
- *                  vdotq_s32, four products into each int32 lane.
+ *   "neon-dotprod" NEON with the Armv8.2-A dot product (__ARM_FEATURE_DOTPROD: Cortex-A55, A76 and later, in
+ *                  AArch64 or AArch32): vdotq_s32, four products into each int32 lane.
  *   "neon"         AArch64 without it (Cortex-A53, A72) and 32-bit NEON (Cortex-A15): vmull_s8 widens 8 products
  *                  to int16, vpadalq_s16 adds them pairwise into int32 lanes. Never two products summed in int16:
  *                  -128 * -128 is 16384 and two of them overflow int16 (32768).
@@ -107,7 +107,7 @@ static inline int32x4_t tb_q8_dot_arm_sum4(int32x4_t s0, int32x4_t s1, int32x4_t
 }
 #endif
 
-#if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#if defined(__ARM_FEATURE_DOTPROD)
 #define TB_Q8_DOT_ARM_PATH "neon-dotprod"
 
 /* acc's lanes += the sums of four products each, 16 bytes of a and b. */

@@ -6,8 +6,8 @@ built with the target's compiler and flags and run under its emulator, against t
   several row strides, acc4 accumulated into and nothing written around it; on the Linux boards also the operands
   ending at an unmapped page (a read past the end faults). The program says which path it compiled, and the test
   that it is the target's: NEON (vmull_s8 + vpadalq_s16) on the A53 and A72, the dot product (vdotq_s32) on a core
-  that has it (the A55's flags, run under qemu's `-cpu max`), 32-bit NEON on the A15, the DSP extension (sxtb16 +
-  smlad) on the M4 and M7, Helium (vmladavaq_s8) on the M55; the assembly shows those instructions.
+  that has it (the A55's flags, AArch64 and AArch32, run under qemu's `-cpu max`), 32-bit NEON on the A15, the DSP
+  extension (sxtb16 + smlad) on the M4 and M7, Helium (vmladavaq_s8) on the M55; the assembly shows them.
 * The check fails when the header sums two products in int16 (a copy of it with that error).
 * An int8 project for a microcontroller ships the header next to tb_q8.h, builds warning-free and matches ONNX
   Runtime on the board; a float project carries neither.
@@ -37,6 +37,7 @@ MIN_CHECKS = 300_000
 SADALP = r"\bsadalp\s+v\d+\.4s, v\d+\.8h"  # AArch64: int16 products added pairwise into int32 lanes
 SDOT = r"\bsdot\s+v\d+\.[24]s, v\d+\.(8|16)b, v\d+\.(8|16)b"
 VPADAL = r"\bvpadal\.s16\s+q\d+, q\d+"  # 32-bit NEON's sadalp
+VSDOT = r"\bvsdot\.s8\s+[qd]\d+, [qd]\d+, [qd]\d+"
 SMLAD = r"\bsmlad\s+r\d+, r\d+, r\d+, r\d+"
 SXTB16_ROR = r"\bsxtb16\s+r\d+, r\d+, ror #8"  # bytes 1 and 3, the rotation inside the extension
 VMLADAVA = r"\bvmladava\.s8\s+r\d+, q\d+, q\d+"
@@ -66,6 +67,9 @@ VARIANTS = (
     Variant("cortex-a55", "cortex-a53", "neon-dotprod", (SDOT,), (SADALP,),
             {"-mcpu=cortex-a53": "-mcpu=cortex-a55"}, ("-cpu", "max")),
     Variant("cortex-a15", "cortex-a15", "neon", (VPADAL,)),
+    # ... and in 32-bit mode on the A15's toolchain
+    Variant("cortex-a55-aarch32", "cortex-a15", "neon-dotprod", (VSDOT,), (VPADAL,),
+            {"-mcpu=cortex-a15": "-mcpu=cortex-a55", "-mfpu=neon-vfpv4": "-mfpu=neon-fp-armv8"}, ("-cpu", "max")),
     Variant("cortex-m4", "cortex-m4", "dsp", (SMLAD, SXTB16_ROR)),
     Variant("cortex-m7", "cortex-m7", "dsp", (SMLAD, SXTB16_ROR)),
     Variant("cortex-m55", "cortex-m55", "mve", (VMLADAVA,), (SMLAD,)),
