@@ -7,8 +7,9 @@ One program per target, built with the target's compiler and flags (tests/arm_ru
 on each length: tb_q8_dot and tb_q8_dot4 (four weight rows against one input) from the header, and the same sums
 as plain C loops (int32 sums of int8 products, one loop over i, four sums in the dot4 one), compiled with the same
 flags, so "plain C" is what GCC makes of the portable code for that core. Every function is called through a
-non-inlined wrapper; the count of the empty repeat loop is subtracted, so a call's count includes its call and
-return. The counts are deterministic (the same binary gives the same count on any machine): one run.
+wrapper the compiler may neither inline nor specialise (noipa: lengths and stride unknown to it, as in the kernels);
+the count of the empty repeat loop is subtracted, so a call's count includes its call and return. The counts are
+deterministic (the same binary gives the same count on any machine): one run.
 """
 
 from __future__ import annotations
@@ -43,14 +44,14 @@ static int32_t acc4[4];
 static volatile int32_t sink;
 static const int LENGTHS[] = {%(lengths)s};
 
-__attribute__((noinline)) static int32_t plain_dot(const int8_t *restrict a, const int8_t *restrict b, int n)
+__attribute__((noipa)) static int32_t plain_dot(const int8_t *restrict a, const int8_t *restrict b, int n)
 {
     int32_t sum = 0;
     for (int i = 0; i < n; ++i) sum += (int32_t)a[i] * (int32_t)b[i];
     return sum;
 }
 
-__attribute__((noinline)) static void plain_dot4(const int8_t *restrict x, const int8_t *restrict w, long stride,
+__attribute__((noipa)) static void plain_dot4(const int8_t *restrict x, const int8_t *restrict w, long stride,
                                                  int n, int32_t *restrict acc)
 {
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -67,12 +68,12 @@ __attribute__((noinline)) static void plain_dot4(const int8_t *restrict x, const
     acc[3] += s3;
 }
 
-__attribute__((noinline)) static int32_t arm_dot(const int8_t *restrict a, const int8_t *restrict b, int n)
+__attribute__((noipa)) static int32_t arm_dot(const int8_t *restrict a, const int8_t *restrict b, int n)
 {
     return tb_q8_dot(a, b, n);
 }
 
-__attribute__((noinline)) static void arm_dot4(const int8_t *restrict x, const int8_t *restrict w, long stride, int n,
+__attribute__((noipa)) static void arm_dot4(const int8_t *restrict x, const int8_t *restrict w, long stride, int n,
                                                int32_t *restrict acc)
 {
     tb_q8_dot4(x, w, stride, n, acc);
@@ -173,9 +174,9 @@ def body(results: dict[str, dict[int, dict[str, float]]]) -> str:
         "Fewer instructions, over the lengths: " + "; ".join(
             f"{t} tb_q8_dot {ratios(r, 'tb_q8_dot')}, tb_q8_dot4 {ratios(r, 'tb_q8_dot4')}"
             for t, r in results.items()) + f" ({'; '.join(sorted({compiler(t) for t in results}))}). "
-        "On the M4 and M7 tb_q8_dot4 gains less than tb_q8_dot: its loop needs more registers than Thumb-2 has "
-        "(four row pointers, four sums, the input's two halves), so GCC keeps two row pointers on the stack, "
-        "about 5 of its 27 instructions per four bytes.",
+        "On the M4 and M7 tb_q8_dot4's loop is inline assembly (25 instructions per four bytes and four rows): "
+        "written in C it needs nearly all of Thumb-2's registers and GCC spilled 2 to 7 values per four bytes "
+        "depending on how the loop was written and where it was inlined (27 to 33 instructions).",
         "",
         "What the counts miss (BENCHMARKS.md, \"Emulated costs\"): every instruction counts one cycle. On the M4 "
         "`sxtb16` and `smlad` take one cycle, as counted, and loads two unless they follow another; the plain loops "

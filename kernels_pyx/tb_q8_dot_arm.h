@@ -56,7 +56,7 @@ static inline void tb_q8_dot4(const int8_t *restrict x, const int8_t *restrict w
                               int32_t *restrict acc4)
 {
     const int8_t *w0 = w, *w1 = w + w_stride, *w2 = w + 2 * w_stride, *w3 = w + 3 * w_stride;
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int32_t s0 = acc4[0], s1 = acc4[1], s2 = acc4[2], s3 = acc4[3];
     int i = 0;
     for (; i + 16 <= n; i += 16) {
         const int8x16_t xv = vld1q_s8(x + i);
@@ -73,10 +73,10 @@ static inline void tb_q8_dot4(const int8_t *restrict x, const int8_t *restrict w
         s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + i, p));
         s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + i, p));
     }
-    acc4[0] += s0;
-    acc4[1] += s1;
-    acc4[2] += s2;
-    acc4[3] += s3;
+    acc4[0] = s0;
+    acc4[1] = s1;
+    acc4[2] = s2;
+    acc4[3] = s3;
 }
 
 #elif defined(__ARM_NEON)
@@ -210,12 +210,16 @@ static inline int32_t tb_q8_dot_arm_odd(uint32_t v)
 #endif
 }
 
-/* sum + the four products of the words a and b: bytes 0 and 2 as int16 pairs in one __smlad, bytes 1 and 3 in
- * the other. Each 16 x 16 product is exact in int32. */
-static inline int32_t tb_q8_dot_arm_mac4(int32_t sum, uint32_t a, uint32_t b)
+/* sum + the four products of a word of four bytes, given extended (a_even, a_odd), and the word b: bytes 0 and 2
+ * as int16 pairs in one __smlad, bytes 1 and 3 in the other. Each 16 x 16 product is exact in int32. */
+static inline int32_t tb_q8_dot_arm_mac4(int32_t sum, int32_t a_even, int32_t a_odd, uint32_t b)
 {
-    sum = __smlad(tb_q8_dot_arm_even(a), tb_q8_dot_arm_even(b), sum);
-    return __smlad(tb_q8_dot_arm_odd(a), tb_q8_dot_arm_odd(b), sum);
+    return __smlad(a_odd, tb_q8_dot_arm_odd(b), __smlad(a_even, tb_q8_dot_arm_even(b), sum));
+}
+
+static inline int32_t tb_q8_dot_arm_mac4_words(int32_t sum, uint32_t a, uint32_t b)
+{
+    return tb_q8_dot_arm_mac4(sum, tb_q8_dot_arm_even(a), tb_q8_dot_arm_odd(a), b);
 }
 
 static inline int32_t tb_q8_dot(const int8_t *restrict a, const int8_t *restrict b, int n)
@@ -223,11 +227,11 @@ static inline int32_t tb_q8_dot(const int8_t *restrict a, const int8_t *restrict
     int32_t sum = 0;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        sum = tb_q8_dot_arm_mac4(sum, tb_q8_dot_arm_word(a + i), tb_q8_dot_arm_word(b + i));
-        sum = tb_q8_dot_arm_mac4(sum, tb_q8_dot_arm_word(a + i + 4), tb_q8_dot_arm_word(b + i + 4));
+        sum = tb_q8_dot_arm_mac4_words(sum, tb_q8_dot_arm_word(a + i), tb_q8_dot_arm_word(b + i));
+        sum = tb_q8_dot_arm_mac4_words(sum, tb_q8_dot_arm_word(a + i + 4), tb_q8_dot_arm_word(b + i + 4));
     }
     if (i + 4 <= n) {
-        sum = tb_q8_dot_arm_mac4(sum, tb_q8_dot_arm_word(a + i), tb_q8_dot_arm_word(b + i));
+        sum = tb_q8_dot_arm_mac4_words(sum, tb_q8_dot_arm_word(a + i), tb_q8_dot_arm_word(b + i));
         i += 4;
     }
     return sum + tb_q8_dot_arm_tail(a, b, i, n);
@@ -236,26 +240,55 @@ static inline int32_t tb_q8_dot(const int8_t *restrict a, const int8_t *restrict
 static inline void tb_q8_dot4(const int8_t *restrict x, const int8_t *restrict w, long w_stride, int n,
                               int32_t *restrict acc4)
 {
-    const int8_t *w0 = w, *w1 = w + w_stride, *w2 = w + 2 * w_stride, *w3 = w + 3 * w_stride;
+    const int8_t *w0 = w, *w2 = w + 2 * w_stride; /* rows 1 and 3 are read at w_stride past these */
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        /* x's four bytes extended once, used against the four rows */
-        const uint32_t xv = tb_q8_dot_arm_word(x + i);
-        const int32_t x_even = tb_q8_dot_arm_even(xv), x_odd = tb_q8_dot_arm_odd(xv);
-        uint32_t wv = tb_q8_dot_arm_word(w0 + i);
-        s0 = __smlad(x_odd, tb_q8_dot_arm_odd(wv), __smlad(x_even, tb_q8_dot_arm_even(wv), s0));
-        wv = tb_q8_dot_arm_word(w1 + i);
-        s1 = __smlad(x_odd, tb_q8_dot_arm_odd(wv), __smlad(x_even, tb_q8_dot_arm_even(wv), s1));
-        wv = tb_q8_dot_arm_word(w2 + i);
-        s2 = __smlad(x_odd, tb_q8_dot_arm_odd(wv), __smlad(x_even, tb_q8_dot_arm_even(wv), s2));
-        wv = tb_q8_dot_arm_word(w3 + i);
-        s3 = __smlad(x_odd, tb_q8_dot_arm_odd(wv), __smlad(x_even, tb_q8_dot_arm_even(wv), s3));
+    int words = n > 0 ? n >> 2 : 0;
+#if defined(__GNUC__) && defined(__OPTIMIZE__)
+    /* The loop by hand: its pointers, sums and operands need 13 of Thumb-2's 14 registers, and GCC's allocation of
+     * the same loop in C spills 2 to 7 values per four bytes, depending on how it is written and where it is
+     * inlined; here every four bytes take 25 instructions wherever the function lands: a load and two extensions
+     * of x, then per row a load, two extensions and two smlad. (Unoptimised builds keep more registers to
+     * themselves than the loop can spare: they take the C loop.) */
+    if (words > 0) {
+        int32_t x_even, x_odd, word, half;
+        __asm__("1:\n\t"
+                "ldr     %[x_odd], [%[x]], #4\n\t"
+                "sxtb16  %[x_even], %[x_odd]\n\t"
+                "sxtb16  %[x_odd], %[x_odd], ror #8\n\t"
+#define TB_Q8_DOT_ARM_ROW(sum, load)                                                                                  \
+                "ldr     %[word], " load "\n\t"                                                                       \
+                "sxtb16  %[half], %[word]\n\t"                                                                        \
+                "sxtb16  %[word], %[word], ror #8\n\t"                                                                \
+                "smlad   %[" sum "], %[x_even], %[half], %[" sum "]\n\t"                                              \
+                "smlad   %[" sum "], %[x_odd], %[word], %[" sum "]\n\t"
+                TB_Q8_DOT_ARM_ROW("s1", "[%[w0], %[stride]]")
+                TB_Q8_DOT_ARM_ROW("s0", "[%[w0]], #4")
+                TB_Q8_DOT_ARM_ROW("s3", "[%[w2], %[stride]]")
+                TB_Q8_DOT_ARM_ROW("s2", "[%[w2]], #4")
+#undef TB_Q8_DOT_ARM_ROW
+                "subs    %[words], %[words], #1\n\t"
+                "bne     1b"
+                : [x] "+r"(x), [w0] "+r"(w0), [w2] "+r"(w2), [words] "+r"(words), [s0] "+r"(s0), [s1] "+r"(s1),
+                  [s2] "+r"(s2), [s3] "+r"(s3), [x_even] "=&r"(x_even), [x_odd] "=&r"(x_odd), [word] "=&r"(word),
+                  [half] "=&r"(half)
+                : [stride] "r"(w_stride)
+                : "cc", "memory"); /* it reads x and the rows: no value of them may wait in a register */
     }
-    acc4[0] += s0 + tb_q8_dot_arm_tail(x, w0, i, n);
-    acc4[1] += s1 + tb_q8_dot_arm_tail(x, w1, i, n);
-    acc4[2] += s2 + tb_q8_dot_arm_tail(x, w2, i, n);
-    acc4[3] += s3 + tb_q8_dot_arm_tail(x, w3, i, n);
+#else
+    for (; words > 0; --words, x += 4, w0 += 4, w2 += 4) {
+        const uint32_t xv = tb_q8_dot_arm_word(x);
+        const int32_t x_even = tb_q8_dot_arm_even(xv), x_odd = tb_q8_dot_arm_odd(xv);
+        s0 = tb_q8_dot_arm_mac4(s0, x_even, x_odd, tb_q8_dot_arm_word(w0));
+        s1 = tb_q8_dot_arm_mac4(s1, x_even, x_odd, tb_q8_dot_arm_word(w0 + w_stride));
+        s2 = tb_q8_dot_arm_mac4(s2, x_even, x_odd, tb_q8_dot_arm_word(w2));
+        s3 = tb_q8_dot_arm_mac4(s3, x_even, x_odd, tb_q8_dot_arm_word(w2 + w_stride));
+    }
+#endif
+    const int left = n > 0 ? n & 3 : 0; /* x, w0 and w2 are past the words summed */
+    acc4[0] += s0 + tb_q8_dot_arm_tail(x, w0, 0, left);
+    acc4[1] += s1 + tb_q8_dot_arm_tail(x, w0 + w_stride, 0, left);
+    acc4[2] += s2 + tb_q8_dot_arm_tail(x, w2, 0, left);
+    acc4[3] += s3 + tb_q8_dot_arm_tail(x, w2 + w_stride, 0, left);
 }
 
 #endif

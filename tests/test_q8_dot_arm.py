@@ -7,7 +7,8 @@ built with the target's compiler and flags and run under its emulator, against t
   ending at an unmapped page (a read past the end faults). The program says which path it compiled, and the test
   that it is the target's: NEON (vmull_s8 + vpadalq_s16) on the A53 and A72, the dot product (vdotq_s32) on a core
   that has it (the A55's flags, AArch64 and AArch32, run under qemu's `-cpu max`), 32-bit NEON on the A15, the DSP
-  extension (sxtb16 + smlad) on the M4 and M7, Helium (vmladavaq_s8) on the M55; the assembly shows them.
+  extension (sxtb16 + smlad) on the M4 and M7 (and unoptimised, and on an A15 without NEON), Helium
+  (vmladavaq_s8) on the M55; the assembly shows them.
 * The check fails when the header sums two products in int16 (a copy of it with that error).
 * An int8 project for a microcontroller ships the header next to tb_q8.h, builds warning-free and matches ONNX
   Runtime on the board; a float project carries neither.
@@ -71,6 +72,11 @@ VARIANTS = (
     Variant("cortex-a55-aarch32", "cortex-a15", "neon-dotprod", (VSDOT,), (VPADAL,),
             {"-mcpu=cortex-a15": "-mcpu=cortex-a55", "-mfpu=neon-vfpv4": "-mfpu=neon-fp-armv8"}, ("-cpu", "max")),
     Variant("cortex-m4", "cortex-m4", "dsp", (SMLAD, SXTB16_ROR)),
+    # unoptimised, tb_q8_dot4 takes its C loop rather than the hand-allocated one
+    Variant("cortex-m4-O0", "cortex-m4", "dsp", (SMLAD,), (), {"-O2": "-O0"}),
+    # a 32-bit Cortex-A without NEON has the DSP extension too (in Arm and Thumb code)
+    Variant("cortex-a15-without-neon", "cortex-a15", "dsp", (SMLAD, SXTB16_ROR), (VPADAL,),
+            {"-mfpu=neon-vfpv4": "-mfpu=vfpv4-d16"}),
     Variant("cortex-m7", "cortex-m7", "dsp", (SMLAD, SXTB16_ROR)),
     Variant("cortex-m55", "cortex-m55", "mve", (VMLADAVA,), (SMLAD,)),
 )
