@@ -18,8 +18,10 @@
  *                  -128 * -128 is 16384 and two of them overflow int16 (32768).
  *   "dsp"          Cortex-M4/M7 (and other cores with the DSP extension, no NEON, no MVE): four bytes per 32-bit
  *                  load, __sxtb16 sign-extends bytes 0 and 2 (then, rotated by 8, bytes 1 and 3) into two int16
- *                  halves, __smlad adds both 16 x 16 products to the int32 sum: two multiply-accumulates each.
- * For any other compiler the header defines nothing.
+ *                  halves, __smlad adds both 16 x 16 products to the int32 sum: two multiply-accumulates each
+ *                  (tb_q8_dot4's loop is the same instructions as inline assembly, for its register allocation).
+ * TB_Q8_DOT_ARM_PATH is defined exactly when the two functions are; for any other compiler the header defines
+ * nothing.
  */
 #ifndef TB_Q8_DOT_ARM_H
 #define TB_Q8_DOT_ARM_H
