@@ -10,6 +10,12 @@ flags, so "plain C" is what GCC makes of the portable code for that core. Every 
 wrapper the compiler may neither inline nor specialise (noipa: lengths and stride unknown to it, as in the kernels);
 the count of the empty repeat loop is subtracted, so a call's count includes its call and return. The counts are
 deterministic (the same binary gives the same count on any machine): one run.
+
+    python bench/q8_dot_arm.py --networks ds_cnn_tf,resnet8_tf [--targets cortex-m4,cortex-m55]
+
+also counts whole int8 networks (the float fixture quantised by onnxruntime.quantization, QDQ per channel; built for
+the target with costs = "model", no budget): net_run of the emitted project as it is, and again with
+src/kernels/tb_q8_dot_arm.h deleted, so that tb_q8_dot.h's portable loops take its place (the same plan both times).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from common import ROOT as REPO
 from common import record, table
 
 from tasobuild.costs.emulated import ICOUNT, TICKS
@@ -144,6 +151,40 @@ def count_target(target_name: str, lengths: tuple[int, ...]) -> dict[int, dict[s
     return out
 
 
+def count_networks(target_name: str, networks: list[str]) -> dict[str, dict[str, float]]:
+    """net_run's instructions per int8 network, with the Arm paths and with the portable loops."""
+    from costs_emulated import count_net_run
+
+    from tests.e2e import tasobuild, write_target_spec
+    from tests.int8_models import quantise
+
+    target = arm_build(target_name).target
+    out = {}
+    for network in networks:
+        with tempfile.TemporaryDirectory(prefix="tasobuild-q8dot-net-") as tmp:
+            work = Path(tmp)
+            model = quantise(REPO / "tests" / "fixtures" / "models" / f"{network}.onnx", work / "int8.onnx")
+            spec = write_target_spec(work, model, target_name, costs="model")
+            spec.write_text(spec.read_text().replace('[constraints]\nmemory = "2 GiB"\n', ""))
+            tasobuild("build", "-c", str(spec))
+            project = work / "out"
+            arm = count_net_run(target, project, work)
+            (project / "src" / "kernels" / "tb_q8_dot_arm.h").unlink()
+            subprocess.run(["make", "-s", "-C", str(project), "clean"], check=True, capture_output=True)
+            out[network] = {"arm": arm, "plain": count_net_run(target, project, work)}
+        print(f"# {target_name} {network}: {out[network]}", flush=True)
+    return out
+
+
+def networks_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    rows = [[t, net, f"{c['plain'] / 1e6:.2f}", f"{c['arm'] / 1e6:.2f}", f"{c['plain'] / c['arm']:.2f}x"]
+            for t, nets in results.items() for net, c in nets.items()]
+    return "\n".join([
+        "Whole int8 networks (net_run, onnxruntime-quantised MLPerf Tiny fixtures, the plan costs = \"model\" makes "
+        "for the device), in million instructions: with tb_q8_dot.h's portable loops and with tb_q8_dot_arm.h.", "",
+        table(["target", "network", "portable (M instr.)", "Arm paths (M instr.)", "fewer"], rows)])
+
+
 def ratios(by_length: dict[int, dict[str, float]], function: str) -> str:
     values = [c[f"plain_{function.removeprefix('tb_q8_')}"] / c[function] for c in by_length.values()]
     return f"{min(values):.1f}-{max(values):.1f}x"
@@ -193,14 +234,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    ap.add_argument("--networks", default="", help="also count these int8 networks whole (fixture names)")
     ap.add_argument("--no-record", action="store_true", help="print the table, leave BENCHMARKS.md as it is")
     args = ap.parse_args()
     lengths = tuple(int(n) for n in args.lengths.split(","))
     results = {t: count_target(t, lengths) for t in args.targets.split(",")}
     command = "python bench/q8_dot_arm.py" + "".join(
-        f" --{k} {v}" for k, v in (("targets", args.targets), ("lengths", args.lengths))
-        if v != ",".join(TARGETS if k == "targets" else map(str, LENGTHS)))
+        f" --{k} {v}" for k, v in (("targets", args.targets), ("lengths", args.lengths), ("networks", args.networks))
+        if v and v != ",".join(TARGETS if k == "targets" else map(str, LENGTHS)))
     text = body(results)
+    if args.networks:
+        nets = args.networks.split(",")
+        text += "\n\n" + networks_table({t: count_networks(t, nets) for t in args.targets.split(",")})
     if args.no_record:
         print(text)
     else:
