@@ -30,6 +30,7 @@ from common import ROOT as REPO
 from common import record, table
 
 from tasobuild.costs.emulated import ICOUNT, TICKS
+from tasobuild.resources import kernels_dir
 from tests.arm_run import arm_build, compile_program, run_program
 
 TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55")
@@ -181,7 +182,10 @@ def networks_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
             for t, nets in results.items() for net, c in nets.items()]
     return "\n".join([
         "Whole int8 networks (net_run, onnxruntime-quantised MLPerf Tiny fixtures, the plan costs = \"model\" makes "
-        "for the device), in million instructions: with tb_q8_dot.h's portable loops and with tb_q8_dot_arm.h.", "",
+        "for the device), in million instructions: with tb_q8_dot.h's portable loops and with tb_q8_dot_arm.h. "
+        "Only the layers whose kernels sum through tb_q8_dot.h change (convolutions other than depthwise, fully "
+        "connected); depthwise, pooling and adds count the same in both, which bounds the gain on networks with "
+        "many depthwise layers (DS-CNN, MobileNet).", "",
         table(["target", "network", "portable (M instr.)", "Arm paths (M instr.)", "fewer"], rows)])
 
 
@@ -206,9 +210,10 @@ def body(results: dict[str, dict[int, dict[str, float]]]) -> str:
         "Instructions per call of the int8 inner products (kernels_pyx/tb_q8_dot_arm.h) against the same sums as "
         "plain C loops compiled with the target's flags, counted on the emulated board (qemu-system-arm -icount "
         "shift=0; the empty repeat loop subtracted, the call and return counted). The M4 and M7 run the DSP "
-        "extension's path (sxtb16 + smlad: four products in four instructions and a load per operand word), "
-        "the M55 Helium's (vmladavaq_s8: sixteen products per instruction, the tail one predicated step). "
-        "tb_q8_dot4 is four rows of weights against one input vector (its bytes loaded and extended once).",
+        "extension's path (per four bytes of each operand a 32-bit load and two `sxtb16` into int16 pairs, then "
+        "two `smlad` for the four products), the M55 Helium's (`vmladava.s8`: sixteen products per instruction, "
+        "the tail one predicated step). tb_q8_dot4 is four rows of weights against one input vector, whose bytes "
+        "it loads and extends once for the four rows.",
         "",
         table(["target", "n", "dot: plain C", "dot: Arm", "fewer", "dot4: plain C", "dot4: Arm", "fewer"], rows),
         "",
@@ -237,6 +242,8 @@ def main() -> int:
     ap.add_argument("--networks", default="", help="also count these int8 networks whole (fixture names)")
     ap.add_argument("--no-record", action="store_true", help="print the table, leave BENCHMARKS.md as it is")
     args = ap.parse_args()
+    if args.networks and not (kernels_dir() / "tb_q8_dot.h").is_file():
+        raise SystemExit("--networks: this tree's int8 kernels do not call tb_q8_dot.h, so there is nothing to compare")
     lengths = tuple(int(n) for n in args.lengths.split(","))
     results = {t: count_target(t, lengths) for t in args.targets.split(",")}
     command = "python bench/q8_dot_arm.py" + "".join(
