@@ -209,20 +209,39 @@ int main(void)
 """
 
 
+def count_net_run(target: Target, project: Path, work: Path) -> float:
+    """Instructions of one net_run of the emitted project (library name "net") for `target`'s board: its libnet.a
+    linked with a main that counts net_run whole, run under qemu-system-arm -icount in `work`."""
+    import subprocess
+
+    from tasobuild.costs.emulated import ICOUNT, QEMU, TICKS
+
+    board = target.board
+    assert board is not None
+    subprocess.run(["make", "-s", "-C", str(project), "libnet.a"], check=True, capture_output=True)
+    (work / "whole.c").write_text(WHOLE_C % {"ticks": TICKS})
+    subprocess.run([*target.cc_argv, *target.cflags, "-I", str(project / "include"), "-I",
+                    str(project / "main"), "-nostartfiles", "-T", str(project / "main" / f"{board.machine}.ld"),
+                    "-o", "whole.elf", "whole.c", str(project / "main" / "startup.c"),
+                    str(project / "libnet.a"), *target.ldflags], cwd=work, check=True, capture_output=True)
+    subprocess.run([QEMU, "-M", board.machine, "-nographic", "-semihosting-config", "enable=on,target=native",
+                    *ICOUNT, "-kernel", "whole.elf"], cwd=work, check=True, capture_output=True, timeout=1800)
+    rows = dict(line.split(",", 1) for line in (work / "whole.csv").read_text().splitlines())
+    instructions, ticks = (int(v) for v in rows["calibration"].split(","))
+    return int(rows["whole"]) * instructions / ticks
+
+
 def whole_network(target_name: str, networks: Sequence[str]) -> dict:
     """Do per-call counts add up? Each network built with costs = "profile" (every call counted) and no budget
     (the device's RAM), its library linked with a main that counts net_run whole on the emulated board: the plan's
     predicted time (the sum of its calls' counts) against the whole run's count."""
-    import subprocess
     import tempfile
 
-    from tasobuild.costs.emulated import ICOUNT, QEMU, TICKS
     from tests.e2e import tasobuild
     from tests.test_embedded import write_spec
 
     target = load_target(target_name, REPO)
-    board = target.board
-    assert board is not None and target.clock_mhz is not None
+    assert target.board is not None and target.clock_mhz is not None
     out = {}
     for name in networks:
         with tempfile.TemporaryDirectory(prefix="tasobuild-whole-") as tmp:
@@ -230,18 +249,7 @@ def whole_network(target_name: str, networks: Sequence[str]) -> dict:
             spec = write_spec(work, name, target_name)
             spec.write_text(spec.read_text().replace('costs = "model"', 'costs = "profile"'))
             report = json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
-            project = work / "out"
-            subprocess.run(["make", "-s", "-C", str(project), "libnet.a"], check=True, capture_output=True)
-            (work / "whole.c").write_text(WHOLE_C % {"ticks": TICKS})
-            subprocess.run([*target.cc_argv, *target.cflags, "-I", str(project / "include"), "-I",
-                            str(project / "main"), "-nostartfiles", "-T", str(project / "main" / f"{board.machine}.ld"),
-                            "-o", "whole.elf", "whole.c", str(project / "main" / "startup.c"),
-                            str(project / "libnet.a"), *target.ldflags], cwd=work, check=True, capture_output=True)
-            subprocess.run([QEMU, "-M", board.machine, "-nographic", "-semihosting-config", "enable=on,target=native",
-                            *ICOUNT, "-kernel", "whole.elf"], cwd=work, check=True, capture_output=True, timeout=1800)
-            rows = dict(line.split(",", 1) for line in (work / "whole.csv").read_text().splitlines())
-            instructions, ticks = (int(v) for v in rows["calibration"].split(","))
-            counted_ms = int(rows["whole"]) * instructions / ticks / (target.clock_mhz * 1e3)
+            counted_ms = count_net_run(target, work / "out", work) / (target.clock_mhz * 1e3)
         out[name] = {"predicted_ms": report["predicted_ms"], "counted_ms": counted_ms}
         print(f"# whole {target_name} {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
     return out

@@ -36,9 +36,9 @@ static inline void tb_q8_dot4_c(const int8_t *restrict x, const int8_t *restrict
     acc4[3] += s3;
 }
 
-#if (defined(__ARM_NEON) || defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_MVE)) && defined(__has_include)
-#if __has_include("tb_q8_dot_arm.h")
+#if defined(__ARM_NEON) || defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_MVE)
 #include "tb_q8_dot_arm.h"
+#ifdef TB_Q8_DOT_ARM_PATH
 #define TB_Q8_DOT_ARM 1
 #endif
 #endif

@@ -18,10 +18,11 @@ from typing import Literal
 
 PUBLIC_HEADER = "tb_kernels.h"
 # Kernel API headers tb_kernels.h does not include, so that only the projects that use them carry them: the int8
-# kernels. The bindings' dispatch and the emitted program include them after tb_kernels.h.
+# kernels and their inner products (tb_q8_dot.h; Arm's in tb_q8_dot_arm.h, which defines nothing for other compilers).
+# The bindings' dispatch and the emitted program include the API after tb_kernels.h.
 OPTIONAL_API_HEADERS = ("tb_q8.h",)
 # Headers a project carries only when its kernel sources list them: the optional API and its helpers.
-OPTIONAL_HEADERS = OPTIONAL_API_HEADERS + ("tb_q8_dot.h",)
+OPTIONAL_HEADERS = OPTIONAL_API_HEADERS + ("tb_q8_dot.h", "tb_q8_dot_arm.h")
 # The element types a kernel's buffers may have: float32 activations and weights; int8 activations and weights and
 # int32 biases and requantisation parameters of the int8 kernels.
 BUFFER_TYPES = ("float", "int8_t", "int32_t")

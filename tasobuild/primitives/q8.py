@@ -22,7 +22,7 @@ from tasobuild.primitives import KernelCall, Params, Primitive, no_weights
 from tasobuild.primitives.conv_table import ConvGeometry, depthwise, pointwise
 from tasobuild.text import comment_text
 
-Q8_HEADERS = ("tb_q8.h", "tb_q8_dot.h")
+Q8_HEADERS = ("tb_q8.h", "tb_q8_dot.h", "tb_q8_dot_arm.h")
 Q8_SOURCES_CONV = ("q8_conv.c",) + Q8_HEADERS
 Q8_SOURCES_OPS = ("q8_ops.c",) + Q8_HEADERS
 Q8_LAYOUTS: tuple[Layout, ...] = ("CHW", "HWC")
