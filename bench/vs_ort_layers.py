@@ -1,0 +1,108 @@
+"""Where the time goes, per layer, against ONNX Runtime: our program's per-layer times (`tasobuild profile --plan`)
+beside ONNX Runtime's per-node kernel times (`SessionOptions.enable_profiling`, one thread), same run.
+
+    python bench/vs_ort_layers.py [--networks mobilenetv2 squeezenet11] [--runs 100] [--ratio 1.1]
+
+ONNX Runtime fuses a conv with its activation (and a residual add) and names the fused node after its last output,
+so its nodes are matched to our layers by order: the conv-like nodes (Conv, its fused Relu/Clip/BatchNormalization
+outputs, Concat) against our conv and concat layers, when the counts agree (a network where they do not gets its
+totals only). Lists the layers where ours/ORT exceeds --ratio, and the totals. Writes BENCHMARKS.md's
+"vs_ort_layers" section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import record, table, tasobuild
+
+from tests.e2e import write_spec
+from tests.zoo import ensure_model
+
+CONV_LIKE = ("Conv", "Clip", "BatchNormalization", "Relu", "Concat")
+
+
+def ort_node_ms(model: Path, runs: int, work: Path) -> list[tuple[str, float]]:
+    """ONNX Runtime's nodes in execution order with their median kernel time (ms), one thread, warm-up dropped."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_profiling = True
+    options.profile_file_prefix = str(work / "ort")
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)
+    for _ in range(runs + 10):
+        session.run(None, {inp.name: x})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    times: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            times.setdefault(e["name"][:-len("_kernel_time")], []).append(e["dur"] / 1000)
+    return [(name, statistics.median(t[10:])) for name, t in times.items()]  # dicts keep first-seen order
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="*", default=["mobilenetv2", "squeezenet11"])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--ratio", type=float, default=1.1, help="list layers where ours/ORT exceeds this")
+    args = parser.parse_args()
+    rows, totals = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.networks:
+            work = Path(tmp) / name
+            work.mkdir()
+            model = ensure_model(name)
+            spec = write_spec(work, model, memory="4 GiB")
+            spec.write_text(spec.read_text().replace('costs = "profile"', 'costs = "auto"', 1))
+            ours = json.loads(tasobuild("profile", "-c", str(spec), "--plan", "--runs", str(args.runs),
+                                        "--json").stdout)["layers"]
+            theirs = ort_node_ms(model, args.runs, work)
+            mine = [layer for layer in ours if (layer["call"] or "").startswith("tb_conv") or layer["call"] is None]
+            conv_like = [(n, ms) for n, ms in theirs if any(k in n for k in CONV_LIKE)]
+            ours_ms, ort_ms = sum(layer["measured_ms"] for layer in ours), sum(ms for _, ms in theirs)
+            matched = len(mine) == len(conv_like)
+            totals.append([name, f"{ours_ms:.3f}", f"{ort_ms:.3f}", f"{ours_ms / ort_ms:.2f}",
+                           "yes" if matched else f"no ({len(mine)} / {len(conv_like)})"])
+            if not matched:
+                continue
+            for layer, (_, ms) in zip(mine, conv_like):
+                if layer["measured_ms"] / ms > args.ratio:
+                    call = (layer["call"] or "(several calls)").split("(")[0].removeprefix("tb_")
+                    ms_ours = layer["measured_ms"]
+                    rows.append([name, str(layer["index"]), call, shape_of(layer["call"]), f"{ms_ours:.4f}",
+                                 f"{ms:.4f}", f"{ms_ours / ms:.2f}"])
+    load = os.getloadavg()[0]
+    body = (f"Load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores. Sums of per-layer (per-node) "
+            f"medians, {args.runs} runs each, one thread; ORT's include its layout reorders.\n\n"
+            + table(["network", "ours ms (layer sum)", "ORT ms (node sum)", "ours/ORT", "layers matched"], totals)
+            + f"\n\nLayers where ours/ORT > {args.ratio}:\n\n"
+            + table(["network", "layer", "our kernel", "in_c x size -> out_c, kernel, stride", "ours ms", "ORT ms",
+                     "ours/ORT"], rows))
+    command = "python bench/vs_ort_layers.py" + (
+        f" --networks {' '.join(args.networks)}" if args.networks != ["mobilenetv2", "squeezenet11"] else "") + (
+        f" --runs {args.runs}" if args.runs != 100 else "") + (f" --ratio {args.ratio}" if args.ratio != 1.1 else "")
+    record("vs_ort_layers", "Per layer against ONNX Runtime's per-node profile (one thread, same run)", command, body)
+
+
+def shape_of(call: str | None) -> str:
+    if not call:
+        return ""
+    p = dict(kv.split("=") for kv in call.split("(", 1)[1].rstrip(")").split(","))
+    if "in_c" not in p:
+        return ""
+    return (f"{p['in_c']}x{p['in_h']}x{p['in_w']} -> {p['out_c']}, {p['k_h']}x{p['k_w']}, s{p['stride_h']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
