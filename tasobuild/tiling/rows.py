@@ -13,6 +13,10 @@ Every band call is an ordinary kernel call on a sub-tensor: output rows [a, b) o
 the top padding that is left (`band_conv`). So band calls are costed, profiled and emitted like any other call, and
 each output element is computed by the same kernel code in the same order as the untiled call would.
 
+Top to bottom, the chain is done with its input's first rows before it writes its output's: the output may overlap
+the input, starting `output_lead` bytes below it (the most, over bands, of the output written by a band's end less
+the input done with at its start), so its writes never reach input rows still to be read (memory.Overlap).
+
 `band_schedule` is the pure geometry; `fusable` lists the chains and their band calls for every applicable HWC
 primitive; `GroupOption.group` picks, after costing, each member's fastest primitive, and `non_dominated` keeps the
 band heights worth offering. The solver sees a group as one choice per member (solve.problem.Choice.group): all of
@@ -132,6 +136,19 @@ def band_schedule(members: Sequence[RowGeometry], rows: int) -> BandSchedule | N
     return BandSchedule(rows, tuple(bands), tuple(capacity))
 
 
+def output_lead(schedule: BandSchedule, first: RowGeometry, in_row_bytes: int, out_row_bytes: int) -> int:
+    """How far below the chain's input its output must start so that no band writes over input rows that band or a
+    later one reads: the most, over bands, of the output bytes written by the band's end less the input bytes
+    before the first row the band or a later one reads. The first member reads its rows before the last writes."""
+    lead, needed = 0, first.in_h
+    for band in reversed(schedule.bands):
+        a, b = band[0].rows
+        if b > a:
+            needed = min(needed, first.reads(a, b)[0])
+        lead = max(lead, band[-1].rows[1] * out_row_bytes - needed * in_row_bytes)
+    return lead
+
+
 def band_conv(node: Node, graph: Graph, a: int, b: int) -> tuple[Node, Graph, int]:
     """Output rows [a, b) of a convolution as a convolution of its own, on the input rows it reads: (that node,
     a graph holding it, the first input row it reads)."""
@@ -193,8 +210,17 @@ class GroupOption:
         member_ms = tuple(calls_ms(o.calls, costs) + carry_ms[j] for j, o in enumerate(chosen))
         windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w * 4
                         for rows, i in zip(self.schedule.window_rows, self.members))
+        first, last = graph.nodes[self.members[0]], graph.nodes[self.members[-1]]
+        lead = output_lead(self.schedule, RowGeometry.of(first, graph), row_bytes(graph, first.inputs[0]),
+                           row_bytes(graph, last.output))
         return FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
-                          Workspace.of(windows, chosen))
+                          Workspace.of(windows, chosen), lead)
+
+
+def row_bytes(graph: Graph, tensor: str) -> int:
+    """Bytes per row of an HWC tensor."""
+    shape = graph.shape(tensor)
+    return shape.w * shape.c * graph.tensor_bytes(tensor) // (shape.c * shape.h * shape.w)
 
 
 def chains(graph: Graph) -> list[tuple[int, ...]]:
@@ -276,10 +302,15 @@ class FusedGroup(GroupBase):
     carries: tuple[tuple[KernelCall | None, ...], ...]
     member_ms: tuple[float, ...]  # each member's band calls, plus the copies into its window
     workspace: Workspace  # a window per member but the last, then the largest band call's scratch
+    lead_bytes: int  # output_lead: how far below the input the output may start
 
     @property
     def layout(self) -> Layout:
         return LAYOUT
+
+    @property
+    def output_lead(self) -> int:
+        return self.lead_bytes
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
