@@ -33,14 +33,19 @@ class Point:
     conv_families: tuple[tuple[str, int], ...]  # (primitive family, convolutions running it), sorted by family
     fused_groups: int  # fused tiling groups the plan runs
     changed_layers: int  # layers whose choice differs from the fastest point's
+    # The fused groups: the lock's names (layers, kind and its parameter: "l1-l2 rows=4"), sorted, each with " over
+    # its input" where its output overlaps its input (tiling.rows.output_lead).
+    tiled: tuple[str, ...] = ()
 
     @property
     def what(self) -> str:
-        """What the plan runs, in a few words: "conv: depthwise 4, direct 4, mec 1; 2 fused groups"."""
+        """What the plan runs, in a few words: "conv: depthwise 4, direct 4, mec 1; 2 fused groups (l1-l2 rows=4
+        over its input, l6-l7 channels=16 HWC)"."""
         parts = ["conv: " + ", ".join(f"{family} {n}" for family, n in self.conv_families)] \
             if self.conv_families else []
         if self.fused_groups:
-            parts.append(f"{self.fused_groups} fused group{'s' if self.fused_groups > 1 else ''}")
+            parts.append(f"{self.fused_groups} fused group{'s' if self.fused_groups > 1 else ''}"
+                         + (f" ({', '.join(self.tiled)})" if self.tiled else ""))
         if self.changed_layers:
             parts.append(f"{self.changed_layers} layer{'s' if self.changed_layers > 1 else ''} unlike the fastest")
         return "; ".join(parts) or "no convolutions"
@@ -92,7 +97,9 @@ def frontier_of(project: str, plans: Sequence[Plan], baselines: Mapping[str, Map
             predicted_ms=float(plan.predicted_ms), status=plan.status, tie_break=plan.tie_break,
             conv_families=tuple(sorted(convs.items())),
             fused_groups=len({c.group for _, c in plan.choices if c.group}),
-            changed_layers=sum(1 for name, c in plan.choices if fastest.get(name) != c)))
+            changed_layers=sum(1 for name, c in plan.choices if fastest.get(name) != c),
+            tiled=tuple(sorted(c.group + (" over its input" if c.output_lead else "")
+                               for _, c in plan.choices if c.group and not c.deferred))))
     base = tuple(Baseline(name, int(b["arena_bytes"]), float(b["predicted_ms"])) for name, b in sorted(
         baselines.items()))
     return Frontier(project, tuple(points), base, budget_bytes, seconds)
