@@ -178,11 +178,11 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
     overlaps = []
     for step, (node, pick) in enumerate(zip(problem.nodes, picks)):
         if pick.output_lead > 0:
-            source = version_name(*root[(group_input(problem, step, pick.group), pick.layout_in)])
+            read = version_name(*root[(group_input(problem, step, pick.group), pick.layout_in)])
             out = (node.output, pick.layout_out)
-            if root[out] != out or lives[source].last_step != step:
-                raise ValueError(f"node {node.name!r}: its output overlaps {source!r}, which lives on")
-            overlaps.append(Overlap(source, version_name(*out), step, problem.aligned(pick.output_lead)))
+            if root[out] != out or lives[read].last_step != step:
+                raise ValueError(f"node {node.name!r}: its output overlaps {read!r}, which lives on")
+            overlaps.append(Overlap(read, version_name(*out), step, problem.aligned(pick.output_lead)))
             step_bytes[step] -= overlap_saving(problem, step, pick)
 
     transforms.sort(key=lambda t: (t.step, t.tensor, t.to_layout))
