@@ -186,6 +186,25 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
     assert again["files"]["written"] == [] and again["arena_bytes"] == built.report["arena_bytes"]
 
 
+def test_an_output_overlaps_an_input_only_the_group_reads() -> None:
+    from tasobuild.candidates import node_candidates
+    from tasobuild.decide import overlap_allowed
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.rows import chains
+
+    def allowed(name: str) -> dict[str, bool]:
+        graph = import_onnx(ensure_model(name))
+        nodes = node_candidates(graph)
+        return {graph.nodes[run[0]].name: overlap_allowed(graph, nodes, run) for run in chains(graph)}
+
+    # MobileNetV1: the stem reads the model's input through a transpose view, nothing else reads either
+    v1 = allowed("mobilenet_v1_vww_tf")
+    assert v1["mobilenet_v1_vww_1/stem_conv_1/BiasAdd"] and all(v1.values())
+    # ResNet-8: each block's first conv reads a tensor the residual add reads too; it lives past the group
+    resnet = allowed("resnet8_tf")
+    assert resnet and not any(resnet.values())
+
+
 # TensorFlow Lite Micro's arenas (tests/zoo/tflm_arena.py on the TensorFlow exports; issue 16's table).
 TFLM_ARENA = {"mobilenet_v1_vww_tf": 294_912, "mobilenet_v2_035": 552_960}
 
