@@ -65,10 +65,11 @@ def _bisect(sized: Sequence[Buffer], units: Sequence[int], lo: int, hi: int, dea
     Invariant: no placement fits below `lo`; one fits below `hi`."""
     import z3
 
-    solver = z3.SolverFor("QF_LIA")
+    ctx = z3.Context()  # its own: Z3's shared context keeps state between solves, which changed the offsets
+    solver = z3.SolverFor("QF_LIA", ctx=ctx)
     solver.set("random_seed", SEED)
-    offsets = [z3.Int(f"o{i}") for i in range(len(sized))]
-    cap = z3.Int("cap")
+    offsets = [z3.Int(f"o{i}", ctx) for i in range(len(sized))]
+    cap = z3.Int("cap", ctx)
     index = {b.name: i for i, b in enumerate(sized)}
     shared = {(index[o.input], index[o.output]): o.lead for o in leads if o.input in index and o.output in index}
     for i, (buf, size) in enumerate(zip(sized, units)):
