@@ -19,7 +19,8 @@ can beat. `place` closes them:
    free of the ones already placed. No buffer moves up (each one's Z3 offset is still free when its turn comes),
    so the arena never grows; the offsets become the canonical ones for that order.
 
-Deterministic: buffers are encoded sorted by name, with a fixed seed; the same buffers give the same offsets.
+Deterministic: buffers are encoded sorted by name, with a fixed seed, in a Z3 context of their own; the same
+buffers give the same offsets.
 """
 
 from __future__ import annotations
