@@ -1,21 +1,26 @@
 """Fused tiling (optimizer.tiling: by rows, tasobuild.tiling.rows; by channels, tasobuild.tiling.channels) against
 untiled plans: FDT's comparison, measured.
 
-    python bench/tiling.py [--networks mobilenetv2 mobilenet_v1_vww_tf ...] [--rounds 7] [--runs 40]
+    python bench/tiling.py [--networks mobilenet_v1_vww_tf mobilenet_v2_035_float ...] [--rounds 7] [--runs 40]
 
-Per network, five plans are built (profiled costs) and compiled:
+Per network (the MLPerf Tiny models as TensorFlow exports them, float32; MobileNetV2-0.35 is the float model the
+int8 fixture came from), six plans are built (profiled costs) and compiled:
   untiled fastest, tiled fastest      the fastest plan with and without tiling (no memory limit)
   untiled smallest, tiled smallest    each at the smallest budget that has a plan (found by the solver)
   tiled at untiled smallest           the fastest tiled plan in the memory the smallest untiled plan needs
+  fdt only                            channel tiling only (FDT): the smallest plan predicted within 2% of the
+                                      untiled fastest (built in process: the spec has no switch for one kind)
 then run in alternating rounds, with ONNX Runtime (1 thread) in each round, so all see the same machine state.
 Memory is the arena (input and output included); times are the binaries' `--bench` medians, then the median over
-rounds; ratios are paired per round against the untiled fastest plan. A second table gives the smallest peak (live
+rounds; ratios are paired per round against the untiled fastest plan. TFLM is TensorFlow Lite Micro's arena for
+the same model (tests/zoo/tflm_arena.py, issue 16). A second table gives the smallest peak (live
 bytes, before placement) with row tiling only, channel tiling only and both, solved in process from the same costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import subprocess
@@ -25,14 +30,56 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from common import ROOT, build_project, make, median, record, table, user_env
+from common import ROOT, make, median, record, table, tasobuild, user_env
 from peers import median_ms, ort_peer
 
 from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
 
-NETWORKS = ["mobilenetv2", "mobilenet_v1_vww_tf", "ds_cnn_tf", "resnet8_tf"]
+NETWORKS = ["mobilenet_v1_vww_tf", "mobilenet_v2_035_float", "ds_cnn_tf", "resnet8_tf"]
 TILED = "tiling = true\n"
+# Not in the zoo: the float model tests/fixtures/int8's MobileNetV2-0.35 was quantised from.
+FLOAT_FIXTURES = {"mobilenet_v2_035_float": ROOT / "tests" / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx"}
+# TensorFlow Lite Micro's arena (input and output included) for the TensorFlow exports: issue 16's table.
+TFLM_BYTES = {"ds_cnn_tf": 64_000, "resnet8_tf": 196_608, "mobilenet_v1_vww_tf": 294_912,
+              "mobilenet_v2_035_float": 552_960}
+FDT_OVERHEAD = 0.02
+
+
+def model_of(name: str) -> Path:
+    return FLOAT_FIXTURES[name] if name in FLOAT_FIXTURES else ensure_model(name)
+
+
+def build(name: str, workdir: Path, memory: str, extra: str) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = write_spec(workdir, model_of(name), memory=memory, extra=extra)
+    return json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
+
+
+def build_fdt_only(name: str, workdir: Path) -> dict:
+    """The smallest plan with channel groups only (no row groups) whose predicted time is within FDT_OVERHEAD of
+    the fastest untiled plan's, rendered into workdir/out; its report's keys this script reads."""
+    from tasobuild.decide import decide, to_problem
+    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs = load(write_spec(workdir, model_of(name), extra=TILED))
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    limit = inputs.spec.optimizer.time_limit / 1000.0  # ms
+    costs = priced.costed.costs
+    untiled = to_problem(inputs.graph, priced.nodes, priced.transforms, costs)
+    fastest_ms = decide(untiled, 2**32, "latency", None, limit).plan.predicted_ms
+    channels = tuple(g for g in priced.groups if "channels=" in g.name)
+    problem = to_problem(inputs.graph, priced.nodes, priced.transforms, costs, channels)
+    decision = decide(problem, 2**32, "memory", fastest_ms * (1 + FDT_OVERHEAD), limit)
+    planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
+                      decision, channels)
+    for path, data in render(program_of(planned)).items():
+        (workdir / "out" / path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / "out" / path).write_bytes(data)
+    return {"arena_bytes": decision.arena.arena_bytes, "predicted_ms": decision.plan.predicted_ms,
+            "nodes": [{"tiling": c.group} for _, c in decision.plan.choices],
+            "solver": {"seconds": decision.plan.solver_seconds}}
 
 
 def smallest_budget(model: str, workdir: Path, extra: str) -> int:
@@ -41,7 +88,7 @@ def smallest_budget(model: str, workdir: Path, extra: str) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     budget = 1
     for _ in range(2):
-        spec = write_spec(workdir, ensure_model(model), memory=f"{budget} B", extra=extra)
+        spec = write_spec(workdir, model_of(model), memory=f"{budget} B", extra=extra)
         proc = subprocess.run([sys.executable, "-m", "tasobuild", "plan", "-c", str(spec)], capture_output=True,
                               text=True, cwd=ROOT, env=user_env())
         if proc.returncode == 0:
@@ -61,7 +108,7 @@ def smallest_peaks(model: str, workdir: Path) -> dict[str, int]:
     from tasobuild.solve import Session
 
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = write_spec(workdir, ensure_model(model), extra=TILED)
+    spec = write_spec(workdir, model_of(model), extra=TILED)
     inputs = load(spec)
     problem = price(inputs, Solve(inputs.spec, inputs.target)).problem
     kinds = {"untiled": lambda g: not g, "rows": lambda g: not g or "rows=" in g,
@@ -89,10 +136,13 @@ def main() -> None:
             built = {}
             for label, (memory, extra) in plans.items():
                 folder = work / label.replace(" ", "_")
-                report, _ = build_project(name, folder, memory=memory, extra=extra)
+                report = build(name, folder, memory, extra)
                 make(folder / "out")
                 built[label] = (report, folder / "out" / "net_main")
-            model = ensure_model(name)
+            report = build_fdt_only(name, work / "fdt_only")
+            make(work / "fdt_only" / "out")
+            built["fdt only"] = (report, work / "fdt_only" / "out" / "net_main")
+            model = model_of(name)
             dims = [d.dim_value for d in onnx.load(str(model), load_external_data=False)
                     .graph.input[0].type.tensor_type.shape.dim]
             x = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
@@ -112,16 +162,23 @@ def main() -> None:
                              f"{report['solver']['seconds']:.2f}"])
                 print(rows[-1], file=sys.stderr)
             peaks = smallest_peaks(name, work / "peaks")
-            memory_rows.append([name, f"{small_untiled / 1024:.0f}", f"{small_tiled / 1024:.0f}",
-                                f"{1 - small_tiled / small_untiled:.1%}",
+            # the probe's budget has a plan; the build at it may have placed a smaller arena
+            small_untiled = min(small_untiled, built["untiled smallest"][0]["arena_bytes"])
+            small_tiled = min(small_tiled, built["tiled smallest"][0]["arena_bytes"])
+            tflm = TFLM_BYTES.get(name)
+            memory_rows.append([name, f"{tflm:,}" if tflm else "-", f"{small_untiled:,}", f"{small_tiled:,}",
+                                f"{tflm / small_tiled:.2f}x" if tflm else "-",
+                                f"{built['fdt only'][0]['arena_bytes']:,}",
                                 *(f"{peaks[k] / 1024:.0f} ({1 - peaks[k] / peaks['untiled']:.0%})"
                                   for k in ("untiled", "rows", "channels", "both"))])
-    body = (table(["network", "smallest arena untiled KiB", "smallest arena tiled KiB", "arena saved",
+    body = (table(["network", "TFLM B", "smallest arena untiled B", "smallest arena tiled B", "TFLM / tiled",
+                   "fdt only arena B",
                    "peak untiled KiB", "peak rows only", "peak channels only", "peak both"], memory_rows)
             + "\n\n" + table(["network", "plan", "arena KiB", "predicted ms", "measured ms", "vs untiled fastest",
                               "vs ORT", "fused nodes", "solver s"], rows))
     record("tiling", "Fused tiling vs untiled plans (FDT's comparison; measured, same run)",
-           "python bench/tiling.py", body)
+           f"python bench/tiling.py --networks {' '.join(args.networks)} --rounds {args.rounds} --runs {args.runs}",
+           body)
 
 
 if __name__ == "__main__":

@@ -44,10 +44,11 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
     fused: dict[int, list[Choice]] = {}
     for g in groups:  # the group runs at its last member's step: the workspace is counted there
         last = len(g.members) - 1
+        lead = g.output_lead if overlap_allowed(graph, nodes, g.members) else 0
         for j, (index, option) in enumerate(zip(g.members, g.chosen)):
             fused.setdefault(index, []).append(
                 Choice(option.primitive, g.layout, g.layout, g.member_ms[j], g.workspace_bytes if j == last else 0,
-                       group=g.name, deferred=j < last))
+                       group=g.name, deferred=j < last, output_lead=lead if j == last else 0))
     problem_nodes = tuple(
         ProblemNode(
             nc.node.name,
@@ -73,6 +74,30 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
         more_inputs=graph.input_tensors[1:],
         more_outputs=graph.output_tensors[1:],
     )
+
+
+def overlap_allowed(graph: Graph, nodes: tuple[NodeCandidates, ...], members: tuple[int, ...]) -> bool:
+    """May a group's output overlap its input (Group.output_lead), whatever else the plan chooses: the buffer the
+    input is in is read by the group alone (so it dies at the group's step: the input is read by the first member
+    only, is no graph output, and neither is any tensor whose memory it may take over as a view or in place), and
+    the output is a buffer of its own (no reader may gather it as a slice of a zero-copy concat's output)."""
+    readers: dict[str, list[int]] = {}
+    for i, n in enumerate(graph.nodes):
+        for t in set(n.inputs):
+            readers.setdefault(t, []).append(i)
+    producer = {n.output: i for i, n in enumerate(graph.nodes)}
+    todo = [graph.nodes[members[0]].inputs[0]]
+    while todo:
+        tensor = todo.pop()
+        if len(readers.get(tensor, ())) != 1 or tensor in graph.output_tensors:
+            return False
+        if tensor in producer:
+            q = producer[tensor]
+            for c in nodes[q].options:
+                if c.primitive.aliases_input or c.primitive.in_place >= 0:
+                    todo.append(graph.nodes[q].inputs[max(c.primitive.in_place, 0)])
+    out = graph.nodes[members[-1]].output
+    return not any(c.primitive.gathers for r in readers.get(out, ()) for c in nodes[r].options)
 
 
 @dataclass(frozen=True)
@@ -216,6 +241,7 @@ PLACEMENT_SHARE = 0.25
 def place(plan: Plan, time_limit_s: float = 10.0) -> ArenaPlan:
     """Every buffer's offset, the arena as small as placement.place can prove in its share of the time limit; the
     overlap check runs on every placement, however it was made."""
-    arena = with_regions(place_exactly(plan.buffers(), plan.alignment, time_limit_s * PLACEMENT_SHARE), plan.regions)
-    check_no_overlap(plan.buffers(), arena, plan.regions)
+    arena = with_regions(place_exactly(plan.buffers(), plan.alignment, time_limit_s * PLACEMENT_SHARE,
+                                       overlaps=plan.overlaps), plan.regions)
+    check_no_overlap(plan.buffers(), arena, plan.regions, plan.overlaps)
     return arena

@@ -26,11 +26,17 @@ exact placement see one block. What lives where inside such a buffer is a `Regio
 regions too: inside their buffer in bytes and steps, and two regions that share bytes at one step only where one
 is written over the other at that step (in place: the kernel reads each element before writing it) or where
 a gathered output meets its slices (the step that reads them as the whole).
+
+Overlap pairs (`Overlap`): a row-band chain (tiling.rows) writes its output top to bottom while it reads its input
+top to bottom, so at the one step where both live (the input's last, the output's first) the output may start
+`lead` bytes below the input and run on over the input rows already read. Every function here takes the pairs:
+`lower_bound` counts such a pair at their step as the span it needs (`Overlap.span`), `plan_arena` and placement
+allow the output anywhere at or below `input - lead` (`lowest_free`), and `check_no_overlap` allows exactly that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 # Bytes: every arena buffer, workspace slice and weight array starts at a multiple of this, a cache line (and the
@@ -54,6 +60,22 @@ class Buffer:
     def lives_with(self, other: Buffer) -> bool:
         """True when the two lifetimes share at least one step."""
         return self.first_step <= other.last_step and other.first_step <= self.last_step
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Buffer `output` may share bytes with buffer `input` at `step` (the input's last step and the output's first)
+    if it starts at least `lead` bytes below it: its writes up to any point of the step stay below the input bytes
+    still to be read. `lead` is a multiple of the alignment."""
+
+    input: str
+    output: str
+    step: int
+    lead: int
+
+    def span(self, input_size: int, output_size: int) -> int:
+        """The aligned bytes the two take at their step when they overlap as far as they may (their sum at most)."""
+        return min(input_size + output_size, max(input_size + self.lead, output_size))
 
 
 REGION_KINDS = ("owner", "in_place", "slice")
@@ -108,10 +130,17 @@ def align_up(size: int, alignment: int) -> int:
     return -(-size // alignment) * alignment
 
 
-def lower_bound(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN) -> int:
-    """The largest sum of aligned sizes of buffers live at the same step (0 for no buffers)."""
+def lower_bound(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN, overlaps: Sequence[Overlap] = ()) -> int:
+    """The largest sum of aligned sizes of buffers live at the same step (0 for no buffers), an overlap pair
+    counted at its step as its span."""
+    todo = list(buffers)
     delta: dict[int, int] = {}  # sweep: +size where a lifetime starts, -size after it ends
-    for b in buffers:
+    sizes = {b.name: align_up(b.size, alignment) for b in todo}
+    for o in overlaps:
+        saved = sizes[o.input] + sizes[o.output] - o.span(sizes[o.input], sizes[o.output])
+        delta[o.step] = delta.get(o.step, 0) - saved
+        delta[o.step + 1] = delta.get(o.step + 1, 0) + saved
+    for b in todo:
         size = align_up(b.size, alignment)
         delta[b.first_step] = delta.get(b.first_step, 0) + size
         delta[b.last_step + 1] = delta.get(b.last_step + 1, 0) - size
@@ -122,25 +151,52 @@ def lower_bound(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN) -> int:
     return peak
 
 
-def plan_arena(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN) -> ArenaPlan:
-    """Place every buffer at the lowest aligned offset free for its whole lifetime (algorithm: module docstring)."""
+def plan_arena(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN, overlaps: Sequence[Overlap] = ()
+               ) -> ArenaPlan:
+    """Place every buffer at the lowest aligned offset free for its whole lifetime (algorithm: module docstring);
+    the input of an overlap pair goes `lead` bytes up when its output, smaller than it, is placed after it, so that
+    the output can take the room below it."""
     todo = list(buffers)
     _check_unique_names(todo)
     order = sorted(todo, key=lambda b: (-align_up(b.size, alignment), b.first_step, b.name))
+    sizes = {b.name: align_up(b.size, alignment) for b in todo}
+    room = {o.input: o.lead for o in overlaps if o.lead < sizes[o.output] <= sizes[o.input]}
     placed: list[tuple[Buffer, int, int]] = []  # (buffer, offset, aligned size)
     for buf in order:
-        size = align_up(buf.size, alignment)
-        offset = 0
-        if size > 0:
-            rivals = sorted((off, off + sz) for other, off, sz in placed if sz > 0 and other.lives_with(buf))
-            for start, end in rivals:
-                if offset + size <= start:
-                    break
-                offset = max(offset, end)
-        placed.append((buf, offset, size))
+        size = sizes[buf.name]
+        placed.append((buf, lowest_free(buf, size, placed, overlaps, room.get(buf.name, 0)), size))
     arena = max((off + sz for _, off, sz in placed), default=0)
     offsets = tuple(sorted((b.name, off) for b, off, _ in placed))
     return ArenaPlan(offsets=offsets, arena_bytes=arena, alignment=alignment)
+
+
+def lowest_free(buf: Buffer, size: int, placed: Sequence[tuple[Buffer, int, int]], overlaps: Sequence[Overlap] = (),
+                start: int = 0) -> int:
+    """The lowest offset from `start` where `buf` (of `size`) shares no bytes with the placed buffers (buffer,
+    offset, size) that live with it, but as an overlap pair allows. Sizes, offsets and leads in one unit."""
+    if size <= 0:
+        return 0
+    rivals = []
+    for other, off, sz in placed:
+        if sz <= 0 or not other.lives_with(buf):
+            continue
+        rivals.append(_forbidden(buf.name, size, other.name, off, sz, overlaps))
+    offset = start
+    for low, end in sorted(rivals):  # the buffer may not start in (low - size, end)
+        if offset + size <= low:
+            break
+        offset = max(offset, end)
+    return offset
+
+
+def _forbidden(name: str, size: int, other: str, off: int, sz: int, overlaps: Sequence[Overlap]) -> tuple[int, int]:
+    """(low, end): a buffer of `size` may not start in (low - size, end) next to `other` at `off` (of `sz`)."""
+    for o in overlaps:
+        if (o.output, o.input) == (name, other):  # at or below input - lead, or wholly below, or above
+            return off + max(size - o.lead, 0), off + sz
+        if (o.input, o.output) == (name, other):  # the output at or below us - lead: we start from its + lead
+            return off, off + min(o.lead, sz)
+    return off, off + sz
 
 
 def with_regions(arena_plan: ArenaPlan, regions: Iterable[Region]) -> ArenaPlan:
@@ -153,12 +209,14 @@ def with_regions(arena_plan: ArenaPlan, regions: Iterable[Region]) -> ArenaPlan:
     return replace(arena_plan, offsets=tuple(sorted((*arena_plan.offsets, *extra))))
 
 
-def check_no_overlap(buffers: Iterable[Buffer], arena_plan: ArenaPlan, regions: Iterable[Region] = ()) -> None:
-    """Raise OverlapError naming two buffers that are live at the same step and share bytes, or a buffer that is
-    unplaced, misaligned or outside the arena; then the same for the regions inside shared buffers (module
-    docstring). Independent of how the plan was made."""
+def check_no_overlap(buffers: Iterable[Buffer], arena_plan: ArenaPlan, regions: Iterable[Region] = (),
+                     overlaps: Sequence[Overlap] = ()) -> None:
+    """Raise OverlapError naming two buffers that are live at the same step and share bytes (an overlap pair: but
+    for the output at or below input - lead at their one step), or a buffer that is unplaced, misaligned or outside
+    the arena; then the same for the regions inside shared buffers (module docstring). Independent of how the plan
+    was made."""
     todo = list(buffers)
-    _check_buffers(todo, arena_plan)
+    _check_buffers(todo, arena_plan, overlaps)
     _check_regions({b.name: b for b in todo}, arena_plan, list(regions))
 
 
@@ -195,9 +253,16 @@ def _handover(old: Region, new: Region) -> bool:
                       or (new.kind == "owner" and old.kind == "slice"))
 
 
-def _check_buffers(todo: list[Buffer], arena_plan: ArenaPlan) -> None:
+def _check_buffers(todo: list[Buffer], arena_plan: ArenaPlan, overlaps: Sequence[Overlap]) -> None:
     _check_unique_names(todo)
     offsets = arena_plan.offset_map()
+    by_name = {b.name: b for b in todo}
+    pairs: dict[frozenset[str], Overlap] = {}
+    for o in overlaps:
+        first, last = by_name[o.output], by_name[o.input]
+        if last.last_step != o.step or first.first_step != o.step or o.lead < 0 or o.lead % arena_plan.alignment:
+            raise OverlapError(f"overlap of {o.output!r} over {o.input!r} is not at the one step they share")
+        pairs[frozenset((o.input, o.output))] = o
     spans: list[tuple[int, int, Buffer]] = []  # (offset, end, buffer) for non-empty buffers
     for b in todo:
         if b.name not in offsets:
@@ -213,6 +278,9 @@ def _check_buffers(todo: list[Buffer], arena_plan: ArenaPlan) -> None:
         for other_off, _other_end, other in spans[i + 1:]:
             if other_off >= end:
                 break  # sorted by offset: nothing further can share bytes with `buf`
+            pair = pairs.get(frozenset((buf.name, other.name)))
+            if pair is not None and offsets[pair.output] + pair.lead <= offsets[pair.input]:
+                continue  # the output starts far enough below the input
             if buf.lives_with(other):
                 raise OverlapError(
                     f"buffers {buf.name!r} (steps {buf.first_step}-{buf.last_step}, bytes {off}-{end}) and "

@@ -8,7 +8,8 @@ can beat. `place` closes them:
    path, which most chains and all single-buffer-per-step plans take).
 2. Else Z3 decides "does every buffer fit below CAP?": an integer offset per buffer (in units of the alignment),
    `0 <= offset`, `offset + size <= CAP`, and for every two buffers whose lifetimes intersect, one lies wholly
-   below the other. CAP starts at the live-set bound (usually feasible: one check proves the optimum); when it is
+   below the other (or, for an overlap pair at their step, the output at or below the input minus its lead).
+   CAP starts at the live-set bound (usually feasible: one check proves the optimum); when it is
    proven infeasible, a bisection between the proven bound and the incumbent finds the smallest feasible CAP.
    (Interval lifetimes with sizes do not always reach the live-set bound: then the bisection proves the best.)
 3. Every check has a resource budget (Z3's rlimit, counted in operations, not seconds, so that the same check
@@ -18,7 +19,8 @@ can beat. `place` closes them:
    free of the ones already placed. No buffer moves up (each one's Z3 offset is still free when its turn comes),
    so the arena never grows; the offsets become the canonical ones for that order.
 
-Deterministic: buffers are encoded sorted by name, with a fixed seed; the same buffers give the same offsets.
+Deterministic: buffers are encoded sorted by name, with a fixed seed, in a Z3 context of their own; the same
+buffers give the same offsets.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from tasobuild.memory import ARENA_ALIGN, ArenaPlan, Buffer, align_up, lower_bound, plan_arena
+from tasobuild.memory import ARENA_ALIGN, ArenaPlan, Buffer, Overlap, align_up, lower_bound, lowest_free, plan_arena
 
 SEED = 0
 # Z3 operations per feasibility check: MobileNetV1's (33 buffers) takes under 0.1 M; a check that needs more than
@@ -37,40 +39,49 @@ STATUSES = ("optimal", "feasible")  # "optimal": no placement has a smaller aren
 
 
 def place(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN, time_limit_s: float = 10.0,
-          check_rlimit: int = CHECK_RLIMIT) -> ArenaPlan:
+          check_rlimit: int = CHECK_RLIMIT, overlaps: Sequence[Overlap] = ()) -> ArenaPlan:
     """The smallest arena for these buffers (algorithm: module docstring), with its status and proven bound.
-    `check_rlimit`: Z3's budget per check (tests make it tiny to see the search stop)."""
+    `check_rlimit`: Z3's budget per check (tests make it tiny to see the search stop). `overlaps`: the pairs that
+    may share bytes at their step (memory.Overlap)."""
     todo = sorted(buffers, key=lambda b: b.name)
     started = time.perf_counter()
-    incumbent = plan_arena(todo, alignment)
-    bound = lower_bound(todo, alignment)
+    incumbent = plan_arena(todo, alignment, overlaps)
+    bound = lower_bound(todo, alignment, overlaps)
     if incumbent.arena_bytes <= bound:
         return replace(incumbent, status="optimal", bound_bytes=bound, seconds=time.perf_counter() - started)
     sized = [b for b in todo if b.size > 0]
     units = [align_up(b.size, alignment) // alignment for b in sized]
+    leads = [replace(o, lead=o.lead // alignment) for o in overlaps]  # in units of the alignment
     lo, offsets = _bisect(sized, units, bound // alignment, incumbent.arena_bytes // alignment,
-                          started + time_limit_s, check_rlimit)
+                          started + time_limit_s, check_rlimit, leads)
     if offsets is not None:
-        incumbent = _compacted(todo, sized, units, offsets, alignment)
+        incumbent = _compacted(todo, sized, units, offsets, alignment, leads)
     status = "optimal" if incumbent.arena_bytes <= lo * alignment else "feasible"
     return replace(incumbent, status=status, bound_bytes=lo * alignment, seconds=time.perf_counter() - started)
 
 
-def _bisect(sized: Sequence[Buffer], units: Sequence[int], lo: int, hi: int, deadline: float, rlimit: int
-            ) -> tuple[int, list[int] | None]:
+def _bisect(sized: Sequence[Buffer], units: Sequence[int], lo: int, hi: int, deadline: float, rlimit: int,
+            leads: Sequence[Overlap]) -> tuple[int, list[int] | None]:
     """(the proven bound, the best offsets found in units, or None if none beat the incumbent's `hi`).
     Invariant: no placement fits below `lo`; one fits below `hi`."""
     import z3
 
-    solver = z3.SolverFor("QF_LIA")
+    ctx = z3.Context()  # its own: Z3's shared context keeps state between solves, which changed the offsets
+    solver = z3.SolverFor("QF_LIA", ctx=ctx)
     solver.set("random_seed", SEED)
-    offsets = [z3.Int(f"o{i}") for i in range(len(sized))]
-    cap = z3.Int("cap")
+    offsets = [z3.Int(f"o{i}", ctx) for i in range(len(sized))]
+    cap = z3.Int("cap", ctx)
+    index = {b.name: i for i, b in enumerate(sized)}
+    shared = {(index[o.input], index[o.output]): o.lead for o in leads if o.input in index and o.output in index}
     for i, (buf, size) in enumerate(zip(sized, units)):
         solver.add(offsets[i] >= 0, offsets[i] + size <= cap)
         for j in range(i):
             if buf.lives_with(sized[j]):
-                solver.add(z3.Or(offsets[i] + size <= offsets[j], offsets[j] + units[j] <= offsets[i]))
+                apart = [offsets[i] + size <= offsets[j], offsets[j] + units[j] <= offsets[i]]
+                for (a, b), lead in shared.items():
+                    if {a, b} == {i, j}:
+                        apart.append(offsets[b] + lead <= offsets[a])
+                solver.add(z3.Or(*apart))
     best: list[int] | None = None
     target = lo  # the bound first: when it is reachable, one check proves the optimum
     while lo < hi:
@@ -96,17 +107,12 @@ def _bisect(sized: Sequence[Buffer], units: Sequence[int], lo: int, hi: int, dea
 
 
 def _compacted(todo: Sequence[Buffer], sized: Sequence[Buffer], units: Sequence[int], offsets: Sequence[int],
-               alignment: int) -> ArenaPlan:
+               alignment: int, leads: Sequence[Overlap]) -> ArenaPlan:
     """Z3's placement, every buffer lowered as far as it goes, taken in the order of Z3's offsets (ties by name)."""
     order = sorted(range(len(sized)), key=lambda i: (offsets[i], sized[i].name))
     placed: list[tuple[Buffer, int, int]] = []  # (buffer, offset, size) in units
     for i in order:
-        buf, size, offset = sized[i], units[i], 0
-        for start, end in sorted((off, off + sz) for other, off, sz in placed if other.lives_with(buf)):
-            if offset + size <= start:
-                break
-            offset = max(offset, end)
-        placed.append((buf, offset, size))
+        placed.append((sized[i], lowest_free(sized[i], units[i], placed, leads), units[i]))
     where = {b.name: off * alignment for b, off, _ in placed}
     arena = max((off + sz for _, off, sz in placed), default=0) * alignment
     return ArenaPlan(offsets=tuple((b.name, where.get(b.name, 0)) for b in todo), arena_bytes=arena,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasobuild.memory import ArenaPlan, Buffer, check_no_overlap, lower_bound, plan_arena
+from tasobuild.memory import ArenaPlan, Buffer, Overlap, OverlapError, check_no_overlap, lower_bound, plan_arena
 from tasobuild.placement import place
 
 # Four buffers, alignment 1 (sizes in bytes, lifetimes inclusive):
@@ -118,3 +118,39 @@ def test_mobilenet_v1_arena_at_the_bound_and_matches_onnxruntime(tmp_path: Path)
     x = random_input(model, seed=0)
     ours, _ = run_binary(built.binary, x, tmp_path)
     assert_matches(ours, run_onnxruntime(model, x))
+
+
+# ---- a row-band chain's output over its input (memory.Overlap) ----
+
+def _chained_pairs() -> tuple[list[Buffer], list[Overlap]]:
+    """x (1024 B) -> chain -> y (512 B) -> chain -> z (256 B); each output may start 64 bytes below its input."""
+    buffers = [Buffer("x", 1024, 0, 1), Buffer("y", 512, 1, 2), Buffer("z", 256, 2, 3)]
+    return buffers, [Overlap("x", "y", 1, 64), Overlap("y", "z", 2, 64)]
+
+
+def test_an_output_below_its_input_by_the_lead_is_no_overlap() -> None:
+    buffers, overlaps = _chained_pairs()
+    # step 1: x and y span 1024 + 64 bytes, not 1536; step 2: y and z span 512 + 64
+    assert lower_bound(buffers, 64, overlaps) == 1088 and lower_bound(buffers, 64) == 1536
+    check_no_overlap(buffers, ArenaPlan((("x", 64), ("y", 0), ("z", 512)), 1088, 64), overlaps=overlaps)
+    with pytest.raises(OverlapError, match="'x'.*'y'|'y'.*'x'"):  # y one cache line short of the lead
+        check_no_overlap(buffers, ArenaPlan((("x", 64), ("y", 64), ("z", 576)), 1088, 64), overlaps=overlaps)
+    with pytest.raises(OverlapError, match="overlap"):  # the pair is not allowed to overlap without the lead
+        check_no_overlap(buffers, ArenaPlan((("x", 64), ("y", 0), ("z", 512)), 1088, 64))
+
+
+def test_the_greedy_planner_leaves_the_lead_below_a_lone_pairs_input() -> None:
+    buffers = [Buffer("x", 1024, 0, 1), Buffer("y", 512, 1, 2), Buffer("w", 256, 2, 2)]
+    overlaps = [Overlap("x", "y", 1, 128)]
+    arena = plan_arena(buffers, 64, overlaps)
+    assert arena.offset_map() == {"x": 128, "y": 0, "w": 512} and arena.arena_bytes == 1152 == \
+        lower_bound(buffers, 64, overlaps)
+    check_no_overlap(buffers, arena, overlaps=overlaps)
+
+
+def test_chained_overlaps_the_greedy_planner_misses_the_exact_placement_finds() -> None:
+    buffers, overlaps = _chained_pairs()
+    assert plan_arena(buffers, 64, overlaps).arena_bytes == 1600  # y above x: x took the room y needed
+    arena = place(buffers, 64, overlaps=overlaps)
+    assert arena.arena_bytes == 1088 and arena.status == "optimal"  # y at 0 below x at 64, z beside y
+    check_no_overlap(buffers, arena, overlaps=overlaps)

@@ -40,8 +40,8 @@ def assert_valid(obj: object, definition: str) -> None:
 
 
 def point(label: str = "A", families: tuple[tuple[str, int], ...] = (("depthwise", 4), ("direct", 4)),
-          groups: int = 0, changed: int = 0) -> Point:
-    return Point(label, 64000, 64000, 0.057, "optimal", "optimal", families, groups, changed)
+          groups: int = 0, changed: int = 0, tiled: tuple[str, ...] = ()) -> Point:
+    return Point(label, 64000, 64000, 0.057, "optimal", "optimal", families, groups, changed, tiled)
 
 
 def test_point_says_what_it_runs() -> None:
@@ -49,6 +49,8 @@ def test_point_says_what_it_runs() -> None:
     assert point(groups=1, changed=3).what == "conv: depthwise 4, direct 4; 1 fused group; 3 layers unlike the fastest"
     assert point(families=(), groups=2, changed=1).what == "2 fused groups; 1 layer unlike the fastest"
     assert point(families=()).what == "no convolutions"
+    assert point(families=(), groups=2, tiled=("l1-l2 rows=4 over its input", "l6-l7 channels=16 HWC")).what == \
+        "2 fused groups (l1-l2 rows=4 over its input, l6-l7 channels=16 HWC)"
 
 
 def test_a_single_point_says_why() -> None:

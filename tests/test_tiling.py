@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,11 @@ import pytest
 
 from tasobuild.errors import UserError
 from tasobuild.ir import Graph, Node, Shape, attrs
+from tasobuild.memory import Overlap
 from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate, greedy, min_peak_bytes, solve
 from tasobuild.tiling import KINDS
 from tasobuild.tiling.base import Workspace
-from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule
+from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule, output_lead
 from tests.e2e import assert_matches, build_and_compile, inverted_residual_model, run_binary, tasobuild, write_spec
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
@@ -50,6 +52,18 @@ def test_a_band_that_keeps_more_rows_than_it_advances_is_refused() -> None:
     s = band_schedule([RowGeometry(1, 1, 0, 1, 8, 8), depthwise_s1], rows=4)
     assert s is not None and s.window_rows == (5,)  # rows 3..7 for output rows 4..7 (row 8 is padding)
     assert s.bands[1][0] == MemberBand((5, 8), 0, 3, (3, 2))
+
+
+def test_a_chains_output_may_start_the_most_it_runs_ahead_of_the_input_below_it() -> None:
+    # 1x1 (8 rows) -> 3x3 stride 2 (4 rows), bands of 2: band 0 reads input rows 0-3 and writes output rows 0-1,
+    # band 1 reads rows 4-7 and writes rows 2-3.
+    s = band_schedule([RowGeometry(1, 1, 0, 1, 8, 8), RowGeometry(3, 2, 1, 1, 8, 4)], rows=2)
+    assert s is not None and [b[0].rows for b in s.bands] == [(0, 4), (4, 8)]
+    first = RowGeometry(1, 1, 0, 1, 8, 8)
+    # 80-byte input rows, 72-byte output rows: band 0 writes 144 bytes while input row 0 is still to be read;
+    # band 1 writes up to 288 with rows 0-3 (320 bytes) done: 144 below the input is far enough
+    assert output_lead(s, first, 80, 72) == 144
+    assert output_lead(s, first, 80, 200) == 480  # wider output rows: band 1's 800 bytes over 320 done with
 
 
 def _conv(h: int, k: int, stride: int, pad: int) -> tuple[Node, Graph]:
@@ -123,6 +137,25 @@ def test_a_group_trades_time_for_memory() -> None:
     assert [c.group for _, c in greedy(p).choices] == ["", ""]  # the per-layer baseline is untiled
 
 
+def test_a_groups_output_over_its_input_saves_what_they_share_at_its_step() -> None:
+    """in (1000 B) -> A -> a (1000 B) -> B -> out (600 B), fused with the output 100 bytes below the input: at B's
+    step in and out span 1100 bytes, not 1600."""
+    base = _pair()
+    last = base.nodes[1]
+    lead = replace(last, choices=(last.choices[0], replace(last.choices[1], output_lead=100)))
+    sizes = {"in": 1000, "a": 1000, "out": 600}
+    p = replace(base, nodes=(base.nodes[0], lead), tensors={t: ProblemTensor(t, b) for t, b in sizes.items()})
+    fused = evaluate(p, [p.nodes[0].choices[1], p.nodes[1].choices[1]])
+    assert fused.step_bytes == (1000, 1100 + 200, 600)
+    assert fused.overlaps == (Overlap("in:HWC", "out:HWC", 1, 100),)
+    assert min_peak_bytes(p) == 1300 and [c.group for _, c in solve(p, 1300).choices] == ["g", "g"]
+    with pytest.raises(UserError, match="smallest budget with a plan is 1300 bytes"):
+        solve(p, 1299)
+    with pytest.raises(ValueError, match="an output lead needs a group's last"):
+        replace(p, nodes=(replace(p.nodes[0], choices=(replace(p.nodes[0].choices[1], output_lead=100),)),
+                          p.nodes[1]))
+
+
 def test_a_group_picked_by_some_members_only_is_no_plan() -> None:
     p = _pair()
     with pytest.raises(ValueError, match="fused group 'g' is picked by some of its members only"):
@@ -151,6 +184,43 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
     # the lock records the tiling: --frozen rebuilds the same tree without solving
     again = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
     assert again["files"]["written"] == [] and again["arena_bytes"] == built.report["arena_bytes"]
+
+
+def test_an_output_overlaps_an_input_only_the_group_reads() -> None:
+    from tasobuild.candidates import node_candidates
+    from tasobuild.decide import overlap_allowed
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.rows import chains
+
+    def allowed(name: str) -> dict[str, bool]:
+        graph = import_onnx(ensure_model(name))
+        nodes = node_candidates(graph)
+        return {graph.nodes[run[0]].name: overlap_allowed(graph, nodes, run) for run in chains(graph)}
+
+    # MobileNetV1: the stem reads the model's input through a transpose view, nothing else reads either
+    v1 = allowed("mobilenet_v1_vww_tf")
+    assert v1["mobilenet_v1_vww_1/stem_conv_1/BiasAdd"] and all(v1.values())
+    # ResNet-8: each block's first conv reads a tensor the residual add reads too; it lives past the group
+    resnet = allowed("resnet8_tf")
+    assert resnet and not any(resnet.values())
+
+
+# TensorFlow Lite Micro's arenas (tests/zoo/tflm_arena.py on the TensorFlow exports; issue 16's table).
+TFLM_ARENA = {"mobilenet_v1_vww_tf": 294_912, "mobilenet_v2_035": 552_960}
+
+
+@pytest.mark.parametrize("name, below", [("mobilenet_v1_vww_tf", 2), ("mobilenet_v2_035", 3)])
+def test_chains_writing_over_their_input_reach_issue_16s_arenas(tmp_path: Path, name: str, below: int) -> None:
+    """MobileNetV1-0.25's 96x96x3 input alone is 110,592 bytes: 2x below TFLM needs the first chain's output over
+    it; MobileNetV2-0.35's first block the same."""
+    model = Path(__file__).parent / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx" \
+        if name == "mobilenet_v2_035" else ensure_model(name)
+    budget = TFLM_ARENA[name] // below
+    built = build_and_compile(write_spec(tmp_path, model, memory=f"{budget} B", extra="tiling = true\n"))
+    assert built.report["arena_bytes"] <= budget
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
 
 
 # ---- channel tiling (FDT) ----

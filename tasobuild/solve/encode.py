@@ -16,7 +16,9 @@ A deferred member of a fused group (Choice.deferred) is a view here: its output 
 live, as the group runs at its last member's step. Members of a group are picked together (iff). An in-place choice
 (Choice.in_place) is a view of the input it overwrites, the same way. A zero-copy gather (Choice.gathers): the
 slices (its inputs' versions in its layout) weigh nothing; its output weighs its size from the first step a slice
-is produced in that layout (G). Neither may take over the memory of a view (Not(And(x, view at the producer))).
+is produced in that layout (G). A group's last member whose output overlaps the group's input (Choice.output_lead)
+saves overlap_saving bytes at its step: the step's constant is that much lower and Not(x) adds it back, so the
+weights stay positive. Neither may take over the memory of a view (Not(And(x, view at the producer))).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TypeAlias
 import z3
 
 from tasobuild.solve.plan import to_ns
-from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, group_members, topology
+from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, group_members, overlap_saving, topology
 
 Lit: TypeAlias = "bool | z3.BoolRef"  # Python constants are folded away before they reach Z3
 Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe
@@ -256,7 +258,8 @@ class Encoding:
             builder = _MemoryBuilder(self)
             self._memory = builder.build()
             self._tensor_high = tuple(builder.high)
-            self._tensor_low = tuple(c + extra for c, extra in zip(self._memory[0], builder.low))
+            self._tensor_low = tuple(c + extra + saved
+                                     for c, extra, saved in zip(self._memory[0], builder.low, builder.saved))
         return self._memory
 
 
@@ -269,6 +272,7 @@ class _MemoryBuilder:
         self.orig_live: dict[str, dict[int, Lit]] = {}  # O[t][s], filled outputs-first so views can refer to it
         self.high = [0] * n_steps  # most tensor bytes possibly live at each step
         self.low = [0] * n_steps  # fewest, beyond the constants: a version of every tensor still to be read
+        self.saved = [0] * n_steps  # taken off the constants for overlapping outputs (Choice.output_lead)
 
     def add(self, step: int, lit: Lit, size: int) -> None:
         if lit is True:
@@ -278,8 +282,13 @@ class _MemoryBuilder:
 
     def build(self) -> tuple[tuple[int, ...], tuple[Terms, ...]]:
         for i, (node, xs) in enumerate(zip(self.p.nodes, self.enc.x)):
-            for v, c in zip(xs, node.choices):
+            for k, (v, c) in enumerate(zip(xs, node.choices)):
                 self.add(i, v, self.p.aligned(c.workspace_bytes))
+                saving = overlap_saving(self.p, i, c)
+                if saving > 0:  # sum - saving * x = sum + saving * Not(x) - saving
+                    self.const[i] -= saving
+                    self.saved[i] += saving
+                    self.add(i, self.enc._define(f"V|{i}|{k}", not_(v)), saving)
         for t in reversed([*self.p.graph_inputs, *(n.output for n in self.p.nodes)]):  # a view's output first
             self.tensor(t)
         return tuple(self.const), tuple(tuple(ts) for ts in self.terms)

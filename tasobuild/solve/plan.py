@@ -7,8 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tasobuild.memory import Buffer, Region
-from tasobuild.solve.problem import Choice, Layout, Problem, group_members, slice_offsets, topology
+from tasobuild.memory import Buffer, Overlap, Region
+from tasobuild.solve.problem import (
+    Choice,
+    Layout,
+    Problem,
+    group_input,
+    group_members,
+    overlap_saving,
+    slice_offsets,
+    topology,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class Plan:
     # The versions that live inside another version's buffer: in place (at its offset 0) and the slices of a
     # zero-copy gather (at theirs). Their names are buffer names (buffer_of) with offsets of their own.
     regions: tuple[Region, ...] = ()
+    # A fused group's output that overlaps its input at the group's step (Choice.output_lead), by buffer names.
+    overlaps: tuple[Overlap, ...] = ()
     objective: str = "none"  # "latency" | "memory" | "none" (greedy / evaluated)
     status: str = "evaluated"  # "optimal" | "feasible" (timeout: best found) | "greedy" | "evaluated"
     tie_break: str = field(default="skipped", compare=False)  # the second objective: "optimal" | "feasible" | "skipped"
@@ -163,6 +174,16 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
     for b in buffers:
         for s in range(b.first_step, b.last_step + 1):
             step_bytes[s] += problem.aligned(b.size)
+    lives = {b.name: b for b in buffers}
+    overlaps = []
+    for step, (node, pick) in enumerate(zip(problem.nodes, picks)):
+        if pick.output_lead > 0:
+            read = version_name(*root[(group_input(problem, step, pick.group), pick.layout_in)])
+            out = (node.output, pick.layout_out)
+            if root[out] != out or lives[read].last_step != step:
+                raise ValueError(f"node {node.name!r}: its output overlaps {read!r}, which lives on")
+            overlaps.append(Overlap(read, version_name(*out), step, problem.aligned(pick.output_lead)))
+            step_bytes[step] -= overlap_saving(problem, step, pick)
 
     transforms.sort(key=lambda t: (t.step, t.tensor, t.to_layout))
     time = 0.0
@@ -181,5 +202,6 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
         buffer_names=tuple(sorted((v, version_name(*(v if v in at else r))) for v, r in root.items())),
         alignment=problem.alignment,
         regions=tuple(sorted(regions, key=lambda r: r.name)),
+        overlaps=tuple(overlaps),
         **meta,  # type: ignore[arg-type]
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tasobuild.errors import UserError
-from tasobuild.memory import ARENA_ALIGN
+from tasobuild.memory import ARENA_ALIGN, Overlap
 
 Layout = str  # "CHW" | "HWC" | "HCW"
 LAYOUTS: tuple[Layout, ...] = ("CHW", "HCW", "HWC")  # sorted: iteration order everywhere
@@ -62,6 +62,10 @@ class Choice:
     # Zero-copy gather (concat): the inputs' versions in layout_in are slices of the output's buffer, end to end in
     # input order, so their producers write straight into it and the node copies nothing.
     gathers: bool = False
+    # A fused group's last member whose output may overlap the group's input (memory.Overlap): at this step the
+    # output may start this many bytes below the input's buffer. 0: they are disjoint. Offered only where the
+    # input's buffer is read by the group alone (decide.to_problem), so it dies at this step whatever else is chosen.
+    output_lead: int = 0
 
     @property
     def no_buffer(self) -> bool:
@@ -177,6 +181,8 @@ def _validate(p: Problem) -> None:
         for c in node.choices:
             if c.layout_in not in LAYOUTS or c.layout_out not in LAYOUTS:
                 raise ValueError(f"node {node.name!r} choice {c.primitive!r}: unknown layout")
+            if c.output_lead < 0 or (c.output_lead and (not c.group or c.deferred)):
+                raise ValueError(f"node {node.name!r} choice {c.primitive!r}: an output lead needs a group's last")
             if c.time_ms < 0 or c.workspace_bytes < 0:
                 raise ValueError(f"node {node.name!r} choice {c.primitive!r}: negative time or workspace")
             if c.aliases_input and (len(set(node.inputs)) != 1
@@ -247,6 +253,23 @@ def prune(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
         if not any(k.kind == c.kind and k.workspace_bytes <= c.workspace_bytes for k in kept):
             kept.append(c)
     return tuple(kept)
+
+
+def group_input(p: Problem, step: int, group: str) -> str:
+    """The tensor a fused group whose last member runs at `step` reads: its first member's input (members are on
+    consecutive steps)."""
+    while step > 0 and any(c.group == group for c in p.nodes[step - 1].choices):
+        step -= 1
+    return p.nodes[step].inputs[0]
+
+
+def overlap_saving(p: Problem, step: int, choice: Choice) -> int:
+    """The aligned bytes a choice's output overlapping its group's input (Choice.output_lead) saves at its step."""
+    if choice.output_lead <= 0:
+        return 0
+    size_in = p.aligned(p.tensors[group_input(p, step, choice.group)].bytes)
+    size_out = p.aligned(p.tensors[p.nodes[step].output].bytes)
+    return size_in + size_out - Overlap("", "", step, p.aligned(choice.output_lead)).span(size_in, size_out)
 
 
 def group_members(p: Problem) -> dict[str, list[tuple[int, int]]]:

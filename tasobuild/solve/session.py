@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from tasobuild.errors import UserError
 from tasobuild.solve.encode import encode
 from tasobuild.solve.plan import Plan, evaluate, to_ns
-from tasobuild.solve.problem import Choice, Problem, prune
+from tasobuild.solve.problem import Choice, Problem, overlap_saving, prune
 from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
 
 OBJECTIVES = ("latency", "memory")
@@ -59,7 +59,9 @@ class Session:
     # ---- facts that hold whatever the choices ----
     @functools.cached_property
     def _workspace(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(tuple(self.problem.aligned(c.workspace_bytes) for c in n.choices) for n in self.problem.nodes)
+        """Per node, per choice: its aligned workspace, less what its output overlapping its input saves."""
+        return tuple(tuple(self.problem.aligned(c.workspace_bytes) - overlap_saving(self.problem, i, c)
+                           for c in n.choices) for i, n in enumerate(self.problem.nodes))
 
     @functools.cached_property
     def floor(self) -> int:

@@ -109,6 +109,11 @@ class GroupBase:
     def workspace_bytes(self) -> int:
         return self.workspace.total_bytes
 
+    @property
+    def output_lead(self) -> int:
+        """0: the output never overlaps the input (a kind that can says how far below it may start)."""
+        return 0
+
     def member_calls(self, j: int) -> tuple[KernelCall, ...]:
         """The calls member j's run makes (not the Nones where it computes nothing)."""
         return tuple(c for c in self.chosen[j].calls if c is not None)

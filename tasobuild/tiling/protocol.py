@@ -87,6 +87,12 @@ class Group(Protocol):
         """Kernel sources the group's own calls need besides its members' primitives' (its copies')."""
         ...
 
+    @property
+    def output_lead(self) -> int:
+        """How many bytes below its input's start the group's output may start and still overlap it (its writes
+        never reach input bytes still to be read: memory.Overlap); 0: it may not overlap."""
+        ...
+
     def member_calls(self, j: int) -> tuple[KernelCall, ...]:
         """The calls member j makes (its chosen run's; not the group's own), whose costs the lock cites."""
         ...

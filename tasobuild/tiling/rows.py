@@ -17,6 +17,10 @@ Every band call is an ordinary kernel call on a sub-tensor: output rows [a, b) o
 the top padding that is left (`band_conv`). So band calls are costed, profiled and emitted like any other call, and
 each output element is computed by the same kernel code in the same order as the untiled call would.
 
+Top to bottom, the chain is done with its input's first rows before it writes its output's: the output may overlap
+the input, starting `output_lead` bytes below it (the most, over bands, of the output written by a band's end less
+the input done with at its start), so its writes never reach input rows still to be read (memory.Overlap).
+
 `band_schedule` is the pure geometry; `fusable` lists the chains and their band calls for every applicable HWC
 primitive; `GroupOption.group` picks, after costing, each member's fastest primitive, and `non_dominated` keeps the
 band heights worth offering. The solver sees a group as one choice per member (solve.problem.Choice.group): all of
@@ -26,7 +30,7 @@ them or none. Lowering renders a group's bands as loops where consecutive bands 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
@@ -136,6 +140,19 @@ def band_schedule(members: Sequence[RowGeometry], rows: int) -> BandSchedule | N
     return BandSchedule(rows, tuple(bands), tuple(capacity))
 
 
+def output_lead(schedule: BandSchedule, first: RowGeometry, in_row_bytes: int, out_row_bytes: int) -> int:
+    """How far below the chain's input its output must start so that no band writes over input rows that band or a
+    later one reads: the most, over bands, of the output bytes written by the band's end less the input bytes
+    before the first row the band or a later one reads. The first member reads its rows before the last writes."""
+    lead, needed = 0, first.in_h
+    for band in reversed(schedule.bands):
+        a, b = band[0].rows
+        if b > a:
+            needed = min(needed, first.reads(a, b)[0])
+        lead = max(lead, band[-1].rows[1] * out_row_bytes - needed * in_row_bytes)
+    return lead
+
+
 def band_conv(node: Node, graph: Graph, a: int, b: int) -> tuple[Node, Graph, int]:
     """Output rows [a, b) of a convolution as a convolution of its own, on the input rows it reads: (that node,
     a graph holding it, the first input row it reads)."""
@@ -183,15 +200,19 @@ class MemberOption:
     workspace_bytes: int  # the largest of its band calls'
 
 
+PICKS = ("fastest", "lean")  # a member's primitive: the fastest, or the one whose band calls need least workspace
+
+
 @dataclass(frozen=True)
 class GroupOption:
-    """A chain and a band height, before costs pick each member's primitive."""
+    """A chain and a band height, before costs pick each member's primitive (`pick`, one of PICKS)."""
 
     name: str
     members: tuple[int, ...]  # node indices, consecutive
     schedule: BandSchedule
     options: tuple[tuple[MemberOption, ...], ...]  # per member, sorted by primitive
     carries: tuple[tuple[KernelCall | None, ...], ...]  # per member but the last, per band
+    pick: str = "fastest"
 
     @property
     def kind(self) -> str:
@@ -203,15 +224,31 @@ class GroupOption:
 
     def group(self, graph: Graph, costs: Mapping[str, Cost]) -> FusedGroup:
         """Every member's fastest primitive, by its band calls' summed cost (then the smaller workspace, then the
-        name); a member's time includes the copies into its window."""
-        chosen = tuple(fastest_option(opts, costs) for opts in self.options)
+        name), or for a lean pick the one with the least workspace (then the fastest); a member's time includes the
+        copies into its window."""
+        chosen = tuple(fastest_option(opts, costs) if self.pick == "fastest" else leanest_option(opts, costs)
+                       for opts in self.options)
         carry_ms = [calls_ms(per_band, costs) for per_band in self.carries] + [0.0]  # the last member keeps no window
         member_ms = tuple(calls_ms(o.calls, costs) + carry_ms[j] for j, o in enumerate(chosen))
         windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w
                         * element_bytes(graph, graph.nodes[i].output)
                         for rows, i in zip(self.schedule.window_rows, self.members))
+        first, last = graph.nodes[self.members[0]], graph.nodes[self.members[-1]]
+        lead = output_lead(self.schedule, RowGeometry.of(first, graph), row_bytes(graph, first.inputs[0]),
+                           row_bytes(graph, last.output))
         return FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
-                          Workspace.of(windows, chosen))
+                          Workspace.of(windows, chosen), lead)
+
+
+def leanest_option(options: Sequence[MemberOption], costs: Mapping[str, Cost]) -> MemberOption:
+    """A member's primitive whose band calls need the least workspace; then the fastest, then the name."""
+    return min(options, key=lambda o: (o.workspace_bytes, calls_ms(o.calls, costs), o.primitive))
+
+
+def row_bytes(graph: Graph, tensor: str) -> int:
+    """Bytes per row of an HWC tensor."""
+    shape = graph.shape(tensor)
+    return shape.w * shape.c * graph.tensor_bytes(tensor) // (shape.c * shape.h * shape.w)
 
 
 def chains(graph: Graph) -> list[tuple[int, ...]]:
@@ -236,8 +273,11 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
             per_member: int = PRIMITIVES_PER_MEMBER) -> tuple[GroupOption, ...]:
     """Every sub-chain of 2..max_members members and band height whose members each have an HWC primitive that
     runs all their bands; a member tries its `per_member` fastest HWC primitives by their untiled `costs` (every
-    candidate's): on VGG-16, costing the bands of all of them would take a quarter of an hour."""
-    fastest = [fastest_in(nc, LAYOUT, costs, per_member) for nc in nodes]
+    candidate's): on VGG-16, costing the bands of all of them would take a quarter of an hour. Besides them, the
+    one needing the least workspace untiled, for a lean group (PICKS) where a fast primitive's scratch outweighs
+    what fusing saves (ResNet-8's Winograd)."""
+    fastest = [tuple({c.primitive.name: c for c in (*fastest_in(nc, LAYOUT, costs, per_member),
+                                                    *leanest_in(nc, costs))}.values()) for nc in nodes]
     out: list[GroupOption] = []
     for run in chains(graph):
         for length in range(2, max_members + 1):
@@ -249,8 +289,14 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
                         continue
                     option = _group_option(graph, fastest, members, rows, geos)
                     if option is not None:
-                        out.append(option)
+                        out += [option, replace(option, name=f"{option.name} lean", pick="lean")]
     return tuple(out)
+
+
+def leanest_in(nc: NodeCandidates, costs: Mapping[str, Cost]) -> tuple[Candidate, ...]:
+    """The node's HWC candidate needing the least workspace (then the fastest, then by name), if it has one."""
+    every = fastest_in(nc, LAYOUT, costs, len(nc.options))
+    return tuple(sorted(every, key=lambda c: c.workspace_bytes)[:1])
 
 
 def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], rows: int,
@@ -294,10 +340,15 @@ class FusedGroup(GroupBase):
     carries: tuple[tuple[KernelCall | None, ...], ...]
     member_ms: tuple[float, ...]  # each member's band calls, plus the copies into its window
     workspace: Workspace  # a window per member but the last, then the largest band call's scratch
+    lead_bytes: int  # output_lead: how far below the input the output may start
 
     @property
     def layout(self) -> Layout:
         return LAYOUT
+
+    @property
+    def output_lead(self) -> int:
+        return self.lead_bytes
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
