@@ -131,10 +131,10 @@ def test_verify_takes_a_quantised_network_as_it_is(tmp_path: Path) -> None:
     assert result["atol"] == pytest.approx(fixture.output_scale)
 
 
-# With fused row tiling, objective "memory": MobileNetV1-0.25 and MobileNetV2-0.35 run their first blocks in bands
-# (int8 windows of a few rows), ResNet-8 and DS-CNN gain nothing (their untiled arenas are at the live-set bound
-# already, and TFLM's head). Each 10-40 s here.
-TILED_GAINS = ("mobilenet_v1_vww", "mobilenet_v2_035")
+# With fused row tiling, objective "memory": DS-CNN, MobileNetV1-0.25 and MobileNetV2-0.35 run chains in bands
+# (int8 windows of a few rows), each writing its output over the input only it reads (memory.Overlap), below the
+# untiled live-set bound; ResNet-8 gains nothing (its untiled arena is at the bound and TFLM's head). Each 10-40 s.
+TILED_GAINS = ("ds_cnn", "mobilenet_v1_vww", "mobilenet_v2_035")
 
 
 @pytest.mark.parametrize("name", TFLITE_INT8)
@@ -167,8 +167,8 @@ def test_fused_row_tiling_is_bit_exact(name: str, tmp_path: Path) -> None:
     assert arenas[False] <= tflm_arena_head(fixture.tflite)
     if name in TILED_GAINS:
         assert arenas[True] < arenas[False]
-    else:
-        assert arenas[True] == arenas[False]
+    else:  # ResNet-8: its chains' inputs are read by the residual adds too, so no chain writes over its input
+        assert arenas[True] <= arenas[False]
 
 
 @pytest.mark.parametrize("name", TFLITE_INT8)
