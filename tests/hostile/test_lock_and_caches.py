@@ -121,6 +121,8 @@ LOCK_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
                               "node[0].name must be a string"),
     "plan arena is a string": (edit_lock(lambda t: replace_line(t, "arena_bytes = ", 'arena_bytes = "big"')),
                                "plan.arena_bytes must be an integer"),
+    "plan order unknown": (edit_lock(lambda t: t.replace("[plan]\n", '[plan]\norder = "evil\\n; x"\n', 1)),
+                           "plan.order must be one of tensors, file, fastest, plan"),
     "plan objective missing": (edit_lock(lambda t: replace_line(t, "objective = ", "")), "plan.objective is missing"),
     "inputs digest is a number": (edit_lock(lambda t: replace_line(t, "spec = ", "spec = 5")),
                                   "inputs.spec must be a string"),
