@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
 from tasobuild.emit.program import LOOP_VARIABLE, Step
-from tasobuild.ir import Graph, Layout, Node, Shape
+from tasobuild.ir import DTYPE_BYTES, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.transforms import transform_call, transform_sources
 from tasobuild.tiling.base import (
@@ -174,7 +174,7 @@ def band_conv(node: Node, graph: Graph, a: int, b: int) -> tuple[Node, Graph, in
 
 def element_bytes(graph: Graph, tensor: str) -> int:
     """Bytes per element of a tensor: 4 for float32, 1 for int8."""
-    return graph.tensor_bytes(tensor) // graph.shape(tensor).count
+    return DTYPE_BYTES[graph.dtype(tensor)]
 
 
 def carry_call(shape: Shape, count: int, dtype: str = "float32") -> KernelCall:
@@ -230,8 +230,7 @@ class GroupOption:
                        for opts in self.options)
         carry_ms = [calls_ms(per_band, costs) for per_band in self.carries] + [0.0]  # the last member keeps no window
         member_ms = tuple(calls_ms(o.calls, costs) + carry_ms[j] for j, o in enumerate(chosen))
-        windows = tuple(rows * graph.shape(graph.nodes[i].output).c * graph.shape(graph.nodes[i].output).w
-                        * element_bytes(graph, graph.nodes[i].output)
+        windows = tuple(rows * row_bytes(graph, graph.nodes[i].output)
                         for rows, i in zip(self.schedule.window_rows, self.members))
         first, last = graph.nodes[self.members[0]], graph.nodes[self.members[-1]]
         lead = output_lead(self.schedule, RowGeometry.of(first, graph), row_bytes(graph, first.inputs[0]),
@@ -248,7 +247,7 @@ def leanest_option(options: Sequence[MemberOption], costs: Mapping[str, Cost]) -
 def row_bytes(graph: Graph, tensor: str) -> int:
     """Bytes per row of an HWC tensor."""
     shape = graph.shape(tensor)
-    return shape.w * shape.c * graph.tensor_bytes(tensor) // (shape.c * shape.h * shape.w)
+    return shape.w * shape.c * element_bytes(graph, tensor)
 
 
 def chains(graph: Graph) -> list[tuple[int, ...]]:
@@ -389,10 +388,8 @@ def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws
     """Every band's calls in order: per member, the copy that keeps its window's halo, then its own rows."""
     members = [graph.nodes[i] for i in group.members]
     last = len(members) - 1
-    row = [graph.shape(m.output).w * graph.shape(m.output).c * element_bytes(graph, m.output)
-           for m in members]  # bytes per output row
-    src = graph.shape(members[0].inputs[0])
-    src_row = src.w * src.c * element_bytes(graph, members[0].inputs[0])
+    row = [row_bytes(graph, m.output) for m in members]  # bytes per output row
+    src_row = row_bytes(graph, members[0].inputs[0])
     window = [ws_base + group.workspace.offset(j) for j in range(last)]
     scratch = ws_base + group.workspace.scratch_offset
     bodies = []
