@@ -1,6 +1,74 @@
-/* The thread pool of tb_threads.h. Not a kernel: emitted only into projects whose plan has parallel steps. */
+/* The thread pool of tb_threads.h. Not a kernel: emitted only into projects whose plan has parallel steps.
+ *
+ * Hand-offs spin briefly, then sleep. A parallel step of a small network takes tens of microseconds and waking a
+ * thread asleep on a condition variable costs several (a futex wake, the scheduler): a worker that polls the step
+ * counter for TB_SPIN_US after its part starts the next step within a poll, and the caller that polls the count of
+ * running workers returns as soon as the last one is done. Past TB_SPIN_US either side sleeps on its condition
+ * variable as before, so an idle pool costs no CPU. The sleeping side announces itself (sleepers, waiting) before it
+ * checks the shared counter for the last time, and the other side reads the announcement after it changed the
+ * counter; both are sequentially consistent atomics, so at least one of them sees the other's write and no wake-up
+ * is lost. */
 #if defined(__unix__) || defined(__APPLE__)
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
+#include <time.h>
 #include "tb_threads.h"
+
+#ifndef TB_SPIN_US
+#define TB_SPIN_US 200 /* how long a hand-off polls before it sleeps; 0: sleep at once (condition variables only) */
+#endif
+
+#define TB_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define TB_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+
+static void tb_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || (defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+static long tb_micros(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000000L + (long)(t.tv_nsec / 1000);
+}
+
+/* Poll until *counter differs from `seen` (or *stop is set), for at most TB_SPIN_US: 1 if it did. */
+static int tb_spin_until_changed(const unsigned long *counter, unsigned long seen, const int *stop)
+{
+    long start = -1;
+    int polls;
+    for (polls = 0;; ++polls) {
+        if (TB_LOAD(counter) != seen || TB_LOAD(stop)) return 1;
+        if ((polls & 63) == 63) {  /* the clock every 64 polls: a poll is a few ns, a clock read some tens */
+            long t = tb_micros();
+            if (start < 0) start = t;
+            else if (t - start >= TB_SPIN_US) return 0;
+        }
+        tb_relax();
+    }
+}
+
+/* Poll until *count is 0, for at most TB_SPIN_US: 1 if it is. */
+static int tb_spin_until_zero(const int *count)
+{
+    long start = -1;
+    int polls;
+    for (polls = 0;; ++polls) {
+        if (TB_LOAD(count) == 0) return 1;
+        if ((polls & 63) == 63) {
+            long t = tb_micros();
+            if (start < 0) start = t;
+            else if (t - start >= TB_SPIN_US) return 0;
+        }
+        tb_relax();
+    }
+}
 
 static void *tb_worker_main(void *opaque)
 {
@@ -11,22 +79,30 @@ static void *tb_worker_main(void *opaque)
     pthread_mutex_lock(&w->lock);
     for (index = 0; index < w->threads - 1 && !pthread_equal(w->workers[index], pthread_self()); ++index) {}
     seen = w->first_step;  /* not w->step: a run may have begun a step since this worker was created */
+    pthread_mutex_unlock(&w->lock);
     for (;;) {
         tb_part_fn fn;
         void *arena;
         int parts;
-        while (w->step == seen && !w->stop) pthread_cond_wait(&w->wake, &w->lock);
-        if (w->stop) break;
-        seen = w->step;
-        fn = w->fn;
+        if (TB_SPIN_US == 0 || !tb_spin_until_changed(&w->step, seen, &w->stop)) {
+            pthread_mutex_lock(&w->lock);
+            TB_STORE(&w->sleepers, TB_LOAD(&w->sleepers) + 1);  /* under the lock: only sleepers change it */
+            while (TB_LOAD(&w->step) == seen && !TB_LOAD(&w->stop)) pthread_cond_wait(&w->wake, &w->lock);
+            TB_STORE(&w->sleepers, TB_LOAD(&w->sleepers) - 1);
+            pthread_mutex_unlock(&w->lock);
+        }
+        if (TB_LOAD(&w->stop)) break;
+        seen = TB_LOAD(&w->step);  /* the caller waits for every worker before the next step: no step is skipped */
+        fn = w->fn;  /* written before the step was bumped (seq_cst), read after it was seen */
         arena = w->arena;
         parts = w->parts;
-        pthread_mutex_unlock(&w->lock);
         if (index + 1 < parts) fn(arena, index + 1);
-        pthread_mutex_lock(&w->lock);
-        if (--w->remaining == 0) pthread_cond_signal(&w->done);
+        if (__atomic_sub_fetch(&w->remaining, 1, __ATOMIC_SEQ_CST) == 0 && TB_LOAD(&w->waiting)) {
+            pthread_mutex_lock(&w->lock);  /* the caller sleeps (or is about to, holding the lock): wake it */
+            pthread_cond_signal(&w->done);
+            pthread_mutex_unlock(&w->lock);
+        }
     }
-    pthread_mutex_unlock(&w->lock);
     return 0;
 }
 
@@ -43,9 +119,10 @@ int tb_workers_init(tb_workers *w, int threads)
 int tb_workers_start(tb_workers *w)
 {
     int k, error = 0;
+    if (TB_LOAD(&w->started)) return 0;  /* every step asks: no lock once the workers run */
     pthread_mutex_lock(&w->lock);
     if (!w->started) {
-        w->stop = 0;
+        TB_STORE(&w->stop, 0);
         w->first_step = w->step;
         if (w->threads > TB_MAX_THREADS) w->threads = TB_MAX_THREADS;
         if (w->threads < 1) w->threads = 1;
@@ -54,13 +131,13 @@ int tb_workers_start(tb_workers *w)
             if (error != 0) break;
         }
         if (error != 0) {  /* undo: the ones created stop, the pool stays unstarted */
-            w->stop = 1;
+            TB_STORE(&w->stop, 1);
             pthread_cond_broadcast(&w->wake);
             pthread_mutex_unlock(&w->lock);
             while (k-- > 0) pthread_join(w->workers[k], 0);
             return error;
         }
-        w->started = 1;
+        TB_STORE(&w->started, 1);
     }
     pthread_mutex_unlock(&w->lock);
     return 0;
@@ -75,18 +152,24 @@ void tb_workers_run(tb_workers *w, tb_part_fn fn, void *arena, int parts)
         pthread_mutex_unlock(&w->busy);
         return;
     }
-    pthread_mutex_lock(&w->lock);
     w->fn = fn;
     w->arena = arena;
     w->parts = parts;
-    w->remaining = w->threads - 1;
-    ++w->step;
-    pthread_cond_broadcast(&w->wake);
-    pthread_mutex_unlock(&w->lock);
+    TB_STORE(&w->remaining, w->threads - 1);
+    __atomic_add_fetch(&w->step, 1, __ATOMIC_SEQ_CST);  /* publishes the step: spinning workers start it now */
+    if (TB_LOAD(&w->sleepers) > 0) {  /* some sleep: wake them */
+        pthread_mutex_lock(&w->lock);
+        pthread_cond_broadcast(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+    }
     fn(arena, 0);
-    pthread_mutex_lock(&w->lock);
-    while (w->remaining > 0) pthread_cond_wait(&w->done, &w->lock);
-    pthread_mutex_unlock(&w->lock);
+    if (TB_SPIN_US == 0 || !tb_spin_until_zero(&w->remaining)) {
+        pthread_mutex_lock(&w->lock);
+        TB_STORE(&w->waiting, 1);
+        while (TB_LOAD(&w->remaining) > 0) pthread_cond_wait(&w->done, &w->lock);
+        TB_STORE(&w->waiting, 0);
+        pthread_mutex_unlock(&w->lock);
+    }
     pthread_mutex_unlock(&w->busy);
 }
 
@@ -100,11 +183,11 @@ int tb_workers_stop(tb_workers *w)
         pthread_mutex_unlock(&w->busy);
         return 0;
     }
-    w->stop = 1;
+    TB_STORE(&w->stop, 1);
     pthread_cond_broadcast(&w->wake);
     pthread_mutex_unlock(&w->lock);
     for (k = 0; k < w->threads - 1; ++k) pthread_join(w->workers[k], 0);
-    w->started = 0;
+    TB_STORE(&w->started, 0);
     pthread_mutex_unlock(&w->busy);
     return 0;
 }

@@ -2,7 +2,8 @@
  *
  * A parallel step runs part k of `parts` on thread k: the caller's thread runs part 0 while the workers run the
  * others, and tb_workers_run returns when every part is done. The workers are created once (tb_workers_start, or
- * the first run) and wait on a condition variable between steps; nothing is allocated on the heap. A pool runs
+ * the first run); between steps they poll for the next one for TB_SPIN_US microseconds (200 unless the build
+ * defines it), then sleep on a condition variable; nothing is allocated on the heap. A pool runs
  * one step at a time: steps of concurrent runs (on different arenas) take turns.
  * The same code times N-thread kernel calls in the profiler (native/dispatch.py), so what was measured ships. */
 #ifndef TB_THREADS_H
@@ -24,6 +25,8 @@ typedef struct {
     unsigned long step;     /* bumped per parallel step: a worker waits for a new one */
     unsigned long first_step; /* step when the workers were created: they wait for the next one */
     int remaining;          /* workers still running the current step */
+    int sleepers;           /* workers asleep on `wake` (or about to be): a new step must signal it */
+    int waiting;            /* the caller is asleep on `done` (or about to be): the last worker must signal it */
     tb_part_fn fn;
     void *arena;
     int parts;
