@@ -102,6 +102,24 @@ def test_a_call_splits_into_row_views_with_a_workspace_slice_each(tmp_path: Path
     assert direct is not None and workspace_bytes(direct) == 0 and "ws" not in buffer_bytes(direct)
 
 
+def test_a_split_call_is_predicted_from_its_measured_whole_call_and_contests_it(tmp_path: Path) -> None:
+    from tasobuild.costs.stage import SPLIT_OVERHEAD_MS, AutoPolicy, choose_measurements, split_from_whole
+
+    whole = conv_calls(small_conv_model(tmp_path / "conv.onnx"))["conv_im2col_gemm_chw"]
+    two = parallel_call(whole, 2)
+    assert two is not None
+    # the whole call measured at 1.4 ms: the split one is its largest part (4 of 7 rows) plus the step overhead
+    known = {whole.key(): Cost(1.4, 0.07, 50, "measured")}
+    (cost,) = split_from_whole([two], known, SPLIT_OVERHEAD_MS).values()
+    assert cost.median_ms == pytest.approx(1.4 * 4 / 7 + 0.005) and cost.spread_ms == pytest.approx(0.04)
+    assert cost.source == "predicted"
+    assert split_from_whole([two], {}, SPLIT_OVERHEAD_MS) == {} == split_from_whole([whole], known, 0.005)
+    # one primitive on one thread and split over two are alternatives: "auto" measures them when they are close
+    costs = {whole.key(): Cost(1.0, 0.5, 0, "predicted"), two.key(): Cost(0.6, 0.3, 0, "predicted")}
+    assert [c.key() for c in choose_measurements([whole, two], costs, AutoPolicy(fraction=1.0))] == \
+        sorted([whole.key(), two.key()])
+
+
 def test_split_candidates_and_the_arena_on_two_threads(tmp_path: Path) -> None:
     """The plan on two threads of the one-conv model: the split candidate's workspace is what the arena holds."""
     from tasobuild.pipeline import load, plan, program_of, render

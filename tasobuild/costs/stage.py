@@ -244,7 +244,9 @@ def _predicted_from(model: CostModel | None, calls: Sequence[KernelCall], known:
         return {}
     assert model is not None
     samples = _samples(calls, known)
-    return predict(model.fine_tuned(samples) if samples else model, missing, split_overhead_ms(calls, known))
+    overhead = split_overhead_ms(calls, known)
+    guesses = predict(model.fine_tuned(samples) if samples else model, missing, overhead)
+    return {**guesses, **split_from_whole(missing, known, overhead)}
 
 
 def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, Cost],
@@ -255,8 +257,10 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
     def predicted_now() -> dict[str, Cost]:
         samples = _samples(calls, known)
         tuned = model.fine_tuned(samples) if samples else model  # a target's own model keeps its calibration
-        guesses = predict(tuned, [c for c in calls if c.key() not in known], split_overhead_ms(calls, known))
-        return layer_corrected(tuned, calls, known, guesses)
+        overhead = split_overhead_ms(calls, known)
+        todo = [c for c in calls if c.key() not in known]
+        guesses = layer_corrected(tuned, calls, known, predict(tuned, todo, overhead))
+        return {**guesses, **split_from_whole(todo, known, overhead)}
 
     budget = math.floor(policy.fraction * len(calls))
     measured = 0
@@ -338,6 +342,20 @@ def split_overhead_ms(calls: Sequence[KernelCall], known: Mapping[str, Cost]) ->
     return max(0.0, float(np.median(gaps))) if gaps else SPLIT_OVERHEAD_MS
 
 
+def split_from_whole(calls: Sequence[KernelCall], known: Mapping[str, Cost], split_overhead: float
+                     ) -> dict[str, Cost]:
+    """The split calls among `calls` whose whole call's cost is known, predicted from it as `predict` does from the
+    model's: the largest part's share of the whole call's time plus `split_overhead` ms. A measured whole call is a
+    better base than the model's guess shrunk toward it by `layer_corrected`."""
+    out = {}
+    for call in calls:
+        whole = known.get(whole_call(call).key()) if call.parts > 1 else None
+        if whole is not None and whole.median_ms > 0:
+            share = largest_share(call)
+            out[call.key()] = Cost(whole.median_ms * share + split_overhead, whole.spread_ms * share, 0, "predicted")
+    return out
+
+
 def predict(model: CostModel, calls: Sequence[KernelCall], split_overhead: float = SPLIT_OVERHEAD_MS
             ) -> dict[str, Cost]:
     """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error. A call
@@ -377,7 +395,7 @@ def choose_measurements(calls: Sequence[KernelCall], costs: Mapping[str, Cost],
     layers = _layers(calls)
     contested: list[tuple[float, str, list[KernelCall]]] = []
     for group in layers.values():
-        if len({c.function for c in group}) < 2:
+        if len({(c.function, c.parts) for c in group}) < 2:  # a call on one thread and split are alternatives
             continue
         best = min(group, key=lambda c: (costs[c.key()].median_ms, c.key()))
         best_log, best_sigma = np.log2(max(costs[best.key()].median_ms, 1e-12)), _sigma_log2(costs[best.key()])
