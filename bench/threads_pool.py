@@ -90,8 +90,9 @@ def main() -> None:
            f"steps of `work` one-thread µs of fixed compute split in {n} equal parts, the caller alone computing "
            f"`gap` µs between steps; medians of {args.rounds} alternated rounds. Threads "
            f"{'pinned to CPUs 0..' + str(n - 1) if pin else 'not pinned (fewer CPUs allowed)'}. `step µs 1t`: the "
-           f"same step on one thread (no pool); `overhead`: the {n}-thread step's wall time minus 1/{n} of it. `CPU/wall`: process CPU time over wall time of the loop "
-           f"(at most {n}). Load average (1 min) during the run: {min(loads):.1f} to {max(loads):.1f} on "
+           f"same step on one thread (no pool); `overhead`: the {n}-thread step's wall time minus 1/{n} of it. "
+           f"`CPU/wall`: process CPU time over wall time of the loop (at most {n}). Load average (1 min) during "
+           f"the run: {min(loads):.1f} to {max(loads):.1f} on "
            f"{os.cpu_count()} cores.\n\n{body}")
 
 

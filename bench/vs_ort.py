@@ -1,7 +1,7 @@
 """The emitted C against ONNX Runtime and OpenVINO, same machine, same run (issues 3 and 19).
 
     python bench/vs_ort.py [--networks resnet18 googlenet ...] [--runs 30] [--threads N] [--costs auto]
-                           [--no-tiled] [--section NAME]
+                           [--no-tiled] [--section NAME] [--fresh-cache]
 
 For each network: build with tasobuild (full primitive library, profiled costs unless --costs says otherwise, a
 budget that does not bind) on one thread and on N threads (`--threads`, default all cores), compile, then alternate
@@ -11,13 +11,16 @@ on as many threads (< 1 means faster) and our speed-up from 1 to N threads, and 
 N-thread output against ours (the N-thread output bit for bit when the plan's primitives are the same). With fused
 tiling on (`tiling = true`, unless --no-tiled), two more one-thread plans run in the same rounds: the fastest one,
 and the one in the smallest arena. Also reports the shared GEMM's GFLOP/s on a large 1x1 convolution as a fraction
-of one core's peak.
+of one core's peak, and the load average (other work on the machine) during the run: a figure on more than one
+thread means something only on an otherwise idle machine. --fresh-cache builds with an empty cost cache (a
+temporary TASOBUILD_CACHE_DIR), as a first build on a new machine does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -72,7 +75,12 @@ def main() -> None:
     parser.add_argument("--no-tiled", action="store_true", help="skip the fused tiling plans")
     parser.add_argument("--section", default="vs_ort", help="the BENCHMARKS.md section to write (a partial run "
                                                             "beside the full one)")
+    parser.add_argument("--fresh-cache", action="store_true", help="build with an empty cost cache")
     args = parser.parse_args()
+    fresh = tempfile.TemporaryDirectory() if args.fresh_cache else None
+    if fresh is not None:  # the builds (subprocesses) and the bindings loaded here see it
+        os.environ["TASOBUILD_CACHE_DIR"] = fresh.name
+    loads = [os.getloadavg()[0]]
     rows = []
     labels: list[str] = []
     costs = f'costs = "{args.costs}"'
@@ -120,6 +128,7 @@ def main() -> None:
                     times.append(run_binary(binary, x, work, bench=args.runs)[1])
                 for times, peer in zip(theirs, others):
                     times.append(median_ms(peer, x, args.runs))
+                loads.append(os.getloadavg()[0])
             peer_ms = [median(t) for t in theirs]
             best_one = min(ms for ms, p in zip(peer_ms, others) if p.threads == 1)
             best_all = min(ms for ms, p in zip(peer_ms, others) if p.threads == all_cores())
@@ -151,13 +160,17 @@ def main() -> None:
              "difference between our output and any peer's, relative to the output's magnitude. Ours on "
              f"{n} threads: `[target] threads = {n}` (`split convs`: layers the plan runs split by output rows, of "
              f"all convs; `{n}t vs 1t output`: bit-identical, or the largest difference when the {n}-thread plan "
-             f"chose other primitives). Costs: optimizer.costs = \"{args.costs}\".")
+             f"chose other primitives). Costs: optimizer.costs = \"{args.costs}\""
+             f"{', from an empty cost cache' if args.fresh_cache else ''}. Load average (1 min) during the timed "
+             f"rounds: {min(loads):.1f} to {max(loads):.1f} on {all_cores()} cores (above ~0.5, other work shares "
+             f"the cores and the multi-thread figures understate every program's scaling).")
     command = "python bench/vs_ort.py" + "".join(
         f" {flag}" for flag, on in ((f"--networks {' '.join(args.networks)}", args.networks != NETWORKS),
                                     (f"--threads {n}", n != all_cores()), (f"--costs {args.costs}",
                                     args.costs != "profile"), ("--no-tiled", args.no_tiled),
                                     (f"--runs {args.runs}", args.runs != 20), (f"--rounds {args.rounds}",
-                                    args.rounds != 3), (f"--section {args.section}", args.section != "vs_ort"))
+                                    args.rounds != 3), (f"--section {args.section}", args.section != "vs_ort"),
+                                    ("--fresh-cache", args.fresh_cache))
         if on)
     record(args.section, "Emitted C vs ONNX Runtime and OpenVINO (medians, same run)", command,
            f"Goals: ours/best peer ≤ 0.85 on one thread, ≤ 1.0 on all cores.\n\n{notes}\n\n{body}\n\n{gemm_line}")
