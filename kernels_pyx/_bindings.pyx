@@ -20,8 +20,8 @@ cdef extern from "tb_dispatch.h":
     int tb_dispatch_call(int i, const char *params, int params_size, float **bufs) nogil
     int tb_dispatch_bench(int i, const char *params, int params_size, float **bufs, int warmup, int reps,
                           double *seconds) nogil
-    int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs, int ws_arg,
-                                   long ws_stride, int warmup, int reps, double *seconds) nogil
+    int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs,
+                                   const long *offsets, int warmup, int reps, double *seconds) nogil
 
 
 def kernels():
@@ -79,19 +79,26 @@ def bench(str name, bytes params, list arrays, int warmup, int reps):
     return seconds
 
 
-def bench_parallel(str name, bytes params, int parts, list arrays, int ws_arg, long ws_stride, int warmup, int reps):
+def bench_parallel(str name, bytes params, int parts, list arrays, offsets, int warmup, int reps):
     """bench() of a call split over `parts` threads: `params` holds the parts' structs one after another, part k's
-    buffer `ws_arg` (-1: none) starts k * ws_stride floats further; each time is one parallel step, all parts."""
+    buffer b starts offsets[k][b] floats further (an int array, parts x buffers); each time is one parallel step,
+    all parts."""
     cdef float *bufs[16]
     cdef int i = _pointers(name, arrays, bufs)
     cdef const char *p = params
     cdef int n = len(params) // max(parts, 1), status
-    if reps < 1 or warmup < 0 or parts < 1 or n * parts != len(params):
-        raise ValueError(f"bench_parallel {name}: bad reps, warmup, parts or parameter bytes")
+    table = np.ascontiguousarray(offsets, dtype=np.dtype("l")).reshape(-1)
+    cdef long[::1] offs = table
+    if reps < 1 or warmup < 0 or parts < 1 or n * parts != len(params) or table.size != parts * len(arrays):
+        raise ValueError(f"bench_parallel {name}: bad reps, warmup, parts, parameter bytes or offsets")
+    for k, obj in enumerate(arrays):  # every part's buffer inside its array
+        if obj is not None and any(table[j * len(arrays) + k] < 0 or (table[j * len(arrays) + k] > 0
+                                   and table[j * len(arrays) + k] >= obj.size) for j in range(parts)):
+            raise ValueError(f"bench_parallel {name}: buffer {k}'s offsets leave its array")
     seconds = np.zeros(reps, dtype=np.float64)
     cdef double[::1] out = seconds
     with nogil:
-        status = tb_dispatch_bench_parallel(i, p, n, parts, bufs, ws_arg, ws_stride, warmup, reps, &out[0])
+        status = tb_dispatch_bench_parallel(i, p, n, parts, bufs, &offs[0], warmup, reps, &out[0])
     if status == -1:
         raise ValueError(f"{name}: parameter struct is {tb_dispatch_params_size(i)} bytes, got {n}")
     if status != 0:

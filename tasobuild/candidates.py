@@ -102,7 +102,7 @@ def from_listing(graph: Graph, listed: Listing) -> tuple[NodeCandidates, ...]:
 
 
 def with_threads(nodes: tuple[NodeCandidates, ...], threads: int) -> tuple[NodeCandidates, ...]:
-    """The candidates plus, for every one whose call can be split by output rows (primitives.parallel), the same
+    """The candidates plus, for every one whose call can be split by rows or into slices (primitives.parallel), the same
     primitive on `threads` threads, named "<primitive>@<parts>", with a workspace slice per part. Both stay on offer:
     a small layer may run faster on one thread (waking the others costs time), a tight budget may need the smaller
     workspace."""

@@ -21,10 +21,11 @@ int tb_dispatch_call(int i, const char *params, int params_size, float **bufs);
 int tb_dispatch_bench(int i, const char *params, int params_size, float **bufs, int warmup, int reps,
                       double *seconds);
 /* A call split over `parts` threads (tb_threads.h's pool, as the emitted program runs it): `params` holds the parts'
- * structs one after another; part k's buffer `ws_arg` (if >= 0) starts k * ws_stride floats further. Each time is
- * the wall time of one parallel step, all parts. Returns -2 for a bad part count or no POSIX threads. */
-int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs, int ws_arg,
-                               long ws_stride, int warmup, int reps, double *seconds);
+ * structs one after another; part k's buffer b starts offsets[k * buffers + b] floats further (its workspace slice,
+ * its slice of a vector). Each time is the wall time of one parallel step, all parts. Returns -2 for a bad part
+ * count or no POSIX threads. */
+int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs,
+                               const long *offsets, int warmup, int reps, double *seconds);
 #endif
 """
 
@@ -86,8 +87,8 @@ int tb_dispatch_bench(int i, const char *params, int params_size, float **bufs, 
 
 #if defined(__unix__) || defined(__APPLE__)
 typedef struct {
-    int i, ws_arg;
-    long ws_stride;
+    int i;
+    const long *offsets;
     const tb_params *params;
     float **bufs;
 } tb_split;
@@ -95,14 +96,15 @@ typedef struct {
 static void tb_split_part(void *opaque, int part)
 {
     const tb_split *s = (const tb_split *)opaque;
+    const int buffers = tb_table[s->i].buffers;
     float *bufs[TB_DISPATCH_MAX_BUFFERS];
-    for (int b = 0; b < tb_table[s->i].buffers; ++b) bufs[b] = s->bufs[b];
-    if (s->ws_arg >= 0) bufs[s->ws_arg] += part * s->ws_stride;
+    for (int b = 0; b < buffers; ++b)
+        bufs[b] = s->bufs[b] ? s->bufs[b] + s->offsets[(long)part * buffers + b] : 0;
     tb_table[s->i].call(s->params[part].bytes, bufs);
 }
 
-int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs, int ws_arg,
-                               long ws_stride, int warmup, int reps, double *seconds)
+int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs,
+                               const long *offsets, int warmup, int reps, double *seconds)
 {
     static tb_params p[TB_MAX_THREADS];  /* the profiler times one call at a time */
     tb_workers w;
@@ -111,7 +113,7 @@ int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int p
     for (int k = 0; k < parts; ++k)
         if (tb_copy_params(i, params + (long)k * params_size, params_size, &p[k]) != 0) return -1;
     if (tb_workers_init(&w, parts) != 0 || tb_workers_start(&w) != 0) return -2;
-    s.i = i; s.ws_arg = ws_arg; s.ws_stride = ws_stride; s.params = p; s.bufs = bufs;
+    s.i = i; s.offsets = offsets; s.params = p; s.bufs = bufs;
     for (int r = 0; r < warmup; ++r) tb_workers_run(&w, tb_split_part, &s, parts);
     for (int r = 0; r < reps; ++r) {
         double t0 = tb_now();
@@ -122,10 +124,10 @@ int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int p
     return 0;
 }
 #else
-int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs, int ws_arg,
-                               long ws_stride, int warmup, int reps, double *seconds)
+int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs,
+                               const long *offsets, int warmup, int reps, double *seconds)
 {
-    (void)i; (void)params; (void)params_size; (void)parts; (void)bufs; (void)ws_arg; (void)ws_stride;
+    (void)i; (void)params; (void)params_size; (void)parts; (void)bufs; (void)offsets;
     (void)warmup; (void)reps; (void)seconds;
     return -2;
 }

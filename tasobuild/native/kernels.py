@@ -21,7 +21,7 @@ from tasobuild.errors import UserError
 from tasobuild.native.compile import bindings_dir, build_digest, build_extension
 from tasobuild.native.headers import KernelDecl, StructDecl, kernel_api
 from tasobuild.primitives import KernelCall
-from tasobuild.primitives.parallel import buffer_bytes, part_call, workspace_stride_bytes
+from tasobuild.primitives.parallel import buffer_bytes, part_call, part_offsets
 from tasobuild.progress import activity
 from tasobuild.resources import kernels_dir
 
@@ -109,18 +109,14 @@ class Kernels:
 
     def run(self, call: KernelCall, buffers: Mapping[str, np.ndarray]) -> None:
         """Make the call once; outputs are written into the given arrays. A call split over threads runs its parts
-        one after another here, each on its workspace slice (bench runs them at once)."""
+        one after another here, each on its buffers' part (bench runs them at once)."""
         arrays = self._arrays(call, buffers)
         if call.parts == 1:
             self.module.run(call.function, self.pack(call), arrays)
             return
-        ws = call.args.index("ws") if "ws" in call.args else -1
-        stride = workspace_stride_bytes(call) // 4
         for k in range(call.parts):
-            part = list(arrays)
-            whole = arrays[ws] if ws >= 0 else None
-            if whole is not None:
-                part[ws] = whole[k * stride:]
+            part = [a if a is None or not offset else a.reshape(-1)[offset:]
+                    for a, offset in zip(arrays, part_offsets(call, k), strict=True)]
             self.module.run(call.function, self.pack(part_call(call, k)), part)
 
     def bench(self, call: KernelCall, buffers: Mapping[str, np.ndarray], warmup: int = 3, reps: int = 10) -> np.ndarray:
@@ -128,10 +124,9 @@ class Kernels:
         threads runs its parts at once on the thread pool the emitted program uses: the wall time of all parts."""
         if call.parts > 1:
             packed = b"".join(self.pack(part_call(call, k)) for k in range(call.parts))
-            ws_arg = call.args.index("ws") if "ws" in call.args else -1
+            offsets = [part_offsets(call, k) for k in range(call.parts)]
             split: np.ndarray = self.module.bench_parallel(call.function, packed, call.parts,
-                                                           self._arrays(call, buffers), ws_arg,
-                                                           workspace_stride_bytes(call) // 4, warmup, reps)
+                                                           self._arrays(call, buffers), offsets, warmup, reps)
             return split
         seconds: np.ndarray = self.module.bench(call.function, self.pack(call), self._arrays(call, buffers), warmup,
                                                 reps)
