@@ -289,7 +289,8 @@ def _render_slice_function(call: KernelCall, pointers: dict[str, str], index: in
              f"{ptr} + items[part]" + (f" * {strides[role]}" if strides[role] != 1 else "")
              for role, ptr in pointers.items()}
     items = ", ".join(f"{a}-{b}" for a, b in zip(bounds, bounds[1:]))
-    why = f"Call {index} on {call.parts} threads: items {items} of its {bounds[-1]} ({count}), each buffer from its part's first."
+    why = (f"Call {index} on {call.parts} threads: items {items} of its {bounds[-1]} ({count}), each buffer from "
+           f"its part's first.")
     return _comment(why, "") + [
         f"static void part{index}(void *arena, int part)",
         "{",
