@@ -22,8 +22,10 @@ import argparse
 import json
 import os
 import re
+import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,12 @@ def gemm_gflops() -> float:
     kernels = native.load(target.cc, tuple(target.cflags))
     seconds = kernels.bench(call, make_buffers(call), warmup=3, reps=15)
     return 2 * 256 * 3136 * 1152 / float(np.median(seconds)) / 1e9
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -123,9 +131,12 @@ def main() -> None:
                 f"{max_error(output, threaded_output):.1e}" + ("" if not same_plan else " (same plan!)")
             ours: list[list[float]] = [[] for _ in binaries]
             theirs: list[list[float]] = [[] for _ in others]
+            cpu_wall: list[list[float]] = [[] for _ in binaries]  # the program's CPU time over its wall time
             for _ in range(args.rounds):  # interleaved: all see the same machine state
-                for times, binary in zip(ours, binaries):
+                for times, ratios, binary in zip(ours, cpu_wall, binaries):
+                    before, start = children_cpu(), time.perf_counter()
                     times.append(run_binary(binary, x, work, bench=args.runs)[1])
+                    ratios.append((children_cpu() - before) / (time.perf_counter() - start))
                 for times, peer in zip(theirs, others):
                     times.append(median_ms(peer, x, args.runs))
                 loads.append(os.getloadavg()[0])
@@ -134,13 +145,17 @@ def main() -> None:
             best_all = min(ms for ms, p in zip(peer_ms, others) if p.threads == all_cores())
             families = sorted({n["primitive"] for n in report["nodes"] if n["op"] == "conv"})
             ratio = [f"{median(t) / best_one:.2f}" for t in ours]
-            split = sum("@" in n["primitive"] for n in threaded["nodes"])
-            convs = sum(n["op"] == "conv" for n in threaded["nodes"])
+            nodes = threaded["nodes"]
+            convs = sum(n["op"] == "conv" for n in nodes)
+            split_convs = sum("@" in n["primitive"] for n in nodes if n["op"] == "conv")
+            split_others = sum("@" in n["primitive"] for n in nodes) - split_convs
+            split = f"{split_convs}/{convs} conv, {split_others}/{len(nodes) - convs} other"
             tiled = ["-"] * 4 if fastest is None or smallest is None else [
                 ratio[2], f"{fastest['arena_bytes'] / 2**20:.1f}", ratio[3], f"{smallest['arena_bytes'] / 2**20:.2f}"]
             rows.append([name, f"{median(ours[0]):.2f}", f"{median(ours[1]):.2f}", *[f"{ms:.2f}" for ms in peer_ms],
                          ratio[0], f"{median(ours[1]) / best_all:.2f}", f"{median(ours[0]) / median(ours[1]):.2f}",
-                         f"{split}/{convs}", identical, f"{max(errors):.1e}", f"{report['arena_bytes'] / 2**20:.1f}",
+                         split, f"{median(cpu_wall[1]):.2f}", identical, f"{max(errors):.1e}",
+                         f"{report['arena_bytes'] / 2**20:.1f}",
                          f"{threaded['arena_bytes'] / 2**20:.1f}", *tiled, ", ".join(families)])
             print(rows[-1], file=sys.stderr)
     peak, how = core_peak_gflops()
@@ -152,14 +167,17 @@ def main() -> None:
         gemm_line = f"(GEMM figure unavailable: {error})"
     n = args.threads
     body = table(["network", "ours 1t ms", f"ours {n}t ms", *[f"{label} ms" for label in labels], "ours/best 1t",
-                  f"ours {n}t/best {all_cores()}t", f"ours 1t/{n}t", f"split convs {n}t", f"{n}t vs 1t output",
+                  f"ours {n}t/best {all_cores()}t", f"ours 1t/{n}t", f"split layers {n}t", f"CPU/wall ours {n}t",
+                  f"{n}t vs 1t output",
                   "max err", "arena MiB", f"arena MiB {n}t", "tiled fastest /best 1t", "arena MiB",
                   "tiled smallest /best 1t", "arena MiB", "conv primitives chosen (untiled, 1t)"], rows)
     notes = ("Peers: ONNX Runtime (CPU provider, sequential) and OpenVINO (CPU plugin, f32 inference precision, "
              "latency hint), each on one thread and on all cores of this machine; `max err` is the largest "
              "difference between our output and any peer's, relative to the output's magnitude. Ours on "
-             f"{n} threads: `[target] threads = {n}` (`split convs`: layers the plan runs split by output rows, of "
-             f"all convs; `{n}t vs 1t output`: bit-identical, or the largest difference when the {n}-thread plan "
+             f"{n} threads: `[target] threads = {n}` (`split layers`: the convs the plan runs split by output rows, "
+             f"of all convs, the other layers split into slices (element-wise, fully connected), of the other layers; "
+             f"`CPU/wall`: the {n}-thread program's CPU time over its wall time, start-up included, at most {n}; "
+             f"`{n}t vs 1t output`: bit-identical, or the largest difference when the {n}-thread plan "
              f"chose other primitives). Costs: optimizer.costs = \"{args.costs}\""
              f"{', from an empty cost cache' if args.fresh_cache else ''}. Load average (1 min) during the timed "
              f"rounds: {min(loads):.1f} to {max(loads):.1f} on {all_cores()} cores (above ~0.5, other work shares "
