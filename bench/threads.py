@@ -47,8 +47,8 @@ def conv_calls(name: str, workdir: Path) -> list:
 def main() -> None:
     from tasobuild import native
     from tasobuild.costs.profile import measure_call
-    from tasobuild.costs.stage import SPLIT_OVERHEAD_MS, predict, shipped_model
-    from tasobuild.primitives.parallel import largest_share, parallel_call
+    from tasobuild.costs.stage import SPLIT_OVERHEAD_MS, predict, shipped_model, split_ideal_ms
+    from tasobuild.primitives.parallel import parallel_call
     from tasobuild.target import load_target
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -82,7 +82,7 @@ def main() -> None:
                     continue
                 measured = [statistics.median(split_ms[s.key()]) / statistics.median(whole_ms[w.key()])
                             for w, s in chosen]
-                predicted = [(largest_share(s) * statistics.median(whole_ms[w.key()]) + SPLIT_OVERHEAD_MS)
+                predicted = [split_ideal_ms(s, statistics.median(whole_ms[w.key()]))
                              / statistics.median(whole_ms[w.key()]) for w, s in chosen]
                 factor = [guessed[s.key()].median_ms / statistics.median(split_ms[s.key()]) for _, s in chosen]
                 span = f"{low:g}-{high:g} ms" if high != float("inf") else f">= {low:g} ms"

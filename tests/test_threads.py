@@ -104,17 +104,25 @@ def test_a_call_splits_into_row_views_with_a_workspace_slice_each(tmp_path: Path
 
 
 def test_a_split_call_is_predicted_from_its_measured_whole_call_and_contests_it(tmp_path: Path) -> None:
-    from tasobuild.costs.stage import SPLIT_OVERHEAD_MS, AutoPolicy, choose_measurements, split_from_whole
+    from tasobuild.costs.stage import AutoPolicy, choose_measurements, split_factor, split_from_whole
 
-    whole = conv_calls(small_conv_model(tmp_path / "conv.onnx"))["conv_im2col_gemm_chw"]
-    two = parallel_call(whole, 2)
-    assert two is not None
-    # the whole call measured at 1.4 ms: the split one is its largest part (4 of 7 rows) plus the step overhead
+    calls = conv_calls(small_conv_model(tmp_path / "conv.onnx"))
+    whole, other = calls["conv_im2col_gemm_chw"], calls["conv_direct_chw"]
+    two, other_two = parallel_call(whole, 2), parallel_call(other, 2)
+    assert two is not None and other_two is not None
+    # the whole call measured at 1.4 ms: the split one is its largest part (4 of 7 rows) plus 5 us, times the factor
     known = {whole.key(): Cost(1.4, 0.07, 50, "measured")}
-    (cost,) = split_from_whole([two], known, SPLIT_OVERHEAD_MS).values()
+    (cost,) = split_from_whole([two], known, 1.0).values()
     assert cost.median_ms == pytest.approx(1.4 * 4 / 7 + 0.005) and cost.spread_ms == pytest.approx(0.04)
     assert cost.source == "predicted"
-    assert split_from_whole([two], {}, SPLIT_OVERHEAD_MS) == {} == split_from_whole([whole], known, 0.005)
+    assert split_from_whole([two], known, 2.0)[two.key()].median_ms == pytest.approx(2 * (0.8 + 0.005))
+    assert split_from_whole([two], {}, 1.0) == {} == split_from_whole([whole], known, 1.0)
+    # the factor: the median of measured split / (largest part + 5 us); none measured: 1
+    assert split_factor([whole, two], known) == 1.0
+    known[two.key()] = Cost(1.2 * (0.8 + 0.005), 0.01, 50, "measured")
+    known[other.key()] = Cost(0.7, 0.01, 50, "measured")
+    known[other_two.key()] = Cost(1.4 * (0.4 + 0.005), 0.01, 50, "measured")
+    assert split_factor([whole, two, other, other_two], known) == pytest.approx(1.3)
     # one primitive on one thread and split over two are alternatives: "auto" measures them when they are close
     costs = {whole.key(): Cost(1.0, 0.5, 0, "predicted"), two.key(): Cost(0.6, 0.3, 0, "predicted")}
     assert [c.key() for c in choose_measurements([whole, two], costs, AutoPolicy(fraction=1.0))] == \

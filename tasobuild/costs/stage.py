@@ -244,9 +244,9 @@ def _predicted_from(model: CostModel | None, calls: Sequence[KernelCall], known:
         return {}
     assert model is not None
     samples = _samples(calls, known)
-    overhead = split_overhead_ms(calls, known)
-    guesses = predict(model.fine_tuned(samples) if samples else model, missing, overhead)
-    return {**guesses, **split_from_whole(missing, known, overhead)}
+    factor = split_factor(calls, known)
+    guesses = predict(model.fine_tuned(samples) if samples else model, missing, factor)
+    return {**guesses, **split_from_whole(missing, known, factor)}
 
 
 def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, Cost],
@@ -257,10 +257,10 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
     def predicted_now() -> dict[str, Cost]:
         samples = _samples(calls, known)
         tuned = model.fine_tuned(samples) if samples else model  # a target's own model keeps its calibration
-        overhead = split_overhead_ms(calls, known)
+        factor = split_factor(calls, known)
         todo = [c for c in calls if c.key() not in known]
-        guesses = layer_corrected(tuned, calls, known, predict(tuned, todo, overhead))
-        return {**guesses, **split_from_whole(todo, known, overhead)}
+        guesses = layer_corrected(tuned, calls, known, predict(tuned, todo, factor))
+        return {**guesses, **split_from_whole(todo, known, factor)}
 
     budget = math.floor(policy.fraction * len(calls))
     measured = 0
@@ -329,44 +329,50 @@ def _samples(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> list[Sam
             if c.parts == 1 and c.key() in known and known[c.key()].median_ms > 0]
 
 
-# What one parallel step costs beyond its largest part (waking the workers, waiting for the last), until calls split
-# over threads have been measured on this machine: then split_overhead_ms measures it.
+# What one parallel step costs beyond its largest part on idle cores (waking the workers, waiting for the last).
 SPLIT_OVERHEAD_MS = 0.005
 
 
-def split_overhead_ms(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> float:
-    """The median, over the split calls whose cost and whole call's cost are both known (measured or imported), of
-    what the split call takes beyond its largest part; SPLIT_OVERHEAD_MS when there are none."""
-    gaps = sorted(known[c.key()].median_ms - largest_share(c) * known[whole_call(c).key()].median_ms
-                  for c in calls if c.parts > 1 and c.key() in known and whole_call(c).key() in known)
-    return max(0.0, float(np.median(gaps))) if gaps else SPLIT_OVERHEAD_MS
+def split_ideal_ms(call: KernelCall, whole_ms: float) -> float:
+    """A split call's time on idle cores, from its whole call's: its largest part plus the step's overhead."""
+    return whole_ms * largest_share(call) + SPLIT_OVERHEAD_MS
 
 
-def split_from_whole(calls: Sequence[KernelCall], known: Mapping[str, Cost], split_overhead: float
-                     ) -> dict[str, Cost]:
+def split_factor(calls: Sequence[KernelCall], known: Mapping[str, Cost]) -> float:
+    """How much slower than `split_ideal_ms` the split calls run here: the median ratio over the split calls whose
+    cost and whole call's cost are both known (measured or imported); 1.0 when there are none. A ratio, not a
+    constant added: a large layer's split loses time in proportion (shared caches and memory bandwidth), a small
+    one's in the step's fixed overhead, and a machine whose other cores are busy slows both by the same factor."""
+    ratios = sorted(known[c.key()].median_ms / split_ideal_ms(c, known[whole_call(c).key()].median_ms)
+                    for c in calls if c.parts > 1 and c.key() in known and whole_call(c).key() in known)
+    return float(np.median(ratios)) if ratios else 1.0
+
+
+def split_from_whole(calls: Sequence[KernelCall], known: Mapping[str, Cost], factor: float) -> dict[str, Cost]:
     """The split calls among `calls` whose whole call's cost is known, predicted from it as `predict` does from the
-    model's: the largest part's share of the whole call's time plus `split_overhead` ms. A measured whole call is a
-    better base than the model's guess shrunk toward it by `layer_corrected`."""
+    model's: `factor` times `split_ideal_ms`. A measured whole call is a better base than the model's guess shrunk
+    toward it by `layer_corrected`."""
     out = {}
     for call in calls:
         whole = known.get(whole_call(call).key()) if call.parts > 1 else None
         if whole is not None and whole.median_ms > 0:
             share = largest_share(call)
-            out[call.key()] = Cost(whole.median_ms * share + split_overhead, whole.spread_ms * share, 0, "predicted")
+            out[call.key()] = Cost(factor * split_ideal_ms(call, whole.median_ms), factor * whole.spread_ms * share,
+                                   0, "predicted")
     return out
 
 
-def predict(model: CostModel, calls: Sequence[KernelCall], split_overhead: float = SPLIT_OVERHEAD_MS
-            ) -> dict[str, Cost]:
+def predict(model: CostModel, calls: Sequence[KernelCall], split_factor: float = 1.0) -> dict[str, Cost]:
     """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error. A call
-    split over threads is predicted as its largest part plus `split_overhead` ms: the whole call's prediction times
-    that part's share of the output rows, the parts running at once."""
+    split over threads is predicted from the model's prediction of its whole call: `split_factor` times its largest
+    part plus the step's overhead (`split_ideal_ms`), the parts running at once."""
     if not calls:
         return {}
     log2_ms, sigma = model.predict_log2([whole_call(c) for c in calls])
     out = {}
     for call, mu, s in zip(calls, log2_ms, sigma):
-        median = float(2.0 ** mu) * largest_share(call) + (split_overhead if call.parts > 1 else 0.0)
+        whole = float(2.0 ** mu)
+        median = split_factor * split_ideal_ms(call, whole) if call.parts > 1 else whole
         spread = median * (2.0 ** (_IQR_Z * s) - 2.0 ** (-_IQR_Z * s))
         out[call.key()] = Cost(median, float(spread), 0, "predicted")
     return out
