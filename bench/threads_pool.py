@@ -1,14 +1,14 @@
 """The thread pool's cost per parallel step: this tree's tb_threads.c against a baseline revision's (issue 19).
 
-    python bench/threads_pool.py [--baseline bba8fe3] [--threads 2] [--rounds 5] [--steps 2000]
+    python bench/threads_pool.py [--baseline bba8fe3] [--threads 2] [--rounds 5] [--steps 2000] [--pin auto]
 
 bench/pool_step.c is compiled against each pool. A run is `steps` parallel steps; each splits a fixed amount of
 compute (`work`, one-thread microseconds) into equal parts, one per thread, and between two steps the calling thread
 alone computes `gap` microseconds (a network's one-thread layers, when the workers wait). Thread k is pinned to CPU k
-when this process may use that many. Per configuration, the median over alternated rounds of: the wall time per
-step on one thread and on N with each pool, the N-thread step's overhead over 1/N of the one-thread step, the
-speed-ups, and CPU time / wall time of the whole loop (what
-the waiting costs in CPU). The baseline's pool (bba8fe3: condition variables only) is the one issue 19 started from.
+when this process may use that many and the machine is idle (--pin). Per configuration, the median over alternated
+rounds of: the wall time per step on one thread and on N with each pool, the N-thread step's overhead over 1/N of
+the one-thread step, the speed-ups, and CPU time / wall time of the whole loop (what the waiting costs in CPU). The
+baseline's pool (bba8fe3: condition variables only) is the one issue 19 started from.
 """
 
 from __future__ import annotations
@@ -51,9 +51,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--pin", choices=("auto", "yes", "no"), default="auto",
+                        help="pin thread k to CPU k (auto: when this process may use N CPUs and the load average "
+                             "is below 1, i.e. the CPUs are free)")
     args = parser.parse_args()
     n = args.threads
-    pin = int(len(os.sched_getaffinity(0)) >= n)
+    can_pin = len(os.sched_getaffinity(0)) >= n
+    pin = int(can_pin and (args.pin == "yes" or (args.pin == "auto" and os.getloadavg()[0] < 1.0)))
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         pools = {"baseline": compile_pool(Path(tmp), pool_sources(args.baseline), "baseline"),
@@ -84,12 +88,13 @@ def main() -> None:
                   f"speed-up 1t/{n}t this", "CPU/wall baseline", "CPU/wall this"], rows)
     command = "python bench/threads_pool.py" + (f" --baseline {args.baseline}" if args.baseline != "bba8fe3" else "") \
         + (f" --threads {n}" if n != 2 else "") + (f" --rounds {args.rounds}" if args.rounds != 5 else "") \
-        + (f" --steps {args.steps}" if args.steps != 2000 else "")
+        + (f" --steps {args.steps}" if args.steps != 2000 else "") \
+        + (f" --pin {args.pin}" if args.pin != "auto" else "")
     record("threads_pool", f"The thread pool's cost per parallel step ({n} threads)", command,
            f"bench/pool_step.c against this tree's pool and {args.baseline}'s (condition variables only): {args.steps} "
            f"steps of `work` one-thread µs of fixed compute split in {n} equal parts, the caller alone computing "
            f"`gap` µs between steps; medians of {args.rounds} alternated rounds. Threads "
-           f"{'pinned to CPUs 0..' + str(n - 1) if pin else 'not pinned (fewer CPUs allowed)'}. `step µs 1t`: the "
+           f"{'pinned to CPUs 0..' + str(n - 1) if pin else 'not pinned'}. `step µs 1t`: the "
            f"same step on one thread (no pool); `overhead`: the {n}-thread step's wall time minus 1/{n} of it. "
            f"`CPU/wall`: process CPU time over wall time of the loop (at most {n}). Load average (1 min) during "
            f"the run: {min(loads):.1f} to {max(loads):.1f} on "
