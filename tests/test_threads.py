@@ -232,6 +232,48 @@ def test_element_wise_and_fully_connected_calls_split_into_slices_bit_for_bit() 
         assert seconds.shape == (3,) and (seconds > 0).all(), name
 
 
+def pool_call(function: str, k: int, stride: int, pads: tuple[int, int], include_pad: int) -> KernelCall:
+    """A pooling call on 24 channels of 15x13 pixels, `pads` (top and left, bottom and right) around them."""
+    c, in_h, in_w = 24, 15, 13
+    out_h, out_w = (in_h + sum(pads) - k) // stride + 1, (in_w + sum(pads) - k) // stride + 1
+    params = (("c", c), ("in_h", in_h), ("in_w", in_w), ("out_h", out_h), ("out_w", out_w), ("k_h", k), ("k_w", k),
+              ("stride_h", stride), ("stride_w", stride), ("pad_top", pads[0]), ("pad_left", pads[0]),
+              ("pad_bottom", pads[1]), ("pad_right", pads[1]), ("count_include_pad", include_pad))
+    return KernelCall(function, "tb_pool", params, ("in0", "out"),
+                      (("in0", 4 * c * in_h * in_w), ("out", 4 * c * out_h * out_w)))
+
+
+def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
+    from tasobuild import native
+    from tasobuild.costs.profile import make_buffers
+
+    # 3x3, stride 2, pad 1 (and 2 below: a ceil-mode window clipped there), 15 rows -> 8 output rows: part 1 starts
+    # at output row 4, whose window starts at input row 4*2 - 1 = 7: 8 input rows, no top padding
+    maxpool = pool_call("tb_maxpool_hwc", 3, 2, (1, 2), 0)
+    two = parallel_call(maxpool, 2)
+    assert two is not None and row_bounds(two) == (0, 4, 8)
+    assert [(dict(part_call(two, k).params)["in_h"], dict(part_call(two, k).params)["out_h"],
+             dict(part_call(two, k).params)["pad_top"]) for k in range(2)] == [(15, 4, 1), (8, 4, 0)]
+    assert part_offsets(two, 1) == (7 * 13 * 24, 4 * 7 * 24) and part_offsets(two, 0) == (0, 0)
+    # pad 2 with stride 1: part 1's first window (row 1 of 15 here) would start in the padding: one thread
+    assert parallel_call(pool_call("tb_maxpool_hwc", 5, 1, (2, 2), 0), 15) is None
+    assert parallel_call(pool_call("tb_maxpool_chw", 3, 2, (1, 1), 0), 2) is None  # CHW rows are not contiguous
+    kernels = native.load()
+    calls = [pool_call(f"tb_{kind}_{layout}", k, stride, pads, include)
+             for kind in ("maxpool", "avgpool") for layout in ("hwc", "hcw")
+             for k, stride, pads, include in ((3, 2, (1, 2), 1), (3, 1, (1, 1), 0), (2, 2, (0, 0), 0))]
+    for call in calls:
+        for threads in (2, 3, 5):
+            split = parallel_call(call, threads)
+            assert split is not None, call.function
+            whole, parts = make_buffers(call, seed=2), make_buffers(split, seed=2)
+            kernels.run(call, whole)
+            kernels.run(split, parts)
+            assert whole["out"].tobytes() == parts["out"].tobytes(), (call.function, call.params, threads)
+    seconds = kernels.bench(two, make_buffers(two), 1, 3)
+    assert seconds.shape == (3,) and (seconds > 0).all()
+
+
 POOL_STRESS = r"""
 #include <stdio.h>
 #include "tb_threads.h"

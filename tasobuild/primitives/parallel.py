@@ -9,6 +9,11 @@ one-thread call bit for bit:
   each part at once: the call's `ws` role keeps the whole call's size (one part's), and the parts use N slices of
   it, each starting ARENA_ALIGN-aligned as the arena's buffers do (`workspace_bytes`: exact, and what the arena
   plans and places).
+* Pooling rows (`POOL_ROWS`, the HWC and HCW pooling kernels, whose rows are contiguous): part k's output rows
+  [r0, r1) read input rows from d = r0*stride_h - pad_top on (the first part: from row 0, padded as the whole call
+  is); the part is a whole pooling call on in_h - d input rows and r1 - r0 output rows, its buffers starting d
+  input rows and r0 output rows further, no top padding but the first part's. Each window then covers the same
+  input rows and is clipped (and, with count_include_pad, divided) as in the whole call.
 * Slices (`SLICED`): an element-wise kernel over a flat vector (add, activation, in place or not) or the fully
   connected layer (its outputs) computes any contiguous range of items when its count parameter says how many and
   each buffer starts that many items further (`Sliced.strides`: floats per item of each role; the fully connected
@@ -18,8 +23,8 @@ one-thread call bit for bit:
 
 A call on N threads (`KernelCall.parts` = N) is the whole call's parameters plus the part count: part k covers
 items (rows or slice items) [bounds[k], bounds[k+1]) (as even as the quantum allows; the caller's thread runs part
-0, the smaller one when they differ). Other kernels (pooling, softmax, concat copies, layout transforms) and fused
-tiling's band calls stay on one thread.
+0, the smaller one when they differ). Other kernels (CHW pooling, global average pooling, softmax, concat copies,
+layout transforms) and fused tiling's band calls stay on one thread.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ SLICED: Mapping[str, Sliced] = {
 }
 
 
+POOL_ROWS = frozenset(f"tb_{kind}_{layout}" for kind in ("maxpool", "avgpool") for layout in ("hwc", "hcw"))
+
+
 def sliced(call: KernelCall) -> Sliced | None:
     """How `call` splits into slices (None: by rows, or not at all)."""
     return SLICED.get(call.function)
@@ -80,16 +88,21 @@ def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
     kernel's, or would run on one thread anyway."""
     if call.parts != 1 or threads < 2:
         return None
-    if sliced(call) is None:
+    p = dict(call.params)
+    if call.function in POOL_ROWS:
+        pass
+    elif sliced(call) is None:
         if call.struct != SPLIT_STRUCT:
             return None
-        p = dict(call.params)
         if (p["oh_begin"], p["oh_end"], p["accumulate"]) != (0, p["out_h"], 0):
             return None  # already a view (fused tiling): its group decides how it runs
     parts = min(threads, -(-_count(call) // row_quantum(call)))
     if parts < 2:
         return None
-    return replace(call, parts=parts)
+    split = replace(call, parts=parts)
+    if call.function in POOL_ROWS and min(row_bounds(split)[1:-1]) * p["stride_h"] < p["pad_top"]:
+        return None  # a later part's first window would start in the top padding: one thread
+    return split
 
 
 def row_bounds(call: KernelCall) -> tuple[int, ...]:
@@ -125,6 +138,10 @@ def part_call(call: KernelCall, part: int) -> KernelCall:
     bounds, how = row_bounds(call), sliced(call)
     if how is not None:
         views = {how.count: bounds[part + 1] - bounds[part]}
+    elif call.function in POOL_ROWS:
+        p, skip = dict(call.params), _pool_skip(call, part)
+        views = {"in_h": int(p["in_h"]) - skip, "out_h": bounds[part + 1] - bounds[part],
+                 "pad_top": int(p["pad_top"]) if part == 0 else 0}
     else:
         views = {"oh_begin": bounds[part], "oh_end": bounds[part + 1]}
     return replace(call, params=tuple((k, views.get(k, v)) for k, v in call.params), parts=1)
@@ -140,9 +157,20 @@ def role_strides(call: KernelCall) -> dict[str, int]:
             if role in call.args}
 
 
+def _pool_skip(call: KernelCall, part: int) -> int:
+    """The input rows before part `part`'s first window (0 for the first part: it keeps the top padding)."""
+    p = dict(call.params)
+    return 0 if part == 0 else row_bounds(call)[part] * int(p["stride_h"]) - int(p["pad_top"])
+
+
 def part_offsets(call: KernelCall, part: int) -> tuple[int, ...]:
     """How many floats further than the whole call's each of part `part`'s buffers starts, in `call.args` order:
-    its workspace slice (rows), or its first item (slices)."""
+    its workspace slice (conv rows), its first item (slices), its first input and output rows (pooling rows)."""
+    if call.function in POOL_ROWS:
+        p = dict(call.params)
+        first = {"in0": _pool_skip(call, part) * int(p["in_w"]) * int(p["c"]),
+                 "out": row_bounds(call)[part] * int(p["out_w"]) * int(p["c"])}
+        return tuple(first[role] for role in call.args)
     strides = role_strides(call)
     if strides:
         first = row_bounds(call)[part]
