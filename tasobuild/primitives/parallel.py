@@ -168,9 +168,9 @@ def part_offsets(call: KernelCall, part: int) -> tuple[int, ...]:
     its workspace slice (conv rows), its first item (slices), its first input and output rows (pooling rows)."""
     if call.function in POOL_ROWS:
         p = dict(call.params)
-        first = {"in0": _pool_skip(call, part) * int(p["in_w"]) * int(p["c"]),
-                 "out": row_bounds(call)[part] * int(p["out_w"]) * int(p["c"])}
-        return tuple(first[role] for role in call.args)
+        rows = {"in0": _pool_skip(call, part) * int(p["in_w"]) * int(p["c"]),
+                "out": row_bounds(call)[part] * int(p["out_w"]) * int(p["c"])}
+        return tuple(rows[role] for role in call.args)
     strides = role_strides(call)
     if strides:
         first = row_bounds(call)[part]
