@@ -1,8 +1,11 @@
-"""Multi-threaded plans (issue 19): conv calls split by output rows over the emitted thread pool.
+"""Multi-threaded plans (issue 19): calls split over the emitted thread pool, convs and HWC/HCW pooling by output
+rows, element-wise and fully connected calls into slices.
 
-* The split of a call, exactly: rows per part, workspace slices and the arena, on a hand-checked case.
+* The split of a call, exactly: rows or items per part, workspace slices, buffer offsets and the arena, on
+  hand-checked cases; a split call's predicted cost from its whole call's.
 * The kernels through the bindings: every conv primitive's split call, its parts run on their workspace slices,
-  equals the one-thread call bit for bit; the parallel bench entry times it on the real thread pool.
+  and every sliced and pooling kernel's, equal the one-thread call bit for bit; the parallel bench entry times
+  them on the real thread pool.
 * The thread pool itself (tb_threads.c) under a stress run: many steps, start/stop cycles, two runs at once.
 * DS-CNN and ResNet-8 with threads=2, compiled, run, matched with ONNX Runtime and bit-identical to the one-thread
   plan's output; DS-CNN for the Cortex-A53 with 4 threads under qemu-aarch64 likewise.
