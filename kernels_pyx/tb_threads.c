@@ -12,6 +12,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #endif
+#include <sched.h>
 #include <time.h>
 #include "tb_threads.h"
 
@@ -45,10 +46,11 @@ static int tb_spin_until_changed(const unsigned long *counter, unsigned long see
     int polls;
     for (polls = 0;; ++polls) {
         if (TB_LOAD(counter) != seen || TB_LOAD(stop)) return 1;
-        if ((polls & 63) == 63) {  /* the clock every 64 polls: a poll is a few ns, a clock read some tens */
+        if ((polls & 63) == 63) {  /* every 64 polls (a poll is a few ns, these some hundreds): */
             long t = tb_micros();
             if (start < 0) start = t;
             else if (t - start >= TB_SPIN_US) return 0;
+            sched_yield();  /* a thread we wait for may be waiting for this CPU: on an idle one this returns at once */
         }
         tb_relax();
     }
@@ -65,6 +67,7 @@ static int tb_spin_until_zero(const int *count)
             long t = tb_micros();
             if (start < 0) start = t;
             else if (t - start >= TB_SPIN_US) return 0;
+            sched_yield();
         }
         tb_relax();
     }
