@@ -3,7 +3,8 @@
  * Hand-offs spin briefly, then sleep. A parallel step of a small network takes tens of microseconds and waking a
  * thread asleep on a condition variable costs several (a futex wake, the scheduler): a worker that polls the step
  * counter for TB_SPIN_US after its part starts the next step within a poll, and the caller that polls the count of
- * running workers returns as soon as the last one is done. Past TB_SPIN_US either side sleeps on its condition
+ * running workers returns as soon as the last one is done; every 64 polls a poller yields its CPU (a thread it waits
+ * for may need it when the machine is oversubscribed). Past TB_SPIN_US either side sleeps on its condition
  * variable as before, so an idle pool costs no CPU. The sleeping side announces itself (sleepers, waiting) before it
  * checks the shared counter for the last time, and the other side reads the announcement after it changed the
  * counter; both are sequentially consistent atomics, so at least one of them sees the other's write and no wake-up
