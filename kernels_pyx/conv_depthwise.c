@@ -177,7 +177,7 @@ typedef int tb_vi16 __attribute__((vector_size(4 * DW_CB)));
 #define V16_SELECT(keep, a, b) ((tb_v16)(((tb_vi16)(a) & (keep)) | ((tb_vi16)(b) & ~(keep))))
 
 /* *v = act(*v), in place. */
-static inline void v16_act(tb_v16 *v, int act, float a, float b)
+static inline __attribute__((always_inline)) void v16_act(tb_v16 *v, int act, float a, float b)
 {
     const tb_v16 zero = {0};
     switch (act) {
@@ -260,7 +260,7 @@ static inline __attribute__((always_inline)) void dw_hwc_px(const tb_conv *p, co
         if (p->accumulate) {                                                                                  \
             V16_LOAD(a0, o); V16_LOAD(a1, (o) + M); V16_LOAD(a2, (o) + 2 * M); V16_LOAD(a3, (o) + 3 * M);     \
         } else {                                                                                              \
-            a0 = a1 = a2 = a3 = *init;                                                                        \
+            V16_LOAD(a0, bias_c); a1 = a2 = a3 = a0;                                                          \
         }                                                                                                     \
         DW_ROW(x, w0, w1, w2, a0, a1, a2, a3);                                                                \
         DW_ROW(y, w3, w4, w5, a0, a1, a2, a3);                                                                \
@@ -272,7 +272,7 @@ static inline __attribute__((always_inline)) void dw_hwc_px(const tb_conv *p, co
         V16_STORE(o, a0); V16_STORE((o) + M, a1); V16_STORE((o) + 2 * M, a2); V16_STORE((o) + 3 * M, a3);     \
     } while (0)
 static inline __attribute__((always_inline)) void dw_hwc_inner4(const tb_conv *p, const float *restrict in,
-                                                                const float *restrict w, const tb_v16 *init, int oh,
+                                                                const float *restrict w, const float *bias_c, int oh,
                                                                 int ow, int c, int S, int R, float *restrict out)
 {
     const long C = p->in_c, M = p->out_c, rs = (long)p->in_w * C;
@@ -307,6 +307,9 @@ static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, c
 {
     const int M = p->out_c;
     int col_lo, col_hi, row_lo, row_hi, t, oh, c, rows = 1;
+#define DW_INNER(R) /* the interior pixels of R rows */                                                    \
+    for (ow = col_lo; ow < inner_end; ow += DW_PX)                                                            \
+        for (c = p->oc_begin; c < c_end; c += DW_CB) dw_hwc_inner4(p, in, w, bias + c, oh, ow, c, S, R, out)
     tb_valid_range(p->out_h, S, -p->pad_top, p->in_h, &row_lo, &row_hi);
     tb_valid_range(p->out_h, S, 2 - p->pad_top, p->in_h, &t, &row_hi);
     row_lo = tb_max(row_lo, t);
@@ -319,18 +322,21 @@ static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, c
         /* rows whose three input rows are all inside: [row_lo, row_hi); pairs of them (both in the view) go
          * through together */
         const int inner = oh >= row_lo && oh < row_hi, inner_end = col_lo + (col_hi - col_lo) / DW_PX * DW_PX;
+        int ow;
         rows = inner && oh + 1 < row_hi && oh + 1 < p->oh_end ? 2 : 1;
+        /* The hot loop, written out so everything stays in registers: four pixels at a time, all their channel
+         * vectors before the next four, so the input is read as it lies in memory (pixel after pixel, every cache
+         * line whole) and not once per channel vector, a line out of every C / 16, which the prefetchers follow
+         * less well once the rows come from L3 (MobileNetV2's 112x112 and 56x56 layers). */
+        if (inner && rows == 2) DW_INNER(2);
+        else if (inner) DW_INNER(1);
         for (c = p->oc_begin; c < c_end; c += DW_CB) {
             tb_v16 wv[9], init = {0};
-            int i, r, ow;
+            int i, r;
             for (i = 0; i < 9; ++i) V16_LOAD(wv[i], w + (long)i * M + c);
             if (!p->accumulate) V16_LOAD(init, bias + c);
             for (r = 0; inner && r < rows; ++r) /* left border pixels of interior rows */
                 for (ow = 0; ow < col_lo; ++ow) dw_hwc_px(p, in, wv, &init, oh + r, ow, 1, c, 0, 3, 1, S, out);
-            if (rows == 2) /* the hot loop, written out so everything stays in registers */
-                for (ow = col_lo; ow < inner_end; ow += DW_PX) dw_hwc_inner4(p, in, w, &init, oh, ow, c, S, 2, out);
-            else if (inner)
-                for (ow = col_lo; ow < inner_end; ow += DW_PX) dw_hwc_inner4(p, in, w, &init, oh, ow, c, S, 1, out);
             for (r = 0; r < rows; ++r) {
                 const int top = (oh + r) * S - p->pad_top;
                 const int k0 = tb_max(0, -top), k1 = tb_min(3, p->in_h - top);
@@ -346,6 +352,7 @@ static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, c
         }
     }
 }
+#undef DW_INNER
 #endif
 
 void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,

@@ -90,6 +90,8 @@ typedef int vmask;  /* no masked loads: a channel tail narrower than a vector ta
 /* PX1, PX2: pixels per block with 1 or 2 vectors of channels; 2 x 12 accumulators where there are 32 registers. */
 enum { PXMAX = PX1 > PX2 ? PX1 : PX2 };
 
+/* Weights (floats) above which a block prefetches the next panel: 64 KiB, more than L1 holds. */
+enum { PREFETCH_WEIGHTS = 16384 };
 /* Whether act(acc) is done in registers (a max/min: relu, clip); the others are applied after the store. */
 static inline int in_registers(int act) { return act == TB_ACT_NONE || act == TB_ACT_RELU || act == TB_ACT_CLIP; }
 
@@ -121,6 +123,12 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
 {
     const int M = p->out_c, C = p->in_c, wp = panel_width(M, m0);
     const long step = (long)p->stride_w * s.w;  /* input distance between neighbouring output pixels */
+    /* Weights past L2 (in a network they come from L3 or memory, read once per panel by the first block and then
+     * from L2) are fetched a panel ahead: every block of a panel asks for the next panel's lines at its own
+     * position, so they are in L2 when its blocks start, however few there are. */
+    const long ahead = m0 / TB_BLOCKED_PANEL * TB_BLOCKED_PANEL + TB_BLOCKED_PANEL < M &&
+                       (long)M * C * p->k_h * p->k_w > PREFETCH_WEIGHTS
+                           ? (long)TB_BLOCKED_PANEL * C * p->k_h * p->k_w : 0;
     float *restrict o = out + ((long)oh * p->out_w + ow) * M + m0;
     vec acc[PXMAX][2], start[2];
     int px, v, ki, kj, c;
@@ -144,6 +152,10 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
                 quad[px / 4] = in + at(s, 0, ih, (ow + px) * p->stride_w + kj * p->dil_w - p->pad_left);
             for (c = 0; c < C; ++c, wr += wp) {
                 vec wv[2];
+                if (ahead) { /* the next panel's two cache lines at this (tap, channel) */
+                    __builtin_prefetch(wr + ahead, 0, 2);
+                    __builtin_prefetch(wr + ahead + 16, 0, 2);
+                }
                 for (v = 0; v < NV; ++v) wv[v] = TB_LAST_MASKED(v) ? VLOADM(wr + v * VW, mask) : VLOAD(wr + v * VW);
                 for (px = 0; px < NP; ++px)
                     for (v = 0; v < NV; ++v) acc[px][v] = VFMA(acc[px][v], quad[px / 4][(px % 4) * step], wv[v]);

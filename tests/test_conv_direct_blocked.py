@@ -34,7 +34,7 @@ from tests.test_gemm import VARIANTS
 # dilation, the first layers of MobileNetV2 (3 -> 32, 3x3 s2) and ResNet-18 (3 -> 64, 7x7 s2) at reduced size, a
 # channel count below one vector, and 1x1 convolutions: run as one long row of pixels across row ends (7x9 and 5x5
 # maps, so blocks straddle rows), and padded or strided ones, which are not; a 1x1 with small weights runs in chunks
-# of pixels that do not stop at row ends either.
+# of pixels that do not stop at row ends either; weights large enough to be prefetched a panel ahead.
 BLOCKED_CASES = (
     ("first_layer_3x3_s2", Case(3, 23, 21, 32, (3, 3), (2, 2), (1, 1, 1, 1), act=CLIP6)),
     ("first_layer_7x7_s2", Case(3, 30, 29, 64, (7, 7), (2, 2), (3, 3, 3, 3), act=RELU)),
@@ -46,6 +46,8 @@ BLOCKED_CASES = (
     ("pointwise_chunked", Case(64, 23, 21, 40, (1, 1), act=CLIP6)),  # chunks of 60 pixels (16 KiB of input)
     ("pointwise_padded", Case(8, 6, 7, 20, (1, 1), pads=(1, 0, 0, 1))),
     ("pointwise_stride_2", Case(8, 9, 11, 17, (1, 1), (2, 2))),
+    # weights past 64 KiB (160 x 120 floats): every block prefetches the next panel's lines, the last panel none
+    ("pointwise_prefetched_panels", Case(160, 7, 7, 120, (1, 1), act=CLIP6)),
 )
 UNGROUPED = tuple((label, case) for label, case, _ in CASES if case.groups == 1) + BLOCKED_CASES
 
