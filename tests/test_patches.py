@@ -1,0 +1,93 @@
+"""Patch-based inference (tasobuild.tiling.patches): the geometry by hand, the recomputation identity on the NumPy
+reference, and a network built with patch groups, compiled, run and matched against ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasobuild.ir import Constant, Graph, Node, Shape, attrs
+from tasobuild.tiling import KINDS
+from tasobuild.tiling.patches import MemberPatch, patch_conv, patch_copy_call, patch_grid, split
+from tasobuild.tiling.rows import RowGeometry
+from tests import ir_interpreter as reference
+
+SAME3 = RowGeometry(k=3, stride=1, pad_top=1, dilation=1, in_h=8, out_h=8)  # 3x3, stride 1, pad 1: 8 -> 8
+DOWN3 = RowGeometry(k=3, stride=2, pad_top=1, dilation=1, in_h=8, out_h=4)  # 3x3, stride 2, pad 1: 8 -> 4
+
+
+def test_patches_are_the_receptive_fields_of_the_last_output_clipped_at_the_borders() -> None:
+    grid = patch_grid([(SAME3, SAME3), (DOWN3, DOWN3)], (2, 2))
+    # the last member's 4x4 output in 2x2 patches; its output rows [0, 2) read rows 0*2-1 .. 1*2-1+2 = -1..3, clipped
+    # to [0, 4); rows [2, 4) read 3..7 = [3, 8); the first member computes those, reading one row more each way
+    assert grid.patches[0] == (MemberPatch((0, 4), (0, 4), (0, 5), (0, 5)), MemberPatch((0, 2), (0, 2), (0, 4), (0, 4)))
+    assert grid.patches[3] == (MemberPatch((3, 8), (3, 8), (2, 8), (2, 8)), MemberPatch((2, 4), (2, 4), (3, 8), (3, 8)))
+    assert [p[1].cols for p in grid.patches] == [(0, 2), (2, 4), (0, 2), (2, 4)]  # row-major over the grid
+    # the halo: the first member computes rows 3 (and columns 3) twice: 4x4 + 4x5 + 5x4 + 5x5 = 81 of 64 pixels
+    assert (grid.computed(0), grid.computed(1)) == (81, 16)
+
+
+def test_a_grid_splits_an_axis_as_evenly_as_it_can() -> None:
+    assert split(7, 3) == ((0, 2), (2, 4), (4, 7))
+    assert split(48, 4) == ((0, 12), (12, 24), (24, 36), (36, 48))
+
+
+def _conv(h: int, w: int, k: int, stride: int, pad: int, c: int = 3, m: int = 4, seed: int = 0
+          ) -> tuple[Node, Graph]:
+    rng = np.random.default_rng(seed)
+    out_h, out_w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    node = Node("c", "conv", ("x",), "y", ("W", "b"),
+                attrs(kernel=(k, k), stride=(stride, stride), pads=(pad, pad, pad, pad), dilation=(1, 1), groups=1))
+    constants = (Constant.of("W", rng.standard_normal((m, c, k, k)).astype(np.float32)),
+                 Constant.of("b", rng.standard_normal(m).astype(np.float32)))
+    return node, Graph((node,), (("x", Shape(c, h, w)), ("y", Shape(m, out_h, out_w))), constants, "x", "y", (), ())
+
+
+@pytest.mark.parametrize("stride, rows, cols, pads, in_shape", [
+    (2, (0, 2), (0, 3), (1, 1, 0, 0), (3, 4, 6)),  # the top-left corner keeps the top and left padding only
+    (2, (2, 4), (3, 5), (0, 0, 0, 0), (3, 5, 5)),  # stride 2 reads rows 3-7, columns 5-9: the bottom pad never
+    (1, (6, 8), (0, 4), (0, 1, 1, 0), (3, 3, 5)),  # bottom-left: the bottom padding as its size implies, the left
+    (1, (2, 4), (3, 6), (0, 0, 0, 0), (3, 4, 5)),  # inside the image: no padding, the whole receptive field
+])
+def test_a_patch_is_a_convolution_of_its_own(stride: int, rows: tuple[int, int], cols: tuple[int, int],
+                                             pads: tuple[int, int, int, int], in_shape: tuple[int, int, int]) -> None:
+    node, graph = _conv(8, 10, 3, stride, 1)  # 3x3, pad 1: 8x10 -> 4x5 (stride 2) or 8x10
+    patch, sub = patch_conv(node, graph, rows, cols)
+    assert patch.attr("pads") == pads and sub.shape("x") == Shape(*in_shape)
+    assert sub.shape("y") == Shape(4, rows[1] - rows[0], cols[1] - cols[0])
+
+
+def test_patches_through_a_chain_recompute_the_whole_output() -> None:
+    """On the NumPy reference: every patch computed from its own input region through both convolutions, each a
+    convolution of its own (patch_conv), puts together the chain's whole output."""
+    first, g1 = _conv(11, 9, 3, 1, 1, c=3, m=5, seed=1)
+    second, g2 = _conv(11, 9, 3, 2, 1, c=5, m=4, seed=2)
+    x = np.random.default_rng(3).standard_normal((3, 11, 9)).astype(np.float32)
+
+    def run(node: Node, graph: Graph, data: np.ndarray) -> np.ndarray:
+        return reference.conv(node, [data], [graph.const("W"), graph.const("b")])
+
+    whole = run(second, g2, run(first, g1, x))
+    geos = [(RowGeometry(3, 1, 1, 1, 11, 11), RowGeometry(3, 1, 1, 1, 9, 9)),
+            (RowGeometry(3, 2, 1, 1, 11, 6), RowGeometry(3, 2, 1, 1, 9, 5))]
+    out = np.full_like(whole, np.nan)
+    for p in patch_grid(geos, (3, 2)).patches:
+        (r0, r1), (c0, c1) = p[0].in_rows, p[0].in_cols
+        mid = run(*patch_conv(first, g1, p[0].rows, p[0].cols), x[:, r0:r1, c0:c1])
+        assert (p[1].in_rows, p[1].in_cols) == (p[0].rows, p[0].cols)  # the second reads what the first computed
+        part = run(*patch_conv(second, g2, p[1].rows, p[1].cols), mid)
+        out[:, p[1].rows[0]:p[1].rows[1], p[1].cols[0]:p[1].cols[1]] = part
+    np.testing.assert_allclose(out, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_a_patch_copy_names_the_bytes_it_touches() -> None:
+    # 3 rows of 2 pixels x 4 channels out of a 6-pixel-wide tensor: rows 24 floats apart, 8 floats each
+    call = patch_copy_call(3, 8, 24, 8)
+    assert dict(call.params) == {"rows": 3, "row_floats": 8, "in_stride": 24, "out_stride": 8}
+    assert dict(call.buffer_bytes) == {"in0": (2 * 24 + 8) * 4, "out": 24 * 4}
+
+
+def test_patches_is_a_kind() -> None:
+    assert [k.name for k in KINDS] == ["rows", "channels", "patches"]
