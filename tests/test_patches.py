@@ -11,7 +11,7 @@ import pytest
 
 from tasobuild.ir import Constant, Graph, Node, Shape, attrs
 from tasobuild.tiling import KINDS
-from tasobuild.tiling.patches import MemberPatch, patch_conv, patch_copy_call, patch_grid, split
+from tasobuild.tiling.patches import MemberPatch, output_lead, patch_conv, patch_copy_call, patch_grid, split
 from tasobuild.tiling.rows import RowGeometry
 from tests import ir_interpreter as reference
 from tests.e2e import assert_matches, make_with, run_binary, save_onnx, write_spec
@@ -30,6 +30,16 @@ def test_patches_are_the_receptive_fields_of_the_last_output_clipped_at_the_bord
     assert [p[1].cols for p in grid.patches] == [(0, 2), (2, 4), (0, 2), (2, 4)]  # row-major over the grid
     # the halo: the first member computes rows 3 (and columns 3) twice: 4x4 + 4x5 + 5x4 + 5x5 = 81 of 64 pixels
     assert (grid.computed(0), grid.computed(1)) == (81, 16)
+
+
+def test_a_chains_output_may_start_the_most_a_patch_runs_ahead_of_later_patches_input_below_it() -> None:
+    grid = patch_grid([(SAME3, SAME3), (DOWN3, DOWN3)], (2, 2))
+    # one channel each way, 4 bytes a pixel. Later patches first read input pixels (0, 2), (2, 0), (2, 2): bytes 8,
+    # 64, 72. Patch 0 has written output up to pixel (1, 2): 24 bytes, 16 past byte 8 still to be read; patch 1 up
+    # to (1, 4): 32 < 64; patch 2 to (3, 2): 56 < 72; the last one reads nothing after it
+    assert output_lead(grid, Shape(1, 8, 8), Shape(1, 4, 4)) == 16
+    # eight output channels: patch 0's 6 pixels are 192 bytes, 184 past byte 8; patch 2's 14 pixels 448, 376 past 72
+    assert output_lead(grid, Shape(1, 8, 8), Shape(8, 4, 4)) == 376
 
 
 def test_a_grid_splits_an_axis_as_evenly_as_it_can() -> None:

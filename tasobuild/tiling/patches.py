@@ -19,6 +19,9 @@ the chain's output (`tb_copy_patch`, a strided copy of rows). A patch as wide as
 place (a row offset). Copying is exact (values move unchanged) and keeps the kernels as they are; a column view in
 every kernel family would save the copies but touch them all. The copies' costs are in the members' times.
 
+Patch by patch in row-major order, the chain is done with its input's first rows and columns before it writes its
+output's: the output may overlap the input, starting `output_lead` bytes below it, as a row chain's does.
+
 The workspace (at the start of the last member's, as for every group) holds the input patch buffer, a buffer per
 intermediate tensor (the largest patch of it), the output patch buffer, then the largest scratch a call needs. Float
 chains only: the patch copy moves floats.
@@ -125,6 +128,21 @@ def patch_grid(members: Sequence[tuple[RowGeometry, RowGeometry]], grid: tuple[i
     return PatchGrid(grid, tuple(patches))
 
 
+def output_lead(grid: PatchGrid, in_shape: Shape, out_shape: Shape) -> int:
+    """How far below the chain's input its output must start so that no patch writes over input a later patch
+    reads (memory.Overlap): the most, over patches in order, of the output bytes written by its end less the first
+    input byte a later patch reads. A patch's own input is read by its first member (or copied) before its last
+    member writes, so only later patches count."""
+    in_pixel, out_pixel = in_shape.c * FLOAT_BYTES, out_shape.c * FLOAT_BYTES
+    starts = [(p[0].in_rows[0] * in_shape.w + p[0].in_cols[0]) * in_pixel for p in grid.patches]
+    lead = written = 0
+    for k, patch in enumerate(grid.patches):
+        (_, r1), (_, c1) = patch[-1].rows, patch[-1].cols
+        written = max(written, ((r1 - 1) * out_shape.w + c1) * out_pixel)
+        lead = max(lead, written - min(starts[k + 1:], default=in_shape.h * in_shape.w * in_pixel))
+    return lead
+
+
 def _axis_pads(geo: RowGeometry, span: Span) -> tuple[int, int, int, int]:
     """Output [a, b) along an axis as a convolution of its own: (pad before, pad after, first, last input index)."""
     a, b = span
@@ -212,8 +230,9 @@ class PatchOption:
         output_patch = max((p[-1].pixels * graph.shape(nodes[-1].output).c * FLOAT_BYTES
                             for p, c in zip(self.grid.patches, self.copies_out) if c is not None), default=0)
         workspace = Workspace.of((input_patch, *between, output_patch), chosen)
+        lead = output_lead(self.grid, first_in, graph.shape(nodes[-1].output))
         return PatchGroup(self.name, self.members, self.grid, chosen, self.copies_in, self.copies_out,
-                          tuple(member_ms), workspace)
+                          tuple(member_ms), workspace, lead)
 
 
 @dataclass(frozen=True)
@@ -229,10 +248,15 @@ class PatchGroup(GroupBase):
     copies_out: tuple[KernelCall | None, ...]
     member_ms: tuple[float, ...]
     workspace: Workspace
+    lead_bytes: int  # output_lead: how far below the input the output may start
 
     @property
     def layout(self) -> Layout:
         return LAYOUT
+
+    @property
+    def output_lead(self) -> int:
+        return self.lead_bytes
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
