@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -38,6 +39,9 @@ from peers import median_ms, ort_peer
 
 from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
+
+if TYPE_CHECKING:
+    from tasobuild.pipeline import Planned
 
 NETWORKS = ["mobilenet_v1_vww_tf", "mobilenet_v2_035_float", "ds_cnn_tf", "resnet8_tf"]
 TILED = "tiling = true\n"
@@ -59,11 +63,24 @@ def build(name: str, workdir: Path, memory: str, extra: str) -> dict:
     return json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
 
 
+def rendered(planned: Planned, workdir: Path) -> dict:
+    """A plan made in process, rendered into workdir/out; its report's keys this script reads."""
+    from tasobuild.pipeline import program_of, render
+
+    decision = planned.decision
+    for path, data in render(program_of(planned)).items():
+        (workdir / "out" / path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / "out" / path).write_bytes(data)
+    return {"arena_bytes": decision.arena.arena_bytes, "predicted_ms": decision.plan.predicted_ms,
+            "nodes": [{"tiling": c.group} for _, c in decision.plan.choices],
+            "solver": {"seconds": decision.plan.solver_seconds}}
+
+
 def build_fdt_only(name: str, workdir: Path) -> dict:
     """The smallest plan with channel groups only (no row groups) whose predicted time is within FDT_OVERHEAD of
     the fastest untiled plan's, rendered into workdir/out; its report's keys this script reads."""
     from tasobuild.decide import decide, to_problem
-    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+    from tasobuild.pipeline import Planned, Solve, load, price
 
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = load(write_spec(workdir, model_of(name), extra=TILED))
@@ -77,19 +94,14 @@ def build_fdt_only(name: str, workdir: Path) -> dict:
     decision = decide(problem, 2**32, "memory", fastest_ms * (1 + FDT_OVERHEAD), limit)
     planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
                       decision, channels)
-    for path, data in render(program_of(planned)).items():
-        (workdir / "out" / path).parent.mkdir(parents=True, exist_ok=True)
-        (workdir / "out" / path).write_bytes(data)
-    return {"arena_bytes": decision.arena.arena_bytes, "predicted_ms": decision.plan.predicted_ms,
-            "nodes": [{"tiling": c.group} for _, c in decision.plan.choices],
-            "solver": {"seconds": decision.plan.solver_seconds}}
+    return rendered(planned, workdir)
 
 
 def build_patches_only(name: str, workdir: Path) -> dict:
     """The smallest plan with patch groups only (no row or channel groups), then the fastest plan in that memory,
     rendered into workdir/out; its report's keys this script reads."""
     from tasobuild.decide import decide, to_problem
-    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+    from tasobuild.pipeline import Planned, Solve, load, price
 
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = load(write_spec(workdir, model_of(name), extra=TILED))
@@ -101,12 +113,7 @@ def build_patches_only(name: str, workdir: Path) -> dict:
     decision = decide(problem, smallest, "latency", None, limit)
     planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
                       decision, patches)
-    for path, data in render(program_of(planned)).items():
-        (workdir / "out" / path).parent.mkdir(parents=True, exist_ok=True)
-        (workdir / "out" / path).write_bytes(data)
-    return {"arena_bytes": decision.arena.arena_bytes, "predicted_ms": decision.plan.predicted_ms,
-            "nodes": [{"tiling": c.group} for _, c in decision.plan.choices],
-            "solver": {"seconds": decision.plan.solver_seconds}}
+    return rendered(planned, workdir)
 
 
 def smallest_budget(model: str, workdir: Path, extra: str) -> int:

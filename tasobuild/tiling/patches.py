@@ -46,11 +46,10 @@ from tasobuild.tiling.rows import (
     Body,
     MemberOption,
     RowGeometry,
-    arena_pointer,
-    band_runs,
     chains,
     leanest_in,
     leanest_option,
+    looped_steps,
     non_dominated,
 )
 
@@ -351,7 +350,7 @@ def patch_bodies(group: PatchGroup, graph: Graph, in_base: int, out_base: int, w
 
 def patch_steps(group: PatchGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols
                 ) -> list[Step]:
-    """A patch group's patches: a step per run of patches band_runs finds (a loop when it has more than one)."""
+    """A patch group's patches: a step per run of patches that make the same calls (rows.looped_steps)."""
     first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
     in_base = arena.offset(plan.buffer_of(first.inputs[0], LAYOUT))
     out_base = arena.offset(plan.buffer_of(last.output, LAYOUT))
@@ -366,21 +365,4 @@ def patch_steps(group: PatchGroup, graph: Graph, plan: Plan, arena: ArenaPlan, w
             f"output, each computed through the chain from its receptive field, so the halos are recomputed "
             f"(output pixels computed over the whole: {again}). Patch buffers at the start of "
             f"l{group.members[-1]}'s workspace.")
-    steps = []
-    for k, count in band_runs(bodies):
-        body = bodies[k]
-        step = [v2 - v1 for (_, r1), (_, r2) in zip(body, bodies[k + 1]) for (_, v1), (_, v2) in zip(r1, r2)
-                if isinstance(v1, int) and isinstance(v2, int)] if count > 1 else []
-        moves = iter(step)
-        calls = []
-        for call, roles in body:
-            ptrs = []
-            for role, value in roles:
-                if isinstance(value, str):
-                    ptrs.append((role, value))
-                    continue
-                ptrs.append((role, arena_pointer(value, next(moves) if count > 1 else 0, call.arg_type(role))))
-            calls.append((call, tuple(ptrs)))
-        what = f"Patch {k}:" if count == 1 else f"Patches {k}-{k + count - 1}:"
-        steps.append(Step(f"{head if k == 0 else f'[{group.label}]'} {what}", tuple(calls), count))
-    return steps
+    return looped_steps(bodies, group.label, head, ("Patch", "Patches"))
