@@ -3,6 +3,8 @@ reference, and a network built with patch groups, compiled, run and matched agai
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from tasobuild.tiling import KINDS
 from tasobuild.tiling.patches import MemberPatch, output_lead, patch_conv, patch_copy_call, patch_grid, split
 from tasobuild.tiling.rows import RowGeometry
 from tests import ir_interpreter as reference
-from tests.e2e import assert_matches, make_with, run_binary, save_onnx, write_spec
+from tests.e2e import assert_matches, build_and_compile, make_with, run_binary, save_onnx, tasobuild, write_spec
 from tests.zoo.reference import run_onnxruntime
 
 SAME3 = RowGeometry(k=3, stride=1, pad_top=1, dilation=1, in_h=8, out_h=8)  # 3x3, stride 1, pad 1: 8 -> 8
@@ -164,3 +166,23 @@ def test_a_patch_group_runs_as_onnx_runtime_does(tmp_path: Path, grid: str) -> N
     x = np.random.default_rng(0).standard_normal((1, 3, 40, 36)).astype(np.float32)
     ours, _ = run_binary(binary, x, tmp_path)
     assert_matches(ours, run_onnxruntime(model, x))
+
+
+def test_the_solver_picks_patches_where_they_win_and_plan_names_them(tmp_path: Path) -> None:
+    """With every kind on offer (rows, channels, patches), the stem's smallest plan is a 4x4 patch group. Built by
+    the command line, compiled, matched against ONNX Runtime, named in `plan`, and rebuilt from the lock alone."""
+    model = stem_model(tmp_path / "stem.onnx")
+    spec = write_spec(tmp_path, model, extra="tiling = true\n")
+    failed = tasobuild("plan", "-c", str(spec), "--memory", "1B", check=False)
+    smallest = int(re.search(r"smallest budget with a plan is (\d+) bytes", failed.stderr).group(1))
+    spec = write_spec(tmp_path, model, memory=f"{smallest} B", extra="tiling = true\n")
+    built = build_and_compile(spec)
+    assert {n["tiling"] for n in built.report["nodes"]} == {"l0-l2 patches 4x4"}
+    assert built.report["arena_bytes"] == smallest
+    plan = tasobuild("plan", "-c", str(spec), "--json")
+    assert {n["tiling"] for n in json.loads(plan.stdout)["nodes"]} == {"l0-l2 patches 4x4"}
+    x = np.random.default_rng(1).standard_normal((1, 3, 40, 36)).astype(np.float32)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+    again = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
+    assert again["files"]["written"] == [] and again["arena_bytes"] == smallest
