@@ -186,3 +186,27 @@ def test_the_solver_picks_patches_where_they_win_and_plan_names_them(tmp_path: P
     assert_matches(ours, run_onnxruntime(model, x))
     again = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
     assert again["files"]["written"] == [] and again["arena_bytes"] == smallest
+
+
+def test_a_patch_groups_workspace_is_exact(tmp_path: Path) -> None:
+    """The stem's 2x2 grid, by hand. The 20x18 output in patches of rows 0-9 / 10-19 and columns 0-8 / 9-17. The
+    1x1 project reads its own patch; the depthwise, one pixel around it clipped at the border (11x10 pixels at
+    most); the stride-2 stem reads rows 2r-1 .. 2r+1: for the last patch rows 17-39 and columns 15-35 (23x21)."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.costs.cache import Cost
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.patches import fusable
+
+    graph = import_onnx(stem_model(tmp_path / "stem.onnx"))
+    nodes = node_candidates(graph)
+    unit = Cost(1.0, 0.0, 1, "measured")
+    costs = {c.key(): unit for nc in nodes for cand in nc.options for c in cand.calls}
+    option = next(o for o in fusable(graph, nodes, costs, grids=((2, 2),)) if o.name == "l0-l2 patches 2x2")
+    group = option.group(graph, {c.key(): unit for c in option.calls()})
+    # input patch 23x21x3 floats, the stem's 11x10x32, the depthwise's 10x9x32, the output patch 10x9x8
+    assert group.workspace.buffer_bytes == (23 * 21 * 3 * 4, 11 * 10 * 32 * 4, 10 * 9 * 32 * 4, 10 * 9 * 8 * 4)
+    # the recomputed halo: the stem computes 4 x 110 pixels of its 360, the depthwise and the project none again
+    assert [option.grid.computed(j) for j in range(3)] == [440, 360, 360]
+    # every patch is narrower than its tensor: each is copied in and out, and costed with the first and last member
+    assert all(c is not None for c in (*option.copies_in, *option.copies_out))
+    assert group.member_ms == (4 + 4, 4, 4 + 4)
