@@ -23,7 +23,8 @@ Patch by patch in row-major order, the chain is done with its input's first rows
 output's: the output may overlap the input, starting `output_lead` bytes below it, as a row chain's does.
 
 The workspace (at the start of the last member's, as for every group) holds the input patch buffer, a buffer per
-intermediate tensor (the largest patch of it), the output patch buffer, then the largest scratch a call needs. Float
+intermediate tensor (the largest patch of it) and the output patch buffer, in two halves that take turns (a member
+reads from one and writes into the other; what it read is dead once it ran), then the largest scratch a call needs. Float
 chains only: the patch copy moves floats.
 """
 
@@ -228,7 +229,9 @@ class PatchOption:
                         for j in range(n - 1))
         output_patch = max((p[-1].pixels * graph.shape(nodes[-1].output).c * FLOAT_BYTES
                             for p, c in zip(self.grid.patches, self.copies_out) if c is not None), default=0)
-        workspace = Workspace.of((input_patch, *between, output_patch), chosen)
+        buffers = (input_patch, *between, output_patch)  # buffer k: written by member k-1, read by member k
+        # member k reads buffer k and writes k+1, after which k is dead: even and odd buffers take turns in two
+        workspace = Workspace.of((max(buffers[0::2]), max(buffers[1::2])), chosen)
         lead = output_lead(self.grid, first_in, graph.shape(nodes[-1].output))
         return PatchGroup(self.name, self.members, self.grid, chosen, self.copies_in, self.copies_out,
                           tuple(member_ms), workspace, lead)
@@ -237,7 +240,8 @@ class PatchOption:
 @dataclass(frozen=True)
 class PatchGroup(GroupBase):
     """A patch group as the solver sees it: each member's primitive, its time (recomputation and copies included)
-    and the workspace: input patch, a patch of each intermediate tensor, output patch, then the scratch."""
+    and the workspace: the input patch, each intermediate tensor's patch and the output patch in two halves that take
+    turns, then the scratch."""
 
     name: str
     members: tuple[int, ...]
@@ -324,7 +328,9 @@ def patch_bodies(group: PatchGroup, graph: Graph, in_base: int, out_base: int, w
     nodes = [graph.nodes[i] for i in group.members]
     n = len(nodes)
     first_in, last_out = graph.shape(nodes[0].inputs[0]), graph.shape(nodes[-1].output)
-    buffer = [ws_base + group.workspace.offset(k) for k in range(n + 1)]  # input patch, intermediates, output patch
+    # the input patch, the intermediate tensors' patches, the output patch: even ones in the first half, odd ones
+    # in the second (PatchOption.group)
+    buffer = [ws_base + group.workspace.offset(k % 2) for k in range(n + 1)]
     scratch = ws_base + group.workspace.scratch_offset
     bodies: list[Body] = []
     for k, (patch, copy_in, copy_out) in enumerate(zip(group.grid.patches, group.copies_in, group.copies_out)):
