@@ -24,8 +24,8 @@ output's: the output may overlap the input, starting `output_lead` bytes below i
 
 The workspace (at the start of the last member's, as for every group) holds the input patch buffer, a buffer per
 intermediate tensor (the largest patch of it) and the output patch buffer, in two halves that take turns (a member
-reads from one and writes into the other; what it read is dead once it ran), then the largest scratch a call needs. Float
-chains only: the patch copy moves floats.
+reads from one and writes into the other; what it read is dead once it ran), then the largest scratch a call needs.
+Float chains only: the patch copy moves floats.
 """
 
 from __future__ import annotations
