@@ -181,6 +181,9 @@ def test_the_solver_picks_patches_where_they_win_and_plan_names_them(tmp_path: P
     assert built.report["arena_bytes"] == smallest
     plan = tasobuild("plan", "-c", str(spec), "--json")
     assert {n["tiling"] for n in json.loads(plan.stdout)["nodes"]} == {"l0-l2 patches 4x4"}
+    # the frontier's smallest point says so too, and that the group's output runs on over its input
+    pareto = json.loads(tasobuild("pareto", "-c", str(spec), "--json").stdout)
+    assert "1 fused group (l0-l2 patches 4x4 over its input)" in pareto["points"][0]["what"]
     x = np.random.default_rng(1).standard_normal((1, 3, 40, 36)).astype(np.float32)
     ours, _ = run_binary(built.binary, x, tmp_path)
     assert_matches(ours, run_onnxruntime(model, x))
