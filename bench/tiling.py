@@ -1,20 +1,23 @@
-"""Fused tiling (optimizer.tiling: by rows, tasobuild.tiling.rows; by channels, tasobuild.tiling.channels) against
-untiled plans: FDT's comparison, measured.
+"""Fused tiling (optimizer.tiling: by rows, tasobuild.tiling.rows; by channels, tasobuild.tiling.channels; by patches,
+tasobuild.tiling.patches) against untiled plans: FDT's comparison, measured.
 
     python bench/tiling.py [--networks mobilenet_v1_vww_tf mobilenet_v2_035_float ...] [--rounds 7] [--runs 40]
 
 Per network (the MLPerf Tiny models as TensorFlow exports them, float32; MobileNetV2-0.35 is the float model the
-int8 fixture came from), six plans are built (profiled costs) and compiled:
+int8 fixture came from), seven plans are built (profiled costs) and compiled:
   untiled fastest, tiled fastest      the fastest plan with and without tiling (no memory limit)
   untiled smallest, tiled smallest    each at the smallest budget that has a plan (found by the solver)
   tiled at untiled smallest           the fastest tiled plan in the memory the smallest untiled plan needs
   fdt only                            channel tiling only (FDT): the smallest plan predicted within 2% of the
                                       untiled fastest (built in process: the spec has no switch for one kind)
+  patches only                        patch-based inference only (halos recomputed): the smallest plan, and the
+                                      fastest in that memory (in process, as fdt only)
 then run in alternating rounds, with ONNX Runtime (1 thread) in each round, so all see the same machine state.
 Memory is the arena (input and output included); times are the binaries' `--bench` medians, then the median over
 rounds; ratios are paired per round against the untiled fastest plan. TFLM is TensorFlow Lite Micro's arena for
 the same model (tests/zoo/tflm_arena.py, issue 16). A second table gives the smallest peak (live
-bytes, before placement) with row tiling only, channel tiling only and both, solved in process from the same costs.
+bytes, before placement) with row tiling only, channel tiling only, patches only and all kinds, solved in process
+from the same costs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -35,6 +39,9 @@ from peers import median_ms, ort_peer
 
 from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
+
+if TYPE_CHECKING:
+    from tasobuild.pipeline import Planned
 
 NETWORKS = ["mobilenet_v1_vww_tf", "mobilenet_v2_035_float", "ds_cnn_tf", "resnet8_tf"]
 TILED = "tiling = true\n"
@@ -56,11 +63,24 @@ def build(name: str, workdir: Path, memory: str, extra: str) -> dict:
     return json.loads(tasobuild("build", "-c", str(spec), "--json").stdout)
 
 
+def rendered(planned: Planned, workdir: Path) -> dict:
+    """A plan made in process, rendered into workdir/out; its report's keys this script reads."""
+    from tasobuild.pipeline import program_of, render
+
+    decision = planned.decision
+    for path, data in render(program_of(planned)).items():
+        (workdir / "out" / path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / "out" / path).write_bytes(data)
+    return {"arena_bytes": decision.arena.arena_bytes, "predicted_ms": decision.plan.predicted_ms,
+            "nodes": [{"tiling": c.group} for _, c in decision.plan.choices],
+            "solver": {"seconds": decision.plan.solver_seconds}}
+
+
 def build_fdt_only(name: str, workdir: Path) -> dict:
     """The smallest plan with channel groups only (no row groups) whose predicted time is within FDT_OVERHEAD of
     the fastest untiled plan's, rendered into workdir/out; its report's keys this script reads."""
     from tasobuild.decide import decide, to_problem
-    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+    from tasobuild.pipeline import Planned, Solve, load, price
 
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = load(write_spec(workdir, model_of(name), extra=TILED))
@@ -74,12 +94,26 @@ def build_fdt_only(name: str, workdir: Path) -> dict:
     decision = decide(problem, 2**32, "memory", fastest_ms * (1 + FDT_OVERHEAD), limit)
     planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
                       decision, channels)
-    for path, data in render(program_of(planned)).items():
-        (workdir / "out" / path).parent.mkdir(parents=True, exist_ok=True)
-        (workdir / "out" / path).write_bytes(data)
-    return {"arena_bytes": decision.arena.arena_bytes, "predicted_ms": decision.plan.predicted_ms,
-            "nodes": [{"tiling": c.group} for _, c in decision.plan.choices],
-            "solver": {"seconds": decision.plan.solver_seconds}}
+    return rendered(planned, workdir)
+
+
+def build_patches_only(name: str, workdir: Path) -> dict:
+    """The smallest plan with patch groups only (no row or channel groups), then the fastest plan in that memory,
+    rendered into workdir/out; its report's keys this script reads."""
+    from tasobuild.decide import decide, to_problem
+    from tasobuild.pipeline import Planned, Solve, load, price
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs = load(write_spec(workdir, model_of(name), extra=TILED))
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    limit = inputs.spec.optimizer.time_limit / 1000.0  # ms
+    patches = tuple(g for g in priced.groups if " patches " in g.name)
+    problem = to_problem(inputs.graph, priced.nodes, priced.transforms, priced.costed.costs, patches)
+    smallest = decide(problem, 2**32, "memory", None, limit).arena.arena_bytes
+    decision = decide(problem, smallest, "latency", None, limit)
+    planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
+                      decision, patches)
+    return rendered(planned, workdir)
 
 
 def smallest_budget(model: str, workdir: Path, extra: str) -> int:
@@ -101,7 +135,8 @@ def smallest_budget(model: str, workdir: Path, extra: str) -> int:
 
 
 def smallest_peaks(model: str, workdir: Path) -> dict[str, int]:
-    """The smallest peak with no tiling, rows only, channels only and both (the costs are cached by now)."""
+    """The smallest peak with no tiling, rows only, channels only, patches only and all kinds (the costs are cached
+    by now)."""
     from dataclasses import replace
 
     from tasobuild.pipeline import Solve, load, price
@@ -112,7 +147,8 @@ def smallest_peaks(model: str, workdir: Path) -> dict[str, int]:
     inputs = load(spec)
     problem = price(inputs, Solve(inputs.spec, inputs.target)).problem
     kinds = {"untiled": lambda g: not g, "rows": lambda g: not g or "rows=" in g,
-             "channels": lambda g: not g or "channels=" in g, "both": lambda g: True}
+             "channels": lambda g: not g or "channels=" in g, "patches": lambda g: not g or " patches " in g,
+             "all": lambda g: True}
     return {kind: Session(replace(problem, nodes=tuple(replace(n, choices=tuple(c for c in n.choices if keep(c.group)))
                                                        for n in problem.nodes))).min_peak_bytes()
             for kind, keep in kinds.items()}
@@ -142,6 +178,9 @@ def main() -> None:
             report = build_fdt_only(name, work / "fdt_only")
             make(work / "fdt_only" / "out")
             built["fdt only"] = (report, work / "fdt_only" / "out" / "net_main")
+            report = build_patches_only(name, work / "patches_only")
+            make(work / "patches_only" / "out")
+            built["patches only"] = (report, work / "patches_only" / "out" / "net_main")
             model = model_of(name)
             dims = [d.dim_value for d in onnx.load(str(model), load_external_data=False)
                     .graph.input[0].type.tensor_type.shape.dim]
@@ -169,11 +208,13 @@ def main() -> None:
             memory_rows.append([name, f"{tflm:,}" if tflm else "-", f"{small_untiled:,}", f"{small_tiled:,}",
                                 f"{tflm / small_tiled:.2f}x" if tflm else "-",
                                 f"{built['fdt only'][0]['arena_bytes']:,}",
+                                f"{built['patches only'][0]['arena_bytes']:,}",
                                 *(f"{peaks[k] / 1024:.0f} ({1 - peaks[k] / peaks['untiled']:.0%})"
-                                  for k in ("untiled", "rows", "channels", "both"))])
+                                  for k in ("untiled", "rows", "channels", "patches", "all"))])
     body = (table(["network", "TFLM B", "smallest arena untiled B", "smallest arena tiled B", "TFLM / tiled",
-                   "fdt only arena B",
-                   "peak untiled KiB", "peak rows only", "peak channels only", "peak both"], memory_rows)
+                   "fdt only arena B", "patches only arena B",
+                   "peak untiled KiB", "peak rows only", "peak channels only", "peak patches only", "peak all"],
+                  memory_rows)
             + "\n\n" + table(["network", "plan", "arena KiB", "predicted ms", "measured ms", "vs untiled fastest",
                               "vs ORT", "fused nodes", "solver s"], rows))
     record("tiling", "Fused tiling vs untiled plans (FDT's comparison; measured, same run)",

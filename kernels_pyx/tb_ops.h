@@ -48,6 +48,11 @@ void tb_copy_channels_chw(const tb_channels *p, const float *restrict in, float 
 void tb_copy_channels_hwc(const tb_channels *p, const float *restrict in, float *restrict out);
 void tb_copy_channels_hcw(const tb_channels *p, const float *restrict in, float *restrict out);
 
+/* A patch copy: `rows` rows of `row_floats` floats, read `in_stride` floats apart and written `out_stride`
+ * floats apart (a patch of an HWC tensor copied into a buffer of its own and back: tiling.patches). */
+typedef struct { int rows, row_floats, in_stride, out_stride; } tb_patch_copy;
+void tb_copy_patch(const tb_patch_copy *p, const float *restrict in, float *restrict out);
+
 /* ONNX LRN across channels. */
 void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out);
 void tb_lrn_hwc(const tb_lrn *p, const float *restrict in, float *restrict out);

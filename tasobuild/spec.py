@@ -218,7 +218,7 @@ class OptimizerSettings(_Settings):
     """Layer times: "profile" (measure all here), "model" (predict all), "auto" (predict, measure the contested few)."""
 
     tiling: bool = Field(False, strict=True)
-    """Also consider fused tiling: chained convolutions run a few rows, or channels, at a time (less memory)."""
+    """Also consider fused tiling: chained convolutions run a few rows, channels or patches at a time (less memory)."""
 
     time_limit: Duration = Field(10_000.0, gt=0)
     """Solver time limit ("10 s"); past it the best plan found is used and its optimality gap reported."""

@@ -104,7 +104,7 @@ def test_a_groups_workspace_is_its_buffers_end_to_end_then_the_scratch() -> None
 
 def test_kinds_have_names_of_their_own() -> None:
     """tiling.groups hands each kind the groups of the options that name it."""
-    assert len({kind.name for kind in KINDS}) == len(KINDS) == 2
+    assert len({kind.name for kind in KINDS}) == len(KINDS) == 3
 
 
 # ---- the solver: a group is all or none ----

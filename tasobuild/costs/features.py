@@ -80,6 +80,8 @@ def work(call: KernelCall) -> float:
             return p["c"] * p["h"] * p["w"] * (p["size"] + 4)  # the window sum plus a powf per element
         if call.struct == "tb_channels":
             return p["c"] * p["h"] * p["w"]  # it copies its slice, not the whole output buffer it is handed
+        if call.struct == "tb_patch_copy":
+            return p["rows"] * p["row_floats"]  # its rows, not the strides between them
     except KeyError:  # a struct of that name with other fields: count elements
         pass
     return max(1.0, out_elems)
@@ -89,7 +91,7 @@ def generic(call: KernelCall) -> tuple[float, float, float, tuple[float, ...]]:
     """(flops, bytes moved, workspace bytes, GENERIC_NAMES vector)."""
     r = _roles(call)
     flops = work(call)
-    if call.struct == "tb_channels":  # see work(): only the slice of the output is written
+    if call.struct in ("tb_channels", "tb_patch_copy"):  # see work(): only the slice or the patch is written
         r["out"] = min(r["out"], r["in"])
     moved = r["in"] + r["w"] + r["out"] + 2.0 * r["ws"]
     vector = (log2p(flops), log2p(r["in"]), log2p(r["w"]), log2p(r["out"]), log2p(r["ws"]), log2p(moved),

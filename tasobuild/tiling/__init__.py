@@ -3,6 +3,8 @@
 Kinds (KINDS, in the order their groups reach the solver):
   rows      row bands of HWC convolutions, a line buffer per intermediate tensor (tiling.rows)
   channels  channel slices of conv -> depthwise -> conv, partial sums added into the output (FDT, tiling.channels)
+  patches   a grid of spatial patches of a chain's output, each computed from its receptive field, halos recomputed
+            (patch-based inference as in MCUNetV2, tiling.patches)
 
 How a build uses them, without knowing which kinds there are:
   1. `options(graph, nodes, costs)`: every kind's Options for the graph, given the candidates' untiled costs;
@@ -35,10 +37,10 @@ from tasobuild.candidates import NodeCandidates
 from tasobuild.costs.cache import Cost
 from tasobuild.ir import Graph
 from tasobuild.primitives import KernelCall
-from tasobuild.tiling import channels, rows
+from tasobuild.tiling import channels, patches, rows
 from tasobuild.tiling.protocol import Group, MemberRun, Option, TilingKind, WeightPart, WeightSymbols
 
-KINDS: tuple[TilingKind, ...] = (rows.KIND, channels.KIND)
+KINDS: tuple[TilingKind, ...] = (rows.KIND, channels.KIND, patches.KIND)
 
 
 def options(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]) -> tuple[Option, ...]:

@@ -468,6 +468,12 @@ def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, w
     head = (f"[{label}] fused row tiling of {members}: {len(bodies)} bands of {group.schedule.rows} output rows. "
             f"Windows of {windows} rows at the start of l{group.members[-1]}'s workspace keep the rows one band "
             f"shares with the next, so nothing is recomputed.")
+    return looped_steps(bodies, label, head, ("Band", "Bands"))
+
+
+def looped_steps(bodies: Sequence[Body], label: str, head: str, unit: tuple[str, str]) -> list[Step]:
+    """A step per run of bodies band_runs finds (a loop when it has more than one), its pointers into the arena;
+    the first step's comment is `head`, each names its bodies by `unit` (singular, plural)."""
     steps = []
     for k, count in band_runs(bodies):
         body = bodies[k]
@@ -483,6 +489,6 @@ def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, w
                 delta = next(moves) if count > 1 else 0
                 ptrs.append((role, arena_pointer(value, delta, call.arg_type(role))))
             calls.append((call, tuple(ptrs)))
-        what = f"Band {k}:" if count == 1 else f"Bands {k}-{k + count - 1}:"
+        what = f"{unit[0]} {k}:" if count == 1 else f"{unit[1]} {k}-{k + count - 1}:"
         steps.append(Step(f"{head if k == 0 else f'[{label}]'} {what}", tuple(calls), count))
     return steps
