@@ -298,6 +298,33 @@ def test_budget_pruning() -> None:
     assert Session(concat_fanout()).excluded(450) == frozenset()
 
 
+def slower_group() -> Problem:
+    """n1 -> n2, fused or not. Alone: 1 + 1 ms, n1 with 100 B of workspace. Fused: 1.5 + 1 ms, no workspace, and
+    n1's output never exists whole. Steps alone: 0: in + a + 100 = 300; 1: a + out = 200; fused: 0: in = 100
+    (a deferred member keeps its input live); 1: in + out = 200."""
+    sizes = {"in": 100, "a": 100, "out": 100}
+    return problem([
+        ProblemNode("n1", ("in",), "a", (C("direct", "CHW", "CHW", 1.0, 100),
+                                         C("fused", "CHW", "CHW", 1.5, 0, group="g", deferred=True))),
+        ProblemNode("n2", ("a",), "out", (C("direct", "CHW", "CHW", 1.0, 0),
+                                          C("fused", "CHW", "CHW", 1.0, 0, group="g"))),
+    ], sizes, "out")
+
+
+def test_group_slower_than_its_members_alone_never_enters_where_its_steps_always_fit() -> None:
+    s = Session(slower_group())
+    # the most its span can take: step 0 in + a + 100 B of workspace; step 1 in, a (either may be live) and out
+    assert s.enc.tensor_bytes_range()[1][:2] == (200, 300)
+    assert s.excluded(None) == s.excluded(300) == {(0, 1), (1, 1)}
+    assert s.excluded(299) == frozenset()  # step 1 might not fit: the group stays, as it saves memory
+    assert primitives(s.solve(None)) == {"n1": "direct", "n2": "direct"}
+    small = s.solve(299)
+    assert primitives(small) == {"n1": "fused", "n2": "fused"}
+    assert (small.peak_bytes, small.time_ns) == (200, 2_500_000)
+    assert [(q.peak_bytes, q.time_ns) for q in Session(slower_group()).pareto(4)] == [
+        (200, 2_500_000), (300, 2_000_000)]
+
+
 def test_session_reuses_proven_answers() -> None:
     p = concat_fanout()
     s = Session(p)
