@@ -15,6 +15,7 @@ would have to lower the floor for another point to appear.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10)
     parser.add_argument("models", nargs="*", default=["googlenet"])
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     summaries, points, notes = [], [], []
     for model in args.models:
         for tiling in (True, False):
@@ -130,7 +132,9 @@ def main() -> None:
         "fastest plan with a smaller peak until none exists; every point of the frontier when there are at most "
         "`--points`); *evenly spaced budgets*: what it ran before (Session.spaced). *Place*: decide.place on every "
         "point, as pareto does. Second table: the walk's points, with the fused groups they run and the node whose "
-        "step sets their peak.")
+        "step sets their peak. "
+        f"Load average (1 min) before / after the run: {load_before:.1f} / {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores.")
     record("frontier", "GoogLeNet's memory-latency frontier: points, solve and placement time",
            "TASOBUILD_CACHE_DIR=... python bench/frontier.py", body)
 

@@ -480,3 +480,34 @@ def test_solver_finds_brute_force_optimum(seed: int, grouped: bool) -> None:
     whole = pareto(p, points=max(2, len(true)))
     assert [(q.peak_bytes, q.time_ns) for q in whole] == true
     assert all((q.status, q.tie_break) == ("optimal", "optimal") for q in whole)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("seed", range(12))
+def test_coarse_bound_keeps_the_exact_optimum(seed: int, grouped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first slice too short to settle anything sends every question through the coarse search (COARSE_NS at
+    0.4 ms: most weights here floor to 0 or 1 units, so the coarse plan is often not the fastest) and the bounded
+    exact one; the answers are still the brute-force optima."""
+    from tasobuild.solve import search
+    p = random_problem(seed, grouped)
+    plans = every_plan(p)
+    if not plans:
+        return
+    coarse_runs: list[Plan | None] = []
+
+    def counted(*args: object) -> Plan | None:
+        coarse_runs.append(coarse_plan(*args))  # type: ignore[arg-type]
+        return coarse_runs[-1]
+
+    coarse_plan = search._coarse_plan
+    monkeypatch.setattr(search, "FIRST_SLICE_RLIMIT", 200)
+    monkeypatch.setattr(search, "COARSE_NS", 400_000)
+    monkeypatch.setattr(search, "_coarse_plan", counted)
+    fastest = min(q.time_ns for q in plans)
+    s = Session(p)
+    assert s.solve(None, tie_break=False).time_ns == fastest
+    for cap in sorted({q.peak_bytes for q in plans}):
+        found = Session(p).fastest_under(cap, search.Clock(60))
+        assert found.proven and found.picks is not None
+        assert evaluate(p, found.picks).time_ns == min(q.time_ns for q in plans if q.peak_bytes <= cap)
+    assert coarse_runs and all(run is not None for run in coarse_runs)
