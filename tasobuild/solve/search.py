@@ -138,8 +138,8 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
         if k == 0 and coarse is None and not clock.expired():
             found = _coarse_plan(enc, [*enc.constraints, *extra, *exclusions(enc, excluded)], soft, clock, accept)
             if found is not None:  # the exact search again, from its first slice, within the coarse bound
-                bound = pb_le([(not_(lit), w // COARSE_NS) for lit, w in soft if w >= COARSE_NS],
-                              (found.time_ns - base - 1) // COARSE_NS, enc.ctx)
+                units = tuple((z3.Not(lit), w // COARSE_NS) for lit, w in soft if w >= COARSE_NS)
+                bound = pb_le(units, (found.time_ns - base - 1) // COARSE_NS, enc.ctx)
                 return min_time(enc, [*extra, bound], clock, excluded, known, accept, coarse=found)
         lower = max(lower, base + _soft_lower(handle))
         try:  # out of budget: maxres keeps its best model so far
