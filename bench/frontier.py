@@ -9,13 +9,20 @@ it runs, and the step that sets its peak (the node, and the tensors live there);
 on offer by kind, and the smallest peak any plan reaches at each of the network's steps, which says where tiling
 would have to lower the floor for another point to appear.
 
-    TASOBUILD_CACHE_DIR=... python bench/frontier.py [--points N] [googlenet ...]
+    TASOBUILD_CACHE_DIR=... python bench/frontier.py [--points N] [--baseline DIR] [googlenet ...]
+
+--baseline DIR: also the walk of another tasobuild tree (say `git archive REV | tar -x -C DIR`), in a fresh
+process per round, alternating with this tree's, on the same cost cache: the before/after of a solver change as a
+ratio measured under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +65,38 @@ def frontier_seconds(problem, points: int, method: str):  # -> (seconds solving,
     return solved - started, time.perf_counter() - solved, plans
 
 
+BASELINE_ROUND = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from bench.frontier import frontier_seconds, problem_of
+priced, _ = problem_of(sys.argv[2], sys.argv[3] == "on")
+solve_s, place_s, plans = frontier_seconds(priced.problem, int(sys.argv[4]), "walk")
+print(json.dumps({"seconds": solve_s + place_s, "points": [[p.peak_bytes, p.time_ns] for p in plans]}))
+"""
+
+
+def against_baseline(model: str, tiling: bool, points: int, baseline: Path) -> list[str]:
+    """This tree's walk and the baseline tree's, ROUNDS rounds alternating, each baseline round a fresh process."""
+    priced, _ = problem_of(model, tiling)
+    ours: list[float] = []
+    theirs: list[float] = []
+    found: list[tuple[int, int]] = []
+    before: list[list[int]] = []
+    for _ in range(ROUNDS):
+        solve_s, place_s, plans = frontier_seconds(priced.problem, points, "walk")
+        ours.append(solve_s + place_s)
+        found = [(p.peak_bytes, p.time_ns) for p in plans]
+        run = subprocess.run([sys.executable, "-c", BASELINE_ROUND, str(baseline), model, "on" if tiling else "off",
+                              str(points)], capture_output=True, text=True, check=True, cwd=baseline)
+        answer = json.loads(run.stdout.strip().splitlines()[-1])
+        theirs.append(answer["seconds"])
+        before = answer["points"]
+    same = "yes" if [tuple(q) for q in before] == found else "no"
+    mine, base = statistics.median(ours), statistics.median(theirs)
+    return [f"{model}, tiling {'on' if tiling else 'off'}", f"{len(before)}", f"{base:.2f}", f"{len(found)}",
+            f"{mine:.2f}", f"{base / mine:.2f}x", same]
+
+
 def peak_step(problem, plan) -> str:
     """The node at the step that sets the plan's peak ("epilogue" after the last)."""
     step = max(range(len(plan.step_bytes)), key=lambda i: (plan.step_bytes[i], -i))
@@ -71,10 +110,13 @@ def rows_for(model: str, tiling: bool, points: int) -> tuple[list[list[str]], li
     priced, price_s = problem_of(model, tiling)
     problem = priced.problem
     runs: dict[str, list[tuple[float, float]]] = {"walk": [], "spaced": []}
+    cpu: dict[str, list[float]] = {"walk": [], "spaced": []}  # this process's CPU: what the load does not stretch
     found: dict[str, list] = {}
     for _ in range(ROUNDS):
         for method in ("walk", "spaced"):
+            started = time.process_time()
             solve_s, place_s, plans = frontier_seconds(problem, points, method)
+            cpu[method].append(time.process_time() - started)
             runs[method].append((solve_s, place_s))
             found[method] = plans
     label = f"{model}, tiling {'on' if tiling else 'off'}"
@@ -86,7 +128,7 @@ def rows_for(model: str, tiling: bool, points: int) -> tuple[list[list[str]], li
         summary.append([label, meaning, f"{len(found[method])}", ", ".join(statuses),
                         f"{statistics.median(s for s, _ in runs[method]):.2f}",
                         f"{statistics.median(p for _, p in runs[method]):.3f}", f"{total:.2f}",
-                        f"{total / walk_total:.2f}"])
+                        f"{statistics.median(cpu[method]):.2f}", f"{total / walk_total:.2f}"])
     kinds = Counter(g.name.split(" ")[-1].split("=")[0] for g in priced.groups)
     points_rows = []
     for plan in found["walk"]:
@@ -109,8 +151,10 @@ def rows_for(model: str, tiling: bool, points: int) -> tuple[list[list[str]], li
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=10)
+    parser.add_argument("--baseline", type=Path, help="another tasobuild tree whose walk to time alongside")
     parser.add_argument("models", nargs="*", default=["googlenet"])
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     summaries, points, notes = [], [], []
     for model in args.models:
         for tiling in (True, False):
@@ -118,9 +162,14 @@ def main() -> None:
             summaries += summary
             points += rows
             notes.append(note)
+    versus = "" if args.baseline is None else "\n\n" + table(
+        ["network", "baseline points", "baseline walk s", "points", "walk s", "speed-up", "same points"],
+        [against_baseline(m, t, args.points, args.baseline) for m in args.models for t in (True, False)]) + (
+        "\n\nBaseline: the walk (solve and placement) of the tree given by `--baseline`, in a fresh process per "
+        "round, alternating with this tree's; medians of the rounds.")
     body = (
         table(["network", "frontier by", "points", "status / tie break", "solve s", "place s", "total s",
-               "vs walk"], summaries)
+               "total CPU s", "vs walk"], summaries)
         + "\n\n" + table(["network", "arena", "peak", "predicted ms", "status / tie break", "fused groups",
                           "peak set at"], points)
         + "\n\n" + "\n".join(f"* {n}" for n in notes)
@@ -129,10 +178,15 @@ def main() -> None:
         "\"profile\"`). *Walk down*: what `tasobuild pareto` runs (solve.Session.pareto: from the fastest plan, the "
         "fastest plan with a smaller peak until none exists; every point of the frontier when there are at most "
         "`--points`); *evenly spaced budgets*: what it ran before (Session.spaced). *Place*: decide.place on every "
-        "point, as pareto does. Second table: the walk's points, with the fused groups they run and the node whose "
-        "step sets their peak.")
-    record("frontier", "GoogLeNet's memory-latency frontier: points, solve and placement time",
-           "TASOBUILD_CACHE_DIR=... python bench/frontier.py", body)
+        "point, as pareto does; *total CPU s*: the process's CPU time for both (Z3 runs on one thread), which the "
+        "machine's load does not stretch as it does the wall-clock seconds. Second table: the walk's points, with "
+        "the fused groups they run and the node whose step sets their peak."
+        + versus + " "
+        f"Load average (1 min) before / after the run: {load_before:.1f} / {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores.")
+    command = "TASOBUILD_CACHE_DIR=... python bench/frontier.py" + (
+        "" if args.baseline is None else " --baseline DIR")
+    record("frontier", "GoogLeNet's memory-latency frontier: points, solve and placement time", command, body)
 
 
 if __name__ == "__main__":

@@ -298,6 +298,33 @@ def test_budget_pruning() -> None:
     assert Session(concat_fanout()).excluded(450) == frozenset()
 
 
+def slower_group() -> Problem:
+    """n1 -> n2, fused or not. Alone: 1 + 1 ms, n1 with 100 B of workspace. Fused: 1.5 + 1 ms, no workspace, and
+    n1's output never exists whole. Steps alone: 0: in + a + 100 = 300; 1: a + out = 200; fused: 0: in = 100
+    (a deferred member keeps its input live); 1: in + out = 200."""
+    sizes = {"in": 100, "a": 100, "out": 100}
+    return problem([
+        ProblemNode("n1", ("in",), "a", (C("direct", "CHW", "CHW", 1.0, 100),
+                                         C("fused", "CHW", "CHW", 1.5, 0, group="g", deferred=True))),
+        ProblemNode("n2", ("a",), "out", (C("direct", "CHW", "CHW", 1.0, 0),
+                                          C("fused", "CHW", "CHW", 1.0, 0, group="g"))),
+    ], sizes, "out")
+
+
+def test_group_slower_than_its_members_alone_never_enters_where_its_steps_always_fit() -> None:
+    s = Session(slower_group())
+    # the most its span can take: step 0 in + a + 100 B of workspace; step 1 in, a (either may be live) and out
+    assert s.enc.tensor_bytes_range()[1][:2] == (200, 300)
+    assert s.excluded(None) == s.excluded(300) == {(0, 1), (1, 1)}
+    assert s.excluded(299) == frozenset()  # step 1 might not fit: the group stays, as it saves memory
+    assert primitives(s.solve(None)) == {"n1": "direct", "n2": "direct"}
+    small = s.solve(299)
+    assert primitives(small) == {"n1": "fused", "n2": "fused"}
+    assert (small.peak_bytes, small.time_ns) == (200, 2_500_000)
+    assert [(q.peak_bytes, q.time_ns) for q in Session(slower_group()).pareto(4)] == [
+        (200, 2_500_000), (300, 2_000_000)]
+
+
 def test_session_reuses_proven_answers() -> None:
     p = concat_fanout()
     s = Session(p)
@@ -453,3 +480,34 @@ def test_solver_finds_brute_force_optimum(seed: int, grouped: bool) -> None:
     whole = pareto(p, points=max(2, len(true)))
     assert [(q.peak_bytes, q.time_ns) for q in whole] == true
     assert all((q.status, q.tie_break) == ("optimal", "optimal") for q in whole)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("seed", range(12))
+def test_coarse_bound_keeps_the_exact_optimum(seed: int, grouped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first slice too short to settle anything sends every question through the coarse search (COARSE_NS at
+    0.4 ms: most weights here floor to 0 or 1 units, so the coarse plan is often not the fastest) and the bounded
+    exact one; the answers are still the brute-force optima."""
+    from tasobuild.solve import search
+    p = random_problem(seed, grouped)
+    plans = every_plan(p)
+    if not plans:
+        return
+    coarse_runs: list[Plan | None] = []
+
+    def counted(*args: object) -> Plan | None:
+        coarse_runs.append(coarse_plan(*args))  # type: ignore[arg-type]
+        return coarse_runs[-1]
+
+    coarse_plan = search._coarse_plan
+    monkeypatch.setattr(search, "FIRST_SLICE_RLIMIT", 200)
+    monkeypatch.setattr(search, "COARSE_NS", 400_000)
+    monkeypatch.setattr(search, "_coarse_plan", counted)
+    fastest = min(q.time_ns for q in plans)
+    s = Session(p)
+    assert s.solve(None, tie_break=False).time_ns == fastest
+    for cap in sorted({q.peak_bytes for q in plans}):
+        found = Session(p).fastest_under(cap, search.Clock(60))
+        assert found.proven and found.picks is not None
+        assert evaluate(p, found.picks).time_ns == min(q.time_ns for q in plans if q.peak_bytes <= cap)
+    assert coarse_runs and all(run is not None for run in coarse_runs)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import z3
 
-from tasobuild.solve.encode import Encoding, add_soft_all, assert_all, not_
+from tasobuild.solve.encode import Encoding, add_soft_all, assert_all, not_, pb_le
 from tasobuild.solve.plan import Plan, evaluate, to_ns
 from tasobuild.solve.problem import Choice
 
@@ -64,6 +64,13 @@ def exclusions(enc: Encoding, excluded: Excluded) -> list[z3.BoolRef]:
 # or the wall-clock limit ends the search.
 FIRST_SLICE_RLIMIT = 3_000_000  # about 0.3-0.8 s of maxres on this kind of problem
 
+# When the first slice does not settle a question, its hard part is usually proving that no plan a few microseconds
+# faster exists among many near-equal ones. A coarse MaxSAT first (every weight floored to COARSE_NS) answers fast,
+# as far fewer distinct weights make far fewer cores, and its plan P bounds the exact search: a plan faster than P
+# has a smaller exact penalty, hence a coarse penalty of at most (penalty(P) - 1) // COARSE_NS, which is added as a
+# hard constraint. The answer stays the exact optimum (P itself when nothing within the bound is faster).
+COARSE_NS = 10_000
+
 
 def slice_params(k: int) -> dict[str, object]:
     climb = k % 2 == 1
@@ -73,14 +80,15 @@ def slice_params(k: int) -> dict[str, object]:
 
 def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Excluded = frozenset(),
              known: tuple[Choice, ...] | None = None,
-             accept: Callable[[Plan], bool] = lambda _: True) -> Outcome:
+             accept: Callable[[Plan], bool] = lambda _: True, coarse: Plan | None = None) -> Outcome:
     """Fastest plan under the extra constraints, never picking an excluded choice, as weighted MaxSAT (Z3 Optimize,
     core-guided maxres, in slices: see slice_params). Each choice is a soft 'not this' weighted by how much slower
     it is than the node's fastest allowed choice (the fastest weighs 0, which keeps the cores small); each transform
     is a soft 'not this' weighted by its time. A fused group is one soft constraint, on its first member, weighted
     by its time minus its members' fastest ungrouped choices ('this' when the group is faster): a soft per member
     made the search 30x slower on MobileNetV2. On timeout: the best plan found that `accept`s (meets the caps), else
-    `known`, with the best proven lower bound."""
+    `known`, with the best proven lower bound. When the first slice does not settle it, the coarse search bounds it
+    (COARSE_NS): `coarse` is then the coarse plan, and `extra` holds the bound."""
     opt = z3.Optimize(ctx=enc.ctx)
     assert_all(opt, [*enc.constraints, *extra, *exclusions(enc, excluded)])
     soft, base = [], enc.time_const
@@ -107,12 +115,16 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     soft += [(not_(v), w) for v, w in enc.transform_terms if w > 0]
     handle = add_soft_all(opt, soft, "time")
     best = None if known is None else evaluate(enc.problem, known)
+    if coarse is not None and (best is None or coarse.time_ns < best.time_ns):
+        best = coarse
     lower = base
     for k in itertools.count():
         for key, value in slice_params(k).items():
             opt.set(key, value)
         result = clock.run(opt)
         if result == z3.unsat:
+            if coarse is not None:  # nothing within the coarse bound is faster: the coarse plan is the optimum
+                return Outcome(picks_of(coarse), True, coarse.time_ns)
             return Outcome(None, True, 0)
         if result == z3.sat:
             plan = evaluate(enc.problem, enc.picks(opt.model()))
@@ -120,7 +132,15 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
             if claimed != plan.time_ns or not accept(plan):
                 raise AssertionError(f"solver encoding disagrees with evaluate: time {claimed} vs {plan.time_ns} ns, "
                                      f"or the plan breaks a cap")
+            if coarse is not None and coarse.time_ns < plan.time_ns:
+                plan = coarse
             return Outcome(picks_of(plan), True, plan.time_ns)
+        if k == 0 and coarse is None and not clock.expired():
+            found = _coarse_plan(enc, [*enc.constraints, *extra, *exclusions(enc, excluded)], soft, clock, accept)
+            if found is not None:  # the exact search again, from its first slice, within the coarse bound
+                units = tuple((z3.Not(lit), w // COARSE_NS) for lit, w in soft if w >= COARSE_NS)
+                bound = pb_le(units, (found.time_ns - base - 1) // COARSE_NS, enc.ctx)
+                return min_time(enc, [*extra, bound], clock, excluded, known, accept, coarse=found)
         lower = max(lower, base + _soft_lower(handle))
         try:  # out of budget: maxres keeps its best model so far
             found = evaluate(enc.problem, enc.picks(opt.model()))
@@ -133,6 +153,25 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     if best is None:
         return Outcome(None, False, lower)
     return Outcome(picks_of(best), False, min(lower, best.time_ns))
+
+
+def _coarse_plan(enc: Encoding, hard: list[z3.BoolRef], soft: list[tuple[z3.BoolRef, int]], clock: Clock,
+                 accept: Callable[[Plan], bool]) -> Plan | None:
+    """The fastest plan with every soft weight floored to COARSE_NS (see there), in the same slices as min_time;
+    None if the clock ends first."""
+    opt = z3.Optimize(ctx=enc.ctx)
+    assert_all(opt, hard)
+    add_soft_all(opt, [(lit, w // COARSE_NS) for lit, w in soft if w >= COARSE_NS], "coarse")
+    for k in itertools.count():
+        for key, value in slice_params(k).items():
+            opt.set(key, value)
+        result = clock.run(opt)
+        if result == z3.sat:
+            plan = evaluate(enc.problem, enc.picks(opt.model()))
+            return plan if accept(plan) else None
+        if result == z3.unsat or clock.expired():
+            return None
+    return None  # unreachable: itertools.count never ends
 
 
 def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, floor: int,

@@ -8,6 +8,11 @@ What makes it fast, besides encoding once:
   and among choices of one kind (Choice.kind: same layouts, aliasing and group, so they affect every other step
   identically), once a choice is safe (hi[i] + w <= B) every slower choice of that kind is dominated by it.
   Without a cap that leaves the fastest choice of each kind.
+* Group dominance (`_dominated_groups`). A fused group slower than running its members one by one (each member's
+  fastest plain choice with the group member's layouts, so no transform changes) is only ever picked to save
+  memory inside its span of steps. Where every step of that span is safe under the cap (hi + the largest workspace
+  <= cap), the ungrouped members fit as well and are faster, so the group cannot be in a fastest plan: it never
+  enters the question (with tiling on, most of GoogLeNet's Inception groups, which made the walk's MaxSAT slow).
 * Interval reuse. The fastest plan under a cap c0 (proven), with peak p, is also the fastest under every cap in
   [p, c0]: a later question in that range is answered without Z3. The fastest plan without a cap that fits the
   budget IS the answer; the tie-break's question "fastest with a smaller peak" is the next budget down's answer.
@@ -22,7 +27,7 @@ from dataclasses import dataclass, replace
 from tasobuild.errors import UserError
 from tasobuild.solve.encode import encode
 from tasobuild.solve.plan import Plan, evaluate, to_ns
-from tasobuild.solve.problem import Choice, Problem, overlap_saving, prune
+from tasobuild.solve.problem import Choice, Problem, group_members, overlap_saving, prune
 from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
 
 OBJECTIVES = ("latency", "memory")
@@ -95,7 +100,39 @@ class Session:
                     out.add((i, k))
                 elif cap is None or hi[i] + w <= cap:
                     safe_kinds.add(kind)
+        for members, worst in self._slower_groups:
+            if cap is None or worst <= cap:
+                out.update(members)
         return frozenset(out)
+
+    @functools.cached_property
+    def _slower_groups(self) -> tuple[tuple[tuple[tuple[int, int], ...], int], ...]:
+        """The fused groups strictly slower than their members run one by one (module docstring: group dominance),
+        each with the most memory any of its span's steps can take whatever the choices (the cap at and above which
+        the group is dominated). A group whose members' outputs are read outside its span, or a member without a
+        plain alternative of the same layouts, is left out."""
+        _, hi = self.enc.tensor_bytes_range()
+        consumers = self.enc.topo.consumer_steps
+        out = []
+        for members in group_members(self.problem).values():
+            first, last = members[0][0], members[-1][0]
+            if any(not set(consumers[self.problem.nodes[i].output]) <= set(range(first, last + 1))
+                   for i, _ in members[:-1]):
+                continue
+            grouped = alone = 0
+            for i, k in members:
+                c = self.problem.nodes[i].choices[k]
+                plain = [to_ns(d.time_ms) for d in self.problem.nodes[i].choices
+                         if not d.group and not d.no_buffer and not d.gathers
+                         and (d.layout_in, d.layout_out) == (c.layout_in, c.layout_out)]
+                if not plain:
+                    break
+                grouped, alone = grouped + to_ns(c.time_ms), alone + min(plain)
+            else:
+                if alone < grouped:
+                    worst = max(hi[s] + max(self._workspace[s]) for s in range(first, last + 1))
+                    out.append((tuple(members), worst))
+        return tuple(out)
 
     # ---- the questions ----
     def solve(self, budget_bytes: int | None, objective: str = "latency", latency_budget_ms: float | None = None,
