@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from tasobuild.solve import Plan
 
 NAME = "channels"
-WIDTHS = (16, 32, 64)  # slice widths (channels) offered to the solver: whole vectors of the widest SIMD
+WIDTHS = (8, 16, 32, 64)  # slice widths (channels) offered to the solver: whole vectors of the SIMD widths
+WIDTH_STEP = 8  # a half of the channels is offered too, rounded up to this: two slices, the fewest steps
 FINISH_SOURCES = ("ops_eltwise.c", *ACT_HEADERS)  # tb_act_inplace, the pass of `finishing`
 PRIMITIVES_PER_MEMBER = 2  # as for row tiling: each member's fastest primitives (untiled) in the chain's layout
 
@@ -190,7 +191,8 @@ class ChannelOption:
 
 
 def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],
-            widths: Sequence[int] = WIDTHS, per_member: int = PRIMITIVES_PER_MEMBER) -> tuple[ChannelOption, ...]:
+            widths: Sequence[int] | None = None, per_member: int = PRIMITIVES_PER_MEMBER
+            ) -> tuple[ChannelOption, ...]:
     """Every path, slice width (narrower than the sliced channels) and layout in which each member has a primitive
     (among its `per_member` fastest untiled ones in that layout, and the one needing the least workspace) that runs
     every slice; each as a fastest and a lean option (base.PICKS: a fast primitive's scratch may outweigh the
@@ -201,7 +203,7 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
     out: list[ChannelOption] = []
     for members in paths(graph):
         channels = graph.shape(graph.nodes[members[0]].output).c
-        for width in widths:
+        for width in slice_widths(channels) if widths is None else widths:
             if width >= channels:
                 continue
             slices = tuple((c0, min(c0 + width, channels)) for c0 in range(0, channels, width))
@@ -225,6 +227,13 @@ def distinct(groups: Sequence[Group]) -> tuple[Group, ...]:
             seen.add(key)
             out.append(group)
     return tuple(out)
+
+
+def slice_widths(channels: int) -> tuple[int, ...]:
+    """The slice widths offered for a path of this many channels: WIDTHS, and half of them (two slices), each
+    narrower than the channels."""
+    half = -(-channels // (2 * WIDTH_STEP)) * WIDTH_STEP
+    return tuple(sorted(w for w in {*WIDTHS, half} if w < channels))
 
 
 def _option(candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], layout: Layout,
