@@ -2,7 +2,8 @@
 
 Kinds (KINDS, in the order their groups reach the solver):
   rows      row bands of HWC convolutions, a line buffer per intermediate tensor (tiling.rows)
-  channels  channel slices of conv -> depthwise -> conv, partial sums added into the output (FDT, tiling.channels)
+  channels  channel slices of conv -> per-channel operators -> conv, partial sums added into the output (FDT,
+            tiling.channels)
 
 How a build uses them, without knowing which kinds there are:
   1. `options(graph, nodes, costs)`: every kind's Options for the graph, given the candidates' untiled costs;
