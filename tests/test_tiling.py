@@ -317,6 +317,27 @@ def _channel_group(graph: Graph, width: int, layout: str = "CHW") -> object:
     return options[0].group(graph, costs)
 
 
+@pytest.mark.parametrize(("name", "expected"), [
+    ("ds_cnn_tf", [(1, 2, 3), (3, 4, 5), (5, 6, 7), (7, 8, 9)]),  # pointwise, ReLU -> depthwise -> pointwise, ReLU
+    ("resnet8_tf", [(2, 3), (6, 7), (10, 11)]),  # a block's two 3x3 convs: nothing between them
+])
+def test_paths_are_found_over_the_graph_of_real_networks(name: str, expected: list[tuple[int, ...]]) -> None:
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.channels import paths
+
+    assert paths(import_onnx(ensure_model(name))) == expected
+
+
+def test_slice_widths_are_the_fixed_ones_and_half_the_channels() -> None:
+    from tasobuild.tiling.channels import slice_widths
+
+    assert slice_widths(16) == (8,)
+    assert slice_widths(48) == (8, 16, 24, 32)  # 24: two slices
+    assert slice_widths(96) == (8, 16, 32, 48, 64)
+    assert slice_widths(40) == (8, 16, 24, 32)  # half of 40 rounded up to 8: 24 + 16
+    assert slice_widths(8) == ()
+
+
 def test_a_path_ending_on_a_conv_with_its_activation_applies_it_once_the_sum_is_whole(tmp_path: Path) -> None:
     from tasobuild.importer import import_onnx
     from tasobuild.tiling.channels import paths
