@@ -89,7 +89,7 @@ def paths(graph: Graph) -> list[tuple[int, ...]]:
     nodes = graph.nodes
     out: list[tuple[int, ...]] = []
     for i, first in enumerate(nodes[:-1]):
-        if not _is_dense(first) or graph.dtype(first.output) != "float32":
+        if not _is_dense(first) or {graph.dtype(first.inputs[0]), graph.dtype(first.output)} != {"float32"}:
             continue
         j = i
         while j + 1 < len(nodes) and j - i + 2 <= MAX_PATH and feeds[j]:
