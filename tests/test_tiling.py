@@ -19,7 +19,15 @@ from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluat
 from tasobuild.tiling import KINDS
 from tasobuild.tiling.base import Workspace
 from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule, output_lead
-from tests.e2e import assert_matches, build_and_compile, inverted_residual_model, run_binary, tasobuild, write_spec
+from tests.e2e import (
+    assert_matches,
+    build_and_compile,
+    inverted_residual_model,
+    run_binary,
+    save_onnx,
+    tasobuild,
+    write_spec,
+)
 from tests.zoo import ensure_model
 from tests.zoo.reference import random_input, run_onnxruntime
 
@@ -227,10 +235,10 @@ def test_chains_writing_over_their_input_reach_issue_16s_arenas(tmp_path: Path, 
 
 def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     from tasobuild.importer import import_onnx
-    from tasobuild.tiling.channels import chains
+    from tasobuild.tiling.channels import paths
 
     model = inverted_residual_model(tmp_path / "block.onnx")
-    assert chains(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
+    assert paths(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
     untiled = _smallest_budget(write_spec(tmp_path, model))
     tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
     # untiled, the 96-channel tensors of the expand and the depthwise are live together: 2 x 6144 B, plus x
@@ -244,11 +252,149 @@ def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     assert_matches(ours, run_onnxruntime(model, x))
 
 
+def _weights(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+
+def pointwise_pair_model(path: Path) -> Path:
+    """MobileNetV1's block at 4x4: x (8) -> 1x1 conv to 96, ReLU -> 3x3 depthwise, ReLU -> 1x1 conv to 8, ReLU. The
+    path ends on a convolution with its activation."""
+    from onnx import helper
+
+    rng = np.random.default_rng(5)
+    weights = {"w1": _weights(rng, 96, 8, 1, 1), "b1": _weights(rng, 96), "w2": _weights(rng, 96, 1, 3, 3),
+               "b2": _weights(rng, 96), "w3": _weights(rng, 8, 96, 1, 1), "b3": _weights(rng, 8)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["e"], name="pw1"), helper.make_node("Relu", ["e"], ["er"]),
+             helper.make_node("Conv", ["er", "w2", "b2"], ["d"], name="dw", group=96, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["dr"]),
+             helper.make_node("Conv", ["dr", "w3", "b3"], ["p"], name="pw2"), helper.make_node("Relu", ["p"], ["y"])]
+    return save_onnx(path, nodes, [1, 8, 4, 4], [1, 8, 4, 4], weights)
+
+
+def per_channel_path_model(path: Path) -> Path:
+    """x (8x6x6) -> 3x3 conv to 64 -> 2x2 max pool -> Sigmoid -> BatchNorm, ReLU -> 3x3 depthwise, Clip(0, 6) ->
+    3x3 depthwise -> 3x3 average pool (stride 1, padded) -> 1x1 conv to 10, LeakyReLU: one path of eight members,
+    every operator between the convolutions per channel (the sigmoid and the pool stay nodes of their own)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(6)
+    weights = {"w1": _weights(rng, 64, 8, 3, 3), "b1": _weights(rng, 64),
+               "g": (1 + 0.1 * rng.standard_normal(64)).astype(np.float32), "beta": _weights(rng, 64),
+               "mean": _weights(rng, 64), "var": (1 + rng.random(64)).astype(np.float32),
+               "w2": _weights(rng, 64, 1, 3, 3), "b2": _weights(rng, 64), "w3": _weights(rng, 64, 1, 3, 3),
+               "b3": _weights(rng, 64), "w4": _weights(rng, 10, 64, 1, 1), "b4": _weights(rng, 10),
+               "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Sigmoid", ["m"], ["s"]),
+             helper.make_node("BatchNormalization", ["s", "g", "beta", "mean", "var"], ["n"]),
+             helper.make_node("Relu", ["n"], ["nr"]),
+             helper.make_node("Conv", ["nr", "w2", "b2"], ["d1"], name="dw1", group=64, pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["d1", "lo", "hi"], ["d1c"]),
+             helper.make_node("Conv", ["d1c", "w3", "b3"], ["d2"], name="dw2", group=64, pads=[1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["d2"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "w4", "b4"], ["p"], name="pw"),
+             helper.make_node("LeakyRelu", ["p"], ["y"], alpha=0.1)]
+    return save_onnx(path, nodes, [1, 8, 6, 6], [1, 10, 3, 3], weights)
+
+
+def _fdt_groups(report: dict) -> set[str]:
+    return {n["tiling"] for n in report["nodes"] if n["tiling"] and " channels=" in n["tiling"]}
+
+
+def _channel_group(graph: Graph, width: int, layout: str = "CHW") -> object:
+    """The path's group at this slice width, every call costed alike (the geometry does not depend on the costs)."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.costs.cache import Cost
+    from tasobuild.tiling import calls
+    from tasobuild.tiling.channels import fusable
+
+    nodes = node_candidates(graph)
+    costs = {c.key(): Cost(1.0, 0.0, 1, "measured") for nc in nodes for o in nc.options for c in o.calls}
+    options = [o for o in fusable(graph, nodes, costs, widths=(width,)) if o.layout == layout and o.pick == "fastest"]
+    costs.update({c.key(): Cost(1.0, 0.0, 1, "measured") for c in calls(options)})
+    assert len(options) == 1
+    return options[0].group(graph, costs)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("ds_cnn_tf", [(1, 2, 3), (3, 4, 5), (5, 6, 7), (7, 8, 9)]),  # pointwise, ReLU -> depthwise -> pointwise, ReLU
+    ("resnet8_tf", [(2, 3), (6, 7), (10, 11)]),  # a block's two 3x3 convs: nothing between them
+])
+def test_paths_are_found_over_the_graph_of_real_networks(name: str, expected: list[tuple[int, ...]]) -> None:
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.channels import paths
+
+    assert paths(import_onnx(ensure_model(name))) == expected
+
+
+def test_slice_widths_are_the_fixed_ones_and_half_the_channels() -> None:
+    from tasobuild.tiling.channels import slice_widths
+
+    assert slice_widths(16) == (8,)
+    assert slice_widths(48) == (8, 16, 24, 32)  # 24: two slices
+    assert slice_widths(96) == (8, 16, 32, 48, 64)
+    assert slice_widths(40) == (8, 16, 24, 32)  # half of 40 rounded up to 8: 24 + 16
+    assert slice_widths(8) == ()
+
+
+def test_a_path_ending_on_a_conv_with_its_activation_applies_it_once_the_sum_is_whole(tmp_path: Path) -> None:
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.channels import paths
+
+    model = pointwise_pair_model(tmp_path / "pair.onnx")
+    graph = import_onnx(model)
+    assert [n.act.kind for n in graph.nodes] == ["relu", "relu", "relu"] and paths(graph) == [(0, 1, 2)]
+    group = _channel_group(graph, 32)
+    last = group.chosen[-1]  # type: ignore[attr-defined]
+    # 3 slices of 32 channels: the first writes with the bias and no activation, two add, then one ReLU pass
+    assert group.slices == ((0, 32), (32, 64), (64, 96))  # type: ignore[attr-defined]
+    assert [dict(c.params).get("accumulate") for c in last.calls] == [0, 1, 1, None]
+    assert {dict(c.params)["act"] for c in last.calls} == {0, 1}
+    assert last.calls[-1].function == "tb_act_inplace" and dict(last.calls[-1].params)["n"] == 8 * 4 * 4
+    # the slices of the two 96-channel tensors: 32 x 4 x 4 floats each (2,048 B, whole cache lines)
+    assert group.workspace.buffer_bytes == (2048, 2048)  # type: ignore[attr-defined]
+    assert group.kernel_sources == ("ops_eltwise.c", "tb_ops.h", "ops_act.h")  # type: ignore[attr-defined]
+    tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
+    built = build_and_compile(write_spec(tmp_path, model, memory=f"{tiled} B", extra="tiling = true\n"))
+    assert _fdt_groups(built.report), built.report["nodes"]
+    assert "activation, once its sum is whole" in (built.out_dir / "src" / "net.c").read_text()
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
+def test_a_path_runs_slices_through_pooling_element_wise_and_depthwise_operators(tmp_path: Path) -> None:
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.channels import paths
+
+    model = per_channel_path_model(tmp_path / "path.onnx")
+    graph = import_onnx(model)
+    assert [n.op for n in graph.nodes] == ["conv", "maxpool", "act", "scale", "conv", "conv", "avgpool", "conv"]
+    assert paths(graph) == [tuple(range(8))]
+    group = _channel_group(graph, 16)
+    assert group.slices == ((0, 16), (16, 32), (32, 48), (48, 64))  # type: ignore[attr-defined]
+    # a slice of 16 channels: 6x6 after the conv (2,304 B), 3x3 after the pool (576 B) x 6, all whole cache lines
+    assert group.workspace.buffer_bytes == (2304,) + (576,) * 6  # type: ignore[attr-defined]
+    assert group.workspace.scratch_offset == 2304 + 6 * 576  # type: ignore[attr-defined]
+    scale = group.chosen[3].parts[1]  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(scale[1].const(scale[0].weights[0]), graph.const(graph.nodes[3].weights[0])[16:32])
+    built = build_and_compile(write_spec(tmp_path, model, memory="64 KiB", extra="tiling = true\n"))
+    x = random_input(model, seed=0)
+    untiled_ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(untiled_ours, run_onnxruntime(model, x))
+    tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
+    built = build_and_compile(write_spec(tmp_path, model, memory=f"{tiled} B", extra="tiling = true\n"))
+    assert any(g.startswith("l0-l7 channels=") for g in _fdt_groups(built.report)), built.report["nodes"]
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
 def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
     """FDT's identity, on the NumPy reference: the last conv over input channels [c0, c1), summed over the slices
     (the bias once), is the whole conv."""
     from tasobuild.ir import Constant
-    from tasobuild.tiling.channels import sliced_conv
+    from tasobuild.tiling.channels import sliced_node
     from tests import ir_interpreter as reference
 
     rng = np.random.default_rng(0)
@@ -261,7 +407,7 @@ def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
     whole = reference.conv(node, [x], [w, b])
     parts = []
     for c0, c1 in ((0, 5), (5, 10), (10, 12)):
-        part, sub = sliced_conv(node, graph, "last", c0, c1)
+        part, sub = sliced_node(node, graph, "last", c0, c1)
         assert (part.name, sub.shape("x"), sub.shape("y")) == (f"last[{c0}:{c1}]", Shape(c1 - c0, 6, 7), Shape(5, 6, 7))
         parts.append(reference.conv(part, [x[c0:c1]], [sub.const(part.weights[0]), 0 * sub.const(part.weights[1])]))
     np.testing.assert_allclose(sum(parts) + b[:, None, None], whole, rtol=1e-5, atol=1e-5)

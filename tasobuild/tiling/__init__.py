@@ -2,7 +2,8 @@
 
 Kinds (KINDS, in the order their groups reach the solver):
   rows      row bands of HWC convolutions, a line buffer per intermediate tensor (tiling.rows)
-  channels  channel slices of conv -> depthwise -> conv, partial sums added into the output (FDT, tiling.channels)
+  channels  channel slices of conv -> per-channel operators -> conv, partial sums added into the output (FDT,
+            tiling.channels)
   patches   a grid of spatial patches of a chain's output, each computed from its receptive field, halos recomputed
             (patch-based inference as in MCUNetV2, tiling.patches)
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from tasobuild.candidates import NodeCandidates
+from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
-from tasobuild.ir import Graph
+from tasobuild.ir import Graph, Layout
 from tasobuild.memory import ARENA_ALIGN
 from tasobuild.primitives import KernelCall
 from tasobuild.tiling.protocol import Group, MemberRun, Option
@@ -46,6 +46,25 @@ Run = TypeVar("Run", bound=MemberRun)
 def fastest_option(options: Sequence[Run], costs: Mapping[str, Cost]) -> Run:
     """A member's fastest primitive over all its calls; then the smaller workspace, then the name."""
     return min(options, key=lambda o: (calls_ms(o.calls, costs), o.workspace_bytes, o.primitive))
+
+
+def leanest_in(nc: NodeCandidates, layout: Layout, costs: Mapping[str, Cost]) -> tuple[Candidate, ...]:
+    """The node's candidate in `layout` needing the least workspace (then the fastest, then by name), if it has one:
+    besides its fastest ones, what a lean group tries."""
+    every = fastest_in(nc, layout, costs, len(nc.options))
+    return tuple(sorted(every, key=lambda c: c.workspace_bytes)[:1])
+
+
+def leanest_option(options: Sequence[Run], costs: Mapping[str, Cost]) -> Run:
+    """A member's primitive whose calls need the least workspace; then the fastest, then the name."""
+    return min(options, key=lambda o: (o.workspace_bytes, calls_ms(o.calls, costs), o.primitive))
+
+
+PICKS = ("fastest", "lean")  # a member's primitive: the fastest, or the one whose calls need least workspace
+
+
+def pick_option(pick: str, options: Sequence[Run], costs: Mapping[str, Cost]) -> Run:
+    return fastest_option(options, costs) if pick == "fastest" else leanest_option(options, costs)
 
 
 def layer_range(members: Sequence[int]) -> str:

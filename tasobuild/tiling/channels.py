@@ -1,15 +1,24 @@
-"""Fused channel tiling (FDT, Stahl, Mueller-Gritschneder and Schlichtmann, TinyML 2023): a chain conv -> depthwise
--> conv runs slice by slice of the channels between its convolutions.
+"""Fused channel tiling (FDT, Stahl, Mueller-Gritschneder and Schlichtmann, TinyML 2023): a path from one dense
+convolution to the next, through operators that work channel by channel, runs slice by slice of the channels
+between its two convolutions.
 
-For each slice [c0, c1) of the first convolution's output channels: the first convolution computes those channels
-only (its weights' rows c0..c1), the depthwise convolutions follow the slice (each channel reads its own channel
-only), and the last convolution reads the slice as input channels c0..c1 of its weights and adds its partial sums
-into its whole output: the first slice writes (with the bias), the others accumulate (the kernels' accumulate flag,
-which adds the raw convolution). The intermediate tensors only ever exist one slice at a time, and nothing is
-recomputed. The last convolution must have no activation: it would have to wait for the last slice.
+The paths are found over the graph (`paths`): a dense convolution, then any number of per-channel operators
+(depthwise convolutions, standalone activations, the per-channel scale, max and average pooling), then a dense
+convolution, consecutive in schedule order, each tensor between them read by the next node only. For each slice
+[c0, c1) of the first convolution's output channels: the first convolution computes those channels only (its
+weights' rows c0..c1), every per-channel member follows the slice (each channel reads its own channel only: a
+depthwise convolution or a scale takes that slice of its weights), and the last convolution reads the slice as input
+channels c0..c1 of its weights and adds its partial sums into its whole output: the first slice writes (with the
+bias), the others accumulate (the kernels' accumulate flag, which adds the raw convolution, no bias, no activation).
+The intermediate tensors only ever exist one slice at a time, and nothing is recomputed.
+
+A last convolution with an activation (MobileNetV1's and DS-CNN's pointwise ones, with their ReLU) cannot apply it
+per slice: the sum is not complete before the last slice. Its slices run without it, and one in-place element-wise
+pass (`tb_act_inplace` over the whole output, `finishing`) applies it after the last slice: a call of the member,
+costed like its slices (the bias is already in, from the first slice).
 
 A slice is a tensor of its own with fewer channels, in any layout, and each slice's call is an ordinary kernel call
-on it (`sliced_conv`), with the weights of its channels: costed, profiled and emitted like any other call. A chain
+on it (`sliced_node`), with the weights of its channels: costed, profiled and emitted like any other call. A path
 runs in one layout; each member tries its fastest primitives (by untiled cost) for that layout. Lowering makes a step
 per slice (`sliced_steps`).
 """
@@ -17,34 +26,43 @@ per slice (`sliced_steps`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
 from tasobuild.emit.program import Step
-from tasobuild.ir import LAYOUTS, Constant, Graph, Layout, Node, Shape
-from tasobuild.primitives import KernelCall
+from tasobuild.ir import LAYOUTS, NO_ACTIVATION, Constant, Graph, Layout, Node, Shape
+from tasobuild.primitives import KernelCall, activation_fields
+from tasobuild.primitives.ops import ACT_HEADERS
 from tasobuild.tiling.base import (
     GroupBase,
     Kind,
     Workspace,
     arena_floats,
     calls_ms,
-    fastest_option,
     feeds_next,
     layer_range,
+    leanest_in,
+    pick_option,
     single_call,
 )
-from tasobuild.tiling.protocol import WeightPart, WeightSymbols
+from tasobuild.tiling.protocol import Group, WeightPart, WeightSymbols
 
 if TYPE_CHECKING:
     from tasobuild.memory import ArenaPlan
     from tasobuild.solve import Plan
 
 NAME = "channels"
-WIDTHS = (16, 32, 64)  # slice widths (channels) offered to the solver: whole vectors of the widest SIMD
+WIDTHS = (8, 16, 32, 64)  # slice widths (channels) offered to the solver: whole vectors of the SIMD widths
+WIDTH_STEP = 8  # a half of the channels is offered too, rounded up to this: two slices, the fewest steps
+FINISH_SOURCES = ("ops_eltwise.c", *ACT_HEADERS)  # tb_act_inplace, the pass of `finishing`
 PRIMITIVES_PER_MEMBER = 2  # as for row tiling: each member's fastest primitives (untiled) in the chain's layout
+
+
+# Per-channel operators a slice runs through: output channel c reads input channel c only.
+PER_CHANNEL_OPS = ("act", "scale", "maxpool", "avgpool")
+MAX_PATH = 8  # members of a path, its two convolutions included: longer per-channel runs are not in real networks
 
 
 def _is_depthwise(node: Node, graph: Graph) -> bool:
@@ -56,44 +74,71 @@ def _is_dense(node: Node) -> bool:
     return node.op == "conv" and node.attr("groups", 1) == 1
 
 
-def chains(graph: Graph) -> list[tuple[int, ...]]:
-    """conv -> depthwise (one, or none) -> conv, consecutive in schedule order, each intermediate tensor read by the
-    next node only, the last conv without an activation."""
+def _per_channel(node: Node, graph: Graph) -> bool:
+    """The node's output channel c is a function of its input channel c alone (and the channel counts agree)."""
+    if _is_depthwise(node, graph):
+        return True
+    return (node.op in PER_CHANNEL_OPS and len(node.inputs) == 1
+            and graph.shape(node.inputs[0]).c == graph.shape(node.output).c)
+
+
+def paths(graph: Graph) -> list[tuple[int, ...]]:
+    """Every dense conv -> per-channel operators (any number, up to MAX_PATH members in all) -> dense conv,
+    consecutive in schedule order, each tensor between them read by the next node only, float32 throughout."""
     feeds = feeds_next(graph)
-    out: list[tuple[int, ...]] = []
     nodes = graph.nodes
-    for i in range(len(nodes) - 1):
-        if not _is_dense(nodes[i]) or not feeds[i]:
+    out: list[tuple[int, ...]] = []
+    for i, first in enumerate(nodes[:-1]):
+        if not _is_dense(first) or {graph.dtype(first.inputs[0]), graph.dtype(first.output)} != {"float32"}:
             continue
-        for mid in (0, 1):
-            last = i + 1 + mid
-            if last >= len(nodes) or (mid and (not _is_depthwise(nodes[i + 1], graph) or not feeds[i + 1])):
-                continue
-            if _is_dense(nodes[last]) and nodes[last].act.kind == "none":
-                out.append(tuple(range(i, last + 1)))
+        j = i
+        while j + 1 < len(nodes) and j - i + 2 <= MAX_PATH and feeds[j]:
+            nxt = nodes[j + 1]
+            if graph.dtype(nxt.output) != "float32":
+                break
+            if _is_dense(nxt):
+                out.append(tuple(range(i, j + 2)))
+                break
+            if not _per_channel(nxt, graph):
+                break
+            j += 1
     return out
 
 
-def sliced_conv(node: Node, graph: Graph, role: str, c0: int, c1: int) -> tuple[Node, Graph]:
-    """The member's part of slice [c0, c1): role "first" (output channels c0..c1), "depthwise" (channels c0..c1 in
-    and out) or "last" (input channels c0..c1, whole output). A node with its own weights, in a graph of its own."""
+def sliced_node(node: Node, graph: Graph, role: str, c0: int, c1: int) -> tuple[Node, Graph]:
+    """The member's part of slice [c0, c1): role "first" (output channels c0..c1), "through" (channels c0..c1 in
+    and out: a per-channel operator) or "last" (input channels c0..c1, whole output). A node with its own weights,
+    in a graph of its own."""
     src, dst = graph.shape(node.inputs[0]), graph.shape(node.output)
-    w, b = graph.const(node.weights[0]), graph.const(node.weights[1])
+    consts = [graph.const(w) for w in node.weights]
     tag = f"{node.name}[{c0}:{c1}]"  # its own name: weight transforms are cached by node name
     if role == "first":
-        weights, shapes = (w[c0:c1], b[c0:c1]), (src, Shape(c1 - c0, dst.h, dst.w))
-    elif role == "depthwise":
-        weights, shapes = (w[c0:c1], b[c0:c1]), (Shape(c1 - c0, src.h, src.w), Shape(c1 - c0, dst.h, dst.w))
+        weights, shapes = [w[c0:c1] for w in consts], (src, Shape(c1 - c0, dst.h, dst.w))
+    elif role == "through":  # a depthwise conv's [C][1][kh][kw] and [C], a scale's s[C] and t[C]
+        weights = [(w.reshape(-1) if node.op == "scale" else w)[c0:c1] for w in consts]
+        shapes = (Shape(c1 - c0, src.h, src.w), Shape(c1 - c0, dst.h, dst.w))
     else:
-        weights, shapes = (w[:, c0:c1], b), (Shape(c1 - c0, src.h, src.w), dst)
+        weights, shapes = [consts[0][:, c0:c1], *consts[1:]], (Shape(c1 - c0, src.h, src.w), dst)
     constants = tuple(Constant.of(f"{tag}.{k}", a) for k, a in enumerate(weights))
     changes: dict[str, Any] = {"name": tag, "weights": tuple(c.name for c in constants)}
-    if role == "depthwise":
+    if role == "through" and node.op == "conv":
         changes["attrs"] = {**dict(node.attrs), "groups": c1 - c0}
+    if role == "last":  # its activation waits for the whole sum (`finishing`)
+        changes["act"] = NO_ACTIVATION
     sliced = node.with_(**changes)
     sub = Graph((sliced,), tuple(sorted(zip((node.inputs[0], node.output), shapes))),
                 tuple(sorted(constants, key=lambda c: c.name)), node.inputs[0], node.output, (), ())
     return sliced, sub
+
+
+def finishing(node: Node, graph: Graph) -> KernelCall | None:
+    """The pass that applies the last convolution's activation over its whole output after the last slice, in place
+    (element-wise: any layout); None when it has none."""
+    if node.act.kind == "none":
+        return None
+    shape = graph.shape(node.output)
+    return KernelCall("tb_act_inplace", "tb_flat", (("n", shape.count),) + activation_fields(node.act), ("out",),
+                      (("out", shape.bytes),))
 
 
 def accumulating(call: KernelCall) -> KernelCall:
@@ -104,13 +149,13 @@ def accumulating(call: KernelCall) -> KernelCall:
 
 
 def _roles(n: int) -> list[str]:
-    return ["first"] + ["depthwise"] * (n - 2) + ["last"]
+    return ["first"] + ["through"] * (n - 2) + ["last"]
 
 
 @dataclass(frozen=True)
 class SliceMember:
     """One member run by one primitive over every slice: its part (a node with that slice's weights, in a graph of
-    its own) and its call, per slice."""
+    its own) and its call, per slice; a last convolution with an activation, then the pass that applies it."""
 
     primitive: str
     parts: tuple[tuple[Node, Graph], ...]
@@ -125,6 +170,7 @@ class ChannelOption:
     layout: Layout
     slices: tuple[tuple[int, int], ...]
     options: tuple[tuple[SliceMember, ...], ...]  # per member
+    pick: str = "fastest"  # one of base.PICKS
 
     @property
     def kind(self) -> str:
@@ -134,8 +180,9 @@ class ChannelOption:
         return [c for opts in self.options for o in opts for c in o.calls]
 
     def group(self, graph: Graph, costs: Mapping[str, Cost]) -> ChannelGroup:
-        """Every member's fastest primitive (summed over the slices; then the smaller workspace, then the name)."""
-        chosen = tuple(fastest_option(opts, costs) for opts in self.options)
+        """Every member's fastest primitive (summed over the slices; then the smaller workspace, then the name), or
+        for a lean pick the one needing the least workspace (then the fastest)."""
+        chosen = tuple(pick_option(self.pick, opts, costs) for opts in self.options)
         width = max(c1 - c0 for c0, c1 in self.slices)
         sizes = tuple(width * graph.shape(graph.nodes[i].output).h * graph.shape(graph.nodes[i].output).w * 4
                       for i in self.members[:-1])
@@ -144,29 +191,54 @@ class ChannelOption:
 
 
 def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],
-            widths: Sequence[int] = WIDTHS, per_member: int = PRIMITIVES_PER_MEMBER) -> tuple[ChannelOption, ...]:
-    """Every chain, slice width (narrower than the sliced channels) and layout in which each member has a primitive
-    (among its `per_member` fastest untiled ones in that layout) that runs every slice."""
-    fastest = {layout: [fastest_in(nc, layout, costs, per_member) for nc in nodes] for layout in LAYOUTS}
+            widths: Sequence[int] | None = None, per_member: int = PRIMITIVES_PER_MEMBER
+            ) -> tuple[ChannelOption, ...]:
+    """Every path, slice width (narrower than the sliced channels) and layout in which each member has a primitive
+    (among its `per_member` fastest untiled ones in that layout, and the one needing the least workspace) that runs
+    every slice; each as a fastest and a lean option (base.PICKS: a fast primitive's scratch may outweigh the
+    slices' saving)."""
+    fastest = {layout: [tuple({c.primitive.name: c for c in (*fastest_in(nc, layout, costs, per_member),
+                                                               *leanest_in(nc, layout, costs))}.values())
+                        for nc in nodes] for layout in LAYOUTS}
     out: list[ChannelOption] = []
-    for members in chains(graph):
+    for members in paths(graph):
         channels = graph.shape(graph.nodes[members[0]].output).c
-        for width in widths:
+        for width in slice_widths(channels) if widths is None else widths:
             if width >= channels:
                 continue
             slices = tuple((c0, min(c0 + width, channels)) for c0 in range(0, channels, width))
-            parts = [tuple(sliced_conv(graph.nodes[i], graph, role, c0, c1) for c0, c1 in slices)
+            parts = [tuple(sliced_node(graph.nodes[i], graph, role, c0, c1) for c0, c1 in slices)
                      for role, i in zip(_roles(len(members)), members)]
             for layout in LAYOUTS:
-                option = _option(fastest[layout], members, layout, slices, parts)
+                option = _option(fastest[layout], members, layout, slices, parts,
+                                 finishing(graph.nodes[members[-1]], graph))
                 if option is not None:
-                    out.append(option)
+                    out += [option, replace(option, name=f"{option.name} lean", pick="lean")]
     return tuple(out)
 
 
+def distinct(groups: Sequence[Group]) -> tuple[Group, ...]:
+    """The groups but a lean one that picked what its fastest twin did (the same calls: the same choice)."""
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    out = []
+    for group in groups:
+        key = (group.name.removesuffix(" lean"), tuple(o.primitive for o in group.chosen))
+        if key not in seen:
+            seen.add(key)
+            out.append(group)
+    return tuple(out)
+
+
+def slice_widths(channels: int) -> tuple[int, ...]:
+    """The slice widths offered for a path of this many channels: WIDTHS, and half of them (two slices), each
+    narrower than the channels."""
+    half = -(-channels // (2 * WIDTH_STEP)) * WIDTH_STEP
+    return tuple(sorted(w for w in {*WIDTHS, half} if w < channels))
+
+
 def _option(candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], layout: Layout,
-            slices: tuple[tuple[int, int], ...], member_parts: list[tuple[tuple[Node, Graph], ...]]
-            ) -> ChannelOption | None:
+            slices: tuple[tuple[int, int], ...], member_parts: list[tuple[tuple[Node, Graph], ...]],
+            finish: KernelCall | None) -> ChannelOption | None:
     per: list[tuple[SliceMember, ...]] = []
     for role, i, parts in zip(_roles(len(members)), members, member_parts):
         opts: list[SliceMember] = []
@@ -176,7 +248,7 @@ def _option(candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], l
                 continue
             calls = [single_call(p.call(n, g)) for n, g in parts]
             if role == "last":
-                calls = calls[:1] + [accumulating(c) for c in calls[1:]]
+                calls = calls[:1] + [accumulating(c) for c in calls[1:]] + ([finish] if finish else [])
             opts.append(SliceMember(p.name, parts, tuple(calls), max(p.workspace(n, g) for n, g in parts)))
         if not opts:
             return None
@@ -200,7 +272,7 @@ class ChannelGroup(GroupBase):
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
-        return ()
+        return FINISH_SOURCES if len(self.chosen[-1].calls) > len(self.slices) else ()
 
     def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
         """Every slice has weights of its own."""
@@ -211,13 +283,13 @@ class ChannelGroup(GroupBase):
         return sliced_steps(self, graph, plan, arena, weights)
 
 
-KIND = Kind(NAME, fusable)  # keeps every slice width's group
+KIND = Kind(NAME, fusable, distinct)  # keeps every slice width's group
 
 
 def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols
                  ) -> list[Step]:
     """A step per slice: each member's call on its channels, the last one writing (first slice) or adding to the
-    whole output."""
+    whole output; then the last convolution's activation over its whole output, if it has one."""
     first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
     whole_in = f"A + {arena_floats(arena, plan.buffer_of(first.inputs[0], group.layout))}"
     whole_out = f"A + {arena_floats(arena, plan.buffer_of(last.output, group.layout))}"
@@ -240,4 +312,7 @@ def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan
             calls.append((call, tuple((r, roles[r]) for r in call.args)))
         what = f"Channels {c0}-{c1 - 1}, " + ("written with the bias:" if s == 0 else "added:")
         steps.append(Step(f"{head} {what}" if s == 0 else f"[{group.label}] {what}", tuple(calls)))
+    for finish in group.chosen[-1].calls[len(group.slices):]:
+        steps.append(Step(f"[{group.label}] l{group.members[-1]}'s activation, once its sum is whole:",
+                          ((finish, (("out", whole_out),)),)))
     return steps

@@ -44,9 +44,10 @@ from tasobuild.tiling.base import (
     Kind,
     Workspace,
     calls_ms,
-    fastest_option,
     feeds_next,
     layer_range,
+    leanest_in,
+    pick_option,
     single_call,
 )
 from tasobuild.tiling.protocol import Group, WeightPart, WeightSymbols
@@ -200,12 +201,9 @@ class MemberOption:
     workspace_bytes: int  # the largest of its band calls'
 
 
-PICKS = ("fastest", "lean")  # a member's primitive: the fastest, or the one whose band calls need least workspace
-
-
 @dataclass(frozen=True)
 class GroupOption:
-    """A chain and a band height, before costs pick each member's primitive (`pick`, one of PICKS)."""
+    """A chain and a band height, before costs pick each member's primitive (`pick`, one of base.PICKS)."""
 
     name: str
     members: tuple[int, ...]  # node indices, consecutive
@@ -226,8 +224,7 @@ class GroupOption:
         """Every member's fastest primitive, by its band calls' summed cost (then the smaller workspace, then the
         name), or for a lean pick the one with the least workspace (then the fastest); a member's time includes the
         copies into its window."""
-        chosen = tuple(fastest_option(opts, costs) if self.pick == "fastest" else leanest_option(opts, costs)
-                       for opts in self.options)
+        chosen = tuple(pick_option(self.pick, opts, costs) for opts in self.options)
         carry_ms = [calls_ms(per_band, costs) for per_band in self.carries] + [0.0]  # the last member keeps no window
         member_ms = tuple(calls_ms(o.calls, costs) + carry_ms[j] for j, o in enumerate(chosen))
         windows = tuple(rows * row_bytes(graph, graph.nodes[i].output)
@@ -237,11 +234,6 @@ class GroupOption:
                            row_bytes(graph, last.output))
         return FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
                           Workspace.of(windows, chosen), lead)
-
-
-def leanest_option(options: Sequence[MemberOption], costs: Mapping[str, Cost]) -> MemberOption:
-    """A member's primitive whose band calls need the least workspace; then the fastest, then the name."""
-    return min(options, key=lambda o: (o.workspace_bytes, calls_ms(o.calls, costs), o.primitive))
 
 
 def row_bytes(graph: Graph, tensor: str) -> int:
@@ -273,10 +265,10 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
     """Every sub-chain of 2..max_members members and band height whose members each have an HWC primitive that
     runs all their bands; a member tries its `per_member` fastest HWC primitives by their untiled `costs` (every
     candidate's): on VGG-16, costing the bands of all of them would take a quarter of an hour. Besides them, the
-    one needing the least workspace untiled, for a lean group (PICKS) where a fast primitive's scratch outweighs
+    one needing the least workspace untiled, for a lean group (base.PICKS) where a fast primitive's scratch outweighs
     what fusing saves (ResNet-8's Winograd)."""
     fastest = [tuple({c.primitive.name: c for c in (*fastest_in(nc, LAYOUT, costs, per_member),
-                                                    *leanest_in(nc, costs))}.values()) for nc in nodes]
+                                                    *leanest_in(nc, LAYOUT, costs))}.values()) for nc in nodes]
     out: list[GroupOption] = []
     for run in chains(graph):
         for length in range(2, max_members + 1):
@@ -290,12 +282,6 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
                     if option is not None:
                         out += [option, replace(option, name=f"{option.name} lean", pick="lean")]
     return tuple(out)
-
-
-def leanest_in(nc: NodeCandidates, costs: Mapping[str, Cost]) -> tuple[Candidate, ...]:
-    """The node's HWC candidate needing the least workspace (then the fastest, then by name), if it has one."""
-    every = fastest_in(nc, LAYOUT, costs, len(nc.options))
-    return tuple(sorted(every, key=lambda c: c.workspace_bytes)[:1])
 
 
 def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members: tuple[int, ...], rows: int,
