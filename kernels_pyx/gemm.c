@@ -98,6 +98,69 @@ static void micro_edge(int kc, const float *restrict a, long a_rs, long a_ks, in
 #undef TB_STORE_ROW
 }
 
+/* The wide tiles: rp A panels x cp B panels (6 x 16 each) in one register block, rp, cp in {1, 2}, the rest as
+ * micro_edge (rows [r0, r1), columns per B panel in cols[q], the fused bias + activation). 12 x 32 keeps 24
+ * accumulators in flight, 2 B vectors and 12 broadcasts (from memory) per k: 24 independent FMA chains cover two
+ * 512-bit FMA ports at latency 4, where 6 x 16's six cannot (<= 75% of peak, a broadcast per FMA). Each element's
+ * sum runs k by k from zero in one register, then C, bias_m, bias_n and the activation, exactly as micro_edge:
+ * whichever tile an element falls in (a row view's grid included), its bits are the same. Always inlined with
+ * constant rp, cp, so the accumulator array lives in registers. */
+static inline __attribute__((always_inline)) void micro_wide(const int rp, const int cp, int kc,
+                                                            const float *restrict a, long a_ps,
+                                                            const float *restrict b, long b_ps, float *restrict c,
+                                                            long ldc, int add, int r0, int r1,
+                                                            const __mmask16 *cols, const tb_gemm_epi *e)
+{
+    __m512 acc[2 * MR][2], bn[2], lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    const float *a1 = a + (rp > 1 ? a_ps : 0), *b1 = b + (cp > 1 ? b_ps : 0);
+    int k, r, q;
+#pragma GCC unroll 12
+    for (r = 0; r < rp * MR; ++r)
+#pragma GCC unroll 2
+        for (q = 0; q < cp; ++q) acc[r][q] = _mm512_setzero_ps();
+    for (k = 0; k < kc; ++k) {
+        __m512 bk[2];
+        bk[0] = _mm512_loadu_ps(b);
+        if (cp > 1) bk[1] = _mm512_loadu_ps(b1);
+#pragma GCC unroll 12
+        for (r = 0; r < rp * MR; ++r) {
+            const __m512 ar = _mm512_set1_ps(r < MR ? a[r] : a1[r - MR]);
+#pragma GCC unroll 2
+            for (q = 0; q < cp; ++q) acc[r][q] = _mm512_fmadd_ps(ar, bk[q], acc[r][q]);
+        }
+        a += MR;
+        a1 += MR;
+        b += NR;
+        b1 += NR;
+    }
+#pragma GCC unroll 2
+    for (q = 0; q < cp; ++q) bn[q] = _mm512_setzero_ps();
+    if (e) {
+#pragma GCC unroll 2
+        for (q = 0; q < cp; ++q)
+            if (e->bias_n) bn[q] = _mm512_maskz_loadu_ps(cols[q], e->bias_n + q * NR);
+        lo = _mm512_set1_ps(e->act == TB_ACT_CLIP ? e->act_a : 0.0f);
+        hi = _mm512_set1_ps(e->act_b);
+    }
+#pragma GCC unroll 12
+    for (r = 0; r < rp * MR; ++r) {
+        if (r < r0 || r >= r1) continue;
+#pragma GCC unroll 2
+        for (q = 0; q < cp; ++q) {
+            float *cr = c + r * ldc + q * NR;
+            __m512 v = acc[r][q];
+            if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cols[q], cr));
+            if (e) {
+                if (e->bias_m) v = _mm512_add_ps(v, _mm512_set1_ps(e->bias_m[r]));
+                v = _mm512_add_ps(v, bn[q]);
+                if (e->act != TB_ACT_NONE) v = _mm512_max_ps(v, lo);
+                if (e->act == TB_ACT_CLIP) v = _mm512_min_ps(v, hi);
+            }
+            _mm512_mask_storeu_ps(cr, cols[q], v);
+        }
+    }
+}
+
 #elif defined(__AVX2__) && defined(__FMA__) && !defined(TB_GEMM_SCALAR)
 #include <immintrin.h>
 
@@ -358,6 +421,50 @@ static void epilogue(const tb_gemm_job *g, int row, int col, int rows, int cols)
     }
 }
 
+#ifdef TB_GEMM_MICRO_EDGE
+/* One (ic, jc, pc) block with packed A on AVX-512: tiles of up to 2 x 2 panels (12 x 32), each clipped to the
+ * job's [m0, m1) x [n0, n1) in place, bias + relu/clip fused into the store (same bounds as tb_act_value). The
+ * B pair stays in L1 while the A panels stream by (jr outer, ir inner). */
+static void macro_wide(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, const float *ablk, long a_ps,
+                       const float *bblk, long b_ps, int first, int last)
+{
+    const int add = !first || g->accumulate;
+    const int fuse = last && !g->accumulate &&
+                     (g->act == TB_ACT_NONE || g->act == TB_ACT_RELU || g->act == TB_ACT_CLIP);
+    int jr, ir, q;
+    for (jr = 0; jr < nc; jr += 2 * NR) {
+        const float *bp = bblk + (long)(jr / NR) * b_ps;
+        const int col = jc + jr, cp = jr + NR < nc ? 2 : 1;
+        const int c_lo = tb_max(col, g->n0), c_hi = tb_min(col + cp * NR, g->n1);
+        __mmask16 cols[2];
+        for (q = 0; q < 2; ++q) { /* the lanes of panel q inside [c_lo, c_hi) */
+            const int lo = tb_max(c_lo - col - q * NR, 0), hi = tb_min(c_hi - col - q * NR, NR);
+            cols[q] = hi > lo ? (__mmask16)((0xFFFFu >> (NR - hi)) & (0xFFFFu << lo)) : 0;
+        }
+        for (ir = 0; ir < mc; ir += 2 * MR) {
+            const float *ap = ablk + (long)(ir / MR) * a_ps;
+            const int row = ic + ir, rp = ir + MR < mc ? 2 : 1;
+            const int r_lo = tb_max(row, g->m0), r_hi = tb_min(row + rp * MR, g->m1);
+            float *ct = g->c + (long)row * g->ldc + col;
+            tb_gemm_epi e;
+            const tb_gemm_epi *ep = fuse ? &e : 0;
+            e.bias_m = g->bias_m ? g->bias_m + row : 0;
+            e.bias_n = g->bias_n ? g->bias_n + col : 0;
+            e.act = g->act; e.act_a = g->act_a; e.act_b = g->act_b;
+            if (rp == 2 && cp == 2)
+                micro_wide(2, 2, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            else if (rp == 2)
+                micro_wide(2, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            else if (cp == 2)
+                micro_wide(1, 2, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            else
+                micro_wide(1, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            if (last && !g->accumulate && !fuse) epilogue(g, r_lo, c_lo, r_hi - r_lo, c_hi - c_lo);
+        }
+    }
+}
+#endif
+
 /* One (ic, jc, pc) block: every MR x NR tile, clipped to the job's [m0, m1) x [n0, n1). */
 static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, const float *ablk, long a_ps,
                   long a_rs, long a_ks, const float *bblk, long b_ps, int first, int last)
@@ -365,6 +472,12 @@ static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, 
     int add = !first || g->accumulate, jr, ir;
     float tile[MR * NR];
     (void)a_rs; (void)a_ks; /* used by the AVX-512 edge micro-kernel only */
+#ifdef TB_GEMM_MICRO_EDGE
+    if (a_ks == MR) { /* packed A: the wide tiles */
+        macro_wide(g, ic, mc, jc, nc, kc, ablk, a_ps, bblk, b_ps, first, last);
+        return;
+    }
+#endif
     for (jr = 0; jr < nc; jr += NR) {
         const float *bp = bblk + (long)(jr / NR) * b_ps;
         int col = jc + jr;
