@@ -2,7 +2,8 @@
  *
  * GotoBLAS/BLIS structure: loops jc (NC columns) > pc (KC depth) > ic (MC rows) > jr (NR) > ir (MR) > micro-kernel.
  * An operand given row-major is packed block by block into the caller's workspace; a pre-packed operand (the
- * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers.
+ * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers; on
+ * AVX-512, up to 2 x 2 of them (12x32: two A panels, two B panels, same packed formats, micro_wide).
  * Micro-kernels, best first: AVX-512, AVX2+FMA, AArch64 NEON intrinsics, Helium (MVE) intrinsics, 32-bit NEON
  * intrinsics, GCC vector extensions, plain C99 (TB_GEMM_SCALAR forces the plain one, for testing). Rounding: the
  * AVX, AArch64 NEON and Helium paths use fused multiply-add (one rounding per term), 32-bit NEON and the portable
@@ -105,6 +106,11 @@ static void micro_edge(int kc, const float *restrict a, long a_rs, long a_ks, in
  * sum runs k by k from zero in one register, then C, bias_m, bias_n and the activation, exactly as micro_edge:
  * whichever tile an element falls in (a row view's grid included), its bits are the same. Always inlined with
  * constant rp, cp, so the accumulator array lives in registers. */
+/* B's panels are prefetched this many depths ahead: with few A rows (a Winograd block of 16 tiles) each B vector
+ * feeds few FMAs and B streams from L3, where the hardware prefetchers alone leave the loads waiting. */
+#ifndef TB_GEMM_PREFETCH
+#define TB_GEMM_PREFETCH 32
+#endif
 static inline __attribute__((always_inline)) void micro_wide(const int rp, const int cp, int kc,
                                                             const float *restrict a, long a_ps,
                                                             const float *restrict b, long b_ps, float *restrict c,
@@ -122,6 +128,8 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
         __m512 bk[2];
         bk[0] = _mm512_loadu_ps(b);
         if (cp > 1) bk[1] = _mm512_loadu_ps(b1);
+        _mm_prefetch((const char *)(b + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
+        if (cp > 1) _mm_prefetch((const char *)(b1 + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
 #pragma GCC unroll 12
         for (r = 0; r < rp * MR; ++r) {
             const __m512 ar = _mm512_set1_ps(r < MR ? a[r] : a1[r - MR]);
@@ -370,6 +378,53 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
  * the declared workspace, so the arena the emitted code uses is exactly the arena it declares. */
 #define TB_GEMM_A_IN_PLACE 0
 
+#ifdef TB_GEMM_MICRO_EDGE
+/* A whole panel's 16 depths at once: six rows of 16 loaded, transposed in registers into the panel's 96 floats
+ * (element i of output vector j is row (16j+i) % 6 at depth (16j+i) / 6): per output vector three two-source
+ * permutes (rows 0-1, 2-3, 4-5) merged by lane masks. A scalar copy would spend a store per float. */
+#define TB_PK_E(j, i) (16 * (j) + (i))
+#define TB_PK(j, g, i) (TB_PK_E(j, i) % MR / 2 == (g) ? TB_PK_E(j, i) / MR + 16 * (TB_PK_E(j, i) % 2) : 0)
+#define TB_PK16(j, g)                                                                                              \
+    { TB_PK(j, g, 0), TB_PK(j, g, 1), TB_PK(j, g, 2), TB_PK(j, g, 3), TB_PK(j, g, 4), TB_PK(j, g, 5),             \
+      TB_PK(j, g, 6), TB_PK(j, g, 7), TB_PK(j, g, 8), TB_PK(j, g, 9), TB_PK(j, g, 10), TB_PK(j, g, 11),           \
+      TB_PK(j, g, 12), TB_PK(j, g, 13), TB_PK(j, g, 14), TB_PK(j, g, 15) }
+#define TB_PK3(j) { TB_PK16(j, 0), TB_PK16(j, 1), TB_PK16(j, 2) }
+/* pack_idx[j][g][i]: where output vector j's lane i comes from in rows 2g, 2g+1 (i < 16: row 2g; else 2g+1) */
+static const int pack_idx[MR][3][16] = { TB_PK3(0), TB_PK3(1), TB_PK3(2), TB_PK3(3), TB_PK3(4), TB_PK3(5) };
+#undef TB_PK3
+#undef TB_PK16
+#undef TB_PK
+#undef TB_PK_E
+
+static void pack_a_panel16(int kc, const float *restrict a, long lda, float *restrict d)
+{
+    __m512i idx[MR][3];
+    __mmask16 from23[MR], from45[MR];
+    __m512 rows[MR];
+    int j, i, r, k;
+    for (j = 0; j < MR; ++j) {
+        from23[j] = from45[j] = 0;
+        for (i = 0; i < 16; ++i) {
+            const int row = (16 * j + i) % MR;
+            if (row / 2 == 1) from23[j] |= (__mmask16)(1u << i);
+            if (row / 2 == 2) from45[j] |= (__mmask16)(1u << i);
+        }
+        for (r = 0; r < 3; ++r) idx[j][r] = _mm512_loadu_si512(pack_idx[j][r]);
+    }
+    for (k = 0; k + 16 <= kc; k += 16) {
+        for (r = 0; r < MR; ++r) rows[r] = _mm512_loadu_ps(a + r * lda + k);
+        for (j = 0; j < MR; ++j) {
+            __m512 v = _mm512_permutex2var_ps(rows[0], idx[j][0], rows[1]);
+            v = _mm512_mask_blend_ps(from23[j], v, _mm512_permutex2var_ps(rows[2], idx[j][1], rows[3]));
+            v = _mm512_mask_blend_ps(from45[j], v, _mm512_permutex2var_ps(rows[4], idx[j][2], rows[5]));
+            _mm512_storeu_ps(d + (long)k * MR + 16 * j, v);
+        }
+    }
+    for (; k < kc; ++k)
+        for (r = 0; r < MR; ++r) d[(long)k * MR + r] = a[r * lda + k];
+}
+#endif
+
 /* Pack rows [0, mc) x depth [0, kc) of row-major a into MR-row panels (rows past mc zero). */
 static void pack_a(int mc, int kc, const float *restrict a, long lda, float *restrict dst)
 {
@@ -377,6 +432,12 @@ static void pack_a(int mc, int kc, const float *restrict a, long lda, float *res
     for (ir = 0; ir < mc; ir += MR) {
         int rows = tb_min(MR, mc - ir);
         float *d = dst + (long)ir * kc;
+#ifdef TB_GEMM_MICRO_EDGE
+        if (rows == MR) {
+            pack_a_panel16(kc, a + (long)ir * lda, lda, d);
+            continue;
+        }
+#endif
         for (r = 0; r < MR; ++r) {
             if (r < rows) {
                 const float *src = a + (long)(ir + r) * lda;
@@ -390,15 +451,22 @@ static void pack_a(int mc, int kc, const float *restrict a, long lda, float *res
 /* Pack depth [0, kc) x columns [0, nc) of row-major b into NR-column panels (columns past nc zero). */
 static void pack_b(int kc, int nc, const float *restrict b, long ldb, float *restrict dst)
 {
+    const int whole = nc / NR * NR; /* columns in whole panels */
     int jr, k, j;
-    for (jr = 0; jr < nc; jr += NR) {
-        int cols = tb_min(NR, nc - jr);
-        float *d = dst + (long)jr * kc;
+    /* whole panels row by row: each row of b is read once, front to back (one stream the prefetcher follows, where
+     * panel by panel would be kc strided ones), 16 floats at a time (a constant count: a vector copy) */
+    for (k = 0; k < kc; ++k) {
+        const float *src = b + (long)k * ldb;
+        float *dk = dst + k * NR;
+        for (jr = 0; jr < whole; jr += NR)
+            for (j = 0; j < NR; ++j) dk[(long)jr * kc + j] = src[jr + j];
+    }
+    if (whole < nc) { /* the last, partial panel */
+        float *d = dst + (long)whole * kc;
         for (k = 0; k < kc; ++k) {
-            const float *src = b + (long)k * ldb + jr;
-            float *dk = d + k * NR;
-            for (j = 0; j < cols; ++j) dk[j] = src[j];
-            for (; j < NR; ++j) dk[j] = 0.0f;
+            const float *src = b + (long)k * ldb + whole;
+            for (j = 0; j < nc - whole; ++j) d[k * NR + j] = src[j];
+            for (; j < NR; ++j) d[k * NR + j] = 0.0f;
         }
     }
 }
