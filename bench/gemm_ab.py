@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, extract_kernels, record_or_print, table
 from vs_ort import core_peak_gflops
 
 from tasobuild.resources import kernels_dir
@@ -126,10 +126,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.old, "kernels_pyx"], capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
-        sides = {"old": build(work / "kernels_pyx", work, "gemm_old"), "new": build(kernels_dir(), work, "gemm_new")}
+        sides = {"old": build(extract_kernels(args.old, work), work, "gemm_old"),
+                 "new": build(kernels_dir(), work, "gemm_new")}
         runs: dict[str, dict[str, list[float]]] = {s[0]: {"old": [], "new": []} for s in SHAPES}
         for r in range(args.rounds):
             for shape in SHAPES:
@@ -148,13 +146,8 @@ def main() -> None:
     body = table(["shape", "M x N x K", "pre-packed", f"old GFLOP/s ({args.old})", "new GFLOP/s", "new / peak",
                   "time new/old"], rows)
     body += f"\n\nPeak: {peak:.0f} GFLOP/s ({how}); times by the thread's CPU clock, medians of {args.reps} calls."
-    command = "python bench/gemm_ab.py " + " ".join(sys.argv[1:])
-    if args.no_record:
-        print(body)
-    else:
-        record(args.section, f"Shared GEMM A/B: {args.old}'s gemm.c vs this tree's (one thread, medians, same run)",
-               command.strip(), body)
-
+    record_or_print(args.no_record, args.section,
+                    f"Shared GEMM A/B: {args.old}'s gemm.c vs this tree's (one thread, medians, same run)", body)
 
 if __name__ == "__main__":
     main()

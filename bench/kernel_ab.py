@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import extract_kernels, record_or_print, table
 
 from tasobuild import native
 from tasobuild.costs.profile import measure_call
@@ -107,10 +107,7 @@ def function_bodies(folder: Path, work: Path) -> dict[str, list[str]]:
 
 def kernels_at(commit: str, work: Path) -> tuple[native.Kernels, Path]:
     """The bindings of `commit`'s kernels_pyx/ (extracted under `work`), and that folder."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "kernels_pyx"], capture_output=True,
-                             check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
-    folder = work / "kernels_pyx"
+    folder = extract_kernels(commit, work)
     return native.load(cflags=FLAGS, cache_dir=work / "cache", folder=folder), folder
 
 
@@ -164,13 +161,8 @@ def main() -> None:
         same = old_code.get(call.function) == new_code.get(call.function)
         rows.append([label, prim, "identical" if same else "changed", *ab_row(times[(label, prim)])])
     body = table(["layer", "primitive", "code", f"old ms ({args.old})", "new ms", "new/old"], rows)
-    command = "python bench/kernel_ab.py " + " ".join(sys.argv[1:])
-    if args.no_record:
-        print(body)
-    else:
-        record(args.section, f"Kernel A/B: {args.old}'s kernels vs this tree's (conv kernels, medians, same run)",
-               command.strip(), body)
-
+    record_or_print(args.no_record, args.section,
+                    f"Kernel A/B: {args.old}'s kernels vs this tree's (conv kernels, medians, same run)", body)
 
 if __name__ == "__main__":
     main()
