@@ -452,14 +452,16 @@ static void pack_a(int mc, int kc, const float *restrict a, long lda, float *res
 static void pack_b(int kc, int nc, const float *restrict b, long ldb, float *restrict dst)
 {
     const int whole = nc / NR * NR; /* columns in whole panels */
-    int jr, k, j;
-    /* whole panels row by row: each row of b is read once, front to back (one stream the prefetcher follows, where
-     * panel by panel would be kc strided ones), 16 floats at a time (a constant count: a vector copy) */
-    for (k = 0; k < kc; ++k) {
-        const float *src = b + (long)k * ldb;
-        float *dk = dst + k * NR;
+    int jr, k0, k, j;
+    /* whole panels, 16 rows of b at a time, all panels across: 16 read streams the prefetcher follows (panel by
+     * panel would be kc strided ones), 1 KiB written contiguously per panel (row by row would write each line of
+     * every panel kc * 64 bytes apart: one L1 set when kc is a multiple of 64); 16 floats at a time (a constant
+     * count: a vector copy, not a call to memcpy) */
+    for (k0 = 0; k0 < kc; k0 += 16) {
+        const int k1 = tb_min(k0 + 16, kc);
         for (jr = 0; jr < whole; jr += NR)
-            for (j = 0; j < NR; ++j) dk[(long)jr * kc + j] = src[jr + j];
+            for (k = k0; k < k1; ++k)
+                for (j = 0; j < NR; ++j) dst[(long)jr * kc + k * NR + j] = b[(long)k * ldb + jr + j];
     }
     if (whole < nc) { /* the last, partial panel */
         float *d = dst + (long)whole * kc;
