@@ -389,7 +389,7 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
       TB_PK(j, g, 6), TB_PK(j, g, 7), TB_PK(j, g, 8), TB_PK(j, g, 9), TB_PK(j, g, 10), TB_PK(j, g, 11),           \
       TB_PK(j, g, 12), TB_PK(j, g, 13), TB_PK(j, g, 14), TB_PK(j, g, 15) }
 #define TB_PK3(j) { TB_PK16(j, 0), TB_PK16(j, 1), TB_PK16(j, 2) }
-/* pack_idx[j][g][i]: where output vector j's lane i comes from in rows 2g, 2g+1 (i < 16: row 2g; else 2g+1) */
+/* pack_idx[j][g][i]: where output vector j's lane i comes from in rows 2g, 2g+1 (an index < 16: row 2g, else 2g+1) */
 static const int pack_idx[MR][3][16] = { TB_PK3(0), TB_PK3(1), TB_PK3(2), TB_PK3(3), TB_PK3(4), TB_PK3(5) };
 #undef TB_PK3
 #undef TB_PK16
