@@ -99,3 +99,21 @@ def record(name: str, title: str, command: str, body: str) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
     print(section)
+
+
+def extract_kernels(commit: str, work: Path) -> Path:
+    """`commit`'s kernels_pyx/ extracted under `work` (an A/B benchmark's baseline); its path."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "kernels_pyx"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    return work / "kernels_pyx"
+
+
+def record_or_print(no_record: bool, name: str, title: str, body: str) -> None:
+    """An A/B benchmark's table: printed only (no_record), or written as BENCHMARKS.md's section `name` with the
+    command line that ran it."""
+    if no_record:
+        print(body)
+    else:
+        record(name, title, " ".join(["python", *sys.argv]), body)
+

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import extract_kernels, record_or_print, table
 
 from tasobuild import native
 from tasobuild.costs.profile import measure_call
@@ -38,6 +38,10 @@ LAYERS = (
     ("ds-cnn first 10x4 1->64 /2 @49x10", 1, 49, 10, 64, (10, 4), (2, 2), (4, 1, 5, 1)),
     ("resnet18 3x3 64->64 @56x56", 64, 56, 56, 64, (3, 3), (1, 1), (1, 1, 1, 1)),
     ("resnet18 3x3 128->128 @28x28", 128, 28, 28, 128, (3, 3), (1, 1), (1, 1, 1, 1)),
+    ("resnet18 3x3 256->256 @14x14", 256, 14, 14, 256, (3, 3), (1, 1), (1, 1, 1, 1)),
+    ("resnet18 3x3 512->512 @7x7", 512, 7, 7, 512, (3, 3), (1, 1), (1, 1, 1, 1)),
+    ("googlenet 1x1 480->192 @14x14", 480, 14, 14, 192, (1, 1), (1, 1), (0, 0, 0, 0)),
+    ("googlenet 3x3 96->208 @14x14", 96, 14, 14, 208, (3, 3), (1, 1), (1, 1, 1, 1)),
 )
 # The two kernels whose code changed (they now run the shared im2col body), then unchanged ones as a noise control.
 PRIMITIVES = ("conv_im2col_gemm_chw", "conv_im2row_gemm_hwc", "conv_im2col_scan_chw", "conv_im2row_scan_hwc",
@@ -45,7 +49,7 @@ PRIMITIVES = ("conv_im2col_gemm_chw", "conv_im2row_gemm_hwc", "conv_im2col_scan_
 FLAGS = native.DEFAULT_CFLAGS
 
 
-def conv_call(primitive: str, layer: tuple) -> KernelCall:  # type: ignore[type-arg]
+def conv_node(layer: tuple) -> tuple[Node, Graph]:  # type: ignore[type-arg]
     _, c, h, w, m, (kh, kw), (sh, sw), (top, left, bottom, right) = layer
     oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
     node = Node("conv", "conv", ("x",), "y", ("W", "b"),
@@ -53,49 +57,57 @@ def conv_call(primitive: str, layer: tuple) -> KernelCall:  # type: ignore[type-
                 Activation("relu"))
     graph = Graph((node,), (("x", Shape(c, h, w)), ("y", Shape(m, oh, ow))), (), "x", "y", (1, c, h, w),
                   (1, m, oh, ow))
-    (call,) = next(p for p in library() if p.name == primitive).call(node, graph)
+    return node, graph
+
+
+def conv_call(primitive: str, layer: tuple) -> KernelCall:  # type: ignore[type-arg]
+    (call,) = next(p for p in library() if p.name == primitive).call(*conv_node(layer))
     return call
 
 
 def function_bodies(folder: Path, work: Path) -> dict[str, list[str]]:
-    """Each tb_ function's machine code in the folder's conv object files, compiled with FLAGS: its disassembly and
-    that of every function of its file it calls (static helpers, constprop clones), addresses masked."""
-    code: dict[str, list[str]] = {}
-    for source in sorted(folder.glob("conv_*.c")):
+    """Each tb_ function's machine code in the folder's conv object files and the shared GEMM's, compiled with
+    FLAGS: its disassembly and that of every function it calls (its file's static helpers and constprop clones,
+    another file's tb_ functions: a conv kernel's code includes tb_gemm's), addresses masked."""
+    bodies: dict[tuple[str, str], list[str]] = {}
+    callees: dict[tuple[str, str], set[str]] = {}
+    for source in [*sorted(folder.glob("conv_*.c")), folder / "gemm.c"]:
         obj = work / f"{source.stem}.o"
         subprocess.run(["cc", *FLAGS, "-c", str(source), "-o", str(obj)], check=True)
-        text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(obj)], capture_output=True, text=True,
+        text = subprocess.run(["objdump", "-dr", "--no-show-raw-insn", str(obj)], capture_output=True, text=True,
                               check=True).stdout
-        bodies: dict[str, list[str]] = {}
-        callees: dict[str, set[str]] = {}
-        name = ""
+        key = (source.stem, "")
         for line in text.splitlines():
             head = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+            reloc = re.match(r"^\s*[0-9a-f]+: R_\w+\s+([\w.]+)", line)  # a call to another object's function
             if head:
-                name = head.group(1)
-                bodies[name], callees[name] = [], set()
-            elif name and re.match(r"^\s*[0-9a-f]+:", line):
+                key = (source.stem, head.group(1))
+                bodies[key], callees[key] = [], set()
+            elif key[1] and reloc:
+                callees[key].add(reloc.group(1))
+            elif key[1] and re.match(r"^\s*[0-9a-f]+:", line):
                 insn = line.split(":", 1)[1].strip()
-                callees[name].update(t for t in re.findall(r"<([^>+]+)>", insn) if t != name)
+                callees[key].update(t for t in re.findall(r"<([^>+]+)>", insn) if t != key[1])
                 insn = re.sub(r"\b[0-9a-f]+ <[^>]*>", "<addr>", insn)
-                bodies[name].append(re.sub(r"0x[0-9a-f]+", "0xN", insn))
-        for entry in (n for n in bodies if n.startswith("tb_")):
-            seen, todo = {entry}, [entry]
-            while todo:
-                for callee in callees.get(todo.pop(), ()):
-                    if callee in bodies and callee not in seen:
-                        seen.add(callee)
-                        todo.append(callee)
-            code[entry] = [insn for n in sorted(seen) for insn in [f"<{n}>", *bodies[n]]]
+                bodies[key].append(re.sub(r"0x[0-9a-f]+", "0xN", insn))
+    public = {name: (stem, name) for stem, name in bodies if name.startswith("tb_")}
+    code: dict[str, list[str]] = {}
+    for entry in sorted(public):
+        seen, todo = {public[entry]}, [public[entry]]
+        while todo:
+            stem, name = todo.pop()
+            for callee in sorted(callees[(stem, name)]):
+                found = (stem, callee) if (stem, callee) in bodies else public.get(callee)
+                if found and found not in seen:
+                    seen.add(found)
+                    todo.append(found)
+        code[entry] = [insn for k in sorted(seen) for insn in [f"<{k[1]}>", *bodies[k]]]
     return code
 
 
 def kernels_at(commit: str, work: Path) -> tuple[native.Kernels, Path]:
     """The bindings of `commit`'s kernels_pyx/ (extracted under `work`), and that folder."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "kernels_pyx"], capture_output=True,
-                             check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
-    folder = work / "kernels_pyx"
+    folder = extract_kernels(commit, work)
     return native.load(cflags=FLAGS, cache_dir=work / "cache", folder=folder), folder
 
 
@@ -124,6 +136,8 @@ def main() -> None:
     parser.add_argument("--old", default="140899e", help="the commit whose kernels_pyx/ is the baseline")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--primitives", nargs="+", default=list(PRIMITIVES))
+    parser.add_argument("--layers", nargs="+", help="only the layers whose label contains one of these")
+    parser.add_argument("--section", default="kernel_ab", help="the BENCHMARKS.md section to write")
     parser.add_argument("--no-record", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args()
 
@@ -136,7 +150,10 @@ def main() -> None:
         old_code = function_bodies(old_dir, work / "old-objects")
         new_code = function_bodies(kernels_dir(), work / "new-objects")
 
-        calls = [(layer[0], p, conv_call(p, layer)) for layer in LAYERS for p in args.primitives]
+        layers = [layer for layer in LAYERS if not args.layers or any(part in layer[0] for part in args.layers)]
+        prims = [(p, next(q for q in library() if q.name == p)) for p in args.primitives]
+        calls = [(layer[0], p, conv_call(p, layer)) for layer in layers for p, prim in prims
+                 if prim.applies(*conv_node(layer))]
         times = alternate(calls, old, new, args.rounds)
 
     rows = []
@@ -144,13 +161,8 @@ def main() -> None:
         same = old_code.get(call.function) == new_code.get(call.function)
         rows.append([label, prim, "identical" if same else "changed", *ab_row(times[(label, prim)])])
     body = table(["layer", "primitive", "code", f"old ms ({args.old})", "new ms", "new/old"], rows)
-    command = "python bench/kernel_ab.py " + " ".join(sys.argv[1:])
-    if args.no_record:
-        print(body)
-    else:
-        record("kernel_ab", f"Kernel A/B: {args.old}'s kernels vs this tree's (conv kernels, medians, same run)",
-               command.strip(), body)
-
+    record_or_print(args.no_record, args.section,
+                    f"Kernel A/B: {args.old}'s kernels vs this tree's (conv kernels, medians, same run)", body)
 
 if __name__ == "__main__":
     main()

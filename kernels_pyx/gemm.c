@@ -2,7 +2,8 @@
  *
  * GotoBLAS/BLIS structure: loops jc (NC columns) > pc (KC depth) > ic (MC rows) > jr (NR) > ir (MR) > micro-kernel.
  * An operand given row-major is packed block by block into the caller's workspace; a pre-packed operand (the
- * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers.
+ * weights, packed at build time) is read in place. The micro-kernel keeps a 6x16 tile of C in registers; on
+ * AVX-512, up to 2 x 2 of them (12x32: two A panels, two B panels, same packed formats, micro_wide).
  * Micro-kernels, best first: AVX-512, AVX2+FMA, AArch64 NEON intrinsics, Helium (MVE) intrinsics, 32-bit NEON
  * intrinsics, GCC vector extensions, plain C99 (TB_GEMM_SCALAR forces the plain one, for testing). Rounding: the
  * AVX, AArch64 NEON and Helium paths use fused multiply-add (one rounding per term), 32-bit NEON and the portable
@@ -96,6 +97,76 @@ static void micro_edge(int kc, const float *restrict a, long a_rs, long a_ks, in
     TB_STORE_ROW(0, c0); TB_STORE_ROW(1, c1); TB_STORE_ROW(2, c2);
     TB_STORE_ROW(3, c3); TB_STORE_ROW(4, c4); TB_STORE_ROW(5, c5);
 #undef TB_STORE_ROW
+}
+
+/* The wide tiles: rp A panels x cp B panels (6 x 16 each) in one register block, rp, cp in {1, 2}, the rest as
+ * micro_edge (rows [r0, r1), columns per B panel in cols[q], the fused bias + activation). 12 x 32 keeps 24
+ * accumulators in flight, 2 B vectors and 12 broadcasts (from memory) per k: 24 independent FMA chains cover two
+ * 512-bit FMA ports at latency 4, where 6 x 16's six cannot (<= 75% of peak, a broadcast per FMA). Each element's
+ * sum runs k by k from zero in one register, then C, bias_m, bias_n and the activation, exactly as micro_edge:
+ * whichever tile an element falls in (a row view's grid included), its bits are the same. Always inlined with
+ * constant rp, cp, so the accumulator array lives in registers. */
+/* B's panels are prefetched this many depths ahead: with few A rows (a Winograd block of 16 tiles) each B vector
+ * feeds few FMAs and B streams from L3, where the hardware prefetchers alone leave the loads waiting. */
+#ifndef TB_GEMM_PREFETCH
+#define TB_GEMM_PREFETCH 32
+#endif
+static inline __attribute__((always_inline)) void micro_wide(const int rp, const int cp, int kc,
+                                                            const float *restrict a, long a_ps,
+                                                            const float *restrict b, long b_ps, float *restrict c,
+                                                            long ldc, int add, int r0, int r1,
+                                                            const __mmask16 *cols, const tb_gemm_epi *e)
+{
+    __m512 acc[2 * MR][2], bn[2], lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    const float *a1 = a + (rp > 1 ? a_ps : 0), *b1 = b + (cp > 1 ? b_ps : 0);
+    int k, r, q;
+#pragma GCC unroll 12
+    for (r = 0; r < rp * MR; ++r)
+#pragma GCC unroll 2
+        for (q = 0; q < cp; ++q) acc[r][q] = _mm512_setzero_ps();
+    for (k = 0; k < kc; ++k) {
+        __m512 bk[2];
+        bk[0] = _mm512_loadu_ps(b);
+        if (cp > 1) bk[1] = _mm512_loadu_ps(b1);
+        _mm_prefetch((const char *)(b + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
+        if (cp > 1) _mm_prefetch((const char *)(b1 + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
+#pragma GCC unroll 12
+        for (r = 0; r < rp * MR; ++r) {
+            const __m512 ar = _mm512_set1_ps(r < MR ? a[r] : a1[r - MR]);
+#pragma GCC unroll 2
+            for (q = 0; q < cp; ++q) acc[r][q] = _mm512_fmadd_ps(ar, bk[q], acc[r][q]);
+        }
+        a += MR;
+        a1 += MR;
+        b += NR;
+        b1 += NR;
+    }
+#pragma GCC unroll 2
+    for (q = 0; q < cp; ++q) bn[q] = _mm512_setzero_ps();
+    if (e) {
+#pragma GCC unroll 2
+        for (q = 0; q < cp; ++q)
+            if (e->bias_n) bn[q] = _mm512_maskz_loadu_ps(cols[q], e->bias_n + q * NR);
+        lo = _mm512_set1_ps(e->act == TB_ACT_CLIP ? e->act_a : 0.0f);
+        hi = _mm512_set1_ps(e->act_b);
+    }
+#pragma GCC unroll 12
+    for (r = 0; r < rp * MR; ++r) {
+        if (r < r0 || r >= r1) continue;
+#pragma GCC unroll 2
+        for (q = 0; q < cp; ++q) {
+            float *cr = c + r * ldc + q * NR;
+            __m512 v = acc[r][q];
+            if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cols[q], cr));
+            if (e) {
+                if (e->bias_m) v = _mm512_add_ps(v, _mm512_set1_ps(e->bias_m[r]));
+                v = _mm512_add_ps(v, bn[q]);
+                if (e->act != TB_ACT_NONE) v = _mm512_max_ps(v, lo);
+                if (e->act == TB_ACT_CLIP) v = _mm512_min_ps(v, hi);
+            }
+            _mm512_mask_storeu_ps(cr, cols[q], v);
+        }
+    }
 }
 
 #elif defined(__AVX2__) && defined(__FMA__) && !defined(TB_GEMM_SCALAR)
@@ -307,6 +378,53 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
  * the declared workspace, so the arena the emitted code uses is exactly the arena it declares. */
 #define TB_GEMM_A_IN_PLACE 0
 
+#ifdef TB_GEMM_MICRO_EDGE
+/* A whole panel's 16 depths at once: six rows of 16 loaded, transposed in registers into the panel's 96 floats
+ * (element i of output vector j is row (16j+i) % 6 at depth (16j+i) / 6): per output vector three two-source
+ * permutes (rows 0-1, 2-3, 4-5) merged by lane masks. A scalar copy would spend a store per float. */
+#define TB_PK_E(j, i) (16 * (j) + (i))
+#define TB_PK(j, g, i) (TB_PK_E(j, i) % MR / 2 == (g) ? TB_PK_E(j, i) / MR + 16 * (TB_PK_E(j, i) % 2) : 0)
+#define TB_PK16(j, g)                                                                                              \
+    { TB_PK(j, g, 0), TB_PK(j, g, 1), TB_PK(j, g, 2), TB_PK(j, g, 3), TB_PK(j, g, 4), TB_PK(j, g, 5),             \
+      TB_PK(j, g, 6), TB_PK(j, g, 7), TB_PK(j, g, 8), TB_PK(j, g, 9), TB_PK(j, g, 10), TB_PK(j, g, 11),           \
+      TB_PK(j, g, 12), TB_PK(j, g, 13), TB_PK(j, g, 14), TB_PK(j, g, 15) }
+#define TB_PK3(j) { TB_PK16(j, 0), TB_PK16(j, 1), TB_PK16(j, 2) }
+/* pack_idx[j][g][i]: where output vector j's lane i comes from in rows 2g, 2g+1 (an index < 16: row 2g, else 2g+1) */
+static const int pack_idx[MR][3][16] = { TB_PK3(0), TB_PK3(1), TB_PK3(2), TB_PK3(3), TB_PK3(4), TB_PK3(5) };
+#undef TB_PK3
+#undef TB_PK16
+#undef TB_PK
+#undef TB_PK_E
+
+static void pack_a_panel16(int kc, const float *restrict a, long lda, float *restrict d)
+{
+    __m512i idx[MR][3];
+    __mmask16 from23[MR], from45[MR];
+    __m512 rows[MR];
+    int j, i, r, k;
+    for (j = 0; j < MR; ++j) {
+        from23[j] = from45[j] = 0;
+        for (i = 0; i < 16; ++i) {
+            const int row = (16 * j + i) % MR;
+            if (row / 2 == 1) from23[j] |= (__mmask16)(1u << i);
+            if (row / 2 == 2) from45[j] |= (__mmask16)(1u << i);
+        }
+        for (r = 0; r < 3; ++r) idx[j][r] = _mm512_loadu_si512(pack_idx[j][r]);
+    }
+    for (k = 0; k + 16 <= kc; k += 16) {
+        for (r = 0; r < MR; ++r) rows[r] = _mm512_loadu_ps(a + r * lda + k);
+        for (j = 0; j < MR; ++j) {
+            __m512 v = _mm512_permutex2var_ps(rows[0], idx[j][0], rows[1]);
+            v = _mm512_mask_blend_ps(from23[j], v, _mm512_permutex2var_ps(rows[2], idx[j][1], rows[3]));
+            v = _mm512_mask_blend_ps(from45[j], v, _mm512_permutex2var_ps(rows[4], idx[j][2], rows[5]));
+            _mm512_storeu_ps(d + (long)k * MR + 16 * j, v);
+        }
+    }
+    for (; k < kc; ++k)
+        for (r = 0; r < MR; ++r) d[(long)k * MR + r] = a[r * lda + k];
+}
+#endif
+
 /* Pack rows [0, mc) x depth [0, kc) of row-major a into MR-row panels (rows past mc zero). */
 static void pack_a(int mc, int kc, const float *restrict a, long lda, float *restrict dst)
 {
@@ -314,6 +432,12 @@ static void pack_a(int mc, int kc, const float *restrict a, long lda, float *res
     for (ir = 0; ir < mc; ir += MR) {
         int rows = tb_min(MR, mc - ir);
         float *d = dst + (long)ir * kc;
+#ifdef TB_GEMM_MICRO_EDGE
+        if (rows == MR) {
+            pack_a_panel16(kc, a + (long)ir * lda, lda, d);
+            continue;
+        }
+#endif
         for (r = 0; r < MR; ++r) {
             if (r < rows) {
                 const float *src = a + (long)(ir + r) * lda;
@@ -327,15 +451,24 @@ static void pack_a(int mc, int kc, const float *restrict a, long lda, float *res
 /* Pack depth [0, kc) x columns [0, nc) of row-major b into NR-column panels (columns past nc zero). */
 static void pack_b(int kc, int nc, const float *restrict b, long ldb, float *restrict dst)
 {
-    int jr, k, j;
-    for (jr = 0; jr < nc; jr += NR) {
-        int cols = tb_min(NR, nc - jr);
-        float *d = dst + (long)jr * kc;
+    const int whole = nc / NR * NR; /* columns in whole panels */
+    int jr, k0, k, j;
+    /* whole panels, 16 rows of b at a time, all panels across: 16 read streams the prefetcher follows (panel by
+     * panel would be kc strided ones), 1 KiB written contiguously per panel (row by row would write each line of
+     * every panel kc * 64 bytes apart: one L1 set when kc is a multiple of 64); 16 floats at a time (a constant
+     * count: a vector copy, not a call to memcpy) */
+    for (k0 = 0; k0 < kc; k0 += 16) {
+        const int k1 = tb_min(k0 + 16, kc);
+        for (jr = 0; jr < whole; jr += NR)
+            for (k = k0; k < k1; ++k)
+                for (j = 0; j < NR; ++j) dst[(long)jr * kc + k * NR + j] = b[(long)k * ldb + jr + j];
+    }
+    if (whole < nc) { /* the last, partial panel */
+        float *d = dst + (long)whole * kc;
         for (k = 0; k < kc; ++k) {
-            const float *src = b + (long)k * ldb + jr;
-            float *dk = d + k * NR;
-            for (j = 0; j < cols; ++j) dk[j] = src[j];
-            for (; j < NR; ++j) dk[j] = 0.0f;
+            const float *src = b + (long)k * ldb + whole;
+            for (j = 0; j < nc - whole; ++j) d[k * NR + j] = src[j];
+            for (; j < NR; ++j) d[k * NR + j] = 0.0f;
         }
     }
 }
@@ -358,6 +491,50 @@ static void epilogue(const tb_gemm_job *g, int row, int col, int rows, int cols)
     }
 }
 
+#ifdef TB_GEMM_MICRO_EDGE
+/* One (ic, jc, pc) block with packed A on AVX-512: tiles of up to 2 x 2 panels (12 x 32), each clipped to the
+ * job's [m0, m1) x [n0, n1) in place, bias + relu/clip fused into the store (same bounds as tb_act_value). The
+ * B pair stays in L1 while the A panels stream by (jr outer, ir inner). */
+static void macro_wide(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, const float *ablk, long a_ps,
+                       const float *bblk, long b_ps, int first, int last)
+{
+    const int add = !first || g->accumulate;
+    const int fuse = last && !g->accumulate &&
+                     (g->act == TB_ACT_NONE || g->act == TB_ACT_RELU || g->act == TB_ACT_CLIP);
+    int jr, ir, q;
+    for (jr = 0; jr < nc; jr += 2 * NR) {
+        const float *bp = bblk + (long)(jr / NR) * b_ps;
+        const int col = jc + jr, cp = jr + NR < nc ? 2 : 1;
+        const int c_lo = tb_max(col, g->n0), c_hi = tb_min(col + cp * NR, g->n1);
+        __mmask16 cols[2];
+        for (q = 0; q < 2; ++q) { /* the lanes of panel q inside [c_lo, c_hi) */
+            const int lo = tb_max(c_lo - col - q * NR, 0), hi = tb_min(c_hi - col - q * NR, NR);
+            cols[q] = hi > lo ? (__mmask16)((0xFFFFu >> (NR - hi)) & (0xFFFFu << lo)) : 0;
+        }
+        for (ir = 0; ir < mc; ir += 2 * MR) {
+            const float *ap = ablk + (long)(ir / MR) * a_ps;
+            const int row = ic + ir, rp = ir + MR < mc ? 2 : 1;
+            const int r_lo = tb_max(row, g->m0), r_hi = tb_min(row + rp * MR, g->m1);
+            float *ct = g->c + (long)row * g->ldc + col;
+            tb_gemm_epi e;
+            const tb_gemm_epi *ep = fuse ? &e : 0;
+            e.bias_m = g->bias_m ? g->bias_m + row : 0;
+            e.bias_n = g->bias_n ? g->bias_n + col : 0;
+            e.act = g->act; e.act_a = g->act_a; e.act_b = g->act_b;
+            if (rp == 2 && cp == 2)
+                micro_wide(2, 2, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            else if (rp == 2)
+                micro_wide(2, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            else if (cp == 2)
+                micro_wide(1, 2, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            else
+                micro_wide(1, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            if (last && !g->accumulate && !fuse) epilogue(g, r_lo, c_lo, r_hi - r_lo, c_hi - c_lo);
+        }
+    }
+}
+#endif
+
 /* One (ic, jc, pc) block: every MR x NR tile, clipped to the job's [m0, m1) x [n0, n1). */
 static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, const float *ablk, long a_ps,
                   long a_rs, long a_ks, const float *bblk, long b_ps, int first, int last)
@@ -365,6 +542,12 @@ static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, 
     int add = !first || g->accumulate, jr, ir;
     float tile[MR * NR];
     (void)a_rs; (void)a_ks; /* used by the AVX-512 edge micro-kernel only */
+#ifdef TB_GEMM_MICRO_EDGE
+    if (a_ks == MR) { /* packed A: the wide tiles */
+        macro_wide(g, ic, mc, jc, nc, kc, ablk, a_ps, bblk, b_ps, first, last);
+        return;
+    }
+#endif
     for (jr = 0; jr < nc; jr += NR) {
         const float *bp = bblk + (long)(jr / NR) * b_ps;
         int col = jc + jr;

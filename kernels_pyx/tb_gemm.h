@@ -15,7 +15,7 @@
 #include <math.h>
 #include "tb_kernels.h" /* TB_ACT_* */
 
-#define TB_GEMM_MR 6    /* micro-tile rows: 6 x 2 AVX accumulators + 2 B + 1 broadcast = 15 registers (NEON: 30) */
+#define TB_GEMM_MR 6    /* panel rows: 6 x 2 AVX2 accumulators + 2 B + 1 broadcast (NEON: 30; AVX-512 2x2 panels) */
 #define TB_GEMM_NR 16
 #define TB_GEMM_KC 384  /* kc x NR B micro-panel (24 KiB) stays in L1 */
 #define TB_GEMM_MC 96   /* MC x KC packed A block (144 KiB) stays in L2 */

@@ -5,6 +5,7 @@ on shapes that cross every cache-block and micro-tile edge, exercised through th
 from __future__ import annotations
 
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from tasobuild.primitives.gemm import gemm_workspace_floats, pack_a, pack_b
 from tasobuild.primitives.transforms import from_layout, to_layout
 from tasobuild.resources import kernels_dir
 from tests.guard import run_guarded
+from tests.test_aarch64 import GEMM_DRIVER, GEMM_JOBS, GemmJob, gemm_data, gemm_reference, job_file
+from tests.test_aarch64 import RELU as GEMM_RELU
 from tests.test_conv_primitives import CLIP6, RELU, SIGMOID, Case, applicable, assert_close, conv_graph, reference
 
 
@@ -79,3 +82,62 @@ def test_micro_kernel_variants(variant: str) -> None:
             buffers.update({f"w{k}": w for k, w in enumerate(prim.weights(node, graph))})
             out = run_guarded(kernels, call, buffers)["out"]
             assert_close(from_layout(out, graph.shape("y"), prim.layout_out).astype(np.float64), ref)
+
+
+# Jobs whose blocks hold whole 12 x 32 tiles (two A panels x two B panels, AVX-512) next to 6-row and 16-column
+# remainders, clipped on every side; K crosses KC so the second depth block adds to C.
+WIDE_JOBS = (
+    GemmJob("wide_packed_here", 41, 75, gemm.GEMM_KC + 9, act=GEMM_RELU, bias_m=True, bias_n=True, pad=2),
+    GemmJob("wide_prepacked", 41, 75, gemm.GEMM_KC + 9, rows=(2, 39), cols=(3, 70), a_packed=True, b_packed=True,
+            act=GEMM_RELU, bias_n=True),
+    GemmJob("wide_over_mc", gemm.GEMM_MC + 30, 64, 33, b_packed=True, bias_m=True),
+)
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def host_gemm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/test_aarch64.py's GEMM driver built for this machine with one micro-kernel path's flags."""
+    work = tmp_path_factory.mktemp(f"gemm_{request.param}")
+    (work / "driver.c").write_text(GEMM_DRIVER)
+    flags = [*VARIANTS[request.param], "-Wall", "-Wextra", "-Werror", "-I", str(kernels_dir())]
+    done = subprocess.run(["cc", *flags, "driver.c", str(kernels_dir() / "gemm.c"), "-lm", "-o", "gemm"], cwd=work,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return work / "gemm"
+
+
+def run_jobs(program: Path, jobs: list[tuple[GemmJob, int]]) -> list[np.ndarray]:
+    """C after each (job, data seed), run by the driver on this machine."""
+    work, argv = program.parent, []
+    for index, (job, seed) in enumerate(jobs):
+        (work / f"{index}.job").write_bytes(job_file(job, gemm_data(job, seed)))
+        argv += [f"{index}.job", f"{index}.out"]
+    subprocess.run([str(program), *argv], cwd=work, check=True, timeout=120)
+    return [np.fromfile(work / f"{index}.out", "<f4").reshape(job.m, job.n + job.pad)
+            for index, (job, _) in enumerate(jobs)]
+
+
+def test_gemm_jobs_on_this_machine(host_gemm: Path) -> None:
+    """Every job of the Arm test and the wide-tile ones against float64, on this machine's paths; C outside the
+    job's block keeps its bits and the workspace stays within what the job declares (the driver's guard band)."""
+    jobs = [*GEMM_JOBS, *WIDE_JOBS]
+    for seed, (job, got) in enumerate(zip(jobs, run_jobs(host_gemm, [(job, s) for s, job in enumerate(jobs)]))):
+        data = gemm_data(job, seed)
+        expected, bound = gemm_reference(job, data)
+        error = np.abs(got.astype(np.float64) - expected)
+        assert np.all(error <= bound), job.name
+        assert np.array_equal(got[bound == 0], data.c[bound == 0]), job.name
+
+
+@pytest.mark.parametrize("job", WIDE_JOBS[:2], ids=lambda job: job.name)
+def test_gemm_views_reproduce_the_whole_call_bit_for_bit(host_gemm: Path, job: GemmJob) -> None:
+    """A row view (the threads' and the tiled plans' split) lays its tiles on another grid (a packed-here A starts
+    its panels at m0); each element must still get the same bits as in the whole call."""
+    (m0, m1), (n0, n1) = job.m0m1, job.n0n1
+    cuts = [m0, m0 + 7, m0 + 20, m1]  # not multiples of 6 or 12
+    views = [GemmJob(job.name, job.m, job.n, job.k, rows=(lo, hi), cols=(n0, n1), a_packed=job.a_packed,
+                     b_packed=job.b_packed, act=job.act, bias_m=job.bias_m, bias_n=job.bias_n, pad=job.pad)
+             for lo, hi in zip(cuts, cuts[1:])]
+    whole, *parts = run_jobs(host_gemm, [(job, 7)] + [(view, 7) for view in views])
+    for (lo, hi), part in zip(zip(cuts, cuts[1:]), parts):
+        assert np.array_equal(part[lo:hi], whole[lo:hi]), (lo, hi)
