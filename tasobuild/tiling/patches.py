@@ -39,17 +39,24 @@ from tasobuild.costs.cache import Cost
 from tasobuild.emit.program import Step
 from tasobuild.ir import Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
-from tasobuild.tiling.base import GroupBase, Kind, Workspace, calls_ms, fastest_option, layer_range, single_call
+from tasobuild.tiling.base import (
+    PICKS,
+    GroupBase,
+    Kind,
+    Workspace,
+    calls_ms,
+    layer_range,
+    leanest_in,
+    pick_option,
+    single_call,
+)
 from tasobuild.tiling.protocol import WeightPart, WeightSymbols
 from tasobuild.tiling.rows import (
     LAYOUT,
-    PICKS,
     Body,
     MemberOption,
     RowGeometry,
     chains,
-    leanest_in,
-    leanest_option,
     looped_steps,
     non_dominated,
 )
@@ -194,7 +201,7 @@ def _copy_out(patch: MemberPatch, whole: Shape) -> KernelCall | None:
 
 @dataclass(frozen=True)
 class PatchOption:
-    """A chain and a patch grid, before costs pick each member's primitive (`pick`, one of rows.PICKS)."""
+    """A chain and a patch grid, before costs pick each member's primitive (`pick`, one of base.PICKS)."""
 
     name: str
     members: tuple[int, ...]
@@ -215,8 +222,7 @@ class PatchOption:
     def group(self, graph: Graph, costs: Mapping[str, Cost]) -> PatchGroup:
         """Each member's fastest (or, picked lean, least-workspace) primitive over all its patch calls; the first
         member's time includes the copies in, the last's the copies out."""
-        chosen = tuple(fastest_option(opts, costs) if self.pick == "fastest" else leanest_option(opts, costs)
-                       for opts in self.options)
+        chosen = tuple(pick_option(self.pick, opts, costs) for opts in self.options)
         member_ms = [calls_ms(o.calls, costs) for o in chosen]
         member_ms[0] += calls_ms(self.copies_in, costs)
         member_ms[-1] += calls_ms(self.copies_out, costs)
@@ -278,9 +284,9 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
             per_member: int = PRIMITIVES_PER_MEMBER) -> tuple[PatchOption, ...]:
     """Every float sub-chain of 2..max_members convolutions and grid whose patches are at least MIN_PATCH_SIDE
     pixels a side, where each member has an HWC primitive (its `per_member` fastest untiled, or its leanest) that
-    runs every patch; each offered picking the fastest and the leanest primitives (rows.PICKS)."""
+    runs every patch; each offered picking the fastest and the leanest primitives (base.PICKS)."""
     fastest = [tuple({c.primitive.name: c for c in (*fastest_in(nc, LAYOUT, costs, per_member),
-                                                    *leanest_in(nc, costs))}.values()) for nc in nodes]
+                                                    *leanest_in(nc, LAYOUT, costs))}.values()) for nc in nodes]
     out: list[PatchOption] = []
     for run in chains(graph):
         for length in range(2, max_members + 1):
