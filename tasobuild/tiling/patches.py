@@ -37,11 +37,10 @@ from typing import TYPE_CHECKING
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
 from tasobuild.emit.program import Step
-from tasobuild.ir import Graph, Layout, Node, Shape
+from tasobuild.ir import Graph, Node, Shape
 from tasobuild.primitives import KernelCall
 from tasobuild.tiling.base import (
     PICKS,
-    GroupBase,
     Kind,
     Workspace,
     calls_ms,
@@ -50,10 +49,11 @@ from tasobuild.tiling.base import (
     pick_option,
     single_call,
 )
-from tasobuild.tiling.protocol import WeightPart, WeightSymbols
+from tasobuild.tiling.protocol import WeightSymbols
 from tasobuild.tiling.rows import (
     LAYOUT,
     Body,
+    HwcChainGroup,
     MemberOption,
     RowGeometry,
     chains,
@@ -244,7 +244,7 @@ class PatchOption:
 
 
 @dataclass(frozen=True)
-class PatchGroup(GroupBase):
+class PatchGroup(HwcChainGroup):
     """A patch group as the solver sees it: each member's primitive, its time (recomputation and copies included)
     and the workspace: the input patch, each intermediate tensor's patch and the output patch in two halves that take
     turns, then the scratch."""
@@ -260,20 +260,8 @@ class PatchGroup(GroupBase):
     lead_bytes: int  # output_lead: how far below the input the output may start
 
     @property
-    def layout(self) -> Layout:
-        return LAYOUT
-
-    @property
-    def output_lead(self) -> int:
-        return self.lead_bytes
-
-    @property
     def kernel_sources(self) -> tuple[str, ...]:
         return PATCH_COPY_SOURCES if any(c is not None for c in (*self.copies_in, *self.copies_out)) else ()
-
-    def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
-        """Every patch call of a member uses its node's weights."""
-        return (WeightPart("", graph.nodes[self.members[j]], graph),)
 
     def steps(self, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
         return patch_steps(self, graph, plan, arena, weights)

@@ -314,8 +314,27 @@ def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
     return GroupOption(name, members, schedule, tuple(per_member), carries)
 
 
+class HwcChainGroup(GroupBase):
+    """What a group of HWC convolutions that run part by part (row bands here, patches in tiling.patches) shares:
+    its layout, its output's lead over its input, and each member's calls using its node's weights."""
+
+    lead_bytes: int  # output_lead: how far below the input the output may start
+
+    @property
+    def layout(self) -> Layout:
+        return LAYOUT
+
+    @property
+    def output_lead(self) -> int:
+        return self.lead_bytes
+
+    def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
+        """A member's calls all use its node's weights (its layer index: the step comment names the node)."""
+        return (WeightPart("", graph.nodes[self.members[j]], graph),)
+
+
 @dataclass(frozen=True)
-class FusedGroup(GroupBase):
+class FusedGroup(HwcChainGroup):
     """A group as the solver sees it: each member's fastest primitive, its time and the group's workspace."""
 
     name: str
@@ -328,22 +347,10 @@ class FusedGroup(GroupBase):
     lead_bytes: int  # output_lead: how far below the input the output may start
 
     @property
-    def layout(self) -> Layout:
-        return LAYOUT
-
-    @property
-    def output_lead(self) -> int:
-        return self.lead_bytes
-
-    @property
     def kernel_sources(self) -> tuple[str, ...]:
         return tuple(sorted({source for per_band in self.carries for c in per_band if c is not None
                              for source in (transform_sources(c) if c.function.startswith("tb_q8_")
                                             else CARRY_SOURCES)}))
-
-    def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
-        """A member's band calls all use its node's weights (its layer index: the step comment names the node)."""
-        return (WeightPart("", graph.nodes[self.members[j]], graph),)
 
     def steps(self, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
         return fused_steps(self, graph, plan, arena, weights)
