@@ -17,93 +17,15 @@
 #if defined(__AVX512F__) && !defined(TB_GEMM_SCALAR)
 #include <immintrin.h>
 
-/* c[6][16] = a.b (add=0) or c += a.b (add=1) over kc terms; a: kc x 6 packed, b: kc x 16 packed.
- * AVX-512: one 16-lane register per tile row. */
-static void micro(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc, int add)
-{
-    __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps();
-    __m512 c3 = _mm512_setzero_ps(), c4 = _mm512_setzero_ps(), c5 = _mm512_setzero_ps();
-    int k;
-    for (k = 0; k < kc; ++k) {
-        __m512 bk = _mm512_loadu_ps(b);
-        c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), bk, c0);
-        c1 = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), bk, c1);
-        c2 = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), bk, c2);
-        c3 = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), bk, c3);
-        c4 = _mm512_fmadd_ps(_mm512_set1_ps(a[4]), bk, c4);
-        c5 = _mm512_fmadd_ps(_mm512_set1_ps(a[5]), bk, c5);
-        a += MR;
-        b += NR;
-    }
-#define TB_STORE_ROW(r, v)                                                  \
-    do {                                                                    \
-        float *cr = c + (r) * ldc;                                          \
-        if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(cr));                 \
-        _mm512_storeu_ps(cr, v);                                            \
-    } while (0)
-    TB_STORE_ROW(0, c0); TB_STORE_ROW(1, c1); TB_STORE_ROW(2, c2);
-    TB_STORE_ROW(3, c3); TB_STORE_ROW(4, c4); TB_STORE_ROW(5, c5);
-#undef TB_STORE_ROW
-}
-
-
-/* The edge/epilogue variant: the same 6x16 product, but only rows [r0, r1) and the columns in `cols` (a lane mask)
- * are written, and with `e` given the bias and a relu/clip activation are applied in registers before the one
- * store (no tile copy, no second pass over C). Lanes outside `cols` are neither read nor written. */
+/* The fused epilogue of a tile (bias and a relu/clip activation applied in registers before the one store). */
 #define TB_GEMM_MICRO_EDGE 1
 typedef struct { const float *bias_m, *bias_n; int act; float act_a, act_b; } tb_gemm_epi;
 
-static void micro_edge(int kc, const float *restrict a, long a_rs, long a_ks, int a_rows, const float *restrict b,
-                       float *restrict c, long ldc, int add, int r0, int r1, __mmask16 cols, const tb_gemm_epi *e)
-{
-    /* A element (r, k) at a[r*a_rs + k*a_ks]: packed panels (a_rs 1, a_ks MR) or row-major A read in place
-     * (a_rs lda, a_ks 1: no packing); rows from a_rows on are not readable and repeat the last one (not stored). */
-    const long o1 = tb_min(1, a_rows - 1) * a_rs, o2 = tb_min(2, a_rows - 1) * a_rs, o3 = tb_min(3, a_rows - 1) * a_rs;
-    const long o4 = tb_min(4, a_rows - 1) * a_rs, o5 = tb_min(5, a_rows - 1) * a_rs;
-    __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps();
-    __m512 c3 = _mm512_setzero_ps(), c4 = _mm512_setzero_ps(), c5 = _mm512_setzero_ps();
-    __m512 bn = _mm512_setzero_ps(), lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
-    int k;
-    for (k = 0; k < kc; ++k) {
-        __m512 bk = _mm512_loadu_ps(b);
-        c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), bk, c0);
-        c1 = _mm512_fmadd_ps(_mm512_set1_ps(a[o1]), bk, c1);
-        c2 = _mm512_fmadd_ps(_mm512_set1_ps(a[o2]), bk, c2);
-        c3 = _mm512_fmadd_ps(_mm512_set1_ps(a[o3]), bk, c3);
-        c4 = _mm512_fmadd_ps(_mm512_set1_ps(a[o4]), bk, c4);
-        c5 = _mm512_fmadd_ps(_mm512_set1_ps(a[o5]), bk, c5);
-        a += a_ks;
-        b += NR;
-    }
-    if (e) {
-        if (e->bias_n) bn = _mm512_maskz_loadu_ps(cols, e->bias_n);
-        lo = _mm512_set1_ps(e->act == TB_ACT_CLIP ? e->act_a : 0.0f);
-        hi = _mm512_set1_ps(e->act_b);
-    }
-#define TB_STORE_ROW(r, v)                                                                   \
-    do {                                                                                     \
-        if ((r) >= r0 && (r) < r1) {                                                         \
-            float *cr = c + (r) * ldc;                                                       \
-            if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cols, cr));                  \
-            if (e) {                                                                         \
-                if (e->bias_m) v = _mm512_add_ps(v, _mm512_set1_ps(e->bias_m[r]));           \
-                v = _mm512_add_ps(v, bn);                                                    \
-                if (e->act != TB_ACT_NONE) v = _mm512_max_ps(v, lo);                         \
-                if (e->act == TB_ACT_CLIP) v = _mm512_min_ps(v, hi);                         \
-            }                                                                                \
-            _mm512_mask_storeu_ps(cr, cols, v);                                              \
-        }                                                                                    \
-    } while (0)
-    TB_STORE_ROW(0, c0); TB_STORE_ROW(1, c1); TB_STORE_ROW(2, c2);
-    TB_STORE_ROW(3, c3); TB_STORE_ROW(4, c4); TB_STORE_ROW(5, c5);
-#undef TB_STORE_ROW
-}
-
 /* The wide tiles: rp A panels x cp B panels (6 x 16 each) in one register block, rp, cp in {1, 2}, the rest as
- * micro_edge (rows [r0, r1), columns per B panel in cols[q], the fused bias + activation). 12 x 32 keeps 24
+ * the edge (rows [r0, r1), columns per B panel in cols[q], the fused bias + activation). 12 x 32 keeps 24
  * accumulators in flight, 2 B vectors and 12 broadcasts (from memory) per k: 24 independent FMA chains cover two
  * 512-bit FMA ports at latency 4, where 6 x 16's six cannot (<= 75% of peak, a broadcast per FMA). Each element's
- * sum runs k by k from zero in one register, then C, bias_m, bias_n and the activation, exactly as micro_edge:
+ * sum runs k by k from zero in one register, then C, bias_m, bias_n and the activation:
  * whichever tile an element falls in (a row view's grid included), its bits are the same. Always inlined with
  * constant rp, cp, so the accumulator array lives in registers. */
 /* B's panels are prefetched this many depths ahead: with few A rows (a Winograd block of 16 tiles) each B vector
@@ -373,10 +295,8 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
 }
 #endif
 
-/* Reading a row-major A in place (no packing) would suit the AVX-512 edge micro-kernel, but then the workspace
- * the GEMM touches would depend on the target's ISA while the registry's formula does not: every path packs A into
- * the declared workspace, so the arena the emitted code uses is exactly the arena it declares. */
-#define TB_GEMM_A_IN_PLACE 0
+/* Every path packs A into the declared workspace (or reads it pre-packed), so the arena the emitted code uses is
+ * exactly the arena the registry's formula declares, whatever the ISA. */
 
 #ifdef TB_GEMM_MICRO_EDGE
 /* A whole panel's 16 depths at once: six rows of 16 loaded, transposed in registers into the panel's 96 floats
@@ -537,17 +457,13 @@ static void macro_wide(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int
 
 /* One (ic, jc, pc) block: every MR x NR tile, clipped to the job's [m0, m1) x [n0, n1). */
 static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, const float *ablk, long a_ps,
-                  long a_rs, long a_ks, const float *bblk, long b_ps, int first, int last)
+                  const float *bblk, long b_ps, int first, int last)
 {
+#ifdef TB_GEMM_MICRO_EDGE
+    macro_wide(g, ic, mc, jc, nc, kc, ablk, a_ps, bblk, b_ps, first, last); /* A is always packed */
+#else
     int add = !first || g->accumulate, jr, ir;
     float tile[MR * NR];
-    (void)a_rs; (void)a_ks; /* used by the AVX-512 edge micro-kernel only */
-#ifdef TB_GEMM_MICRO_EDGE
-    if (a_ks == MR) { /* packed A: the wide tiles */
-        macro_wide(g, ic, mc, jc, nc, kc, ablk, a_ps, bblk, b_ps, first, last);
-        return;
-    }
-#endif
     for (jr = 0; jr < nc; jr += NR) {
         const float *bp = bblk + (long)(jr / NR) * b_ps;
         int col = jc + jr;
@@ -556,22 +472,6 @@ static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, 
             const float *ap = ablk + (long)(ir / MR) * a_ps;
             int row = ic + ir;
             int r_lo = tb_max(row, g->m0), r_hi = tb_min(row + MR, g->m1);
-#ifdef TB_GEMM_MICRO_EDGE
-            { /* every tile, clipped in place; bias + relu/clip fused into the store (same bounds as tb_act_value) */
-                const int fuse = last && !g->accumulate &&
-                                 (g->act == TB_ACT_NONE || g->act == TB_ACT_RELU || g->act == TB_ACT_CLIP);
-                tb_gemm_epi e;
-                e.bias_m = g->bias_m ? g->bias_m + row : 0;
-                e.bias_n = g->bias_n ? g->bias_n + col : 0;
-                e.act = g->act; e.act_a = g->act_a; e.act_b = g->act_b;
-                micro_edge(kc, ap, a_rs, a_ks, a_ks == 1 ? g->m1 - row : MR, bp, g->c + (long)row * g->ldc + col,
-                           g->ldc, add, r_lo - row, r_hi - row,
-                           (__mmask16)((0xFFFFu >> (NR - (c_hi - col))) & (0xFFFFu << (c_lo - col))),
-                           fuse ? &e : 0);
-                if (last && !g->accumulate && !fuse) epilogue(g, r_lo, c_lo, r_hi - r_lo, c_hi - c_lo);
-                continue;
-            }
-#endif
             if (r_lo == row && r_hi == row + MR && c_lo == col && c_hi == col + NR) {
                 micro(kc, ap, bp, g->c + (long)row * g->ldc + col, g->ldc, add);
             } else {
@@ -589,6 +489,7 @@ static void macro(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, 
             if (last && !g->accumulate) epilogue(g, r_lo, c_lo, r_hi - r_lo, c_hi - c_lo);
         }
     }
+#endif
 }
 
 void tb_gemm(const tb_gemm_job *g, float *ws)
@@ -629,23 +530,16 @@ void tb_gemm(const tb_gemm_job *g, float *ws)
             for (ic = mbase; ic < g->m1; ic += TB_GEMM_MC) {
                 int mc = tb_min(TB_GEMM_MC, g->m1 - ic);
                 const float *ablk;
-                long a_ps, a_rs = 1, a_ks = MR;
+                long a_ps;
                 if (g->a_packed) {
                     ablk = g->a + (long)(ic / MR) * K * MR + (long)pc * MR;
                     a_ps = (long)K * MR;
-                } else if (TB_GEMM_A_IN_PLACE) {
-                    /* the edge micro-kernel broadcasts A's elements straight from its rows: packing would only
-                     * transpose what a broadcast does not care about */
-                    ablk = g->a + (long)ic * g->lda + pc;
-                    a_ps = (long)MR * g->lda;
-                    a_rs = g->lda;
-                    a_ks = 1;
                 } else {
                     pack_a(mc, kc, g->a + (long)ic * g->lda + pc, g->lda, apack);
                     ablk = apack;
                     a_ps = (long)kc * MR;
                 }
-                macro(g, ic, mc, jc, nc, kc, ablk, a_ps, a_rs, a_ks, bblk, b_ps, pc == 0, pc + kc >= K);
+                macro(g, ic, mc, jc, nc, kc, ablk, a_ps, bblk, b_ps, pc == 0, pc + kc >= K);
             }
         }
     }
