@@ -248,16 +248,22 @@ def lrn_reference(x: np.ndarray, size: int, alpha: float, beta: float, bias: flo
     return x / (bias + alpha / size * sq) ** beta
 
 
-@pytest.mark.parametrize("size", [1, 3, 4, 5])
-def test_lrn(size: int) -> None:
-    x = rand(7, 3, 5)
-    ref = lrn_reference(x, size, 0.01, 0.75, 2.0)
+@pytest.mark.parametrize(("size", "beta", "channels"),
+                         [(1, 0.75, 7), (3, 0.75, 7), (4, 0.75, 7), (5, 0.75, 7), (5, 0.5, 7), (5, 1.0, 7),
+                          (5, 0.6, 7), (5, 0.75, 70), (4, 0.75, 130)])
+def test_lrn(size: int, beta: float, channels: int) -> None:
+    """Every exponent branch of lrn_normalise (0.75, 0.5, 1 by square roots, others by powf), channel counts across
+    the HWC kernel's 64-channel chunks, and the HWC and CHW kernels giving the same bits."""
+    x = rand(channels, 3, 5)
+    ref = lrn_reference(x, size, 0.01, beta, 2.0)
     if size % 2:  # ONNX Runtime only implements odd sizes: check the reference against it there
-        assert_close(ort_run("LRN", x[None], size=size, alpha=0.01, beta=0.75, bias=2.0)[0].astype(np.float64), ref)
-    node = Node("l", "lrn", ("x",), "y", attrs=attrs(size=size, alpha=0.01, beta=0.75, bias=2.0))
-    graph = graph_of(node, {"x": Shape(7, 3, 5), "y": Shape(7, 3, 5)})
-    for prim in prims("lrn"):
-        assert_close(run_prim(prim, node, graph, [x]), ref)
+        assert_close(ort_run("LRN", x[None], size=size, alpha=0.01, beta=beta, bias=2.0)[0].astype(np.float64), ref)
+    node = Node("l", "lrn", ("x",), "y", attrs=attrs(size=size, alpha=0.01, beta=beta, bias=2.0))
+    graph = graph_of(node, {"x": Shape(channels, 3, 5), "y": Shape(channels, 3, 5)})
+    outputs = [run_prim(prim, node, graph, [x]) for prim in prims("lrn")]
+    for out in outputs:
+        assert_close(out, ref)
+    assert len(outputs) == 2 and np.array_equal(outputs[0], outputs[1])
 
 
 # ----------------------------------------------------------------------------------- transpose and reshape
