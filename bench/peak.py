@@ -34,7 +34,14 @@ typedef __m256 vec;
 #define LANES 8
 #define SPLAT(x) _mm256_set1_ps(x)
 #define FMA(acc, a, b) _mm256_fmadd_ps(a, b, acc)
-static float SUM(vec v) { float t[8]; int i; float s = 0; _mm256_storeu_ps(t, v); for (i = 0; i < 8; ++i) s += t[i]; return s; }
+static float SUM(vec v)
+{
+    float t[8], s = 0.0f;
+    int i;
+    _mm256_storeu_ps(t, v);
+    for (i = 0; i < 8; ++i) s += t[i];
+    return s;
+}
 #elif defined(__ARM_NEON) && defined(__aarch64__)
 #include <arm_neon.h>
 typedef float32x4_t vec;
