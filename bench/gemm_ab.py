@@ -1,5 +1,5 @@
 """A/B of the shared SGEMM alone: an older commit's kernels_pyx/gemm.c against this tree's, on the GEMM shapes the
-convolutions give it, in GFLOP/s and as a fraction of one core's nominal peak.
+convolutions give it, in GFLOP/s and as a fraction of one core's measured peak (bench/peak.py).
 
     python bench/gemm_ab.py [--old bba8fe3] [--rounds 7] [--section gemm_ab]
 
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from common import ROOT, extract_kernels, record_or_print, table
-from vs_ort import core_peak_gflops
+from peak import measured_peak_gflops
 
 from tasobuild.resources import kernels_dir
 from tasobuild.target import load_target
@@ -94,6 +94,11 @@ SHAPES = (
     ("im2row HWC 3x3 512->512 @7x7", 49, 512, 4608, 0, 1, 1),
     ("1x1 HWC 480->192 @14x14", 196, 192, 480, 0, 1, 1),
     ("1x1 CHW 64->256 @56x56", 256, 3136, 64, 1, 0, 1),
+    ("1x1 HWC 528->256 @14x14 (GoogLeNet)", 196, 256, 528, 0, 1, 1),
+    ("kn2row 1x1 832->256 @7x7 (GoogLeNet)", 49, 256, 832, 0, 1, 1),
+    ("kn2row 1x1 832->384 @7x7 (GoogLeNet)", 49, 384, 832, 0, 1, 1),
+    ("im2row 1x1 512->1000 @13x13 (SqueezeNet)", 169, 1000, 512, 0, 1, 1),
+    ("im2row 7x7 s2 3->64 @112x112 (stem)", 12544, 64, 147, 1, 1, 1),
     ("Winograd F(4,3) 256->256 @14x14 (16 tiles, 36 B)", 16, 256, 256, 0, 1, 36),
     ("Winograd F(2,3) 512->512 @7x7 (16 tiles, 16 B)", 16, 512, 512, 0, 1, 16),
     ("Winograd F(3,3) lowmem 64->64 @56x56 (12 tiles, 25 B)", 12, 64, 64, 0, 1, 25),
@@ -135,7 +140,7 @@ def main() -> None:
                     runs[shape[0]][side].append(gflops(sides[side], shape, args.reps))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
-    peak, how = core_peak_gflops()
+    peak, how = measured_peak_gflops()
     rows = []
     for label, m, n, k, a_packed, b_packed, _ in SHAPES:
         old, new = runs[label]["old"], runs[label]["new"]

@@ -42,6 +42,12 @@ LAYERS = (
     ("resnet18 3x3 512->512 @7x7", 512, 7, 7, 512, (3, 3), (1, 1), (1, 1, 1, 1)),
     ("googlenet 1x1 480->192 @14x14", 480, 14, 14, 192, (1, 1), (1, 1), (0, 0, 0, 0)),
     ("googlenet 3x3 96->208 @14x14", 96, 14, 14, 208, (3, 3), (1, 1), (1, 1, 1, 1)),
+    ("googlenet 1x1 528->256 @14x14", 528, 14, 14, 256, (1, 1), (1, 1), (0, 0, 0, 0)),
+    ("googlenet 1x1 832->384 @7x7", 832, 7, 7, 384, (1, 1), (1, 1), (0, 0, 0, 0)),
+    ("squeezenet 1x1 512->1000 @13x13", 512, 13, 13, 1000, (1, 1), (1, 1), (0, 0, 0, 0)),
+    ("googlenet stem 7x7 3->64 /2 @224x224", 3, 224, 224, 64, (7, 7), (2, 2), (3, 3, 3, 3)),
+    ("resnet18 stem 7x7 3->64 /2 @224x224", 3, 224, 224, 64, (7, 7), (2, 2), (3, 3, 3, 3)),
+    ("squeezenet stem 3x3 3->64 /2 @224x224", 3, 224, 224, 64, (3, 3), (2, 2), (0, 0, 0, 0)),
 )
 # The two kernels whose code changed (they now run the shared im2col body), then unchanged ones as a noise control.
 PRIMITIVES = ("conv_im2col_gemm_chw", "conv_im2row_gemm_hwc", "conv_im2col_scan_chw", "conv_im2row_scan_hwc",

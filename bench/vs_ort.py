@@ -10,10 +10,10 @@ and all cores) on the same input so all see the same machine state; report the m
 on as many threads (< 1 means faster) and our speed-up from 1 to N threads, and check every peer's output and our
 N-thread output against ours (the N-thread output bit for bit when the plan's primitives are the same). With fused
 tiling on (`tiling = true`, unless --no-tiled), two more one-thread plans run in the same rounds: the fastest one,
-and the one in the smallest arena. Also reports the shared GEMM's GFLOP/s on a large 1x1 convolution as a fraction
-of one core's peak, and the load average (other work on the machine) during the run: a figure on more than one
-thread means something only on an otherwise idle machine. --fresh-cache builds with an empty cost cache (a
-temporary TASOBUILD_CACHE_DIR), as a first build on a new machine does.
+and the one in the smallest arena. Also reports the shared GEMM's GFLOP/s on a large 1x1 convolution as a
+fraction of one core's measured peak (bench/peak.py), and the load average (other work on the machine) during the
+run: a figure on more than one thread means something only on an otherwise idle machine. --fresh-cache builds
+with an empty cost cache (a temporary TASOBUILD_CACHE_DIR), as a first build on a new machine does.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from common import make, median, record, table, tasobuild
+from peak import measured_peak_gflops
 from peers import all_cores, max_error, median_ms, peers
 from tiling import TILED, smallest_budget
 
@@ -37,18 +37,6 @@ from tests.e2e import run_binary, write_spec
 from tests.zoo import ensure_model
 
 NETWORKS = ["resnet18", "googlenet", "mobilenetv2", "squeezenet11", "vgg16"]
-
-
-def core_peak_gflops() -> tuple[float, str]:
-    """2 FMA units x fp32 lanes per unit x 2 flops x nominal clock, from /proc/cpuinfo. AMD cores (Zen 4) run
-    AVX-512 on 256-bit units, so they count 8 lanes; boost clocks make this an underestimate of the true peak."""
-    info = Path("/proc/cpuinfo").read_text()
-    flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split())
-    mhz = max(float(m) for m in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M))
-    amd = "AuthenticAMD" in info
-    lanes = 16 if "avx512f" in flags and not amd else 8 if "avx2" in flags else 4
-    peak = 2 * lanes * 2 * mhz / 1e3
-    return peak, f"2 FMA units x {lanes} fp32 lanes x 2 flops x {mhz:.0f} MHz nominal"
 
 
 def gemm_gflops() -> float:
@@ -158,10 +146,10 @@ def main() -> None:
                          f"{report['arena_bytes'] / 2**20:.1f}",
                          f"{threaded['arena_bytes'] / 2**20:.1f}", *tiled, ", ".join(families)])
             print(rows[-1], file=sys.stderr)
-    peak, how = core_peak_gflops()
+    peak, how = measured_peak_gflops()
     try:
         gemm = gemm_gflops()
-        gemm_line = f"Shared GEMM, 256x3136x1152: {gemm:.1f} GFLOP/s = {gemm / peak:.0%} of the nominal core peak " \
+        gemm_line = f"Shared GEMM, 256x3136x1152: {gemm:.1f} GFLOP/s = {gemm / peak:.0%} of the core's peak " \
                     f"{peak:.0f} GFLOP/s ({how})."
     except Exception as error:  # the figure is a side note; the table is the point
         gemm_line = f"(GEMM figure unavailable: {error})"

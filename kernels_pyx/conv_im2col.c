@@ -14,6 +14,9 @@
 #include "tb_gemm.h"
 #include "tb_conv_layout.h"
 #include "tb_conv_families.h"
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #define MR TB_GEMM_MR
 #define NR TB_GEMM_NR
@@ -74,6 +77,65 @@ static void pack_patches_b(const tb_conv *p, const float *restrict x, tb_strides
             }
 }
 
+/* pack_patches_a for an input whose rows are contiguous (CHW, HCW: s.w == 1), one MR-pixel panel at a time: each
+ * panel's K x MR floats are written in order, so the writes stay in a few cache lines, where a pass per tap over
+ * all the block's pixels (put_tap) would revisit every panel K times (a 3-channel stem's 7x7 taps: 147 passes over
+ * a 7 MiB patch matrix). A panel whose pixels share an output row and whose taps all fall inside the input (most of
+ * them) reads each tap's MR values from one row: on AVX-512 one masked load, one permute, one masked store;
+ * elsewhere each value is checked against the padding. Same values either way, so the same GEMM bits. */
+static void pack_patches_a_panels(const tb_conv *p, const float *restrict x, tb_strides s, int cg, int n0, int n1,
+                                  float *restrict ws)
+{
+    const int taps = p->k_h * p->k_w, K = taps * cg, nb = n1 - n0, OW = p->out_w, sw = p->stride_w;
+    const int span_w = (p->k_w - 1) * p->dil_w; /* a tap row's reach past its first column */
+#ifdef __AVX512F__
+    const int vec = sw * (MR - 1) < 16; /* a panel's MR values of one tap lie in one 16-float load */
+    const __m512i idx = _mm512_setr_epi32(0, sw, 2 * sw, 3 * sw, 4 * sw, 5 * sw, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __mmask16 load_mask = (__mmask16)(vec ? (1u << (sw * (MR - 1) + 1)) - 1u : 0u);
+    const __mmask16 store_mask = (__mmask16)((1u << MR) - 1u);
+#endif
+    int j0;
+    for (j0 = 0; j0 < nb; j0 += MR) {
+        float *restrict d = ws + (long)j0 * K; /* panel j0 / MR: (k, r) at k*MR + r */
+        const int oh = (n0 + j0) / OW, ow = (n0 + j0) % OW;
+        const int iw0 = ow * sw - p->pad_left, ih0 = oh * p->stride_h - p->pad_top;
+        const int inside = j0 + MR <= nb && ow + MR <= OW && iw0 >= 0 && iw0 + sw * (MR - 1) + span_w < p->in_w &&
+                           ih0 >= 0 && ih0 + (p->k_h - 1) * p->dil_h < p->in_h;
+        int ki, kj, c, r;
+        if (inside) {
+            for (c = 0; c < cg; ++c)
+                for (ki = 0; ki < p->k_h; ++ki) {
+                    const float *restrict row = x + c * s.c + (long)(ih0 + ki * p->dil_h) * s.h + iw0;
+                    float *restrict dk = d + (long)(ki * p->k_w * cg + c) * MR; /* tap (ki, 0), channel c */
+                    for (kj = 0; kj < p->k_w; ++kj, row += p->dil_w, dk += cg * MR) {
+#ifdef __AVX512F__
+                        if (vec) { /* a whole load where 16 floats stay inside the input row */
+                            const __m512 v = iw0 + kj * p->dil_w + 16 <= p->in_w ? _mm512_loadu_ps(row)
+                                                                                 : _mm512_maskz_loadu_ps(load_mask, row);
+                            _mm512_mask_storeu_ps(dk, store_mask, _mm512_permutexvar_ps(idx, v));
+                            continue;
+                        }
+#endif
+                        for (r = 0; r < MR; ++r) dk[r] = row[(long)r * sw];
+                    }
+                }
+            continue;
+        }
+        for (r = 0; r < MR; ++r) { /* an edge panel: each pixel on its own, zeros in the padding and past nb */
+            const int n = n0 + j0 + r, ohr = n / OW, owr = n % OW;
+            for (ki = 0; ki < p->k_h; ++ki) {
+                const int ih = ohr * p->stride_h + ki * p->dil_h - p->pad_top;
+                for (kj = 0; kj < p->k_w; ++kj) {
+                    const int iw = owr * sw + kj * p->dil_w - p->pad_left;
+                    const int valid = j0 + r < nb && ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
+                    float *restrict dk = d + (long)(ki * p->k_w + kj) * cg * MR + r;
+                    for (c = 0; c < cg; ++c) dk[c * MR] = valid ? x[c * s.c + (long)ih * s.h + iw] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
 /* Patches of pixels [n0, n1) of one group as A panels: (j, k) at (j/MR)*K*MR + k*MR + j%MR, k = (ki, kj, c);
  * rows up to the next multiple of MR are zero. Channel-contiguous inputs (HWC) are read pixel by pixel, the others
  * tap by tap along output rows, so the reads stay sequential either way. */
@@ -102,6 +164,9 @@ static void pack_patches_a(const tb_conv *p, const float *restrict x, tb_strides
                 }
             }
         }
+    } else if (s.w == 1) {
+        pack_patches_a_panels(p, x, s, cg, n0, n1, ws);
+        return; /* the panels it writes include the zero rows past nb */
     } else {
         int ki, kj, c;
         for (ki = 0; ki < p->k_h; ++ki)

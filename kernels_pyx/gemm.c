@@ -46,6 +46,7 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
     for (r = 0; r < rp * MR; ++r)
 #pragma GCC unroll 2
         for (q = 0; q < cp; ++q) acc[r][q] = _mm512_setzero_ps();
+#pragma GCC unroll 2 /* two depths per trip: the loop's own instructions halved (measured: bench/gemm_ab.py) */
     for (k = 0; k < kc; ++k) {
         __m512 bk[2];
         bk[0] = _mm512_loadu_ps(b);

@@ -157,6 +157,11 @@ CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
      GENERAL + DEPTHWISE),
     ("depthwise_3x3_vec_narrow", Case(16, 3, 2, 16, (3, 3), pads=(1, 1, 1, 1), groups=16, act=SIGMOID),
      GENERAL + DEPTHWISE),
+    # im2row's panel-by-panel packing of row-contiguous inputs (CHW, HCW): rows wide enough for its in-bounds
+    # panels (one load per tap, AVX-512: strides up to 3, dilation) beside its edge panels; stride 4 per value
+    ("stem_7x7_s2_wide", Case(3, 20, 45, 9, (7, 7), (2, 2), (3, 3, 3, 3), act=RELU), GENERAL),
+    ("3x3_s3_dil_wide", Case(2, 9, 50, 5, (3, 3), (1, 3), (1, 2, 1, 0), (2, 2), act=CLIP6), GENERAL),
+    ("5x5_s4_wide", Case(3, 11, 47, 4, (5, 5), (4, 4), (2, 2, 2, 2)), GENERAL),
 )
 
 
