@@ -112,12 +112,13 @@ def with_threads(nodes: tuple[NodeCandidates, ...], threads: int) -> tuple[NodeC
         return nodes
 
     def split(c: Candidate) -> Candidate | None:
-        calls = [parallel_call(call, threads) for call in c.calls]
-        if len(calls) != 1 or calls[0] is None:
-            return None
-        call = calls[0]
-        return Candidate(replace(c.primitive, name=f"{c.primitive.name}@{call.parts}"), (call,),
-                         workspace_bytes(call), call.parts)
+        # a node of several calls (a concat's copies) splits each call that splits; they run one after another
+        calls = tuple(parallel_call(call, threads) or call for call in c.calls)
+        parts = max(call.parts for call in calls)
+        if parts < 2 or (len(calls) > 1 and any(workspace_bytes(call) for call in calls)):
+            return None  # one thread anyway; several calls' workspace is the node's, not sliced per call here
+        return Candidate(replace(c.primitive, name=f"{c.primitive.name}@{parts}"), calls,
+                         max(workspace_bytes(call) for call in calls), parts)
 
     def options(nc: NodeCandidates) -> tuple[Candidate, ...]:
         split_ones = [s for s in map(split, nc.options) if s is not None]

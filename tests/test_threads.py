@@ -260,7 +260,6 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
     assert part_offsets(two, 1) == (7 * 13 * 24, 4 * 7 * 24) and part_offsets(two, 0) == (0, 0)
     # pad 2 with stride 1: part 1's first window (row 1 of 15 here) would start in the padding: one thread
     assert parallel_call(pool_call("tb_maxpool_hwc", 5, 1, (2, 2), 0), 15) is None
-    assert parallel_call(pool_call("tb_maxpool_chw", 3, 2, (1, 1), 0), 2) is None  # CHW rows are not contiguous
     kernels = native.load()
     calls = [pool_call(f"tb_{kind}_{layout}", k, stride, pads, include)
              for kind in ("maxpool", "avgpool") for layout in ("hwc", "hcw")
@@ -275,6 +274,61 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
             assert whole["out"].tobytes() == parts["out"].tobytes(), (call.function, call.params, threads)
     seconds = kernels.bench(two, make_buffers(two), 1, 3)
     assert seconds.shape == (3,) and (seconds > 0).all()
+
+
+def copy_calls() -> dict[str, KernelCall]:
+    """A concat's copy of its second input (24 of 40 channels, 15x13 pixels) in each layout, CHW max and average
+    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, CHW global average pooling, and the two
+    row transposes between HWC and HCW."""
+    c, h, w, out_c = 24, 15, 13, 40
+    copy = (("c", c), ("h", h), ("w", w), ("out_c", out_c), ("c_offset", 16))
+    copies = {f"tb_copy_channels_{layout}": KernelCall(f"tb_copy_channels_{layout}", "tb_channels", copy,
+                                                       ("in1", "out"), (("in1", 4 * c * h * w),
+                                                                        ("out", 4 * out_c * h * w)))
+              for layout in ("chw", "hwc", "hcw")}
+    tensor = (("c", c), ("h", h), ("w", w), ("act", 0), ("act_a", 0.0), ("act_b", 0.0))
+    whole = (("in0", 4 * c * h * w), ("out", 4 * c * h * w))
+    return {**copies,
+            "tb_maxpool_chw": pool_call("tb_maxpool_chw", 3, 2, (1, 2), 0),
+            "tb_avgpool_chw": pool_call("tb_avgpool_chw", 3, 2, (1, 2), 1),
+            "tb_gap_chw": KernelCall("tb_gap_chw", "tb_tensor", tensor, ("in0", "out"), (("in0", 4 * c * h * w),
+                                                                                         ("out", 4 * c))),
+            **{name: KernelCall(name, "tb_tensor", tensor, ("in0", "out"), whole)
+               for name in ("tb_layout_hwc_to_hcw", "tb_layout_hcw_to_hwc")}}
+
+
+def test_concat_copies_chw_pooling_and_row_transposes_split_into_slices_bit_for_bit() -> None:
+    from tasobuild import native
+    from tasobuild.costs.profile import make_buffers
+
+    calls = copy_calls()
+    # HWC: rows 7 and 8 of 15, the input 7 rows of 13 pixels of 24 channels further, the output 7 rows of 40
+    hwc = parallel_call(calls["tb_copy_channels_hwc"], 2)
+    assert hwc is not None and row_bounds(hwc) == (0, 7, 15)
+    assert part_offsets(hwc, 1) == (7 * 13 * 24, 7 * 13 * 40) and dict(part_call(hwc, 1).params)["h"] == 8
+    # CHW: channels 12 and 12, one block each, the input and the output 12 planes further
+    chw = parallel_call(calls["tb_copy_channels_chw"], 2)
+    assert chw is not None and part_offsets(chw, 1) == (12 * 15 * 13, 12 * 15 * 13)
+    # CHW pooling: channels 0-7, 8-15, 16-23 of 15x13 -> 8x7 planes
+    pool = parallel_call(calls["tb_maxpool_chw"], 3)
+    assert pool is not None and row_bounds(pool) == (0, 8, 16, 24)
+    assert part_offsets(pool, 2) == (16 * 15 * 13, 16 * 8 * 7)
+    gap = parallel_call(calls["tb_gap_chw"], 2)
+    assert gap is not None and part_offsets(gap, 1) == (12 * 15 * 13, 12)
+    assert parallel_call(replace(calls["tb_gap_chw"], function="tb_gap_hwc"), 2) is None  # its sums span channels
+    kernels = native.load()
+    for name, call in sorted(calls.items()):
+        for threads in (2, 3, 7):
+            split = parallel_call(call, threads)
+            assert split is not None and split.parts == threads, name
+            whole, parts = make_buffers(call, seed=3), make_buffers(split, seed=3)
+            kernels.run(call, whole)
+            kernels.run(split, parts)
+            assert whole["out"].tobytes() == parts["out"].tobytes(), (name, threads)
+        split = parallel_call(call, 2)
+        assert split is not None
+        seconds = kernels.bench(split, make_buffers(split), 1, 3)
+        assert seconds.shape == (3,) and (seconds > 0).all(), name
 
 
 POOL_STRESS = r"""

@@ -14,8 +14,9 @@ one-thread call bit for bit:
   is); the part is a whole pooling call on in_h - d input rows and r1 - r0 output rows, its buffers starting d
   input rows and r0 output rows further, no top padding but the first part's. Each window then covers the same
   input rows and is clipped (and, with count_include_pad, divided) as in the whole call.
-* Slices (`SLICED`): an element-wise kernel over a flat vector (add, activation, in place or not) or the fully
-  connected layer (its outputs) computes any contiguous range of items when its count parameter says how many and
+* Slices (`SLICED`): an element-wise kernel over a flat vector (add, activation, in place or not), the fully
+  connected layer (its outputs), a concat's copies (rows or channels), CHW pooling and global average pooling
+  (channels) and the HWC <-> HCW layout transforms (rows) compute any contiguous range of items when its count parameter says how many and
   each buffer starts that many items further (`Sliced.strides`: floats per item of each role; the fully connected
   input is read whole). Slices start on multiples of `Sliced.quantum` items: 64 floats keep the buffers 256-byte
   aligned and the vector loops' tails where the whole call has them; the fully connected layer's weights are panels
@@ -23,12 +24,13 @@ one-thread call bit for bit:
 
 A call on N threads (`KernelCall.parts` = N) is the whole call's parameters plus the part count: part k covers
 items (rows or slice items) [bounds[k], bounds[k+1]) (as even as the quantum allows; the caller's thread runs part
-0, the smaller one when they differ). Other kernels (CHW pooling, global average pooling, softmax, concat copies,
-layout transforms) and fused tiling's band calls stay on one thread.
+0, the smaller one when they differ). Other kernels (HWC/HCW global average pooling, softmax, the CHW layout
+transforms) and fused tiling's band calls stay on one thread.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -45,18 +47,31 @@ _WINOGRAD = re.compile(r"^tb_conv_winograd_f(\d+)x\d+_")  # tb_conv_winograd_f<m
 @dataclass(frozen=True)
 class Sliced:
     """How a kernel's call splits into ranges of items: the parameter holding the item count, each buffer role's
-    floats per item (an int, or the name of the parameter that holds it), and what every slice starts on."""
+    floats per item (an int, or the names of the parameters whose product it is; a role numbered like `in2` falls
+    back to its unnumbered name `in`), and what every slice starts on."""
 
     count: str
-    strides: Mapping[str, int | str]
+    strides: Mapping[str, int | str | tuple[str, ...]]
     quantum: int
 
 
 _ELEMENTWISE = Sliced("n", {"in0": 1, "in1": 1, "out": 1}, 64)
+# Copies, CHW pooling and global average pooling compute each output element from its own inputs whatever its
+# neighbours are (no vector tails in a sum): any item starts a slice. Concat copies by output rows (HWC, HCW: the
+# slice is strided through the whole output) or channels (CHW: one block); pooling and GAP in CHW by channels; the
+# HWC <-> HCW layout transforms by rows (the CHW ones index channels by the whole height: not sliceable).
+_POOL_CHANNELS = Sliced("c", {"in0": ("in_h", "in_w"), "out": ("out_h", "out_w")}, 1)
+_ROW_TRANSPOSE = Sliced("h", {"in0": ("w", "c"), "out": ("c", "w")}, 1)
 SLICED: Mapping[str, Sliced] = {
     "tb_add": _ELEMENTWISE, "tb_add_inplace": _ELEMENTWISE, "tb_act": _ELEMENTWISE, "tb_act_inplace": _ELEMENTWISE,
     # 4 panels: ops_fc.c's fast loop (TB_FC_STREAMS panels at once) runs whole in every part but the last
     "tb_fc_gemv": Sliced("out_n", {"in0": 0, "w0": "in_n", "w1": 1, "out": 1}, 4 * FC_PANEL),
+    "tb_copy_channels_chw": Sliced("c", {"in": ("h", "w"), "out": ("h", "w")}, 1),
+    "tb_copy_channels_hwc": Sliced("h", {"in": ("w", "c"), "out": ("w", "out_c")}, 1),
+    "tb_copy_channels_hcw": Sliced("h", {"in": ("c", "w"), "out": ("out_c", "w")}, 1),
+    "tb_maxpool_chw": _POOL_CHANNELS, "tb_avgpool_chw": _POOL_CHANNELS,
+    "tb_gap_chw": Sliced("c", {"in0": ("h", "w"), "out": 1}, 1),
+    "tb_layout_hwc_to_hcw": _ROW_TRANSPOSE, "tb_layout_hcw_to_hwc": _ROW_TRANSPOSE,
 }
 
 
@@ -153,8 +168,14 @@ def role_strides(call: KernelCall) -> dict[str, int]:
     if how is None:
         return {}
     params = dict(call.params)
-    return {role: int(params[s]) if isinstance(s, str) else s for role, s in how.strides.items()
-            if role in call.args}
+
+    def floats(stride: int | str | tuple[str, ...]) -> int:
+        if isinstance(stride, int):
+            return stride
+        return math.prod(int(params[name]) for name in ((stride,) if isinstance(stride, str) else stride))
+
+    return {role: floats(how.strides[role] if role in how.strides else how.strides[role.rstrip("0123456789")])
+            for role in call.args}
 
 
 def _pool_skip(call: KernelCall, part: int) -> int:
