@@ -278,8 +278,8 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
 
 def copy_calls() -> dict[str, KernelCall]:
     """A concat's copy of its second input (24 of 40 channels, 15x13 pixels) in each layout, CHW max and average
-    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, CHW global average pooling, and the two
-    row transposes between HWC and HCW."""
+    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, CHW global average pooling, HWC LRN, and
+    the two row transposes between HWC and HCW."""
     c, h, w, out_c = 24, 15, 13, 40
     copy = (("c", c), ("h", h), ("w", w), ("out_c", out_c), ("c_offset", 16))
     copies = {f"tb_copy_channels_{layout}": KernelCall(f"tb_copy_channels_{layout}", "tb_channels", copy,
@@ -293,11 +293,14 @@ def copy_calls() -> dict[str, KernelCall]:
             "tb_avgpool_chw": pool_call("tb_avgpool_chw", 3, 2, (1, 2), 1),
             "tb_gap_chw": KernelCall("tb_gap_chw", "tb_tensor", tensor, ("in0", "out"), (("in0", 4 * c * h * w),
                                                                                          ("out", 4 * c))),
+            "tb_lrn_hwc": KernelCall("tb_lrn_hwc", "tb_lrn", (("c", c), ("h", h), ("w", w), ("size", 5),
+                                                              ("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)),
+                                     ("in0", "out"), whole),
             **{name: KernelCall(name, "tb_tensor", tensor, ("in0", "out"), whole)
                for name in ("tb_layout_hwc_to_hcw", "tb_layout_hcw_to_hwc")}}
 
 
-def test_concat_copies_chw_pooling_and_row_transposes_split_into_slices_bit_for_bit() -> None:
+def test_concat_copies_chw_pooling_lrn_and_row_transposes_split_into_slices_bit_for_bit() -> None:
     from tasobuild import native
     from tasobuild.costs.profile import make_buffers
 
@@ -329,6 +332,30 @@ def test_concat_copies_chw_pooling_and_row_transposes_split_into_slices_bit_for_
         assert split is not None
         seconds = kernels.bench(split, make_buffers(split), 1, 3)
         assert seconds.shape == (3,) and (seconds > 0).all(), name
+
+
+def test_hwc_hcw_transforms_are_offered_split_and_the_faster_call_is_kept(tmp_path: Path) -> None:
+    from tasobuild.candidates import faster_transforms, transform_candidates
+    from tasobuild.importer import import_onnx
+
+    graph = import_onnx(small_conv_model(tmp_path / "conv.onnx"))
+    assert all(t.split is None for t in transform_candidates(graph))  # one thread: nothing to split
+    offered = {(t.tensor, t.src, t.dst): t for t in transform_candidates(graph, 2)}
+    rows = offered[("y", "HWC", "HCW")]  # 8x7x5: rows 0-3 and 3-7, 5 pixels of 8 channels per row
+    assert rows.split is not None and row_bounds(rows.split) == (0, 3, 7)
+    assert part_offsets(rows.split, 1) == (3 * 5 * 8, 3 * 8 * 5)
+    assert offered[("y", "HCW", "HWC")].split is not None
+    assert offered[("y", "CHW", "HWC")].split is None  # the CHW transforms index channels by the whole height
+
+    def costs(split_ms: float) -> dict[str, Cost]:
+        return {**{t.call.key(): Cost(0.010, 0.0, 5, "measured") for t in offered.values()},
+                **{t.split.key(): Cost(split_ms, 0.0, 5, "measured") for t in offered.values() if t.split}}
+
+    faster = {(t.tensor, t.src, t.dst): t for t in faster_transforms(tuple(offered.values()), costs(0.006))}
+    assert faster[("y", "HWC", "HCW")].call == rows.split and faster[("y", "HWC", "HCW")].split is None
+    assert faster[("y", "CHW", "HWC")].call == offered[("y", "CHW", "HWC")].call
+    slower = faster_transforms(tuple(offered.values()), costs(0.010))  # a tie stays on one thread
+    assert all(t.call.parts == 1 and t.split is None for t in slower)
 
 
 POOL_STRESS = r"""

@@ -16,16 +16,16 @@ one-thread call bit for bit:
   input rows and is clipped (and, with count_include_pad, divided) as in the whole call.
 * Slices (`SLICED`): an element-wise kernel over a flat vector (add, activation, in place or not), the fully
   connected layer (its outputs), a concat's copies (rows or channels), CHW pooling and global average pooling
-  (channels) and the HWC <-> HCW layout transforms (rows) compute any contiguous range of items when its count parameter says how many and
-  each buffer starts that many items further (`Sliced.strides`: floats per item of each role; the fully connected
-  input is read whole). Slices start on multiples of `Sliced.quantum` items: 64 floats keep the buffers 256-byte
-  aligned and the vector loops' tails where the whole call has them; the fully connected layer's weights are panels
-  of FC_PANEL outputs, so its slices start on panels.
+  (channels), HWC LRN and the HWC <-> HCW layout transforms (rows) compute any contiguous range of items when its
+  count parameter says how many and each buffer starts that many items further (`Sliced.strides`: floats per item
+  of each role; the fully connected input is read whole). Slices start on multiples of `Sliced.quantum` items: 64
+  floats keep the buffers 256-byte aligned and the vector loops' tails where the whole call has them; the fully
+  connected layer's weights are panels of FC_PANEL outputs, so its slices start on panels.
 
 A call on N threads (`KernelCall.parts` = N) is the whole call's parameters plus the part count: part k covers
 items (rows or slice items) [bounds[k], bounds[k+1]) (as even as the quantum allows; the caller's thread runs part
 0, the smaller one when they differ). Other kernels (HWC/HCW global average pooling, softmax, the CHW layout
-transforms) and fused tiling's band calls stay on one thread.
+transforms, CHW LRN) and fused tiling's band calls stay on one thread.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class Sliced:
 
 
 _ELEMENTWISE = Sliced("n", {"in0": 1, "in1": 1, "out": 1}, 64)
-# Copies, CHW pooling and global average pooling compute each output element from its own inputs whatever its
-# neighbours are (no vector tails in a sum): any item starts a slice. Concat copies by output rows (HWC, HCW: the
+# Copies, CHW pooling, global average pooling and HWC LRN compute each output element from its own inputs whatever
+# its neighbours are (no vector tails in a sum): any item starts a slice. Concat copies by output rows (HWC, HCW: the
 # slice is strided through the whole output) or channels (CHW: one block); pooling and GAP in CHW by channels; the
 # HWC <-> HCW layout transforms by rows (the CHW ones index channels by the whole height: not sliceable).
 _POOL_CHANNELS = Sliced("c", {"in0": ("in_h", "in_w"), "out": ("out_h", "out_w")}, 1)
@@ -71,6 +71,7 @@ SLICED: Mapping[str, Sliced] = {
     "tb_copy_channels_hcw": Sliced("h", {"in": ("c", "w"), "out": ("out_c", "w")}, 1),
     "tb_maxpool_chw": _POOL_CHANNELS, "tb_avgpool_chw": _POOL_CHANNELS,
     "tb_gap_chw": Sliced("c", {"in0": ("h", "w"), "out": 1}, 1),
+    "tb_lrn_hwc": Sliced("h", {"in0": ("w", "c"), "out": ("w", "c")}, 1),  # a pixel's channels are its own
     "tb_layout_hwc_to_hcw": _ROW_TRANSPOSE, "tb_layout_hcw_to_hwc": _ROW_TRANSPOSE,
 }
 
