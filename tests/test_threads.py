@@ -31,7 +31,9 @@ from tasobuild.costs.stage import Costed
 from tasobuild.memory import ARENA_ALIGN
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.parallel import (
+    CHANNEL_VIEWS,
     buffer_bytes,
+    by_channels,
     largest_share,
     parallel_call,
     part_call,
@@ -182,6 +184,51 @@ def test_every_conv_primitives_split_call_is_bit_identical_and_times_on_the_pool
             assert whole["out"].tobytes() == parts["out"].tobytes(), (name, threads)
         seconds = kernels.bench(parallel_call(call, 2), make_buffers(parallel_call(call, 2)), 1, 3)
         assert seconds.shape == (3,) and (seconds > 0).all(), name
+
+
+def seven_row_calls() -> list[KernelCall]:
+    """Convs onto a 7x7 map (whose rows split 3/4 on 2 threads) by every kernel with channel views: 3x3 and 1x1
+    blocked direct ones from 24 channels in each input layout, with ReLU and with sigmoid (applied after the stores),
+    and 1x1 GEMM ones; 128 output channels (four 32-channel panels) and 200 (a narrower last panel)."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.ir import Activation
+    from tests.test_conv_primitives import Case, conv_graph
+
+    calls = []
+    for k, pads, out_c, act in (((3, 3), (1, 1, 1, 1), 128, Activation("relu")),
+                                ((1, 1), (0, 0, 0, 0), 200, Activation("sigmoid")),
+                                ((1, 1), (0, 0, 0, 0), 128, Activation("none"))):
+        _, graph, _ = conv_graph(Case(24, 7, 7, out_c, k, pads=pads, act=act))
+        (conv,) = node_candidates(graph)
+        calls += [c.calls[0] for c in conv.options if c.calls[0].function in CHANNEL_VIEWS]
+    return calls
+
+
+def test_short_maps_split_by_output_channels_bit_for_bit() -> None:
+    from tasobuild import native
+    from tasobuild.costs.profile import make_buffers
+
+    calls = seven_row_calls()
+    assert {c.function for c in calls} == set(CHANNEL_VIEWS)
+    wide = next(c for c in calls if c.function == "tb_conv_1x1_gemm_hwc" and dict(c.params)["out_c"] == 200)
+    two = parallel_call(wide, 2)
+    assert two is not None and by_channels(two) and row_bounds(two) == (0, 96, 200)  # 3 and 4 of 7 panels
+    assert dict(part_call(two, 1).params)["oc_begin"] == 96 and dict(part_call(two, 1).params)["oc_end"] == 200
+    assert dict(part_call(two, 1).params)["oh_end"] == 7 and largest_share(two) == pytest.approx(104 / 200)
+    three = parallel_call(replace(wide, params=tuple((k, 128 if k in ("out_c", "oc_end") else v)
+                                                     for k, v in wide.params)), 3)
+    assert three is not None and not by_channels(three)  # 2/2/3 rows (share 3/7) beat 32/32/64 channels (1/2)
+    kernels = native.load()
+    for call in calls:
+        for threads in (2, 4):
+            split = parallel_call(call, threads)
+            assert split is not None and (by_channels(split) or threads == 4), (call.function, threads)
+            whole, parts = make_buffers(call, seed=4), make_buffers(split, seed=4)
+            for role in ("in0", "w0", "w1"):
+                parts[role] = whole[role]
+            kernels.run(call, whole)
+            kernels.run(split, parts)  # the parts one after another, each on its workspace slice
+            assert whole["out"].tobytes() == parts["out"].tobytes(), (call.function, call.params, threads)
 
 
 def sliced_calls() -> dict[str, KernelCall]:

@@ -21,6 +21,7 @@ from tasobuild.primitives.parallel import (
     role_strides,
     row_bounds,
     sliced,
+    view_fields,
     workspace_stride_bytes,
 )
 from tasobuild.text import c_string, comment_text
@@ -271,22 +272,23 @@ def render_part_function(call: KernelCall, pointers: dict[str, str], index: int)
         return _render_slice_function(call, pointers, index, how.count)
     if call.function in POOL_ROWS:
         return _render_pool_rows_function(call, pointers, index)
-    bounds, stride = row_bounds(call), workspace_stride_bytes(call)
+    bounds, stride, (begin, end) = row_bounds(call), workspace_stride_bytes(call), view_fields(call)
     views = dict(pointers)
     if "ws" in views:
         views["ws"] = f"{views['ws']} + part * {stride // 4}"
+    name = "channels" if begin == "oc_begin" else "rows"
     rows = ", ".join(f"{a}-{b}" for a, b in zip(bounds, bounds[1:]))
     slices = f", each part in its own {stride}-byte workspace slice" if "ws" in views else ""
-    why = f"Call {index} on {call.parts} threads: output rows {rows}{slices}."
+    why = f"Call {index} on {call.parts} threads: output {name} {rows}{slices}."
     return _comment(why, "") + [
         f"static void part{index}(void *arena, int part)",
         "{",
         "    float *const A = (float *)arena;",
-        f"    static const int rows[{len(bounds)}] = {{{', '.join(map(str, bounds))}}};",
+        f"    static const int {name}[{len(bounds)}] = {{{', '.join(map(str, bounds))}}};",
         *render_struct(call, index),
         f"    {call.struct} view = p{index};",
-        "    view.oh_begin = rows[part];",
-        "    view.oh_end = rows[part + 1];",
+        f"    view.{begin} = {name}[part];",
+        f"    view.{end} = {name}[part + 1];",
         f"    {call.function}(&view, {', '.join(views[role] for role in call.args)});",
         "}",
         "",

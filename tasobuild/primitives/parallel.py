@@ -76,6 +76,14 @@ SLICED: Mapping[str, Sliced] = {
 }
 
 
+# Output-channel views (tb_conv's oc_begin/oc_end) that compute each element as the whole call does when they start
+# on the quantum: the blocked direct kernel's 32-channel weight panels (each panel's vector blocks and tail then fall
+# where the whole call's do), the shared GEMM's two 16-column panels of B (tb_gemm sums every element k by k from
+# zero whatever its tile). Used where rows split unevenly (`by_channels`).
+CHANNEL_VIEWS: Mapping[str, int] = {
+    **{f"tb_conv_direct_blocked_{layouts}": 32 for layouts in ("hwc", "chw_to_hwc", "hcw_to_hwc")},
+    "tb_conv_1x1_gemm_hwc": 32,
+}
 POOL_ROWS = frozenset(f"tb_{kind}_{layout}" for kind in ("maxpool", "avgpool") for layout in ("hwc", "hcw"))
 
 
@@ -85,18 +93,46 @@ def sliced(call: KernelCall) -> Sliced | None:
 
 
 def _count(call: KernelCall) -> int:
-    """The items the whole call covers: output rows, or slice items."""
+    """The items the whole call covers: output rows or channels, or slice items."""
     how = sliced(call)
-    return int(dict(call.params)[how.count if how else "out_h"])
+    return int(dict(call.params)[how.count if how else "out_c" if by_channels(call) else "out_h"])
+
+
+def _row_quantum(call: KernelCall) -> int:
+    match = _WINOGRAD.match(call.function)
+    return int(match.group(1)) if match else 1
 
 
 def row_quantum(call: KernelCall) -> int:
-    """What every part's first item is a multiple of: a slicing's quantum, a Winograd kernel's tile height, else 1."""
+    """What every part's first item is a multiple of: a slicing's quantum, a channel view's panel, a Winograd
+    kernel's tile height, else 1."""
     how = sliced(call)
     if how is not None:
         return how.quantum
-    match = _WINOGRAD.match(call.function)
-    return int(match.group(1)) if match else 1
+    return CHANNEL_VIEWS[call.function] if by_channels(call) else _row_quantum(call)
+
+
+def _bounds(count: int, quantum: int, parts: int) -> tuple[int, ...]:
+    steps = -(-count // quantum)
+    return tuple(min(count, (k * steps // parts) * quantum) for k in range(parts + 1))
+
+
+def _share(bounds: tuple[int, ...]) -> float:
+    return max(b - a for a, b in zip(bounds, bounds[1:])) / (bounds[-1] - bounds[0])
+
+
+def by_channels(call: KernelCall) -> bool:
+    """Whether a split conv call divides its output channels rather than its rows: its kernel honours channel views
+    bit for bit (`CHANNEL_VIEWS`) and they balance the parts better than its rows do (a 7-row map on 2 threads
+    splits 3/4 rows, its 512 channels 256/256). Rows win a tie: a part then reads only its input rows."""
+    quantum = CHANNEL_VIEWS.get(call.function)
+    if quantum is None or call.parts < 2:
+        return False
+    p = dict(call.params)
+    if p["groups"] != 1:
+        return False
+    rows = _bounds(int(p["out_h"]), _row_quantum(call), call.parts)
+    return _share(_bounds(int(p["out_c"]), quantum, call.parts)) < _share(rows)
 
 
 def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
@@ -112,7 +148,8 @@ def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
             return None
         if (p["oh_begin"], p["oh_end"], p["accumulate"]) != (0, p["out_h"], 0):
             return None  # already a view (fused tiling): its group decides how it runs
-    parts = min(threads, -(-_count(call) // row_quantum(call)))
+    quanta = -(-int(p["out_c"]) // CHANNEL_VIEWS[call.function]) if call.function in CHANNEL_VIEWS else 0
+    parts = min(threads, max(-(-_count(call) // row_quantum(call)), quanta if p.get("groups") == 1 else 0))
     if parts < 2:
         return None
     split = replace(call, parts=parts)
@@ -124,9 +161,7 @@ def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
 def row_bounds(call: KernelCall) -> tuple[int, ...]:
     """The parts' items (output rows or slice items): part k covers [bounds[k], bounds[k+1]), as even as the
     quantum allows."""
-    count, quantum = _count(call), row_quantum(call)
-    steps = -(-count // quantum)
-    return tuple(min(count, (k * steps // call.parts) * quantum) for k in range(call.parts + 1))
+    return _bounds(_count(call), row_quantum(call), call.parts)
 
 
 def workspace_stride_bytes(call: KernelCall) -> int:
@@ -159,8 +194,14 @@ def part_call(call: KernelCall, part: int) -> KernelCall:
         views = {"in_h": int(p["in_h"]) - skip, "out_h": bounds[part + 1] - bounds[part],
                  "pad_top": int(p["pad_top"]) if part == 0 else 0}
     else:
-        views = {"oh_begin": bounds[part], "oh_end": bounds[part + 1]}
+        begin, end = view_fields(call)
+        views = {begin: bounds[part], end: bounds[part + 1]}
     return replace(call, params=tuple((k, views.get(k, v)) for k, v in call.params), parts=1)
+
+
+def view_fields(call: KernelCall) -> tuple[str, str]:
+    """The tb_conv fields a part of a conv call split by rows or channels sets."""
+    return ("oc_begin", "oc_end") if by_channels(call) else ("oh_begin", "oh_end")
 
 
 def role_strides(call: KernelCall) -> dict[str, int]:
@@ -205,8 +246,7 @@ def largest_share(call: KernelCall) -> float:
     """The largest part's fraction of the items (1.0 for a one-thread call)."""
     if call.parts == 1:
         return 1.0
-    bounds = row_bounds(call)
-    return max(b - a for a, b in zip(bounds, bounds[1:])) / (bounds[-1] - bounds[0])
+    return _share(row_bounds(call))
 
 
 def whole_call(call: KernelCall) -> KernelCall:
