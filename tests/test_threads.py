@@ -485,13 +485,13 @@ class PreferSplit:
         return None
 
 
-def built_project(root: Path, model: Path, target: str, threads: int) -> tuple[Path, list[str]]:
-    """The network built for `target` on `threads` threads (pipeline with PreferSplit), its files written to
-    root/out and made; the plan's primitives."""
+def built_project(root: Path, model: Path, target: str, threads: int, extra: str = "") -> tuple[Path, list[str]]:
+    """The network built for `target` on `threads` threads (pipeline with PreferSplit; `extra`: more [optimizer]
+    lines), its files written to root/out and made; the plan's primitives."""
     from tasobuild.pipeline import load, run
 
     root.mkdir(parents=True)
-    spec = write_target_spec(root, model, target, costs="model")
+    spec = write_target_spec(root, model, target, costs="model", extra=extra)
     spec.write_text(spec.read_text().replace(f'name = "{target}"', f'name = "{target}"\nthreads = {threads}', 1))
     inputs = load(spec)
     built = run(inputs, PreferSplit(inputs.spec, inputs.target), {})
@@ -553,6 +553,31 @@ def test_network_on_two_threads_matches_onnx_runtime_and_one_thread_bit_for_bit(
     assert_matches(ours_two, reference)
     if same(two_plan) == same(one_plan):  # the same primitives: the same sums, bit for bit
         assert ours_two.tobytes() == ours_one.tobytes()
+
+
+def test_a_seven_row_network_splits_by_channels_and_matches_one_thread_bit_for_bit(tmp_path: Path) -> None:
+    """x (3x7x7) -> 3x3 conv to 64 channels, ReLU -> 1x1 conv to 64 channels, on the blocked direct kernels: 7
+    rows split 3/4 on 2 threads, 64 channels 32/32, so both convs split by channels."""
+    from onnx import helper
+
+    rng = np.random.default_rng(7)
+    weights = {"w1": rng.standard_normal((64, 3, 3, 3)).astype(np.float32),
+               "w2": (rng.standard_normal((64, 64, 1, 1)) / 8).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
+    model = save_onnx(tmp_path / "seven.onnx", nodes, [1, 3, 7, 7], [1, 64, 7, 7], weights)
+    x, reference = onnx_reference(model)
+    allow = 'primitives = ["conv_direct_blocked_chw_to_hwc", "conv_direct_blocked_hwc"]\n'
+    one, _ = built_project(tmp_path / "t1", model, "host", 1, allow)
+    two, two_plan = built_project(tmp_path / "t2", model, "host", 2, allow)
+    assert two_plan == ["conv_direct_blocked_chw_to_hwc@2", "conv_direct_blocked_hwc@2"]
+    source = (two.parent / "src" / "net.c").read_text()
+    assert source.count("static const int channels[3] = {0, 32, 64};") == 2
+    assert source.count("view.oc_begin = channels[part];") == 2 and "view.oh_begin" not in source
+    ours_one, ours_two = run_program(one, x), run_program(two, x)
+    assert_matches(ours_two, reference)
+    assert ours_two.tobytes() == ours_one.tobytes()
 
 
 @pytest.mark.skipif(not HAS_A53, reason="needs aarch64-linux-gnu-gcc and qemu-aarch64")
