@@ -87,6 +87,9 @@ def test_a_call_splits_into_row_views_with_a_workspace_slice_each(tmp_path: Path
     parts = [dict(part_call(two, k).params) for k in range(2)]
     assert [(p["oh_begin"], p["oh_end"]) for p in parts] == [(0, 3), (3, 7)]
     assert whole_call(two) == im2col and whole_call(two).key() == im2col.key()
+    winograd = parallel_call(calls["conv_winograd_f4x4_3x3_chw"], 2)  # 7 rows: tiles of rows 0-4 and 4-7
+    assert winograd is not None and row_bounds(winograd) == (0, 4, 7)
+    assert largest_share(winograd) == pytest.approx(1 / 2)  # a tile costs the same, full or not
     four = parallel_call(im2col, 4)
     assert four is not None and row_bounds(four) == (0, 1, 3, 5, 7)
     assert workspace_bytes(four) == 4 * 5184

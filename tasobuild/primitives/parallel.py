@@ -243,9 +243,14 @@ def part_offsets(call: KernelCall, part: int) -> tuple[int, ...]:
 
 
 def largest_share(call: KernelCall) -> float:
-    """The largest part's fraction of the items (1.0 for a one-thread call)."""
+    """The largest part's fraction of the work (1.0 for a one-thread call): of the items, but of a Winograd row
+    split's tiles, which cost the same whether the map's last rows fill them or not (14 rows of F4 tiles: 8 and 6
+    rows, 2 and 2 tiles)."""
     if call.parts == 1:
         return 1.0
+    if _WINOGRAD.match(call.function) and not by_channels(call):
+        quantum = _row_quantum(call)
+        return _share(tuple(-(-b // quantum) for b in row_bounds(call)))
     return _share(row_bounds(call))
 
 
