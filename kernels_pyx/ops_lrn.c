@@ -5,12 +5,13 @@
 static int lo_channel(int c, int size) { int lo = c - (size - 1) / 2; return lo > 0 ? lo : 0; }
 static int hi_channel(int c, int size, int C) { int hi = c + size / 2; return hi < C - 1 ? hi : C - 1; }
 
-/* CHW: accumulate the squared neighbour planes into the output plane, then normalise it in place. */
-void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out)
+/* CHW: accumulate the squared neighbour planes into the output plane, then normalise it in place; output channels
+ * [c0, c1) only (each reads its neighbours from the whole input, so a range computes what the whole call does). */
+static void lrn_chw(const tb_lrn *p, int c0, int c1, const float *restrict in, float *restrict out)
 {
     const long hw = (long)p->h * p->w;
     const float a = p->alpha / (float)p->size;
-    for (int c = 0; c < p->c; ++c) {
+    for (int c = c0; c < c1; ++c) {
         float *dst = out + c * hw;
         for (long i = 0; i < hw; ++i) dst[i] = 0.0f;
         for (int j = lo_channel(c, p->size); j <= hi_channel(c, p->size, p->c); ++j) {
@@ -19,6 +20,15 @@ void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out)
         }
         for (long i = 0; i < hw; ++i) dst[i] = in[c * hw + i] / powf(p->bias + a * dst[i], p->beta);
     }
+}
+
+void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out) { lrn_chw(p, 0, p->c, in, out); }
+
+/* Output channels [c_begin, c_end) of tb_lrn_chw: a thread's part of a split call (primitives/parallel.py). */
+void tb_lrn_chw_channels(const tb_lrn_view *p, const float *restrict in, float *restrict out)
+{
+    const tb_lrn whole = {p->c, p->h, p->w, p->size, p->alpha, p->beta, p->bias};
+    lrn_chw(&whole, p->c_begin, p->c_end, in, out);
 }
 
 void tb_lrn_hwc(const tb_lrn *p, const float *restrict in, float *restrict out)

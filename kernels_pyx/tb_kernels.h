@@ -48,6 +48,8 @@ typedef struct { int c, h, w, out_c, c_offset; } tb_channels;
 
 /* Local response normalisation across channels (ONNX LRN semantics). */
 typedef struct { int c, h, w, size; float alpha, beta, bias; } tb_lrn;
+/* tb_lrn and a range of output channels [c_begin, c_end): a thread's part of a split LRN. */
+typedef struct { int c, h, w, size; float alpha, beta, bias; int c_begin, c_end; } tb_lrn_view;
 
 /* General permutation of a (d0,d1,d2) row-major tensor: out axis i is in axis perm_i. */
 typedef struct { int d0, d1, d2, perm0, perm1, perm2; } tb_permute;

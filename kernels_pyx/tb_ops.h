@@ -55,6 +55,7 @@ void tb_copy_patch(const tb_patch_copy *p, const float *restrict in, float *rest
 
 /* ONNX LRN across channels. */
 void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out);
+void tb_lrn_chw_channels(const tb_lrn_view *p, const float *restrict in, float *restrict out);
 void tb_lrn_hwc(const tb_lrn *p, const float *restrict in, float *restrict out);
 void tb_lrn_chw_inplace(const tb_lrn *p, float *restrict x, float *restrict ws);
 

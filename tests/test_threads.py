@@ -328,8 +328,8 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
 
 def copy_calls() -> dict[str, KernelCall]:
     """A concat's copy of its second input (24 of 40 channels, 15x13 pixels) in each layout, CHW max and average
-    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, CHW global average pooling, HWC LRN, and
-    the two row transposes between HWC and HCW."""
+    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, CHW global average pooling, LRN in HWC
+    (rows) and CHW (channels, through its split wrapper), and the two row transposes between HWC and HCW."""
     c, h, w, out_c = 24, 15, 13, 40
     copy = (("c", c), ("h", h), ("w", w), ("out_c", out_c), ("c_offset", 16))
     copies = {f"tb_copy_channels_{layout}": KernelCall(f"tb_copy_channels_{layout}", "tb_channels", copy,
@@ -343,9 +343,9 @@ def copy_calls() -> dict[str, KernelCall]:
             "tb_avgpool_chw": pool_call("tb_avgpool_chw", 3, 2, (1, 2), 1),
             "tb_gap_chw": KernelCall("tb_gap_chw", "tb_tensor", tensor, ("in0", "out"), (("in0", 4 * c * h * w),
                                                                                          ("out", 4 * c))),
-            "tb_lrn_hwc": KernelCall("tb_lrn_hwc", "tb_lrn", (("c", c), ("h", h), ("w", w), ("size", 5),
-                                                              ("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)),
-                                     ("in0", "out"), whole),
+            **{name: KernelCall(name, "tb_lrn", (("c", c), ("h", h), ("w", w), ("size", 5), ("alpha", 1e-4),
+                                                 ("beta", 0.75), ("bias", 1.0)), ("in0", "out"), whole)
+               for name in ("tb_lrn_hwc", "tb_lrn_chw")},
             **{name: KernelCall(name, "tb_tensor", tensor, ("in0", "out"), whole)
                for name in ("tb_layout_hwc_to_hcw", "tb_layout_hcw_to_hwc")}}
 
@@ -369,6 +369,12 @@ def test_concat_copies_chw_pooling_lrn_and_row_transposes_split_into_slices_bit_
     gap = parallel_call(calls["tb_gap_chw"], 2)
     assert gap is not None and part_offsets(gap, 1) == (12 * 15 * 13, 12)
     assert parallel_call(replace(calls["tb_gap_chw"], function="tb_gap_hwc"), 2) is None  # its sums span channels
+    lrn = parallel_call(calls["tb_lrn_chw"], 2)  # channels 0-11 and 12-23, each reading its neighbours whole
+    assert lrn is not None and part_offsets(lrn, 1) == (0, 0)
+    assert part_call(lrn, 1) == replace(calls["tb_lrn_chw"], function="tb_lrn_chw_channels", struct="tb_lrn_view",
+                                        params=calls["tb_lrn_chw"].params + (("c_begin", 12), ("c_end", 24)))
+    assert whole_call(lrn) == calls["tb_lrn_chw"]
+    assert parallel_call(replace(calls["tb_lrn_chw"], function="tb_lrn_chw_inplace"), 2) is None  # its ring: whole
     kernels = native.load()
     for name, call in sorted(calls.items()):
         for threads in (2, 3, 7):

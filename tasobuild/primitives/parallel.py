@@ -24,8 +24,9 @@ one-thread call bit for bit:
 
 A call on N threads (`KernelCall.parts` = N) is the whole call's parameters plus the part count: part k covers
 items (rows or slice items) [bounds[k], bounds[k+1]) (as even as the quantum allows; the caller's thread runs part
-0, the smaller one when they differ). Other kernels (HWC/HCW global average pooling, softmax, the CHW layout
-transforms, CHW LRN) and fused tiling's band calls stay on one thread.
+0, the smaller one when they differ). A kernel of `WRAPPED` (CHW LRN) runs its parts as calls of a split wrapper
+that takes the whole call's parameters and a range of output channels. Other kernels (HWC/HCW global average
+pooling, softmax, the CHW layout transforms, LRN in place) and fused tiling's band calls stay on one thread.
 """
 
 from __future__ import annotations
@@ -84,6 +85,23 @@ CHANNEL_VIEWS: Mapping[str, int] = {
     **{f"tb_conv_direct_blocked_{layouts}": 32 for layouts in ("hwc", "chw_to_hwc", "hcw_to_hwc")},
     "tb_conv_1x1_gemm_hwc": 32,
 }
+@dataclass(frozen=True)
+class Wrapped:
+    """A kernel whose parts are calls of a split wrapper: the wrapper (same buffers) and its struct, the whole
+    call's parameters plus a range [begin, end) of the `count` parameter's items."""
+
+    function: str
+    struct: str
+    count: str
+    begin: str
+    end: str
+
+
+# CHW LRN by output channels: a channel reads its neighbours from the whole input, so any range is exact; in place
+# (a ring of the channels it overwrote) it stays whole.
+WRAPPED: Mapping[str, Wrapped] = {
+    "tb_lrn_chw": Wrapped("tb_lrn_chw_channels", "tb_lrn_view", "c", "c_begin", "c_end"),
+}
 POOL_ROWS = frozenset(f"tb_{kind}_{layout}" for kind in ("maxpool", "avgpool") for layout in ("hwc", "hcw"))
 
 
@@ -94,8 +112,9 @@ def sliced(call: KernelCall) -> Sliced | None:
 
 def _count(call: KernelCall) -> int:
     """The items the whole call covers: output rows or channels, or slice items."""
-    how = sliced(call)
-    return int(dict(call.params)[how.count if how else "out_c" if by_channels(call) else "out_h"])
+    how, wrapped = sliced(call), WRAPPED.get(call.function)
+    count = how.count if how else wrapped.count if wrapped else "out_c" if by_channels(call) else "out_h"
+    return int(dict(call.params)[count])
 
 
 def _row_quantum(call: KernelCall) -> int:
@@ -141,7 +160,7 @@ def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
     if call.parts != 1 or threads < 2:
         return None
     p = dict(call.params)
-    if call.function in POOL_ROWS:
+    if call.function in POOL_ROWS or call.function in WRAPPED:
         pass
     elif sliced(call) is None:
         if call.struct != SPLIT_STRUCT:
@@ -186,7 +205,10 @@ def buffer_bytes(call: KernelCall) -> dict[str, int]:
 def part_call(call: KernelCall, part: int) -> KernelCall:
     """Part `part` of a split call as the one-thread call it makes (a row view, or a slice's count), on buffers
     `part_offsets` further."""
-    bounds, how = row_bounds(call), sliced(call)
+    bounds, how, wrapped = row_bounds(call), sliced(call), WRAPPED.get(call.function)
+    if wrapped is not None:
+        items = ((wrapped.begin, bounds[part]), (wrapped.end, bounds[part + 1]))
+        return replace(call, function=wrapped.function, struct=wrapped.struct, params=call.params + items, parts=1)
     if how is not None:
         views = {how.count: bounds[part + 1] - bounds[part]}
     elif call.function in POOL_ROWS:
@@ -200,7 +222,10 @@ def part_call(call: KernelCall, part: int) -> KernelCall:
 
 
 def view_fields(call: KernelCall) -> tuple[str, str]:
-    """The tb_conv fields a part of a conv call split by rows or channels sets."""
+    """The fields a part's view sets: a conv call's rows or channels, a wrapped kernel's range."""
+    wrapped = WRAPPED.get(call.function)
+    if wrapped is not None:
+        return wrapped.begin, wrapped.end
     return ("oc_begin", "oc_end") if by_channels(call) else ("oh_begin", "oh_end")
 
 
