@@ -36,6 +36,8 @@ typedef struct {
 
 /* Whole-tensor shape for layout-aware element-wise ops (gap, scale, lrn, transforms). */
 typedef struct { int c, h, w; int act; float act_a, act_b; } tb_tensor;
+/* tb_tensor and a range of rows [h_begin, h_end): a thread's part of a split CHW layout transform. */
+typedef struct { int c, h, w; int act; float act_a, act_b; int h_begin, h_end; } tb_tensor_rows;
 
 /* Flat vectors: add, standalone activation, softmax, copy. n elements. */
 typedef struct { int n; int act; float act_a, act_b; } tb_flat;

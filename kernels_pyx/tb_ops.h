@@ -64,10 +64,14 @@ void tb_permute_copy(const tb_permute *p, const float *restrict in, float *restr
 
 /* Layout transforms of a logical (c,h,w) tensor (act fields unused). */
 void tb_layout_chw_to_hwc(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_chw_to_hwc_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_chw_to_hcw(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_chw_to_hcw_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_hwc_to_chw(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_hwc_to_chw_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_hwc_to_hcw(const tb_tensor *p, const float *restrict in, float *restrict out);
 void tb_layout_hcw_to_chw(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_hcw_to_chw_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_hcw_to_hwc(const tb_tensor *p, const float *restrict in, float *restrict out);
 
 #endif

@@ -129,8 +129,8 @@ def with_threads(nodes: tuple[NodeCandidates, ...], threads: int) -> tuple[NodeC
 
 
 def transform_candidates(graph: Graph, threads: int = 1) -> tuple[TransformCandidate, ...]:
-    """Every tensor's layout transforms; with `threads` > 1, each that splits (primitives.parallel: the HWC <-> HCW
-    transposes by rows) also split, for `faster_transforms` to pick from once both are costed."""
+    """Every tensor's layout transforms; with `threads` > 1, each also split by rows (primitives.parallel), for
+    `faster_transforms` to pick from once both are costed."""
     from tasobuild.primitives.parallel import parallel_call
     from tasobuild.primitives.transforms import transform_call
 

@@ -329,7 +329,8 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
 def copy_calls() -> dict[str, KernelCall]:
     """A concat's copy of its second input (24 of 40 channels, 15x13 pixels) in each layout, CHW max and average
     pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, CHW global average pooling, LRN in HWC
-    (rows) and CHW (channels, through its split wrapper), and the two row transposes between HWC and HCW."""
+    (rows) and CHW (channels, through its split wrapper), and the six layout transforms (rows; those to and from
+    CHW through their wrappers)."""
     c, h, w, out_c = 24, 15, 13, 40
     copy = (("c", c), ("h", h), ("w", w), ("out_c", out_c), ("c_offset", 16))
     copies = {f"tb_copy_channels_{layout}": KernelCall(f"tb_copy_channels_{layout}", "tb_channels", copy,
@@ -347,7 +348,8 @@ def copy_calls() -> dict[str, KernelCall]:
                                                  ("beta", 0.75), ("bias", 1.0)), ("in0", "out"), whole)
                for name in ("tb_lrn_hwc", "tb_lrn_chw")},
             **{name: KernelCall(name, "tb_tensor", tensor, ("in0", "out"), whole)
-               for name in ("tb_layout_hwc_to_hcw", "tb_layout_hcw_to_hwc")}}
+               for name in ("tb_layout_hwc_to_hcw", "tb_layout_hcw_to_hwc", "tb_layout_chw_to_hwc",
+                            "tb_layout_hwc_to_chw", "tb_layout_chw_to_hcw", "tb_layout_hcw_to_chw")}}
 
 
 def test_concat_copies_chw_pooling_lrn_and_row_transposes_split_into_slices_bit_for_bit() -> None:
@@ -390,7 +392,7 @@ def test_concat_copies_chw_pooling_lrn_and_row_transposes_split_into_slices_bit_
         assert seconds.shape == (3,) and (seconds > 0).all(), name
 
 
-def test_hwc_hcw_transforms_are_offered_split_and_the_faster_call_is_kept(tmp_path: Path) -> None:
+def test_transforms_are_offered_split_and_the_faster_call_is_kept(tmp_path: Path) -> None:
     from tasobuild.candidates import faster_transforms, transform_candidates
     from tasobuild.importer import import_onnx
 
@@ -401,7 +403,10 @@ def test_hwc_hcw_transforms_are_offered_split_and_the_faster_call_is_kept(tmp_pa
     assert rows.split is not None and row_bounds(rows.split) == (0, 3, 7)
     assert part_offsets(rows.split, 1) == (3 * 5 * 8, 3 * 8 * 5)
     assert offered[("y", "HCW", "HWC")].split is not None
-    assert offered[("y", "CHW", "HWC")].split is None  # the CHW transforms index channels by the whole height
+    to_chw = offered[("y", "HWC", "CHW")].split  # by rows through its wrapper: channels stay 7 rows apart
+    assert to_chw is not None and part_offsets(to_chw, 1) == (0, 0)
+    assert dict(part_call(to_chw, 1).params) == {**dict(to_chw.params), "h_begin": 3, "h_end": 7}
+    assert part_call(to_chw, 1).function == "tb_layout_hwc_to_chw_rows"
 
     def costs(split_ms: float) -> dict[str, Cost]:
         return {**{t.call.key(): Cost(0.010, 0.0, 5, "measured") for t in offered.values()},
@@ -409,7 +414,7 @@ def test_hwc_hcw_transforms_are_offered_split_and_the_faster_call_is_kept(tmp_pa
 
     faster = {(t.tensor, t.src, t.dst): t for t in faster_transforms(tuple(offered.values()), costs(0.006))}
     assert faster[("y", "HWC", "HCW")].call == rows.split and faster[("y", "HWC", "HCW")].split is None
-    assert faster[("y", "CHW", "HWC")].call == offered[("y", "CHW", "HWC")].call
+    assert faster[("y", "CHW", "HWC")].call == offered[("y", "CHW", "HWC")].split
     slower = faster_transforms(tuple(offered.values()), costs(0.010))  # a tie stays on one thread
     assert all(t.call.parts == 1 and t.split is None for t in slower)
 

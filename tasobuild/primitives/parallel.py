@@ -24,9 +24,10 @@ one-thread call bit for bit:
 
 A call on N threads (`KernelCall.parts` = N) is the whole call's parameters plus the part count: part k covers
 items (rows or slice items) [bounds[k], bounds[k+1]) (as even as the quantum allows; the caller's thread runs part
-0, the smaller one when they differ). A kernel of `WRAPPED` (CHW LRN) runs its parts as calls of a split wrapper
-that takes the whole call's parameters and a range of output channels. Other kernels (HWC/HCW global average
-pooling, softmax, the CHW layout transforms, LRN in place) and fused tiling's band calls stay on one thread.
+0, the smaller one when they differ). A kernel of `WRAPPED` (CHW LRN, the layout transforms to and from CHW) runs
+its parts as calls of a split wrapper that takes the whole call's parameters and a range of output channels or
+rows. Other kernels (HWC/HCW global average pooling, softmax, LRN in place) and fused tiling's band calls stay on
+one thread.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ _ELEMENTWISE = Sliced("n", {"in0": 1, "in1": 1, "out": 1}, 64)
 # Copies, CHW pooling, global average pooling and HWC LRN compute each output element from its own inputs whatever
 # its neighbours are (no vector tails in a sum): any item starts a slice. Concat copies by output rows (HWC, HCW: the
 # slice is strided through the whole output) or channels (CHW: one block); pooling and GAP in CHW by channels; the
-# HWC <-> HCW layout transforms by rows (the CHW ones index channels by the whole height: not sliceable).
+# HWC <-> HCW layout transforms by rows (the CHW ones index channels by the whole height: `WRAPPED`).
 _POOL_CHANNELS = Sliced("c", {"in0": ("in_h", "in_w"), "out": ("out_h", "out_w")}, 1)
 _ROW_TRANSPOSE = Sliced("h", {"in0": ("w", "c"), "out": ("c", "w")}, 1)
 SLICED: Mapping[str, Sliced] = {
@@ -98,9 +99,12 @@ class Wrapped:
 
 
 # CHW LRN by output channels: a channel reads its neighbours from the whole input, so any range is exact; in place
-# (a ring of the channels it overwrote) it stays whole.
+# (a ring of the channels it overwrote) it stays whole. The layout transforms to and from CHW by rows: they index
+# channels by the whole height.
 WRAPPED: Mapping[str, Wrapped] = {
     "tb_lrn_chw": Wrapped("tb_lrn_chw_channels", "tb_lrn_view", "c", "c_begin", "c_end"),
+    **{f"tb_layout_{name}": Wrapped(f"tb_layout_{name}_rows", "tb_tensor_rows", "h", "h_begin", "h_end")
+       for name in ("chw_to_hwc", "hwc_to_chw", "chw_to_hcw", "hcw_to_chw")},
 }
 POOL_ROWS = frozenset(f"tb_{kind}_{layout}" for kind in ("maxpool", "avgpool") for layout in ("hwc", "hcw"))
 
