@@ -38,6 +38,8 @@ typedef struct {
 typedef struct { int c, h, w; int act; float act_a, act_b; } tb_tensor;
 /* tb_tensor and a range of rows [h_begin, h_end): a thread's part of a split CHW layout transform. */
 typedef struct { int c, h, w; int act; float act_a, act_b; int h_begin, h_end; } tb_tensor_rows;
+/* tb_tensor and a range of channels [c_begin, c_end): a thread's part of a split HWC global average pooling. */
+typedef struct { int c, h, w; int act; float act_a, act_b; int c_begin, c_end; } tb_tensor_channels;
 
 /* Flat vectors: add, standalone activation, softmax, copy. n elements. */
 typedef struct { int n; int act; float act_a, act_b; } tb_flat;

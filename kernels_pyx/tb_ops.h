@@ -16,6 +16,7 @@ void tb_avgpool_hcw(const tb_pool *p, const float *restrict in, float *restrict 
 /* Global average pool (c,h,w) -> (c,1,1); the output is a vector, the same in every layout. */
 void tb_gap_chw(const tb_tensor *p, const float *restrict in, float *restrict out);
 void tb_gap_hwc(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_gap_hwc_channels(const tb_tensor_channels *p, const float *restrict in, float *restrict out);
 void tb_gap_hcw(const tb_tensor *p, const float *restrict in, float *restrict out);
 
 /* Fully connected on vectors; wt is W transposed, [in_n][out_n] (so the inner loop runs over contiguous outputs). */

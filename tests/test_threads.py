@@ -1,5 +1,6 @@
-"""Multi-threaded plans (issue 19): calls split over the emitted thread pool, convs and HWC/HCW pooling by output
-rows, element-wise and fully connected calls into slices.
+"""Multi-threaded plans (issue 19): calls split over the emitted thread pool, convs by output rows (short maps by
+output channels), HWC/HCW pooling by output rows, element-wise and fully connected calls, concat copies, CHW pooling
+and LRN, global average pooling and layout transforms into slices or through split wrappers.
 
 * The split of a call, exactly: rows or items per part, workspace slices, buffer offsets and the arena, on
   hand-checked cases; a split call's predicted cost from its whole call's.
@@ -328,9 +329,9 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
 
 def copy_calls() -> dict[str, KernelCall]:
     """A concat's copy of its second input (24 of 40 channels, 15x13 pixels) in each layout, CHW max and average
-    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, CHW global average pooling, LRN in HWC
-    (rows) and CHW (channels, through its split wrapper), and the six layout transforms (rows; those to and from
-    CHW through their wrappers)."""
+    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, global average pooling in CHW and HWC
+    (channels, the latter through its split wrapper), LRN in HWC (rows) and CHW (channels, through its split
+    wrapper), and the six layout transforms (rows; those to and from CHW through their wrappers)."""
     c, h, w, out_c = 24, 15, 13, 40
     copy = (("c", c), ("h", h), ("w", w), ("out_c", out_c), ("c_offset", 16))
     copies = {f"tb_copy_channels_{layout}": KernelCall(f"tb_copy_channels_{layout}", "tb_channels", copy,
@@ -342,8 +343,8 @@ def copy_calls() -> dict[str, KernelCall]:
     return {**copies,
             "tb_maxpool_chw": pool_call("tb_maxpool_chw", 3, 2, (1, 2), 0),
             "tb_avgpool_chw": pool_call("tb_avgpool_chw", 3, 2, (1, 2), 1),
-            "tb_gap_chw": KernelCall("tb_gap_chw", "tb_tensor", tensor, ("in0", "out"), (("in0", 4 * c * h * w),
-                                                                                         ("out", 4 * c))),
+            **{name: KernelCall(name, "tb_tensor", tensor, ("in0", "out"), (("in0", 4 * c * h * w), ("out", 4 * c)))
+               for name in ("tb_gap_chw", "tb_gap_hwc")},
             **{name: KernelCall(name, "tb_lrn", (("c", c), ("h", h), ("w", w), ("size", 5), ("alpha", 1e-4),
                                                  ("beta", 0.75), ("bias", 1.0)), ("in0", "out"), whole)
                for name in ("tb_lrn_hwc", "tb_lrn_chw")},
@@ -370,7 +371,10 @@ def test_concat_copies_chw_pooling_lrn_and_row_transposes_split_into_slices_bit_
     assert part_offsets(pool, 2) == (16 * 15 * 13, 16 * 8 * 7)
     gap = parallel_call(calls["tb_gap_chw"], 2)
     assert gap is not None and part_offsets(gap, 1) == (12 * 15 * 13, 12)
-    assert parallel_call(replace(calls["tb_gap_chw"], function="tb_gap_hwc"), 2) is None  # its sums span channels
+    gap_hwc = parallel_call(replace(calls["tb_gap_chw"], function="tb_gap_hwc"), 2)  # channels 12 apart: a wrapper
+    assert gap_hwc is not None and part_offsets(gap_hwc, 1) == (0, 0)
+    assert dict(part_call(gap_hwc, 1).params)["c_begin"] == 12 and part_call(gap_hwc, 1).function.endswith("_channels")
+    assert parallel_call(replace(calls["tb_gap_chw"], function="tb_gap_hcw"), 2) is None
     lrn = parallel_call(calls["tb_lrn_chw"], 2)  # channels 0-11 and 12-23, each reading its neighbours whole
     assert lrn is not None and part_offsets(lrn, 1) == (0, 0)
     assert part_call(lrn, 1) == replace(calls["tb_lrn_chw"], function="tb_lrn_chw_channels", struct="tb_lrn_view",

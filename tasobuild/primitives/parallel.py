@@ -24,10 +24,10 @@ one-thread call bit for bit:
 
 A call on N threads (`KernelCall.parts` = N) is the whole call's parameters plus the part count: part k covers
 items (rows or slice items) [bounds[k], bounds[k+1]) (as even as the quantum allows; the caller's thread runs part
-0, the smaller one when they differ). A kernel of `WRAPPED` (CHW LRN, the layout transforms to and from CHW) runs
-its parts as calls of a split wrapper that takes the whole call's parameters and a range of output channels or
-rows. Other kernels (HWC/HCW global average pooling, softmax, LRN in place) and fused tiling's band calls stay on
-one thread.
+0, the smaller one when they differ). A kernel of `WRAPPED` (CHW LRN, HWC global average pooling, the layout
+transforms to and from CHW) runs its parts as calls of a split wrapper that takes the whole call's parameters and a
+range of output channels or rows. Other kernels (HCW global average pooling, pooling onto one output row, softmax,
+LRN in place) and fused tiling's band calls stay on one thread.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class Wrapped:
 # channels by the whole height.
 WRAPPED: Mapping[str, Wrapped] = {
     "tb_lrn_chw": Wrapped("tb_lrn_chw_channels", "tb_lrn_view", "c", "c_begin", "c_end"),
+    # HWC global average pooling by channels: a channel's stride is the whole channel count
+    "tb_gap_hwc": Wrapped("tb_gap_hwc_channels", "tb_tensor_channels", "c", "c_begin", "c_end"),
     **{f"tb_layout_{name}": Wrapped(f"tb_layout_{name}_rows", "tb_tensor_rows", "h", "h_begin", "h_end")
        for name in ("chw_to_hwc", "hwc_to_chw", "chw_to_hcw", "hcw_to_chw")},
 }
