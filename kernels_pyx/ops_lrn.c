@@ -10,9 +10,8 @@ static int hi_channel(int c, int size, int C) { int hi = c + size / 2; return hi
 
 /* dst[i] = x[i] / (bias + a * acc[i])^beta. powf is a library call no loop vectorises, so the exponents networks
  * use (0.75: GoogLeNet, AlexNet; 0.5; 1) go through square roots and a division, which vectorise: d^-0.75 is
- * r * sqrt(r) with r = 1 / sqrt(d). x and dst may be the same buffer. */
-static void lrn_normalise(const float *x, const float *restrict acc, float *dst, long n, float bias, float a,
-                          float beta)
+ * r * sqrt(r) with r = 1 / sqrt(d). Element i is read before it is written, and any two buffers may be one. */
+static void lrn_normalise(const float *x, const float *acc, float *dst, long n, float bias, float a, float beta)
 {
     if (beta == 0.75f) {
         for (long i = 0; i < n; ++i) {
@@ -28,12 +27,13 @@ static void lrn_normalise(const float *x, const float *restrict acc, float *dst,
     }
 }
 
-/* CHW: accumulate the squared neighbour planes into the output plane, then normalise it in place. */
-void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out)
+/* CHW: accumulate the squared neighbour planes into the output plane, then normalise it in place; output channels
+ * [c0, c1) only (each reads its neighbours from the whole input, so a range computes what the whole call does). */
+static void lrn_chw(const tb_lrn *p, int c0, int c1, const float *restrict in, float *restrict out)
 {
     const long hw = (long)p->h * p->w;
     const float a = p->alpha / (float)p->size;
-    for (int c = 0; c < p->c; ++c) {
+    for (int c = c0; c < c1; ++c) {
         float *dst = out + c * hw;
         for (long i = 0; i < hw; ++i) dst[i] = 0.0f;
         for (int j = lo_channel(c, p->size); j <= hi_channel(c, p->size, p->c); ++j) {
@@ -42,6 +42,15 @@ void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out)
         }
         lrn_normalise(in + c * hw, dst, dst, hw, p->bias, a, p->beta);
     }
+}
+
+void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out) { lrn_chw(p, 0, p->c, in, out); }
+
+/* Output channels [c_begin, c_end) of tb_lrn_chw: a thread's part of a split call (primitives/parallel.py). */
+void tb_lrn_chw_channels(const tb_lrn_view *p, const float *restrict in, float *restrict out)
+{
+    const tb_lrn whole = {p->c, p->h, p->w, p->size, p->alpha, p->beta, p->bias};
+    lrn_chw(&whole, p->c_begin, p->c_end, in, out);
 }
 
 /* HWC: per pixel, a chunk of channels at a time; the window's offsets k run outermost, so each output still adds

@@ -154,14 +154,25 @@ void tb_gap_chw(const tb_tensor *p, const float *restrict in, float *restrict ou
     }
 }
 
-void tb_gap_hwc(const tb_tensor *p, const float *restrict in, float *restrict out)
+/* Channels [c0, c1) of the HWC global average (each channel's sum runs over the pixels in order, whatever the
+ * range: a thread's part computes what the whole call does). */
+static void gap_hwc(const tb_tensor *p, int c0, int c1, const float *restrict in, float *restrict out)
 {
     const long hw = (long)p->h * p->w;
     const int C = p->c;
-    for (int c = 0; c < C; ++c) out[c] = 0.0f;
+    for (int c = c0; c < c1; ++c) out[c] = 0.0f;
     for (long i = 0; i < hw; ++i)
-        for (int c = 0; c < C; ++c) out[c] += in[i * C + c];
-    for (int c = 0; c < C; ++c) out[c] /= (float)hw;
+        for (int c = c0; c < c1; ++c) out[c] += in[i * C + c];
+    for (int c = c0; c < c1; ++c) out[c] /= (float)hw;
+}
+
+void tb_gap_hwc(const tb_tensor *p, const float *restrict in, float *restrict out) { gap_hwc(p, 0, p->c, in, out); }
+
+/* Channels [c_begin, c_end) of tb_gap_hwc: a thread's part of a split call (primitives/parallel.py). */
+void tb_gap_hwc_channels(const tb_tensor_channels *p, const float *restrict in, float *restrict out)
+{
+    const tb_tensor whole = {p->c, p->h, p->w, p->act, p->act_a, p->act_b};
+    gap_hwc(&whole, p->c_begin, p->c_end, in, out);
 }
 
 void tb_gap_hcw(const tb_tensor *p, const float *restrict in, float *restrict out)

@@ -36,6 +36,10 @@ typedef struct {
 
 /* Whole-tensor shape for layout-aware element-wise ops (gap, scale, lrn, transforms). */
 typedef struct { int c, h, w; int act; float act_a, act_b; } tb_tensor;
+/* tb_tensor and a range of rows [h_begin, h_end): a thread's part of a split CHW layout transform. */
+typedef struct { int c, h, w; int act; float act_a, act_b; int h_begin, h_end; } tb_tensor_rows;
+/* tb_tensor and a range of channels [c_begin, c_end): a thread's part of a split HWC global average pooling. */
+typedef struct { int c, h, w; int act; float act_a, act_b; int c_begin, c_end; } tb_tensor_channels;
 
 /* Flat vectors: add, standalone activation, softmax, copy. n elements. */
 typedef struct { int n; int act; float act_a, act_b; } tb_flat;
@@ -48,6 +52,8 @@ typedef struct { int c, h, w, out_c, c_offset; } tb_channels;
 
 /* Local response normalisation across channels (ONNX LRN semantics). */
 typedef struct { int c, h, w, size; float alpha, beta, bias; } tb_lrn;
+/* tb_lrn and a range of output channels [c_begin, c_end): a thread's part of a split LRN. */
+typedef struct { int c, h, w, size; float alpha, beta, bias; int c_begin, c_end; } tb_lrn_view;
 
 /* General permutation of a (d0,d1,d2) row-major tensor: out axis i is in axis perm_i. */
 typedef struct { int d0, d1, d2, perm0, perm1, perm2; } tb_permute;

@@ -16,6 +16,7 @@ void tb_avgpool_hcw(const tb_pool *p, const float *restrict in, float *restrict 
 /* Global average pool (c,h,w) -> (c,1,1); the output is a vector, the same in every layout. */
 void tb_gap_chw(const tb_tensor *p, const float *restrict in, float *restrict out);
 void tb_gap_hwc(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_gap_hwc_channels(const tb_tensor_channels *p, const float *restrict in, float *restrict out);
 void tb_gap_hcw(const tb_tensor *p, const float *restrict in, float *restrict out);
 
 /* Fully connected on vectors; wt is W transposed, [in_n][out_n] (so the inner loop runs over contiguous outputs). */
@@ -55,6 +56,7 @@ void tb_copy_patch(const tb_patch_copy *p, const float *restrict in, float *rest
 
 /* ONNX LRN across channels. */
 void tb_lrn_chw(const tb_lrn *p, const float *restrict in, float *restrict out);
+void tb_lrn_chw_channels(const tb_lrn_view *p, const float *restrict in, float *restrict out);
 void tb_lrn_hwc(const tb_lrn *p, const float *restrict in, float *restrict out);
 void tb_lrn_chw_inplace(const tb_lrn *p, float *restrict x, float *restrict ws);
 
@@ -63,10 +65,14 @@ void tb_permute_copy(const tb_permute *p, const float *restrict in, float *restr
 
 /* Layout transforms of a logical (c,h,w) tensor (act fields unused). */
 void tb_layout_chw_to_hwc(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_chw_to_hwc_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_chw_to_hcw(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_chw_to_hcw_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_hwc_to_chw(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_hwc_to_chw_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_hwc_to_hcw(const tb_tensor *p, const float *restrict in, float *restrict out);
 void tb_layout_hcw_to_chw(const tb_tensor *p, const float *restrict in, float *restrict out);
+void tb_layout_hcw_to_chw_rows(const tb_tensor_rows *p, const float *restrict in, float *restrict out);
 void tb_layout_hcw_to_hwc(const tb_tensor *p, const float *restrict in, float *restrict out);
 
 #endif

@@ -41,6 +41,7 @@ class TransformCandidate:
     src: Layout
     dst: Layout
     call: KernelCall
+    split: KernelCall | None = None  # the same transform on the target's threads (with_threads), costed beside it
 
 
 def check_allow_list(allow: Iterable[str]) -> frozenset[str]:
@@ -112,12 +113,13 @@ def with_threads(nodes: tuple[NodeCandidates, ...], threads: int) -> tuple[NodeC
         return nodes
 
     def split(c: Candidate) -> Candidate | None:
-        calls = [parallel_call(call, threads) for call in c.calls]
-        if len(calls) != 1 or calls[0] is None:
-            return None
-        call = calls[0]
-        return Candidate(replace(c.primitive, name=f"{c.primitive.name}@{call.parts}"), (call,),
-                         workspace_bytes(call), call.parts)
+        # a node of several calls (a concat's copies) splits each call that splits; they run one after another
+        calls = tuple(parallel_call(call, threads) or call for call in c.calls)
+        parts = max((call.parts for call in calls), default=1)  # no calls (a view, a zero-copy concat): no split
+        if parts < 2 or (len(calls) > 1 and any(workspace_bytes(call) for call in calls)):
+            return None  # one thread anyway; several calls' workspace is the node's, not sliced per call here
+        return Candidate(replace(c.primitive, name=f"{c.primitive.name}@{parts}"), calls,
+                         max(workspace_bytes(call) for call in calls), parts)
 
     def options(nc: NodeCandidates) -> tuple[Candidate, ...]:
         split_ones = [s for s in map(split, nc.options) if s is not None]
@@ -126,14 +128,28 @@ def with_threads(nodes: tuple[NodeCandidates, ...], threads: int) -> tuple[NodeC
     return tuple(NodeCandidates(nc.node, options(nc)) for nc in nodes)
 
 
-def transform_candidates(graph: Graph) -> tuple[TransformCandidate, ...]:
+def transform_candidates(graph: Graph, threads: int = 1) -> tuple[TransformCandidate, ...]:
+    """Every tensor's layout transforms; with `threads` > 1, each also split by rows (primitives.parallel), for
+    `faster_transforms` to pick from once both are costed."""
+    from tasobuild.primitives.parallel import parallel_call
     from tasobuild.primitives.transforms import transform_call
 
     tensors = sorted(set(graph.input_tensors) | {n.output for n in graph.nodes})
-    return tuple(
-        TransformCandidate(t, src, dst, transform_call(graph.shape(t), src, dst, graph.dtype(t)))
-        for t in tensors for src in LAYOUTS for dst in LAYOUTS if src != dst
-    )
+    calls = ((t, src, dst, transform_call(graph.shape(t), src, dst, graph.dtype(t)))
+             for t in tensors for src in LAYOUTS for dst in LAYOUTS if src != dst)
+    return tuple(TransformCandidate(t, src, dst, call, parallel_call(call, threads)) for t, src, dst, call in calls)
+
+
+def faster_transforms(transforms: tuple[TransformCandidate, ...], costs: Mapping[str, Cost]
+                      ) -> tuple[TransformCandidate, ...]:
+    """Each transform as its faster call runs, whole or split (a tie stays whole): the solver weighs a transform by
+    one time, and lowering renders the call it was weighed by."""
+    def faster(t: TransformCandidate) -> TransformCandidate:
+        if t.split is None or costs[t.split.key()].median_ms >= costs[t.call.key()].median_ms:
+            return replace(t, split=None)
+        return replace(t, call=t.split, split=None)
+
+    return tuple(map(faster, transforms))
 
 
 def _describe(node: Node, graph: Graph) -> str:

@@ -279,11 +279,13 @@ def fastest_workspace(problem: Problem) -> dict[str, int]:
 
 def price(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Priced:
     """Stages 1-4: what the solver is asked."""
+    from tasobuild.candidates import faster_transforms
     from tasobuild.decide import to_problem
 
     spec, graph = inputs.spec, inputs.graph
     nodes, transforms = candidates_of(spec, graph, memo, resolved_threads(spec, inputs.target))  # 1
     costed = decider.costs(all_calls(nodes, transforms))  # 2
+    transforms = faster_transforms(transforms, costed.costs)  # a split transform where it is faster
     groups, costed = fused_tiling(spec, graph, nodes, costed, decider)  # 3
     problem = to_problem(graph, nodes, transforms, costed.costs, groups)  # 4
     return Priced(nodes, transforms, costed, groups, problem)
@@ -306,12 +308,13 @@ def candidates_of(spec: Spec, graph: Graph, memo: Memo = no_memo, threads: int =
     allow = check_allow_list(spec.optimizer.primitives)
     key = hashlib.sha256(repr((graph.nodes, graph.shapes, sorted(allow))).encode()).hexdigest()
     listed = memo("candidates", key, lambda: listing(node_candidates(graph, allow)))
-    return with_threads(from_listing(graph, listed), threads), transform_candidates(graph)
+    return with_threads(from_listing(graph, listed), threads), transform_candidates(graph, threads)
 
 
 def all_calls(nodes: Sequence[NodeCandidates], transforms: Sequence[TransformCandidate]) -> list[KernelCall]:
     """Every call of every candidate and layout transform, to cost."""
-    return [call for nc in nodes for c in nc.options for call in c.calls] + [t.call for t in transforms]
+    return [call for nc in nodes for c in nc.options for call in c.calls] + \
+        [call for t in transforms for call in (t.call, t.split) if call is not None]
 
 
 def merged(first: Costed, second: Costed) -> Costed:

@@ -1,5 +1,6 @@
-"""Multi-threaded plans (issue 19): calls split over the emitted thread pool, convs and HWC/HCW pooling by output
-rows, element-wise and fully connected calls into slices.
+"""Multi-threaded plans (issue 19): calls split over the emitted thread pool, convs by output rows (short maps by
+output channels), HWC/HCW pooling by output rows, element-wise and fully connected calls, concat copies, CHW pooling
+and LRN, global average pooling and layout transforms into slices or through split wrappers.
 
 * The split of a call, exactly: rows or items per part, workspace slices, buffer offsets and the arena, on
   hand-checked cases; a split call's predicted cost from its whole call's.
@@ -31,7 +32,9 @@ from tasobuild.costs.stage import Costed
 from tasobuild.memory import ARENA_ALIGN
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.parallel import (
+    CHANNEL_VIEWS,
     buffer_bytes,
+    by_channels,
     largest_share,
     parallel_call,
     part_call,
@@ -85,6 +88,9 @@ def test_a_call_splits_into_row_views_with_a_workspace_slice_each(tmp_path: Path
     parts = [dict(part_call(two, k).params) for k in range(2)]
     assert [(p["oh_begin"], p["oh_end"]) for p in parts] == [(0, 3), (3, 7)]
     assert whole_call(two) == im2col and whole_call(two).key() == im2col.key()
+    winograd = parallel_call(calls["conv_winograd_f4x4_3x3_chw"], 2)  # 7 rows: tiles of rows 0-4 and 4-7
+    assert winograd is not None and row_bounds(winograd) == (0, 4, 7)
+    assert largest_share(winograd) == pytest.approx(1 / 2)  # a tile costs the same, full or not
     four = parallel_call(im2col, 4)
     assert four is not None and row_bounds(four) == (0, 1, 3, 5, 7)
     assert workspace_bytes(four) == 4 * 5184
@@ -184,6 +190,51 @@ def test_every_conv_primitives_split_call_is_bit_identical_and_times_on_the_pool
         assert seconds.shape == (3,) and (seconds > 0).all(), name
 
 
+def seven_row_calls() -> list[KernelCall]:
+    """Convs onto a 7x7 map (whose rows split 3/4 on 2 threads) by every kernel with channel views: 3x3 and 1x1
+    blocked direct ones from 24 channels in each input layout, with ReLU and with sigmoid (applied after the stores),
+    and 1x1 GEMM ones; 128 output channels (four 32-channel panels) and 200 (a narrower last panel)."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.ir import Activation
+    from tests.test_conv_primitives import Case, conv_graph
+
+    calls = []
+    for k, pads, out_c, act in (((3, 3), (1, 1, 1, 1), 128, Activation("relu")),
+                                ((1, 1), (0, 0, 0, 0), 200, Activation("sigmoid")),
+                                ((1, 1), (0, 0, 0, 0), 128, Activation("none"))):
+        _, graph, _ = conv_graph(Case(24, 7, 7, out_c, k, pads=pads, act=act))
+        (conv,) = node_candidates(graph)
+        calls += [c.calls[0] for c in conv.options if c.calls[0].function in CHANNEL_VIEWS]
+    return calls
+
+
+def test_short_maps_split_by_output_channels_bit_for_bit() -> None:
+    from tasobuild import native
+    from tasobuild.costs.profile import make_buffers
+
+    calls = seven_row_calls()
+    assert {c.function for c in calls} == set(CHANNEL_VIEWS)
+    wide = next(c for c in calls if c.function == "tb_conv_1x1_gemm_hwc" and dict(c.params)["out_c"] == 200)
+    two = parallel_call(wide, 2)
+    assert two is not None and by_channels(two) and row_bounds(two) == (0, 96, 200)  # 3 and 4 of 7 panels
+    assert dict(part_call(two, 1).params)["oc_begin"] == 96 and dict(part_call(two, 1).params)["oc_end"] == 200
+    assert dict(part_call(two, 1).params)["oh_end"] == 7 and largest_share(two) == pytest.approx(104 / 200)
+    three = parallel_call(replace(wide, params=tuple((k, 128 if k in ("out_c", "oc_end") else v)
+                                                     for k, v in wide.params)), 3)
+    assert three is not None and not by_channels(three)  # 2/2/3 rows (share 3/7) beat 32/32/64 channels (1/2)
+    kernels = native.load()
+    for call in calls:
+        for threads in (2, 4):
+            split = parallel_call(call, threads)
+            assert split is not None and (by_channels(split) or threads == 4), (call.function, threads)
+            whole, parts = make_buffers(call, seed=4), make_buffers(split, seed=4)
+            for role in ("in0", "w0", "w1"):
+                parts[role] = whole[role]
+            kernels.run(call, whole)
+            kernels.run(split, parts)  # the parts one after another, each on its workspace slice
+            assert whole["out"].tobytes() == parts["out"].tobytes(), (call.function, call.params, threads)
+
+
 def sliced_calls() -> dict[str, KernelCall]:
     """An element-wise call of each sliced kernel on 1000 floats (not a multiple of the 64-item quantum: the last
     part has the vector loops' tails) and a fully connected layer of 96 inputs and 1000 outputs (62 whole panels of
@@ -260,7 +311,6 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
     assert part_offsets(two, 1) == (7 * 13 * 24, 4 * 7 * 24) and part_offsets(two, 0) == (0, 0)
     # pad 2 with stride 1: part 1's first window (row 1 of 15 here) would start in the padding: one thread
     assert parallel_call(pool_call("tb_maxpool_hwc", 5, 1, (2, 2), 0), 15) is None
-    assert parallel_call(pool_call("tb_maxpool_chw", 3, 2, (1, 1), 0), 2) is None  # CHW rows are not contiguous
     kernels = native.load()
     calls = [pool_call(f"tb_{kind}_{layout}", k, stride, pads, include)
              for kind in ("maxpool", "avgpool") for layout in ("hwc", "hcw")
@@ -275,6 +325,102 @@ def test_hwc_and_hcw_pooling_splits_by_rows_bit_for_bit() -> None:
             assert whole["out"].tobytes() == parts["out"].tobytes(), (call.function, call.params, threads)
     seconds = kernels.bench(two, make_buffers(two), 1, 3)
     assert seconds.shape == (3,) and (seconds > 0).all()
+
+
+def copy_calls() -> dict[str, KernelCall]:
+    """A concat's copy of its second input (24 of 40 channels, 15x13 pixels) in each layout, CHW max and average
+    pooling (3x3, stride 2, pad 1 below a ceil-mode clip) of 24 channels, global average pooling in CHW and HWC
+    (channels, the latter through its split wrapper), LRN in HWC (rows) and CHW (channels, through its split
+    wrapper), and the six layout transforms (rows; those to and from CHW through their wrappers)."""
+    c, h, w, out_c = 24, 15, 13, 40
+    copy = (("c", c), ("h", h), ("w", w), ("out_c", out_c), ("c_offset", 16))
+    copies = {f"tb_copy_channels_{layout}": KernelCall(f"tb_copy_channels_{layout}", "tb_channels", copy,
+                                                       ("in1", "out"), (("in1", 4 * c * h * w),
+                                                                        ("out", 4 * out_c * h * w)))
+              for layout in ("chw", "hwc", "hcw")}
+    tensor = (("c", c), ("h", h), ("w", w), ("act", 0), ("act_a", 0.0), ("act_b", 0.0))
+    whole = (("in0", 4 * c * h * w), ("out", 4 * c * h * w))
+    return {**copies,
+            "tb_maxpool_chw": pool_call("tb_maxpool_chw", 3, 2, (1, 2), 0),
+            "tb_avgpool_chw": pool_call("tb_avgpool_chw", 3, 2, (1, 2), 1),
+            **{name: KernelCall(name, "tb_tensor", tensor, ("in0", "out"), (("in0", 4 * c * h * w), ("out", 4 * c)))
+               for name in ("tb_gap_chw", "tb_gap_hwc")},
+            **{name: KernelCall(name, "tb_lrn", (("c", c), ("h", h), ("w", w), ("size", 5), ("alpha", 1e-4),
+                                                 ("beta", 0.75), ("bias", 1.0)), ("in0", "out"), whole)
+               for name in ("tb_lrn_hwc", "tb_lrn_chw")},
+            **{name: KernelCall(name, "tb_tensor", tensor, ("in0", "out"), whole)
+               for name in ("tb_layout_hwc_to_hcw", "tb_layout_hcw_to_hwc", "tb_layout_chw_to_hwc",
+                            "tb_layout_hwc_to_chw", "tb_layout_chw_to_hcw", "tb_layout_hcw_to_chw")}}
+
+
+def test_concat_copies_chw_pooling_lrn_and_row_transposes_split_into_slices_bit_for_bit() -> None:
+    from tasobuild import native
+    from tasobuild.costs.profile import make_buffers
+
+    calls = copy_calls()
+    # HWC: rows 7 and 8 of 15, the input 7 rows of 13 pixels of 24 channels further, the output 7 rows of 40
+    hwc = parallel_call(calls["tb_copy_channels_hwc"], 2)
+    assert hwc is not None and row_bounds(hwc) == (0, 7, 15)
+    assert part_offsets(hwc, 1) == (7 * 13 * 24, 7 * 13 * 40) and dict(part_call(hwc, 1).params)["h"] == 8
+    # CHW: channels 12 and 12, one block each, the input and the output 12 planes further
+    chw = parallel_call(calls["tb_copy_channels_chw"], 2)
+    assert chw is not None and part_offsets(chw, 1) == (12 * 15 * 13, 12 * 15 * 13)
+    # CHW pooling: channels 0-7, 8-15, 16-23 of 15x13 -> 8x7 planes
+    pool = parallel_call(calls["tb_maxpool_chw"], 3)
+    assert pool is not None and row_bounds(pool) == (0, 8, 16, 24)
+    assert part_offsets(pool, 2) == (16 * 15 * 13, 16 * 8 * 7)
+    gap = parallel_call(calls["tb_gap_chw"], 2)
+    assert gap is not None and part_offsets(gap, 1) == (12 * 15 * 13, 12)
+    gap_hwc = parallel_call(replace(calls["tb_gap_chw"], function="tb_gap_hwc"), 2)  # channels 12 apart: a wrapper
+    assert gap_hwc is not None and part_offsets(gap_hwc, 1) == (0, 0)
+    assert dict(part_call(gap_hwc, 1).params)["c_begin"] == 12 and part_call(gap_hwc, 1).function.endswith("_channels")
+    assert parallel_call(replace(calls["tb_gap_chw"], function="tb_gap_hcw"), 2) is None
+    lrn = parallel_call(calls["tb_lrn_chw"], 2)  # channels 0-11 and 12-23, each reading its neighbours whole
+    assert lrn is not None and part_offsets(lrn, 1) == (0, 0)
+    assert part_call(lrn, 1) == replace(calls["tb_lrn_chw"], function="tb_lrn_chw_channels", struct="tb_lrn_view",
+                                        params=calls["tb_lrn_chw"].params + (("c_begin", 12), ("c_end", 24)))
+    assert whole_call(lrn) == calls["tb_lrn_chw"]
+    assert parallel_call(replace(calls["tb_lrn_chw"], function="tb_lrn_chw_inplace"), 2) is None  # its ring: whole
+    kernels = native.load()
+    for name, call in sorted(calls.items()):
+        for threads in (2, 3, 7):
+            split = parallel_call(call, threads)
+            assert split is not None and split.parts == threads, name
+            whole, parts = make_buffers(call, seed=3), make_buffers(split, seed=3)
+            kernels.run(call, whole)
+            kernels.run(split, parts)
+            assert whole["out"].tobytes() == parts["out"].tobytes(), (name, threads)
+        split = parallel_call(call, 2)
+        assert split is not None
+        seconds = kernels.bench(split, make_buffers(split), 1, 3)
+        assert seconds.shape == (3,) and (seconds > 0).all(), name
+
+
+def test_transforms_are_offered_split_and_the_faster_call_is_kept(tmp_path: Path) -> None:
+    from tasobuild.candidates import faster_transforms, transform_candidates
+    from tasobuild.importer import import_onnx
+
+    graph = import_onnx(small_conv_model(tmp_path / "conv.onnx"))
+    assert all(t.split is None for t in transform_candidates(graph))  # one thread: nothing to split
+    offered = {(t.tensor, t.src, t.dst): t for t in transform_candidates(graph, 2)}
+    rows = offered[("y", "HWC", "HCW")]  # 8x7x5: rows 0-3 and 3-7, 5 pixels of 8 channels per row
+    assert rows.split is not None and row_bounds(rows.split) == (0, 3, 7)
+    assert part_offsets(rows.split, 1) == (3 * 5 * 8, 3 * 8 * 5)
+    assert offered[("y", "HCW", "HWC")].split is not None
+    to_chw = offered[("y", "HWC", "CHW")].split  # by rows through its wrapper: channels stay 7 rows apart
+    assert to_chw is not None and part_offsets(to_chw, 1) == (0, 0)
+    assert dict(part_call(to_chw, 1).params) == {**dict(to_chw.params), "h_begin": 3, "h_end": 7}
+    assert part_call(to_chw, 1).function == "tb_layout_hwc_to_chw_rows"
+
+    def costs(split_ms: float) -> dict[str, Cost]:
+        return {**{t.call.key(): Cost(0.010, 0.0, 5, "measured") for t in offered.values()},
+                **{t.split.key(): Cost(split_ms, 0.0, 5, "measured") for t in offered.values() if t.split}}
+
+    faster = {(t.tensor, t.src, t.dst): t for t in faster_transforms(tuple(offered.values()), costs(0.006))}
+    assert faster[("y", "HWC", "HCW")].call == rows.split and faster[("y", "HWC", "HCW")].split is None
+    assert faster[("y", "CHW", "HWC")].call == offered[("y", "CHW", "HWC")].split
+    slower = faster_transforms(tuple(offered.values()), costs(0.010))  # a tie stays on one thread
+    assert all(t.call.parts == 1 and t.split is None for t in slower)
 
 
 POOL_STRESS = r"""
@@ -357,13 +503,13 @@ class PreferSplit:
         return None
 
 
-def built_project(root: Path, model: Path, target: str, threads: int) -> tuple[Path, list[str]]:
-    """The network built for `target` on `threads` threads (pipeline with PreferSplit), its files written to
-    root/out and made; the plan's primitives."""
+def built_project(root: Path, model: Path, target: str, threads: int, extra: str = "") -> tuple[Path, list[str]]:
+    """The network built for `target` on `threads` threads (pipeline with PreferSplit; `extra`: more [optimizer]
+    lines), its files written to root/out and made; the plan's primitives."""
     from tasobuild.pipeline import load, run
 
     root.mkdir(parents=True)
-    spec = write_target_spec(root, model, target, costs="model")
+    spec = write_target_spec(root, model, target, costs="model", extra=extra)
     spec.write_text(spec.read_text().replace(f'name = "{target}"', f'name = "{target}"\nthreads = {threads}', 1))
     inputs = load(spec)
     built = run(inputs, PreferSplit(inputs.spec, inputs.target), {})
@@ -425,6 +571,31 @@ def test_network_on_two_threads_matches_onnx_runtime_and_one_thread_bit_for_bit(
     assert_matches(ours_two, reference)
     if same(two_plan) == same(one_plan):  # the same primitives: the same sums, bit for bit
         assert ours_two.tobytes() == ours_one.tobytes()
+
+
+def test_a_seven_row_network_splits_by_channels_and_matches_one_thread_bit_for_bit(tmp_path: Path) -> None:
+    """x (3x7x7) -> 3x3 conv to 64 channels, ReLU -> 1x1 conv to 64 channels, on the blocked direct kernels: 7
+    rows split 3/4 on 2 threads, 64 channels 32/32, so both convs split by channels."""
+    from onnx import helper
+
+    rng = np.random.default_rng(7)
+    weights = {"w1": rng.standard_normal((64, 3, 3, 3)).astype(np.float32),
+               "w2": (rng.standard_normal((64, 64, 1, 1)) / 8).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
+    model = save_onnx(tmp_path / "seven.onnx", nodes, [1, 3, 7, 7], [1, 64, 7, 7], weights)
+    x, reference = onnx_reference(model)
+    allow = 'primitives = ["conv_direct_blocked_chw_to_hwc", "conv_direct_blocked_hwc"]\n'
+    one, _ = built_project(tmp_path / "t1", model, "host", 1, allow)
+    two, two_plan = built_project(tmp_path / "t2", model, "host", 2, allow)
+    assert two_plan == ["conv_direct_blocked_chw_to_hwc@2", "conv_direct_blocked_hwc@2"]
+    source = (two.parent / "src" / "net.c").read_text()
+    assert source.count("static const int channels[3] = {0, 32, 64};") == 2
+    assert source.count("view.oc_begin = channels[part];") == 2 and "view.oh_begin" not in source
+    ours_one, ours_two = run_program(one, x), run_program(two, x)
+    assert_matches(ours_two, reference)
+    assert ours_two.tobytes() == ours_one.tobytes()
 
 
 @pytest.mark.skipif(not HAS_A53, reason="needs aarch64-linux-gnu-gcc and qemu-aarch64")

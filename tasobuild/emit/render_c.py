@@ -16,11 +16,13 @@ from tasobuild.memory import ARENA_ALIGN
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.parallel import (
     POOL_ROWS,
+    WRAPPED,
     part_call,
     part_offsets,
     role_strides,
     row_bounds,
     sliced,
+    view_fields,
     workspace_stride_bytes,
 )
 from tasobuild.text import c_string, comment_text
@@ -270,23 +272,31 @@ def render_part_function(call: KernelCall, pointers: dict[str, str], index: int)
     if how is not None:
         return _render_slice_function(call, pointers, index, how.count)
     if call.function in POOL_ROWS:
-        return _render_pool_rows_function(call, pointers, index)
-    bounds, stride = row_bounds(call), workspace_stride_bytes(call)
+        rows = ", ".join(f"{a}-{b}" for a, b in zip(row_bounds(call), row_bounds(call)[1:]))
+        return _render_part_table(call, pointers, index, f"output rows {rows}, each part a whole pooling of the "
+                                  f"input rows its windows read (only the first keeps the top padding)")
+    if call.function in WRAPPED:
+        wrapped = WRAPPED[call.function]
+        ranges = ", ".join(f"{a}-{b}" for a, b in zip(row_bounds(call), row_bounds(call)[1:]))
+        return _render_part_table(call, pointers, index, f"{wrapped.count} {ranges}, each part a call of "
+                                  f"{wrapped.function} on its range")
+    bounds, stride, (begin, end) = row_bounds(call), workspace_stride_bytes(call), view_fields(call)
     views = dict(pointers)
     if "ws" in views:
         views["ws"] = f"{views['ws']} + part * {stride // 4}"
+    name = "channels" if begin == "oc_begin" else "rows"
     rows = ", ".join(f"{a}-{b}" for a, b in zip(bounds, bounds[1:]))
     slices = f", each part in its own {stride}-byte workspace slice" if "ws" in views else ""
-    why = f"Call {index} on {call.parts} threads: output rows {rows}{slices}."
+    why = f"Call {index} on {call.parts} threads: output {name} {rows}{slices}."
     return _comment(why, "") + [
         f"static void part{index}(void *arena, int part)",
         "{",
         "    float *const A = (float *)arena;",
-        f"    static const int rows[{len(bounds)}] = {{{', '.join(map(str, bounds))}}};",
+        f"    static const int {name}[{len(bounds)}] = {{{', '.join(map(str, bounds))}}};",
         *render_struct(call, index),
         f"    {call.struct} view = p{index};",
-        "    view.oh_begin = rows[part];",
-        "    view.oh_end = rows[part + 1];",
+        f"    view.{begin} = {name}[part];",
+        f"    view.{end} = {name}[part + 1];",
         f"    {call.function}(&view, {', '.join(views[role] for role in call.args)});",
         "}",
         "",
@@ -315,13 +325,11 @@ def _render_slice_function(call: KernelCall, pointers: dict[str, str], index: in
     ]
 
 
-def _render_pool_rows_function(call: KernelCall, pointers: dict[str, str], index: int) -> list[str]:
-    bounds = row_bounds(call)
+def _render_part_table(call: KernelCall, pointers: dict[str, str], index: int, what: str) -> list[str]:
+    """A part function whose parts are calls with their own parameters and buffer offsets, from tables."""
     parts = [part_call(call, k) for k in range(call.parts)]
     offsets = [part_offsets(call, k) for k in range(call.parts)]
-    rows = ", ".join(f"{a}-{b}" for a, b in zip(bounds, bounds[1:]))
-    why = (f"Call {index} on {call.parts} threads: output rows {rows}, each part a whole pooling of the input rows "
-           f"its windows read (only the first keeps the top padding).")
+    why = f"Call {index} on {call.parts} threads: {what}."
     structs = []
     for k, part in enumerate(parts):
         fields = [f".{name} = {c_value(v)}" for name, v in part.params]
@@ -332,11 +340,11 @@ def _render_pool_rows_function(call: KernelCall, pointers: dict[str, str], index
         f"static void part{index}(void *arena, int part)",
         "{",
         "    float *const A = (float *)arena;",
-        f"    static const {call.struct} views[{len(parts)}] = {{",
+        f"    static const {parts[0].struct} views[{len(parts)}] = {{",
         *structs,
         "    };",
         f"    static const long offsets[{len(parts)}][{len(call.args)}] = {{{table}}};",
-        f"    {call.function}(&views[part], {args});",
+        f"    {parts[0].function}(&views[part], {args});",
         "}",
         "",
     ]

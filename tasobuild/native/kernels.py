@@ -117,7 +117,8 @@ class Kernels:
         for k in range(call.parts):
             part = [a if a is None or not offset else a.reshape(-1)[offset:]
                     for a, offset in zip(arrays, part_offsets(call, k), strict=True)]
-            self.module.run(call.function, self.pack(part_call(call, k)), part)
+            view = part_call(call, k)  # the call itself on a view, or a split wrapper's (parallel.WRAPPED)
+            self.module.run(view.function, self.pack(view), part)
 
     def bench(self, call: KernelCall, buffers: Mapping[str, np.ndarray], warmup: int = 3, reps: int = 10) -> np.ndarray:
         """Seconds of each of `reps` timed calls (after `warmup` untimed ones), measured in C. A call split over
@@ -125,7 +126,7 @@ class Kernels:
         if call.parts > 1:
             packed = b"".join(self.pack(part_call(call, k)) for k in range(call.parts))
             offsets = [part_offsets(call, k) for k in range(call.parts)]
-            split: np.ndarray = self.module.bench_parallel(call.function, packed, call.parts,
+            split: np.ndarray = self.module.bench_parallel(part_call(call, 0).function, packed, call.parts,
                                                            self._arrays(call, buffers), offsets, warmup, reps)
             return split
         seconds: np.ndarray = self.module.bench(call.function, self.pack(call), self._arrays(call, buffers), warmup,
