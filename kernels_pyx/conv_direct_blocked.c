@@ -346,6 +346,18 @@ static inline __attribute__((always_inline)) void pair_row(const tb_conv *p, con
     }
     for (; ow < p->out_w; ++ow) one_pixel(p, in, s, w, bias, out, oh, ow, lo, hi);
 }
+
+/* Not inlined: conv_blocked's other paths keep the code (and the speed) they had without this one. */
+static __attribute__((noinline)) void pair_rows(const tb_conv *p, const float *restrict in, tb_strides s,
+                                                const float *restrict w, const float *restrict bias,
+                                                float *restrict out, int oh, int mg, int lo, int hi, int inner_lo,
+                                                int inner_hi)
+{
+    const int nq = (hi - mg + PAIR_GROUP - 1) / PAIR_GROUP;
+    if (nq == 3) pair_row(p, in, s, w, bias, out, oh, mg, lo, hi, inner_lo, inner_hi, 3);
+    else if (nq == 2) pair_row(p, in, s, w, bias, out, oh, mg, lo, hi, inner_lo, inner_hi, 2);
+    else pair_row(p, in, s, w, bias, out, oh, mg, lo, hi, inner_lo, inner_hi, 1);
+}
 #endif
 
 /* Output row oh, channels [m0, m0 + width): the inner columns in ceil(n / NPX) blocks of near-equal size (49
@@ -386,10 +398,7 @@ static void conv_blocked(const tb_conv *p, const float *restrict in, tb_strides 
 #ifdef TB_PAIRS
             if (s.c == 1 && pair_panel(panel_width(p->out_c, m0))) {
                 const int first = q * TB_BLOCKED_PANEL + (m0 - q * TB_BLOCKED_PANEL) / PAIR_GROUP * PAIR_GROUP;
-                const int nq = (end - first + PAIR_GROUP - 1) / PAIR_GROUP;
-                if (nq == 3) pair_row(p, in, s, w, bias, out, oh, first, m0, end, inner_lo, inner_hi, 3);
-                else if (nq == 2) pair_row(p, in, s, w, bias, out, oh, first, m0, end, inner_lo, inner_hi, 2);
-                else pair_row(p, in, s, w, bias, out, oh, first, m0, end, inner_lo, inner_hi, 1);
+                pair_rows(p, in, s, w, bias, out, oh, first, m0, end, inner_lo, inner_hi);
                 continue;
             }
 #endif
