@@ -9,7 +9,8 @@
  * bias and a relu or clip is applied in registers, so each output is stored once. A row's pixels go in the fewest
  * blocks of at most PX1 or PX2 pixels (the most the register file holds), of near-equal size. Channels go in blocks
  * of 2 vectors, then the tail: where the ISA has masked loads and stores (AVX-512, AVX2) one block of a vector and a
- * masked one, one vector, or one masked vector; elsewhere vectors, then one channel at a time. Pixels whose window
+ * masked one, one vector, or one masked vector; elsewhere vectors, then one channel at a time. On AVX-512 a panel 8
+ * or 24 channels wide over an HWC input runs as vectors of channel pairs instead (pair_block). Pixels whose window
  * crosses the left or right edge of the input take the per-pixel path, which checks every tap; rows outside the
  * input are skipped a tap row at a time on both paths. A 1x1, stride 1, unpadded convolution whose input rows follow
  * each other in memory is run as one long row, so blocks do not stop at row ends.
