@@ -31,12 +31,13 @@ from tests.test_conv_primitives import (
 from tests.test_gemm import VARIANTS
 
 # Shapes that reach each path of the kernel: blocks of 2 vectors, of 1 vector and the channel tail (45 = 32 + 13 on
-# AVX-512, 2x16 + 8 + 5 on AVX2: masked where the ISA has masked loads, else single channels; 24 = a vector and a
-# masked one, or on AVX-512 with an HWC input 3 vectors of channel pairs), rows split into near-equal blocks of at most 12 or 6 pixels, between border pixels, stride 2,
-# dilation, the first layers of MobileNetV2 (3 -> 32, 3x3 s2) and ResNet-18 (3 -> 64, 7x7 s2) at reduced size, a
-# channel count below one vector, and 1x1 convolutions: run as one long row of pixels across row ends (7x9 and 5x5
-# maps, so blocks straddle rows), and padded or strided ones, which are not; a 1x1 with small weights runs in chunks
-# of pixels that do not stop at row ends either; weights large enough to be prefetched a panel ahead.
+# AVX-512, 2x16 + 8 + 5 on AVX2: masked where the ISA has masked loads, else single channels; 24 = a vector and a masked
+# one, or on AVX-512 with an HWC input 3 vectors of channel pairs), rows split into near-equal blocks of at most 12 or 6
+# pixels, between border pixels, stride 2, dilation, the first layers of MobileNetV2 (3 -> 32, 3x3 s2) and ResNet-18 (3
+# -> 64, 7x7 s2) at reduced size, a channel count below one vector, and 1x1 convolutions: run as one long row of pixels
+# across row ends (7x9 and 5x5 maps, so blocks straddle rows), and padded or strided ones, which are not; a 1x1 with
+# small weights runs in chunks of pixels that do not stop at row ends either; weights large enough to be prefetched a
+# panel ahead.
 BLOCKED_CASES = (
     ("first_layer_3x3_s2", Case(3, 23, 21, 32, (3, 3), (2, 2), (1, 1, 1, 1), act=CLIP6)),
     ("first_layer_7x7_s2", Case(3, 30, 29, 64, (7, 7), (2, 2), (3, 3, 3, 3), act=RELU)),
