@@ -9,7 +9,8 @@
  * bias and a relu or clip is applied in registers, so each output is stored once. A row's pixels go in the fewest
  * blocks of at most PX1 or PX2 pixels (the most the register file holds), of near-equal size. Channels go in blocks
  * of 2 vectors, then the tail: where the ISA has masked loads and stores (AVX-512, AVX2) one block of a vector and a
- * masked one, one vector, or one masked vector; elsewhere vectors, then one channel at a time. Pixels whose window
+ * masked one, one vector, or one masked vector; elsewhere vectors, then one channel at a time. On AVX-512 a panel 8
+ * or 24 channels wide over an HWC input runs as vectors of channel pairs instead (pair_block). Pixels whose window
  * crosses the left or right edge of the input take the per-pixel path, which checks every tap; rows outside the
  * input are skipped a tap row at a time on both paths. A 1x1, stride 1, unpadded convolution whose input rows follow
  * each other in memory is run as one long row, so blocks do not stop at row ends.
@@ -224,6 +225,142 @@ static inline __attribute__((always_inline)) void block_n(const tb_conv *p, cons
     }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(TB_GEMM_SCALAR)
+/* Channel pairs (AVX-512, input channels adjacent in memory): a panel 8 or 24 channels wide (MobileNetV2's
+ * projections to 24, the last panel of 1000) as 16-lane vectors of 8 output channels x 2 input channels: lane 2j
+ * sums output channel j over the even input channels (from the bias), lane 2j+1 over the odd ones; one 64-bit
+ * broadcast feeds both. A 24-channel panel then takes 3 full FMAs per pixel and channel pair where the one-channel
+ * blocks take 4 (16 lanes and 8 masked), and one input load where they take 2. The pairs' weights are interleaved
+ * in registers from the panel's rows (one permute per 8 channels, shared by the block's pixels); the two halves are
+ * added at the end, so every output channel of a pair panel sums in the same order whatever the view. A 16-wide
+ * panel gains nothing (its one-channel blocks waste no lane) and lost to the permutes. */
+#define TB_PAIRS 1
+enum { PAIR_GROUP = 8 };  /* output channels per pair vector */
+static inline int pair_panel(int width) { return width == 8 || width == 24; }
+/* NP pixels ow.. of row oh x NQ pair vectors from channel mg (a multiple of 8 from its panel's start); only
+ * channels [lo, hi) are read (accumulate) and written. */
+static inline __attribute__((always_inline)) void pair_block(const tb_conv *p, const float *restrict in, tb_strides s,
+                                                             const float *restrict w, const float *restrict bias,
+                                                             float *restrict out, int oh, int ow, int mg, int lo,
+                                                             int hi, const int NP, const int NQ)
+{
+    const int M = p->out_c, C = p->in_c, wp = panel_width(M, mg);
+    const long step = (long)p->stride_w * s.w;
+    const __m512i interleave = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 zero = _mm512_setzero_ps();
+    /* channel mg + 8q + j is written where bit j of keep[q] is set */
+    __mmask8 keep[3];
+    float *restrict o = out + ((long)oh * p->out_w + ow) * M + mg;
+    __m512 acc[12][3], start[3];
+    int px, q, ki, kj, c;
+    for (q = 0; q < NQ; ++q) {
+        const int first = tb_max(0, lo - mg - q * PAIR_GROUP), last = tb_min(PAIR_GROUP, hi - mg - q * PAIR_GROUP);
+        keep[q] = (__mmask8)(((1u << last) - 1u) & ~((1u << first) - 1u));
+        start[q] = p->accumulate ? zero
+                                 : _mm512_permutex2var_ps(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(
+                                                              keep[q], bias + mg + q * PAIR_GROUP)), interleave, zero);
+    }
+    for (px = 0; px < NP; ++px)
+        for (q = 0; q < NQ; ++q)
+            acc[px][q] = !p->accumulate ? start[q]
+                                        : _mm512_permutex2var_ps(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(
+                                                                     keep[q], o + (long)px * M + q * PAIR_GROUP)),
+                                                                 interleave, zero);
+    for (ki = 0; ki < p->k_h; ++ki) {
+        const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
+        if (ih < 0 || ih >= p->in_h) continue;
+        for (kj = 0; kj < p->k_w; ++kj) {
+            const float *restrict wr = w + panel_at(p, ki * p->k_w + kj, mg);
+            const float *quad[3];
+            for (px = 0; px < NP; px += 4)
+                quad[px / 4] = in + at(s, 0, ih, (ow + px) * p->stride_w + kj * p->dil_w - p->pad_left);
+            for (c = 0; c + 1 < C; c += 2, wr += 2 * wp) {
+                __m512 wv[3];
+                for (q = 0; q < NQ; ++q)
+                    wv[q] = _mm512_permutex2var_ps(_mm512_castps256_ps512(_mm256_loadu_ps(wr + q * PAIR_GROUP)),
+                                                   interleave,
+                                                   _mm512_castps256_ps512(_mm256_loadu_ps(wr + wp + q * PAIR_GROUP)));
+                for (px = 0; px < NP; ++px) {
+                    double both;  /* input channels c and c + 1 of the pixel, one 64-bit broadcast */
+                    __m512 x;
+                    __builtin_memcpy(&both, quad[px / 4] + (px % 4) * step, sizeof both);
+                    x = _mm512_castpd_ps(_mm512_set1_pd(both));
+                    for (q = 0; q < NQ; ++q) acc[px][q] = _mm512_fmadd_ps(x, wv[q], acc[px][q]);
+                }
+                for (px = 0; px < NP; px += 4) quad[px / 4] += 2;
+            }
+            if (c < C) { /* an odd channel count: the last channel in the even lanes only */
+                __m512 wv[3];
+                for (q = 0; q < NQ; ++q)
+                    wv[q] = _mm512_permutex2var_ps(_mm512_castps256_ps512(_mm256_loadu_ps(wr + q * PAIR_GROUP)),
+                                                   interleave, zero);
+                for (px = 0; px < NP; ++px)
+                    for (q = 0; q < NQ; ++q)
+                        acc[px][q] = _mm512_mask3_fmadd_ps(_mm512_set1_ps(quad[px / 4][(px % 4) * step]), wv[q],
+                                                           acc[px][q], 0x5555);
+            }
+        }
+    }
+    for (px = 0; px < NP; ++px)
+        for (q = 0; q < NQ; q += 2) { /* even + odd halves, two pair vectors into one vector of 16 channels */
+            const __m512 a = _mm512_add_ps(acc[px][q], _mm512_permute_ps(acc[px][q], 0xB1));
+            const __m512 b = q + 1 < NQ ? _mm512_add_ps(acc[px][q + 1], _mm512_permute_ps(acc[px][q + 1], 0xB1)) : a;
+            const __mmask16 m = (__mmask16)(keep[q] | (q + 1 < NQ ? (unsigned)keep[q + 1] << 8 : 0u));
+            __m512 v = _mm512_permutex2var_ps(a, evens, b);
+            if (!p->accumulate && (p->act == TB_ACT_RELU || p->act == TB_ACT_CLIP)) {
+                v = _mm512_max_ps(v, _mm512_set1_ps(p->act == TB_ACT_CLIP ? p->act_a : 0.0f));
+                if (p->act == TB_ACT_CLIP) v = _mm512_min_ps(v, _mm512_set1_ps(p->act_b));
+            }
+            _mm512_mask_storeu_ps(o + (long)px * M + q * PAIR_GROUP, m, v);
+        }
+}
+
+static inline __attribute__((always_inline)) void pair_block_n(const tb_conv *p, const float *restrict in,
+                                                               tb_strides s, const float *restrict w,
+                                                               const float *restrict bias, float *restrict out,
+                                                               int oh, int ow, int mg, int lo, int hi, int np,
+                                                               const int NQ)
+{
+    switch (np) {
+#define TB_NP(n) case n: pair_block(p, in, s, w, bias, out, oh, ow, mg, lo, hi, n, NQ); break;
+    TB_NP(1) TB_NP(2) TB_NP(3) TB_NP(4) TB_NP(5) TB_NP(6) TB_NP(7) TB_NP(8) TB_NP(9) TB_NP(10) TB_NP(11) TB_NP(12)
+#undef TB_NP
+    default: break;
+    }
+}
+
+/* Row oh, channels [lo, hi) of a pair panel, in pair vectors from mg: blocks of up to 12 pixels (8 with 3 pair
+ * vectors: 24 sums, the weights and a broadcast in the 32 registers), single checked pixels outside them. */
+static inline __attribute__((always_inline)) void pair_row(const tb_conv *p, const float *restrict in, tb_strides s,
+                                                           const float *restrict w, const float *restrict bias,
+                                                           float *restrict out, int oh, int mg, int lo, int hi,
+                                                           int inner_lo, int inner_hi, const int NQ)
+{
+    const int NPX = NQ == 3 ? 8 : 12, n = inner_hi - inner_lo, blocks = (n + NPX - 1) / NPX;
+    int ow, b;
+    for (ow = 0; ow < inner_lo; ++ow) one_pixel(p, in, s, w, bias, out, oh, ow, lo, hi);
+    for (b = 0; b < blocks; ++b) {
+        const int np = n / blocks + (b < n % blocks);
+        pair_block_n(p, in, s, w, bias, out, oh, ow, mg, lo, hi, np, NQ);
+        ow += np;
+    }
+    for (; ow < p->out_w; ++ow) one_pixel(p, in, s, w, bias, out, oh, ow, lo, hi);
+}
+
+/* Not inlined: conv_blocked's other paths keep the code (and the speed) they had without this one. */
+static __attribute__((noinline)) void pair_rows(const tb_conv *p, const float *restrict in, tb_strides s,
+                                                const float *restrict w, const float *restrict bias,
+                                                float *restrict out, int oh, int mg, int lo, int hi, int inner_lo,
+                                                int inner_hi)
+{
+    const int nq = (hi - mg + PAIR_GROUP - 1) / PAIR_GROUP;
+    if (nq == 3) pair_row(p, in, s, w, bias, out, oh, mg, lo, hi, inner_lo, inner_hi, 3);
+    else if (nq == 2) pair_row(p, in, s, w, bias, out, oh, mg, lo, hi, inner_lo, inner_hi, 2);
+    else pair_row(p, in, s, w, bias, out, oh, mg, lo, hi, inner_lo, inner_hi, 1);
+}
+#endif
+
 /* Output row oh, channels [m0, m0 + width): the inner columns in ceil(n / NPX) blocks of near-equal size (49
  * pixels as 10+10+10+10+9, not 12+12+12+12+1: a one-pixel block leaves the FMA units waiting on two sums), single
  * checked pixels outside them. */
@@ -259,6 +396,13 @@ static void conv_blocked(const tb_conv *p, const float *restrict in, tb_strides 
         for (q = p->oc_begin / TB_BLOCKED_PANEL; q * TB_BLOCKED_PANEL < p->oc_end; ++q) {
             const int end = tb_min(p->oc_end, (q + 1) * TB_BLOCKED_PANEL); /* blocks stay inside the panel */
             int m0 = tb_max(p->oc_begin, q * TB_BLOCKED_PANEL);
+#ifdef TB_PAIRS
+            if (s.c == 1 && pair_panel(panel_width(p->out_c, m0))) {
+                const int first = q * TB_BLOCKED_PANEL + (m0 - q * TB_BLOCKED_PANEL) / PAIR_GROUP * PAIR_GROUP;
+                pair_rows(p, in, s, w, bias, out, oh, first, m0, end, inner_lo, inner_hi);
+                continue;
+            }
+#endif
             for (; m0 + 2 * VW <= end; m0 += 2 * VW)
                 row(p, in, s, w, bias, out, oh, m0, inner_lo, inner_hi, 2, PX2, 0, 2 * VW);
 #ifdef TB_MASKED

@@ -11,7 +11,7 @@ import pytest
 from tasobuild import native
 from tasobuild.primitives.conv_direct_blocked import PRIMITIVES
 from tasobuild.primitives.transforms import from_layout, to_layout
-from tests.guard import run_guarded
+from tests.guard import guarded_kernels, run_guarded
 from tests.test_conv_primitives import (
     CASES,
     CLIP6,
@@ -23,18 +23,21 @@ from tests.test_conv_primitives import (
     buffers_for,
     check_view,
     conv_graph,
+    grid,
     reference,
     run,
+    run_tiles,
 )
 from tests.test_gemm import VARIANTS
 
 # Shapes that reach each path of the kernel: blocks of 2 vectors, of 1 vector and the channel tail (45 = 32 + 13 on
-# AVX-512, 2x16 + 8 + 5 on AVX2: masked where the ISA has masked loads, else single channels; 24 = a vector and a
-# masked one), rows split into near-equal blocks of at most 12 or 6 pixels, between border pixels, stride 2,
-# dilation, the first layers of MobileNetV2 (3 -> 32, 3x3 s2) and ResNet-18 (3 -> 64, 7x7 s2) at reduced size, a
-# channel count below one vector, and 1x1 convolutions: run as one long row of pixels across row ends (7x9 and 5x5
-# maps, so blocks straddle rows), and padded or strided ones, which are not; a 1x1 with small weights runs in chunks
-# of pixels that do not stop at row ends either; weights large enough to be prefetched a panel ahead.
+# AVX-512, 2x16 + 8 + 5 on AVX2: masked where the ISA has masked loads, else single channels; 24 = a vector and a masked
+# one, or on AVX-512 with an HWC input 3 vectors of channel pairs), rows split into near-equal blocks of at most 12 or 6
+# pixels, between border pixels, stride 2, dilation, the first layers of MobileNetV2 (3 -> 32, 3x3 s2) and ResNet-18 (3
+# -> 64, 7x7 s2) at reduced size, a channel count below one vector, and 1x1 convolutions: run as one long row of pixels
+# across row ends (7x9 and 5x5 maps, so blocks straddle rows), and padded or strided ones, which are not; a 1x1 with
+# small weights runs in chunks of pixels that do not stop at row ends either; weights large enough to be prefetched a
+# panel ahead.
 BLOCKED_CASES = (
     ("first_layer_3x3_s2", Case(3, 23, 21, 32, (3, 3), (2, 2), (1, 1, 1, 1), act=CLIP6)),
     ("first_layer_7x7_s2", Case(3, 30, 29, 64, (7, 7), (2, 2), (3, 3, 3, 3), act=RELU)),
@@ -48,6 +51,10 @@ BLOCKED_CASES = (
     ("pointwise_stride_2", Case(8, 9, 11, 17, (1, 1), (2, 2))),
     # weights past 64 KiB (160 x 120 floats): every block prefetches the next panel's lines, the last panel none
     ("pointwise_prefetched_panels", Case(160, 7, 7, 120, (1, 1), act=CLIP6)),
+    # channel pairs (AVX-512): a 24-wide panel as 3 pair vectors, an odd input channel count (the last channel
+    # alone), and a 3x3 over 32 + 24 channels (its second panel in pairs, between border pixels)
+    ("pairs_24_odd_inputs", Case(17, 6, 11, 24, (1, 1), act=CLIP6)),
+    ("pairs_3x3_56_channels", Case(9, 7, 10, 56, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
 )
 UNGROUPED = tuple((label, case) for label, case, _ in CASES if case.groups == 1) + BLOCKED_CASES
 
@@ -108,3 +115,18 @@ def test_views(label: str, case: Case) -> None:
     views = (((0, min(9, case.m)), (0, 2)), ((3, case.m), (oh // 3, oh - oh // 3)), ((1, case.m - 1), (oh - 1, oh)))
     for channels, rows in views:
         check_view(case, node, graph, x, channels=channels, rows=rows, primitives=PRIMITIVES)
+
+
+@pytest.mark.parametrize("label, case", BLOCKED_CASES, ids=[c[0] for c in BLOCKED_CASES])
+def test_tiled_views_are_bit_identical(label: str, case: Case) -> None:
+    """A 3 (channel ranges, cut mid-vector and mid-pair-group) x 2 (row ranges) grid of views gives the whole
+    call's output bit for bit: an output channel sums in the same order whatever view computes it."""
+    node, graph, x = conv_graph(case, seed=6)
+    oh, _ = case.out_hw
+    tiles = [(c, r) for c in grid(case.m, 3) for r in grid(oh, 2)]
+    for prim in PRIMITIVES:
+        (call,) = prim.call(node, graph)
+        buffers = buffers_for(prim, node, graph, x)
+        whole = run_guarded(guarded_kernels(), call, buffers)["out"]
+        tiled = run_tiles(call, buffers, tiles)
+        assert not np.isnan(whole).any() and np.array_equal(tiled, whole), prim.name
