@@ -319,13 +319,14 @@ def inception_model(path: Path) -> Path:
     return save_onnx(path, nodes, [1, 8, 8, 8], [1, 8, 8, 8], weights)
 
 
-def _build_and_match(tmp_path: Path, model: Path, tiling: bool, memory: str = "8 MiB", extra: str = "") -> dict:
+def _build_and_match(tmp_path: Path, model: Path, tiling: bool, memory: str = "8 MiB", extra: str = "",
+                     objective: str = "memory") -> dict:
     from tests.e2e import assert_matches, build_and_compile, make_with, run_binary, write_target_spec
     from tests.zoo.reference import random_input, run_onnxruntime
 
     spec = write_target_spec(tmp_path, model, "host", costs="model", memory=memory,
                              extra=f"tiling = {'true' if tiling else 'false'}\n{extra}")
-    spec.write_text(spec.read_text().replace(f'memory = "{memory}"', f'memory = "{memory}"\nobjective = "memory"'))
+    spec.write_text(spec.read_text().replace(f'memory = "{memory}"', f'memory = "{memory}"\nobjective = "{objective}"'))
     built = build_and_compile(spec)
     x = random_input(model, seed=0)
     ours, _ = run_binary(built.binary, x, tmp_path)
@@ -421,3 +422,118 @@ def test_lrn_in_place_matches_onnxruntime(tmp_path: Path) -> None:
     assert report["arena_bytes"] == report["lower_bound_bytes"] == 24 * 256
     words = " ".join((tmp_path / "out" / "src" / "net.c").read_text().replace("*", " ").split())
     assert "in place: the output is written over a, read by no later layer" in words
+
+
+# ---- zero-copy concat in HWC: producers write their channel slice with an output pixel stride ----
+
+def concat_pool_model(path: Path) -> Path:
+    """x (16x6x6) -> [1x1 conv 16, ReLU | 3x3 conv 16 | 3x3 max pool] -> concat (48 channels) -> 1x1 conv 16."""
+    from onnx import helper
+
+    from tests.e2e import save_onnx
+
+    rng = np.random.default_rng(3)
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    weights = {"wa": w(16, 16, 1, 1), "wb": w(16, 16, 3, 3), "wp": w(16, 48, 1, 1)}
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a0"], name="branch_a"),
+             helper.make_node("Relu", ["a0"], ["a"], name="relu_a"),
+             helper.make_node("Conv", ["x", "wb"], ["b"], name="branch_b", pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["x"], ["c"], name="pool_c", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["a", "b", "c"], ["cat"], name="concat", axis=1),
+             helper.make_node("Conv", ["cat", "wp"], ["y"], name="project")]
+    return save_onnx(path, nodes, [1, 16, 6, 6], [1, 16, 6, 6], weights)
+
+
+HWC_ONLY = ("conv_1x1_gemm_hwc", "conv_im2row_gemm_hwc", "maxpool_direct_hwc", "concat_copy_hwc",
+            "concat_zerocopy_hwc", "conv_1x1_gemm_hwc_strided", "conv_im2row_gemm_hwc_strided",
+            "maxpool_direct_hwc_strided")
+
+
+def test_hwc_strided_calls_hand_checked() -> None:
+    """The strided variants' calls: out_ps = the concat's 48 channels, `out` from the slice's first channel to its
+    last pixel's last channel ((36 - 1) * 48 + 16 floats); the gather's slices at channels 0, 16, 32 (bytes 0, 64,
+    128), each 36 runs of 64 bytes every 192."""
+    from tasobuild.decide import interleave
+    from tasobuild.importer import import_onnx
+    from tasobuild.primitives.registry import library
+    from tasobuild.solve.problem import slice_extent, slice_offsets
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        graph = import_onnx(concat_pool_model(Path(d) / "m.onnx"))
+    prims = {p.name: p for p in library()}
+    node = {n.name: n for n in graph.nodes}
+    (conv,) = prims["conv_1x1_gemm_hwc_strided"].call(node["branch_a"], graph)
+    (dense,) = prims["conv_1x1_gemm_hwc"].call(node["branch_a"], graph)
+    assert conv.params == dense.params + (("out_ps", 48),) and conv.function == dense.function
+    assert dict(conv.buffer_bytes)["out"] == (35 * 48 + 16) * 4
+    (pool,) = prims["maxpool_direct_hwc_strided"].call(node["pool_c"], graph)
+    assert dict(pool.params)["out_ps"] == 48 and dict(pool.buffer_bytes)["out"] == (35 * 48 + 16) * 4
+    assert prims["concat_zerocopy_hwc"].applies(node["concat"], graph)
+    assert not prims["conv_1x1_gemm_hwc_strided"].applies(node["project"], graph)  # no concat reads it
+    assert interleave(node["concat"], graph, prims["concat_zerocopy_hwc"]) == 36
+    assert interleave(node["concat"], graph, prims["concat_zerocopy_chw"]) == 0
+    made = [ProblemNode(f"n{t}", ("x",), t, (C("conv", "HWC", "HWC", 1.0, 0, strided_out=True),)) for t in "abc"]
+    p = _problem(made + [ProblemNode("cat", ("a", "b", "c"), "y", (C("concat", "HWC", "HWC", 0.0, 0, gathers=True,
+                                                                     interleave=36),))],
+                 {"x": 64, "a": 36 * 64, "b": 36 * 64, "c": 36 * 64, "y": 36 * 192}, "y")
+    assert slice_offsets(p, p.nodes[3], 36) == (0, 64, 128)
+    assert slice_extent(p, p.nodes[3], "b", 36) == (35 * 192 + 64, 64, 192)
+
+
+def test_strided_slices_in_the_overlap_checker() -> None:
+    """Two interleaved slices live at once share no bytes when their runs are disjoint within the stride; runs
+    that meet in a pixel are an overlap."""
+    buffers = [Buffer("y", 4 * 192, 0, 3)]
+    arena = ArenaPlan((("y", 0),), 4 * 192, 64)
+    a = Region("a", "y", 0, 3 * 192 + 64, 0, 2, "slice", run=64, stride=192)
+    b = Region("b", "y", 64, 3 * 192 + 128, 1, 2, "slice", run=128, stride=192)
+    owner = Region("y", "y", 0, 4 * 192, 2, 3, "owner")
+    check_no_overlap(buffers, arena, [a, b, owner])
+    wide = replace(a, run=128, size=3 * 192 + 128)
+    with pytest.raises(OverlapError, match="share bytes"):
+        check_no_overlap(buffers, arena, [wide, b, owner])
+
+
+def test_hwc_gather_needs_strided_producers() -> None:
+    """The solver takes the HWC gather only with both producers strided, and a strided producer only with it;
+    evaluate refuses the mixes."""
+    def node(name: str, out: str) -> ProblemNode:
+        return ProblemNode(name, ("x",), out, (C("conv", "HWC", "HWC", 1.0, 0),
+                                               C("conv_strided", "HWC", "HWC", 1.6, 0, strided_out=True)))
+    gather = C("zc", "HWC", "HWC", 0.0, 0, gathers=True, interleave=4)
+    p = Problem((node("conv_a", "a"), node("conv_b", "b"),
+                 ProblemNode("cat", ("a", "b"), "y", (C("copy", "HWC", "HWC", 1.0, 0), gather)),
+                 ProblemNode("proj", ("y",), "z", (C("conv", "HWC", "HWC", 1.0, 0),))),
+                {t: ProblemTensor(t, b) for t, b in {"x": 1024, "a": 1024, "b": 1024, "y": 2048,
+                                                     "z": 256}.items()},
+                "x", "HWC", "z", "HWC", {}, alignment=64)
+    plain, strided = p.nodes[0].choices
+    with pytest.raises(ValueError, match="stride"):
+        evaluate(p, [plain, p.nodes[1].choices[1], gather, p.nodes[3].choices[0]])
+    with pytest.raises(ValueError, match="no gather"):
+        evaluate(p, [strided, p.nodes[1].choices[1], p.nodes[2].choices[0], p.nodes[3].choices[0]])
+    memory = Session(p).solve(None, "memory")
+    assert memory.choice("cat").gathers and memory.choice("conv_a").strided_out
+    assert memory.choice("conv_b").strided_out
+    # a: runs of 256 bytes at 0, b at 256, every 512 bytes
+    assert [(r.name, r.offset, r.size, r.run, r.stride) for r in memory.regions if r.kind == "slice"] == [
+        ("a:HWC", 0, 3 * 512 + 256, 256, 512), ("b:HWC", 256, 3 * 512 + 256, 256, 512)]
+    fast = Session(p).solve(None, "latency")  # the strided convs are slower than the copy saves
+    assert not fast.choice("cat").gathers and not fast.choice("conv_a").strided_out
+
+
+@pytest.mark.slow  # a build, two compiles and runs: 30-60 s on a busy 2-core machine
+def test_hwc_zero_copy_concat_of_convs_and_a_pool_matches_onnxruntime(tmp_path: Path) -> None:
+    names = ", ".join(f'"{n}"' for n in HWC_ONLY)
+    report = _build_and_match(tmp_path, concat_pool_model(tmp_path / "m.onnx"), tiling=False, objective="latency",
+                              extra=f"primitives = [{names}]\n")
+    primitive = {n["name"]: n["primitive"] for n in report["nodes"]}
+    assert primitive["concat"] == "concat_zerocopy_hwc"
+    assert {primitive[k] for k in ("branch_a", "branch_b", "pool_c")} == {
+        "conv_1x1_gemm_hwc_strided", "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc_strided"}
+    source = (tmp_path / "out" / "src" / "net.c").read_text()
+    assert "tb_copy_channels" not in source and source.count(".out_ps = 48") == 3

@@ -59,11 +59,14 @@ class Kernels:
         if decl is None:
             raise ValueError(f"{call.function}: unknown parameter struct {call.struct}")
         names = tuple(k for k, _ in call.params)
-        if names != tuple(n for n, _ in decl.fields):
+        if names != tuple(n for n, _ in decl.fields[:len(names)]) or not names:
             raise ValueError(f"{call.function}: params {names} do not match {call.struct} fields "
                              f"{tuple(n for n, _ in decl.fields)}")
+        # Fields past the call's are 0, as the emitted call's designated initializer leaves them (tb_conv's out_ps:
+        # dense), so a field added at a struct's end changes no existing call or its cost key.
+        params = call.params + tuple((n, 0) for n, _ in decl.fields[len(names):])
         values: list[int | float] = []
-        for (name, kind), (_, value) in zip(decl.fields, call.params):
+        for (name, kind), (_, value) in zip(decl.fields, params):
             if kind == "int":
                 if isinstance(value, float) or not isinstance(value, (int, np.integer)):
                     raise ValueError(f"{call.function}: {call.struct}.{name} is an int, got {value!r}")

@@ -123,7 +123,7 @@ class Session:
             for i, k in members:
                 c = self.problem.nodes[i].choices[k]
                 plain = [to_ns(d.time_ms) for d in self.problem.nodes[i].choices
-                         if not d.group and not d.no_buffer and not d.gathers
+                         if not d.group and not d.no_buffer and not d.gathers and not d.strided_out
                          and (d.layout_in, d.layout_out) == (c.layout_in, c.layout_out)]
                 if not plain:
                     break
