@@ -537,3 +537,31 @@ def test_hwc_zero_copy_concat_of_convs_and_a_pool_matches_onnxruntime(tmp_path: 
         "conv_1x1_gemm_hwc_strided", "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc_strided"}
     source = (tmp_path / "out" / "src" / "net.c").read_text()
     assert "tb_copy_channels" not in source and source.count(".out_ps = 48") == 3
+
+
+# The GEMM-backed HWC convolutions and their strided variants, the HWC concats: every conv and concat in HWC, so
+# each concat of these networks can gather once its producers write strided.
+HWC_BIG = ("conv_1x1_gemm_hwc", "conv_im2row_scan_hwc", "conv_im2row_gemm_hwc", "conv_im2row_gemm_chw_to_hwc",
+           "concat_copy_hwc", "concat_zerocopy_hwc", "conv_1x1_gemm_hwc_strided", "conv_im2row_scan_hwc_strided",
+           "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc", "maxpool_direct_hwc_strided")
+
+
+@pytest.mark.slow  # a build, a compile and a run of a big network: 60-200 s on a busy 2-core machine
+@pytest.mark.parametrize(("name", "concats"), [("squeezenet11", 8), ("googlenet", 9)])
+def test_big_networks_gather_every_hwc_concat_and_match_onnxruntime(tmp_path: Path, name: str,
+                                                                      concats: int) -> None:
+    from tests.e2e import assert_matches, build_and_compile, run_binary, write_target_spec
+    from tests.zoo import ensure_model
+    from tests.zoo.reference import random_input, run_onnxruntime
+
+    model = ensure_model(name)
+    names = ", ".join(f'"{n}"' for n in HWC_BIG)
+    spec = write_target_spec(tmp_path, model, "host", costs="model", extra=f"tiling = false\nprimitives = [{names}]\n")
+    built = build_and_compile(spec)
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+    primitive = [n["primitive"] for n in built.report["nodes"]]
+    assert primitive.count("concat_zerocopy_hwc") == concats and "concat_copy_hwc" not in primitive
+    source = (built.out_dir / "src" / "net.c").read_text()
+    assert "tb_copy_channels" not in source
