@@ -565,3 +565,40 @@ def test_big_networks_gather_every_hwc_concat_and_match_onnxruntime(tmp_path: Pa
     assert primitive.count("concat_zerocopy_hwc") == concats and "concat_copy_hwc" not in primitive
     source = (built.out_dir / "src" / "net.c").read_text()
     assert "tb_copy_channels" not in source
+
+
+def test_strided_kernels_write_exactly_their_slice() -> None:
+    """Every strided primitive, on the hand-made network's branches (slices at channels 0, 16 and 32 of 48), gives
+    the dense primitive's values at p * 48 + j (j < 16) and writes nothing between them (the guard's NaN canaries
+    stay); a conv's two row views (rows 0-2, 2-6) on the same buffer write the same bits as the whole call."""
+    import tempfile
+
+    from tasobuild.importer import import_onnx
+    from tasobuild.primitives.registry import library
+    from tasobuild.primitives.transforms import to_layout
+    from tests.guard import CANARY_BITS, guarded_kernels, run_guarded
+
+    with tempfile.TemporaryDirectory() as d:
+        graph = import_onnx(concat_pool_model(Path(d) / "m.onnx"))
+    by_name = {p.name: p for p in library()}
+    x = np.random.default_rng(5).uniform(-1, 1, (16, 6, 6)).astype(np.float32)
+    tried = set()
+    for prim in (p for p in library() if p.strided_out):
+        for node in (n for n in graph.nodes if prim.applies(n, graph)):
+            dense = by_name[prim.name.removesuffix("_strided")]
+            buffers = {"in0": to_layout(x, prim.layout_in)} | {
+                f"w{k}": w for k, w in enumerate(prim.weights(node, graph))}
+            want = run_guarded(guarded_kernels(), dense.call(node, graph), buffers)["out"].reshape(36, 16)
+            (call,) = prim.call(node, graph)
+            got = run_guarded(guarded_kernels(), call, buffers)["out"]
+            span = np.full(36 * 48, np.nan, np.float32)
+            span[:got.size] = got
+            pixels = span.reshape(36, 48)
+            np.testing.assert_array_equal(pixels[:, :16], want)
+            assert (pixels[:, 16:].view(np.uint32)[:-1] == CANARY_BITS).all()  # the last pixel ends the span
+            if call.struct == "tb_conv":
+                views = tuple(replace(call, params=tuple((k, {"oh_begin": a, "oh_end": b}.get(k, v))
+                                                         for k, v in call.params)) for a, b in ((0, 2), (2, 6)))
+                np.testing.assert_array_equal(run_guarded(guarded_kernels(), views, buffers)["out"], got)
+            tried.add((prim.name, node.name))
+    assert {n for _, n in tried} == {"branch_a", "branch_b", "pool_c"} and len(tried) == 7 + 6 + 1
