@@ -320,13 +320,14 @@ def inception_model(path: Path) -> Path:
 
 
 def _build_and_match(tmp_path: Path, model: Path, tiling: bool, memory: str = "8 MiB", extra: str = "",
-                     objective: str = "memory") -> dict:
+                     objective: str = "memory", threads: int = 1) -> dict:
     from tests.e2e import assert_matches, build_and_compile, make_with, run_binary, write_target_spec
     from tests.zoo.reference import random_input, run_onnxruntime
 
     spec = write_target_spec(tmp_path, model, "host", costs="model", memory=memory,
                              extra=f"tiling = {'true' if tiling else 'false'}\n{extra}")
-    spec.write_text(spec.read_text().replace(f'memory = "{memory}"', f'memory = "{memory}"\nobjective = "{objective}"'))
+    spec.write_text(spec.read_text().replace(f'memory = "{memory}"', f'memory = "{memory}"\nobjective = "{objective}"')
+                    .replace('[target]\nname = "host"', f'[target]\nname = "host"\nthreads = {threads}'))
     built = build_and_compile(spec)
     x = random_input(model, seed=0)
     ours, _ = run_binary(built.binary, x, tmp_path)
@@ -426,8 +427,9 @@ def test_lrn_in_place_matches_onnxruntime(tmp_path: Path) -> None:
 
 # ---- zero-copy concat in HWC: producers write their channel slice with an output pixel stride ----
 
-def concat_pool_model(path: Path) -> Path:
-    """x (16x6x6) -> [1x1 conv 16, ReLU | 3x3 conv 16 | 3x3 max pool] -> concat (48 channels) -> 1x1 conv 16."""
+def concat_pool_model(path: Path, side: int = 6) -> Path:
+    """x (16 x side x side) -> [1x1 conv 16, ReLU | 3x3 conv 16 | 3x3 max pool] -> concat (48 channels) -> 1x1 conv
+    16."""
     from onnx import helper
 
     from tests.e2e import save_onnx
@@ -444,7 +446,7 @@ def concat_pool_model(path: Path) -> Path:
              helper.make_node("MaxPool", ["x"], ["c"], name="pool_c", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
              helper.make_node("Concat", ["a", "b", "c"], ["cat"], name="concat", axis=1),
              helper.make_node("Conv", ["cat", "wp"], ["y"], name="project")]
-    return save_onnx(path, nodes, [1, 16, 6, 6], [1, 16, 6, 6], weights)
+    return save_onnx(path, nodes, [1, 16, side, side], [1, 16, side, side], weights)
 
 
 HWC_ONLY = ("conv_1x1_gemm_hwc", "conv_im2row_gemm_hwc", "maxpool_direct_hwc", "concat_copy_hwc",
@@ -527,23 +529,30 @@ def test_hwc_gather_needs_strided_producers() -> None:
 
 
 @pytest.mark.slow  # a build, two compiles and runs: 30-60 s on a busy 2-core machine
-def test_hwc_zero_copy_concat_of_convs_and_a_pool_matches_onnxruntime(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hwc_zero_copy_concat_of_convs_and_a_pool_matches_onnxruntime(tmp_path: Path, threads: int) -> None:
+    """On two threads the strided calls are split by rows (convs: row views; the pool: its parts' buffers offset
+    by whole rows of the concat's pixels)."""
     names = ", ".join(f'"{n}"' for n in HWC_ONLY)
-    report = _build_and_match(tmp_path, concat_pool_model(tmp_path / "m.onnx"), tiling=False, objective="latency",
-                              extra=f"primitives = [{names}]\n")
-    primitive = {n["name"]: n["primitive"] for n in report["nodes"]}
+    side = 6 if threads == 1 else 64  # big enough that splitting pays
+    report = _build_and_match(tmp_path, concat_pool_model(tmp_path / "m.onnx", side), tiling=False,
+                              objective="latency", extra=f"primitives = [{names}]\n", threads=threads)
+    primitive = {n["name"]: n["primitive"].split("@")[0] for n in report["nodes"]}
     assert primitive["concat"] == "concat_zerocopy_hwc"
     assert {primitive[k] for k in ("branch_a", "branch_b", "pool_c")} == {
         "conv_1x1_gemm_hwc_strided", "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc_strided"}
     source = (tmp_path / "out" / "src" / "net.c").read_text()
-    assert "tb_copy_channels" not in source and source.count(".out_ps = 48") == 3
+    assert "tb_copy_channels" not in source and source.count(".out_ps = 48") >= 3
+    if threads == 2:
+        assert sum(n["primitive"].endswith("@2") for n in report["nodes"]) >= 2
 
 
 # The GEMM-backed HWC convolutions and their strided variants, the HWC concats: every conv and concat in HWC, so
 # each concat of these networks can gather once its producers write strided.
 HWC_BIG = ("conv_1x1_gemm_hwc", "conv_im2row_scan_hwc", "conv_im2row_gemm_hwc", "conv_im2row_gemm_chw_to_hwc",
            "concat_copy_hwc", "concat_zerocopy_hwc", "conv_1x1_gemm_hwc_strided", "conv_im2row_scan_hwc_strided",
-           "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc", "maxpool_direct_hwc_strided")
+           "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc", "maxpool_direct_hwc_strided",
+           "conv_winograd_f4x4_3x3_hwc", "conv_winograd_f4x4_3x3_hwc_strided")
 
 
 @pytest.mark.slow  # a build, a compile and a run of a big network: 60-200 s on a busy 2-core machine
@@ -570,7 +579,8 @@ def test_big_networks_gather_every_hwc_concat_and_match_onnxruntime(tmp_path: Pa
 def test_strided_kernels_write_exactly_their_slice() -> None:
     """Every strided primitive, on the hand-made network's branches (slices at channels 0, 16 and 32 of 48), gives
     the dense primitive's values at p * 48 + j (j < 16) and writes nothing between them (the guard's NaN canaries
-    stay); a conv's two row views (rows 0-2, 2-6) on the same buffer write the same bits as the whole call."""
+    stay); a conv's two row views (rows 0-2, 2-6; Winograd's at its tile height) on the same buffer write the same
+    bits as the whole call."""
     import tempfile
 
     from tasobuild.importer import import_onnx
@@ -596,9 +606,23 @@ def test_strided_kernels_write_exactly_their_slice() -> None:
             pixels = span.reshape(36, 48)
             np.testing.assert_array_equal(pixels[:, :16], want)
             assert (pixels[:, 16:].view(np.uint32)[:-1] == CANARY_BITS).all()  # the last pixel ends the span
-            if call.struct == "tb_conv":
+            if call.struct == "tb_conv":  # Winograd's views split on its m-row tiles (as threads split it)
+                cut = int(prim.name.split("winograd_f")[1][0]) if "winograd" in prim.name else 2
                 views = tuple(replace(call, params=tuple((k, {"oh_begin": a, "oh_end": b}.get(k, v))
-                                                         for k, v in call.params)) for a, b in ((0, 2), (2, 6)))
+                                                         for k, v in call.params)) for a, b in ((0, cut), (cut, 6)))
                 np.testing.assert_array_equal(run_guarded(guarded_kernels(), views, buffers)["out"], got)
             tried.add((prim.name, node.name))
-    assert {n for _, n in tried} == {"branch_a", "branch_b", "pool_c"} and len(tried) == 7 + 6 + 1
+    assert {n for _, n in tried} == {"branch_a", "branch_b", "pool_c"} and len(tried) == 7 + 6 + 3 + 1  # 1x1, im2row, Winograd 3x3 (lowmem too), pooling
+
+
+@pytest.mark.slow  # a build, two compiles and runs of SqueezeNet: 60-200 s on a busy 2-core machine
+def test_squeezenet_tiled_with_hwc_gathers_matches_onnxruntime(tmp_path: Path) -> None:
+    """Fused tiling beside the HWC gathers (memory objective): the row groups read gathered concat outputs as any
+    buffer; a concat whose producer runs in a group copies."""
+    from tests.zoo import ensure_model
+
+    names = ", ".join(f'"{n}"' for n in HWC_BIG)
+    report = _build_and_match(tmp_path, ensure_model("squeezenet11"), tiling=True, memory="2 MiB",
+                              extra=f"primitives = [{names}]\n")
+    assert any(n["primitive"] == "concat_zerocopy_hwc" for n in report["nodes"])
+    assert any(n["tiling"] for n in report["nodes"])

@@ -40,15 +40,19 @@ from tasobuild.memory import ARENA_ALIGN
 from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.primitives.conv import PRIMITIVES as CONV_PRIMITIVES
 from tasobuild.primitives.conv_variants import PRIMITIVES as VARIANTS
+from tasobuild.primitives.conv_winograd import PRIMITIVES as WINOGRAD
 from tasobuild.primitives.ops import PRIMITIVES as OPS_PRIMITIVES
 
 IN_PLACE_OPS = ("act", "add", "scale")  # their kernels read element i, then write element i
 # The HWC primitives whose kernels' stores honour an output pixel stride (out_ps, the last field of tb_conv and
-# tb_pool): the GEMM-backed 1x1 and im2row (tb_gemm's C leading dimension) and pooling.
+# tb_pool): the GEMM-backed 1x1 and im2row (tb_gemm's C leading dimension), Winograd (its output transform's pixel
+# stride) and pooling.
 STRIDED_OUT = frozenset({
     "conv_1x1_gemm_hwc", "conv_im2row_gemm_hwc", "conv_im2row_gemm_chw_to_hwc", "conv_im2row_gemm_hcw_to_hwc",
     "conv_im2row_scan_hwc", "conv_im2row_scan_chw_to_hwc", "conv_im2row_scan_hcw_to_hwc", "maxpool_direct_hwc",
-    "avgpool_direct_hwc"})
+    "avgpool_direct_hwc",
+    *(f"conv_winograd_{v}{mem}_hwc" for v in ("f2x2_3x3", "f3x3_3x3", "f4x4_3x3", "f2x2_5x5", "f3x3_5x5")
+      for mem in ("", "_lowmem"))})
 Applies = Callable[[Node, Graph], bool]
 CallFn = Callable[[Node, Graph], tuple[KernelCall, ...]]
 
@@ -193,4 +197,4 @@ def _strided_variants(library: tuple[Primitive, ...]) -> tuple[Primitive, ...]:
 
 _HWC_CONCAT = next(p for p in OPS_PRIMITIVES if p.op == "concat" and p.layout_in == p.layout_out == "HWC")
 _HWC_GATHER_APPLIES = _gather_applies(_HWC_CONCAT.applies, interleaved=True)
-PRIMITIVES: tuple[Primitive, ...] = _variants() + _strided_variants(OPS_PRIMITIVES + CONV_PRIMITIVES + VARIANTS)
+PRIMITIVES: tuple[Primitive, ...] = _variants() + _strided_variants(OPS_PRIMITIVES + CONV_PRIMITIVES + VARIANTS + WINOGRAD)
