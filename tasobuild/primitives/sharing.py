@@ -197,4 +197,5 @@ def _strided_variants(library: tuple[Primitive, ...]) -> tuple[Primitive, ...]:
 
 _HWC_CONCAT = next(p for p in OPS_PRIMITIVES if p.op == "concat" and p.layout_in == p.layout_out == "HWC")
 _HWC_GATHER_APPLIES = _gather_applies(_HWC_CONCAT.applies, interleaved=True)
-PRIMITIVES: tuple[Primitive, ...] = _variants() + _strided_variants(OPS_PRIMITIVES + CONV_PRIMITIVES + VARIANTS + WINOGRAD)
+PRIMITIVES: tuple[Primitive, ...] = _variants() + _strided_variants(
+    OPS_PRIMITIVES + CONV_PRIMITIVES + VARIANTS + WINOGRAD)

@@ -16,10 +16,11 @@ A deferred member of a fused group (Choice.deferred) is a view here: its output 
 live, as the group runs at its last member's step. Members of a group are picked together (iff). An in-place choice
 (Choice.in_place) is a view of the input it overwrites, the same way. A zero-copy gather (Choice.gathers): the
 slices (its inputs' versions in its layout) weigh nothing; its output weighs its size from the first step a slice
-is produced in that layout (G); an interleaved one (Choice.interleave, HWC) only with every producer writing its slice strided
-(Choice.strided_out), and a strided writer only with its reader's gather. A group's last member whose output overlaps the group's input (Choice.output_lead)
-saves overlap_saving bytes at its step: the step's constant is that much lower and Not(x) adds it back, so the
-weights stay positive. Neither may take over the memory of a view (Not(And(x, view at the producer))).
+is produced in that layout (G); an interleaved one (Choice.interleave, HWC) only with every producer writing its
+slice strided (Choice.strided_out), and a strided writer only with its reader's gather. A group's last member whose
+output overlaps the group's input (Choice.output_lead) saves overlap_saving bytes at its step: the step's constant
+is that much lower and Not(x) adds it back, so the weights stay positive. Neither may take over the memory of a
+view (Not(And(x, view at the producer))).
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class Session:
         lo, hi = self.enc.tensor_bytes_range()
         out: set[tuple[int, int]] = set()
         for i, node in enumerate(self.problem.nodes):
-            safe_kinds: set[tuple[str, str, bool, str, int, bool]] = set()
+            safe_kinds: set[tuple[str, str, bool, str, int, bool, bool]] = set()
             order = sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k))
             for k in order:
                 c, w = node.choices[k], self._workspace[i][k]
