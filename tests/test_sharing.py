@@ -579,11 +579,13 @@ def test_big_networks_gather_every_hwc_concat_and_match_onnxruntime(tmp_path: Pa
 def test_strided_kernels_write_exactly_their_slice() -> None:
     """Every strided primitive, on the hand-made network's branches (slices at channels 0, 16 and 32 of 48), gives
     the dense primitive's values at p * 48 + j (j < 16) and writes nothing between them (the guard's NaN canaries
-    stay); a conv's two row views (rows 0-2, 2-6; Winograd's at its tile height) on the same buffer write the same
-    bits as the whole call."""
+    stay); a conv's two row views (rows 0-2, 2-6; Winograd's at its tile height) on the same buffer, and the call
+    split for two threads, write the same bits as the whole call."""
     import tempfile
 
     from tasobuild.importer import import_onnx
+    from tasobuild.primitives.parallel import buffer_bytes as parallel_buffer_bytes
+    from tasobuild.primitives.parallel import parallel_call
     from tasobuild.primitives.registry import library
     from tasobuild.primitives.transforms import to_layout
     from tests.guard import CANARY_BITS, guarded_kernels, run_guarded
@@ -611,6 +613,13 @@ def test_strided_kernels_write_exactly_their_slice() -> None:
                 views = tuple(replace(call, params=tuple((k, {"oh_begin": a, "oh_end": b}.get(k, v))
                                                          for k, v in call.params)) for a, b in ((0, cut), (cut, 6)))
                 np.testing.assert_array_equal(run_guarded(guarded_kernels(), views, buffers)["out"], got)
+            split = parallel_call(call, 2)  # two threads' parts (row views; the pool's parts offset by out_ps)
+            assert split is not None, prim.name
+            sizes = parallel_buffer_bytes(split)
+            on_threads = {"out": np.full(sizes["out"] // 4, np.nan, np.float32)} | (
+                {"ws": np.zeros(sizes["ws"] // 4, np.float32)} if "ws" in sizes else {})
+            guarded_kernels().run(split, buffers | on_threads)
+            np.testing.assert_array_equal(on_threads["out"], got)
             tried.add((prim.name, node.name))
     # 1x1 and im2row on branch_a, im2row and Winograd 3x3 (f2, f3, f4) on branch_b, the pooling
     assert {n for _, n in tried} == {"branch_a", "branch_b", "pool_c"} and len(tried) == 7 + 6 + 3 + 1
