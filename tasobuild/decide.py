@@ -49,6 +49,8 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
             fused.setdefault(index, []).append(
                 Choice(option.primitive, g.layout, g.layout, g.member_ms[j], g.workspace_bytes if j == last else 0,
                        group=g.name, deferred=j < last, output_lead=lead if j == last else 0))
+    # a strided producer only where its reader may gather (an allow-list may have left the HWC gather out)
+    sliced = {t for nc in nodes for c in nc.options if interleave(nc.node, graph, c.primitive) for t in nc.node.inputs}
     problem_nodes = tuple(
         ProblemNode(
             nc.node.name,
@@ -59,7 +61,7 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
                        call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input,
                        in_place=c.primitive.in_place, gathers=c.primitive.gathers,
                        interleave=interleave(nc.node, graph, c.primitive), strided_out=c.primitive.strided_out)
-                for c in nc.options
+                for c in nc.options if not c.primitive.strided_out or nc.node.output in sliced
             ) + tuple(fused.get(index, ())),
         )
         for index, nc in enumerate(nodes)
