@@ -129,7 +129,8 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
     const long ahead = m0 / TB_BLOCKED_PANEL * TB_BLOCKED_PANEL + TB_BLOCKED_PANEL < M &&
                        (long)M * C * p->k_h * p->k_w > PREFETCH_WEIGHTS
                            ? (long)TB_BLOCKED_PANEL * C * p->k_h * p->k_w : 0;
-    float *restrict o = out + ((long)oh * p->out_w + ow) * M + m0;
+    const long ps = p->out_ps ? p->out_ps : M; /* the output pixel stride: a concat slice's, or dense */
+    float *restrict o = out + ((long)oh * p->out_w + ow) * ps + m0;
     vec acc[PXMAX][2], start[2];
     int px, v, ki, kj, c;
 #define TB_LAST_MASKED(v) (masked && (v) == NV - 1)
@@ -138,8 +139,8 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
                                                                : VLOAD(bias + m0 + v * VW);
     for (px = 0; px < NP; ++px)
         for (v = 0; v < NV; ++v)
-            acc[px][v] = !p->accumulate ? start[v] : TB_LAST_MASKED(v) ? VLOADM(o + (long)px * M + v * VW, mask)
-                                                                       : VLOAD(o + (long)px * M + v * VW);
+            acc[px][v] = !p->accumulate ? start[v] : TB_LAST_MASKED(v) ? VLOADM(o + px * ps + v * VW, mask)
+                                                                       : VLOAD(o + px * ps + v * VW);
     for (ki = 0; ki < p->k_h; ++ki) {
         const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
         if (ih < 0 || ih >= p->in_h) continue;
@@ -173,8 +174,8 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
     }
     for (px = 0; px < NP; ++px)
         for (v = 0; v < NV; ++v) {
-            if (TB_LAST_MASKED(v)) VSTOREM(o + (long)px * M + v * VW, acc[px][v], mask);
-            else VSTORE(o + (long)px * M + v * VW, acc[px][v]);
+            if (TB_LAST_MASKED(v)) VSTOREM(o + px * ps + v * VW, acc[px][v], mask);
+            else VSTORE(o + px * ps + v * VW, acc[px][v]);
         }
 #undef TB_LAST_MASKED
 }
@@ -184,7 +185,7 @@ static void one_pixel(const tb_conv *p, const float *restrict in, tb_strides s, 
                       const float *restrict bias, float *restrict out, int oh, int ow, int m0, int m1)
 {
     const int M = p->out_c, C = p->in_c;
-    float *restrict o = out + ((long)oh * p->out_w + ow) * M;
+    float *restrict o = out + ((long)oh * p->out_w + ow) * (p->out_ps ? p->out_ps : M);
     int m, ki, kj, c;
     if (!p->accumulate)
         for (m = m0; m < m1; ++m) o[m] = 0.0f;
@@ -273,7 +274,7 @@ static void conv_blocked(const tb_conv *p, const float *restrict in, tb_strides 
         }
         if (!p->accumulate && !in_registers(p->act))
             for (ow = 0; ow < p->out_w; ++ow) { /* leaky relu, sigmoid: after the store (the blocks added the bias) */
-                float *o = out + ((long)oh * p->out_w + ow) * p->out_c + p->oc_begin;
+                float *o = out + ((long)oh * p->out_w + ow) * (p->out_ps ? p->out_ps : p->out_c) + p->oc_begin;
                 int m;
                 for (m = 0; m < p->oc_end - p->oc_begin; ++m) o[m] = tb_act_value(o[m], p->act, p->act_a, p->act_b);
             }
@@ -302,7 +303,7 @@ static void conv_blocked_or_flat(const tb_conv *p, const float *restrict in, tb_
         flat.oh_begin = 0; flat.oh_end = 1;
         for (first = (long)p->oh_begin * p->out_w; first < end; first += chunk) {
             flat.in_w = flat.out_w = (int)(chunk < end - first ? chunk : end - first);
-            conv_blocked(&flat, in + first * s.w, s, w, bias, out + first * p->out_c);
+            conv_blocked(&flat, in + first * s.w, s, w, bias, out + first * (p->out_ps ? p->out_ps : p->out_c));
         }
         return;
     }

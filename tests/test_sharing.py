@@ -552,7 +552,8 @@ def test_hwc_zero_copy_concat_of_convs_and_a_pool_matches_onnxruntime(tmp_path: 
 HWC_BIG = ("conv_1x1_gemm_hwc", "conv_im2row_scan_hwc", "conv_im2row_gemm_hwc", "conv_im2row_gemm_chw_to_hwc",
            "concat_copy_hwc", "concat_zerocopy_hwc", "conv_1x1_gemm_hwc_strided", "conv_im2row_scan_hwc_strided",
            "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc", "maxpool_direct_hwc_strided",
-           "conv_winograd_f4x4_3x3_hwc", "conv_winograd_f4x4_3x3_hwc_strided")
+           "conv_winograd_f4x4_3x3_hwc", "conv_winograd_f4x4_3x3_hwc_strided", "conv_direct_blocked_hwc",
+           "conv_direct_blocked_hwc_strided")
 
 
 @pytest.mark.slow  # a build, a compile and a run of a big network: 60-200 s on a busy 2-core machine
@@ -621,8 +622,9 @@ def test_strided_kernels_write_exactly_their_slice() -> None:
             guarded_kernels().run(split, buffers | on_threads)
             np.testing.assert_array_equal(on_threads["out"], got)
             tried.add((prim.name, node.name))
-    # 1x1, im2row and kn2col (two) on branch_a, im2row, kn2col (two) and Winograd 3x3 (f2, f3, f4) on branch_b, the pool
-    assert {n for _, n in tried} == {"branch_a", "branch_b", "pool_c"} and len(tried) == 9 + 11 + 1
+    # 1x1, im2row, kn2col (two) and blocked direct (three) on branch_a; im2row, kn2col, Winograd 3x3 (f2, f3, f4)
+    # and blocked direct on branch_b; the pool
+    assert {n for _, n in tried} == {"branch_a", "branch_b", "pool_c"} and len(tried) == 12 + 14 + 1
 
 
 @pytest.mark.slow  # a build, two compiles and runs of SqueezeNet: 60-200 s on a busy 2-core machine

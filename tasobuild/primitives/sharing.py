@@ -39,6 +39,7 @@ from tasobuild.ir import Graph, Node
 from tasobuild.memory import ARENA_ALIGN
 from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.primitives.conv import PRIMITIVES as CONV_PRIMITIVES
+from tasobuild.primitives.conv_direct_blocked import PRIMITIVES as BLOCKED
 from tasobuild.primitives.conv_kn2row import PRIMITIVES as KN2ROW
 from tasobuild.primitives.conv_variants import PRIMITIVES as VARIANTS
 from tasobuild.primitives.conv_winograd import PRIMITIVES as WINOGRAD
@@ -47,9 +48,10 @@ from tasobuild.primitives.ops import PRIMITIVES as OPS_PRIMITIVES
 IN_PLACE_OPS = ("act", "add", "scale")  # their kernels read element i, then write element i
 # The HWC primitives whose kernels' stores honour an output pixel stride (out_ps, the last field of tb_conv and
 # tb_pool): the GEMM-backed 1x1 and im2row (tb_gemm's C leading dimension), kn2col (its shift-add), Winograd (its
-# output transform's pixel stride) and pooling.
+# output transform's pixel stride), the blocked direct kernel (its vector stores) and pooling.
 STRIDED_OUT = frozenset({
     "conv_1x1_gemm_hwc", "conv_im2row_gemm_hwc", "conv_im2row_gemm_chw_to_hwc", "conv_im2row_gemm_hcw_to_hwc",
+    "conv_direct_blocked_hwc", "conv_direct_blocked_chw_to_hwc", "conv_direct_blocked_hcw_to_hwc",
     "conv_kn2col_hwc", "conv_kn2col_acc_hwc",
     "conv_im2row_scan_hwc", "conv_im2row_scan_chw_to_hwc", "conv_im2row_scan_hcw_to_hwc", "maxpool_direct_hwc",
     "avgpool_direct_hwc",
@@ -201,4 +203,4 @@ def _strided_variants(library: tuple[Primitive, ...]) -> tuple[Primitive, ...]:
 _HWC_CONCAT = next(p for p in OPS_PRIMITIVES if p.op == "concat" and p.layout_in == p.layout_out == "HWC")
 _HWC_GATHER_APPLIES = _gather_applies(_HWC_CONCAT.applies, interleaved=True)
 PRIMITIVES: tuple[Primitive, ...] = _variants() + _strided_variants(
-    OPS_PRIMITIVES + CONV_PRIMITIVES + VARIANTS + KN2ROW + WINOGRAD)
+    OPS_PRIMITIVES + CONV_PRIMITIVES + BLOCKED + VARIANTS + KN2ROW + WINOGRAD)
