@@ -44,7 +44,7 @@ void tb_conv_1x1_gemm_hwc(const tb_conv *p, const float *restrict in, const floa
         job.m0 = p->oh_begin * p->out_w; job.m1 = p->oh_end * p->out_w; job.n0 = n0; job.n1 = n1; job.k = cg;
         job.a = in + g * cg; job.lda = p->in_c; job.a_packed = 0;
         job.b = w + (long)g * mgpad * cg; job.ldb = mg; job.b_packed = 1;
-        job.c = out + g * mg; job.ldc = p->out_c;
+        job.c = out + g * mg; job.ldc = p->out_ps ? p->out_ps : p->out_c; /* a concat slice's pixel stride */
         job.accumulate = p->accumulate;
         job.bias_m = 0; job.bias_n = bias + g * mg;
         job.act = p->act; job.act_a = p->act_a; job.act_b = p->act_b;

@@ -130,7 +130,8 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
     const long ahead = m0 / TB_BLOCKED_PANEL * TB_BLOCKED_PANEL + TB_BLOCKED_PANEL < M &&
                        (long)M * C * p->k_h * p->k_w > PREFETCH_WEIGHTS
                            ? (long)TB_BLOCKED_PANEL * C * p->k_h * p->k_w : 0;
-    float *restrict o = out + ((long)oh * p->out_w + ow) * M + m0;
+    const long ps = p->out_ps ? p->out_ps : M; /* the output pixel stride: a concat slice's, or dense */
+    float *restrict o = out + ((long)oh * p->out_w + ow) * ps + m0;
     vec acc[PXMAX][2], start[2];
     int px, v, ki, kj, c;
 #define TB_LAST_MASKED(v) (masked && (v) == NV - 1)
@@ -139,8 +140,8 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
                                                                : VLOAD(bias + m0 + v * VW);
     for (px = 0; px < NP; ++px)
         for (v = 0; v < NV; ++v)
-            acc[px][v] = !p->accumulate ? start[v] : TB_LAST_MASKED(v) ? VLOADM(o + (long)px * M + v * VW, mask)
-                                                                       : VLOAD(o + (long)px * M + v * VW);
+            acc[px][v] = !p->accumulate ? start[v] : TB_LAST_MASKED(v) ? VLOADM(o + px * ps + v * VW, mask)
+                                                                       : VLOAD(o + px * ps + v * VW);
     for (ki = 0; ki < p->k_h; ++ki) {
         const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
         if (ih < 0 || ih >= p->in_h) continue;
@@ -174,8 +175,8 @@ static inline __attribute__((always_inline)) void block(const tb_conv *p, const 
     }
     for (px = 0; px < NP; ++px)
         for (v = 0; v < NV; ++v) {
-            if (TB_LAST_MASKED(v)) VSTOREM(o + (long)px * M + v * VW, acc[px][v], mask);
-            else VSTORE(o + (long)px * M + v * VW, acc[px][v]);
+            if (TB_LAST_MASKED(v)) VSTOREM(o + px * ps + v * VW, acc[px][v], mask);
+            else VSTORE(o + px * ps + v * VW, acc[px][v]);
         }
 #undef TB_LAST_MASKED
 }
@@ -185,7 +186,7 @@ static void one_pixel(const tb_conv *p, const float *restrict in, tb_strides s, 
                       const float *restrict bias, float *restrict out, int oh, int ow, int m0, int m1)
 {
     const int M = p->out_c, C = p->in_c;
-    float *restrict o = out + ((long)oh * p->out_w + ow) * M;
+    float *restrict o = out + ((long)oh * p->out_w + ow) * (p->out_ps ? p->out_ps : M);
     int m, ki, kj, c;
     if (!p->accumulate)
         for (m = m0; m < m1; ++m) o[m] = 0.0f;
@@ -251,7 +252,8 @@ static inline __attribute__((always_inline)) void pair_block(const tb_conv *p, c
     const __m512 zero = _mm512_setzero_ps();
     /* channel mg + 8q + j is written where bit j of keep[q] is set */
     __mmask8 keep[3];
-    float *restrict o = out + ((long)oh * p->out_w + ow) * M + mg;
+    const long ps = p->out_ps ? p->out_ps : M; /* the output pixel stride: a concat slice's, or dense */
+    float *restrict o = out + ((long)oh * p->out_w + ow) * ps + mg;
     __m512 acc[12][3], start[3];
     int px, q, ki, kj, c;
     for (q = 0; q < NQ; ++q) {
@@ -265,7 +267,7 @@ static inline __attribute__((always_inline)) void pair_block(const tb_conv *p, c
         for (q = 0; q < NQ; ++q)
             acc[px][q] = !p->accumulate ? start[q]
                                         : _mm512_permutex2var_ps(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(
-                                                                     keep[q], o + (long)px * M + q * PAIR_GROUP)),
+                                                                     keep[q], o + px * ps + q * PAIR_GROUP)),
                                                                  interleave, zero);
     for (ki = 0; ki < p->k_h; ++ki) {
         const int ih = oh * p->stride_h + ki * p->dil_h - p->pad_top;
@@ -312,7 +314,7 @@ static inline __attribute__((always_inline)) void pair_block(const tb_conv *p, c
                 v = _mm512_max_ps(v, _mm512_set1_ps(p->act == TB_ACT_CLIP ? p->act_a : 0.0f));
                 if (p->act == TB_ACT_CLIP) v = _mm512_min_ps(v, _mm512_set1_ps(p->act_b));
             }
-            _mm512_mask_storeu_ps(o + (long)px * M + q * PAIR_GROUP, m, v);
+            _mm512_mask_storeu_ps(o + px * ps + q * PAIR_GROUP, m, v);
         }
 }
 
@@ -417,7 +419,7 @@ static void conv_blocked(const tb_conv *p, const float *restrict in, tb_strides 
         }
         if (!p->accumulate && !in_registers(p->act))
             for (ow = 0; ow < p->out_w; ++ow) { /* leaky relu, sigmoid: after the store (the blocks added the bias) */
-                float *o = out + ((long)oh * p->out_w + ow) * p->out_c + p->oc_begin;
+                float *o = out + ((long)oh * p->out_w + ow) * (p->out_ps ? p->out_ps : p->out_c) + p->oc_begin;
                 int m;
                 for (m = 0; m < p->oc_end - p->oc_begin; ++m) o[m] = tb_act_value(o[m], p->act, p->act_a, p->act_b);
             }
@@ -446,7 +448,7 @@ static void conv_blocked_or_flat(const tb_conv *p, const float *restrict in, tb_
         flat.oh_begin = 0; flat.oh_end = 1;
         for (first = (long)p->oh_begin * p->out_w; first < end; first += chunk) {
             flat.in_w = flat.out_w = (int)(chunk < end - first ? chunk : end - first);
-            conv_blocked(&flat, in + first * s.w, s, w, bias, out + first * p->out_c);
+            conv_blocked(&flat, in + first * s.w, s, w, bias, out + first * (p->out_ps ? p->out_ps : p->out_c));
         }
         return;
     }

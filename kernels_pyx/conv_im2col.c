@@ -212,7 +212,8 @@ static void im2col_any(const tb_conv *p, const float *restrict in, const float *
                 job.m0 = 0; job.m1 = n1 - n0; job.n0 = m0; job.n1 = m1;
                 job.a = ws; job.lda = K; job.a_packed = 1;
                 job.b = wg; job.ldb = mg; job.b_packed = 1;
-                job.c = out + (long)n0 * o.w + (long)g * mg; job.ldc = (int)o.w;
+                job.ldc = p->out_ps ? p->out_ps : (int)o.w; /* a concat slice's pixel stride */
+                job.c = out + (long)n0 * job.ldc + (long)g * mg;
                 job.bias_n = bias + g * mg;
                 tb_gemm(&job, 0);
                 continue;

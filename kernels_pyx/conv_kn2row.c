@@ -137,7 +137,7 @@ static void kn2row_any(const tb_conv *p, const float *restrict in, const float *
 static void shift_add_pixels(const tb_conv *p, const float *restrict tp, long tap_stride, long ldt, int t0, int t1,
                              int m0, int m1, float *restrict out_g)
 {
-    const int M = p->out_c;
+    const int M = p->out_ps ? p->out_ps : p->out_c; /* the pixel stride: a concat slice's, or dense */
     int oh, ow, tap, m;
     for (oh = p->oh_begin; oh < p->oh_end; ++oh)
         for (ow = 0; ow < p->out_w; ++ow) {
@@ -161,7 +161,7 @@ static void pixels_begin_end(const tb_conv *p, const float *restrict bias_g, int
     long q;
     int m;
     for (q = (long)p->oh_begin * p->out_w; q < n; ++q) {
-        float *restrict o = out_g + q * p->out_c;
+        float *restrict o = out_g + q * (p->out_ps ? p->out_ps : p->out_c);
         if (first)
             for (m = m0; m < m1; ++m) o[m] = 0.0f;
         else

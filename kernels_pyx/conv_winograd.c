@@ -197,7 +197,8 @@ static void winograd_layout(const tb_wino_variant *v, int max_block, int hwc, co
                             const float *restrict in, const float *restrict u, const float *restrict bias,
                             float *restrict out, float *restrict ws)
 {
-    winograd(v, max_block, p, tensor_of(hwc, p->in_c, p->in_h, p->in_w), tensor_of(hwc, p->out_c, p->out_h, p->out_w),
+    const int out_pixel = hwc && p->out_ps ? p->out_ps : p->out_c; /* HWC: a concat slice's pixel stride */
+    winograd(v, max_block, p, tensor_of(hwc, p->in_c, p->in_h, p->in_w), tensor_of(hwc, out_pixel, p->out_h, p->out_w),
              in, u, bias, out, ws);
 }
 

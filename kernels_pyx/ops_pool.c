@@ -71,7 +71,7 @@ void tb_maxpool_hwc(const tb_pool *p, const float *restrict in, float *restrict 
         tb_window wh = WIN_H(p, oh);
         for (int ow = 0; ow < p->out_w; ++ow) {
             tb_window ww = WIN_W(p, ow);
-            float *dst = out + ((long)oh * p->out_w + ow) * C;
+            float *dst = out + ((long)oh * p->out_w + ow) * (p->out_ps ? p->out_ps : C);
             for (int c = 0; c < C; ++c) dst[c] = -FLT_MAX;
             for (int ih = wh.lo; ih < wh.hi; ++ih)
                 for (int iw = ww.lo; iw < ww.hi; ++iw) {
@@ -89,7 +89,7 @@ void tb_avgpool_hwc(const tb_pool *p, const float *restrict in, float *restrict 
         tb_window wh = WIN_H(p, oh);
         for (int ow = 0; ow < p->out_w; ++ow) {
             tb_window ww = WIN_W(p, ow);
-            float *dst = out + ((long)oh * p->out_w + ow) * C;
+            float *dst = out + ((long)oh * p->out_w + ow) * (p->out_ps ? p->out_ps : C);
             float d = divisor(p, wh, ww);
             for (int c = 0; c < C; ++c) dst[c] = 0.0f;
             for (int ih = wh.lo; ih < wh.hi; ++ih)

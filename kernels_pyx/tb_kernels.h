@@ -26,12 +26,17 @@ typedef struct {
     int k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups;
     int act; float act_a, act_b;
     int oc_begin, oc_end, oh_begin, oh_end, accumulate;
+    /* HWC output only: floats from one output pixel to the next; 0 is the dense out_c. A producer writing its
+     * channel slice of a zero-copy concat's output sets it (out then points at the slice's first channel). Only
+     * the kernels that honour it are offered with it (primitives/sharing.py). */
+    int out_ps;
 } tb_conv;
 
 /* Pooling (max / average). count_include_pad: average divides by the window clipped to the padded input. */
 typedef struct {
     int c, in_h, in_w, out_h, out_w;
     int k_h, k_w, stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, count_include_pad;
+    int out_ps; /* HWC output only: floats from one output pixel to the next; 0 is the dense c (as tb_conv's) */
 } tb_pool;
 
 /* Whole-tensor shape for layout-aware element-wise ops (gap, scale, lrn, transforms). */

@@ -82,6 +82,7 @@ def fastest_in(nc: NodeCandidates, layout: Layout, costs: Mapping[str, Cost], co
 
     same = [c for c in nc.options if (c.primitive.layout_in, c.primitive.layout_out) == (layout, layout)
             and not c.primitive.aliases_input and c.primitive.in_place < 0 and not c.primitive.gathers
+            and not c.primitive.strided_out
             and c.parts == 1]  # a group's bands run on one thread
     return tuple(sorted(same, key=lambda c: (ms(c), c.primitive.name))[:count])
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from tasobuild.candidates import NodeCandidates, TransformCandidate
 from tasobuild.costs.cache import Cost
 from tasobuild.errors import UserError
-from tasobuild.ir import Graph
+from tasobuild.ir import Graph, Node
 from tasobuild.memory import ArenaPlan, check_no_overlap, with_regions
 from tasobuild.placement import place as place_exactly
-from tasobuild.primitives import KernelCall
+from tasobuild.primitives import KernelCall, Primitive
 from tasobuild.solve import (
     Choice,
     Plan,
@@ -49,6 +49,8 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
             fused.setdefault(index, []).append(
                 Choice(option.primitive, g.layout, g.layout, g.member_ms[j], g.workspace_bytes if j == last else 0,
                        group=g.name, deferred=j < last, output_lead=lead if j == last else 0))
+    # a strided producer only where its reader may gather (an allow-list may have left the HWC gather out)
+    sliced = {t for nc in nodes for c in nc.options if interleave(nc.node, graph, c.primitive) for t in nc.node.inputs}
     problem_nodes = tuple(
         ProblemNode(
             nc.node.name,
@@ -57,8 +59,9 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
             tuple(
                 Choice(c.primitive.name, c.primitive.layout_in, c.primitive.layout_out,
                        call_time_ms(c.calls, costs), c.workspace_bytes, c.primitive.aliases_input,
-                       in_place=c.primitive.in_place, gathers=c.primitive.gathers)
-                for c in nc.options
+                       in_place=c.primitive.in_place, gathers=c.primitive.gathers,
+                       interleave=interleave(nc.node, graph, c.primitive), strided_out=c.primitive.strided_out)
+                for c in nc.options if not c.primitive.strided_out or nc.node.output in sliced
             ) + tuple(fused.get(index, ())),
         )
         for index, nc in enumerate(nodes)
@@ -74,6 +77,14 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
         more_inputs=graph.input_tensors[1:],
         more_outputs=graph.output_tensors[1:],
     )
+
+
+def interleave(node: Node, graph: Graph, primitive: Primitive) -> int:
+    """An HWC zero-copy concat's pixels (its slices interleave, Choice.interleave); 0 for any other primitive."""
+    if not primitive.gathers or primitive.layout_in != "HWC":
+        return 0
+    shape = graph.shape(node.output)
+    return shape.h * shape.w
 
 
 def overlap_allowed(graph: Graph, nodes: tuple[NodeCandidates, ...], members: tuple[int, ...]) -> bool:
@@ -204,7 +215,8 @@ def decide(problem: Problem, budget_bytes: int, objective: str, latency_budget_m
 def without_sharing(problem: Problem) -> Problem:
     """The problem without its in-place and zero-copy choices; the problem itself when it has none, or when a node
     could run no other way (an allow-list that names only those)."""
-    kept = [tuple(c for c in n.choices if c.in_place < 0 and not c.gathers) for n in problem.nodes]
+    kept = [tuple(c for c in n.choices if c.in_place < 0 and not c.gathers and not c.strided_out)
+            for n in problem.nodes]
     if all(len(k) == len(n.choices) for k, n in zip(kept, problem.nodes)) or not all(kept):
         return problem
     return replace(problem, nodes=tuple(replace(n, choices=k) for n, k in zip(problem.nodes, kept)))

@@ -129,7 +129,8 @@ def lower(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tuple[Tra
                         f"{port.onnx_name} {list(port.onnx_shape)}")
 
     sizes = {b.name: b.size for b in plan.buffers()}
-    slices = tuple((arena.offset(r.name), r.size, f"{r.name}: slice of {r.buffer}")
+    slices = tuple((arena.offset(r.name), r.size,
+                    f"{r.name}: slice of {r.buffer}" + (f", {r.run} B every {r.stride} B" if r.stride else ""))
                    for r in plan.regions if r.kind == "slice")
     arena_map = tuple(sorted((arena.offset(b), sizes[b], b) for b in sizes)) + tuple(sorted(slices))
     return Program(

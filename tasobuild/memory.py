@@ -86,7 +86,8 @@ class Region:
     """A tensor that lives inside a (shared) buffer: `offset` bytes into `buffer`, `size` bytes, live from
     `first_step` through `last_step`. kind "owner": the version the buffer is named after; "in_place": written over
     `source` (another region of the buffer) at its first step; "slice": a part of the owner (a zero-copy gather's
-    input, written by its producer), read as the whole owner from the owner's first step."""
+    input, written by its producer), read as the whole owner from the owner's first step. A strided slice (an HWC
+    gather's: `stride` > 0) is runs of `run` bytes every `stride` bytes, `size` from its first byte to its last."""
 
     name: str
     buffer: str
@@ -96,6 +97,8 @@ class Region:
     last_step: int
     kind: str
     source: str = ""
+    run: int = 0
+    stride: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in REGION_KINDS or (self.kind == "in_place") != bool(self.source) or self.offset < 0:
@@ -239,10 +242,15 @@ def _check_regions(buffers: Mapping[str, Buffer], arena_plan: ArenaPlan, regions
             if b.buffer != a.buffer or b.offset >= a.offset + a.size:
                 break
             if not (a.first_step <= b.last_step and b.first_step <= a.last_step) or _handover(a, b) \
-                    or _handover(b, a):
+                    or _handover(b, a) or _interleaved(a, b):
                 continue
             raise OverlapError(f"regions {a.name!r} (steps {a.first_step}-{a.last_step}) and {b.name!r} (steps "
                                f"{b.first_step}-{b.last_step}) share bytes of {a.buffer!r} at the same step")
+
+
+def _interleaved(a: Region, b: Region) -> bool:
+    """Two strided regions with the same stride whose runs are disjoint within it (b starts at or after a)."""
+    return a.stride == b.stride > 0 and a.offset + a.run <= b.offset and b.offset + b.run <= a.offset + a.stride
 
 
 def _handover(old: Region, new: Region) -> bool:

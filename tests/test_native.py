@@ -98,6 +98,14 @@ def test_run_checks_params_against_the_struct() -> None:
         k.run(KernelCall("tb_act", "tb_flat", (("n", 4.0),) + good.params[1:], good.args, good.buffer_bytes), bufs)
     with pytest.raises(ValueError, match="no kernel tb_nope"):
         k.run(KernelCall("tb_nope", "tb_flat", good.params, good.args, good.buffer_bytes), bufs)
+    pool = (("c", 2), ("in_h", 2), ("in_w", 2), ("out_h", 1), ("out_w", 1), ("k_h", 2), ("k_w", 2), ("stride_h", 2),
+            ("stride_w", 2), ("pad_top", 0), ("pad_left", 0), ("pad_bottom", 0), ("pad_right", 0),
+            ("count_include_pad", 0))
+    dense = KernelCall("tb_maxpool_hwc", "tb_pool", pool, ("in0", "out"), (("in0", 32), ("out", 8)))
+    assert k.pack(dense) == k.pack(KernelCall("tb_maxpool_hwc", "tb_pool", pool + (("out_ps", 0),), dense.args,
+                                              dense.buffer_bytes))  # out_ps may be left out: 0, dense
+    with pytest.raises(ValueError, match="do not match"):  # no other field may
+        k.pack(KernelCall("tb_maxpool_hwc", "tb_pool", pool[:-1], dense.args, dense.buffer_bytes))
     assert k.pack(good) == np.array([4, 1], np.int32).tobytes() + np.zeros(2, np.float32).tobytes()
 
 

@@ -311,7 +311,8 @@ def inception_model(path: Path) -> Path:
              helper.make_node("Conv", ["b1r", "wb2"], ["b"], name="branch_b2", pads=[1, 1, 1, 1]),
              helper.make_node("MaxPool", ["x"], ["c1"], name="pool_c", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["c1", "wc"], ["c"], name="branch_c"),
-             helper.make_node("Concat", ["a", "b", "c"], ["cat"], name="concat", axis=1),
+             helper.make_node("Concat", ["a", "b", "c"] if width_a == 16 else ["b", "c", "a"], ["cat"], name="concat",
+                              axis=1),
              helper.make_node("Relu", ["cat"], ["catr"], name="relu_cat"),
              helper.make_node("Conv", ["catr", "wp"], ["p"], name="project"),
              helper.make_node("Add", ["p", "x"], ["s"], name="skip"),
@@ -319,13 +320,15 @@ def inception_model(path: Path) -> Path:
     return save_onnx(path, nodes, [1, 8, 8, 8], [1, 8, 8, 8], weights)
 
 
-def _build_and_match(tmp_path: Path, model: Path, tiling: bool, memory: str = "8 MiB", extra: str = "") -> dict:
+def _build_and_match(tmp_path: Path, model: Path, tiling: bool, memory: str = "8 MiB", extra: str = "",
+                     objective: str = "memory", threads: int = 1) -> dict:
     from tests.e2e import assert_matches, build_and_compile, make_with, run_binary, write_target_spec
     from tests.zoo.reference import random_input, run_onnxruntime
 
     spec = write_target_spec(tmp_path, model, "host", costs="model", memory=memory,
                              extra=f"tiling = {'true' if tiling else 'false'}\n{extra}")
-    spec.write_text(spec.read_text().replace(f'memory = "{memory}"', f'memory = "{memory}"\nobjective = "memory"'))
+    spec.write_text(spec.read_text().replace(f'memory = "{memory}"', f'memory = "{memory}"\nobjective = "{objective}"')
+                    .replace('[target]\nname = "host"', f'[target]\nname = "host"\nthreads = {threads}'))
     built = build_and_compile(spec)
     x = random_input(model, seed=0)
     ours, _ = run_binary(built.binary, x, tmp_path)
@@ -421,3 +424,252 @@ def test_lrn_in_place_matches_onnxruntime(tmp_path: Path) -> None:
     assert report["arena_bytes"] == report["lower_bound_bytes"] == 24 * 256
     words = " ".join((tmp_path / "out" / "src" / "net.c").read_text().replace("*", " ").split())
     assert "in place: the output is written over a, read by no later layer" in words
+
+
+# ---- zero-copy concat in HWC: producers write their channel slice with an output pixel stride ----
+
+def concat_pool_model(path: Path, side: int = 6, width_a: int = 16) -> Path:
+    """x (16 x side x side) -> [1x1 conv width_a, ReLU | 3x3 conv 16 | 3x3 max pool] -> concat (width_a + 32
+    channels) -> 1x1 conv 16; a branch_a not 16 channels wide goes last in the concat, where its slice starts
+    aligned."""
+    from onnx import helper
+
+    from tests.e2e import save_onnx
+
+    rng = np.random.default_rng(3)
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    weights = {"wa": w(width_a, 16, 1, 1), "wb": w(16, 16, 3, 3), "wp": w(16, width_a + 32, 1, 1)}
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a0"], name="branch_a"),
+             helper.make_node("Relu", ["a0"], ["a"], name="relu_a"),
+             helper.make_node("Conv", ["x", "wb"], ["b"], name="branch_b", pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["x"], ["c"], name="pool_c", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["a", "b", "c"] if width_a == 16 else ["b", "c", "a"], ["cat"], name="concat",
+                              axis=1),
+             helper.make_node("Conv", ["cat", "wp"], ["y"], name="project")]
+    return save_onnx(path, nodes, [1, 16, side, side], [1, 16, side, side], weights)
+
+
+HWC_ONLY = ("conv_1x1_gemm_hwc", "conv_im2row_gemm_hwc", "maxpool_direct_hwc", "concat_copy_hwc",
+            "concat_zerocopy_hwc", "conv_1x1_gemm_hwc_strided", "conv_im2row_gemm_hwc_strided",
+            "maxpool_direct_hwc_strided")
+
+
+def test_hwc_strided_calls_hand_checked() -> None:
+    """The strided variants' calls: out_ps = the concat's 48 channels, `out` from the slice's first channel to its
+    last pixel's last channel ((36 - 1) * 48 + 16 floats); the gather's slices at channels 0, 16, 32 (bytes 0, 64,
+    128), each 36 runs of 64 bytes every 192."""
+    import tempfile
+
+    from tasobuild.decide import interleave
+    from tasobuild.importer import import_onnx
+    from tasobuild.primitives.registry import library
+    from tasobuild.solve.problem import slice_extent, slice_offsets
+    with tempfile.TemporaryDirectory() as d:
+        graph = import_onnx(concat_pool_model(Path(d) / "m.onnx"))
+    prims = {p.name: p for p in library()}
+    node = {n.name: n for n in graph.nodes}
+    (conv,) = prims["conv_1x1_gemm_hwc_strided"].call(node["branch_a"], graph)
+    (dense,) = prims["conv_1x1_gemm_hwc"].call(node["branch_a"], graph)
+    assert conv.params == dense.params + (("out_ps", 48),) and conv.function == dense.function
+    assert dict(conv.buffer_bytes)["out"] == (35 * 48 + 16) * 4
+    (pool,) = prims["maxpool_direct_hwc_strided"].call(node["pool_c"], graph)
+    assert dict(pool.params)["out_ps"] == 48 and dict(pool.buffer_bytes)["out"] == (35 * 48 + 16) * 4
+    assert prims["concat_zerocopy_hwc"].applies(node["concat"], graph)
+    assert not prims["conv_1x1_gemm_hwc_strided"].applies(node["project"], graph)  # no concat reads it
+    assert interleave(node["concat"], graph, prims["concat_zerocopy_hwc"]) == 36
+    assert interleave(node["concat"], graph, prims["concat_zerocopy_chw"]) == 0
+    made = [ProblemNode(f"n{t}", ("x",), t, (C("conv", "HWC", "HWC", 1.0, 0, strided_out=True),)) for t in "abc"]
+    p = _problem(made + [ProblemNode("cat", ("a", "b", "c"), "y", (C("concat", "HWC", "HWC", 0.0, 0, gathers=True,
+                                                                     interleave=36),))],
+                 {"x": 64, "a": 36 * 64, "b": 36 * 64, "c": 36 * 64, "y": 36 * 192}, "y")
+    assert slice_offsets(p, p.nodes[3], 36) == (0, 64, 128)
+    assert slice_extent(p, p.nodes[3], "b", 36) == (35 * 192 + 64, 64, 192)
+
+
+def test_strided_slices_in_the_overlap_checker() -> None:
+    """Two interleaved slices live at once share no bytes when their runs are disjoint within the stride; runs
+    that meet in a pixel are an overlap."""
+    buffers = [Buffer("y", 4 * 192, 0, 3)]
+    arena = ArenaPlan((("y", 0),), 4 * 192, 64)
+    a = Region("a", "y", 0, 3 * 192 + 64, 0, 2, "slice", run=64, stride=192)
+    b = Region("b", "y", 64, 3 * 192 + 128, 1, 2, "slice", run=128, stride=192)
+    owner = Region("y", "y", 0, 4 * 192, 2, 3, "owner")
+    check_no_overlap(buffers, arena, [a, b, owner])
+    wide = replace(a, run=128, size=3 * 192 + 128)
+    with pytest.raises(OverlapError, match="share bytes"):
+        check_no_overlap(buffers, arena, [wide, b, owner])
+
+
+def test_hwc_gather_needs_strided_producers() -> None:
+    """The solver takes the HWC gather only with both producers strided, and a strided producer only with it;
+    evaluate refuses the mixes."""
+    def node(name: str, out: str) -> ProblemNode:
+        return ProblemNode(name, ("x",), out, (C("conv", "HWC", "HWC", 1.0, 0),
+                                               C("conv_strided", "HWC", "HWC", 1.6, 0, strided_out=True)))
+    gather = C("zc", "HWC", "HWC", 0.0, 0, gathers=True, interleave=4)
+    p = Problem((node("conv_a", "a"), node("conv_b", "b"),
+                 ProblemNode("cat", ("a", "b"), "y", (C("copy", "HWC", "HWC", 1.0, 0), gather)),
+                 ProblemNode("proj", ("y",), "z", (C("conv", "HWC", "HWC", 1.0, 0),))),
+                {t: ProblemTensor(t, b) for t, b in {"x": 1024, "a": 1024, "b": 1024, "y": 2048,
+                                                     "z": 256}.items()},
+                "x", "HWC", "z", "HWC", {}, alignment=64)
+    plain, strided = p.nodes[0].choices
+    with pytest.raises(ValueError, match="stride"):
+        evaluate(p, [plain, p.nodes[1].choices[1], gather, p.nodes[3].choices[0]])
+    with pytest.raises(ValueError, match="no gather"):
+        evaluate(p, [strided, p.nodes[1].choices[1], p.nodes[2].choices[0], p.nodes[3].choices[0]])
+    memory = Session(p).solve(None, "memory")
+    assert memory.choice("cat").gathers and memory.choice("conv_a").strided_out
+    assert memory.choice("conv_b").strided_out
+    # a: runs of 256 bytes at 0, b at 256, every 512 bytes
+    assert [(r.name, r.offset, r.size, r.run, r.stride) for r in memory.regions if r.kind == "slice"] == [
+        ("a:HWC", 0, 3 * 512 + 256, 256, 512), ("b:HWC", 256, 3 * 512 + 256, 256, 512)]
+    fast = Session(p).solve(None, "latency")  # the strided convs are slower than the copy saves
+    assert not fast.choice("cat").gathers and not fast.choice("conv_a").strided_out
+
+
+@pytest.mark.slow  # a build, two compiles and runs: 30-60 s on a busy 2-core machine
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hwc_zero_copy_concat_of_convs_and_a_pool_matches_onnxruntime(tmp_path: Path, threads: int) -> None:
+    """On two threads the strided calls are split by rows (convs: row views; the pool: its parts' buffers offset
+    by whole rows of the concat's pixels)."""
+    names = ", ".join(f'"{n}"' for n in HWC_ONLY)
+    side = 6 if threads == 1 else 64  # big enough that splitting pays
+    report = _build_and_match(tmp_path, concat_pool_model(tmp_path / "m.onnx", side), tiling=False,
+                              objective="latency", extra=f"primitives = [{names}]\n", threads=threads)
+    primitive = {n["name"]: n["primitive"].split("@")[0] for n in report["nodes"]}
+    assert primitive["concat"] == "concat_zerocopy_hwc"
+    assert {primitive[k] for k in ("branch_a", "branch_b", "pool_c")} == {
+        "conv_1x1_gemm_hwc_strided", "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc_strided"}
+    source = (tmp_path / "out" / "src" / "net.c").read_text()
+    assert "tb_copy_channels" not in source and source.count(".out_ps = 48") >= 3
+    if threads == 2:
+        assert sum(n["primitive"].endswith("@2") for n in report["nodes"]) >= 2
+
+
+# The GEMM-backed HWC convolutions and their strided variants, the HWC concats: every conv and concat in HWC, so
+# each concat of these networks can gather once its producers write strided.
+HWC_BIG = ("conv_1x1_gemm_hwc", "conv_im2row_scan_hwc", "conv_im2row_gemm_hwc", "conv_im2row_gemm_chw_to_hwc",
+           "concat_copy_hwc", "concat_zerocopy_hwc", "conv_1x1_gemm_hwc_strided", "conv_im2row_scan_hwc_strided",
+           "conv_im2row_gemm_hwc_strided", "maxpool_direct_hwc", "maxpool_direct_hwc_strided",
+           "conv_winograd_f4x4_3x3_hwc", "conv_winograd_f4x4_3x3_hwc_strided", "conv_direct_blocked_hwc",
+           "conv_direct_blocked_hwc_strided")
+
+
+@pytest.mark.slow  # a build, a compile and a run of a big network: 60-200 s on a busy 2-core machine
+@pytest.mark.parametrize(("name", "concats"), [("squeezenet11", 8), ("googlenet", 9)])
+def test_big_networks_gather_every_hwc_concat_and_match_onnxruntime(tmp_path: Path, name: str,
+                                                                      concats: int) -> None:
+    from tests.e2e import assert_matches, build_and_compile, run_binary, write_target_spec
+    from tests.zoo import ensure_model
+    from tests.zoo.reference import random_input, run_onnxruntime
+
+    model = ensure_model(name)
+    names = ", ".join(f'"{n}"' for n in HWC_BIG)
+    spec = write_target_spec(tmp_path, model, "host", costs="model", extra=f"tiling = false\nprimitives = [{names}]\n")
+    built = build_and_compile(spec)
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+    primitive = [n["primitive"] for n in built.report["nodes"]]
+    assert primitive.count("concat_zerocopy_hwc") == concats and "concat_copy_hwc" not in primitive
+    source = (built.out_dir / "src" / "net.c").read_text()
+    assert "tb_copy_channels" not in source
+
+
+def test_strided_kernels_write_exactly_their_slice() -> None:
+    """Every strided primitive, on the hand-made network's branches (slices at channels 0, 16 and 32 of 48), gives
+    the dense primitive's values at p * 48 + j (j < 16) and writes nothing between them (the guard's NaN canaries
+    stay); a conv's two row views (rows 0-2, 2-6; Winograd's at its tile height) on the same buffer, and the call
+    split for two threads, write the same bits as the whole call."""
+    import tempfile
+
+    from tasobuild.importer import import_onnx
+    from tasobuild.primitives.parallel import buffer_bytes as parallel_buffer_bytes
+    from tasobuild.primitives.parallel import parallel_call
+    from tasobuild.primitives.registry import library
+    from tasobuild.primitives.transforms import to_layout
+    from tests.guard import CANARY_BITS, guarded_kernels, run_guarded
+
+    with tempfile.TemporaryDirectory() as d:
+        graph = import_onnx(concat_pool_model(Path(d) / "m.onnx"))
+    by_name = {p.name: p for p in library()}
+    x = np.random.default_rng(5).uniform(-1, 1, (16, 6, 6)).astype(np.float32)
+    tried = set()
+    for prim in (p for p in library() if p.strided_out):
+        for node in (n for n in graph.nodes if prim.applies(n, graph)):
+            dense = by_name[prim.name.removesuffix("_strided")]
+            buffers = {"in0": to_layout(x, prim.layout_in)} | {
+                f"w{k}": w for k, w in enumerate(prim.weights(node, graph))}
+            want = run_guarded(guarded_kernels(), dense.call(node, graph), buffers)["out"].reshape(36, 16)
+            (call,) = prim.call(node, graph)
+            got = run_guarded(guarded_kernels(), call, buffers)["out"]
+            span = np.full(36 * 48, np.nan, np.float32)
+            span[:got.size] = got
+            pixels = span.reshape(36, 48)
+            np.testing.assert_array_equal(pixels[:, :16], want)
+            assert (pixels[:, 16:].view(np.uint32)[:-1] == CANARY_BITS).all()  # the last pixel ends the span
+            if call.struct == "tb_conv":  # Winograd's views split on its m-row tiles (as threads split it)
+                cut = int(prim.name.split("winograd_f")[1][0]) if "winograd" in prim.name else 2
+                views = tuple(replace(call, params=tuple((k, {"oh_begin": a, "oh_end": b}.get(k, v))
+                                                         for k, v in call.params)) for a, b in ((0, cut), (cut, 6)))
+                np.testing.assert_array_equal(run_guarded(guarded_kernels(), views, buffers)["out"], got)
+            split = parallel_call(call, 2)  # two threads' parts (row views; the pool's parts offset by out_ps)
+            assert split is not None, prim.name
+            sizes = parallel_buffer_bytes(split)
+            on_threads = {"out": np.full(sizes["out"] // 4, np.nan, np.float32)} | (
+                {"ws": np.zeros(sizes["ws"] // 4, np.float32)} if "ws" in sizes else {})
+            guarded_kernels().run(split, buffers | on_threads)
+            np.testing.assert_array_equal(on_threads["out"], got)
+            tried.add((prim.name, node.name))
+    # 1x1, im2row, kn2col (two) and blocked direct (three) on branch_a; im2row, kn2col, Winograd 3x3 (f2, f3, f4)
+    # and blocked direct on branch_b; the pool
+    assert {n for _, n in tried} == {"branch_a", "branch_b", "pool_c"} and len(tried) == 12 + 14 + 1
+
+
+@pytest.mark.parametrize("width", [8, 24])
+def test_strided_blocked_channel_pairs(width: int) -> None:
+    """The blocked direct kernel's channel-pair panels (8 or 24 channels wide, AVX-512) store at the pixel stride too:
+    branch_a's width channels, the last of the width + 32 concat, hold the dense call's values and nothing else is
+    written (a slice 8 or 24 channels wide can only be last: the next would start unaligned)."""
+    import tempfile
+
+    from tasobuild.importer import import_onnx
+    from tasobuild.primitives.registry import library
+    from tasobuild.primitives.transforms import to_layout
+    from tests.guard import CANARY_BITS, guarded_kernels, run_guarded
+
+    with tempfile.TemporaryDirectory() as d:
+        graph = import_onnx(concat_pool_model(Path(d) / "m.onnx", width_a=width))
+    node = next(n for n in graph.nodes if n.name == "branch_a")
+    by_name = {p.name: p for p in library()}
+    x = np.random.default_rng(7).uniform(-1, 1, (16, 6, 6)).astype(np.float32)
+    tried = 0
+    for prim in (p for p in library() if p.strided_out and "direct_blocked" in p.name and p.applies(node, graph)):
+        buffers = {"in0": to_layout(x, prim.layout_in)} | {f"w{k}": w for k, w in enumerate(prim.weights(node, graph))}
+        want = run_guarded(guarded_kernels(), by_name[prim.name.removesuffix("_strided")].call(node, graph),
+                           buffers)["out"].reshape(36, width)
+        (call,) = prim.call(node, graph)
+        assert dict(call.params)["out_ps"] == width + 32
+        got = run_guarded(guarded_kernels(), call, buffers)["out"]
+        pixels = np.concatenate([got, np.full(36 * (width + 32) - got.size, np.nan, np.float32)]).reshape(36, -1)
+        np.testing.assert_array_equal(pixels[:, :width], want)
+        assert (pixels[:, width:].view(np.uint32)[:-1] == CANARY_BITS).all()
+        tried += 1
+    assert tried >= 1
+
+
+@pytest.mark.slow  # a build, two compiles and runs of SqueezeNet: 60-200 s on a busy 2-core machine
+def test_squeezenet_tiled_with_hwc_gathers_matches_onnxruntime(tmp_path: Path) -> None:
+    """Fused tiling beside the HWC gathers (memory objective): the row groups read gathered concat outputs as any
+    buffer; a concat whose producer runs in a group copies."""
+    from tests.zoo import ensure_model
+
+    names = ", ".join(f'"{n}"' for n in HWC_BIG)
+    report = _build_and_match(tmp_path, ensure_model("squeezenet11"), tiling=True, memory="2 MiB",
+                              extra=f"primitives = [{names}]\n")
+    assert any(n["primitive"] == "concat_zerocopy_hwc" for n in report["nodes"])
+    assert any(n["tiling"] for n in report["nodes"])

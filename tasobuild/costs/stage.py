@@ -35,6 +35,7 @@ from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.parallel import largest_share, whole_call
+from tasobuild.primitives.sharing import dense_call
 from tasobuild.resources import targets_dir
 from tasobuild.spec import Spec
 from tasobuild.target import Target, host_fingerprint
@@ -365,10 +366,11 @@ def split_from_whole(calls: Sequence[KernelCall], known: Mapping[str, Cost], fac
 def predict(model: CostModel, calls: Sequence[KernelCall], split_factor: float = 1.0) -> dict[str, Cost]:
     """Predicted costs: the median and, as spread, the interquartile range of the model's log-normal error. A call
     split over threads is predicted from the model's prediction of its whole call: `split_factor` times its largest
-    part plus the step's overhead (`split_ideal_ms`), the parts running at once."""
+    part plus the step's overhead (`split_ideal_ms`), the parts running at once; a strided call (an HWC concat
+    slice's producer) from its dense twin (`sharing.dense_call`)."""
     if not calls:
         return {}
-    log2_ms, sigma = model.predict_log2([whole_call(c) for c in calls])
+    log2_ms, sigma = model.predict_log2([dense_call(whole_call(c)) for c in calls])
     out = {}
     for call, mu, s in zip(calls, log2_ms, sigma):
         whole = float(2.0 ** mu)

@@ -29,6 +29,11 @@ DEFAULT_CFLAGS: tuple[str, ...] = ("-O3", "-march=native", "-ffp-contract=off", 
 WRITTEN_ROLES = ("out", "ws")  # the roles a kernel writes; they must not overlap any other buffer (restrict)
 
 
+# Trailing struct fields a call may leave out: 0, as the emitted call's designated initializer leaves them
+# (tb_conv's and tb_pool's out_ps: a dense output), so adding them changed no existing call or its cost key.
+OPTIONAL_FIELDS = frozenset({"out_ps"})
+
+
 @dataclass(frozen=True)
 class Kernels:
     """Every kernel, compiled with one compiler and flag set, callable on NumPy float32 buffers."""
@@ -59,11 +64,13 @@ class Kernels:
         if decl is None:
             raise ValueError(f"{call.function}: unknown parameter struct {call.struct}")
         names = tuple(k for k, _ in call.params)
-        if names != tuple(n for n, _ in decl.fields):
+        omitted = tuple(n for n, _ in decl.fields[len(names):])
+        if names != tuple(n for n, _ in decl.fields[:len(names)]) or not set(omitted) <= OPTIONAL_FIELDS:
             raise ValueError(f"{call.function}: params {names} do not match {call.struct} fields "
                              f"{tuple(n for n, _ in decl.fields)}")
+        params = call.params + tuple((n, 0) for n in omitted)
         values: list[int | float] = []
-        for (name, kind), (_, value) in zip(decl.fields, call.params):
+        for (name, kind), (_, value) in zip(decl.fields, params):
             if kind == "int":
                 if isinstance(value, float) or not isinstance(value, (int, np.integer)):
                     raise ValueError(f"{call.function}: {call.struct}.{name} is an int, got {value!r}")

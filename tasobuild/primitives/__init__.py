@@ -69,6 +69,9 @@ class Primitive:
     # before writing it, in one layout, and only where that input is dead after the node (primitives.sharing).
     in_place: int = -1
     gathers: bool = False  # zero-copy concat: the producers write the inputs into the output; no call is made
+    # Writes its output as a channel slice of an HWC zero-copy concat's output (its call's out_ps: the concat's
+    # channels); only where that concat gathers (primitives.sharing).
+    strided_out: bool = False
 
 
 def no_workspace(node: Node, graph: Graph) -> int:

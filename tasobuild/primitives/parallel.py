@@ -263,7 +263,7 @@ def part_offsets(call: KernelCall, part: int) -> tuple[int, ...]:
     if call.function in POOL_ROWS:
         p = dict(call.params)
         rows = {"in0": _pool_skip(call, part) * int(p["in_w"]) * int(p["c"]),
-                "out": row_bounds(call)[part] * int(p["out_w"]) * int(p["c"])}
+                "out": row_bounds(call)[part] * int(p["out_w"]) * int(p.get("out_ps") or p["c"])}  # a slice's stride
         return tuple(rows[role] for role in call.args)
     strides = role_strides(call)
     if strides:

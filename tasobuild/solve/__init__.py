@@ -57,8 +57,11 @@ def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> li
 
 def greedy(problem: Problem) -> Plan:
     """The per-layer baseline: every node's fastest choice in isolation (ties: smaller workspace, then name),
-    then transforms wherever layouts disagree; untiled (fused groups are not per layer). No memory limit.
-    ValueError if a needed transform is missing."""
-    picks = [min((c for c in n.choices if not c.group), key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive))
-             for n in problem.nodes]
+    then transforms wherever layouts disagree; untiled (fused groups are not per layer, nor are an interleaved
+    gather and its strided producers). No memory limit. ValueError if a needed transform is missing."""
+    def per_layer(n: ProblemNode) -> list[Choice]:
+        alone = [c for c in n.choices if not c.group]
+        return [c for c in alone if not c.interleave and not c.strided_out] or alone
+
+    picks = [min(per_layer(n), key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive)) for n in problem.nodes]
     return evaluate(problem, picks, objective="latency", status="greedy")

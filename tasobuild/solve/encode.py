@@ -16,9 +16,11 @@ A deferred member of a fused group (Choice.deferred) is a view here: its output 
 live, as the group runs at its last member's step. Members of a group are picked together (iff). An in-place choice
 (Choice.in_place) is a view of the input it overwrites, the same way. A zero-copy gather (Choice.gathers): the
 slices (its inputs' versions in its layout) weigh nothing; its output weighs its size from the first step a slice
-is produced in that layout (G). A group's last member whose output overlaps the group's input (Choice.output_lead)
-saves overlap_saving bytes at its step: the step's constant is that much lower and Not(x) adds it back, so the
-weights stay positive. Neither may take over the memory of a view (Not(And(x, view at the producer))).
+is produced in that layout (G); an interleaved one (Choice.interleave, HWC) only with every producer writing its
+slice strided (Choice.strided_out), and a strided writer only with its reader's gather. A group's last member whose
+output overlaps the group's input (Choice.output_lead) saves overlap_saving bytes at its step: the step's constant
+is that much lower and Not(x) adds it back, so the weights stay positive. Neither may take over the memory of a
+view (Not(And(x, view at the producer))).
 """
 
 from __future__ import annotations
@@ -164,6 +166,13 @@ class Encoding:
                         if r != step and r < p.epilogue_step:
                             out += [z3.Not(z3.And(v, w)) for w, d in zip(self.x[r], p.nodes[r].choices)
                                     if d.shares_data]
+                    if c.interleave:  # an interleaved slice: its producer writes it strided
+                        out += [z3.Not(z3.And(v, w)) for w, d in zip(self.x[q], p.nodes[q].choices)
+                                if not d.strided_out]
+                if c.strided_out:  # a strided output: only as the slice of its reader's gather
+                    (r,) = self.topo.consumer_steps[node.output]
+                    out.append(z3.Or(z3.Not(v), *[w for w, d in zip(self.x[r], p.nodes[r].choices)
+                                                  if d.interleave]))
         return out
 
     # ---- decoding (literals in terms are all plain variables, so a model lookup is enough) ----

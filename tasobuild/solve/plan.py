@@ -15,6 +15,7 @@ from tasobuild.solve.problem import (
     group_input,
     group_members,
     overlap_saving,
+    slice_extent,
     slice_offsets,
     topology,
 )
@@ -96,6 +97,8 @@ def _check_shared_source(problem: Problem, picks: Sequence[Choice], node: str, t
     for step, node_ in enumerate(problem.nodes):
         if node_.output == tensor and (picks[step].shares_data or (pick.gathers and not _writes_own(picks[step]))):
             raise ValueError(f"node {node!r}: {pick.primitive!r} shares {tensor!r}, a view of another tensor")
+        if node_.output == tensor and bool(pick.interleave) != picks[step].strided_out:
+            raise ValueError(f"node {node!r}: {pick.primitive!r} and {tensor!r}'s producer disagree on its stride")
         if tensor in node_.inputs and node_.name != node and picks[step].shares_data:
             raise ValueError(f"node {node!r}: {pick.primitive!r} overwrites {tensor!r}, which {node_.name!r} views")
 
@@ -109,6 +112,9 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
         if any(picked) and not all(picked):
             raise ValueError(f"fused group {name!r} is picked by some of its members only")
     topo = topology(problem)
+    for node, pick in zip(problem.nodes, picks):
+        if pick.strided_out and not any(picks[r].interleave for r in topo.consumer_steps[node.output]):
+            raise ValueError(f"node {node.name!r}: {pick.primitive!r} writes a slice no gather reads")
     n_steps = problem.epilogue_step + 1
     produced: dict[str, Layout] = dict.fromkeys(problem.graph_inputs, problem.input_layout)
     wants: dict[str, dict[Layout, list[int]]] = {t: {} for t in topo.producer_step}
@@ -154,11 +160,12 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
                                       version_name(*source)))
         elif pick.gathers:
             out = (node.output, pick.layout_out)
-            for name, offset in zip(node.inputs, slice_offsets(problem, node)):
+            for name, offset in zip(node.inputs, slice_offsets(problem, node, pick.interleave)):
                 _check_shared_source(problem, picks, node.name, name, pick)
                 root[(name, pick.layout_in)], at[(name, pick.layout_in)] = out, offset
-                regions.append(Region(version_name(name, pick.layout_in), version_name(*out), offset,
-                                      problem.tensors[name].bytes, *spans[(name, pick.layout_in)], "slice"))
+                size, run, stride = slice_extent(problem, node, name, pick.interleave)
+                regions.append(Region(version_name(name, pick.layout_in), version_name(*out), offset, size,
+                                      *spans[(name, pick.layout_in)], "slice", run=run, stride=stride))
     owners = {r for r in root.values() if version_name(*r) in {g.buffer for g in regions}}
     regions += [Region(version_name(*r), version_name(*r), 0, problem.tensors[r[0]].bytes, *spans[r], "owner")
                 for r in sorted(owners)]

@@ -62,6 +62,12 @@ class Choice:
     # Zero-copy gather (concat): the inputs' versions in layout_in are slices of the output's buffer, end to end in
     # input order, so their producers write straight into it and the node copies nothing.
     gathers: bool = False
+    # An interleaved gather (HWC): the output is `interleave` pixels, each the inputs' runs end to end in input
+    # order, so input k's slice starts at its runs' offset and strides by the output's bytes per pixel. 0: the
+    # slices are contiguous blocks (CHW). Every producer must pick a `strided_out` choice.
+    interleave: int = 0
+    # Writes its output as a slice of the interleaved gather that reads it (its one reader): only with that gather.
+    strided_out: bool = False
     # A fused group's last member whose output may overlap the group's input (memory.Overlap): at this step the
     # output may start this many bytes below the input's buffer. 0: they are disjoint. Offered only where the
     # input's buffer is read by the group alone (decide.to_problem), so it dies at this step whatever else is chosen.
@@ -90,9 +96,10 @@ class Choice:
         return f"{self.primitive} in {self.group}" if self.group else self.primitive
 
     @property
-    def kind(self) -> tuple[str, str, bool, str, int, bool]:
+    def kind(self) -> tuple[str, str, bool, str, int, bool, bool]:
         """Choices of one kind affect every other step identically: among them, speed and workspace decide."""
-        return (self.layout_in, self.layout_out, self.no_buffer, self.group, self.in_place, self.gathers)
+        return (self.layout_in, self.layout_out, self.no_buffer, self.group, self.in_place, self.gathers,
+                self.strided_out)
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,8 @@ def _validate(p: Problem) -> None:
                 raise ValueError(f"node {node.name!r}: a deferred choice needs one input tensor and a group")
             if c.in_place >= 0 or c.gathers:
                 _validate_sharing(p, step, c, readers)
+            if c.strided_out:
+                _validate_strided(p, step, c, readers)
     for name in p.graph_outputs:
         if name not in available or name in p.graph_inputs:
             raise ValueError(f"graph output {name!r} is never produced")
@@ -225,22 +234,43 @@ def _validate_sharing(p: Problem, step: int, c: Choice, readers: Mapping[str, li
     if c.in_place >= 0 and p.tensors[node.output].bytes > p.tensors[shared[0]].bytes:
         raise ValueError(f"node {node.name!r}: an in-place output must fit in its input")
     if c.gathers:
-        offset = 0
-        for name in node.inputs:
+        if c.interleave < 0 or any(p.tensors[t].bytes % max(c.interleave, 1) for t in (*node.inputs, node.output)):
+            raise ValueError(f"node {node.name!r}: an interleaved gather's tensors are whole pixels")
+        for name, offset in zip(node.inputs, slice_offsets(p, node, c.interleave)):
             if offset % p.alignment:
                 raise ValueError(f"node {node.name!r}: slice {name!r} at byte {offset} is not aligned")
-            offset += p.tensors[name].bytes
-        if offset != p.tensors[node.output].bytes:
+        if sum(p.tensors[t].bytes for t in node.inputs) != p.tensors[node.output].bytes:
             raise ValueError(f"node {node.name!r}: the gathered inputs do not fill the output")
 
 
-def slice_offsets(p: Problem, node: ProblemNode) -> tuple[int, ...]:
-    """Where each input of a gathering node starts in its output's buffer, in bytes: end to end, in input order."""
+def _validate_strided(p: Problem, step: int, c: Choice, readers: Mapping[str, list[int]]) -> None:
+    """A strided output is a slice of the interleaved gather of its one reader, in that gather's layout."""
+    node = p.nodes[step]
+    reads = readers.get(node.output, [])
+    if (len(reads) != 1 or node.output in p.graph_outputs or c.no_buffer or c.gathers or c.group
+            or not any(d.gathers and d.interleave and d.layout_in == c.layout_out for d in p.nodes[reads[0]].choices)):
+        raise ValueError(f"node {node.name!r} choice {c.primitive!r}: a strided output needs one reader that may "
+                         f"gather it")
+
+
+def slice_offsets(p: Problem, node: ProblemNode, interleave: int = 0) -> tuple[int, ...]:
+    """Where each input of a gathering node starts in its output's buffer, in bytes: end to end, in input order;
+    interleaved (`interleave` pixels): the input's run within the first pixel."""
     offsets, at = [], 0
     for name in node.inputs:
         offsets.append(at)
-        at += p.tensors[name].bytes
+        at += p.tensors[name].bytes // max(interleave, 1)
     return tuple(offsets)
+
+
+def slice_extent(p: Problem, node: ProblemNode, name: str, interleave: int = 0) -> tuple[int, int, int]:
+    """(bytes from the slice's first byte to its last, run, stride) of input `name` of a gathering node: one block
+    (run = the bytes, stride 0), or `interleave` runs, one per pixel of the output."""
+    size = p.tensors[name].bytes
+    if not interleave:
+        return size, size, 0
+    run, stride = size // interleave, p.tensors[node.output].bytes // interleave
+    return (interleave - 1) * stride + run, run, stride
 
 
 def prune(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:

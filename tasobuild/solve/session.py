@@ -91,7 +91,7 @@ class Session:
         lo, hi = self.enc.tensor_bytes_range()
         out: set[tuple[int, int]] = set()
         for i, node in enumerate(self.problem.nodes):
-            safe_kinds: set[tuple[str, str, bool, str, int, bool]] = set()
+            safe_kinds: set[tuple[str, str, bool, str, int, bool, bool]] = set()
             order = sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k))
             for k in order:
                 c, w = node.choices[k], self._workspace[i][k]
@@ -123,7 +123,7 @@ class Session:
             for i, k in members:
                 c = self.problem.nodes[i].choices[k]
                 plain = [to_ns(d.time_ms) for d in self.problem.nodes[i].choices
-                         if not d.group and not d.no_buffer and not d.gathers
+                         if not d.group and not d.no_buffer and not d.gathers and not d.strided_out
                          and (d.layout_in, d.layout_out) == (c.layout_in, c.layout_out)]
                 if not plain:
                     break
