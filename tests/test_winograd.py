@@ -265,8 +265,8 @@ def test_registered_in_the_library() -> None:
 @pytest.mark.parametrize("flags", [("-march=native",), ("-ffreestanding", "-fno-builtin")], ids=["native", "portable"])
 def test_kernel_compiles_warning_free_with_small_stack(tmp_path: Path, flags: tuple[str, ...]) -> None:
     """-Wall -Wextra -pedantic clean (also freestanding, no SIMD extensions assumed), and every frame
-    (gcc -fstack-usage) bounded and under 1.5 KiB: the deepest call chain (kernel, driver, transform, generated
-    transform or tb_gemm) stays far under the 4 KiB rule."""
+    (gcc -fstack-usage) bounded and under 2 KiB: the kernel inlines its driver and transforms into one frame, and
+    the deepest call chain (that frame, tb_gemm and its A packing, about 1.6 KiB) stays under the 4 KiB rule."""
     src = kernels_dir() / "conv_winograd.c"
     done = subprocess.run(["cc", "-O3", *flags, "-ffp-contract=off", "-std=c99", "-Wall", "-Wextra", "-pedantic",
                            "-Werror", "-fstack-usage", f"-I{kernels_dir()}", "-c", str(src), "-o",
@@ -274,7 +274,7 @@ def test_kernel_compiles_warning_free_with_small_stack(tmp_path: Path, flags: tu
     assert done.returncode == 0, done.stderr
     usage = [line.split("\t") for line in (tmp_path / "w.su").read_text().splitlines()]
     assert usage and all(kind in ("static", "dynamic,bounded") for _, _, kind in usage), usage
-    assert max(int(size) for _, size, _ in usage) < 1536, usage
+    assert max(int(size) for _, size, _ in usage) < 2048, usage
 
 
 # ------------------------------------------------------------------------------------------------------ end to end
