@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -297,3 +298,26 @@ def test_resnet8_with_winograd_matches_onnxruntime(tmp_path: Path) -> None:
     assert_matches(ours, run_onnxruntime(model, x))
     chosen = [n["primitive"] for n in built.report["nodes"] if n["op"] == "conv"]
     assert any(name in BY_NAME for name in chosen), chosen  # measured 4x+ faster than direct on its 3x3 convs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which("qemu-aarch64") is None,
+                    reason="needs aarch64-linux-gnu-gcc and qemu-aarch64")
+def test_resnet8_with_winograd_for_the_cortex_a72_runs_under_qemu(tmp_path: Path) -> None:
+    """The same network for AArch64 (the transforms' plain-lane path, the GEMM's NEON one): built with the A72's
+    cross compiler from the model's costs, run under qemu-aarch64, within the end-to-end tolerance of ONNX
+    Runtime, with a Winograd conv in the plan."""
+    from tests.e2e import assert_matches, build_and_compile, run_binary, wrap_binary, write_target_spec
+    from tests.zoo import ensure_model
+    from tests.zoo.reference import random_input, run_onnxruntime
+
+    model = ensure_model("resnet8_torch")
+    allow = sorted(BY_NAME) + ["conv_direct_chw", "conv_direct_hwc"]
+    spec = write_target_spec(tmp_path, model, "cortex-a72", costs="model",
+                             extra="primitives = [" + ", ".join(f'"{a}"' for a in allow) + "]\n")
+    built = build_and_compile(spec)
+    chosen = [n["primitive"] for n in built.report["nodes"] if n["op"] == "conv"]
+    assert any(name in BY_NAME for name in chosen), chosen
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(wrap_binary(built.binary, ("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu")), x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
