@@ -8,8 +8,10 @@
  *      U_xi^T pre-packed at build time as the B operand: its 16-wide panels are loaded as vectors and reused across
  *      every tile of the block, which is what keeps deep layers with few tiles (weights >> activations) fast;
  *   3. output transform AT Y A of every tile and output channel, + bias, activation, clipped to the output edges.
- * The transforms run on `lanes` channels at a time so they vectorise. One gathered input tile row sits on the
- * stack; the half-transformed tile in a scratch area at the start of the workspace (2 alpha^2 lanes floats).
+ * The transforms run on `lanes` channels at a time, one vector of them (a zmm on AVX-512), and are inlined into
+ * each kernel with its variant's constants (TB_WINO_INLINE). An HWC tile row inside the input with all `lanes`
+ * channels live is transformed straight from the input; any other row is first gathered onto the stack (zeros
+ * outside). The half-transformed tile sits in a scratch area at the start of the workspace (2 alpha^2 lanes floats).
  *
  * A row view [oh_begin, oh_end) runs only the tile rows that intersect it and stores only its rows. The input
  * transform reads only the input rows the view needs, zero beyond them as in the padding: a tile straddling the
@@ -24,6 +26,14 @@
 #define NR TB_GEMM_NR
 #define MAX_ROW 112 /* alpha * lanes: at most 7 * 16 */
 
+/* The per-variant helpers are inlined into each kernel, so the variant's transforms (reached through constant
+ * function pointers) are inlined too and every count (alpha, lanes) is a constant. */
+#if defined(__GNUC__)
+#define TB_WINO_INLINE static inline __attribute__((always_inline))
+#else
+#define TB_WINO_INLINE static
+#endif
+
 static long round_up(long x, long to) { return (x + to - 1) / to * to; }
 
 /* Where element (c, y, x) of a (channels, h, w) tensor lives: c * chan + (y * w + x) * pixel. */
@@ -32,7 +42,7 @@ typedef struct {
     long chan, pixel;
 } wino_tensor;
 
-static wino_tensor tensor_of(int hwc, int c, int h, int w)
+TB_WINO_INLINE wino_tensor tensor_of(int hwc, int c, int h, int w)
 {
     wino_tensor t;
     t.w = w;
@@ -48,7 +58,7 @@ typedef struct {
     long cpad, mpad;  /* in_c and out_c rounded up to whole lanes: the row lengths of V and Y */
 } wino_plan;
 
-static wino_plan plan_of(const tb_wino_variant *v, const tb_conv *p, int max_block)
+TB_WINO_INLINE wino_plan plan_of(const tb_wino_variant *v, const tb_conv *p, int max_block)
 {
     wino_plan q;
     q.alpha = v->alpha;
@@ -68,8 +78,8 @@ static wino_plan plan_of(const tb_wino_variant *v, const tb_conv *p, int max_blo
 
 /* One row of an input tile for `live` channels from c0 into d[j * lanes + l] (zero outside the input rows the
  * view reads, outside the input and past the live channels). */
-static void gather_row(const wino_plan *q, const tb_conv *p, const float *restrict in, wino_tensor ti, int c0,
-                       int live, int y, int x0, float *restrict d)
+TB_WINO_INLINE void gather_row(const wino_plan *q, const tb_conv *p, const float *restrict in, wino_tensor ti,
+                               int c0, int live, int y, int x0, float *restrict d)
 {
     const int L = q->lanes;
     int j, l;
@@ -93,8 +103,9 @@ static void gather_row(const wino_plan *q, const tb_conv *p, const float *restri
 }
 
 /* V[tile][xi][cpad] for tiles [t0, t0 + nb): one tile's transform is one contiguous run. */
-static void input_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p, const float *restrict in,
-                            wino_tensor ti, int t0, int nb, float *restrict vbuf, float *restrict r)
+TB_WINO_INLINE void input_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p,
+                                    const float *restrict in, wino_tensor ti, int t0, int nb, float *restrict vbuf,
+                                    float *restrict r)
 {
     const int a = q->alpha, L = q->lanes;
     float d[MAX_ROW];
@@ -102,21 +113,28 @@ static void input_transform(const tb_wino_variant *v, const wino_plan *q, const 
     for (t = 0; t < nb; ++t) {
         const int y0 = ((t0 + t) / q->tiles_w) * q->m - p->pad_top;
         const int x0 = ((t0 + t) % q->tiles_w) * q->m - p->pad_left;
+        /* HWC rows of this tile read in place: all alpha pixels inside the input */
+        const int in_place_x = ti.chan == 1 && x0 >= 0 && x0 + a <= p->in_w;
         for (c0 = 0; c0 < q->cpad; c0 += L) {
             const int live = tb_min(L, p->in_c - c0);
             for (i = 0; i < a; ++i) {
-                gather_row(q, p, in, ti, c0, live, y0 + i, x0, d);
-                v->in_row(d, r + i * a * L);
+                const int y = y0 + i;
+                if (in_place_x && live == L && y >= q->in_y0 && y < q->in_y1) {
+                    tb_wino_in_row(v->id, in + c0 + ((long)y * ti.w + x0) * ti.pixel, ti.pixel, r + i * a * L);
+                } else {
+                    gather_row(q, p, in, ti, c0, live, y, x0, d);
+                    tb_wino_in_row(v->id, d, L, r + i * a * L);
+                }
             }
-            v->in_col(r, vbuf + (long)t * a * a * q->cpad + c0, q->cpad);
+            tb_wino_in_col(v->id, r, vbuf + (long)t * a * a * q->cpad + c0, q->cpad);
         }
     }
 }
 
 /* Bias + activation on the first n lanes of `pixels` runs of `lanes` results (the biases of those n channels; n is
  * short at the last channel), one loop per kind so it vectorises. */
-static void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int lanes, const float *restrict bias,
-                          int n)
+TB_WINO_INLINE void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int lanes,
+                                  const float *restrict bias, int n)
 {
     int k, l;
     for (k = 0; k < pixels; ++k) {
@@ -128,11 +146,43 @@ static void bias_act_tile(const tb_conv *p, float *restrict o, int pixels, int l
     }
 }
 
+#ifdef TB_WV_VECTORS
+typedef int tb_wi16 __attribute__((vector_size(64)));
+typedef int tb_wi8 __attribute__((vector_size(32)));
+#endif
+
+/* dst[l] = act(src[l] + bias[l]) for the L (8 or 16) lanes of one output pixel. Relu and none as vectors, with
+ * the bits of the scalar code (relu keeps x where x > 0, else +0: x & (x > 0)); the others through
+ * tb_bias_act_vec. */
+TB_WINO_INLINE void bias_act_store(const tb_conv *p, const float *restrict src, const float *restrict bias,
+                                   float *restrict dst, int L)
+{
+    int l;
+#ifdef TB_WV_VECTORS
+    if (p->act == TB_ACT_RELU || p->act == TB_ACT_NONE) {
+        const int relu = p->act == TB_ACT_RELU;
+        if (L == 16) {
+            tb_wv16 x = tb_wv16_ld(src) + tb_wv16_ld(bias);
+            if (relu) x = (tb_wv16)((tb_wi16)x & (x > 0.0f));
+            tb_wv16_st(dst, x);
+        } else
+            for (l = 0; l < L; l += 8) {
+                tb_wv8 x = tb_wv8_ld(src + l) + tb_wv8_ld(bias + l);
+                if (relu) x = (tb_wv8)((tb_wi8)x & (x > 0.0f));
+                tb_wv8_st(dst + l, x);
+            }
+        return;
+    }
+#endif
+    for (l = 0; l < L; ++l) dst[l] = src[l];
+    tb_bias_act_vec(dst, L, bias, p->act, p->act_a, p->act_b);
+}
+
 /* Out channels [oc_begin, oc_end) x rows [oh_begin, oh_end) of tiles [t0, t0 + nb) from Y[tile][xi][mpad], whose
  * lane chunks [n0, n1) cover the channel range. */
-static void output_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p,
-                             const float *restrict bias, float *restrict out, wino_tensor to, int t0, int nb,
-                             const float *restrict ybuf, int n0, int n1, float *restrict r)
+TB_WINO_INLINE void output_transform(const tb_wino_variant *v, const wino_plan *q, const tb_conv *p,
+                                     const float *restrict bias, float *restrict out, wino_tensor to, int t0,
+                                     int nb, const float *restrict ybuf, int n0, int n1, float *restrict r)
 {
     const int mo = q->m, L = q->lanes;
     float *restrict o = r + mo * q->alpha * L;
@@ -144,8 +194,15 @@ static void output_transform(const tb_wino_variant *v, const wino_plan *q, const
         const int cols = tb_min(mo, p->out_w - ox0);
         for (m0 = n0; m0 < n1; m0 += L) {
             const int lo = tb_max(m0, p->oc_begin), n = tb_min(m0 + L, p->oc_end) - lo;
-            v->out_col(ybuf + (long)t * q->alpha * q->alpha * q->mpad + m0, q->mpad, r);
-            v->out_row(r, o);
+            tb_wino_out_col(v->id, ybuf + (long)t * q->alpha * q->alpha * q->mpad + m0, q->mpad, r);
+            tb_wino_out_row(v->id, r, o);
+            if (n == L && !p->accumulate && to.chan == 1) { /* HWC, every lane: whole vectors */
+                for (i = row0; i < rows; ++i)
+                    for (j = 0; j < cols; ++j)
+                        bias_act_store(p, o + (i * mo + j) * L, bias + lo,
+                                       out + lo + ((long)(oy0 + i) * to.w + ox0 + j) * to.pixel, L);
+                continue;
+            }
             if (!p->accumulate) bias_act_tile(p, o + (lo - m0), mo * mo, L, bias + lo, n);
             for (i = row0; i < rows; ++i)
                 for (j = 0; j < cols; ++j) {
@@ -162,9 +219,9 @@ static void output_transform(const tb_wino_variant *v, const wino_plan *q, const
     }
 }
 
-static void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, wino_tensor ti, wino_tensor to,
-                     const float *restrict in, const float *restrict u, const float *restrict bias,
-                     float *restrict out, float *restrict ws)
+TB_WINO_INLINE void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, wino_tensor ti,
+                             wino_tensor to, const float *restrict in, const float *restrict u,
+                             const float *restrict bias, float *restrict out, float *restrict ws)
 {
     const wino_plan q = plan_of(v, p, max_block);
     const int aa = q.alpha * q.alpha;
@@ -193,9 +250,9 @@ static void winograd(const tb_wino_variant *v, int max_block, const tb_conv *p, 
     }
 }
 
-static void winograd_layout(const tb_wino_variant *v, int max_block, int hwc, const tb_conv *p,
-                            const float *restrict in, const float *restrict u, const float *restrict bias,
-                            float *restrict out, float *restrict ws)
+TB_WINO_INLINE void winograd_layout(const tb_wino_variant *v, int max_block, int hwc, const tb_conv *p,
+                                    const float *restrict in, const float *restrict u, const float *restrict bias,
+                                    float *restrict out, float *restrict ws)
 {
     const int out_pixel = hwc && p->out_ps ? p->out_ps : p->out_c; /* HWC: a concat slice's pixel stride */
     winograd(v, max_block, p, tensor_of(hwc, p->in_c, p->in_h, p->in_w), tensor_of(hwc, out_pixel, p->out_h, p->out_w),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -265,8 +266,8 @@ def test_registered_in_the_library() -> None:
 @pytest.mark.parametrize("flags", [("-march=native",), ("-ffreestanding", "-fno-builtin")], ids=["native", "portable"])
 def test_kernel_compiles_warning_free_with_small_stack(tmp_path: Path, flags: tuple[str, ...]) -> None:
     """-Wall -Wextra -pedantic clean (also freestanding, no SIMD extensions assumed), and every frame
-    (gcc -fstack-usage) bounded and under 1.5 KiB: the deepest call chain (kernel, driver, transform, generated
-    transform or tb_gemm) stays far under the 4 KiB rule."""
+    (gcc -fstack-usage) bounded and under 2 KiB: the kernel inlines its driver and transforms into one frame, and
+    the deepest call chain (that frame, tb_gemm and its A packing, about 1.6 KiB) stays under the 4 KiB rule."""
     src = kernels_dir() / "conv_winograd.c"
     done = subprocess.run(["cc", "-O3", *flags, "-ffp-contract=off", "-std=c99", "-Wall", "-Wextra", "-pedantic",
                            "-Werror", "-fstack-usage", f"-I{kernels_dir()}", "-c", str(src), "-o",
@@ -274,7 +275,7 @@ def test_kernel_compiles_warning_free_with_small_stack(tmp_path: Path, flags: tu
     assert done.returncode == 0, done.stderr
     usage = [line.split("\t") for line in (tmp_path / "w.su").read_text().splitlines()]
     assert usage and all(kind in ("static", "dynamic,bounded") for _, _, kind in usage), usage
-    assert max(int(size) for _, size, _ in usage) < 1536, usage
+    assert max(int(size) for _, size, _ in usage) < 2048, usage
 
 
 # ------------------------------------------------------------------------------------------------------ end to end
@@ -297,3 +298,26 @@ def test_resnet8_with_winograd_matches_onnxruntime(tmp_path: Path) -> None:
     assert_matches(ours, run_onnxruntime(model, x))
     chosen = [n["primitive"] for n in built.report["nodes"] if n["op"] == "conv"]
     assert any(name in BY_NAME for name in chosen), chosen  # measured 4x+ faster than direct on its 3x3 convs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which("qemu-aarch64") is None,
+                    reason="needs aarch64-linux-gnu-gcc and qemu-aarch64")
+def test_resnet8_with_winograd_for_the_cortex_a72_runs_under_qemu(tmp_path: Path) -> None:
+    """The same network for AArch64 (the transforms' plain-lane path, the GEMM's NEON one): built with the A72's
+    cross compiler from the model's costs, run under qemu-aarch64, within the end-to-end tolerance of ONNX
+    Runtime, with a Winograd conv in the plan."""
+    from tests.e2e import assert_matches, build_and_compile, run_binary, wrap_binary, write_target_spec
+    from tests.zoo import ensure_model
+    from tests.zoo.reference import random_input, run_onnxruntime
+
+    model = ensure_model("resnet8_torch")
+    allow = sorted(BY_NAME) + ["conv_direct_chw", "conv_direct_hwc"]
+    spec = write_target_spec(tmp_path, model, "cortex-a72", costs="model",
+                             extra="primitives = [" + ", ".join(f'"{a}"' for a in allow) + "]\n")
+    built = build_and_compile(spec)
+    chosen = [n["primitive"] for n in built.report["nodes"] if n["op"] == "conv"]
+    assert any(name in BY_NAME for name in chosen), chosen
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(wrap_binary(built.binary, ("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu")), x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))

@@ -149,71 +149,113 @@ def _expression(row: tuple[Fraction, ...], names: list[str]) -> str:
     return text[2:] if text.startswith("+ ") else "-" + text[2:]
 
 
-def _apply(matrix: Matrix, load: Callable[[int], str], store: Callable[[int], str], indent: str) -> list[str]:
-    """Loads of the inputs into locals, then one statement per output row of `matrix`."""
-    names = [f"x{k}" for k in range(len(matrix[0]))]
-    loads = [f"{n} = {load(k)}" for k, n in enumerate(names)]
-    lines = [indent + "const float " + ", ".join(loads[k:k + 3]) + ";" for k in range(0, len(loads), 3)]
-    lines += [f"{indent}{store(i)} = {_expression(row, names)};" for i, row in enumerate(matrix)]
-    return lines
-
-
 def _render_variant(v: WinogradVariant) -> str:
     at, _, bt = v.matrices()
     a, mo, lanes, p = v.alpha, v.m, v.lanes, f"tb_wino_{v.name}"
+    vec, step = f"tb_wv{lanes}", f"TB_WV{lanes}_STEP"
     points = ", ".join(str(x) for x in v.points)
+
+    def body(matrix: Matrix, load: Callable[[int], str], store: Callable[[int, str], str]) -> list[str]:
+        names = [f"x{k}" for k in range(len(matrix[0]))]
+        loads = [f"{n} = {vec}_ld({load(k)})" for k, n in enumerate(names)]
+        lines = [f"        const {vec} " + ", ".join(loads[k:k + 2]) + ";" for k in range(0, len(loads), 2)]
+        return lines + [f"        {store(i, _expression(row, names))};" for i, row in enumerate(matrix)]
+
+    def loop(lines: list[str]) -> list[str]:
+        return [f"    for (l = 0; l < {lanes}; l += {step}) {{", *lines, "    }"]
+
     out = [f"/* F({mo}x{mo},{v.r}x{v.r}): alpha {a}, points {points}, infinity; {lanes} lanes. */"]
-    out += [f"static void {p}_in_row(const float *restrict d, float *restrict r)",
-            "{", "    int l;", f"    for (l = 0; l < {lanes}; ++l) {{"]
-    out += _apply(bt, lambda k: f"d[{k * lanes} + l]", lambda i: f"r[{i * lanes} + l]", "        ")
-    out += ["    }", "}", ""]
-    # in_col computes a column into a local array, then stores each row in its own loop: one store stream per loop
-    # (alpha streams at a runtime stride in one loop defeat GCC's vectoriser: they might overlap)
-    out += [f"static void {p}_in_col(const float *restrict r, float *restrict v, long vs)",
-            "{", f"    float col[{a * lanes}];", "    int i, j, l;", f"    for (j = 0; j < {a}; ++j) {{",
-            f"        for (l = 0; l < {lanes}; ++l) {{"]
-    out += _apply(bt, lambda k: f"r[({k * a} + j) * {lanes} + l]", lambda i: f"col[{i * lanes} + l]",
-                  "            ")
-    out += ["        }", f"        for (i = 0; i < {a}; ++i)", f"            for (l = 0; l < {lanes}; ++l) "
-            f"v[(i * {a} + j) * vs + l] = col[i * {lanes} + l];", "    }", "}", ""]
-    out += [f"static void {p}_out_col(const float *restrict y, long ys, float *restrict r)",
-            "{", "    int j, l;", f"    for (j = 0; j < {a}; ++j)", f"        for (l = 0; l < {lanes}; ++l) {{"]
-    out += _apply(at, lambda k: f"y[({k * a} + j) * ys + l]", lambda i: f"r[({i * a} + j) * {lanes} + l]",
-                  "            ")
-    out += ["        }", "}", ""]
-    out += [f"static void {p}_out_row(const float *restrict r, float *restrict o)",
-            "{", "    int i, l;", f"    for (i = 0; i < {mo}; ++i)", f"        for (l = 0; l < {lanes}; ++l) {{"]
-    out += _apply(at, lambda k: f"r[(i * {a} + {k}) * {lanes} + l]", lambda j: f"o[(i * {mo} + {j}) * {lanes} + l]",
-                  "            ")
-    out += ["        }", "}", ""]
-    out += [f"static const tb_wino_variant {p} = {{{a}, {mo}, {lanes}, {p}_in_row, {p}_in_col,",
-            f"                                       {p}_out_col, {p}_out_row}};", ""]
+    out += [f"TB_WINO_TF_INLINE void {p}_in_row(const float *restrict d, long ds, float *restrict r)", "{",
+            "    int l;"]
+    out += loop(body(bt, lambda k: f"d + {k} * ds + l",
+                     lambda i, e: f"{vec}_st(r + {i * lanes} + l, {e})"))
+    out += ["}", ""]
+    out += [f"TB_WINO_TF_INLINE void {p}_in_col(const float *restrict r, float *restrict v, long vs)", "{",
+            "    int j, l;", f"    for (j = 0; j < {a}; ++j)"]
+    out += ["    " + line for line in loop(body(bt, lambda k: f"r + ({k * a} + j) * {lanes} + l",
+                                              lambda i, e: f"{vec}_st(v + ({i * a} + j) * vs + l, {e})"))]
+    out += ["}", ""]
+    out += [f"TB_WINO_TF_INLINE void {p}_out_col(const float *restrict y, long ys, float *restrict r)", "{",
+            "    int j, l;", f"    for (j = 0; j < {a}; ++j)"]
+    out += ["    " + line for line in loop(body(at, lambda k: f"y + ({k * a} + j) * ys + l",
+                                              lambda i, e: f"{vec}_st(r + ({i * a} + j) * {lanes} + l, {e})"))]
+    out += ["}", ""]
+    out += [f"TB_WINO_TF_INLINE void {p}_out_row(const float *restrict r, float *restrict o)", "{", "    int i, l;",
+            f"    for (i = 0; i < {mo}; ++i)"]
+    out += ["    " + line for line in loop(body(at, lambda k: f"r + (i * {a} + {k}) * {lanes} + l",
+                                              lambda j, e: f"{vec}_st(o + (i * {mo} + {j}) * {lanes} + l, {e})"))]
+    out += ["}", ""]
+    out += [f"static const tb_wino_variant {p} = {{{VARIANTS.index(v)}, {a}, {mo}, {lanes}}};", ""]
     return "\n".join(out)
+
+
+# The transforms by variant id: a constant id (the kernels inline everything) leaves one direct, inlined call.
+_DISPATCH = (("in_row", "const float *restrict d, long ds, float *restrict r", "d, ds, r"),
+             ("in_col", "const float *restrict r, float *restrict v, long vs", "r, v, vs"),
+             ("out_col", "const float *restrict y, long ys, float *restrict r", "y, ys, r"),
+             ("out_row", "const float *restrict r, float *restrict o", "r, o"))
+
+
+def _render_dispatch() -> str:
+    out = []
+    for op, params, args in _DISPATCH:
+        out += [f"TB_WINO_TF_INLINE void tb_wino_{op}(int id, {params})", "{", "    switch (id) {"]
+        out += [f"    case {k}: tb_wino_{v.name}_{op}({args}); break;" for k, v in enumerate(VARIANTS)]
+        out += ["    default: break;", "    }", "}", ""]
+    return "\n".join(out)
+
+
+# One vector of `lanes` floats: a GCC/Clang vector on AVX-512 (a zmm whatever -mprefer-vector-width says), else a
+# plain float stepped lane by lane, left to the auto-vectoriser (lowered to narrower SIMD, AVX2's or NEON's, the
+# 16-float vectors of a whole tile spill: frames of 4.5 KiB, past the stack rule). Loads and stores are
+# macros through a float-aligned, may_alias type (the operands are only float-aligned; a function taking or
+# returning a vector would change the ABI where the ISA lacks it). Lane-wise: the bits are those of scalar code.
+_VECTOR_TYPES = """#if defined(__GNUC__) && defined(__AVX512F__)
+#define TB_WINO_TF_INLINE static inline __attribute__((always_inline))
+typedef float tb_wv16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float tb_wv8 __attribute__((vector_size(32), aligned(4), may_alias));
+#define TB_WV_VECTORS 1
+#define TB_WV16_STEP 16
+#define TB_WV8_STEP 8
+#define tb_wv16_ld(p) (*(const tb_wv16 *)(p))
+#define tb_wv16_st(p, x) (*(tb_wv16 *)(p) = (x))
+#define tb_wv8_ld(p) (*(const tb_wv8 *)(p))
+#define tb_wv8_st(p, x) (*(tb_wv8 *)(p) = (x))
+#else
+#define TB_WINO_TF_INLINE static
+typedef float tb_wv16;
+typedef float tb_wv8;
+#define TB_WV16_STEP 1
+#define TB_WV8_STEP 1
+#define tb_wv16_ld(p) (*(p))
+#define tb_wv16_st(p, x) (*(p) = (x))
+#define tb_wv8_ld(p) (*(p))
+#define tb_wv8_st(p, x) (*(p) = (x))
+#endif
+"""
 
 
 def render_transforms() -> str:
     """kernels_pyx/tb_winograd_tf.h: the transforms of every variant as straight-line C over `lanes` lanes."""
     head = [
         "/* Generated by tasobuild/primitives/conv_winograd.py (render_transforms) from the exact Cook-Toom matrices:",
-        " * do not edit. Per variant, over `lanes` independent lanes (tiles in CHW, channels in HWC), lane l of",
-        " * element k at k * lanes + l unless a stride is given:",
-        " *   in_row:  r[j] = sum_k BT[j][k] d[k]                  (one input tile row, d B)",
+        " * do not edit. Per variant, over `lanes` independent lanes (channels), one vector of them at a time, lane l",
+        " * of element k at k * lanes + l unless a stride is given:",
+        " *   in_row:  r[j] = sum_k BT[j][k] d[k * ds]             (one input tile row, d B)",
         " *   in_col:  v[(i*alpha + j) * vs] = sum_k BT[i][k] r[k][j] (BT (d B), to the GEMM operands)",
         " *   out_col: r[i][j] = sum_k AT[i][k] y[(k*alpha + j) * ys] (AT Y, from the GEMM results)",
         " *   out_row: o[i][j] = sum_k AT[j][k] r[i][k]              ((AT Y) A, the m x m output tile) */",
         "#ifndef TB_WINOGRAD_TF_H",
         "#define TB_WINOGRAD_TF_H",
         "",
+        _VECTOR_TYPES,
         "typedef struct {",
-        "    int alpha, m, lanes;",
-        "    void (*in_row)(const float *restrict d, float *restrict r);",
-        "    void (*in_col)(const float *restrict r, float *restrict v, long vs);",
-        "    void (*out_col)(const float *restrict y, long ys, float *restrict r);",
-        "    void (*out_row)(const float *restrict r, float *restrict o);",
+        "    int id, alpha, m, lanes; /* id: which transforms tb_wino_in_row etc. run */",
         "} tb_wino_variant;",
         "",
     ]
-    return "\n".join(head) + "\n" + "\n".join(_render_variant(v) for v in VARIANTS) + "#endif\n"
+    variants = "\n".join(_render_variant(v) for v in VARIANTS)
+    return "\n".join(head) + "\n" + variants + "\n" + _render_dispatch() + "#endif\n"
 
 
 # ------------------------------------------------------------------------------------------------ the registry
