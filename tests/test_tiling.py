@@ -437,6 +437,35 @@ def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: 
     np.testing.assert_allclose(out, ir_interpreter.run(graph, x).reshape(-1), rtol=1e-4, atol=1e-5)
 
 
+def test_channel_groups_are_costed_as_they_run_and_a_frozen_build_replays_it(tmp_path: Path) -> None:
+    """Where every cost is measured here, each channel group is timed as one pass over its calls in sequence (its
+    run), and the solver sees that time, shared by its members; the lock records the runs' costs, so a --frozen
+    build replays the plan without measuring."""
+    from tasobuild.pipeline import Solve, load, price
+    from tasobuild.tiling.channels import ChannelGroup, run_call
+
+    model = pointwise_pair_model(tmp_path / "pair.onnx")
+    tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
+    spec = write_spec(tmp_path, model, memory=f"{tiled} B", extra="tiling = true\n")
+    inputs = load(spec)
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    groups = [g for g in priced.groups if isinstance(g, ChannelGroup)]
+    assert groups
+    for group in groups:
+        run = priced.costed.costs[run_call(group).key()]
+        assert run.source == "measured" and run_call(group).key().startswith("sequence(calls=")
+        assert sum(group.member_ms) == pytest.approx(run.median_ms, rel=1e-9)
+    built = build_and_compile(spec)
+    assert _fdt_groups(built.report), built.report["nodes"]
+    lock = (tmp_path / "taso.lock").read_text()
+    assert 'call = "sequence(calls=' in lock
+    frozen = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
+    assert frozen["profiled"] == 0 and _fdt_groups(frozen) == _fdt_groups(built.report)
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
 def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
     """FDT's identity, on the NumPy reference: the last conv over input channels [c0, c1), summed over the slices
     (the bias once), is the whole conv."""

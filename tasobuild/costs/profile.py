@@ -19,6 +19,7 @@ import filelock
 import numpy as np
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey
+from tasobuild.digest import sha256_bytes
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.parallel import buffer_bytes
 from tasobuild.progress import counting
@@ -31,10 +32,6 @@ class Bench(Protocol):
 
     def bench(self, call: KernelCall, buffers: Mapping[str, np.ndarray], warmup: int, reps: int) -> np.ndarray: ...
 
-
-class SequenceBench(Protocol):
-    """What timing calls in sequence needs of `tasobuild.native.Kernels`."""
-
     def bench_sequence(self, calls: Sequence[KernelCall], buffers: Sequence[Mapping[str, np.ndarray]], warmup: int,
                        reps: int) -> np.ndarray: ...
 
@@ -42,6 +39,22 @@ class SequenceBench(Protocol):
 # A call made in a sequence, its roles' buffers named: calls naming the same buffer share it, as the program's
 # calls share arena memory (a fused group's slice buffers, its whole input and output).
 Named = tuple[KernelCall, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class SequenceCall(KernelCall):
+    """Calls made one after another on named shared buffers (a fused group as the program runs it), costed as one
+    call: `measure_call` times a pass over them all (`measure_sequence`). It runs no kernel of its own; its key is
+    "sequence(calls=N,of=D)", D a digest of the calls' keys and buffer names."""
+
+    sequence: tuple[tuple[KernelCall, tuple[tuple[str, str], ...]], ...] = ()
+
+    @staticmethod
+    def of(named: Sequence[Named]) -> SequenceCall:
+        calls = tuple((call, tuple(sorted(names.items()))) for call, names in named)
+        digest = sha256_bytes(repr([(call.key(), names) for call, names in calls]).encode())
+        return SequenceCall("sequence", "", (("calls", len(calls)), ("of", int(digest[:15], 16))), (), (),
+                            sequence=calls)
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,8 @@ def make_buffers(call: KernelCall, seed: int = 0) -> dict[str, np.ndarray]:
 
 def measure_call(call: KernelCall, kernels: Bench, policy: MeasurePolicy = MeasurePolicy()) -> Cost:
     """Time one call (see the module docstring); always times at least `policy.min_reps` runs."""
+    if isinstance(call, SequenceCall):
+        return measure_sequence([(c, dict(names)) for c, names in call.sequence], kernels, policy)
     buffers = make_buffers(call, policy.seed)
     return _timed(lambda warmup, reps: kernels.bench(call, buffers, warmup, reps), policy)
 
@@ -154,7 +169,7 @@ def sequence_buffers(sequence: Sequence[Named], seed: int = 0) -> list[dict[str,
     return [{role: arrays[names[role]] for role in call.args} for call, names in sequence]
 
 
-def measure_sequence(sequence: Sequence[Named], kernels: SequenceBench, policy: MeasurePolicy = MeasurePolicy()
+def measure_sequence(sequence: Sequence[Named], kernels: Bench, policy: MeasurePolicy = MeasurePolicy()
                      ) -> Cost:
     """Time the calls made one after another on their named buffers (as a fused group runs them: each finds what
     the one before left in the caches), by the policy of a single call; the cost is of one pass over them all."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
+from tasobuild.costs.profile import SequenceCall
 from tasobuild.emit.program import Step
 from tasobuild.ir import LAYOUTS, NO_ACTIVATION, Constant, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall, activation_fields
@@ -186,8 +187,15 @@ class ChannelOption:
         width = max(c1 - c0 for c0, c1 in self.slices)
         sizes = tuple(width * graph.shape(graph.nodes[i].output).h * graph.shape(graph.nodes[i].output).w * 4
                       for i in self.members[:-1])
-        return ChannelGroup(self.name, self.members, self.layout, self.slices, chosen,
-                            tuple(calls_ms(o.calls, costs) for o in chosen), Workspace.of(sizes, chosen))
+        group = ChannelGroup(self.name, self.members, self.layout, self.slices, chosen,
+                             tuple(calls_ms(o.calls, costs) for o in chosen), Workspace.of(sizes, chosen))
+        run = costs.get(run_call(group).key())
+        if run is None:
+            return group
+        # timed as it runs: the members share the pass's time as they share the sum of their calls' times
+        total = sum(group.member_ms)
+        return replace(group, member_ms=tuple(run.median_ms * ms / total if total > 0 else run.median_ms / len(chosen)
+                                              for ms in group.member_ms))
 
 
 def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],
@@ -283,7 +291,19 @@ class ChannelGroup(GroupBase):
         return sliced_steps(self, graph, plan, arena, weights)
 
 
-KIND = Kind(NAME, fusable, distinct)  # keeps every slice width's group
+def run_call(group: ChannelGroup) -> SequenceCall:
+    """The group as the program runs it, to time as one call: every slice's calls in turn, then the activation
+    pass, on buffers shared as in the arena (each slice re-reads the input, the last conv adds into the output)."""
+    return SequenceCall.of([named for step in sequence(group) for named in step])
+
+
+def runs(groups: Sequence[Group]) -> tuple[KernelCall, ...]:
+    """A channel group is timed as it runs: its slices' calls, each costed alone and warm, run slower in sequence
+    (each slice re-reads the path's input, partial sums go in and out of the output, the loops are short)."""
+    return tuple(run_call(g) for g in groups if isinstance(g, ChannelGroup))
+
+
+KIND = Kind(NAME, fusable, distinct, runs)  # keeps every slice width's group
 
 
 def sequence(group: ChannelGroup) -> list[list[tuple[KernelCall, dict[str, str]]]]:
