@@ -20,7 +20,11 @@ costed like its slices (the bias is already in, from the first slice).
 A slice is a tensor of its own with fewer channels, in any layout, and each slice's call is an ordinary kernel call
 on it (`sliced_node`), with the weights of its channels: costed, profiled and emitted like any other call. A path
 runs in one layout; each member tries its fastest primitives (by untiled cost) for that layout. Lowering makes a step
-per slice (`sliced_steps`).
+per slice (`sliced_steps`) from the group's calls in program order (`sequence`).
+
+Its calls timed alone and warm miss what running them in turn costs (each slice re-reads the path's input, the
+partial sums go in and out of the output, the loops are short), so where costs are measured here each group is also
+timed as it runs (`runs`: the whole `sequence` as one costs.profile.SequenceCall), and that time is the group's.
 """
 
 from __future__ import annotations
