@@ -22,6 +22,9 @@ cdef extern from "tb_dispatch.h":
                           double *seconds) nogil
     int tb_dispatch_bench_parallel(int i, const char *params, int params_size, int parts, float **bufs,
                                    const long *offsets, int warmup, int reps, double *seconds) nogil
+    int tb_dispatch_bench_sequence(int n, const int *index, const char *params, const int *params_at,
+                                   const int *params_size, float **bufs, int warmup, int reps,
+                                   double *seconds) nogil
 
 
 def kernels():
@@ -103,4 +106,39 @@ def bench_parallel(str name, bytes params, int parts, list arrays, offsets, int 
         raise ValueError(f"{name}: parameter struct is {tb_dispatch_params_size(i)} bytes, got {n}")
     if status != 0:
         raise ValueError(f"{name}: cannot run {parts} threads here")
+    return seconds
+
+
+def bench_sequence(list names, list params, list arrays, int warmup, int reps):
+    """bench() of calls made one after another (names[k] with params[k] and arrays[k]), as a fused group runs
+    them: each time is one pass over them all."""
+    cdef int n = len(names), k, status
+    if reps < 1 or warmup < 0 or n < 1 or len(params) != n or len(arrays) != n:
+        raise ValueError("bench_sequence: bad reps, warmup, or names, params and arrays of different lengths")
+    index = np.zeros(n, dtype=np.intc)
+    at = np.zeros(n, dtype=np.intc)
+    sizes = np.zeros(n, dtype=np.intc)
+    cdef int[::1] idx = index, p_at = at, p_size = sizes
+    pointers = np.zeros(n * TB_DISPATCH_MAX_BUFFERS, dtype=np.uintp)
+    cdef size_t[::1] ptrs = pointers
+    cdef float *bufs[16]
+    joined = b"".join(params)
+    offset = 0
+    for k in range(n):
+        idx[k] = _pointers(names[k], arrays[k], bufs)
+        for b in range(len(arrays[k])):
+            ptrs[k * TB_DISPATCH_MAX_BUFFERS + b] = <size_t>bufs[b]
+        p_at[k] = offset
+        p_size[k] = len(params[k])
+        offset += len(params[k])
+    cdef const char *p = joined
+    seconds = np.zeros(reps, dtype=np.float64)
+    cdef double[::1] out = seconds
+    with nogil:
+        status = tb_dispatch_bench_sequence(n, &idx[0], p, &p_at[0], &p_size[0], <float **>&ptrs[0], warmup,
+                                            reps, &out[0])
+    if status == -1:
+        raise ValueError("bench_sequence: a parameter struct of the wrong size")
+    if status != 0:
+        raise MemoryError("bench_sequence: no memory for the parameters")
     return seconds

@@ -280,13 +280,14 @@ def fastest_workspace(problem: Problem) -> dict[str, int]:
 def price(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Priced:
     """Stages 1-4: what the solver is asked."""
     from tasobuild.candidates import faster_transforms
+    from tasobuild.costs.stage import measures_here
     from tasobuild.decide import to_problem
 
     spec, graph = inputs.spec, inputs.graph
     nodes, transforms = candidates_of(spec, graph, memo, resolved_threads(spec, inputs.target))  # 1
     costed = decider.costs(all_calls(nodes, transforms))  # 2
     transforms = faster_transforms(transforms, costed.costs)  # a split transform where it is faster
-    groups, costed = fused_tiling(spec, graph, nodes, costed, decider)  # 3
+    groups, costed = fused_tiling(spec, graph, nodes, costed, decider, measures_here(spec, inputs.target))  # 3
     problem = to_problem(graph, nodes, transforms, costed.costs, groups)  # 4
     return Priced(nodes, transforms, costed, groups, problem)
 
@@ -323,15 +324,24 @@ def merged(first: Costed, second: Costed) -> Costed:
     return Costed({**first.costs, **second.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
 
 
-def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider
-                 ) -> tuple[tuple[Group, ...], Costed]:
+def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider,
+                 as_they_run: bool = False) -> tuple[tuple[Group, ...], Costed]:
     """Stage 3: the fused groups on offer (none unless optimizer.tiling is on) and the costs with their calls'.
-    Which groups are offered depends on the untiled costs, so their calls are costed second."""
+    Which groups are offered depends on the untiled costs, so their calls are costed second; `as_they_run`
+    (costs.stage.measures_here), the groups whose kind says so are then timed as they run, their calls in
+    sequence (tiling.runs), third."""
+    from tasobuild import tiling
+
     options = tiling_options(spec, graph, nodes, costed.costs)
     tiled = tiled_calls(options)
     if tiled:
         costed = merged(costed, decider.costs(tiled))
-    return fused(graph, options, costed.costs), costed
+    groups = fused(graph, options, costed.costs)
+    runs = tiling.runs(groups) if as_they_run else []
+    if runs:
+        costed = merged(costed, decider.costs(runs))
+        groups = fused(graph, options, costed.costs)
+    return groups, costed
 
 
 def tiling_options(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost]

@@ -390,6 +390,84 @@ def test_a_path_runs_slices_through_pooling_element_wise_and_depthwise_operators
     assert_matches(ours, run_onnxruntime(model, x))
 
 
+def test_a_groups_calls_in_sequence_name_the_buffers_the_program_shares(tmp_path: Path) -> None:
+    """What the profiler times for a channel group is what the program runs: per slice each member's call, the
+    first reading the path's input, each next one the slice its predecessor wrote, the last adding into the whole
+    output; then the activation pass."""
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.channels import sequence
+
+    group = _channel_group(import_onnx(pointwise_pair_model(tmp_path / "pair.onnx")), 32)
+    steps = sequence(group)  # type: ignore[arg-type]
+    assert [len(step) for step in steps] == [3, 3, 3, 1]
+    assert [(names["in0"], names["out"]) for _, names in steps[1]] == [("in", "slice0"), ("slice0", "slice1"),
+                                                                       ("slice1", "out")]
+    assert [names["w0"] for _, names in steps[2]] == ["w0.2.w0", "w1.2.w0", "w2.2.w0"]  # slice 2's own weights
+    assert all(names["ws"] == "ws" for step in steps[:3] for call, names in step if "ws" in call.args)
+    assert {role: name for role, name in steps[0][0][1].items() if role.startswith("w") and role != "ws"} == {
+        "w0": "w0.0.w0", "w1": "w0.0.w1"}  # the first conv's weights and bias for slice 0
+    assert steps[3][0][0].function == "tb_act_inplace" and steps[3][0][1] == {"out": "out"}
+
+
+def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: Path) -> None:
+    """Kernels.bench_sequence makes the calls one after another on shared buffers: one pass of a channel group's
+    sequence, with its slices' real weights, leaves the untiled network's output in "out"."""
+    from tasobuild import native
+    from tasobuild.costs.profile import sequence_buffers
+    from tasobuild.importer import import_onnx
+    from tasobuild.primitives.registry import library
+    from tasobuild.tiling.channels import sequence
+    from tests import ir_interpreter
+
+    graph = import_onnx(pointwise_pair_model(tmp_path / "pair.onnx"))
+    group = _channel_group(graph, 32)
+    named = [c for step in sequence(group) for c in step]  # type: ignore[arg-type]
+    buffers = sequence_buffers(named)
+    primitives = {p.name: p for p in library()}
+    x = np.random.default_rng(1).standard_normal(8 * 4 * 4).astype(np.float32)
+    for (call, names), arrays in zip(named, buffers):
+        for role in call.args:
+            if names[role] == "in":
+                arrays[role][:] = x
+            elif names[role].startswith("w"):  # "w<member>.<slice>.w<k>": that slice's k-th transformed weight
+                j, s, k = names[role][1:].split(".")
+                run = group.chosen[int(j)]  # type: ignore[attr-defined]
+                weight = primitives[run.primitive].weights(*run.parts[int(s)])[int(k[1:])].reshape(-1)
+                arrays[role][:weight.size] = weight
+    native.load().bench_sequence([c for c, _ in named], buffers, 0, 1)
+    out = next(a["out"] for (_, names), a in zip(named, buffers) if names.get("out") == "out")
+    np.testing.assert_allclose(out, ir_interpreter.run(graph, x).reshape(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_channel_groups_are_costed_as_they_run_and_a_frozen_build_replays_it(tmp_path: Path) -> None:
+    """Where every cost is measured here, each channel group is timed as one pass over its calls in sequence (its
+    run), and the solver sees that time, shared by its members; the lock records the runs' costs, so a --frozen
+    build replays the plan without measuring."""
+    from tasobuild.pipeline import Solve, load, price
+    from tasobuild.tiling.channels import ChannelGroup, run_call
+
+    model = pointwise_pair_model(tmp_path / "pair.onnx")
+    tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
+    spec = write_spec(tmp_path, model, memory=f"{tiled} B", extra="tiling = true\n")
+    inputs = load(spec)
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    groups = [g for g in priced.groups if isinstance(g, ChannelGroup)]
+    assert groups
+    for group in groups:
+        run = priced.costed.costs[run_call(group).key()]
+        assert run.source == "measured" and run_call(group).key().startswith("sequence(calls=")
+        assert sum(group.member_ms) == pytest.approx(run.median_ms, rel=1e-9)
+    built = build_and_compile(spec)
+    assert _fdt_groups(built.report), built.report["nodes"]
+    lock = (tmp_path / "taso.lock").read_text()
+    assert 'call = "sequence(calls=' in lock
+    frozen = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
+    assert frozen["profiled"] == 0 and _fdt_groups(frozen) == _fdt_groups(built.report)
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
 def test_slices_of_the_last_conv_sum_to_the_whole() -> None:
     """FDT's identity, on the NumPy reference: the last conv over input channels [c0, c1), summed over the slices
     (the bias once), is the whole conv."""

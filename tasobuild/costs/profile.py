@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
@@ -19,6 +19,7 @@ import filelock
 import numpy as np
 
 from tasobuild.costs.cache import Cost, CostCache, CostKey
+from tasobuild.digest import sha256_bytes
 from tasobuild.primitives import KernelCall
 from tasobuild.primitives.parallel import buffer_bytes
 from tasobuild.progress import counting
@@ -30,6 +31,30 @@ class Bench(Protocol):
     """What the profiler needs of `tasobuild.native.Kernels`."""
 
     def bench(self, call: KernelCall, buffers: Mapping[str, np.ndarray], warmup: int, reps: int) -> np.ndarray: ...
+
+    def bench_sequence(self, calls: Sequence[KernelCall], buffers: Sequence[Mapping[str, np.ndarray]], warmup: int,
+                       reps: int) -> np.ndarray: ...
+
+
+# A call made in a sequence, its roles' buffers named: calls naming the same buffer share it, as the program's
+# calls share arena memory (a fused group's slice buffers, its whole input and output).
+Named = tuple[KernelCall, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class SequenceCall(KernelCall):
+    """Calls made one after another on named shared buffers (a fused group as the program runs it), costed as one
+    call: `measure_call` times a pass over them all (`measure_sequence`). It runs no kernel of its own; its key is
+    "sequence(calls=N,of=D)", D a digest of the calls' keys and buffer names."""
+
+    sequence: tuple[tuple[KernelCall, tuple[tuple[str, str], ...]], ...] = ()
+
+    @staticmethod
+    def of(named: Sequence[Named]) -> SequenceCall:
+        calls = tuple((call, tuple(sorted(names.items()))) for call, names in named)
+        digest = sha256_bytes(repr([(call.key(), names) for call, names in calls]).encode())
+        return SequenceCall("sequence", "", (("calls", len(calls)), ("of", int(digest[:15], 16))), (), (),
+                            sequence=calls)
 
 
 @dataclass(frozen=True)
@@ -125,15 +150,43 @@ def make_buffers(call: KernelCall, seed: int = 0) -> dict[str, np.ndarray]:
 
 def measure_call(call: KernelCall, kernels: Bench, policy: MeasurePolicy = MeasurePolicy()) -> Cost:
     """Time one call (see the module docstring); always times at least `policy.min_reps` runs."""
+    if isinstance(call, SequenceCall):
+        return measure_sequence([(c, dict(names)) for c, names in call.sequence], kernels, policy)
     buffers = make_buffers(call, policy.seed)
-    first = float(np.median(kernels.bench(call, buffers, 1, 1)))  # one warm-up and one timed run: the scale
+    return _timed(lambda warmup, reps: kernels.bench(call, buffers, warmup, reps), policy)
+
+
+def sequence_buffers(sequence: Sequence[Named], seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Per call, its roles' arrays: one array per buffer name, as large as the largest of its roles, filled with
+    seeded uniform data in [-1, 1) (float calls only)."""
+    need: dict[str, int] = {}
+    for call, names in sequence:
+        assert not call.arg_types or set(call.arg_types) == {"float"}, f"{call.function}: float buffers only"
+        for role, size in buffer_bytes(call).items():
+            need[names[role]] = max(need.get(names[role], 0), size)
+    rng = np.random.default_rng(seed)
+    arrays = {name: rng.uniform(-1.0, 1.0, max(1, -(-need[name] // 4))).astype(np.float32) for name in sorted(need)}
+    return [{role: arrays[names[role]] for role in call.args} for call, names in sequence]
+
+
+def measure_sequence(sequence: Sequence[Named], kernels: Bench, policy: MeasurePolicy = MeasurePolicy()
+                     ) -> Cost:
+    """Time the calls made one after another on their named buffers (as a fused group runs them: each finds what
+    the one before left in the caches), by the policy of a single call; the cost is of one pass over them all."""
+    calls = [call for call, _ in sequence]
+    buffers = sequence_buffers(sequence, policy.seed)
+    return _timed(lambda warmup, reps: kernels.bench_sequence(calls, buffers, warmup, reps), policy)
+
+
+def _timed(bench: Callable[[int, int], np.ndarray], policy: MeasurePolicy) -> Cost:
+    first = float(np.median(bench(1, 1)))  # one warm-up and one timed run: the scale
     per_run = max(first, 1e-9)
     warmup = max(0, min(policy.max_batch_reps, math.ceil(policy.warmup_seconds / per_run)) - 2)
     batch = max(policy.min_reps, min(policy.max_batch_reps, math.ceil(policy.batch_seconds / per_run)))
     start = time.perf_counter()
-    batches = [np.asarray(kernels.bench(call, buffers, warmup, batch), dtype=np.float64)]
+    batches = [np.asarray(bench(warmup, batch), dtype=np.float64)]
     while time.perf_counter() - start < policy.time_cap_seconds:
-        batches.append(np.asarray(kernels.bench(call, buffers, 0, batch), dtype=np.float64))
+        batches.append(np.asarray(bench(0, batch), dtype=np.float64))
         a, b = float(np.median(batches[-2])), float(np.median(batches[-1]))
         if abs(a - b) <= policy.rel_tolerance * max(a, b):
             break

@@ -127,6 +127,12 @@ def _measure_costs(spec: Spec, target: Target, calls: Sequence[KernelCall], prog
 Emulate = Callable[[Sequence[KernelCall]], Mapping[str, Cost]]
 
 
+def measures_here(spec: Spec, target: Target) -> bool:
+    """Every cost is measured here (optimizer.costs "profile" on a target that runs kernels here): only then is a
+    fused group timed as it runs (profile.SequenceCall), a pass over its calls; elsewhere its cost is its calls'."""
+    return spec.optimizer.costs == "profile" and target.profile
+
+
 def cost_fingerprint(target: Target) -> str:
     """Whose costs the cache holds for `target`: a microcontroller's are its emulated board's (and what is imported
     from the device beside them), never the host's; every other target's, its fingerprint's."""

@@ -140,6 +140,17 @@ class Kernels:
                                                 reps)
         return seconds
 
+    def bench_sequence(self, calls: Sequence[KernelCall], buffers: Sequence[Mapping[str, np.ndarray]],
+                       warmup: int = 3, reps: int = 10) -> np.ndarray:
+        """Seconds of each of `reps` timed passes over the calls made one after another, each on its buffers (a
+        fused group's calls as the program makes them: whatever one leaves in the caches, the next finds)."""
+        if any(call.parts > 1 for call in calls):
+            raise ValueError("bench_sequence: a call split over threads")
+        arrays = [self._arrays(call, b) for call, b in zip(calls, buffers, strict=True)]
+        seconds: np.ndarray = self.module.bench_sequence([c.function for c in calls], [self.pack(c) for c in calls],
+                                                         arrays, warmup, reps)
+        return seconds
+
 
 _LOADED: dict[tuple[str, str], Kernels] = {}
 

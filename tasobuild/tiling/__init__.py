@@ -13,10 +13,13 @@ How a build uses them, without knowing which kinds there are:
   3. `groups(graph, options, costs)`: each option as a Group (each member's fastest primitive by those costs), the
      ones each kind keeps; the optimiser turns a group into one all-or-none choice per member, the lock records
      its name and cites the costs of `member_calls`, and lowering asks it for `weight_parts`, `kernel_sources` and
-     `steps` (the group's calls with their pointers).
+     `steps` (the group's calls with their pointers);
+  4. where every cost is measured here, `runs(groups)`: per group of a kind that times its groups as they run, all
+     its calls in sequence as one call (costs.profile.SequenceCall); costed, then `groups` again with those costs.
 
 The protocol (tasobuild.tiling.protocol), in short:
-  TilingKind  name; options(graph, nodes, costs) -> Options; kept(groups) -> the Groups to offer the solver
+  TilingKind  name; options(graph, nodes, costs) -> Options; kept(groups) -> the Groups to offer the solver;
+              runs(groups) -> a call per group of its own timed as it runs
   Option      kind, name, members; calls() -> KernelCalls to cost; group(graph, costs) -> Group
   Group       name, label, members, layout, chosen (per member a MemberRun: primitive, calls, workspace_bytes),
               member_ms, workspace_bytes, kernel_sources; member_calls(j); weight_parts(graph, j);
@@ -60,5 +63,10 @@ def groups(graph: Graph, options: Sequence[Option], costs: Mapping[str, Cost]) -
                  for group in kind.kept([option.group(graph, costs) for option in options if option.kind == kind.name]))
 
 
+def runs(groups: Sequence[Group]) -> list[KernelCall]:
+    """Per group whose kind times it as it runs (its calls in sequence, one cost), that call, to cost."""
+    return [call for kind in KINDS for call in kind.runs(groups)]
+
+
 __all__ = ["KINDS", "Group", "MemberRun", "Option", "TilingKind", "WeightPart", "WeightSymbols", "calls", "groups",
-           "options"]
+           "options", "runs"]

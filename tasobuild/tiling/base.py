@@ -142,6 +142,11 @@ def every_group(groups: Sequence[Group]) -> tuple[Group, ...]:
     return tuple(groups)
 
 
+def no_runs(groups: Sequence[Group]) -> tuple[KernelCall, ...]:
+    """A kind whose groups are costed as the sum of their calls."""
+    return ()
+
+
 @dataclass(frozen=True)
 class Kind:
     """A kind of fused tiling (protocol.TilingKind) made of its functions: what it offers, and which of the groups its
@@ -150,3 +155,4 @@ class Kind:
     name: str
     options: Callable[[Graph, tuple[NodeCandidates, ...], Mapping[str, Cost]], Sequence[Option]]
     kept: Callable[[Sequence[Group]], Sequence[Group]] = every_group
+    runs: Callable[[Sequence[Group]], Sequence[KernelCall]] = no_runs

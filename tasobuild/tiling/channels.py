@@ -20,7 +20,11 @@ costed like its slices (the bias is already in, from the first slice).
 A slice is a tensor of its own with fewer channels, in any layout, and each slice's call is an ordinary kernel call
 on it (`sliced_node`), with the weights of its channels: costed, profiled and emitted like any other call. A path
 runs in one layout; each member tries its fastest primitives (by untiled cost) for that layout. Lowering makes a step
-per slice (`sliced_steps`).
+per slice (`sliced_steps`) from the group's calls in program order (`sequence`).
+
+Its calls timed alone and warm miss what running them in turn costs (each slice re-reads the path's input, the
+partial sums go in and out of the output, the loops are short), so where costs are measured here each group is also
+timed as it runs (`runs`: the whole `sequence` as one costs.profile.SequenceCall), and that time is the group's.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
+from tasobuild.costs.profile import SequenceCall
 from tasobuild.emit.program import Step
 from tasobuild.ir import LAYOUTS, NO_ACTIVATION, Constant, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall, activation_fields
@@ -186,8 +191,15 @@ class ChannelOption:
         width = max(c1 - c0 for c0, c1 in self.slices)
         sizes = tuple(width * graph.shape(graph.nodes[i].output).h * graph.shape(graph.nodes[i].output).w * 4
                       for i in self.members[:-1])
-        return ChannelGroup(self.name, self.members, self.layout, self.slices, chosen,
-                            tuple(calls_ms(o.calls, costs) for o in chosen), Workspace.of(sizes, chosen))
+        group = ChannelGroup(self.name, self.members, self.layout, self.slices, chosen,
+                             tuple(calls_ms(o.calls, costs) for o in chosen), Workspace.of(sizes, chosen))
+        run = costs.get(run_call(group).key())
+        if run is None:
+            return group
+        # timed as it runs: the members share the pass's time as they share the sum of their calls' times
+        total = sum(group.member_ms)
+        return replace(group, member_ms=tuple(run.median_ms * ms / total if total > 0 else run.median_ms / len(chosen)
+                                              for ms in group.member_ms))
 
 
 def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],
@@ -283,7 +295,37 @@ class ChannelGroup(GroupBase):
         return sliced_steps(self, graph, plan, arena, weights)
 
 
-KIND = Kind(NAME, fusable, distinct)  # keeps every slice width's group
+def run_call(group: ChannelGroup) -> SequenceCall:
+    """The group as the program runs it, to time as one call: every slice's calls in turn, then the activation
+    pass, on buffers shared as in the arena (each slice re-reads the input, the last conv adds into the output)."""
+    return SequenceCall.of([named for step in sequence(group) for named in step])
+
+
+def runs(groups: Sequence[Group]) -> tuple[KernelCall, ...]:
+    """A channel group is timed as it runs: its slices' calls, each costed alone and warm, run slower in sequence
+    (each slice re-reads the path's input, partial sums go in and out of the output, the loops are short)."""
+    return tuple(run_call(g) for g in groups if isinstance(g, ChannelGroup))
+
+
+KIND = Kind(NAME, fusable, distinct, runs)  # keeps every slice width's group
+
+
+def sequence(group: ChannelGroup) -> list[list[tuple[KernelCall, dict[str, str]]]]:
+    """The group's calls in the order the program makes them (per slice, then the finishing pass), each with its
+    roles' buffers named: "in" and "out" (the path's whole input and output), "slice<j>" (member j's output
+    slice), "ws" (the scratch), "w<j>.<s>.<role>" (member j's weights for slice s)."""
+    n = len(group.members)
+    out: list[list[tuple[KernelCall, dict[str, str]]]] = []
+    for s in range(len(group.slices)):
+        calls = []
+        for j, option in enumerate(group.chosen):
+            call = option.calls[s]
+            names = {"in0": "in" if j == 0 else f"slice{j - 1}", "out": "out" if j == n - 1 else f"slice{j}",
+                     "ws": "ws"}
+            calls.append((call, {r: names.get(r, f"w{j}.{s}.{r}") for r in call.args}))
+        out.append(calls)
+    out += [[(finish, {"out": "out"})] for finish in group.chosen[-1].calls[len(group.slices):]]
+    return out
 
 
 def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols
@@ -291,28 +333,26 @@ def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan
     """A step per slice: each member's call on its channels, the last one writing (first slice) or adding to the
     whole output; then the last convolution's activation over its whole output, if it has one."""
     first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
-    whole_in = f"A + {arena_floats(arena, plan.buffer_of(first.inputs[0], group.layout))}"
-    whole_out = f"A + {arena_floats(arena, plan.buffer_of(last.output, group.layout))}"
     ws = arena_floats(arena, f"{last.name}:workspace")
-    n = len(group.members)
-    slice_buffer = [f"A + {ws + group.workspace.offset(j) // 4}" for j in range(n - 1)]
-    scratch = f"A + {ws + group.workspace.scratch_offset // 4}"
+    pointers = {"in": f"A + {arena_floats(arena, plan.buffer_of(first.inputs[0], group.layout))}",
+                "out": f"A + {arena_floats(arena, plan.buffer_of(last.output, group.layout))}",
+                "ws": f"A + {ws + group.workspace.scratch_offset // 4}",
+                **{f"slice{j}": f"A + {ws + group.workspace.offset(j) // 4}" for j in range(len(group.members) - 1)},
+                **{f"w{j}.{s}.{role}": symbol for j, index in enumerate(group.members)
+                   for s, symbols in enumerate(weights[index]) for role, symbol in symbols.items()}}
     members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
     head = (f"[{group.label}] fused channel tiling (FDT) of {members}, in {group.layout}: {len(group.slices)} "
             f"slices of {group.slices[0][1]} channels. A slice's intermediate tensors live at the start of "
             f"l{group.members[-1]}'s workspace, and l{group.members[-1]} adds each slice's partial sums into its "
             f"output, so nothing is recomputed.")
     steps = []
-    for s, (c0, c1) in enumerate(group.slices):
-        calls = []
-        for j, (index, option) in enumerate(zip(group.members, group.chosen)):
-            roles = {"in0": whole_in if j == 0 else slice_buffer[j - 1],
-                     "out": whole_out if j == n - 1 else slice_buffer[j], "ws": scratch, **weights[index][s]}
-            call = option.calls[s]
-            calls.append((call, tuple((r, roles[r]) for r in call.args)))
-        what = f"Channels {c0}-{c1 - 1}, " + ("written with the bias:" if s == 0 else "added:")
-        steps.append(Step(f"{head} {what}" if s == 0 else f"[{group.label}] {what}", tuple(calls)))
-    for finish in group.chosen[-1].calls[len(group.slices):]:
-        steps.append(Step(f"[{group.label}] l{group.members[-1]}'s activation, once its sum is whole:",
-                          ((finish, (("out", whole_out),)),)))
+    for s, calls in enumerate(sequence(group)):
+        with_pointers = tuple((call, tuple((r, pointers[names[r]]) for r in call.args)) for call, names in calls)
+        if s < len(group.slices):
+            c0, c1 = group.slices[s]
+            what = f"Channels {c0}-{c1 - 1}, " + ("written with the bias:" if s == 0 else "added:")
+            steps.append(Step(f"{head} {what}" if s == 0 else f"[{group.label}] {what}", with_pointers))
+        else:
+            steps.append(Step(f"[{group.label}] l{group.members[-1]}'s activation, once its sum is whole:",
+                              with_pointers))
     return steps

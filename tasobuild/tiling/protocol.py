@@ -144,3 +144,8 @@ class TilingKind(Protocol):
     def kept(self, groups: Sequence[Group]) -> Sequence[Group]:
         """Of the groups this kind's options became (in option order), those to offer the solver."""
         ...
+
+    def runs(self, groups: Sequence[Group]) -> Sequence[KernelCall]:
+        """Of the groups (every kind's), for each of this kind's that is timed as it runs, one call: all its calls
+        in sequence (costs.profile.SequenceCall), whose cost its Option's `group` then takes for the whole group."""
+        ...
