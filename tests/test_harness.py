@@ -28,8 +28,8 @@ def test_harness_source_names_every_call_once_sorted() -> None:
                    ("in0", "out"), (("in0", 16), ("out", 16)))
     text = harness_source([a, b, a])
     assert text.count("static void run") == 2
-    assert "static const tb_flat p = {8, 1, 0.0f, 6.5f};" in text
-    assert "static const tb_flat p = {4, 2, 1e-05f, 6.0f};" in text
+    assert "static const tb_flat p = {.n = 8, .act = 1, .act_a = 0.0f, .act_b = 6.5f};" in text
+    assert "static const tb_flat p = {.n = 4, .act = 2, .act_a = 1e-05f, .act_b = 6.0f};" in text
     assert text.index('"tb_act", "n=4,act=2,act_a=1e-05,act_b=6.0"') < text.index('"tb_add", "n=8,')
     assert '{"tb_add", "n=8,act=1,act_a=0.0,act_b=6.5", run1, 3, {32, 32, 32}},' in text
 

@@ -116,7 +116,7 @@ def call_table(unique: Sequence[KernelCall]) -> list[str]:
     `tb_harness_call` rows (function, params as the key writes them, run, buffer count and sizes)."""
     lines, table = [], []
     for i, call in enumerate(unique):
-        values = ", ".join(_c_value(v) for _, v in call.params)
+        values = ", ".join(f".{k} = {_c_value(v)}" for k, v in call.params)  # by name: a left-out field is 0
         sizes = dict(call.buffer_bytes)
         buffers = ", ".join(f"b[{k}]" for k in range(len(call.args)))
         lines += [f"static void run{i}(float **b) {{",
