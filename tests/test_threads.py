@@ -563,7 +563,8 @@ def test_network_on_two_threads_matches_onnx_runtime_and_one_thread_bit_for_bit(
 
     assert convs(two_plan) == convs(one_plan)
     source = (two.parent / "src" / "net.c").read_text()
-    assert source.count("tb_workers_run(&workers, part") == len(split)
+    # every split node runs on the pool, and so does a layout transform the costs found faster split
+    assert source.count("tb_workers_run(&workers, part") >= len(split)
     assert "-pthread" in (two.parent / "Makefile").read_text()
     assert "tb_threads" not in (one.parent / "src" / "net.c").read_text()
     assert not (one.parent / "src" / "kernels" / "tb_threads.h").exists()

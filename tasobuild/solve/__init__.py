@@ -63,5 +63,15 @@ def greedy(problem: Problem) -> Plan:
         alone = [c for c in n.choices if not c.group]
         return [c for c in alone if not c.interleave and not c.strided_out] or alone
 
-    picks = [min(per_layer(n), key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive)) for n in problem.nodes]
+    def fastest(choices: list[Choice]) -> Choice:
+        return min(choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive))
+
+    picks = [fastest(per_layer(n)) for n in problem.nodes]
+    producer = {n.output: step for step, n in enumerate(problem.nodes)}
+    for n, pick in zip(problem.nodes, picks):  # a gather left as the only choice: its producers write strided
+        if pick.interleave:
+            for name in n.inputs:
+                if name in producer:
+                    q = producer[name]
+                    picks[q] = fastest([c for c in problem.nodes[q].choices if c.strided_out and not c.group])
     return evaluate(problem, picks, objective="latency", status="greedy")
