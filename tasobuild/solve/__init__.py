@@ -67,11 +67,11 @@ def greedy(problem: Problem) -> Plan:
         return min(choices, key=lambda c: (c.time_ms, c.workspace_bytes, c.primitive))
 
     picks = [fastest(per_layer(n)) for n in problem.nodes]
-    producer = {n.output: step for step, n in enumerate(problem.nodes)}
+    producer = topology(problem).producer_step
     for n, pick in zip(problem.nodes, picks):  # a gather left as the only choice: its producers write strided
         if pick.interleave:
             for name in n.inputs:
-                if name in producer:
+                if name not in problem.graph_inputs:
                     q = producer[name]
                     picks[q] = fastest([c for c in problem.nodes[q].choices if c.strided_out and not c.group])
     return evaluate(problem, picks, objective="latency", status="greedy")
