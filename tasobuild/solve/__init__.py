@@ -58,7 +58,8 @@ def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> li
 def greedy(problem: Problem) -> Plan:
     """The per-layer baseline: every node's fastest choice in isolation (ties: smaller workspace, then name),
     then transforms wherever layouts disagree; untiled (fused groups are not per layer, nor are an interleaved
-    gather and its strided producers). No memory limit. ValueError if a needed transform is missing."""
+    gather and its strided producers, unless an allow-list left a concat nothing else). No memory limit. ValueError
+    if a needed transform is missing."""
     def per_layer(n: ProblemNode) -> list[Choice]:
         alone = [c for c in n.choices if not c.group]
         return [c for c in alone if not c.interleave and not c.strided_out] or alone
