@@ -370,3 +370,28 @@ def test_an_int8_patch_group_runs_on_a_cortex_m4(int8_stem: Path, tmp_path: Path
         assert done.returncode == 0, done.stderr
         on_board = np.fromfile(out / "out.bin", "<f4")
         assert np.array_equal(on_board, q8_interpreter.run(graph, q).reshape(-1))
+
+
+def test_int8_mobilenet_v2_in_patches_is_bit_exact_with_tflite(tmp_path: Path) -> None:
+    """MobileNetV2-0.35 as TensorFlow quantised it (tests/fixtures/int8), its smallest plan with patch groups only:
+    its first blocks run in patches (int8 halos recomputed), compiled warning-free, the outputs TFLite's reference
+    kernels' bit for bit on every reference input, in less memory than TFLM's arena."""
+    from tests.int8_oracle import assert_bit_exact
+    from tests.zoo.int8 import tflite_fixture
+    from tests.zoo.tflm_arena import tflm_arena_head
+
+    fixture = tflite_fixture("mobilenet_v2_035")
+    spec = write_target_spec(tmp_path, fixture.onnx, "host", costs="model", extra="tiling = true\n")
+    chosen, binary = build_with_groups(spec, lambda name: " patches " in name)
+    assert {g.split(" ")[0] for g in chosen.values()} >= {"l1-l3"}, chosen  # the first block, at least
+    header = (tmp_path / "out" / "include" / "net.h").read_text()
+    arena = int(re.search(r"NET_ARENA_BYTES\s+(\d+)", header).group(1))
+    assert arena < tflm_arena_head(fixture.tflite) / 2
+    for k, (q, tflite) in enumerate(zip(fixture.inputs, fixture.outputs)):
+        x = ((q.astype(np.float32) - fixture.input_zero_point) * np.float32(fixture.input_scale)).astype(np.float32)
+        y = run_binary(binary, x, tmp_path)[0]
+        got = (np.round(y / np.float32(fixture.output_scale)) + fixture.output_zero_point).astype(np.int8)
+        try:
+            assert_bit_exact(got.reshape(tflite.shape), tflite)
+        except AssertionError as error:
+            raise AssertionError(f"reference input {k}: {error}") from None
