@@ -93,6 +93,11 @@ def axes(node: Node, graph: Graph) -> tuple[RowGeometry, RowGeometry]:
 Span = tuple[int, int]  # [a, b) along one axis
 
 
+def pixel_bytes(graph: Graph, tensor: str) -> int:
+    """Bytes per pixel of an HWC tensor: its channels, each in its data type."""
+    return graph.shape(tensor).c * element_bytes(graph, tensor)
+
+
 @dataclass(frozen=True)
 class MemberPatch:
     """What one member computes for one patch: output rows and columns, and the input rows and columns it reads."""
@@ -246,8 +251,7 @@ class PatchOption:
         n = len(nodes)
         first_in = graph.shape(nodes[0].inputs[0])
         # bytes per pixel of the chain's input, then of each member's output, in its data type
-        pixel = [first_in.c * element_bytes(graph, nodes[0].inputs[0])] + \
-                [graph.shape(m.output).c * element_bytes(graph, m.output) for m in nodes]
+        pixel = [pixel_bytes(graph, nodes[0].inputs[0])] + [pixel_bytes(graph, m.output) for m in nodes]
         input_patch = max((p[0].in_pixels * pixel[0]
                            for p, c in zip(self.grid.patches, self.copies_in) if c is not None), default=0)
         between = tuple(max(p[j].pixels for p in self.grid.patches) * pixel[j + 1] for j in range(n - 1))
@@ -343,8 +347,7 @@ def patch_bodies(group: PatchGroup, graph: Graph, in_base: int, out_base: int, w
     nodes = [graph.nodes[i] for i in group.members]
     n = len(nodes)
     first_in, last_out = graph.shape(nodes[0].inputs[0]), graph.shape(nodes[-1].output)
-    in_pixel = first_in.c * element_bytes(graph, nodes[0].inputs[0])
-    out_pixel = last_out.c * element_bytes(graph, nodes[-1].output)
+    in_pixel, out_pixel = pixel_bytes(graph, nodes[0].inputs[0]), pixel_bytes(graph, nodes[-1].output)
     # the input patch, the intermediate tensors' patches, the output patch: even ones in the first half, odd ones
     # in the second (PatchOption.group)
     buffer = [ws_base + group.workspace.offset(k % 2) for k in range(n + 1)]
