@@ -132,8 +132,9 @@ def test_verify_takes_a_quantised_network_as_it_is(tmp_path: Path) -> None:
 
 
 # With fused tiling, objective "memory": DS-CNN, MobileNetV1-0.25 and MobileNetV2-0.35 run chains in bands
-# (int8 windows of a few rows) or patches (tests/test_patches.py), each writing its output over the input only it reads (memory.Overlap), below the
-# untiled live-set bound; ResNet-8 gains nothing (its untiled arena is at the bound and TFLM's head). Each 10-40 s.
+# (int8 windows of a few rows) or patches (tests/test_patches.py), each writing its output over the input only it
+# reads (memory.Overlap), below the untiled live-set bound; ResNet-8 gains nothing (its untiled arena is at the bound
+# and TFLM's head). Each 10-40 s.
 TILED_GAINS = ("ds_cnn", "mobilenet_v1_vww", "mobilenet_v2_035")
 
 
