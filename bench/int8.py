@@ -138,8 +138,9 @@ ARENA_NOTE = (
     "were checked bit for bit against TFLite's reference kernels.")
 ARENA_AFTER = (
     "Fused tiling of int8 layers is row tiling (bands of HWC convolutions with int8 windows, "
-    "tasobuild/tiling/rows.py); channel slices (FDT) add partial sums, which int8 layers requantised per slice "
-    "cannot, so they stay float-only. A chain whose input only it reads may write its output over that input "
+    "tasobuild/tiling/rows.py) and patches (tasobuild/tiling/patches.py, halos recomputed; by kind: the "
+    "\"int8 patch-based inference\" section); channel slices (FDT) add partial sums, which int8 layers requantised "
+    "per slice cannot, so they stay float-only. A chain whose input only it reads may write its output over that input "
     "(memory.Overlap), which takes DS-CNN, MobileNetV1 and MobileNetV2 below the untiled live-set bound; ResNet-8's "
     "chains' inputs are also read by the residual adds, so tiling gains nothing there (a group may still be chosen "
     "where it ties: which plan of equal arena wins depends on the costs).")

@@ -1,5 +1,5 @@
 /* int8 kernels besides convolution (see tb_q8.h): fully connected, max / average pooling, add, quantize,
- * dequantize and the int8 layout transforms. */
+ * dequantize, the int8 layout transforms and the patch copy. */
 #include <math.h>
 #include "tb_kernels.h"
 #include "tb_q8.h"
@@ -164,4 +164,13 @@ void tb_q8_layout_hcw_to_chw(const tb_tensor *p, const int8_t *restrict in, int8
 void tb_q8_layout_hcw_to_hwc(const tb_tensor *p, const int8_t *restrict in, int8_t *restrict out)
 {
     relayout(p, in, out, "HCW", "HWC");
+}
+
+void tb_q8_copy_patch(const tb_q8_patch_copy *p, const int8_t *restrict in, int8_t *restrict out)
+{
+    for (int r = 0; r < p->rows; ++r) {
+        const int8_t *src = in + (long)r * p->in_stride;
+        int8_t *dst = out + (long)r * p->out_stride;
+        for (int i = 0; i < p->row_bytes; ++i) dst[i] = src[i];
+    }
 }

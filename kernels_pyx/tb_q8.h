@@ -242,6 +242,12 @@ void tb_q8_layout_hwc_to_hcw(const tb_tensor *p, const int8_t *restrict in, int8
 void tb_q8_layout_hcw_to_chw(const tb_tensor *p, const int8_t *restrict in, int8_t *restrict out);
 void tb_q8_layout_hcw_to_hwc(const tb_tensor *p, const int8_t *restrict in, int8_t *restrict out);
 
+/* A patch copy of an int8 HWC tensor (tiling.patches): `rows` runs of `row_bytes` contiguous bytes (the patch's
+ * columns times the channels), read `in_stride` bytes apart and written `out_stride` bytes apart (the float one,
+ * tb_copy_patch, is in tb_ops.h). */
+typedef struct { int rows, row_bytes, in_stride, out_stride; } tb_q8_patch_copy;
+void tb_q8_copy_patch(const tb_q8_patch_copy *p, const int8_t *restrict in, int8_t *restrict out);
+
 #ifdef __cplusplus
 }
 #endif

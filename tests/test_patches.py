@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,16 @@ from tasobuild.tiling import KINDS
 from tasobuild.tiling.patches import MemberPatch, output_lead, patch_conv, patch_copy_call, patch_grid, split
 from tasobuild.tiling.rows import RowGeometry
 from tests import ir_interpreter as reference
-from tests.e2e import assert_matches, build_and_compile, make_with, run_binary, save_onnx, tasobuild, write_spec
+from tests.e2e import (
+    assert_matches,
+    build_and_compile,
+    make_with,
+    run_binary,
+    save_onnx,
+    tasobuild,
+    write_spec,
+    write_target_spec,
+)
 from tests.zoo.reference import run_onnxruntime
 
 SAME3 = RowGeometry(k=3, stride=1, pad_top=1, dilation=1, in_h=8, out_h=8)  # 3x3, stride 1, pad 1: 8 -> 8
@@ -133,6 +143,13 @@ def stem_model(path: Path) -> Path:
 def build_with_groups(spec: Path, keep: Callable[[str], bool]) -> tuple[dict[str, str], Path]:
     """The smallest plan (objective memory) with only the fused groups `keep` takes, through the pipeline's stages,
     rendered next to the spec and compiled with -Wall -Werror: (node -> its group's name, the binary)."""
+    chosen, out = render_with_groups(spec, keep)
+    return chosen, make_with(out, ["-Wall", "-Wextra", "-Werror"])
+
+
+def render_with_groups(spec: Path, keep: Callable[[str], bool]) -> tuple[dict[str, str], Path]:
+    """The smallest plan (objective memory) with only the fused groups `keep` takes, through the pipeline's stages,
+    rendered into the spec's folder's out/: (node -> its group's name, that folder)."""
     from tasobuild.decide import decide, to_problem
     from tasobuild.memory import check_no_overlap
     from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
@@ -150,8 +167,7 @@ def build_with_groups(spec: Path, keep: Callable[[str], bool]) -> tuple[dict[str
     for path, data in render(program_of(planned)).items():
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         (out / path).write_bytes(data)
-    binary = make_with(out, ["-Wall", "-Wextra", "-Werror"])
-    return {name: c.group for name, c in plan.choices if c.group}, binary
+    return {name: c.group for name, c in plan.choices if c.group}, out
 
 
 @pytest.mark.parametrize("grid", ["2x2", "3x3", "4x4"])
@@ -214,3 +230,168 @@ def test_a_patch_groups_workspace_is_exact(tmp_path: Path) -> None:
     # every patch is narrower than its tensor: each is copied in and out, and costed with the first and last member
     assert all(c is not None for c in (*option.copies_in, *option.copies_out))
     assert group.member_ms == (4 + 4, 4, 4 + 4)
+
+
+# ---- int8 ----
+
+@pytest.fixture(scope="module")
+def int8_stem(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stem quantised by onnxruntime (QDQ, per-channel int8 weights, int8 activations) with an int8 input, as
+    TFLite's int8 networks take theirs: three int8 convolutions (l0-l2), then the output's dequantize."""
+    from tests.int8_models import quantise, with_int8_input
+
+    folder = tmp_path_factory.mktemp("int8_stem")
+    model = with_int8_input(quantise(stem_model(folder / "stem.onnx"), folder / "stem_qdq.onnx"),
+                            folder / "stem_int8.onnx")
+    assert model is not None
+    return model
+
+
+def test_an_int8_chains_patches_are_bytes_by_hand(int8_stem: Path) -> None:
+    """The int8 stem's 2x2 grid, by hand (the float one's geometry, test_a_patch_groups_workspace_is_exact): every
+    buffer, copy and offset in bytes, one per value; each patch an int8 convolution with its node's quantisation,
+    padded only where it meets the image's border (with the input zero point, by the kernel, as untiled)."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.costs.cache import Cost
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.patches import fusable
+
+    graph = import_onnx(int8_stem)
+    assert [n.op for n in graph.nodes] == ["qconv", "qconv", "qconv", "dequantize"]
+    stem = graph.nodes[0]
+    x_quant = graph.quant_of(stem.inputs[0])
+    assert x_quant.zero_point != 0  # so padding with anything but the zero point would show in the outputs
+    nodes = node_candidates(graph)
+    unit = Cost(1.0, 0.0, 1, "measured")
+    costs = {c.key(): unit for nc in nodes for cand in nc.options for c in cand.calls}
+    option = next(o for o in fusable(graph, nodes, costs, grids=((2, 2),)) if o.name == "l0-l2 patches 2x2")
+    group = option.group(graph, {c.key(): unit for c in option.calls()})
+    # input patch 23x21x3 bytes, the stem's 11x10x32, the depthwise's 10x9x32, the output patch 10x9x8, in turns
+    assert group.workspace.buffer_bytes == (max(23 * 21 * 3, 10 * 9 * 32), max(11 * 10 * 32, 10 * 9 * 8))
+    # patch 0 (output rows 0-9, columns 0-8): the depthwise reads rows 0-10, columns 0-9 of the stem's output, the
+    # stem input rows 0-21, columns 0-19 of the 40x36x3 input: 22 rows of 60 bytes, 108 apart, into rows 60 apart
+    copy_in, copy_out = option.copies_in[0], option.copies_out[0]
+    assert copy_in is not None and copy_out is not None
+    assert (copy_in.function, copy_in.arg_types) == ("tb_q8_copy_patch", ("int8_t", "int8_t"))
+    assert dict(copy_in.params) == {"rows": 22, "row_bytes": 60, "in_stride": 108, "out_stride": 60}
+    assert dict(copy_in.buffer_bytes) == {"in0": 21 * 108 + 60, "out": 22 * 60}
+    # its 10x9x8 output patch back into the 20x18x8 output: 10 rows of 72 bytes, 144 apart
+    assert dict(copy_out.params) == {"rows": 10, "row_bytes": 72, "in_stride": 72, "out_stride": 144}
+    # the stem's patch calls: the corner keeps the top and left padding, the last patch (input rows 17-39,
+    # columns 15-35) none on those sides; each reads and writes with the node's zero points
+    first, last = (dict(option.options[0][0].calls[k].params) for k in (0, 3))
+    assert (first["pad_top"], first["pad_left"], first["in_h"], first["in_w"]) == (1, 1, 22, 20)
+    assert (last["pad_top"], last["pad_left"], last["in_h"], last["in_w"]) == (0, 0, 23, 21)
+    assert first["in_zp"] == last["in_zp"] == x_quant.zero_point
+    assert first["out_zp"] == graph.quant_of(stem.output).zero_point
+    _, sub = patch_conv(stem, graph, (0, 10), (0, 9))
+    assert sub.quant_of(stem.inputs[0]) == x_quant and sub.dtype(stem.output) == "int8"
+    assert group.kernel_sources == ("q8_ops.c", "tb_q8.h", "tb_q8_dot.h", "tb_q8_dot_arm.h")
+
+
+def test_an_int8_chains_output_lead_is_in_bytes() -> None:
+    """test_a_chains_output_may_start_the_most_a_patch_runs_ahead_of_later_patches_input_below_it at one byte a
+    value: later patches first read input bytes 2, 16 and 18; patch 0 has written 6 bytes (one channel), 48 (eight)."""
+    grid = patch_grid([(SAME3, SAME3), (DOWN3, DOWN3)], (2, 2))
+    assert output_lead(grid, Shape(1, 8, 8), Shape(1, 4, 4), 1, 1) == 6 - 2
+    # eight output channels: patch 2's 14 pixels are 112 bytes, 94 past byte 18
+    assert output_lead(grid, Shape(1, 8, 8), Shape(8, 4, 4), 1, 1) == 112 - 18
+
+
+def test_an_int8_patch_copy_moves_bytes() -> None:
+    call = patch_copy_call(3, 8, 24, 8, "int8")
+    assert (call.function, call.struct) == ("tb_q8_copy_patch", "tb_q8_patch_copy")
+    assert dict(call.buffer_bytes) == {"in0": 2 * 24 + 8, "out": 24}
+
+
+def _int8_stem_outputs(model: Path, folder: Path, binary: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(int8 input, the program's output) for three seeded int8 inputs, each fed as the runner's float file
+    ((q - zp) * scale, which quantises back to q exactly)."""
+    from tasobuild.importer import import_onnx
+
+    x_quant = import_onnx(model).quant_of("x")
+    rng = np.random.default_rng(7)
+    outputs = []
+    for _ in range(3):
+        q = rng.integers(-128, 128, (1, 3, 40, 36), dtype=np.int8)
+        x = ((q.astype(np.float32) - x_quant.zero_point) * np.float32(x_quant.scale)).astype(np.float32)
+        outputs.append((q, run_binary(binary, x, folder)[0]))
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def int8_stem_untiled(int8_stem: Path, tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    """The untiled int8 plan's outputs (_int8_stem_outputs)."""
+    folder = tmp_path_factory.mktemp("int8_untiled")
+    spec = write_target_spec(folder, int8_stem, "host", costs="model")
+    return [y for _, y in _int8_stem_outputs(int8_stem, folder, build_and_compile(spec).binary)]
+
+
+@pytest.mark.parametrize("grid", ["2x2", "3x3", "4x4"])
+def test_an_int8_patch_group_is_bit_exact(int8_stem: Path, int8_stem_untiled: list[np.ndarray], tmp_path: Path,
+                                          grid: str) -> None:
+    """The int8 stem run as one patch group of each grid, compiled warning-free: its outputs are the untiled int8
+    plan's and TFLite's reference kernels' (tests/q8_interpreter.py) bit for bit."""
+    from tasobuild.importer import import_onnx
+    from tests import q8_interpreter
+
+    spec = write_target_spec(tmp_path, int8_stem, "host", costs="model", extra="tiling = true\n")
+    chosen, binary = build_with_groups(spec, lambda name: name.split(" ")[:3] == ["l0-l2", "patches", grid])
+    assert set(chosen.values()) in ({f"l0-l2 patches {grid}"}, {f"l0-l2 patches {grid} lean"}), chosen
+    assert len(chosen) == 3
+    source = (tmp_path / "out" / "src" / "net.c").read_text()
+    assert "patch-based inference" in source and "tb_q8_copy_patch" in source and "tb_copy_patch(" not in source
+    graph = import_onnx(int8_stem)
+    for (q, ours), untiled in zip(_int8_stem_outputs(int8_stem, tmp_path, binary), int8_stem_untiled):
+        assert np.array_equal(ours, untiled)
+        assert np.array_equal(ours, q8_interpreter.run(graph, q).reshape(-1))
+
+
+def test_an_int8_patch_group_runs_on_a_cortex_m4(int8_stem: Path, tmp_path: Path) -> None:
+    """The int8 stem's 4x4 patch group cross-built for the Cortex-M4 (warning-free), run by `make run` under
+    qemu-system-arm on int8 inputs: TFLite's reference kernels' outputs bit for bit."""
+    from tasobuild.importer import import_onnx
+    from tests import q8_interpreter
+    from tests.test_embedded import make, missing_tools, target
+
+    board = target("cortex-m4")
+    if missing_tools(board):
+        pytest.skip(f"cortex-m4 needs {', '.join(missing_tools(board))}")
+    spec = write_target_spec(tmp_path, int8_stem, "cortex-m4", costs="model", extra="tiling = true\n")
+    chosen, out = render_with_groups(spec, lambda name: name.split(" ")[:3] == ["l0-l2", "patches", "4x4"])
+    assert len(chosen) == 3 and "tb_q8_copy_patch" in (out / "src" / "net.c").read_text()
+    make(out)
+    graph = import_onnx(int8_stem)
+    for seed in range(2):
+        q = np.random.default_rng(seed).integers(-128, 128, (1, 3, 40, 36), dtype=np.int8)
+        q.tofile(out / "in.bin")
+        (out / "out.bin").unlink(missing_ok=True)
+        done = subprocess.run(["make", "-s", "-C", str(out), "run"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        on_board = np.fromfile(out / "out.bin", "<f4")
+        assert np.array_equal(on_board, q8_interpreter.run(graph, q).reshape(-1))
+
+
+def test_int8_mobilenet_v2_in_patches_is_bit_exact_with_tflite(tmp_path: Path) -> None:
+    """MobileNetV2-0.35 as TensorFlow quantised it (tests/fixtures/int8), its smallest plan with patch groups only:
+    its first blocks run in patches (int8 halos recomputed), compiled warning-free, the outputs TFLite's reference
+    kernels' bit for bit on every reference input, in less memory than TFLM's arena."""
+    from tests.int8_oracle import assert_bit_exact
+    from tests.zoo.int8 import tflite_fixture
+    from tests.zoo.tflm_arena import tflm_arena_head
+
+    fixture = tflite_fixture("mobilenet_v2_035")
+    spec = write_target_spec(tmp_path, fixture.onnx, "host", costs="model", extra="tiling = true\n")
+    chosen, binary = build_with_groups(spec, lambda name: " patches " in name)
+    assert {g.split(" ")[0] for g in chosen.values()} >= {"l1-l3"}, chosen  # the first block, at least
+    header = (tmp_path / "out" / "include" / "net.h").read_text()
+    arena = int(re.search(r"NET_ARENA_BYTES\s+(\d+)", header).group(1))
+    assert arena < tflm_arena_head(fixture.tflite) / 2
+    for k, (q, tflite) in enumerate(zip(fixture.inputs, fixture.outputs)):
+        x = ((q.astype(np.float32) - fixture.input_zero_point) * np.float32(fixture.input_scale)).astype(np.float32)
+        y = run_binary(binary, x, tmp_path)[0]
+        got = (np.round(y / np.float32(fixture.output_scale)) + fixture.output_zero_point).astype(np.int8)
+        try:
+            assert_bit_exact(got.reshape(tflite.shape), tflite)
+        except AssertionError as error:
+            raise AssertionError(f"reference input {k}: {error}") from None

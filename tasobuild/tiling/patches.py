@@ -25,7 +25,12 @@ output's: the output may overlap the input, starting `output_lead` bytes below i
 The workspace (at the start of the last member's, as for every group) holds the input patch buffer, a buffer per
 intermediate tensor (the largest patch of it) and the output patch buffer, in two halves that take turns (a member
 reads from one and writes into the other; what it read is dead once it ran), then the largest scratch a call needs.
-Float chains only: the patch copy moves floats.
+
+int8 chains (`qconv`) run in patches as float ones do, as row tiling runs them in bands: a patch of an int8
+convolution is an int8 convolution of its own with the node's quantisation, so each output element is requantised
+as untiled; where the patch meets the image's border its padding is the kernel's, which pads with the input zero
+point as the whole layer does, and inside the image there is none. Buffers, copies, offsets and the output's lead
+are in bytes of each tensor's data type; an int8 patch is copied by `tb_q8_copy_patch`, byte by byte.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from tasobuild.costs.cache import Cost
 from tasobuild.emit.program import Step
 from tasobuild.ir import Graph, Node, Shape
 from tasobuild.primitives import KernelCall
+from tasobuild.primitives.q8 import Q8_SOURCES_OPS
 from tasobuild.tiling.base import (
     PICKS,
     Kind,
@@ -57,6 +63,7 @@ from tasobuild.tiling.rows import (
     MemberOption,
     RowGeometry,
     chains,
+    element_bytes,
     looped_steps,
     non_dominated,
 )
@@ -70,7 +77,7 @@ GRIDS = ((2, 2), (3, 3), (4, 4))  # patch grids (rows x columns of the last memb
 MAX_MEMBERS = 4  # MCUNetV2 runs a few blocks per patch; longer chains recompute more than they save
 MIN_PATCH_SIDE = 4  # output pixels per patch side, at least: smaller patches are mostly halo
 PRIMITIVES_PER_MEMBER = 2  # as for row tiling: each member's fastest HWC primitives (untiled), and its leanest
-PATCH_COPY_SOURCES = ("ops_patch.c",)
+PATCH_COPY_SOURCES = ("ops_patch.c",)  # tb_copy_patch; an int8 patch's copy, tb_q8_copy_patch: Q8_SOURCES_OPS
 FLOAT_BYTES = 4
 
 
@@ -84,6 +91,11 @@ def axes(node: Node, graph: Graph) -> tuple[RowGeometry, RowGeometry]:
 
 
 Span = tuple[int, int]  # [a, b) along one axis
+
+
+def pixel_bytes(graph: Graph, tensor: str) -> int:
+    """Bytes per pixel of an HWC tensor: its channels, each in its data type."""
+    return graph.shape(tensor).c * element_bytes(graph, tensor)
 
 
 @dataclass(frozen=True)
@@ -135,12 +147,13 @@ def patch_grid(members: Sequence[tuple[RowGeometry, RowGeometry]], grid: tuple[i
     return PatchGrid(grid, tuple(patches))
 
 
-def output_lead(grid: PatchGrid, in_shape: Shape, out_shape: Shape) -> int:
+def output_lead(grid: PatchGrid, in_shape: Shape, out_shape: Shape, in_element: int = FLOAT_BYTES,
+                out_element: int = FLOAT_BYTES) -> int:
     """How far below the chain's input its output must start so that no patch writes over input a later patch
     reads (memory.Overlap): the most, over patches in order, of the output bytes written by its end less the first
     input byte a later patch reads. A patch's own input is read by its first member (or copied) before its last
-    member writes, so only later patches count."""
-    in_pixel, out_pixel = in_shape.c * FLOAT_BYTES, out_shape.c * FLOAT_BYTES
+    member writes, so only later patches count. `in_element`, `out_element`: bytes per value of each tensor."""
+    in_pixel, out_pixel = in_shape.c * in_element, out_shape.c * out_element
     starts = [(p[0].in_rows[0] * in_shape.w + p[0].in_cols[0]) * in_pixel for p in grid.patches]
     lead = written = 0
     for k, patch in enumerate(grid.patches):
@@ -171,32 +184,40 @@ def patch_conv(node: Node, graph: Graph, rows: Span, cols: Span) -> tuple[Node, 
               (node.output, Shape(dst.c, rows[1] - rows[0], cols[1] - cols[0])))
     tensors = {node.inputs[0], node.output}
     sub = Graph((patch,), tuple(sorted(shapes)), graph.constants, node.inputs[0], node.output, (), (),
-                dtypes=tuple(d for d in graph.dtypes if d[0] in tensors))
+                dtypes=tuple(d for d in graph.dtypes if d[0] in tensors),
+                quant=tuple(q for q in graph.quant if q[0] in tensors))
     return patch, sub
 
 
-def patch_copy_call(rows: int, row_floats: int, in_stride: int, out_stride: int) -> KernelCall:
-    """Copy `rows` runs of `row_floats` floats from rows `in_stride` floats apart to rows `out_stride` apart."""
-    params = (("rows", rows), ("row_floats", row_floats), ("in_stride", in_stride), ("out_stride", out_stride))
+def patch_copy_call(rows: int, row_values: int, in_stride: int, out_stride: int, dtype: str = "float32"
+                    ) -> KernelCall:
+    """Copy `rows` runs of `row_values` values from rows `in_stride` values apart to rows `out_stride` apart:
+    floats (tb_copy_patch) or, for `dtype` int8, bytes (tb_q8_copy_patch)."""
+    if dtype == "int8":
+        params = (("rows", rows), ("row_bytes", row_values), ("in_stride", in_stride), ("out_stride", out_stride))
+        return KernelCall("tb_q8_copy_patch", "tb_q8_patch_copy", params, ("in0", "out"),
+                          (("in0", (rows - 1) * in_stride + row_values),
+                           ("out", (rows - 1) * out_stride + row_values)), ("int8_t", "int8_t"))
+    params = (("rows", rows), ("row_floats", row_values), ("in_stride", in_stride), ("out_stride", out_stride))
     return KernelCall("tb_copy_patch", "tb_patch_copy", params, ("in0", "out"),
-                      (("in0", ((rows - 1) * in_stride + row_floats) * FLOAT_BYTES),
-                       ("out", ((rows - 1) * out_stride + row_floats) * FLOAT_BYTES)))
+                      (("in0", ((rows - 1) * in_stride + row_values) * FLOAT_BYTES),
+                       ("out", ((rows - 1) * out_stride + row_values) * FLOAT_BYTES)))
 
 
-def _copy_in(patch: MemberPatch, whole: Shape) -> KernelCall | None:
+def _copy_in(patch: MemberPatch, whole: Shape, dtype: str) -> KernelCall | None:
     """The first member's input region into the input patch buffer, unless it is as wide as the input."""
     (r0, r1), (c0, c1) = patch.in_rows, patch.in_cols
     if c1 - c0 == whole.w:
         return None
-    return patch_copy_call(r1 - r0, (c1 - c0) * whole.c, whole.w * whole.c, (c1 - c0) * whole.c)
+    return patch_copy_call(r1 - r0, (c1 - c0) * whole.c, whole.w * whole.c, (c1 - c0) * whole.c, dtype)
 
 
-def _copy_out(patch: MemberPatch, whole: Shape) -> KernelCall | None:
+def _copy_out(patch: MemberPatch, whole: Shape, dtype: str) -> KernelCall | None:
     """The last member's output patch from the output patch buffer into the output, unless it is as wide."""
     (r0, r1), (c0, c1) = patch.rows, patch.cols
     if c1 - c0 == whole.w:
         return None
-    return patch_copy_call(r1 - r0, (c1 - c0) * whole.c, (c1 - c0) * whole.c, whole.w * whole.c)
+    return patch_copy_call(r1 - r0, (c1 - c0) * whole.c, (c1 - c0) * whole.c, whole.w * whole.c, dtype)
 
 
 @dataclass(frozen=True)
@@ -229,16 +250,18 @@ class PatchOption:
         nodes = [graph.nodes[i] for i in self.members]
         n = len(nodes)
         first_in = graph.shape(nodes[0].inputs[0])
-        input_patch = max((p[0].in_pixels * first_in.c * FLOAT_BYTES
+        # bytes per pixel of the chain's input, then of each member's output, in its data type
+        pixel = [pixel_bytes(graph, nodes[0].inputs[0])] + [pixel_bytes(graph, m.output) for m in nodes]
+        input_patch = max((p[0].in_pixels * pixel[0]
                            for p, c in zip(self.grid.patches, self.copies_in) if c is not None), default=0)
-        between = tuple(max(p[j].pixels for p in self.grid.patches) * graph.shape(nodes[j].output).c * FLOAT_BYTES
-                        for j in range(n - 1))
-        output_patch = max((p[-1].pixels * graph.shape(nodes[-1].output).c * FLOAT_BYTES
+        between = tuple(max(p[j].pixels for p in self.grid.patches) * pixel[j + 1] for j in range(n - 1))
+        output_patch = max((p[-1].pixels * pixel[n]
                             for p, c in zip(self.grid.patches, self.copies_out) if c is not None), default=0)
         buffers = (input_patch, *between, output_patch)  # buffer k: written by member k-1, read by member k
         # member k reads buffer k and writes k+1, after which k is dead: even and odd buffers take turns in two
         workspace = Workspace.of((max(buffers[0::2]), max(buffers[1::2])), chosen)
-        lead = output_lead(self.grid, first_in, graph.shape(nodes[-1].output))
+        lead = output_lead(self.grid, first_in, graph.shape(nodes[-1].output),
+                           element_bytes(graph, nodes[0].inputs[0]), element_bytes(graph, nodes[-1].output))
         return PatchGroup(self.name, self.members, self.grid, chosen, self.copies_in, self.copies_out,
                           tuple(member_ms), workspace, lead)
 
@@ -261,7 +284,9 @@ class PatchGroup(HwcChainGroup):
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
-        return PATCH_COPY_SOURCES if any(c is not None for c in (*self.copies_in, *self.copies_out)) else ()
+        copies = [c for c in (*self.copies_in, *self.copies_out) if c is not None]
+        return tuple(sorted({s for c in copies
+                             for s in (Q8_SOURCES_OPS if c.function.startswith("tb_q8_") else PATCH_COPY_SOURCES)}))
 
     def steps(self, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
         return patch_steps(self, graph, plan, arena, weights)
@@ -270,7 +295,7 @@ class PatchGroup(HwcChainGroup):
 def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],
             grids: Sequence[tuple[int, int]] = GRIDS, max_members: int = MAX_MEMBERS,
             per_member: int = PRIMITIVES_PER_MEMBER) -> tuple[PatchOption, ...]:
-    """Every float sub-chain of 2..max_members convolutions and grid whose patches are at least MIN_PATCH_SIDE
+    """Every sub-chain of 2..max_members convolutions (float or int8) and grid whose patches are at least MIN_PATCH_SIDE
     pixels a side, where each member has an HWC primitive (its `per_member` fastest untiled, or its leanest) that
     runs every patch; each offered picking the fastest and the leanest primitives (base.PICKS)."""
     fastest = [tuple({c.primitive.name: c for c in (*fastest_in(nc, LAYOUT, costs, per_member),
@@ -280,8 +305,6 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
         for length in range(2, max_members + 1):
             for start in range(len(run) - length + 1):
                 members = run[start:start + length]
-                if any(graph.nodes[i].op != "conv" for i in members):
-                    continue  # int8 (qconv): the patch copy moves floats
                 geos = [axes(graph.nodes[i], graph) for i in members]
                 for grid in grids:
                     if geos[-1][0].out_h < grid[0] * MIN_PATCH_SIDE or geos[-1][1].out_h < grid[1] * MIN_PATCH_SIDE:
@@ -308,9 +331,11 @@ def _patch_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
     first_in = graph.shape(graph.nodes[members[0]].inputs[0])
     last_out = graph.shape(graph.nodes[members[-1]].output)
     name = f"{layer_range(members)} patches {grid.grid[0]}x{grid.grid[1]}"
+    in_dtype = graph.dtype(graph.nodes[members[0]].inputs[0])
+    out_dtype = graph.dtype(graph.nodes[members[-1]].output)
     return PatchOption(name, members, grid, tuple(per_member),
-                       tuple(_copy_in(p[0], first_in) for p in grid.patches),
-                       tuple(_copy_out(p[-1], last_out) for p in grid.patches))
+                       tuple(_copy_in(p[0], first_in, in_dtype) for p in grid.patches),
+                       tuple(_copy_out(p[-1], last_out, out_dtype) for p in grid.patches))
 
 
 KIND = Kind(NAME, fusable, non_dominated)
@@ -322,6 +347,7 @@ def patch_bodies(group: PatchGroup, graph: Graph, in_base: int, out_base: int, w
     nodes = [graph.nodes[i] for i in group.members]
     n = len(nodes)
     first_in, last_out = graph.shape(nodes[0].inputs[0]), graph.shape(nodes[-1].output)
+    in_pixel, out_pixel = pixel_bytes(graph, nodes[0].inputs[0]), pixel_bytes(graph, nodes[-1].output)
     # the input patch, the intermediate tensors' patches, the output patch: even ones in the first half, odd ones
     # in the second (PatchOption.group)
     buffer = [ws_base + group.workspace.offset(k % 2) for k in range(n + 1)]
@@ -330,11 +356,11 @@ def patch_bodies(group: PatchGroup, graph: Graph, in_base: int, out_base: int, w
     for k, (patch, copy_in, copy_out) in enumerate(zip(group.grid.patches, group.copies_in, group.copies_out)):
         body: list[tuple[KernelCall, tuple[tuple[str, int | str], ...]]] = []
         r0, c0 = patch[0].in_rows[0], patch[0].in_cols[0]
-        at_input = in_base + (r0 * first_in.w + c0) * first_in.c * FLOAT_BYTES
+        at_input = in_base + (r0 * first_in.w + c0) * in_pixel
         if copy_in is not None:
             body.append((copy_in, (("in0", at_input), ("out", buffer[0]))))
         r0, c0 = patch[-1].rows[0], patch[-1].cols[0]
-        at_output = out_base + (r0 * last_out.w + c0) * last_out.c * FLOAT_BYTES
+        at_output = out_base + (r0 * last_out.w + c0) * out_pixel
         for j, call in enumerate(o.calls[k] for o in group.chosen):
             assert call is not None
             source = (buffer[0] if copy_in is not None else at_input) if j == 0 else buffer[j]
