@@ -10,22 +10,32 @@ busy, no overhead); `lost` is the N-thread time minus that, what the other cores
 them by class (split or not, conv or not) and by the step's output height (the map's rows), which says where to
 look: unsplit steps lose their whole (N-1)/N, split ones their imbalance, their hand-off and their slower parts.
 The load average is recorded: above ~0.5 on this 2-core machine other work shares the cores and every split loses.
+
+Then the pool's hold (tb_workers_hold: the workers poll through a run's one-thread steps instead of sleeping after
+TB_SPIN_US) on and off: the N-thread program as emitted and compiled with `-DTB_HOLD_US=0`, alternated `--bench`
+runs: median time, CPU/wall, and the futex calls per inference (strace, in runs of their own): a futex call is a
+sleeping worker woken, or a caller put to sleep, which the hold is there to avoid.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import record_or_print, table, tasobuild  # noqa: E402
+from bench.common import make, record_or_print, table, tasobuild  # noqa: E402
 from tests.e2e import write_spec  # noqa: E402
 from tests.zoo import ensure_model  # noqa: E402
 
@@ -60,6 +70,59 @@ def step_class(call: str) -> tuple[str, str]:
     return f"{split}, {kind}", size
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_run(binary: Path, x: Path, runs: int) -> tuple[float, float]:
+    """The program's `--bench` median ms, and its CPU time over its wall time."""
+    before, start = children_cpu(), time.perf_counter()
+    out = subprocess.run([str(binary), str(x), str(x.with_suffix(".out")), "--bench", str(runs)], check=True,
+                         capture_output=True, text=True).stdout
+    ratio = (children_cpu() - before) / (time.perf_counter() - start)
+    return float(next(line for line in out.splitlines() if line.startswith("median_ms:")).split(":")[1]), ratio
+
+
+def futex_calls(binary: Path, x: Path, runs: int, work: Path) -> float:
+    """Futex system calls per inference over `runs` + 1 inferences (strace -f -c)."""
+    log = work / "strace.txt"
+    subprocess.run(["strace", "-f", "-c", "-e", "trace=futex", "-o", str(log), str(binary), str(x),
+                    str(x.with_suffix(".out")), "--bench", str(runs)], check=True, capture_output=True)
+    calls = [line.split() for line in log.read_text().splitlines() if line.strip().endswith("futex")]
+    return (int(calls[0][3]) if calls else 0) / (runs + 1)
+
+
+def hold_ab(spec: Path, runs: int, rounds: int, loads: list[float]) -> str:
+    """The N-thread program with the pool's hold (as emitted) and without (-DTB_HOLD_US=0), alternated."""
+    held = spec.parent / "out"
+    unheld = spec.parent / "out_unheld"
+    shutil.copytree(held, unheld)
+    make(held)
+    cppflags = next(line for line in (held / "Makefile").read_text().splitlines() if line.startswith("CPPFLAGS ="))
+    flags = cppflags.split("=", 1)[1].strip()
+    subprocess.run(["make", "-s", "-B", "-j2", "-C", str(unheld), f"CPPFLAGS={flags} -DTB_HOLD_US=0"], check=True,
+                   capture_output=True)
+    count = json.loads(tasobuild("check", "-c", str(spec), "--json").stdout)["input"]
+    x = spec.parent / "x.bin"
+    import numpy as np
+
+    np.random.default_rng(0).standard_normal(math.prod(count)).astype("<f4").tofile(x)
+    variants = {"hold (as emitted)": held / "net_main", "no hold (-DTB_HOLD_US=0)": unheld / "net_main"}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    futex: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, binary in variants.items():
+            results[name].append(bench_run(binary, x, runs))
+            if shutil.which("strace"):
+                futex[name].append(futex_calls(binary, x, runs, spec.parent))
+            loads.append(os.getloadavg()[0])
+    rows = [[name, f"{statistics.median(ms for ms, _ in results[name]):.3f}",
+             f"{statistics.median(r for _, r in results[name]):.2f}",
+             f"{statistics.median(futex[name]):.1f}" if futex[name] else "-"] for name in variants]
+    return table(["pool", "median ms", "CPU/wall", "futex calls per inference"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", default="googlenet")
@@ -75,6 +138,7 @@ def main() -> None:
         many = spec_for(Path(tmp) / "many", args.network, args.costs, args.threads)
         for spec in (one, many):
             tasobuild("build", "-c", str(spec), "--json")
+        held = hold_ab(many, args.runs, args.rounds, loads)
         times: dict[str, list[list[float]]] = {"one": [], "many": []}
         calls: dict[str, dict[str, str]] = {}
         for _ in range(args.rounds):  # alternated: both see the same machine state
@@ -107,7 +171,10 @@ def main() -> None:
             f"1t / {n}t. Rows: the step's output height. Load average (1 min) during the run: "
             f"{min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores (above ~0.5 other work shares the "
             f"cores: every split loses, the figures say where, not how much).\n\n"
-            + table(["steps", "rows", "count", "1t ms", f"{n}t ms", "ideal ms", "lost ms", "speed-up"], rows))
+            + table(["steps", "rows", "count", "1t ms", f"{n}t ms", "ideal ms", "lost ms", "speed-up"], rows)
+            + f"\n\nThe {n}-thread program with the pool held through each run (as emitted) and without, "
+            f"{args.rounds} alternated rounds of `--bench {args.runs}` (medians), futex calls counted by strace in "
+            f"runs of their own:\n\n" + held)
     record_or_print(args.no_record, "threads_steps", f"Where a {n}-thread plan loses, per step ({args.network})", body)
 
 

@@ -25,7 +25,8 @@
 #endif
 
 #ifndef TB_HOLD_US
-#define TB_HOLD_US 20000 /* how long a worker of a held pool polls before it sleeps (a cap: a run releases it) */
+/* How long a worker of a held pool polls before it sleeps (a cap: a run releases it); 0: holding changes nothing. */
+#define TB_HOLD_US 20000
 #endif
 
 #define TB_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
@@ -58,7 +59,7 @@ static int tb_spin_until_changed(const unsigned long *counter, unsigned long see
         if ((polls & 63) == 63) {  /* every 64 polls (a poll is a few ns, these some hundreds): */
             long t = tb_micros();
             if (start < 0) start = t;
-            else if (t - start >= (TB_LOAD(holds) > 0 ? TB_HOLD_US : TB_SPIN_US)) return 0;
+            else if (t - start >= (TB_HOLD_US > TB_SPIN_US && TB_LOAD(holds) > 0 ? TB_HOLD_US : TB_SPIN_US)) return 0;
             sched_yield();  /* a thread we wait for may be waiting for this CPU: on an idle one this returns at once */
         }
         tb_relax();

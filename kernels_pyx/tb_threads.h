@@ -47,9 +47,9 @@ int tb_workers_start(tb_workers *w);
  * workers if needed; if they cannot be started, runs every part on the calling thread (same results). */
 void tb_workers_run(tb_workers *w, tb_part_fn fn, void *arena, int parts);
 /* Hold the pool (on = 1) for a run of several steps, or release it (on = 0, once per hold): while held, the workers
- * poll for the next step for up to TB_HOLD_US (20 ms unless the build defines it) rather than TB_SPIN_US, so the
- * one-thread steps between parallel ones do not put them to sleep. Released, they sleep TB_SPIN_US after their last
- * step as before. */
+ * poll for the next step for up to TB_HOLD_US (20 ms unless the build defines it; 0: no hold) rather than
+ * TB_SPIN_US, so the one-thread steps between parallel ones do not put them to sleep. Released, they sleep
+ * TB_SPIN_US after their last step as before. */
 void tb_workers_hold(tb_workers *w, int on);
 /* Join the workers (e.g. before unloading the library); a later run starts them again. */
 int tb_workers_stop(tb_workers *w);
