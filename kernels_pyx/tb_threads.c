@@ -8,10 +8,10 @@
  * variable as before, so an idle pool costs no CPU. A run that holds the pool (tb_workers_hold: the emitted
  * program, around one inference) keeps its workers polling for TB_HOLD_US instead: a plan's one-thread steps between
  * two parallel ones often take longer than TB_SPIN_US, and a worker asleep then costs the next parallel step a futex
- * wake and a reschedule before its part starts. Released, the pool is idle within TB_SPIN_US. The sleeping side announces itself (sleepers, waiting) before it
- * checks the shared counter for the last time, and the other side reads the announcement after it changed the
- * counter; both are sequentially consistent atomics, so at least one of them sees the other's write and no wake-up
- * is lost. */
+ * wake and a reschedule before its part starts. Released, the pool is idle within TB_SPIN_US. The sleeping side
+ * announces itself (sleepers, waiting) before it checks the shared counter for the last time, and the other side
+ * reads the announcement after it changed the counter; both are sequentially consistent atomics, so at least one of
+ * them sees the other's write and no wake-up is lost. */
 #if defined(__unix__) || defined(__APPLE__)
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
