@@ -5,10 +5,13 @@
  * counter for TB_SPIN_US after its part starts the next step within a poll, and the caller that polls the count of
  * running workers returns as soon as the last one is done; every 64 polls a poller yields its CPU (a thread it waits
  * for may need it when the machine is oversubscribed). Past TB_SPIN_US either side sleeps on its condition
- * variable as before, so an idle pool costs no CPU. The sleeping side announces itself (sleepers, waiting) before it
- * checks the shared counter for the last time, and the other side reads the announcement after it changed the
- * counter; both are sequentially consistent atomics, so at least one of them sees the other's write and no wake-up
- * is lost. */
+ * variable as before, so an idle pool costs no CPU. A run that holds the pool (tb_workers_hold: the emitted
+ * program, around one inference) keeps its workers polling for TB_HOLD_US instead: a plan's one-thread steps between
+ * two parallel ones often take longer than TB_SPIN_US, and a worker asleep then costs the next parallel step a futex
+ * wake and a reschedule before its part starts. Released, the pool is idle within TB_SPIN_US. The sleeping side
+ * announces itself (sleepers, waiting) before it checks the shared counter for the last time, and the other side
+ * reads the announcement after it changed the counter; both are sequentially consistent atomics, so at least one of
+ * them sees the other's write and no wake-up is lost. */
 #if defined(__unix__) || defined(__APPLE__)
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
@@ -19,6 +22,11 @@
 
 #ifndef TB_SPIN_US
 #define TB_SPIN_US 200 /* how long a hand-off polls before it sleeps; 0: sleep at once (condition variables only) */
+#endif
+
+#ifndef TB_HOLD_US
+/* How long a worker of a held pool polls before it sleeps (a cap: a run releases it); 0: holding changes nothing. */
+#define TB_HOLD_US 20000
 #endif
 
 #define TB_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
@@ -40,8 +48,9 @@ static long tb_micros(void)
     return (long)t.tv_sec * 1000000L + (long)(t.tv_nsec / 1000);
 }
 
-/* Poll until *counter differs from `seen` (or *stop is set), for at most TB_SPIN_US: 1 if it did. */
-static int tb_spin_until_changed(const unsigned long *counter, unsigned long seen, const int *stop)
+/* Poll until *counter differs from `seen` (or *stop is set), for at most TB_SPIN_US, or TB_HOLD_US while *holds
+ * is not 0: 1 if it did. */
+static int tb_spin_until_changed(const unsigned long *counter, unsigned long seen, const int *stop, const int *holds)
 {
     long start = -1;
     int polls;
@@ -50,7 +59,7 @@ static int tb_spin_until_changed(const unsigned long *counter, unsigned long see
         if ((polls & 63) == 63) {  /* every 64 polls (a poll is a few ns, these some hundreds): */
             long t = tb_micros();
             if (start < 0) start = t;
-            else if (t - start >= TB_SPIN_US) return 0;
+            else if (t - start >= (TB_HOLD_US > TB_SPIN_US && TB_LOAD(holds) > 0 ? TB_HOLD_US : TB_SPIN_US)) return 0;
             sched_yield();  /* a thread we wait for may be waiting for this CPU: on an idle one this returns at once */
         }
         tb_relax();
@@ -88,7 +97,7 @@ static void *tb_worker_main(void *opaque)
         tb_part_fn fn;
         void *arena;
         int parts;
-        if (TB_SPIN_US == 0 || !tb_spin_until_changed(&w->step, seen, &w->stop)) {
+        if (TB_SPIN_US == 0 || !tb_spin_until_changed(&w->step, seen, &w->stop, &w->holds)) {
             pthread_mutex_lock(&w->lock);
             TB_STORE(&w->sleepers, TB_LOAD(&w->sleepers) + 1);  /* under the lock: only sleepers change it */
             while (TB_LOAD(&w->step) == seen && !TB_LOAD(&w->stop)) pthread_cond_wait(&w->wake, &w->lock);
@@ -175,6 +184,11 @@ void tb_workers_run(tb_workers *w, tb_part_fn fn, void *arena, int parts)
         pthread_mutex_unlock(&w->lock);
     }
     pthread_mutex_unlock(&w->busy);
+}
+
+void tb_workers_hold(tb_workers *w, int on)
+{
+    __atomic_add_fetch(&w->holds, on ? 1 : -1, __ATOMIC_SEQ_CST);  /* a count: concurrent runs hold it each */
 }
 
 int tb_workers_stop(tb_workers *w)

@@ -166,6 +166,10 @@ def test_split_candidates_and_the_arena_on_two_threads(tmp_path: Path) -> None:
     assert f"tb_conv_im2col_gemm_chw(&view, A + {x}," in source
     assert f"A + {ws} + part * 1296);" in source  # 5184 bytes = 1296 floats a slice
     assert source.count("tb_workers_run(&workers, part0, arena, 2);") == 1
+    # the run holds its pool from its first step to its last, once each
+    run = source[source.index("int net_run(void *arena)"):source.index("int net_infer(")]
+    hold, release = run.index("tb_workers_hold(&workers, 1);"), run.index("tb_workers_hold(&workers, 0);")
+    assert hold < run.index("tb_workers_run(") < release and run.count("tb_workers_hold(") == 2
 
 
 def test_every_conv_primitives_split_call_is_bit_identical_and_times_on_the_pool(tmp_path: Path) -> None:
@@ -469,6 +473,58 @@ def test_the_thread_pool_runs_every_part_of_every_step(tmp_path: Path, threads: 
     # part k ran in every step with more than k parts: 20000 steps cycling through 1..threads parts, then 20000
     expected_first = [sum(1 for i in range(20000) if i % threads + 1 > k) + 20000 for k in range(threads)]
     assert rows == [(expected_first[k], 20000) for k in range(threads)]
+
+
+POOL_HOLD = r"""
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <time.h>
+#include "tb_threads.h"
+
+static tb_workers workers = TB_WORKERS_INIT(2);
+static long counts[2];
+
+static void count(void *arena, int part) { ++((long *)arena)[part]; }
+
+static void pause_ms(long ms)
+{
+    struct timespec t = {0, ms * 1000000L};
+    nanosleep(&t, 0);
+}
+
+int main(void)
+{
+    int i, asleep_held = 0, waits = 0;
+    tb_workers_hold(&workers, 1);  /* before the first step, as the emitted run does */
+    tb_workers_run(&workers, count, counts, 2);
+    for (i = 0; i < 50; ++i) {  /* gaps of 2 ms, ten times TB_SPIN_US: held, the worker polls through them */
+        pause_ms(2);
+        asleep_held += __atomic_load_n(&workers.sleepers, __ATOMIC_SEQ_CST);
+        tb_workers_run(&workers, count, counts, 2);
+    }
+    tb_workers_hold(&workers, 0);
+    while (__atomic_load_n(&workers.sleepers, __ATOMIC_SEQ_CST) == 0 && waits < 10000) {  /* released: it sleeps */
+        pause_ms(1);
+        ++waits;
+    }
+    printf("%ld %ld %d %d\n", counts[0], counts[1], asleep_held, waits < 10000);
+    tb_workers_stop(&workers);
+    return 0;
+}
+"""
+
+
+def test_a_held_pool_polls_through_long_gaps_and_sleeps_once_released(tmp_path: Path) -> None:
+    """tb_workers_hold (the emitted run holds its pool): between parallel steps 2 ms apart, ten times TB_SPIN_US,
+    the worker of a held pool is never asleep (no futex wake before the next step); released, it goes to sleep.
+    TB_HOLD_US is raised so that a loaded machine, which may deschedule the worker for a while, cannot end the
+    hold early."""
+    (tmp_path / "hold.c").write_text(POOL_HOLD)
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-DTB_HOLD_US=60000000",
+                    f"-I{kernels_dir()}", "hold.c", str(kernels_dir() / "tb_threads.c"), "-o", "hold"],
+                   cwd=tmp_path, check=True)
+    out = subprocess.run(["./hold"], cwd=tmp_path, check=True, capture_output=True, text=True, timeout=120).stdout
+    assert out.split() == ["51", "51", "0", "1"]
 
 
 # ---------------------------------------------------------------------------------------- whole networks

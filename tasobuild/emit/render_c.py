@@ -374,6 +374,15 @@ def _parallel_parts(p: Program) -> list[str]:
     return lines
 
 
+def _hold(p: Program, on: int) -> list[str]:
+    """A multi-threaded run holds its pool from its first step to its last (tb_workers_hold): the workers poll
+    through the one-thread steps between parallel ones instead of falling asleep and waking late."""
+    if threads(p) == 1:
+        return []
+    return ["    tb_workers_hold(&workers, 1); /* the workers poll between this run's parallel steps */" if on else
+            "    tb_workers_hold(&workers, 0);"]
+
+
 def _comment(text: str, indent: str = "    ", width: int = 112) -> list[str]:
     words, lines, line = comment_text(text).split(" "), [], ""
     for word in words:
@@ -428,6 +437,7 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         f"int {p.name}_run(void *arena)",
         "{",
         "    float *const A = (float *)arena;",
+        *_hold(p, 1),
         "",
     ]
     layers = timed_layers(p)
@@ -438,6 +448,7 @@ def render_network(p: Program, prototypes: tuple[str, ...] = ()) -> str:
         index += len(step.calls)
     out += [
         "",
+        *_hold(p, 0),
         f"    TB_PROFILE_MARK({len(layers)});",
         "    (void)A;",
         "    return 0;",
