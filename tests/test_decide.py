@@ -13,7 +13,7 @@ import pytest
 from tasobuild.decide import decide, place
 from tasobuild.errors import UserError
 from tasobuild.memory import check_no_overlap
-from tasobuild.solve import Problem, Session, greedy, solve
+from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, Session, greedy, solve
 from tests.e2e import WITH_TRADE_OFF, tasobuild, write_spec
 from tests.zoo import ensure_model
 
@@ -107,3 +107,40 @@ def test_pareto_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert all(a["predicted_ms"] > b["predicted_ms"] for a, b in itertools.pairwise(points))  # ... buys time
     assert all(p["arena_bytes"] >= p["peak_bytes"] for p in points)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _chained_leads() -> Problem:
+    """in (1000 B) -> [a1 a2: g1] -> m (1000 B) -> [b1 b2: g2 or g3] -> out (200 B); a and b (5000 B) exist only
+    untiled. g1's and g2's outputs may start 100 bytes below their inputs; g3 keeps out apart, slower, with a
+    100-byte window where g2 has 200. Both plans peak at 1300 bytes (g1's step: in and m span 1100, its window 200;
+    b2's: m and out span 1100 + 200 with g2, 1000 + 200 + 100 with g3). With g2, m must sit 100 bytes above out and
+    in 100 above m: at g1's step the window goes below m or above in, and at b2's step out and its window take 400
+    bytes beside m where 300 are free, so no placement does better than 1400. With g3: m at 0, in at 100, g1's window
+    at 1100, then out and g3's window in [1000, 1300): 1300."""
+    plain = Choice("conv", "HWC", "HWC", 1.0, 0)
+
+    def deferred(group: str) -> Choice:
+        return Choice("conv", "HWC", "HWC", 1.0, 0, group=group, deferred=True)
+
+    def last(group: str, ms: float, window: int, lead: int) -> Choice:
+        return Choice("pw", "HWC", "HWC", ms, window, group=group, output_lead=lead)
+
+    nodes = (ProblemNode("a1", ("in",), "a", (plain, deferred("g1"))),
+             ProblemNode("a2", ("a",), "m", (plain, last("g1", 1.0, 200, 100))),
+             ProblemNode("b1", ("m",), "b", (plain, deferred("g2"), deferred("g3"))),
+             ProblemNode("b2", ("b",), "out", (plain, last("g2", 1.0, 200, 100), last("g3", 1.5, 100, 0))))
+    sizes = {"in": 1000, "a": 5000, "m": 1000, "b": 5000, "out": 200}
+    return Problem(nodes, {t: ProblemTensor(t, b) for t, b in sizes.items()}, "in", "HWC", "out", "HWC", {},
+                   alignment=1)
+
+
+def test_chained_overlaps_placed_above_the_peak_give_way_to_a_plan_placed_at_it() -> None:
+    p = _chained_leads()
+    faster = Session(p).solve(None, "memory")  # the fastest plan of the smallest peak: g2
+    assert [c.group for _, c in faster.choices] == ["g1", "g1", "g2", "g2"] and faster.peak_bytes == 1300
+    assert place(faster).arena_bytes == 1400
+    for budget, objective in ((2**32, "memory"), (1300, "memory"), (1300, "latency")):
+        chosen = decide(p, budget, objective, None, 10.0)
+        assert [c.group for _, c in chosen.plan.choices] == ["g1", "g1", "g3", "g3"], (budget, objective)
+        assert chosen.arena.arena_bytes == chosen.plan.peak_bytes == 1300 and chosen.plan.status == "feasible"
+    assert decide(p, 1400, "latency", None, 10.0).arena.arena_bytes == 1400  # the faster plan, where it fits
