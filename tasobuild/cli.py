@@ -582,7 +582,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _common(p, memory=name in ("build", "plan", "update"),
+        _common(p, memory=name in ("build", "plan", "update", "profile"),
                 shapes=name in ("build", "plan", "update", "pareto", "check", "init", "profile"))
         if name == "build":
             p.add_argument("--locked", action="store_true", help="fail if the plan or any output would change")

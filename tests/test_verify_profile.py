@@ -245,6 +245,21 @@ def test_profile_plan_against_the_lock_and_record(kws: Path) -> None:
         assert cost.median_ms == pytest.approx(float(np.median(calls[key.call_key])), rel=1e-12)
 
 
+def test_profile_plan_times_the_build_its_overrides_name(tmp_path: Path) -> None:
+    """`build --threads 2`, then `profile --plan --threads 2`: the 2-thread project is timed as built, not rebuilt
+    from the spec on one thread (profile takes build's --memory and --threads)."""
+    shutil.copytree(REPO / "models", tmp_path / "models", ignore=lambda _, names: [n for n in names
+                                                                                  if n != "ds_cnn.onnx"])
+    shutil.copy(REPO / "taso.toml.example", tmp_path)
+    spec = str(tmp_path / "taso.toml.example")
+    tasobuild("build", "-c", spec, "--threads", "2")
+    lock = (tmp_path / "taso.toml.lock").read_bytes()
+    assert "tb_workers_run(" in next(tmp_path.glob("build/*/src/net.c")).read_text()  # parallel steps
+    profiled = json.loads(tasobuild("profile", "-c", spec, "--plan", "--threads", "2", "--runs", "3",
+                                    "--json").stdout)
+    assert profiled["measured_total_ms"] > 0 and (tmp_path / "taso.toml.lock").read_bytes() == lock
+
+
 def test_profile_plan_usage_errors(kws: Path) -> None:
     line = one_error_line(tasobuild("profile", "-c", spec_of(kws), "--record", check=False))
     assert "--record goes with --plan" in line
