@@ -91,28 +91,10 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     (COARSE_NS): `coarse` is then the coarse plan, and `extra` holds the bound."""
     opt = z3.Optimize(ctx=enc.ctx)
     assert_all(opt, [*enc.constraints, *extra, *exclusions(enc, excluded)])
-    soft, base = [], enc.time_const
-    group_delta: dict[str, int] = {}  # a fused group's time minus its members' fastest ungrouped choices
-    group_literal: dict[str, z3.BoolRef] = {}
-    for i, (xs, node) in enumerate(zip(enc.x, enc.problem.nodes)):
-        allowed = [(v, to_ns(c.time_ms), c.group) for k, (v, c) in enumerate(zip(xs, node.choices))
-                   if (i, k) not in excluded]
-        if not allowed:
-            return Outcome(None, True, 0)
-        fastest = min((ns for _, ns, g in allowed if not g), default=min(ns for _, ns, _ in allowed))
-        base += fastest
-        soft += [(not_(v), ns - fastest) for v, ns, g in allowed if ns > fastest and not g]
-        for v, ns, g in allowed:
-            if g:
-                group_delta[g] = group_delta.get(g, 0) + ns - fastest
-                group_literal.setdefault(g, v)
-    for g, delta in sorted(group_delta.items()):  # members are picked together: one soft per group
-        if delta > 0:
-            soft.append((not_(group_literal[g]), delta))
-        elif delta < 0:  # faster than the fastest ungrouped choices: the bonus counted in, refunded if not picked
-            base += delta
-            soft.append((group_literal[g], -delta))
-    soft += [(not_(v), w) for v, w in enc.transform_terms if w > 0]
+    softs = time_softs(enc, excluded)
+    if softs is None:
+        return Outcome(None, True, 0)
+    base, soft = softs
     handle = add_soft_all(opt, soft, "time")
     best = None if known is None else evaluate(enc.problem, known)
     if coarse is not None and (best is None or coarse.time_ns < best.time_ns):
@@ -153,6 +135,62 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     if best is None:
         return Outcome(None, False, lower)
     return Outcome(picks_of(best), False, min(lower, best.time_ns))
+
+
+def time_softs(enc: Encoding, excluded: Excluded) -> tuple[int, list[tuple[z3.BoolRef, int]]] | None:
+    """min_time's objective as (constant ns, soft constraints): the plan's time is the constant plus the weights of
+    the soft constraints it breaks. None: some node has no allowed choice."""
+    soft, base = [], enc.time_const
+    group_delta: dict[str, int] = {}  # a fused group's time minus its members' fastest ungrouped choices
+    group_literal: dict[str, z3.BoolRef] = {}
+    delta: dict[tuple[int, int], int] = {}  # an ungrouped choice's time minus its node's fastest ungrouped choice
+    for i, (xs, node) in enumerate(zip(enc.x, enc.problem.nodes)):
+        allowed = [(k, to_ns(c.time_ms), c.group) for k, c in enumerate(node.choices) if (i, k) not in excluded]
+        if not allowed:
+            return None
+        fastest = min((ns for _, ns, g in allowed if not g), default=min(ns for _, ns, _ in allowed))
+        base += fastest
+        for k, ns, g in allowed:
+            if g:
+                group_delta[g] = group_delta.get(g, 0) + ns - fastest
+                group_literal.setdefault(g, xs[k])
+            else:
+                delta[(i, k)] = ns - fastest
+    for gather, writers in gather_writers(enc, excluded).items():
+        # A gather and its strided writers are picked together, like a group's members: each writer's least
+        # strided delta moves onto the gather's soft (one core for the trade, not one per member), the rest stays.
+        for choices in writers:
+            least = min(delta[w] for w in choices)
+            delta[gather] += least
+            for w in choices:
+                delta[w] -= least
+    soft += [(not_(enc.x[i][k]), d) for (i, k), d in delta.items() if d > 0]
+    for g, d in sorted(group_delta.items()):  # members are picked together: one soft per group
+        if d > 0:
+            soft.append((not_(group_literal[g]), d))
+        elif d < 0:  # faster than the fastest ungrouped choices: the bonus counted in, refunded if not picked
+            base += d
+            soft.append((group_literal[g], -d))
+    soft += [(not_(v), w) for v, w in enc.transform_terms if w > 0]
+    return base, soft
+
+
+def gather_writers(enc: Encoding, excluded: Excluded) -> dict[tuple[int, int], list[list[tuple[int, int]]]]:
+    """Each allowed interleaved gather that is its node's only allowed one, with, per input, the producer's
+    allowed strided choices: the encoding picks it exactly when each producer picks one of them (a strided writer
+    only with an interleaved gather of its reader, the gather only with every producer strided). Gathers some
+    producer cannot write strided for are left out (never picked)."""
+    p, producer = enc.problem, enc.topo.producer_step
+    out: dict[tuple[int, int], list[list[tuple[int, int]]]] = {}
+    for r, node in enumerate(p.nodes):
+        gathers = [(r, k) for k, c in enumerate(node.choices) if c.interleave and (r, k) not in excluded]
+        if len(gathers) != 1:
+            continue
+        writers = [[(q, k) for k, c in enumerate(p.nodes[q].choices) if c.strided_out and (q, k) not in excluded]
+                   for q in (producer[t] for t in node.inputs)]
+        if all(writers):
+            out[gathers[0]] = writers
+    return out
 
 
 def _coarse_plan(enc: Encoding, hard: list[z3.BoolRef], soft: list[tuple[z3.BoolRef, int]], clock: Clock,

@@ -100,7 +100,7 @@ class Session:
                     out.add((i, k))
                 elif cap is None or hi[i] + w <= cap:
                     safe_kinds.add(kind)
-        for members, worst in self._slower_groups:
+        for members, worst in (*self._slower_groups, *self._slower_gathers):
             if cap is None or worst <= cap:
                 out.update(members)
         return frozenset(out)
@@ -132,6 +132,35 @@ class Session:
                 if alone < grouped:
                     worst = max(hi[s] + max(self._workspace[s]) for s in range(first, last + 1))
                     out.append((tuple(members), worst))
+        return tuple(out)
+
+    @functools.cached_property
+    def _slower_gathers(self) -> tuple[tuple[tuple[tuple[int, int], ...], int], ...]:
+        """The interleaved gathers slower than copying (module docstring: gather dominance), each with its
+        producers' strided choices and the most memory any step from its first producer to it can take whatever
+        the choices (the cap at and above which the gather is dominated). Slower: what the copy costs over the
+        gather is less than what its slices cost written strided, each producer's least over a dense choice of the
+        same layouts (for every strided pick, so whichever the plan has). A gather without a copy of its layouts, or
+        a strided choice without a dense twin, is left out."""
+        _, hi = self.enc.tensor_bytes_range()
+        nodes, producer = self.problem.nodes, self.enc.topo.producer_step
+        out = []
+        for r, node in enumerate(nodes):
+            gathers = [k for k, c in enumerate(node.choices) if c.interleave]
+            if len(gathers) != 1:  # a strided writer serves any interleaved gather of its reader
+                continue
+            gather = node.choices[gathers[0]]
+            copy = _plain_ns(node.choices, gather)
+            steps = [producer[t] for t in node.inputs]
+            writers = [(q, j, to_ns(d.time_ms), _plain_ns(nodes[q].choices, d))
+                       for q in steps for j, d in enumerate(nodes[q].choices) if d.strided_out]
+            if copy is None or any(dense is None for *_, dense in writers) or \
+                    not {q for q, *_ in writers} >= set(steps):  # (a producer that cannot write strided: no gather)
+                continue
+            strided_over_dense = sum(min(ns - (dense or 0) for p, _, ns, dense in writers if p == q) for q in steps)
+            if copy - to_ns(gather.time_ms) < strided_over_dense:
+                worst = max(hi[s] + max(self._workspace[s]) for s in range(min(steps), r + 1))
+                out.append((tuple(sorted([(r, gathers[0]), *((q, j) for q, j, *_ in writers)])), worst))
         return tuple(out)
 
     # ---- the questions ----
@@ -310,6 +339,14 @@ class Session:
                             f"{within} is {need} bytes ({_human(need)}); raise the budget ([constraints] memory "
                             f"or --memory) to at least that")
         raise UserError(NO_TRANSFORM)
+
+
+def _plain_ns(choices: tuple[Choice, ...], like: Choice) -> int | None:
+    """The fastest choice among `choices` that runs as a plain kernel (own output buffer, no group, no sharing) with
+    the layouts of `like`, in ns; None if there is none."""
+    return min((to_ns(d.time_ms) for d in choices
+                if not d.group and not d.no_buffer and not d.gathers and not d.strided_out
+                and (d.layout_in, d.layout_out) == (like.layout_in, like.layout_out)), default=None)
 
 
 def smallest_peak_at_same_time(problem: Problem, picks: tuple[Choice, ...],
