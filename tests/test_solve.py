@@ -588,20 +588,3 @@ def test_a_gather_and_its_strided_writers_are_one_soft() -> None:
     assert small.choice("cat").gathers and (small.peak_bytes, small.time_ns) == (3072, 3_200_000)
     solver_finds_brute_force_optimum(p)
 
-
-def test_gather_slower_than_copying_never_enters_where_its_steps_always_fit() -> None:
-    """strided_concat's gather costs at least 0.4 + 0.5 ms of strided writing over dense to save a 0.8 ms copy:
-    slower, so only worth it for memory. Copying, the peak is 4 KiB (cat: a, b and y); gathering 3 KiB + 64 B with
-    the faster strided convs (x with y from step 0, and their workspace), 3 KiB with the others. The most its span
-    (steps 0-2) can take: step 1 holds x, a, b and y's buffer (5 KiB) plus 64 B of workspace. At and above that cap
-    the gather and every strided choice are left out; below it they stay."""
-    s = Session(strided_concat())
-    assert s.enc.tensor_bytes_range()[1][:3] == (4096, 5120, 4096)
-    left_out = {(2, 0), (0, 1), (0, 2), (1, 1), (1, 2)}  # (pruned order: by time) the gather, the strided convs
-    assert s.excluded(None) >= left_out and s.excluded(5184) >= left_out
-    assert s.excluded(5183) & left_out == {(0, 2)}  # only as slower than conv_a's other strided choice (its kind)
-    assert not s.solve(None).choice("cat").gathers
-    small = s.solve(4095)
-    assert small.choice("cat").gathers and (small.peak_bytes, small.time_ns) == (3136, 2_900_000)
-    assert [(q.peak_bytes, q.time_ns) for q in Session(strided_concat()).pareto(4)] == [
-        (3072, 3_200_000), (3136, 2_900_000), (4096, 2_800_000)]

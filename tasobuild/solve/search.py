@@ -27,26 +27,42 @@ class Outcome:
 
 
 class Clock:
-    """The time limit shared by every check of one solve, and the seconds spent inside Z3."""
+    """The limit shared by every check of one solve, and the seconds spent inside Z3. The limit is wall-clock
+    seconds, or (`work`) Z3 resource units (rlimit counts, summed over its checks): a limit that ends at the same
+    point on every run whatever the machine's load. A check runs to its own rlimit under a work limit (every check
+    that clock is given has one: min_time's slices), which is then tested between checks."""
 
-    def __init__(self, limit_s: float) -> None:
+    def __init__(self, limit_s: float, work: int | None = None) -> None:
         self.limit_s = limit_s
         self.deadline = time.perf_counter() + limit_s
         self.used = 0.0
+        self.work = work
+        self.work_used = 0
 
     def expired(self) -> bool:
+        if self.work is not None:
+            return self.work_used >= self.work
         return time.perf_counter() >= self.deadline
 
     def remaining_ms(self) -> int:
         return max(1, int((self.deadline - time.perf_counter()) * 1000))
 
     def run(self, solver: z3.Solver | z3.Optimize) -> z3.CheckSatResult:
-        solver.set("timeout", self.remaining_ms())
+        if self.work is None:
+            solver.set("timeout", self.remaining_ms())
+        before = _work_count(solver.ctx)
         t0 = time.perf_counter()
         try:
             return solver.check()
         finally:
             self.used += time.perf_counter() - t0
+            self.work_used += _work_count(solver.ctx) - before
+
+
+def _work_count(ctx: z3.Context) -> int:
+    """The Z3 resource units spent so far in the context (every check's rlimit count, cumulative), as a solver of
+    the context reports it (an Optimize does not before its first check)."""
+    return int(z3.Solver(ctx=ctx).statistics().get_key_value("rlimit count"))
 
 
 def picks_of(plan: Plan) -> tuple[Choice, ...]:
@@ -86,7 +102,9 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     it is than the node's fastest allowed choice (the fastest weighs 0, which keeps the cores small); each transform
     is a soft 'not this' weighted by its time. A fused group is one soft constraint, on its first member, weighted
     by its time minus its members' fastest ungrouped choices ('this' when the group is faster): a soft per member
-    made the search 30x slower on MobileNetV2. On timeout: the best plan found that `accept`s (meets the caps), else
+    made the search 30x slower on MobileNetV2. An interleaved gather and its producers' strided choices are picked
+    together too, so each producer's least strided delta moves onto the gather's soft (`time_softs`): with a soft per
+    strided writer, GoogLeNet's walk took 10x longer. On timeout: the best plan found that `accept`s (meets the caps), else
     `known`, with the best proven lower bound. When the first slice does not settle it, the coarse search bounds it
     (COARSE_NS): `coarse` is then the coarse plan, and `extra` holds the bound."""
     opt = z3.Optimize(ctx=enc.ctx)

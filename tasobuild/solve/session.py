@@ -31,6 +31,9 @@ from tasobuild.solve.problem import Choice, Problem, group_members, overlap_savi
 from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
 
 OBJECTIVES = ("latency", "memory")
+# Z3 resource units (rlimit counts) the frontier walk may spend per second of its time limit: about what one core
+# of the development machine runs in a second of maxres on the networks' problems.
+WALK_WORK_PER_S = 5_000_000
 NO_TRANSFORM = "no plan exists: the layouts cannot be reconciled because a needed layout transform is missing"
 
 
@@ -100,7 +103,7 @@ class Session:
                     out.add((i, k))
                 elif cap is None or hi[i] + w <= cap:
                     safe_kinds.add(kind)
-        for members, worst in (*self._slower_groups, *self._slower_gathers):
+        for members, worst in self._slower_groups:
             if cap is None or worst <= cap:
                 out.update(members)
         return frozenset(out)
@@ -134,44 +137,15 @@ class Session:
                     out.append((tuple(members), worst))
         return tuple(out)
 
-    @functools.cached_property
-    def _slower_gathers(self) -> tuple[tuple[tuple[tuple[int, int], ...], int], ...]:
-        """The interleaved gathers slower than copying (module docstring: gather dominance), each with its
-        producers' strided choices and the most memory any step from its first producer to it can take whatever
-        the choices (the cap at and above which the gather is dominated). Slower: what the copy costs over the
-        gather is less than what its slices cost written strided, each producer's least over a dense choice of the
-        same layouts (for every strided pick, so whichever the plan has). A gather without a copy of its layouts, or
-        a strided choice without a dense twin, is left out."""
-        _, hi = self.enc.tensor_bytes_range()
-        nodes, producer = self.problem.nodes, self.enc.topo.producer_step
-        out = []
-        for r, node in enumerate(nodes):
-            gathers = [k for k, c in enumerate(node.choices) if c.interleave]
-            if len(gathers) != 1:  # a strided writer serves any interleaved gather of its reader
-                continue
-            gather = node.choices[gathers[0]]
-            copy = _plain_ns(node.choices, gather)
-            steps = [producer[t] for t in node.inputs]
-            writers = [(q, j, to_ns(d.time_ms), _plain_ns(nodes[q].choices, d))
-                       for q in steps for j, d in enumerate(nodes[q].choices) if d.strided_out]
-            if copy is None or any(dense is None for *_, dense in writers) or \
-                    not {q for q, *_ in writers} >= set(steps):  # (a producer that cannot write strided: no gather)
-                continue
-            strided_over_dense = sum(min(ns - (dense or 0) for p, _, ns, dense in writers if p == q) for q in steps)
-            if copy - to_ns(gather.time_ms) < strided_over_dense:
-                worst = max(hi[s] + max(self._workspace[s]) for s in range(min(steps), r + 1))
-                out.append((tuple(sorted([(r, gathers[0]), *((q, j) for q, j, *_ in writers)])), worst))
-        return tuple(out)
-
     # ---- the questions ----
     def solve(self, budget_bytes: int | None, objective: str = "latency", latency_budget_ms: float | None = None,
-              time_limit_s: float = 10.0, tie_break: bool = True) -> Plan:
-        """Contract: tasobuild.solve.solve."""
+              time_limit_s: float = 10.0, tie_break: bool = True, clock: Clock | None = None) -> Plan:
+        """Contract: tasobuild.solve.solve. `clock`: the limit to solve within instead of `time_limit_s`."""
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if latency_budget_ms is not None and objective != "memory":
             raise ValueError("latency_budget_ms applies to the 'memory' objective only")
-        clock = Clock(time_limit_s)
+        clock = clock or Clock(time_limit_s)
         if objective == "latency":
             first = self.fastest_under(budget_bytes, clock)
             if first.picks is None:
@@ -242,21 +216,29 @@ class Session:
         fastest plan (the smallest peak among the fastest), ask for the fastest plan with a smaller peak (then the
         smallest peak at its time) until none exists: each answer is the next point down, and "none" proves the
         last one has the smallest peak, so no point is missed. The last question is usually free (a cap under the
-        floor has no plan), and no smallest-peak search is needed."""
-        clock = Clock(time_limit_s)
+        floor has no plan), and no smallest-peak search is needed. The limit is Z3 work (WALK_WORK_PER_S units a
+        second, Clock's `work`), not wall-clock time, so whether the walk ends in time does not depend on the
+        machine's load: the same problem gives the same frontier."""
+        left = int(WALK_WORK_PER_S * time_limit_s)
 
-        def left() -> float:
-            return clock.remaining_ms() / 1000
+        def clock() -> Clock:
+            return Clock(time_limit_s, work=left)
 
-        plan = self.solve(None, time_limit_s=left())
+        asked = clock()
+        plan = self.solve(None, clock=asked)
+        left -= asked.work_used
         found = [plan]
         while plan.status == "optimal" and plan.tie_break == "optimal" and len(found) <= points:
-            below = self.fastest_under(plan.peak_bytes - 1, Clock(left()))  # the tie break's question: answered
-            if not below.proven or clock.expired():
+            asked = clock()
+            below = self.fastest_under(plan.peak_bytes - 1, asked)  # the tie break's question: answered
+            left -= asked.work_used
+            if not below.proven or left <= 0:
                 return None
             if below.picks is None:
                 return found[::-1] if len(found) <= points else None
-            plan = self.solve(plan.peak_bytes - 1, time_limit_s=left())
+            asked = clock()
+            plan = self.solve(plan.peak_bytes - 1, clock=asked)
+            left -= asked.work_used
             found.append(plan)
         return None
 
@@ -339,14 +321,6 @@ class Session:
                             f"{within} is {need} bytes ({_human(need)}); raise the budget ([constraints] memory "
                             f"or --memory) to at least that")
         raise UserError(NO_TRANSFORM)
-
-
-def _plain_ns(choices: tuple[Choice, ...], like: Choice) -> int | None:
-    """The fastest choice among `choices` that runs as a plain kernel (own output buffer, no group, no sharing) with
-    the layouts of `like`, in ns; None if there is none."""
-    return min((to_ns(d.time_ms) for d in choices
-                if not d.group and not d.no_buffer and not d.gathers and not d.strided_out
-                and (d.layout_in, d.layout_out) == (like.layout_in, like.layout_out)), default=None)
 
 
 def smallest_peak_at_same_time(problem: Problem, picks: tuple[Choice, ...],
