@@ -27,7 +27,7 @@ from tasobuild.solve import (
     solve,
 )
 from tasobuild.solve.encode import encode
-from tasobuild.solve.search import slice_params, time_softs
+from tasobuild.solve.search import Clock, slice_params, time_softs
 from tasobuild.solve.session import Session
 
 C = Choice
@@ -588,3 +588,19 @@ def test_a_gather_and_its_strided_writers_are_one_soft() -> None:
     assert small.choice("cat").gathers and (small.peak_bytes, small.time_ns) == (3072, 3_200_000)
     solver_finds_brute_force_optimum(p)
 
+
+
+def test_walk_limit_counts_z3_work_not_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk down the frontier stops on Z3 work, not on the wall clock: a microsecond's worth of work is not enough
+    for slower_group's two points (with none, pareto falls back to spaced budgets, which find them too), while with
+    work to spare the same microsecond limit, long past in wall-clock time, walks the whole frontier."""
+    from tasobuild.solve import session
+    clock = Clock(0.0, work=10**9)
+    assert not clock.expired() and Clock(0.0).expired()
+    assert Session(slower_group()).walk(4, 1e-6) is None
+    monkeypatch.setattr(session, "WALK_WORK_PER_S", 0)
+    assert [(q.peak_bytes, q.time_ns) for q in Session(slower_group()).pareto(4)] == [
+        (200, 2_500_000), (300, 2_000_000)]
+    monkeypatch.setattr(session, "WALK_WORK_PER_S", 10**15)
+    walked = Session(slower_group()).walk(4, 1e-6)
+    assert walked is not None and [(q.peak_bytes, q.time_ns) for q in walked] == [(200, 2_500_000), (300, 2_000_000)]

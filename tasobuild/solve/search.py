@@ -103,10 +103,11 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     is a soft 'not this' weighted by its time. A fused group is one soft constraint, on its first member, weighted
     by its time minus its members' fastest ungrouped choices ('this' when the group is faster): a soft per member
     made the search 30x slower on MobileNetV2. An interleaved gather and its producers' strided choices are picked
-    together too, so each producer's least strided delta moves onto the gather's soft (`time_softs`): with a soft per
-    strided writer, GoogLeNet's walk took 10x longer. On timeout: the best plan found that `accept`s (meets the caps), else
-    `known`, with the best proven lower bound. When the first slice does not settle it, the coarse search bounds it
-    (COARSE_NS): `coarse` is then the coarse plan, and `extra` holds the bound."""
+    together too, so each producer's least strided delta moves onto the gather's soft (`time_softs`): a soft per
+    strided writer made GoogLeNet's walk several times slower (BENCHMARKS.md, the frontier). On timeout: the best
+    plan found that `accept`s (meets the caps), else `known`, with the best proven lower bound. When the first
+    slice does not settle it, the coarse search bounds it (COARSE_NS): `coarse` is then the coarse plan, and `extra`
+    holds the bound."""
     opt = z3.Optimize(ctx=enc.ctx)
     assert_all(opt, [*enc.constraints, *extra, *exclusions(enc, excluded)])
     softs = time_softs(enc, excluded)
