@@ -29,8 +29,7 @@ class Outcome:
 class Clock:
     """The limit shared by every check of one solve, and the seconds spent inside Z3. The limit is wall-clock
     seconds, or (`work`) Z3 resource units (rlimit counts, summed over its checks): a limit that ends at the same
-    point on every run whatever the machine's load. A check runs to its own rlimit under a work limit (every check
-    that clock is given has one: min_time's slices), which is then tested between checks."""
+    point on every run whatever the machine's load (each check's rlimit is then at most the work left)."""
 
     def __init__(self, limit_s: float, work: int | None = None) -> None:
         self.limit_s = limit_s
@@ -47,9 +46,13 @@ class Clock:
     def remaining_ms(self) -> int:
         return max(1, int((self.deadline - time.perf_counter()) * 1000))
 
-    def run(self, solver: z3.Solver | z3.Optimize) -> z3.CheckSatResult:
+    def run(self, solver: z3.Solver | z3.Optimize, rlimit: int = 0) -> z3.CheckSatResult:
+        """solver.check() within the limit; `rlimit`: the check's own resource limit (0: none)."""
         if self.work is None:
             solver.set("timeout", self.remaining_ms())
+        else:
+            left = max(1, self.work - self.work_used)
+            solver.set("rlimit", min(rlimit, left) if rlimit else left)
         before = _work_count(solver.ctx)
         t0 = time.perf_counter()
         try:
@@ -94,6 +97,16 @@ def slice_params(k: int) -> dict[str, object]:
             "rlimit": FIRST_SLICE_RLIMIT << k}
 
 
+def run_slice(opt: z3.Optimize, k: int, clock: Clock) -> z3.CheckSatResult:
+    """Slice k of a MaxSAT search (slice_params) within the clock."""
+    params = slice_params(k)
+    for key, value in params.items():
+        opt.set(key, value)
+    rlimit = params["rlimit"]
+    assert isinstance(rlimit, int)
+    return clock.run(opt, rlimit)
+
+
 def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Excluded = frozenset(),
              known: tuple[Choice, ...] | None = None,
              accept: Callable[[Plan], bool] = lambda _: True, coarse: Plan | None = None) -> Outcome:
@@ -120,9 +133,7 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
         best = coarse
     lower = base
     for k in itertools.count():
-        for key, value in slice_params(k).items():
-            opt.set(key, value)
-        result = clock.run(opt)
+        result = run_slice(opt, k, clock)
         if result == z3.unsat:
             if coarse is not None:  # nothing within the coarse bound is faster: the coarse plan is the optimum
                 return Outcome(picks_of(coarse), True, coarse.time_ns)
@@ -220,9 +231,7 @@ def _coarse_plan(enc: Encoding, hard: list[z3.BoolRef], soft: list[tuple[z3.Bool
     assert_all(opt, hard)
     add_soft_all(opt, [(lit, w // COARSE_NS) for lit, w in soft if w >= COARSE_NS], "coarse")
     for k in itertools.count():
-        for key, value in slice_params(k).items():
-            opt.set(key, value)
-        result = clock.run(opt)
+        result = run_slice(opt, k, clock)
         if result == z3.sat:
             plan = evaluate(enc.problem, enc.picks(opt.model()))
             return plan if accept(plan) else None
