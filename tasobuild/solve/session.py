@@ -31,9 +31,9 @@ from tasobuild.solve.problem import Choice, Problem, group_members, overlap_savi
 from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
 
 OBJECTIVES = ("latency", "memory")
-# Z3 resource units (rlimit counts) the frontier walk may spend per second of its time limit: about what one core
-# of the development machine runs in a second of maxres on the networks' problems.
-WALK_WORK_PER_S = 5_000_000
+# Z3 resource units (rlimit, as search.Clock charges them: each check's whole grant) the frontier walk may spend
+# per second of its time limit: a 10 s limit covers the walks that took a few CPU seconds (BENCHMARKS.md, frontier).
+WALK_WORK_PER_S = 10_000_000
 NO_TRANSFORM = "no plan exists: the layouts cannot be reconciled because a needed layout transform is missing"
 
 
