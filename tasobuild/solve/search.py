@@ -30,8 +30,8 @@ class Clock:
     """The limit shared by every check of one solve, and the seconds spent inside Z3. The limit is wall-clock
     seconds, or (`work`) Z3 resource units: each check is given an rlimit of at most the work left and is charged
     all of it, however early it ends, so the limit ends at the same point on every run whatever the machine's load.
-    (Reading Z3's own count needs a solver of the context, and creating one between checks changed maxres's path:
-    MobileNetV1's walk took twice as long.)"""
+    (Reading Z3's own count needs a solver of the context, and creating one between checks changed maxres's path
+    and slowed MobileNetV1's walk: BENCHMARKS.md, the frontier.)"""
 
     def __init__(self, limit_s: float, work: int | None = None) -> None:
         self.limit_s = limit_s
