@@ -27,7 +27,7 @@ from tasobuild.solve import (
     solve,
 )
 from tasobuild.solve.encode import encode
-from tasobuild.solve.search import slice_params
+from tasobuild.solve.search import Clock, slice_params, time_softs
 from tasobuild.solve.session import Session
 
 C = Choice
@@ -437,7 +437,12 @@ def encoding_agrees_with_evaluate(p: Problem) -> None:
 @pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("seed", range(12))
 def test_solver_finds_brute_force_optimum(seed: int, grouped: bool) -> None:
-    p = random_problem(seed, grouped)
+    solver_finds_brute_force_optimum(random_problem(seed, grouped))
+
+
+def solver_finds_brute_force_optimum(p: Problem) -> None:
+    """Every question (fastest, smallest, budgeted, within a latency budget, pareto) answered as brute force
+    over every plan answers it."""
     plans = every_plan(p)
     if not plans:
         with pytest.raises(UserError):
@@ -511,3 +516,91 @@ def test_coarse_bound_keeps_the_exact_optimum(seed: int, grouped: bool, monkeypa
         assert found.proven and found.picks is not None
         assert evaluate(p, found.picks).time_ns == min(q.time_ns for q in plans if q.peak_bytes <= cap)
     assert coarse_runs and all(run is not None for run in coarse_runs)
+
+
+# ---- interleaved (HWC) gathers and their strided producers ----
+
+def random_strided_problem(seed: int) -> Problem:
+    """in -> t -> a, b (, c) (each from t or in) -> y = concat -> out, where the concat may gather its inputs
+    interleaved (HWC, 2 pixels) and each producer has dense choices and strided ones (random layouts in, times,
+    workspace): the gather is worth taking, or not, depending on the budget."""
+    rng = random.Random(seed)
+    size = lambda: rng.choice([128, 256, 384])  # noqa: E731  (runs of 64, 128, 192 bytes: aligned slices)
+
+    def choices(n: int, strided: int = 0) -> tuple[Choice, ...]:
+        dense = tuple(C(f"p{k}", rng.choice(("CHW", "HWC")), rng.choice(("CHW", "HWC")),
+                        rng.choice([0.5, 1.0, 1.5]), rng.choice([0, 0, 64])) for k in range(rng.randint(1, n)))
+        return dense + tuple(C(f"p{k}_strided", rng.choice(("CHW", "HWC")), "HWC", rng.choice([0.5, 1.0, 1.5, 2.0]),
+                               rng.choice([0, 64]), strided_out=True) for k in range(strided))
+
+    sizes = {"in": size(), "t": size()}
+    nodes = [ProblemNode("n_t", ("in",), "t", choices(2))]
+    parts = ["a", "b", "c"][:rng.randint(2, 3)]
+    for name in parts:
+        sizes[name] = size()
+        nodes.append(ProblemNode(f"n_{name}", (rng.choice(["t", "in"]),), name, choices(2, rng.randint(1, 2))))
+    sizes["y"] = sum(sizes[t] for t in parts)
+    copies = tuple(C(f"copy_{lay}", lay, lay, rng.choice([0.25, 0.5, 1.0]), 0) for lay in ("CHW", "HWC"))
+    gather = C("zc", "HWC", "HWC", rng.choice([0.0, 0.25]), 0, gathers=True, interleave=2)
+    nodes.append(ProblemNode("n_y", tuple(parts), "y", copies + (gather,)))
+    sizes["out"] = size()
+    nodes.append(ProblemNode("n_out", ("y",), "out", choices(2)))
+    return Problem(tuple(nodes), {t: ProblemTensor(t, b) for t, b in sizes.items()}, "in", rng.choice(LAYOUTS),
+                   "out", rng.choice(LAYOUTS), all_transforms(sizes, 0.25), alignment=64)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_solver_finds_brute_force_optimum_with_strided_gathers(seed: int) -> None:
+    p = random_strided_problem(seed)
+    encoding_agrees_with_evaluate(p)
+    solver_finds_brute_force_optimum(p)
+
+
+def strided_concat() -> Problem:
+    """x -> conv_a, conv_b (dense 1.0 ms; strided 1.6 ms, or with 64 B of workspace 1.4 and 1.5 ms) -> cat (copy
+    0.8 ms, or an HWC gather at 0 ms). 1 KiB tensors, y 2 KiB."""
+    def node(name: str, out: str, faster: float) -> ProblemNode:
+        return ProblemNode(name, ("x",), out, (C("conv", "HWC", "HWC", 1.0, 0),
+                                               C("conv_strided", "HWC", "HWC", 1.6, 0, strided_out=True),
+                                               C("conv_strided_ws", "HWC", "HWC", faster, 64, strided_out=True)))
+    gather = C("zc", "HWC", "HWC", 0.0, 0, gathers=True, interleave=4)
+    return Problem((node("conv_a", "a", 1.4), node("conv_b", "b", 1.5),
+                    ProblemNode("cat", ("a", "b"), "y", (C("copy", "HWC", "HWC", 0.8, 0), gather))),
+                   {t: ProblemTensor(t, b) for t, b in {"x": 1024, "a": 1024, "b": 1024, "y": 2048}.items()},
+                   "x", "HWC", "y", "HWC", {}, alignment=64)
+
+
+def test_a_gather_and_its_strided_writers_are_one_soft() -> None:
+    """Hand-worked on strided_concat. Per node the fastest allowed choice weighs 0: the copy costs 0.8 ms over the
+    gather, each strided choice 0.6 / 0.4 ms (conv_a) and 0.6 / 0.5 ms (conv_b) over its dense one. The gather is
+    picked exactly when both writers are strided, so their least strided deltas (0.4 + 0.5 ms) move onto the
+    gather's soft: 0.9 ms on 'not the gather', 0.2 and 0.1 ms on the 1.6 ms strided choices, none on the others.
+    The fastest plan copies (0.8 < 0.9 ms); every question agrees with brute force."""
+    p = strided_concat()
+    enc = encode(p)
+    base, soft = time_softs(enc, frozenset())
+    assert base == 2 * 1_000_000  # the two dense convs; the gather weighs nothing
+    assert {str(lit): w for lit, w in soft} == {"Not(x|2|1)": 900_000, "Not(x|2|0)": 800_000,
+                                                "Not(x|0|1)": 200_000, "Not(x|1|1)": 100_000}
+    fast = Session(p).solve(None)
+    assert not fast.choice("cat").gathers and fast.time_ns == 2_800_000
+    small = Session(p).solve(None, "memory")
+    assert small.choice("cat").gathers and (small.peak_bytes, small.time_ns) == (3072, 3_200_000)
+    solver_finds_brute_force_optimum(p)
+
+
+
+def test_walk_limit_counts_z3_work_not_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk down the frontier stops on Z3 work, not on the wall clock: a microsecond's worth of work is not enough
+    for slower_group's two points (with none, pareto falls back to spaced budgets, which find them too), while with
+    work to spare the same microsecond limit, long past in wall-clock time, walks the whole frontier."""
+    from tasobuild.solve import session
+    clock = Clock(0.0, work=10**9)
+    assert not clock.expired() and Clock(0.0).expired()
+    assert Session(slower_group()).walk(4, 1e-6) is None
+    monkeypatch.setattr(session, "WALK_WORK_PER_S", 0)
+    assert [(q.peak_bytes, q.time_ns) for q in Session(slower_group()).pareto(4)] == [
+        (200, 2_500_000), (300, 2_000_000)]
+    monkeypatch.setattr(session, "WALK_WORK_PER_S", 10**15)
+    walked = Session(slower_group()).walk(4, 1e-6)
+    assert walked is not None and [(q.peak_bytes, q.time_ns) for q in walked] == [(200, 2_500_000), (300, 2_000_000)]

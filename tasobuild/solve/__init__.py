@@ -48,8 +48,9 @@ def min_peak_bytes(problem: Problem, latency_budget_ms: float | None = None, tim
 def pareto(problem: Problem, points: int = 10, time_limit_s: float = 10.0) -> list[Plan]:
     """The memory-latency frontier, sorted by increasing memory (so decreasing time), no point dominating another,
     every point proven optimal unless the time limit (per point) ran out. When the frontier has at most `points`
-    points, all of them (found by walking down from the fastest plan within one time limit: Session.walk); else
-    (or when the walk runs out of time) the smallest-peak plan,
+    points, all of them (found by walking down from the fastest plan within one time limit, counted in Z3 work so
+    that the answer does not depend on the machine's load: Session.walk); else (or when the walk runs out of work)
+    the smallest-peak plan,
     the fastest plan, and the fastest plan under evenly spaced budgets in between (each then at its smallest
     peak), duplicates removed."""
     return Session(problem).pareto(points, time_limit_s)

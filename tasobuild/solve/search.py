@@ -27,21 +27,36 @@ class Outcome:
 
 
 class Clock:
-    """The time limit shared by every check of one solve, and the seconds spent inside Z3."""
+    """The limit shared by every check of one solve, and the seconds spent inside Z3. The limit is wall-clock
+    seconds, or (`work`) Z3 resource units: each check is given an rlimit of at most the work left and is charged
+    all of it, however early it ends, so the limit ends at the same point on every run whatever the machine's load.
+    (Reading Z3's own count needs a solver of the context, and creating one between checks changed maxres's path
+    and slowed MobileNetV1's walk: BENCHMARKS.md, the frontier.)"""
 
-    def __init__(self, limit_s: float) -> None:
+    def __init__(self, limit_s: float, work: int | None = None) -> None:
         self.limit_s = limit_s
         self.deadline = time.perf_counter() + limit_s
         self.used = 0.0
+        self.work = work
+        self.work_used = 0
 
     def expired(self) -> bool:
+        if self.work is not None:
+            return self.work_used >= self.work
         return time.perf_counter() >= self.deadline
 
     def remaining_ms(self) -> int:
         return max(1, int((self.deadline - time.perf_counter()) * 1000))
 
-    def run(self, solver: z3.Solver | z3.Optimize) -> z3.CheckSatResult:
-        solver.set("timeout", self.remaining_ms())
+    def run(self, solver: z3.Solver | z3.Optimize, rlimit: int = 0) -> z3.CheckSatResult:
+        """solver.check() within the limit; `rlimit`: the check's own resource limit (0: none)."""
+        if self.work is None:
+            solver.set("timeout", self.remaining_ms())
+        else:
+            left = max(1, self.work - self.work_used)
+            granted = min(rlimit, left) if rlimit else left
+            solver.set("rlimit", granted)
+            self.work_used += granted
         t0 = time.perf_counter()
         try:
             return solver.check()
@@ -78,6 +93,16 @@ def slice_params(k: int) -> dict[str, object]:
             "rlimit": FIRST_SLICE_RLIMIT << k}
 
 
+def run_slice(opt: z3.Optimize, k: int, clock: Clock) -> z3.CheckSatResult:
+    """Slice k of a MaxSAT search (slice_params) within the clock."""
+    params = slice_params(k)
+    for key, value in params.items():
+        opt.set(key, value)
+    rlimit = params["rlimit"]
+    assert isinstance(rlimit, int)
+    return clock.run(opt, rlimit)
+
+
 def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Excluded = frozenset(),
              known: tuple[Choice, ...] | None = None,
              accept: Callable[[Plan], bool] = lambda _: True, coarse: Plan | None = None) -> Outcome:
@@ -86,42 +111,25 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     it is than the node's fastest allowed choice (the fastest weighs 0, which keeps the cores small); each transform
     is a soft 'not this' weighted by its time. A fused group is one soft constraint, on its first member, weighted
     by its time minus its members' fastest ungrouped choices ('this' when the group is faster): a soft per member
-    made the search 30x slower on MobileNetV2. On timeout: the best plan found that `accept`s (meets the caps), else
-    `known`, with the best proven lower bound. When the first slice does not settle it, the coarse search bounds it
-    (COARSE_NS): `coarse` is then the coarse plan, and `extra` holds the bound."""
+    made the search 30x slower on MobileNetV2. An interleaved gather and its producers' strided choices are picked
+    together too, so each producer's least strided delta moves onto the gather's soft (`time_softs`): a soft per
+    strided writer made GoogLeNet's walk several times slower (BENCHMARKS.md, the frontier). On timeout: the best
+    plan found that `accept`s (meets the caps), else `known`, with the best proven lower bound. When the first
+    slice does not settle it, the coarse search bounds it (COARSE_NS): `coarse` is then the coarse plan, and `extra`
+    holds the bound."""
     opt = z3.Optimize(ctx=enc.ctx)
     assert_all(opt, [*enc.constraints, *extra, *exclusions(enc, excluded)])
-    soft, base = [], enc.time_const
-    group_delta: dict[str, int] = {}  # a fused group's time minus its members' fastest ungrouped choices
-    group_literal: dict[str, z3.BoolRef] = {}
-    for i, (xs, node) in enumerate(zip(enc.x, enc.problem.nodes)):
-        allowed = [(v, to_ns(c.time_ms), c.group) for k, (v, c) in enumerate(zip(xs, node.choices))
-                   if (i, k) not in excluded]
-        if not allowed:
-            return Outcome(None, True, 0)
-        fastest = min((ns for _, ns, g in allowed if not g), default=min(ns for _, ns, _ in allowed))
-        base += fastest
-        soft += [(not_(v), ns - fastest) for v, ns, g in allowed if ns > fastest and not g]
-        for v, ns, g in allowed:
-            if g:
-                group_delta[g] = group_delta.get(g, 0) + ns - fastest
-                group_literal.setdefault(g, v)
-    for g, delta in sorted(group_delta.items()):  # members are picked together: one soft per group
-        if delta > 0:
-            soft.append((not_(group_literal[g]), delta))
-        elif delta < 0:  # faster than the fastest ungrouped choices: the bonus counted in, refunded if not picked
-            base += delta
-            soft.append((group_literal[g], -delta))
-    soft += [(not_(v), w) for v, w in enc.transform_terms if w > 0]
+    softs = time_softs(enc, excluded)
+    if softs is None:
+        return Outcome(None, True, 0)
+    base, soft = softs
     handle = add_soft_all(opt, soft, "time")
     best = None if known is None else evaluate(enc.problem, known)
     if coarse is not None and (best is None or coarse.time_ns < best.time_ns):
         best = coarse
     lower = base
     for k in itertools.count():
-        for key, value in slice_params(k).items():
-            opt.set(key, value)
-        result = clock.run(opt)
+        result = run_slice(opt, k, clock)
         if result == z3.unsat:
             if coarse is not None:  # nothing within the coarse bound is faster: the coarse plan is the optimum
                 return Outcome(picks_of(coarse), True, coarse.time_ns)
@@ -155,6 +163,62 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     return Outcome(picks_of(best), False, min(lower, best.time_ns))
 
 
+def time_softs(enc: Encoding, excluded: Excluded) -> tuple[int, list[tuple[z3.BoolRef, int]]] | None:
+    """min_time's objective as (constant ns, soft constraints): the plan's time is the constant plus the weights of
+    the soft constraints it breaks. None: some node has no allowed choice."""
+    soft, base = [], enc.time_const
+    group_delta: dict[str, int] = {}  # a fused group's time minus its members' fastest ungrouped choices
+    group_literal: dict[str, z3.BoolRef] = {}
+    delta: dict[tuple[int, int], int] = {}  # an ungrouped choice's time minus its node's fastest ungrouped choice
+    for i, (xs, node) in enumerate(zip(enc.x, enc.problem.nodes)):
+        allowed = [(k, to_ns(c.time_ms), c.group) for k, c in enumerate(node.choices) if (i, k) not in excluded]
+        if not allowed:
+            return None
+        fastest = min((ns for _, ns, g in allowed if not g), default=min(ns for _, ns, _ in allowed))
+        base += fastest
+        for k, ns, g in allowed:
+            if g:
+                group_delta[g] = group_delta.get(g, 0) + ns - fastest
+                group_literal.setdefault(g, xs[k])
+            else:
+                delta[(i, k)] = ns - fastest
+    for gather, writers in gather_writers(enc, excluded).items():
+        # A gather and its strided writers are picked together, like a group's members: each writer's least
+        # strided delta moves onto the gather's soft (one core for the trade, not one per member), the rest stays.
+        for choices in writers:
+            least = min(delta[w] for w in choices)
+            delta[gather] += least
+            for w in choices:
+                delta[w] -= least
+    soft += [(not_(enc.x[i][k]), d) for (i, k), d in delta.items() if d > 0]
+    for g, d in sorted(group_delta.items()):  # members are picked together: one soft per group
+        if d > 0:
+            soft.append((not_(group_literal[g]), d))
+        elif d < 0:  # faster than the fastest ungrouped choices: the bonus counted in, refunded if not picked
+            base += d
+            soft.append((group_literal[g], -d))
+    soft += [(not_(v), w) for v, w in enc.transform_terms if w > 0]
+    return base, soft
+
+
+def gather_writers(enc: Encoding, excluded: Excluded) -> dict[tuple[int, int], list[list[tuple[int, int]]]]:
+    """Each allowed interleaved gather that is its node's only allowed one, with, per input, the producer's
+    allowed strided choices: the encoding picks it exactly when each producer picks one of them (a strided writer
+    only with an interleaved gather of its reader, the gather only with every producer strided). Gathers some
+    producer cannot write strided for are left out (never picked)."""
+    p, producer = enc.problem, enc.topo.producer_step
+    out: dict[tuple[int, int], list[list[tuple[int, int]]]] = {}
+    for r, node in enumerate(p.nodes):
+        gathers = [(r, k) for k, c in enumerate(node.choices) if c.interleave and (r, k) not in excluded]
+        if len(gathers) != 1:
+            continue
+        writers = [[(q, k) for k, c in enumerate(p.nodes[q].choices) if c.strided_out and (q, k) not in excluded]
+                   for q in (producer[t] for t in node.inputs)]
+        if all(writers):
+            out[gathers[0]] = writers
+    return out
+
+
 def _coarse_plan(enc: Encoding, hard: list[z3.BoolRef], soft: list[tuple[z3.BoolRef, int]], clock: Clock,
                  accept: Callable[[Plan], bool]) -> Plan | None:
     """The fastest plan with every soft weight floored to COARSE_NS (see there), in the same slices as min_time;
@@ -163,9 +227,7 @@ def _coarse_plan(enc: Encoding, hard: list[z3.BoolRef], soft: list[tuple[z3.Bool
     assert_all(opt, hard)
     add_soft_all(opt, [(lit, w // COARSE_NS) for lit, w in soft if w >= COARSE_NS], "coarse")
     for k in itertools.count():
-        for key, value in slice_params(k).items():
-            opt.set(key, value)
-        result = clock.run(opt)
+        result = run_slice(opt, k, clock)
         if result == z3.sat:
             plan = evaluate(enc.problem, enc.picks(opt.model()))
             return plan if accept(plan) else None

@@ -31,6 +31,9 @@ from tasobuild.solve.problem import Choice, Problem, group_members, overlap_savi
 from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
 
 OBJECTIVES = ("latency", "memory")
+# Z3 resource units (rlimit, as search.Clock charges them: each check's whole grant) the frontier walk may spend
+# per second of its time limit: a 10 s limit covers the walks that took a few CPU seconds (BENCHMARKS.md, frontier).
+WALK_WORK_PER_S = 10_000_000
 NO_TRANSFORM = "no plan exists: the layouts cannot be reconciled because a needed layout transform is missing"
 
 
@@ -136,13 +139,13 @@ class Session:
 
     # ---- the questions ----
     def solve(self, budget_bytes: int | None, objective: str = "latency", latency_budget_ms: float | None = None,
-              time_limit_s: float = 10.0, tie_break: bool = True) -> Plan:
-        """Contract: tasobuild.solve.solve."""
+              time_limit_s: float = 10.0, tie_break: bool = True, clock: Clock | None = None) -> Plan:
+        """Contract: tasobuild.solve.solve. `clock`: the limit to solve within instead of `time_limit_s`."""
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if latency_budget_ms is not None and objective != "memory":
             raise ValueError("latency_budget_ms applies to the 'memory' objective only")
-        clock = Clock(time_limit_s)
+        clock = clock or Clock(time_limit_s)
         if objective == "latency":
             first = self.fastest_under(budget_bytes, clock)
             if first.picks is None:
@@ -213,21 +216,29 @@ class Session:
         fastest plan (the smallest peak among the fastest), ask for the fastest plan with a smaller peak (then the
         smallest peak at its time) until none exists: each answer is the next point down, and "none" proves the
         last one has the smallest peak, so no point is missed. The last question is usually free (a cap under the
-        floor has no plan), and no smallest-peak search is needed."""
-        clock = Clock(time_limit_s)
+        floor has no plan), and no smallest-peak search is needed. The limit is Z3 work (WALK_WORK_PER_S units a
+        second, Clock's `work`), not wall-clock time, so whether the walk ends in time does not depend on the
+        machine's load: the same problem gives the same frontier."""
+        left = int(WALK_WORK_PER_S * time_limit_s)
 
-        def left() -> float:
-            return clock.remaining_ms() / 1000
+        def clock() -> Clock:
+            return Clock(time_limit_s, work=left)
 
-        plan = self.solve(None, time_limit_s=left())
+        asked = clock()
+        plan = self.solve(None, clock=asked)
+        left -= asked.work_used
         found = [plan]
         while plan.status == "optimal" and plan.tie_break == "optimal" and len(found) <= points:
-            below = self.fastest_under(plan.peak_bytes - 1, Clock(left()))  # the tie break's question: answered
-            if not below.proven or clock.expired():
+            asked = clock()
+            below = self.fastest_under(plan.peak_bytes - 1, asked)  # the tie break's question: answered
+            left -= asked.work_used
+            if not below.proven or left <= 0:
                 return None
             if below.picks is None:
                 return found[::-1] if len(found) <= points else None
-            plan = self.solve(plan.peak_bytes - 1, time_limit_s=left())
+            asked = clock()
+            plan = self.solve(plan.peak_bytes - 1, clock=asked)
+            left -= asked.work_used
             found.append(plan)
         return None
 
