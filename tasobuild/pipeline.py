@@ -319,9 +319,12 @@ def all_calls(nodes: Sequence[NodeCandidates], transforms: Sequence[TransformCan
 
 
 def merged(first: Costed, second: Costed) -> Costed:
+    """Both rounds' costs; a call costed in both keeps the first's, which the choices made since were based on (a
+    tiled call with an untiled call's key, predicted anew by "auto": the lock must record the cost that picked the
+    groups' primitives, or --frozen offers other groups and finds no cost for their calls)."""
     from tasobuild.costs.stage import Costed
 
-    return Costed({**first.costs, **second.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
+    return Costed({**second.costs, **first.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
 
 
 def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider,
