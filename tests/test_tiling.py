@@ -509,8 +509,9 @@ def test_profile_times_the_tiled_calls_after_the_untiled_ones(tmp_path: Path) ->
 MOBILENET_V2_035 = Path(__file__).parent / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx"
 
 
-def _row_group(graph: Graph, members: tuple[int, ...], rows: int) -> object:
-    """The chain's group at this band height, every call costed alike (the bands do not depend on the costs)."""
+def _row_group(graph: Graph, members: tuple[int, ...], rows: int, runs: dict[str, object] | None = None) -> object:
+    """The chain's group at this band height, every call costed alike (the bands do not depend on the costs), and
+    the `runs`' costs by key."""
     from tasobuild.candidates import node_candidates
     from tasobuild.costs.cache import Cost
     from tasobuild.tiling.rows import fusable
@@ -520,7 +521,7 @@ def _row_group(graph: Graph, members: tuple[int, ...], rows: int) -> object:
     [option] = [o for o in fusable(graph, nodes, costs, heights=(rows,))
                 if o.members == members and o.pick == "fastest"]
     costs.update({c.key(): Cost(1.0, 0.0, 1, "measured") for c in option.calls()})
-    return option.group(graph, costs)
+    return option.group(graph, {**costs, **(runs or {})})  # type: ignore[dict-item]
 
 
 def test_a_row_groups_run_reads_and_writes_each_band_where_the_program_does() -> None:
@@ -567,3 +568,30 @@ def test_a_row_groups_run_reads_and_writes_each_band_where_the_program_does() ->
 def ir_interpreter_input(graph: Graph) -> np.ndarray:
     s = graph.shape(graph.input)
     return np.random.default_rng(5).standard_normal((s.c, s.h, s.w)).astype(np.float32)
+
+
+def test_auto_costs_time_a_groups_run_and_predict_its_calls(tmp_path: Path) -> None:
+    """costs = "auto" predicts a row group's band calls (the model knows single calls) but times its run, a pass no
+    model predicts: the group's members then share the measured time, which the solver sees."""
+    from tasobuild import native
+    from tasobuild.costs.cache import CostCache
+    from tasobuild.costs.stage import cost_calls, shipped_model
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.rows import FusedGroup
+
+    graph = import_onnx(MOBILENET_V2_035)
+    group = _row_group(graph, (1, 2, 3), 4)
+    assert isinstance(group, FusedGroup) and group.run is not None
+    calls = [c for o in group.chosen for c in o.calls if c is not None]
+    kernels = native.load()
+    with CostCache(tmp_path / "cache") as cache:
+        costed = cost_calls("auto", [*calls, group.run], cache, fingerprint="test-host", kernels_digest="k",
+                            kernels=lambda: kernels, model=shipped_model(), progress=False)
+    run = costed.costs[group.run.key()]
+    assert run.source == "measured" and run.median_ms > 0 and costed.profiled >= 1
+    assert {costed.costs[c.key()].source for c in calls} <= {"predicted", "measured"}
+    # the group costed with its run's time: its members share it (as their calls share the sum of their costs)
+    timed = _row_group(graph, (1, 2, 3), 4, {group.run.key(): run})
+    assert isinstance(timed, FusedGroup) and timed.run == group.run
+    assert sum(timed.member_ms) == pytest.approx(run.median_ms, rel=1e-9)
+    assert run.median_ms != pytest.approx(sum(group.member_ms))  # not the calls' (each costed 1 ms here)

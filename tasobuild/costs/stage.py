@@ -9,6 +9,7 @@
              layers first, up to AutoPolicy.fraction of the calls; refit the calibration, predict the rest again,
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
+             A fused group's pass over its calls (profile.SequenceCall) is always measured: no model predicts it.
 A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
 or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count there what
 they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured | imported |
