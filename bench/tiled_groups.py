@@ -84,11 +84,13 @@ def main() -> None:
     rows.append(["all groups", f"{totals[0]:.3f}", f"{totals[1]:.3f}", f"{totals[1] / totals[0]:.2f}",
                  f"{totals[2]:.3f}", f"{totals[3]:.3f}", f"{totals[3] / totals[2]:.2f}"])
     whole = [sum(x["measured_ms"] for x in plan) for plan in (untiled, tiled)]
+    predicted = [sum(x["predicted_ms"] for x in plan) for plan in (untiled, tiled)]
     load = os.getloadavg()[0]
     body = (f"Load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores. {args.network}, one thread, "
             f"costs = \"{args.costs}\"; per layer the median over {args.rounds} alternating rounds of each program's "
             f"per-layer median ({args.runs} runs). Sum of all layers: untiled {whole[0]:.3f} ms, tiled "
-            f"{whole[1]:.3f} ms ({whole[1] / whole[0]:.2f}).\n\n"
+            f"{whole[1]:.3f} ms ({whole[1] / whole[0]:.2f}); predicted untiled {predicted[0]:.3f} ms, tiled "
+            f"{predicted[1]:.3f} ms ({predicted[1] / predicted[0]:.2f}).\n\n"
             + table(["group", "untiled layers measured ms", "group measured ms", "measured group/untiled",
                      "untiled predicted ms", "group predicted ms", "predicted group/untiled"], rows))
     record_or_print(args.no_record, "tiled_groups", f"Fused groups as they run vs their untiled layers "

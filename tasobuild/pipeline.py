@@ -319,9 +319,12 @@ def all_calls(nodes: Sequence[NodeCandidates], transforms: Sequence[TransformCan
 
 
 def merged(first: Costed, second: Costed) -> Costed:
+    """Both rounds' costs; a call costed in both keeps the first's, which the choices made since were based on (a
+    tiled call with an untiled call's key, predicted anew by "auto": the lock must record the cost that picked the
+    groups' primitives, or --frozen offers other groups and finds no cost for their calls)."""
     from tasobuild.costs.stage import Costed
 
-    return Costed({**first.costs, **second.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
+    return Costed({**second.costs, **first.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
 
 
 def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider,
@@ -329,7 +332,7 @@ def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], co
     """Stage 3: the fused groups on offer (none unless optimizer.tiling is on) and the costs with their calls'.
     Which groups are offered depends on the untiled costs, so their calls are costed second; `as_they_run`
     (costs.stage.measures_here), the groups whose kind says so are then timed as they run, their calls in
-    sequence (tiling.runs), third."""
+    sequence (tiling.runs), third, until every group offered has its run's time."""
     from tasobuild import tiling
 
     options = tiling_options(spec, graph, nodes, costed.costs)
@@ -337,8 +340,9 @@ def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], co
     if tiled:
         costed = merged(costed, decider.costs(tiled))
     groups = fused(graph, options, costed.costs)
-    runs = tiling.runs(groups) if as_they_run else []
-    if runs:
+    # A group's run can cost more than its calls' sum, so a group its kind dropped as dominated by one now timed
+    # may be kept next: time the runs of the groups kept until every kept group's is known.
+    while as_they_run and (runs := [r for r in tiling.runs(groups) if r.key() not in costed.costs]):
         costed = merged(costed, decider.costs(runs))
         groups = fused(graph, options, costed.costs)
     return groups, costed

@@ -502,3 +502,96 @@ def test_profile_times_the_tiled_calls_after_the_untiled_ones(tmp_path: Path) ->
     harness = json.loads(tasobuild("profile", "-c", str(spec), "--emit-harness", str(tmp_path / "h"), "--json").stdout)
     assert harness["calls"] == tiled["calls"]
     assert json.loads(tasobuild("plan", "-c", str(spec), "--json").stdout)["profiled"] == 0
+
+
+# ---- row groups timed as they run ----
+
+MOBILENET_V2_035 = Path(__file__).parent / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx"
+
+
+def _row_group(graph: Graph, members: tuple[int, ...], rows: int, runs: dict[str, object] | None = None) -> object:
+    """The chain's group at this band height, every call costed alike (the bands do not depend on the costs), and
+    the `runs`' costs by key."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.costs.cache import Cost
+    from tasobuild.tiling.rows import fusable
+
+    nodes = node_candidates(graph)
+    costs = {c.key(): Cost(1.0, 0.0, 1, "measured") for nc in nodes for o in nc.options for c in o.calls}
+    [option] = [o for o in fusable(graph, nodes, costs, heights=(rows,))
+                if o.members == members and o.pick == "fastest"]
+    costs.update({c.key(): Cost(1.0, 0.0, 1, "measured") for c in option.calls()})
+    return option.group(graph, {**costs, **(runs or {})})  # type: ignore[dict-item]
+
+
+def test_a_row_groups_run_reads_and_writes_each_band_where_the_program_does() -> None:
+    """The pass the profiler times makes the program's calls on the program's places: band by band down the whole
+    input and output ("in@<byte>", "out@<byte>"), each member but the last into its window; run through the
+    bindings with the members' real weights, it leaves the untiled chain's output in "out"."""
+    from tasobuild import native
+    from tasobuild.costs.profile import buffer_part, sequence_buffers
+    from tasobuild.importer import import_onnx
+    from tasobuild.primitives.registry import library
+    from tasobuild.tiling.rows import FusedGroup, row_bytes, runs
+    from tests import ir_interpreter
+
+    graph = import_onnx(MOBILENET_V2_035)
+    members = (1, 2, 3)  # the stem (3x3, stride 2), the first block's 3x3 depthwise and 1x1 projection at 48x48
+    group = _row_group(graph, members, 4)
+    assert isinstance(group, FusedGroup) and group.run is not None and runs([group]) == (group.run,)
+    named = [(call, dict(names)) for call, names in group.run.sequence]
+    last = graph.nodes[members[-1]]
+    outs = [buffer_part(names["out"]) for call, names in named if buffer_part(names["out"])[0] == "out"]
+    assert [offset for _, offset in outs] == [k * 4 * row_bytes(graph, last.output) for k in range(len(outs))]
+    assert buffer_part(named[0][1]["in0"]) == ("in", 0)
+    env = ir_interpreter.run_all(graph, ir_interpreter_input(graph))
+    x = graph.nodes[members[0]].inputs[0]
+    buffers = sequence_buffers(named)
+    primitives = {p.name: p for p in library()}
+    for (call, names), arrays in zip(named, buffers):
+        for role in call.args:
+            base, offset = buffer_part(names[role])
+            if base == "in":
+                hwc = env[x].transpose(1, 2, 0).reshape(-1).astype(np.float32)
+                arrays[role][:] = hwc[offset // 4:offset // 4 + arrays[role].size]
+            elif base.startswith("w") and not base.startswith("win"):  # "w<member>.<role>": its transformed weight
+                j, k = base[1:].split(".")
+                node = graph.nodes[members[int(j)]]
+                weight = primitives[group.chosen[int(j)].primitive].weights(node, graph)[int(k[1:])].reshape(-1)
+                arrays[role][:weight.size] = weight
+    native.load().bench_sequence([c for c, _ in named], buffers, 0, 1)
+    out = next(a["out"].base for (_, names), a in zip(named, buffers) if names.get("out") == "out@0")
+    want = env[last.output].transpose(1, 2, 0).reshape(-1)
+    np.testing.assert_allclose(out[:want.size], want, rtol=1e-4, atol=1e-4)
+
+
+def ir_interpreter_input(graph: Graph) -> np.ndarray:
+    s = graph.shape(graph.input)
+    return np.random.default_rng(5).standard_normal((s.c, s.h, s.w)).astype(np.float32)
+
+
+def test_auto_costs_time_a_groups_run_and_predict_its_calls(tmp_path: Path) -> None:
+    """costs = "auto" predicts a row group's band calls (the model knows single calls) but times its run, a pass no
+    model predicts: the group's members then share the measured time, which the solver sees."""
+    from tasobuild import native
+    from tasobuild.costs.cache import CostCache
+    from tasobuild.costs.stage import cost_calls, shipped_model
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.rows import FusedGroup
+
+    graph = import_onnx(MOBILENET_V2_035)
+    group = _row_group(graph, (1, 2, 3), 4)
+    assert isinstance(group, FusedGroup) and group.run is not None
+    calls = [c for o in group.chosen for c in o.calls if c is not None]
+    kernels = native.load()
+    with CostCache(tmp_path / "cache") as cache:
+        costed = cost_calls("auto", [*calls, group.run], cache, fingerprint="test-host", kernels_digest="k",
+                            kernels=lambda: kernels, model=shipped_model(), progress=False)
+    run = costed.costs[group.run.key()]
+    assert run.source == "measured" and run.median_ms > 0 and costed.profiled >= 1
+    assert {costed.costs[c.key()].source for c in calls} <= {"predicted", "measured"}
+    # the group costed with its run's time: its members share it (as their calls share the sum of their costs)
+    timed = _row_group(graph, (1, 2, 3), 4, {group.run.key(): run})
+    assert isinstance(timed, FusedGroup) and timed.run == group.run
+    assert sum(timed.member_ms) == pytest.approx(run.median_ms, rel=1e-9)
+    assert run.median_ms != pytest.approx(sum(group.member_ms))  # not the calls' (each costed 1 ms here)

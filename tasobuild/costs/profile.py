@@ -37,8 +37,16 @@ class Bench(Protocol):
 
 
 # A call made in a sequence, its roles' buffers named: calls naming the same buffer share it, as the program's
-# calls share arena memory (a fused group's slice buffers, its whole input and output).
+# calls share arena memory (a fused group's slice buffers, its whole input and output). A name "buf@N" is the part
+# of buffer "buf" from byte N on, as long as the role's bytes (a row band's rows of its input or output): calls
+# naming parts of one buffer share it as they do in the arena, and parts that do not overlap are distinct memory.
 Named = tuple[KernelCall, Mapping[str, str]]
+
+
+def buffer_part(name: str) -> tuple[str, int | None]:
+    """A sequence's buffer name as (buffer, byte offset of the part), or (buffer, None): the whole buffer."""
+    base, at, offset = name.partition("@")
+    return (base, int(offset)) if at else (base, None)
 
 
 @dataclass(frozen=True)
@@ -157,16 +165,26 @@ def measure_call(call: KernelCall, kernels: Bench, policy: MeasurePolicy = Measu
 
 
 def sequence_buffers(sequence: Sequence[Named], seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Per call, its roles' arrays: one array per buffer name, as large as the largest of its roles, filled with
-    seeded uniform data in [-1, 1) (float calls only)."""
+    """Per call, its roles' arrays: one array per buffer name, as large as the largest of its roles (the furthest
+    end of its parts: `buffer_part`), filled with seeded uniform data in [-1, 1) (float calls only); a part is a
+    view of its buffer."""
     need: dict[str, int] = {}
     for call, names in sequence:
         assert not call.arg_types or set(call.arg_types) == {"float"}, f"{call.function}: float buffers only"
         for role, size in buffer_bytes(call).items():
-            need[names[role]] = max(need.get(names[role], 0), size)
+            base, offset = buffer_part(names[role])
+            assert offset is None or offset % 4 == 0, f"{names[role]}: a float buffer's part starts on a float"
+            need[base] = max(need.get(base, 0), (offset or 0) + size)
     rng = np.random.default_rng(seed)
     arrays = {name: rng.uniform(-1.0, 1.0, max(1, -(-need[name] // 4))).astype(np.float32) for name in sorted(need)}
-    return [{role: arrays[names[role]] for role in call.args} for call, names in sequence]
+
+    def view(call: KernelCall, name: str, role: str) -> np.ndarray:
+        base, offset = buffer_part(name)
+        if offset is None:
+            return arrays[base]
+        return arrays[base][offset // 4:offset // 4 + max(1, -(-buffer_bytes(call)[role] // 4))]
+
+    return [{role: view(call, names[role], role) for role in call.args} for call, names in sequence]
 
 
 def measure_sequence(sequence: Sequence[Named], kernels: Bench, policy: MeasurePolicy = MeasurePolicy()

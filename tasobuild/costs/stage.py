@@ -9,6 +9,7 @@
              layers first, up to AutoPolicy.fraction of the calls; refit the calibration, predict the rest again,
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
+             A fused group's pass over its calls (profile.SequenceCall) is always measured: no model predicts it.
 A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
 or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count there what
 they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured | imported |
@@ -128,9 +129,10 @@ Emulate = Callable[[Sequence[KernelCall]], Mapping[str, Cost]]
 
 
 def measures_here(spec: Spec, target: Target) -> bool:
-    """Every cost is measured here (optimizer.costs "profile" on a target that runs kernels here): only then is a
-    fused group timed as it runs (profile.SequenceCall), a pass over its calls; elsewhere its cost is its calls'."""
-    return spec.optimizer.costs == "profile" and target.profile
+    """Costs are measured here (optimizer.costs "profile", or "auto" which measures what decides, on a target that
+    runs kernels here): only then is a fused group timed as it runs (profile.SequenceCall), a pass over its calls,
+    which "auto" always measures (the model knows single calls only); elsewhere a group's cost is its calls'."""
+    return spec.optimizer.costs in ("profile", "auto") and target.profile
 
 
 def cost_fingerprint(target: Target) -> str:
@@ -239,7 +241,12 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
                         + (" or set optimizer.costs = \"model\"" if mode == "profile" else
                            " or reinstall tasobuild (its data/cost_model.json)"))
     if mode == "auto" and (kernels is not None or emulate is not None):
-        return auto_costs(model, unique, known, timed, policy)
+        # a fused group's pass (profile.SequenceCall) is no call the model predicts: where it runs here, it is timed
+        passes = [c for c in missing if c.function == "sequence" and kernels is not None]
+        measured = timed(passes) if passes else 0
+        rest = [c for c in unique if c.key() not in known or c.function != "sequence"]
+        auto = auto_costs(model, rest, known, timed, policy) if len(rest) > 0 else Costed({}, 0)
+        return Costed(_sorted({**known, **auto.costs}), measured + auto.profiled)
     return Costed(_sorted({**_predicted_from(model, unique, known, missing), **known}), 0)
 
 

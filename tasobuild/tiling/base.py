@@ -40,6 +40,13 @@ def calls_ms(calls: Sequence[KernelCall | None], costs: Mapping[str, Cost]) -> f
     return sum(costs[c.key()].median_ms for c in calls if c is not None)
 
 
+def run_shares(member_ms: Sequence[float], run: Cost) -> tuple[float, ...]:
+    """A group timed as it runs (its calls in sequence, one cost): each member's share of that time, as its calls'
+    share of their summed costs (equal shares if those are all 0)."""
+    total = sum(member_ms)
+    return tuple(run.median_ms * ms / total if total > 0 else run.median_ms / len(member_ms) for ms in member_ms)
+
+
 Run = TypeVar("Run", bound=MemberRun)
 
 

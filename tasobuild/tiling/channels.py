@@ -50,6 +50,7 @@ from tasobuild.tiling.base import (
     layer_range,
     leanest_in,
     pick_option,
+    run_shares,
     single_call,
 )
 from tasobuild.tiling.protocol import Group, WeightPart, WeightSymbols
@@ -197,9 +198,7 @@ class ChannelOption:
         if run is None:
             return group
         # timed as it runs: the members share the pass's time as they share the sum of their calls' times
-        total = sum(group.member_ms)
-        return replace(group, member_ms=tuple(run.median_ms * ms / total if total > 0 else run.median_ms / len(chosen)
-                                              for ms in group.member_ms))
+        return replace(group, member_ms=run_shares(group.member_ms, run))
 
 
 def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str, Cost],

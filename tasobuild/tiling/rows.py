@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from tasobuild.candidates import Candidate, NodeCandidates, fastest_in
 from tasobuild.costs.cache import Cost
+from tasobuild.costs.profile import SequenceCall
 from tasobuild.emit.program import LOOP_VARIABLE, Step
 from tasobuild.ir import DTYPE_BYTES, Graph, Layout, Node, Shape
 from tasobuild.primitives import KernelCall
@@ -48,6 +49,7 @@ from tasobuild.tiling.base import (
     layer_range,
     leanest_in,
     pick_option,
+    run_shares,
     single_call,
 )
 from tasobuild.tiling.protocol import Group, WeightPart, WeightSymbols
@@ -232,8 +234,12 @@ class GroupOption:
         first, last = graph.nodes[self.members[0]], graph.nodes[self.members[-1]]
         lead = output_lead(self.schedule, RowGeometry.of(first, graph), row_bytes(graph, first.inputs[0]),
                            row_bytes(graph, last.output))
-        return FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
-                          Workspace.of(windows, chosen), lead)
+        group = FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
+                           Workspace.of(windows, chosen), lead)
+        run = run_call(group, graph)
+        timed = costs.get(run.key()) if run is not None else None
+        # timed as it runs: the members share the pass's time as they share the sum of their calls' times
+        return replace(group, run=run, member_ms=member_ms if timed is None else run_shares(member_ms, timed))
 
 
 def row_bytes(graph: Graph, tensor: str) -> int:
@@ -345,6 +351,7 @@ class FusedGroup(HwcChainGroup):
     member_ms: tuple[float, ...]  # each member's band calls, plus the copies into its window
     workspace: Workspace  # a window per member but the last, then the largest band call's scratch
     lead_bytes: int  # output_lead: how far below the input the output may start
+    run: SequenceCall | None = None  # its bands' calls in sequence, to time as it runs (run_call)
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
@@ -369,42 +376,72 @@ def non_dominated(groups: Sequence[Group]) -> tuple[Group, ...]:
     return tuple(g for g in groups if not any(dominates(h, g) for h in groups))
 
 
-KIND = Kind(NAME, fusable, non_dominated)
+def runs(groups: Sequence[Group]) -> tuple[KernelCall, ...]:
+    """A row group is timed as it runs: its band calls, each costed alone and warm, run otherwise in sequence (each
+    band reads its input rows from memory and writes its output rows there, the windows stay in cache)."""
+    return tuple(g.run for g in groups if isinstance(g, FusedGroup) and g.run is not None)
+
+
+KIND = Kind(NAME, fusable, non_dominated, runs)
 
 
 # A band's calls with their buffers: an int is an offset in bytes from the arena's start, a str a weight symbol.
 Body = tuple[tuple[KernelCall, tuple[tuple[str, int | str], ...]], ...]
+# A band's calls with their buffers as places: (buffer, byte offset in it), the buffers "in" and "out" (the chain's
+# whole input and output), "win<j>" (member j's window), "ws" (the scratch) and "w<j>.<role>" (member j's weights).
+Places = tuple[tuple[KernelCall, tuple[tuple[str, tuple[str, int]], ...]], ...]
 
 
-def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws_base: int,
-                weights: WeightSymbols) -> list[Body]:
-    """Every band's calls in order: per member, the copy that keeps its window's halo, then its own rows."""
+def band_places(group: FusedGroup, graph: Graph) -> list[Places]:
+    """Every band's calls in order, each role at its place: per member, the copy that keeps its window's halo, then
+    its own rows. What the program runs (`band_bodies`) and what the profiler times (`run_call`)."""
     members = [graph.nodes[i] for i in group.members]
     last = len(members) - 1
     row = [row_bytes(graph, m.output) for m in members]  # bytes per output row
     src_row = row_bytes(graph, members[0].inputs[0])
-    window = [ws_base + group.workspace.offset(j) for j in range(last)]
-    scratch = ws_base + group.workspace.scratch_offset
     bodies = []
     for b, band in enumerate(group.schedule.bands):
-        body: list[tuple[KernelCall, tuple[tuple[str, int | str], ...]]] = []
+        body: list[tuple[KernelCall, tuple[tuple[str, tuple[str, int]], ...]]] = []
         for j, mb in enumerate(band):
             carry = group.carries[j][b] if j < last else None
             if carry is not None:
-                body.append((carry, (("in0", window[j] + mb.carry[0] * row[j]), ("out", window[j]))))
+                body.append((carry, (("in0", (f"win{j}", mb.carry[0] * row[j])), ("out", (f"win{j}", 0)))))
             call = group.chosen[j].calls[b]
             if call is None:
                 continue
             a, _ = mb.rows
             first = RowGeometry.of(members[j], graph).reads(*mb.rows)[0]
-            source, source_row = (in_base, src_row) if j == 0 else (window[j - 1], row[j - 1])
-            roles: dict[str, int | str] = {
-                "in0": source + (first - mb.in_lo) * source_row,
-                "out": out_base + a * row[j] if j == last else window[j] + (a - mb.out_lo) * row[j],
-                "ws": scratch, **weights[group.members[j]][0]}
-            body.append((call, tuple((r, roles[r]) for r in call.args)))
+            places = {
+                "in0": ("in", first * src_row) if j == 0 else (f"win{j - 1}", (first - mb.in_lo) * row[j - 1]),
+                "out": ("out", a * row[j]) if j == last else (f"win{j}", (a - mb.out_lo) * row[j]),
+                "ws": ("ws", 0)}
+            body.append((call, tuple((r, places.get(r, (f"w{j}.{r}", 0))) for r in call.args)))
         bodies.append(tuple(body))
     return bodies
+
+
+def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws_base: int,
+                weights: WeightSymbols) -> list[Body]:
+    """Every band's calls in order (`band_places`), their buffers in the arena and the weights' symbols."""
+    bases = {"in": in_base, "out": out_base, "ws": ws_base + group.workspace.scratch_offset,
+             **{f"win{j}": ws_base + group.workspace.offset(j) for j in range(len(group.members) - 1)}}
+    symbols = {f"w{j}.{role}": symbol for j, i in enumerate(group.members) for role, symbol in weights[i][0].items()}
+    return [tuple((call, tuple((role, symbols[buffer] if buffer in symbols else bases[buffer] + offset)
+                               for role, (buffer, offset) in roles))
+                  for call, roles in places)
+            for places in band_places(group, graph)]
+
+
+def run_call(group: FusedGroup, graph: Graph) -> SequenceCall | None:
+    """The group as the program runs it, to time as one call: every band's calls in turn on buffers shared as in the
+    arena (the input read and the output written band by band down the whole tensors, the windows reused), or
+    None where the profiler cannot run it so (int8 buffers, calls split over threads)."""
+    places = band_places(group, graph)
+    calls = [call for body in places for call, _ in body]
+    if any(c.parts > 1 or (c.arg_types and set(c.arg_types) != {"float"}) for c in calls):
+        return None
+    return SequenceCall.of([(call, {role: f"{buffer}@{offset}" for role, (buffer, offset) in roles})
+                            for body in places for call, roles in body])
 
 
 def _same_calls(x: Body, y: Body) -> bool:
