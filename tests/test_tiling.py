@@ -23,6 +23,7 @@ from tests.e2e import (
     assert_matches,
     build_and_compile,
     inverted_residual_model,
+    make_with,
     run_binary,
     save_onnx,
     tasobuild,
@@ -238,7 +239,8 @@ def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     from tasobuild.tiling.channels import paths
 
     model = inverted_residual_model(tmp_path / "block.onnx")
-    assert paths(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
+    # expand -> depthwise -> project (a slice starts at a dense conv), and the same ending on the residual add
+    assert paths(import_onnx(model)) == [(0, 1, 2), (0, 1, 2, 3)]
     untiled = _smallest_budget(write_spec(tmp_path, model))
     tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
     # untiled, the 96-channel tensors of the expand and the depthwise are live together: 2 x 6144 B, plus x
@@ -249,6 +251,45 @@ def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     assert "fused channel tiling (FDT)" in (built.out_dir / "src" / "net.c").read_text()
     x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
     ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
+def test_a_path_ends_on_its_residual_add_applied_once_the_sum_is_whole(tmp_path: Path) -> None:
+    """MobileNetV2's block: expand -> depthwise -> project -> + x as one path. The projection's slices add into the
+    add's output, then one in-place add of x (kept live until then) finishes it; planned with those groups only,
+    built, compiled, run and matched against ONNX Runtime."""
+    from tasobuild.decide import decide, to_problem
+    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+    from tasobuild.tiling.channels import ChannelGroup, sequence
+
+    model = inverted_residual_model(tmp_path / "block.onnx")
+    inputs = load(write_spec(tmp_path, model, extra="tiling = true\n"))
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    ending = tuple(g for g in priced.groups if isinstance(g, ChannelGroup) and g.members == (0, 1, 2, 3))
+    assert ending and all(g.sliced == 3 and g.chosen[-1].primitive.startswith("add_eltwise_") for g in ending)
+    narrow = next(g for g in ending if g.slices[0] == (0, 8) and g.workspace.scratch_bytes == 0)
+    # 12 slices of 8 channels: the slices of the two 96-channel tensors only (8 x 4 x 4 floats, 512 B each)
+    assert narrow.workspace.buffer_bytes == (512, 512)
+    steps = sequence(narrow)
+    assert len(steps) == 12 + 1 and steps[-1] == [(narrow.chosen[-1].calls[0], {"out": "out", "in1": "res"})]
+    assert steps[-1][0][0].function == "tb_add_inplace"
+    problem = to_problem(inputs.graph, priced.nodes, priced.transforms, priced.costed.costs, ending)
+    decision = decide(problem, 2**32, "memory", None, 10.0)
+    picked = {c.group for _, c in decision.plan.choices}
+    assert picked & {g.name for g in ending}, decision.plan.choices
+    # x (512 B, live to the add: it is the residual) + y (512 B) + the group's workspace, nothing else
+    group = next(g for g in ending if g.name in picked)
+    assert decision.lower_bound_bytes == 512 + 512 + group.workspace_bytes
+    planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
+                      decision, ending)
+    out = tmp_path / "out"
+    for path, data in render(program_of(planned)).items():
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(data)
+    binary = make_with(out, ["-Wall", "-Werror"])
+    assert "residual add, once its sum is whole" in (out / "src" / "net.c").read_text()
+    x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
+    ours, _ = run_binary(binary, x, tmp_path)
     assert_matches(ours, run_onnxruntime(model, x))
 
 
