@@ -354,13 +354,16 @@ def _channel_group(graph: Graph, width: int, layout: str = "CHW") -> object:
     costs = {c.key(): Cost(1.0, 0.0, 1, "measured") for nc in nodes for o in nc.options for c in o.calls}
     options = [o for o in fusable(graph, nodes, costs, widths=(width,)) if o.layout == layout and o.pick == "fastest"]
     costs.update({c.key(): Cost(1.0, 0.0, 1, "measured") for c in calls(options)})
+    longest = max(len(o.members) for o in options)  # a path ending on a residual add: the one with the add
+    options = [o for o in options if len(o.members) == longest]
     assert len(options) == 1
     return options[0].group(graph, costs)
 
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("ds_cnn_tf", [(1, 2, 3), (3, 4, 5), (5, 6, 7), (7, 8, 9)]),  # pointwise, ReLU -> depthwise -> pointwise, ReLU
-    ("resnet8_tf", [(2, 3), (6, 7), (10, 11)]),  # a block's two 3x3 convs: nothing between them
+    # a block's two 3x3 convs, nothing between them; and the same ending on the block's residual add
+    ("resnet8_tf", [(2, 3), (2, 3, 4), (6, 7), (6, 7, 8), (10, 11), (10, 11, 12)]),
 ])
 def test_paths_are_found_over_the_graph_of_real_networks(name: str, expected: list[tuple[int, ...]]) -> None:
     from tasobuild.importer import import_onnx
@@ -450,9 +453,11 @@ def test_a_groups_calls_in_sequence_name_the_buffers_the_program_shares(tmp_path
     assert steps[3][0][0].function == "tb_act_inplace" and steps[3][0][1] == {"out": "out"}
 
 
-def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", [pointwise_pair_model, inverted_residual_model])
+def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: Path, model: object) -> None:
     """Kernels.bench_sequence makes the calls one after another on shared buffers: one pass of a channel group's
-    sequence, with its slices' real weights, leaves the untiled network's output in "out"."""
+    sequence, with its slices' real weights, leaves the untiled network's output in "out" (for a path ending on the
+    residual add, with the block's input as "res")."""
     from tasobuild import native
     from tasobuild.costs.profile import sequence_buffers
     from tasobuild.importer import import_onnx
@@ -460,15 +465,16 @@ def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: 
     from tasobuild.tiling.channels import sequence
     from tests import ir_interpreter
 
-    graph = import_onnx(pointwise_pair_model(tmp_path / "pair.onnx"))
+    graph = import_onnx(model(tmp_path / "model.onnx"))  # type: ignore[operator]
     group = _channel_group(graph, 32)
+    assert group.members == tuple(range(len(graph.nodes)))  # type: ignore[attr-defined]
     named = [c for step in sequence(group) for c in step]  # type: ignore[arg-type]
     buffers = sequence_buffers(named)
     primitives = {p.name: p for p in library()}
     x = np.random.default_rng(1).standard_normal(8 * 4 * 4).astype(np.float32)
     for (call, names), arrays in zip(named, buffers):
         for role in call.args:
-            if names[role] == "in":
+            if names[role] in ("in", "res"):
                 arrays[role][:] = x
             elif names[role].startswith("w"):  # "w<member>.<slice>.w<k>": that slice's k-th transformed weight
                 j, s, k = names[role][1:].split(".")

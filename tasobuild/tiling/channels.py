@@ -17,6 +17,15 @@ per slice: the sum is not complete before the last slice. Its slices run without
 pass (`tb_act_inplace` over the whole output, `finishing`) applies it after the last slice: a call of the member,
 costed like its slices (the bias is already in, from the first slice).
 
+A path may end on its last convolution's residual add (`residual_of`: the next node adds the conv's output, read by
+it alone, to another tensor of the same shape: MobileNetV2's projection + the block input, ResNet's second conv + the
+shortcut). The add then runs no slices: the last convolution's slices sum into the add's output, and after the last
+slice (and the activation pass, if the conv has one) one in-place add of the other tensor finishes it: the add's own
+in-place primitive over the conv's output (`adding_residual`: tb_add_inplace, with the add's activation), the same
+floats as untiled. The other tensor is the add's input, so the solver keeps it live to the group's step (the group
+runs at its last member's). The add is member of the group (its choice is the in-place primitive) but has no parts
+(`SliceMember.parts` empty; `ChannelGroup.sliced` counts the members that run per slice).
+
 A slice is a tensor of its own with fewer channels, in any layout, and each slice's call is an ordinary kernel call
 on it (`sliced_node`), with the weights of its channels: costed, profiled and emitted like any other call. A path
 runs in one layout; each member tries its fastest primitives (by untiled cost) for that layout. Lowering makes a step
