@@ -105,7 +105,8 @@ def build_fdt_frontier(name: str, workdir: Path) -> dict[str, dict]:
     limit = inputs.spec.optimizer.time_limit / 1000.0  # ms
     costs = priced.costed.costs
     untiled = to_problem(inputs.graph, priced.nodes, priced.transforms, costs)
-    fastest_ms = decide(untiled, 2**32, "latency", None, limit).plan.predicted_ms
+    # a cap at the fastest plan's own time, plus a nanosecond: the solver rounds times to ns
+    fastest_ms = decide(untiled, 2**32, "latency", None, limit).plan.predicted_ms + 1e-6
     channels = tuple(g for g in priced.groups if "channels=" in g.name)
     problem = to_problem(inputs.graph, priced.nodes, priced.transforms, costs, channels)
     # before paths could end on a residual add: the same groups but those
