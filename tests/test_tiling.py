@@ -293,6 +293,44 @@ def test_a_path_ends_on_its_residual_add_applied_once_the_sum_is_whole(tmp_path:
     assert_matches(ours, run_onnxruntime(model, x))
 
 
+def test_mobilenet_v2s_blocks_run_as_paths_ending_on_their_residual_adds(tmp_path: Path) -> None:
+    """MobileNetV2-0.35 (MLPerf Tiny's float model): every block with a residual add has a path that ends on it;
+    planned with every such block run as one of those groups (its members' other choices made a second slower), the
+    fastest such plan's program matches ONNX Runtime."""
+    from tasobuild.decide import decide, to_problem
+    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+    from tasobuild.tiling.channels import ChannelGroup, paths
+
+    model = Path(__file__).parent / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx"
+    inputs = load(write_spec(tmp_path, model, extra="tiling = true\n"))
+    graph = inputs.graph
+    adds = [i for i, n in enumerate(graph.nodes) if n.op == "add"]
+    ending = [p for p in paths(graph) if p[-1] in adds]
+    assert len(adds) == 10 and sorted(p[-1] for p in ending) == adds
+    assert all(graph.nodes[p[-2]].output in graph.nodes[p[-1]].inputs for p in ending)
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    offered = tuple(g for g in priced.groups if isinstance(g, ChannelGroup) and g.members in ending)
+    problem = to_problem(graph, priced.nodes, priced.transforms, priced.costed.costs, offered)
+    forced = {graph.nodes[i].name for p in ending for i in p}
+    problem = replace(problem, nodes=tuple(
+        replace(n, choices=tuple(c if c.group else replace(c, time_ms=c.time_ms + 1000.0) for c in n.choices))
+        if n.name in forced else n for n in problem.nodes))
+    decision = decide(problem, 2**32, "latency", None, 20.0)
+    picked = {c.group for _, c in decision.plan.choices if c.group}
+    assert sorted(g.members for g in offered if g.name in picked) == ending, picked
+    planned = Planned(inputs.spec, inputs.target, graph, priced.nodes, priced.transforms, priced.costed, decision,
+                      offered)
+    out = tmp_path / "out"
+    for path, data in render(program_of(planned)).items():
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(data)
+    binary = make_with(out, ["-Wall", "-Werror"])
+    assert "residual add, once its sum is whole" in (out / "src" / "net.c").read_text()
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
 def _weights(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
 
