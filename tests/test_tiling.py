@@ -254,12 +254,25 @@ def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     assert_matches(ours, run_onnxruntime(model, x))
 
 
+def _residual_program(planned: object, out: Path) -> Path:
+    """A plan made in process, rendered into `out` and compiled warning-free; its program adds a path's residual
+    once the sum is whole."""
+    from tasobuild.pipeline import program_of, render
+
+    for path, data in render(program_of(planned)).items():  # type: ignore[arg-type]
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(data)
+    binary = make_with(out, ["-Wall", "-Werror"])
+    assert "residual add, once its sum is whole" in (out / "src" / "net.c").read_text()
+    return binary
+
+
 def test_a_path_ends_on_its_residual_add_applied_once_the_sum_is_whole(tmp_path: Path) -> None:
     """MobileNetV2's block: expand -> depthwise -> project -> + x as one path. The projection's slices add into the
     add's output, then one in-place add of x (kept live until then) finishes it; planned with those groups only,
     built, compiled, run and matched against ONNX Runtime."""
     from tasobuild.decide import decide, to_problem
-    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+    from tasobuild.pipeline import Planned, Solve, load, price
     from tasobuild.tiling.channels import ChannelGroup, sequence
 
     model = inverted_residual_model(tmp_path / "block.onnx")
@@ -282,12 +295,7 @@ def test_a_path_ends_on_its_residual_add_applied_once_the_sum_is_whole(tmp_path:
     assert decision.lower_bound_bytes == 512 + 512 + group.workspace_bytes
     planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
                       decision, ending)
-    out = tmp_path / "out"
-    for path, data in render(program_of(planned)).items():
-        (out / path).parent.mkdir(parents=True, exist_ok=True)
-        (out / path).write_bytes(data)
-    binary = make_with(out, ["-Wall", "-Werror"])
-    assert "residual add, once its sum is whole" in (out / "src" / "net.c").read_text()
+    binary = _residual_program(planned, tmp_path / "out")
     x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
     ours, _ = run_binary(binary, x, tmp_path)
     assert_matches(ours, run_onnxruntime(model, x))
@@ -298,7 +306,7 @@ def test_mobilenet_v2s_blocks_run_as_paths_ending_on_their_residual_adds(tmp_pat
     planned with every such block run as one of those groups (its members' other choices made a second slower), the
     fastest such plan's program matches ONNX Runtime."""
     from tasobuild.decide import decide, to_problem
-    from tasobuild.pipeline import Planned, Solve, load, price, program_of, render
+    from tasobuild.pipeline import Planned, Solve, load, price
     from tasobuild.tiling.channels import ChannelGroup, paths
 
     model = Path(__file__).parent / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx"
@@ -320,12 +328,7 @@ def test_mobilenet_v2s_blocks_run_as_paths_ending_on_their_residual_adds(tmp_pat
     assert sorted(g.members for g in offered if g.name in picked) == ending, picked
     planned = Planned(inputs.spec, inputs.target, graph, priced.nodes, priced.transforms, priced.costed, decision,
                       offered)
-    out = tmp_path / "out"
-    for path, data in render(program_of(planned)).items():
-        (out / path).parent.mkdir(parents=True, exist_ok=True)
-        (out / path).write_bytes(data)
-    binary = make_with(out, ["-Wall", "-Werror"])
-    assert "residual add, once its sum is whole" in (out / "src" / "net.c").read_text()
+    binary = _residual_program(planned, tmp_path / "out")
     x = random_input(model, seed=0)
     ours, _ = run_binary(binary, x, tmp_path)
     assert_matches(ours, run_onnxruntime(model, x))
