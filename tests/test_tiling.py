@@ -23,6 +23,7 @@ from tests.e2e import (
     assert_matches,
     build_and_compile,
     inverted_residual_model,
+    make_with,
     run_binary,
     save_onnx,
     tasobuild,
@@ -238,7 +239,8 @@ def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     from tasobuild.tiling.channels import paths
 
     model = inverted_residual_model(tmp_path / "block.onnx")
-    assert paths(import_onnx(model)) == [(0, 1, 2)]  # expand -> depthwise -> project (a slice starts at a dense conv)
+    # expand -> depthwise -> project (a slice starts at a dense conv), and the same ending on the residual add
+    assert paths(import_onnx(model)) == [(0, 1, 2), (0, 1, 2, 3)]
     untiled = _smallest_budget(write_spec(tmp_path, model))
     tiled = _smallest_budget(write_spec(tmp_path, model, extra="tiling = true\n"))
     # untiled, the 96-channel tensors of the expand and the depthwise are live together: 2 x 6144 B, plus x
@@ -249,6 +251,86 @@ def test_channel_slices_of_an_inverted_residual_block(tmp_path: Path) -> None:
     assert "fused channel tiling (FDT)" in (built.out_dir / "src" / "net.c").read_text()
     x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
     ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
+def _residual_program(planned: object, out: Path) -> Path:
+    """A plan made in process, rendered into `out` and compiled warning-free; its program adds a path's residual
+    once the sum is whole."""
+    from tasobuild.pipeline import program_of, render
+
+    for path, data in render(program_of(planned)).items():  # type: ignore[arg-type]
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(data)
+    binary = make_with(out, ["-Wall", "-Werror"])
+    assert "residual add, once its sum is whole" in (out / "src" / "net.c").read_text()
+    return binary
+
+
+def test_a_path_ends_on_its_residual_add_applied_once_the_sum_is_whole(tmp_path: Path) -> None:
+    """MobileNetV2's block: expand -> depthwise -> project -> + x as one path. The projection's slices add into the
+    add's output, then one in-place add of x (kept live until then) finishes it; planned with those groups only,
+    built, compiled, run and matched against ONNX Runtime."""
+    from tasobuild.decide import decide, to_problem
+    from tasobuild.pipeline import Planned, Solve, load, price
+    from tasobuild.tiling.channels import ChannelGroup, sequence
+
+    model = inverted_residual_model(tmp_path / "block.onnx")
+    inputs = load(write_spec(tmp_path, model, extra="tiling = true\n"))
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    ending = tuple(g for g in priced.groups if isinstance(g, ChannelGroup) and g.members == (0, 1, 2, 3))
+    assert ending and all(g.sliced == 3 and g.chosen[-1].primitive.startswith("add_eltwise_") for g in ending)
+    narrow = next(g for g in ending if g.slices[0] == (0, 8) and g.workspace.scratch_bytes == 0)
+    # 12 slices of 8 channels: the slices of the two 96-channel tensors only (8 x 4 x 4 floats, 512 B each)
+    assert narrow.workspace.buffer_bytes == (512, 512)
+    steps = sequence(narrow)
+    assert len(steps) == 12 + 1 and steps[-1] == [(narrow.chosen[-1].calls[0], {"out": "out", "in1": "res"})]
+    assert steps[-1][0][0].function == "tb_add_inplace"
+    problem = to_problem(inputs.graph, priced.nodes, priced.transforms, priced.costed.costs, ending)
+    decision = decide(problem, 2**32, "memory", None, 10.0)
+    picked = {c.group for _, c in decision.plan.choices}
+    assert picked & {g.name for g in ending}, decision.plan.choices
+    # x (512 B, live to the add: it is the residual) + y (512 B) + the group's workspace, nothing else
+    group = next(g for g in ending if g.name in picked)
+    assert decision.lower_bound_bytes == 512 + 512 + group.workspace_bytes
+    planned = Planned(inputs.spec, inputs.target, inputs.graph, priced.nodes, priced.transforms, priced.costed,
+                      decision, ending)
+    binary = _residual_program(planned, tmp_path / "out")
+    x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
+    ours, _ = run_binary(binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
+def test_mobilenet_v2s_blocks_run_as_paths_ending_on_their_residual_adds(tmp_path: Path) -> None:
+    """MobileNetV2-0.35 (MLPerf Tiny's float model): every block with a residual add has a path that ends on it;
+    planned with every such block run as one of those groups (its members' other choices made a second slower), the
+    fastest such plan's program matches ONNX Runtime."""
+    from tasobuild.decide import decide, to_problem
+    from tasobuild.pipeline import Planned, Solve, load, price
+    from tasobuild.tiling.channels import ChannelGroup, paths
+
+    model = Path(__file__).parent / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx"
+    inputs = load(write_spec(tmp_path, model, extra="tiling = true\n"))
+    graph = inputs.graph
+    adds = [i for i, n in enumerate(graph.nodes) if n.op == "add"]
+    ending = [p for p in paths(graph) if p[-1] in adds]
+    assert len(adds) == 10 and sorted(p[-1] for p in ending) == adds
+    assert all(graph.nodes[p[-2]].output in graph.nodes[p[-1]].inputs for p in ending)
+    priced = price(inputs, Solve(inputs.spec, inputs.target))
+    offered = tuple(g for g in priced.groups if isinstance(g, ChannelGroup) and g.members in ending)
+    problem = to_problem(graph, priced.nodes, priced.transforms, priced.costed.costs, offered)
+    forced = {graph.nodes[i].name for p in ending for i in p}
+    problem = replace(problem, nodes=tuple(
+        replace(n, choices=tuple(c if c.group else replace(c, time_ms=c.time_ms + 1000.0) for c in n.choices))
+        if n.name in forced else n for n in problem.nodes))
+    decision = decide(problem, 2**32, "latency", None, 20.0)
+    picked = {c.group for _, c in decision.plan.choices if c.group}
+    assert sorted(g.members for g in offered if g.name in picked) == ending, picked
+    planned = Planned(inputs.spec, inputs.target, graph, priced.nodes, priced.transforms, priced.costed, decision,
+                      offered)
+    binary = _residual_program(planned, tmp_path / "out")
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(binary, x, tmp_path)
     assert_matches(ours, run_onnxruntime(model, x))
 
 
@@ -313,13 +395,16 @@ def _channel_group(graph: Graph, width: int, layout: str = "CHW") -> object:
     costs = {c.key(): Cost(1.0, 0.0, 1, "measured") for nc in nodes for o in nc.options for c in o.calls}
     options = [o for o in fusable(graph, nodes, costs, widths=(width,)) if o.layout == layout and o.pick == "fastest"]
     costs.update({c.key(): Cost(1.0, 0.0, 1, "measured") for c in calls(options)})
+    longest = max(len(o.members) for o in options)  # a path ending on a residual add: the one with the add
+    options = [o for o in options if len(o.members) == longest]
     assert len(options) == 1
     return options[0].group(graph, costs)
 
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("ds_cnn_tf", [(1, 2, 3), (3, 4, 5), (5, 6, 7), (7, 8, 9)]),  # pointwise, ReLU -> depthwise -> pointwise, ReLU
-    ("resnet8_tf", [(2, 3), (6, 7), (10, 11)]),  # a block's two 3x3 convs: nothing between them
+    # a block's two 3x3 convs, nothing between them; and the same ending on the block's residual add
+    ("resnet8_tf", [(2, 3), (2, 3, 4), (6, 7), (6, 7, 8), (10, 11), (10, 11, 12)]),
 ])
 def test_paths_are_found_over_the_graph_of_real_networks(name: str, expected: list[tuple[int, ...]]) -> None:
     from tasobuild.importer import import_onnx
@@ -409,9 +494,11 @@ def test_a_groups_calls_in_sequence_name_the_buffers_the_program_shares(tmp_path
     assert steps[3][0][0].function == "tb_act_inplace" and steps[3][0][1] == {"out": "out"}
 
 
-def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", [pointwise_pair_model, inverted_residual_model])
+def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: Path, model: object) -> None:
     """Kernels.bench_sequence makes the calls one after another on shared buffers: one pass of a channel group's
-    sequence, with its slices' real weights, leaves the untiled network's output in "out"."""
+    sequence, with its slices' real weights, leaves the untiled network's output in "out" (for a path ending on the
+    residual add, with the block's input as "res")."""
     from tasobuild import native
     from tasobuild.costs.profile import sequence_buffers
     from tasobuild.importer import import_onnx
@@ -419,15 +506,16 @@ def test_a_groups_sequence_run_through_the_bindings_computes_the_path(tmp_path: 
     from tasobuild.tiling.channels import sequence
     from tests import ir_interpreter
 
-    graph = import_onnx(pointwise_pair_model(tmp_path / "pair.onnx"))
+    graph = import_onnx(model(tmp_path / "model.onnx"))  # type: ignore[operator]
     group = _channel_group(graph, 32)
+    assert group.members == tuple(range(len(graph.nodes)))  # type: ignore[attr-defined]
     named = [c for step in sequence(group) for c in step]  # type: ignore[arg-type]
     buffers = sequence_buffers(named)
     primitives = {p.name: p for p in library()}
     x = np.random.default_rng(1).standard_normal(8 * 4 * 4).astype(np.float32)
     for (call, names), arrays in zip(named, buffers):
         for role in call.args:
-            if names[role] == "in":
+            if names[role] in ("in", "res"):
                 arrays[role][:] = x
             elif names[role].startswith("w"):  # "w<member>.<slice>.w<k>": that slice's k-th transformed weight
                 j, s, k = names[role][1:].split(".")

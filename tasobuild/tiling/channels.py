@@ -17,6 +17,15 @@ per slice: the sum is not complete before the last slice. Its slices run without
 pass (`tb_act_inplace` over the whole output, `finishing`) applies it after the last slice: a call of the member,
 costed like its slices (the bias is already in, from the first slice).
 
+A path may end on its last convolution's residual add (`residual_of`: the next node adds the conv's output, read by
+it alone, to another tensor of the same shape: MobileNetV2's projection + the block input, ResNet's second conv + the
+shortcut). The add then runs no slices: the last convolution's slices sum into the add's output, and after the last
+slice (and the activation pass, if the conv has one) one in-place add of the other tensor finishes it: the add's own
+in-place primitive over the conv's output (`adding_residual`: tb_add_inplace, with the add's activation), the same
+floats as untiled. The other tensor is the add's input, so the solver keeps it live to the group's step (the group
+runs at its last member's). The add is member of the group (its choice is the in-place primitive) but has no parts
+(`SliceMember.parts` empty; `ChannelGroup.sliced` counts the members that run per slice).
+
 A slice is a tensor of its own with fewer channels, in any layout, and each slice's call is an ordinary kernel call
 on it (`sliced_node`), with the weights of its channels: costed, profiled and emitted like any other call. A path
 runs in one layout; each member tries its fastest primitives (by untiled cost) for that layout. Lowering makes a step
@@ -88,9 +97,26 @@ def _per_channel(node: Node, graph: Graph) -> bool:
             and graph.shape(node.inputs[0]).c == graph.shape(node.output).c)
 
 
+def residual_of(graph: Graph, index: int) -> str | None:
+    """The tensor node `index` (a path's last conv) is added to when the next node is an element-wise add of the
+    two (an inverted-residual block's projection + its input), the conv's output read by that add alone and no
+    graph output: the add may end the path; else None."""
+    if index + 1 >= len(graph.nodes):
+        return None
+    conv, add = graph.nodes[index], graph.nodes[index + 1]
+    others = [t for t in add.inputs if t != conv.output]
+    readers = [n for n in graph.nodes if conv.output in n.inputs]
+    if (add.op != "add" or len(add.inputs) != 2 or len(others) != 1 or readers != [add]
+            or conv.output in graph.output_tensors or graph.dtype(others[0]) != "float32"
+            or graph.shape(others[0]) != graph.shape(conv.output) != graph.shape(add.output)):
+        return None
+    return others[0]
+
+
 def paths(graph: Graph) -> list[tuple[int, ...]]:
     """Every dense conv -> per-channel operators (any number, up to MAX_PATH members in all) -> dense conv,
-    consecutive in schedule order, each tensor between them read by the next node only, float32 throughout."""
+    consecutive in schedule order, each tensor between them read by the next node only, float32 throughout; where
+    the last conv's output is added to another tensor next (`residual_of`), the path with that add too."""
     feeds = feeds_next(graph)
     nodes = graph.nodes
     out: list[tuple[int, ...]] = []
@@ -104,11 +130,18 @@ def paths(graph: Graph) -> list[tuple[int, ...]]:
                 break
             if _is_dense(nxt):
                 out.append(tuple(range(i, j + 2)))
+                if j - i + 3 <= MAX_PATH and residual_of(graph, j + 1) is not None:
+                    out.append(tuple(range(i, j + 3)))
                 break
             if not _per_channel(nxt, graph):
                 break
             j += 1
     return out
+
+
+def ends_on_add(members: Sequence[int], graph: Graph) -> bool:
+    """The path ends on its last conv's residual add (`residual_of`): the add runs once, after the last slice."""
+    return graph.nodes[members[-1]].op == "add"
 
 
 def sliced_node(node: Node, graph: Graph, role: str, c0: int, c1: int) -> tuple[Node, Graph]:
@@ -147,6 +180,15 @@ def finishing(node: Node, graph: Graph) -> KernelCall | None:
                       (("out", shape.bytes),))
 
 
+def adding_residual(add: Candidate, node: Node, conv: Node) -> KernelCall | None:
+    """The residual add's pass after the last slice, if `add` is the add's in-place primitive over the conv's output
+    (tb_add_inplace: the whole sum += the residual, then the add's activation): what the untiled in-place add does,
+    so the same floats; None for any other primitive."""
+    if add.primitive.in_place < 0 or node.inputs[add.primitive.in_place] != conv.output:
+        return None
+    return single_call(add.calls)
+
+
 def accumulating(call: KernelCall) -> KernelCall:
     """The call, adding its raw convolution to what its output holds (no bias, no activation)."""
     assert "accumulate" in dict(call.params), f"{call.function} has no accumulate flag"
@@ -161,7 +203,8 @@ def _roles(n: int) -> list[str]:
 @dataclass(frozen=True)
 class SliceMember:
     """One member run by one primitive over every slice: its part (a node with that slice's weights, in a graph of
-    its own) and its call, per slice; a last convolution with an activation, then the pass that applies it."""
+    its own) and its call, per slice; a last convolution with an activation, then the pass that applies it. A
+    residual add ending the path has no parts: one call, after the last slice."""
 
     primitive: str
     parts: tuple[tuple[Node, Graph], ...]
@@ -190,8 +233,9 @@ class ChannelOption:
         for a lean pick the one needing the least workspace (then the fastest)."""
         chosen = tuple(pick_option(self.pick, opts, costs) for opts in self.options)
         width = max(c1 - c0 for c0, c1 in self.slices)
+        sliced = self.members[:sum(1 for opts in self.options if opts[0].parts)]  # the residual add runs whole
         sizes = tuple(width * graph.shape(graph.nodes[i].output).h * graph.shape(graph.nodes[i].output).w * 4
-                      for i in self.members[:-1])
+                      for i in sliced[:-1])
         group = ChannelGroup(self.name, self.members, self.layout, self.slices, chosen,
                              tuple(calls_ms(o.calls, costs) for o in chosen), Workspace.of(sizes, chosen))
         run = costs.get(run_call(group).key())
@@ -213,19 +257,35 @@ def fusable(graph: Graph, nodes: tuple[NodeCandidates, ...], costs: Mapping[str,
                         for nc in nodes] for layout in LAYOUTS}
     out: list[ChannelOption] = []
     for members in paths(graph):
+        sliced = members[:-1] if ends_on_add(members, graph) else members
         channels = graph.shape(graph.nodes[members[0]].output).c
         for width in slice_widths(channels) if widths is None else widths:
             if width >= channels:
                 continue
             slices = tuple((c0, min(c0 + width, channels)) for c0 in range(0, channels, width))
             parts = [tuple(sliced_node(graph.nodes[i], graph, role, c0, c1) for c0, c1 in slices)
-                     for role, i in zip(_roles(len(members)), members)]
+                     for role, i in zip(_roles(len(sliced)), sliced)]
             for layout in LAYOUTS:
-                option = _option(fastest[layout], members, layout, slices, parts,
-                                 finishing(graph.nodes[members[-1]], graph))
+                option = _option(fastest[layout], sliced, layout, slices, parts,
+                                 finishing(graph.nodes[sliced[-1]], graph))
+                if option is not None and len(sliced) < len(members):
+                    option = _with_add(option, members[-1], nodes[members[-1]], graph.nodes[sliced[-1]])
                 if option is not None:
                     out += [option, replace(option, name=f"{option.name} lean", pick="lean")]
     return tuple(out)
+
+
+def _with_add(option: ChannelOption, index: int, add: NodeCandidates, conv: Node) -> ChannelOption | None:
+    """The option with the residual add as its last member: its in-place primitives over the conv's output in the
+    option's layout (one thread: the group runs on one), each a pass after the last slice; None without one."""
+    runs = tuple(SliceMember(c.primitive.name, (), (call,), 0) for c in add.options
+                 if c.primitive.layout_in == c.primitive.layout_out == option.layout and c.parts == 1
+                 and (call := adding_residual(c, add.node, conv)) is not None)
+    if not runs:
+        return None
+    members = (*option.members, index)
+    return replace(option, name=f"{layer_range(members)} {option.name.split(' ', 1)[1]}", members=members,
+                   options=(*option.options, runs))
 
 
 def distinct(groups: Sequence[Group]) -> tuple[Group, ...]:
@@ -279,11 +339,16 @@ class ChannelGroup(GroupBase):
     slices: tuple[tuple[int, int], ...]
     chosen: tuple[SliceMember, ...]  # per member
     member_ms: tuple[float, ...]
-    workspace: Workspace  # the widest slice of each intermediate tensor (every member but the last), then scratch
+    workspace: Workspace  # the widest slice of each intermediate tensor (every sliced member but the last), scratch
+
+    @property
+    def sliced(self) -> int:
+        """How many members run per slice: all but a residual add ending the path."""
+        return sum(1 for o in self.chosen if o.parts)
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
-        return FINISH_SOURCES if len(self.chosen[-1].calls) > len(self.slices) else ()
+        return FINISH_SOURCES if len(self.chosen[self.sliced - 1].calls) > len(self.slices) else ()
 
     def weight_parts(self, graph: Graph, j: int) -> tuple[WeightPart, ...]:
         """Every slice has weights of its own."""
@@ -310,20 +375,22 @@ KIND = Kind(NAME, fusable, distinct, runs)  # keeps every slice width's group
 
 
 def sequence(group: ChannelGroup) -> list[list[tuple[KernelCall, dict[str, str]]]]:
-    """The group's calls in the order the program makes them (per slice, then the finishing pass), each with its
-    roles' buffers named: "in" and "out" (the path's whole input and output), "slice<j>" (member j's output
-    slice), "ws" (the scratch), "w<j>.<s>.<role>" (member j's weights for slice s)."""
-    n = len(group.members)
+    """The group's calls in the order the program makes them (per slice, then the finishing passes: the last
+    conv's activation, the residual add), each with its roles' buffers named: "in" and "out" (the path's whole
+    input and output), "slice<j>" (member j's output slice), "ws" (the scratch), "w<j>.<s>.<role>" (member j's
+    weights for slice s), "res" (what the residual add adds)."""
+    n = group.sliced
     out: list[list[tuple[KernelCall, dict[str, str]]]] = []
     for s in range(len(group.slices)):
         calls = []
-        for j, option in enumerate(group.chosen):
+        for j, option in enumerate(group.chosen[:n]):
             call = option.calls[s]
             names = {"in0": "in" if j == 0 else f"slice{j - 1}", "out": "out" if j == n - 1 else f"slice{j}",
                      "ws": "ws"}
             calls.append((call, {r: names.get(r, f"w{j}.{s}.{r}") for r in call.args}))
         out.append(calls)
-    out += [[(finish, {"out": "out"})] for finish in group.chosen[-1].calls[len(group.slices):]]
+    out += [[(finish, {"out": "out"})] for finish in group.chosen[n - 1].calls[len(group.slices):]]
+    out += [[(add, {r: "out" if r == "out" else "res" for r in add.args})] for o in group.chosen[n:] for add in o.calls]
     return out
 
 
@@ -332,18 +399,21 @@ def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan
     """A step per slice: each member's call on its channels, the last one writing (first slice) or adding to the
     whole output; then the last convolution's activation over its whole output, if it has one."""
     first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
+    residual = residual_of(graph, group.members[group.sliced - 1]) if group.sliced < len(group.members) else None
     ws = arena_floats(arena, f"{last.name}:workspace")
     pointers = {"in": f"A + {arena_floats(arena, plan.buffer_of(first.inputs[0], group.layout))}",
                 "out": f"A + {arena_floats(arena, plan.buffer_of(last.output, group.layout))}",
+                **({"res": f"A + {arena_floats(arena, plan.buffer_of(residual, group.layout))}"} if residual else {}),
                 "ws": f"A + {ws + group.workspace.scratch_offset // 4}",
                 **{f"slice{j}": f"A + {ws + group.workspace.offset(j) // 4}" for j in range(len(group.members) - 1)},
                 **{f"w{j}.{s}.{role}": symbol for j, index in enumerate(group.members)
                    for s, symbols in enumerate(weights[index]) for role, symbol in symbols.items()}}
     members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
+    sums = f"l{group.members[group.sliced - 1]}"
     head = (f"[{group.label}] fused channel tiling (FDT) of {members}, in {group.layout}: {len(group.slices)} "
             f"slices of {group.slices[0][1]} channels. A slice's intermediate tensors live at the start of "
-            f"l{group.members[-1]}'s workspace, and l{group.members[-1]} adds each slice's partial sums into its "
-            f"output, so nothing is recomputed.")
+            f"l{group.members[-1]}'s workspace, and {sums} adds each slice's partial sums into "
+            f"{'its' if residual is None else 'the whole'} output, so nothing is recomputed.")
     steps = []
     for s, calls in enumerate(sequence(group)):
         with_pointers = tuple((call, tuple((r, pointers[names[r]]) for r in call.args)) for call, names in calls)
@@ -351,7 +421,9 @@ def sliced_steps(group: ChannelGroup, graph: Graph, plan: Plan, arena: ArenaPlan
             c0, c1 = group.slices[s]
             what = f"Channels {c0}-{c1 - 1}, " + ("written with the bias:" if s == 0 else "added:")
             steps.append(Step(f"{head} {what}" if s == 0 else f"[{group.label}] {what}", with_pointers))
+        elif "res" in calls[0][1].values():
+            steps.append(Step(f"[{group.label}] l{group.members[-1]}, {sums}'s residual add, once its sum is whole "
+                              f"(in place):", with_pointers))
         else:
-            steps.append(Step(f"[{group.label}] l{group.members[-1]}'s activation, once its sum is whole:",
-                              with_pointers))
+            steps.append(Step(f"[{group.label}] {sums}'s activation, once its sum is whole:", with_pointers))
     return steps
