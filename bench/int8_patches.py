@@ -142,15 +142,14 @@ NOTE = (
 
 AFTER = (
     "\"smallest peak\": the least live-set peak any plan with those groups has (solve.Session.min_peak_bytes); the "
-    "arena is the placed plan's, which may be above it where the plan the solver picked among those of the smallest "
-    "peak cannot be placed at its peak (fragmentation). Patch groups need a grid of at least 4 output pixels a side "
+    "arena is the placed plan's, which may be above it where outputs over their inputs chain so that no placement "
+    "reaches the peak (DS-CNN's four row groups in a row). Where another plan of that peak places at it, decide "
+    "takes that one (decide.unchained: MobileNetV2 with every kind on offer picked a patch group placed 1,280 bytes "
+    "above its peak before). Patch groups need a grid of at least 4 output pixels a side "
     "(tiling.patches.MIN_PATCH_SIDE), which DS-CNN's 5-column feature maps do not have, and ResNet-8's chains "
-    "feed residual adds, so neither gains from them. Patches alone reach 2x (MobileNetV1-0.25) and 3.5x "
+    "feed residual adds, so neither gains from them. Patches alone reach 2x (MobileNetV1-0.25) and 3.7x "
     "(MobileNetV2-0.35) below TFLM's head, bit for bit, but row groups (no recomputation, windows of a few rows) "
-    "reach smaller peaks, and offering both can give a larger arena than rows alone (MobileNetV2: the plan the "
-    "solver takes among those of the smallest peak holds a patch group and places 1,280 bytes above it; "
-    "decide's retry below the peak finds no plan).")
-
+    "reach smaller peaks.")
 
 if __name__ == "__main__":
     sys.exit(main())
