@@ -21,8 +21,7 @@
 #define TB_GEMM_MICRO_EDGE 1
 typedef struct { const float *bias_m, *bias_n; int act; float act_a, act_b; } tb_gemm_epi;
 
-/* The wide tiles: rp A panels x cp B panels (6 x 16 each) in one register block, rp, cp in {1, 2} (rp up to 4
- * where cp = 1: 24 x 16, the same 24 chains for a single B panel, as a layer of 16 output channels has), the rest as
+/* The wide tiles: rp A panels x cp B panels (6 x 16 each) in one register block, rp, cp in {1, 2}, the rest as
  * the edge (rows [r0, r1), columns per B panel in cols[q], the fused bias + activation). 12 x 32 keeps 24
  * accumulators in flight, 2 B vectors and 12 broadcasts (from memory) per k: 24 independent FMA chains cover two
  * 512-bit FMA ports at latency 4, where 6 x 16's six cannot (<= 75% of peak, a broadcast per FMA). Each element's
@@ -40,11 +39,10 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
                                                             long ldc, int add, int r0, int r1,
                                                             const __mmask16 *cols, const tb_gemm_epi *e)
 {
-    __m512 acc[4 * MR][2], bn[2], lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
-    const float *a1 = a + (rp > 1 ? a_ps : 0), *a2 = a + (rp > 2 ? 2 * a_ps : 0), *a3 = a + (rp > 3 ? 3 * a_ps : 0);
-    const float *b1 = b + (cp > 1 ? b_ps : 0);
+    __m512 acc[2 * MR][2], bn[2], lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    const float *a1 = a + (rp > 1 ? a_ps : 0), *b1 = b + (cp > 1 ? b_ps : 0);
     int k, r, q;
-#pragma GCC unroll 24
+#pragma GCC unroll 12
     for (r = 0; r < rp * MR; ++r)
 #pragma GCC unroll 2
         for (q = 0; q < cp; ++q) acc[r][q] = _mm512_setzero_ps();
@@ -55,17 +53,14 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
         if (cp > 1) bk[1] = _mm512_loadu_ps(b1);
         _mm_prefetch((const char *)(b + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
         if (cp > 1) _mm_prefetch((const char *)(b1 + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
-#pragma GCC unroll 24
+#pragma GCC unroll 12
         for (r = 0; r < rp * MR; ++r) {
-            const __m512 ar = _mm512_set1_ps(r < MR ? a[r] : r < 2 * MR ? a1[r - MR] : r < 3 * MR ? a2[r - 2 * MR]
-                                                                                                  : a3[r - 3 * MR]);
+            const __m512 ar = _mm512_set1_ps(r < MR ? a[r] : a1[r - MR]);
 #pragma GCC unroll 2
             for (q = 0; q < cp; ++q) acc[r][q] = _mm512_fmadd_ps(ar, bk[q], acc[r][q]);
         }
         a += MR;
         a1 += MR;
-        a2 += MR;
-        a3 += MR;
         b += NR;
         b1 += NR;
     }
@@ -78,7 +73,7 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
         lo = _mm512_set1_ps(e->act == TB_ACT_CLIP ? e->act_a : 0.0f);
         hi = _mm512_set1_ps(e->act_b);
     }
-#pragma GCC unroll 24
+#pragma GCC unroll 12
     for (r = 0; r < rp * MR; ++r) {
         if (r < r0 || r >= r1) continue;
 #pragma GCC unroll 2
@@ -427,9 +422,9 @@ static void epilogue(const tb_gemm_job *g, int row, int col, int rows, int cols)
 }
 
 #ifdef TB_GEMM_MICRO_EDGE
-/* One (ic, jc, pc) block with packed A on AVX-512: tiles of up to 2 x 2 panels (12 x 32; 24 x 16 beside a lone B
- * panel), each clipped to the job's [m0, m1) x [n0, n1) in place, bias + relu/clip fused into the store (same
- * bounds as tb_act_value). The B pair stays in L1 while the A panels stream by (jr outer, ir inner). */
+/* One (ic, jc, pc) block with packed A on AVX-512: tiles of up to 2 x 2 panels (12 x 32), each clipped to the
+ * job's [m0, m1) x [n0, n1) in place, bias + relu/clip fused into the store (same bounds as tb_act_value). The
+ * B pair stays in L1 while the A panels stream by (jr outer, ir inner). */
 static void macro_wide(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int kc, const float *ablk, long a_ps,
                        const float *bblk, long b_ps, int first, int last)
 {
@@ -446,10 +441,9 @@ static void macro_wide(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int
             const int lo = tb_max(c_lo - col - q * NR, 0), hi = tb_min(c_hi - col - q * NR, NR);
             cols[q] = hi > lo ? (__mmask16)((0xFFFFu >> (NR - hi)) & (0xFFFFu << lo)) : 0;
         }
-        /* one B panel: up to 4 A panels (24 x 16), so 24 FMA chains are in flight as in 12 x 32 */
-        for (ir = 0; ir < mc; ir += (cp == 1 ? 4 : 2) * MR) {
+        for (ir = 0; ir < mc; ir += 2 * MR) {
             const float *ap = ablk + (long)(ir / MR) * a_ps;
-            const int row = ic + ir, rp = tb_min(cp == 1 ? 4 : 2, (mc - ir + MR - 1) / MR);
+            const int row = ic + ir, rp = ir + MR < mc ? 2 : 1;
             const int r_lo = tb_max(row, g->m0), r_hi = tb_min(row + rp * MR, g->m1);
             float *ct = g->c + (long)row * g->ldc + col;
             tb_gemm_epi e;
@@ -459,10 +453,6 @@ static void macro_wide(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int
             e.act = g->act; e.act_a = g->act_a; e.act_b = g->act_b;
             if (rp == 2 && cp == 2)
                 micro_wide(2, 2, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
-            else if (rp == 4)
-                micro_wide(4, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
-            else if (rp == 3)
-                micro_wide(3, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
             else if (rp == 2)
                 micro_wide(2, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
             else if (cp == 2)

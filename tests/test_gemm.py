@@ -91,7 +91,7 @@ WIDE_JOBS = (
     GemmJob("wide_prepacked", 41, 75, gemm.GEMM_KC + 9, rows=(2, 39), cols=(3, 70), a_packed=True, b_packed=True,
             act=GEMM_RELU, bias_n=True),
     GemmJob("wide_over_mc", gemm.GEMM_MC + 30, 64, 33, b_packed=True, bias_m=True),
-    # one B panel (a squeeze 1x1's 16 output channels): tiles of up to 4 A panels (24 x 16), 9 panels = 4 + 4 + 1
+    # one B panel (a squeeze 1x1's 16 output channels): 12 x 16 tiles, 9 A panels = 2 + 2 + 2 + 2 + 1
     GemmJob("narrow_one_panel", 50, 16, 40, b_packed=True, act=GEMM_RELU, bias_n=True),
 )
 
