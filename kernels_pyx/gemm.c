@@ -312,53 +312,62 @@ static void micro(int kc, const float *restrict a, const float *restrict b, floa
 #define TB_PK3(j) { TB_PK16(j, 0), TB_PK16(j, 1), TB_PK16(j, 2) }
 /* pack_idx[j][g][i]: where output vector j's lane i comes from in rows 2g, 2g+1 (an index < 16: row 2g, else 2g+1) */
 static const int pack_idx[MR][3][16] = { TB_PK3(0), TB_PK3(1), TB_PK3(2), TB_PK3(3), TB_PK3(4), TB_PK3(5) };
+/* pack_from[j][g - 1]: the lanes of output vector j taken from rows 2g, 2g+1 (g = 1, 2), as a lane mask */
+#define TB_PK_M(j, g, i) ((unsigned)(TB_PK_E(j, i) % MR / 2 == (g)) << (i))
+#define TB_PK_MASK(j, g)                                                                                           \
+    (__mmask16)(TB_PK_M(j, g, 0) | TB_PK_M(j, g, 1) | TB_PK_M(j, g, 2) | TB_PK_M(j, g, 3) | TB_PK_M(j, g, 4) |     \
+                TB_PK_M(j, g, 5) | TB_PK_M(j, g, 6) | TB_PK_M(j, g, 7) | TB_PK_M(j, g, 8) | TB_PK_M(j, g, 9) |     \
+                TB_PK_M(j, g, 10) | TB_PK_M(j, g, 11) | TB_PK_M(j, g, 12) | TB_PK_M(j, g, 13) |                   \
+                TB_PK_M(j, g, 14) | TB_PK_M(j, g, 15))
+#define TB_PK_MASKS(j) { TB_PK_MASK(j, 1), TB_PK_MASK(j, 2) }
+static const __mmask16 pack_from[MR][2] = {
+    TB_PK_MASKS(0), TB_PK_MASKS(1), TB_PK_MASKS(2), TB_PK_MASKS(3), TB_PK_MASKS(4), TB_PK_MASKS(5)
+};
+#undef TB_PK_MASKS
+#undef TB_PK_MASK
+#undef TB_PK_M
 #undef TB_PK3
 #undef TB_PK16
 #undef TB_PK
 #undef TB_PK_E
 
-static void pack_a_panel16(int kc, const float *restrict a, long lda, float *restrict d)
+/* The whole panels [0, panels) of rows [0, 6 * panels), each kc * MR floats at d. The permute indices are loaded
+ * once per call, not per panel: a Winograd GEMM over 16-64 channels packs one or four 16-depth steps per panel,
+ * where rebuilding them per panel took 30% of the layer. */
+static void pack_a_panels16(int panels, int kc, const float *restrict a, long lda, float *restrict d)
 {
     __m512i idx[MR][3];
-    __mmask16 from23[MR], from45[MR];
     __m512 rows[MR];
-    int j, i, r, k;
-    for (j = 0; j < MR; ++j) {
-        from23[j] = from45[j] = 0;
-        for (i = 0; i < 16; ++i) {
-            const int row = (16 * j + i) % MR;
-            if (row / 2 == 1) from23[j] |= (__mmask16)(1u << i);
-            if (row / 2 == 2) from45[j] |= (__mmask16)(1u << i);
-        }
+    int j, r, k, p;
+    for (j = 0; j < MR; ++j)
         for (r = 0; r < 3; ++r) idx[j][r] = _mm512_loadu_si512(pack_idx[j][r]);
-    }
-    for (k = 0; k + 16 <= kc; k += 16) {
-        for (r = 0; r < MR; ++r) rows[r] = _mm512_loadu_ps(a + r * lda + k);
-        for (j = 0; j < MR; ++j) {
-            __m512 v = _mm512_permutex2var_ps(rows[0], idx[j][0], rows[1]);
-            v = _mm512_mask_blend_ps(from23[j], v, _mm512_permutex2var_ps(rows[2], idx[j][1], rows[3]));
-            v = _mm512_mask_blend_ps(from45[j], v, _mm512_permutex2var_ps(rows[4], idx[j][2], rows[5]));
-            _mm512_storeu_ps(d + (long)k * MR + 16 * j, v);
+    for (p = 0; p < panels; ++p, a += MR * lda, d += (long)kc * MR) {
+        for (k = 0; k + 16 <= kc; k += 16) {
+            for (r = 0; r < MR; ++r) rows[r] = _mm512_loadu_ps(a + r * lda + k);
+            for (j = 0; j < MR; ++j) {
+                __m512 v = _mm512_permutex2var_ps(rows[0], idx[j][0], rows[1]);
+                v = _mm512_mask_blend_ps(pack_from[j][0], v, _mm512_permutex2var_ps(rows[2], idx[j][1], rows[3]));
+                v = _mm512_mask_blend_ps(pack_from[j][1], v, _mm512_permutex2var_ps(rows[4], idx[j][2], rows[5]));
+                _mm512_storeu_ps(d + (long)k * MR + 16 * j, v);
+            }
         }
+        for (; k < kc; ++k)
+            for (r = 0; r < MR; ++r) d[(long)k * MR + r] = a[r * lda + k];
     }
-    for (; k < kc; ++k)
-        for (r = 0; r < MR; ++r) d[(long)k * MR + r] = a[r * lda + k];
 }
 #endif
 
 /* Pack rows [0, mc) x depth [0, kc) of row-major a into MR-row panels (rows past mc zero). */
 static void pack_a(int mc, int kc, const float *restrict a, long lda, float *restrict dst)
 {
-    int ir, r, k;
-    for (ir = 0; ir < mc; ir += MR) {
+    int ir = 0, r, k;
+#ifdef TB_GEMM_MICRO_EDGE
+    ir = mc / MR * MR;
+    pack_a_panels16(mc / MR, kc, a, lda, dst);
+#endif
+    for (; ir < mc; ir += MR) {
         int rows = tb_min(MR, mc - ir);
         float *d = dst + (long)ir * kc;
-#ifdef TB_GEMM_MICRO_EDGE
-        if (rows == MR) {
-            pack_a_panel16(kc, a + (long)ir * lda, lda, d);
-            continue;
-        }
-#endif
         for (r = 0; r < MR; ++r) {
             if (r < rows) {
                 const float *src = a + (long)(ir + r) * lda;

@@ -91,6 +91,8 @@ WIDE_JOBS = (
     GemmJob("wide_prepacked", 41, 75, gemm.GEMM_KC + 9, rows=(2, 39), cols=(3, 70), a_packed=True, b_packed=True,
             act=GEMM_RELU, bias_n=True),
     GemmJob("wide_over_mc", gemm.GEMM_MC + 30, 64, 33, b_packed=True, bias_m=True),
+    # one B panel (a squeeze 1x1's 16 output channels): 12 x 16 tiles, 9 A panels = 2 + 2 + 2 + 2 + 1
+    GemmJob("narrow_one_panel", 50, 16, 40, b_packed=True, act=GEMM_RELU, bias_n=True),
 )
 
 
@@ -129,7 +131,7 @@ def test_gemm_jobs_on_this_machine(host_gemm: Path) -> None:
         assert np.array_equal(got[bound == 0], data.c[bound == 0]), job.name
 
 
-@pytest.mark.parametrize("job", WIDE_JOBS[:2], ids=lambda job: job.name)
+@pytest.mark.parametrize("job", [WIDE_JOBS[0], WIDE_JOBS[1], WIDE_JOBS[3]], ids=lambda job: job.name)
 def test_gemm_views_reproduce_the_whole_call_bit_for_bit(host_gemm: Path, job: GemmJob) -> None:
     """A row view (the threads' and the tiled plans' split) lays its tiles on another grid (a packed-here A starts
     its panels at m0); each element must still get the same bits as in the whole call."""

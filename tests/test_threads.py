@@ -213,11 +213,8 @@ def seven_row_calls() -> list[KernelCall]:
 
 
 def test_short_maps_split_by_output_channels_bit_for_bit() -> None:
-    from tasobuild import native
-    from tasobuild.costs.profile import make_buffers
-
     calls = seven_row_calls()
-    assert {c.function for c in calls} == set(CHANNEL_VIEWS)
+    assert {c.function for c in calls} | {c.function for c in thirteen_row_winograd_calls()} == set(CHANNEL_VIEWS)
     wide = next(c for c in calls if c.function == "tb_conv_1x1_gemm_hwc" and dict(c.params)["out_c"] == 200)
     two = parallel_call(wide, 2)
     assert two is not None and by_channels(two) and row_bounds(two) == (0, 96, 200)  # 3 and 4 of 7 panels
@@ -226,6 +223,15 @@ def test_short_maps_split_by_output_channels_bit_for_bit() -> None:
     three = parallel_call(replace(wide, params=tuple((k, 128 if k in ("out_c", "oc_end") else v)
                                                      for k, v in wide.params)), 3)
     assert three is not None and not by_channels(three)  # 2/2/3 rows (share 3/7) beat 32/32/64 channels (1/2)
+    assert_channel_parts_bit_for_bit(calls)
+
+
+def assert_channel_parts_bit_for_bit(calls: list[KernelCall]) -> None:
+    """Each call split on 2 threads by output channels (and on 4, however it splits), its parts run one after
+    another, gives the whole call's output bit for bit."""
+    from tasobuild import native
+    from tasobuild.costs.profile import make_buffers
+
     kernels = native.load()
     for call in calls:
         for threads in (2, 4):
@@ -237,6 +243,28 @@ def test_short_maps_split_by_output_channels_bit_for_bit() -> None:
             kernels.run(call, whole)
             kernels.run(split, parts)  # the parts one after another, each on its workspace slice
             assert whole["out"].tobytes() == parts["out"].tobytes(), (call.function, call.params, threads)
+
+
+def thirteen_row_winograd_calls() -> list[KernelCall]:
+    """SqueezeNet's last expand 3x3 (64 -> 256 channels on a 13x13 map, ReLU) by every HWC Winograd kernel: its
+    rows split 2/3 tile rows (F(3x3)) on 2 threads, its channels 128/128."""
+    from tasobuild.candidates import node_candidates
+    from tasobuild.ir import Activation
+    from tests.test_conv_primitives import Case, conv_graph
+
+    _, graph, _ = conv_graph(Case(64, 13, 13, 256, (3, 3), pads=(1, 1, 1, 1), act=Activation("relu")))
+    (conv,) = node_candidates(graph)
+    return [c.calls[0] for c in conv.options
+            if c.calls[0].function.startswith("tb_conv_winograd") and c.calls[0].function in CHANNEL_VIEWS]
+
+
+def test_winograd_splits_by_output_channels_on_13_rows_bit_for_bit() -> None:
+    calls = thirteen_row_winograd_calls()
+    assert len(calls) == 6  # F(2x2), F(3x3), F(4x4), each with its low-memory twin
+    f3 = parallel_call(next(c for c in calls if c.function == "tb_conv_winograd_f3x3_3x3_hwc"), 2)
+    assert f3 is not None and by_channels(f3) and row_bounds(f3) == (0, 128, 256)
+    assert dict(part_call(f3, 1).params)["oc_begin"] == 128 and largest_share(f3) == pytest.approx(1 / 2)
+    assert_channel_parts_bit_for_bit(calls)
 
 
 def sliced_calls() -> dict[str, KernelCall]:

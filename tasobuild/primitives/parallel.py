@@ -81,10 +81,13 @@ SLICED: Mapping[str, Sliced] = {
 # Output-channel views (tb_conv's oc_begin/oc_end) that compute each element as the whole call does when they start
 # on the quantum: the blocked direct kernel's 32-channel weight panels (each panel's vector blocks and tail then fall
 # where the whole call's do), the shared GEMM's two 16-column panels of B (tb_gemm sums every element k by k from
-# zero whatever its tile). Used where rows split unevenly (`by_channels`).
+# zero whatever its tile). Used where rows split unevenly (`by_channels`). The HWC 3x3 Winograd kernels too: their
+# batched products are that GEMM and their transforms work lane by lane; a channel part also reads half the
+# transformed weights, which dominate at 13x13 (SqueezeNet's 13-row maps split 2/3 tile rows by rows).
 CHANNEL_VIEWS: Mapping[str, int] = {
     **{f"tb_conv_direct_blocked_{layouts}": 32 for layouts in ("hwc", "chw_to_hwc", "hcw_to_hwc")},
     "tb_conv_1x1_gemm_hwc": 32,
+    **{f"tb_conv_winograd_f{m}x{m}_3x3{low}_hwc": 32 for m in (2, 3, 4) for low in ("", "_lowmem")},
 }
 @dataclass(frozen=True)
 class Wrapped:
@@ -149,15 +152,22 @@ def _share(bounds: tuple[int, ...]) -> float:
 def by_channels(call: KernelCall) -> bool:
     """Whether a split conv call divides its output channels rather than its rows: its kernel honours channel views
     bit for bit (`CHANNEL_VIEWS`) and they balance the parts better than its rows do (a 7-row map on 2 threads
-    splits 3/4 rows, its 512 channels 256/256). Rows win a tie: a part then reads only its input rows."""
+    splits 3/4 rows, its 512 channels 256/256). Rows win a tie: a part then reads only its input rows. But for a
+    Winograd kernel, whose row parts each read all the transformed weights and whose channel parts each transform
+    all the input tiles, the larger of the two decides a tie: channels where out_c exceeds the tiles (SqueezeNet's
+    13x13 F4 layers: 16 tiles, 256 channels), rows where the tiles do (its 55x55 ones: 196 tiles, 64 channels)."""
     quantum = CHANNEL_VIEWS.get(call.function)
     if quantum is None or call.parts < 2:
         return False
     p = dict(call.params)
     if p["groups"] != 1:
         return False
-    rows = _bounds(int(p["out_h"]), _row_quantum(call), call.parts)
-    return _share(_bounds(int(p["out_c"]), quantum, call.parts)) < _share(rows)
+    tile = _row_quantum(call)  # a Winograd row split's share counts its tiles, as largest_share does
+    rows = _share(tuple(-(-b // tile) for b in _bounds(int(p["out_h"]), tile, call.parts)))
+    channels = _share(_bounds(int(p["out_c"]), quantum, call.parts))
+    if channels == rows and tile > 1:  # Winograd: each part reads all the weights, or transforms all the input
+        return int(p["out_c"]) > -(-int(p["out_h"]) // tile) * -(-int(p["out_w"]) // tile)
+    return channels < rows
 
 
 def parallel_call(call: KernelCall, threads: int) -> KernelCall | None:
