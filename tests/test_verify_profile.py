@@ -247,17 +247,14 @@ def test_profile_plan_against_the_lock_and_record(kws: Path) -> None:
 
 def test_profile_plan_times_the_build_its_overrides_name(tmp_path: Path) -> None:
     """`build --threads 2`, then `profile --plan --threads 2`: the 2-thread project is timed as built, not rebuilt
-    from the spec on one thread (profile takes build's --memory and --threads)."""
-    shutil.copytree(REPO / "models", tmp_path / "models", ignore=lambda _, names: [n for n in names
-                                                                                  if n != "ds_cnn.onnx"])
-    shutil.copy(REPO / "taso.toml.example", tmp_path)
-    spec = str(tmp_path / "taso.toml.example")
+    from the spec on one thread (profile takes build's --memory and --threads). Predicted costs: quick."""
+    spec = str(write_target_spec(tmp_path, REPO / "models" / "ds_cnn.onnx", "host"))
     tasobuild("build", "-c", spec, "--threads", "2")
-    lock = (tmp_path / "taso.toml.lock").read_bytes()
-    assert "tb_workers_run(" in next(tmp_path.glob("build/*/src/net.c")).read_text()  # parallel steps
+    lock = (tmp_path / "taso.lock").read_bytes()
+    assert "tb_workers_run(" in (tmp_path / "out" / "src" / "net.c").read_text()  # parallel steps
     profiled = json.loads(tasobuild("profile", "-c", spec, "--plan", "--threads", "2", "--runs", "3",
                                     "--json").stdout)
-    assert profiled["measured_total_ms"] > 0 and (tmp_path / "taso.toml.lock").read_bytes() == lock
+    assert profiled["measured_total_ms"] > 0 and (tmp_path / "taso.lock").read_bytes() == lock
 
 
 def test_profile_plan_usage_errors(kws: Path) -> None:
