@@ -253,8 +253,11 @@ class Session:
         if known is None and cap is None:
             known = self._greedy_picks()
         extra = [] if cap is None else self.enc.memory_at_most(cap)
+        # a plan under this cap is one under every larger cap: no faster than the fastest there (interval bound)
+        at_least = max((a.plan.time_ns for a in self._proven if cap is not None and (a.cap is None or a.cap >= cap)),
+                       default=None)
         found = min_time(self.enc, extra, clock, self.excluded(cap), known,
-                         accept=lambda plan: cap is None or plan.peak_bytes <= cap)
+                         accept=lambda plan: cap is None or plan.peak_bytes <= cap, at_least_ns=at_least)
         if found.proven and found.picks is not None:
             self._proven.append(_Fastest(cap, evaluate(self.problem, found.picks)))
         return found
