@@ -16,6 +16,9 @@ What makes it fast, besides encoding once:
 * Interval reuse. The fastest plan under a cap c0 (proven), with peak p, is also the fastest under every cap in
   [p, c0]: a later question in that range is answered without Z3. The fastest plan without a cap that fits the
   budget IS the answer; the tie-break's question "fastest with a smaller peak" is the next budget down's answer.
+  Below p, the time of that plan is a proven lower bound (a plan under a smaller cap is one under c0): a question
+  the first MaxSAT slice leaves open bisects between it and maxres's best plan with plain SAT checks
+  (search.descend), which prove "no plan is faster" far quicker than maxres's cores do.
 """
 
 from __future__ import annotations
