@@ -96,12 +96,10 @@ class Session:
     def _dominated_or_infeasible(self, cap: int | None) -> Excluded:
         lo, hi = self.enc.tensor_bytes_range()
         out: set[tuple[int, int]] = set()
-        for i, node in enumerate(self.problem.nodes):
+        for i, by_speed in enumerate(self._by_speed):
             safe_kinds: set[tuple[str, str, bool, str, int, bool, bool]] = set()
-            order = sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k))
-            for k in order:
-                c, w = node.choices[k], self._workspace[i][k]
-                kind = c.kind
+            for k, kind in by_speed:
+                w = self._workspace[i][k]
                 if kind in safe_kinds or (cap is not None and lo[i] + w > cap):
                     out.add((i, k))
                 elif cap is None or hi[i] + w <= cap:
@@ -110,6 +108,13 @@ class Session:
             if cap is None or worst <= cap:
                 out.update(members)
         return frozenset(out)
+
+    @functools.cached_property
+    def _by_speed(self) -> tuple[tuple[tuple[int, tuple[str, str, bool, str, int, bool, bool]], ...], ...]:
+        """Per node, its choices' (index, kind), fastest first: what budget pruning walks at every cap."""
+        return tuple(tuple((k, node.choices[k].kind)
+                           for k in sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k)))
+                     for node in self.problem.nodes)
 
     @functools.cached_property
     def _slower_groups(self) -> tuple[tuple[tuple[tuple[int, int], ...], int], ...]:
