@@ -97,10 +97,10 @@ FIRST_SLICE_RLIMIT = 3_000_000  # about 0.3-0.8 s of maxres on this kind of prob
 # has a smaller exact penalty, hence a coarse penalty of at most (penalty(P) - 1) // COARSE_NS, which is added as a
 # hard constraint. The answer stays the exact optimum (P itself when nothing within the bound is faster).
 COARSE_NS = 10_000
-# The coarse plan is within tens of microseconds of the optimum, and proving that no plan is faster than a given one
-# is one quick SAT check (no cores to find): so from the coarse plan, `descend` asks for a strictly faster plan
-# until there is none, each check given at most this many Z3 resource units (its steps take 20k-600k on GoogLeNet).
-# Only when a check runs out does the exact MaxSAT search run, within the best plan's bound.
+# Proving that no plan is faster than a given time is one quick SAT check (no cores to find): so `descend` asks for
+# faster plans, bisecting from a proven lower bound or descending from the coarse plan (within tens of microseconds
+# of the optimum), each check given at most this many Z3 resource units (20k-600k each on GoogLeNet). Only when a
+# check runs out does the exact MaxSAT search run, within the best plan's bound.
 DESCENT_STEP_RLIMIT = 5_000_000
 
 
@@ -137,8 +137,9 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     larger cap) a bisection between it and maxres's best plan (`descend`); without, the coarse plan (COARSE_NS) and
     a descent from it; only when that runs out, the exact MaxSAT search bounded by the best plan found: `coarse` is
     then that plan, and `extra` holds the bound."""
+    hard = [*enc.constraints, *extra, *exclusions(enc, excluded)]
     opt = z3.Optimize(ctx=enc.ctx)
-    assert_all(opt, [*enc.constraints, *extra, *exclusions(enc, excluded)])
+    assert_all(opt, hard)
     softs = time_softs(enc, excluded)
     if softs is None:
         return Outcome(None, True, 0)
@@ -164,7 +165,6 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
                 plan = coarse
             return Outcome(picks_of(plan), True, plan.time_ns)
         if k == 0 and coarse is None and not clock.expired():
-            hard = [*enc.constraints, *extra, *exclusions(enc, excluded)]
             found = _incumbent(enc, opt, accept) if at_least_ns is not None else None
             if found is not None and at_least_ns is not None:
                 at_least_ns = max(at_least_ns, base + _soft_lower(handle))
