@@ -604,3 +604,69 @@ def test_walk_limit_counts_z3_work_not_seconds(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(session, "WALK_WORK_PER_S", 10**15)
     walked = Session(slower_group()).walk(4, 1e-6)
     assert walked is not None and [(q.peak_bytes, q.time_ns) for q in walked] == [(200, 2_500_000), (300, 2_000_000)]
+
+
+# ---- the descent: SAT checks on the time from a good plan, bisecting from a proven lower bound ----
+
+def test_descent_proves_the_fastest_plan_and_bisects_from_a_lower_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand-worked on chain3: from the greedy plan (16.5 ms: gemm, gemm, wino and two 2 ms transforms) a linear
+    descent asks for a plan faster than 16.5 ms, then faster than each one found, and ends on 15 ms (all direct, no
+    transform) when none is faster. Given the lower bound 15 ms (as a larger cap's answer gives it), the first check
+    asks for one faster than 15.75 ms (halfway), finds 15 ms, which meets the bound: one check, proven."""
+    from tasobuild.solve import search
+    p = chain3()
+    enc = encode(p)
+    base, soft = time_softs(enc, frozenset())
+    start = evaluate(p, [n.choices[1] for n in p.nodes])
+    assert start.time_ns == 16_500_000
+    checks: list[int] = []
+    run = search.Clock.run
+
+    def counted(self: Clock, solver: z3.Solver, rlimit: int = 0, charge_used: bool = False) -> z3.CheckSatResult:
+        checks.append(rlimit)
+        return run(self, solver, rlimit, charge_used)
+
+    monkeypatch.setattr(search.Clock, "run", counted)
+    plan, proven = search.descend(enc, enc.constraints, base, soft, start, Clock(60), lambda _: True)
+    assert proven and plan.time_ns == 15_000_000 and set(primitives(plan).values()) == {"direct"}
+    assert len(checks) >= 2  # at least one faster plan, then "none faster"
+    checks.clear()
+    plan, proven = search.descend(enc, enc.constraints, base, soft, start, Clock(60), lambda _: True, 15_000_000)
+    assert proven and plan.time_ns == 15_000_000 and len(checks) == 1
+    # a step out of work leaves the best plan so far, unproven
+    monkeypatch.setattr(search, "DESCENT_STEP_RLIMIT", 1)
+    plan, proven = search.descend(enc, enc.constraints, base, soft, start, Clock(60, work=10**6), lambda _: True)
+    assert not proven and plan.time_ns <= start.time_ns
+
+
+@pytest.mark.parametrize("descent_rlimit", [5_000_000, 1])
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("seed", range(12))
+def test_walk_through_the_descent_keeps_the_exact_frontier(seed: int, grouped: bool, descent_rlimit: int,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a first slice too short to settle anything, every question of the walk after the first goes through the
+    descent, bisecting from the interval bound (the answer at the cap above); with descent steps out of work at once
+    (rlimit 1), through the coarse bound's exact MaxSAT instead. The frontier is the brute-force one either way."""
+    from tasobuild.solve import search
+    p = random_problem(seed, grouped)
+    plans = every_plan(p)
+    if not plans:
+        return
+    monkeypatch.setattr(search, "FIRST_SLICE_RLIMIT", 200)
+    monkeypatch.setattr(search, "DESCENT_STEP_RLIMIT", descent_rlimit)
+    descents: list[bool] = []
+    descend = search.descend
+
+    def counted(*args: object) -> tuple[Plan, bool]:
+        found = descend(*args)  # type: ignore[arg-type]
+        descents.append(found[1])
+        return found
+
+    monkeypatch.setattr(search, "descend", counted)
+    true = sorted({(q.peak_bytes, q.time_ns) for q in plans
+                   if not any(r.peak_bytes <= q.peak_bytes and r.time_ns <= q.time_ns
+                              and (r.peak_bytes, r.time_ns) != (q.peak_bytes, q.time_ns) for r in plans)})
+    walked = Session(p).walk(max(2, len(true)), 60)
+    assert walked is not None and [(q.peak_bytes, q.time_ns) for q in walked] == true
+    assert all((q.status, q.tie_break) == ("optimal", "optimal") for q in walked)
+    assert descents and (any(descents) or descent_rlimit == 1)  # at rlimit 1, proven only where a plan met the bound

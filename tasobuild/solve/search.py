@@ -48,20 +48,32 @@ class Clock:
     def remaining_ms(self) -> int:
         return max(1, int((self.deadline - time.perf_counter()) * 1000))
 
-    def run(self, solver: z3.Solver | z3.Optimize, rlimit: int = 0) -> z3.CheckSatResult:
-        """solver.check() within the limit; `rlimit`: the check's own resource limit (0: none)."""
+    def run(self, solver: z3.Solver | z3.Optimize, rlimit: int = 0, charge_used: bool = False) -> z3.CheckSatResult:
+        """solver.check() within the limit; `rlimit`: the check's own resource limit (0: none). `charge_used`: a
+        plain Solver's check is charged the work it did (its own rlimit count, as deterministic as the grant), not
+        its whole grant: the descent runs many short checks."""
+        granted = 0
         if self.work is None:
             solver.set("timeout", self.remaining_ms())
         else:
             left = max(1, self.work - self.work_used)
             granted = min(rlimit, left) if rlimit else left
             solver.set("rlimit", granted)
-            self.work_used += granted
+        before = _rlimit_count(solver) if charge_used else 0
         t0 = time.perf_counter()
         try:
             return solver.check()
         finally:
             self.used += time.perf_counter() - t0
+            if self.work is not None:
+                used = _rlimit_count(solver) - before if charge_used else granted
+                self.work_used += min(granted, max(1, used))
+
+
+def _rlimit_count(solver: z3.Solver | z3.Optimize) -> int:
+    """The Z3 resource units the solver has used so far (its statistics' "rlimit count")."""
+    stats = solver.statistics()
+    return next((int(stats.get_key_value(k)) for k in stats.keys() if k == "rlimit count"), 0)
 
 
 def picks_of(plan: Plan) -> tuple[Choice, ...]:
@@ -85,6 +97,11 @@ FIRST_SLICE_RLIMIT = 3_000_000  # about 0.3-0.8 s of maxres on this kind of prob
 # has a smaller exact penalty, hence a coarse penalty of at most (penalty(P) - 1) // COARSE_NS, which is added as a
 # hard constraint. The answer stays the exact optimum (P itself when nothing within the bound is faster).
 COARSE_NS = 10_000
+# Proving that no plan is faster than a given time is one quick SAT check (no cores to find): so `descend` asks for
+# faster plans, bisecting from a proven lower bound or descending from the coarse plan (within tens of microseconds
+# of the optimum), each check given at most this many Z3 resource units (20k-600k each on GoogLeNet). Only when a
+# check runs out does the exact MaxSAT search run, within the best plan's bound.
+DESCENT_STEP_RLIMIT = 5_000_000
 
 
 def slice_params(k: int) -> dict[str, object]:
@@ -105,7 +122,8 @@ def run_slice(opt: z3.Optimize, k: int, clock: Clock) -> z3.CheckSatResult:
 
 def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Excluded = frozenset(),
              known: tuple[Choice, ...] | None = None,
-             accept: Callable[[Plan], bool] = lambda _: True, coarse: Plan | None = None) -> Outcome:
+             accept: Callable[[Plan], bool] = lambda _: True, coarse: Plan | None = None,
+             at_least_ns: int | None = None) -> Outcome:
     """Fastest plan under the extra constraints, never picking an excluded choice, as weighted MaxSAT (Z3 Optimize,
     core-guided maxres, in slices: see slice_params). Each choice is a soft 'not this' weighted by how much slower
     it is than the node's fastest allowed choice (the fastest weighs 0, which keeps the cores small); each transform
@@ -115,10 +133,13 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     together too, so each producer's least strided delta moves onto the gather's soft (`time_softs`): a soft per
     strided writer made GoogLeNet's walk several times slower (BENCHMARKS.md, the frontier). On timeout: the best
     plan found that `accept`s (meets the caps), else `known`, with the best proven lower bound. When the first
-    slice does not settle it, the coarse search bounds it (COARSE_NS): `coarse` is then the coarse plan, and `extra`
-    holds the bound."""
+    slice does not settle it: with `at_least_ns` (a proven lower bound on the time, say the fastest plan under a
+    larger cap) a bisection between it and maxres's best plan (`descend`); without, the coarse plan (COARSE_NS) and
+    a descent from it; only when that runs out, the exact MaxSAT search bounded by the best plan found: `coarse` is
+    then that plan, and `extra` holds the bound."""
+    hard = [*enc.constraints, *extra, *exclusions(enc, excluded)]
     opt = z3.Optimize(ctx=enc.ctx)
-    assert_all(opt, [*enc.constraints, *extra, *exclusions(enc, excluded)])
+    assert_all(opt, hard)
     softs = time_softs(enc, excluded)
     if softs is None:
         return Outcome(None, True, 0)
@@ -144,23 +165,37 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
                 plan = coarse
             return Outcome(picks_of(plan), True, plan.time_ns)
         if k == 0 and coarse is None and not clock.expired():
-            found = _coarse_plan(enc, [*enc.constraints, *extra, *exclusions(enc, excluded)], soft, clock, accept)
-            if found is not None:  # the exact search again, from its first slice, within the coarse bound
+            found = _incumbent(enc, opt, accept) if at_least_ns is not None else None
+            if found is not None and at_least_ns is not None:
+                at_least_ns = max(at_least_ns, base + _soft_lower(handle))
+            else:
+                found, at_least_ns = _coarse_plan(enc, hard, soft, clock, accept), None
+            if found is not None:
+                found, proven = descend(enc, hard, base, soft, found, clock, accept, at_least_ns)
+                if proven:
+                    return Outcome(picks_of(found), True, found.time_ns)
+                # the exact search again, from its first slice, within the bound of the best plan found
                 units = tuple((z3.Not(lit), w // COARSE_NS) for lit, w in soft if w >= COARSE_NS)
                 bound = pb_le(units, (found.time_ns - base - 1) // COARSE_NS, enc.ctx)
                 return min_time(enc, [*extra, bound], clock, excluded, known, accept, coarse=found)
         lower = max(lower, base + _soft_lower(handle))
-        try:  # out of budget: maxres keeps its best model so far
-            found = evaluate(enc.problem, enc.picks(opt.model()))
-            if accept(found) and (best is None or found.time_ns < best.time_ns):
-                best = found
-        except (z3.Z3Exception, AssertionError, ValueError):
-            pass
+        found = _incumbent(enc, opt, accept)  # out of budget: maxres keeps its best model so far
+        if found is not None and (best is None or found.time_ns < best.time_ns):
+            best = found
         if clock.expired():
             break
     if best is None:
         return Outcome(None, False, lower)
     return Outcome(picks_of(best), False, min(lower, best.time_ns))
+
+
+def _incumbent(enc: Encoding, opt: z3.Optimize, accept: Callable[[Plan], bool]) -> Plan | None:
+    """The best plan maxres holds after a slice that ran out (None: none, or one that breaks a cap)."""
+    try:
+        found = evaluate(enc.problem, enc.picks(opt.model()))
+    except (z3.Z3Exception, AssertionError, ValueError):
+        return None
+    return found if accept(found) else None
 
 
 def time_softs(enc: Encoding, excluded: Excluded) -> tuple[int, list[tuple[z3.BoolRef, int]]] | None:
@@ -234,6 +269,42 @@ def _coarse_plan(enc: Encoding, hard: list[z3.BoolRef], soft: list[tuple[z3.Bool
         if result == z3.unsat or clock.expired():
             return None
     return None  # unreachable: itertools.count never ends
+
+
+def descend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z3.BoolRef, int]], plan: Plan,
+            clock: Clock, accept: Callable[[Plan], bool], lower: int | None = None) -> tuple[Plan, bool]:
+    """From `plan`, a plan under the hard constraints, plain SAT checks on the soft weights broken (one
+    pseudo-boolean sum): is there a plan faster than t? Each "yes" is a faster plan, each "no" a proven lower bound;
+    when no plan is faster than the best found, it is the exact optimum (True). `lower`: a proven lower bound on
+    the time, which makes t bisect between it and the best plan; without one t is just below the best plan (a
+    linear descent, for a start already close, like the coarse plan). Each check has at most DESCENT_STEP_RLIMIT:
+    (best plan, False) when one runs out or the clock ends."""
+    solver = z3.Solver(ctx=enc.ctx)
+    solver.set("random_seed", SEED)
+    assert_all(solver, hard)
+    broken = tuple((z3.Not(lit), w) for lit, w in soft)
+    while not clock.expired():
+        if lower is not None and lower >= plan.time_ns:
+            return plan, True
+        faster_than = plan.time_ns if lower is None else (lower + plan.time_ns + 1) // 2
+        solver.push()
+        solver.add(pb_le(broken, faster_than - base - 1, enc.ctx))
+        result = clock.run(solver, DESCENT_STEP_RLIMIT, charge_used=True)
+        model = solver.model() if result == z3.sat else None
+        solver.pop()
+        if result == z3.unsat:
+            if lower is None or faster_than >= plan.time_ns:
+                return plan, True
+            lower = faster_than
+            continue
+        if model is None:
+            break
+        faster = evaluate(enc.problem, enc.picks(model))  # the plan rebuilt: it must be as fast as asked
+        if not accept(faster) or faster.time_ns >= faster_than:
+            raise AssertionError(f"solver encoding disagrees with evaluate: a plan faster than {faster_than} ns "
+                                 f"takes {faster.time_ns} ns, or breaks a cap")
+        plan = faster
+    return plan, False
 
 
 def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, floor: int,

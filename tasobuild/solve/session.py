@@ -16,6 +16,9 @@ What makes it fast, besides encoding once:
 * Interval reuse. The fastest plan under a cap c0 (proven), with peak p, is also the fastest under every cap in
   [p, c0]: a later question in that range is answered without Z3. The fastest plan without a cap that fits the
   budget IS the answer; the tie-break's question "fastest with a smaller peak" is the next budget down's answer.
+  Below p, the time of that plan is a proven lower bound (a plan under a smaller cap is one under c0): a question
+  the first MaxSAT slice leaves open bisects between it and maxres's best plan with plain SAT checks
+  (search.descend), which prove "no plan is faster" far quicker than maxres's cores do.
 """
 
 from __future__ import annotations
@@ -93,12 +96,10 @@ class Session:
     def _dominated_or_infeasible(self, cap: int | None) -> Excluded:
         lo, hi = self.enc.tensor_bytes_range()
         out: set[tuple[int, int]] = set()
-        for i, node in enumerate(self.problem.nodes):
+        for i, by_speed in enumerate(self._by_speed):
             safe_kinds: set[tuple[str, str, bool, str, int, bool, bool]] = set()
-            order = sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k))
-            for k in order:
-                c, w = node.choices[k], self._workspace[i][k]
-                kind = c.kind
+            for k, kind in by_speed:
+                w = self._workspace[i][k]
                 if kind in safe_kinds or (cap is not None and lo[i] + w > cap):
                     out.add((i, k))
                 elif cap is None or hi[i] + w <= cap:
@@ -107,6 +108,13 @@ class Session:
             if cap is None or worst <= cap:
                 out.update(members)
         return frozenset(out)
+
+    @functools.cached_property
+    def _by_speed(self) -> tuple[tuple[tuple[int, tuple[str, str, bool, str, int, bool, bool]], ...], ...]:
+        """Per node, its choices' (index, kind), fastest first: what budget pruning walks at every cap."""
+        return tuple(tuple((k, node.choices[k].kind)
+                           for k in sorted(range(len(node.choices)), key=lambda k: (to_ns(node.choices[k].time_ms), k)))
+                     for node in self.problem.nodes)
 
     @functools.cached_property
     def _slower_groups(self) -> tuple[tuple[tuple[tuple[int, int], ...], int], ...]:
@@ -253,8 +261,11 @@ class Session:
         if known is None and cap is None:
             known = self._greedy_picks()
         extra = [] if cap is None else self.enc.memory_at_most(cap)
+        # a plan under this cap is one under every larger cap: no faster than the fastest there (interval bound)
+        at_least = max((a.plan.time_ns for a in self._proven if cap is not None and (a.cap is None or a.cap >= cap)),
+                       default=None)
         found = min_time(self.enc, extra, clock, self.excluded(cap), known,
-                         accept=lambda plan: cap is None or plan.peak_bytes <= cap)
+                         accept=lambda plan: cap is None or plan.peak_bytes <= cap, at_least_ns=at_least)
         if found.proven and found.picks is not None:
             self._proven.append(_Fastest(cap, evaluate(self.problem, found.picks)))
         return found
