@@ -249,10 +249,12 @@ def unchained(problem: Problem, plan: Plan, arena: ArenaPlan, cap: int | None, l
 
 def without_sharing(problem: Problem) -> Problem:
     """The problem without its in-place and zero-copy choices; the problem itself when it has none, or when a node
-    could run no other way (an allow-list that names only those)."""
+    could run no other way outside a fused group (an allow-list that names only those: ResNet-8's adds in place,
+    whose FDT paths ending on them keep a grouped add)."""
     kept = [tuple(c for c in n.choices if c.in_place < 0 and not c.gathers and not c.strided_out)
             for n in problem.nodes]
-    if all(len(k) == len(n.choices) for k, n in zip(kept, problem.nodes)) or not all(kept):
+    if all(len(k) == len(n.choices) for k, n in zip(kept, problem.nodes)) \
+            or not all(any(not c.group for c in k) for k in kept):
         return problem
     return replace(problem, nodes=tuple(replace(n, choices=k) for n, k in zip(problem.nodes, kept)))
 
