@@ -226,7 +226,9 @@ def test_chains_writing_over_their_input_reach_issue_16s_arenas(tmp_path: Path, 
     model = Path(__file__).parent / "fixtures" / "int8" / "mobilenet_v2_035.float.onnx" \
         if name == "mobilenet_v2_035" else ensure_model(name)
     budget = TFLM_ARENA[name] // below
-    built = build_and_compile(write_spec(tmp_path, model, memory=f"{budget} B", extra="tiling = true\n"))
+    # predicted costs: the arena does not depend on them, and measuring every band, slice and run took minutes
+    built = build_and_compile(write_target_spec(tmp_path, model, "host", memory=f"{budget} B",
+                                                extra="tiling = true\n"))
     assert built.report["arena_bytes"] <= budget
     x = random_input(model, seed=0)
     ours, _ = run_binary(built.binary, x, tmp_path)
