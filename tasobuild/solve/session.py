@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from tasobuild.errors import UserError
 from tasobuild.solve.encode import encode
 from tasobuild.solve.plan import Plan, evaluate, to_ns
-from tasobuild.solve.problem import Choice, Problem, group_members, overlap_saving, prune
+from tasobuild.solve.problem import Choice, Problem, dominated_groups, group_members, overlap_saving, prune
 from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
 
 OBJECTIVES = ("latency", "memory")
@@ -41,8 +41,12 @@ NO_TRANSFORM = "no plan exists: the layouts cannot be reconciled because a neede
 
 
 def pruned(problem: Problem) -> Problem:
-    """The same problem with dominated choices removed from every node."""
-    return replace(problem, nodes=tuple(replace(n, choices=prune(n.choices)) for n in problem.nodes))
+    """The same problem with dominated choices removed from every node, and the fused groups another group of the
+    same nodes dominates (problem.dominated_groups)."""
+    dominated = dominated_groups(problem)
+    return replace(problem, nodes=tuple(replace(n, choices=prune(tuple(c for c in n.choices
+                                                                       if c.group not in dominated)))
+                                        for n in problem.nodes))
 
 
 @dataclass(frozen=True)
