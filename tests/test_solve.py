@@ -688,6 +688,20 @@ def test_descent_proves_the_fastest_plan_and_bisects_from_a_lower_bound(monkeypa
     checks.clear()
     plan, proven = search.descend(enc, enc.constraints, base, soft, start, Clock(60), lambda _: True, 15_000_000)
     assert proven and plan.time_ns == 15_000_000 and len(checks) == 1
+    # from a loose bound (10 ms): halfway 13.25 and 14.875 ms, no plan; 15.6875 finds 15 ms; 14.9375, none. The
+    # bound rose: the next check asks just below the best plan (faster than 15 ms), none, proven: 5 checks, where
+    # bisecting on would take 16 more to close 14.9375 .. 15 ms (chain3's plans: 15, 16.5, 17.5, 18, 18.5, 21 ms)
+    asked: list[int] = []
+    pb_le = search.pb_le
+
+    def recorded(terms: tuple[tuple[z3.BoolRef, int], ...], k: int, ctx: z3.Context) -> z3.BoolRef:
+        asked.append(base + k + 1)  # "faster than" this many ns
+        return pb_le(terms, k, ctx)
+
+    monkeypatch.setattr(search, "pb_le", recorded)
+    plan, proven = search.descend(enc, enc.constraints, base, soft, start, Clock(60), lambda _: True, 10_000_000)
+    assert proven and plan.time_ns == 15_000_000
+    assert asked == [13_250_000, 14_875_000, 15_687_500, 14_937_500, 15_000_000]
     # a step out of work leaves the best plan so far, unproven
     monkeypatch.setattr(search, "DESCENT_STEP_RLIMIT", 1)
     plan, proven = search.descend(enc, enc.constraints, base, soft, start, Clock(60, work=10**6), lambda _: True)

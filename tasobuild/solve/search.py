@@ -277,21 +277,29 @@ def descend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z
     pseudo-boolean sum): is there a plan faster than t? Each "yes" is a faster plan, each "no" a proven lower bound;
     when no plan is faster than the best found, it is the exact optimum (True). `lower`: a proven lower bound on
     the time, which makes t bisect between it and the best plan; without one t is just below the best plan (a
-    linear descent, for a start already close, like the coarse plan). Each check has at most DESCENT_STEP_RLIMIT:
-    (best plan, False) when one runs out or the clock ends."""
+    linear descent, for a start already close, like the coarse plan). After a check that raised the lower bound,
+    the next one asks just below the best plan, once per plan: the best plan is often the optimum (a model lands on
+    a real plan, the midpoints rarely do), and then one "no" proves it where bisecting on would take about
+    log2(gap) more. Each check has at most DESCENT_STEP_RLIMIT: (best plan, False) when one runs out or the clock
+    ends."""
     solver = z3.Solver(ctx=enc.ctx)
     solver.set("random_seed", SEED)
     assert_all(solver, hard)
     broken = tuple((z3.Not(lit), w) for lit, w in soft)
+    probed = plan.time_ns  # the best plan already asked "is any plan faster?" about
+    raised = False  # the last check raised the lower bound
     while not clock.expired():
         if lower is not None and lower >= plan.time_ns:
             return plan, True
-        faster_than = plan.time_ns if lower is None else (lower + plan.time_ns + 1) // 2
+        top = lower is None or (raised and probed != plan.time_ns)
+        faster_than = plan.time_ns if top else (lower + plan.time_ns + 1) // 2
+        probed = plan.time_ns if top else probed
         solver.push()
         solver.add(pb_le(broken, faster_than - base - 1, enc.ctx))
         result = clock.run(solver, DESCENT_STEP_RLIMIT, charge_used=True)
         model = solver.model() if result == z3.sat else None
         solver.pop()
+        raised = result == z3.unsat
         if result == z3.unsat:
             if lower is None or faster_than >= plan.time_ns:
                 return plan, True
