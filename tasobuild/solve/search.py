@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import z3
 
 from tasobuild.solve.encode import Encoding, add_soft_all, assert_all, not_, pb_le
-from tasobuild.solve.plan import Plan, evaluate, to_ns
-from tasobuild.solve.problem import Choice
+from tasobuild.solve.plan import Plan, evaluate
+from tasobuild.solve.problem import Choice, to_ns
 
 SEED = 0
 Excluded = frozenset[tuple[int, int]]  # (node index, choice index) pairs the search must not pick
@@ -291,9 +291,10 @@ def descend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z
     while not clock.expired():
         if lower is not None and lower >= plan.time_ns:
             return plan, True
-        top = lower is None or (raised and probed != plan.time_ns)
-        faster_than = plan.time_ns if top else (lower + plan.time_ns + 1) // 2
-        probed = plan.time_ns if top else probed
+        if lower is None or (raised and probed != plan.time_ns):
+            faster_than = probed = plan.time_ns
+        else:
+            faster_than = (lower + plan.time_ns + 1) // 2
         solver.push()
         solver.add(pb_le(broken, faster_than - base - 1, enc.ctx))
         result = clock.run(solver, DESCENT_STEP_RLIMIT, charge_used=True)
