@@ -27,9 +27,8 @@ from tasobuild.solve import (
     solve,
 )
 from tasobuild.solve.encode import encode
-from tasobuild.solve.problem import dominated_groups
 from tasobuild.solve.search import Clock, slice_params, time_softs
-from tasobuild.solve.session import Session, pruned
+from tasobuild.solve.session import Session
 
 C = Choice
 
@@ -326,39 +325,6 @@ def test_group_slower_than_its_members_alone_never_enters_where_its_steps_always
         (200, 2_500_000), (300, 2_000_000)]
 
 
-def rival_groups() -> Problem:
-    """n1 -> n2 alone (1 + 1 ms, n1 with 100 B of workspace; steps in + a + 100 = 300, then a + out = 200) or fused
-    six ways, n1 deferred with workspace w0, n2 with w1 (steps in + w0, then in + out + w1; transforms 1 ms):
-      fast  2.0 ms, w1 150: 100 / 350        lean  3.0 ms: 100 / 200
-      worse 3.0 ms, w1 150: lean dominates   twin  3.0 ms: lean's tie, the name decides
-      late  2.5 ms, w0 50, w1 100: 150 / 300 (fast is faster but 50 B larger at step 1, lean smaller but slower)
-      hwc   reads `in` in HWC: 2.0 ms + its transform, in and its copy at step 0: 200 / 200; another kind"""
-    sizes = {"in": 100, "a": 100, "out": 100}
-
-    def fused(name: str, first_ms: float, second_ms: float, w0: int, w1: int, layout: str = "CHW") -> tuple[C, C]:
-        return (C("fused", layout, "CHW", first_ms, w0, group=name, deferred=True),
-                C("fused", "CHW", "CHW", second_ms, w1, group=name))
-
-    groups = [fused("fast", 1.0, 1.0, 0, 150), fused("lean", 1.5, 1.5, 0, 0), fused("worse", 2.0, 1.0, 0, 150),
-              fused("twin", 1.0, 2.0, 0, 0), fused("late", 1.5, 1.0, 50, 100), fused("hwc", 1.0, 1.0, 0, 0, "HWC")]
-    return problem([
-        ProblemNode("n1", ("in",), "a", (C("direct", "CHW", "CHW", 1.0, 100), *(g[0] for g in groups))),
-        ProblemNode("n2", ("a",), "out", (C("direct", "CHW", "CHW", 1.0, 0), *(g[1] for g in groups))),
-    ], sizes, "out")
-
-
-def test_a_group_no_faster_and_no_smaller_than_a_rival_of_the_same_nodes_is_pruned() -> None:
-    p = rival_groups()
-    # worse: lean is as fast (3.0 ms) with 150 B less at step 1; twin ties lean, "lean" < "twin"; late (2.5 ms;
-    # 50 / 100 B) is dominated by neither fast (150 B at step 1) nor lean (3.0 ms): it stays; hwc reads in HWC
-    assert dominated_groups(p) == {"worse", "twin"}
-    assert {c.group for n in pruned(p).nodes for c in n.choices} == {"", "fast", "lean", "late", "hwc"}
-    # every question is still answered as over every plan of the whole problem: the frontier is lean (or hwc, as
-    # fast and as small) and n1, n2 alone
-    solver_finds_brute_force_optimum(p)
-    assert [(q.peak_bytes, q.time_ns) for q in Session(p).pareto(5)] == [(200, 3_000_000), (300, 2_000_000)]
-
-
 def test_session_reuses_proven_answers() -> None:
     p = concat_fanout()
     s = Session(p)
@@ -378,9 +344,8 @@ def test_slices_alternate_and_double() -> None:
 
 # ---- brute force on small random problems ----
 
-def random_problem(seed: int, groups: bool = False, rivals: int = 1) -> Problem:
-    """A small random problem; with `groups`, fused groups over some single-reader pairs of nodes too (`rivals`
-    groups per pair, of few enough layouts that some dominate others)."""
+def random_problem(seed: int, groups: bool = False) -> Problem:
+    """A small random problem; with `groups`, fused groups over some single-reader pairs of nodes too."""
     rng = random.Random(seed)
     sizes = {"in": rng.choice([64, 128, 192])}
     nodes = []
@@ -405,32 +370,27 @@ def random_problem(seed: int, groups: bool = False, rivals: int = 1) -> Problem:
             choices.append(C("view", lay, rng.choice([lay, rng.choice(LAYOUTS)]), 0.0, 0, aliases_input=True))
         nodes.append(ProblemNode(f"n{i}", inputs, out, tuple(choices)))
     if groups:
-        nodes = with_random_groups(nodes, random.Random(seed + 1000), rivals)
+        nodes = with_random_groups(nodes, random.Random(seed + 1000))
     transforms = {k: v for k, v in all_transforms(sizes, 0.25).items() if rng.random() < 0.9}
     return Problem(tuple(nodes), {t: ProblemTensor(t, b) for t, b in sizes.items()}, "in", rng.choice(LAYOUTS),
                    "out", rng.choice(LAYOUTS), transforms, alignment=64)
 
 
-def with_random_groups(nodes: list[ProblemNode], rng: random.Random, rivals: int = 1) -> list[ProblemNode]:
-    """Pair nodes i, i+1 into fused groups (`rivals` of them, layouts from two where there are several) where i+1
-    alone reads i's output (and i has one input)."""
+def with_random_groups(nodes: list[ProblemNode], rng: random.Random) -> list[ProblemNode]:
+    """Pair nodes i, i+1 into a fused group where i+1 alone reads i's output (and i has one input)."""
     out = list(nodes)
-    layouts = LAYOUTS if rivals == 1 else ("CHW", "HWC")
     for i in range(len(nodes) - 1):
         first, second = nodes[i], nodes[i + 1]
         readers = [n for n in nodes if first.output in n.inputs]
         if readers != [second] or len(set(first.inputs)) != 1 or len(set(second.inputs)) != 1 or \
                 first.output == "out" or rng.random() < 0.4:
             continue
-        for r in range(rivals):
-            lin, lout = rng.choice(layouts), rng.choice(layouts)
-            group = f"g{i}" if rivals == 1 else f"g{i}.{r}"
-            out[i] = replace(out[i], choices=out[i].choices + (
-                C("fused", lin, "HWC", rng.choice([0.5, 1.0, 1.5]), rng.choice([0, 128]) if r else 0, group=group,
-                  deferred=True),))
-            out[i + 1] = replace(out[i + 1], choices=out[i + 1].choices + (
-                C("fused", "HWC", lout, rng.choice([0.5, 1.0, 1.5]),
-                  rng.choice([0, 64, 128] if rivals == 1 else [0, 128, 256]), group=group),))
+        lin, lout = rng.choice(LAYOUTS), rng.choice(LAYOUTS)
+        group = f"g{i}"
+        out[i] = replace(out[i], choices=out[i].choices + (
+            C("fused", lin, "HWC", rng.choice([0.5, 1.0, 1.5]), 0, group=group, deferred=True),))
+        out[i + 1] = replace(out[i + 1], choices=out[i + 1].choices + (
+            C("fused", "HWC", lout, rng.choice([0.5, 1.0, 1.5]), rng.choice([0, 64, 128]), group=group),))
     return out
 
 
@@ -478,21 +438,6 @@ def encoding_agrees_with_evaluate(p: Problem) -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_solver_finds_brute_force_optimum(seed: int, grouped: bool) -> None:
     solver_finds_brute_force_optimum(random_problem(seed, grouped))
-
-
-@pytest.mark.parametrize("seed", range(16))
-def test_solver_finds_brute_force_optimum_among_rival_groups(seed: int) -> None:
-    """Three groups on each fused pair, of two layouts each way, so that some dominate others (dominated_groups):
-    every question is answered as brute force over every plan of the whole problem answers it."""
-    p = random_problem(seed, True, rivals=3)
-    solver_finds_brute_force_optimum(p)
-
-
-def test_rival_groups_are_dominated_in_the_random_problems() -> None:
-    """The brute-force test above does prune: across its seeds, some groups are dominated and some are not."""
-    counts = [(len(dominated_groups(p)), len({c.group for n in p.nodes for c in n.choices if c.group}))
-              for p in (random_problem(seed, True, rivals=3) for seed in range(16))]
-    assert sum(d for d, _ in counts) >= 5 and sum(n - d for d, n in counts) >= 10
 
 
 def solver_finds_brute_force_optimum(p: Problem) -> None:

@@ -31,16 +31,8 @@ from typing import TypeAlias
 
 import z3
 
-from tasobuild.solve.problem import (
-    LAYOUTS,
-    Choice,
-    Layout,
-    Problem,
-    group_members,
-    overlap_saving,
-    to_ns,
-    topology,
-)
+from tasobuild.solve.plan import to_ns
+from tasobuild.solve.problem import LAYOUTS, Choice, Layout, Problem, group_members, overlap_saving, topology
 
 Lit: TypeAlias = "bool | z3.BoolRef"  # Python constants are folded away before they reach Z3
 Terms = tuple[tuple[z3.BoolRef, int], ...]  # (literal, weight) for z3.PbLe

@@ -17,7 +17,6 @@ from tasobuild.solve.problem import (
     overlap_saving,
     slice_extent,
     slice_offsets,
-    to_ns,
     topology,
 )
 
@@ -74,6 +73,10 @@ class Plan:
     def time_ns(self) -> int:
         """Total time in the solver's integer units (each cost rounded to ns, then summed)."""
         return sum(to_ns(c.time_ms) for _, c in self.choices) + sum(to_ns(t.time_ms) for t in self.transforms)
+
+
+def to_ns(ms: float) -> int:
+    return round(ms * 1_000_000)
 
 
 def version_name(tensor: str, layout: Layout) -> str:

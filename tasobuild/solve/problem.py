@@ -273,11 +273,6 @@ def slice_extent(p: Problem, node: ProblemNode, name: str, interleave: int = 0) 
     return (interleave - 1) * stride + run, run, stride
 
 
-def to_ns(ms: float) -> int:
-    """A time in the solver's integer units: ns."""
-    return round(ms * 1_000_000)
-
-
 def prune(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
     """Drop dominated choices: another choice of the same kind (Choice.kind) that is no slower and needs no
     more workspace. Of exact ties the first in (time, workspace, primitive) order survives. Result in that order."""
@@ -288,50 +283,6 @@ def prune(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
         if not any(k.kind == c.kind and k.workspace_bytes <= c.workspace_bytes for k in kept):
             kept.append(c)
     return tuple(kept)
-
-
-def dominated_groups(p: Problem) -> frozenset[str]:
-    """The fused groups another group of the same nodes dominates: same member steps, each member of the same
-    sharing kind (layouts, view, deferred, in place, gather, stride: `_member_kind`), no more total time (in the
-    solver's ns), and at every member step no more memory (aligned workspace less what an output lead saves), an
-    output lead only where the dominated group has one too. Ties keep the first in (time, memory, name) order.
-
-    Sound for every question (any cap, either objective): swapping a dominated group for its dominator in any plan
-    changes the plan only at the member steps' choices, whose kinds are the same, so every tensor version lives
-    exactly as before (transforms, views, slices and the encoding's sharing rules see the same layouts and
-    kinds, and an overlap's input dies at the group's step in both, which is where decide offers a lead);
-    the memory at each member step is no larger and the time no longer. So for every plan with the dominated
-    group there is one with its dominator that is no slower and peaks no higher: removing the group loses no
-    point of the frontier and no optimum. (Dominance is a strict order on (time, memory, name) restricted to
-    comparable groups, so every removed group has a kept dominator.)"""
-    members = group_members(p)
-
-    def profile(group: str) -> tuple[int, tuple[int, ...]]:
-        return (sum(to_ns(p.nodes[s].choices[k].time_ms) for s, k in members[group]),
-                tuple(p.aligned(p.nodes[s].choices[k].workspace_bytes) - overlap_saving(p, s, p.nodes[s].choices[k])
-                      for s, k in members[group]))
-
-    def leads(group: str) -> tuple[bool, ...]:
-        return tuple(p.nodes[s].choices[k].output_lead > 0 for s, k in members[group])
-
-    by_kind: dict[tuple[tuple[int, tuple[object, ...]], ...], list[tuple[tuple[int, tuple[int, ...]], str]]] = {}
-    for group, steps in members.items():
-        kind = tuple((s, _member_kind(p.nodes[s].choices[k])) for s, k in steps)
-        by_kind.setdefault(kind, []).append((profile(group), group))
-    out: set[str] = set()
-    for rivals in by_kind.values():
-        rivals.sort()
-        for n, ((time_ns, memory), group) in enumerate(rivals):
-            if any(t <= time_ns and all(a <= b for a, b in zip(m, memory))
-                   and all(b or not a for a, b in zip(leads(g), leads(group))) for (t, m), g in rivals[:n]):
-                out.add(group)
-    return frozenset(out)
-
-
-def _member_kind(c: Choice) -> tuple[object, ...]:
-    """What a group member's choice does to every other step (its memory and time aside)."""
-    return (c.layout_in, c.layout_out, c.aliases_input, c.deferred, c.in_place, c.gathers, c.interleave,
-            c.strided_out)
 
 
 def group_input(p: Problem, step: int, group: str) -> str:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import z3
 
 from tasobuild.solve.encode import Encoding, add_soft_all, assert_all, not_, pb_le
-from tasobuild.solve.plan import Plan, evaluate
-from tasobuild.solve.problem import Choice, to_ns
+from tasobuild.solve.plan import Plan, evaluate, to_ns
+from tasobuild.solve.problem import Choice
 
 SEED = 0
 Excluded = frozenset[tuple[int, int]]  # (node index, choice index) pairs the search must not pick

@@ -13,10 +13,6 @@ What makes it fast, besides encoding once:
   memory inside its span of steps. Where every step of that span is safe under the cap (hi + the largest workspace
   <= cap), the ungrouped members fit as well and are faster, so the group cannot be in a fastest plan: it never
   enters the question (with tiling on, most of GoogLeNet's Inception groups, which made the walk's MaxSAT slow).
-* Rival groups (`problem.dominated_groups`, in `pruned`, before the encoding). Of the fused groups over the same
-  nodes with the same kinds of member choices, one no faster than another and no smaller at any member step is
-  never needed, at any cap (with tiling on, 171 of GoogLeNet's 487 groups: the channel and patch sizes that lose
-  to another size both ways).
 * Interval reuse. The fastest plan under a cap c0 (proven), with peak p, is also the fastest under every cap in
   [p, c0]: a later question in that range is answered without Z3. The fastest plan without a cap that fits the
   budget IS the answer; the tie-break's question "fastest with a smaller peak" is the next budget down's answer.
@@ -33,16 +29,8 @@ from dataclasses import dataclass, replace
 
 from tasobuild.errors import UserError
 from tasobuild.solve.encode import encode
-from tasobuild.solve.plan import Plan, evaluate
-from tasobuild.solve.problem import (
-    Choice,
-    Problem,
-    dominated_groups,
-    group_members,
-    overlap_saving,
-    prune,
-    to_ns,
-)
+from tasobuild.solve.plan import Plan, evaluate, to_ns
+from tasobuild.solve.problem import Choice, Problem, group_members, overlap_saving, prune
 from tasobuild.solve.search import Clock, Excluded, Outcome, min_peak, min_time
 
 OBJECTIVES = ("latency", "memory")
@@ -53,12 +41,8 @@ NO_TRANSFORM = "no plan exists: the layouts cannot be reconciled because a neede
 
 
 def pruned(problem: Problem) -> Problem:
-    """The same problem with dominated choices removed from every node, and the fused groups another group of the
-    same nodes dominates (problem.dominated_groups)."""
-    dominated = dominated_groups(problem)
-    return replace(problem, nodes=tuple(replace(n, choices=prune(tuple(c for c in n.choices
-                                                                       if c.group not in dominated)))
-                                        for n in problem.nodes))
+    """The same problem with dominated choices removed from every node."""
+    return replace(problem, nodes=tuple(replace(n, choices=prune(n.choices)) for n in problem.nodes))
 
 
 @dataclass(frozen=True)
