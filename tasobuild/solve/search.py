@@ -286,7 +286,7 @@ def descend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z
     solver.set("random_seed", SEED)
     assert_all(solver, hard)
     broken = tuple((z3.Not(lit), w) for lit, w in soft)
-    probed = plan.time_ns  # the best plan already asked "is any plan faster?" about
+    probed = plan.time_ns  # the plan last asked about just below (not the start's: it is rarely the optimum)
     raised = False  # the last check raised the lower bound
     while not clock.expired():
         if lower is not None and lower >= plan.time_ns:
