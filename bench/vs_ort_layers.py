@@ -2,13 +2,15 @@
 beside ONNX Runtime's per-node kernel times (`SessionOptions.enable_profiling`, one thread), same run.
 
     python bench/vs_ort_layers.py [--networks mobilenetv2 squeezenet11] [--runs 100] [--ratio 1.1]
+                                  [--section vs_ort_layers]
 
 ONNX Runtime fuses a conv with its activation (and a residual add) and names the fused node after its last output
 (in NCHWc, with "_nchwc" appended); our layers are named after the model node that heads them. So each ORT node is
 traced back through the ONNX graph, from the tensor it is named after through the activations and adds fused into
 it, to the node that heads it, and paired with our layer of that name (the orders differ: both schedule branches
 their own way). ORT's layout reorders and our layout transforms have no partner; they count in the totals. Lists
-the paired layers where ours/ORT exceeds --ratio, and the totals. Writes BENCHMARKS.md's "vs_ort_layers" section.
+the paired layers where ours/ORT exceeds --ratio, largest absolute gap (ours - ORT, ms) first, and the totals.
+Writes BENCHMARKS.md's section --section ("vs_ort_layers").
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def main() -> None:
     parser.add_argument("--networks", nargs="*", default=["mobilenetv2", "squeezenet11"])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--ratio", type=float, default=1.1, help="list layers where ours/ORT exceeds this")
+    parser.add_argument("--section", default="vs_ort_layers", help="the BENCHMARKS.md section to write")
     args = parser.parse_args()
     rows, totals = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +107,8 @@ def main() -> None:
                     call = (layer["call"] or "(several calls)").split("(")[0].removeprefix("tb_")
                     ms_ours = layer["measured_ms"]
                     rows.append([name, str(layer["index"]), call, shape_of(layer["call"]), f"{ms_ours:.4f}",
-                                 f"{ms:.4f}", f"{ms_ours / ms:.2f}"])
+                                 f"{ms:.4f}", f"{ms_ours - ms:+.4f}", f"{ms_ours / ms:.2f}"])
+    rows.sort(key=lambda row: -float(row[6]))  # the largest absolute gap first: where the most time is to win
     load = os.getloadavg()[0]
     body = (f"Load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores. Sums of per-layer (per-node) "
             f"medians, {args.runs} runs each, one thread; ORT's include its layout reorders.\n\n"
@@ -112,11 +116,12 @@ def main() -> None:
                      "ours ms (paired)", "ORT ms (paired)"], totals)
             + f"\n\nLayers where ours/ORT > {args.ratio}:\n\n"
             + table(["network", "layer", "our kernel", "in_c x size -> out_c, kernel, stride", "ours ms", "ORT ms",
-                     "ours/ORT"], rows))
+                     "gap ms", "ours/ORT"], rows))
     command = "python bench/vs_ort_layers.py" + (
         f" --networks {' '.join(args.networks)}" if args.networks != ["mobilenetv2", "squeezenet11"] else "") + (
-        f" --runs {args.runs}" if args.runs != 100 else "") + (f" --ratio {args.ratio}" if args.ratio != 1.1 else "")
-    record("vs_ort_layers", "Per layer against ONNX Runtime's per-node profile (one thread, same run)", command, body)
+        f" --runs {args.runs}" if args.runs != 100 else "") + (f" --ratio {args.ratio}" if args.ratio != 1.1 else "") + (
+        f" --section {args.section}" if args.section != "vs_ort_layers" else "")
+    record(args.section, "Per layer against ONNX Runtime's per-node profile (one thread, same run)", command, body)
 
 
 def shape_of(call: str | None) -> str:
