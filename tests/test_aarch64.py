@@ -24,7 +24,16 @@ import numpy as np
 import pytest
 
 from tasobuild.costs.cache import read_csv
-from tasobuild.primitives.gemm import GEMM_KC_WHOLE, GEMM_MC, GEMM_MR, GEMM_NC, GEMM_NR, gemm_workspace_floats, pack_a, pack_b
+from tasobuild.primitives.gemm import (
+    GEMM_KC_WHOLE,
+    GEMM_MC,
+    GEMM_MR,
+    GEMM_NC,
+    GEMM_NR,
+    gemm_workspace_floats,
+    pack_a,
+    pack_b,
+)
 from tasobuild.resources import kernels_dir
 from tasobuild.target import Target, load_target
 from tests.e2e import (
