@@ -508,7 +508,7 @@ void tb_gemm(const tb_gemm_job *g, float *ws)
     /* A pre-packed operand's panels are aligned at row (column) 0; a packed-here one at m0 (n0). */
     const int mbase = g->a_packed ? g->m0 - g->m0 % MR : g->m0;
     const int nbase = g->b_packed ? g->n0 - g->n0 % NR : g->n0;
-    const int kcmax = tb_min(K, TB_GEMM_KC);
+    const int kcmax = tb_gemm_kc(K);
     float *apack = ws;
     float *bpack = ws + (g->a_packed ? 0 : (long)((tb_min(TB_GEMM_MC, g->m1 - g->m0) + MR - 1) / MR) * MR * kcmax);
     int jc, pc, ic;
@@ -525,8 +525,8 @@ void tb_gemm(const tb_gemm_job *g, float *ws)
     }
     for (jc = nbase; jc < g->n1; jc += TB_GEMM_NC) {
         int nc = tb_min(TB_GEMM_NC, g->n1 - jc);
-        for (pc = 0; pc < K; pc += TB_GEMM_KC) {
-            int kc = tb_min(TB_GEMM_KC, K - pc);
+        for (pc = 0; pc < K; pc += kcmax) {
+            int kc = tb_min(kcmax, K - pc);
             const float *bblk;
             long b_ps;
             if (g->b_packed) {

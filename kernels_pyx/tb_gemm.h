@@ -18,14 +18,15 @@
 #define TB_GEMM_MR 6    /* panel rows: 6 x 2 AVX2 accumulators + 2 B + 1 broadcast (NEON: 30; AVX-512 2x2 panels) */
 #define TB_GEMM_NR 16
 #define TB_GEMM_KC 384  /* kc x NR B micro-panel (24 KiB) stays in L1 */
+#define TB_GEMM_KC_WHOLE 512 /* a depth up to this runs as one block: a second block would reload all of C */
 #define TB_GEMM_MC 96   /* MC x KC packed A block (144 KiB) stays in L2 */
 #define TB_GEMM_NC 4080 /* KC x NC packed B block in L3 */
 
 /* C[m0:m1, n0:n1] (+)= A[m0:m1, :] . B[:, n0:n1], rows and columns in absolute coordinates of the full matrices.
  * A row-major (lda) is packed block by block into the workspace; A pre-packed is read in place (likewise B).
  * accumulate=0: C = act(AB + bias_m[i] + bias_n[j]) (either bias may be 0); accumulate=1: C += AB, no bias/act.
- * Workspace floats: (a_packed ? 0 : ceil(min(MC, m1-m0) / MR) * MR * min(K, KC))
- *                 + (b_packed ? 0 : min(K, KC) * ceil(min(NC, n1-n0) / NR) * NR). */
+ * Workspace floats: (a_packed ? 0 : ceil(min(MC, m1-m0) / MR) * MR * kc(K))
+ *                 + (b_packed ? 0 : kc(K) * ceil(min(NC, n1-n0) / NR) * NR), kc as tb_gemm_kc. */
 typedef struct {
     int m0, m1, n0, n1, k;
     const float *a; int lda; int a_packed;
@@ -37,6 +38,11 @@ typedef struct {
 } tb_gemm_job;
 
 void tb_gemm(const tb_gemm_job *job, float *ws);
+
+/* The depth of the GEMM's k-blocks for a depth K: all of it up to TB_GEMM_KC_WHOLE, else TB_GEMM_KC (the last
+ * block what is left). An element's sum restarts from zero at each block and is then added to C, so the blocks
+ * are part of the result's rounding: the same for every tile and view of one job. */
+static inline int tb_gemm_kc(int k) { return k <= TB_GEMM_KC_WHOLE ? k : TB_GEMM_KC; }
 
 /* The fused activation of one value; tb_act_row applies it to n contiguous values after adding a scalar bias,
  * one loop per kind so each loop vectorises. */

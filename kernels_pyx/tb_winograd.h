@@ -16,7 +16,7 @@
  * min(T, TB_WINO_LOWMEM_BLOCK) for the _lowmem ones. With lanes = 16 for alpha <= 6, else 8, the workspace is
  *   2 * alpha^2 * lanes                                              (transform scratch)
  *   + alpha^2 * block * (ceil(in_c/lanes) + ceil(out_c/lanes)) * lanes (transformed input and GEMM results)
- *   + ceil(min(MC, block)/MR)*MR * min(in_c, KC)                       (tb_gemm's packing of the input)
+ *   + ceil(min(MC, block)/MR)*MR * tb_gemm_kc(in_c)                    (tb_gemm's packing of the input)
  * floats. */
 #ifndef TB_WINOGRAD_H
 #define TB_WINOGRAD_H

@@ -24,7 +24,16 @@ import numpy as np
 import pytest
 
 from tasobuild.costs.cache import read_csv
-from tasobuild.primitives.gemm import GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NC, GEMM_NR, gemm_workspace_floats, pack_a, pack_b
+from tasobuild.primitives.gemm import (
+    GEMM_KC_WHOLE,
+    GEMM_MC,
+    GEMM_MR,
+    GEMM_NC,
+    GEMM_NR,
+    gemm_workspace_floats,
+    pack_a,
+    pack_b,
+)
 from tasobuild.resources import kernels_dir
 from tasobuild.target import Target, load_target
 from tests.e2e import (
@@ -154,14 +163,14 @@ class GemmJob:
 GEMM_JOBS = (
     GemmJob("whole_tiles", 2 * GEMM_MR, 2 * GEMM_NR, 8),  # every tile full: the micro-kernel writes C directly
     GemmJob("ragged_strided", 13, 37, 7, act=RELU, bias_n=True, pad=3),  # edge tiles in both directions
-    GemmJob("k_over_kc", 7, 18, GEMM_KC + 16, act=CLIP, act_ab=(-0.5, 0.5), bias_m=True),  # two depth blocks
+    GemmJob("k_over_kc", 7, 18, GEMM_KC_WHOLE + 16, act=CLIP, act_ab=(-0.5, 0.5), bias_m=True),  # two depth blocks
     GemmJob("m_over_mc", GEMM_MC + 4, 20, 9, act=LEAKY, act_ab=(0.1, 0.0), bias_m=True, bias_n=True),
     GemmJob("n_over_nc", 7, GEMM_NC + 20, 5, act=SIGMOID, bias_n=True),
-    GemmJob("accumulate", 13, 37, GEMM_KC + 16, accumulate=True, pad=1),  # C += over two depth blocks
+    GemmJob("accumulate", 13, 37, GEMM_KC_WHOLE + 16, accumulate=True, pad=1),  # C += over two depth blocks
     GemmJob("packed_subrange", 20, 50, 11, rows=(3, 17), cols=(5, 41), a_packed=True, b_packed=True, act=RELU,
             bias_m=True),  # pre-packed panels read from mid-panel rows and columns; C outside untouched
-    GemmJob("packed_b_deep", 9, 40, GEMM_KC + 6, b_packed=True, bias_n=True),
-    GemmJob("packed_accumulate", 14, 33, GEMM_KC + 2, rows=(1, 13), cols=(15, 33), a_packed=True, b_packed=True,
+    GemmJob("packed_b_deep", 9, 40, GEMM_KC_WHOLE + 6, b_packed=True, bias_n=True),
+    GemmJob("packed_accumulate", 14, 33, GEMM_KC_WHOLE + 2, rows=(1, 13), cols=(15, 33), a_packed=True, b_packed=True,
             accumulate=True),
     GemmJob("empty_sum", 5, 19, 0, act=CLIP, act_ab=(0.0, 0.25), bias_m=True, bias_n=True),  # C = act(bias)
 )

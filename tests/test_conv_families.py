@@ -68,8 +68,8 @@ CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
     ("depthwise_5x5_dil", Case(7, 12, 12, 14, (5, 5), (1, 1), (4, 4, 4, 4), (2, 2), groups=7),
      IM2COL + KN2ROW + DIRECT_HCW + DEPTHWISE_HCW),
     ("single_channel", Case(1, 5, 5, 3, (2, 2), act=LEAKY), IM2COL + MEC + KN2ROW + DIRECT_HCW + DEPTHWISE_HCW),
-    # 143 output pixels: two scan blocks, the second starting mid-row; K = 48*9 > KC; M = 100 > MC
-    ("deep_k_many_pixels", Case(48, 13, 11, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU),
+    # 143 output pixels: two scan blocks, the second starting mid-row; K = 64*9 > KC_WHOLE; M = 100 > MC
+    ("deep_k_many_pixels", Case(64, 13, 11, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU),
      IM2COL + MEC + KN2ROW + DIRECT_HCW),
     ("stride2_blocks_split_rows", Case(5, 29, 23, 17, (3, 3), (2, 2), (1, 1, 1, 1), act=SIGMOID),
      IM2COL + MEC + DIRECT_HCW),

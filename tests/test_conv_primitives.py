@@ -146,8 +146,8 @@ CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
      GENERAL + DEPTHWISE),
     ("depthwise_5x5_dil", Case(7, 12, 12, 14, (5, 5), (1, 1), (4, 4, 4, 4), (2, 2), groups=7), GENERAL + DEPTHWISE),
     ("single_channel", Case(1, 5, 5, 3, (2, 2), act=LEAKY), GENERAL + DEPTHWISE),
-    # GEMM block edges: K = 48*9 > KC, M > MC, pixels not a multiple of the micro-tile
-    ("deep_k", Case(48, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU), GENERAL),
+    # GEMM block edges: K = 64*9 > KC_WHOLE (two depth blocks), M > MC, pixels not a multiple of the micro-tile
+    ("deep_k", Case(64, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU), GENERAL),
     # pixels > NC (4080): the 1x1 GEMM packs the input in more than one column block
     ("many_pixels_1x1", Case(5, 65, 65, 7, (1, 1), act=SIGMOID), GENERAL + POINTWISE),
     # depthwise 3x3 with >= 16 channels: the vectorised HWC path (2 full 16-channel vectors + a 5-channel tail,
@@ -306,7 +306,7 @@ def slab_primitives() -> tuple[Primitive, ...]:
 # Shapes the families add: more pixels than a scan block (a view's blocks start mid-row), stride-2 blocks that
 # split rows, rows wider than a GEMM micro-panel, dilation along W only.
 SLAB_CASES = tuple((label, case) for label, case, _ in CASES) + (
-    ("deep_k_many_pixels", Case(48, 13, 11, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
+    ("deep_k_many_pixels", Case(64, 13, 11, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
     ("stride2_blocks_split_rows", Case(5, 29, 23, 17, (3, 3), (2, 2), (1, 1, 1, 1), act=SIGMOID)),
     ("1x1_wide_rows", Case(7, 3, 70, 9, (1, 1), act=RELU)),
     ("3x3_dil_w_only", Case(3, 9, 12, 5, (3, 3), (1, 1), (1, 2, 0, 2), (1, 2), act=RELU)),

@@ -26,8 +26,8 @@ from tests.test_conv_primitives import CLIP6, RELU, SIGMOID, Case, applicable, a
 def test_block_sizes_match_the_c_header() -> None:
     text = (kernels_dir() / "tb_gemm.h").read_text()
     defined = {name: int(value) for name, value in re.findall(r"#define TB_GEMM_(\w+) (\d+)", text)}
-    assert defined == {"MR": gemm.GEMM_MR, "NR": gemm.GEMM_NR, "KC": gemm.GEMM_KC, "MC": gemm.GEMM_MC,
-                       "NC": gemm.GEMM_NC}
+    assert defined == {"MR": gemm.GEMM_MR, "NR": gemm.GEMM_NR, "KC": gemm.GEMM_KC, "KC_WHOLE": gemm.GEMM_KC_WHOLE,
+                       "MC": gemm.GEMM_MC, "NC": gemm.GEMM_NC}
     assert gemm.GEMM_MC % gemm.GEMM_MR == 0 and gemm.GEMM_NC % gemm.GEMM_NR == 0  # blocks hold whole panels
 
 
@@ -51,6 +51,14 @@ def test_workspace_formula_pinned() -> None:
     assert gemm_workspace_floats(10, 20, 30, a_packed=False, b_packed=True) == 12 * 30  # rows up to MR
     assert gemm_workspace_floats(10, 20, 30, a_packed=True, b_packed=False) == 30 * 32  # columns up to NR
     assert gemm_workspace_floats(500, 5000, 1000, a_packed=False, b_packed=False) == 96 * 384 + 384 * 4080
+    # a depth up to KC_WHOLE (512) is one block: SqueezeNet's 512 -> 1000 classifier packs 96 x 512 of A
+    assert gemm_workspace_floats(169, 1000, 512, a_packed=False, b_packed=True) == 96 * 512
+    assert gemm_workspace_floats(169, 1000, 513, a_packed=False, b_packed=True) == 96 * 384
+
+
+def test_depth_blocks() -> None:
+    """tb_gemm_kc: the whole depth up to 512, else blocks of 384 (the last what is left)."""
+    assert [gemm.depth_block(k) for k in (1, 384, 385, 512, 513, 4608)] == [1, 384, 385, 512, 384, 384]
 
 
 # Flags selecting each micro-kernel on an x86-64 host (the default flags pick AVX-512 or AVX2 from -march=native).
@@ -62,8 +70,10 @@ VARIANTS = {
 }
 
 GEMM_CASES = (
-    Case(48, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU),  # K = 432 > KC, M = 100 > MC, 63 pixels
-    Case(400, 3, 5, 20, (1, 1), act=CLIP6),  # K = 400 > KC in the 1x1 kernels
+    Case(48, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU),  # K = 432: one block, M = 100 > MC, 63 pixels
+    Case(64, 7, 9, 100, (3, 3), pads=(1, 1, 1, 1), act=RELU),  # K = 576 > KC_WHOLE: two depth blocks
+    Case(400, 3, 5, 20, (1, 1), act=CLIP6),  # K = 400 in one block in the 1x1 kernels
+    Case(600, 3, 5, 20, (1, 1), act=CLIP6),  # K = 600: two blocks in the 1x1 kernels
     Case(5, 65, 65, 7, (1, 1), act=SIGMOID),  # 4225 pixels > NC (CHW) and > MC (HWC)
 )
 
@@ -87,8 +97,8 @@ def test_micro_kernel_variants(variant: str) -> None:
 # Jobs whose blocks hold whole 12 x 32 tiles (two A panels x two B panels, AVX-512) next to 6-row and 16-column
 # remainders, clipped on every side; K crosses KC so the second depth block adds to C.
 WIDE_JOBS = (
-    GemmJob("wide_packed_here", 41, 75, gemm.GEMM_KC + 9, act=GEMM_RELU, bias_m=True, bias_n=True, pad=2),
-    GemmJob("wide_prepacked", 41, 75, gemm.GEMM_KC + 9, rows=(2, 39), cols=(3, 70), a_packed=True, b_packed=True,
+    GemmJob("wide_packed_here", 41, 75, gemm.GEMM_KC_WHOLE + 9, act=GEMM_RELU, bias_m=True, bias_n=True, pad=2),
+    GemmJob("wide_prepacked", 41, 75, gemm.GEMM_KC_WHOLE + 9, rows=(2, 39), cols=(3, 70), a_packed=True, b_packed=True,
             act=GEMM_RELU, bias_n=True),
     GemmJob("wide_over_mc", gemm.GEMM_MC + 30, 64, 33, b_packed=True, bias_m=True),
     # one B panel (a squeeze 1x1's 16 output channels): 12 x 16 tiles, 9 A panels = 2 + 2 + 2 + 2 + 1

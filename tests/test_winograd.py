@@ -108,6 +108,9 @@ CASES: tuple[tuple[str, Case], ...] = (
     ("5x5_asym_pad", Case(17, 13, 12, 9, (5, 5), pads=(2, 1, 0, 3), act=RELU)),
     ("5x5_many_blocks", Case(10, 35, 33, 24, (5, 5), pads=(2, 2, 2, 2), act=CLIP6)),
     ("5x5_small", Case(8, 5, 6, 7, (5, 5), pads=(1, 2, 0, 1))),
+    # the batched products' depth is in_c: 400 runs as one GEMM k-block (up to 512), 520 as two (384 + 136)
+    ("3x3_deep_one_block", Case(400, 5, 6, 20, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
+    ("3x3_deep_two_blocks", Case(520, 4, 5, 18, (3, 3), pads=(1, 1, 1, 1), act=CLIP6)),
 )
 
 

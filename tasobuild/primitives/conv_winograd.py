@@ -34,7 +34,7 @@ import numpy as np
 from tasobuild.ir import Layout
 from tasobuild.primitives import Primitive
 from tasobuild.primitives.conv_table import CONV_HEADERS, ConvGeometry, ConvRow, conv_primitive
-from tasobuild.primitives.gemm import GEMM_KC, GEMM_MC, GEMM_MR, GEMM_NR, pack_b, round_up
+from tasobuild.primitives.gemm import GEMM_MC, GEMM_MR, GEMM_NR, depth_block, pack_b, round_up
 
 # kernels_pyx/tb_winograd.h: tiles per block of the default and the low-memory kernels.
 WINO_BLOCK, WINO_LOWMEM_BLOCK = 96, 12
@@ -273,7 +273,7 @@ def workspace_floats(geo: ConvGeometry, v: WinogradVariant, lowmem: bool) -> int
     """tb_winograd.h's formula: a scratch tile for the transforms, the transformed input and the GEMM results of one
     block of tiles (channel counts rounded up to whole lanes), and tb_gemm's packing of one block of the input."""
     block, aa = block_tiles(geo, v, lowmem), v.alpha ** 2
-    gemm = round_up(min(GEMM_MC, block), GEMM_MR) * min(geo.c, GEMM_KC)
+    gemm = round_up(min(GEMM_MC, block), GEMM_MR) * depth_block(geo.c)
     return 2 * aa * v.lanes + aa * block * (round_up(geo.c, v.lanes) + round_up(geo.m, v.lanes)) + gemm
 
 

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-# tb_gemm.h: micro-tile MR x NR, cache blocks KC (depth), MC (rows), NC (columns).
+# tb_gemm.h: micro-tile MR x NR, cache blocks KC (depth), MC (rows), NC (columns); a depth up to KC_WHOLE is one block.
 GEMM_MR, GEMM_NR, GEMM_KC, GEMM_MC, GEMM_NC = 6, 16, 384, 96, 4080
+GEMM_KC_WHOLE = 512
+
+
+def depth_block(depth: int) -> int:
+    """tb_gemm_kc: the depth of the GEMM's k-blocks (and of its packing workspace) for a product of this depth."""
+    return depth if depth <= GEMM_KC_WHOLE else GEMM_KC
 
 
 def round_up(x: int, multiple: int) -> int:
@@ -34,7 +40,7 @@ def pack_b(b: np.ndarray) -> np.ndarray:
 def gemm_workspace_floats(rows: int, cols: int, depth: int, a_packed: bool, b_packed: bool) -> int:
     """tb_gemm's workspace for a rows x cols x depth product: the packing of one cache block of each operand that
     is not pre-packed."""
-    kc = min(depth, GEMM_KC)
+    kc = depth_block(depth)
     a = 0 if a_packed else round_up(min(GEMM_MC, rows), GEMM_MR) * kc
     b = 0 if b_packed else kc * round_up(min(GEMM_NC, cols), GEMM_NR)
     return a + b
