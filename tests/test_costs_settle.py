@@ -95,3 +95,36 @@ def test_the_stage_settles_close_real_calls_and_caches_them(tmp_path: Path) -> N
     fast, slow = sorted(out.values(), key=lambda c: c.median_ms)
     ratio = slow.median_ms / fast.median_ms
     assert ratio == pytest.approx(1.001, rel=1e-9) or ratio > 1.02  # tied (the model's pick a hair ahead) or apart
+
+
+def test_a_fresh_build_settles_its_close_calls_and_decides_on_the_settled_costs(
+        tmp_path: Path, ds_cnn_project: Path, private_cost_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DS-CNN with costs = "auto" from an empty cost cache (the session's compiled bindings copied in): the build
+    # settles close calls, the lock's measured costs are the cache's settled ones, and the program matches ONNX
+    # Runtime.
+    import shutil
+    import tomllib
+
+    from tests.e2e import assert_matches, build_and_compile, run_binary, tasobuild
+    from tests.zoo.reference import random_input, run_onnxruntime
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if (private_cost_cache / "bindings").is_dir():
+        shutil.copytree(private_cost_cache / "bindings", cache / "bindings", ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv("TASOBUILD_CACHE_DIR", str(cache))
+    spec = ds_cnn_project
+    spec.write_text(spec.read_text().replace('costs = "profile"', 'costs = "auto"', 1))
+    first = tasobuild("-v", "build", "-c", str(spec))
+    assert "close measured calls of" in first.stderr
+    built = build_and_compile(spec)  # up to date: the report of the tree just built
+    assert built.report["profiled"] == 0
+    model = spec.parent / "model.onnx"
+    x = random_input(model, seed=0)
+    assert_matches(run_binary(built.binary, x, tmp_path)[0], run_onnxruntime(model, x))
+
+    lock = tomllib.loads((spec.parent / "taso.lock").read_text())
+    locked = {c["call"]: c["median_ms"] for c in lock["cost"] if c["source"].startswith("measured")}
+    with CostCache(cache) as costs:
+        stored = {key.call_key: cost.median_ms for key, cost in costs.rows()}
+    assert locked and all(stored[k] == ms for k, ms in locked.items())

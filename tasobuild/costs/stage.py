@@ -9,8 +9,11 @@
              layers first, up to AutoPolicy.fraction of the calls; refit the calibration, predict the rest again,
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
-             A fused group's pass over its calls (profile.SequenceCall) is always measured: no model predicts it.
-A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
+             The first round's choice comes from the model and the cache alone, so every fresh build times the
+             same calls; the later rounds' share is AutoPolicy.reveal of the calls. A fused group's pass over its calls (profile.SequenceCall) is always measured: no model predicts it.
+Measuring here ("profile", "auto"), a layer's measured alternatives close to its best are settled: timed again
+alternating, ordered by their per-round ratios, a tie to the model's pick (costs/settle.py), so timing noise does not
+pick the plan. A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
 or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count there what
 they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured | imported |
 emulated | predicted).
@@ -286,7 +289,7 @@ def settle_layers(layers: Sequence[Sequence[KernelCall]], known: Mapping[str, Co
                 first = known[key]
                 out[key] = Cost(ms, first.spread_ms, first.reps + len(ratios[key]), "measured")
             cache.put_many((CostKey(*where, k), out[k]) for k in sorted(out) if k in ratios)
-    log.debug(f"settled {len(out)} close calls in {len(groups)} layers")
+    log.info(f"settled {len(out)} close measured calls of {len(groups)} layers (timed again, alternating)")
     return out
 
 
@@ -306,8 +309,9 @@ def _predicted_from(model: CostModel | None, calls: Sequence[KernelCall], known:
 def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, Cost],
                timed: Callable[[Sequence[KernelCall]], int], policy: AutoPolicy = AutoPolicy()) -> Costed:
     """"auto" on explicit parts: `known` holds the cached costs and grows as `timed(calls)` measures (it returns
-    how many it measured). Rounds of predict -> choose -> measure -> refit the calibration, until nothing is
-    contested, the budget (policy.fraction of the calls) is spent, or policy.rounds have run."""
+    how many it measured). The first choice from the model fitted on the cache alone (policy.fraction of the calls),
+    then rounds of refit -> predict -> choose -> measure, until nothing more is contested, the reveal budget
+    (policy.reveal of the calls) is spent, or policy.rounds have run."""
     def predicted_now() -> dict[str, Cost]:
         samples = _samples(calls, known)
         tuned = model.fine_tuned(samples) if samples else model  # a target's own model keeps its calibration
