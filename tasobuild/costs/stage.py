@@ -10,13 +10,14 @@
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
              The first round's choice comes from the model and the cache alone, so every fresh build times the
-             same calls; the later rounds' share is AutoPolicy.reveal of the calls. A fused group's pass over its calls (profile.SequenceCall) is always measured: no model predicts it.
+             same calls; the later rounds' share is AutoPolicy.reveal of the calls. A fused group's pass over its
+             calls (profile.SequenceCall) is always measured: no model predicts it.
 Measuring here ("profile", "auto"), a layer's measured alternatives close to its best are settled: timed again
 alternating, ordered by their per-round ratios, a tie to the model's pick (costs/settle.py), so timing noise does not
-pick the plan. A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
-or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count there what
-they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured | imported |
-emulated | predicted).
+pick the plan. A target that cannot run kernels here (profile = false) never times them: its costs are imported or
+predicted, or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count
+there what they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured |
+imported | emulated | predicted).
 """
 
 from __future__ import annotations
