@@ -31,7 +31,7 @@ class SettlePolicy:
     of about `batch_seconds` (at least `min_reps` runs, after `warmup` untimed ones)."""
 
     close: float = 0.15
-    tie: float = 0.05
+    tie: float = 0.02
     rounds: int = 6  # even: with two calls, each goes first in half the rounds, so a steady drift cancels
     batch_seconds: float = 0.004
     min_reps: int = 3
