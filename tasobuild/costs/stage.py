@@ -9,11 +9,15 @@
              layers first, up to AutoPolicy.fraction of the calls; refit the calibration, predict the rest again,
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
-             A fused group's pass over its calls (profile.SequenceCall) is always measured: no model predicts it.
-A target that cannot run kernels here (profile = false) never times them: its costs are imported or predicted,
-or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count there what
-they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured | imported |
-emulated | predicted).
+             The first round's choice comes from the model and the cache alone, so every fresh build times the
+             same calls; the later rounds' share is AutoPolicy.reveal of the calls. A fused group's pass over its
+             calls (profile.SequenceCall) is always measured: no model predicts it.
+Measuring here ("profile", "auto"), a layer's measured alternatives close to its best are settled: timed again
+alternating, ordered by their per-round ratios, a tie to the model's pick (costs/settle.py), so timing noise does not
+pick the plan. A target that cannot run kernels here (profile = false) never times them: its costs are imported or
+predicted, or, for a microcontroller whose board QEMU emulates, counted on that board ("profile" and "auto" count
+there what they would measure here; costs/emulated.py). Every cost says where it came from (Cost.source: measured |
+imported | emulated | predicted).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 from tasobuild.costs.cache import Cost, CostCache, CostKey, kernel_digest
 from tasobuild.costs.features import FEATURE_VERSION
 from tasobuild.costs.model import Calibration, CostModel, Sample
+from tasobuild.costs.settle import SETTLE, SettlePolicy, alternating_ratios, close_alternatives, settled
 from tasobuild.errors import UserError
 from tasobuild.ir import LAYOUTS
 from tasobuild.primitives import KernelCall
@@ -64,13 +69,15 @@ class Costed:
 @dataclass(frozen=True)
 class AutoPolicy:
     """Which calls "auto" measures: in layers whose candidates are within `z` combined model standard deviations
-    of the layer's best, all of those candidates, largest layers first, at most `fraction` of the calls in all,
-    over at most `rounds` rounds of measure-refit-predict (each round at most `per_round` of what is left)."""
+    of the layer's best, all of those candidates, largest layers first: first at most `fraction` of the calls, chosen
+    from the predictions of the model fitted on the cache alone (so every fresh build measures the same calls,
+    whatever its timings say); then over at most `rounds` - 1 rounds of refit-predict-measure, at most `reveal` of
+    the calls more, those the measurements made contested."""
 
     fraction: float = 0.08
     z: float = 1.0
     rounds: int = 4
-    per_round: float = 0.5
+    reveal: float = 0.03
 
 
 def data_dir() -> Path:
@@ -199,11 +206,12 @@ def _calibration(path: Path) -> Calibration:
 
 def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fingerprint: str, kernels_digest: str,
                kernels: Callable[[], Bench] | None, model: CostModel | None, progress: bool,
-               policy: AutoPolicy = AutoPolicy(), where: str = "optimizer.costs", emulate: Emulate | None = None
-               ) -> Costed:
+               policy: AutoPolicy = AutoPolicy(), where: str = "optimizer.costs", emulate: Emulate | None = None,
+               settle: SettlePolicy | None = SETTLE) -> Costed:
     """The stage on explicit parts: `kernels` loads the bindings to time calls (None: this target cannot run
     here), `emulate` counts calls on the target's emulated board (None: it has none here; the calls it cannot run
-    are missing from its answer and predicted), `model` predicts (None: no model)."""
+    are missing from its answer and predicted), `model` predicts (None: no model). `settle`: how the close
+    alternatives of a layer measured in this run are timed again alternating (costs.settle; None: not)."""
     from tasobuild.costs.profile import measure
 
     unique = sorted({c.key(): c for c in calls}.values(), key=KernelCall.key)
@@ -221,6 +229,11 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
         result = measure(todo, kernels(), cache, fingerprint=fingerprint, kernel_digest=kernels_digest,
                          progress=progress)
         known.update(result.costs)
+        if settle is not None:  # the close calls of the layers just measured, timed again alternating
+            fresh = {c.key() for c in todo}
+            layers = [layer for layer in _layers(unique).values() if any(c.key() in fresh for c in layer)]
+            now = settle_layers(layers, known, kernels(), cache, (fingerprint, kernels_digest), model, settle)
+            known.update(now)
         return result.measured
 
     if mode == "profile" and kernels is not None:
@@ -250,6 +263,37 @@ def cost_calls(mode: Mode, calls: Sequence[KernelCall], cache: CostCache, *, fin
     return Costed(_sorted({**_predicted_from(model, unique, known, missing), **known}), 0)
 
 
+def settle_layers(layers: Sequence[Sequence[KernelCall]], known: Mapping[str, Cost], kernels: Bench,
+                  cache: CostCache, where: tuple[str, str], model: CostModel | None,
+                  policy: SettlePolicy = SETTLE) -> dict[str, Cost]:
+    """The close measured alternatives of each layer (costs.settle.close_alternatives) timed again alternating and
+    settled (costs.settle.settled: a tie goes to the model's pick), stored in the cache at once under the measuring
+    lock; returns the new costs by call key. `where`: the cache rows' (fingerprint, kernel digest)."""
+    from tasobuild.costs.profile import make_buffers
+
+    groups = [close for layer in layers if (close := close_alternatives(layer, known, policy))]
+    if not groups:
+        return {}
+    out: dict[str, Cost] = {}
+    with cache.measuring_lock():
+        for calls in groups:
+            buffers = {c.key(): make_buffers(c) for c in calls}
+
+            def batch(call: KernelCall, warmup: int, reps: int, arrays: Mapping[str, dict[str, np.ndarray]] = buffers
+                      ) -> np.ndarray:
+                return kernels.bench(call, arrays[call.key()], warmup, reps)
+
+            ratios = alternating_ratios(calls, batch, known, policy)
+            preference = {k: cost.median_ms for k, cost in predict(model, calls).items()} if model else {}
+            reference = known[calls[0].key()]
+            for key, ms in settled(reference.median_ms, ratios, preference, policy).items():
+                first = known[key]
+                out[key] = Cost(ms, first.spread_ms, first.reps + len(ratios[key]), "measured")
+            cache.put_many((CostKey(*where, k), out[k]) for k in sorted(out) if k in ratios)
+    log.info(f"settled {len(out)} close measured calls of {len(groups)} layers (timed again, alternating)")
+    return out
+
+
 def _predicted_from(model: CostModel | None, calls: Sequence[KernelCall], known: Mapping[str, Cost],
                     missing: Sequence[KernelCall]) -> dict[str, Cost]:
     """The `missing` calls predicted by `model` fine-tuned on the `known` costs of `calls` (as shipped if none are
@@ -266,8 +310,9 @@ def _predicted_from(model: CostModel | None, calls: Sequence[KernelCall], known:
 def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, Cost],
                timed: Callable[[Sequence[KernelCall]], int], policy: AutoPolicy = AutoPolicy()) -> Costed:
     """"auto" on explicit parts: `known` holds the cached costs and grows as `timed(calls)` measures (it returns
-    how many it measured). Rounds of predict -> choose -> measure -> refit the calibration, until nothing is
-    contested, the budget (policy.fraction of the calls) is spent, or policy.rounds have run."""
+    how many it measured). The first choice from the model fitted on the cache alone (policy.fraction of the calls),
+    then rounds of refit -> predict -> choose -> measure, until nothing more is contested, the reveal budget
+    (policy.reveal of the calls) is spent, or policy.rounds have run."""
     def predicted_now() -> dict[str, Cost]:
         samples = _samples(calls, known)
         tuned = model.fine_tuned(samples) if samples else model  # a target's own model keeps its calibration
@@ -276,20 +321,22 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
         guesses = layer_corrected(tuned, calls, known, predict(tuned, todo, factor))
         return {**guesses, **split_from_whole(todo, known, factor)}
 
-    budget = math.floor(policy.fraction * len(calls))
-    measured = 0
+    # The first choice is a function of the cache and the model only: a choice made from this run's timings would
+    # follow their noise (which calls get timed, and so the calibration and every prediction, differed per build).
     predicted = predicted_now()
-    for round_ in range(policy.rounds):
+    first = choose_measurements(calls, {**predicted, **known}, policy, math.floor(policy.fraction * len(calls)))
+    measured = timed(first) if first else 0
+    budget = measured + math.floor(policy.reveal * len(calls))
+    for _ in range(policy.rounds - 1):
+        predicted = predicted_now()  # refit the calibration on what was just measured
         left = budget - measured
         if left <= 0:
             break
-        # the first rounds keep part of the budget for what they reveal; the last may spend all that is left
-        share = left if round_ == policy.rounds - 1 else max(1, math.ceil(policy.per_round * left))
-        todo = choose_measurements(calls, {**predicted, **known}, policy, budget=share)
+        todo = choose_measurements(calls, {**predicted, **known}, policy, budget=left)
         if not todo:
             break
         measured += timed(todo)
-        predicted = predicted_now()  # refit the calibration on what was just measured
+    predicted = predicted_now()
     return Costed(_sorted({**predicted, **known}), measured)
 
 
