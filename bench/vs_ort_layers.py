@@ -2,13 +2,15 @@
 beside ONNX Runtime's per-node kernel times (`SessionOptions.enable_profiling`, one thread), same run.
 
     python bench/vs_ort_layers.py [--networks mobilenetv2 squeezenet11] [--runs 100] [--ratio 1.1]
+                                  [--gaps 12] [--section vs_ort_layers]
 
 ONNX Runtime fuses a conv with its activation (and a residual add) and names the fused node after its last output
 (in NCHWc, with "_nchwc" appended); our layers are named after the model node that heads them. So each ORT node is
 traced back through the ONNX graph, from the tensor it is named after through the activations and adds fused into
 it, to the node that heads it, and paired with our layer of that name (the orders differ: both schedule branches
 their own way). ORT's layout reorders and our layout transforms have no partner; they count in the totals. Lists
-the paired layers where ours/ORT exceeds --ratio, and the totals. Writes BENCHMARKS.md's "vs_ort_layers" section.
+the paired layers where ours/ORT exceeds --ratio, the --gaps paired layers with the largest absolute gap (ours ms
+minus ORT ms, where the time is to be won), and the totals. Writes BENCHMARKS.md's section --section.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def ort_heads(model: Path, names: list[str]) -> dict[str, str]:
     for name in names:
         node = by_name.get(name) or producer.get(name.removesuffix("_nchwc"))
         while node is not None and node.op_type in FUSED_INTO_PRODUCER:
-            inputs = [producer[i] for i in node.input if i in producer]
+            # a Clip's bounds may come from Constant nodes: they head nothing
+            inputs = [producer[i] for i in node.input if i in producer and producer[i].op_type != "Constant"]
             convs = [n for n in inputs if n.op_type not in FUSED_INTO_PRODUCER] or inputs
             node = convs[-1] if convs else None  # an add fused into the later of its producers
         if node is not None:
@@ -76,8 +79,10 @@ def main() -> None:
     parser.add_argument("--networks", nargs="*", default=["mobilenetv2", "squeezenet11"])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--ratio", type=float, default=1.1, help="list layers where ours/ORT exceeds this")
+    parser.add_argument("--gaps", type=int, default=0, help="also list this many layers by largest ours-ORT ms")
+    parser.add_argument("--section", default="vs_ort_layers", help="BENCHMARKS.md section to write")
     args = parser.parse_args()
-    rows, totals = [], []
+    rows, totals, gaps = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks:
             work = Path(tmp) / name
@@ -100,6 +105,11 @@ def main() -> None:
                            f"{sum(layer['measured_ms'] for layer, _ in paired):.3f}",
                            f"{sum(ms for _, ms in paired):.3f}"])
             for layer, ms in paired:
+                gaps.append((layer["measured_ms"] - ms, [name, str(layer["index"]),
+                                                         (layer["call"] or "(several calls)").split("(")[0]
+                                                         .removeprefix("tb_"), shape_of(layer["call"]),
+                                                         f"{layer['measured_ms']:.4f}", f"{ms:.4f}",
+                                                         f"{layer['measured_ms'] - ms:+.4f}"]))
                 if layer["measured_ms"] / ms > args.ratio:
                     call = (layer["call"] or "(several calls)").split("(")[0].removeprefix("tb_")
                     ms_ours = layer["measured_ms"]
@@ -113,10 +123,17 @@ def main() -> None:
             + f"\n\nLayers where ours/ORT > {args.ratio}:\n\n"
             + table(["network", "layer", "our kernel", "in_c x size -> out_c, kernel, stride", "ours ms", "ORT ms",
                      "ours/ORT"], rows))
+    if args.gaps:
+        top = [row for _, row in sorted(gaps, key=lambda g: (-g[0], g[1][:2]))[:args.gaps]]
+        body += (f"\n\nThe {args.gaps} paired layers with the largest absolute gap (ours - ORT):\n\n"
+                 + table(["network", "layer", "our kernel", "in_c x size -> out_c, kernel, stride", "ours ms",
+                          "ORT ms", "gap ms"], top))
     command = "python bench/vs_ort_layers.py" + (
         f" --networks {' '.join(args.networks)}" if args.networks != ["mobilenetv2", "squeezenet11"] else "") + (
-        f" --runs {args.runs}" if args.runs != 100 else "") + (f" --ratio {args.ratio}" if args.ratio != 1.1 else "")
-    record("vs_ort_layers", "Per layer against ONNX Runtime's per-node profile (one thread, same run)", command, body)
+        f" --runs {args.runs}" if args.runs != 100 else "") + (f" --ratio {args.ratio}" if args.ratio != 1.1 else "") + (
+        f" --gaps {args.gaps}" if args.gaps else "") + (
+        f" --section {args.section}" if args.section != "vs_ort_layers" else "")
+    record(args.section, "Per layer against ONNX Runtime's per-node profile (one thread, same run)", command, body)
 
 
 def shape_of(call: str | None) -> str:
