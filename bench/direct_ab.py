@@ -1,7 +1,8 @@
 """A/B timing of the blocked direct and the depthwise HWC kernels on MobileNetV2's and SqueezeNet's layers: an older
 commit's kernels against this tree's, one C driver, old and new alternating, weights warm and cold.
 
-    python bench/direct_ab.py [--old bba8fe3] [--rounds 5] [--reps 31] [--only 16->96 ...] [--no-record]
+    python bench/direct_ab.py [--old bba8fe3] [--rounds 5] [--reps 31] [--only 16->96 ...] [--section direct_ab]
+                              [--no-record]
 
 bench/kernel_ab.py times calls through the profiler, whose buffers stay in cache from run to run. In a network a
 layer's weights were last read a whole inference ago, so they come from L3 or memory: "cold" runs rotate over copies
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=31, help="calls per side per round (at most 256)")
     parser.add_argument("--only", nargs="*", default=[], help="only the layers whose label contains one of these")
+    parser.add_argument("--section", default="direct_ab", help="BENCHMARKS.md section to write")
     parser.add_argument("--no-record", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args()
     layers = tuple(layer for layer in LAYERS if not args.only or any(part in layer[0] for part in args.only))
@@ -184,7 +186,7 @@ def main() -> None:
     if args.no_record:
         print(body)
     else:
-        record("direct_ab", f"Direct and depthwise kernels A/B: {args.old}'s vs this tree's (warm and cold weights)",
+        record(args.section, f"Direct and depthwise kernels A/B: {args.old}'s vs this tree's (warm and cold weights)",
                ("python bench/direct_ab.py " + " ".join(sys.argv[1:])).strip(), body)
 
 
