@@ -363,7 +363,7 @@ static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, c
  * theirs. W + 4 registers: the sums, an input pixel and the tap row's three weights. Maps up to DW_ROWS_INPUT_BYTES
  * are walked channel vector by channel vector, each over all rows, so a tap row's pixels come from L1 for the three
  * output rows using them (row by row, every channel vector of a row before the next, they came from L2 each time).
- * Wider maps keep dw_hwc_3x3: rows cut into segments ran slower there (BENCHMARKS.md, notes after "direct_ab_mbv2d"). */
+ * Wider maps keep dw_hwc_3x3: rows cut into segments ran slower there (BENCHMARKS.md, after "direct_ab_mbv2d"). */
 enum { DW_ROW_MAX = 16 };
 #define DW_ROWS_INPUT_BYTES (1l << 20)
 static inline __attribute__((always_inline)) void dw_hwc_whole_rows(const tb_conv *p, const float *restrict in,
