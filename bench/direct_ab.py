@@ -1,7 +1,8 @@
 """A/B timing of the blocked direct and the depthwise HWC kernels on MobileNetV2's and SqueezeNet's layers: an older
 commit's kernels against this tree's, one C driver, old and new alternating, weights warm and cold.
 
-    python bench/direct_ab.py [--old bba8fe3] [--rounds 5] [--reps 31] [--no-record]
+    python bench/direct_ab.py [--old bba8fe3] [--rounds 5] [--reps 31] [--only 16->96 ...] [--section direct_ab]
+                              [--no-record]
 
 bench/kernel_ab.py times calls through the profiler, whose buffers stay in cache from run to run. In a network a
 layer's weights were last read a whole inference ago, so they come from L3 or memory: "cold" runs rotate over copies
@@ -28,7 +29,10 @@ from tasobuild.target import load_target
 # (label, in_c, h, w, out_c, kernel, stride, depthwise): 3x3 layers padded by 1, 1x1 unpadded.
 LAYERS = (
     ("mnv2 1x1 32->16 @112", 32, 112, 112, 16, 1, 1, 0),
+    ("mnv2 1x1 16->96 @112", 16, 112, 112, 96, 1, 1, 0),
     ("mnv2 1x1 96->24 @56", 96, 56, 56, 24, 1, 1, 0),
+    ("mnv2 1x1 24->144 @56", 24, 56, 56, 144, 1, 1, 0),
+    ("mnv2 1x1 32->192 @28", 32, 28, 28, 192, 1, 1, 0),
     ("mnv2 1x1 576->96 @14", 576, 14, 14, 96, 1, 1, 0),
     ("mnv2 1x1 576->160 @7", 576, 7, 7, 160, 1, 1, 0),
     ("mnv2 1x1 160->960 @7", 160, 7, 7, 960, 1, 1, 0),
@@ -41,6 +45,8 @@ LAYERS = (
     ("mnv2 dw 96 /2 @112", 96, 112, 112, 96, 3, 2, 1),
     ("mnv2 dw 144 @56", 144, 56, 56, 144, 3, 1, 1),
     ("mnv2 dw 144 /2 @56", 144, 56, 56, 144, 3, 2, 1),
+    ("mnv2 dw 192 @28", 192, 28, 28, 192, 3, 1, 1),
+    ("mnv2 dw 384 @14", 384, 14, 14, 384, 3, 1, 1),
     ("mnv2 dw 576 @14", 576, 14, 14, 576, 3, 1, 1),
     ("mnv2 dw 960 @7", 960, 7, 7, 960, 3, 1, 1),
 )
@@ -121,7 +127,7 @@ int main(int argc, char **argv) {
 """
 
 
-def build_driver(old: str, work: Path) -> Path:
+def build_driver(old: str, work: Path, layers: tuple[tuple[str, int, int, int, int, int, int, int], ...]) -> Path:
     """The driver with `old`'s blocked and depthwise kernels (renamed) and this tree's, host target flags."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", old, "kernels_pyx"], capture_output=True,
                              check=True).stdout
@@ -142,7 +148,7 @@ def build_driver(old: str, work: Path) -> Path:
             subprocess.run([cc, *flags, *extra, "-I", str(folder), "-c", str(folder / source), "-o", str(obj)],
                            check=True)
             objects.append(str(obj))
-    rows = ", ".join("{" + ", ".join(str(v) for v in layer[1:]) + "}" for layer in LAYERS)
+    rows = ", ".join("{" + ", ".join(str(v) for v in layer[1:]) + "}" for layer in layers)
     (work / "driver.c").write_text(DRIVER % {"layers": rows})
     binary = work / "driver"
     subprocess.run([cc, *flags, "-I", str(new_dir), str(work / "driver.c"), *objects, "-o", str(binary), "-lm"],
@@ -155,10 +161,13 @@ def main() -> None:
     parser.add_argument("--old", default="bba8fe3", help="the commit whose kernels_pyx/ is the baseline")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=31, help="calls per side per round (at most 256)")
+    parser.add_argument("--only", nargs="*", default=[], help="only the layers whose label contains one of these")
+    parser.add_argument("--section", default="direct_ab", help="BENCHMARKS.md section to write")
     parser.add_argument("--no-record", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args()
+    layers = tuple(layer for layer in LAYERS if not args.only or any(part in layer[0] for part in args.only))
     with tempfile.TemporaryDirectory() as tmp:
-        driver = build_driver(args.old, Path(tmp))
+        driver = build_driver(args.old, Path(tmp), layers)
         results = {}
         for mode, cold in (("warm", "0"), ("cold", "1")):
             out = subprocess.run([str(driver), str(min(args.reps, 256)), str(min(args.rounds, 64)), cold],
@@ -166,7 +175,7 @@ def main() -> None:
             results[mode] = {int(line.split()[0]): line.split()[1:] for line in out.splitlines()}
             print(f"{mode} done", file=sys.stderr)
     rows = []
-    for i, layer in enumerate(LAYERS):
+    for i, layer in enumerate(layers):
         warm, cold = results["warm"][i], results["cold"][i]
         same = "yes" if warm[3] == "1" and cold[3] == "1" else "NO"
         rows.append([layer[0], *warm[:3], *cold[:3], same])
@@ -177,7 +186,7 @@ def main() -> None:
     if args.no_record:
         print(body)
     else:
-        record("direct_ab", f"Direct and depthwise kernels A/B: {args.old}'s vs this tree's (warm and cold weights)",
+        record(args.section, f"Direct and depthwise kernels A/B: {args.old}'s vs this tree's (warm and cold weights)",
                ("python bench/direct_ab.py " + " ".join(sys.argv[1:])).strip(), body)
 
 

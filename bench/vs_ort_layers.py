@@ -1,19 +1,18 @@
 """Where the time goes, per layer, against ONNX Runtime and OpenVINO: our program's per-layer times (`tasobuild
-profile --plan`) beside ONNX Runtime's per-node kernel times (`SessionOptions.enable_profiling`, one thread) and
-OpenVINO's (`PERF_COUNT`, CPU plugin, f32, one thread), same run.
+profile --plan`) beside ONNX Runtime's per-node kernel times (`SessionOptions.enable_profiling`, one thread), same run.
 
     python bench/vs_ort_layers.py [--networks mobilenetv2 squeezenet11] [--runs 100] [--ratio 1.1]
-                                  [--section vs_ort_layers]
+                                  [--gaps 12] [--section vs_ort_layers]
 
 ONNX Runtime fuses a conv with its activation (and a residual add) and names the fused node after its last output
 (in NCHWc, with "_nchwc" appended); our layers are named after the model node that heads them. So each ORT node is
 traced back through the ONNX graph, from the tensor it is named after through the activations and adds fused into
 it, to the node that heads it, and paired with our layer of that name (the orders differ: both schedule branches
-their own way). OpenVINO names a conv after its ONNX node (plus "/WithoutBiases") and is traced back the same way.
-The peers' layout reorders and our layout transforms have no partner; they count in the totals. Lists the paired
-layers where ours over the better peer's exceeds --ratio, largest absolute gap (ours - best, ms) first, and the
-totals.
-Writes BENCHMARKS.md's section --section ("vs_ort_layers").
+their own way). ORT's layout reorders and our layout transforms have no partner; they count in the totals. Lists
+the paired layers where ours/ORT exceeds --ratio, the --gaps paired layers with the largest absolute gap to the
+faster peer (ours ms minus the better of ORT's and OpenVINO's, where the time is to be won), and the totals.
+OpenVINO's per-node times (`PERF_COUNT`, one thread, f32) are paired by the order of the convs. Writes
+BENCHMARKS.md's section --section.
 """
 
 from __future__ import annotations
@@ -57,6 +56,45 @@ def ort_node_ms(model: Path, runs: int, work: Path) -> list[tuple[str, float]]:
     return [(name, statistics.median(t[10:])) for name, t in times.items()]  # dicts keep first-seen order
 
 
+def openvino_node_ms(model: Path, runs: int) -> list[tuple[str, float]] | None:
+    """OpenVINO's executed nodes in order as (type, median ms), one thread, f32, warm-up dropped (`PERF_COUNT`);
+    None without openvino. Its node names are its own (BatchNorm folded into "Multiply_N"), so they are paired with
+    our layers by order, not name (`pair_by_order`)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY",
+              "NUM_STREAMS": 1, "PERF_COUNT": True}
+    request = core.compile_model(str(model), "CPU", config).create_infer_request()
+    x = np.random.default_rng(0).standard_normal(tuple(request.get_input_tensor(0).shape)).astype(np.float32)
+    times: list[list[float]] = []
+    types: list[str] = []
+    for r in range(runs + 10):
+        request.infer({0: x})
+        ran = [i for i in request.get_profiling_info() if i.exec_type not in ("undef", "unknown_f32")]
+        types = [i.node_type for i in ran]
+        if r >= 10:
+            for j, i in enumerate(ran):
+                if j == len(times):
+                    times.append([])
+                times[j].append(i.real_time.total_seconds() * 1000)
+    return [(kind, statistics.median(t)) for kind, t in zip(types, times, strict=True)]
+
+
+def pair_by_order(ours: list[dict], theirs: list[tuple[str, float]]) -> dict[int, float]:
+    """Our layer index -> OpenVINO's ms: the k-th conv (and fully connected) of each, in execution order, when both
+    run the same number of them (MobileNetV2 is a chain: both run its convs in model order); else nothing."""
+    kinds = {"Convolution": "conv", "GroupConvolution": "conv", "FullyConnected": "fc"}
+    mine = [(layer["index"], "fc" if "fc_" in (layer["call"] or "") else "conv") for layer in ours
+            if "conv" in (layer["call"] or "") or "fc_" in (layer["call"] or "")]
+    their = [(kinds[kind], ms) for kind, ms in theirs if kind in kinds]
+    if [k for _, k in mine] != [k for k, _ in their]:
+        return {}
+    return {index: ms for (index, _), (_, ms) in zip(mine, their, strict=True)}
+
+
 def ort_heads(model: Path, names: list[str]) -> dict[str, str]:
     """ORT node name -> the name of the ONNX node heading what it ran (a conv, for a conv with fused activations)."""
     import onnx
@@ -68,7 +106,8 @@ def ort_heads(model: Path, names: list[str]) -> dict[str, str]:
     for name in names:
         node = by_name.get(name) or producer.get(name.removesuffix("_nchwc"))
         while node is not None and node.op_type in FUSED_INTO_PRODUCER:
-            inputs = [producer[i] for i in node.input if i in producer]
+            # a Clip's bounds may come from Constant nodes: they head nothing
+            inputs = [producer[i] for i in node.input if i in producer and producer[i].op_type != "Constant"]
             convs = [n for n in inputs if n.op_type not in FUSED_INTO_PRODUCER] or inputs
             node = convs[-1] if convs else None  # an add fused into the later of its producers
         if node is not None:
@@ -76,47 +115,15 @@ def ort_heads(model: Path, names: list[str]) -> dict[str, str]:
     return heads
 
 
-def openvino_node_ms(model: Path, runs: int) -> list[tuple[str, float]] | None:
-    """OpenVINO's executed nodes (CPU plugin, f32, one thread, PERF_COUNT) with their median time (ms), warm-up
-    dropped; a conv is named after its ONNX node plus "/WithoutBiases" (its bias and activation fused in). None when
-    openvino is not installed."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return None
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY",
-              "NUM_STREAMS": 1, "PERF_COUNT": True}
-    request = ov.Core().compile_model(str(model), "CPU", config).create_infer_request()
-    x = np.random.default_rng(0).standard_normal(tuple(request.get_input_tensor(0).shape)).astype(np.float32)
-    times: dict[str, list[float]] = {}
-    for run in range(runs + 10):
-        request.infer({0: x})
-        if run >= 10:
-            for info in request.profiling_info:
-                if info.status.name == "EXECUTED":
-                    times.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e3)
-    return [(name.removesuffix("/WithoutBiases"), statistics.median(t)) for name, t in times.items()]
-
-
-def by_head(model: Path, nodes: list[tuple[str, float]]) -> dict[str, float]:
-    """A peer's node times summed per ONNX node heading what each ran (its layout reorders have no head)."""
-    heads = ort_heads(model, [n for n, _ in nodes])
-    summed: dict[str, float] = {}
-    for n, ms in nodes:
-        if n in heads:
-            summed[heads[n]] = summed.get(heads[n], 0.0) + ms
-    return summed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="*", default=["mobilenetv2", "squeezenet11"])
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--ratio", type=float, default=1.1, help="list layers where ours/best peer exceeds this")
-    parser.add_argument("--section", default="vs_ort_layers", help="the BENCHMARKS.md section to write")
+    parser.add_argument("--ratio", type=float, default=1.1, help="list layers where ours/ORT exceeds this")
+    parser.add_argument("--gaps", type=int, default=0, help="also list this many layers by largest ours-ORT ms")
+    parser.add_argument("--section", default="vs_ort_layers", help="BENCHMARKS.md section to write")
     args = parser.parse_args()
-    rows, totals = [], []
-    loads = [os.getloadavg()[0]]
+    rows, totals, gaps = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks:
             work = Path(tmp) / name
@@ -126,42 +133,64 @@ def main() -> None:
             spec.write_text(spec.read_text().replace('costs = "profile"', 'costs = "auto"', 1))
             ours = json.loads(tasobuild("profile", "-c", str(spec), "--plan", "--runs", str(args.runs),
                                         "--json").stdout)["layers"]
-            ort_nodes = ort_node_ms(model, args.runs, work)
-            ov_nodes = openvino_node_ms(model, args.runs) or []
-            loads.append(os.getloadavg()[0])
-            ort_by_head, ov_by_head = by_head(model, ort_nodes), by_head(model, ov_nodes)
-            ours_ms = sum(layer["measured_ms"] for layer in ours)
-            ort_ms, ov_ms = sum(ms for _, ms in ort_nodes), sum(ms for _, ms in ov_nodes)
-            paired = [(layer, ort_by_head[layer["label"]], ov_by_head.get(layer["label"])) for layer in ours
-                      if layer["label"] in ort_by_head]
-            totals.append([name, f"{ours_ms:.3f}", f"{ort_ms:.3f}", f"{ov_ms:.3f}" if ov_nodes else "-",
-                           f"{ours_ms / ort_ms:.2f}", f"{ours_ms / ov_ms:.2f}" if ov_nodes else "-",
-                           f"{len(paired)} of {len(ours)}"])
-            for layer, ort_layer, ov_layer in paired:
-                best = min(ort_layer, ov_layer if ov_layer is not None else ort_layer)
-                ms_ours = layer["measured_ms"]
-                if ms_ours / best > args.ratio:
+            theirs = ort_node_ms(model, args.runs, work)
+            heads = ort_heads(model, [n for n, _ in theirs])
+            ort_by_head: dict[str, float] = {}
+            for n, ms in theirs:
+                if n in heads:
+                    ort_by_head[heads[n]] = ort_by_head.get(heads[n], 0.0) + ms
+            ours_ms, ort_ms = sum(layer["measured_ms"] for layer in ours), sum(ms for _, ms in theirs)
+            vino = openvino_node_ms(model, args.runs)
+            vino_by_index = pair_by_order(ours, vino) if vino is not None else {}
+            vino_ms = f"{sum(ms for _, ms in vino):.3f}" if vino is not None else "-"
+            paired = [(layer, ort_by_head[layer["label"]]) for layer in ours if layer["label"] in ort_by_head]
+            totals.append([name, f"{ours_ms:.3f}", f"{ort_ms:.3f}", vino_ms, f"{ours_ms / ort_ms:.2f}",
+                           f"{len(paired)} of {len(ours)}", f"{len(vino_by_index)} of {len(ours)}",
+                           f"{sum(layer['measured_ms'] for layer, _ in paired):.3f}",
+                           f"{sum(ms for _, ms in paired):.3f}"])
+            for layer in ours:  # the gap to the faster peer where either is paired
+                peer_ms = [ms for ms in (ort_by_head.get(layer["label"]), vino_by_index.get(layer["index"]))
+                           if ms is not None]
+                if peer_ms:
+                    best = min(peer_ms)
+                    gaps.append((layer["measured_ms"] - best, [
+                        name, str(layer["index"]), (layer["call"] or "(several calls)").split("(")[0]
+                        .removeprefix("tb_"), shape_of(layer["call"]), f"{layer['measured_ms']:.4f}",
+                        fmt_ms(ort_by_head.get(layer["label"])), fmt_ms(vino_by_index.get(layer["index"])),
+                        f"{layer['measured_ms'] - best:+.4f}"]))
+            for layer, ms in paired:
+                if layer["measured_ms"] / ms > args.ratio:
                     call = (layer["call"] or "(several calls)").split("(")[0].removeprefix("tb_")
+                    ms_ours = layer["measured_ms"]
                     rows.append([name, str(layer["index"]), call, shape_of(layer["call"]), f"{ms_ours:.4f}",
-                                 f"{ort_layer:.4f}", f"{ov_layer:.4f}" if ov_layer is not None else "-",
-                                 f"{ms_ours - best:+.4f}", f"{ms_ours / best:.2f}"])
-    rows.sort(key=lambda row: -float(row[7]))  # the largest absolute gap first: where the most time is to win
-    body = (f"Load average (1 min) during the run: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores. "
-            f"Sums of per-layer (per-node) medians, {args.runs} runs each, one thread; the peers' sums include "
-            f"their layout reorders (OpenVINO: its per-node PERF_COUNT, f32).\n\n"
+                                 f"{ms:.4f}", f"{ms_ours / ms:.2f}"])
+    load = os.getloadavg()[0]
+    body = (f"Load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores. Sums of per-layer (per-node) "
+            f"medians, {args.runs} runs each, one thread; ORT's include its layout reorders. OpenVINO (CPU plugin, "
+            "f32, `PERF_COUNT`) paired by conv order (its node names are its own).\n\n"
             + table(["network", "ours ms (layer sum)", "ORT ms (node sum)", "OpenVINO ms (node sum)", "ours/ORT",
-                     "ours/OpenVINO", "our layers paired with ORT's"], totals)
-            + f"\n\nLayers where ours / the better peer's node > {args.ratio}, the largest gap (ours - best, ms) "
-            f"first:\n\n"
+                     "our layers paired (ORT)", "(OpenVINO)",
+                     "ours ms (paired)", "ORT ms (paired)"], totals)
+            + f"\n\nLayers where ours/ORT > {args.ratio}:\n\n"
             + table(["network", "layer", "our kernel", "in_c x size -> out_c, kernel, stride", "ours ms", "ORT ms",
-                     "OpenVINO ms", "gap ms", "ours/best"], rows))
+                     "ours/ORT"], rows))
+    if args.gaps:
+        top = [row for _, row in sorted(gaps, key=lambda g: (-g[0], g[1][:2]))[:args.gaps]]
+        body += (f"\n\nThe {args.gaps} paired layers with the largest absolute gap to the faster peer (ours - "
+                 "min(ORT, OpenVINO)):\n\n"
+                 + table(["network", "layer", "our kernel", "in_c x size -> out_c, kernel, stride", "ours ms",
+                          "ORT ms", "OpenVINO ms", "gap ms"], top))
     command = "python bench/vs_ort_layers.py" + (
         f" --networks {' '.join(args.networks)}" if args.networks != ["mobilenetv2", "squeezenet11"] else "") + (
         f" --runs {args.runs}" if args.runs != 100 else "") + (
         f" --ratio {args.ratio}" if args.ratio != 1.1 else "") + (
+        f" --gaps {args.gaps}" if args.gaps else "") + (
         f" --section {args.section}" if args.section != "vs_ort_layers" else "")
-    record(args.section, "Per layer against ONNX Runtime's and OpenVINO's per-node profiles (one thread, same run)",
-           command, body)
+    record(args.section, "Per layer against ONNX Runtime's per-node profile (one thread, same run)", command, body)
+
+
+def fmt_ms(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.4f}"
 
 
 def shape_of(call: str | None) -> str:

@@ -353,6 +353,77 @@ static inline __attribute__((always_inline)) void dw_hwc_3x3(const tb_conv *p, c
     }
 }
 #undef DW_INNER
+
+#if defined(__AVX512F__)
+/* Narrow maps (MobileNetV2's 7x7 and 14x14, stride 1, padded by one on each side): a whole output row of W <= 16
+ * pixels x 16 channels in W registers, so the border pixels (on a 7x7 map 29 of 49) run as fast as the others. Per
+ * tap row the input pixels are loaded once each, in order, and each feeds the up to three outputs whose window holds
+ * it (a third of a load per multiply-add, where the 4-pixel groups load once per multiply-add); an output thus gets
+ * its taps in the order the other paths add them (row by row, left to right), so the sums are bit-identical to
+ * theirs. W + 4 registers: the sums, an input pixel and the tap row's three weights. Maps up to DW_ROWS_INPUT_BYTES
+ * are walked channel vector by channel vector, each over all rows, so a tap row's pixels come from L1 for the three
+ * output rows using them (row by row, every channel vector of a row before the next, they came from L2 each time).
+ * Wider maps keep dw_hwc_3x3: rows cut into segments ran slower there (BENCHMARKS.md, after "direct_ab_mbv2d"). */
+enum { DW_ROW_MAX = 16 };
+#define DW_ROWS_INPUT_BYTES (1l << 20)
+static inline __attribute__((always_inline)) void dw_hwc_whole_rows(const tb_conv *p, const float *restrict in,
+                                                                    const float *restrict w,
+                                                                    const float *restrict bias,
+                                                                    float *restrict out, int c_end, const int W)
+{
+    const long C = p->in_c, M = p->out_c;
+    const int channels_outer = (long)p->in_h * W * C * (long)sizeof(float) <= DW_ROWS_INPUT_BYTES;
+    const int c_steps = (c_end - p->oc_begin) / DW_CB, rows = p->oh_end - p->oh_begin;
+    int step, ki, ix, j;
+    for (step = 0; step < c_steps * rows; ++step) { /* (channel vector, row) pairs in the order chosen above */
+        const int c = p->oc_begin + (channels_outer ? step / rows : step % c_steps) * DW_CB;
+        const int oh = p->oh_begin + (channels_outer ? step % rows : step / c_steps);
+        const int top = oh - p->pad_top, k0 = tb_max(0, -top), k1 = tb_min(3, p->in_h - top);
+        float *o = out + (long)oh * W * M + c;
+        tb_v16 acc[DW_ROW_MAX];
+        for (j = 0; j < W; ++j) {
+            if (p->accumulate) V16_LOAD(acc[j], o + j * M);
+            else V16_LOAD(acc[j], bias + c);
+        }
+        for (ki = k0; ki < k1; ++ki) {
+            const float *row = in + (long)(top + ki) * W * C + c;
+            tb_v16 w0, w1, w2;
+            V16_LOAD(w0, w + (long)(ki * 3) * M + c);
+            V16_LOAD(w1, w + (long)(ki * 3 + 1) * M + c);
+            V16_LOAD(w2, w + (long)(ki * 3 + 2) * M + c);
+            for (ix = 0; ix < W; ++ix) { /* input ix is tap 0 of output ix + 1, 1 of ix, 2 of ix - 1 */
+                tb_v16 x;
+                V16_LOAD(x, row + ix * C);
+                if (ix + 1 < W) V16_MADD(acc[ix + 1], w0, x);
+                V16_MADD(acc[ix], w1, x);
+                if (ix >= 1) V16_MADD(acc[ix - 1], w2, x);
+            }
+        }
+        for (j = 0; j < W; ++j) {
+            if (!p->accumulate) v16_act(&acc[j], p->act, p->act_a, p->act_b);
+            V16_STORE(o + j * M, acc[j]);
+        }
+    }
+}
+
+/* Whether dw_hwc_whole_rows runs this 3x3, stride 1 convolution: a narrow map, padded by one left and right. */
+static int dw_whole_rows(const tb_conv *p)
+{
+    return p->stride_w == 1 && p->pad_left == 1 && p->in_w == p->out_w && p->out_w >= 2 && p->out_w <= DW_ROW_MAX;
+}
+
+static void dw_hwc_whole_rows_n(const tb_conv *p, const float *restrict in, const float *restrict w,
+                                const float *restrict bias, float *restrict out, int c_end)
+{
+    switch (p->out_w) { /* a constant width, so the pixel loops unroll and the sums stay in registers */
+#define TB_W(n) case n: dw_hwc_whole_rows(p, in, w, bias, out, c_end, n); break;
+    TB_W(2) TB_W(3) TB_W(4) TB_W(5) TB_W(6) TB_W(7) TB_W(8) TB_W(9) TB_W(10) TB_W(11) TB_W(12) TB_W(13) TB_W(14)
+    TB_W(15) TB_W(16)
+#undef TB_W
+    default: break;
+    }
+}
+#endif
 #endif
 
 void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, const float *restrict w,
@@ -365,6 +436,10 @@ void tb_conv_depthwise_direct_hwc(const tb_conv *p, const float *restrict in, co
         /* Whole vectors here; the channels past the last full vector go through the generic path. */
         const int c_end = p->oc_begin + (p->oc_end - p->oc_begin) / DW_CB * DW_CB;
         if (p->stride_h == 1)
+#if defined(__AVX512F__)
+            if (dw_whole_rows(p)) dw_hwc_whole_rows_n(p, in, w, bias, out, c_end);
+            else
+#endif
             dw_hwc_3x3(p, in, w, bias, out, c_end, 1);
         else
             dw_hwc_3x3(p, in, w, bias, out, c_end, 2);

@@ -157,6 +157,12 @@ CASES: tuple[tuple[str, Case, tuple[str, ...]], ...] = (
      GENERAL + DEPTHWISE),
     ("depthwise_3x3_vec_narrow", Case(16, 3, 2, 16, (3, 3), pads=(1, 1, 1, 1), groups=16, act=SIGMOID),
      GENERAL + DEPTHWISE),
+    # maps up to 16 wide, stride 1: whole rows in registers (AVX-512), 7x7 as MobileNetV2's last blocks, and a
+    # 16-wide map with a 4-channel tail
+    ("depthwise_3x3_vec_7x7", Case(48, 7, 7, 48, (3, 3), pads=(1, 1, 1, 1), groups=48, act=CLIP6),
+     GENERAL + DEPTHWISE),
+    ("depthwise_3x3_vec_16_wide", Case(20, 5, 16, 20, (3, 3), pads=(1, 1, 1, 1), groups=20, act=RELU),
+     GENERAL + DEPTHWISE),
     # im2row's panel-by-panel packing of row-contiguous inputs (CHW, HCW): rows wide enough for its in-bounds
     # panels (one load per tap, AVX-512: strides up to 3, dilation) beside its edge panels; stride 4 per value
     ("stem_7x7_s2_wide", Case(3, 20, 45, 9, (7, 7), (2, 2), (3, 3, 3, 3), act=RELU), GENERAL),
@@ -346,7 +352,7 @@ def test_row_views_cover_the_cases() -> None:
 
 TILED = [c for c in SLAB_CASES if c[0] in ("3x3_stride2_asym", "5x3_stride_2x1_dil", "groups3", "depthwise_3x3_vec",
                                            "depthwise_mult2_s2", "deep_k", "many_pixels_1x1", "deep_k_many_pixels",
-                                           "stride2_blocks_split_rows", "1x1_wide_rows")]
+                                           "stride2_blocks_split_rows", "1x1_wide_rows", "depthwise_3x3_vec_7x7")]
 
 
 def grid(extent: int, parts: int) -> list[tuple[int, int]]:
