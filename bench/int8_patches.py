@@ -130,8 +130,9 @@ def main() -> None:
     record("int8_patches", "int8 patch-based inference: smallest arena by kind of tiling vs TFLM, measured time",
            f"python bench/int8_patches.py --networks {' '.join(args.networks)} --rounds {args.rounds} "
            f"--runs {args.runs}",
-           NOTE + " " + load_note(load) + "\n\n" + table(["network", "plan", "arena B", "smallest peak B", "TFLM head / ours",
-                                  "TFLM with tail / ours", "measured ms", "vs untiled fastest", "fused groups"], rows)
+           NOTE + " " + load_note(load) + "\n\n"
+           + table(["network", "plan", "arena B", "smallest peak B", "TFLM head / ours", "TFLM with tail / ours",
+                    "measured ms", "vs untiled fastest", "fused groups"], rows)
            + "\n\n" + AFTER)
 
 
