@@ -236,6 +236,22 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
     assert again["files"]["written"] == [] and again["arena_bytes"] == built.report["arena_bytes"]
 
 
+def test_the_smallest_tiled_plan_places_at_its_peak_with_chains_run_both_ways(tmp_path: Path) -> None:
+    """Float MobileNetV1-0.25, objective memory, tiled: its row chains follow one another, each output over its
+    input; top to bottom only the offsets stepped down chain after chain (144,384 B for a 125,952 B peak). Run
+    bottom to top where the placement puts the output above the input, the arena is the plan's peak, and the
+    program still matches ONNX Runtime."""
+    model = ensure_model("mobilenet_v1_vww_tf")
+    spec = write_target_spec(tmp_path, model, "host", memory="64 MiB", extra="tiling = true\n")
+    spec.write_text(spec.read_text().replace('memory = "64 MiB"\n', 'memory = "64 MiB"\nobjective = "memory"\n'))
+    built = build_and_compile(spec)
+    assert built.report["arena_bytes"] == built.report["lower_bound_bytes"]
+    assert "bottom to top" in (built.out_dir / "src" / "net.c").read_text()
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
+
+
 def test_an_output_overlaps_an_input_only_the_group_reads() -> None:
     from tasobuild.candidates import node_candidates
     from tasobuild.decide import overlap_allowed
