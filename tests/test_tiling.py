@@ -238,7 +238,8 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
 
 def test_the_smallest_tiled_plan_places_at_its_peak_with_chains_run_both_ways(tmp_path: Path) -> None:
     """Float MobileNetV1-0.25, objective memory, tiled: its row chains follow one another, each output over its
-    input; top to bottom only the offsets stepped down chain after chain (144,384 B for a 125,952 B peak). Run
+    input; top to bottom only the offsets stepped down chain after chain (bench/tiling.py's profiled plan: 144,384
+    B for a 125,952 B peak; with these predicted costs decide.unchained found another plan of that peak). Run
     bottom to top where the placement puts the output above the input, the arena is the plan's peak, and the
     program still matches ONNX Runtime."""
     model = ensure_model("mobilenet_v1_vww_tf")
