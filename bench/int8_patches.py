@@ -16,6 +16,7 @@ included; TFLM's head is its planner on the same .tflite (tests/zoo/tflm_arena.p
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks:
@@ -128,8 +130,9 @@ def main() -> None:
     record("int8_patches", "int8 patch-based inference: smallest arena by kind of tiling vs TFLM, measured time",
            f"python bench/int8_patches.py --networks {' '.join(args.networks)} --rounds {args.rounds} "
            f"--runs {args.runs}",
-           NOTE + "\n\n" + table(["network", "plan", "arena B", "smallest peak B", "TFLM head / ours",
-                                  "TFLM with tail / ours", "measured ms", "vs untiled fastest", "fused groups"], rows)
+           NOTE + " " + load_note(load) + "\n\n"
+           + table(["network", "plan", "arena B", "smallest peak B", "TFLM head / ours", "TFLM with tail / ours",
+                    "measured ms", "vs untiled fastest", "fused groups"], rows)
            + "\n\n" + AFTER)
 
 
@@ -140,10 +143,18 @@ NOTE = (
     "for bit against TFLite's reference kernels. Times: the binaries' `--bench` medians (one thread), the median "
     "over alternating rounds; the ratio is paired per round against the untiled fastest plan.")
 
+
+def load_note(start: float) -> str:
+    """The machine's load (1-minute average) at the start and the end of the run: it is shared."""
+    return f"Load (1-minute average): {start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
+
 AFTER = (
     "\"smallest peak\": the least live-set peak any plan with those groups has (solve.Session.min_peak_bytes); the "
     "arena is the placed plan's, which may be above it where outputs over their inputs chain so that no placement "
-    "reaches the peak (DS-CNN's four row groups in a row). Where another plan of that peak places at it, decide "
+    "reaches the peak. Row groups run top to bottom or bottom to top, as the placement puts their outputs below or "
+    "above their inputs (tiling.rows.upward_schedule), so DS-CNN's four row groups in a row alternate and place at "
+    "their peak, 9,600 bytes (top to bottom only they stepped down group after group: 11,840). Where another plan "
+    "of that peak places at it, decide "
     "takes that one (decide.unchained: MobileNetV2 with every kind on offer picked a patch group placed 1,280 bytes "
     "above its peak before). Patch groups need a grid of at least 4 output pixels a side "
     "(tiling.patches.MIN_PATCH_SIDE), which DS-CNN's 5-column feature maps do not have, and ResNet-8's chains "

@@ -198,8 +198,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--fdt", action="store_true",
                         help="the untiled fastest plan and the FDT-only frontier only (its own BENCHMARKS.md section)")
-    parser.add_argument("--section", default="tiling_fdt", help="with --fdt: the BENCHMARKS.md section to write")
+    parser.add_argument("--section", help="the BENCHMARKS.md section to write (default: tiling, with --fdt tiling_fdt)")
     args = parser.parse_args()
+    section = args.section or ("tiling_fdt" if args.fdt else "tiling")
     rows, memory_rows, fdt_rows = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks:
@@ -263,15 +264,16 @@ def main() -> None:
             small_tiled = built["tiled smallest"][0]["arena_bytes"]
             tflm = TFLM_BYTES.get(name)
             memory_rows.append([name, f"{tflm:,}" if tflm else "-", f"{small_untiled:,}", f"{small_tiled:,}",
+                                f"{peaks['all']:,}",
                                 f"{tflm / small_tiled:.2f}x" if tflm else "-",
                                 f"{built[fdt_only][0]['arena_bytes']:,} ({fdt_only})" if fdt_only else "none",
                                 f"{built['patches only'][0]['arena_bytes']:,}",
                                 *(f"{peaks[k] / 1024:.0f} ({1 - peaks[k] / peaks['untiled']:.0%})"
                                   for k in ("untiled", "rows", "channels", "patches", "all"))])
     if args.fdt:
-        record(args.section, "The FDT-only frontier: predicted and measured (channel groups costed as they run)",
+        record(section, "The FDT-only frontier: predicted and measured (channel groups costed as they run)",
                f"python bench/tiling.py --fdt --networks {' '.join(args.networks)} --rounds {args.rounds} "
-               f"--runs {args.runs}" + (f" --section {args.section}" if args.section != "tiling_fdt" else ""),
+               f"--runs {args.runs}" + (f" --section {section}" if section != "tiling_fdt" else ""),
                table(["network", "point (predicted cap)", "arena B", "without paths ending on an add B",
                       "residual adds in paths", "untiled arena B in that time", "FDT saves",
                       "predicted vs untiled fastest", "measured vs untiled fastest", "fused nodes",
@@ -279,14 +281,16 @@ def main() -> None:
                + "\n\n" + table(["network", "plan", "arena KiB", "predicted ms", "measured ms", "vs untiled fastest",
                                   "vs ORT", "fused nodes", "solver s"], rows))
         return
-    body = (table(["network", "TFLM B", "smallest arena untiled B", "smallest arena tiled B", "TFLM / tiled",
+    body = (table(["network", "TFLM B", "smallest arena untiled B", "smallest arena tiled B",
+                   "smallest peak tiled B", "TFLM / tiled",
                    "fdt only arena B", "patches only arena B",
                    "peak untiled KiB", "peak rows only", "peak channels only", "peak patches only", "peak all"],
                   memory_rows)
             + "\n\n" + table(["network", "plan", "arena KiB", "predicted ms", "measured ms", "vs untiled fastest",
                               "vs ORT", "fused nodes", "solver s"], rows))
-    record("tiling", "Fused tiling vs untiled plans (FDT's comparison; measured, same run)",
-           f"python bench/tiling.py --networks {' '.join(args.networks)} --rounds {args.rounds} --runs {args.runs}",
+    record(section, "Fused tiling vs untiled plans (FDT's comparison; measured, same run)",
+           f"python bench/tiling.py --networks {' '.join(args.networks)} --rounds {args.rounds} --runs {args.runs}"
+           + (f" --section {section}" if section != "tiling" else ""),
            body)
 
 

@@ -44,11 +44,12 @@ def to_problem(graph: Graph, nodes: tuple[NodeCandidates, ...], transforms: tupl
     fused: dict[int, list[Choice]] = {}
     for g in groups:  # the group runs at its last member's step: the workspace is counted there
         last = len(g.members) - 1
-        lead = g.output_lead if overlap_allowed(graph, nodes, g.members) else 0
+        lead, rise = (g.output_lead, g.output_rise) if overlap_allowed(graph, nodes, g.members) else (0, 0)
         for j, (index, option) in enumerate(zip(g.members, g.chosen)):
             fused.setdefault(index, []).append(
                 Choice(option.primitive, g.layout, g.layout, g.member_ms[j], g.workspace_bytes if j == last else 0,
-                       group=g.name, deferred=j < last, output_lead=lead if j == last else 0))
+                       group=g.name, deferred=j < last, output_lead=lead if j == last else 0,
+                       output_rise=rise if j == last and lead else 0))
     # a strided producer only where its reader may gather (an allow-list may have left the HWC gather out)
     sliced = {t for nc in nodes for c in nc.options if interleave(nc.node, graph, c.primitive) for t in nc.node.inputs}
     problem_nodes = tuple(

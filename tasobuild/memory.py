@@ -29,9 +29,13 @@ a gathered output meets its slices (the step that reads them as the whole).
 
 Overlap pairs (`Overlap`): a row-band chain (tiling.rows) writes its output top to bottom while it reads its input
 top to bottom, so at the one step where both live (the input's last, the output's first) the output may start
-`lead` bytes below the input and run on over the input rows already read. Every function here takes the pairs:
-`lower_bound` counts such a pair at their step as the span it needs (`Overlap.span`), `plan_arena` and placement
-allow the output anywhere at or below `input - lead` (`lowest_free`), and `check_no_overlap` allows exactly that.
+`lead` bytes below the input and run on over the input rows already read. A chain that may also run bottom to top
+(`rise` > 0) allows the mirror: the output starting `rise` bytes or more above the input's start, written from its
+end down over the input rows already read. Which one a placement took is `Overlap.upward` of its offsets, and the
+chain runs that way. Every function here takes the pairs: `lower_bound` counts such a pair at their step as the
+span it needs (`Overlap.span`, the smaller way), `plan_arena` and placement allow the output anywhere at or below
+`input - lead` or at or above `input + rise` (`lowest_free`), and `check_no_overlap` allows exactly that. So a
+chain of such groups can alternate down and up and stay within its peak, where one way only steps down and down.
 """
 
 from __future__ import annotations
@@ -66,16 +70,29 @@ class Buffer:
 class Overlap:
     """Buffer `output` may share bytes with buffer `input` at `step` (the input's last step and the output's first)
     if it starts at least `lead` bytes below it: its writes up to any point of the step stay below the input bytes
-    still to be read. `lead` is a multiple of the alignment."""
+    still to be read; or, where `rise` > 0 (the group may run the other way), if it starts at least `rise` bytes
+    above the input's start: its writes, from its end down, stay above the input bytes still to be read. `lead` and
+    `rise` are multiples of the alignment; `rise` 0: only the first way."""
 
     input: str
     output: str
     step: int
     lead: int
+    rise: int = 0
 
     def span(self, input_size: int, output_size: int) -> int:
         """The aligned bytes the two take at their step when they overlap as far as they may (their sum at most)."""
-        return min(input_size + output_size, max(input_size + self.lead, output_size))
+        down = max(input_size + self.lead, output_size)
+        up = max(input_size, self.rise + output_size) if self.rise > 0 else down
+        return min(input_size + output_size, down, up)
+
+    def allows(self, input_offset: int, output_offset: int) -> bool:
+        """Whether the output at `output_offset` may share bytes with the input at `input_offset` at their step."""
+        return output_offset + self.lead <= input_offset or 0 < self.rise <= output_offset - input_offset
+
+    def upward(self, input_offset: int, output_offset: int) -> bool:
+        """Whether the group must run bottom to top for these offsets: the output is not `lead` below the input."""
+        return self.rise > 0 and output_offset + self.lead > input_offset
 
 
 REGION_KINDS = ("owner", "in_place", "slice")
@@ -158,12 +175,24 @@ def plan_arena(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN, overlaps
                ) -> ArenaPlan:
     """Place every buffer at the lowest aligned offset free for its whole lifetime (algorithm: module docstring);
     the input of an overlap pair goes `lead` bytes up when its output, smaller than it, is placed after it, so that
-    the output can take the room below it."""
+    the output can take the room below it. Where a pair may also run upward (`Overlap.rise`), the placement without
+    that room is tried too (its output then goes up, where the next chain's can come down): the smaller wins, ties
+    the first."""
     todo = list(buffers)
     _check_unique_names(todo)
     order = sorted(todo, key=lambda b: (-align_up(b.size, alignment), b.first_step, b.name))
     sizes = {b.name: align_up(b.size, alignment) for b in todo}
     room = {o.input: o.lead for o in overlaps if o.lead < sizes[o.output] <= sizes[o.input]}
+    best = _greedy(order, sizes, overlaps, room, alignment)
+    if any(o.rise > 0 for o in overlaps):
+        roomless = _greedy(order, sizes, overlaps, {}, alignment)
+        if roomless.arena_bytes < best.arena_bytes:
+            best = roomless
+    return best
+
+
+def _greedy(order: Sequence[Buffer], sizes: Mapping[str, int], overlaps: Sequence[Overlap],
+            room: Mapping[str, int], alignment: int) -> ArenaPlan:
     placed: list[tuple[Buffer, int, int]] = []  # (buffer, offset, aligned size)
     for buf in order:
         size = sizes[buf.name]
@@ -195,10 +224,10 @@ def lowest_free(buf: Buffer, size: int, placed: Sequence[tuple[Buffer, int, int]
 def _forbidden(name: str, size: int, other: str, off: int, sz: int, overlaps: Sequence[Overlap]) -> tuple[int, int]:
     """(low, end): a buffer of `size` may not start in (low - size, end) next to `other` at `off` (of `sz`)."""
     for o in overlaps:
-        if (o.output, o.input) == (name, other):  # at or below input - lead, or wholly below, or above
-            return off + max(size - o.lead, 0), off + sz
+        if (o.output, o.input) == (name, other):  # at or below input - lead, or at or above input + rise
+            return off + max(size - o.lead, 0), off + (min(o.rise, sz) if o.rise > 0 else sz)
         if (o.input, o.output) == (name, other):  # the output at or below us - lead: we start from its + lead
-            return off, off + min(o.lead, sz)
+            return off + (max(size - o.rise, 0) if o.rise > 0 else 0), off + min(o.lead, sz)  # or up: end at its - rise
     return off, off + sz
 
 
@@ -268,7 +297,8 @@ def _check_buffers(todo: list[Buffer], arena_plan: ArenaPlan, overlaps: Sequence
     pairs: dict[frozenset[str], Overlap] = {}
     for o in overlaps:
         first, last = by_name[o.output], by_name[o.input]
-        if last.last_step != o.step or first.first_step != o.step or o.lead < 0 or o.lead % arena_plan.alignment:
+        if last.last_step != o.step or first.first_step != o.step or o.lead < 0 or o.lead % arena_plan.alignment \
+                or o.rise < 0 or o.rise % arena_plan.alignment:
             raise OverlapError(f"overlap of {o.output!r} over {o.input!r} is not at the one step they share")
         pairs[frozenset((o.input, o.output))] = o
     spans: list[tuple[int, int, Buffer]] = []  # (offset, end, buffer) for non-empty buffers
@@ -287,8 +317,8 @@ def _check_buffers(todo: list[Buffer], arena_plan: ArenaPlan, overlaps: Sequence
             if other_off >= end:
                 break  # sorted by offset: nothing further can share bytes with `buf`
             pair = pairs.get(frozenset((buf.name, other.name)))
-            if pair is not None and offsets[pair.output] + pair.lead <= offsets[pair.input]:
-                continue  # the output starts far enough below the input
+            if pair is not None and pair.allows(offsets[pair.input], offsets[pair.output]):
+                continue  # the output starts far enough below the input, or above it (run bottom to top)
             if buf.lives_with(other):
                 raise OverlapError(
                     f"buffers {buf.name!r} (steps {buf.first_step}-{buf.last_step}, bytes {off}-{end}) and "

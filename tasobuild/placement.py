@@ -8,7 +8,8 @@ can beat. `place` closes them:
    path, which most chains and all single-buffer-per-step plans take).
 2. Else Z3 decides "does every buffer fit below CAP?": an integer offset per buffer (in units of the alignment),
    `0 <= offset`, `offset + size <= CAP`, and for every two buffers whose lifetimes intersect, one lies wholly
-   below the other (or, for an overlap pair at their step, the output at or below the input minus its lead).
+   below the other (or, for an overlap pair at their step, the output at or below the input minus its lead, or
+   at or above the input plus its rise where the group may run bottom to top: Z3 picks the direction).
    CAP starts at the live-set bound (usually feasible: one check proves the optimum); when it is
    proven infeasible, a bisection between the proven bound and the incumbent finds the smallest feasible CAP.
    (Interval lifetimes with sizes do not always reach the live-set bound: then the bisection proves the best.)
@@ -51,7 +52,7 @@ def place(buffers: Iterable[Buffer], alignment: int = ARENA_ALIGN, time_limit_s:
         return replace(incumbent, status="optimal", bound_bytes=bound, seconds=time.perf_counter() - started)
     sized = [b for b in todo if b.size > 0]
     units = [align_up(b.size, alignment) // alignment for b in sized]
-    leads = [replace(o, lead=o.lead // alignment) for o in overlaps]  # in units of the alignment
+    leads = [replace(o, lead=o.lead // alignment, rise=o.rise // alignment) for o in overlaps]  # in alignment units
     lo, offsets = _bisect(sized, units, bound // alignment, incumbent.arena_bytes // alignment,
                           started + time_limit_s, check_rlimit, leads)
     if offsets is not None:
@@ -72,15 +73,17 @@ def _bisect(sized: Sequence[Buffer], units: Sequence[int], lo: int, hi: int, dea
     offsets = [z3.Int(f"o{i}", ctx) for i in range(len(sized))]
     cap = z3.Int("cap", ctx)
     index = {b.name: i for i, b in enumerate(sized)}
-    shared = {(index[o.input], index[o.output]): o.lead for o in leads if o.input in index and o.output in index}
+    shared = {(index[o.input], index[o.output]): o for o in leads if o.input in index and o.output in index}
     for i, (buf, size) in enumerate(zip(sized, units)):
         solver.add(offsets[i] >= 0, offsets[i] + size <= cap)
         for j in range(i):
             if buf.lives_with(sized[j]):
                 apart = [offsets[i] + size <= offsets[j], offsets[j] + units[j] <= offsets[i]]
-                for (a, b), lead in shared.items():
+                for (a, b), pair in shared.items():
                     if {a, b} == {i, j}:
-                        apart.append(offsets[b] + lead <= offsets[a])
+                        apart.append(offsets[b] + pair.lead <= offsets[a])
+                        if pair.rise > 0:
+                            apart.append(offsets[a] + pair.rise <= offsets[b])
                 solver.add(z3.Or(*apart))
     best: list[int] | None = None
     target = lo  # the bound first: when it is reachable, one check proves the optimum

@@ -154,3 +154,24 @@ def test_chained_overlaps_the_greedy_planner_misses_the_exact_placement_finds() 
     arena = place(buffers, 64, overlaps=overlaps)
     assert arena.arena_bytes == 1088 and arena.status == "optimal"  # y at 0 below x at 64, z beside y
     check_no_overlap(buffers, arena, overlaps=overlaps)
+
+
+def test_two_chained_groups_place_at_their_peak_only_with_one_run_bottom_to_top() -> None:
+    """x (1024 B) -> group -> y (1024 B) -> group -> z (1024 B), each output 128 B below its input or, bottom to
+    top, 128 B or more above its start. The peak: 1024 + 128 at either step. Both down: z 128 below y, y 128 below
+    x, 1024 + 256. With x at 128, y at 0 (down) and z at 128 (up, over the dead x) the arena is the peak."""
+    buffers = [Buffer("x", 1024, 0, 1), Buffer("y", 1024, 1, 2), Buffer("z", 1024, 2, 3)]
+    one_way = [Overlap("x", "y", 1, 128), Overlap("y", "z", 2, 128)]
+    both = [Overlap("x", "y", 1, 128, 128), Overlap("y", "z", 2, 128, 128)]
+    assert lower_bound(buffers, 64, one_way) == lower_bound(buffers, 64, both) == 1152
+    assert place(buffers, 64, overlaps=one_way).arena_bytes == 1280  # down and down: the offsets step down twice
+    hand = ArenaPlan((("x", 128), ("y", 0), ("z", 128)), 1152, 64)
+    check_no_overlap(buffers, hand, overlaps=both)
+    assert both[1].upward(0, 128) and not both[0].upward(128, 0)  # the second group runs bottom to top
+    with pytest.raises(OverlapError, match="'y'.*'z'|'z'.*'y'"):  # one cache line short of the rise
+        check_no_overlap(buffers, ArenaPlan((("x", 128), ("y", 0), ("z", 64)), 1152, 64), overlaps=both)
+    with pytest.raises(OverlapError, match="overlap"):  # one way only: z may not start above y
+        check_no_overlap(buffers, hand, overlaps=one_way)
+    for arena in (plan_arena(buffers, 64, both), place(buffers, 64, overlaps=both)):  # greedy and exact reach it
+        check_no_overlap(buffers, arena, overlaps=both)
+        assert arena.arena_bytes == 1152

@@ -18,7 +18,17 @@ from tasobuild.memory import Overlap
 from tasobuild.solve import Choice, Problem, ProblemNode, ProblemTensor, evaluate, greedy, min_peak_bytes, solve
 from tasobuild.tiling import KINDS
 from tasobuild.tiling.base import Workspace
-from tasobuild.tiling.rows import MemberBand, RowGeometry, band_conv, band_runs, band_schedule, output_lead
+from tasobuild.tiling.rows import (
+    MemberBand,
+    RowGeometry,
+    band_conv,
+    band_runs,
+    band_schedule,
+    flipped,
+    output_lead,
+    output_rise,
+    upward_schedule,
+)
 from tests.e2e import (
     assert_matches,
     build_and_compile,
@@ -74,6 +84,36 @@ def test_a_chains_output_may_start_the_most_it_runs_ahead_of_the_input_below_it(
     # band 1 writes up to 288 with rows 0-3 (320 bytes) done: 144 below the input is far enough
     assert output_lead(s, first, 80, 72) == 144
     assert output_lead(s, first, 80, 200) == 480  # wider output rows: band 1's 800 bytes over 320 done with
+
+
+def test_bottom_to_top_a_3x3_stride_1_band_needs_the_mirror_of_its_lead() -> None:
+    # 8 rows, 3x3, pad 1, bands of 2, rows of R = 40 bytes in and out. Top to bottom, band [a, a+2) reads from row
+    # a-1 and writes up to a+2: 3 rows ahead, lead 3R. Bottom to top, bands [6,8), [4,6), [2,4), [0,2): band [a, a+2)
+    # reads up to row a+3 (row 8 is padding) and writes from row a: the output starts 3R above the input, and
+    # the pair spans 8R + 3R either way.
+    conv = RowGeometry(k=3, stride=1, pad_top=1, dilation=1, in_h=8, out_h=8)
+    assert flipped(conv) == conv
+    down, up = band_schedule([conv], 2), upward_schedule([conv], 2)
+    assert down is not None and up is not None
+    assert [b[0].rows for b in up.bands] == [(0, 2), (2, 4), (4, 6), (6, 8)]  # counted from the bottom
+    assert output_lead(down, conv, 40, 40) == 120 and output_rise(up, conv, 8, 40, 40) == 120
+    pair = Overlap("x", "y", 0, 128, 128)
+    assert pair.span(320, 320) == 448 == Overlap("x", "y", 0, 128).span(320, 320)
+
+
+def test_bottom_to_top_a_stride_2_band_starts_its_output_above_the_input_it_still_reads() -> None:
+    # 8 -> 4 rows, 3x3 stride 2, pad top 1 (bottom 0: ONNX's SAME_LOWER-like 8 = 2*3 + 3 - 1), bands of 2, rows of
+    # R bytes both. Flipped, its pad is 0 on top (the bottom): (4-1)*2 + 3 - 8 - 1.
+    conv = RowGeometry(k=3, stride=2, pad_top=1, dilation=1, in_h=8, out_h=4)
+    assert flipped(conv) == RowGeometry(3, 2, 0, 1, 8, 4)
+    down, up = band_schedule([conv], 2), upward_schedule([conv], 2)
+    assert down is not None and up is not None
+    # top to bottom: band [0,2) reads rows 0-2 and writes 2R; band [2,4) reads from row 3, writes 4R: lead 2R
+    assert output_lead(down, conv, 64, 64) == 128
+    # bottom to top: band [2,4) reads up to row 8 and writes from row 2 (8R - 2R); band [0,2) up to row 4 (4R)
+    assert output_rise(up, conv, 4, 64, 64) == 6 * 64
+    # either way the pair spans 10R (8R of input, the 4R output 2R below it or 6R above its start)
+    assert Overlap("x", "y", 0, 128, 384).span(512, 256) == 640 == Overlap("x", "y", 0, 128).span(512, 256)
 
 
 def _conv(h: int, k: int, stride: int, pad: int) -> tuple[Node, Graph]:
@@ -194,6 +234,23 @@ def test_tiling_meets_a_budget_no_untiled_plan_meets(tmp_path: Path) -> None:
     # the lock records the tiling: --frozen rebuilds the same tree without solving
     again = json.loads(tasobuild("build", "-c", str(spec), "--frozen", "--json").stdout)
     assert again["files"]["written"] == [] and again["arena_bytes"] == built.report["arena_bytes"]
+
+
+def test_the_smallest_tiled_plan_places_at_its_peak_with_chains_run_both_ways(tmp_path: Path) -> None:
+    """Float MobileNetV1-0.25, objective memory, tiled: its row chains follow one another, each output over its
+    input; top to bottom only the offsets stepped down chain after chain (bench/tiling.py's profiled plan: 144,384
+    B for a 125,952 B peak; with these predicted costs decide.unchained found another plan of that peak). Run
+    bottom to top where the placement puts the output above the input, the arena is the plan's peak, and the
+    program still matches ONNX Runtime."""
+    model = ensure_model("mobilenet_v1_vww_tf")
+    spec = write_target_spec(tmp_path, model, "host", memory="64 MiB", extra="tiling = true\n")
+    spec.write_text(spec.read_text().replace('memory = "64 MiB"\n', 'memory = "64 MiB"\nobjective = "memory"\n'))
+    built = build_and_compile(spec)
+    assert built.report["arena_bytes"] == built.report["lower_bound_bytes"]
+    assert "bottom to top" in (built.out_dir / "src" / "net.c").read_text()
+    x = random_input(model, seed=0)
+    ours, _ = run_binary(built.binary, x, tmp_path)
+    assert_matches(ours, run_onnxruntime(model, x))
 
 
 def test_an_output_overlaps_an_input_only_the_group_reads() -> None:
@@ -620,12 +677,9 @@ def test_a_row_groups_run_reads_and_writes_each_band_where_the_program_does() ->
     """The pass the profiler times makes the program's calls on the program's places: band by band down the whole
     input and output ("in@<byte>", "out@<byte>"), each member but the last into its window; run through the
     bindings with the members' real weights, it leaves the untiled chain's output in "out"."""
-    from tasobuild import native
-    from tasobuild.costs.profile import buffer_part, sequence_buffers
+    from tasobuild.costs.profile import buffer_part
     from tasobuild.importer import import_onnx
-    from tasobuild.primitives.registry import library
     from tasobuild.tiling.rows import FusedGroup, row_bytes, runs
-    from tests import ir_interpreter
 
     graph = import_onnx(MOBILENET_V2_035)
     members = (1, 2, 3)  # the stem (3x3, stride 2), the first block's 3x3 depthwise and 1x1 projection at 48x48
@@ -636,6 +690,19 @@ def test_a_row_groups_run_reads_and_writes_each_band_where_the_program_does() ->
     outs = [buffer_part(names["out"]) for call, names in named if buffer_part(names["out"])[0] == "out"]
     assert [offset for _, offset in outs] == [k * 4 * row_bytes(graph, last.output) for k in range(len(outs))]
     assert buffer_part(named[0][1]["in0"]) == ("in", 0)
+    np.testing.assert_allclose(*_run_in_bindings(graph, group, named), rtol=1e-4, atol=1e-4)
+
+
+def _run_in_bindings(graph: Graph, group: object, named: list) -> tuple[np.ndarray, np.ndarray]:
+    """A row group's calls with their places ("in@<byte>", ...) run through the bindings on the members' real
+    weights and an input: (the output they leave in "out", the untiled chain's, both HWC and flat)."""
+    from tasobuild import native
+    from tasobuild.costs.profile import buffer_part, sequence_buffers
+    from tasobuild.primitives.registry import library
+    from tests import ir_interpreter
+
+    members = group.members  # type: ignore[attr-defined]
+    last = graph.nodes[members[-1]]
     env = ir_interpreter.run_all(graph, ir_interpreter_input(graph))
     x = graph.nodes[members[0]].inputs[0]
     buffers = sequence_buffers(named)
@@ -649,12 +716,40 @@ def test_a_row_groups_run_reads_and_writes_each_band_where_the_program_does() ->
             elif base.startswith("w") and not base.startswith("win"):  # "w<member>.<role>": its transformed weight
                 j, k = base[1:].split(".")
                 node = graph.nodes[members[int(j)]]
-                weight = primitives[group.chosen[int(j)].primitive].weights(node, graph)[int(k[1:])].reshape(-1)
+                weight = primitives[group.chosen[int(j)].primitive].weights(node, graph)[int(k[1:])].reshape(-1)  # type: ignore[attr-defined]
                 arrays[role][:weight.size] = weight
     native.load().bench_sequence([c for c, _ in named], buffers, 0, 1)
-    out = next(a["out"].base for (_, names), a in zip(named, buffers) if names.get("out") == "out@0")
+    out = next(a["out"].base for (_, names), a in zip(named, buffers) if names.get("out", "").startswith("out@"))
     want = env[last.output].transpose(1, 2, 0).reshape(-1)
-    np.testing.assert_allclose(out[:want.size], want, rtol=1e-4, atol=1e-4)
+    return out[:want.size], want
+
+
+@pytest.mark.parametrize("members, rows", [((1, 2, 3), 4), ((1, 2, 3), 8), ((2, 3), 2), ((4, 5, 6), 4)])
+def test_a_row_group_run_bottom_to_top_leaves_the_same_output(members: tuple[int, ...], rows: int) -> None:
+    """Bottom to top (the bands of the chain upside down, windows filled from their ends): the last member computes
+    the same rows per band as top to bottom, in the reverse order, the output bit for bit the same; the output
+    may start output_rise bytes above the input."""
+    from tasobuild.importer import import_onnx
+    from tasobuild.tiling.rows import FusedGroup, band_places, real_rows
+
+    graph = import_onnx(MOBILENET_V2_035)
+    group = _row_group(graph, members, rows)
+    assert isinstance(group, FusedGroup) and group.upward is not None and group.output_rise > 0
+    last = graph.nodes[members[-1]].output
+    down, up = band_places(group, graph), band_places(group, graph, upward=True)
+    outs = [[place[1] for body in places for _, roles in body for role, place in roles
+             if role == "out" and place[0] == "out"] for places in (down, up)]
+    assert outs[1] == outs[0][::-1]  # the same bands of the output, the other way
+    assert [real_rows(b[-1].rows, graph.shape(last).h) for b in group.upward.bands] == \
+        [b[-1].rows for b in group.schedule.bands][::-1]
+    results = []
+    for places in (down, up):
+        named = [(call, {role: f"{buffer}@{offset}" for role, (buffer, offset) in roles})
+                 for body in places for call, roles in body]
+        got, want = _run_in_bindings(graph, group, named)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        results.append(got.copy())
+    assert results[0].tobytes() == results[1].tobytes()
 
 
 def ir_interpreter_input(graph: Graph) -> np.ndarray:

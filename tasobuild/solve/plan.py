@@ -14,6 +14,7 @@ from tasobuild.solve.problem import (
     Problem,
     group_input,
     group_members,
+    overlap_of,
     overlap_saving,
     slice_extent,
     slice_offsets,
@@ -189,7 +190,7 @@ def evaluate(problem: Problem, picks: Sequence[Choice], **meta: object) -> Plan:
             out = (node.output, pick.layout_out)
             if root[out] != out or lives[read].last_step != step:
                 raise ValueError(f"node {node.name!r}: its output overlaps {read!r}, which lives on")
-            overlaps.append(Overlap(read, version_name(*out), step, problem.aligned(pick.output_lead)))
+            overlaps.append(overlap_of(problem, read, version_name(*out), step, pick))
             step_bytes[step] -= overlap_saving(problem, step, pick)
 
     transforms.sort(key=lambda t: (t.step, t.tensor, t.to_layout))

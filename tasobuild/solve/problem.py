@@ -72,6 +72,9 @@ class Choice:
     # output may start this many bytes below the input's buffer. 0: they are disjoint. Offered only where the
     # input's buffer is read by the group alone (decide.to_problem), so it dies at this step whatever else is chosen.
     output_lead: int = 0
+    # With an output lead: the group may also run bottom to top, its output starting this many bytes or more above
+    # the input's start (memory.Overlap.rise); the placement picks the way. 0: top to bottom only.
+    output_rise: int = 0
 
     @property
     def no_buffer(self) -> bool:
@@ -188,7 +191,8 @@ def _validate(p: Problem) -> None:
         for c in node.choices:
             if c.layout_in not in LAYOUTS or c.layout_out not in LAYOUTS:
                 raise ValueError(f"node {node.name!r} choice {c.primitive!r}: unknown layout")
-            if c.output_lead < 0 or (c.output_lead and (not c.group or c.deferred)):
+            if c.output_lead < 0 or c.output_rise < 0 or (c.output_rise and not c.output_lead) \
+                    or (c.output_lead and (not c.group or c.deferred)):
                 raise ValueError(f"node {node.name!r} choice {c.primitive!r}: an output lead needs a group's last")
             if c.time_ms < 0 or c.workspace_bytes < 0:
                 raise ValueError(f"node {node.name!r} choice {c.primitive!r}: negative time or workspace")
@@ -299,7 +303,12 @@ def overlap_saving(p: Problem, step: int, choice: Choice) -> int:
         return 0
     size_in = p.aligned(p.tensors[group_input(p, step, choice.group)].bytes)
     size_out = p.aligned(p.tensors[p.nodes[step].output].bytes)
-    return size_in + size_out - Overlap("", "", step, p.aligned(choice.output_lead)).span(size_in, size_out)
+    return size_in + size_out - overlap_of(p, "", "", step, choice).span(size_in, size_out)
+
+
+def overlap_of(p: Problem, input_name: str, output_name: str, step: int, choice: Choice) -> Overlap:
+    """The overlap pair a choice's output and its group's input make at its step, leads aligned."""
+    return Overlap(input_name, output_name, step, p.aligned(choice.output_lead), p.aligned(choice.output_rise))
 
 
 def group_members(p: Problem) -> dict[str, list[tuple[int, int]]]:

@@ -140,6 +140,11 @@ class GroupBase:
         """0: the output never overlaps the input (a kind that can says how far below it may start)."""
         return 0
 
+    @property
+    def output_rise(self) -> int:
+        """0: the group runs one way only (a kind that can run the other says how far above it may start)."""
+        return 0
+
     def member_calls(self, j: int) -> tuple[KernelCall, ...]:
         """The calls member j's run makes (not the Nones where it computes nothing)."""
         return tuple(c for c in self.chosen[j].calls if c is not None)

@@ -93,6 +93,12 @@ class Group(Protocol):
         never reach input bytes still to be read: memory.Overlap); 0: it may not overlap."""
         ...
 
+    @property
+    def output_rise(self) -> int:
+        """Run the other way (bottom to top, as its steps do where the arena places the output so): how many bytes
+        above its input's start the output may start and still overlap it (memory.Overlap.rise); 0: one way only."""
+        ...
+
     def member_calls(self, j: int) -> tuple[KernelCall, ...]:
         """The calls member j makes (its chosen run's; not the group's own), whose costs the lock cites."""
         ...

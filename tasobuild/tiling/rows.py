@@ -20,6 +20,14 @@ each output element is computed by the same kernel code in the same order as the
 Top to bottom, the chain is done with its input's first rows before it writes its output's: the output may overlap
 the input, starting `output_lead` bytes below it (the most, over bands, of the output written by a band's end less
 the input done with at its start), so its writes never reach input rows still to be read (memory.Overlap).
+A chain also runs bottom to top, mirrored: its band schedule is that of the chain upside down (`flipped`: the
+bottom padding on top; the last member's bands the same rows as top to bottom, so each output element is computed
+by the same call), its windows filled from their ends (a window holds its rows in order, the carried halo moves to
+its end), and its output may then start `output_rise` bytes above its input (the most, over bands, of the input
+bytes up to the last row the band or a later one reads less the output bytes before the band's first row). Which
+way it runs is the arena's choice (memory.Overlap.upward of the placed offsets): chained groups can alternate down
+and up, so their arena can reach their peak. The way up is costed as the way down (the last member's calls are the
+same, the others' the mirror ones).
 
 `band_schedule` is the pure geometry; `fusable` lists the chains and their band calls for every applicable HWC
 primitive; `GroupOption.group` picks, after costing, each member's fastest primitive, and `non_dominated` keeps the
@@ -105,18 +113,19 @@ class BandSchedule:
     window_rows: tuple[int, ...]  # rows each window must hold (every member but the last)
 
 
-def band_schedule(members: Sequence[RowGeometry], rows: int) -> BandSchedule | None:
-    """The bands of a chain for a band height, or None when a window's carried rows would overlap the rows they
-    move to (the band advances fewer rows than it keeps)."""
+def band_schedule(members: Sequence[RowGeometry], rows: int, first_rows: int = 0) -> BandSchedule | None:
+    """The bands of a chain for a band height (the first band `first_rows` high where given), or None when a
+    window's carried rows would overlap the rows they move to (the band advances fewer rows than it keeps)."""
     n = len(members)
     done, held = [0] * n, [0] * n  # rows computed so far; first row each window holds
     capacity = [0] * (n - 1)
     bands: list[tuple[MemberBand, ...]] = []
     last_h = members[-1].out_h
-    for a in range(0, last_h, rows):
+    starts = [0, *range(first_rows, last_h, rows)] if first_rows else range(0, last_h, rows)
+    for a in starts:
         end = [0] * n
         need = [0] * n  # first row of member j's output that member j+1 reads in this band
-        end[-1] = min(a + rows, last_h)
+        end[-1] = min(a + (first_rows or rows) if a == 0 else a + rows, last_h)
         for j in range(n - 1, 0, -1):
             if end[j] > done[j]:
                 lo, hi = members[j].reads(done[j], end[j])
@@ -154,6 +163,39 @@ def output_lead(schedule: BandSchedule, first: RowGeometry, in_row_bytes: int, o
             needed = min(needed, first.reads(a, b)[0])
         lead = max(lead, band[-1].rows[1] * out_row_bytes - needed * in_row_bytes)
     return lead
+
+
+def flipped(g: RowGeometry) -> RowGeometry:
+    """The convolution upside down, its rows counted from the bottom: its bottom padding (the rows its last window
+    reaches below the input, negative where it leaves input rows unread) becomes its top."""
+    pad_bottom = (g.out_h - 1) * g.stride + g.dilation * (g.k - 1) + 1 - g.in_h - g.pad_top
+    return RowGeometry(g.k, g.stride, pad_bottom, g.dilation, g.in_h, g.out_h)
+
+
+def upward_schedule(members: Sequence[RowGeometry], rows: int) -> BandSchedule | None:
+    """The bands bottom to top: the schedule of the chain upside down, its first band the top-to-bottom last one
+    (so the last member's bands are the same rows), in flipped rows (`flipped`); None as band_schedule."""
+    last_h = members[-1].out_h
+    return band_schedule([flipped(g) for g in members], rows, last_h - (last_h - 1) // rows * rows)
+
+
+def real_rows(flip: tuple[int, int], height: int) -> tuple[int, int]:
+    """Rows [a, b) counted from the bottom of a tensor `height` rows high, counted from the top."""
+    return height - flip[1], height - flip[0]
+
+
+def output_rise(schedule: BandSchedule, first: RowGeometry, out_h: int, in_row_bytes: int, out_row_bytes: int
+                ) -> int:
+    """How far above the chain's input its output must start when it runs bottom to top (`schedule`, from
+    upward_schedule), so that no band writes over input rows that band or a later one reads: the most, over bands,
+    of the input bytes up to the last row the band or a later one reads less the output bytes before the band's
+    first row. The mirror of output_lead."""
+    rise, needed = 0, 0
+    for band in reversed(schedule.bands):
+        if band[0].rows[1] > band[0].rows[0]:
+            needed = max(needed, first.reads(*real_rows(band[0].rows, first.out_h))[1])
+        rise = max(rise, needed * in_row_bytes - real_rows(band[-1].rows, out_h)[0] * out_row_bytes)
+    return rise
 
 
 def band_conv(node: Node, graph: Graph, a: int, b: int) -> tuple[Node, Graph, int]:
@@ -200,7 +242,8 @@ class MemberOption:
 
     primitive: str
     calls: tuple[KernelCall | None, ...]
-    workspace_bytes: int  # the largest of its band calls'
+    workspace_bytes: int  # the largest of its band calls' (both ways)
+    up_calls: tuple[KernelCall | None, ...] = ()  # its calls bottom to top, per band of that run; () if it cannot
 
 
 @dataclass(frozen=True)
@@ -213,6 +256,8 @@ class GroupOption:
     options: tuple[tuple[MemberOption, ...], ...]  # per member, sorted by primitive
     carries: tuple[tuple[KernelCall | None, ...], ...]  # per member but the last, per band
     pick: str = "fastest"
+    upward: BandSchedule | None = None  # the bands bottom to top (upward_schedule), if its windows hold them
+    up_carries: tuple[tuple[KernelCall | None, ...], ...] = ()  # the copies of that run
 
     @property
     def kind(self) -> str:
@@ -232,10 +277,15 @@ class GroupOption:
         windows = tuple(rows * row_bytes(graph, graph.nodes[i].output)
                         for rows, i in zip(self.schedule.window_rows, self.members))
         first, last = graph.nodes[self.members[0]], graph.nodes[self.members[-1]]
-        lead = output_lead(self.schedule, RowGeometry.of(first, graph), row_bytes(graph, first.inputs[0]),
-                           row_bytes(graph, last.output))
+        first_geometry = RowGeometry.of(first, graph)
+        in_row, out_row = row_bytes(graph, first.inputs[0]), row_bytes(graph, last.output)
+        lead = output_lead(self.schedule, first_geometry, in_row, out_row)
+        upward = self.upward if all(o.up_calls for o in chosen) else None
+        rise = 0 if upward is None else output_rise(upward, first_geometry, graph.shape(last.output).h, in_row,
+                                                       out_row)
         group = FusedGroup(self.name, self.members, self.schedule, chosen, self.carries, member_ms,
-                           Workspace.of(windows, chosen), lead)
+                           Workspace.of(windows, chosen), lead, upward=upward,
+                           up_carries=self.up_carries if upward is not None else (), rise_bytes=rise)
         run = run_call(group, graph)
         timed = costs.get(run.key()) if run is not None else None
         # timed as it runs: the members share the pass's time as they share the sum of their calls' times
@@ -295,11 +345,17 @@ def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
     schedule = band_schedule(geos, rows)
     if schedule is None:
         return None
+    upward = upward_schedule(geos, rows)
+    if upward is not None and any(u > d for u, d in zip(upward.window_rows, schedule.window_rows)):
+        upward = None  # its windows would need more rows than the way down's: it runs down only
     per_member: list[tuple[MemberOption, ...]] = []
     for j, i in enumerate(members):
         node = graph.nodes[i]
+        height = graph.shape(node.output).h
         bands = [band_conv(node, graph, *b[j].rows) if b[j].rows[1] > b[j].rows[0] else None
                  for b in schedule.bands]
+        up_bands = [band_conv(node, graph, *real_rows(b[j].rows, height)) if b[j].rows[1] > b[j].rows[0] else None
+                    for b in (upward.bands if upward is not None else ())]
         opts: list[MemberOption] = []
         for cand in candidates[i]:
             p = cand.primitive
@@ -307,17 +363,27 @@ def _group_option(graph: Graph, candidates: list[tuple[Candidate, ...]], members
                 continue
             calls = tuple(None if sub is None else single_call(p.call(sub[0], sub[1])) for sub in bands)
             ws = max((p.workspace(sub[0], sub[1]) for sub in bands if sub is not None), default=0)
-            opts.append(MemberOption(p.name, calls, ws))
+            up_calls: tuple[KernelCall | None, ...] = ()
+            if up_bands and all(sub is None or p.applies(sub[0], sub[1]) for sub in up_bands):
+                up_calls = tuple(None if sub is None else single_call(p.call(sub[0], sub[1])) for sub in up_bands)
+                ws = max(ws, *(p.workspace(sub[0], sub[1]) for sub in up_bands if sub is not None))
+            opts.append(MemberOption(p.name, calls, ws, up_calls))
         if not opts:
             return None
         per_member.append(tuple(sorted(opts, key=lambda o: o.primitive)))
-    carries = tuple(
+    name = f"{layer_range(members)} rows={rows}"
+    return GroupOption(name, members, schedule, tuple(per_member), _carries(graph, members, schedule), upward=upward,
+                       up_carries=_carries(graph, members, upward) if upward is not None else ())
+
+
+def _carries(graph: Graph, members: tuple[int, ...], schedule: BandSchedule) -> tuple[tuple[KernelCall | None, ...],
+                                                                                         ...]:
+    """Per member but the last, per band: the copy that keeps its window's halo (None where it keeps none)."""
+    return tuple(
         tuple(carry_call(graph.shape(graph.nodes[i].output), b[j].carry[1], graph.dtype(graph.nodes[i].output))
               if b[j].carry[1] else None
               for b in schedule.bands)
         for j, i in enumerate(members[:-1]))
-    name = f"{layer_range(members)} rows={rows}"
-    return GroupOption(name, members, schedule, tuple(per_member), carries)
 
 
 class HwcChainGroup(GroupBase):
@@ -352,10 +418,17 @@ class FusedGroup(HwcChainGroup):
     workspace: Workspace  # a window per member but the last, then the largest band call's scratch
     lead_bytes: int  # output_lead: how far below the input the output may start
     run: SequenceCall | None = None  # its bands' calls in sequence, to time as it runs (run_call)
+    upward: BandSchedule | None = None  # its bands bottom to top, where every chosen primitive runs them
+    up_carries: tuple[tuple[KernelCall | None, ...], ...] = ()
+    rise_bytes: int = 0  # output_rise: how far above the input the output may start, run bottom to top
+
+    @property
+    def output_rise(self) -> int:
+        return self.rise_bytes
 
     @property
     def kernel_sources(self) -> tuple[str, ...]:
-        return tuple(sorted({source for per_band in self.carries for c in per_band if c is not None
+        return tuple(sorted({source for per_band in (*self.carries, *self.up_carries) for c in per_band if c is not None
                              for source in (transform_sources(c) if c.function.startswith("tb_q8_")
                                             else CARRY_SOURCES)}))
 
@@ -392,28 +465,45 @@ Body = tuple[tuple[KernelCall, tuple[tuple[str, int | str], ...]], ...]
 Places = tuple[tuple[KernelCall, tuple[tuple[str, tuple[str, int]], ...]], ...]
 
 
-def band_places(group: FusedGroup, graph: Graph) -> list[Places]:
+def band_places(group: FusedGroup, graph: Graph, upward: bool = False) -> list[Places]:
     """Every band's calls in order, each role at its place: per member, the copy that keeps its window's halo, then
-    its own rows. What the program runs (`band_bodies`) and what the profiler times (`run_call`)."""
+    its own rows. What the program runs (`band_bodies`) and what the profiler times (`run_call`). `upward`: the
+    bands bottom to top (group.upward, in flipped rows): a window holds its rows in order, filled from its end, its
+    halo carried to its end."""
     members = [graph.nodes[i] for i in group.members]
     last = len(members) - 1
     row = [row_bytes(graph, m.output) for m in members]  # bytes per output row
     src_row = row_bytes(graph, members[0].inputs[0])
+    heights = [graph.shape(m.output).h for m in members]
+    capacity = group.schedule.window_rows  # the windows are the way down's (the way up's fit in them)
+    schedule, carries, chosen = ((group.upward, group.up_carries, [o.up_calls for o in group.chosen])
+                                 if upward and group.upward is not None
+                                 else (group.schedule, group.carries, [o.calls for o in group.chosen]))
+
+    def window_row(j: int, lo: int, r: int) -> int:
+        """Where row r (counted from the top) of member j's output is in its window, which holds from row `lo`
+        (counted from the bottom when upward: its row lo is the window's last)."""
+        return r - (heights[j] - capacity[j] - lo if upward else lo)
+
     bodies = []
-    for b, band in enumerate(group.schedule.bands):
+    for b, band in enumerate(schedule.bands):
         body: list[tuple[KernelCall, tuple[tuple[str, tuple[str, int]], ...]]] = []
         for j, mb in enumerate(band):
-            carry = group.carries[j][b] if j < last else None
+            carry = carries[j][b] if j < last else None
             if carry is not None:
-                body.append((carry, (("in0", (f"win{j}", mb.carry[0] * row[j])), ("out", (f"win{j}", 0)))))
-            call = group.chosen[j].calls[b]
+                source, count = mb.carry
+                to = capacity[j] - count if upward else 0
+                body.append((carry, (("in0", (f"win{j}", (to - source if upward else source) * row[j])),
+                                     ("out", (f"win{j}", to * row[j])))))
+            call = chosen[j][b]
             if call is None:
                 continue
-            a, _ = mb.rows
-            first = RowGeometry.of(members[j], graph).reads(*mb.rows)[0]
+            a, z = real_rows(mb.rows, heights[j]) if upward else mb.rows
+            first = RowGeometry.of(members[j], graph).reads(a, z)[0]
             places = {
-                "in0": ("in", first * src_row) if j == 0 else (f"win{j - 1}", (first - mb.in_lo) * row[j - 1]),
-                "out": ("out", a * row[j]) if j == last else (f"win{j}", (a - mb.out_lo) * row[j]),
+                "in0": ("in", first * src_row) if j == 0 else
+                       (f"win{j - 1}", window_row(j - 1, mb.in_lo, first) * row[j - 1]),
+                "out": ("out", a * row[j]) if j == last else (f"win{j}", window_row(j, mb.out_lo, a) * row[j]),
                 "ws": ("ws", 0)}
             body.append((call, tuple((r, places.get(r, (f"w{j}.{r}", 0))) for r in call.args)))
         bodies.append(tuple(body))
@@ -421,7 +511,7 @@ def band_places(group: FusedGroup, graph: Graph) -> list[Places]:
 
 
 def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws_base: int,
-                weights: WeightSymbols) -> list[Body]:
+                weights: WeightSymbols, upward: bool = False) -> list[Body]:
     """Every band's calls in order (`band_places`), their buffers in the arena and the weights' symbols."""
     bases = {"in": in_base, "out": out_base, "ws": ws_base + group.workspace.scratch_offset,
              **{f"win{j}": ws_base + group.workspace.offset(j) for j in range(len(group.members) - 1)}}
@@ -429,7 +519,7 @@ def band_bodies(group: FusedGroup, graph: Graph, in_base: int, out_base: int, ws
     return [tuple((call, tuple((role, symbols[buffer] if buffer in symbols else bases[buffer] + offset)
                                for role, (buffer, offset) in roles))
                   for call, roles in places)
-            for places in band_places(group, graph)]
+            for places in band_places(group, graph, upward)]
 
 
 def run_call(group: FusedGroup, graph: Graph) -> SequenceCall | None:
@@ -481,23 +571,32 @@ def arena_pointer(offset: int, delta: int, c_type: str) -> str:
     the arena as floats) for a float buffer, else a byte offset cast to the kernel's element type."""
     if c_type == "float":
         assert offset % 4 == 0 and delta % 4 == 0, (offset, delta)
-        return f"A + {offset // 4}" + (f" + {delta // 4} * {LOOP_VARIABLE}" if delta else "")
-    return f"({c_type} *)((char *)A + {offset}" + (f" + {delta} * {LOOP_VARIABLE}" if delta else "") + ")"
+        return f"A + {offset // 4}" + _advancing(delta // 4)
+    return f"({c_type} *)((char *)A + {offset}" + _advancing(delta) + ")"
+
+
+def _advancing(delta: int) -> str:
+    """The part of a pointer that moves `delta` per loop iteration (a band loop run bottom to top moves down)."""
+    if not delta:
+        return ""
+    return f" {'+' if delta > 0 else '-'} {abs(delta)} * {LOOP_VARIABLE}"
 
 
 def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, weights: WeightSymbols) -> list[Step]:
     """A row group's bands: a step per run of bands that band_runs finds (a loop when it has more than one)."""
     first, last = graph.nodes[group.members[0]], graph.nodes[group.members[-1]]
-    in_base = arena.offset(plan.buffer_of(first.inputs[0], LAYOUT))
-    out_base = arena.offset(plan.buffer_of(last.output, LAYOUT))
+    in_buffer, out_buffer = plan.buffer_of(first.inputs[0], LAYOUT), plan.buffer_of(last.output, LAYOUT)
+    in_base, out_base = arena.offset(in_buffer), arena.offset(out_buffer)
     ws_base = arena.offset(f"{last.name}:workspace")
-    bodies = band_bodies(group, graph, in_base, out_base, ws_base, weights)
+    upward = any(o.upward(in_base, out_base) for o in plan.overlaps if (o.input, o.output) == (in_buffer, out_buffer))
+    bodies = band_bodies(group, graph, in_base, out_base, ws_base, weights, upward)
     label = group.label
     members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
     windows = " and ".join(str(r) for r in group.schedule.window_rows)
-    head = (f"[{label}] fused row tiling of {members}: {len(bodies)} bands of {group.schedule.rows} output rows. "
-            f"Windows of {windows} rows at the start of l{group.members[-1]}'s workspace keep the rows one band "
-            f"shares with the next, so nothing is recomputed.")
+    way = ", bottom to top (its output starts above its input and overwrites it from the end)" if upward else ""
+    head = (f"[{label}] fused row tiling of {members}: {len(bodies)} bands of {group.schedule.rows} output rows"
+            f"{way}. Windows of {windows} rows at the start of l{group.members[-1]}'s workspace keep the rows one "
+            f"band shares with the next, so nothing is recomputed.")
     return looped_steps(bodies, label, head, ("Band", "Bands"))
 
 
