@@ -90,9 +90,10 @@ class Overlap:
         """Whether the output at `output_offset` may share bytes with the input at `input_offset` at their step."""
         return output_offset + self.lead <= input_offset or 0 < self.rise <= output_offset - input_offset
 
-    def upward(self, input_offset: int, output_offset: int) -> bool:
-        """Whether the group must run bottom to top for these offsets: the output is not `lead` below the input."""
-        return self.rise > 0 and output_offset + self.lead > input_offset
+    def upward(self, input_offset: int, output_offset: int, input_size: int) -> bool:
+        """Whether the group must run bottom to top for these offsets: the output starts within the input's bytes,
+        `rise` or more above its start. An output clear of the input runs top to bottom, the way it was timed."""
+        return 0 < self.rise <= output_offset - input_offset < input_size
 
 
 REGION_KINDS = ("owner", "in_place", "slice")

@@ -167,7 +167,8 @@ def test_two_chained_groups_place_at_their_peak_only_with_one_run_bottom_to_top(
     assert place(buffers, 64, overlaps=one_way).arena_bytes == 1280  # down and down: the offsets step down twice
     hand = ArenaPlan((("x", 128), ("y", 0), ("z", 128)), 1152, 64)
     check_no_overlap(buffers, hand, overlaps=both)
-    assert both[1].upward(0, 128) and not both[0].upward(128, 0)  # the second group runs bottom to top
+    assert both[1].upward(0, 128, 1024) and not both[0].upward(128, 0, 1024)  # the second runs bottom to top
+    assert not both[1].upward(0, 1024, 1024)  # an output clear of its input runs top to bottom, as it was timed
     with pytest.raises(OverlapError, match="'y'.*'z'|'z'.*'y'"):  # one cache line short of the rise
         check_no_overlap(buffers, ArenaPlan((("x", 128), ("y", 0), ("z", 64)), 1152, 64), overlaps=both)
     with pytest.raises(OverlapError, match="overlap"):  # one way only: z may not start above y

@@ -588,7 +588,9 @@ def fused_steps(group: FusedGroup, graph: Graph, plan: Plan, arena: ArenaPlan, w
     in_buffer, out_buffer = plan.buffer_of(first.inputs[0], LAYOUT), plan.buffer_of(last.output, LAYOUT)
     in_base, out_base = arena.offset(in_buffer), arena.offset(out_buffer)
     ws_base = arena.offset(f"{last.name}:workspace")
-    upward = any(o.upward(in_base, out_base) for o in plan.overlaps if (o.input, o.output) == (in_buffer, out_buffer))
+    in_size = next(b.size for b in plan.buffers() if b.name == in_buffer)
+    upward = any(o.upward(in_base, out_base, in_size) for o in plan.overlaps
+                 if (o.input, o.output) == (in_buffer, out_buffer))
     bodies = band_bodies(group, graph, in_base, out_base, ws_base, weights, upward)
     label = group.label
     members = ", ".join(f"l{i} {o.primitive}" for i, o in zip(group.members, group.chosen))
