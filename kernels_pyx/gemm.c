@@ -21,7 +21,8 @@
 #define TB_GEMM_MICRO_EDGE 1
 typedef struct { const float *bias_m, *bias_n; int act; float act_a, act_b; } tb_gemm_epi;
 
-/* The wide tiles: rp A panels x cp B panels (6 x 16 each) in one register block, rp, cp in {1, 2}, the rest as
+/* The wide tiles: rows [0, mr) of rp A panels x cp B panels (6 x 16 each) in one register block, rp, cp in
+ * {1, 2}, mr <= 6 rp (fewer where the job's rows end inside the tile: the rows past them are not computed), the rest as
  * the edge (rows [r0, r1), columns per B panel in cols[q], the fused bias + activation). 12 x 32 keeps 24
  * accumulators in flight, 2 B vectors and 12 broadcasts (from memory) per k: 24 independent FMA chains cover two
  * 512-bit FMA ports at latency 4, where 6 x 16's six cannot (<= 75% of peak, a broadcast per FMA). Each element's
@@ -33,7 +34,7 @@ typedef struct { const float *bias_m, *bias_n; int act; float act_a, act_b; } tb
 #ifndef TB_GEMM_PREFETCH
 #define TB_GEMM_PREFETCH 32
 #endif
-static inline __attribute__((always_inline)) void micro_wide(const int rp, const int cp, int kc,
+static inline __attribute__((always_inline)) void micro_wide(const int rp, const int cp, const int mr, int kc,
                                                             const float *restrict a, long a_ps,
                                                             const float *restrict b, long b_ps, float *restrict c,
                                                             long ldc, int add, int r0, int r1,
@@ -54,7 +55,7 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
         _mm_prefetch((const char *)(b + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
         if (cp > 1) _mm_prefetch((const char *)(b1 + TB_GEMM_PREFETCH * NR), _MM_HINT_T0);
 #pragma GCC unroll 12
-        for (r = 0; r < rp * MR; ++r) {
+        for (r = 0; r < mr; ++r) {
             const __m512 ar = _mm512_set1_ps(r < MR ? a[r] : a1[r - MR]);
 #pragma GCC unroll 2
             for (q = 0; q < cp; ++q) acc[r][q] = _mm512_fmadd_ps(ar, bk[q], acc[r][q]);
@@ -74,7 +75,7 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
         hi = _mm512_set1_ps(e->act_b);
     }
 #pragma GCC unroll 12
-    for (r = 0; r < rp * MR; ++r) {
+    for (r = 0; r < mr; ++r) {
         if (r < r0 || r >= r1) continue;
 #pragma GCC unroll 2
         for (q = 0; q < cp; ++q) {
@@ -89,6 +90,26 @@ static inline __attribute__((always_inline)) void micro_wide(const int rp, const
             }
             _mm512_mask_storeu_ps(cr, cols[q], v);
         }
+    }
+}
+
+/* A tile whose rows end at `rows` (1 .. 2 MR - 1, not MR: a ragged last panel, SqueezeNet's 169 pixels = 14 x 12 + 1,
+ * a Winograd block of 16 tiles = 12 + 4): micro_wide over those rows only, where computing the whole panel spent up
+ * to five rows' FMAs on zeros. Each element's sum is the same either way. */
+static void micro_ragged(int cp, int rows, int kc, const float *restrict a, long a_ps, const float *restrict b,
+                         long b_ps, float *restrict c, long ldc, int add, int r0, const __mmask16 *cols,
+                         const tb_gemm_epi *e)
+{
+    switch (rows) {
+#define TB_RAGGED(n)                                                                                               \
+    case n:                                                                                                        \
+        if (cp == 2) micro_wide((n) > MR ? 2 : 1, 2, n, kc, a, a_ps, b, b_ps, c, ldc, add, r0, n, cols, e);        \
+        else micro_wide((n) > MR ? 2 : 1, 1, n, kc, a, a_ps, b, b_ps, c, ldc, add, r0, n, cols, e);                \
+        break;
+    TB_RAGGED(1) TB_RAGGED(2) TB_RAGGED(3) TB_RAGGED(4) TB_RAGGED(5) TB_RAGGED(7) TB_RAGGED(8) TB_RAGGED(9)
+    TB_RAGGED(10) TB_RAGGED(11)
+#undef TB_RAGGED
+    default: break;
     }
 }
 
@@ -451,14 +472,16 @@ static void macro_wide(const tb_gemm_job *g, int ic, int mc, int jc, int nc, int
             e.bias_m = g->bias_m ? g->bias_m + row : 0;
             e.bias_n = g->bias_n ? g->bias_n + col : 0;
             e.act = g->act; e.act_a = g->act_a; e.act_b = g->act_b;
-            if (rp == 2 && cp == 2)
-                micro_wide(2, 2, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+            if (r_hi - row < rp * MR) /* the job's rows end inside the tile */
+                micro_ragged(cp, r_hi - row, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, cols, ep);
+            else if (rp == 2 && cp == 2)
+                micro_wide(2, 2, 2 * MR, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
             else if (rp == 2)
-                micro_wide(2, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+                micro_wide(2, 1, 2 * MR, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
             else if (cp == 2)
-                micro_wide(1, 2, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+                micro_wide(1, 2, MR, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
             else
-                micro_wide(1, 1, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
+                micro_wide(1, 1, MR, kc, ap, a_ps, bp, b_ps, ct, g->ldc, add, r_lo - row, r_hi - row, cols, ep);
             if (last && !g->accumulate && !fuse) epilogue(g, r_lo, c_lo, r_hi - r_lo, c_hi - c_lo);
         }
     }
