@@ -37,7 +37,7 @@ from tests.test_gemm import VARIANTS
 # -> 64, 7x7 s2) at reduced size, a channel count below one vector, and 1x1 convolutions: run as one long row of pixels
 # across row ends (7x9 and 5x5 maps, so blocks straddle rows), and padded or strided ones, which are not; a 1x1 with
 # small weights runs in chunks of pixels that do not stop at row ends either; weights large enough to be prefetched a
-# panel ahead.
+# panel ahead; two panels at once where the input has few channels.
 BLOCKED_CASES = (
     ("first_layer_3x3_s2", Case(3, 23, 21, 32, (3, 3), (2, 2), (1, 1, 1, 1), act=CLIP6)),
     ("first_layer_7x7_s2", Case(3, 30, 29, 64, (7, 7), (2, 2), (3, 3, 3, 3), act=RELU)),
@@ -55,6 +55,10 @@ BLOCKED_CASES = (
     # alone), and a 3x3 over 32 + 24 channels (its second panel in pairs, between border pixels)
     ("pairs_24_odd_inputs", Case(17, 6, 11, 24, (1, 1), act=CLIP6)),
     ("pairs_3x3_56_channels", Case(9, 7, 10, 56, (3, 3), pads=(1, 1, 1, 1), act=RELU)),
+    # at most 16 input channels (AVX-512): two whole panels as one block of 6 pixels x 64 channels, then a third
+    # panel alone (a 1x1 run flat, SqueezeNet's fire expansions), or a masked tail (a 3x3 between border pixels)
+    ("two_panels_pointwise_16_to_96", Case(16, 7, 9, 96, (1, 1), act=RELU)),
+    ("two_panels_3x3_5_to_77", Case(5, 8, 13, 77, (3, 3), (2, 1), (1, 1, 1, 1), act=CLIP6)),
 )
 UNGROUPED = tuple((label, case) for label, case, _ in CASES if case.groups == 1) + BLOCKED_CASES
 
