@@ -26,7 +26,8 @@ from common import ROOT, record, table
 from tasobuild.resources import kernels_dir
 from tasobuild.target import load_target
 
-# (label, in_c, h, w, out_c, kernel, stride, depthwise): 3x3 layers padded by 1, 1x1 unpadded.
+# (label, in_c, h, w, out_c, kernel, stride, kind): kind 0 a blocked conv over HWC, 1 depthwise, 2 a blocked stem over
+# CHW, unpadded (SqueezeNet's); other 3x3 layers padded by 1, 1x1 unpadded.
 LAYERS = (
     ("mnv2 1x1 32->16 @112", 32, 112, 112, 16, 1, 1, 0),
     ("mnv2 1x1 16->96 @112", 16, 112, 112, 96, 1, 1, 0),
@@ -41,6 +42,8 @@ LAYERS = (
     ("mnv2 1x1 320->1280 @7", 320, 7, 7, 1280, 1, 1, 0),
     ("squeezenet 1x1 512->1000 @13", 512, 13, 13, 1000, 1, 1, 0),
     ("squeezenet 1x1 128->16 @55", 128, 55, 55, 16, 1, 1, 0),
+    ("squeezenet 1x1 16->64 @55", 16, 55, 55, 64, 1, 1, 0),
+    ("squeezenet stem 3->64 /2 @224", 3, 224, 224, 64, 3, 2, 2),
     ("mnv2 dw 32 @112", 32, 112, 112, 32, 3, 1, 1),
     ("mnv2 dw 96 /2 @112", 96, 112, 112, 96, 3, 2, 1),
     ("mnv2 dw 144 @56", 144, 56, 56, 144, 3, 1, 1),
@@ -60,6 +63,7 @@ DRIVER = r"""
 typedef void (*convfn)(const tb_conv *, const float *, const float *, const float *, float *);
 void old_blocked_hwc(const tb_conv *, const float *, const float *, const float *, float *);
 void old_depthwise_hwc(const tb_conv *, const float *, const float *, const float *, float *);
+void old_blocked_chw_to_hwc(const tb_conv *, const float *, const float *, const float *, float *);
 static const int LAYERS[][7] = {%(layers)s};
 static double now(void) {
     struct timespec t;
@@ -83,7 +87,7 @@ int main(int argc, char **argv) {
     int i;
     for (i = 0; i < (int)(sizeof LAYERS / sizeof LAYERS[0]); ++i) {
         const int c = LAYERS[i][0], h = LAYERS[i][1], wd = LAYERS[i][2], m = LAYERS[i][3], k = LAYERS[i][4];
-        const int s = LAYERS[i][5], dw = LAYERS[i][6], pad = k / 2;
+        const int s = LAYERS[i][5], dw = LAYERS[i][6] == 1, stem = LAYERS[i][6] == 2, pad = stem ? 0 : k / 2;
         const int oh = (h + 2 * pad - k) / s + 1, ow = (wd + 2 * pad - k) / s + 1;
         tb_conv p = {c, h, wd, m, oh, ow, k, k, s, s, pad, pad, 1, 1, dw ? c : 1,
                      TB_ACT_CLIP, 0.f, 6.f, 0, m, 0, oh, 0};
@@ -93,8 +97,9 @@ int main(int argc, char **argv) {
         float *in, *w, *b, *o1, *o2;
         double old_ms[64], new_ms[64], ratio[64];
         long j;
-        convfn fo = dw ? old_depthwise_hwc : old_blocked_hwc;
-        convfn fn = dw ? tb_conv_depthwise_direct_hwc : tb_conv_direct_blocked_hwc;
+        convfn fo = stem ? old_blocked_chw_to_hwc : dw ? old_depthwise_hwc : old_blocked_hwc;
+        convfn fn = stem ? tb_conv_direct_blocked_chw_to_hwc : dw ? tb_conv_depthwise_direct_hwc
+                                : tb_conv_direct_blocked_hwc;
         if (copies > 64) copies = 64;
         in = malloc(nin * 4); w = malloc(stride * 4 * copies); b = malloc(m * 4);
         o1 = malloc(nout * 4); o2 = malloc(nout * 4);
