@@ -2,10 +2,10 @@
 
 For convolutions with few input channels per tap, such as a network's first layer (3 -> 32, 3x3 stride 2 at 224): a
 GEMM-based kernel there spends more building its patch matrix, and holds a workspace the size of the input times the
-taps, than it spends multiplying, while this kernel keeps a block of up to 12 pixels x 2 vectors of output channels
-in registers (bias, relu and clip included) and reads the input in place. It reads any input layout through strides
-and writes HWC, so a first layer fed CHW images also changes layout for free. groups == 1; no workspace; weights in
-panels of 32 output channels.
+taps, than it spends multiplying, while this kernel keeps a block of up to 12 pixels x 2 vectors of output channels (6
+pixels x 4 vectors, two panels, over at most 16 input channels on AVX-512) in registers (bias, relu and clip included)
+and reads the input in place. It reads any input layout through strides and writes HWC, so a first layer fed CHW
+images also changes layout for free. groups == 1; no workspace; weights in panels of 32 output channels.
 """
 
 from __future__ import annotations
