@@ -608,6 +608,21 @@ def test_walk_limit_counts_z3_work_not_seconds(monkeypatch: pytest.MonkeyPatch) 
 
 # ---- the descent: SAT checks on the time from a good plan, bisecting from a proven lower bound ----
 
+def test_ascent_climbs_from_a_lower_bound_to_the_fastest_plan_and_gives_up_on_none() -> None:
+    """Hand-worked on chain3 (plans of 15, 16.5, 17.5, 18, 18.5 and 21 ms) from a 10 ms bound: "faster than
+    10.01 ms?" no, then 10.03, 10.07, 10.15, 10.31, 10.63, 11.27, 12.55 ms (the step doubling from 10 us), no;
+    15.11 ms finds the 15 ms plan, and the descent from the bound 12.55 ms proves it. With no plan at all, every
+    check says no up to the slowest time a plan could take, and the ascent leaves the question to maxres (None)."""
+    from tasobuild.solve import search
+    p = chain3()
+    enc = encode(p)
+    base, soft = time_softs(enc, frozenset())
+    plan = search.ascend(enc, list(enc.constraints), base, soft, Clock(60), lambda _: True, 10_000_000)
+    assert plan is not None and plan.time_ns == 15_000_000 and set(primitives(plan).values()) == {"direct"}
+    nothing = [*enc.constraints, z3.BoolVal(False, enc.ctx)]
+    assert search.ascend(enc, nothing, base, soft, Clock(60), lambda _: True, 10_000_000) is None
+
+
 def test_descent_proves_the_fastest_plan_and_bisects_from_a_lower_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hand-worked on chain3: from the greedy plan (16.5 ms: gemm, gemm, wino and two 2 ms transforms) a linear
     descent asks for a plan faster than 16.5 ms, then faster than each one found, and ends on 15 ms (all direct, no

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import z3
 
@@ -24,6 +24,7 @@ class Outcome:
     picks: tuple[Choice, ...] | None  # None: no plan (infeasible, or none found in time)
     proven: bool  # the picks are optimal (or, with no picks, infeasibility is proven)
     bound: int  # proven lower bound on the objective (ns or bytes)
+    hard: bool = False  # min_time: maxres's first slice did not settle it (or the ascent did, in its place)
 
 
 class Clock:
@@ -102,6 +103,9 @@ COARSE_NS = 10_000
 # of the optimum), each check given at most this many Z3 resource units (20k-600k each on GoogLeNet). Only when a
 # check runs out does the exact MaxSAT search run, within the best plan's bound.
 DESCENT_STEP_RLIMIT = 5_000_000
+# A walk's questions come in runs of hard ones (the caps next to the floor). After one, the next question first
+# ascends from its interval lower bound (`ascend`) within this much work, before any maxres slice.
+ASCENT_WORK = 3_000_000
 
 
 def slice_params(k: int) -> dict[str, object]:
@@ -123,7 +127,7 @@ def run_slice(opt: z3.Optimize, k: int, clock: Clock) -> z3.CheckSatResult:
 def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Excluded = frozenset(),
              known: tuple[Choice, ...] | None = None,
              accept: Callable[[Plan], bool] = lambda _: True, coarse: Plan | None = None,
-             at_least_ns: int | None = None) -> Outcome:
+             at_least_ns: int | None = None, ascend_first: bool = False) -> Outcome:
     """Fastest plan under the extra constraints, never picking an excluded choice, as weighted MaxSAT (Z3 Optimize,
     core-guided maxres, in slices: see slice_params). Each choice is a soft 'not this' weighted by how much slower
     it is than the node's fastest allowed choice (the fastest weighs 0, which keeps the cores small); each transform
@@ -136,7 +140,7 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     slice does not settle it: with `at_least_ns` (a proven lower bound on the time, say the fastest plan under a
     larger cap) a bisection between it and maxres's best plan (`descend`); without, the coarse plan (COARSE_NS) and
     a descent from it; only when that runs out, the exact MaxSAT search bounded by the best plan found: `coarse` is
-    then that plan, and `extra` holds the bound."""
+    then that plan, and `extra` holds the bound. `ascend_first` (with `at_least_ns`): try `ascend` before maxres."""
     hard = [*enc.constraints, *extra, *exclusions(enc, excluded)]
     opt = z3.Optimize(ctx=enc.ctx)
     assert_all(opt, hard)
@@ -144,6 +148,10 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
     if softs is None:
         return Outcome(None, True, 0)
     base, soft = softs
+    if ascend_first and at_least_ns is not None and coarse is None:
+        settled = ascend(enc, hard, base, soft, clock, accept, at_least_ns)
+        if settled is not None:
+            return Outcome(picks_of(settled), True, settled.time_ns, hard=True)
     handle = add_soft_all(opt, soft, "time")
     best = None if known is None else evaluate(enc.problem, known)
     if coarse is not None and (best is None or coarse.time_ns < best.time_ns):
@@ -173,11 +181,12 @@ def min_time(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, excluded: Exc
             if found is not None:
                 found, proven = descend(enc, hard, base, soft, found, clock, accept, at_least_ns)
                 if proven:
-                    return Outcome(picks_of(found), True, found.time_ns)
+                    return Outcome(picks_of(found), True, found.time_ns, hard=True)
                 # the exact search again, from its first slice, within the bound of the best plan found
                 units = tuple((z3.Not(lit), w // COARSE_NS) for lit, w in soft if w >= COARSE_NS)
                 bound = pb_le(units, (found.time_ns - base - 1) // COARSE_NS, enc.ctx)
-                return min_time(enc, [*extra, bound], clock, excluded, known, accept, coarse=found)
+                return replace(min_time(enc, [*extra, bound], clock, excluded, known, accept, coarse=found),
+                               hard=True)
         lower = max(lower, base + _soft_lower(handle))
         found = _incumbent(enc, opt, accept)  # out of budget: maxres keeps its best model so far
         if found is not None and (best is None or found.time_ns < best.time_ns):
@@ -314,6 +323,49 @@ def descend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z
                                  f"takes {faster.time_ns} ns, or breaks a cap")
         plan = faster
     return plan, False
+
+
+def ascend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z3.BoolRef, int]], clock: Clock,
+           accept: Callable[[Plan], bool], lower: int) -> Plan | None:
+    """The fastest plan from a proven lower bound up, within ASCENT_WORK of the clock's work: plain SAT checks "is
+    there a plan faster than lower + d?", d from COARSE_NS doubling; each "no" raises the proven bound to lower + d,
+    the first "yes" is a plan, from which `descend` bisects down to the bound. None when the checks or the descent
+    run out (the caller's maxres then answers, as without it). Near a walk's floor the next point is often a few
+    microseconds slower than the last, where maxres's first slice spends its whole budget settling nothing."""
+    limited = Clock(clock.limit_s, work=ASCENT_WORK if clock.work is None else min(ASCENT_WORK, clock.work -
+                                                                                   clock.work_used))
+    solver = z3.Solver(ctx=enc.ctx)
+    solver.set("random_seed", SEED)
+    assert_all(solver, hard)
+    broken = tuple((z3.Not(lit), w) for lit, w in soft)
+    top = base + sum(w for _, w in soft) + 1  # every plan is faster than this: "no" here means no plan at all
+    step, found = COARSE_NS, None
+    try:
+        while found is None and not limited.expired():
+            faster_than = min(lower + step, top)
+            solver.push()
+            solver.add(pb_le(broken, faster_than - base - 1, enc.ctx))
+            result = limited.run(solver, DESCENT_STEP_RLIMIT, charge_used=True)
+            model = solver.model() if result == z3.sat else None
+            solver.pop()
+            if result == z3.unsat:
+                if faster_than >= top:
+                    return None  # no plan under these constraints: maxres proves it as before
+                lower, step = faster_than, step * 2
+            elif model is None:
+                return None
+            else:
+                found = evaluate(enc.problem, enc.picks(model))
+                if not accept(found) or found.time_ns >= faster_than:
+                    raise AssertionError(f"solver encoding disagrees with evaluate: a plan faster than "
+                                         f"{faster_than} ns takes {found.time_ns} ns, or breaks a cap")
+        if found is None:
+            return None
+        plan, proven = descend(enc, hard, base, soft, found, limited, accept, lower)
+        return plan if proven else None
+    finally:
+        clock.used += limited.used
+        clock.work_used += limited.work_used
 
 
 def min_peak(enc: Encoding, extra: list[z3.BoolRef], clock: Clock, floor: int,

@@ -65,6 +65,7 @@ class Session:
         self.problem = pruned(problem)
         self.enc = encode(self.problem)
         self._proven: list[_Fastest] = []
+        self._hard = False  # the last fastest-plan question needed more than maxres's first slice
         self._excluded: dict[int | None, Excluded] = {}
 
     # ---- facts that hold whatever the choices ----
@@ -265,7 +266,9 @@ class Session:
         at_least = max((a.plan.time_ns for a in self._proven if cap is not None and (a.cap is None or a.cap >= cap)),
                        default=None)
         found = min_time(self.enc, extra, clock, self.excluded(cap), known,
-                         accept=lambda plan: cap is None or plan.peak_bytes <= cap, at_least_ns=at_least)
+                         accept=lambda plan: cap is None or plan.peak_bytes <= cap, at_least_ns=at_least,
+                         ascend_first=self._hard)
+        self._hard = found.hard  # hard questions come in runs: after one, the next ascends first
         if found.proven and found.picks is not None:
             self._proven.append(_Fastest(cap, evaluate(self.problem, found.picks)))
         return found
