@@ -291,10 +291,7 @@ def descend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z
     a real plan, the midpoints rarely do), and then one "no" proves it where bisecting on would take about
     log2(gap) more. Each check has at most DESCENT_STEP_RLIMIT: (best plan, False) when one runs out or the clock
     ends."""
-    solver = z3.Solver(ctx=enc.ctx)
-    solver.set("random_seed", SEED)
-    assert_all(solver, hard)
-    broken = tuple((z3.Not(lit), w) for lit, w in soft)
+    checks = FasterThan(enc, hard, base, soft, accept)
     probed = plan.time_ns  # the plan last asked about just below (not the start's: it is rarely the optimum)
     raised = False  # the last check raised the lower bound
     while not clock.expired():
@@ -304,25 +301,45 @@ def descend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z
             faster_than = probed = plan.time_ns
         else:
             faster_than = (lower + plan.time_ns + 1) // 2
-        solver.push()
-        solver.add(pb_le(broken, faster_than - base - 1, enc.ctx))
-        result = clock.run(solver, DESCENT_STEP_RLIMIT, charge_used=True)
-        model = solver.model() if result == z3.sat else None
-        solver.pop()
+        result, faster = checks.run(faster_than, clock)
         raised = result == z3.unsat
         if result == z3.unsat:
             if lower is None or faster_than >= plan.time_ns:
                 return plan, True
             lower = faster_than
             continue
-        if model is None:
+        if faster is None:
             break
-        faster = evaluate(enc.problem, enc.picks(model))  # the plan rebuilt: it must be as fast as asked
-        if not accept(faster) or faster.time_ns >= faster_than:
-            raise AssertionError(f"solver encoding disagrees with evaluate: a plan faster than {faster_than} ns "
-                                 f"takes {faster.time_ns} ns, or breaks a cap")
         plan = faster
     return plan, False
+
+
+class FasterThan:
+    """Plain SAT checks on one solver holding the hard constraints: "is there a plan faster than t?" (the soft
+    weights broken, one pseudo-boolean sum), each within DESCENT_STEP_RLIMIT, charged the work it did."""
+
+    def __init__(self, enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z3.BoolRef, int]],
+                 accept: Callable[[Plan], bool]) -> None:
+        self.enc, self.base, self.accept = enc, base, accept
+        self.solver = z3.Solver(ctx=enc.ctx)
+        self.solver.set("random_seed", SEED)
+        assert_all(self.solver, hard)
+        self.broken = tuple((z3.Not(lit), w) for lit, w in soft)
+
+    def run(self, faster_than: int, clock: Clock) -> tuple[z3.CheckSatResult, Plan | None]:
+        """The check's result, and on sat the plan rebuilt from the model (it must be as fast as asked)."""
+        self.solver.push()
+        self.solver.add(pb_le(self.broken, faster_than - self.base - 1, self.enc.ctx))
+        result = clock.run(self.solver, DESCENT_STEP_RLIMIT, charge_used=True)
+        model = self.solver.model() if result == z3.sat else None
+        self.solver.pop()
+        if model is None:
+            return result, None
+        faster = evaluate(self.enc.problem, self.enc.picks(model))
+        if not self.accept(faster) or faster.time_ns >= faster_than:
+            raise AssertionError(f"solver encoding disagrees with evaluate: a plan faster than {faster_than} ns "
+                                 f"takes {faster.time_ns} ns, or breaks a cap")
+        return result, faster
 
 
 def ascend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z3.BoolRef, int]], clock: Clock,
@@ -334,31 +351,19 @@ def ascend(enc: Encoding, hard: list[z3.BoolRef], base: int, soft: list[tuple[z3
     microseconds slower than the last, where maxres's first slice spends its whole budget settling nothing."""
     limited = Clock(clock.limit_s, work=ASCENT_WORK if clock.work is None else min(ASCENT_WORK, clock.work -
                                                                                    clock.work_used))
-    solver = z3.Solver(ctx=enc.ctx)
-    solver.set("random_seed", SEED)
-    assert_all(solver, hard)
-    broken = tuple((z3.Not(lit), w) for lit, w in soft)
+    checks = FasterThan(enc, hard, base, soft, accept)
     top = base + sum(w for _, w in soft) + 1  # every plan is faster than this: "no" here means no plan at all
     step, found = COARSE_NS, None
     try:
         while found is None and not limited.expired():
             faster_than = min(lower + step, top)
-            solver.push()
-            solver.add(pb_le(broken, faster_than - base - 1, enc.ctx))
-            result = limited.run(solver, DESCENT_STEP_RLIMIT, charge_used=True)
-            model = solver.model() if result == z3.sat else None
-            solver.pop()
+            result, found = checks.run(faster_than, limited)
             if result == z3.unsat:
                 if faster_than >= top:
                     return None  # no plan under these constraints: maxres proves it as before
                 lower, step = faster_than, step * 2
-            elif model is None:
+            elif found is None:
                 return None
-            else:
-                found = evaluate(enc.problem, enc.picks(model))
-                if not accept(found) or found.time_ns >= faster_than:
-                    raise AssertionError(f"solver encoding disagrees with evaluate: a plan faster than "
-                                         f"{faster_than} ns takes {found.time_ns} ns, or breaks a cap")
         if found is None:
             return None
         plan, proven = descend(enc, hard, base, soft, found, limited, accept, lower)
