@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.table import Table as RichTable
 
     from tasobuild.api import BuildResult
+    from tasobuild.costs.stage import Costed
     from tasobuild.pipeline import Inputs
     from tasobuild.primitives import KernelCall
     from tasobuild.target import Target
@@ -297,10 +298,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.record or args.runs is not None:
         raise UserError(f"{'--record' if args.record else '--runs'} goes with --plan (the emitted program's "
                         f"per-layer times): `tasobuild profile --plan {'--record' if args.record else '--runs N'}`")
-    from tasobuild import tiling
     from tasobuild.costs.stage import cached_costs, profile_costs
     from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import all_calls, candidates_of, fused, tiled_calls, tiling_options
+    from tasobuild.pipeline import all_calls, candidates_of, fused_tiling, tiled_calls, tiling_options
     from tasobuild.target import resolved_threads
 
     inputs = _inputs(args)
@@ -317,15 +317,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
                          "then run `tasobuild profile --emit-harness DIR --force` again to time those too",
                          markup=False)
         return _emit_harness(args, target, calls)
-    costed = profile_costs(spec, target, calls, _progress(args))
-    options = tiling_options(spec, graph, nodes, costed.costs)
-    tiled = tiled_calls(options)
-    tiled_costs = profile_costs(spec, target, tiled, _progress(args)) if tiled else costed
-    # the groups timed as they run, as a build where every cost is measured here asks for them (third)
-    runs = tiling.runs(fused(graph, options, {**costed.costs, **tiled_costs.costs})) if target.profile else []
-    profiled = (costed.profiled + (tiled_costs.profiled if tiled else 0)
-                + (profile_costs(spec, target, runs, _progress(args)).profiled if runs else 0))
-    calls = calls + tiled  # kernel calls; the runs are passes over some of them
+
+    def measured(todo: Sequence[KernelCall]) -> Costed:
+        return profile_costs(spec, target, todo, _progress(args))
+
+    untiled = measured(calls)
+    # the band and slice calls second, then the groups timed as they run, as a build measuring here asks for them
+    _, costed = fused_tiling(spec, graph, nodes, untiled, measured, as_they_run=target.profile)
+    calls = calls + tiled_calls(tiling_options(spec, graph, nodes, untiled.costs))  # the runs are passes over these
+    profiled = costed.profiled
     summary = {"calls": len({c.key() for c in calls}), "profiled": profiled}
     if args.json:
         _emit_json(summary)

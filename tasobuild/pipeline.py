@@ -287,7 +287,7 @@ def price(inputs: Inputs, decider: Decider, memo: Memo = no_memo) -> Priced:
     nodes, transforms = candidates_of(spec, graph, memo, resolved_threads(spec, inputs.target))  # 1
     costed = decider.costs(all_calls(nodes, transforms))  # 2
     transforms = faster_transforms(transforms, costed.costs)  # a split transform where it is faster
-    groups, costed = fused_tiling(spec, graph, nodes, costed, decider, measures_here(spec, inputs.target))  # 3
+    groups, costed = fused_tiling(spec, graph, nodes, costed, decider.costs, measures_here(spec, inputs.target))  # 3
     problem = to_problem(graph, nodes, transforms, costed.costs, groups)  # 4
     return Priced(nodes, transforms, costed, groups, problem)
 
@@ -327,10 +327,11 @@ def merged(first: Costed, second: Costed) -> Costed:
     return Costed({**second.costs, **first.costs}, first.profiled + second.profiled, first.from_lock | second.from_lock)
 
 
-def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed, decider: Decider,
-                 as_they_run: bool = False) -> tuple[tuple[Group, ...], Costed]:
+def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], costed: Costed,
+                 costs: Callable[[Sequence[KernelCall]], Costed], as_they_run: bool = False
+                 ) -> tuple[tuple[Group, ...], Costed]:
     """Stage 3: the fused groups on offer (none unless optimizer.tiling is on) and the costs with their calls'.
-    Which groups are offered depends on the untiled costs, so their calls are costed second; `as_they_run`
+    Which groups are offered depends on the untiled costs, so their calls are costed (by `costs`) second; `as_they_run`
     (costs.stage.measures_here), the groups whose kind says so are then timed as they run, their calls in
     sequence (tiling.runs), third, until every group offered has its run's time."""
     from tasobuild import tiling
@@ -338,12 +339,12 @@ def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], co
     options = tiling_options(spec, graph, nodes, costed.costs)
     tiled = tiled_calls(options)
     if tiled:
-        costed = merged(costed, decider.costs(tiled))
+        costed = merged(costed, costs(tiled))
     groups = fused(graph, options, costed.costs)
     # A group's run can cost more than its calls' sum, so a group its kind dropped as dominated by one now timed
     # may be kept next: time the runs of the groups kept until every kept group's is known.
     while as_they_run and (runs := [r for r in tiling.runs(groups) if r.key() not in costed.costs]):
-        costed = merged(costed, decider.costs(runs))
+        costed = merged(costed, costs(runs))
         groups = fused(graph, options, costed.costs)
     return groups, costed
 
