@@ -19,7 +19,6 @@ from tasobuild.costs.stage import (
     cost_calls,
     layer_corrected,
     predict,
-    predicted_winners,
     shipped_model,
 )
 from tasobuild.errors import UserError
@@ -86,8 +85,7 @@ def test_auto_measures_again_what_the_first_measurements_made_contested() -> Non
                           for c in todo})
             return len(todo)
 
-        costed = auto_costs(model, calls, known, timed,
-                            AutoPolicy(fraction=1.0, z=1.0, rounds=rounds, reveal=0.34, confirm=0.0))
+        costed = auto_costs(model, calls, known, timed, AutoPolicy(fraction=1.0, z=1.0, rounds=rounds, reveal=0.34))
         assert costed.profiled == sum(len(r) for r in rounds_log) <= 9 + 3
         return rounds_log, costed.costs
 
@@ -96,52 +94,6 @@ def test_auto_measures_again_what_the_first_measurements_made_contested() -> Non
     assert log == [first, ["tb_z@30000"]]
     assert costs[flat("tb_z", 30000).key()].source == "measured"
     assert run(1)[0] == [first]
-
-
-def test_the_predicted_winners_are_each_layers_fastest_where_predicted() -> None:
-    # Layer n=100: y is fastest and predicted -> chosen. Layer n=200: x fastest but measured -> none. Layer n=300:
-    # x and y tie at 0.5 -> the smaller key (tb_x). Layer n=400 has one candidate: no alternatives, none. The
-    # slowest layer's first.
-    calls = [flat("tb_x", 100), flat("tb_y", 100), flat("tb_x", 200), flat("tb_y", 200), flat("tb_x", 300),
-             flat("tb_y", 300), flat("tb_x", 400)]
-    costs = {calls[0].key(): predicted(1.0, 0.5), calls[1].key(): predicted(0.9, 0.5),
-             calls[2].key(): Cost(2.0, 0.0, 5, "measured"), calls[3].key(): predicted(2.5, 0.5),
-             calls[4].key(): predicted(0.5, 0.5), calls[5].key(): predicted(0.5, 0.5),
-             calls[6].key(): predicted(0.1, 0.5)}
-    assert predicted_winners(calls, costs) == [calls[1], calls[4]]
-
-
-def test_auto_measures_each_layers_fastest_candidate_until_it_is_measured() -> None:
-    # Layers n = 2000 and 40000 of x, y, z (the model: x < y < z by 10% and 30%); on n = 40000, x runs 3x what the
-    # model says, the rest as it says. No first choice or reveal (fraction = reveal = 0): confirmation only. Round
-    # 1 times each layer's fastest-looking candidate, x (the slower layer first); refit, predict again, and so on
-    # until every layer's fastest is measured: n = 40000's y, which looks faster than x measured, is timed, and is
-    # then the fastest. A budget of one call (1/6 of 6) stops after the slower layer's x.
-    model = noisy_model()
-    calls = [flat(f, n) for n in (2000, 40000) for f in ("tb_x", "tb_y", "tb_z")]
-    guess = predict(model, calls)
-    slow = flat("tb_x", 40000).key()
-    truth = {c.key(): guess[c.key()].median_ms * (3.0 if c.key() == slow else 1.0) for c in calls}
-
-    def run(confirm: float) -> tuple[list[list[str]], dict]:
-        known: dict[str, Cost] = {}
-        rounds: list[list[str]] = []
-
-        def timed(todo: list[KernelCall]) -> int:
-            rounds.append([f"{c.function}@{dict(c.params)['n']}" for c in todo])
-            known.update({c.key(): Cost(truth[c.key()], 0.0, 5, "measured") for c in todo})
-            return len(todo)
-
-        costed = auto_costs(model, calls, known, timed, AutoPolicy(fraction=0.0, reveal=0.0, confirm=confirm))
-        assert costed.profiled == sum(len(r) for r in rounds)
-        return rounds, costed.costs
-
-    log, costs = run(1.0)
-    assert log[:2] == [["tb_x@40000", "tb_x@2000"], ["tb_y@40000"]]
-    assert predicted_winners(calls, costs) == []
-    fastest = min((c for c in calls if dict(c.params)["n"] == 40000), key=lambda c: costs[c.key()].median_ms)
-    assert fastest.function == "tb_y" and costs[fastest.key()].median_ms == truth[fastest.key()]
-    assert run(1 / 6)[0] == [["tb_x@40000"]]
 
 
 def test_a_layers_unmeasured_candidates_follow_its_measured_ones() -> None:
@@ -184,7 +136,7 @@ def test_auto_measures_fewer_calls_than_profile(tmp_path: Path, zoo_model) -> No
     with CostCache(tmp_path / "profile") as cache:
         profile = cost_calls("profile", calls, cache, **common)
     assert profile.profiled == unique == len(profile.costs)
-    assert 0 < auto.profiled <= (0.25 + AutoPolicy().confirm) * unique
+    assert 0 < auto.profiled <= 0.25 * unique
     sources = [c.source for c in auto.costs.values()]
     assert sources.count("measured") == auto.profiled and sources.count("predicted") == unique - auto.profiled
     assert {c.source for c in profile.costs.values()} == {"measured"}

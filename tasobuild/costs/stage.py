@@ -10,10 +10,8 @@
              and repeat (AutoPolicy.rounds): a layer's unmeasured candidate that now looks as good as its measured
              best is measured too, so an under-predicted alternative cannot win just because it was never timed.
              The first round's choice comes from the model and the cache alone, so every fresh build times the
-             same calls; the later rounds' share is AutoPolicy.reveal of the calls. Last, each layer's fastest
-             candidate is measured where it is still predicted, refit, and again (AutoPolicy.confirm): the one that
-             looks fastest among many predictions is the likeliest to be under-predicted. A fused group's pass over
-             its calls (profile.SequenceCall) is always measured: no model predicts it.
+             same calls; the later rounds' share is AutoPolicy.reveal of the calls. A fused group's pass over its
+             calls (profile.SequenceCall) is always measured: no model predicts it.
 Measuring here ("profile", "auto"), a layer's measured alternatives close to its best are settled: timed again
 alternating, ordered by their per-round ratios, a tie to the model's pick (costs/settle.py), so timing noise does not
 pick the plan. A target that cannot run kernels here (profile = false) never times them: its costs are imported or
@@ -74,15 +72,12 @@ class AutoPolicy:
     of the layer's best, all of those candidates, largest layers first: first at most `fraction` of the calls, chosen
     from the predictions of the model fitted on the cache alone (so every fresh build measures the same calls,
     whatever its timings say); then over at most `rounds` - 1 rounds of refit-predict-measure, at most `reveal` of
-    the calls more, those the measurements made contested; last, over at most `confirm_rounds` rounds, each layer's
-    fastest candidate where its cost is still predicted (`predicted_winners`), at most `confirm` of the calls more."""
+    the calls more, those the measurements made contested."""
 
     fraction: float = 0.08
     z: float = 1.0
     rounds: int = 4
     reveal: float = 0.03
-    confirm: float = 0.15
-    confirm_rounds: int = 8
 
 
 def data_dir() -> Path:
@@ -341,30 +336,8 @@ def auto_costs(model: CostModel, calls: Sequence[KernelCall], known: dict[str, C
         if not todo:
             break
         measured += timed(todo)
-    # The winner's curse: of a layer's many predicted candidates, the one that looks fastest is the likeliest to be
-    # under-predicted (SqueezeNet's fresh-cache plans took Winograd variants predicted at half their time). Measure
-    # each layer's fastest until it is a measured cost, refitting in between.
-    budget = measured + math.floor(policy.confirm * len(calls))
-    for _ in range(policy.confirm_rounds):
-        todo = predicted_winners(calls, {**predicted_now(), **known})[:budget - measured]
-        if not todo:
-            break
-        measured += timed(todo)
     predicted = predicted_now()
     return Costed(_sorted({**predicted, **known}), measured)
-
-
-def predicted_winners(calls: Sequence[KernelCall], costs: Mapping[str, Cost]) -> list[KernelCall]:
-    """Of each layer with alternatives, its fastest candidate (ties: by key) where that cost is predicted; the
-    slowest layers' first (then by key)."""
-    winners = []
-    for group in _layers(calls).values():
-        if len({(c.function, c.parts) for c in group}) < 2:
-            continue
-        best = min(group, key=lambda c: (costs[c.key()].median_ms, c.key()))
-        if costs[best.key()].source == "predicted":
-            winners.append(best)
-    return sorted(winners, key=lambda c: (-costs[c.key()].median_ms, c.key()))
 
 
 # Model errors of one layer's alternatives are correlated (the layer is harder or easier than its features say):
