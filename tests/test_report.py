@@ -91,6 +91,17 @@ def test_error_object_names_the_file_and_line() -> None:
 # ----------------------------------------------------------------------------------------------- end to end
 
 
+@pytest.fixture(scope="module", autouse=True)
+def predictions_only(tmp_path_factory: pytest.TempPathFactory):
+    """An empty cost cache of this module's own: its builds use `costs = "model"`, which takes cached measurements
+    where there are some, so with the session's cache the frontiers these tests pin (the bundled model's single
+    point) would depend on what earlier tests happened to measure, and on how fast."""
+    previous = os.environ["TASOBUILD_CACHE_DIR"]
+    os.environ["TASOBUILD_CACHE_DIR"] = str(tmp_path_factory.mktemp("report-costs"))
+    yield
+    os.environ["TASOBUILD_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="module")
 def trade_off(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """DS-CNN without its blocked direct convs, so that less memory costs time: a frontier of several points."""
