@@ -300,7 +300,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                         f"per-layer times): `tasobuild profile --plan {'--record' if args.record else '--runs N'}`")
     from tasobuild.costs.stage import cached_costs, profile_costs
     from tasobuild.incremental.stagecache import cached
-    from tasobuild.pipeline import all_calls, candidates_of, fused_tiling, tiled_calls, tiling_options
+    from tasobuild.pipeline import all_calls, candidates_of, tiled_calls, tiling_options, timed_groups
     from tasobuild.target import resolved_threads
 
     inputs = _inputs(args)
@@ -323,10 +323,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     untiled = measured(calls)
     # the band and slice calls second, then the groups timed as they run, as a build measuring here asks for them
-    _, costed = fused_tiling(spec, graph, nodes, untiled, measured, as_they_run=target.profile)
-    calls = calls + tiled_calls(tiling_options(spec, graph, nodes, untiled.costs))  # the runs are passes over these
-    profiled = costed.profiled
-    summary = {"calls": len({c.key() for c in calls}), "profiled": profiled}
+    options = tiling_options(spec, graph, nodes, untiled.costs)
+    _, costed = timed_groups(graph, options, untiled, measured, as_they_run=target.profile)
+    calls = calls + tiled_calls(options)  # kernel calls; the runs are passes over some of them
+    summary = {"calls": len({c.key() for c in calls}), "profiled": costed.profiled}
     if args.json:
         _emit_json(summary)
     else:

@@ -331,12 +331,19 @@ def fused_tiling(spec: Spec, graph: Graph, nodes: tuple[NodeCandidates, ...], co
                  costs: Callable[[Sequence[KernelCall]], Costed], as_they_run: bool = False
                  ) -> tuple[tuple[Group, ...], Costed]:
     """Stage 3: the fused groups on offer (none unless optimizer.tiling is on) and the costs with their calls'.
-    Which groups are offered depends on the untiled costs, so their calls are costed (by `costs`) second; `as_they_run`
+    Which groups are offered depends on the untiled costs, so their calls are costed (by `costs`) second; then
+    `timed_groups`."""
+    return timed_groups(graph, tiling_options(spec, graph, nodes, costed.costs), costed, costs, as_they_run)
+
+
+def timed_groups(graph: Graph, options: Sequence[Option], costed: Costed,
+                 costs: Callable[[Sequence[KernelCall]], Costed], as_they_run: bool = False
+                 ) -> tuple[tuple[Group, ...], Costed]:
+    """The groups of `options` with the costs of their calls (by `costs`) added to `costed`; `as_they_run`
     (costs.stage.measures_here), the groups whose kind says so are then timed as they run, their calls in
-    sequence (tiling.runs), third, until every group offered has its run's time."""
+    sequence (tiling.runs), until every group offered has its run's time."""
     from tasobuild import tiling
 
-    options = tiling_options(spec, graph, nodes, costed.costs)
     tiled = tiled_calls(options)
     if tiled:
         costed = merged(costed, costs(tiled))

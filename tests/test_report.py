@@ -96,10 +96,9 @@ def predictions_only(tmp_path_factory: pytest.TempPathFactory):
     """An empty cost cache of this module's own: its builds use `costs = "model"`, which takes cached measurements
     where there are some, so with the session's cache the frontiers these tests pin (the bundled model's single
     point) would depend on what earlier tests happened to measure, and on how fast."""
-    previous = os.environ["TASOBUILD_CACHE_DIR"]
-    os.environ["TASOBUILD_CACHE_DIR"] = str(tmp_path_factory.mktemp("report-costs"))
-    yield
-    os.environ["TASOBUILD_CACHE_DIR"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TASOBUILD_CACHE_DIR", str(tmp_path_factory.mktemp("report-costs")))
+        yield
 
 
 @pytest.fixture(scope="module")
